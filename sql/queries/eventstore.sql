@@ -1,0 +1,80 @@
+-- Named statements of the event store (eventstore/store.py, eventstore/subscription.py).
+
+-- name: append
+-- Appends $3..$5 (parallel arrays: type, data, metadata) to stream $1 in one statement.
+-- $2 is the expected version (0 = the stream must not exist) or NULL for any version. A
+-- stale expectation inserts nothing; two appends with the same expectation collide on
+-- events_stream_version_key and the later one fails when the first commits.
+WITH head AS (
+    SELECT coalesce(max(version), 0) AS version FROM events WHERE stream_id = $1
+)
+INSERT INTO events (stream_id, version, type, data, metadata)
+SELECT $1, head.version + e.ordinal, e.type, e.data, e.metadata
+FROM head,
+     unnest($3::text[], $4::jsonb[], $5::jsonb[]) WITH ORDINALITY AS e(type, data, metadata, ordinal)
+WHERE $2::bigint IS NULL OR head.version = $2::bigint
+ORDER BY e.ordinal
+RETURNING position, transaction_id, version, recorded_at
+
+-- name: append_one
+-- The same as append for a single event ($3 type, $4 data, $5 metadata): no arrays to build and
+-- unpack, measurably cheaper for the most common append (docs/benchmarks.md).
+INSERT INTO events (stream_id, version, type, data, metadata)
+SELECT $1, head.version + 1, $3, $4, $5
+FROM (SELECT coalesce(max(version), 0) AS version FROM events WHERE stream_id = $1) AS head
+WHERE $2::bigint IS NULL OR head.version = $2::bigint
+RETURNING position, transaction_id, version, recorded_at
+
+-- name: stream_version
+-- The version of the last event of stream $1, 0 when the stream does not exist.
+SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1
+
+-- name: read_stream
+-- Events of stream $1 from version $2 up to version $3, in stream order.
+SELECT position, transaction_id, stream_id, version, type, data, metadata, recorded_at
+FROM events
+WHERE stream_id = $1 AND version >= $2 AND version <= $3
+ORDER BY version
+
+-- name: read_all
+-- Up to $3 events after checkpoint ($1, $2) in log order (transaction_id, position). Only
+-- events of transactions older than the snapshot's xmin are read: every such transaction has
+-- ended, so no event can ever be committed before the last one returned.
+SELECT position, transaction_id, stream_id, version, type, data, metadata, recorded_at
+FROM events
+WHERE (transaction_id, position) > ($1::xid8, $2::bigint)
+  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY transaction_id, position
+LIMIT $3
+
+-- name: held_back
+-- Whether committed events wait above the read horizon because an older transaction (of any
+-- database of the cluster) is still open. Readers then retry soon instead of at the poll
+-- interval.
+SELECT EXISTS (
+    SELECT 1 FROM events WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot())
+)
+
+-- name: notify
+-- Wakes the readers of every process (LISTEN flowlog_events). Sent after commit, coalesced.
+SELECT pg_notify($1, '')
+
+-- name: subscription_ensure
+-- Registers subscription $1 at the start of the log when it is new.
+INSERT INTO subscriptions (name) VALUES ($1) ON CONFLICT (name) DO NOTHING
+
+-- name: subscription_try_lock
+-- One active batch per subscription name across processes. A transaction-scoped advisory
+-- lock takes no transaction id, so holding it does not hold back other readers' horizon.
+SELECT pg_try_advisory_xact_lock(1718382455, hashtext($1))
+
+-- name: subscription_checkpoint
+-- The stored checkpoint of subscription $1.
+SELECT transaction_id, position FROM subscriptions WHERE name = $1
+
+-- name: subscription_advance
+-- Moves subscription $1 from checkpoint ($4, $5) to ($2, $3); zero rows when it has moved
+-- meanwhile (the caller then rolls back its batch).
+UPDATE subscriptions
+SET transaction_id = $2, position = $3, updated_at = now()
+WHERE name = $1 AND transaction_id = $4 AND position = $5
