@@ -1,0 +1,47 @@
+"""flowlog's event store: an append-only, totally ordered log of events in PostgreSQL.
+
+It knows nothing of workflows. See docs/eventstore.md for the design.
+"""
+
+from eventstore.errors import (
+    IMMUTABLE_LOG_SQLSTATE,
+    EventStoreError,
+    SubscriptionConflict,
+    WrongExpectedVersion,
+)
+from eventstore.events import (
+    LOG_START,
+    Checkpoint,
+    Expect,
+    ExpectedVersion,
+    NewEvent,
+    RecordedEvent,
+)
+from eventstore.notify import CHANNEL, Listener, Notifier
+from eventstore.pool import connect, create_pool
+from eventstore.store import AppendHook, EventStore, Transaction
+from eventstore.subscription import BatchOutcome, Handler, Subscription
+
+__all__ = [
+    "CHANNEL",
+    "IMMUTABLE_LOG_SQLSTATE",
+    "LOG_START",
+    "AppendHook",
+    "BatchOutcome",
+    "Checkpoint",
+    "EventStore",
+    "EventStoreError",
+    "Expect",
+    "ExpectedVersion",
+    "Handler",
+    "Listener",
+    "NewEvent",
+    "Notifier",
+    "RecordedEvent",
+    "Subscription",
+    "SubscriptionConflict",
+    "Transaction",
+    "WrongExpectedVersion",
+    "connect",
+    "create_pool",
+]

@@ -1,0 +1,30 @@
+"""The event store's errors. Driver errors are translated into these in one place (store.py)."""
+
+from __future__ import annotations
+
+IMMUTABLE_LOG_SQLSTATE = "FL001"
+"""The SQLSTATE with which the database refuses UPDATE, DELETE and TRUNCATE of events."""
+
+
+class EventStoreError(Exception):
+    """Base class of every error the event store raises on purpose."""
+
+
+class WrongExpectedVersion(EventStoreError):
+    """An append expected a stream version that is not the stream's version; nothing was written."""
+
+    def __init__(self, stream_id: str, expected: int | None, actual: int | None) -> None:
+        """``expected`` None is "any version"; ``actual`` None is "unknown": a concurrent
+        append won the race inside a transaction that can no longer be queried."""
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+        wanted = "no stream" if expected == 0 else ("any" if expected is None else expected)
+        found = "unknown (a concurrent append won)" if actual is None else actual
+        super().__init__(
+            f"Wrong expected version: {wanted} (Stream: {stream_id}, Stream Version: {found})"
+        )
+
+
+class SubscriptionConflict(EventStoreError):
+    """A subscription's checkpoint moved under a running batch; the batch was rolled back."""

@@ -1,0 +1,59 @@
+"""Connections to the event store's database: one pool per process, JSON through orjson."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import orjson
+from asyncpg.pool import PoolConnectionProxy
+
+Connection = asyncpg.Connection | PoolConnectionProxy
+"""A connection of its own or one borrowed from the pool: both run statements alike."""
+Executor = Connection | asyncpg.Pool
+"""Anything that runs a statement: a connection, or the pool (which borrows one)."""
+
+# asyncpg's binary jsonb format is the text preceded by a version byte.
+_JSONB_VERSION = b"\x01"
+
+
+def _encode_jsonb(value: Any) -> bytes:
+    return _JSONB_VERSION + orjson.dumps(value)
+
+
+def _decode_jsonb(data: bytes) -> Any:
+    return orjson.loads(data[1:])
+
+
+def _encode_json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """Installs the orjson codecs; every connection flowlog opens goes through this."""
+    await conn.set_type_codec(
+        "jsonb",
+        schema="pg_catalog",
+        encoder=_encode_jsonb,
+        decoder=_decode_jsonb,
+        format="binary",
+    )
+    await conn.set_type_codec(
+        "json", schema="pg_catalog", encoder=_encode_json, decoder=orjson.loads, format="text"
+    )
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    """A pool whose connections speak JSON with orjson."""
+    pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=init_connection
+    )
+    assert pool is not None  # create_pool only returns None when not awaited
+    return pool
+
+
+async def connect(dsn: str) -> asyncpg.Connection:
+    """A single connection outside the pool (LISTEN, migrations, administration)."""
+    conn = await asyncpg.connect(dsn)
+    await init_connection(conn)
+    return conn

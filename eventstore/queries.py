@@ -1,0 +1,25 @@
+"""The event store's statements, loaded from sql/queries/eventstore.sql by name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sql import load_queries
+
+
+@dataclass(frozen=True, slots=True)
+class EventStoreQueries:
+    append: str
+    append_one: str
+    stream_version: str
+    read_stream: str
+    read_all: str
+    held_back: str
+    notify: str
+    subscription_ensure: str
+    subscription_try_lock: str
+    subscription_checkpoint: str
+    subscription_advance: str
+
+
+Q = load_queries(EventStoreQueries, "eventstore")

@@ -1,0 +1,295 @@
+"""The event store: append with optimistic concurrency, read a stream, read the log in order."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+
+import asyncpg
+
+from eventstore.errors import WrongExpectedVersion
+from eventstore.events import (
+    LOG_START,
+    Checkpoint,
+    Expect,
+    ExpectedVersion,
+    NewEvent,
+    RecordedEvent,
+    expected_as_sql,
+)
+from eventstore.pool import Connection, Executor
+from eventstore.queries import Q
+
+AppendHook = Callable[["Transaction", Sequence[RecordedEvent]], Awaitable[None]]
+"""Runs in the append's transaction, after the events are inserted (inline projections)."""
+
+
+_VERSION_KEY = "events_stream_version_key"
+# How often an any-version append retries after losing a race for the next version.
+_ANY_VERSION_ATTEMPTS = 50
+_MAX_VERSION = 2**63 - 1
+
+
+class EventStore:
+    """The append-only log in PostgreSQL, over an asyncpg pool (see eventstore.pool)."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        hooks: Sequence[AppendHook] = (),
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
+        """``hooks`` run inside every append's transaction; ``on_commit`` is called after
+        each commit that appended events (the Notifier's ``wake``)."""
+        self._pool = pool
+        self._hooks = tuple(hooks)
+        self._on_commit = on_commit
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self._pool
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        expected_version: ExpectedVersion,
+        *,
+        hook: AppendHook | None = None,
+    ) -> list[RecordedEvent]:
+        """Appends ``events`` to ``stream_id`` atomically and returns them as recorded.
+
+        Without hooks this is one statement: one transaction, one round trip. Raises
+        WrongExpectedVersion, having written nothing, when the stream is not at
+        ``expected_version``.
+        """
+        if self._hooks or hook is not None:
+            async with self.transaction() as tx:
+                return await tx.append(stream_id, events, expected_version, hook=hook)
+        args = _append_args(stream_id, events, expected_version)
+        async with self._pool.acquire() as conn:
+            recorded = await _insert_autocommit(conn, args)
+        self._committed()
+        return recorded
+
+    async def stream_version(self, stream_id: str) -> int:
+        """The version of the stream's last event; 0 when it does not exist."""
+        return await stream_version(self._pool, stream_id)
+
+    async def read_stream(
+        self, stream_id: str, from_version: int = 1, to_version: int | None = None
+    ) -> list[RecordedEvent]:
+        """The stream's events from ``from_version`` to ``to_version`` (inclusive), in order."""
+        return await read_stream(self._pool, stream_id, from_version, to_version)
+
+    async def read_all(
+        self, after: Checkpoint = LOG_START, limit: int = 1000
+    ) -> list[RecordedEvent]:
+        """Up to ``limit`` events after ``after`` in the log's total order.
+
+        Never skips a committed event: events of transactions still open are held back
+        until every older transaction has ended (docs/eventstore.md).
+        """
+        return await read_all(self._pool, after, limit)
+
+    async def iter_all(
+        self, after: Checkpoint = LOG_START, batch_size: int = 5000
+    ) -> AsyncIterator[list[RecordedEvent]]:
+        """Batches of the log after ``after`` until the reader has caught up."""
+        while True:
+            batch = await read_all(self._pool, after, batch_size)
+            if batch:
+                yield batch
+                after = batch[-1].checkpoint
+            if len(batch) < batch_size:
+                return
+
+    async def held_back(self) -> bool:
+        """Whether committed events wait for an older open transaction to end."""
+        return bool(await self._pool.fetchval(Q.held_back))
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """A database transaction in which callers append and run their own SQL atomically."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            tx = Transaction(self, conn)
+            yield tx
+        if tx.appended:
+            self._committed()
+
+    async def _run_hooks(
+        self, tx: Transaction, recorded: Sequence[RecordedEvent], hook: AppendHook | None
+    ) -> None:
+        for each in self._hooks:
+            await each(tx, recorded)
+        if hook is not None:
+            await hook(tx, recorded)
+
+    def _committed(self) -> None:
+        if self._on_commit is not None:
+            self._on_commit()
+
+
+class Transaction:
+    """An open transaction of the event store; its connection is the caller's to use too."""
+
+    def __init__(self, store: EventStore, conn: Connection) -> None:
+        self._store = store
+        self.connection = conn
+        self.appended = False
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        expected_version: ExpectedVersion,
+        *,
+        hook: AppendHook | None = None,
+    ) -> list[RecordedEvent]:
+        """Appends within this transaction; the events commit (or roll back) with it.
+
+        A WrongExpectedVersion leaves the transaction aborted: roll it back and decide again.
+        """
+        args = _append_args(stream_id, events, expected_version)
+        if expected_version is Expect.ANY:
+            recorded = await self._append_any_version(args)
+        else:
+            try:
+                recorded = await _insert(self.connection, args)
+            except asyncpg.UniqueViolationError as exc:
+                # The transaction is aborted: the winner's version cannot be read here.
+                raise _translate_conflict(exc, args, None) from exc
+        self.appended = True
+        await self._store._run_hooks(self, recorded, hook)
+        return recorded
+
+    async def _append_any_version(self, args: _AppendArgs) -> list[RecordedEvent]:
+        # A savepoint per attempt keeps the caller's transaction usable after a lost race.
+        for _ in range(_ANY_VERSION_ATTEMPTS):
+            try:
+                async with self.connection.transaction():
+                    return await _insert(self.connection, args)
+            except asyncpg.UniqueViolationError as exc:
+                if exc.constraint_name != _VERSION_KEY:
+                    raise _translate_conflict(exc, args, None) from exc
+        actual = await stream_version(self.connection, args.stream_id)
+        raise WrongExpectedVersion(args.stream_id, None, actual)
+
+    async def read_stream(
+        self, stream_id: str, from_version: int = 1, to_version: int | None = None
+    ) -> list[RecordedEvent]:
+        return await read_stream(self.connection, stream_id, from_version, to_version)
+
+    async def read_all(
+        self, after: Checkpoint = LOG_START, limit: int = 1000
+    ) -> list[RecordedEvent]:
+        return await read_all(self.connection, after, limit)
+
+    async def stream_version(self, stream_id: str) -> int:
+        return await stream_version(self.connection, stream_id)
+
+
+class _AppendArgs:
+    __slots__ = ("events", "expected", "metadata", "stream_id", "types", "values")
+
+    def __init__(self, stream_id: str, events: Sequence[NewEvent], expected: int | None) -> None:
+        self.stream_id = stream_id
+        self.events = events
+        self.expected = expected
+        self.types = [e.type for e in events]
+        self.values = [e.data for e in events]
+        self.metadata = [e.metadata for e in events]
+
+
+def _append_args(
+    stream_id: str, events: Sequence[NewEvent], expected_version: ExpectedVersion
+) -> _AppendArgs:
+    if not isinstance(stream_id, str) or not stream_id:
+        raise ValueError("stream_id must be a non-empty string")
+    if not events:
+        raise ValueError("append needs at least one event")
+    for event in events:
+        if not event.type:
+            raise ValueError("every event needs a type")
+    return _AppendArgs(stream_id, events, expected_as_sql(expected_version))
+
+
+async def _insert_autocommit(conn: Connection, args: _AppendArgs) -> list[RecordedEvent]:
+    """One statement outside any transaction block: it commits on its own."""
+    for _ in range(_ANY_VERSION_ATTEMPTS):
+        try:
+            return await _insert(conn, args)
+        except asyncpg.UniqueViolationError as exc:
+            if args.expected is None and exc.constraint_name == _VERSION_KEY:
+                continue  # another append took the next version; nothing was written
+            actual = await stream_version(conn, args.stream_id)
+            raise _translate_conflict(exc, args, actual) from exc
+    raise WrongExpectedVersion(args.stream_id, None, await stream_version(conn, args.stream_id))
+
+
+async def _insert(conn: Connection, args: _AppendArgs) -> list[RecordedEvent]:
+    if len(args.events) == 1:
+        rows = await conn.fetch(
+            Q.append_one,
+            args.stream_id,
+            args.expected,
+            args.types[0],
+            args.values[0],
+            args.metadata[0],
+        )
+    else:
+        rows = await conn.fetch(
+            Q.append, args.stream_id, args.expected, args.types, args.values, args.metadata
+        )
+    if not rows:
+        # The stream is not at the expected version (the statement's WHERE chose no rows).
+        actual = await stream_version(conn, args.stream_id)
+        raise WrongExpectedVersion(args.stream_id, args.expected, actual)
+    return [
+        RecordedEvent(
+            position=row["position"],
+            transaction_id=row["transaction_id"],
+            stream_id=args.stream_id,
+            version=row["version"],
+            type=event.type,
+            data=dict(event.data),
+            metadata=dict(event.metadata),
+            recorded_at=row["recorded_at"],
+        )
+        for row, event in zip(sorted(rows, key=_by_version), args.events, strict=True)
+    ]
+
+
+def _translate_conflict(
+    exc: asyncpg.UniqueViolationError, args: _AppendArgs, actual: int | None
+) -> Exception:
+    if exc.constraint_name != _VERSION_KEY:
+        return exc
+    return WrongExpectedVersion(args.stream_id, args.expected, actual)
+
+
+async def stream_version(executor: Executor, stream_id: str) -> int:
+    version = await executor.fetchval(Q.stream_version, stream_id)
+    return int(version)
+
+
+async def read_stream(
+    executor: Executor, stream_id: str, from_version: int, to_version: int | None
+) -> list[RecordedEvent]:
+    if from_version < 1:
+        raise ValueError("stream versions start at 1")
+    upper = _MAX_VERSION if to_version is None else to_version
+    rows = await executor.fetch(Q.read_stream, stream_id, from_version, upper)
+    return [RecordedEvent(*row) for row in rows]
+
+
+async def read_all(executor: Executor, after: Checkpoint, limit: int) -> list[RecordedEvent]:
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    rows = await executor.fetch(Q.read_all, after.transaction_id, after.position, limit)
+    return [RecordedEvent(*row) for row in rows]
+
+
+def _by_version(row: asyncpg.Record) -> int:
+    return int(row["version"])

@@ -1,0 +1,174 @@
+"""Catch-up subscriptions: named consumers of the log with a checkpoint stored in the database.
+
+A batch is one transaction: take the subscription's advisory lock, read its checkpoint, read
+the next events in log order, let the handler write its effects through the same
+transaction, move the checkpoint, commit. Effects and checkpoint commit together or not at
+all, so each event's effects happen exactly once, across restarts and across processes that
+run the same subscription (one of them holds the lock at a time; the others stand by).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from eventstore.errors import SubscriptionConflict
+from eventstore.events import LOG_START, Checkpoint, RecordedEvent
+from eventstore.notify import Listener
+from eventstore.queries import Q
+from eventstore.store import EventStore, Transaction
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Transaction, Sequence[RecordedEvent]], Awaitable[None]]
+"""Applies a batch of events; it writes through ``tx.connection`` (or ``tx.append``)."""
+
+# Errors after which the connection, not the handler, is at fault: retry with backoff.
+_TRANSIENT = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+    OSError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    handled: int
+    """Events handled (and checkpointed) by this batch."""
+    held_back: bool
+    """Committed events wait behind an older open transaction: look again soon."""
+    locked_out: bool
+    """Another process is running a batch of this subscription."""
+
+
+class Subscription:
+    """Feeds the log, from the stored checkpoint on, to ``handler`` in batches."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        name: str,
+        handler: Handler,
+        *,
+        listener: Listener | None = None,
+        batch_size: int = 500,
+        poll_interval: float = 1.0,
+        min_retry: float = 0.01,
+    ) -> None:
+        """``poll_interval`` is the fallback when no notification arrives (or no listener is
+        given); ``min_retry`` is the first delay when events are held back."""
+        if not name:
+            raise ValueError("a subscription needs a name")
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self._store = store
+        self.name = name
+        self._handler = handler
+        self._listener = listener
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval
+        self._min_retry = min_retry
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    async def register(self) -> None:
+        """Stores the subscription at the start of the log unless it exists (idempotent)."""
+        await self._store.pool.execute(Q.subscription_ensure, self.name)
+
+    async def checkpoint(self) -> Checkpoint:
+        """The stored checkpoint (the start of the log for a new subscription)."""
+        row = await self._store.pool.fetchrow(Q.subscription_checkpoint, self.name)
+        return LOG_START if row is None else Checkpoint(row[0], row[1])
+
+    async def run_batch(self) -> BatchOutcome:
+        """Processes at most one batch, atomically with its checkpoint."""
+        async with self._store.transaction() as tx:
+            conn = tx.connection
+            if not await conn.fetchval(Q.subscription_try_lock, self.name):
+                return BatchOutcome(0, held_back=False, locked_out=True)
+            row = await conn.fetchrow(Q.subscription_checkpoint, self.name)
+            if row is None:
+                raise SubscriptionConflict(
+                    f"subscription {self.name!r} is not registered: call register() first"
+                )
+            start = Checkpoint(row[0], row[1])
+            events = await tx.read_all(start, self._batch_size)
+            if events:
+                await self._handler(tx, events)
+                end = events[-1].checkpoint
+                status = await conn.execute(
+                    Q.subscription_advance,
+                    self.name,
+                    end.transaction_id,
+                    end.position,
+                    start.transaction_id,
+                    start.position,
+                )
+                if status != "UPDATE 1":
+                    raise SubscriptionConflict(
+                        f"subscription {self.name!r} moved from {start} during a batch"
+                    )
+            held_back = len(events) < self._batch_size and bool(await conn.fetchval(Q.held_back))
+        return BatchOutcome(len(events), held_back=held_back, locked_out=False)
+
+    def stop(self) -> None:
+        """Asks ``run`` to return after the batch in progress."""
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Consumes the log until ``stop()``. A handler's exception ends it (the batch is
+        rolled back and will be retried by the next run); connection errors are retried."""
+        await self.register()
+        notified = self._listener.register() if self._listener is not None else None
+        retry = self._min_retry
+        failures = 0
+        try:
+            while not self._stopping:
+                if notified is not None:
+                    notified.clear()  # before reading: a notification during the read counts
+                try:
+                    outcome = await self.run_batch()
+                    failures = 0
+                except _TRANSIENT as exc:
+                    failures += 1
+                    delay = min(self._poll_interval, self._min_retry * 2**failures)
+                    log.warning(
+                        "subscription batch failed, retrying",
+                        extra={"subscription": self.name, "error": repr(exc), "delay": delay},
+                    )
+                    await self._sleep(None, delay)
+                    continue
+                if outcome.handled == self._batch_size:
+                    continue
+                if outcome.held_back:
+                    delay, retry = retry, min(retry * 2, self._poll_interval)
+                else:
+                    delay, retry = self._poll_interval, self._min_retry
+                await self._sleep(notified, delay)
+        finally:
+            if notified is not None and self._listener is not None:
+                self._listener.unregister(notified)
+
+    async def _sleep(self, notified: asyncio.Event | None, delay: float) -> None:
+        """Waits for ``delay``, a notification, or ``stop()``, whichever comes first."""
+        if self._stopping:
+            return
+        waits = [asyncio.ensure_future(self._wake.wait())]
+        if notified is not None:
+            waits.append(asyncio.ensure_future(notified.wait()))
+        try:
+            await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waits:
+                waiter.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await waiter
