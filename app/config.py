@@ -1,0 +1,76 @@
+"""Configuration from the environment (flags of the CLI override it). See the README's table."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.pgserver import DEFAULT_SYSTEM_USER
+
+
+class ConfigError(ValueError):
+    """An environment variable has a value flowlog cannot use."""
+
+
+def default_data_dir(euid: int, home: Path) -> Path:
+    """Where the embedded PostgreSQL keeps its data when FLOWLOG_DATA_DIR is unset.
+
+    Root gets a system location: root's home is usually closed to the server's own user.
+    """
+    if euid == 0:
+        return Path("/var/lib/flowlog/pgdata")
+    return home / ".local" / "share" / "flowlog" / "pgdata"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str | None
+    host: str
+    port: int
+    data_dir: Path
+    pg_system_user: str
+    pool_size: int
+    log_level: str
+    log_format: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        return cls(
+            database_url=env.get("DATABASE_URL") or None,
+            host=env.get("FLOWLOG_HOST", "127.0.0.1"),
+            port=_int(env, "FLOWLOG_PORT", 8080, 1, 65535),
+            data_dir=Path(env["FLOWLOG_DATA_DIR"])
+            if env.get("FLOWLOG_DATA_DIR")
+            else default_data_dir(os.geteuid(), Path.home()),
+            pg_system_user=env.get("FLOWLOG_PG_USER", DEFAULT_SYSTEM_USER),
+            pool_size=_int(env, "FLOWLOG_POOL_SIZE", 10, 1, 1000),
+            log_level=_choice(
+                env, "FLOWLOG_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")
+            ),
+            log_format=_choice(env, "FLOWLOG_LOG_FORMAT", "json", ("json", "text")),
+        )
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, not {value}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = env.get(name, default).strip() or default
+    if value.upper() in allowed:
+        return value.upper()
+    if value.lower() in allowed:
+        return value.lower()
+    raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")

@@ -1,0 +1,80 @@
+"""Which PostgreSQL flowlog uses: DATABASE_URL when set, else an embedded server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import asyncpg
+
+from app.config import Settings
+from app.pgserver import EmbeddedPostgres
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_DATABASE = "flowlog"
+
+
+def quote_ident(name: str) -> str:
+    """An SQL identifier, quoted (for the statements that take no parameters: CREATE DATABASE)."""
+    if not name or "\0" in name:
+        raise ValueError(f"not a valid identifier: {name!r}")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def with_database(url: str, database: str) -> str:
+    """``url`` pointing at another database of the same server."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + quote(database, safe="")))
+
+
+async def create_database(admin_url: str, name: str, *, template: str | None = None) -> None:
+    conn = await asyncpg.connect(admin_url)
+    try:
+        statement = f"CREATE DATABASE {quote_ident(name)}"
+        if template is not None:
+            statement += f" TEMPLATE {quote_ident(template)}"
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def drop_database(admin_url: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
+    finally:
+        await conn.close()
+
+
+async def ensure_database(admin_url: str, name: str) -> None:
+    """Creates database ``name`` unless it exists (two starters may race: both succeed)."""
+    conn = await asyncpg.connect(admin_url)
+    try:
+        if await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            return
+        with contextlib.suppress(asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+            await conn.execute(f"CREATE DATABASE {quote_ident(name)}")
+    finally:
+        await conn.close()
+
+
+@contextlib.contextmanager
+def provide_database(settings: Settings) -> Iterator[str]:
+    """The URL of flowlog's database for the duration of the block.
+
+    Without DATABASE_URL, an embedded server is started in ``settings.data_dir`` (or attached
+    to, if another flowlog process runs it) and stopped at the end. Call from the main thread.
+    """
+    if settings.database_url:
+        yield settings.database_url
+        return
+    server = EmbeddedPostgres(settings.data_dir, system_user=settings.pg_system_user)
+    with server:
+        asyncio.run(ensure_database(server.dsn(), EMBEDDED_DATABASE))
+        url = server.dsn(EMBEDDED_DATABASE)
+        log.info("using embedded PostgreSQL", extra={"database_url": url})
+        yield url
