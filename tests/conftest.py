@@ -1,0 +1,75 @@
+"""Test fixtures: a real PostgreSQL, and a fresh migrated database per test.
+
+The server is DATABASE_URL's when it is set (CI), else an embedded one started for the test
+session in a temporary folder. Every test that needs a database gets its own, copied from a
+template migrated once per session (per xdist worker), and dropped with FORCE afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+
+from app.database import create_database, drop_database, with_database
+from app.migrate import migrate_database
+from app.pgserver import EmbeddedPostgres
+from eventstore import EventStore, create_pool
+
+# A throwaway test server need not survive a power cut.
+FAST_SERVER = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A URL of a database on the test server with the right to create databases."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        yield url
+        return
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", settings=FAST_SERVER)
+    with server:
+        yield server.dsn()
+
+
+@pytest.fixture(scope="session")
+def template_database(server_url: str) -> Iterator[str]:
+    name = f"flowlog_tpl_{secrets.token_hex(4)}"
+    asyncio.run(create_database(server_url, name))
+    asyncio.run(migrate_database(with_database(server_url, name)))
+    yield name
+    asyncio.run(drop_database(server_url, name))
+
+
+@pytest.fixture
+async def empty_database_url(server_url: str) -> AsyncIterator[str]:
+    """A new database with nothing in it (for the migrator's own tests)."""
+    name = f"flowlog_test_{secrets.token_hex(6)}"
+    await create_database(server_url, name)
+    yield with_database(server_url, name)
+    await drop_database(server_url, name)
+
+
+@pytest.fixture
+async def database_url(server_url: str, template_database: str) -> AsyncIterator[str]:
+    """A new database with every migration applied."""
+    name = f"flowlog_test_{secrets.token_hex(6)}"
+    await create_database(server_url, name, template=template_database)
+    yield with_database(server_url, name)
+    await drop_database(server_url, name)
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(database_url, min_size=1, max_size=20)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+def store(pool: asyncpg.Pool) -> EventStore:
+    return EventStore(pool)

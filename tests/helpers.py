@@ -1,0 +1,28 @@
+"""Helpers shared by the tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+from eventstore import EventStore, RecordedEvent
+
+
+async def wait_readable(
+    store: EventStore, positions: Iterable[int], within: float = 30
+) -> list[RecordedEvent]:
+    """Waits until the events at ``positions`` can be read from the log; returns the log.
+
+    The read horizon is the xmin of the whole cluster: a transaction open in another test's
+    database (tests run in parallel on one server) holds back even events committed here.
+    """
+    wanted = set(positions)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        log = await store.read_all(limit=1_000_000)
+        missing = wanted - {e.position for e in log}
+        if not missing:
+            return log
+        assert loop.time() < deadline, f"events {sorted(missing)} never became readable"
+        await asyncio.sleep(0.01)

@@ -1,0 +1,284 @@
+"""Appending and reading streams: expected versions, atomicity, hooks, transactions."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import asyncpg
+import pytest
+
+from eventstore import (
+    EventStore,
+    Expect,
+    NewEvent,
+    RecordedEvent,
+    Transaction,
+    WrongExpectedVersion,
+)
+from tests.helpers import wait_readable
+
+
+def events(*types: str, **data: object) -> list[NewEvent]:
+    return [NewEvent(t, dict(data), {"actor": "test"}) for t in types]
+
+
+async def test_append_returns_what_read_stream_returns(store: EventStore) -> None:
+    recorded = await store.append("flow-1", events("Created", "Started", n=1), Expect.NO_STREAM)
+
+    assert [e.version for e in recorded] == [1, 2]
+    assert [e.type for e in recorded] == ["Created", "Started"]
+    assert recorded[0].position < recorded[1].position
+    assert recorded[0].transaction_id == recorded[1].transaction_id
+    assert await store.read_stream("flow-1") == recorded
+    assert recorded[0].data == {"n": 1}
+    assert recorded[0].metadata == {"actor": "test"}
+
+
+async def test_exact_expected_version_appends_after_it(store: EventStore) -> None:
+    await store.append("s", events("A"), Expect.NO_STREAM)
+    await store.append("s", events("B", "C"), 1)
+    third = await store.append("s", events("D"), 3)
+
+    assert third[0].version == 4
+    assert await store.stream_version("s") == 4
+    assert [e.type for e in await store.read_stream("s", from_version=2, to_version=3)] == [
+        "B",
+        "C",
+    ]
+
+
+@pytest.mark.parametrize("expected", [0, 1, 3, Expect.NO_STREAM])
+async def test_wrong_expected_version_writes_nothing(
+    store: EventStore, expected: int | Expect
+) -> None:
+    await store.append("s", events("A", "B"), Expect.NO_STREAM)
+
+    with pytest.raises(WrongExpectedVersion) as caught:
+        await store.append("s", events("X", "Y"), expected)
+
+    assert caught.value.actual == 2
+    assert caught.value.stream_id == "s"
+    assert "Stream Version: 2" in str(caught.value)
+    assert [e.type for e in await store.read_stream("s")] == ["A", "B"]
+
+
+async def test_expecting_a_version_of_a_missing_stream_fails(store: EventStore) -> None:
+    with pytest.raises(WrongExpectedVersion) as caught:
+        await store.append("missing", events("A"), 5)
+    assert caught.value.actual == 0
+    assert await store.stream_version("missing") == 0
+
+
+async def test_any_version_appends_at_the_end(store: EventStore) -> None:
+    await store.append("s", events("A"), Expect.ANY)
+    await store.append("s", events("B", "C"), Expect.ANY)
+    assert [(e.version, e.type) for e in await store.read_stream("s")] == [
+        (1, "A"),
+        (2, "B"),
+        (3, "C"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("stream_id", "batch", "expected"),
+    [
+        ("", events("A"), Expect.ANY),
+        ("s", [], Expect.ANY),
+        ("s", [NewEvent("", {})], Expect.ANY),
+        ("s", events("A"), -1),
+        ("s", events("A"), True),
+    ],
+)
+async def test_bad_append_arguments_are_refused(
+    store: EventStore, stream_id: str, batch: list[NewEvent], expected: int | Expect
+) -> None:
+    with pytest.raises(ValueError, match=r"."):
+        await store.append(stream_id, batch, expected)
+    assert await store.read_all() == []
+
+
+async def test_concurrent_appends_with_one_expected_version_have_one_winner(
+    store: EventStore,
+) -> None:
+    await store.append("contended", events("Created"), Expect.NO_STREAM)
+    writers = 12
+
+    async def attempt(i: int) -> int | None:
+        try:
+            await store.append("contended", events(f"By{i}", f"By{i}"), 1)
+        except WrongExpectedVersion:
+            return None
+        return i
+
+    results = await asyncio.gather(*(attempt(i) for i in range(writers)))
+
+    winners = [r for r in results if r is not None]
+    assert len(winners) == 1
+    stream = await store.read_stream("contended")
+    assert [e.type for e in stream] == ["Created", f"By{winners[0]}", f"By{winners[0]}"]
+
+
+async def test_concurrent_new_stream_appends_have_one_winner(store: EventStore) -> None:
+    async def attempt(i: int) -> bool:
+        try:
+            await store.append("new", events(f"Created{i}"), Expect.NO_STREAM)
+        except WrongExpectedVersion:
+            return False
+        return True
+
+    results = await asyncio.gather(*(attempt(i) for i in range(10)))
+
+    assert results.count(True) == 1
+    assert len(await store.read_stream("new")) == 1
+
+
+async def test_concurrent_any_version_appends_all_land_without_gaps(store: EventStore) -> None:
+    await asyncio.gather(*(store.append("busy", events(f"E{i}"), Expect.ANY) for i in range(40)))
+
+    stream = await store.read_stream("busy")
+    assert [e.version for e in stream] == list(range(1, 41))
+    assert sorted(e.type for e in stream) == sorted(f"E{i}" for i in range(40))
+
+
+async def test_transaction_appends_and_own_sql_commit_together(store: EventStore) -> None:
+    await store.pool.execute("CREATE TABLE side (stream text, version bigint)")
+
+    async with store.transaction() as tx:
+        recorded = await tx.append("s", events("A"), Expect.NO_STREAM)
+        await tx.connection.execute("INSERT INTO side VALUES ($1, $2)", "s", recorded[0].version)
+
+    assert [tuple(r) for r in await store.pool.fetch("SELECT * FROM side")] == [("s", 1)]
+    assert len(await store.read_stream("s")) == 1
+
+
+async def _append_then_fail(store: EventStore, stream: str) -> None:
+    async with store.transaction() as tx:
+        await tx.append(stream, events("A"), Expect.NO_STREAM)
+        assert await tx.stream_version(stream) == 1
+        raise RuntimeError("changed my mind")
+
+
+async def test_transaction_rollback_leaves_no_event(store: EventStore) -> None:
+    with pytest.raises(RuntimeError, match="changed my mind"):
+        await _append_then_fail(store, "s")
+
+    assert await store.stream_version("s") == 0
+    assert await store.read_all() == []
+
+
+async def test_conflict_inside_a_transaction_reports_an_unknown_winner(
+    store: EventStore,
+) -> None:
+    await store.append("s", events("A"), Expect.NO_STREAM)
+    winner_may_commit = asyncio.Event()
+
+    async def winner() -> None:
+        async with store.transaction() as tx:
+            await tx.append("s", events("W"), 1)
+            await winner_may_commit.wait()
+
+    async def loser() -> None:
+        async with store.transaction() as tx:
+            losing = asyncio.create_task(tx.append("s", events("L"), 1))
+            await asyncio.sleep(0.1)  # blocked on the winner's uncommitted version 2
+            winner_may_commit.set()
+            await losing
+
+    winning = asyncio.create_task(winner())
+    await asyncio.sleep(0.1)
+    with pytest.raises(WrongExpectedVersion) as caught:
+        await loser()
+    await winning
+
+    assert caught.value.actual is None
+    assert [e.type for e in await store.read_stream("s")] == ["A", "W"]
+
+
+async def test_any_version_inside_a_transaction_survives_a_lost_race(store: EventStore) -> None:
+    await store.append("s", events("A"), Expect.NO_STREAM)
+    release = asyncio.Event()
+
+    async def holder() -> None:
+        async with store.transaction() as tx:
+            await tx.append("s", events("Held"), 1)
+            await release.wait()
+
+    holding = asyncio.create_task(holder())
+    await asyncio.sleep(0.1)
+    async with store.transaction() as tx:
+        pending = asyncio.create_task(tx.append("s", events("Any"), Expect.ANY))
+        await asyncio.sleep(0.1)
+        release.set()
+        recorded = await pending
+        # The transaction is still usable after the savepoint caught the collision.
+        assert await tx.connection.fetchval("SELECT 1") == 1
+    await holding
+
+    assert recorded[0].version == 3
+    assert [e.type for e in await store.read_stream("s")] == ["A", "Held", "Any"]
+
+
+async def test_hooks_run_inside_the_append_transaction(pool: asyncpg.Pool) -> None:
+    await pool.execute("CREATE TABLE projected (position bigint PRIMARY KEY, type text)")
+    seen: list[int] = []
+
+    async def project(tx: Transaction, recorded: Sequence[RecordedEvent]) -> None:
+        await tx.connection.executemany(
+            "INSERT INTO projected VALUES ($1, $2)", [(e.position, e.type) for e in recorded]
+        )
+
+    async def refuse_bad(tx: Transaction, recorded: Sequence[RecordedEvent]) -> None:
+        if any(e.type == "Bad" for e in recorded):
+            raise RuntimeError("projection refused")
+        seen.extend(e.version for e in recorded)
+
+    store = EventStore(pool, hooks=[project])
+    await store.append("s", events("A", "B"), Expect.NO_STREAM, hook=refuse_bad)
+    with pytest.raises(RuntimeError, match="projection refused"):
+        await store.append("s", events("Bad"), 2, hook=refuse_bad)
+
+    assert [e.type for e in await store.read_stream("s")] == ["A", "B"]
+    assert [r["type"] for r in await pool.fetch("SELECT type FROM projected ORDER BY 1")] == [
+        "A",
+        "B",
+    ]
+    assert seen == [1, 2]
+
+
+async def test_on_commit_is_called_after_commits_only(pool: asyncpg.Pool) -> None:
+    commits: list[int] = []
+    store = EventStore(pool, on_commit=lambda: commits.append(1))
+
+    await store.append("s", events("A"), Expect.NO_STREAM)
+    with pytest.raises(WrongExpectedVersion):
+        await store.append("s", events("B"), Expect.NO_STREAM)
+    with pytest.raises(RuntimeError):
+        await _append_then_fail(store, "t")
+    async with store.transaction() as tx:
+        await tx.connection.execute("SELECT 1")  # no append: nothing to announce
+    async with store.transaction() as tx:
+        await tx.append("t", events("A"), Expect.NO_STREAM)
+
+    assert len(commits) == 2
+
+
+async def test_read_all_pages_through_the_log_in_order(store: EventStore) -> None:
+    appended = []
+    for i in range(7):
+        appended += await store.append(f"s{i % 3}", events("A", "B"), Expect.ANY)
+    await wait_readable(store, [e.position for e in appended])
+
+    pages = []
+    checkpoint = None
+    async for batch in store.iter_all(batch_size=4):
+        pages.append(len(batch))
+        checkpoint = batch[-1].checkpoint
+    everything = await store.read_all(limit=100)
+
+    assert pages == [4, 4, 4, 2]
+    assert checkpoint == everything[-1].checkpoint
+    assert [e.position for e in everything] == sorted(e.position for e in everything)
+    assert await store.read_all(after=everything[5].checkpoint, limit=3) == everything[6:9]
+    with pytest.raises(ValueError, match="limit"):
+        await store.read_all(limit=0)

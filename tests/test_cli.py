@@ -1,0 +1,164 @@
+"""The ``flowlog`` command as a user runs it: a separate process, configured by environment."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+
+def _env(**overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(overrides)
+    return env
+
+
+def _flowlog(
+    *args: str, env: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get(url: str) -> tuple[int, dict[str, object]]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, orjson.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, orjson.loads(error.read())
+
+
+def _wait_healthy(base: str, process: subprocess.Popen[str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"flowlog serve exited: {process.communicate()}")
+        try:
+            if _get(base + "/healthz")[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("flowlog serve did not become healthy")
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="flcli-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_migrate_applies_the_schema(empty_database_url: str) -> None:
+    first = _flowlog("migrate", env=_env(DATABASE_URL=empty_database_url))
+    second = _flowlog("migrate", env=_env(DATABASE_URL=empty_database_url))
+    assert first.returncode == 0, first.stderr
+    assert '"applied":[1' in first.stderr
+    assert second.returncode == 0
+    assert '"applied":[]' in second.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (["frobnicate"], {}),
+        (["bench", "nonsense"], {}),
+        (["serve", "--port", "eighty"], {}),
+        (["migrate"], {"FLOWLOG_PORT": "99999"}),
+        (["migrate"], {"FLOWLOG_LOG_LEVEL": "chatty"}),
+    ],
+)
+def test_bad_usage_exits_2_with_a_message(args: list[str], env: dict[str, str]) -> None:
+    result = _flowlog(*args, env=_env(**env))
+    assert result.returncode == 2
+    assert result.stderr.strip()
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_serve_with_database_url_answers_and_stops_on_sigterm(database_url: str) -> None:
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+        env=_env(DATABASE_URL=database_url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_healthy(base, process)
+        assert _get(base + "/readyz")[0] == 200
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0
+    finally:
+        process.kill()
+        process.communicate()
+
+
+@pytest.mark.slow
+def test_serve_without_database_url_runs_and_stops_an_embedded_server(short_dir: Path) -> None:
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    data_dir = short_dir / "pgdata"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve"],
+        env=_env(FLOWLOG_DATA_DIR=str(data_dir), FLOWLOG_PORT=str(port)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_healthy(base, process)
+        status, body = _get(base + "/readyz")
+        assert status == 200, body
+        assert (data_dir / "postmaster.pid").exists()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    finally:
+        process.kill()
+        _, stderr = process.communicate()
+    assert not (data_dir / "postmaster.pid").exists(), stderr
+
+
+@pytest.mark.slow
+def test_bench_append_quick_reports_ratios_as_json(database_url: str) -> None:
+    result = _flowlog(
+        "bench",
+        "append",
+        "--quick",
+        "--json",
+        "--no-progress",
+        env=_env(DATABASE_URL=database_url),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    figures = orjson.loads(result.stdout.strip().splitlines()[-1])
+    ratios = {k: v for k, v in figures.items() if k.startswith("ratio_")}
+    for writers in (1, 4, 16):
+        for events in (1, 10):
+            assert ratios[f"ratio_w{writers}_e{events}"] > 0
+    assert figures["notifications_received"] > 0

@@ -1,0 +1,66 @@
+"""Configuration from the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.config import ConfigError, Settings, default_data_dir
+from app.database import quote_ident, with_database
+
+
+def test_defaults() -> None:
+    settings = Settings.from_env({})
+    assert settings.database_url is None
+    assert (settings.host, settings.port) == ("127.0.0.1", 8080)
+    assert settings.log_format == "json"
+
+
+def test_values_from_the_environment() -> None:
+    settings = Settings.from_env(
+        {
+            "DATABASE_URL": "postgresql://u@h/db",
+            "FLOWLOG_HOST": "0.0.0.0",
+            "FLOWLOG_PORT": "9000",
+            "FLOWLOG_DATA_DIR": "/srv/pg",
+            "FLOWLOG_LOG_LEVEL": "debug",
+            "FLOWLOG_LOG_FORMAT": "TEXT",
+        }
+    )
+    assert settings.database_url == "postgresql://u@h/db"
+    assert (settings.host, settings.port) == ("0.0.0.0", 9000)
+    assert settings.data_dir == Path("/srv/pg")
+    assert (settings.log_level, settings.log_format) == ("DEBUG", "text")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"FLOWLOG_PORT": "http"}, "whole number"),
+        ({"FLOWLOG_PORT": "0"}, "between"),
+        ({"FLOWLOG_POOL_SIZE": "-3"}, "between"),
+        ({"FLOWLOG_LOG_FORMAT": "xml"}, "one of"),
+    ],
+)
+def test_bad_values_are_refused_by_name(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as caught:
+        Settings.from_env(env)
+    assert next(iter(env)) in str(caught.value)
+
+
+def test_root_keeps_its_data_outside_its_home() -> None:
+    assert default_data_dir(0, Path("/root")) == Path("/var/lib/flowlog/pgdata")
+    assert default_data_dir(1000, Path("/home/u")) == Path("/home/u/.local/share/flowlog/pgdata")
+
+
+def test_database_urls_and_identifiers() -> None:
+    assert with_database("postgresql://u@h:5/a?sslmode=off", "b") == (
+        "postgresql://u@h:5/b?sslmode=off"
+    )
+    assert with_database("postgresql://u@/a?host=%2Ftmp%2Fd", "x y") == (
+        "postgresql://u@/x%20y?host=%2Ftmp%2Fd"
+    )
+    assert quote_ident('we"ird') == '"we""ird"'
+    with pytest.raises(ValueError, match="identifier"):
+        quote_ident("")

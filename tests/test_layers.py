@@ -1,0 +1,36 @@
+"""The layering of the packages: eventstore <- projections <- app, and sql below them all."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIRST_PARTY = {"app", "eventstore", "projections", "sql"}
+MAY_IMPORT = {
+    "sql": set(),
+    "eventstore": {"sql"},
+    "projections": {"sql", "eventstore"},
+    "app": {"sql", "eventstore", "projections"},
+}
+
+
+def _imports(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found & FIRST_PARTY
+
+
+@pytest.mark.parametrize("package", sorted(MAY_IMPORT))
+def test_a_package_imports_only_the_layers_below_it(package: str) -> None:
+    files = sorted((ROOT / package).rglob("*.py"))
+    assert files
+    for path in files:
+        foreign = _imports(path) - MAY_IMPORT[package] - {package}
+        assert not foreign, f"{path.relative_to(ROOT)} imports {sorted(foreign)}"
