@@ -30,7 +30,40 @@ _ANY_VERSION_ATTEMPTS = 50
 _MAX_VERSION = 2**63 - 1
 
 
-class EventStore:
+class _Reads:
+    """Reading, the same on the pool (EventStore) and inside a transaction (Transaction)."""
+
+    _executor: Executor
+
+    async def stream_version(self, stream_id: str) -> int:
+        """The version of the stream's last event; 0 when it does not exist."""
+        return await stream_version(self._executor, stream_id)
+
+    async def read_stream(
+        self, stream_id: str, from_version: int = 1, to_version: int | None = None
+    ) -> list[RecordedEvent]:
+        """The stream's events from ``from_version`` to ``to_version`` (inclusive), in order."""
+        if from_version < 1:
+            raise ValueError("stream versions start at 1")
+        upper = _MAX_VERSION if to_version is None else to_version
+        rows = await self._executor.fetch(Q.read_stream, stream_id, from_version, upper)
+        return [RecordedEvent(*row) for row in rows]
+
+    async def read_all(
+        self, after: Checkpoint = LOG_START, limit: int = 1000
+    ) -> list[RecordedEvent]:
+        """Up to ``limit`` events after ``after`` in the log's total order.
+
+        Never skips a committed event: events of transactions still open are held back
+        until every older transaction has ended (docs/eventstore.md).
+        """
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        rows = await self._executor.fetch(Q.read_all, after.transaction_id, after.position, limit)
+        return [RecordedEvent(*row) for row in rows]
+
+
+class EventStore(_Reads):
     """The append-only log in PostgreSQL, over an asyncpg pool (see eventstore.pool)."""
 
     def __init__(
@@ -43,6 +76,7 @@ class EventStore:
         """``hooks`` run inside every append's transaction; ``on_commit`` is called after
         each commit that appended events (the Notifier's ``wake``)."""
         self._pool = pool
+        self._executor = pool
         self._hooks = tuple(hooks)
         self._on_commit = on_commit
 
@@ -73,32 +107,12 @@ class EventStore:
         self._committed()
         return recorded
 
-    async def stream_version(self, stream_id: str) -> int:
-        """The version of the stream's last event; 0 when it does not exist."""
-        return await stream_version(self._pool, stream_id)
-
-    async def read_stream(
-        self, stream_id: str, from_version: int = 1, to_version: int | None = None
-    ) -> list[RecordedEvent]:
-        """The stream's events from ``from_version`` to ``to_version`` (inclusive), in order."""
-        return await read_stream(self._pool, stream_id, from_version, to_version)
-
-    async def read_all(
-        self, after: Checkpoint = LOG_START, limit: int = 1000
-    ) -> list[RecordedEvent]:
-        """Up to ``limit`` events after ``after`` in the log's total order.
-
-        Never skips a committed event: events of transactions still open are held back
-        until every older transaction has ended (docs/eventstore.md).
-        """
-        return await read_all(self._pool, after, limit)
-
     async def iter_all(
         self, after: Checkpoint = LOG_START, batch_size: int = 5000
     ) -> AsyncIterator[list[RecordedEvent]]:
         """Batches of the log after ``after`` until the reader has caught up."""
         while True:
-            batch = await read_all(self._pool, after, batch_size)
+            batch = await self.read_all(after, batch_size)
             if batch:
                 yield batch
                 after = batch[-1].checkpoint
@@ -131,12 +145,13 @@ class EventStore:
             self._on_commit()
 
 
-class Transaction:
+class Transaction(_Reads):
     """An open transaction of the event store; its connection is the caller's to use too."""
 
     def __init__(self, store: EventStore, conn: Connection) -> None:
         self._store = store
         self.connection = conn
+        self._executor = conn
         self.appended = False
 
     async def append(
@@ -173,21 +188,7 @@ class Transaction:
             except asyncpg.UniqueViolationError as exc:
                 if exc.constraint_name != _VERSION_KEY:
                     raise _translate_conflict(exc, args, None) from exc
-        actual = await stream_version(self.connection, args.stream_id)
-        raise WrongExpectedVersion(args.stream_id, None, actual)
-
-    async def read_stream(
-        self, stream_id: str, from_version: int = 1, to_version: int | None = None
-    ) -> list[RecordedEvent]:
-        return await read_stream(self.connection, stream_id, from_version, to_version)
-
-    async def read_all(
-        self, after: Checkpoint = LOG_START, limit: int = 1000
-    ) -> list[RecordedEvent]:
-        return await read_all(self.connection, after, limit)
-
-    async def stream_version(self, stream_id: str) -> int:
-        return await stream_version(self.connection, stream_id)
+        raise WrongExpectedVersion(args.stream_id, None, await self.stream_version(args.stream_id))
 
 
 class _AppendArgs:
@@ -270,25 +271,7 @@ def _translate_conflict(
 
 
 async def stream_version(executor: Executor, stream_id: str) -> int:
-    version = await executor.fetchval(Q.stream_version, stream_id)
-    return int(version)
-
-
-async def read_stream(
-    executor: Executor, stream_id: str, from_version: int, to_version: int | None
-) -> list[RecordedEvent]:
-    if from_version < 1:
-        raise ValueError("stream versions start at 1")
-    upper = _MAX_VERSION if to_version is None else to_version
-    rows = await executor.fetch(Q.read_stream, stream_id, from_version, upper)
-    return [RecordedEvent(*row) for row in rows]
-
-
-async def read_all(executor: Executor, after: Checkpoint, limit: int) -> list[RecordedEvent]:
-    if limit < 1:
-        raise ValueError("limit must be at least 1")
-    rows = await executor.fetch(Q.read_all, after.transaction_id, after.position, limit)
-    return [RecordedEvent(*row) for row in rows]
+    return int(await executor.fetchval(Q.stream_version, stream_id))
 
 
 def _by_version(row: asyncpg.Record) -> int:

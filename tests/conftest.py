@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -25,15 +28,20 @@ FAST_SERVER = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": 
 
 
 @pytest.fixture(scope="session")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server_url() -> Iterator[str]:
     """A URL of a database on the test server with the right to create databases."""
     url = os.environ.get("DATABASE_URL")
     if url:
         yield url
         return
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", settings=FAST_SERVER)
-    with server:
-        yield server.dsn()
+    # Not under pytest's basetemp: another pytest run on the machine may prune that while
+    # this session's server still lives there.
+    folder = Path(tempfile.mkdtemp(prefix="flowlog-test-pg-"))
+    try:
+        with EmbeddedPostgres(folder / "data", settings=FAST_SERVER) as server:
+            yield server.dsn()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

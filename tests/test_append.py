@@ -167,16 +167,18 @@ async def test_transaction_rollback_leaves_no_event(store: EventStore) -> None:
     assert await store.read_all() == []
 
 
+async def _append_and_hold(store: EventStore, event_type: str, release: asyncio.Event) -> None:
+    """Appends version 2 of stream "s" in a transaction that commits once released."""
+    async with store.transaction() as tx:
+        await tx.append("s", events(event_type), 1)
+        await release.wait()
+
+
 async def test_conflict_inside_a_transaction_reports_an_unknown_winner(
     store: EventStore,
 ) -> None:
     await store.append("s", events("A"), Expect.NO_STREAM)
     winner_may_commit = asyncio.Event()
-
-    async def winner() -> None:
-        async with store.transaction() as tx:
-            await tx.append("s", events("W"), 1)
-            await winner_may_commit.wait()
 
     async def loser() -> None:
         async with store.transaction() as tx:
@@ -185,7 +187,7 @@ async def test_conflict_inside_a_transaction_reports_an_unknown_winner(
             winner_may_commit.set()
             await losing
 
-    winning = asyncio.create_task(winner())
+    winning = asyncio.create_task(_append_and_hold(store, "W", winner_may_commit))
     await asyncio.sleep(0.1)
     with pytest.raises(WrongExpectedVersion) as caught:
         await loser()
@@ -198,13 +200,7 @@ async def test_conflict_inside_a_transaction_reports_an_unknown_winner(
 async def test_any_version_inside_a_transaction_survives_a_lost_race(store: EventStore) -> None:
     await store.append("s", events("A"), Expect.NO_STREAM)
     release = asyncio.Event()
-
-    async def holder() -> None:
-        async with store.transaction() as tx:
-            await tx.append("s", events("Held"), 1)
-            await release.wait()
-
-    holding = asyncio.create_task(holder())
+    holding = asyncio.create_task(_append_and_hold(store, "Held", release))
     await asyncio.sleep(0.1)
     async with store.transaction() as tx:
         pending = asyncio.create_task(tx.append("s", events("Any"), Expect.ANY))
