@@ -8,9 +8,12 @@ import logging
 import sys
 from collections.abc import Sequence
 
+import asyncpg
+
 from app import logs
 from app.config import ConfigError, Settings
 from app.database import provide_database
+from app.migrate import MigrationError
 from app.pgserver import EmbeddedPostgresError
 
 log = logging.getLogger("flowlog")
@@ -53,8 +56,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with provide_database(settings) as database_url:
             return _run(args, settings, database_url)
-    except (EmbeddedPostgresError, OSError) as exc:
-        log.error("cannot reach a database", extra={"error": str(exc)})
+    except (EmbeddedPostgresError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        log.error("database unavailable", extra={"error": str(exc), "kind": type(exc).__name__})
+        return 1
+    except MigrationError as exc:
+        log.error("migrations refused", extra={"error": str(exc)})
         return 1
 
 
@@ -74,7 +80,7 @@ def _run(args: argparse.Namespace, settings: Settings, database_url: str) -> int
             create_app(settings, database_url),
             host=args.host,
             port=args.port,
-            print=None,
+            print=log.info,
             access_log=logging.getLogger("flowlog.access"),
         )
         return 0

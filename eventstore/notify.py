@@ -47,6 +47,7 @@ class Notifier:
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="flowlog-notifier")
+            self._task.add_done_callback(_report_crash)
 
     async def close(self) -> None:
         """Stops the task, sending a last notification if one is owed."""
@@ -148,6 +149,7 @@ class Listener:
         log.warning("LISTEN connection lost, reconnecting")
         self._conn = None
         self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect())
+        self._reconnect_task.add_done_callback(_report_crash)
 
     async def _reconnect(self) -> None:
         attempt = 0
@@ -163,3 +165,13 @@ class Listener:
                 log.info("LISTEN connection restored")
                 self._wake_all()
                 return
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    """Makes the death of a background task loud: readers fall back to polling, slower."""
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error(
+            "background task died; readers fall back to polling",
+            exc_info=error,
+            extra={"task": task.get_name()},
+        )

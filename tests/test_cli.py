@@ -17,6 +17,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from app.database import with_database
+
 
 def _env(**overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
@@ -95,6 +97,15 @@ def test_bad_usage_exits_2_with_a_message(args: list[str], env: dict[str, str]) 
     result = _flowlog(*args, env=_env(**env))
     assert result.returncode == 2
     assert result.stderr.strip()
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["migrate", "serve"])
+def test_an_unreachable_database_exits_1_with_a_message(command: str, server_url: str) -> None:
+    missing = with_database(server_url, "flowlog_no_such_database")
+    result = _flowlog(command, env=_env(DATABASE_URL=missing), timeout=60)
+    assert result.returncode == 1
+    assert "flowlog_no_such_database" in result.stderr
     assert "Traceback" not in result.stderr
 
 
