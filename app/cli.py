@@ -15,6 +15,7 @@ from app.config import ConfigError, Settings
 from app.database import provide_database
 from app.migrate import MigrationError
 from app.pgserver import EmbeddedPostgresError
+from eventstore import LogHorizonError
 
 log = logging.getLogger("flowlog")
 
@@ -59,8 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (EmbeddedPostgresError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         log.error("database unavailable", extra={"error": str(exc), "kind": type(exc).__name__})
         return 1
-    except MigrationError as exc:
-        log.error("migrations refused", extra={"error": str(exc)})
+    except (MigrationError, LogHorizonError) as exc:
+        log.error("database refused", extra={"error": str(exc), "kind": type(exc).__name__})
         return 1
 
 

@@ -19,7 +19,14 @@ from aiohttp import web
 from app import keys
 from app.config import Settings
 from app.migrate import migrate_database
-from eventstore import EventStore, Listener, Notifier, connect, create_pool
+from eventstore import (
+    EventStore,
+    Listener,
+    Notifier,
+    check_log_horizon,
+    connect,
+    create_pool,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +65,11 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     applied = await migrate_database(url)
     log.info("database migrated", extra={"applied": applied})
     pool = await create_pool(url, max_size=app[keys.SETTINGS].pool_size)
+    try:
+        await check_log_horizon(pool)
+    except BaseException:
+        await pool.close()
+        raise
     notifier = Notifier(pool)
     notifier.start()
     app[keys.POOL] = pool

@@ -6,7 +6,9 @@ It knows nothing of workflows. See docs/eventstore.md for the design.
 from eventstore.errors import (
     IMMUTABLE_LOG_SQLSTATE,
     EventStoreError,
+    LogHorizonError,
     SubscriptionConflict,
+    TransactionAborted,
     WrongExpectedVersion,
 )
 from eventstore.events import (
@@ -19,7 +21,7 @@ from eventstore.events import (
 )
 from eventstore.notify import CHANNEL, Listener, Notifier
 from eventstore.pool import connect, create_pool
-from eventstore.store import AppendHook, EventStore, Transaction
+from eventstore.store import AppendHook, EventStore, Transaction, check_log_horizon
 from eventstore.subscription import BatchOutcome, Handler, Subscription
 
 __all__ = [
@@ -35,13 +37,16 @@ __all__ = [
     "ExpectedVersion",
     "Handler",
     "Listener",
+    "LogHorizonError",
     "NewEvent",
     "Notifier",
     "RecordedEvent",
     "Subscription",
     "SubscriptionConflict",
     "Transaction",
+    "TransactionAborted",
     "WrongExpectedVersion",
+    "check_log_horizon",
     "connect",
     "create_pool",
 ]

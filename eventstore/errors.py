@@ -26,5 +26,15 @@ class WrongExpectedVersion(EventStoreError):
         )
 
 
+class TransactionAborted(EventStoreError):
+    """A store transaction failed inside (an error was caught and swallowed there), so
+    PostgreSQL rolled it back at COMMIT: nothing it wrote was kept."""
+
+
+class LogHorizonError(EventStoreError):
+    """The log holds transaction ids the server has not assigned yet (it was restored into
+    another cluster with them); reading it in order would misplace new events."""
+
+
 class SubscriptionConflict(EventStoreError):
     """A subscription's checkpoint moved under a running batch; the batch was rolled back."""

@@ -38,6 +38,7 @@ class Notifier:
         self._channel = channel
         self._min_interval = min_interval
         self._dirty = asyncio.Event()
+        self._in_flight = False
         self._task: asyncio.Task[None] | None = None
         self.sent = 0
 
@@ -57,9 +58,10 @@ class Notifier:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
-        if self._dirty.is_set():
+        # Owed: a wake not sent yet, or a send that the cancellation may have cut short.
+        if self._dirty.is_set() or self._in_flight:
             self._dirty.clear()
-            with contextlib.suppress(asyncpg.PostgresError, OSError):
+            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
                 await self._send()
 
     async def _run(self) -> None:
@@ -80,7 +82,9 @@ class Notifier:
                 await asyncio.sleep(delay)
 
     async def _send(self) -> None:
+        self._in_flight = True
         await self._pool.execute(Q.notify, self._channel)
+        self._in_flight = False
         self.sent += 1
 
 
@@ -131,8 +135,12 @@ class Listener:
 
     async def _listen(self) -> None:
         conn = await self._connect()
+        try:
+            await conn.add_listener(self._channel, self._on_notify)
+        except BaseException:
+            conn.terminate()
+            raise
         conn.add_termination_listener(self._on_terminated)
-        await conn.add_listener(self._channel, self._on_notify)
         self._conn = conn
 
     def _on_notify(self, *_: object) -> None:
@@ -156,7 +164,7 @@ class Listener:
         while not self._closing:
             try:
                 await self._listen()
-            except (asyncpg.PostgresError, OSError) as exc:
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
                 delay = _RETRY_DELAYS[min(attempt, len(_RETRY_DELAYS) - 1)]
                 attempt += 1
                 log.warning("LISTEN reconnect failed", extra={"error": str(exc), "delay": delay})

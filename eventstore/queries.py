@@ -14,7 +14,14 @@ class EventStoreQueries:
     stream_version: str
     read_stream: str
     read_all: str
-    held_back: str
+    more_after: str
+    horizon_check: str
+    begin: str
+    commit: str
+    rollback: str
+    savepoint: str
+    rollback_to_savepoint: str
+    release_savepoint: str
     notify: str
     subscription_ensure: str
     subscription_try_lock: str

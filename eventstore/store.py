@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 import asyncpg
 
-from eventstore.errors import WrongExpectedVersion
+from eventstore.errors import LogHorizonError, TransactionAborted, WrongExpectedVersion
 from eventstore.events import (
     LOG_START,
     Checkpoint,
@@ -61,6 +61,13 @@ class _Reads:
             raise ValueError("limit must be at least 1")
         rows = await self._executor.fetch(Q.read_all, after.transaction_id, after.position, limit)
         return [RecordedEvent(*row) for row in rows]
+
+    async def has_events_after(self, after: Checkpoint) -> bool:
+        """Whether committed events follow ``after``, readable yet or held back behind an
+        older open transaction."""
+        return bool(
+            await self._executor.fetchval(Q.more_after, after.transaction_id, after.position)
+        )
 
 
 class EventStore(_Reads):
@@ -119,16 +126,31 @@ class EventStore(_Reads):
             if len(batch) < batch_size:
                 return
 
-    async def held_back(self) -> bool:
-        """Whether committed events wait for an older open transaction to end."""
-        return bool(await self._pool.fetchval(Q.held_back))
-
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
-        """A database transaction in which callers append and run their own SQL atomically."""
-        async with self._pool.acquire() as conn, conn.transaction():
+        """A READ COMMITTED transaction in which callers append and run their own SQL.
+
+        It commits when the block ends normally and rolls back when it raises. If a
+        statement failed inside and the caller swallowed the error, PostgreSQL has already
+        aborted the transaction and answers COMMIT with ROLLBACK: that raises
+        TransactionAborted instead of passing for a commit. Nest with ``tx.savepoint()``
+        (asyncpg's ``connection.transaction()`` refuses to run inside this one).
+        """
+        async with self._pool.acquire() as conn:
+            await conn.execute(Q.begin)
             tx = Transaction(self, conn)
-            yield tx
+            try:
+                yield tx
+            except BaseException:
+                # A broken connection cannot roll back; the pool discards it.
+                with suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                    await conn.execute(Q.rollback)
+                raise
+            status = await conn.execute(Q.commit)
+        if status != "COMMIT":
+            raise TransactionAborted(
+                "the transaction failed inside (an error was caught there) and was rolled back"
+            )
         if tx.appended:
             self._committed()
 
@@ -179,11 +201,24 @@ class Transaction(_Reads):
         await self._store._run_hooks(self, recorded, hook)
         return recorded
 
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """A nested block: if it raises, only what it did is rolled back."""
+        await self.connection.execute(Q.savepoint)
+        try:
+            yield
+        except BaseException:
+            with suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                await self.connection.execute(Q.rollback_to_savepoint)
+                await self.connection.execute(Q.release_savepoint)
+            raise
+        await self.connection.execute(Q.release_savepoint)
+
     async def _append_any_version(self, args: _AppendArgs) -> list[RecordedEvent]:
         # A savepoint per attempt keeps the caller's transaction usable after a lost race.
         for _ in range(_ANY_VERSION_ATTEMPTS):
             try:
-                async with self.connection.transaction():
+                async with self.savepoint():
                     return await _insert(self.connection, args)
             except asyncpg.UniqueViolationError as exc:
                 if exc.constraint_name != _VERSION_KEY:
@@ -276,3 +311,22 @@ async def stream_version(executor: Executor, stream_id: str) -> int:
 
 def _by_version(row: asyncpg.Record) -> int:
     return int(row["version"])
+
+
+async def check_log_horizon(executor: Executor) -> None:
+    """Refuses a log whose transaction ids are not all in this cluster's past.
+
+    Reading in order relies on every event's transaction id being older than any transaction
+    to come. A log restored from pg_dump into another cluster keeps its old ids, which may
+    be ahead of the new cluster's counter: new events would then sort before old ones and
+    readers past the old ones would never see them. Run at service start.
+    """
+    row = await executor.fetchrow(Q.horizon_check)
+    assert row is not None
+    if row["newest"] is not None and row["newest"] >= row["next"]:
+        raise LogHorizonError(
+            f"the event log holds transaction id {row['newest']} but this server's next "
+            f"transaction id is {row['next']}: the log was restored into another cluster with "
+            "its transaction ids. Advance the server's transaction counter past it "
+            "(pg_resetwal --next-transaction-id) or move the log with flowlog export/import."
+        )

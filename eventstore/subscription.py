@@ -44,7 +44,8 @@ class BatchOutcome:
     handled: int
     """Events handled (and checkpointed) by this batch."""
     held_back: bool
-    """Committed events wait behind an older open transaction: look again soon."""
+    """The batch came back short although committed events follow it: they wait behind an
+    older open transaction (or became readable just now). Look again soon."""
     locked_out: bool
     """Another process is running a batch of this subscription."""
 
@@ -101,9 +102,9 @@ class Subscription:
                 )
             start = Checkpoint(row[0], row[1])
             events = await tx.read_all(start, self._batch_size)
+            end = events[-1].checkpoint if events else start
             if events:
                 await self._handler(tx, events)
-                end = events[-1].checkpoint
                 status = await conn.execute(
                     Q.subscription_advance,
                     self.name,
@@ -116,7 +117,7 @@ class Subscription:
                     raise SubscriptionConflict(
                         f"subscription {self.name!r} moved from {start} during a batch"
                     )
-            held_back = len(events) < self._batch_size and bool(await conn.fetchval(Q.held_back))
+            held_back = len(events) < self._batch_size and await tx.has_events_after(end)
         return BatchOutcome(len(events), held_back=held_back, locked_out=False)
 
     def stop(self) -> None:

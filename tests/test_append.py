@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 
 import asyncpg
 import pytest
 
+from app.database import quote_ident
 from eventstore import (
     EventStore,
     Expect,
+    LogHorizonError,
     NewEvent,
     RecordedEvent,
     Transaction,
+    TransactionAborted,
     WrongExpectedVersion,
+    check_log_horizon,
+    create_pool,
 )
 from tests.helpers import wait_readable
 
@@ -278,3 +284,118 @@ async def test_read_all_pages_through_the_log_in_order(store: EventStore) -> Non
     assert await store.read_all(after=everything[5].checkpoint, limit=3) == everything[6:9]
     with pytest.raises(ValueError, match="limit"):
         await store.read_all(limit=0)
+
+
+async def test_an_append_is_one_statement_and_one_round_trip(database_url: str) -> None:
+    statements: list[str] = []
+    pool = await create_pool(database_url, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:  # the pool's only connection
+            conn.add_query_logger(lambda q: statements.append(q.query))
+        store = EventStore(pool)
+        await store.append("warm-up", events("A", "B"), Expect.NO_STREAM)  # type introspection
+        await store.append("warm-up", events("C"), 2)
+        statements.clear()
+        await store.append("s", events(*(f"E{i}" for i in range(25))), Expect.NO_STREAM)
+        many = list(statements)
+        statements.clear()
+        await store.append("s", events("Last"), 25)
+        one = list(statements)
+    finally:
+        await pool.close()
+
+    # No BEGIN/COMMIT around it, and no reset query when the pool takes the connection back.
+    assert len(many) == 1
+    assert "INSERT INTO events" in many[0]
+    assert len(one) == 1
+    assert "INSERT INTO events" in one[0]
+
+
+async def test_a_swallowed_error_inside_a_transaction_cannot_pass_for_a_commit(
+    pool: asyncpg.Pool,
+) -> None:
+    commits: list[int] = []
+    store = EventStore(pool, on_commit=lambda: commits.append(1))
+    await store.append("taken", events("A"), Expect.NO_STREAM)
+
+    async def swallow_an_error() -> None:
+        async with store.transaction() as tx:
+            await tx.append("mine", events("Important"), Expect.NO_STREAM)
+            with contextlib.suppress(asyncpg.DivisionByZeroError):
+                await tx.connection.execute("SELECT 1 / 0")  # aborts the transaction
+
+    commits.clear()
+    with pytest.raises(TransactionAborted):
+        await swallow_an_error()
+
+    assert await store.stream_version("mine") == 0
+    assert commits == []
+
+
+async def test_a_savepoint_rolls_back_only_its_own_part(store: EventStore) -> None:
+    async def fail_inside(tx: Transaction) -> None:
+        async with tx.savepoint():
+            await tx.append("inner", events("X"), Expect.NO_STREAM)
+            raise KeyError("inner only")
+
+    async with store.transaction() as tx:
+        await tx.append("outer", events("A"), Expect.NO_STREAM)
+        with pytest.raises(KeyError):
+            await fail_inside(tx)
+        async with tx.savepoint():
+            await tx.append("kept", events("K"), Expect.NO_STREAM)
+
+    assert await store.stream_version("outer") == 1
+    assert await store.stream_version("inner") == 0
+    assert await store.stream_version("kept") == 1
+
+
+async def test_transactions_run_at_read_committed_whatever_the_default(
+    database_url: str,
+) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        name = await conn.fetchval("SELECT current_database()")
+        await conn.execute(
+            f"ALTER DATABASE {quote_ident(name)} SET default_transaction_isolation = "
+            "'repeatable read'"
+        )
+    finally:
+        await conn.close()
+    pool = await create_pool(database_url)
+    try:
+        store = EventStore(pool)
+        assert await pool.fetchval("SHOW default_transaction_isolation") == "repeatable read"
+        async with store.transaction() as tx:
+            level = await tx.connection.fetchval("SHOW transaction_isolation")
+        assert level == "read committed"
+        # The any-version retry sees the winner's commit (a repeatable-read snapshot would not).
+        await store.append("s", events("A"), Expect.NO_STREAM)
+        release = asyncio.Event()
+        holding = asyncio.create_task(_append_and_hold(store, "Held", release))
+        await asyncio.sleep(0.1)
+        async with store.transaction() as tx:
+            pending = asyncio.create_task(tx.append("s", events("Any"), Expect.ANY))
+            await asyncio.sleep(0.1)
+            release.set()
+            assert (await pending)[0].version == 3
+        await holding
+    finally:
+        await pool.close()
+
+
+async def test_a_log_restored_with_transaction_ids_from_the_future_is_refused(
+    store: EventStore,
+) -> None:
+    await check_log_horizon(store.pool)  # an empty log is fine
+    await store.append("s", events("A"), Expect.NO_STREAM)
+    await check_log_horizon(store.pool)  # so is a log written here
+
+    # What pg_dump + restore into a younger cluster leaves: ids ahead of the server's counter.
+    await store.pool.execute(
+        "INSERT INTO events (transaction_id, stream_id, version, type, data) "
+        "VALUES ((pg_snapshot_xmax(pg_current_snapshot())::text::bigint + 1000000)::text::xid8, "
+        "'restored', 1, 'Old', '{}')"
+    )
+    with pytest.raises(LogHorizonError, match="restored into another cluster"):
+        await check_log_horizon(store.pool)

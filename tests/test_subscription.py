@@ -11,6 +11,7 @@ import pytest
 
 from eventstore import (
     LOG_START,
+    Checkpoint,
     EventStore,
     Expect,
     Listener,
@@ -216,3 +217,39 @@ async def _until(
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"waited {within}s for {expected}, last saw {value}")
+
+
+async def test_a_horizon_that_moves_between_read_and_check_still_means_look_again_soon(
+    store: EventStore, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An older transaction holds an event back during the read and ends right after it: the
+    batch must still report that events follow, or the reader would sleep a poll interval."""
+    sub = Subscription(store, "racer", _noop_handler)
+    await sub.register()
+    older = await asyncpg.connect(database_url)
+    await older.execute("BEGIN")
+    await older.fetchval("SELECT pg_current_xact_id()")  # a write transaction: holds the horizon
+    held = await store.append("s", [NewEvent("E", {})], Expect.NO_STREAM)
+
+    original = Transaction.read_all
+
+    async def read_then_end_older(
+        self: Transaction, after: Checkpoint = LOG_START, limit: int = 1000
+    ) -> list[RecordedEvent]:
+        found = await original(self, after, limit)
+        if not older.is_closed():
+            await older.execute("COMMIT")
+            await older.close()
+        return found
+
+    monkeypatch.setattr(Transaction, "read_all", read_then_end_older)
+    outcome = await sub.run_batch()
+
+    assert (outcome.handled, outcome.held_back) == (0, True)
+    monkeypatch.undo()
+    await wait_readable(store, [held[0].position])
+    assert (await sub.run_batch()).handled == 1
+
+
+async def _noop_handler(tx: Transaction, events: Sequence[RecordedEvent]) -> None:
+    return None

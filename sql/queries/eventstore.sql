@@ -47,13 +47,42 @@ WHERE (transaction_id, position) > ($1::xid8, $2::bigint)
 ORDER BY transaction_id, position
 LIMIT $3
 
--- name: held_back
--- Whether committed events wait above the read horizon because an older transaction (of any
--- database of the cluster) is still open. Readers then retry soon instead of at the poll
--- interval.
+-- name: more_after
+-- Whether any committed event follows checkpoint ($1, $2), readable yet or still held back
+-- behind an older open transaction (of any database of the cluster). A reader whose last read
+-- came back short then retries soon instead of at the poll interval. Deliberately not "above
+-- the horizon": the horizon may move between the read and this statement.
 SELECT EXISTS (
-    SELECT 1 FROM events WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot())
+    SELECT 1 FROM events WHERE (transaction_id, position) > ($1::xid8, $2::bigint)
 )
+
+-- name: horizon_check
+-- The newest transaction id in the log and the next one the server will assign. A log whose
+-- newest id is not below the next one was restored into another cluster with its transaction
+-- ids (pg_dump): new events would sort before old ones. Startup refuses such a log.
+SELECT max(transaction_id) AS newest, pg_snapshot_xmax(pg_current_snapshot()) AS next
+FROM events
+
+-- name: begin
+-- Every store transaction runs at READ COMMITTED whatever the server's default: a retried
+-- statement must see what committed since (the any-version retry, the append conflict check).
+BEGIN ISOLATION LEVEL READ COMMITTED
+
+-- name: commit
+COMMIT
+
+-- name: rollback
+ROLLBACK
+
+-- name: savepoint
+-- One name for every level: ROLLBACK TO and RELEASE act on the most recent savepoint of a name.
+SAVEPOINT flowlog_savepoint
+
+-- name: rollback_to_savepoint
+ROLLBACK TO SAVEPOINT flowlog_savepoint
+
+-- name: release_savepoint
+RELEASE SAVEPOINT flowlog_savepoint
 
 -- name: notify
 -- Wakes the readers of every process (LISTEN flowlog_events). Sent after commit, coalesced.
