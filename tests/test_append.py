@@ -203,7 +203,9 @@ async def test_conflict_inside_a_transaction_reports_an_unknown_winner(
     assert [e.type for e in await store.read_stream("s")] == ["A", "W"]
 
 
-async def test_any_version_inside_a_transaction_survives_a_lost_race(store: EventStore) -> None:
+async def _any_version_after_a_lost_race(store: EventStore) -> list[RecordedEvent]:
+    """Appends "Any" with Expect.ANY in a transaction while "Held" holds version 2 of stream
+    "s" uncommitted, then lets "Held" commit: the any-version append must retry at 3."""
     await store.append("s", events("A"), Expect.NO_STREAM)
     release = asyncio.Event()
     holding = asyncio.create_task(_append_and_hold(store, "Held", release))
@@ -216,6 +218,11 @@ async def test_any_version_inside_a_transaction_survives_a_lost_race(store: Even
         # The transaction is still usable after the savepoint caught the collision.
         assert await tx.connection.fetchval("SELECT 1") == 1
     await holding
+    return recorded
+
+
+async def test_any_version_inside_a_transaction_survives_a_lost_race(store: EventStore) -> None:
+    recorded = await _any_version_after_a_lost_race(store)
 
     assert recorded[0].version == 3
     assert [e.type for e in await store.read_stream("s")] == ["A", "Held", "Any"]
@@ -370,16 +377,8 @@ async def test_transactions_run_at_read_committed_whatever_the_default(
             level = await tx.connection.fetchval("SHOW transaction_isolation")
         assert level == "read committed"
         # The any-version retry sees the winner's commit (a repeatable-read snapshot would not).
-        await store.append("s", events("A"), Expect.NO_STREAM)
-        release = asyncio.Event()
-        holding = asyncio.create_task(_append_and_hold(store, "Held", release))
-        await asyncio.sleep(0.1)
-        async with store.transaction() as tx:
-            pending = asyncio.create_task(tx.append("s", events("Any"), Expect.ANY))
-            await asyncio.sleep(0.1)
-            release.set()
-            assert (await pending)[0].version == 3
-        await holding
+        recorded = await _any_version_after_a_lost_race(store)
+        assert recorded[0].version == 3
     finally:
         await pool.close()
 

@@ -1,8 +1,8 @@
 """``flowlog bench append``: appends per second against plain INSERTs, in the same run.
 
 For 1, 4 and 16 concurrent writers and appends of 1 and 10 events, the same number of
-operations is issued three ways through asyncpg, alternating in three rounds (median) so that drift on a
-noisy machine hits all of them alike:
+operations is issued three ways through asyncpg, alternating in three rounds (the median
+counts) so that drift on a noisy machine hits all of them alike:
 
 - ours: ``EventStore.append`` with an exact expected version (a new stream every 20 appends),
   with the coalesced post-commit NOTIFY running and a listener receiving it;
