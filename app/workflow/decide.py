@@ -1,0 +1,420 @@
+"""Decisions: ``decide(state, command, definition, now) -> events``, or a refusal. Pure.
+
+Operators' commands (create, context, start, stop, cancel, retry) are refused with the seed's
+codes and change nothing. The reactor's commands (advance, record an outcome, interrupt) are
+refused with ``StaleOutcome`` when the node they speak of is no longer the running one: a
+worker that lost its lease, or a node already recorded, must not change anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from app.workflow.definition import PAUSE, NodeKind, WorkflowDefinition
+from app.workflow.errors import Code, WorkflowError
+from app.workflow.events import (
+    CancelRequested,
+    ContextSet,
+    FlowCanceled,
+    FlowCreated,
+    FlowEvent,
+    FlowFailed,
+    FlowFinished,
+    FlowResumed,
+    FlowRetried,
+    FlowStarted,
+    FlowStopped,
+    NodeFailed,
+    NodeOperationSubmitted,
+    NodeStarted,
+    NodeSucceeded,
+)
+from app.workflow.executor import check_json
+from app.workflow.state import FlowState, FlowStatus, NodeExecution, NodeStatus, evolve
+
+
+class StaleOutcome(Exception):
+    """The command speaks of a node that is not the running node (any more)."""
+
+
+# -- operators' commands ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CreateFlow:
+    flow_id: str
+    biz_id: str
+    biz_type: str
+    tenant_id: str = ""
+    context: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SetContext:
+    changes: Mapping[str, Any] = field(default_factory=dict)
+    removed: Sequence[str] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StartFlow:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class StopFlow:
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CancelFlow:
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryFlow:
+    changes: Mapping[str, Any] = field(default_factory=dict)
+    removed: Sequence[str] = ()
+
+
+# -- the reactor's commands ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Advance:
+    """Move forward when no node runs: start the next node, or end the flow."""
+
+
+@dataclass(frozen=True, slots=True)
+class Interrupt:
+    """The running node lost its worker (crash, lost lease): it runs again."""
+
+    node_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordSubmitted:
+    node_id: str
+    operation_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordSuccess:
+    node_id: str
+    result: str = ""
+    parameters: str | None = None
+    changes: Mapping[str, Any] = field(default_factory=dict)
+    removed: Sequence[str] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RecordFailure:
+    node_id: str
+    code: int
+    message: str
+    result: str = ""
+    parameters: str | None = None
+    changes: Mapping[str, Any] = field(default_factory=dict)
+    removed: Sequence[str] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RecordCanceled:
+    """The running node was interrupted because the flow is being canceled."""
+
+    node_id: str
+
+
+Command = (
+    CreateFlow
+    | SetContext
+    | StartFlow
+    | StopFlow
+    | CancelFlow
+    | RetryFlow
+    | Advance
+    | Interrupt
+    | RecordSubmitted
+    | RecordSuccess
+    | RecordFailure
+    | RecordCanceled
+)
+
+
+def node_id_for(flow_id: str, sequence: int) -> str:
+    """Node execution ids are derived, not random: the same decision, the same id."""
+    return f"{flow_id}.{sequence}"
+
+
+def decide(
+    state: FlowState | None, command: Command, definition: WorkflowDefinition, now: datetime
+) -> list[FlowEvent]:
+    """The events that carry out ``command``; [] when there is nothing to do."""
+    if isinstance(command, CreateFlow):
+        return _create(state, command, definition)
+    if state is None:
+        raise WorkflowError(Code.FLOW_NOT_FOUND, "the flow does not exist")
+    match command:
+        case SetContext():
+            return _set_context(state, command)
+        case StartFlow():
+            return _start(state)
+        case StopFlow():
+            return _stop(state, command)
+        case CancelFlow():
+            return _cancel(state, command)
+        case RetryFlow():
+            return _retry(state, command)
+        case Advance():
+            return _advance(state, definition, now)
+        case Interrupt():
+            return _interrupt(state, command, now)
+        case RecordSubmitted():
+            return _submitted(state, command, definition, now)
+        case RecordSuccess():
+            return _succeeded(state, command, definition)
+        case RecordFailure():
+            return _failed(state, command, definition, now)
+        case RecordCanceled():
+            _running(state, command.node_id)
+            return [FlowCanceled(reason=state.reason, node_id=command.node_id)]
+    raise TypeError(f"unknown command {command!r}")
+
+
+def decide_and_advance(
+    state: FlowState | None, command: Command, definition: WorkflowDefinition, now: datetime
+) -> list[FlowEvent]:
+    """``decide``, then whatever follows at once in the same append: after an outcome the
+    next node starts (or the flow ends) without a round trip through the queue."""
+    events = decide(state, command, definition, now)
+    if not events or isinstance(command, Advance):
+        return events
+    after = state
+    for event in events:
+        after = evolve(after, event, now)
+    assert after is not None
+    return events + _advance(after, definition, now)
+
+
+# -- operators' commands ---------------------------------------------------------------------
+
+
+def _create(
+    state: FlowState | None, command: CreateFlow, definition: WorkflowDefinition
+) -> list[FlowEvent]:
+    if state is not None:
+        raise WorkflowError(Code.CREATE_FAILED, f"workflow {command.flow_id} already exists")
+    for key, value in command.context.items():
+        _check_context(key, value, Code.CREATE_FAILED)
+    return [
+        FlowCreated(
+            flow_id=command.flow_id,
+            name=definition.name,
+            biz_id=command.biz_id,
+            biz_type=command.biz_type,
+            definition_version=definition.version,
+            tenant_id=command.tenant_id,
+            context=dict(command.context),
+        )
+    ]
+
+
+def _set_context(state: FlowState, command: SetContext) -> list[FlowEvent]:
+    if state.terminal:
+        raise WorkflowError(
+            Code.CONTEXT_FAILED, f"workflow {state.flow_id} is {state.status}: its context is final"
+        )
+    for key, value in command.changes.items():
+        _check_context(key, value, Code.CONTEXT_FAILED)
+    if not command.changes and not command.removed:
+        return []
+    return [ContextSet(changes=dict(command.changes), removed=list(command.removed))]
+
+
+def _start(state: FlowState) -> list[FlowEvent]:
+    if state.terminal or state.status is FlowStatus.CANCELING:
+        raise WorkflowError(
+            Code.START_FAILED, f"workflow {state.flow_id} is {state.status} and cannot start"
+        )
+    if state.status is FlowStatus.INITIALIZING:
+        return [FlowStarted()]
+    if state.status is FlowStatus.STOPPED:
+        return [FlowResumed()]
+    return []  # already Processing
+
+
+def _stop(state: FlowState, command: StopFlow) -> list[FlowEvent]:
+    if state.terminal or state.status is FlowStatus.CANCELING:
+        raise WorkflowError(
+            Code.STOP_FAILED, f"workflow {state.flow_id} is {state.status} and cannot stop"
+        )
+    if state.status is FlowStatus.STOPPED:
+        return []
+    return [FlowStopped(reason=command.reason)]
+
+
+def _cancel(state: FlowState, command: CancelFlow) -> list[FlowEvent]:
+    if state.terminal:
+        raise WorkflowError(
+            Code.CANCEL_FAILED, f"workflow {state.flow_id} is {state.status} and cannot cancel"
+        )
+    if state.status is FlowStatus.CANCELING:
+        return []
+    requested = CancelRequested(reason=command.reason)
+    running = state.running_node
+    if running is None:
+        return [requested, FlowCanceled(reason=command.reason)]
+    # A node runs (or is being polled): the reactor interrupts it, then records the end.
+    return [requested]
+
+
+def _retry(state: FlowState, command: RetryFlow) -> list[FlowEvent]:
+    last = state.last_node
+    if state.status is FlowStatus.ERROR and state.failed_key is not None:
+        from_key = state.failed_key
+    elif (
+        state.status is FlowStatus.STOPPED
+        and last is not None
+        and last.status is NodeStatus.ERROR
+        and not last.will_retry
+    ):
+        from_key = last.key
+    else:
+        raise WorkflowError(
+            Code.RETRY_FAILED,
+            f"workflow {state.flow_id} is {state.status}: only a flow that ended in Error or "
+            "stopped on a failed node can be retried",
+        )
+    events: list[FlowEvent] = []
+    if command.changes or command.removed:
+        for key, value in command.changes.items():
+            _check_context(key, value, Code.RETRY_FAILED)
+        events.append(ContextSet(changes=dict(command.changes), removed=list(command.removed)))
+    return [*events, FlowRetried(from_key=from_key)]
+
+
+# -- the reactor's commands ------------------------------------------------------------------
+
+
+def _advance(state: FlowState, definition: WorkflowDefinition, now: datetime) -> list[FlowEvent]:
+    if state.running_node is not None:
+        return []
+    if state.status is FlowStatus.CANCELING:
+        return [FlowCanceled(reason=state.reason)]
+    if state.status is not FlowStatus.PROCESSING:
+        return []
+    last = state.last_node
+    if last is not None and last.will_retry and last.retry_at is not None and last.retry_at > now:
+        return []  # the retry is not due yet
+    if state.cursor is None:
+        if state.failed_path:
+            return [
+                FlowFailed(
+                    error_code=state.error_code or Code.NODE_FAILED,
+                    error_message=state.error_message or "a node failed",
+                )
+            ]
+        return [FlowFinished()]
+    node = definition.node(state.cursor)
+    previous = state.last_execution_of(state.cursor)
+    attempt = (
+        1 if previous is None or previous.status is NodeStatus.FINISHED else previous.attempt + 1
+    )
+    return [
+        NodeStarted(
+            node_id=node_id_for(state.flow_id, len(state.nodes) + 1),
+            key=state.cursor,
+            name=node.name,
+            kind=node.kind.value,
+            attempt=attempt,
+        )
+    ]
+
+
+def _running(state: FlowState, node_id: str) -> NodeExecution:
+    running = state.running_node
+    if running is None or running.node_id != node_id:
+        raise StaleOutcome(f"node {node_id} is not running in workflow {state.flow_id}")
+    return running
+
+
+def _interrupt(state: FlowState, command: Interrupt, now: datetime) -> list[FlowEvent]:
+    running = _running(state, command.node_id)
+    if state.status is FlowStatus.CANCELING:
+        return [FlowCanceled(reason=state.reason, node_id=running.node_id)]
+    return [
+        NodeFailed(
+            node_id=running.node_id,
+            error_code=Code.NODE_INTERRUPTED,
+            error_message="the worker running the node was lost; the node runs again",
+            will_retry=True,
+            retry_at=now,
+        )
+    ]
+
+
+def _submitted(
+    state: FlowState, command: RecordSubmitted, definition: WorkflowDefinition, now: datetime
+) -> list[FlowEvent]:
+    running = _running(state, command.node_id)
+    node = definition.node(running.key)
+    if node.kind is not NodeKind.POLLING or running.operation_id is not None:
+        raise StaleOutcome(f"node {command.node_id} is not waiting for an operation id")
+    return [
+        NodeOperationSubmitted(
+            node_id=running.node_id,
+            operation_id=command.operation_id,
+            next_poll_at=now + timedelta(seconds=node.poll_interval),
+            poll_deadline=now + timedelta(seconds=node.poll_deadline),
+        )
+    ]
+
+
+def _succeeded(
+    state: FlowState, command: RecordSuccess, definition: WorkflowDefinition
+) -> list[FlowEvent]:
+    running = _running(state, command.node_id)
+    node = definition.node(running.key)
+    return [
+        NodeSucceeded(
+            node_id=running.node_id,
+            result=command.result,
+            parameters=command.parameters,
+            context_changes=dict(command.changes),
+            context_removed=list(command.removed),
+            next=node.success or None,
+        )
+    ]
+
+
+def _failed(
+    state: FlowState, command: RecordFailure, definition: WorkflowDefinition, now: datetime
+) -> list[FlowEvent]:
+    running = _running(state, command.node_id)
+    node = definition.node(running.key)
+    common: dict[str, Any] = {
+        "node_id": running.node_id,
+        "error_code": command.code,
+        "error_message": command.message,
+        "result": command.result,
+        "parameters": command.parameters,
+        "context_changes": dict(command.changes),
+        "context_removed": list(command.removed),
+    }
+    if command.code == Code.NODE_INTERRUPTED:
+        return [NodeFailed(**common, will_retry=True, retry_at=now)]
+    if running.series < node.retry.max_attempts:
+        delay = timedelta(seconds=node.retry.delay(running.series))
+        return [NodeFailed(**common, will_retry=True, retry_at=now + delay)]
+    if node.fail == PAUSE:
+        return [NodeFailed(**common, pause=True)]
+    return [NodeFailed(**common, next=node.fail or None)]
+
+
+def _check_context(key: str, value: Any, code: Code) -> None:
+    try:
+        check_json(key, value)
+    except TypeError as exc:
+        raise WorkflowError(code, str(exc)) from None

@@ -1,0 +1,301 @@
+"""Workflow definitions: named maps of event key -> node, validated when they are made.
+
+A definition's version is a hash of its content (keys, names, transitions, kinds, executors by
+qualified name, timeouts, retry and polling settings). Flows record the version they were
+created with, and reactors only pick up flows whose version they have registered, so old and
+new code can run side by side during a deploy.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import inspect
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import orjson
+
+from app.workflow.errors import DefinitionNotFound, InvalidDefinition
+from app.workflow.executor import Executor, PollFunction
+
+START = "start"
+PAUSE = "pause"
+"""A fail key that stops the flow on failure, for someone to fix and Start (or Retry)."""
+
+DEFAULT_POLL_INTERVAL = 3.0
+DEFAULT_POLL_DEADLINE = 24 * 3600.0
+
+
+class NodeKind(enum.StrEnum):
+    SYNC = "sync"
+    POLLING = "polling"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How a failed node is retried before its fail transition is taken.
+
+    ``max_attempts`` counts the first run: 1 means no retry. The n-th retry waits
+    ``initial_interval * backoff ** (n - 1)`` seconds, at most ``max_interval``.
+    """
+
+    max_attempts: int = 1
+    initial_interval: float = 1.0
+    backoff: float = 2.0
+    max_interval: float = 300.0
+
+    def delay(self, failed_attempt: int) -> float:
+        """Seconds to wait after attempt ``failed_attempt`` (1-based) failed."""
+        return min(self.max_interval, self.initial_interval * self.backoff ** (failed_attempt - 1))
+
+    def problems(self) -> list[str]:
+        found = []
+        if self.max_attempts < 1:
+            found.append("max_attempts must be at least 1")
+        if self.initial_interval < 0 or self.max_interval < 0:
+            found.append("retry intervals must not be negative")
+        if self.backoff < 1:
+            found.append("backoff must be at least 1")
+        return found
+
+
+NO_RETRY = RetryPolicy()
+
+
+@dataclass(frozen=True, slots=True)
+class NodeDefinition:
+    """One node: what runs, and where the flow goes on success and on failure.
+
+    ``success`` is the key of the next node ("" ends the flow). ``fail`` is the key of a
+    failure-handler node, ``"pause"`` (the flow stops; Start retries the node), or "" (the
+    flow ends in Error). Polling nodes also need ``poll``.
+    """
+
+    name: str
+    executor: Executor
+    success: str = ""
+    fail: str = ""
+    kind: NodeKind = NodeKind.SYNC
+    poll: PollFunction | None = None
+    poll_interval: float = DEFAULT_POLL_INTERVAL
+    poll_deadline: float = DEFAULT_POLL_DEADLINE
+    timeout: float | None = None
+    retry: RetryPolicy = NO_RETRY
+
+    def __post_init__(self) -> None:
+        try:  # "sync" and "polling" are accepted as well as NodeKind members
+            object.__setattr__(self, "kind", NodeKind(self.kind))
+        except ValueError:
+            raise InvalidDefinition(
+                self.name, [f"kind must be 'sync' or 'polling', not {self.kind!r}"]
+            ) from None
+
+    def describe(self) -> dict[str, Any]:
+        """The node as JSON, as recorded in the log (executors by qualified name)."""
+        described: dict[str, Any] = {
+            "name": self.name,
+            "success": self.success,
+            "fail": self.fail,
+            "kind": self.kind.value,
+            "executor": _qualified_name(self.executor),
+            "timeout": self.timeout,
+            "retry": {
+                "maxAttempts": self.retry.max_attempts,
+                "initialInterval": self.retry.initial_interval,
+                "backoff": self.retry.backoff,
+                "maxInterval": self.retry.max_interval,
+            },
+        }
+        if self.kind is NodeKind.POLLING:
+            described["poll"] = _qualified_name(self.poll)
+            described["pollInterval"] = self.poll_interval
+            described["pollDeadline"] = self.poll_deadline
+        return described
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowDefinition:
+    """A named state machine; the entry key is ``start``. Raises InvalidDefinition if wrong."""
+
+    name: str
+    nodes: Mapping[str, NodeDefinition]
+    version: str = field(init=False)
+    node_names: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        problems = _problems(self.name, self.nodes)
+        if problems:
+            raise InvalidDefinition(self.name or "(unnamed)", problems)
+        object.__setattr__(self, "nodes", MappingProxyType(dict(self.nodes)))
+        object.__setattr__(self, "version", _content_hash(self.describe()))
+        object.__setattr__(self, "node_names", tuple(_success_path(self.nodes)))
+
+    def node(self, key: str) -> NodeDefinition:
+        return self.nodes[key]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "nodes": {key: node.describe() for key, node in sorted(self.nodes.items())},
+        }
+
+
+class Registry:
+    """The definitions this process knows, by name (latest registration) and by version."""
+
+    def __init__(self, definitions: Iterable[WorkflowDefinition] = ()) -> None:
+        self._latest: dict[str, WorkflowDefinition] = {}
+        self._versions: dict[str, WorkflowDefinition] = {}
+        for definition in definitions:
+            self.register(definition)
+
+    def register(self, definition: WorkflowDefinition) -> None:
+        self._latest[definition.name] = definition
+        self._versions[definition.version] = definition
+
+    def get(self, name: str) -> WorkflowDefinition:
+        try:
+            return self._latest[name]
+        except KeyError:
+            raise DefinitionNotFound(name) from None
+
+    def get_version(self, name: str, version: str) -> WorkflowDefinition:
+        try:
+            return self._versions[version]
+        except KeyError:
+            raise DefinitionNotFound(name, version) from None
+
+    def versions(self) -> list[str]:
+        return sorted(self._versions)
+
+    def latest(self) -> list[WorkflowDefinition]:
+        return [self._latest[name] for name in sorted(self._latest)]
+
+
+def _problems(name: str, nodes: Mapping[str, NodeDefinition]) -> list[str]:
+    found: list[str] = []
+    if not name:
+        found.append("the definition needs a name")
+    if not nodes:
+        return [*found, "the definition has no nodes"]
+    if START not in nodes:
+        found.append(f"no entry node: the key {START!r} is missing")
+    if PAUSE in nodes:
+        found.append(f"{PAUSE!r} is reserved for fail transitions and cannot be a node key")
+    names: dict[str, str] = {}
+    for key, node in nodes.items():
+        where = f"node {key!r}"
+        if not key:
+            found.append("node keys must not be empty")
+        if not node.name:
+            found.append(f"{where} needs a name")
+        elif node.name in names:
+            found.append(f"{where} has the same name {node.name!r} as node {names[node.name]!r}")
+        else:
+            names[node.name] = key
+        if node.success and node.success not in nodes:
+            found.append(f"{where}: success key {node.success!r} does not exist")
+        if node.fail and node.fail != PAUSE and node.fail not in nodes:
+            found.append(f"{where}: fail key {node.fail!r} does not exist")
+        found += [f"{where}: {p}" for p in _node_problems(node)]
+    if START in nodes:
+        reachable = _reachable(nodes)
+        for key in nodes:
+            if key not in reachable:
+                found.append(f"node {key!r} cannot be reached from {START!r}")
+        cycle = _cycle(nodes)
+        if cycle:
+            found.append("the transitions loop: " + " -> ".join(cycle))
+    return found
+
+
+def _node_problems(node: NodeDefinition) -> list[str]:
+    found: list[str] = []
+    if not _is_async(node.executor):
+        found.append("the executor must be an async function (async def executor(node, ctx))")
+    if node.kind is NodeKind.POLLING:
+        if node.poll is None:
+            found.append("a polling node needs a poll function")
+        elif not _is_async(node.poll):
+            found.append("the poll function must be async (async def poll(node, ctx, op_id))")
+        if node.poll_interval <= 0:
+            found.append("poll_interval must be positive")
+        if node.poll_deadline <= 0:
+            found.append("poll_deadline must be positive")
+    elif node.poll is not None:
+        found.append("a sync node takes no poll function (make it a polling node)")
+    if node.timeout is not None and node.timeout <= 0:
+        found.append("timeout must be positive")
+    found += node.retry.problems()
+    return found
+
+
+def _is_async(func: object) -> bool:
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+        getattr(func, "__call__", None)  # noqa: B004 - an object with an async __call__
+    )
+
+
+def _edges(node: NodeDefinition) -> list[str]:
+    return [k for k in (node.success, node.fail) if k and k != PAUSE]
+
+
+def _reachable(nodes: Mapping[str, NodeDefinition]) -> set[str]:
+    seen: set[str] = set()
+    todo = [START]
+    while todo:
+        key = todo.pop()
+        if key in seen or key not in nodes:
+            continue
+        seen.add(key)
+        todo += _edges(nodes[key])
+    return seen
+
+
+def _cycle(nodes: Mapping[str, NodeDefinition]) -> list[str]:
+    """One loop of the transition graph, as a path of keys, or [] when there is none."""
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    path: list[str] = []
+
+    def visit(key: str) -> list[str]:
+        state[key] = 1
+        path.append(key)
+        for nxt in _edges(nodes[key]):
+            if nxt not in nodes:
+                continue
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        path.pop()
+        state[key] = 2
+        return []
+
+    for key in nodes:
+        if key not in state and (found := visit(key)):
+            return found
+    return []
+
+
+def _success_path(nodes: Mapping[str, NodeDefinition]) -> list[str]:
+    names, key = [], START
+    while key:
+        node = nodes[key]
+        names.append(node.name)
+        key = node.success
+    return names
+
+
+def _qualified_name(func: object) -> str | None:
+    if func is None:
+        return None
+    target = func if inspect.isfunction(func) or inspect.ismethod(func) else type(func)
+    return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', '?')}"
+
+
+def _content_hash(described: dict[str, Any]) -> str:
+    canonical = orjson.dumps(described, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()[:16]

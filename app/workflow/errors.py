@@ -1,0 +1,78 @@
+"""Error codes of the workflow service: the seed's (40100-40107) and flowlog's own (40108+).
+
+The numbers travel in the REST envelope's ``code`` and in failed nodes' events, so they are
+part of the contract: never renumber one.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Code(enum.IntEnum):
+    # The seed's codes (TiUniManager workflow2).
+    CREATE_FAILED = 40100
+    QUERY_FAILED = 40101
+    DETAIL_FAILED = 40102
+    START_FAILED = 40103
+    DEFINE_NOT_FOUND = 40104
+    POLLING_TIMEOUT = 40105
+    STOP_FAILED = 40106
+    CANCEL_FAILED = 40107
+    # flowlog's own.
+    NODE_TIMEOUT = 40108
+    """A sync node ran longer than its timeout."""
+    NODE_FAILED = 40109
+    """An executor or poll function raised (its message says why)."""
+    NODE_INTERRUPTED = 40110
+    """The worker running the node was lost (crash, lease expired); the node runs again."""
+    FLOW_NOT_FOUND = 40111
+    INVALID_DEFINITION = 40112
+    CONTEXT_FAILED = 40113
+    """InitContext refused (the flow has ended, or the value is not JSON)."""
+    RETRY_FAILED = 40114
+    """Retry refused (only flows in Error, or stopped on a failed node, can be retried)."""
+    BAD_INPUT = 40115
+    NODE_CANCELED = 40116
+    """The node was interrupted by Cancel."""
+
+
+class WorkflowError(Exception):
+    """A refusal or failure with a code from ``Code``; it changed nothing."""
+
+    def __init__(self, code: Code, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.code.value})"
+
+
+class DefinitionNotFound(WorkflowError):
+    def __init__(self, name: str, version: str | None = None) -> None:
+        what = name if version is None else f"{name} version {version}"
+        super().__init__(Code.DEFINE_NOT_FOUND, f"{what} workflow definition does not exist")
+
+
+class FlowNotFound(WorkflowError):
+    def __init__(self, flow_id: str) -> None:
+        super().__init__(Code.FLOW_NOT_FOUND, f"workflow {flow_id} does not exist")
+
+
+class InvalidDefinition(WorkflowError):
+    def __init__(self, name: str, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(
+            Code.INVALID_DEFINITION,
+            f"workflow definition {name!r} is invalid: " + "; ".join(problems),
+        )
+
+
+class NodeError(Exception):
+    """Raised by an executor or poll function to fail its node with a code of its choice."""
+
+    def __init__(self, message: str, code: int = Code.NODE_FAILED) -> None:
+        super().__init__(message)
+        self.code = int(code)
+        self.message = message

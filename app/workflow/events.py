@@ -1,0 +1,187 @@
+"""The events of a flow's stream, as typed models.
+
+One stream per flow (``flow-<id>``). Every event records a decision, not just a fact: a
+node's outcome names the node that comes next, so that the history alone (without the
+definition) folds into the flow's state, and audit and replay never depend on today's code.
+
+Each event type has a schema version. Stored data of an older version is upcast (see
+``UPCASTERS``) to the current model before it is validated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+JsonObject = dict[str, Any]
+
+
+class FlowEvent(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: ClassVar[int] = 1
+
+
+class FlowCreated(FlowEvent):
+    type: Literal["FlowCreated"] = "FlowCreated"
+    flow_id: str
+    name: str
+    biz_id: str
+    biz_type: str
+    definition_version: str
+    tenant_id: str = ""
+    context: JsonObject = Field(default_factory=dict)
+
+
+class ContextSet(FlowEvent):
+    type: Literal["ContextSet"] = "ContextSet"
+    changes: JsonObject = Field(default_factory=dict)
+    removed: list[str] = Field(default_factory=list)
+
+
+class FlowStarted(FlowEvent):
+    type: Literal["FlowStarted"] = "FlowStarted"
+
+
+class FlowStopped(FlowEvent):
+    type: Literal["FlowStopped"] = "FlowStopped"
+    reason: str = ""
+
+
+class FlowResumed(FlowEvent):
+    type: Literal["FlowResumed"] = "FlowResumed"
+
+
+class CancelRequested(FlowEvent):
+    type: Literal["CancelRequested"] = "CancelRequested"
+    reason: str = ""
+
+
+class FlowCanceled(FlowEvent):
+    type: Literal["FlowCanceled"] = "FlowCanceled"
+    reason: str = ""
+    node_id: str | None = None
+    """The node that was running and is now Canceled, if any."""
+
+
+class FlowRetried(FlowEvent):
+    type: Literal["FlowRetried"] = "FlowRetried"
+    from_key: str
+    """The node that runs again (the one whose failure ended or paused the flow)."""
+
+
+class NodeStarted(FlowEvent):
+    type: Literal["NodeStarted"] = "NodeStarted"
+    node_id: str
+    key: str
+    name: str
+    kind: str
+    attempt: int
+
+
+class NodeOperationSubmitted(FlowEvent):
+    type: Literal["NodeOperationSubmitted"] = "NodeOperationSubmitted"
+    node_id: str
+    operation_id: str
+    next_poll_at: datetime
+    poll_deadline: datetime
+
+
+class NodeSucceeded(FlowEvent):
+    type: Literal["NodeSucceeded"] = "NodeSucceeded"
+    node_id: str
+    result: str = ""
+    parameters: str | None = None
+    context_changes: JsonObject = Field(default_factory=dict)
+    context_removed: list[str] = Field(default_factory=list)
+    next: str | None = None
+    """The key of the node that comes next; None ends the path."""
+
+
+class NodeFailed(FlowEvent):
+    type: Literal["NodeFailed"] = "NodeFailed"
+    node_id: str
+    error_code: int
+    error_message: str
+    result: str = ""
+    parameters: str | None = None
+    context_changes: JsonObject = Field(default_factory=dict)
+    context_removed: list[str] = Field(default_factory=list)
+    will_retry: bool = False
+    retry_at: datetime | None = None
+    pause: bool = False
+    """The fail transition is "pause": the flow stops on this node."""
+    next: str | None = None
+    """Without retry or pause: the failure handler's key, or None (the flow ends in Error)."""
+
+
+class FlowFinished(FlowEvent):
+    type: Literal["FlowFinished"] = "FlowFinished"
+
+
+class FlowFailed(FlowEvent):
+    type: Literal["FlowFailed"] = "FlowFailed"
+    error_code: int
+    error_message: str
+
+
+AnyFlowEvent = Annotated[
+    FlowCreated
+    | ContextSet
+    | FlowStarted
+    | FlowStopped
+    | FlowResumed
+    | CancelRequested
+    | FlowCanceled
+    | FlowRetried
+    | NodeStarted
+    | NodeOperationSubmitted
+    | NodeSucceeded
+    | NodeFailed
+    | FlowFinished
+    | FlowFailed,
+    Field(discriminator="type"),
+]
+
+_ADAPTER: TypeAdapter[AnyFlowEvent] = TypeAdapter(AnyFlowEvent)
+EVENT_TYPES: dict[str, type[FlowEvent]] = {
+    cls.model_fields["type"].default: cls
+    for cls in (
+        FlowCreated, ContextSet, FlowStarted, FlowStopped, FlowResumed, CancelRequested,
+        FlowCanceled, FlowRetried, NodeStarted, NodeOperationSubmitted, NodeSucceeded,
+        NodeFailed, FlowFinished, FlowFailed,
+    )
+}  # fmt: skip
+
+Upcaster = Callable[[JsonObject], JsonObject]
+UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+"""(event type, stored schema version) -> function turning that data into the next version's.
+Register one here whenever an event's schema version is raised."""
+
+SCHEMA_KEY = "schema_version"
+
+
+def encode(event: FlowEvent) -> tuple[str, JsonObject, JsonObject]:
+    """(type, data, schema metadata) to append."""
+    data = event.model_dump(mode="json", exclude={"type"})
+    return event.type, data, {SCHEMA_KEY: event.schema_version}  # type: ignore[attr-defined]
+
+
+def decode(event_type: str, data: Mapping[str, Any], metadata: Mapping[str, Any]) -> FlowEvent:
+    """The typed event from stored data, upcast to the current schema version first."""
+    cls = EVENT_TYPES.get(event_type)
+    if cls is None:
+        raise ValueError(f"unknown flow event type {event_type!r}")
+    stored = int(metadata.get(SCHEMA_KEY, 1))
+    body = dict(data)
+    while stored < cls.schema_version:
+        upcast = UPCASTERS.get((event_type, stored))
+        if upcast is None:
+            raise ValueError(f"no upcaster for {event_type} schema version {stored}")
+        body = upcast(body)
+        stored += 1
+    body["type"] = event_type
+    return _ADAPTER.validate_python(body)

@@ -1,0 +1,303 @@
+"""A flow's state and the fold: ``evolve(state, event, at)``. Pure: no I/O, no clock.
+
+``at`` is when the event was recorded (the log's ``recorded_at``); node start and end times
+come from it, so a replay yields the very same state.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+
+from app.workflow.events import (
+    CancelRequested,
+    ContextSet,
+    FlowCanceled,
+    FlowCreated,
+    FlowEvent,
+    FlowFailed,
+    FlowFinished,
+    FlowResumed,
+    FlowRetried,
+    FlowStarted,
+    FlowStopped,
+    NodeFailed,
+    NodeOperationSubmitted,
+    NodeStarted,
+    NodeSucceeded,
+)
+
+
+class FlowStatus(enum.StrEnum):
+    INITIALIZING = "Initializing"
+    PROCESSING = "Processing"
+    STOPPED = "Stopped"
+    CANCELING = "Canceling"
+    CANCELED = "Canceled"
+    FINISHED = "Finished"
+    ERROR = "Error"
+
+
+TERMINAL = frozenset({FlowStatus.CANCELED, FlowStatus.FINISHED, FlowStatus.ERROR})
+
+
+class NodeStatus(enum.StrEnum):
+    INITIALIZING = "Initializing"
+    PROCESSING = "Processing"
+    FINISHED = "Finished"
+    ERROR = "Error"
+    CANCELED = "Canceled"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeExecution:
+    """One run (attempt) of one node."""
+
+    node_id: str
+    sequence: int
+    key: str
+    name: str
+    kind: str
+    attempt: int
+    series: int
+    """Attempts in the current run of automatic retries (the retry policy counts these)."""
+    status: NodeStatus
+    started_at: datetime
+    ended_at: datetime | None = None
+    operation_id: str | None = None
+    next_poll_at: datetime | None = None
+    poll_deadline: datetime | None = None
+    result: str = ""
+    parameters: str | None = None
+    error_code: int | None = None
+    error_message: str | None = None
+    will_retry: bool = False
+    retry_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FlowState:
+    flow_id: str
+    name: str
+    biz_id: str
+    biz_type: str
+    definition_version: str
+    tenant_id: str
+    status: FlowStatus
+    context: Mapping[str, Any]
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    nodes: tuple[NodeExecution, ...] = ()
+    cursor: str | None = "start"
+    """The key of the node to run next (or running now); None once the path has ended."""
+    failed_path: bool = False
+    """The path went through a failure: the flow ends in Error, not Finished."""
+    failed_key: str | None = None
+    """The node whose failure put the flow on its failure path (Retry reruns it)."""
+    error_code: int | None = None
+    error_message: str | None = None
+    reason: str = ""
+    """Why the flow was last stopped or canceled."""
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def last_node(self) -> NodeExecution | None:
+        return self.nodes[-1] if self.nodes else None
+
+    @property
+    def running_node(self) -> NodeExecution | None:
+        """The node execution in progress (for a polling node: submitted, being polled)."""
+        last = self.last_node
+        return last if last is not None and last.status is NodeStatus.PROCESSING else None
+
+    def node(self, node_id: str) -> NodeExecution | None:
+        for execution in reversed(self.nodes):
+            if execution.node_id == node_id:
+                return execution
+        return None
+
+    def last_execution_of(self, key: str) -> NodeExecution | None:
+        for execution in reversed(self.nodes):
+            if execution.key == key:
+                return execution
+        return None
+
+
+class FoldError(ValueError):
+    """A history that no decision could have produced (corrupt or foreign events)."""
+
+
+def evolve(state: FlowState | None, event: FlowEvent, at: datetime) -> FlowState:
+    """The state after ``event``, recorded at ``at``."""
+    if state is None:
+        if not isinstance(event, FlowCreated):
+            raise FoldError(f"a flow's history starts with FlowCreated, not {type(event).__name__}")
+        return FlowState(
+            flow_id=event.flow_id,
+            name=event.name,
+            biz_id=event.biz_id,
+            biz_type=event.biz_type,
+            definition_version=event.definition_version,
+            tenant_id=event.tenant_id,
+            status=FlowStatus.INITIALIZING,
+            context=_frozen(event.context),
+            version=1,
+            created_at=at,
+            updated_at=at,
+        )
+    state = replace(state, version=state.version + 1, updated_at=at)
+    match event:
+        case ContextSet():
+            return replace(state, context=_changed(state.context, event.changes, event.removed))
+        case FlowStarted() | FlowResumed():
+            return replace(state, status=FlowStatus.PROCESSING)
+        case FlowStopped():
+            return replace(state, status=FlowStatus.STOPPED, reason=event.reason)
+        case CancelRequested():
+            return replace(state, status=FlowStatus.CANCELING, reason=event.reason)
+        case FlowCanceled():
+            nodes = state.nodes
+            if event.node_id is not None:
+                nodes = _update_node(state, event.node_id, status=NodeStatus.CANCELED, ended_at=at)
+            return replace(state, status=FlowStatus.CANCELED, nodes=nodes, reason=event.reason)
+        case FlowRetried():
+            return replace(
+                state,
+                status=FlowStatus.PROCESSING,
+                cursor=event.from_key,
+                failed_path=False,
+                failed_key=None,
+                error_code=None,
+                error_message=None,
+            )
+        case NodeStarted():
+            return _node_started(state, event, at)
+        case NodeOperationSubmitted():
+            nodes = _update_node(
+                state,
+                event.node_id,
+                operation_id=event.operation_id,
+                next_poll_at=event.next_poll_at,
+                poll_deadline=event.poll_deadline,
+            )
+            return replace(state, nodes=nodes)
+        case NodeSucceeded():
+            return _node_succeeded(state, event, at)
+        case NodeFailed():
+            return _node_failed(state, event, at)
+        case FlowFinished():
+            return replace(state, status=FlowStatus.FINISHED, cursor=None)
+        case FlowFailed():
+            return replace(
+                state,
+                status=FlowStatus.ERROR,
+                cursor=None,
+                error_code=event.error_code,
+                error_message=event.error_message,
+            )
+        case FlowCreated():
+            raise FoldError("FlowCreated can only start a history")
+    raise FoldError(f"unknown event {type(event).__name__}")
+
+
+def fold(history: Iterable[tuple[FlowEvent, datetime]]) -> FlowState | None:
+    state: FlowState | None = None
+    for event, at in history:
+        state = evolve(state, event, at)
+    return state
+
+
+def _node_started(state: FlowState, event: NodeStarted, at: datetime) -> FlowState:
+    if state.running_node is not None:
+        raise FoldError(f"node {event.node_id} started while {state.running_node.node_id} runs")
+    previous = state.last_execution_of(event.key)
+    continues_retries = previous is not None and previous.will_retry
+    execution = NodeExecution(
+        node_id=event.node_id,
+        sequence=len(state.nodes) + 1,
+        key=event.key,
+        name=event.name,
+        kind=event.kind,
+        attempt=event.attempt,
+        series=previous.series + 1 if continues_retries and previous is not None else 1,
+        status=NodeStatus.PROCESSING,
+        started_at=at,
+    )
+    return replace(state, nodes=(*state.nodes, execution), cursor=event.key)
+
+
+def _node_succeeded(state: FlowState, event: NodeSucceeded, at: datetime) -> FlowState:
+    nodes = _update_node(
+        state,
+        event.node_id,
+        status=NodeStatus.FINISHED,
+        ended_at=at,
+        result=event.result,
+        parameters=event.parameters,
+    )
+    context = _changed(state.context, event.context_changes, event.context_removed)
+    return replace(state, nodes=nodes, context=context, cursor=event.next)
+
+
+def _node_failed(state: FlowState, event: NodeFailed, at: datetime) -> FlowState:
+    nodes = _update_node(
+        state,
+        event.node_id,
+        status=NodeStatus.ERROR,
+        ended_at=at,
+        result=event.result,
+        parameters=event.parameters,
+        error_code=event.error_code,
+        error_message=event.error_message,
+        will_retry=event.will_retry,
+        retry_at=event.retry_at,
+    )
+    failed = state.node(event.node_id)
+    assert failed is not None  # _update_node checked it
+    context = _changed(state.context, event.context_changes, event.context_removed)
+    state = replace(state, nodes=nodes, context=context)
+    if event.will_retry:
+        return state
+    if event.pause:
+        return replace(state, status=FlowStatus.STOPPED)
+    first_failure = state.failed_key if state.failed_path else failed.key
+    return replace(
+        state,
+        cursor=event.next,
+        failed_path=True,
+        failed_key=first_failure,
+        error_code=event.error_code if not state.failed_path else state.error_code,
+        error_message=event.error_message if not state.failed_path else state.error_message,
+    )
+
+
+def _update_node(state: FlowState, node_id: str, **changes: Any) -> tuple[NodeExecution, ...]:
+    last = state.running_node
+    if last is None or last.node_id != node_id:
+        raise FoldError(f"node {node_id} is not the running node of flow {state.flow_id}")
+    return (*state.nodes[:-1], replace(last, **changes))
+
+
+def _frozen(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(data))
+
+
+def _changed(
+    context: Mapping[str, Any], changes: Mapping[str, Any], removed: Iterable[str]
+) -> Mapping[str, Any]:
+    removed = list(removed)
+    if not changes and not removed:
+        return context
+    updated = dict(context)
+    updated.update(changes)
+    for key in removed:
+        updated.pop(key, None)
+    return _frozen(updated)

@@ -1,0 +1,273 @@
+"""The pure core: decisions and the fold, scenario by scenario, without a database."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.workflow.decide import (
+    Advance,
+    CancelFlow,
+    CreateFlow,
+    Interrupt,
+    RecordCanceled,
+    RecordFailure,
+    RecordSubmitted,
+    RecordSuccess,
+    RetryFlow,
+    SetContext,
+    StaleOutcome,
+    StartFlow,
+    StopFlow,
+)
+from app.workflow.errors import Code, WorkflowError
+from app.workflow.events import ContextSet, FlowCreated, NodeStarted
+from app.workflow.state import FlowStatus, FoldError, NodeStatus, evolve
+from tests.workflow.defs import backup_flow, pausing_flow, polling_flow
+from tests.workflow.harness import T0, Memory, created
+
+
+def running_id(memory: Memory) -> str:
+    node = memory.flow.running_node
+    assert node is not None
+    return node.node_id
+
+
+def retry_delay(memory: Memory) -> float:
+    last = memory.flow.last_node
+    assert last is not None
+    assert last.will_retry
+    assert last.retry_at is not None
+    return (last.retry_at - memory.now).total_seconds()
+
+
+def test_a_created_flow_waits_in_initializing_with_its_context() -> None:
+    memory = created(backup_flow(), traceId="t-1")
+    flow = memory.flow
+    assert flow.status is FlowStatus.INITIALIZING
+    assert dict(flow.context) == {"traceId": "t-1"}
+    assert (flow.version, flow.biz_id, flow.tenant_id) == (1, "biz-1", "tenant-1")
+    assert flow.definition_version == backup_flow().version
+    assert memory.run(Advance()) == []  # nothing runs before Start
+
+
+def test_the_backup_flow_runs_its_success_path_and_finishes() -> None:
+    memory = created(backup_flow())
+    memory.run(StartFlow())
+    memory.run(Advance())
+    for _ in range(3):
+        memory.run(RecordSuccess(running_id(memory), result="ok\n"))
+
+    flow = memory.flow
+    assert flow.status is FlowStatus.FINISHED
+    assert [n.name for n in flow.nodes] == ["backup", "updateBackupRecord", "end"]
+    assert all(n.status is NodeStatus.FINISHED for n in flow.nodes)
+    assert [n.node_id for n in flow.nodes] == ["f1.1", "f1.2", "f1.3"]
+    assert memory.types() == [
+        "FlowCreated", "FlowStarted", "NodeStarted", "NodeSucceeded", "NodeStarted",
+        "NodeSucceeded", "NodeStarted", "NodeSucceeded", "FlowFinished",
+    ]  # fmt: skip
+    assert memory.refolded() == flow
+
+
+def test_a_failure_runs_the_handler_and_ends_in_error_with_the_first_failure() -> None:
+    memory = created(backup_flow())
+    memory.run(StartFlow())
+    memory.run(Advance())
+    memory.run(RecordSuccess(running_id(memory)))
+    memory.run(RecordFailure(running_id(memory), 7, "disk full"))
+    assert memory.flow.running_node is not None
+    assert memory.flow.running_node.name == "backupFail"
+    memory.run(RecordSuccess(running_id(memory), result="cleaned\n"))
+
+    flow = memory.flow
+    assert flow.status is FlowStatus.ERROR
+    assert (flow.error_code, flow.error_message) == (7, "disk full")
+    assert flow.failed_key == "backupDone"
+    assert [n.status for n in flow.nodes] == [
+        NodeStatus.FINISHED, NodeStatus.ERROR, NodeStatus.FINISHED,
+    ]  # fmt: skip
+
+
+def test_retries_follow_the_policy_with_backoff_then_pause() -> None:
+    memory = created(pausing_flow())
+    memory.run(StartFlow())
+    memory.run(Advance())
+    memory.run(RecordSuccess(running_id(memory)))
+    memory.run(RecordFailure(running_id(memory), 1, "flaky"))  # attempt 1 of 3
+    assert retry_delay(memory) == 1.0
+    assert memory.run(Advance()) == []  # not due yet
+    memory.tick(1)
+    memory.run(Advance())
+    assert memory.flow.running_node is not None
+    assert memory.flow.running_node.attempt == 2
+    memory.run(RecordFailure(running_id(memory), 1, "flaky"))
+    assert retry_delay(memory) == 2.0  # backoff 2
+    memory.tick(2)
+    memory.run(Advance())
+    memory.run(RecordFailure(running_id(memory), 1, "still flaky"))  # attempt 3: budget spent
+
+    flow = memory.flow
+    assert flow.status is FlowStatus.STOPPED
+    assert [n.attempt for n in flow.nodes[1:]] == [1, 2, 3]
+    # Start retries the failed node as a new attempt, with a fresh retry budget.
+    memory.run(StartFlow())
+    memory.run(Advance())
+    assert memory.flow.running_node is not None
+    assert (memory.flow.running_node.attempt, memory.flow.running_node.series) == (4, 1)
+    memory.run(RecordSuccess(running_id(memory)))
+    assert memory.flow.status is FlowStatus.FINISHED
+
+
+def test_stop_lets_the_running_node_finish_and_start_resumes() -> None:
+    memory = created(backup_flow())
+    memory.run(StartFlow())
+    memory.run(Advance())
+    memory.run(StopFlow("maintenance"))
+    memory.run(RecordSuccess(running_id(memory)))
+
+    flow = memory.flow
+    assert flow.status is FlowStatus.STOPPED
+    assert flow.running_node is None  # the outcome was recorded, nothing further started
+    assert flow.cursor == "backupDone"
+    assert memory.run(Advance()) == []
+    memory.run(StartFlow())
+    memory.run(Advance())
+    assert memory.flow.running_node is not None
+    assert memory.flow.running_node.name == "updateBackupRecord"
+
+
+def test_cancel_while_a_node_runs_is_requested_then_completed_by_the_reactor() -> None:
+    memory = created(backup_flow())
+    memory.run(StartFlow())
+    memory.run(Advance())
+    node_id = running_id(memory)
+    memory.run(CancelFlow("no longer needed"))
+    assert memory.flow.status is FlowStatus.CANCELING
+    memory.run(RecordCanceled(node_id))
+
+    flow = memory.flow
+    assert flow.status is FlowStatus.CANCELED
+    assert flow.nodes[-1].status is NodeStatus.CANCELED
+    assert flow.reason == "no longer needed"
+
+
+def test_cancel_of_a_stopped_flow_completes_at_once() -> None:
+    memory = created(backup_flow())
+    memory.run(StartFlow())
+    memory.run(StopFlow())
+    events = memory.run(CancelFlow("changed plans"))
+    assert [type(e).__name__ for e in events] == ["CancelRequested", "FlowCanceled"]
+    assert memory.flow.status is FlowStatus.CANCELED
+
+
+@pytest.mark.parametrize(
+    ("command", "code"),
+    [(StartFlow(), Code.START_FAILED), (StopFlow(), Code.STOP_FAILED),
+     (CancelFlow(), Code.CANCEL_FAILED), (SetContext({"k": 1}), Code.CONTEXT_FAILED),
+     (RetryFlow(), Code.RETRY_FAILED)],
+)  # fmt: skip
+def test_commands_on_a_finished_flow_are_refused_with_the_seed_codes(
+    command: StartFlow, code: Code
+) -> None:
+    memory = created(backup_flow())
+    memory.run(CancelFlow())
+    with pytest.raises(WorkflowError) as caught:
+        memory.run(command)
+    assert caught.value.code == code
+
+
+def test_retry_of_an_errored_flow_reruns_the_failed_node_with_context_changes() -> None:
+    memory = created(backup_flow())
+    memory.run(StartFlow())
+    memory.run(Advance())
+    memory.run(RecordFailure(running_id(memory), 9, "no space"))
+    memory.run(RecordSuccess(running_id(memory)))  # the handler
+    assert memory.flow.status is FlowStatus.ERROR
+
+    events = memory.run(RetryFlow({"disk": "big"}))
+    assert [type(e).__name__ for e in events] == ["ContextSet", "FlowRetried"]
+    memory.run(Advance())
+    flow = memory.flow
+    assert flow.status is FlowStatus.PROCESSING
+    assert flow.running_node is not None
+    assert (flow.running_node.key, flow.running_node.attempt) == ("start", 2)
+    assert flow.context["disk"] == "big"
+    assert (flow.error_code, flow.failed_path) == (None, False)
+
+
+def test_a_polling_node_submits_then_finishes_by_its_poll() -> None:
+    memory = created(polling_flow())
+    memory.run(StartFlow())
+    memory.run(Advance())
+    node_id = running_id(memory)
+    memory.run(RecordSubmitted(node_id, "op-9"))
+    node = memory.flow.running_node
+    assert node is not None
+    assert node.operation_id == "op-9"
+    assert node.next_poll_at is not None
+    assert node.poll_deadline is not None
+    assert (node.next_poll_at - memory.now).total_seconds() == pytest.approx(0.05)
+    memory.run(RecordSuccess(node_id, result="done\n"))
+    assert memory.flow.running_node is not None
+    assert memory.flow.running_node.name == "check"
+
+
+def test_an_interrupted_node_runs_again_as_a_new_attempt() -> None:
+    memory = created(backup_flow())
+    memory.run(StartFlow())
+    memory.run(Advance())
+    memory.run(Interrupt(running_id(memory)))
+
+    flow = memory.flow
+    assert flow.nodes[0].error_code == Code.NODE_INTERRUPTED
+    assert flow.running_node is not None
+    assert (flow.running_node.key, flow.running_node.attempt) == ("start", 2)
+
+
+def test_stale_outcomes_are_refused_and_change_nothing() -> None:
+    memory = created(backup_flow())
+    memory.run(StartFlow())
+    memory.run(Advance())
+    old = running_id(memory)
+    memory.run(Interrupt(old))  # another worker took over: attempt 2 runs now
+    before = memory.flow
+    for stale in (RecordSuccess(old), RecordFailure(old, 1, "x"), RecordSubmitted(old, "op"),
+                  Interrupt(old), RecordCanceled(old)):  # fmt: skip
+        with pytest.raises(StaleOutcome):
+            memory.run(stale)
+    assert memory.flow == before
+
+
+def test_create_twice_and_bad_context_are_refused() -> None:
+    memory = created(backup_flow())
+    with pytest.raises(WorkflowError) as caught:
+        memory.run(CreateFlow("f1", "b", "t"))
+    assert caught.value.code == Code.CREATE_FAILED
+    with pytest.raises(WorkflowError, match="not JSON") as bad:
+        memory.run(SetContext({"when": object()}))
+    assert bad.value.code == Code.CONTEXT_FAILED
+    assert memory.flow.version == 1
+
+
+def test_context_changes_and_removals_fold_in_order() -> None:
+    memory = created(backup_flow(), a=1, b=2)
+    memory.run(SetContext({"c": [3]}, removed=["a"]))
+    memory.run(StartFlow())
+    memory.run(Advance())
+    memory.run(RecordSuccess(running_id(memory), changes={"d": {"x": 1}}, removed=["b"]))
+    assert dict(memory.flow.context) == {"c": [3], "d": {"x": 1}}
+
+
+def test_a_history_must_start_with_creation_and_nodes_must_match() -> None:
+    with pytest.raises(FoldError):
+        evolve(None, ContextSet(changes={}), T0)
+    state = evolve(None, FlowCreated(flow_id="f", name="n", biz_id="", biz_type="",
+                                     definition_version="v"), T0)  # fmt: skip
+    with pytest.raises(FoldError):
+        evolve(state, FlowCreated(flow_id="f", name="n", biz_id="", biz_type="",
+                                  definition_version="v"), T0)  # fmt: skip
+    started = evolve(state, NodeStarted(node_id="x", key="start", name="a", kind="sync",
+                                        attempt=1), T0)  # fmt: skip
+    with pytest.raises(FoldError, match="while"):
+        evolve(started, NodeStarted(node_id="y", key="start", name="a", kind="sync",
+                                    attempt=2), T0)  # fmt: skip
