@@ -5,6 +5,7 @@ It knows nothing of workflows. See docs/eventstore.md for the design.
 
 from eventstore.errors import (
     IMMUTABLE_LOG_SQLSTATE,
+    TRANSIENT_ERRORS,
     EventStoreError,
     LogHorizonError,
     SubscriptionConflict,
@@ -19,7 +20,7 @@ from eventstore.events import (
     NewEvent,
     RecordedEvent,
 )
-from eventstore.notify import CHANNEL, Listener, Notifier
+from eventstore.notify import CHANNEL, Listener, Notifier, wait_any
 from eventstore.pool import connect, create_pool
 from eventstore.store import AppendHook, EventStore, Transaction, check_log_horizon
 from eventstore.subscription import BatchOutcome, Handler, Subscription
@@ -28,6 +29,7 @@ __all__ = [
     "CHANNEL",
     "IMMUTABLE_LOG_SQLSTATE",
     "LOG_START",
+    "TRANSIENT_ERRORS",
     "AppendHook",
     "BatchOutcome",
     "Checkpoint",
@@ -49,4 +51,5 @@ __all__ = [
     "check_log_horizon",
     "connect",
     "create_pool",
+    "wait_any",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncpg
+
 IMMUTABLE_LOG_SQLSTATE = "FL001"
 """The SQLSTATE with which the database refuses UPDATE, DELETE and TRUNCATE of events."""
 
@@ -38,3 +40,17 @@ class LogHorizonError(EventStoreError):
 
 class SubscriptionConflict(EventStoreError):
     """A subscription's checkpoint moved under a running batch; the batch was rolled back."""
+
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+    OSError,
+)
+"""Errors after which the connection or the moment, not the request, is at fault: a retry
+(after re-reading what may have been written) is the answer. ``pg_terminate_backend`` shows
+up as AdminShutdownError or a lost connection."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 
@@ -183,3 +183,16 @@ def _report_crash(task: asyncio.Task[None]) -> None:
             exc_info=error,
             extra={"task": task.get_name()},
         )
+
+
+async def wait_any(events: Sequence[asyncio.Event], seconds: float | None) -> None:
+    """Returns when any of ``events`` is set, or after ``seconds``."""
+    if any(event.is_set() for event in events):
+        return
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waits:
+            waiter.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)

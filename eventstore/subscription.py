@@ -10,16 +10,13 @@ run the same subscription (one of them holds the lock at a time; the others stan
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-import asyncpg
-
-from eventstore.errors import SubscriptionConflict
+from eventstore.errors import TRANSIENT_ERRORS, SubscriptionConflict
 from eventstore.events import LOG_START, Checkpoint, RecordedEvent
-from eventstore.notify import Listener
+from eventstore.notify import Listener, wait_any
 from eventstore.queries import Q
 from eventstore.store import EventStore, Transaction
 
@@ -27,16 +24,6 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Transaction, Sequence[RecordedEvent]], Awaitable[None]]
 """Applies a batch of events; it writes through ``tx.connection`` (or ``tx.append``)."""
-
-# Errors after which the connection, not the handler, is at fault: retry with backoff.
-_TRANSIENT = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.SerializationError,
-    asyncpg.DeadlockDetectedError,
-    OSError,
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +126,7 @@ class Subscription:
                 try:
                     outcome = await self.run_batch()
                     failures = 0
-                except _TRANSIENT as exc:
+                except TRANSIENT_ERRORS as exc:
                     failures += 1
                     delay = min(self._poll_interval, self._min_retry * 2**failures)
                     log.warning(
@@ -163,13 +150,4 @@ class Subscription:
         """Waits for ``delay``, a notification, or ``stop()``, whichever comes first."""
         if self._stopping:
             return
-        waits = [asyncio.ensure_future(self._wake.wait())]
-        if notified is not None:
-            waits.append(asyncio.ensure_future(notified.wait()))
-        try:
-            await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waits:
-                waiter.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await waiter
+        await wait_any([self._wake] if notified is None else [self._wake, notified], delay)

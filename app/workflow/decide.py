@@ -98,6 +98,8 @@ class Interrupt:
 class RecordSubmitted:
     node_id: str
     operation_id: str
+    changes: Mapping[str, Any] = field(default_factory=dict)
+    removed: Sequence[str] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,11 +151,18 @@ def node_id_for(flow_id: str, sequence: int) -> str:
 
 
 def decide(
-    state: FlowState | None, command: Command, definition: WorkflowDefinition, now: datetime
+    state: FlowState | None,
+    command: Command,
+    definition: WorkflowDefinition | None,
+    now: datetime,
 ) -> list[FlowEvent]:
-    """The events that carry out ``command``; [] when there is nothing to do."""
+    """The events that carry out ``command``; [] when there is nothing to do.
+
+    Operators' commands other than CreateFlow need no ``definition`` (None is fine); the
+    reactor's commands and CreateFlow do.
+    """
     if isinstance(command, CreateFlow):
-        return _create(state, command, definition)
+        return _create(state, command, _needed(definition))
     if state is None:
         raise WorkflowError(Code.FLOW_NOT_FOUND, "the flow does not exist")
     match command:
@@ -168,19 +177,25 @@ def decide(
         case RetryFlow():
             return _retry(state, command)
         case Advance():
-            return _advance(state, definition, now)
+            return _advance(state, _needed(definition), now)
         case Interrupt():
             return _interrupt(state, command, now)
         case RecordSubmitted():
-            return _submitted(state, command, definition, now)
+            return _submitted(state, command, _needed(definition), now)
         case RecordSuccess():
-            return _succeeded(state, command, definition)
+            return _succeeded(state, command, _needed(definition))
         case RecordFailure():
-            return _failed(state, command, definition, now)
+            return _failed(state, command, _needed(definition), now)
         case RecordCanceled():
             _running(state, command.node_id)
             return [FlowCanceled(reason=state.reason, node_id=command.node_id)]
     raise TypeError(f"unknown command {command!r}")
+
+
+def _needed(definition: WorkflowDefinition | None) -> WorkflowDefinition:
+    if definition is None:
+        raise TypeError("this command needs the flow's definition")
+    return definition
 
 
 def decide_and_advance(
@@ -368,6 +383,8 @@ def _submitted(
             operation_id=command.operation_id,
             next_poll_at=now + timedelta(seconds=node.poll_interval),
             poll_deadline=now + timedelta(seconds=node.poll_deadline),
+            context_changes=dict(command.changes),
+            context_removed=list(command.removed),
         )
     ]
 
@@ -411,6 +428,27 @@ def _failed(
     if node.fail == PAUSE:
         return [NodeFailed(**common, pause=True)]
     return [NodeFailed(**common, next=node.fail or None)]
+
+
+def due_at(state: FlowState, now: datetime) -> datetime | None:
+    """When the reactor should next look at the flow; None when nothing is left to do.
+
+    A flow with a running node stays due: its worker holds a lease, and if that worker is
+    lost, whoever claims the row after the lease expires finds the node interrupted.
+    """
+    if state.terminal or state.status is FlowStatus.INITIALIZING:
+        return None
+    running = state.running_node
+    if running is not None:
+        if running.next_poll_at is not None:
+            return running.next_poll_at
+        return now
+    if state.status is FlowStatus.STOPPED:
+        return None
+    last = state.last_node
+    if last is not None and last.will_retry and last.retry_at is not None:
+        return max(now, last.retry_at) if state.status is FlowStatus.PROCESSING else now
+    return now
 
 
 def _check_context(key: str, value: Any, code: Code) -> None:

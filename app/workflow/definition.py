@@ -168,6 +168,9 @@ class Registry:
         except KeyError:
             raise DefinitionNotFound(name, version) from None
 
+    def by_version(self, version: str) -> WorkflowDefinition | None:
+        return self._versions.get(version)
+
     def versions(self) -> list[str]:
         return sorted(self._versions)
 

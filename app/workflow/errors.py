@@ -35,6 +35,8 @@ class Code(enum.IntEnum):
     BAD_INPUT = 40115
     NODE_CANCELED = 40116
     """The node was interrupted by Cancel."""
+    BUSY = 40117
+    """The flow kept changing under the command; nothing was done, try again."""
 
 
 class WorkflowError(Exception):

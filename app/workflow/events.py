@@ -88,6 +88,8 @@ class NodeOperationSubmitted(FlowEvent):
     operation_id: str
     next_poll_at: datetime
     poll_deadline: datetime
+    context_changes: JsonObject = Field(default_factory=dict)
+    context_removed: list[str] = Field(default_factory=list)
 
 
 class NodeSucceeded(FlowEvent):

@@ -188,7 +188,8 @@ def evolve(state: FlowState | None, event: FlowEvent, at: datetime) -> FlowState
                 next_poll_at=event.next_poll_at,
                 poll_deadline=event.poll_deadline,
             )
-            return replace(state, nodes=nodes)
+            context = _changed(state.context, event.context_changes, event.context_removed)
+            return replace(state, nodes=nodes, context=context)
         case NodeSucceeded():
             return _node_succeeded(state, event, at)
         case NodeFailed():

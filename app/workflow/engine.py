@@ -1,0 +1,145 @@
+"""Wiring of one process: pool, event store, notifier, listener, service and reactor.
+
+The HTTP server, ``flowlog worker``, the benchmark and the tests all run the engine the same
+way: ``async with Engine(...)`` (or ``start()`` / ``stop()``), in this order, torn down in
+reverse.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Iterable
+from functools import partial
+from types import TracebackType
+
+import asyncpg
+
+from app.workflow.definition import Registry, WorkflowDefinition
+from app.workflow.reactor import Reactor, ReactorSettings
+from app.workflow.service import WorkFlowService
+from eventstore import EventStore, Listener, Notifier, check_log_horizon, connect, create_pool
+
+log = logging.getLogger(__name__)
+
+
+class Engine:
+    def __init__(
+        self,
+        database_url: str,
+        registry: Registry,
+        *,
+        reactor: ReactorSettings | None = None,
+        run_reactor: bool = True,
+        pool_size: int = 10,
+    ) -> None:
+        self.database_url = database_url
+        self.registry = registry
+        self._reactor_settings = reactor or ReactorSettings()
+        self._run_reactor = run_reactor
+        self._pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+        self._notifier: Notifier | None = None
+        self._listener: Listener | None = None
+        self._service: WorkFlowService | None = None
+        self._reactor: Reactor | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        assert self._pool is not None, "the engine is not started"
+        return self._pool
+
+    @property
+    def service(self) -> WorkFlowService:
+        assert self._service is not None, "the engine is not started"
+        return self._service
+
+    @property
+    def reactor(self) -> Reactor | None:
+        return self._reactor
+
+    @property
+    def listener(self) -> Listener:
+        assert self._listener is not None, "the engine is not started"
+        return self._listener
+
+    async def start(self) -> None:
+        # Enough connections for every flow the reactor drives, plus the API's own.
+        size = self._pool_size + (self._reactor_settings.concurrency if self._run_reactor else 0)
+        self._pool = await create_pool(self.database_url, min_size=1, max_size=size)
+        try:
+            await check_log_horizon(self._pool)
+            self._notifier = Notifier(self._pool)
+            self._notifier.start()
+            store = EventStore(self._pool, on_commit=self._committed)
+            self._listener = Listener(partial(connect, self.database_url))
+            await self._listener.start()
+            self._service = WorkFlowService(store, self.registry)
+            await self._service.record_definitions()
+            if self._run_reactor:
+                self._reactor = Reactor(
+                    store, self.registry, listener=self._listener, settings=self._reactor_settings
+                )
+                self._reactor.start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        if self._reactor is not None:
+            await self._reactor.stop()
+            self._reactor = None
+        if self._listener is not None:
+            await self._listener.close()
+            self._listener = None
+        if self._notifier is not None:
+            await self._notifier.close()
+            self._notifier = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    def _committed(self) -> None:
+        assert self._notifier is not None
+        self._notifier.wake()
+        if self._reactor is not None:
+            self._reactor.poke()
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+def load_definitions(module_names: Iterable[str], registry: Registry | None = None) -> Registry:
+    """Imports each module and registers its definitions.
+
+    A definitions module either has ``DEFINITIONS`` (an iterable of WorkflowDefinition) or a
+    function ``register(registry)`` (like ``celery -A``, the service loads user code by name).
+    """
+    registry = registry or Registry()
+    for name in module_names:
+        module = importlib.import_module(name)
+        register = getattr(module, "register", None)
+        definitions = getattr(module, "DEFINITIONS", None)
+        if callable(register):
+            register(registry)
+        elif definitions is not None:
+            for definition in definitions:
+                if not isinstance(definition, WorkflowDefinition):
+                    raise TypeError(f"{name}.DEFINITIONS holds {definition!r}")
+                registry.register(definition)
+        else:
+            raise ValueError(
+                f"module {name} has neither DEFINITIONS nor register(registry): "
+                "it defines no workflows"
+            )
+        log.info("definitions loaded", extra={"module": name, "versions": registry.versions()})
+    return registry

@@ -1,0 +1,495 @@
+"""The reactor: claims due flows, runs their nodes, records the outcomes.
+
+Any number of reactors, in any number of processes, share the ``flow_work`` table:
+
+- a claim takes due rows with ``FOR UPDATE SKIP LOCKED`` and leases them (database clock);
+- a claimed flow is driven node after node without going back to the queue: an outcome and
+  the start of the next node are one append, so a transition costs one commit;
+- while an executor runs, one heartbeat per process extends the leases of all its flows and
+  reports their status: a flow now Canceling has its executor interrupted, a flow whose lease
+  was lost (taken by another worker after it expired) has its executor stopped;
+- every append expects the version the worker read: a worker that lost its lease cannot
+  change a flow (its append fails, and deciding again on the fresh state says "stale");
+- a flow claimed with a sync node still running was abandoned by a lost worker: the node is
+  recorded as interrupted and runs again as a new attempt (executors run at least once);
+- NOTIFY (and local commits) wake the claim loop at once; a timer covers due times (retries,
+  polls); a slow poll (``poll_interval``) covers lost notifications.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from app.workflow.decide import (
+    Advance,
+    Command,
+    Interrupt,
+    RecordCanceled,
+    RecordFailure,
+    RecordSubmitted,
+    RecordSuccess,
+    StaleOutcome,
+    decide,
+    decide_and_advance,
+)
+from app.workflow.definition import NodeDefinition, NodeKind, Registry, WorkflowDefinition
+from app.workflow.errors import Code, NodeError
+from app.workflow.events import FlowEvent
+from app.workflow.executor import DEFAULT_SUCCESS_TEXT, Failed, FlowContext, NodeHandle, Running
+from app.workflow.repository import Caller, Clock, FlowRepository, Q, utc_now
+from app.workflow.state import FlowState, FlowStatus, NodeExecution
+from eventstore import TRANSIENT_ERRORS, EventStore, Listener, WrongExpectedVersion, wait_any
+
+log = logging.getLogger(__name__)
+
+_RECORD_ATTEMPTS = 20
+_TRANSIENT_RETRIES = 8
+_CRASH_DEFER_SECONDS = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class ReactorSettings:
+    concurrency: int = 32
+    """Flows driven at once by this process (executors running or being recorded)."""
+    lease_seconds: float = 30.0
+    """How long a claim lasts without a heartbeat; a dead worker's flows wait this long."""
+    heartbeat_seconds: float = 1.0
+    """Heartbeat period (capped at a third of the lease); also how soon a cancel interrupts."""
+    poll_interval: float = 2.0
+    """The longest the claim loop sleeps without a notification."""
+    shutdown_grace: float = 10.0
+    """On stop, how long running nodes may take to finish before they are interrupted."""
+    definition_limits: Mapping[str, int] = field(default_factory=dict)
+    """Optional per-definition caps on flows driven at once by this process."""
+
+    @property
+    def heartbeat(self) -> float:
+        return min(self.heartbeat_seconds, self.lease_seconds / 3)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class _Execution:
+    """An executor running in this process, and why it was interrupted (if it was)."""
+
+    def __init__(self, node_id: str, task: asyncio.Future[Any]) -> None:
+        self.node_id = node_id
+        self.task = task
+        self.interrupted_because: str | None = None
+
+    def interrupt(self, because: str) -> None:
+        if self.interrupted_because is None and not self.task.done():
+            self.interrupted_because = because
+            self.task.cancel()
+
+
+class Reactor:
+    def __init__(
+        self,
+        store: EventStore,
+        registry: Registry,
+        *,
+        listener: Listener | None = None,
+        settings: ReactorSettings | None = None,
+        owner: str | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.settings = settings or ReactorSettings()
+        self.owner = owner or worker_name()
+        self.flows = FlowRepository(store, clock)
+        self._clock = clock
+        self._listener = listener
+        self._caller = Caller(actor=f"reactor:{self.owner}")
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._drives: dict[str, asyncio.Task[None]] = {}
+        self._executing: dict[str, _Execution] = {}
+        self._per_definition: dict[str, int] = {}
+        self._loops: list[asyncio.Task[None]] = []
+        self.nodes_run = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._loops = [
+            asyncio.create_task(self._claim_loop(), name="reactor-claim"),
+            asyncio.create_task(self._heartbeat_loop(), name="reactor-heartbeat"),
+        ]
+        for loop in self._loops:
+            loop.add_done_callback(_report_crash)
+        log.info("reactor started", extra={"owner": self.owner})
+
+    def poke(self) -> None:
+        """Something was committed in this process: look for work now."""
+        self._wake.set()
+
+    async def stop(self) -> None:
+        """Stops claiming, lets running nodes finish within the grace period, interrupts the
+        rest, and hands back every lease so other reactors take over at once."""
+        self._stopping = True
+        self._wake.set()
+        claim = self._loops[0] if self._loops else None
+        if claim is not None:
+            await asyncio.gather(claim, return_exceptions=True)
+        drives = list(self._drives.values())
+        if drives:
+            _, late = await asyncio.wait(drives, timeout=self.settings.shutdown_grace)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        for loop in self._loops[1:]:
+            loop.cancel()
+        await asyncio.gather(*self._loops[1:], return_exceptions=True)
+        with contextlib.suppress(*TRANSIENT_ERRORS):
+            await self.store.pool.execute(Q.work_release_all, self.owner)
+        log.info("reactor stopped", extra={"owner": self.owner, "nodes_run": self.nodes_run})
+
+    @property
+    def busy(self) -> int:
+        return len(self._drives)
+
+    # -- claiming ----------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        notified = self._listener.register() if self._listener is not None else None
+        failures = 0
+        try:
+            while not self._stopping:
+                self._wake.clear()
+                if notified is not None:
+                    notified.clear()
+                try:
+                    claimed, full = await self._claim()
+                    wait = None if full else await self._seconds_to_next_due()
+                    failures = 0
+                except TRANSIENT_ERRORS as exc:
+                    failures += 1
+                    wait = min(self.settings.poll_interval, 0.05 * 2**failures)
+                    log.warning("claim failed", extra={"error": repr(exc), "retry_in": wait})
+                    claimed, full = 0, False
+                if claimed and not full and self._free_slots() > 0:
+                    continue  # there may be more: claim again before sleeping
+                events = [self._wake] if notified is None else [self._wake, notified]
+                await wait_any(events, wait if not full else None)
+        finally:
+            if notified is not None and self._listener is not None:
+                self._listener.unregister(notified)
+
+    def _free_slots(self) -> int:
+        return self.settings.concurrency - len(self._drives)
+
+    async def _claim(self) -> tuple[int, bool]:
+        """Claims up to the free slots; returns (how many, whether all slots are now busy)."""
+        free = self._free_slots()
+        if free <= 0:
+            return 0, True
+        versions = self._claimable_versions()
+        if not versions:
+            return 0, True
+        rows = await self.store.pool.fetch(
+            Q.work_claim, self.owner, versions, free, self.settings.lease_seconds
+        )
+        for row in rows:
+            name = row["definition_name"]
+            limit = self.settings.definition_limits.get(name)
+            if limit is not None and self._per_definition.get(name, 0) >= limit:
+                await self.store.pool.execute(Q.work_release, self.owner, row["flow_id"])
+                continue
+            self._spawn(row["flow_id"], name)
+        return len(rows), self._free_slots() <= 0
+
+    def _claimable_versions(self) -> list[str]:
+        limits = self.settings.definition_limits
+        versions = []
+        for version in self.registry.versions():
+            definition = self.registry.by_version(version)
+            assert definition is not None
+            limit = limits.get(definition.name)
+            if limit is None or self._per_definition.get(definition.name, 0) < limit:
+                versions.append(version)
+        return versions
+
+    async def _seconds_to_next_due(self) -> float:
+        seconds = await self.store.pool.fetchval(Q.work_next_due, self.registry.versions())
+        if seconds is None:
+            return self.settings.poll_interval
+        return max(0.0, min(float(seconds), self.settings.poll_interval))
+
+    def _spawn(self, flow_id: str, definition_name: str) -> None:
+        self._per_definition[definition_name] = self._per_definition.get(definition_name, 0) + 1
+        task = asyncio.create_task(self._drive(flow_id), name=f"drive-{flow_id}")
+        self._drives[flow_id] = task
+
+        def done(_: asyncio.Task[None]) -> None:
+            self._drives.pop(flow_id, None)
+            self._per_definition[definition_name] -= 1
+            self._wake.set()  # a slot is free
+
+        task.add_done_callback(done)
+
+    # -- heartbeat ---------------------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat)
+            flow_ids = list(self._drives)
+            if not flow_ids:
+                continue
+            try:
+                rows = await self.store.pool.fetch(
+                    Q.work_heartbeat, self.owner, flow_ids, self.settings.lease_seconds
+                )
+            except TRANSIENT_ERRORS as exc:
+                log.warning("heartbeat failed", extra={"error": repr(exc)})
+                continue
+            held = {row["flow_id"]: row["status"] for row in rows}
+            for flow_id, execution in list(self._executing.items()):
+                status = held.get(flow_id)
+                if status is None:
+                    execution.interrupt("lease lost")
+                elif status == FlowStatus.CANCELING:
+                    execution.interrupt("canceled")
+
+    # -- driving one flow --------------------------------------------------------------------
+
+    async def _drive(self, flow_id: str) -> None:
+        """Moves one claimed flow forward as far as it can go now, then releases it."""
+        try:
+            for attempt in range(_TRANSIENT_RETRIES):
+                try:
+                    await self._advance(await self.flows.load(flow_id))
+                    return
+                except TRANSIENT_ERRORS as exc:
+                    # An append may have committed before the error: re-read and decide again.
+                    delay = min(2.0, 0.05 * 2**attempt)
+                    log.warning(
+                        "flow step failed, retrying",
+                        extra={"flow_id": flow_id, "error": repr(exc), "retry_in": delay},
+                    )
+                    await asyncio.sleep(delay)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A bug (in an executor's result handling, or in flowlog): do not spin on the flow.
+            log.exception("flow step crashed", extra={"flow_id": flow_id})
+            with contextlib.suppress(*TRANSIENT_ERRORS):
+                await self.store.pool.execute(
+                    Q.work_defer, self.owner, flow_id, _CRASH_DEFER_SECONDS
+                )
+        finally:
+            with contextlib.suppress(*TRANSIENT_ERRORS):
+                await self.store.pool.execute(Q.work_release, self.owner, flow_id)
+
+    async def _advance(self, state: FlowState) -> None:
+        definition = self.registry.get_version(state.name, state.definition_version)
+        started_here: set[str] = set()
+        while True:
+            running = state.running_node
+            command: Command | None
+            if running is None:
+                if self._stopping:
+                    return  # shutting down: start nothing new
+                events = decide(state, Advance(), definition, self._clock())
+                if not events:
+                    return  # nothing to do now: the work row says when to look again
+                new_state = await self._append(state, events)
+                if new_state is None:
+                    return
+                state = new_state
+                if state.running_node is not None:
+                    started_here.add(state.running_node.node_id)
+                continue
+            node = definition.node(running.key)
+            if running.node_id in started_here and state.status is not FlowStatus.CANCELING:
+                started_here.discard(running.node_id)
+                command = await self._execute(state, running, node)
+            elif state.status is FlowStatus.CANCELING or running.operation_id is None:
+                # Canceled while not executing here, or abandoned by a lost worker.
+                command = Interrupt(running.node_id)
+            else:
+                command = await self._poll(state, running, node)
+            if command is None:
+                return
+            recorded = await self._record(state, command, definition)
+            if recorded is None:
+                return
+            state = recorded
+            if state.running_node is not None and state.running_node.node_id != running.node_id:
+                started_here.add(state.running_node.node_id)
+
+    async def _append(self, state: FlowState, events: list[FlowEvent]) -> FlowState | None:
+        try:
+            return await self.flows.append(state, events, self._caller)
+        except WrongExpectedVersion:
+            return await self.flows.load(state.flow_id)
+
+    async def _record(
+        self, state: FlowState, command: Command, definition: WorkflowDefinition
+    ) -> FlowState | None:
+        """Records an outcome; when the flow moved meanwhile, decides again on the fresh state.
+
+        None: the outcome is stale (another worker owns the node now), stop driving.
+        """
+        for _ in range(_RECORD_ATTEMPTS):
+            # While shutting down, record the outcome but start no next node.
+            choose = decide if self._stopping else decide_and_advance
+            try:
+                events = choose(state, command, definition, self._clock())
+            except StaleOutcome:
+                log.info(
+                    "outcome dropped: the node is no longer ours",
+                    extra={"flow_id": state.flow_id, "command": type(command).__name__},
+                )
+                return None
+            if not events:
+                return state
+            try:
+                return await self.flows.append(state, events, self._caller)
+            except WrongExpectedVersion:
+                state = await self.flows.load(state.flow_id)
+        log.warning(
+            "outcome not recorded: the flow kept changing", extra={"flow_id": state.flow_id}
+        )
+        return None
+
+    # -- running nodes -----------------------------------------------------------------------
+
+    async def _execute(
+        self, state: FlowState, running: NodeExecution, node: NodeDefinition
+    ) -> Command | None:
+        handle = _handle(state, running)
+        context = FlowContext(state.context)
+        task = asyncio.ensure_future(_call(node, handle, context))
+        execution = _Execution(running.node_id, task)
+        self._executing[state.flow_id] = execution
+        self.nodes_run += 1
+        extra = {"flow_id": state.flow_id, "node": running.name, "attempt": running.attempt,
+                 "trace_id": context.trace_id}  # fmt: skip
+        try:
+            value = await task
+        except asyncio.CancelledError:
+            if execution.interrupted_because is None:
+                raise  # the reactor itself is shutting down
+            log.info(
+                "executor interrupted", extra={**extra, "because": execution.interrupted_because}
+            )
+            if execution.interrupted_because == "canceled":
+                return RecordCanceled(running.node_id)
+            return None  # the lease is lost: whoever holds it now decides
+        except TimeoutError:
+            return _failure(running, handle, context, Code.NODE_TIMEOUT,
+                            f"node {running.name} timed out after {node.timeout} s")  # fmt: skip
+        except NodeError as exc:
+            return _failure(running, handle, context, exc.code, exc.message)
+        except Exception as exc:
+            log.info("executor failed", extra={**extra, "error": repr(exc)})
+            return _failure(
+                running, handle, context, Code.NODE_FAILED, f"{type(exc).__name__}: {exc}"
+            )
+        finally:
+            self._executing.pop(state.flow_id, None)
+        if node.kind is NodeKind.POLLING:
+            if not isinstance(value, str) or not value:
+                message = "a polling node's executor must return an operation id"
+                return _failure(running, handle, context, Code.NODE_FAILED, message)
+            return RecordSubmitted(running.node_id, value, context.changes, context.removed)
+        if value is not None:
+            handle.record(value)
+        return _success(running, handle, context)
+
+    async def _poll(
+        self, state: FlowState, running: NodeExecution, node: NodeDefinition
+    ) -> Command | None:
+        assert node.poll is not None
+        assert running.operation_id is not None
+        now = self._clock()
+        if running.poll_deadline is not None and now >= running.poll_deadline:
+            return RecordFailure(running.node_id, Code.POLLING_TIMEOUT,
+                                 "workflow node polling time out")  # fmt: skip
+        if running.next_poll_at is not None and now < running.next_poll_at:
+            await self._reschedule(state, running.next_poll_at)
+            return None
+        handle = _handle(state, running)
+        context = FlowContext(state.context)
+        try:
+            result = await node.poll(handle, context, running.operation_id)
+        except NodeError as exc:
+            return _failure(running, handle, context, exc.code, exc.message)
+        except Exception as exc:
+            return _failure(
+                running, handle, context, Code.NODE_FAILED, f"{type(exc).__name__}: {exc}"
+            )
+        if isinstance(result, Running):
+            await self._reschedule(state, now + timedelta(seconds=node.poll_interval))
+            return None
+        if isinstance(result, Failed):
+            return _failure(running, handle, context, result.code, result.message)
+        handle.record(result.result)
+        return _success(running, handle, context)
+
+    async def _reschedule(self, state: FlowState, due: Any) -> None:
+        await self.store.pool.execute(
+            Q.work_reschedule, self.owner, state.flow_id, due, state.version
+        )
+
+
+async def _call(node: NodeDefinition, handle: NodeHandle, context: FlowContext) -> Any:
+    if node.timeout is None or node.kind is NodeKind.POLLING:
+        return await node.executor(handle, context)
+    async with asyncio.timeout(node.timeout):
+        return await node.executor(handle, context)
+
+
+def _handle(state: FlowState, running: NodeExecution) -> NodeHandle:
+    return NodeHandle(
+        flow_id=state.flow_id,
+        node_id=running.node_id,
+        key=running.key,
+        name=running.name,
+        kind=running.kind,
+        attempt=running.attempt,
+        operation_id=running.operation_id,
+    )
+
+
+def _success(running: NodeExecution, handle: NodeHandle, context: FlowContext) -> RecordSuccess:
+    return RecordSuccess(
+        running.node_id,
+        result=handle.result or DEFAULT_SUCCESS_TEXT + "\n",
+        parameters=handle.parameters,
+        changes=context.changes,
+        removed=context.removed,
+    )
+
+
+def _failure(
+    running: NodeExecution, handle: NodeHandle, context: FlowContext, code: int, message: str
+) -> RecordFailure:
+    handle.record(message)
+    return RecordFailure(
+        running.node_id,
+        code,
+        message,
+        result=handle.result,
+        parameters=handle.parameters,
+        changes=context.changes,
+        removed=context.removed,
+    )
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error("reactor loop died", exc_info=error, extra={"task": task.get_name()})

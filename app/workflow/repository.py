@@ -1,0 +1,143 @@
+"""Flows in the event store: one stream per flow, and the pending-work row kept in step.
+
+Every append to a flow's stream runs, in its own transaction, the upsert (or delete) of the
+flow's ``flow_work`` row computed from the state after the append: the reactor's queue can
+never disagree with the log. Later issues add the inline projections the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from app.workflow.decide import due_at
+from app.workflow.errors import FlowNotFound
+from app.workflow.events import FlowEvent, decode, encode
+from app.workflow.state import FlowState, evolve
+from eventstore import EventStore, Expect, NewEvent, RecordedEvent, Transaction
+from sql import load_queries
+
+FLOW_STREAM = "flow-"
+DEFINITION_STREAM = "definition-"
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowQueries:
+    work_upsert: str
+    work_delete: str
+    work_claim: str
+    work_heartbeat: str
+    work_release: str
+    work_reschedule: str
+    work_defer: str
+    work_release_all: str
+    work_next_due: str
+
+
+Q = load_queries(WorkflowQueries, "workflow")
+
+
+def flow_stream(flow_id: str) -> str:
+    return FLOW_STREAM + flow_id
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who issues a command, recorded in each event's metadata (the audit trail)."""
+
+    actor: str = "system"
+    trace_id: str | None = None
+    request_id: str | None = None
+    reason: str | None = None
+
+    def metadata(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {"actor": self.actor}
+        for key in ("trace_id", "request_id", "reason"):
+            value = getattr(self, key)
+            if value:
+                meta[key] = value
+        return meta
+
+
+SYSTEM = Caller()
+
+
+class FlowRepository:
+    def __init__(self, store: EventStore, clock: Clock = utc_now) -> None:
+        self.store = store
+        self.clock = clock
+
+    async def load(self, flow_id: str) -> FlowState:
+        state = fold_recorded(await self.store.read_stream(flow_stream(flow_id)))
+        if state is None:
+            raise FlowNotFound(flow_id)
+        return state
+
+    async def append(
+        self, state: FlowState | None, events: Sequence[FlowEvent], caller: Caller = SYSTEM
+    ) -> FlowState:
+        """Appends ``events`` after ``state`` (expected version) and returns the new state.
+
+        Raises WrongExpectedVersion when the flow moved meanwhile: the caller re-reads and
+        decides again.
+        """
+        now = self.clock()
+        after = state
+        for event in events:
+            after = evolve(after, event, now)
+        assert after is not None
+        provisional = after
+        meta = caller.metadata()
+        new_events = []
+        for event in events:
+            event_type, data, schema = encode(event)
+            new_events.append(NewEvent(event_type, data, {**meta, **schema}))
+
+        async def keep_work(tx: Transaction, _recorded: Sequence[RecordedEvent]) -> None:
+            await write_work(tx, provisional, now)
+
+        expected = Expect.NO_STREAM if state is None else state.version
+        recorded = await self.store.append(
+            flow_stream(provisional.flow_id), new_events, expected, hook=keep_work
+        )
+        final = state
+        for event, stored in zip(events, recorded, strict=True):
+            final = evolve(final, event, stored.recorded_at)
+        assert final is not None
+        return final
+
+
+async def write_work(tx: Transaction, state: FlowState, now: datetime) -> None:
+    """The flow's row in ``flow_work`` as ``state`` demands (inside the append's transaction)."""
+    due = due_at(state, now)
+    if due is None:
+        await tx.connection.execute(Q.work_delete, state.flow_id)
+        return
+    await tx.connection.execute(
+        Q.work_upsert,
+        state.flow_id,
+        state.name,
+        state.definition_version,
+        state.status.value,
+        due,
+        state.version,
+    )
+
+
+def fold_recorded(recorded: Sequence[RecordedEvent]) -> FlowState | None:
+    state: FlowState | None = None
+    for stored in recorded:
+        state = evolve(state, decode_recorded(stored), stored.recorded_at)
+    return state
+
+
+def decode_recorded(stored: RecordedEvent) -> FlowEvent:
+    return decode(stored.type, stored.data, stored.metadata)

@@ -1,0 +1,198 @@
+"""The workflow service (the seed's WorkFlowService), async, on the event log.
+
+Each command loads the flow, decides, and appends with the expected version. When the flow
+moved in between (a worker recorded an outcome, another operator acted), the command is
+decided again on the fresh state: commands state an intent (start, stop, cancel...), so
+deciding again is always safe. Refusals raise WorkflowError with the seed's codes and
+change nothing. Start is asynchronous: it records the intent and returns; reactors do the work.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from app.workflow.decide import (
+    CancelFlow,
+    Command,
+    CreateFlow,
+    RetryFlow,
+    SetContext,
+    StartFlow,
+    StopFlow,
+    decide,
+)
+from app.workflow.definition import Registry, WorkflowDefinition
+from app.workflow.errors import Code, WorkflowError
+from app.workflow.events import FlowStarted
+from app.workflow.executor import FlowContext
+from app.workflow.repository import (
+    DEFINITION_STREAM,
+    SYSTEM,
+    Caller,
+    Clock,
+    FlowRepository,
+    utc_now,
+)
+from app.workflow.state import FlowState
+from eventstore import EventStore, Expect, NewEvent, WrongExpectedVersion
+
+log = logging.getLogger(__name__)
+
+# Conflicts mean someone else appended to the same flow; a few rounds always settle it.
+_DECIDE_ATTEMPTS = 20
+DEFINITION_REGISTERED = "DefinitionRegistered"
+
+
+class WorkFlowService:
+    def __init__(self, store: EventStore, registry: Registry, clock: Clock = utc_now) -> None:
+        self.store = store
+        self.registry = registry
+        self.flows = FlowRepository(store, clock)
+        self._clock = clock
+
+    # -- definitions -------------------------------------------------------------------------
+
+    async def register_workflow(self, definition: WorkflowDefinition) -> str:
+        """Registers ``definition`` in this process and records its version in the log."""
+        self.registry.register(definition)
+        await self._record_definition(definition)
+        return definition.version
+
+    async def record_definitions(self) -> None:
+        """Records every definition registered in code (at service start)."""
+        for definition in self.registry.latest():
+            await self._record_definition(definition)
+
+    def get_workflow_define(self, name: str) -> WorkflowDefinition:
+        return self.registry.get(name)
+
+    async def _record_definition(self, definition: WorkflowDefinition) -> None:
+        stream = DEFINITION_STREAM + definition.name
+        for _ in range(_DECIDE_ATTEMPTS):
+            recorded = await self.store.read_stream(stream)
+            if any(e.data.get("version") == definition.version for e in recorded):
+                return
+            event = NewEvent(
+                DEFINITION_REGISTERED,
+                {
+                    "name": definition.name,
+                    "version": definition.version,
+                    "nodeNames": list(definition.node_names),
+                    "definition": definition.describe(),
+                },
+            )
+            try:
+                await self.store.append(stream, [event], len(recorded) or Expect.NO_STREAM)
+            except WrongExpectedVersion:
+                continue  # another process recorded a version meanwhile: look again
+            log.info(
+                "definition recorded",
+                extra={"definition": definition.name, "version": definition.version},
+            )
+            return
+
+    # -- flows -------------------------------------------------------------------------------
+
+    async def create_workflow(
+        self,
+        biz_id: str,
+        biz_type: str,
+        flow_name: str,
+        *,
+        context: Mapping[str, Any] | None = None,
+        caller: Caller = SYSTEM,
+        tenant_id: str = "",
+        user_id: str = "",
+        start: bool = False,
+    ) -> str:
+        """Creates a flow of the latest registered version of ``flow_name``; returns its id.
+
+        The context is seeded with the trace, user and tenant ids, as the seed does. With
+        ``start``, the flow is started in the same append.
+        """
+        definition = self.registry.get(flow_name)
+        flow_id = str(uuid.uuid4())
+        seeded: dict[str, Any] = {
+            FlowContext.TRACE_ID: caller.trace_id or "",
+            FlowContext.USER_ID: user_id,
+            FlowContext.TENANT_ID: tenant_id,
+        }
+        seeded.update(context or {})
+        command = CreateFlow(flow_id, biz_id, biz_type, tenant_id, seeded)
+        events = decide(None, command, definition, self._clock())
+        if start:
+            events.append(FlowStarted())
+        state = await self.flows.append(None, events, caller)
+        log.info(
+            "workflow created",
+            extra={"flow_id": flow_id, "definition": flow_name, "trace_id": caller.trace_id},
+        )
+        return state.flow_id
+
+    async def init_context(
+        self, flow_id: str, key: str, value: Any, caller: Caller = SYSTEM
+    ) -> FlowState:
+        """The seed's InitContext: sets one key of the flow's context."""
+        return await self.set_context(flow_id, {key: value}, caller=caller)
+
+    async def set_context(
+        self,
+        flow_id: str,
+        changes: Mapping[str, Any],
+        removed: Sequence[str] = (),
+        caller: Caller = SYSTEM,
+    ) -> FlowState:
+        return await self._command(flow_id, SetContext(dict(changes), tuple(removed)), caller)
+
+    async def start(self, flow_id: str, caller: Caller = SYSTEM) -> FlowState:
+        """Starts (or resumes) the flow and returns at once; the reactor runs it."""
+        return await self._command(flow_id, StartFlow(), caller)
+
+    async def stop(self, flow_id: str, reason: str = "", caller: Caller = SYSTEM) -> FlowState:
+        """Pauses the flow: a running node may finish, nothing further runs until Start."""
+        return await self._command(flow_id, StopFlow(reason), caller)
+
+    async def cancel(self, flow_id: str, reason: str = "", caller: Caller = SYSTEM) -> FlowState:
+        """Cancels the flow; a running executor is interrupted by its worker."""
+        return await self._command(flow_id, CancelFlow(reason), caller)
+
+    async def retry(
+        self,
+        flow_id: str,
+        changes: Mapping[str, Any] | None = None,
+        removed: Sequence[str] = (),
+        caller: Caller = SYSTEM,
+    ) -> FlowState:
+        """Continues a flow that ended in Error (or stopped on a failed node) from the node
+        that failed, after applying ``changes`` to its context."""
+        return await self._command(flow_id, RetryFlow(dict(changes or {}), tuple(removed)), caller)
+
+    async def get(self, flow_id: str) -> FlowState:
+        return await self.flows.load(flow_id)
+
+    async def _command(self, flow_id: str, command: Command, caller: Caller) -> FlowState:
+        for _ in range(_DECIDE_ATTEMPTS):
+            state = await self.flows.load(flow_id)
+            # Operators' commands need no definition: this process may not know the flow's
+            # version (a flow created by older or newer code) and can still stop or cancel it.
+            events = decide(state, command, None, self._clock())
+            if not events:
+                return state
+            try:
+                new_state = await self.flows.append(state, events, caller)
+            except WrongExpectedVersion:
+                continue
+            log.info(
+                "workflow command",
+                extra={
+                    "flow_id": flow_id,
+                    "command": type(command).__name__,
+                    "status": new_state.status.value,
+                    "trace_id": caller.trace_id,
+                },
+            )
+            return new_state
+        raise WorkflowError(Code.BUSY, f"workflow {flow_id} kept changing: try again")

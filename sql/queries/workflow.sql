@@ -1,0 +1,74 @@
+-- Named statements of the workflow engine (app/workflow/).
+
+-- name: work_upsert
+-- The flow's pending work after an append (same transaction). A lease held by a worker that
+-- is still running the flow is kept.
+INSERT INTO flow_work (flow_id, definition_name, definition_version, status, due_at, stream_version)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (flow_id) DO UPDATE
+SET definition_version = EXCLUDED.definition_version,
+    status = EXCLUDED.status,
+    due_at = EXCLUDED.due_at,
+    stream_version = EXCLUDED.stream_version,
+    updated_at = now()
+
+-- name: work_delete
+-- The flow has nothing left to do (ended, not started, or stopped with nothing running).
+DELETE FROM flow_work WHERE flow_id = $1
+
+-- name: work_claim
+-- Up to $3 due flows for worker $1 among definition versions $2, leased for $4 seconds.
+-- SKIP LOCKED: concurrent claimers never wait for each other and never take the same row.
+WITH due AS (
+    SELECT flow_id
+    FROM flow_work
+    WHERE due_at <= now()
+      AND (lease_expires_at IS NULL OR lease_expires_at < now())
+      AND definition_version = ANY($2::text[])
+    ORDER BY due_at
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE flow_work AS w
+SET lease_owner = $1, lease_expires_at = now() + make_interval(secs => $4)
+FROM due
+WHERE w.flow_id = due.flow_id
+RETURNING w.flow_id, w.definition_name, w.definition_version, w.stream_version
+
+-- name: work_heartbeat
+-- Extends worker $1's leases on flows $2; returns the status of each flow it still holds. A
+-- flow missing from the answer was lost (lease expired and taken, or its work is gone).
+UPDATE flow_work
+SET lease_expires_at = now() + make_interval(secs => $3)
+WHERE lease_owner = $1 AND flow_id = ANY($2::text[])
+RETURNING flow_id, status
+
+-- name: work_release
+-- Worker $1 is done with flow $2 for now: the row (if any) stays due at its due time.
+UPDATE flow_work SET lease_owner = NULL, lease_expires_at = NULL
+WHERE flow_id = $2 AND lease_owner = $1
+
+-- name: work_reschedule
+-- A poll that changed nothing: due again at $3, released. Only if no append happened since
+-- the worker read the flow at stream version $4 (an append recomputed the row then).
+UPDATE flow_work
+SET due_at = $3, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+WHERE flow_id = $2 AND lease_owner = $1 AND stream_version = $4
+
+-- name: work_defer
+-- Driving flow $2 crashed in worker $1 (a bug, not the database): look again in $3 seconds
+-- instead of spinning on it.
+UPDATE flow_work
+SET due_at = now() + make_interval(secs => $3), lease_owner = NULL, lease_expires_at = NULL
+WHERE flow_id = $2 AND lease_owner = $1
+
+-- name: work_release_all
+-- Graceful shutdown: worker $1 hands back every lease it holds.
+UPDATE flow_work SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = $1
+
+-- name: work_next_due
+-- Seconds until the next flow among versions $1 becomes claimable (due, and any lease
+-- expired), by the database's clock; NULL when there is none.
+SELECT extract(epoch FROM min(greatest(due_at, coalesce(lease_expires_at, due_at))) - now())::float8
+FROM flow_work
+WHERE definition_version = ANY($1::text[])

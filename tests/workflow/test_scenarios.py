@@ -1,0 +1,439 @@
+"""Every semantic of the engine as a scenario, with the reactor running on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+
+from app.workflow.definition import NodeDefinition, NodeKind, RetryPolicy, WorkflowDefinition
+from app.workflow.errors import Code, NodeError, WorkflowError
+from app.workflow.executor import Failed, Finished, FlowContext, NodeHandle, PollResult, Running
+from app.workflow.repository import Caller, flow_stream
+from app.workflow.state import FlowStatus, NodeStatus
+from tests.workflow.conftest import StartEngine
+from tests.workflow.defs import backup_flow, noop
+from tests.workflow.helpers import wait_for_status, wait_until
+
+ENDED = {FlowStatus.FINISHED, FlowStatus.ERROR, FlowStatus.CANCELED}
+
+
+async def event_types(engine_store: object, flow_id: str) -> list[str]:
+    from eventstore import EventStore
+
+    assert isinstance(engine_store, EventStore)
+    return [e.type for e in await engine_store.read_stream(flow_stream(flow_id))]
+
+
+async def test_the_seed_backup_flow_runs_to_finished(start_engine: StartEngine) -> None:
+    engine = await start_engine(backup_flow())
+    service = engine.service
+    flow_id = await service.create_workflow(
+        "cluster-1", "cluster", "backup", caller=Caller("alice", trace_id="t-42"), tenant_id="t1"
+    )
+    assert (await service.get(flow_id)).status is FlowStatus.INITIALIZING
+    await service.start(flow_id, Caller("alice", trace_id="t-42"))
+
+    flow = await wait_for_status(service, flow_id, ENDED)
+
+    assert flow.status is FlowStatus.FINISHED
+    assert [n.name for n in flow.nodes] == ["backup", "updateBackupRecord", "end"]
+    assert [n.result for n in flow.nodes] == ["Completed.\n"] * 3
+    assert flow.context["traceId"] == "t-42"
+    assert flow.context["tenantId"] == "t1"
+    stored = await service.store.read_stream(flow_stream(flow_id))
+    assert [e.type for e in stored] == [
+        "FlowCreated", "FlowStarted", "NodeStarted", "NodeSucceeded", "NodeStarted",
+        "NodeSucceeded", "NodeStarted", "NodeSucceeded", "FlowFinished",
+    ]  # fmt: skip
+    assert stored[1].metadata["actor"] == "alice"
+    assert stored[1].metadata["trace_id"] == "t-42"
+    assert stored[2].metadata["actor"].startswith("reactor:")
+    # Nothing is left to do: the work row is gone.
+    assert await engine.pool.fetchval("SELECT count(*) FROM flow_work") == 0
+
+
+async def test_a_failing_node_runs_the_fail_handler_and_the_flow_ends_in_error(
+    start_engine: StartEngine,
+) -> None:
+    cleaned: list[str] = []
+
+    async def broken(node: NodeHandle, ctx: FlowContext) -> None:
+        raise NodeError("disk full", code=5001)
+
+    async def cleanup(node: NodeHandle, ctx: FlowContext) -> str:
+        cleaned.append(node.flow_id)
+        return "removed partial backup"
+
+    definition = WorkflowDefinition(
+        "backup",
+        {
+            "start": NodeDefinition("backup", broken, success="done", fail="fail"),
+            "done": NodeDefinition("updateBackupRecord", noop),
+            "fail": NodeDefinition("backupFail", cleanup),
+        },
+    )
+    engine = await start_engine(definition)
+    flow_id = await engine.service.create_workflow("c", "cluster", "backup", start=True)
+
+    flow = await wait_for_status(engine.service, flow_id, ENDED)
+
+    assert flow.status is FlowStatus.ERROR
+    assert (flow.error_code, flow.error_message) == (5001, "disk full")
+    assert [(n.name, n.status) for n in flow.nodes] == [
+        ("backup", NodeStatus.ERROR),
+        ("backupFail", NodeStatus.FINISHED),
+    ]
+    assert flow.nodes[0].result == "disk full\n"
+    assert flow.nodes[1].result == "removed partial backup\n"
+    assert cleaned == [flow_id]
+
+
+def polling_definition(poll: object, deadline: float = 5.0) -> WorkflowDefinition:
+    async def submit(node: NodeHandle, ctx: FlowContext) -> str:
+        ctx["submitted"] = node.id
+        return f"op-{node.flow_id}"
+
+    return WorkflowDefinition(
+        "deploy",
+        {
+            "start": NodeDefinition(
+                "deployCluster",
+                submit,
+                kind=NodeKind.POLLING,
+                poll=poll,  # type: ignore[arg-type]
+                poll_interval=0.05,
+                poll_deadline=deadline,
+                success="check",
+            ),
+            "check": NodeDefinition("check", noop),
+        },
+    )
+
+
+async def test_a_polling_node_finishes_after_a_few_polls(start_engine: StartEngine) -> None:
+    polls: Counter[str] = Counter()
+
+    async def poll(node: NodeHandle, ctx: FlowContext, operation_id: str) -> PollResult:
+        polls[operation_id] += 1
+        return Finished("deployed 3 nodes") if polls[operation_id] >= 3 else Running()
+
+    engine = await start_engine(polling_definition(poll))
+    flow_id = await engine.service.create_workflow("c", "cluster", "deploy", start=True)
+
+    flow = await wait_for_status(engine.service, flow_id, ENDED)
+
+    assert flow.status is FlowStatus.FINISHED
+    assert polls[f"op-{flow_id}"] == 3
+    assert flow.nodes[0].operation_id == f"op-{flow_id}"
+    assert flow.nodes[0].result == "deployed 3 nodes\n"
+    assert flow.context["submitted"] == flow.nodes[0].node_id
+    # Polls that found the operation running appended nothing.
+    types = await event_types(engine.service.store, flow_id)
+    assert types.count("NodeOperationSubmitted") == 1
+    assert len(types) == 8
+
+
+async def test_a_polled_operation_that_fails_fails_the_node(start_engine: StartEngine) -> None:
+    async def poll(node: NodeHandle, ctx: FlowContext, operation_id: str) -> PollResult:
+        return Failed("tiup returned 1", code=7007)
+
+    engine = await start_engine(polling_definition(poll))
+    flow_id = await engine.service.create_workflow("c", "cluster", "deploy", start=True)
+
+    flow = await wait_for_status(engine.service, flow_id, ENDED)
+
+    assert flow.status is FlowStatus.ERROR
+    assert (flow.nodes[0].error_code, flow.nodes[0].error_message) == (7007, "tiup returned 1")
+
+
+async def test_a_polling_node_past_its_deadline_times_out_with_40105(
+    start_engine: StartEngine,
+) -> None:
+    async def poll(node: NodeHandle, ctx: FlowContext, operation_id: str) -> PollResult:
+        return Running()
+
+    engine = await start_engine(polling_definition(poll, deadline=0.3))
+    flow_id = await engine.service.create_workflow("c", "cluster", "deploy", start=True)
+
+    flow = await wait_for_status(engine.service, flow_id, ENDED)
+
+    assert flow.status is FlowStatus.ERROR
+    assert flow.nodes[0].error_code == 40105  # Code.POLLING_TIMEOUT, the seed's code
+    assert flow.nodes[0].error_message == "workflow node polling time out"
+
+
+async def test_pause_on_failure_stops_the_flow_and_start_retries_the_node(
+    start_engine: StartEngine,
+) -> None:
+    calls: list[int] = []
+
+    async def flaky(node: NodeHandle, ctx: FlowContext) -> None:
+        calls.append(node.attempt)
+        if node.attempt == 1:
+            raise RuntimeError("host unreachable")
+
+    definition = WorkflowDefinition(
+        "scale", {"start": NodeDefinition("scaleOut", flaky, fail="pause")}
+    )
+    engine = await start_engine(definition)
+    flow_id = await engine.service.create_workflow("c", "cluster", "scale", start=True)
+
+    stopped = await wait_for_status(engine.service, flow_id, {FlowStatus.STOPPED})
+    assert stopped.nodes[0].error_message == "RuntimeError: host unreachable"
+    assert stopped.nodes[0].error_code == Code.NODE_FAILED
+
+    await engine.service.start(flow_id)
+    flow = await wait_for_status(engine.service, flow_id, ENDED)
+    assert flow.status is FlowStatus.FINISHED
+    assert calls == [1, 2]
+
+
+async def test_stop_lets_the_running_node_finish_and_nothing_more_runs_until_start(
+    start_engine: StartEngine,
+) -> None:
+    entered, release = asyncio.Event(), asyncio.Event()
+    ran: list[str] = []
+
+    async def slow(node: NodeHandle, ctx: FlowContext) -> None:
+        ran.append(node.name)
+        entered.set()
+        await release.wait()
+
+    async def second(node: NodeHandle, ctx: FlowContext) -> None:
+        ran.append(node.name)
+
+    definition = WorkflowDefinition(
+        "two",
+        {
+            "start": NodeDefinition("first", slow, success="next"),
+            "next": NodeDefinition("second", second),
+        },
+    )
+    engine = await start_engine(definition)
+    flow_id = await engine.service.create_workflow("c", "cluster", "two", start=True)
+    await asyncio.wait_for(entered.wait(), 10)
+
+    await engine.service.stop(flow_id, reason="maintenance window")
+    release.set()
+    await wait_until(lambda: ran == ["first"])
+    stopped = await wait_for_status(engine.service, flow_id, {FlowStatus.STOPPED})
+    await asyncio.sleep(0.5)  # a stopped flow stays put
+    stopped = await engine.service.get(flow_id)
+    assert stopped.status is FlowStatus.STOPPED
+    assert [(n.name, n.status) for n in stopped.nodes] == [("first", NodeStatus.FINISHED)]
+    assert ran == ["first"]
+
+    await engine.service.start(flow_id)
+    flow = await wait_for_status(engine.service, flow_id, ENDED)
+    assert flow.status is FlowStatus.FINISHED
+    assert ran == ["first", "second"]
+
+
+async def test_cancel_interrupts_the_running_executor(start_engine: StartEngine) -> None:
+    entered = asyncio.Event()
+    interrupted: list[str] = []
+
+    async def endless(node: NodeHandle, ctx: FlowContext) -> None:
+        entered.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            interrupted.append(node.id)
+            raise
+
+    engine = await start_engine(
+        WorkflowDefinition("long", {"start": NodeDefinition("wait", endless)})
+    )
+    flow_id = await engine.service.create_workflow("c", "cluster", "long", start=True)
+    await asyncio.wait_for(entered.wait(), 10)
+
+    state = await engine.service.cancel(flow_id, "user gave up", Caller("bob"))
+    assert state.status is FlowStatus.CANCELING
+    flow = await wait_for_status(engine.service, flow_id, ENDED, within=5)
+
+    assert flow.status is FlowStatus.CANCELED
+    assert flow.nodes[0].status is NodeStatus.CANCELED
+    assert flow.reason == "user gave up"
+    assert interrupted == [flow.nodes[0].node_id]
+
+
+async def test_cancel_of_a_stopped_flow_and_refusals_of_an_ended_one(
+    start_engine: StartEngine,
+) -> None:
+    engine = await start_engine(backup_flow())
+    service = engine.service
+    flow_id = await service.create_workflow("c", "cluster", "backup")
+    await service.stop(flow_id)
+
+    canceled = await service.cancel(flow_id, "not needed")
+    assert canceled.status is FlowStatus.CANCELED
+    for command, code in (
+        (service.start(flow_id), Code.START_FAILED),
+        (service.stop(flow_id), Code.STOP_FAILED),
+        (service.cancel(flow_id), Code.CANCEL_FAILED),
+    ):
+        with pytest.raises(WorkflowError) as caught:
+            await command
+        assert caught.value.code == code
+    assert (await service.get(flow_id)).version == canceled.version
+    with pytest.raises(WorkflowError) as missing:
+        await service.start("no-such-flow")
+    assert missing.value.code == Code.FLOW_NOT_FOUND
+
+
+async def test_retry_with_a_context_change_continues_from_the_failed_node(
+    start_engine: StartEngine,
+) -> None:
+    async def needs_fix(node: NodeHandle, ctx: FlowContext) -> None:
+        if not ctx.get("fixed"):
+            raise NodeError("config missing")
+        node.record(f"fixed by {ctx['fixed']}")
+
+    definition = WorkflowDefinition(
+        "fixable",
+        {
+            "start": NodeDefinition("prepare", noop, success="apply"),
+            "apply": NodeDefinition("apply", needs_fix),
+        },
+    )
+    engine = await start_engine(definition)
+    service = engine.service
+    flow_id = await service.create_workflow("c", "cluster", "fixable", start=True)
+    failed = await wait_for_status(service, flow_id, ENDED)
+    assert failed.status is FlowStatus.ERROR
+
+    await service.retry(flow_id, {"fixed": "ops"}, caller=Caller("carol", reason="config added"))
+    flow = await wait_for_status(service, flow_id, {FlowStatus.FINISHED})
+
+    assert [(n.name, n.attempt, n.status) for n in flow.nodes] == [
+        ("prepare", 1, NodeStatus.FINISHED),
+        ("apply", 1, NodeStatus.ERROR),
+        ("apply", 2, NodeStatus.FINISHED),
+    ]
+    assert flow.nodes[-1].result == "fixed by ops\n"
+    stored = await service.store.read_stream(flow_stream(flow_id))
+    retried = [e for e in stored if e.type in {"ContextSet", "FlowRetried"}]
+    assert [e.metadata["reason"] for e in retried] == ["config added", "config added"]
+
+
+async def test_retries_follow_the_policy_with_backoff(start_engine: StartEngine) -> None:
+    async def twice_broken(node: NodeHandle, ctx: FlowContext) -> None:
+        if node.attempt < 3:
+            raise NodeError(f"attempt {node.attempt} failed")
+
+    policy = RetryPolicy(max_attempts=3, initial_interval=0.2, backoff=2.0)
+    definition = WorkflowDefinition(
+        "retrying", {"start": NodeDefinition("flaky", twice_broken, retry=policy)}
+    )
+    engine = await start_engine(definition)
+    flow_id = await engine.service.create_workflow("c", "cluster", "retrying", start=True)
+
+    flow = await wait_for_status(engine.service, flow_id, ENDED)
+
+    assert flow.status is FlowStatus.FINISHED
+    assert [n.attempt for n in flow.nodes] == [1, 2, 3]
+    gaps = [
+        later.started_at - earlier.ended_at
+        for earlier, later in zip(flow.nodes, flow.nodes[1:], strict=False)
+        if earlier.ended_at is not None
+    ]
+    assert gaps[0] >= timedelta(seconds=0.2)
+    assert gaps[1] >= timedelta(seconds=0.4)
+
+
+async def test_a_sync_node_over_its_timeout_fails_with_40108(start_engine: StartEngine) -> None:
+    async def slow(node: NodeHandle, ctx: FlowContext) -> None:
+        await asyncio.sleep(5)
+
+    engine = await start_engine(
+        WorkflowDefinition("slow", {"start": NodeDefinition("slow", slow, timeout=0.2)})
+    )
+    flow_id = await engine.service.create_workflow("c", "cluster", "slow", start=True)
+
+    flow = await wait_for_status(engine.service, flow_id, ENDED)
+
+    assert flow.status is FlowStatus.ERROR
+    assert flow.nodes[0].error_code == Code.NODE_TIMEOUT
+
+
+async def test_a_worker_that_lost_its_lease_cannot_change_the_flow(
+    start_engine: StartEngine,
+) -> None:
+    first_entered, first_may_finish = asyncio.Event(), asyncio.Event()
+    runs: list[tuple[str, int]] = []
+
+    async def stubborn(node: NodeHandle, ctx: FlowContext) -> str:
+        runs.append((node.name, node.attempt))
+        if node.attempt == 1:
+            first_entered.set()
+            while not first_may_finish.is_set():  # ignores the interruption, finishes late
+                with contextlib.suppress(asyncio.CancelledError):
+                    await first_may_finish.wait()
+        return f"attempt {node.attempt}"
+
+    definition = WorkflowDefinition("leased", {"start": NodeDefinition("work", stubborn)})
+    engine_a = await start_engine(definition)
+    flow_id = await engine_a.service.create_workflow("c", "cluster", "leased", start=True)
+    await asyncio.wait_for(first_entered.wait(), 10)
+
+    # A's lease expires and is taken (as after a long GC pause or a network partition).
+    await engine_a.pool.execute(
+        "UPDATE flow_work SET lease_owner = 'ghost', lease_expires_at = now() - interval '1 s'"
+    )
+    engine_b = await start_engine(definition)
+    flow = await wait_for_status(engine_b.service, flow_id, ENDED)
+    assert [(n.attempt, n.status) for n in flow.nodes] == [
+        (1, NodeStatus.ERROR),
+        (2, NodeStatus.FINISHED),
+    ]
+    assert flow.nodes[0].error_code == Code.NODE_INTERRUPTED
+
+    # A finishes late: its outcome is refused, the flow does not change.
+    first_may_finish.set()
+    await asyncio.sleep(0.5)
+    assert await engine_b.service.get(flow_id) == flow
+    assert runs == [("work", 1), ("work", 2)]
+    assert flow.nodes[1].result == "attempt 2\n"
+
+
+async def test_init_context_before_start_reaches_the_executors(start_engine: StartEngine) -> None:
+    seen: list[object] = []
+
+    async def read(node: NodeHandle, ctx: FlowContext) -> None:
+        seen.append(ctx.get_data("clusterName"))
+        ctx.set_data("readBy", node.name)
+
+    engine = await start_engine(WorkflowDefinition("ctx", {"start": NodeDefinition("r", read)}))
+    flow_id = await engine.service.create_workflow("c", "cluster", "ctx", context={"a": 1})
+    await engine.service.init_context(flow_id, "clusterName", "prod-1")
+    await engine.service.start(flow_id)
+
+    flow = await wait_for_status(engine.service, flow_id, ENDED)
+
+    assert seen == ["prod-1"]
+    assert dict(flow.context) == {
+        "a": 1, "clusterName": "prod-1", "readBy": "r", "traceId": "", "userId": "", "tenantId": "",
+    }  # fmt: skip
+    with pytest.raises(WorkflowError) as caught:
+        await engine.service.init_context(flow_id, "late", True)
+    assert caught.value.code == Code.CONTEXT_FAILED
+
+
+async def test_definitions_are_recorded_in_the_log_once_per_version(
+    start_engine: StartEngine,
+) -> None:
+    engine = await start_engine(backup_flow())
+    await engine.service.register_workflow(backup_flow())  # same content: nothing new
+    changed = WorkflowDefinition(
+        "backup", {**backup_flow().nodes, "fail": NodeDefinition("backupFail", noop, timeout=3)}
+    )
+    await engine.service.register_workflow(changed)
+
+    stored = await engine.service.store.read_stream("definition-backup")
+    assert [e.data["version"] for e in stored] == [backup_flow().version, changed.version]
+    assert stored[0].data["nodeNames"] == ["backup", "updateBackupRecord", "end"]
+    assert engine.service.get_workflow_define("backup").version == changed.version
