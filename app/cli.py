@@ -1,10 +1,12 @@
-"""The ``flowlog`` command: serve, migrate, bench."""
+"""The ``flowlog`` command: serve, worker, migrate, bench."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -15,11 +17,14 @@ from app.config import ConfigError, Settings
 from app.database import provide_database
 from app.migrate import MigrationError
 from app.pgserver import EmbeddedPostgresError
+from app.workflow.definition import Registry
+from app.workflow.engine import Engine, load_definitions
+from app.workflow.errors import InvalidDefinition
 from eventstore import LogHorizonError
 
 log = logging.getLogger("flowlog")
 
-BENCHMARKS = ("append",)
+BENCHMARKS = ("append", "flows")
 
 
 def _parser(settings: Settings) -> argparse.ArgumentParser:
@@ -28,11 +33,30 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="migrate the database and serve the HTTP API")
+    def engine_options(command: argparse.ArgumentParser) -> None:
+        command.add_argument(
+            "--definitions",
+            action="append",
+            metavar="MODULE",
+            help="a module defining workflows (repeatable; default: FLOWLOG_DEFINITIONS)",
+        )
+        command.add_argument(
+            "--concurrency",
+            type=int,
+            default=settings.concurrency,
+            help="flows the reactor drives at once (default: FLOWLOG_CONCURRENCY or 32)",
+        )
+
+    serve = commands.add_parser("serve", help="migrate, then serve the HTTP API and the reactor")
     serve.add_argument("--host", default=settings.host, help="default: FLOWLOG_HOST or 127.0.0.1")
     serve.add_argument(
         "--port", type=int, default=settings.port, help="default: FLOWLOG_PORT or 8080"
     )
+    serve.add_argument("--no-reactor", action="store_true", help="serve the API only")
+    engine_options(serve)
+
+    worker = commands.add_parser("worker", help="run the reactor only (no HTTP)")
+    engine_options(worker)
 
     commands.add_parser("migrate", help="apply the schema migrations and exit")
 
@@ -52,11 +76,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"flowlog: {exc}", file=sys.stderr)
         return 2
-    args = _parser(settings).parse_args(argv)
+    parser = _parser(settings)
+    args = parser.parse_args(argv)
     logs.configure(settings.log_level, settings.log_format)
+    if args.command in {"serve", "worker"}:
+        settings = dataclasses.replace(
+            settings,
+            definitions=tuple(args.definitions or settings.definitions),
+            concurrency=args.concurrency,
+            run_reactor=not getattr(args, "no_reactor", False),
+        )
+        try:
+            registry = load_definitions(settings.definitions)
+        except (ImportError, ValueError, TypeError, InvalidDefinition) as exc:
+            parser.error(f"cannot load definitions: {exc}")
+    else:
+        registry = Registry()
     try:
         with provide_database(settings) as database_url:
-            return _run(args, settings, database_url)
+            return _run(args, settings, database_url, registry)
     except (EmbeddedPostgresError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         log.error("database unavailable", extra={"error": str(exc), "kind": type(exc).__name__})
         return 1
@@ -65,7 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _run(args: argparse.Namespace, settings: Settings, database_url: str) -> int:
+def _run(
+    args: argparse.Namespace, settings: Settings, database_url: str, registry: Registry
+) -> int:
     if args.command == "migrate":
         from app.migrate import migrate_database
 
@@ -78,22 +118,39 @@ def _run(args: argparse.Namespace, settings: Settings, database_url: str) -> int
         from app.web import create_app
 
         web.run_app(
-            create_app(settings, database_url),
+            create_app(settings, database_url, registry),
             host=args.host,
             port=args.port,
             print=log.info,
             access_log=logging.getLogger("flowlog.access"),
         )
         return 0
+    if args.command == "worker":
+        asyncio.run(_work(settings, database_url, registry))
+        return 0
     if args.command == "bench":
-        from app.bench import append
+        from app.bench import append, flows
 
-        report = asyncio.run(
-            append.run(database_url, quick=args.quick, progress=not args.no_progress)
-        )
+        runner = {"append": append.run, "flows": flows.run}[args.name]
+        report = asyncio.run(runner(database_url, quick=args.quick, progress=not args.no_progress))
         report.print(args.json)
         return 0
     raise AssertionError(f"unhandled command {args.command}")
+
+
+async def _work(settings: Settings, database_url: str, registry: Registry) -> None:
+    """The reactor alone, until SIGTERM or SIGINT; then a graceful stop."""
+    from app.migrate import migrate_database
+
+    await migrate_database(database_url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with Engine(database_url, registry, reactor=settings.reactor, pool_size=2):
+        log.info("worker running", extra={"versions": registry.versions()})
+        await stop.wait()
+        log.info("worker stopping")
 
 
 if __name__ == "__main__":

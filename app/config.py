@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.pgserver import DEFAULT_SYSTEM_USER
+from app.workflow.reactor import ReactorSettings
 
 
 class ConfigError(ValueError):
@@ -34,6 +35,15 @@ class Settings:
     pool_size: int
     log_level: str
     log_format: str
+    definitions: tuple[str, ...] = ()
+    """Modules that define workflows (``DEFINITIONS`` or ``register(registry)``)."""
+    run_reactor: bool = True
+    concurrency: int = 32
+    lease_seconds: float = 30.0
+
+    @property
+    def reactor(self) -> ReactorSettings:
+        return ReactorSettings(concurrency=self.concurrency, lease_seconds=self.lease_seconds)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -51,6 +61,11 @@ class Settings:
                 env, "FLOWLOG_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")
             ),
             log_format=_choice(env, "FLOWLOG_LOG_FORMAT", "json", ("json", "text")),
+            definitions=tuple(
+                m.strip() for m in env.get("FLOWLOG_DEFINITIONS", "").split(",") if m.strip()
+            ),
+            concurrency=_int(env, "FLOWLOG_CONCURRENCY", 32, 1, 10_000),
+            lease_seconds=float(_int(env, "FLOWLOG_LEASE_SECONDS", 30, 1, 86_400)),
         )
 
 

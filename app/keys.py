@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncpg
 from aiohttp import web
 
 from app.config import Settings
-from eventstore import EventStore, Listener, Notifier
+from app.workflow.definition import Registry
+from app.workflow.engine import Engine
 
 SETTINGS = web.AppKey("settings", Settings)
 DATABASE_URL = web.AppKey("database_url", str)
-POOL = web.AppKey("pool", asyncpg.Pool)
-NOTIFIER = web.AppKey("notifier", Notifier)
-STORE = web.AppKey("store", EventStore)
-LISTENER = web.AppKey("listener", Listener)
+REGISTRY = web.AppKey("registry", Registry)
+ENGINE = web.AppKey("engine", Engine)

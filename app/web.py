@@ -1,7 +1,7 @@
 """The HTTP service: an app factory that does no I/O; resources open and close in cleanup_ctx.
 
-Order of start-up: migrate, pool + notifier + event store, LISTEN connection. Teardown runs in
-reverse.
+Order of start-up: migrate, then the engine (pool, horizon check, notifier, event store,
+LISTEN connection, service, reactor). Teardown runs in reverse.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from functools import partial
 from typing import Any
 
 import asyncpg
@@ -19,14 +18,8 @@ from aiohttp import web
 from app import keys
 from app.config import Settings
 from app.migrate import migrate_database
-from eventstore import (
-    EventStore,
-    Listener,
-    Notifier,
-    check_log_horizon,
-    connect,
-    create_pool,
-)
+from app.workflow.definition import Registry
+from app.workflow.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +39,11 @@ async def healthz(_request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """Readiness: the database answers and the LISTEN connection is up."""
-    app = request.app
-    checks = {"database": False, "listener": app[keys.LISTENER].connected}
+    engine = request.app[keys.ENGINE]
+    checks = {"database": False, "listener": engine.listener.connected}
     try:
         async with asyncio.timeout(_READY_TIMEOUT):
-            checks["database"] = await app[keys.POOL].fetchval("SELECT true") is True
+            checks["database"] = await engine.pool.fetchval("SELECT true") is True
     except (TimeoutError, asyncpg.PostgresError, OSError) as exc:
         log.warning("readiness check failed", extra={"error": repr(exc)})
     if all(checks.values()):
@@ -60,44 +53,34 @@ async def readyz(request: web.Request) -> web.Response:
     )
 
 
-async def _database(app: web.Application) -> AsyncIterator[None]:
+async def _engine(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
     url = app[keys.DATABASE_URL]
     applied = await migrate_database(url)
     log.info("database migrated", extra={"applied": applied})
-    pool = await create_pool(url, max_size=app[keys.SETTINGS].pool_size)
-    try:
-        await check_log_horizon(pool)
-    except BaseException:
-        await pool.close()
-        raise
-    notifier = Notifier(pool)
-    notifier.start()
-    app[keys.POOL] = pool
-    app[keys.NOTIFIER] = notifier
-    app[keys.STORE] = EventStore(pool, on_commit=notifier.wake)
+    engine = Engine(
+        url,
+        app[keys.REGISTRY],
+        reactor=settings.reactor,
+        run_reactor=settings.run_reactor,
+        pool_size=settings.pool_size,
+    )
+    await engine.start()
+    app[keys.ENGINE] = engine
     try:
         yield
     finally:
-        await notifier.close()
-        await pool.close()
+        await engine.stop()
 
 
-async def _listener(app: web.Application) -> AsyncIterator[None]:
-    listener = Listener(partial(connect, app[keys.DATABASE_URL]))
-    await listener.start()
-    app[keys.LISTENER] = listener
-    try:
-        yield
-    finally:
-        await listener.close()
-
-
-def create_app(settings: Settings, database_url: str) -> web.Application:
+def create_app(
+    settings: Settings, database_url: str, registry: Registry | None = None
+) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024)
     app[keys.SETTINGS] = settings
     app[keys.DATABASE_URL] = database_url
-    app.cleanup_ctx.append(_database)
-    app.cleanup_ctx.append(_listener)
+    app[keys.REGISTRY] = registry or Registry()
+    app.cleanup_ctx.append(_engine)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     return app

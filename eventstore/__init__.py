@@ -22,7 +22,13 @@ from eventstore.events import (
 )
 from eventstore.notify import CHANNEL, Listener, Notifier, wait_any
 from eventstore.pool import connect, create_pool
-from eventstore.store import AppendHook, EventStore, Transaction, check_log_horizon
+from eventstore.store import (
+    AppendAlso,
+    AppendHook,
+    EventStore,
+    Transaction,
+    check_log_horizon,
+)
 from eventstore.subscription import BatchOutcome, Handler, Subscription
 
 __all__ = [
@@ -30,6 +36,7 @@ __all__ = [
     "IMMUTABLE_LOG_SQLSTATE",
     "LOG_START",
     "TRANSIENT_ERRORS",
+    "AppendAlso",
     "AppendHook",
     "BatchOutcome",
     "Checkpoint",

@@ -11,6 +11,8 @@ from sql import load_queries
 class EventStoreQueries:
     append: str
     append_one: str
+    append_with: str
+    append_one_with: str
     stream_version: str
     read_stream: str
     read_all: str

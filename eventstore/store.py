@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
 import asyncpg
 
@@ -22,6 +25,25 @@ from eventstore.queries import Q
 
 AppendHook = Callable[["Transaction", Sequence[RecordedEvent]], Awaitable[None]]
 """Runs in the append's transaction, after the events are inserted (inline projections)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AppendAlso:
+    """The caller's own data-modifying SQL, run inside the append's single statement.
+
+    Where a hook costs a transaction (BEGIN, the insert, the hook's statements, COMMIT), this
+    keeps the append at one statement and one round trip, with the same atomicity. The SQL
+    becomes a common table expression after the insert, so:
+
+    - its parameters are numbered from ``$6`` (the append takes $1 to $5), ``args`` fill them;
+    - it can read the CTE ``appended`` (position, transaction_id, version, recorded_at);
+    - it **must act only when ``appended`` has rows** (``WHERE EXISTS (SELECT 1 FROM
+      appended)``): a stale expected version inserts nothing and must change nothing;
+    - it cannot see the new rows of ``events`` (one statement, one snapshot).
+    """
+
+    sql: str
+    args: tuple[Any, ...] = ()
 
 
 _VERSION_KEY = "events_stream_version_key"
@@ -98,17 +120,18 @@ class EventStore(_Reads):
         expected_version: ExpectedVersion,
         *,
         hook: AppendHook | None = None,
+        also: AppendAlso | None = None,
     ) -> list[RecordedEvent]:
         """Appends ``events`` to ``stream_id`` atomically and returns them as recorded.
 
-        Without hooks this is one statement: one transaction, one round trip. Raises
-        WrongExpectedVersion, having written nothing, when the stream is not at
-        ``expected_version``.
+        Without hooks this is one statement: one transaction, one round trip (``also`` runs
+        inside that statement). Raises WrongExpectedVersion, having written nothing, when the
+        stream is not at ``expected_version``.
         """
         if self._hooks or hook is not None:
             async with self.transaction() as tx:
-                return await tx.append(stream_id, events, expected_version, hook=hook)
-        args = _append_args(stream_id, events, expected_version)
+                return await tx.append(stream_id, events, expected_version, hook=hook, also=also)
+        args = _append_args(stream_id, events, expected_version, also)
         async with self._pool.acquire() as conn:
             recorded = await _insert_autocommit(conn, args)
         self._committed()
@@ -183,12 +206,13 @@ class Transaction(_Reads):
         expected_version: ExpectedVersion,
         *,
         hook: AppendHook | None = None,
+        also: AppendAlso | None = None,
     ) -> list[RecordedEvent]:
         """Appends within this transaction; the events commit (or roll back) with it.
 
         A WrongExpectedVersion leaves the transaction aborted: roll it back and decide again.
         """
-        args = _append_args(stream_id, events, expected_version)
+        args = _append_args(stream_id, events, expected_version, also)
         if expected_version is Expect.ANY:
             recorded = await self._append_any_version(args)
         else:
@@ -227,19 +251,52 @@ class Transaction(_Reads):
 
 
 class _AppendArgs:
-    __slots__ = ("events", "expected", "metadata", "stream_id", "types", "values")
+    __slots__ = ("also", "events", "expected", "metadata", "stream_id", "types", "values")
 
-    def __init__(self, stream_id: str, events: Sequence[NewEvent], expected: int | None) -> None:
+    def __init__(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        expected: int | None,
+        also: AppendAlso | None,
+    ) -> None:
         self.stream_id = stream_id
         self.events = events
         self.expected = expected
+        self.also = also
         self.types = [e.type for e in events]
         self.values = [e.data for e in events]
         self.metadata = [e.metadata for e in events]
 
+    def statement(self) -> tuple[str, tuple[Any, ...]]:
+        """The SQL and the arguments of this append."""
+        single = len(self.events) == 1
+        if single:
+            args: tuple[Any, ...] = (
+                self.stream_id, self.expected, self.types[0], self.values[0], self.metadata[0]
+            )  # fmt: skip
+        else:
+            args = (self.stream_id, self.expected, self.types, self.values, self.metadata)
+        if self.also is None:
+            return (Q.append_one if single else Q.append), args
+        return _with_also(single, self.also.sql), args + self.also.args
+
+
+@cache
+def _with_also(single: bool, also_sql: str) -> str:
+    """The append's CTEs, then the caller's statement, then the append's result."""
+    ctes = Q.append_one_with if single else Q.append_with
+    return (
+        f"WITH {ctes},\nalso AS (\n{also_sql}\n)\n"
+        "SELECT position, transaction_id, version, recorded_at FROM appended"
+    )
+
 
 def _append_args(
-    stream_id: str, events: Sequence[NewEvent], expected_version: ExpectedVersion
+    stream_id: str,
+    events: Sequence[NewEvent],
+    expected_version: ExpectedVersion,
+    also: AppendAlso | None = None,
 ) -> _AppendArgs:
     if not isinstance(stream_id, str) or not stream_id:
         raise ValueError("stream_id must be a non-empty string")
@@ -248,7 +305,7 @@ def _append_args(
     for event in events:
         if not event.type:
             raise ValueError("every event needs a type")
-    return _AppendArgs(stream_id, events, expected_as_sql(expected_version))
+    return _AppendArgs(stream_id, events, expected_as_sql(expected_version), also)
 
 
 async def _insert_autocommit(conn: Connection, args: _AppendArgs) -> list[RecordedEvent]:
@@ -265,19 +322,8 @@ async def _insert_autocommit(conn: Connection, args: _AppendArgs) -> list[Record
 
 
 async def _insert(conn: Connection, args: _AppendArgs) -> list[RecordedEvent]:
-    if len(args.events) == 1:
-        rows = await conn.fetch(
-            Q.append_one,
-            args.stream_id,
-            args.expected,
-            args.types[0],
-            args.values[0],
-            args.metadata[0],
-        )
-    else:
-        rows = await conn.fetch(
-            Q.append, args.stream_id, args.expected, args.types, args.values, args.metadata
-        )
+    statement, values = args.statement()
+    rows = await conn.fetch(statement, *values)
     if not rows:
         # The stream is not at the expected version (the statement's WHERE chose no rows).
         actual = await stream_version(conn, args.stream_id)

@@ -24,13 +24,13 @@ async def test_health_and_readiness_answer_in_the_seed_envelope(
         assert body["data"] == {"status": "ready", "checks": {"database": True, "listener": True}}
 
         # Start-up migrated the empty database before serving.
-        assert await app[keys.POOL].fetchval("SELECT count(*) FROM schema_migrations") >= 1
+        assert await app[keys.ENGINE].pool.fetchval("SELECT count(*) FROM schema_migrations") >= 1
 
 
 async def test_readiness_reports_a_lost_listener(database_url: str) -> None:
     app = create_app(Settings.from_env({}), database_url)
     async with TestClient(TestServer(app)) as client:
-        await app[keys.LISTENER].close()
+        await app[keys.ENGINE].listener.close()
         ready = await client.get("/readyz")
         assert ready.status == 503
         body = await ready.json()

@@ -64,17 +64,18 @@ class Engine:
         return self._listener
 
     async def start(self) -> None:
-        # Enough connections for every flow the reactor drives, plus the API's own.
-        size = self._pool_size + (self._reactor_settings.concurrency if self._run_reactor else 0)
-        self._pool = await create_pool(self.database_url, min_size=1, max_size=size)
+        # The pool bounds the database work of the process, not the number of executors that
+        # run at once: flows waiting for their executors hold no connection, and on a small
+        # machine more concurrent committers only queue on the WAL lock (docs/benchmarks.md).
+        self._pool = await create_pool(self.database_url, min_size=1, max_size=self._pool_size)
         try:
             await check_log_horizon(self._pool)
             self._notifier = Notifier(self._pool)
             self._notifier.start()
-            store = EventStore(self._pool, on_commit=self._committed)
+            store = EventStore(self._pool, on_commit=self._notifier.wake)
             self._listener = Listener(partial(connect, self.database_url))
             await self._listener.start()
-            self._service = WorkFlowService(store, self.registry)
+            self._service = WorkFlowService(store, self.registry, on_change=self._changed)
             await self._service.record_definitions()
             if self._run_reactor:
                 self._reactor = Reactor(
@@ -99,9 +100,9 @@ class Engine:
             await self._pool.close()
             self._pool = None
 
-    def _committed(self) -> None:
-        assert self._notifier is not None
-        self._notifier.wake()
+    def _changed(self) -> None:
+        # Operators' commands may make a flow due: the local reactor looks at once, without
+        # waiting for its own NOTIFY to come back. The reactor's own appends need no poke.
         if self._reactor is not None:
             self._reactor.poke()
 

@@ -40,6 +40,7 @@ from app.workflow.decide import (
     StaleOutcome,
     decide,
     decide_and_advance,
+    due_at,
 )
 from app.workflow.definition import NodeDefinition, NodeKind, Registry, WorkflowDefinition
 from app.workflow.errors import Code, NodeError
@@ -267,10 +268,14 @@ class Reactor:
 
     async def _drive(self, flow_id: str) -> None:
         """Moves one claimed flow forward as far as it can go now, then releases it."""
+        release = True
         try:
             for attempt in range(_TRANSIENT_RETRIES):
                 try:
-                    await self._advance(await self.flows.load(flow_id))
+                    final = await self._advance(await self.flows.load(flow_id))
+                    # Our last append deleted the work row (the flow ended, or stopped with
+                    # nothing running): there is no lease left to hand back.
+                    release = final is None or due_at(final, self._clock()) is not None
                     return
                 except TRANSIENT_ERRORS as exc:
                     # An append may have committed before the error: re-read and decide again.
@@ -290,10 +295,13 @@ class Reactor:
                     Q.work_defer, self.owner, flow_id, _CRASH_DEFER_SECONDS
                 )
         finally:
-            with contextlib.suppress(*TRANSIENT_ERRORS):
-                await self.store.pool.execute(Q.work_release, self.owner, flow_id)
+            if release:
+                with contextlib.suppress(*TRANSIENT_ERRORS):
+                    await self.store.pool.execute(Q.work_release, self.owner, flow_id)
 
-    async def _advance(self, state: FlowState) -> None:
+    async def _advance(self, state: FlowState) -> FlowState | None:
+        """Drives the flow until it waits or ends; returns the last state it knew, or None
+        when it stopped because the flow is no longer its to drive."""
         definition = self.registry.get_version(state.name, state.definition_version)
         started_here: set[str] = set()
         while True:
@@ -301,13 +309,13 @@ class Reactor:
             command: Command | None
             if running is None:
                 if self._stopping:
-                    return  # shutting down: start nothing new
+                    return state  # shutting down: start nothing new
                 events = decide(state, Advance(), definition, self._clock())
                 if not events:
-                    return  # nothing to do now: the work row says when to look again
+                    return state  # nothing to do now: the work row says when to look again
                 new_state = await self._append(state, events)
                 if new_state is None:
-                    return
+                    return None
                 state = new_state
                 if state.running_node is not None:
                     started_here.add(state.running_node.node_id)
@@ -322,10 +330,10 @@ class Reactor:
             else:
                 command = await self._poll(state, running, node)
             if command is None:
-                return
+                return None
             recorded = await self._record(state, command, definition)
             if recorded is None:
-                return
+                return None
             state = recorded
             if state.running_node is not None and state.running_node.node_id != running.node_id:
                 started_here.add(state.running_node.node_id)

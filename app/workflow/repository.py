@@ -1,8 +1,8 @@
 """Flows in the event store: one stream per flow, and the pending-work row kept in step.
 
-Every append to a flow's stream runs, in its own transaction, the upsert (or delete) of the
-flow's ``flow_work`` row computed from the state after the append: the reactor's queue can
-never disagree with the log. Later issues add the inline projections the same way.
+Every append to a flow's stream also upserts (or deletes) the flow's ``flow_work`` row,
+computed from the state after the append, inside the append's own SQL statement
+(``AppendAlso``): one round trip, and the reactor's queue can never disagree with the log.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from app.workflow.decide import due_at
 from app.workflow.errors import FlowNotFound
 from app.workflow.events import FlowEvent, decode, encode
 from app.workflow.state import FlowState, evolve
-from eventstore import EventStore, Expect, NewEvent, RecordedEvent, Transaction
+from eventstore import AppendAlso, EventStore, Expect, NewEvent, RecordedEvent
 from sql import load_queries
 
 FLOW_STREAM = "flow-"
@@ -100,13 +100,12 @@ class FlowRepository:
         for event in events:
             event_type, data, schema = encode(event)
             new_events.append(NewEvent(event_type, data, {**meta, **schema}))
-
-        async def keep_work(tx: Transaction, _recorded: Sequence[RecordedEvent]) -> None:
-            await write_work(tx, provisional, now)
-
         expected = Expect.NO_STREAM if state is None else state.version
         recorded = await self.store.append(
-            flow_stream(provisional.flow_id), new_events, expected, hook=keep_work
+            flow_stream(provisional.flow_id),
+            new_events,
+            expected,
+            also=work_change(provisional, now),
         )
         final = state
         for event, stored in zip(events, recorded, strict=True):
@@ -115,21 +114,16 @@ class FlowRepository:
         return final
 
 
-async def write_work(tx: Transaction, state: FlowState, now: datetime) -> None:
-    """The flow's row in ``flow_work`` as ``state`` demands (inside the append's transaction)."""
+def work_change(state: FlowState, now: datetime) -> AppendAlso:
+    """The change of the flow's ``flow_work`` row that ``state`` demands."""
     due = due_at(state, now)
     if due is None:
-        await tx.connection.execute(Q.work_delete, state.flow_id)
-        return
-    await tx.connection.execute(
+        return AppendAlso(Q.work_delete, (state.flow_id,))
+    return AppendAlso(
         Q.work_upsert,
-        state.flow_id,
-        state.name,
-        state.definition_version,
-        state.status.value,
-        due,
-        state.version,
-    )
+        (state.flow_id, state.name, state.definition_version, state.status.value, due,
+         state.version),
+    )  # fmt: skip
 
 
 def fold_recorded(recorded: Sequence[RecordedEvent]) -> FlowState | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from app.workflow.decide import (
@@ -47,11 +47,20 @@ DEFINITION_REGISTERED = "DefinitionRegistered"
 
 
 class WorkFlowService:
-    def __init__(self, store: EventStore, registry: Registry, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        registry: Registry,
+        clock: Clock = utc_now,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        """``on_change`` is called after each command that changed a flow (the local reactor's
+        ``poke``: a flow may have become due)."""
         self.store = store
         self.registry = registry
         self.flows = FlowRepository(store, clock)
         self._clock = clock
+        self._on_change = on_change
 
     # -- definitions -------------------------------------------------------------------------
 
@@ -126,6 +135,7 @@ class WorkFlowService:
         if start:
             events.append(FlowStarted())
         state = await self.flows.append(None, events, caller)
+        self._changed()
         log.info(
             "workflow created",
             extra={"flow_id": flow_id, "definition": flow_name, "trace_id": caller.trace_id},
@@ -173,6 +183,10 @@ class WorkFlowService:
     async def get(self, flow_id: str) -> FlowState:
         return await self.flows.load(flow_id)
 
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change()
+
     async def _command(self, flow_id: str, command: Command, caller: Caller) -> FlowState:
         for _ in range(_DECIDE_ATTEMPTS):
             state = await self.flows.load(flow_id)
@@ -185,6 +199,7 @@ class WorkFlowService:
                 new_state = await self.flows.append(state, events, caller)
             except WrongExpectedVersion:
                 continue
+            self._changed()
             log.info(
                 "workflow command",
                 extra={

@@ -25,6 +25,32 @@ FROM (SELECT coalesce(max(version), 0) AS version FROM events WHERE stream_id = 
 WHERE $2::bigint IS NULL OR head.version = $2::bigint
 RETURNING position, transaction_id, version, recorded_at
 
+-- name: append_with
+-- append as common table expressions ending in "appended", for a statement that also runs
+-- the caller's own SQL (AppendAlso): one statement, one round trip, one atomic effect.
+head AS (
+    SELECT coalesce(max(version), 0) AS version FROM events WHERE stream_id = $1
+),
+appended AS (
+    INSERT INTO events (stream_id, version, type, data, metadata)
+    SELECT $1, head.version + e.ordinal, e.type, e.data, e.metadata
+    FROM head,
+         unnest($3::text[], $4::jsonb[], $5::jsonb[]) WITH ORDINALITY AS e(type, data, metadata, ordinal)
+    WHERE $2::bigint IS NULL OR head.version = $2::bigint
+    ORDER BY e.ordinal
+    RETURNING position, transaction_id, version, recorded_at
+)
+
+-- name: append_one_with
+-- append_one as common table expressions ending in "appended" (see append_with).
+appended AS (
+    INSERT INTO events (stream_id, version, type, data, metadata)
+    SELECT $1, head.version + 1, $3, $4, $5
+    FROM (SELECT coalesce(max(version), 0) AS version FROM events WHERE stream_id = $1) AS head
+    WHERE $2::bigint IS NULL OR head.version = $2::bigint
+    RETURNING position, transaction_id, version, recorded_at
+)
+
 -- name: stream_version
 -- The version of the last event of stream $1, 0 when the stream does not exist.
 SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1

@@ -1,10 +1,12 @@
 -- Named statements of the workflow engine (app/workflow/).
 
 -- name: work_upsert
--- The flow's pending work after an append (same transaction). A lease held by a worker that
--- is still running the flow is kept.
+-- The flow's pending work after an append, run inside the append's own statement (AppendAlso:
+-- parameters from $6, only when the append inserted). A lease held by a worker that is still
+-- running the flow is kept.
 INSERT INTO flow_work (flow_id, definition_name, definition_version, status, due_at, stream_version)
-VALUES ($1, $2, $3, $4, $5, $6)
+SELECT $6::text, $7::text, $8::text, $9::text, $10::timestamptz, $11::bigint
+WHERE EXISTS (SELECT 1 FROM appended)
 ON CONFLICT (flow_id) DO UPDATE
 SET definition_version = EXCLUDED.definition_version,
     status = EXCLUDED.status,
@@ -13,8 +15,9 @@ SET definition_version = EXCLUDED.definition_version,
     updated_at = now()
 
 -- name: work_delete
--- The flow has nothing left to do (ended, not started, or stopped with nothing running).
-DELETE FROM flow_work WHERE flow_id = $1
+-- The flow has nothing left to do (ended, not started, or stopped with nothing running); run
+-- inside the append's own statement like work_upsert.
+DELETE FROM flow_work WHERE flow_id = $6 AND EXISTS (SELECT 1 FROM appended)
 
 -- name: work_claim
 -- Up to $3 due flows for worker $1 among definition versions $2, leased for $4 seconds.

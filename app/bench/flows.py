@@ -1,0 +1,195 @@
+"""``flowlog bench flows``: 3-node flows created, started and run to the end, in one process.
+
+N flows of a 3-node sync definition with trivial executors are created and started (one append
+each) by C concurrent clients while the reactor runs in the same process, as ``flowlog serve``
+does. Measured:
+
+- ``flows_per_s``: N / (first create -> last flow Finished);
+- ``create_to_finished_p50_ms`` / ``p99``: from the create call to FlowFinished (database time);
+- ``transition_p50_ms`` / ``p99``: from one executor's return to the next executor's call, in
+  the executors themselves: what a node waits for its predecessor's outcome to be recorded;
+- ``commits_per_flow``: committed transactions of the database during the run / N (every
+  transaction: appends, claims, heartbeats, notifications, releases).
+
+The baseline, in the same run: single-row INSERT commits per second by C writers on the same
+server. ``ratio_flows_vs_5_plain_commits`` compares flows/s with that rate / 5, i.e. with flows
+that would cost five plain commits each (the count of a well-known Postgres-backed engine for a
+3-step workflow).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from tqdm import tqdm
+
+from app.bench.append import Q as BENCH_Q
+from app.bench.harness import Report, scratch_database, timed
+from app.workflow.definition import NodeDefinition, Registry, WorkflowDefinition
+from app.workflow.engine import Engine
+from app.workflow.executor import FlowContext, NodeHandle
+from app.workflow.reactor import ReactorSettings
+from app.workflow.repository import flow_stream
+from eventstore import connect
+
+CLIENTS = 8
+# Trivial executors: more flows driven at once only queue for the 8 connections (see
+# docs/benchmarks.md for the sweep); executors that wait on I/O want more.
+REACTOR_CONCURRENCY = 8
+QUICK_FLOWS = 600
+FULL_FLOWS = 3000
+PLAIN_COMMITS = 4000
+FLOW_NAME = "bench-three-steps"
+
+_COMMITS = "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+
+
+class _Timings:
+    """When each executor was called and returned (perf_counter), by node id."""
+
+    def __init__(self) -> None:
+        self.called: dict[str, float] = {}
+        self.returned: dict[str, float] = {}
+
+
+def _definition(timings: _Timings) -> WorkflowDefinition:
+    async def step(node: NodeHandle, ctx: FlowContext) -> None:
+        timings.called[node.id] = time.perf_counter()
+        timings.returned[node.id] = time.perf_counter()
+
+    return WorkflowDefinition(
+        FLOW_NAME,
+        {
+            "start": NodeDefinition("one", step, success="two"),
+            "two": NodeDefinition("two", step, success="three"),
+            "three": NodeDefinition("three", step),
+        },
+    )
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _plain_commits_per_s(url: str, writers: int) -> float:
+    from eventstore import create_pool
+
+    pool = await create_pool(url, min_size=writers, max_size=writers)
+    try:
+        await pool.execute(BENCH_Q.create_plain_table)
+        per_writer = PLAIN_COMMITS // writers
+
+        async def work(writer: int) -> None:
+            for op in range(per_writer):
+                await pool.execute(
+                    BENCH_Q.plain_insert_one, f"plain-{writer}", op + 1, "T", {"op": op}, {}
+                )
+
+        seconds = await timed(writers, work)
+        return per_writer * writers / seconds
+    finally:
+        await pool.close()
+
+
+async def run(server_url: str, *, quick: bool, progress: bool = True) -> Report:
+    flows = QUICK_FLOWS if quick else FULL_FLOWS
+    timings = _Timings()
+    async with scratch_database(server_url) as url:
+        plain = await _plain_commits_per_s(url, CLIENTS)
+        registry = Registry([_definition(timings)])
+        settings = ReactorSettings(concurrency=REACTOR_CONCURRENCY, lease_seconds=30)
+        async with Engine(url, registry, reactor=settings, pool_size=CLIENTS) as engine:
+            stats = await connect(url)
+            try:
+                commits_before = await stats.fetchval(_COMMITS)
+                created, seconds = await _create_and_finish(engine, flows, progress)
+                await asyncio.sleep(1.2)  # backends report their commit counts within a second
+                await stats.execute("SELECT pg_stat_clear_snapshot()")
+                commits = await stats.fetchval(_COMMITS) - commits_before
+            finally:
+                await stats.close()
+            latencies = await _create_to_finished_ms(engine, created)
+    transitions = _transitions_ms(timings)
+    flows_per_s = flows / seconds
+    baseline = plain / 5
+    figures: dict[str, Any] = {
+        "bench": "flows",
+        "quick": quick,
+        "flows": flows,
+        "clients": CLIENTS,
+        "reactor_concurrency": REACTOR_CONCURRENCY,
+        "flows_per_s": round(flows_per_s, 1),
+        "create_to_finished_p50_ms": round(_percentile(latencies, 0.5), 2),
+        "create_to_finished_p99_ms": round(_percentile(latencies, 0.99), 2),
+        "transition_p50_ms": round(_percentile(transitions, 0.5), 3),
+        "transition_p99_ms": round(_percentile(transitions, 0.99), 3),
+        "commits_per_flow": round(commits / flows, 2),
+        "plain_commits_per_s": round(plain, 1),
+        "baseline_flows_per_s": round(baseline, 1),
+        "ratio_flows_vs_5_plain_commits": round(flows_per_s / baseline, 3),
+    }
+    rows = [
+        ["flows/s", figures["flows_per_s"]],
+        ["create -> Finished p50 ms", figures["create_to_finished_p50_ms"]],
+        ["create -> Finished p99 ms", figures["create_to_finished_p99_ms"]],
+        ["transition p50 ms", figures["transition_p50_ms"]],
+        ["transition p99 ms", figures["transition_p99_ms"]],
+        ["commits per flow", figures["commits_per_flow"]],
+        ["plain INSERT commits/s (baseline)", figures["plain_commits_per_s"]],
+        ["ratio flows/s vs plain commits/s / 5", figures["ratio_flows_vs_5_plain_commits"]],
+    ]
+    notes = [
+        f"{flows} flows of 3 sync nodes, {CLIENTS} clients, the reactor in the same process "
+        f"(concurrency {REACTOR_CONCURRENCY}, pool of {CLIENTS} connections)."
+    ]
+    return Report("flows", ["figure", "value"], rows, figures, notes)
+
+
+async def _create_and_finish(engine: Engine, flows: int, progress: bool) -> tuple[list[str], float]:
+    service = engine.service
+    created: list[str] = []
+    bar = tqdm(total=flows, desc="bench flows", unit="flow", disable=not progress)
+    start = time.perf_counter()
+
+    async def client(index: int) -> None:
+        for n in range(index, flows, CLIENTS):
+            created.append(
+                await service.create_workflow(f"biz-{n}", "bench", FLOW_NAME, start=True)
+            )
+
+    await asyncio.gather(*(client(i) for i in range(CLIENTS)))
+    finished = 0
+    while finished < flows:
+        finished = await engine.pool.fetchval(
+            "SELECT count(*) FROM events WHERE type = 'FlowFinished'"
+        )
+        bar.n = finished
+        bar.refresh()
+        if finished < flows:
+            await asyncio.sleep(0.05)
+    seconds = time.perf_counter() - start
+    bar.close()
+    return created, seconds
+
+
+async def _create_to_finished_ms(engine: Engine, flow_ids: list[str]) -> list[float]:
+    latencies = []
+    for flow_id in flow_ids:
+        stored = await engine.service.store.read_stream(flow_stream(flow_id))
+        latencies.append((stored[-1].recorded_at - stored[0].recorded_at).total_seconds() * 1000)
+    return latencies
+
+
+def _transitions_ms(timings: _Timings) -> list[float]:
+    gaps = []
+    for node_id, called in timings.called.items():
+        flow_id, _, sequence = node_id.rpartition(".")
+        previous = timings.returned.get(f"{flow_id}.{int(sequence) - 1}")
+        if previous is not None:
+            gaps.append((called - previous) * 1000)
+    return gaps
