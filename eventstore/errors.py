@@ -47,6 +47,10 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
+    # A pooled connection cut by the server in the middle of a statement can come back from
+    # the pool once more in a half-closed state (the pool skips asyncpg's reset query, see
+    # eventstore/pool.py); its next use fails with this, and it is then discarded.
+    asyncpg.InternalClientError,
     asyncpg.SerializationError,
     asyncpg.DeadlockDetectedError,
     OSError,

@@ -18,11 +18,13 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 
+from eventstore.errors import TRANSIENT_ERRORS
 from eventstore.queries import Q
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "flowlog_events"
+_RETRYABLE: tuple[type[BaseException], ...] = (asyncpg.PostgresError, *TRANSIENT_ERRORS)
 _RETRY_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 
 
@@ -61,7 +63,7 @@ class Notifier:
         # Owed: a wake not sent yet, or a send that the cancellation may have cut short.
         if self._dirty.is_set() or self._in_flight:
             self._dirty.clear()
-            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            with contextlib.suppress(*_RETRYABLE):
                 await self._send()
 
     async def _run(self) -> None:
@@ -73,7 +75,7 @@ class Notifier:
                 await self._send()
                 failures = 0
                 await asyncio.sleep(self._min_interval)
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            except _RETRYABLE as exc:
                 # Readers still poll, so a lost notification only delays them.
                 self._dirty.set()
                 delay = _RETRY_DELAYS[min(failures, len(_RETRY_DELAYS) - 1)]
@@ -164,7 +166,7 @@ class Listener:
         while not self._closing:
             try:
                 await self._listen()
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            except _RETRYABLE as exc:
                 delay = _RETRY_DELAYS[min(attempt, len(_RETRY_DELAYS) - 1)]
                 attempt += 1
                 log.warning("LISTEN reconnect failed", extra={"error": str(exc), "delay": delay})

@@ -48,7 +48,10 @@ async def _keep_session(conn: Connection) -> None:
 
     asyncpg's default reset (``SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
     RESET ALL``) is one more round trip per borrow: it cost a third of append throughput in
-    the benchmark. asyncpg still rolls back a transaction left open and drops listeners.
+    the benchmark. asyncpg still rolls back a transaction left open and drops listeners. The
+    reset query also noticed connections the server cut in the middle of a statement; without
+    it such a connection fails once more on its next use (InternalClientError, counted among
+    TRANSIENT_ERRORS, so callers retry) and is discarded then.
     The contract that makes this safe, as with a transaction-pooling proxy: nothing leaves
     session state on a pooled connection (use SET LOCAL and transaction-scoped advisory
     locks; LISTEN and session locks take a connection of their own, see ``connect``).

@@ -1,0 +1,44 @@
+"""Definitions for the multi-process tests, loaded by ``flowlog worker --definitions``.
+
+Each node run appends a line "flow_id key attempt pid" to a file in $RUNS_DIR, so the test
+can count how often every node really ran, even in a worker killed with SIGKILL (the line is
+written before the node's outcome is recorded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+
+from app.workflow.definition import NodeDefinition, WorkflowDefinition
+from app.workflow.executor import FlowContext, NodeHandle
+
+
+def _sleep_range() -> tuple[float, float]:
+    low, _, high = os.environ.get("PROC_SLEEP_MS", "0").partition("-")
+    return float(low) / 1000, float(high or low) / 1000
+
+
+async def step(node: NodeHandle, ctx: FlowContext) -> None:
+    runs = os.environ.get("RUNS_DIR")
+    if runs:
+        line = f"{node.flow_id} {node.key} {node.attempt} {os.getpid()}\n"
+        # Blocking on purpose: the line must exist before the node's outcome can be recorded.
+        with open(os.path.join(runs, f"runs-{os.getpid()}.txt"), "a") as out:  # noqa: ASYNC230
+            out.write(line)
+    low, high = _sleep_range()
+    if high > 0:
+        await asyncio.sleep(random.uniform(low, high))
+
+
+DEFINITIONS = [
+    WorkflowDefinition(
+        "proc",
+        {
+            "start": NodeDefinition("one", step, success="two"),
+            "two": NodeDefinition("two", step, success="three"),
+            "three": NodeDefinition("three", step),
+        },
+    )
+]
