@@ -140,9 +140,6 @@ def _run(
 
 async def _work(settings: Settings, database_url: str, registry: Registry) -> None:
     """The reactor alone, until SIGTERM or SIGINT; then a graceful stop."""
-    from app.migrate import migrate_database
-
-    await migrate_database(database_url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

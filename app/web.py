@@ -1,7 +1,7 @@
 """The HTTP service: an app factory that does no I/O; resources open and close in cleanup_ctx.
 
-Order of start-up: migrate, then the engine (pool, horizon check, notifier, event store,
-LISTEN connection, service, reactor). Teardown runs in reverse.
+Start-up runs the engine: migrations, pool, horizon check, notifier, event store, LISTEN
+connection, service, reactor. Teardown runs in reverse.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from aiohttp import web
 
 from app import keys
 from app.config import Settings
-from app.migrate import migrate_database
 from app.workflow.definition import Registry
 from app.workflow.engine import Engine
 
@@ -55,11 +54,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def _engine(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
-    url = app[keys.DATABASE_URL]
-    applied = await migrate_database(url)
-    log.info("database migrated", extra={"applied": applied})
     engine = Engine(
-        url,
+        app[keys.DATABASE_URL],
         app[keys.REGISTRY],
         reactor=settings.reactor,
         run_reactor=settings.run_reactor,

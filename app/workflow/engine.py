@@ -15,6 +15,7 @@ from types import TracebackType
 
 import asyncpg
 
+from app.migrate import migrate_database
 from app.workflow.definition import Registry, WorkflowDefinition
 from app.workflow.reactor import Reactor, ReactorSettings
 from app.workflow.service import WorkFlowService
@@ -32,8 +33,12 @@ class Engine:
         reactor: ReactorSettings | None = None,
         run_reactor: bool = True,
         pool_size: int = 10,
+        migrate: bool = True,
     ) -> None:
+        """With ``migrate`` (the default) the schema is migrated first (idempotent, and safe
+        when several processes start at once)."""
         self.database_url = database_url
+        self._migrate = migrate
         self.registry = registry
         self._reactor_settings = reactor or ReactorSettings()
         self._run_reactor = run_reactor
@@ -64,6 +69,10 @@ class Engine:
         return self._listener
 
     async def start(self) -> None:
+        if self._migrate:
+            applied = await migrate_database(self.database_url)
+            if applied:
+                log.info("database migrated", extra={"applied": applied})
         # The pool bounds the database work of the process, not the number of executors that
         # run at once: flows waiting for their executors hold no connection, and on a small
         # machine more concurrent committers only queue on the WAL lock (docs/benchmarks.md).

@@ -153,31 +153,37 @@ def evolve(state: FlowState | None, event: FlowEvent, at: datetime) -> FlowState
             created_at=at,
             updated_at=at,
         )
-    state = replace(state, version=state.version + 1, updated_at=at)
+    changes = _changes(state, event, at)
+    changes["version"] = state.version + 1
+    changes["updated_at"] = at
+    return replace(state, **changes)
+
+
+def _changes(state: FlowState, event: FlowEvent, at: datetime) -> dict[str, Any]:
+    """The fields ``event`` changes (one ``replace`` per event keeps the fold cheap)."""
     match event:
         case ContextSet():
-            return replace(state, context=_changed(state.context, event.changes, event.removed))
+            return {"context": _changed(state.context, event.changes, event.removed)}
         case FlowStarted() | FlowResumed():
-            return replace(state, status=FlowStatus.PROCESSING)
+            return {"status": FlowStatus.PROCESSING}
         case FlowStopped():
-            return replace(state, status=FlowStatus.STOPPED, reason=event.reason)
+            return {"status": FlowStatus.STOPPED, "reason": event.reason}
         case CancelRequested():
-            return replace(state, status=FlowStatus.CANCELING, reason=event.reason)
+            return {"status": FlowStatus.CANCELING, "reason": event.reason}
         case FlowCanceled():
             nodes = state.nodes
             if event.node_id is not None:
                 nodes = _update_node(state, event.node_id, status=NodeStatus.CANCELED, ended_at=at)
-            return replace(state, status=FlowStatus.CANCELED, nodes=nodes, reason=event.reason)
+            return {"status": FlowStatus.CANCELED, "nodes": nodes, "reason": event.reason}
         case FlowRetried():
-            return replace(
-                state,
-                status=FlowStatus.PROCESSING,
-                cursor=event.from_key,
-                failed_path=False,
-                failed_key=None,
-                error_code=None,
-                error_message=None,
-            )
+            return {
+                "status": FlowStatus.PROCESSING,
+                "cursor": event.from_key,
+                "failed_path": False,
+                "failed_key": None,
+                "error_code": None,
+                "error_message": None,
+            }
         case NodeStarted():
             return _node_started(state, event, at)
         case NodeOperationSubmitted():
@@ -189,21 +195,29 @@ def evolve(state: FlowState | None, event: FlowEvent, at: datetime) -> FlowState
                 poll_deadline=event.poll_deadline,
             )
             context = _changed(state.context, event.context_changes, event.context_removed)
-            return replace(state, nodes=nodes, context=context)
+            return {"nodes": nodes, "context": context}
         case NodeSucceeded():
-            return _node_succeeded(state, event, at)
+            nodes = _update_node(
+                state,
+                event.node_id,
+                status=NodeStatus.FINISHED,
+                ended_at=at,
+                result=event.result,
+                parameters=event.parameters,
+            )
+            context = _changed(state.context, event.context_changes, event.context_removed)
+            return {"nodes": nodes, "context": context, "cursor": event.next}
         case NodeFailed():
             return _node_failed(state, event, at)
         case FlowFinished():
-            return replace(state, status=FlowStatus.FINISHED, cursor=None)
+            return {"status": FlowStatus.FINISHED, "cursor": None}
         case FlowFailed():
-            return replace(
-                state,
-                status=FlowStatus.ERROR,
-                cursor=None,
-                error_code=event.error_code,
-                error_message=event.error_message,
-            )
+            return {
+                "status": FlowStatus.ERROR,
+                "cursor": None,
+                "error_code": event.error_code,
+                "error_message": event.error_message,
+            }
         case FlowCreated():
             raise FoldError("FlowCreated can only start a history")
     raise FoldError(f"unknown event {type(event).__name__}")
@@ -216,7 +230,7 @@ def fold(history: Iterable[tuple[FlowEvent, datetime]]) -> FlowState | None:
     return state
 
 
-def _node_started(state: FlowState, event: NodeStarted, at: datetime) -> FlowState:
+def _node_started(state: FlowState, event: NodeStarted, at: datetime) -> dict[str, Any]:
     if state.running_node is not None:
         raise FoldError(f"node {event.node_id} started while {state.running_node.node_id} runs")
     previous = state.last_execution_of(event.key)
@@ -232,23 +246,11 @@ def _node_started(state: FlowState, event: NodeStarted, at: datetime) -> FlowSta
         status=NodeStatus.PROCESSING,
         started_at=at,
     )
-    return replace(state, nodes=(*state.nodes, execution), cursor=event.key)
+    return {"nodes": (*state.nodes, execution), "cursor": event.key}
 
 
-def _node_succeeded(state: FlowState, event: NodeSucceeded, at: datetime) -> FlowState:
-    nodes = _update_node(
-        state,
-        event.node_id,
-        status=NodeStatus.FINISHED,
-        ended_at=at,
-        result=event.result,
-        parameters=event.parameters,
-    )
-    context = _changed(state.context, event.context_changes, event.context_removed)
-    return replace(state, nodes=nodes, context=context, cursor=event.next)
-
-
-def _node_failed(state: FlowState, event: NodeFailed, at: datetime) -> FlowState:
+def _node_failed(state: FlowState, event: NodeFailed, at: datetime) -> dict[str, Any]:
+    failed = state.running_node
     nodes = _update_node(
         state,
         event.node_id,
@@ -261,23 +263,25 @@ def _node_failed(state: FlowState, event: NodeFailed, at: datetime) -> FlowState
         will_retry=event.will_retry,
         retry_at=event.retry_at,
     )
-    failed = state.node(event.node_id)
     assert failed is not None  # _update_node checked it
-    context = _changed(state.context, event.context_changes, event.context_removed)
-    state = replace(state, nodes=nodes, context=context)
+    changes: dict[str, Any] = {
+        "nodes": nodes,
+        "context": _changed(state.context, event.context_changes, event.context_removed),
+    }
     if event.will_retry:
-        return state
+        return changes
     if event.pause:
-        return replace(state, status=FlowStatus.STOPPED)
-    first_failure = state.failed_key if state.failed_path else failed.key
-    return replace(
-        state,
-        cursor=event.next,
-        failed_path=True,
-        failed_key=first_failure,
-        error_code=event.error_code if not state.failed_path else state.error_code,
-        error_message=event.error_message if not state.failed_path else state.error_message,
-    )
+        return {**changes, "status": FlowStatus.STOPPED}
+    if state.failed_path:  # a failure on the failure path: the first failure is the flow's
+        return {**changes, "cursor": event.next}
+    return {
+        **changes,
+        "cursor": event.next,
+        "failed_path": True,
+        "failed_key": failed.key,
+        "error_code": event.error_code,
+        "error_message": event.error_message,
+    }
 
 
 def _update_node(state: FlowState, node_id: str, **changes: Any) -> tuple[NodeExecution, ...]:

@@ -271,3 +271,25 @@ def test_a_history_must_start_with_creation_and_nodes_must_match() -> None:
     with pytest.raises(FoldError, match="while"):
         evolve(started, NodeStarted(node_id="y", key="start", name="a", kind="sync",
                                     attempt=2), T0)  # fmt: skip
+
+
+def test_stored_events_of_an_older_schema_are_upcast_before_validation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from app.workflow import events
+
+    # Suppose NodeStarted went to schema 2, which renamed "attempt" from "try".
+    monkeypatch.setattr(events.NodeStarted, "schema_version", 2)
+    monkeypatch.setitem(
+        events.UPCASTERS,
+        ("NodeStarted", 1),
+        lambda data: {**{k: v for k, v in data.items() if k != "try"}, "attempt": data["try"]},
+    )
+    stored_v1 = {"node_id": "f.1", "key": "start", "name": "a", "kind": "sync", "try": 3}
+    decoded = events.decode("NodeStarted", stored_v1, {"schema_version": 1})
+    assert isinstance(decoded, NodeStarted)
+    assert decoded.attempt == 3
+    with pytest.raises(ValueError, match="no upcaster"):
+        events.decode("FlowStarted", {}, {"schema_version": 0})
+    with pytest.raises(ValueError, match="unknown flow event"):
+        events.decode("Bogus", {}, {})

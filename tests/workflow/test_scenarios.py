@@ -11,6 +11,7 @@ import pytest
 from app.workflow.definition import NodeDefinition, NodeKind, RetryPolicy, WorkflowDefinition
 from app.workflow.errors import Code, NodeError, WorkflowError
 from app.workflow.executor import Failed, Finished, FlowContext, NodeHandle, PollResult, Running
+from app.workflow.reactor import ReactorSettings
 from app.workflow.repository import Caller, flow_stream
 from app.workflow.state import FlowStatus, NodeStatus
 from tests.workflow.conftest import StartEngine
@@ -441,3 +442,67 @@ async def test_definitions_are_recorded_in_the_log_once_per_version(
     assert [e.data["version"] for e in stored] == [backup_flow().version, changed.version]
     assert stored[0].data["nodeNames"] == ["backup", "updateBackupRecord", "end"]
     assert engine.service.get_workflow_define("backup").version == changed.version
+
+
+async def test_graceful_shutdown_lets_the_running_node_finish_and_hands_back_the_flow(
+    start_engine: StartEngine,
+) -> None:
+    entered = asyncio.Event()
+    ran: list[str] = []
+
+    async def half_second(node: NodeHandle, ctx: FlowContext) -> None:
+        ran.append(node.name)
+        entered.set()
+        await asyncio.sleep(0.5)
+
+    definition = WorkflowDefinition(
+        "two",
+        {
+            "start": NodeDefinition("first", half_second, success="next"),
+            "next": NodeDefinition("second", half_second),
+        },
+    )
+    first = await start_engine(definition)
+    flow_id = await first.service.create_workflow("c", "cluster", "two", start=True)
+    await asyncio.wait_for(entered.wait(), 10)
+
+    await first.stop()  # within the 2 s grace: "first" finishes, "second" does not start
+
+    inspector = await start_engine(definition, run_reactor=False)
+    after_stop = await inspector.service.get(flow_id)
+    assert [(n.name, n.status) for n in after_stop.nodes] == [("first", NodeStatus.FINISHED)]
+    lease = await inspector.pool.fetchrow(
+        "SELECT lease_owner, due_at <= now() AS due FROM flow_work"
+    )
+    assert lease is not None
+    assert (lease["lease_owner"], lease["due"]) == (None, True)  # handed back, due at once
+
+    second = await start_engine(definition)
+    flow = await wait_for_status(second.service, flow_id, ENDED)
+    assert flow.status is FlowStatus.FINISHED
+    assert ran == ["first", "second"]
+    assert all(n.error_code is None for n in flow.nodes)  # nothing was interrupted
+
+
+async def test_a_definition_limit_caps_its_flows_running_at_once(start_engine: StartEngine) -> None:
+    running, peak = 0, 0
+
+    async def counted(node: NodeHandle, ctx: FlowContext) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.05)
+        running -= 1
+
+    definition = WorkflowDefinition("limited", {"start": NodeDefinition("only", counted)})
+    settings = ReactorSettings(
+        concurrency=16, lease_seconds=2, heartbeat_seconds=0.1, poll_interval=0.2,
+        definition_limits={"limited": 2},
+    )  # fmt: skip
+    engine = await start_engine(definition, settings=settings)
+    flow_ids = [
+        await engine.service.create_workflow(f"b{n}", "t", "limited", start=True) for n in range(8)
+    ]
+    for flow_id in flow_ids:
+        await wait_for_status(engine.service, flow_id, ENDED)
+    assert peak == 2
