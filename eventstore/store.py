@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from typing import Any
 
 import asyncpg
@@ -29,21 +30,26 @@ AppendHook = Callable[["Transaction", Sequence[RecordedEvent]], Awaitable[None]]
 
 @dataclass(frozen=True, slots=True)
 class AppendAlso:
-    """The caller's own data-modifying SQL, run inside the append's single statement.
+    """The caller's own data-modifying statements, run inside the append's single statement.
 
     Where a hook costs a transaction (BEGIN, the insert, the hook's statements, COMMIT), this
-    keeps the append at one statement and one round trip, with the same atomicity. The SQL
-    becomes a common table expression after the insert, so:
+    keeps the append at one statement and one round trip, with the same atomicity. Each
+    statement becomes a common table expression after the insert, so:
 
-    - its parameters are numbered from ``$6`` (the append takes $1 to $5), ``args`` fill them;
-    - it can read the CTE ``appended`` (position, transaction_id, version, recorded_at);
-    - it **must act only when ``appended`` has rows** (``WHERE EXISTS (SELECT 1 FROM
+    - each is written with its own parameters ``$1, $2...``, filled from its ``args``
+      (they are renumbered after the append's own five); no dollar-quoted strings;
+    - each can read the CTE ``appended`` (position, transaction_id, version, recorded_at);
+    - each **must act only when ``appended`` has rows** (``WHERE EXISTS (SELECT 1 FROM
       appended)``): a stale expected version inserts nothing and must change nothing;
-    - it cannot see the new rows of ``events`` (one statement, one snapshot).
+    - none sees the new rows of ``events``, nor the others' changes (one statement, one
+      snapshot), and no two may change the same row.
     """
 
-    sql: str
-    args: tuple[Any, ...] = ()
+    statements: tuple[tuple[str, tuple[Any, ...]], ...]
+
+    @classmethod
+    def of(cls, *statements: tuple[str, tuple[Any, ...]]) -> AppendAlso:
+        return cls(tuple(statements))
 
 
 _VERSION_KEY = "events_stream_version_key"
@@ -277,17 +283,35 @@ class _AppendArgs:
             )  # fmt: skip
         else:
             args = (self.stream_id, self.expected, self.types, self.values, self.metadata)
-        if self.also is None:
+        if self.also is None or not self.also.statements:
             return (Q.append_one if single else Q.append), args
-        return _with_also(single, self.also.sql), args + self.also.args
+        sqls = tuple(sql for sql, _ in self.also.statements)
+        counts = tuple(len(values) for _, values in self.also.statements)
+        extra = tuple(value for _, values in self.also.statements for value in values)
+        return _with_also(single, sqls, counts), args + extra
+
+
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+
+
+def _shift(offset: int, match: re.Match[str]) -> str:
+    return f"${int(match.group(1)) + offset}"
 
 
 @cache
-def _with_also(single: bool, also_sql: str) -> str:
-    """The append's CTEs, then the caller's statement, then the append's result."""
-    ctes = Q.append_one_with if single else Q.append_with
+def _with_also(single: bool, sqls: tuple[str, ...], counts: tuple[int, ...]) -> str:
+    """The append's CTEs, then the caller's statements (renumbered), then the append's result."""
+    parts = [Q.append_one_with if single else Q.append_with]
+    offset = 5
+    for index, (sql, count) in enumerate(zip(sqls, counts, strict=True), start=1):
+        used = {int(n) for n in _PLACEHOLDER.findall(sql)}
+        if used - set(range(1, count + 1)):
+            raise ValueError(f"statement {index} uses parameters {sorted(used)} but has {count}")
+        shifted = _PLACEHOLDER.sub(partial(_shift, offset), sql)
+        parts.append(f"also_{index} AS (\n{shifted}\n)")
+        offset += count
     return (
-        f"WITH {ctes},\nalso AS (\n{also_sql}\n)\n"
+        "WITH " + ",\n".join(parts) + "\n"
         "SELECT position, transaction_id, version, recorded_at FROM appended"
     )
 

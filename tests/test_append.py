@@ -11,6 +11,7 @@ import pytest
 
 from app.database import quote_ident
 from eventstore import (
+    AppendAlso,
     EventStore,
     Expect,
     LogHorizonError,
@@ -398,3 +399,33 @@ async def test_a_log_restored_with_transaction_ids_from_the_future_is_refused(
     )
     with pytest.raises(LogHorizonError, match="restored into another cluster"):
         await check_log_horizon(store.pool)
+
+
+async def test_append_also_runs_the_callers_statements_in_the_same_statement(
+    pool: asyncpg.Pool,
+) -> None:
+    await pool.execute("CREATE TABLE side (stream text PRIMARY KEY, seen bigint, note text)")
+    await pool.execute("CREATE TABLE tally (n int)")
+    upsert = (
+        "INSERT INTO side SELECT $1, (SELECT max(version) FROM appended), $2 "
+        "WHERE EXISTS (SELECT 1 FROM appended) "
+        "ON CONFLICT (stream) DO UPDATE SET seen = EXCLUDED.seen, note = EXCLUDED.note"
+    )
+    count = "INSERT INTO tally SELECT $1 WHERE EXISTS (SELECT 1 FROM appended)"
+    statements: list[str] = []
+    store = EventStore(pool)
+    async with pool.acquire() as conn:
+        conn.add_query_logger(lambda q: statements.append(q.query))
+
+    also = AppendAlso.of((upsert, ("s", "first")), (count, (1,)))
+    await store.append("s", events("A", "B"), Expect.NO_STREAM, also=also)
+    await store.append("s", events("C"), 2, also=AppendAlso.of((upsert, ("s", "second"))))
+    with pytest.raises(WrongExpectedVersion):
+        await store.append("s", events("D"), 1, also=also)  # stale: nothing of it applies
+
+    assert [tuple(r) for r in await pool.fetch("SELECT * FROM side")] == [("s", 3, "second")]
+    assert await pool.fetchval("SELECT sum(n) FROM tally") == 1
+    appends = [q for q in statements if "INSERT INTO events" in q]
+    assert len(appends) == 3  # each append, with its statements, was one statement
+    with pytest.raises(ValueError, match="parameters"):
+        await store.append("t", events("A"), Expect.ANY, also=AppendAlso.of((count, ())))

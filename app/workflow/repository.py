@@ -118,11 +118,11 @@ def work_change(state: FlowState, now: datetime) -> AppendAlso:
     """The change of the flow's ``flow_work`` row that ``state`` demands."""
     due = due_at(state, now)
     if due is None:
-        return AppendAlso(Q.work_delete, (state.flow_id,))
-    return AppendAlso(
-        Q.work_upsert,
-        (state.flow_id, state.name, state.definition_version, state.status.value, due,
-         state.version),
+        return AppendAlso.of((Q.work_delete, (state.flow_id,)))
+    return AppendAlso.of(
+        (Q.work_upsert,
+         (state.flow_id, state.name, state.definition_version, state.status.value, due,
+          state.version)),
     )  # fmt: skip
 
 

@@ -2,10 +2,9 @@
 
 -- name: work_upsert
 -- The flow's pending work after an append, run inside the append's own statement (AppendAlso:
--- parameters from $6, only when the append inserted). A lease held by a worker that is still
--- running the flow is kept.
+-- only when the append inserted). A lease held by a worker still running the flow is kept.
 INSERT INTO flow_work (flow_id, definition_name, definition_version, status, due_at, stream_version)
-SELECT $6::text, $7::text, $8::text, $9::text, $10::timestamptz, $11::bigint
+SELECT $1::text, $2::text, $3::text, $4::text, $5::timestamptz, $6::bigint
 WHERE EXISTS (SELECT 1 FROM appended)
 ON CONFLICT (flow_id) DO UPDATE
 SET definition_version = EXCLUDED.definition_version,
@@ -17,7 +16,7 @@ SET definition_version = EXCLUDED.definition_version,
 -- name: work_delete
 -- The flow has nothing left to do (ended, not started, or stopped with nothing running); run
 -- inside the append's own statement like work_upsert.
-DELETE FROM flow_work WHERE flow_id = $6 AND EXISTS (SELECT 1 FROM appended)
+DELETE FROM flow_work WHERE flow_id = $1 AND EXISTS (SELECT 1 FROM appended)
 
 -- name: work_claim
 -- Up to $3 due flows for worker $1 among definition versions $2, leased for $4 seconds.
