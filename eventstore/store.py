@@ -305,8 +305,10 @@ def _with_also(single: bool, sqls: tuple[str, ...], counts: tuple[int, ...]) -> 
     offset = 5
     for index, (sql, count) in enumerate(zip(sqls, counts, strict=True), start=1):
         used = {int(n) for n in _PLACEHOLDER.findall(sql)}
-        if used - set(range(1, count + 1)):
-            raise ValueError(f"statement {index} uses parameters {sorted(used)} but has {count}")
+        if used != set(range(1, count + 1)):
+            raise ValueError(
+                f"statement {index} uses parameters {sorted(used)} but is given {count}"
+            )
         shifted = _PLACEHOLDER.sub(partial(_shift, offset), sql)
         parts.append(f"also_{index} AS (\n{shifted}\n)")
         offset += count

@@ -21,7 +21,11 @@ import pytest
 from app.database import create_database, drop_database, with_database
 from app.migrate import migrate_database
 from app.pgserver import EmbeddedPostgres
+from app.workflow.definition import Registry, WorkflowDefinition
+from app.workflow.engine import Engine
+from app.workflow.reactor import ReactorSettings
 from eventstore import EventStore, create_pool
+from tests.engines import FAST, StartEngine
 
 # A throwaway test server need not survive a power cut.
 FAST_SERVER = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
@@ -81,3 +85,25 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 @pytest.fixture
 def store(pool: asyncpg.Pool) -> EventStore:
     return EventStore(pool)
+
+
+@pytest.fixture
+async def start_engine(database_url: str) -> AsyncIterator[StartEngine]:
+    """Starts engines (API + reactor) on the test database; all are stopped afterwards."""
+    engines: list[Engine] = []
+
+    async def start(
+        *definitions: WorkflowDefinition,
+        settings: ReactorSettings = FAST,
+        run_reactor: bool = True,
+    ) -> Engine:
+        engine = Engine(
+            database_url, Registry(definitions), reactor=settings, run_reactor=run_reactor
+        )
+        await engine.start()
+        engines.append(engine)
+        return engine
+
+    yield start
+    for engine in reversed(engines):
+        await engine.stop()

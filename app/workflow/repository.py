@@ -15,8 +15,11 @@ from typing import Any
 from app.workflow.decide import due_at
 from app.workflow.errors import FlowNotFound
 from app.workflow.events import FlowEvent, decode, encode
-from app.workflow.state import FlowState, evolve
+from app.workflow.projection import node_rows, touched_nodes, workflow_row
+from app.workflow.state import FlowState, evolve, retimed
 from eventstore import AppendAlso, EventStore, Expect, NewEvent, RecordedEvent
+from projections.inline import flow_statements
+from projections.rows import APPEND_TIME
 from sql import load_queries
 
 FLOW_STREAM = "flow-"
@@ -90,39 +93,40 @@ class FlowRepository:
         decides again.
         """
         now = self.clock()
-        after = state
+        # Folded at the placeholder time: the projection rows take the append's recorded
+        # time from the statement itself (projections.rows.APPEND_TIME).
+        provisional = state
         for event in events:
-            after = evolve(after, event, now)
-        assert after is not None
-        provisional = after
+            provisional = evolve(provisional, event, APPEND_TIME)
+        assert provisional is not None
         meta = caller.metadata()
         new_events = []
         for event in events:
             event_type, data, schema = encode(event)
             new_events.append(NewEvent(event_type, data, {**meta, **schema}))
         expected = Expect.NO_STREAM if state is None else state.version
+        projected = flow_statements(
+            None if state is None else workflow_row(state),
+            workflow_row(provisional),
+            node_rows(provisional, touched_nodes(events)),
+        )
         recorded = await self.store.append(
             flow_stream(provisional.flow_id),
             new_events,
             expected,
-            also=work_change(provisional, now),
+            also=AppendAlso.of(work_change(provisional, now), *projected),
         )
-        final = state
-        for event, stored in zip(events, recorded, strict=True):
-            final = evolve(final, event, stored.recorded_at)
-        assert final is not None
-        return final
+        return retimed(provisional, APPEND_TIME, recorded[0].recorded_at)
 
 
-def work_change(state: FlowState, now: datetime) -> AppendAlso:
+def work_change(state: FlowState, now: datetime) -> tuple[str, tuple[Any, ...]]:
     """The change of the flow's ``flow_work`` row that ``state`` demands."""
     due = due_at(state, now)
     if due is None:
-        return AppendAlso.of((Q.work_delete, (state.flow_id,)))
-    return AppendAlso.of(
-        (Q.work_upsert,
-         (state.flow_id, state.name, state.definition_version, state.status.value, due,
-          state.version)),
+        return Q.work_delete, (state.flow_id,)
+    return Q.work_upsert, (
+        state.flow_id, state.name, state.definition_version, state.status.value, due,
+        state.version,
     )  # fmt: skip
 
 

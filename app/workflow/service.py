@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from app.workflow.decide import (
@@ -25,7 +26,7 @@ from app.workflow.decide import (
     decide,
 )
 from app.workflow.definition import Registry, WorkflowDefinition
-from app.workflow.errors import Code, WorkflowError
+from app.workflow.errors import Code, FlowNotFound, WorkflowError
 from app.workflow.events import FlowStarted
 from app.workflow.executor import FlowContext
 from app.workflow.repository import (
@@ -37,13 +38,43 @@ from app.workflow.repository import (
     utc_now,
 )
 from app.workflow.state import FlowState
-from eventstore import EventStore, Expect, NewEvent, WrongExpectedVersion
+from eventstore import AppendAlso, EventStore, Expect, NewEvent, WrongExpectedVersion
+from projections.inline import definition_statement
+from projections.reads import (
+    Cursor,
+    ListFilter,
+    WorkflowPage,
+    get_nodes,
+    get_workflow,
+    list_workflows,
+    node_names,
+)
+from projections.rows import NodeRow, WorkflowRow
 
 log = logging.getLogger(__name__)
 
 # Conflicts mean someone else appended to the same flow; a few rounds always settle it.
 _DECIDE_ATTEMPTS = 20
 DEFINITION_REGISTERED = "DefinitionRegistered"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowDetail:
+    info: WorkflowRow
+    nodes: list[NodeRow]
+    node_names: list[str]
+
+
+def seed_node_list(nodes: Sequence[NodeRow]) -> list[NodeRow]:
+    """Node executions in order, ending at the first failed one that was not retried (a
+    failure that ends the path, as the seed's detail ends at the first node in Error)."""
+    shown = []
+    for index, node in enumerate(nodes):
+        shown.append(node)
+        retried = any(later.node_key == node.node_key for later in nodes[index + 1 :])
+        if node.status == "Error" and not retried:
+            break
+    return shown
 
 
 class WorkFlowService:
@@ -93,8 +124,16 @@ class WorkFlowService:
                     "definition": definition.describe(),
                 },
             )
+            projected = definition_statement(
+                definition.name, definition.version, definition.node_names, definition.describe()
+            )
             try:
-                await self.store.append(stream, [event], len(recorded) or Expect.NO_STREAM)
+                await self.store.append(
+                    stream,
+                    [event],
+                    len(recorded) or Expect.NO_STREAM,
+                    also=AppendAlso.of(projected),
+                )
             except WrongExpectedVersion:
                 continue  # another process recorded a version meanwhile: look again
             log.info(
@@ -181,7 +220,37 @@ class WorkFlowService:
         return await self._command(flow_id, RetryFlow(dict(changes or {}), tuple(removed)), caller)
 
     async def get(self, flow_id: str) -> FlowState:
+        """The flow's state folded from its stream (always current)."""
         return await self.flows.load(flow_id)
+
+    # -- queries (served by the projections) ---------------------------------------------------
+
+    async def list_workflows(
+        self,
+        where: ListFilter | None = None,
+        *,
+        page: int = 1,
+        page_size: int = 10,
+        cursor: str | None = None,
+    ) -> WorkflowPage:
+        """The seed's ListWorkFlows: newest first, filtered, paged, with the total."""
+        after = Cursor.decode(cursor) if cursor else None
+        return await list_workflows(
+            self.store.pool, where or ListFilter(), page=page, page_size=page_size, after=after
+        )
+
+    async def detail_workflow(self, flow_id: str) -> WorkflowDetail:
+        """The seed's DetailWorkFlow: the flow, its node executions up to the first failure
+        that was not retried, and the names along its definition's success path."""
+        info = await get_workflow(self.store.pool, flow_id)
+        if info is None:
+            raise FlowNotFound(flow_id)
+        nodes = await get_nodes(self.store.pool, flow_id)
+        names = await node_names(self.store.pool, info.definition_version)
+        if names is None:
+            known = self.registry.by_version(info.definition_version)
+            names = list(known.node_names) if known is not None else []
+        return WorkflowDetail(info, seed_node_list(nodes), names)
 
     def _changed(self) -> None:
         if self._on_change is not None:

@@ -223,6 +223,31 @@ def _changes(state: FlowState, event: FlowEvent, at: datetime) -> dict[str, Any]
     raise FoldError(f"unknown event {type(event).__name__}")
 
 
+def retimed(state: FlowState, placeholder: datetime, at: datetime) -> FlowState:
+    """``state`` with every time equal to ``placeholder`` replaced by ``at``.
+
+    Folding events at a placeholder time and then retiming is the same as folding them at
+    ``at`` (the events of one append share their recorded time), and cheaper than folding
+    twice.
+    """
+    nodes = tuple(
+        replace(
+            node,
+            started_at=at if node.started_at == placeholder else node.started_at,
+            ended_at=at if node.ended_at == placeholder else node.ended_at,
+        )
+        if node.started_at == placeholder or node.ended_at == placeholder
+        else node
+        for node in state.nodes
+    )
+    return replace(
+        state,
+        nodes=nodes,
+        created_at=at if state.created_at == placeholder else state.created_at,
+        updated_at=at if state.updated_at == placeholder else state.updated_at,
+    )
+
+
 def fold(history: Iterable[tuple[FlowEvent, datetime]]) -> FlowState | None:
     state: FlowState | None = None
     for event, at in history:

@@ -14,7 +14,7 @@ from app.workflow.executor import Failed, Finished, FlowContext, NodeHandle, Pol
 from app.workflow.reactor import ReactorSettings
 from app.workflow.repository import Caller, flow_stream
 from app.workflow.state import FlowStatus, NodeStatus
-from tests.workflow.conftest import StartEngine
+from tests.engines import StartEngine
 from tests.workflow.defs import backup_flow, noop
 from tests.workflow.helpers import wait_for_status, wait_until
 

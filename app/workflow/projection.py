@@ -1,0 +1,70 @@
+"""A flow's state as the rows of the projection tables (projections/rows.py).
+
+The same mapping serves the inline projection (after each append), rebuild and verify, so the
+tables are exactly what folding the log gives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from app.workflow.events import FlowEvent
+from app.workflow.state import FlowState, NodeExecution
+from projections.rows import NodeRow, WorkflowRow
+
+
+def workflow_row(state: FlowState) -> WorkflowRow:
+    return WorkflowRow(
+        id=state.flow_id,
+        name=state.name,
+        biz_id=state.biz_id,
+        biz_type=state.biz_type,
+        status=state.status.value,
+        tenant_id=state.tenant_id,
+        definition_version=state.definition_version,
+        context=dict(state.context),
+        error_code=state.error_code,
+        error_message=state.error_message,
+        created_at=state.created_at,
+        updated_at=state.updated_at,
+        stream_version=state.version,
+    )
+
+
+def node_row(state: FlowState, node: NodeExecution) -> NodeRow:
+    return NodeRow(
+        id=node.node_id,
+        flow_id=state.flow_id,
+        sequence=node.sequence,
+        node_key=node.key,
+        name=node.name,
+        kind=node.kind,
+        status=node.status.value,
+        attempt=node.attempt,
+        operation_id=node.operation_id,
+        parameters=node.parameters,
+        result=node.result,
+        error_code=node.error_code,
+        error_message=node.error_message,
+        start_time=node.started_at,
+        end_time=node.ended_at,
+        stream_version=state.version,
+    )
+
+
+def node_rows(state: FlowState, node_ids: Iterable[str] | None = None) -> list[NodeRow]:
+    """Rows of the flow's node executions (only those in ``node_ids`` when given)."""
+    wanted = None if node_ids is None else set(node_ids)
+    return [
+        node_row(state, node) for node in state.nodes if wanted is None or node.node_id in wanted
+    ]
+
+
+def touched_nodes(events: Sequence[FlowEvent]) -> set[str]:
+    """The node executions that ``events`` create or change."""
+    touched: set[str] = set()
+    for event in events:
+        node_id = getattr(event, "node_id", None)
+        if node_id is not None:
+            touched.add(node_id)
+    return touched

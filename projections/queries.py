@@ -1,0 +1,22 @@
+"""The projections' statements, loaded from sql/queries/projections.sql by name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sql import load_queries
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectionQueries:
+    upsert_workflow: str
+    upsert_nodes: str
+    add_counts: str
+    upsert_definition: str
+    workflow: str
+    nodes_of: str
+    node_names: str
+    definitions: str
+
+
+Q = load_queries(ProjectionQueries, "projections")
