@@ -60,6 +60,15 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
 
     commands.add_parser("migrate", help="apply the schema migrations and exit")
 
+    rebuild = commands.add_parser(
+        "rebuild", help="replay the log into fresh projection tables and swap them in"
+    )
+    rebuild.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    verify = commands.add_parser(
+        "verify", help="fold the log and compare with the projection tables (exit 1 on drift)"
+    )
+    verify.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
     bench = commands.add_parser("bench", help="run a benchmark against a scratch database")
     bench.add_argument("name", choices=BENCHMARKS)
     bench.add_argument("--quick", action="store_true", help="finish in under a minute")
@@ -128,6 +137,8 @@ def _run(
     if args.command == "worker":
         asyncio.run(_work(settings, database_url, registry))
         return 0
+    if args.command in {"rebuild", "verify"}:
+        return asyncio.run(_projections(args.command, database_url, not args.no_progress))
     if args.command == "bench":
         from app.bench import append, flows
 
@@ -136,6 +147,38 @@ def _run(
         report.print(args.json)
         return 0
     raise AssertionError(f"unhandled command {args.command}")
+
+
+async def _projections(command: str, database_url: str, progress: bool) -> int:
+    from app.migrate import migrate_database
+    from app.workflow.projection import PROJECTOR
+    from eventstore import EventStore, create_pool
+    from projections.rebuild import rebuild
+    from projections.verify import verify
+
+    await migrate_database(database_url)
+    pool = await create_pool(database_url, max_size=4)
+    try:
+        store = EventStore(pool)
+        if command == "rebuild":
+            report = await rebuild(store, PROJECTOR, progress=progress)
+            print(
+                f"rebuilt {report.flows} flows from {report.events} events in "
+                f"{report.seconds:.1f} s ({report.events_per_s:,.0f} events/s); "
+                f"{report.caught_up_events} events caught up, "
+                f"swap {report.swap_seconds * 1000:.0f} ms"
+            )
+            return 0
+        checked = await verify(store, PROJECTOR, progress=progress)
+        for difference in checked.differences:
+            print(difference)
+        print(
+            f"verified {checked.flows} flows ({checked.events} events): "
+            + ("no drift" if checked.ok else f"{len(checked.differences)} differences")
+        )
+        return 0 if checked.ok else 1
+    finally:
+        await pool.close()
 
 
 async def _work(settings: Settings, database_url: str, registry: Registry) -> None:

@@ -25,6 +25,7 @@ from eventstore.pool import connect, create_pool
 from eventstore.store import (
     AppendAlso,
     AppendHook,
+    EventReader,
     EventStore,
     Transaction,
     check_log_horizon,
@@ -40,6 +41,7 @@ __all__ = [
     "AppendHook",
     "BatchOutcome",
     "Checkpoint",
+    "EventReader",
     "EventStore",
     "EventStoreError",
     "Expect",

@@ -98,6 +98,13 @@ class _Reads:
         )
 
 
+class EventReader(_Reads):
+    """Reading on any connection or pool (for instance inside a caller's own transaction)."""
+
+    def __init__(self, executor: Executor) -> None:
+        self._executor = executor
+
+
 class EventStore(_Reads):
     """The append-only log in PostgreSQL, over an asyncpg pool (see eventstore.pool)."""
 

@@ -50,5 +50,13 @@ class NodeRow(NamedTuple):
     stream_version: int
 
 
+class DefinitionRow(NamedTuple):
+    name: str
+    version: str
+    node_names: list[str]
+    definition: dict[str, Any]
+    registered_at: datetime
+
+
 WORKFLOW_COLUMNS = WorkflowRow._fields
 NODE_COLUMNS = NodeRow._fields

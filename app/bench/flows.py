@@ -30,8 +30,8 @@ from app.bench.harness import Report, scratch_database, timed
 from app.workflow.definition import NodeDefinition, Registry, WorkflowDefinition
 from app.workflow.engine import Engine
 from app.workflow.executor import FlowContext, NodeHandle
+from app.workflow.history import flow_stream
 from app.workflow.reactor import ReactorSettings
-from app.workflow.repository import flow_stream
 from eventstore import connect
 
 CLIENTS = 8

@@ -9,8 +9,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from app.workflow.events import FlowEvent
+from app.workflow.history import (
+    DEFINITION_REGISTERED,
+    DEFINITION_STREAM,
+    FLOW_STREAM,
+    fold_recorded,
+)
 from app.workflow.state import FlowState, NodeExecution
-from projections.rows import NodeRow, WorkflowRow
+from eventstore import RecordedEvent
+from projections.rebuild import Projector
+from projections.rows import DefinitionRow, NodeRow, WorkflowRow
 
 
 def workflow_row(state: FlowState) -> WorkflowRow:
@@ -48,7 +56,7 @@ def node_row(state: FlowState, node: NodeExecution) -> NodeRow:
         error_message=node.error_message,
         start_time=node.started_at,
         end_time=node.ended_at,
-        stream_version=state.version,
+        stream_version=node.version,
     )
 
 
@@ -68,3 +76,26 @@ def touched_nodes(events: Sequence[FlowEvent]) -> set[str]:
         if node_id is not None:
             touched.add(node_id)
     return touched
+
+
+def project_flow(events: Sequence[RecordedEvent]) -> tuple[WorkflowRow, list[NodeRow]] | None:
+    """The rows of one flow from its stored events (rebuild and verify)."""
+    state = fold_recorded(events)
+    return None if state is None else (workflow_row(state), node_rows(state))
+
+
+def project_definitions(events: Sequence[RecordedEvent]) -> list[DefinitionRow]:
+    return [
+        DefinitionRow(
+            name=e.data["name"],
+            version=e.data["version"],
+            node_names=list(e.data["nodeNames"]),
+            definition=e.data["definition"],
+            registered_at=e.recorded_at,
+        )
+        for e in events
+        if e.type == DEFINITION_REGISTERED
+    ]
+
+
+PROJECTOR = Projector(FLOW_STREAM, project_flow, DEFINITION_STREAM, project_definitions)

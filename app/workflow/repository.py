@@ -14,16 +14,14 @@ from typing import Any
 
 from app.workflow.decide import due_at
 from app.workflow.errors import FlowNotFound
-from app.workflow.events import FlowEvent, decode, encode
+from app.workflow.events import FlowEvent, encode
+from app.workflow.history import flow_stream, fold_recorded
 from app.workflow.projection import node_rows, touched_nodes, workflow_row
 from app.workflow.state import FlowState, evolve, retimed
-from eventstore import AppendAlso, EventStore, Expect, NewEvent, RecordedEvent
+from eventstore import AppendAlso, EventStore, Expect, NewEvent
 from projections.inline import flow_statements
 from projections.rows import APPEND_TIME
 from sql import load_queries
-
-FLOW_STREAM = "flow-"
-DEFINITION_STREAM = "definition-"
 
 Clock = Callable[[], datetime]
 
@@ -46,10 +44,6 @@ class WorkflowQueries:
 
 
 Q = load_queries(WorkflowQueries, "workflow")
-
-
-def flow_stream(flow_id: str) -> str:
-    return FLOW_STREAM + flow_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,14 +122,3 @@ def work_change(state: FlowState, now: datetime) -> tuple[str, tuple[Any, ...]]:
         state.flow_id, state.name, state.definition_version, state.status.value, due,
         state.version,
     )  # fmt: skip
-
-
-def fold_recorded(recorded: Sequence[RecordedEvent]) -> FlowState | None:
-    state: FlowState | None = None
-    for stored in recorded:
-        state = evolve(state, decode_recorded(stored), stored.recorded_at)
-    return state
-
-
-def decode_recorded(stored: RecordedEvent) -> FlowEvent:
-    return decode(stored.type, stored.data, stored.metadata)

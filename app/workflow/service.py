@@ -29,8 +29,8 @@ from app.workflow.definition import Registry, WorkflowDefinition
 from app.workflow.errors import Code, FlowNotFound, WorkflowError
 from app.workflow.events import FlowStarted
 from app.workflow.executor import FlowContext
+from app.workflow.history import DEFINITION_REGISTERED, DEFINITION_STREAM
 from app.workflow.repository import (
-    DEFINITION_STREAM,
     SYSTEM,
     Caller,
     Clock,
@@ -55,7 +55,6 @@ log = logging.getLogger(__name__)
 
 # Conflicts mean someone else appended to the same flow; a few rounds always settle it.
 _DECIDE_ATTEMPTS = 20
-DEFINITION_REGISTERED = "DefinitionRegistered"
 
 
 @dataclass(frozen=True, slots=True)

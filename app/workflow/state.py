@@ -67,6 +67,8 @@ class NodeExecution:
     """Attempts in the current run of automatic retries (the retry policy counts these)."""
     status: NodeStatus
     started_at: datetime
+    version: int
+    """The stream version of the last event that changed this execution."""
     ended_at: datetime | None = None
     operation_id: str | None = None
     next_poll_at: datetime | None = None
@@ -270,6 +272,7 @@ def _node_started(state: FlowState, event: NodeStarted, at: datetime) -> dict[st
         series=previous.series + 1 if continues_retries and previous is not None else 1,
         status=NodeStatus.PROCESSING,
         started_at=at,
+        version=state.version + 1,
     )
     return {"nodes": (*state.nodes, execution), "cursor": event.key}
 
@@ -313,7 +316,7 @@ def _update_node(state: FlowState, node_id: str, **changes: Any) -> tuple[NodeEx
     last = state.running_node
     if last is None or last.node_id != node_id:
         raise FoldError(f"node {node_id} is not the running node of flow {state.flow_id}")
-    return (*state.nodes[:-1], replace(last, **changes))
+    return (*state.nodes[:-1], replace(last, version=state.version + 1, **changes))
 
 
 def _frozen(data: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -10,7 +10,9 @@ CREATE TABLE events (
     -- (transaction_id, position); a reader only reads below the xmin of its snapshot, where
     -- every transaction has ended, so no event can later appear before what it has read.
     transaction_id xid8        NOT NULL DEFAULT pg_current_xact_id(),
-    stream_id      text        NOT NULL CHECK (stream_id <> ''),
+    -- Byte order (COLLATE "C"): stream ids are identifiers, and prefix ranges such as every
+    -- "flow-" stream must be an index range whatever the database's locale.
+    stream_id      text        COLLATE "C" NOT NULL CHECK (stream_id <> ''),
     version        bigint      NOT NULL CHECK (version > 0),
     type           text        NOT NULL CHECK (type <> ''),
     data           jsonb       NOT NULL,

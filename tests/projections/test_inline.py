@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 
 from app.workflow.decide import CreateFlow, StaleOutcome, decide, decide_and_advance
 from app.workflow.errors import WorkflowError
+from app.workflow.history import flow_stream, fold_recorded
 from app.workflow.projection import node_rows, workflow_row
-from app.workflow.repository import FlowRepository, flow_stream, fold_recorded
+from app.workflow.repository import FlowRepository
 from eventstore import EventStore, WrongExpectedVersion, create_pool
 from projections.reads import get_nodes, get_workflow
 from tests.workflow.harness import REACTOR, Memory

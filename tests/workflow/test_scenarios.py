@@ -11,8 +11,9 @@ import pytest
 from app.workflow.definition import NodeDefinition, NodeKind, RetryPolicy, WorkflowDefinition
 from app.workflow.errors import Code, NodeError, WorkflowError
 from app.workflow.executor import Failed, Finished, FlowContext, NodeHandle, PollResult, Running
+from app.workflow.history import flow_stream
 from app.workflow.reactor import ReactorSettings
-from app.workflow.repository import Caller, flow_stream
+from app.workflow.repository import Caller
 from app.workflow.state import FlowStatus, NodeStatus
 from tests.engines import StartEngine
 from tests.workflow.defs import backup_flow, noop

@@ -1,0 +1,283 @@
+"""Rebuild: replay the log into fresh copies of the projection tables and swap them in.
+
+1. Bulk: in one REPEATABLE READ snapshot, every event of every flow (and definition) stream
+   below the read horizon, stream by stream, folded into rows and COPY'd into
+   ``<table>_rebuild`` copies (same columns, constraints and indexes as the live tables).
+2. Catch-up: the log after the bulk's checkpoint, in log order (never skipping: see
+   docs/eventstore.md), re-folding each touched stream and upserting its rows into the copies,
+   until little is left.
+3. Swap: lock the live tables (flow appends write them in their own statement, so no flow
+   event can commit meanwhile and appends wait), apply the last committed events, recount,
+   drop the live tables and rename the copies. Statements that waited on the old tables
+   resolve the names again and go to the new ones.
+
+The service keeps serving reads and writes throughout; appends pause only for the swap.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from tqdm import tqdm
+
+from eventstore import LOG_START, Checkpoint, EventReader, EventStore, RecordedEvent
+from eventstore.pool import Connection, Executor
+from projections.rows import DefinitionRow, NodeRow, WorkflowRow
+from sql import load_queries
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RebuildQueries:
+    horizon: str
+    checkpoint_below: str
+    stream_events_below: str
+    stream_events: str
+    workflows_by_id: str
+    nodes_by_flow: str
+    workflow_count: str
+    orphan_workflows: str
+    counts_drift: str
+    all_definitions: str
+    events_after_all_committed: str
+    drop_copies: str
+    create_copies: str
+    table_options: str
+    indexes_of: str
+    upsert_workflows_copy: str
+    upsert_nodes_copy: str
+    upsert_definitions_copy: str
+    count_copy: str
+    lock_live: str
+    swap: str
+
+
+Q = load_queries(RebuildQueries, "rebuild")
+
+LIVE_TABLES = ("workflows", "workflow_nodes", "workflow_counts", "workflow_definitions")
+COPY_SUFFIX = "_rebuild"
+_CURSOR_PREFETCH = 5000
+_COPY_BATCH = 20_000
+_CATCH_UP_BATCH = 2000
+_CATCH_UP_GOOD_ENOUGH = 200  # events left when the copies are swapped in
+
+FlowRows = tuple[WorkflowRow, list[NodeRow]]
+
+
+@dataclass(frozen=True, slots=True)
+class Projector:
+    """How the domain turns streams into rows (the same mapping as the inline projection)."""
+
+    flow_prefix: str
+    fold_flow: Callable[[Sequence[RecordedEvent]], FlowRows | None]
+    definition_prefix: str
+    definition_rows: Callable[[Sequence[RecordedEvent]], list[DefinitionRow]]
+
+
+@dataclass
+class RebuildReport:
+    events: int = 0
+    flows: int = 0
+    seconds: float = 0.0
+    caught_up_events: int = 0
+    swap_seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+
+async def rebuild(
+    store: EventStore, projector: Projector, *, progress: bool = True
+) -> RebuildReport:
+    """Rebuilds the projection tables from the log while the service runs."""
+    report = RebuildReport()
+    started = time.perf_counter()
+    pool = store.pool
+    async with pool.acquire() as conn:
+        await conn.execute(Q.drop_copies)
+        await conn.execute(Q.create_copies)
+        for table in LIVE_TABLES:
+            options = await conn.fetchval(Q.table_options, table)
+            if options:
+                # Options come from the catalog (the live table's own), not from any input.
+                await conn.execute(f"ALTER TABLE {table}{COPY_SUFFIX} SET ({options})")
+    bar = tqdm(desc="rebuild", unit="event", unit_scale=True, disable=not progress)
+    try:
+        checkpoint = await _bulk(pool, projector, report, bar)
+        report.phases["bulk"] = time.perf_counter() - started
+        checkpoint = await _catch_up(store, projector, checkpoint, report, bar)
+        report.phases["catch_up"] = time.perf_counter() - started - report.phases["bulk"]
+        swap_start = time.perf_counter()
+        await _swap(pool, projector, checkpoint, report, bar)
+        report.swap_seconds = time.perf_counter() - swap_start
+    except BaseException:
+        async with pool.acquire() as conn:
+            await conn.execute(Q.drop_copies)
+        raise
+    finally:
+        bar.close()
+    report.seconds = time.perf_counter() - started
+    log.info(
+        "projections rebuilt",
+        extra={
+            "events": report.events,
+            "flows": report.flows,
+            "seconds": round(report.seconds, 2),
+            "events_per_s": round(report.events_per_s),
+            "swap_seconds": round(report.swap_seconds, 3),
+        },
+    )
+    return report
+
+
+async def _bulk(
+    pool: asyncpg.Pool, projector: Projector, report: RebuildReport, bar: tqdm[Any]
+) -> Checkpoint:
+    """Folds every stream below the horizon into the copies; returns the log checkpoint the
+    copies now reflect."""
+    async with (
+        pool.acquire() as reader,
+        pool.acquire() as writer,
+        reader.transaction(isolation="repeatable_read", readonly=True),
+    ):
+        horizon = await reader.fetchval(Q.horizon)
+        row = await reader.fetchrow(Q.checkpoint_below, horizon)
+        checkpoint = LOG_START if row is None else Checkpoint(row[0], row[1])
+        flows: list[WorkflowRow] = []
+        nodes: list[NodeRow] = []
+        async for events in _streams(reader, projector.flow_prefix, horizon):
+            rows = projector.fold_flow(events)
+            report.events += len(events)
+            bar.update(len(events))
+            if rows is None:
+                continue
+            flows.append(rows[0])
+            nodes.extend(rows[1])
+            report.flows += 1
+            if len(flows) + len(nodes) >= _COPY_BATCH:
+                await _copy(writer, flows, nodes)
+                flows, nodes = [], []
+        await _copy(writer, flows, nodes)
+        definitions: list[DefinitionRow] = []
+        async for events in _streams(reader, projector.definition_prefix, horizon):
+            definitions.extend(projector.definition_rows(events))
+            report.events += len(events)
+            bar.update(len(events))
+        if definitions:
+            await writer.copy_records_to_table(
+                "workflow_definitions" + COPY_SUFFIX,
+                records=definitions,
+            )
+    return checkpoint
+
+
+async def _streams(
+    conn: Connection, prefix: str, horizon: int
+) -> AsyncIterator[list[RecordedEvent]]:
+    """The events of every stream whose id starts with ``prefix``, one stream at a time."""
+    # Stream ids are in byte order (COLLATE "C"): the prefix is a range of the index.
+    upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    current: list[RecordedEvent] = []
+    cursor = conn.cursor(Q.stream_events_below, prefix, upper, horizon, prefetch=_CURSOR_PREFETCH)
+    async for row in cursor:
+        event = RecordedEvent(*row)
+        if current and current[-1].stream_id != event.stream_id:
+            yield current
+            current = []
+        current.append(event)
+    if current:
+        yield current
+
+
+async def _copy(conn: Any, flows: list[WorkflowRow], nodes: list[NodeRow]) -> None:
+    if flows:
+        await conn.copy_records_to_table("workflows" + COPY_SUFFIX, records=flows)
+    if nodes:
+        await conn.copy_records_to_table("workflow_nodes" + COPY_SUFFIX, records=nodes)
+
+
+async def _catch_up(
+    store: EventStore,
+    projector: Projector,
+    checkpoint: Checkpoint,
+    report: RebuildReport,
+    bar: tqdm[Any],
+) -> Checkpoint:
+    """Applies the log after ``checkpoint`` to the copies until little is left."""
+    while True:
+        batch = await store.read_all(checkpoint, _CATCH_UP_BATCH)
+        if batch:
+            await _apply(store.pool, projector, batch, report)
+            checkpoint = batch[-1].checkpoint
+            bar.update(len(batch))
+        if len(batch) < _CATCH_UP_GOOD_ENOUGH:
+            return checkpoint
+
+
+async def _apply(
+    executor: Executor,
+    projector: Projector,
+    events: Sequence[RecordedEvent],
+    report: RebuildReport,
+) -> None:
+    """Re-folds every stream that ``events`` touch and upserts its rows into the copies."""
+    report.caught_up_events += len(events)
+    report.events += len(events)
+    reader = EventReader(executor)
+    flows: list[dict[str, Any]] = []
+    nodes: list[dict[str, Any]] = []
+    definitions: list[dict[str, Any]] = []
+    for stream_id in _touched(events, projector.flow_prefix):
+        rows = projector.fold_flow(await reader.read_stream(stream_id))
+        if rows is not None:
+            flows.append(rows[0]._asdict())
+            nodes.extend(node._asdict() for node in rows[1])
+    for stream_id in _touched(events, projector.definition_prefix):
+        stored = await reader.read_stream(stream_id)
+        definitions.extend(d._asdict() for d in projector.definition_rows(stored))
+    if flows:
+        await executor.execute(Q.upsert_workflows_copy, flows)
+    if nodes:
+        await executor.execute(Q.upsert_nodes_copy, nodes)
+    if definitions:
+        await executor.execute(Q.upsert_definitions_copy, definitions)
+
+
+def _touched(events: Iterable[RecordedEvent], prefix: str) -> list[str]:
+    return sorted({e.stream_id for e in events if e.stream_id.startswith(prefix)})
+
+
+async def _swap(
+    pool: asyncpg.Pool,
+    projector: Projector,
+    checkpoint: Checkpoint,
+    report: RebuildReport,
+    bar: tqdm[Any],
+) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(Q.lock_live)
+        rows = await conn.fetch(
+            Q.events_after_all_committed, checkpoint.transaction_id, checkpoint.position
+        )
+        last = [RecordedEvent(*row) for row in rows]
+        if last:
+            await _apply(conn, projector, last, report)
+            bar.update(len(last))
+        await conn.execute(Q.count_copy)
+        canonical = {}
+        for table in LIVE_TABLES:
+            live = {r["definition"]: r["name"] for r in await conn.fetch(Q.indexes_of, table)}
+            for r in await conn.fetch(Q.indexes_of, table + COPY_SUFFIX):
+                canonical[r["name"]] = live[r["definition"]]
+        await conn.execute(Q.swap)
+        for copy_name, live_name in canonical.items():
+            # Both names come from the catalog, not from any input.
+            await conn.execute(f'ALTER INDEX "{copy_name}" RENAME TO "{live_name}"')
