@@ -440,7 +440,7 @@ def due_at(state: FlowState, now: datetime) -> datetime | None:
         return None
     running = state.running_node
     if running is not None:
-        if running.next_poll_at is not None:
+        if running.next_poll_at is not None and state.status is not FlowStatus.CANCELING:
             return running.next_poll_at
         return now
     if state.status is FlowStatus.STOPPED:

@@ -44,7 +44,7 @@ from app.workflow.decide import (
 )
 from app.workflow.definition import NodeDefinition, NodeKind, Registry, WorkflowDefinition
 from app.workflow.errors import Code, NodeError
-from app.workflow.events import FlowEvent
+from app.workflow.events import FlowEvent, NodeStarted
 from app.workflow.executor import DEFAULT_SUCCESS_TEXT, Failed, FlowContext, NodeHandle, Running
 from app.workflow.repository import Caller, Clock, FlowRepository, Q, utc_now
 from app.workflow.state import FlowState, FlowStatus, NodeExecution
@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 _RECORD_ATTEMPTS = 20
 _TRANSIENT_RETRIES = 8
 _CRASH_DEFER_SECONDS = 30.0
+_CANCEL_GRACE = 5.0
+_LOOP_RETRY_MAX = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +152,9 @@ class Reactor:
             _, late = await asyncio.wait(drives, timeout=self.settings.shutdown_grace)
             for task in late:
                 task.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
+            if late:
+                # An executor that swallows its cancellation must not hang the shutdown.
+                await asyncio.wait(late, timeout=_CANCEL_GRACE)
         for loop in self._loops[1:]:
             loop.cancel()
         await asyncio.gather(*self._loops[1:], return_exceptions=True)
@@ -176,9 +180,9 @@ class Reactor:
                     claimed, full = await self._claim()
                     wait = None if full else await self._seconds_to_next_due()
                     failures = 0
-                except TRANSIENT_ERRORS as exc:
+                except Exception as exc:  # the loop must outlive any one failure
                     failures += 1
-                    wait = min(self.settings.poll_interval, 0.05 * 2**failures)
+                    wait = min(_LOOP_RETRY_MAX, 0.05 * 2**failures)
                     log.warning("claim failed", extra={"error": repr(exc), "retry_in": wait})
                     claimed, full = 0, False
                 if claimed and not full and self._free_slots() > 0:
@@ -205,6 +209,10 @@ class Reactor:
         )
         for row in rows:
             name = row["definition_name"]
+            if row["flow_id"] in self._drives:
+                # Our own lease had expired (a late heartbeat) and we took it again: the drive
+                # that runs the flow goes on under the renewed lease.
+                continue
             limit = self.settings.definition_limits.get(name)
             if limit is not None and self._per_definition.get(name, 0) >= limit:
                 await self.store.pool.execute(Q.work_release, self.owner, row["flow_id"])
@@ -224,7 +232,12 @@ class Reactor:
         return versions
 
     async def _seconds_to_next_due(self) -> float:
-        seconds = await self.store.pool.fetchval(Q.work_next_due, self.registry.versions())
+        # Only versions this process may claim now: a definition at its limit would otherwise
+        # look due at once and spin the loop.
+        versions = self._claimable_versions()
+        if not versions:
+            return self.settings.poll_interval
+        seconds = await self.store.pool.fetchval(Q.work_next_due, versions)
         if seconds is None:
             return self.settings.poll_interval
         return max(0.0, min(float(seconds), self.settings.poll_interval))
@@ -234,8 +247,9 @@ class Reactor:
         task = asyncio.create_task(self._drive(flow_id), name=f"drive-{flow_id}")
         self._drives[flow_id] = task
 
-        def done(_: asyncio.Task[None]) -> None:
-            self._drives.pop(flow_id, None)
+        def done(finished: asyncio.Task[None]) -> None:
+            if self._drives.get(flow_id) is finished:
+                del self._drives[flow_id]
             self._per_definition[definition_name] -= 1
             self._wake.set()  # a slot is free
 
@@ -249,15 +263,18 @@ class Reactor:
             flow_ids = list(self._drives)
             if not flow_ids:
                 continue
+            # Judge only the executions running when we asked: one started while the query
+            # ran was claimed after it and is missing from the answer for no fault of its own.
+            asked = dict(self._executing)
             try:
                 rows = await self.store.pool.fetch(
                     Q.work_heartbeat, self.owner, flow_ids, self.settings.lease_seconds
                 )
-            except TRANSIENT_ERRORS as exc:
+            except Exception as exc:  # the loop must outlive any one failure
                 log.warning("heartbeat failed", extra={"error": repr(exc)})
                 continue
             held = {row["flow_id"]: row["status"] for row in rows}
-            for flow_id, execution in list(self._executing.items()):
+            for flow_id, execution in asked.items():
                 status = held.get(flow_id)
                 if status is None:
                     execution.interrupt("lease lost")
@@ -269,10 +286,20 @@ class Reactor:
     async def _drive(self, flow_id: str) -> None:
         """Moves one claimed flow forward as far as it can go now, then releases it."""
         release = True
+        # Node executions this drive started and has not run yet. They survive a transient
+        # error: an append whose reply was lost may have committed, and its node is ours to
+        # run, not an abandoned one to interrupt.
+        started_here: set[str] = set()
         try:
             for attempt in range(_TRANSIENT_RETRIES):
                 try:
-                    final = await self._advance(await self.flows.load(flow_id))
+                    state, recorded = await self.flows.load_with_events(flow_id)
+                    started_here &= {
+                        e.data["node_id"]
+                        for e in recorded
+                        if e.type == "NodeStarted" and e.metadata.get("actor") == self._caller.actor
+                    }
+                    final = await self._advance(state, started_here)
                     # Our last append deleted the work row (the flow ended, or stopped with
                     # nothing running): there is no lease left to hand back.
                     release = final is None or due_at(final, self._clock()) is not None
@@ -299,11 +326,10 @@ class Reactor:
                 with contextlib.suppress(*TRANSIENT_ERRORS):
                     await self.store.pool.execute(Q.work_release, self.owner, flow_id)
 
-    async def _advance(self, state: FlowState) -> FlowState | None:
+    async def _advance(self, state: FlowState, started_here: set[str]) -> FlowState | None:
         """Drives the flow until it waits or ends; returns the last state it knew, or None
         when it stopped because the flow is no longer its to drive."""
         definition = self.registry.get_version(state.name, state.definition_version)
-        started_here: set[str] = set()
         while True:
             running = state.running_node
             command: Command | None
@@ -313,12 +339,7 @@ class Reactor:
                 events = decide(state, Advance(), definition, self._clock())
                 if not events:
                     return state  # nothing to do now: the work row says when to look again
-                new_state = await self._append(state, events)
-                if new_state is None:
-                    return None
-                state = new_state
-                if state.running_node is not None:
-                    started_here.add(state.running_node.node_id)
+                state, _ = await self._append(state, events, started_here)
                 continue
             node = definition.node(running.key)
             if running.node_id in started_here and state.status is not FlowStatus.CANCELING:
@@ -331,21 +352,30 @@ class Reactor:
                 command = await self._poll(state, running, node)
             if command is None:
                 return None
-            recorded = await self._record(state, command, definition)
+            recorded = await self._record(state, command, definition, started_here)
             if recorded is None:
                 return None
             state = recorded
-            if state.running_node is not None and state.running_node.node_id != running.node_id:
-                started_here.add(state.running_node.node_id)
 
-    async def _append(self, state: FlowState, events: list[FlowEvent]) -> FlowState | None:
+    async def _append(
+        self, state: FlowState, events: list[FlowEvent], started_here: set[str]
+    ) -> tuple[FlowState, bool]:
+        """Appends; the nodes these events start are ours to run. When the flow moved
+        meanwhile: (the fresh state, False), and nothing is ours."""
+        starting = {e.node_id for e in events if isinstance(e, NodeStarted)}
+        started_here |= starting  # before the append: its reply may be lost after the commit
         try:
-            return await self.flows.append(state, events, self._caller)
+            return await self.flows.append(state, events, self._caller), True
         except WrongExpectedVersion:
-            return await self.flows.load(state.flow_id)
+            started_here -= starting
+            return await self.flows.load(state.flow_id), False
 
     async def _record(
-        self, state: FlowState, command: Command, definition: WorkflowDefinition
+        self,
+        state: FlowState,
+        command: Command,
+        definition: WorkflowDefinition,
+        started_here: set[str],
     ) -> FlowState | None:
         """Records an outcome; when the flow moved meanwhile, decides again on the fresh state.
 
@@ -364,10 +394,9 @@ class Reactor:
                 return None
             if not events:
                 return state
-            try:
-                return await self.flows.append(state, events, self._caller)
-            except WrongExpectedVersion:
-                state = await self.flows.load(state.flow_id)
+            state, appended = await self._append(state, events, started_here)
+            if appended:
+                return state
         log.warning(
             "outcome not recorded: the flow kept changing", extra={"flow_id": state.flow_id}
         )
@@ -390,7 +419,12 @@ class Reactor:
             value = await task
         except asyncio.CancelledError:
             if execution.interrupted_because is None:
-                raise  # the reactor itself is shutting down
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # the reactor itself is shutting down
+                # The executor raised CancelledError of its own accord: a failure like any other.
+                return _failure(running, handle, context, Code.NODE_FAILED,
+                                "the executor raised CancelledError")  # fmt: skip
             log.info(
                 "executor interrupted", extra={**extra, "because": execution.interrupted_because}
             )
@@ -408,7 +442,8 @@ class Reactor:
                 running, handle, context, Code.NODE_FAILED, f"{type(exc).__name__}: {exc}"
             )
         finally:
-            self._executing.pop(state.flow_id, None)
+            if self._executing.get(state.flow_id) is execution:
+                del self._executing[state.flow_id]
         if node.kind is NodeKind.POLLING:
             if not isinstance(value, str) or not value:
                 message = "a polling node's executor must return an operation id"

@@ -18,7 +18,7 @@ from app.workflow.events import FlowEvent, encode
 from app.workflow.history import flow_stream, fold_recorded
 from app.workflow.projection import node_rows, touched_nodes, workflow_row
 from app.workflow.state import FlowState, evolve, retimed
-from eventstore import AppendAlso, EventStore, Expect, NewEvent
+from eventstore import AppendAlso, EventStore, Expect, NewEvent, RecordedEvent
 from projections.inline import flow_statements
 from projections.rows import APPEND_TIME
 from sql import load_queries
@@ -73,10 +73,15 @@ class FlowRepository:
         self.clock = clock
 
     async def load(self, flow_id: str) -> FlowState:
-        state = fold_recorded(await self.store.read_stream(flow_stream(flow_id)))
+        return (await self.load_with_events(flow_id))[0]
+
+    async def load_with_events(self, flow_id: str) -> tuple[FlowState, list[RecordedEvent]]:
+        """The flow's state and the stored events it was folded from."""
+        recorded = await self.store.read_stream(flow_stream(flow_id))
+        state = fold_recorded(recorded)
         if state is None:
             raise FlowNotFound(flow_id)
-        return state
+        return state, recorded
 
     async def append(
         self, state: FlowState | None, events: Sequence[FlowEvent], caller: Caller = SYSTEM

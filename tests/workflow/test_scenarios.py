@@ -9,11 +9,13 @@ from collections import Counter
 import pytest
 
 from app.workflow.definition import NodeDefinition, NodeKind, RetryPolicy, WorkflowDefinition
+from app.workflow.engine import Engine
 from app.workflow.errors import Code, NodeError, WorkflowError
+from app.workflow.events import NodeStarted
 from app.workflow.executor import Failed, Finished, FlowContext, NodeHandle, PollResult, Running
 from app.workflow.history import flow_stream
 from app.workflow.reactor import ReactorSettings
-from app.workflow.repository import Caller
+from app.workflow.repository import SYSTEM, Caller, FlowRepository
 from app.workflow.state import FlowStatus, NodeStatus
 from tests.engines import StartEngine
 from tests.workflow.defs import backup_flow, noop
@@ -382,7 +384,12 @@ async def test_a_worker_that_lost_its_lease_cannot_change_the_flow(
         return f"attempt {node.attempt}"
 
     definition = WorkflowDefinition("leased", {"start": NodeDefinition("work", stubborn)})
-    engine_a = await start_engine(definition)
+    # One slot, busy with the stubborn node: A cannot claim the flow back itself.
+    engine_a = await start_engine(
+        definition,
+        settings=ReactorSettings(concurrency=1, lease_seconds=2, heartbeat_seconds=0.1,
+                                 poll_interval=0.2),
+    )  # fmt: skip
     flow_id = await engine_a.service.create_workflow("c", "cluster", "leased", start=True)
     await asyncio.wait_for(first_entered.wait(), 10)
 
@@ -507,3 +514,111 @@ async def test_a_definition_limit_caps_its_flows_running_at_once(start_engine: S
     for flow_id in flow_ids:
         await wait_for_status(engine.service, flow_id, ENDED)
     assert peak == 2
+
+
+async def test_a_late_heartbeat_never_makes_a_process_drive_a_flow_twice(
+    start_engine: StartEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process's own lease expires while its node runs (no heartbeat), and its claim loop
+    takes the flow back: the running drive goes on, no second one starts."""
+    runs: list[int] = []
+
+    async def slow(node: NodeHandle, ctx: FlowContext) -> None:
+        runs.append(node.attempt)
+        await asyncio.sleep(2.5)
+
+    async def no_heartbeat(self: object) -> None:
+        await asyncio.sleep(3600)
+
+    monkeypatch.setattr("app.workflow.reactor.Reactor._heartbeat_loop", no_heartbeat)
+    settings = ReactorSettings(concurrency=4, lease_seconds=1, poll_interval=0.1)
+    engine = await start_engine(
+        WorkflowDefinition("slow", {"start": NodeDefinition("slow", slow)}), settings=settings
+    )
+    flow_id = await engine.service.create_workflow("c", "t", "slow", start=True)
+
+    flow = await wait_for_status(engine.service, flow_id, ENDED)
+
+    assert flow.status is FlowStatus.FINISHED
+    assert runs == [1]
+    assert [n.attempt for n in flow.nodes] == [1]
+
+
+async def test_an_executor_raising_cancelled_error_itself_just_fails(
+    start_engine: StartEngine,
+) -> None:
+    async def odd(node: NodeHandle, ctx: FlowContext) -> None:
+        raise asyncio.CancelledError
+
+    engine = await start_engine(WorkflowDefinition("odd", {"start": NodeDefinition("odd", odd)}))
+    flow_id = await engine.service.create_workflow("c", "t", "odd", start=True)
+
+    flow = await wait_for_status(engine.service, flow_id, ENDED)
+
+    assert flow.status is FlowStatus.ERROR
+    assert [n.error_message for n in flow.nodes] == ["the executor raised CancelledError"]
+
+
+async def test_cancel_of_a_polling_node_between_polls_is_prompt(start_engine: StartEngine) -> None:
+    async def submit(node: NodeHandle, ctx: FlowContext) -> str:
+        return "op"
+
+    async def never_done(node: NodeHandle, ctx: FlowContext, op: str) -> PollResult:
+        return Running()
+
+    definition = WorkflowDefinition(
+        "slowpoll",
+        {"start": NodeDefinition("wait", submit, kind=NodeKind.POLLING, poll=never_done,
+                                 poll_interval=30)},
+    )  # fmt: skip
+    engine = await start_engine(definition)
+    flow_id = await engine.service.create_workflow("c", "t", "slowpoll", start=True)
+    await wait_until_submitted(engine, flow_id)
+
+    started = asyncio.get_running_loop().time()
+    await engine.service.cancel(flow_id, "enough")
+    flow = await wait_for_status(engine.service, flow_id, ENDED, within=5)
+
+    assert flow.status is FlowStatus.CANCELED
+    assert flow.nodes[0].status is NodeStatus.CANCELED
+    assert asyncio.get_running_loop().time() - started < 3
+
+
+async def wait_until_submitted(engine: Engine, flow_id: str) -> None:
+    for _ in range(500):
+        flow = await engine.service.get(flow_id)
+        if flow.nodes and flow.nodes[0].operation_id:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the operation was never submitted")
+
+
+async def test_a_lost_reply_after_a_committed_start_does_not_interrupt_the_node(
+    start_engine: StartEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs: list[int] = []
+
+    async def once(node: NodeHandle, ctx: FlowContext) -> None:
+        runs.append(node.attempt)
+
+    engine = await start_engine(WorkflowDefinition("once", {"start": NodeDefinition("n", once)}))
+    real_append = FlowRepository.append
+    lost: list[bool] = []
+
+    async def append_then_lose_the_reply(self: FlowRepository, state: object, events: list[object],
+                                         caller: Caller = SYSTEM) -> object:  # fmt: skip
+        result = await real_append(self, state, events, caller)  # type: ignore[arg-type]
+        if not lost and any(isinstance(e, NodeStarted) for e in events):
+            lost.append(True)
+            raise ConnectionResetError("the reply was lost")
+        return result
+
+    monkeypatch.setattr(FlowRepository, "append", append_then_lose_the_reply)
+    flow_id = await engine.service.create_workflow("c", "t", "once", start=True)
+
+    flow = await wait_for_status(engine.service, flow_id, ENDED)
+
+    assert lost == [True]
+    assert flow.status is FlowStatus.FINISHED
+    assert [(n.attempt, n.error_code) for n in flow.nodes] == [(1, None)]
+    assert runs == [1]
