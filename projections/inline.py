@@ -25,17 +25,34 @@ def shard_of(flow_id: str) -> int:
 
 
 def flow_statements(
-    before: WorkflowRow | None, after: WorkflowRow, nodes: Sequence[NodeRow]
+    before: WorkflowRow | None,
+    after: WorkflowRow,
+    started: Sequence[NodeRow],
+    changed: Sequence[NodeRow],
 ) -> list[Statement]:
-    """What the append of a flow's events changes: its row, the touched node executions,
-    and the counts when the status changed."""
-    statements: list[Statement] = [(Q.upsert_workflow, tuple(after))]
-    if nodes:
-        statements.append((Q.upsert_nodes, ([node._asdict() for node in nodes],)))
+    """What the append of a flow's events changes: its row, the node executions it
+    ``started`` and those it ``changed``, and the counts when the status changed."""
+    statements: list[Statement]
+    if before is None:
+        statements = [(Q.insert_workflow, tuple(after))]
+    else:
+        statements = [
+            (Q.update_workflow, (after.id, after.status, after.context, after.error_code,
+                                 after.error_message, after.stream_version)),
+        ]  # fmt: skip
+    # One statement per node (an append starts at most one and changes at most one): plain
+    # index lookups, where a join with a set of rows could choose to scan the table.
+    statements += [(Q.insert_node, tuple(node)) for node in started]
+    statements += [(Q.update_node, _node_change(node)) for node in changed]
     changes = _count_changes(before, after)
     if changes:
         statements.append((Q.add_counts, (changes, shard_of(after.id))))
     return statements
+
+
+def _node_change(node: NodeRow) -> tuple[Any, ...]:
+    return (node.id, node.status, node.operation_id, node.parameters, node.result,
+            node.error_code, node.error_message, node.end_time, node.stream_version)  # fmt: skip
 
 
 def _count_changes(before: WorkflowRow | None, after: WorkflowRow) -> list[dict[str, Any]]:

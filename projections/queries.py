@@ -9,8 +9,10 @@ from sql import load_queries
 
 @dataclass(frozen=True, slots=True)
 class ProjectionQueries:
-    upsert_workflow: str
-    upsert_nodes: str
+    insert_workflow: str
+    update_workflow: str
+    insert_node: str
+    update_node: str
     add_counts: str
     upsert_definition: str
     workflow: str

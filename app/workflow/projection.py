@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from app.workflow.events import FlowEvent
+from app.workflow.events import FlowEvent, NodeStarted
 from app.workflow.history import (
     DEFINITION_REGISTERED,
     DEFINITION_STREAM,
@@ -68,14 +68,15 @@ def node_rows(state: FlowState, node_ids: Iterable[str] | None = None) -> list[N
     ]
 
 
-def touched_nodes(events: Sequence[FlowEvent]) -> set[str]:
-    """The node executions that ``events`` create or change."""
-    touched: set[str] = set()
+def touched_nodes(events: Sequence[FlowEvent]) -> tuple[set[str], set[str]]:
+    """The node executions ``events`` start, and those they change (and did not start)."""
+    started = {e.node_id for e in events if isinstance(e, NodeStarted)}
+    changed: set[str] = set()
     for event in events:
         node_id = getattr(event, "node_id", None)
-        if node_id is not None:
-            touched.add(node_id)
-    return touched
+        if node_id is not None and node_id not in started:
+            changed.add(node_id)
+    return started, changed
 
 
 def project_flow(events: Sequence[RecordedEvent]) -> tuple[WorkflowRow, list[NodeRow]] | None:

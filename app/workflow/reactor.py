@@ -48,7 +48,14 @@ from app.workflow.events import FlowEvent, NodeStarted
 from app.workflow.executor import DEFAULT_SUCCESS_TEXT, Failed, FlowContext, NodeHandle, Running
 from app.workflow.repository import Caller, Clock, FlowRepository, Q, utc_now
 from app.workflow.state import FlowState, FlowStatus, NodeExecution
-from eventstore import TRANSIENT_ERRORS, EventStore, Listener, WrongExpectedVersion, wait_any
+from eventstore import (
+    TRANSIENT_ERRORS,
+    EventStore,
+    Listener,
+    RecordedEvent,
+    WrongExpectedVersion,
+    wait_any,
+)
 
 log = logging.getLogger(__name__)
 
@@ -207,18 +214,21 @@ class Reactor:
         rows = await self.store.pool.fetch(
             Q.work_claim, self.owner, versions, free, self.settings.lease_seconds
         )
+        claimed: dict[str, tuple[str, list[RecordedEvent]]] = {}
         for row in rows:
-            name = row["definition_name"]
-            if row["flow_id"] in self._drives:
+            flow = claimed.setdefault(row["flow_id"], (row["definition_name"], []))
+            flow[1].append(RecordedEvent(*tuple(row)[2:]))
+        for flow_id, (name, events) in claimed.items():
+            if flow_id in self._drives:
                 # Our own lease had expired (a late heartbeat) and we took it again: the drive
                 # that runs the flow goes on under the renewed lease.
                 continue
             limit = self.settings.definition_limits.get(name)
             if limit is not None and self._per_definition.get(name, 0) >= limit:
-                await self.store.pool.execute(Q.work_release, self.owner, row["flow_id"])
+                await self.store.pool.execute(Q.work_release, self.owner, flow_id)
                 continue
-            self._spawn(row["flow_id"], name)
-        return len(rows), self._free_slots() <= 0
+            self._spawn(flow_id, name, events)
+        return len(claimed), self._free_slots() <= 0
 
     def _claimable_versions(self) -> list[str]:
         limits = self.settings.definition_limits
@@ -242,9 +252,9 @@ class Reactor:
             return self.settings.poll_interval
         return max(0.0, min(float(seconds), self.settings.poll_interval))
 
-    def _spawn(self, flow_id: str, definition_name: str) -> None:
+    def _spawn(self, flow_id: str, definition_name: str, events: list[RecordedEvent]) -> None:
         self._per_definition[definition_name] = self._per_definition.get(definition_name, 0) + 1
-        task = asyncio.create_task(self._drive(flow_id), name=f"drive-{flow_id}")
+        task = asyncio.create_task(self._drive(flow_id, events), name=f"drive-{flow_id}")
         self._drives[flow_id] = task
 
         def done(finished: asyncio.Task[None]) -> None:
@@ -283,8 +293,11 @@ class Reactor:
 
     # -- driving one flow --------------------------------------------------------------------
 
-    async def _drive(self, flow_id: str) -> None:
-        """Moves one claimed flow forward as far as it can go now, then releases it."""
+    async def _drive(self, flow_id: str, claimed_with: list[RecordedEvent]) -> None:
+        """Moves one claimed flow forward as far as it can go now, then releases it.
+
+        ``claimed_with`` are the flow's events read by the claim itself.
+        """
         release = True
         # Node executions this drive started and has not run yet. They survive a transient
         # error: an append whose reply was lost may have committed, and its node is ours to
@@ -293,7 +306,10 @@ class Reactor:
         try:
             for attempt in range(_TRANSIENT_RETRIES):
                 try:
-                    state, recorded = await self.flows.load_with_events(flow_id)
+                    if attempt == 0 and claimed_with:
+                        state, recorded = self.flows.fold(claimed_with), claimed_with
+                    else:
+                        state, recorded = await self.flows.load_with_events(flow_id)
                     started_here &= {
                         e.data["node_id"]
                         for e in recorded

@@ -78,10 +78,16 @@ class FlowRepository:
     async def load_with_events(self, flow_id: str) -> tuple[FlowState, list[RecordedEvent]]:
         """The flow's state and the stored events it was folded from."""
         recorded = await self.store.read_stream(flow_stream(flow_id))
-        state = fold_recorded(recorded)
-        if state is None:
+        if not recorded:
             raise FlowNotFound(flow_id)
-        return state, recorded
+        return self.fold(recorded), recorded
+
+    @staticmethod
+    def fold(recorded: Sequence[RecordedEvent]) -> FlowState:
+        """The state of a flow from its (non-empty) stored events."""
+        state = fold_recorded(recorded)
+        assert state is not None
+        return state
 
     async def append(
         self, state: FlowState | None, events: Sequence[FlowEvent], caller: Caller = SYSTEM
@@ -104,10 +110,12 @@ class FlowRepository:
             event_type, data, schema = encode(event)
             new_events.append(NewEvent(event_type, data, {**meta, **schema}))
         expected = Expect.NO_STREAM if state is None else state.version
+        started, changed = touched_nodes(events)
         projected = flow_statements(
             None if state is None else workflow_row(state),
             workflow_row(provisional),
-            node_rows(provisional, touched_nodes(events)),
+            node_rows(provisional, started),
+            node_rows(provisional, changed),
         )
         recorded = await self.store.append(
             flow_stream(provisional.flow_id),
