@@ -173,3 +173,26 @@ def test_bench_append_quick_reports_ratios_as_json(database_url: str) -> None:
         for events in (1, 10):
             assert ratios[f"ratio_w{writers}_e{events}"] > 0
     assert figures["notifications_received"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "keys"),
+    [
+        ("flows", ("flows_per_s", "transition_p50_ms", "transition_p99_ms", "commits_per_flow")),
+        ("projections", ("rebuild_events_per_s", "list_p99_ms", "detail_p99_ms")),
+    ],
+)
+def test_bench_quick_runs_report_their_figures(
+    database_url: str, name: str, keys: tuple[str, ...]
+) -> None:
+    result = _flowlog(
+        "bench", name, "--quick", "--json", "--no-progress",
+        env=_env(DATABASE_URL=database_url), timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    figures = orjson.loads(result.stdout.strip().splitlines()[-1])
+    assert all(figures[key] > 0 for key in keys), figures
+    assert any(key.startswith("ratio_") for key in figures)
+    if name == "projections":
+        assert figures["verify_differences"] == 0

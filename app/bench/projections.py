@@ -6,7 +6,8 @@
 2. Rebuild the projections from that log (``flowlog rebuild``), measuring events/s. Baseline
    of the same run: streaming the same events out of the database in stream order without
    folding or writing anything (``ratio_rebuild_vs_read``).
-3. List (page 1 unfiltered, by status, by name and status, by tenant, by biz id, page 50 by
+3. Verify (``flowlog verify``) of the rebuilt tables: events/s, and no difference.
+4. List (page 1 unfiltered, by status, by name and status, by tenant, by biz id, page 50 by
    offset, a deep page by cursor) and detail latency, p50/p99 over repeated calls. Baseline of
    the same run: a primary-key lookup of one flow row (``ratio_*_p50_vs_pk``).
 """
@@ -30,6 +31,7 @@ from eventstore import EventStore, connect, create_pool
 from projections.reads import Cursor, ListFilter, list_workflows
 from projections.rebuild import Q as RQ
 from projections.rebuild import rebuild
+from projections.verify import verify
 
 FULL_FLOWS = 1_000_000
 QUICK_FLOWS = 50_000
@@ -171,6 +173,11 @@ async def run(server_url: str, *, quick: bool, progress: bool = True) -> Report:
             )
             await pool.execute("ANALYZE workflows; ANALYZE workflow_nodes")
             await _latencies(pool, rng, flows, figures)
+            checked_at = time.perf_counter()
+            checked = await verify(EventStore(pool), PROJECTOR, progress=progress)
+            seconds = time.perf_counter() - checked_at
+            figures["verify_events_per_s"] = round(checked.events / seconds, 0)
+            figures["verify_differences"] = len(checked.differences)
         finally:
             await pool.close()
     return _report(figures)
