@@ -34,7 +34,8 @@ cat > "$work/plain.sql" <<SQL
 INSERT INTO bench_plain (stream_id, version, type, data, metadata)
 VALUES ('s-' || :client_id || '-' || :n, 1, 'NodeSucceeded', '$data', '$meta');
 SQL
-# The body of the append_one query, with pgbench variables for its parameters.
+# The single-event append (append_one_with, completed as the store does), with pgbench
+# variables for its parameters.
 cat > "$work/ours.sql" <<SQL
 \set n random(1, 1000000000)
 INSERT INTO events (stream_id, version, type, data, metadata)

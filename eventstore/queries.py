@@ -9,8 +9,6 @@ from sql import load_queries
 
 @dataclass(frozen=True, slots=True)
 class EventStoreQueries:
-    append: str
-    append_one: str
     append_with: str
     append_one_with: str
     stream_version: str

@@ -290,11 +290,10 @@ class _AppendArgs:
             )  # fmt: skip
         else:
             args = (self.stream_id, self.expected, self.types, self.values, self.metadata)
-        if self.also is None or not self.also.statements:
-            return (Q.append_one if single else Q.append), args
-        sqls = tuple(sql for sql, _ in self.also.statements)
-        counts = tuple(len(values) for _, values in self.also.statements)
-        extra = tuple(value for _, values in self.also.statements for value in values)
+        statements = () if self.also is None else self.also.statements
+        sqls = tuple(sql for sql, _ in statements)
+        counts = tuple(len(values) for _, values in statements)
+        extra = tuple(value for _, values in statements for value in values)
         return _with_also(single, sqls, counts), args + extra
 
 

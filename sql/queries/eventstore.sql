@@ -1,33 +1,12 @@
 -- Named statements of the event store (eventstore/store.py, eventstore/subscription.py).
 
--- name: append
--- Appends $3..$5 (parallel arrays: type, data, metadata) to stream $1 in one statement.
+-- name: append_with
+-- Appends $3..$5 (parallel arrays: type, data, metadata) to stream $1, as common table
+-- expressions ending in "appended"; the store completes the statement (eventstore/store.py),
+-- with the caller's own statements in between when there are some (AppendAlso).
 -- $2 is the expected version (0 = the stream must not exist) or NULL for any version. A
 -- stale expectation inserts nothing; two appends with the same expectation collide on
 -- events_stream_version_key and the later one fails when the first commits.
-WITH head AS (
-    SELECT coalesce(max(version), 0) AS version FROM events WHERE stream_id = $1
-)
-INSERT INTO events (stream_id, version, type, data, metadata)
-SELECT $1, head.version + e.ordinal, e.type, e.data, e.metadata
-FROM head,
-     unnest($3::text[], $4::jsonb[], $5::jsonb[]) WITH ORDINALITY AS e(type, data, metadata, ordinal)
-WHERE $2::bigint IS NULL OR head.version = $2::bigint
-ORDER BY e.ordinal
-RETURNING position, transaction_id, version, recorded_at
-
--- name: append_one
--- The same as append for a single event ($3 type, $4 data, $5 metadata): no arrays to build and
--- unpack, measurably cheaper for the most common append (docs/benchmarks.md).
-INSERT INTO events (stream_id, version, type, data, metadata)
-SELECT $1, head.version + 1, $3, $4, $5
-FROM (SELECT coalesce(max(version), 0) AS version FROM events WHERE stream_id = $1) AS head
-WHERE $2::bigint IS NULL OR head.version = $2::bigint
-RETURNING position, transaction_id, version, recorded_at
-
--- name: append_with
--- append as common table expressions ending in "appended", for a statement that also runs
--- the caller's own SQL (AppendAlso): one statement, one round trip, one atomic effect.
 head AS (
     SELECT coalesce(max(version), 0) AS version FROM events WHERE stream_id = $1
 ),
@@ -42,7 +21,8 @@ appended AS (
 )
 
 -- name: append_one_with
--- append_one as common table expressions ending in "appended" (see append_with).
+-- The same for a single event ($3 type, $4 data, $5 metadata): no arrays to build and unpack,
+-- measurably cheaper for the most common append (docs/benchmarks.md).
 appended AS (
     INSERT INTO events (stream_id, version, type, data, metadata)
     SELECT $1, head.version + 1, $3, $4, $5
