@@ -35,9 +35,9 @@ from app.workflow.reactor import ReactorSettings
 from eventstore import connect
 
 CLIENTS = 8
-# Trivial executors: more flows driven at once only queue for the 8 connections (see
-# docs/benchmarks.md for the sweep); executors that wait on I/O want more.
-REACTOR_CONCURRENCY = 8
+# Trivial executors: more flows driven at once only queue for the same connections and cores
+# (docs/benchmarks.md has the sweep); executors that wait on I/O want more.
+REACTOR_CONCURRENCY = 6
 QUICK_FLOWS = 600
 FULL_FLOWS = 3000
 PLAIN_COMMITS = 4000
