@@ -151,5 +151,8 @@ def load_definitions(module_names: Iterable[str], registry: Registry | None = No
                 f"module {name} has neither DEFINITIONS nor register(registry): "
                 "it defines no workflows"
             )
-        log.info("definitions loaded", extra={"module": name, "versions": registry.versions()})
+        log.info(
+            "definitions loaded",
+            extra={"definitions_module": name, "versions": registry.versions()},
+        )
     return registry
