@@ -100,7 +100,7 @@ class NodeDefinition:
             "success": self.success,
             "fail": self.fail,
             "kind": self.kind.value,
-            "executor": _qualified_name(self.executor),
+            "executor": _described_callable(self.executor),
             "timeout": self.timeout,
             "retry": {
                 "maxAttempts": self.retry.max_attempts,
@@ -110,7 +110,7 @@ class NodeDefinition:
             },
         }
         if self.kind is NodeKind.POLLING:
-            described["poll"] = _qualified_name(self.poll)
+            described["poll"] = _described_callable(self.poll)
             described["pollInterval"] = self.poll_interval
             described["pollDeadline"] = self.poll_deadline
         return described
@@ -122,6 +122,9 @@ class WorkflowDefinition:
 
     name: str
     nodes: Mapping[str, NodeDefinition]
+    spec: Mapping[str, Any] | None = None
+    """The declarative source (JSON) of a definition registered over REST, from which any
+    process can build it again (app/builtins.py); None for definitions in code."""
     version: str = field(init=False)
     node_names: tuple[str, ...] = field(init=False)
 
@@ -137,10 +140,13 @@ class WorkflowDefinition:
         return self.nodes[key]
 
     def describe(self) -> dict[str, Any]:
-        return {
+        described: dict[str, Any] = {
             "name": self.name,
             "nodes": {key: node.describe() for key, node in sorted(self.nodes.items())},
         }
+        if self.spec is not None:
+            described["spec"] = dict(self.spec)
+        return described
 
 
 class Registry:
@@ -290,6 +296,15 @@ def _success_path(nodes: Mapping[str, NodeDefinition]) -> list[str]:
         names.append(node.name)
         key = node.success
     return names
+
+
+def _described_callable(func: object) -> Any:
+    """How an executor or poll function is recorded: built-ins by their settings (so that a
+    change of settings is a new version), everything else by qualified name."""
+    describe = getattr(func, "describe", None)
+    if callable(describe):
+        return describe()
+    return _qualified_name(func)
 
 
 def _qualified_name(func: object) -> str | None:

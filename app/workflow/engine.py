@@ -7,6 +7,7 @@ reverse.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 from collections.abc import Iterable
@@ -15,9 +16,12 @@ from types import TracebackType
 
 import asyncpg
 
+from app.builtins import definition_from_spec
 from app.migrate import migrate_database
 from app.workflow.definition import Registry, WorkflowDefinition
-from app.workflow.reactor import Reactor, ReactorSettings
+from app.workflow.errors import InvalidDefinition
+from app.workflow.reactor import Observer, Reactor, ReactorSettings
+from app.workflow.repository import Q
 from app.workflow.service import WorkFlowService
 from eventstore import EventStore, Listener, Notifier, check_log_horizon, connect, create_pool
 
@@ -34,11 +38,18 @@ class Engine:
         run_reactor: bool = True,
         pool_size: int = 10,
         migrate: bool = True,
+        observe: Observer | None = None,
+        catalog_interval: float = 2.0,
     ) -> None:
         """With ``migrate`` (the default) the schema is migrated first (idempotent, and safe
-        when several processes start at once)."""
+        when several processes start at once). Every ``catalog_interval`` seconds the engine
+        also loads the definitions other processes registered over REST (their JSON is in
+        the log), so that its reactor can run their flows."""
         self.database_url = database_url
         self._migrate = migrate
+        self._observe = observe
+        self._catalog_interval = catalog_interval
+        self._catalog: asyncio.Task[None] | None = None
         self.registry = registry
         self._reactor_settings = reactor or ReactorSettings()
         self._run_reactor = run_reactor
@@ -86,9 +97,15 @@ class Engine:
             await self._listener.start()
             self._service = WorkFlowService(store, self.registry, on_change=self._changed)
             await self._service.record_definitions()
+            await self.load_declarative_definitions()
+            self._catalog = asyncio.create_task(self._refresh_catalog(), name="definition-catalog")
             if self._run_reactor:
                 self._reactor = Reactor(
-                    store, self.registry, listener=self._listener, settings=self._reactor_settings
+                    store,
+                    self.registry,
+                    listener=self._listener,
+                    settings=self._reactor_settings,
+                    observe=self._observe,
                 )
                 self._reactor.start()
         except BaseException:
@@ -96,6 +113,10 @@ class Engine:
             raise
 
     async def stop(self) -> None:
+        if self._catalog is not None:
+            self._catalog.cancel()
+            await asyncio.gather(self._catalog, return_exceptions=True)
+            self._catalog = None
         if self._reactor is not None:
             await self._reactor.stop()
             self._reactor = None
@@ -108,6 +129,35 @@ class Engine:
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+
+    async def load_declarative_definitions(self) -> None:
+        """Registers the REST-registered definitions this process does not know yet."""
+        for row in await self.pool.fetch(Q.declarative_definitions):
+            if self.registry.by_version(row["version"]) is not None:
+                continue
+            try:
+                definition = definition_from_spec(row["spec"])
+            except (InvalidDefinition, ValueError) as exc:
+                log.warning(
+                    "a recorded definition cannot be built",
+                    extra={"version": row["version"], "error": str(exc)},
+                )
+                continue
+            if definition.version != row["version"]:
+                log.warning(
+                    "a recorded definition builds into another version",
+                    extra={"version": row["version"], "built": definition.version},
+                )
+                continue
+            self.registry.register(definition)
+
+    async def _refresh_catalog(self) -> None:
+        while True:
+            await asyncio.sleep(self._catalog_interval)
+            try:
+                await self.load_declarative_definitions()
+            except Exception as exc:  # the loop must outlive any one failure
+                log.warning("definition catalog refresh failed", extra={"error": repr(exc)})
 
     def _changed(self) -> None:
         # Operators' commands may make a flow due: the local reactor looks at once, without

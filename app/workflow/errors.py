@@ -37,6 +37,17 @@ class Code(enum.IntEnum):
     """The node was interrupted by Cancel."""
     BUSY = 40117
     """The flow kept changing under the command; nothing was done, try again."""
+    UNAUTHORIZED = 40118
+    """No valid bearer token (when tokens are configured)."""
+    NOT_FOUND = 40119
+    """No such route."""
+    METHOD_NOT_ALLOWED = 40120
+    TOO_LARGE = 40121
+    """The request body is larger than the service accepts."""
+    INTERNAL = 50000
+    """A fault of the service (logged with the request id); nothing about it is sent."""
+    UNAVAILABLE = 50300
+    """The database cannot be reached right now; try again."""
 
 
 class WorkflowError(Exception):

@@ -23,8 +23,9 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -86,6 +87,9 @@ class ReactorSettings:
         return min(self.heartbeat_seconds, self.lease_seconds / 3)
 
 
+Observer = Callable[[str, str, str, float], None]
+
+
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
@@ -114,8 +118,11 @@ class Reactor:
         settings: ReactorSettings | None = None,
         owner: str | None = None,
         clock: Clock = utc_now,
+        observe: Observer | None = None,
     ) -> None:
+        """``observe(definition, node, outcome, seconds)`` is told of every executor run."""
         self.store = store
+        self._observe = observe
         self.registry = registry
         self.settings = settings or ReactorSettings()
         self.owner = owner or worker_name()
@@ -423,6 +430,16 @@ class Reactor:
     async def _execute(
         self, state: FlowState, running: NodeExecution, node: NodeDefinition
     ) -> Command | None:
+        started = time.perf_counter()
+        command = await self._run_executor(state, running, node)
+        if self._observe is not None:
+            self._observe(state.name, running.name, _outcome(command),
+                          time.perf_counter() - started)  # fmt: skip
+        return command
+
+    async def _run_executor(
+        self, state: FlowState, running: NodeExecution, node: NodeDefinition
+    ) -> Command | None:
         handle = _handle(state, running)
         context = FlowContext(state.context)
         task = asyncio.ensure_future(_call(node, handle, context))
@@ -547,6 +564,19 @@ def _failure(
         changes=context.changes,
         removed=context.removed,
     )
+
+
+def _outcome(command: Command | None) -> str:
+    match command:
+        case RecordSuccess() | RecordSubmitted():
+            return "success"
+        case RecordFailure(code=Code.NODE_TIMEOUT):
+            return "timeout"
+        case RecordFailure():
+            return "failure"
+        case RecordCanceled():
+            return "canceled"
+    return "interrupted"
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:

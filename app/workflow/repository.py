@@ -41,6 +41,7 @@ class WorkflowQueries:
     work_defer: str
     work_release_all: str
     work_next_due: str
+    declarative_definitions: str
 
 
 Q = load_queries(WorkflowQueries, "workflow")

@@ -88,3 +88,8 @@ UPDATE flow_work SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_own
 SELECT extract(epoch FROM min(greatest(due_at, coalesce(lease_expires_at, due_at))) - now())::float8
 FROM flow_work
 WHERE definition_version = ANY($1::text[])
+
+-- name: declarative_definitions
+-- Definitions registered over REST (with their JSON spec), oldest first.
+SELECT version, definition -> 'spec' AS spec
+FROM workflow_definitions WHERE definition ? 'spec' ORDER BY registered_at

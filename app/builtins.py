@@ -1,0 +1,179 @@
+"""Built-in executors, and definitions made of them from JSON (registered over REST).
+
+A service in any language can define and run flows without Python: each node names a built-in
+executor with its settings. The settings are part of the definition's version, and the JSON
+is recorded with the definition, so every flowlog process can build the same definition.
+
+``http``: a sync node sends ``POST url`` (or ``method``) with the JSON body
+``{"flowId", "nodeId", "nodeName", "attempt", "context"}``; a 2xx answer is success (its JSON
+may carry ``"result"`` text and ``"context"`` changes), anything else a failure. A polling node
+expects ``{"operationId": ...}`` from that call, then polls ``GET statusUrl`` (``{operationId}``
+in it is replaced) for ``{"status": "running" | "finished" | "failed", "result", "message",
+"code"}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import aiohttp
+
+from app.api.models import DefinitionSpec, ExecutorSpec, NodeSpec
+from app.workflow.definition import NodeDefinition, NodeKind, RetryPolicy, WorkflowDefinition
+from app.workflow.errors import Code, InvalidDefinition, NodeError
+from app.workflow.executor import (
+    Executor,
+    Failed,
+    Finished,
+    FlowContext,
+    NodeHandle,
+    PollResult,
+    Running,
+)
+
+_HTTP_TIMEOUT = 30.0
+_BODY_EXCERPT = 300
+
+
+class Builtin:
+    """A configured built-in executor: ``describe()`` is what the version hashes."""
+
+    def __init__(self, spec: ExecutorSpec) -> None:
+        self.spec = spec
+
+    def describe(self) -> dict[str, Any]:
+        return self.spec.model_dump(exclude_none=True)
+
+
+class Noop(Builtin):
+    async def __call__(self, node: NodeHandle, ctx: FlowContext) -> None:
+        return None
+
+
+class Sleep(Builtin):
+    async def __call__(self, node: NodeHandle, ctx: FlowContext) -> None:
+        await asyncio.sleep(self.spec.seconds or 0)
+
+
+class Fail(Builtin):
+    async def __call__(self, node: NodeHandle, ctx: FlowContext) -> None:
+        raise NodeError(
+            self.spec.message or "failed on purpose", self.spec.code or Code.NODE_FAILED
+        )
+
+
+class Http(Builtin):
+    async def __call__(self, node: NodeHandle, ctx: FlowContext) -> str | None:
+        assert self.spec.url is not None
+        body = {
+            "flowId": node.flow_id,
+            "nodeId": node.id,
+            "nodeName": node.name,
+            "attempt": node.attempt,
+            "context": dict(ctx),
+        }
+        answer = await _call(self.spec.method, self.spec.url, body)
+        for key, value in (answer.get("context") or {}).items():
+            ctx[str(key)] = value
+        if node.kind == NodeKind.POLLING.value:
+            operation = answer.get("operationId")
+            if not isinstance(operation, str) or not operation:
+                raise NodeError(f"{self.spec.url} answered without an operationId")
+            return operation
+        if answer.get("result") is not None:
+            node.record(answer["result"])
+        return None
+
+
+class HttpPoll(Builtin):
+    async def __call__(self, node: NodeHandle, ctx: FlowContext, operation_id: str) -> PollResult:
+        assert self.spec.statusUrl is not None
+        answer = await _call("GET", self.spec.statusUrl.replace("{operationId}", operation_id))
+        status = answer.get("status")
+        if status == "running":
+            return Running()
+        if status == "finished":
+            result = answer.get("result")
+            return Finished(None if result is None else str(result))
+        if status == "failed":
+            return Failed(str(answer.get("message") or "the operation failed"),
+                          int(answer.get("code") or Code.NODE_FAILED))  # fmt: skip
+        raise NodeError(f"status of {operation_id}: unknown answer {answer!r}")
+
+
+async def _call(method: str, url: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    timeout = aiohttp.ClientTimeout(total=_HTTP_TIMEOUT)
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.request(method, url, json=body) as response,
+        ):
+            text = await response.text()
+            if response.status >= 300:
+                raise NodeError(
+                    f"{method} {url} answered {response.status}: {text[:_BODY_EXCERPT]}"
+                )
+            if not text.strip():
+                return {}
+            answer = await response.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        raise NodeError(f"{method} {url} failed: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(answer, dict):
+        raise NodeError(f"{method} {url} answered {answer!r}, not a JSON object")
+    return answer
+
+
+_EXECUTORS: dict[str, Callable[[ExecutorSpec], Executor]] = {
+    "noop": Noop,
+    "sleep": Sleep,
+    "fail": Fail,
+    "http": Http,
+}
+
+
+def _node(key: str, spec: NodeSpec) -> NodeDefinition:
+    problems = []
+    executor = spec.executor
+    if executor.type == "sleep" and executor.seconds is None:
+        problems.append(f"node {key!r}: a sleep executor needs seconds")
+    if executor.type == "http" and executor.url is None:
+        problems.append(f"node {key!r}: an http executor needs a url")
+    polling = spec.kind == "polling"
+    if polling and (executor.type != "http" or executor.statusUrl is None):
+        problems.append(f"node {key!r}: a polling node needs an http executor with a statusUrl")
+    if problems:
+        raise InvalidDefinition(key, problems)
+    return NodeDefinition(
+        name=spec.name,
+        executor=_EXECUTORS[executor.type](executor),
+        success=spec.success,
+        fail=spec.fail,
+        kind=NodeKind(spec.kind),
+        poll=HttpPoll(executor) if polling else None,
+        poll_interval=spec.pollInterval,
+        poll_deadline=spec.pollDeadline,
+        timeout=spec.timeout,
+        retry=RetryPolicy(
+            max_attempts=spec.retry.maxAttempts,
+            initial_interval=spec.retry.initialInterval,
+            backoff=spec.retry.backoff,
+            max_interval=spec.retry.maxInterval,
+        ),
+    )
+
+
+def definition_from_spec(spec: DefinitionSpec | Mapping[str, Any]) -> WorkflowDefinition:
+    """The definition a JSON spec describes (validated; raises InvalidDefinition)."""
+    parsed = spec if isinstance(spec, DefinitionSpec) else DefinitionSpec.model_validate(spec)
+    problems: list[str] = []
+    nodes: dict[str, NodeDefinition] = {}
+    for key, node in parsed.nodes.items():
+        try:
+            nodes[key] = _node(key, node)
+        except InvalidDefinition as exc:
+            problems += exc.problems
+    if problems:
+        raise InvalidDefinition(parsed.name, problems)
+    return WorkflowDefinition(parsed.name, nodes, spec=parsed.model_dump(mode="json"))
