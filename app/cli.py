@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from app import logs
+from app.api.framework import Tokens
 from app.config import ConfigError, Settings
 from app.database import provide_database
 from app.migrate import MigrationError
@@ -53,6 +54,9 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
         "--port", type=int, default=settings.port, help="default: FLOWLOG_PORT or 8080"
     )
     serve.add_argument("--no-reactor", action="store_true", help="serve the API only")
+    serve.add_argument(
+        "--demo", action="store_true", help="also register the demo definitions (app/demo.py)"
+    )
     engine_options(serve)
 
     worker = commands.add_parser("worker", help="run the reactor only (no HTTP)")
@@ -82,16 +86,20 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
-    except ConfigError as exc:
+        Tokens.parse(settings.tokens)
+    except (ConfigError, ValueError) as exc:
         print(f"flowlog: {exc}", file=sys.stderr)
         return 2
     parser = _parser(settings)
     args = parser.parse_args(argv)
     logs.configure(settings.log_level, settings.log_format)
     if args.command in {"serve", "worker"}:
+        modules = tuple(args.definitions or settings.definitions)
+        if getattr(args, "demo", False):
+            modules += ("app.demo",)
         settings = dataclasses.replace(
             settings,
-            definitions=tuple(args.definitions or settings.definitions),
+            definitions=modules,
             concurrency=args.concurrency,
             run_reactor=not getattr(args, "no_reactor", False),
         )
@@ -131,7 +139,7 @@ def _run(
             host=args.host,
             port=args.port,
             print=log.info,
-            access_log=logging.getLogger("flowlog.access"),
+            access_log=None,  # the API logs each request itself, with its ids
         )
         return 0
     if args.command == "worker":

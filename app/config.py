@@ -35,6 +35,8 @@ class Settings:
     pool_size: int
     log_level: str
     log_format: str
+    tokens: str = ""
+    """Bearer tokens, ``name:token:tenant`` separated by commas (FLOWLOG_TOKENS); none: open."""
     definitions: tuple[str, ...] = ()
     """Modules that define workflows (``DEFINITIONS`` or ``register(registry)``)."""
     run_reactor: bool = True
@@ -61,6 +63,7 @@ class Settings:
                 env, "FLOWLOG_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")
             ),
             log_format=_choice(env, "FLOWLOG_LOG_FORMAT", "json", ("json", "text")),
+            tokens=env.get("FLOWLOG_TOKENS", ""),
             definitions=tuple(
                 m.strip() for m in env.get("FLOWLOG_DEFINITIONS", "").split(",") if m.strip()
             ),

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
+from app.api.framework import Tokens
+from app.api.metrics import Metrics
 from app.config import Settings
 from app.workflow.definition import Registry
 from app.workflow.engine import Engine
@@ -12,3 +16,6 @@ SETTINGS = web.AppKey("settings", Settings)
 DATABASE_URL = web.AppKey("database_url", str)
 REGISTRY = web.AppKey("registry", Registry)
 ENGINE = web.AppKey("engine", Engine)
+TOKENS = web.AppKey("tokens", Tokens)
+METRICS = web.AppKey("metrics", Metrics)
+OPENAPI = web.AppKey("openapi", dict[str, Any])

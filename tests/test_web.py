@@ -16,7 +16,11 @@ async def test_health_and_readiness_answer_in_the_seed_envelope(
     async with TestClient(TestServer(app)) as client:
         health = await client.get("/healthz")
         assert health.status == 200
-        assert await health.json() == {"code": 0, "message": "OK", "data": {"status": "ok"}}
+        assert await health.json() == {
+            "code": 0,
+            "message": "OK",
+            "data": {"status": "ok", "checks": {}},
+        }
 
         ready = await client.get("/readyz")
         body = await ready.json()

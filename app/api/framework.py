@@ -1,0 +1,425 @@
+"""A small routing layer over aiohttp: each operation declares its body, query and answer as
+pydantic models; requests are validated (400 on bad input), answers wrapped in the seed's
+envelope, errors mapped to honest HTTP statuses, and the OpenAPI document generated from the
+same declarations.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import asyncpg
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+from pydantic.json_schema import models_json_schema
+
+from app.api.models import Envelope, ErrorEnvelope, Page, PagedEnvelope, Request
+from app.workflow.errors import Code, WorkflowError
+from eventstore import TRANSIENT_ERRORS
+
+log = logging.getLogger("flowlog.api")
+
+# WorkflowError code -> HTTP status (anything else that is a WorkflowError: 409, a conflict
+# with the flow's state).
+STATUS_OF: dict[int, int] = {
+    Code.BAD_INPUT: 400,
+    Code.INVALID_DEFINITION: 400,
+    Code.CONTEXT_FAILED: 409,
+    Code.UNAUTHORIZED: 401,
+    Code.FLOW_NOT_FOUND: 404,
+    Code.DEFINE_NOT_FOUND: 404,
+    Code.NOT_FOUND: 404,
+    Code.METHOD_NOT_ALLOWED: 405,
+    Code.TOO_LARGE: 413,
+    Code.INTERNAL: 500,
+    Code.UNAVAILABLE: 503,
+}
+ERROR_DESCRIPTIONS = {
+    400: "bad input (the message says what)",
+    401: "no valid bearer token",
+    404: "unknown flow, definition or route",
+    409: "the flow's state does not allow it (the seed's code says which command)",
+    413: "request body too large",
+    500: "a fault of the service",
+    503: "the database cannot be reached; try again",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Who asks, and the ids that follow the request into logs and event metadata."""
+
+    tenant_id: str
+    actor: str
+    request_id: str
+    trace_id: str
+
+
+_CONTEXT = web.RequestKey("flowlog_context", Context)
+
+
+def context_of(request: web.Request) -> Context:
+    return request[_CONTEXT]
+
+
+@dataclass(frozen=True, slots=True)
+class Paged:
+    data: BaseModel
+    page: Page
+
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    summary: str
+    handler: Handler
+    response: type[BaseModel] | None
+    body: type[Request] | None = None
+    query: type[Request] | None = None
+    paged: bool = False
+    errors: tuple[int, ...] = (400,)
+    tags: tuple[str, ...] = ()
+    raw: bool = False
+    """The handler answers itself (SSE, metrics, documents): no envelope."""
+    media_type: str = "application/json"
+
+
+@dataclass
+class Api:
+    operations: list[Operation] = field(default_factory=list)
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        summary: str,
+        response: type[BaseModel] | None,
+        body: type[Request] | None = None,
+        query: type[Request] | None = None,
+        paged: bool = False,
+        errors: tuple[int, ...] = (400,),
+        tags: tuple[str, ...] = (),
+        raw: bool = False,
+        media_type: str = "application/json",
+    ) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            operation = Operation(
+                method=method, path=path, summary=summary, handler=handler, response=response,
+                body=body, query=query, paged=paged, errors=errors, tags=tags, raw=raw,
+                media_type=media_type,
+            )  # fmt: skip
+            self.operations.append(operation)
+            return handler
+
+        return register
+
+    def install(self, app: web.Application) -> None:
+        for operation in self.operations:
+            app.router.add_route(operation.method, operation.path, _endpoint(operation))
+
+    def openapi(self, *, title: str, version: str) -> dict[str, Any]:
+        return build_openapi(self.operations, title=title, version=version)
+
+
+def _endpoint(operation: Operation) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def endpoint(request: web.Request) -> web.StreamResponse:
+        kwargs: dict[str, Any] = dict(request.match_info)
+        if operation.query is not None:
+            kwargs["query"] = operation.query.model_validate(_query_dict(request, operation.query))
+        if operation.body is not None:
+            kwargs["body"] = operation.body.model_validate_json(await _read_body(request))
+        result = await operation.handler(request, **kwargs)
+        if operation.raw:
+            assert isinstance(result, web.StreamResponse)
+            return result
+        if operation.paged:
+            assert isinstance(result, Paged)
+            return json_response(
+                {"code": 0, "message": "OK", "data": _dump(result.data), "page": _dump(result.page)}
+            )
+        return json_response({"code": 0, "message": "OK", "data": _dump(result)})
+
+    return endpoint
+
+
+def _query_dict(request: web.Request, model: type[Request]) -> dict[str, str]:
+    unknown = set(request.query) - set(model.model_fields)
+    if unknown:
+        raise WorkflowError(Code.BAD_INPUT, f"unknown query parameters: {sorted(unknown)}")
+    repeated = [key for key in request.query if len(request.query.getall(key)) > 1]
+    if repeated:
+        raise WorkflowError(Code.BAD_INPUT, f"query parameters given twice: {sorted(repeated)}")
+    return dict(request.query)
+
+
+async def _read_body(request: web.Request) -> bytes:
+    if request.content_type not in {"application/json", ""}:
+        raise WorkflowError(
+            Code.BAD_INPUT, "the body must be JSON (Content-Type: application/json)"
+        )
+    return await request.read()
+
+
+def _dump(model: BaseModel | None) -> Any:
+    return {} if model is None else model.model_dump(mode="json")
+
+
+def json_response(payload: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(payload), status=status, content_type="application/json")
+
+
+def error_response(code: int, message: str, status: int, **data: Any) -> web.Response:
+    return json_response({"code": int(code), "message": message, "data": data}, status)
+
+
+# -- middlewares ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """Bearer tokens, each bound to a tenant (and named, for the audit trail)."""
+
+    by_token: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # token -> (name, tenant)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.by_token)
+
+    @classmethod
+    def parse(cls, text: str) -> Tokens:
+        """``name:token:tenant`` entries separated by commas."""
+        tokens: dict[str, tuple[str, str]] = {}
+        for entry in filter(None, (part.strip() for part in text.split(","))):
+            name, sep, rest = entry.partition(":")
+            token, sep2, tenant = rest.partition(":")
+            if not (sep and sep2 and name and token and tenant):
+                raise ValueError(f"a token is name:token:tenant, not {entry!r}")
+            tokens[token] = (name, tenant)
+        return cls(tokens)
+
+    def resolve(self, header: str | None) -> tuple[str, str] | None:
+        if not header or not header.startswith("Bearer "):
+            return None
+        presented = header.removeprefix("Bearer ").strip().encode()
+        found = None
+        for token, owner in self.by_token.items():  # compare with every token, in constant time
+            if hmac_equal(presented, token.encode()):
+                found = owner
+        return found
+
+
+def hmac_equal(a: bytes, b: bytes) -> bool:
+    import hmac
+
+    return hmac.compare_digest(a, b)
+
+
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/api/v1/docs"})
+
+
+def make_middlewares(tokens: Tokens) -> list[Any]:
+    @web.middleware
+    async def context_and_log(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        started = time.perf_counter()
+        request_id = _header_id(request, "X-Request-Id")
+        trace_id = _header_id(request, "X-Trace-Id")
+        status = 500
+        ctx: Context | None = None
+        try:
+            owner = tokens.resolve(request.headers.get("Authorization"))
+            if tokens.enabled and request.path not in OPEN_PATHS and owner is None:
+                response: web.StreamResponse = error_response(
+                    Code.UNAUTHORIZED, "a bearer token is required", 401
+                )
+                response.headers["WWW-Authenticate"] = "Bearer"
+            else:
+                tenant, actor = (
+                    ("", "anonymous") if owner is None else (owner[1], f"token:{owner[0]}")
+                )
+                ctx = Context(tenant, actor, request_id, trace_id)
+                request[_CONTEXT] = ctx
+                response = await _answer(request, handler)
+            if not response.prepared:
+                response.headers["X-Request-Id"] = request_id
+            status = response.status
+            return response
+        finally:
+            log.info(
+                "request",
+                extra={
+                    "method": request.method,
+                    "path": request.path,
+                    "status": status,
+                    "ms": round((time.perf_counter() - started) * 1000, 2),
+                    "request_id": request_id,
+                    "trace_id": trace_id,
+                    "tenant": ctx.tenant_id if ctx else None,
+                },
+            )
+
+    return [context_and_log]
+
+
+def _header_id(request: web.Request, name: str) -> str:
+    value = request.headers.get(name, "")
+    if value and len(value) <= 128 and value.isprintable():
+        return value
+    return uuid.uuid4().hex
+
+
+async def _answer(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ValidationError as exc:
+        details = [
+            {"loc": [str(part) for part in error["loc"]], "message": error["msg"]}
+            for error in exc.errors(include_url=False, include_input=False)
+        ]
+        first = details[0] if details else {"loc": [], "message": "invalid"}
+        where = ".".join(first["loc"]) or "body"
+        return error_response(Code.BAD_INPUT, f"{where}: {first['message']}", 400, errors=details)
+    except WorkflowError as exc:
+        return error_response(exc.code, exc.message, STATUS_OF.get(exc.code, 409))
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(Code.TOO_LARGE, "the request body is too large", 413)
+    except web.HTTPNotFound:
+        return error_response(Code.NOT_FOUND, f"no route {request.path}", 404)
+    except web.HTTPMethodNotAllowed:
+        return error_response(Code.METHOD_NOT_ALLOWED, f"{request.method} is not allowed here", 405)
+    except web.HTTPException as exc:
+        return error_response(Code.BAD_INPUT, exc.reason or "bad request", exc.status)
+    except TRANSIENT_ERRORS as exc:
+        log.warning("database unavailable", extra={"error": repr(exc)})
+        return error_response(Code.UNAVAILABLE, "the database is unavailable; try again", 503)
+    except asyncpg.PostgresError:
+        log.exception("database error", extra={"path": request.path})
+        return error_response(Code.INTERNAL, "internal error", 500)
+    except Exception:
+        log.exception("unexpected error", extra={"path": request.path})
+        return error_response(Code.INTERNAL, "internal error", 500)
+
+
+# -- OpenAPI -------------------------------------------------------------------------------
+
+
+JsonSchemaMode = Literal["validation", "serialization"]
+
+
+def build_openapi(operations: list[Operation], *, title: str, version: str) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of ``operations``, schemas generated by pydantic."""
+    wanted: dict[type[BaseModel], JsonSchemaMode] = {ErrorEnvelope: "serialization"}
+    for op in operations:
+        if op.body is not None:
+            wanted[op.body] = "validation"
+        answer = _answer_model(op)
+        if answer is not None:
+            wanted[answer] = "serialization"
+    keys = sorted(wanted.items(), key=lambda item: item[0].__name__)
+    mapping, definitions = models_json_schema(keys, ref_template="#/components/schemas/{model}")
+    paths: dict[str, dict[str, Any]] = {}
+    for op in operations:
+        item: dict[str, Any] = {
+            "summary": op.summary,
+            "tags": list(op.tags),
+            "operationId": op.handler.__name__,
+        }
+        parameters = [
+            {"name": name, "in": "path", "required": True,
+             "schema": {"type": "string", "minLength": 1}}
+            for name in _path_names(op.path)
+        ]  # fmt: skip
+        if op.query is not None:
+            schema = op.query.model_json_schema(ref_template="#/components/schemas/{model}")
+            required = set(schema.get("required", []))
+            parameters += [
+                {"name": name, "in": "query", "required": name in required, "schema": _plain(prop)}
+                for name, prop in schema.get("properties", {}).items()
+            ]
+        if parameters:
+            item["parameters"] = parameters
+        if op.body is not None:
+            body_schema = mapping[(op.body, "validation")]
+            item["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": body_schema}},
+            }
+        answer = _answer_model(op)
+        answer_schema = {} if answer is None else mapping[(answer, "serialization")]
+        responses: dict[str, Any] = {
+            "200": {"description": "OK", "content": {op.media_type: {"schema": answer_schema}}}
+        }
+        error_schema = mapping[(ErrorEnvelope, "serialization")]
+        statuses = set(op.errors) if op.raw else {*op.errors, 500, 503}
+        for status in sorted(statuses):
+            responses[str(status)] = {
+                "description": ERROR_DESCRIPTIONS.get(status, "error"),
+                "content": {"application/json": {"schema": error_schema}},
+            }
+        item["responses"] = responses
+        paths.setdefault(_openapi_path(op.path), {})[op.method.lower()] = item
+    document: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version},
+        "paths": paths,
+        "components": {
+            "schemas": definitions.get("$defs", {}),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{}, {"bearer": []}],
+    }
+    normalized: dict[str, Any] = orjson.loads(orjson.dumps(document))
+    return normalized
+
+
+_WRAPPED: dict[tuple[type[BaseModel], bool], type[BaseModel]] = {}
+
+
+def _answer_model(op: Operation) -> type[BaseModel] | None:
+    """The model of an operation's 200 answer: its response, in the envelope unless raw."""
+    if op.response is None or op.raw:
+        return op.response
+    key = (op.response, op.paged)
+    if key not in _WRAPPED:
+        base = PagedEnvelope if op.paged else Envelope
+        _WRAPPED[key] = base[op.response]  # type: ignore[assignment]
+    return _WRAPPED[key]
+
+
+def _path_names(path: str) -> list[str]:
+    return [part[1:-1].split(":")[0] for part in path.split("/") if part.startswith("{")]
+
+
+def _openapi_path(path: str) -> str:
+    return "/".join(
+        "{" + part[1:-1].split(":")[0] + "}" if part.startswith("{") else part
+        for part in path.split("/")
+    )
+
+
+def _plain(prop: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter's schema: absent is how a query says null, so null is not a value."""
+    if "anyOf" in prop:
+        options = [p for p in prop["anyOf"] if p.get("type") != "null"]
+        merged = dict(options[0]) if len(options) == 1 else {"anyOf": options}
+        for key in ("default", "description", "title"):
+            if key in prop:
+                merged[key] = prop[key]
+        prop = merged
+    if prop.get("default") is None:
+        prop = {k: v for k, v in prop.items() if k != "default"}
+    return prop

@@ -1,0 +1,71 @@
+"""Prometheus metrics of one process: flows by definition and status, node durations,
+reactor lag, leases, HTTP requests. A registry per application, no global state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
+
+from sql import load_queries
+
+
+@dataclass(frozen=True, slots=True)
+class ApiQueries:
+    flows_by_status: str
+    reactor_lag: str
+    leases: str
+    definitions_named: str
+    definitions: str
+
+
+Q = load_queries(ApiQueries, "api")
+
+_DURATIONS = (0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 1800, 3600)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.flows = Gauge(
+            "flowlog_flows", "Flows by definition and status (whole database).",
+            ["definition", "status"], registry=self.registry,
+        )  # fmt: skip
+        self.node_seconds = Histogram(
+            "flowlog_node_duration_seconds", "Executor run time, by definition, node and outcome.",
+            ["definition", "node", "outcome"], buckets=_DURATIONS, registry=self.registry,
+        )  # fmt: skip
+        self.reactor_lag = Gauge(
+            "flowlog_reactor_lag_seconds",
+            "How long the oldest due flow that no reactor holds has waited.",
+            registry=self.registry,
+        )
+        self.leases = Gauge(
+            "flowlog_leases", "Pending-work rows by lease state (held, expired, pending).",
+            ["state"], registry=self.registry,
+        )  # fmt: skip
+        self.busy = Gauge(
+            "flowlog_reactor_busy_flows", "Flows this process's reactor drives now.",
+            registry=self.registry,
+        )  # fmt: skip
+        self.requests = Histogram(
+            "flowlog_http_request_duration_seconds", "HTTP requests by route and status.",
+            ["method", "route", "status"], registry=self.registry,
+        )  # fmt: skip
+
+    def observe_node(self, definition: str, node: str, outcome: str, seconds: float) -> None:
+        self.node_seconds.labels(definition, node, outcome).observe(seconds)
+
+    async def render(self, pool: asyncpg.Pool, busy: int) -> bytes:
+        """Refreshes the gauges read from the database, then renders the exposition text."""
+        self.flows.clear()
+        for row in await pool.fetch(Q.flows_by_status):
+            self.flows.labels(row["name"], row["status"]).set(row["flows"])
+        self.reactor_lag.set(await pool.fetchval(Q.reactor_lag))
+        leases = await pool.fetchrow(Q.leases)
+        assert leases is not None
+        for state in ("held", "expired", "pending"):
+            self.leases.labels(state).set(leases[state])
+        self.busy.set(busy)
+        return generate_latest(self.registry)

@@ -1,0 +1,286 @@
+"""The API's request and response bodies, as pydantic models: they validate input (unknown
+fields are refused) and generate the OpenAPI document. Field names are the seed's (camelCase).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+GO_ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
+"""What the seed (Go) sends for a time that is not set: 0001-01-01T00:00:00Z."""
+
+FlowStatusName = Literal[
+    "Initializing", "Processing", "Stopped", "Canceling", "Canceled", "Finished", "Error"
+]
+NodeStatusName = Literal["Initializing", "Processing", "Finished", "Error", "Canceled"]
+Id = Field(min_length=1, max_length=200)
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Response(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+# -- the seed's shapes -------------------------------------------------------------------------
+
+
+class WorkFlowInfo(Response):
+    id: str
+    name: str
+    bizId: str
+    bizType: str
+    status: FlowStatusName
+    createTime: datetime
+    updateTime: datetime
+    deleteTime: datetime = GO_ZERO_TIME
+    tenantId: str = ""
+    definitionVersion: str = ""
+    errorCode: int | None = None
+    errorMessage: str | None = None
+
+
+class WorkFlowNodeInfo(Response):
+    id: str
+    name: str
+    parameters: str = ""
+    result: str = ""
+    status: NodeStatusName
+    startTime: datetime
+    endTime: datetime = GO_ZERO_TIME
+    key: str = ""
+    attempt: int = 1
+    operationId: str = ""
+    errorCode: int | None = None
+    errorMessage: str | None = None
+
+
+class WorkFlowList(Response):
+    workFlows: list[WorkFlowInfo]
+    nextCursor: str | None = None
+    """Opaque: pass it as ``cursor`` for the next page (deep paging without OFFSET)."""
+
+
+class WorkFlowDetail(Response):
+    info: WorkFlowInfo
+    nodes: list[WorkFlowNodeInfo]
+    nodeNames: list[str]
+
+
+class WorkFlowIdRequest(Request):
+    workFlowId: str = Id
+
+
+class StopRequest(Request):
+    workFlowId: str = Id
+    reason: str = Field("", max_length=1000)
+
+
+class CancelRequest(Request):
+    workFlowId: str = Id
+    reason: str = Field("", max_length=1000)
+
+
+class ListQuery(Request):
+    status: FlowStatusName | None = None
+    flowName: str | None = Field(None, min_length=1, max_length=200)
+    bizId: str | None = Field(None, min_length=1, max_length=200)
+    bizType: str | None = Field(None, min_length=1, max_length=200)
+    createdFrom: datetime | None = None
+    createdTo: datetime | None = None
+    page: int = Field(1, ge=1, le=1_000_000)
+    pageSize: int = Field(10, ge=1, le=100)
+    cursor: str | None = Field(None, min_length=1, max_length=500)
+
+
+# -- beyond the seed -------------------------------------------------------------------------
+
+
+class CreateRequest(Request):
+    flowName: str = Id
+    bizId: str = Field(..., max_length=200)
+    bizType: str = Field(..., max_length=200)
+    context: dict[str, Any] = Field(default_factory=dict)
+    start: bool = False
+    """Start the flow in the same step (one event append)."""
+
+
+class CreatedResponse(Response):
+    workFlowId: str
+    info: WorkFlowInfo
+
+
+class ContextRequest(Request):
+    workFlowId: str = Id
+    key: str = Field(..., min_length=1, max_length=200)
+    value: Any = None
+
+
+class RetryRequest(Request):
+    workFlowId: str = Id
+    context: dict[str, Any] = Field(default_factory=dict)
+    """Context changes applied before the failed node runs again."""
+    reason: str = Field("", max_length=1000)
+
+
+class InfoResponse(Response):
+    info: WorkFlowInfo
+
+
+class HistoryQuery(Request):
+    page: int = Field(1, ge=1, le=1_000_000)
+    pageSize: int = Field(50, ge=1, le=500)
+
+
+class HistoryEvent(Response):
+    version: int
+    position: int
+    time: datetime
+    type: str
+    actor: str = ""
+    data: dict[str, Any]
+    metadata: dict[str, Any]
+
+
+class HistoryResponse(Response):
+    events: list[HistoryEvent]
+
+
+class StateQuery(Request):
+    version: int | None = Field(None, ge=1)
+    """The flow's state after this many events; the latest when absent."""
+
+
+class NodeState(Response):
+    id: str
+    key: str
+    name: str
+    status: NodeStatusName
+    attempt: int
+    startTime: datetime
+    endTime: datetime | None = None
+    result: str = ""
+    errorCode: int | None = None
+    errorMessage: str | None = None
+
+
+class StateResponse(Response):
+    version: int
+    status: FlowStatusName
+    currentNode: str | None = None
+    context: dict[str, Any]
+    nodes: list[NodeState]
+
+
+# -- definitions -----------------------------------------------------------------------------
+
+
+class ExecutorSpec(Request):
+    """A built-in executor: ``noop``, ``sleep`` (seconds), ``fail`` (code, message), ``http``
+    (url, method; as a polling node, ``statusUrl`` is polled)."""
+
+    type: Literal["noop", "sleep", "fail", "http"]
+    seconds: float | None = Field(None, ge=0, le=86_400)
+    code: int | None = Field(None, ge=1, le=2_000_000_000)
+    message: str | None = Field(None, max_length=1000)
+    url: str | None = Field(None, min_length=1, max_length=2000)
+    method: Literal["GET", "POST", "PUT"] = "POST"
+    statusUrl: str | None = Field(None, min_length=1, max_length=2000)
+
+
+class RetrySpec(Request):
+    maxAttempts: int = Field(1, ge=1, le=100)
+    initialInterval: float = Field(1.0, ge=0, le=86_400)
+    backoff: float = Field(2.0, ge=1, le=100)
+    maxInterval: float = Field(300.0, ge=0, le=86_400)
+
+
+class NodeSpec(Request):
+    name: str = Field(..., min_length=1, max_length=200)
+    executor: ExecutorSpec
+    success: str = Field("", max_length=200)
+    fail: str = Field("", max_length=200)
+    kind: Literal["sync", "polling"] = "sync"
+    pollInterval: float = Field(3.0, gt=0, le=86_400)
+    pollDeadline: float = Field(86_400.0, gt=0, le=30 * 86_400)
+    timeout: float | None = Field(None, gt=0, le=86_400)
+    retry: RetrySpec = Field(default_factory=RetrySpec)
+
+
+class DefinitionSpec(Request):
+    name: str = Field(..., min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")
+    nodes: dict[str, NodeSpec] = Field(..., min_length=1, max_length=200)
+
+
+class DefinitionVersion(Response):
+    version: str
+    registeredAt: datetime
+    nodeNames: list[str]
+    definition: dict[str, Any]
+
+
+class DefinitionSummary(Response):
+    name: str
+    latestVersion: str
+    versions: int
+    nodeNames: list[str]
+
+
+class DefinitionList(Response):
+    definitions: list[DefinitionSummary]
+
+
+class DefinitionDetail(Response):
+    name: str
+    latestVersion: str
+    versions: list[DefinitionVersion]
+
+
+class RegisteredResponse(Response):
+    name: str
+    version: str
+    nodeNames: list[str]
+
+
+class Health(Response):
+    status: str
+    checks: dict[str, bool] = Field(default_factory=dict)
+
+
+# -- the envelope ----------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+class Page(Response):
+    page: int
+    pageSize: int
+    total: int
+
+
+class Envelope(Response, Generic[T]):
+    code: int = 0
+    message: str = "OK"
+    data: T
+
+
+class PagedEnvelope(Response, Generic[T]):
+    code: int = 0
+    message: str = "OK"
+    data: T
+    page: Page
+
+
+class Empty(Response):
+    pass
+
+
+class ErrorEnvelope(Response):
+    code: int
+    message: str
+    data: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,596 @@
+"""The API's operations: the seed's four workflow routes, and everything around them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from app import keys
+from app.api.framework import Api, Context, Paged, context_of, json_response
+from app.api.metrics import Q as MQ
+from app.api.models import (
+    CancelRequest,
+    ContextRequest,
+    CreatedResponse,
+    CreateRequest,
+    DefinitionDetail,
+    DefinitionList,
+    DefinitionSpec,
+    DefinitionSummary,
+    DefinitionVersion,
+    Empty,
+    Health,
+    HistoryEvent,
+    HistoryQuery,
+    HistoryResponse,
+    InfoResponse,
+    ListQuery,
+    NodeState,
+    Page,
+    RegisteredResponse,
+    RetryRequest,
+    StateQuery,
+    StateResponse,
+    StopRequest,
+    WorkFlowDetail,
+    WorkFlowIdRequest,
+    WorkFlowInfo,
+    WorkFlowList,
+    WorkFlowNodeInfo,
+)
+from app.builtins import definition_from_spec
+from app.workflow.errors import Code, DefinitionNotFound, FlowNotFound, WorkflowError
+from app.workflow.history import flow_stream, fold_recorded
+from app.workflow.repository import Caller
+from app.workflow.service import WorkFlowService
+from eventstore import wait_any
+from projections.reads import BadCursor, Cursor, ListFilter, get_workflow, list_workflows
+from projections.rows import NodeRow, WorkflowRow
+
+api = Api()
+FLOWS = ("workflow",)
+DEFINITIONS = ("definitions",)
+OPS = ("operations",)
+_KEEPALIVE = 15.0
+_ENDED = frozenset({"FlowFinished", "FlowFailed", "FlowCanceled"})
+
+
+def _service(request: web.Request) -> WorkFlowService:
+    return request.app[keys.ENGINE].service
+
+
+def _caller(ctx: Context, reason: str = "") -> Caller:
+    return Caller(
+        actor=ctx.actor, trace_id=ctx.trace_id, request_id=ctx.request_id, reason=reason or None
+    )
+
+
+def _scoped(request: web.Request) -> bool:
+    return request.app[keys.TOKENS].enabled
+
+
+async def _visible(request: web.Request, flow_id: str) -> WorkflowRow:
+    """The flow's row, if the caller may see it (other tenants' flows do not exist for it)."""
+    row = await get_workflow(request.app[keys.ENGINE].pool, flow_id)
+    if row is None or (_scoped(request) and row.tenant_id != context_of(request).tenant_id):
+        raise FlowNotFound(flow_id)
+    return row
+
+
+async def _info_response(request: web.Request, flow_id: str) -> InfoResponse:
+    """The flow as a command left it (re-read: the projection row moved with the append)."""
+    return InfoResponse(info=_info(await _visible(request, flow_id)))
+
+
+def _info(row: WorkflowRow) -> WorkFlowInfo:
+    return WorkFlowInfo(
+        id=row.id,
+        name=row.name,
+        bizId=row.biz_id,
+        bizType=row.biz_type,
+        status=row.status,
+        createTime=row.created_at,
+        updateTime=row.updated_at,
+        tenantId=row.tenant_id,
+        definitionVersion=row.definition_version,
+        errorCode=row.error_code,
+        errorMessage=row.error_message,
+    )
+
+
+def _node(row: NodeRow) -> WorkFlowNodeInfo:
+    extra: dict[str, Any] = {} if row.end_time is None else {"endTime": row.end_time}
+    return WorkFlowNodeInfo(
+        id=row.id,
+        name=row.name,
+        parameters=row.parameters or "",
+        result=row.result,
+        status=row.status,
+        startTime=row.start_time,
+        key=row.node_key,
+        attempt=row.attempt,
+        operationId=row.operation_id or "",
+        errorCode=row.error_code,
+        errorMessage=row.error_message,
+        **extra,
+    )
+
+
+# -- the seed's routes -------------------------------------------------------------------------
+
+
+@api.route(
+    "GET",
+    "/api/v1/workflow/",
+    summary="List flows (newest first)",
+    query=ListQuery,
+    response=WorkFlowList,
+    paged=True,
+    tags=FLOWS,
+)
+async def list_flows(request: web.Request, query: ListQuery) -> Paged:
+    ctx = context_of(request)
+    where = ListFilter(
+        status=query.status,
+        name=query.flowName,
+        biz_id=query.bizId,
+        biz_type=query.bizType,
+        tenant_id=ctx.tenant_id if _scoped(request) else None,
+        created_from=query.createdFrom,
+        created_to=query.createdTo,
+    )
+    try:
+        after = Cursor.decode(query.cursor) if query.cursor else None
+    except BadCursor as exc:
+        raise WorkflowError(Code.BAD_INPUT, str(exc)) from None
+    page = await list_workflows(
+        request.app[keys.ENGINE].pool,
+        where,
+        page=query.page,
+        page_size=query.pageSize,
+        after=after,
+    )
+    data = WorkFlowList(workFlows=[_info(r) for r in page.rows], nextCursor=page.next_cursor)
+    return Paged(data, Page(page=query.page, pageSize=query.pageSize, total=page.total))
+
+
+@api.route(
+    "GET",
+    "/api/v1/workflow/{workFlowId}",
+    summary="A flow, its node executions and its definition's node names",
+    response=WorkFlowDetail,
+    errors=(404,),
+    tags=FLOWS,
+)
+async def detail_flow(request: web.Request, workFlowId: str) -> WorkFlowDetail:
+    await _visible(request, workFlowId)
+    detail = await _service(request).detail_workflow(workFlowId)
+    return WorkFlowDetail(
+        info=_info(detail.info), nodes=[_node(n) for n in detail.nodes], nodeNames=detail.node_names
+    )
+
+
+@api.route(
+    "POST",
+    "/api/v1/workflow/start",
+    summary="Start (or resume) a flow; returns at once",
+    body=WorkFlowIdRequest,
+    response=Empty,
+    errors=(400, 404, 409),
+    tags=FLOWS,
+)
+async def start_flow(request: web.Request, body: WorkFlowIdRequest) -> Empty:
+    await _visible(request, body.workFlowId)
+    await _service(request).start(body.workFlowId, _caller(context_of(request)))
+    return Empty()
+
+
+@api.route(
+    "POST",
+    "/api/v1/workflow/stop",
+    summary="Stop (pause) a flow: a running node finishes, nothing further runs until start",
+    body=StopRequest,
+    response=Empty,
+    errors=(400, 404, 409),
+    tags=FLOWS,
+)
+async def stop_flow(request: web.Request, body: StopRequest) -> Empty:
+    await _visible(request, body.workFlowId)
+    ctx = context_of(request)
+    await _service(request).stop(body.workFlowId, body.reason, _caller(ctx, body.reason))
+    return Empty()
+
+
+# -- beyond the seed ---------------------------------------------------------------------------
+
+
+@api.route(
+    "POST",
+    "/api/v1/workflow/",
+    summary="Create a flow (and start it at once)",
+    body=CreateRequest,
+    response=CreatedResponse,
+    errors=(400, 404),
+    tags=FLOWS,
+)
+async def create_flow(request: web.Request, body: CreateRequest) -> CreatedResponse:
+    ctx = context_of(request)
+    service = _service(request)
+    flow_id = await service.create_workflow(
+        body.bizId,
+        body.bizType,
+        body.flowName,
+        context=body.context,
+        caller=_caller(ctx),
+        tenant_id=ctx.tenant_id,
+        user_id=ctx.actor,
+        start=body.start,
+    )
+    return CreatedResponse(workFlowId=flow_id, info=_info(await _visible(request, flow_id)))
+
+
+@api.route(
+    "POST",
+    "/api/v1/workflow/cancel",
+    summary="Cancel a flow (a running node is interrupted)",
+    body=CancelRequest,
+    response=InfoResponse,
+    errors=(400, 404, 409),
+    tags=FLOWS,
+)
+async def cancel_flow(request: web.Request, body: CancelRequest) -> InfoResponse:
+    await _visible(request, body.workFlowId)
+    ctx = context_of(request)
+    await _service(request).cancel(body.workFlowId, body.reason, _caller(ctx, body.reason))
+    return await _info_response(request, body.workFlowId)
+
+
+@api.route(
+    "POST",
+    "/api/v1/workflow/context",
+    summary="Set one key of a flow's context",
+    body=ContextRequest,
+    response=InfoResponse,
+    errors=(400, 404, 409),
+    tags=FLOWS,
+)
+async def set_context(request: web.Request, body: ContextRequest) -> InfoResponse:
+    await _visible(request, body.workFlowId)
+    await _service(request).init_context(
+        body.workFlowId, body.key, body.value, _caller(context_of(request))
+    )
+    return await _info_response(request, body.workFlowId)
+
+
+@api.route(
+    "POST",
+    "/api/v1/workflow/retry",
+    summary="Retry a flow that ended in Error (or "
+    "stopped on a failed node) from that node, after context changes",
+    body=RetryRequest,
+    response=InfoResponse,
+    errors=(400, 404, 409),
+    tags=FLOWS,
+)
+async def retry_flow(request: web.Request, body: RetryRequest) -> InfoResponse:
+    await _visible(request, body.workFlowId)
+    ctx = context_of(request)
+    await _service(request).retry(body.workFlowId, body.context, caller=_caller(ctx, body.reason))
+    return await _info_response(request, body.workFlowId)
+
+
+@api.route(
+    "GET",
+    "/api/v1/workflow/{workFlowId}/events",
+    summary="A flow's event history, oldest first, paged",
+    query=HistoryQuery,
+    response=HistoryResponse,
+    paged=True,
+    errors=(400, 404),
+    tags=FLOWS,
+)
+async def flow_history(request: web.Request, workFlowId: str, query: HistoryQuery) -> Paged:
+    row = await _visible(request, workFlowId)
+    first = (query.page - 1) * query.pageSize + 1
+    stored = await _service(request).store.read_stream(
+        flow_stream(workFlowId), first, first + query.pageSize - 1
+    )
+    total = max(row.stream_version, stored[-1].version if stored else 0)
+    events = [
+        HistoryEvent(
+            version=e.version,
+            position=e.position,
+            time=e.recorded_at,
+            type=e.type,
+            actor=str(e.metadata.get("actor", "")),
+            data=e.data,
+            metadata=e.metadata,
+        )
+        for e in stored
+    ]
+    return Paged(
+        HistoryResponse(events=events), Page(page=query.page, pageSize=query.pageSize, total=total)
+    )
+
+
+@api.route(
+    "GET",
+    "/api/v1/workflow/{workFlowId}/state",
+    summary="A flow's state folded from its first events (all of them without version)",
+    query=StateQuery,
+    response=StateResponse,
+    errors=(400, 404),
+    tags=FLOWS,
+)
+async def flow_state(request: web.Request, workFlowId: str, query: StateQuery) -> StateResponse:
+    row = await _visible(request, workFlowId)
+    if query.version is not None and query.version > row.stream_version:
+        raise WorkflowError(
+            Code.BAD_INPUT, f"the flow has {row.stream_version} events, not {query.version}"
+        )
+    stored = await _service(request).store.read_stream(flow_stream(workFlowId), 1, query.version)
+    state = fold_recorded(stored)
+    if state is None:
+        raise FlowNotFound(workFlowId)
+    running = state.running_node
+    return StateResponse(
+        version=state.version,
+        status=state.status.value,
+        currentNode=running.name if running else None,
+        context=dict(state.context),
+        nodes=[
+            NodeState(
+                id=n.node_id,
+                key=n.key,
+                name=n.name,
+                status=n.status.value,
+                attempt=n.attempt,
+                startTime=n.started_at,
+                endTime=n.ended_at,
+                result=n.result,
+                errorCode=n.error_code,
+                errorMessage=n.error_message,
+            )
+            for n in state.nodes
+        ],
+    )
+
+
+@api.route(
+    "GET",
+    "/api/v1/workflow/{workFlowId}/events/stream",
+    summary="A flow's events as "
+    "Server-Sent Events: the history, then each new event until the flow ends",
+    query=HistoryQuery,
+    response=None,
+    raw=True,
+    errors=(400, 404),
+    media_type="text/event-stream",
+    tags=FLOWS,
+)
+async def flow_stream_sse(
+    request: web.Request,
+    workFlowId: str,
+    query: HistoryQuery,
+) -> web.StreamResponse:
+    await _visible(request, workFlowId)
+    engine = request.app[keys.ENGINE]
+    last = (query.page - 1) * query.pageSize  # events already seen by the client
+    resume = request.headers.get("Last-Event-ID", "")
+    if resume.isdigit():
+        last = max(last, int(resume))
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Request-Id": context_of(request).request_id,
+        }
+    )
+    await response.prepare(request)
+    waiter = engine.listener.register()
+    try:
+        while True:
+            waiter.clear()
+            stored = await engine.service.store.read_stream(flow_stream(workFlowId), last + 1)
+            for event in stored:
+                payload = orjson.dumps(
+                    {
+                        "version": event.version,
+                        "type": event.type,
+                        "time": event.recorded_at,
+                        "data": event.data,
+                        "metadata": event.metadata,
+                    }
+                )
+                await response.write(
+                    b"id: %d\nevent: %s\ndata: %s\n\n"
+                    % (event.version, event.type.encode(), payload)
+                )
+                last = event.version
+                if event.type in _ENDED:
+                    return response
+            await wait_any([waiter], _KEEPALIVE)
+            if not waiter.is_set():
+                await response.write(b": keep-alive\n\n")
+    except (ConnectionResetError, asyncio.CancelledError):
+        raise
+    finally:
+        engine.listener.unregister(waiter)
+
+
+# -- definitions -------------------------------------------------------------------------------
+
+
+@api.route(
+    "GET",
+    "/api/v1/workflow-definitions",
+    summary="The definitions recorded in the log",
+    response=DefinitionList,
+    errors=(),
+    tags=DEFINITIONS,
+)
+async def list_definitions(request: web.Request) -> DefinitionList:
+    pool = request.app[keys.ENGINE].pool
+    by_name: dict[str, list[Any]] = {}
+    for row in await pool.fetch(MQ.definitions):
+        by_name.setdefault(row["name"], []).append(row)
+    return DefinitionList(
+        definitions=[
+            DefinitionSummary(
+                name=name,
+                latestVersion=rows[-1]["version"],
+                versions=len(rows),
+                nodeNames=list(rows[-1]["node_names"]),
+            )
+            for name, rows in sorted(by_name.items())
+        ]
+    )
+
+
+@api.route(
+    "GET",
+    "/api/v1/workflow-definitions/{name}",
+    summary="A definition: every version, with its nodes",
+    response=DefinitionDetail,
+    errors=(404,),
+    tags=DEFINITIONS,
+)
+async def get_definition(request: web.Request, name: str) -> DefinitionDetail:
+    rows = await request.app[keys.ENGINE].pool.fetch(MQ.definitions_named, name)
+    if not rows:
+        raise DefinitionNotFound(name)
+    versions = [
+        DefinitionVersion(
+            version=r["version"],
+            registeredAt=r["registered_at"],
+            nodeNames=list(r["node_names"]),
+            definition=r["definition"],
+        )
+        for r in rows
+    ]
+    return DefinitionDetail(name=name, latestVersion=versions[-1].version, versions=versions)
+
+
+@api.route(
+    "POST",
+    "/api/v1/workflow-definitions",
+    summary="Register a definition made of "
+    "built-in executors (a changed definition is a new version; running flows keep "
+    "theirs)",
+    body=DefinitionSpec,
+    response=RegisteredResponse,
+    errors=(400, 409),
+    tags=DEFINITIONS,
+)
+async def register_definition(request: web.Request, body: DefinitionSpec) -> RegisteredResponse:
+    definition = definition_from_spec(body)
+    registry = request.app[keys.ENGINE].registry
+    with contextlib.suppress(DefinitionNotFound):
+        if registry.get(body.name).spec is None:
+            raise WorkflowError(
+                Code.INVALID_DEFINITION,
+                f"{body.name} is defined in code; a definition over REST needs another name",
+            )
+    version = await _service(request).register_workflow(definition)
+    return RegisteredResponse(
+        name=definition.name, version=version, nodeNames=list(definition.node_names)
+    )
+
+
+# -- operations --------------------------------------------------------------------------------
+
+
+@api.route("GET", "/healthz", summary="Liveness", response=Health, errors=(), tags=OPS)
+async def healthz(request: web.Request) -> Health:
+    return Health(status="ok")
+
+
+@api.route(
+    "GET",
+    "/readyz",
+    summary="Readiness: the database and the notification listener",
+    response=Health,
+    raw=True,
+    errors=(503,),
+    tags=OPS,
+)
+async def readyz(request: web.Request) -> web.Response:
+    engine = request.app[keys.ENGINE]
+    checks = {"database": False, "listener": engine.listener.connected}
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(2):
+            checks["database"] = await engine.pool.fetchval("SELECT true") is True
+    ready = all(checks.values())
+    data = Health(status="ready" if ready else "not ready", checks=checks).model_dump()
+    if ready:
+        return json_response({"code": 0, "message": "OK", "data": data})
+    return json_response({"code": Code.UNAVAILABLE, "message": "not ready", "data": data}, 503)
+
+
+@api.route(
+    "GET",
+    "/metrics",
+    summary="Prometheus metrics",
+    response=None,
+    raw=True,
+    errors=(),
+    media_type="text/plain",
+    tags=OPS,
+)
+async def metrics(request: web.Request) -> web.Response:
+    engine = request.app[keys.ENGINE]
+    busy = engine.reactor.busy if engine.reactor is not None else 0
+    body = await request.app[keys.METRICS].render(engine.pool, busy)
+    return web.Response(body=body, content_type="text/plain", charset="utf-8")
+
+
+@api.route(
+    "GET",
+    "/api/v1/openapi.json",
+    summary="This document",
+    response=None,
+    raw=True,
+    errors=(),
+    tags=OPS,
+)
+async def openapi(request: web.Request) -> web.Response:
+    return json_response(request.app[keys.OPENAPI])
+
+
+@api.route(
+    "GET",
+    "/api/v1/docs",
+    summary="The API, readable",
+    response=None,
+    raw=True,
+    errors=(),
+    media_type="text/html",
+    tags=OPS,
+)
+async def docs(request: web.Request) -> web.Response:
+    return web.Response(text=render_docs(request.app[keys.OPENAPI]), content_type="text/html")
+
+
+def render_docs(document: dict[str, Any]) -> str:
+    """A plain page of the operations (no scripts, no assets from elsewhere)."""
+    import html
+
+    rows = []
+    for path, item in sorted(document["paths"].items()):
+        for method, op in item.items():
+            rows.append(
+                f"<tr><td><code>{method.upper()}</code></td><td><code>"
+                f"{html.escape(path)}</code></td><td>{html.escape(op['summary'])}</td></tr>"
+            )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>flowlog API</title></head>"
+        "<body><h1>flowlog API</h1><p>Every answer is the envelope "
+        '<code>{"code", "message", "data"}</code> (code 0 = OK). The full description is '
+        "the <a href='/api/v1/openapi.json'>OpenAPI document</a>.</p><table>"
+        + "".join(rows)
+        + "</table></body></html>"
+    )

@@ -1,0 +1,25 @@
+-- Named statements of the REST API (app/api/): metrics and definitions.
+
+-- name: flows_by_status
+SELECT name, status, sum(count)::bigint AS flows
+FROM workflow_counts GROUP BY name, status HAVING sum(count) <> 0
+
+-- name: reactor_lag
+-- How long the oldest due flow that nobody holds has waited (0 when none waits).
+SELECT coalesce(extract(epoch FROM now() - min(due_at)), 0)::float8
+FROM flow_work
+WHERE due_at <= now() AND (lease_expires_at IS NULL OR lease_expires_at < now())
+
+-- name: leases
+SELECT count(*) FILTER (WHERE lease_owner IS NOT NULL AND lease_expires_at >= now()) AS held,
+       count(*) FILTER (WHERE lease_owner IS NOT NULL AND lease_expires_at < now()) AS expired,
+       count(*) AS pending
+FROM flow_work
+
+-- name: definitions_named
+SELECT name, version, node_names, definition, registered_at
+FROM workflow_definitions WHERE name = $1 ORDER BY registered_at
+
+-- name: definitions
+SELECT name, version, node_names, registered_at
+FROM workflow_definitions ORDER BY name, registered_at
