@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -19,3 +20,5 @@ ENGINE = web.AppKey("engine", Engine)
 TOKENS = web.AppKey("tokens", Tokens)
 METRICS = web.AppKey("metrics", Metrics)
 OPENAPI = web.AppKey("openapi", dict[str, Any])
+SHUTTING_DOWN = web.AppKey("shutting_down", asyncio.Event)
+"""Set when the server begins to shut down: long-lived answers (event streams) end."""

@@ -6,6 +6,7 @@ connection, service, definition catalog, reactor. Teardown runs in reverse.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -43,16 +44,27 @@ async def _engine(app: web.Application) -> AsyncIterator[None]:
         await engine.stop()
 
 
+async def _end_streams(app: web.Application) -> None:
+    # Runs before the server waits for handlers: an open event stream would hold it up to
+    # the shutdown timeout (a stopped flow's stream can stay open for days).
+    app[keys.SHUTTING_DOWN].set()
+
+
 def create_app(
     settings: Settings, database_url: str, registry: Registry | None = None
 ) -> web.Application:
     tokens = Tokens.parse(settings.tokens)
-    app = web.Application(client_max_size=MAX_BODY, middlewares=make_middlewares(tokens))
+    metrics = Metrics()
+    app = web.Application(
+        client_max_size=MAX_BODY, middlewares=make_middlewares(tokens, metrics.observe_request)
+    )
     app[keys.SETTINGS] = settings
     app[keys.DATABASE_URL] = database_url
     app[keys.REGISTRY] = registry or Registry()
     app[keys.TOKENS] = tokens
-    app[keys.METRICS] = Metrics()
+    app[keys.METRICS] = metrics
+    app[keys.SHUTTING_DOWN] = asyncio.Event()
+    app.on_shutdown.append(_end_streams)
     app[keys.OPENAPI] = api.openapi(title="flowlog", version=API_VERSION)
     app.cleanup_ctx.append(_engine)
     api.install(app)

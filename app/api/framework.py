@@ -6,6 +6,7 @@ same declarations.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 import uuid
@@ -15,11 +16,11 @@ from typing import Any, Literal
 
 import asyncpg
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
-from app.api.models import Envelope, ErrorEnvelope, Page, PagedEnvelope, Request
+from app.api.models import Envelope, ErrorEnvelope, Page, PagedEnvelope, Request, storable_text
 from app.workflow.errors import Code, WorkflowError
 from eventstore import TRANSIENT_ERRORS
 
@@ -29,6 +30,7 @@ log = logging.getLogger("flowlog.api")
 # with the flow's state).
 STATUS_OF: dict[int, int] = {
     Code.BAD_INPUT: 400,
+    Code.CREATE_FAILED: 400,  # through the API: a context value the log cannot hold
     Code.INVALID_DEFINITION: 400,
     Code.CONTEXT_FAILED: 409,
     Code.UNAUTHORIZED: 401,
@@ -41,7 +43,7 @@ STATUS_OF: dict[int, int] = {
     Code.UNAVAILABLE: 503,
 }
 ERROR_DESCRIPTIONS = {
-    400: "bad input (the message says what)",
+    400: "bad input (the message says what; plain text if the HTTP parser refused it)",
     401: "no valid bearer token",
     404: "unknown flow, definition or route",
     409: "the flow's state does not allow it (the seed's code says which command)",
@@ -135,6 +137,9 @@ class Api:
 def _endpoint(operation: Operation) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def endpoint(request: web.Request) -> web.StreamResponse:
         kwargs: dict[str, Any] = dict(request.match_info)
+        for name, value in kwargs.items():
+            if not storable_text(value):
+                raise WorkflowError(Code.BAD_INPUT, f"{name}: may not contain NUL characters")
         if operation.query is not None:
             kwargs["query"] = operation.query.model_validate(_query_dict(request, operation.query))
         if operation.body is not None:
@@ -183,6 +188,14 @@ def error_response(code: int, message: str, status: int, **data: Any) -> web.Res
     return json_response({"code": int(code), "message": message, "data": data}, status)
 
 
+def _replacing(exc: web.HTTPException, answer: web.Response) -> web.Response:
+    """``answer`` with the headers aiohttp's own error carried (``Allow`` on a 405, say)."""
+    for name in (hdrs.ALLOW, hdrs.RETRY_AFTER):
+        if name in exc.headers:
+            answer.headers[name] = exc.headers[name]
+    return answer
+
+
 # -- middlewares ---------------------------------------------------------------------------
 
 
@@ -209,26 +222,25 @@ class Tokens:
         return cls(tokens)
 
     def resolve(self, header: str | None) -> tuple[str, str] | None:
-        if not header or not header.startswith("Bearer "):
+        scheme, _, credentials = (header or "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not credentials.strip():  # the scheme is case-blind
             return None
-        presented = header.removeprefix("Bearer ").strip().encode()
+        presented = credentials.strip().encode()
         found = None
         for token, owner in self.by_token.items():  # compare with every token, in constant time
-            if hmac_equal(presented, token.encode()):
+            if hmac.compare_digest(presented, token.encode()):
                 found = owner
         return found
-
-
-def hmac_equal(a: bytes, b: bytes) -> bool:
-    import hmac
-
-    return hmac.compare_digest(a, b)
 
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/api/v1/docs"})
 
 
-def make_middlewares(tokens: Tokens) -> list[Any]:
+RequestObserver = Callable[[str, str, int, float], None]
+"""Called once per request: method, route template, status, seconds."""
+
+
+def make_middlewares(tokens: Tokens, observe: RequestObserver) -> list[Any]:
     @web.middleware
     async def context_and_log(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -257,13 +269,15 @@ def make_middlewares(tokens: Tokens) -> list[Any]:
             status = response.status
             return response
         finally:
+            seconds = time.perf_counter() - started
+            observe(*_route_labels(request), status, seconds)
             log.info(
                 "request",
                 extra={
                     "method": request.method,
                     "path": request.path,
                     "status": status,
-                    "ms": round((time.perf_counter() - started) * 1000, 2),
+                    "ms": round(seconds * 1000, 2),
                     "request_id": request_id,
                     "trace_id": trace_id,
                     "tenant": ctx.tenant_id if ctx else None,
@@ -271,6 +285,14 @@ def make_middlewares(tokens: Tokens) -> list[Any]:
             )
 
     return [context_and_log]
+
+
+def _route_labels(request: web.Request) -> tuple[str, str]:
+    """Method and route template: flow ids never become labels; unmatched paths share one."""
+    resource = request.match_info.route.resource
+    route = "unmatched" if resource is None else resource.canonical
+    method = request.method if request.method in hdrs.METH_ALL else "OTHER"
+    return method, route
 
 
 def _header_id(request: web.Request, name: str) -> str:
@@ -299,10 +321,13 @@ async def _answer(
         return error_response(Code.TOO_LARGE, "the request body is too large", 413)
     except web.HTTPNotFound:
         return error_response(Code.NOT_FOUND, f"no route {request.path}", 404)
-    except web.HTTPMethodNotAllowed:
-        return error_response(Code.METHOD_NOT_ALLOWED, f"{request.method} is not allowed here", 405)
+    except web.HTTPMethodNotAllowed as exc:
+        message = f"{request.method} is not allowed here"
+        return _replacing(exc, error_response(Code.METHOD_NOT_ALLOWED, message, 405))
     except web.HTTPException as exc:
-        return error_response(Code.BAD_INPUT, exc.reason or "bad request", exc.status)
+        return _replacing(
+            exc, error_response(Code.BAD_INPUT, exc.reason or "bad request", exc.status)
+        )
     except TRANSIENT_ERRORS as exc:
         log.warning("database unavailable", extra={"error": repr(exc)})
         return error_response(Code.UNAVAILABLE, "the database is unavailable; try again", 503)
@@ -364,11 +389,16 @@ def build_openapi(operations: list[Operation], *, title: str, version: str) -> d
             "200": {"description": "OK", "content": {op.media_type: {"schema": answer_schema}}}
         }
         error_schema = mapping[(ErrorEnvelope, "serialization")]
-        statuses = set(op.errors) if op.raw else {*op.errors, 500, 503}
+        # Any request may be refused by the HTTP parser (a request line or header too long):
+        # aiohttp answers that 400 itself, in plain text, before any middleware runs.
+        statuses = {*op.errors, 400} if op.raw else {*op.errors, 400, 500, 503}
         for status in sorted(statuses):
+            content: dict[str, Any] = {"application/json": {"schema": error_schema}}
+            if status == 400:
+                content["text/plain"] = {"schema": {"type": "string"}}
             responses[str(status)] = {
                 "description": ERROR_DESCRIPTIONS.get(status, "error"),
-                "content": {"application/json": {"schema": error_schema}},
+                "content": content,
             }
         item["responses"] = responses
         paths.setdefault(_openapi_path(op.path), {})[op.method.lower()] = item

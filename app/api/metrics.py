@@ -54,6 +54,9 @@ class Metrics:
             ["method", "route", "status"], registry=self.registry,
         )  # fmt: skip
 
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).observe(seconds)
+
     def observe_node(self, definition: str, node: str, outcome: str, seconds: float) -> None:
         self.node_seconds.labels(definition, node, outcome).observe(seconds)
 

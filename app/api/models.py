@@ -4,10 +4,11 @@ fields are refused) and generate the OpenAPI document. Field names are the seed'
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 GO_ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
 """What the seed (Go) sends for a time that is not set: 0001-01-01T00:00:00Z."""
@@ -19,8 +20,61 @@ NodeStatusName = Literal["Initializing", "Processing", "Finished", "Error", "Can
 Id = Field(min_length=1, max_length=200)
 
 
+def storable_text(value: str) -> bool:
+    """PostgreSQL text and jsonb hold neither NUL nor lone surrogates (which JSON can spell)."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _unstorable(value: Any) -> bool:
+    if isinstance(value, str):
+        return not storable_text(value)
+    if isinstance(value, float):
+        return not math.isfinite(value)  # JSON has no NaN or Infinity; jsonb refuses them
+    if isinstance(value, BaseModel):
+        return any(_unstorable(v) for v in value.__dict__.values())
+    if isinstance(value, dict):
+        return any(_unstorable(k) or _unstorable(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_unstorable(v) for v in value)
+    return False
+
+
+def _iso_datetime(value: Any) -> Any:
+    """ISO 8601 text only: lax parsing would read ``0.5`` as a Unix time; no zone means UTC."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("expected an ISO 8601 date-time")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("expected an ISO 8601 date-time") from None
+    try:
+        # In UTC, as stored; 0001-01-01T00:00+01:00 falls before year 1 and cannot be.
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("date-time out of range") from None
+
+
+IsoDatetime = Annotated[datetime, BeforeValidator(_iso_datetime)]
+
+
 class Request(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="after")
+    def _storable(self) -> Request:
+        if any(_unstorable(v) for v in self.__dict__.values()):
+            raise ValueError(
+                "values must be storable: no NUL characters, lone surrogates, NaN or Infinity"
+            )
+        return self
 
 
 class Response(BaseModel):
@@ -91,8 +145,8 @@ class ListQuery(Request):
     flowName: str | None = Field(None, min_length=1, max_length=200)
     bizId: str | None = Field(None, min_length=1, max_length=200)
     bizType: str | None = Field(None, min_length=1, max_length=200)
-    createdFrom: datetime | None = None
-    createdTo: datetime | None = None
+    createdFrom: IsoDatetime | None = None
+    createdTo: IsoDatetime | None = None
     page: int = Field(1, ge=1, le=1_000_000)
     pageSize: int = Field(10, ge=1, le=100)
     cursor: str | None = Field(None, min_length=1, max_length=500)
@@ -101,11 +155,26 @@ class ListQuery(Request):
 # -- beyond the seed -------------------------------------------------------------------------
 
 
+RESERVED_CONTEXT_KEYS = frozenset({"traceId", "userId", "tenantId"})
+"""Set by flowlog from the request (trace id, token): a caller must not pose as another.
+FlowContext's TRACE_ID, USER_ID and TENANT_ID (spelled out: app.workflow imports this module).
+"""
+
+
+def _unreserved(key: str) -> str:
+    if key in RESERVED_CONTEXT_KEYS:
+        raise ValueError(f"context key {key!r} is set by flowlog, not by a request")
+    return key
+
+
+ContextKey = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_unreserved)]
+
+
 class CreateRequest(Request):
     flowName: str = Id
     bizId: str = Field(..., max_length=200)
     bizType: str = Field(..., max_length=200)
-    context: dict[str, Any] = Field(default_factory=dict)
+    context: dict[ContextKey, Any] = Field(default_factory=dict)
     start: bool = False
     """Start the flow in the same step (one event append)."""
 
@@ -117,13 +186,13 @@ class CreatedResponse(Response):
 
 class ContextRequest(Request):
     workFlowId: str = Id
-    key: str = Field(..., min_length=1, max_length=200)
+    key: ContextKey
     value: Any = None
 
 
 class RetryRequest(Request):
     workFlowId: str = Id
-    context: dict[str, Any] = Field(default_factory=dict)
+    context: dict[ContextKey, Any] = Field(default_factory=dict)
     """Context changes applied before the failed node runs again."""
     reason: str = Field("", max_length=1000)
 
@@ -180,17 +249,39 @@ class StateResponse(Response):
 # -- definitions -----------------------------------------------------------------------------
 
 
-class ExecutorSpec(Request):
-    """A built-in executor: ``noop``, ``sleep`` (seconds), ``fail`` (code, message), ``http``
-    (url, method; as a polling node, ``statusUrl`` is polled)."""
+class NoopExecutor(Request):
+    """Does nothing: a join point, or a placeholder."""
 
-    type: Literal["noop", "sleep", "fail", "http"]
-    seconds: float | None = Field(None, ge=0, le=86_400)
+    type: Literal["noop"]
+
+
+class SleepExecutor(Request):
+    """Waits ``seconds``."""
+
+    type: Literal["sleep"]
+    seconds: float = Field(..., ge=0, le=86_400)
+
+
+class FailExecutor(Request):
+    """Fails with ``code`` and ``message`` (to try fail transitions and retries)."""
+
+    type: Literal["fail"]
     code: int | None = Field(None, ge=1, le=2_000_000_000)
     message: str | None = Field(None, max_length=1000)
-    url: str | None = Field(None, min_length=1, max_length=2000)
+
+
+class HttpExecutor(Request):
+    """Calls ``url`` with the flow context; as a polling node, ``statusUrl`` is polled."""
+
+    type: Literal["http"]
+    url: str = Field(..., min_length=1, max_length=2000)
     method: Literal["GET", "POST", "PUT"] = "POST"
     statusUrl: str | None = Field(None, min_length=1, max_length=2000)
+
+
+ExecutorSpec = Annotated[
+    NoopExecutor | SleepExecutor | FailExecutor | HttpExecutor, Field(discriminator="type")
+]
 
 
 class RetrySpec(Request):
@@ -278,6 +369,10 @@ class PagedEnvelope(Response, Generic[T]):
 
 class Empty(Response):
     pass
+
+
+class Readiness(Envelope[Health]):
+    """``/readyz`` answers in the envelope itself: its 503 carries the checks too."""
 
 
 class ErrorEnvelope(Response):

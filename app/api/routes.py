@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import UTC
 from typing import Any
 
 import orjson
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from app import keys
 from app.api.framework import Api, Context, Paged, context_of, json_response
@@ -31,6 +33,7 @@ from app.api.models import (
     ListQuery,
     NodeState,
     Page,
+    Readiness,
     RegisteredResponse,
     RetryRequest,
     StateQuery,
@@ -41,6 +44,7 @@ from app.api.models import (
     WorkFlowInfo,
     WorkFlowList,
     WorkFlowNodeInfo,
+    storable_text,
 )
 from app.builtins import definition_from_spec
 from app.workflow.errors import Code, DefinitionNotFound, FlowNotFound, WorkflowError
@@ -57,6 +61,7 @@ DEFINITIONS = ("definitions",)
 OPS = ("operations",)
 _KEEPALIVE = 15.0
 _ENDED = frozenset({"FlowFinished", "FlowFailed", "FlowCanceled"})
+_ENDED_STATUSES = frozenset({"Finished", "Error", "Canceled"})
 
 
 def _service(request: web.Request) -> WorkFlowService:
@@ -143,10 +148,7 @@ async def list_flows(request: web.Request, query: ListQuery) -> Paged:
         created_from=query.createdFrom,
         created_to=query.createdTo,
     )
-    try:
-        after = Cursor.decode(query.cursor) if query.cursor else None
-    except BadCursor as exc:
-        raise WorkflowError(Code.BAD_INPUT, str(exc)) from None
+    after = _cursor(query.cursor) if query.cursor else None
     page = await list_workflows(
         request.app[keys.ENGINE].pool,
         where,
@@ -156,6 +158,19 @@ async def list_flows(request: web.Request, query: ListQuery) -> Paged:
     )
     data = WorkFlowList(workFlows=[_info(r) for r in page.rows], nextCursor=page.next_cursor)
     return Paged(data, Page(page=query.page, pageSize=query.pageSize, total=page.total))
+
+
+def _cursor(text: str) -> Cursor:
+    """A list cursor, or 400: a forged one may hold what the database refuses (a time out of
+    range in UTC, NUL in the id)."""
+    try:
+        cursor = Cursor.decode(text)
+        cursor.created_at.astimezone(UTC)
+    except (BadCursor, OverflowError):
+        cursor = None
+    if cursor is None or not storable_text(cursor.id):
+        raise WorkflowError(Code.BAD_INPUT, f"not a paging cursor: {text!r}")
+    return cursor
 
 
 @api.route(
@@ -211,7 +226,7 @@ async def stop_flow(request: web.Request, body: StopRequest) -> Empty:
 @api.route(
     "POST",
     "/api/v1/workflow/",
-    summary="Create a flow (and start it at once)",
+    summary="Create a flow; with start: true it starts in the same append",
     body=CreateRequest,
     response=CreatedResponse,
     errors=(400, 404),
@@ -377,12 +392,16 @@ async def flow_stream_sse(
     workFlowId: str,
     query: HistoryQuery,
 ) -> web.StreamResponse:
-    await _visible(request, workFlowId)
+    row = await _visible(request, workFlowId)
     engine = request.app[keys.ENGINE]
     last = (query.page - 1) * query.pageSize  # events already seen by the client
     resume = request.headers.get("Last-Event-ID", "")
     if resume.isdigit():
         last = max(last, int(resume))
+    if last >= row.stream_version and row.status in _ENDED_STATUSES:
+        # The client saw the flow end (an EventSource reconnects after the last event): no
+        # end event would come to close the stream; 204 tells an EventSource to stop.
+        return web.Response(status=204)
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -392,8 +411,9 @@ async def flow_stream_sse(
     )
     await response.prepare(request)
     waiter = engine.listener.register()
+    shutting_down = request.app[keys.SHUTTING_DOWN]
     try:
-        while True:
+        while not shutting_down.is_set():
             waiter.clear()
             stored = await engine.service.store.read_stream(flow_stream(workFlowId), last + 1)
             for event in stored:
@@ -413,11 +433,11 @@ async def flow_stream_sse(
                 last = event.version
                 if event.type in _ENDED:
                     return response
-            await wait_any([waiter], _KEEPALIVE)
-            if not waiter.is_set():
+            await wait_any([waiter, shutting_down], _KEEPALIVE)
+            if not (waiter.is_set() or shutting_down.is_set()):
                 await response.write(b": keep-alive\n\n")
-    except (ConnectionResetError, asyncio.CancelledError):
-        raise
+        # The server is stopping: the client reconnects (Last-Event-ID) to another instance.
+        return response
     finally:
         engine.listener.unregister(waiter)
 
@@ -513,7 +533,7 @@ async def healthz(request: web.Request) -> Health:
     "GET",
     "/readyz",
     summary="Readiness: the database and the notification listener",
-    response=Health,
+    response=Readiness,
     raw=True,
     errors=(503,),
     tags=OPS,
@@ -525,10 +545,15 @@ async def readyz(request: web.Request) -> web.Response:
         async with asyncio.timeout(2):
             checks["database"] = await engine.pool.fetchval("SELECT true") is True
     ready = all(checks.values())
-    data = Health(status="ready" if ready else "not ready", checks=checks).model_dump()
     if ready:
-        return json_response({"code": 0, "message": "OK", "data": data})
-    return json_response({"code": Code.UNAVAILABLE, "message": "not ready", "data": data}, 503)
+        answer = Readiness(data=Health(status="ready", checks=checks))
+    else:
+        answer = Readiness(
+            code=Code.UNAVAILABLE,
+            message="not ready",
+            data=Health(status="not ready", checks=checks),
+        )
+    return json_response(answer.model_dump(mode="json"), 200 if ready else 503)
 
 
 @api.route(
@@ -545,7 +570,8 @@ async def metrics(request: web.Request) -> web.Response:
     engine = request.app[keys.ENGINE]
     busy = engine.reactor.busy if engine.reactor is not None else 0
     body = await request.app[keys.METRICS].render(engine.pool, busy)
-    return web.Response(body=body, content_type="text/plain", charset="utf-8")
+    # Prometheus's text exposition format names its version in the Content-Type.
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 @api.route(
