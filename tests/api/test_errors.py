@@ -1,0 +1,408 @@
+"""Refusals: each answers its honest HTTP status with the envelope
+``{"code": <nonzero>, "message": str, "data": {...}}``, tells nothing of the service's insides,
+and changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+from typing import Any
+
+import asyncpg
+import orjson
+import pytest
+
+from app.api import routes
+from app.api.models import RESERVED_CONTEXT_KEYS
+from app.web import MAX_BODY
+from app.workflow.errors import Code
+from app.workflow.executor import FlowContext
+from tests.api.conftest import Service
+from tests.api.helpers import (
+    DEFINITIONS,
+    FLOWS,
+    Client,
+    create,
+    events,
+    ok,
+    post,
+    refused,
+    status_of,
+    total,
+    wait_status,
+)
+
+COMMANDS = ["start", "stop", "cancel", "context", "retry"]
+"""The POST routes that name a flow."""
+
+
+def command_body(command: str, flow_id: str) -> dict[str, Any]:
+    extra = {"context": {"key": "k", "value": 1}}.get(command, {})
+    return {"workFlowId": flow_id, **extra}
+
+
+# -- bad input ----------------------------------------------------------------------------------
+
+
+async def test_a_body_that_is_not_a_json_object_is_400(client: Client) -> None:
+    for path in [FLOWS, *(FLOWS + c for c in COMMANDS), DEFINITIONS]:
+        for raw in (b"{", b"", b"[]", b"null", b'"text"', b'{"workFlowId": "a",}', b"\xff\xfe"):
+            answer = await client.post(path, data=raw, headers={"Content-Type": "application/json"})
+            await refused(answer, 400, Code.BAD_INPUT)
+    assert await total(client) == 0
+    assert len((await ok(await client.get(DEFINITIONS)))["definitions"]) == 4
+
+
+async def test_a_body_that_is_not_declared_json_is_400(client: Client) -> None:
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", None):
+        answer = await client.post(
+            FLOWS,
+            data=b'{"flowName": "backup", "bizId": "", "bizType": ""}',
+            headers={} if content_type is None else {"Content-Type": content_type},
+        )
+        body = await refused(answer, 400, Code.BAD_INPUT)
+        assert "JSON" in body["message"]
+    assert await total(client) == 0
+
+
+WRONG_CREATES: list[tuple[dict[str, Any], list[str]]] = [
+    ({"flowName": "backup", "bizId": "", "bizType": "", "colour": "red"}, ["colour"]),
+    ({"flowName": "backup", "bizId": ""}, ["bizType"]),
+    ({"flowName": "", "bizId": "", "bizType": ""}, ["flowName"]),
+    ({"flowName": 7, "bizId": "", "bizType": ""}, ["flowName"]),
+    ({"flowName": "backup", "bizId": None, "bizType": ""}, ["bizId"]),
+    ({"flowName": "backup", "bizId": "", "bizType": "", "context": [1]}, ["context"]),
+    ({"flowName": "backup", "bizId": "", "bizType": "", "start": "maybe"}, ["start"]),
+    ({"flowName": "backup", "bizId": "x" * 201, "bizType": ""}, ["bizId"]),
+    ({"flowName": "b\u0000", "bizId": "", "bizType": ""}, []),
+]
+
+
+async def test_a_wrong_create_body_is_400_and_creates_nothing(client: Client) -> None:
+    for body, where in WRONG_CREATES:
+        refusal = await refused(await post(client, FLOWS, body), 400, Code.BAD_INPUT)
+        errors = refusal["data"]["errors"]
+        assert errors
+        assert all(set(e) == {"loc", "message"} for e in errors)
+        if where:
+            assert errors[0]["loc"] == where, body
+            assert refusal["message"].startswith(where[0] + ": ")
+    assert await total(client) == 0
+
+
+async def test_a_context_value_that_cannot_be_stored_is_400(client: Client) -> None:
+    """JSON allows integers of any size; the event log does not (64 bits)."""
+    answer = await client.post(
+        FLOWS,
+        data=b'{"flowName": "backup", "bizId": "", "bizType": "", "context": {"n": 1'
+        + b"0" * 30
+        + b"}}",
+        headers={"Content-Type": "application/json"},
+    )
+    body = await refused(answer, 400, Code.CREATE_FAILED)
+    assert "64-bit" in body["message"]
+    assert await total(client) == 0
+
+
+async def test_text_that_postgresql_cannot_store_is_400(client: Client) -> None:
+    """Neither NUL nor a lone surrogate (both spellable in JSON) fits in text or jsonb: the
+    request is refused before it reaches the database."""
+    flow_id = await create(client, start=False)
+    before = await events(client, flow_id)
+    for raw in (
+        rb'{"flowName": "backup", "bizId": "a\u0000b", "bizType": ""}',
+        rb'{"flowName": "backup", "bizId": "", "bizType": "", "context": {"k\u0000": 1}}',
+        rb'{"flowName": "backup", "bizId": "", "bizType": "", "context": {"k": ["\u0000"]}}',
+        rb'{"flowName": "backup", "bizId": "\ud800", "bizType": ""}',
+        rb'{"flowName": "backup", "bizId": "", "bizType": "", "context": {"k": {"x": "\udfff"}}}',
+    ):
+        answer = await client.post(FLOWS, data=raw, headers={"Content-Type": "application/json"})
+        await refused(answer, 400, Code.BAD_INPUT)
+    for command, raw in (
+        ("context", b'{"workFlowId": "%s", "key": "k", "value": "\\u0000"}'),
+        ("retry", b'{"workFlowId": "%s", "context": {"k": "\\ud800"}}'),
+        ("stop", b'{"workFlowId": "%s", "reason": "\\u0000"}'),
+    ):
+        answer = await client.post(
+            FLOWS + command,
+            data=raw % flow_id.encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        await refused(answer, 400, Code.BAD_INPUT)
+    for path in (FLOWS + "a%00b", FLOWS + "a%00b/events", f"{DEFINITIONS}/a%00b"):
+        await refused(await client.get(path), 400, Code.BAD_INPUT)
+    await refused(await client.get(FLOWS, params={"bizId": "a\x00b"}), 400, Code.BAD_INPUT)
+    assert await events(client, flow_id) == before
+    assert await total(client) == 1
+
+
+async def test_a_wrong_command_body_is_400_and_changes_nothing(client: Client) -> None:
+    flow_id = await create(client, start=False)
+    before = await events(client, flow_id)
+    for command in COMMANDS:
+        reasoned = command in {"stop", "cancel", "retry"}
+        for body in (
+            {**command_body(command, flow_id), "extra": 1},
+            {"workFlowId": 1},
+            {"workFlowId": ""},
+            {},
+            {**command_body(command, flow_id), "workFlowId": [flow_id]},
+            # Only stop, cancel and retry take a reason (at most 1000 characters).
+            {**command_body(command, flow_id), "reason": "x" * (1001 if reasoned else 1)},
+        ):
+            await refused(await post(client, FLOWS + command, body), 400, Code.BAD_INPUT)
+    await refused(await post(client, FLOWS + "context", {"workFlowId": flow_id, "key": ""}), 400,
+                  Code.BAD_INPUT)  # fmt: skip
+    await refused(await post(client, FLOWS + "retry", {"workFlowId": flow_id, "context": 1}), 400,
+                  Code.BAD_INPUT)  # fmt: skip
+    assert await events(client, flow_id) == before
+
+
+WRONG_LISTS: list[dict[str, Any]] = [
+    {"page": 0},
+    {"page": "one"},
+    {"pageSize": 0},
+    {"pageSize": 101},
+    {"status": "Sleeping"},
+    {"flowName": ""},
+    {"colour": "red"},
+    {"createdFrom": "yesterday"},
+    {"createdFrom": "0.5"},
+]
+
+
+async def test_a_wrong_list_query_is_400(client: Client) -> None:
+    for params in WRONG_LISTS:
+        await refused(await client.get(FLOWS, params=params), 400, Code.BAD_INPUT)
+
+
+def forged(*parts: object) -> str:
+    """A cursor as flowlog writes them (base64 of a JSON array), holding ``parts``."""
+    return base64.urlsafe_b64encode(orjson.dumps(list(parts))).decode().rstrip("=")
+
+
+async def test_a_forged_list_cursor_is_400(client: Client) -> None:
+    await create(client, start=False)
+    for cursor in (
+        "not-a-cursor",
+        forged("yesterday", "x"),
+        forged({"a": 1}),
+        forged("0001-01-01T00:00:00+14:00", "x"),  # before year 1 in UTC
+        forged("9999-12-31T23:59:59-14:00", "x"),  # after year 9999 in UTC
+        forged("2020-01-01T00:00:00+00:00", "x\u0000y"),  # NUL: no text in PostgreSQL
+    ):
+        body = await refused(await client.get(FLOWS, params={"cursor": cursor}), 400,
+                             Code.BAD_INPUT)  # fmt: skip
+        assert body["message"] == f"not a paging cursor: {cursor!r}"
+    # A well-formed one pages (here past the only flow: it was created after 2020).
+    cursor = forged("2020-01-01T00:00:00+00:00", "x")
+    found = await ok(await client.get(FLOWS, params={"cursor": cursor}), paged=True)
+    assert found["data"]["workFlows"] == []
+    assert found["page"]["total"] == 1
+
+
+async def test_a_repeated_query_parameter_is_400(client: Client) -> None:
+    answer = await client.get(FLOWS + "?status=Finished&status=Error")
+    body = await refused(answer, 400, Code.BAD_INPUT)
+    assert "status" in body["message"]
+
+
+async def test_a_wrong_history_query_is_400(client: Client) -> None:
+    flow_id = await create(client, start=False)
+    for suffix in ("/events", "/state", "/events/stream"):
+        for params in ({"pageSize": 501} if suffix != "/state" else {"version": -1}, {"x": 1}):
+            await refused(await client.get(FLOWS + flow_id + suffix, params=params), 400,
+                          Code.BAD_INPUT)  # fmt: skip
+
+
+async def test_an_oversized_body_is_413_and_creates_nothing(client: Client) -> None:
+    padding = b"x" * (MAX_BODY + 1)
+    answer = await client.post(
+        FLOWS,
+        data=io.BytesIO(b'{"flowName": "backup", "bizId": "' + padding + b'", "bizType": ""}'),
+        headers={"Content-Type": "application/json"},
+    )
+    await refused(answer, 413, Code.TOO_LARGE)
+    assert await total(client) == 0
+    # Just under the limit is read (and refused for what it says, not for its size).
+    small = b'{"flowName": "backup", "bizId": "' + b"x" * (MAX_BODY - 100) + b'", "bizType": ""}'
+    answer = await client.post(
+        FLOWS, data=io.BytesIO(small), headers={"Content-Type": "application/json"}
+    )
+    await refused(answer, 400, Code.BAD_INPUT)
+
+
+# -- unknown things -----------------------------------------------------------------------------
+
+
+async def test_an_unknown_flow_is_404_everywhere(client: Client) -> None:
+    for suffix in ("", "/events", "/state", "/events/stream"):
+        body = await refused(await client.get(FLOWS + "ghost" + suffix), 404,
+                             Code.FLOW_NOT_FOUND)  # fmt: skip
+        assert body["message"] == "workflow ghost does not exist"
+    for command in COMMANDS:
+        answer = await post(client, FLOWS + command, command_body(command, "ghost"))
+        await refused(answer, 404, Code.FLOW_NOT_FOUND)
+    assert await total(client) == 0
+
+
+async def test_an_unknown_definition_is_404_and_creates_nothing(client: Client) -> None:
+    answer = await post(client, FLOWS, {"flowName": "nothing", "bizId": "", "bizType": ""})
+    body = await refused(answer, 404, Code.DEFINE_NOT_FOUND)
+    assert "nothing" in body["message"]
+    assert await total(client) == 0
+
+
+async def test_an_unknown_route_is_404(client: Client) -> None:
+    for path in ("/", "/api/v1", "/api/v1/workflows", "/api/v1/workflow/a/b/c", "/healthz/"):
+        body = await refused(await client.get(path), 404, Code.NOT_FOUND)
+        assert body["message"] == f"no route {path}"
+
+
+WRONG_METHODS = [
+    ("PUT", FLOWS + "start", "POST"),
+    ("DELETE", FLOWS, "GET"),
+    ("PATCH", FLOWS + "some-flow", "GET"),
+    ("DELETE", DEFINITIONS, "POST"),
+    ("POST", "/healthz", "GET"),
+    ("PUT", "/metrics", "GET"),
+]
+
+
+async def test_a_wrong_method_is_405(client: Client) -> None:
+    for method, path, allowed in WRONG_METHODS:
+        answer = await client.request(method, path)
+        body = await refused(answer, 405, Code.METHOD_NOT_ALLOWED)
+        assert method in body["message"]
+        assert allowed in answer.headers["Allow"].split(","), answer.headers["Allow"]
+
+
+# -- the flow's state does not allow it --------------------------------------------------------
+
+
+async def _refused_without_change(
+    client: Client, flow_id: str, command: str, code: Code, body: dict[str, Any] | None = None
+) -> None:
+    before = await events(client, flow_id)
+    status = await status_of(client, flow_id)
+    answer = await post(client, FLOWS + command, body or command_body(command, flow_id))
+    refusal = await refused(answer, 409, code)
+    assert flow_id in refusal["message"]
+    assert await events(client, flow_id) == before
+    assert await status_of(client, flow_id) == status
+
+
+async def test_commands_on_a_finished_flow_are_409(client: Client) -> None:
+    flow_id = await create(client)
+    await wait_status(client, flow_id, {"Finished"})
+    await _refused_without_change(client, flow_id, "start", Code.START_FAILED)
+    await _refused_without_change(client, flow_id, "stop", Code.STOP_FAILED)
+    await _refused_without_change(client, flow_id, "cancel", Code.CANCEL_FAILED)
+    await _refused_without_change(client, flow_id, "context", Code.CONTEXT_FAILED)
+    await _refused_without_change(client, flow_id, "retry", Code.RETRY_FAILED)
+
+
+async def test_commands_on_a_canceled_flow_are_409(client: Client) -> None:
+    flow_id = await create(client, start=False)
+    await ok(await post(client, FLOWS + "cancel", {"workFlowId": flow_id}))
+    await _refused_without_change(client, flow_id, "start", Code.START_FAILED)
+    await _refused_without_change(client, flow_id, "stop", Code.STOP_FAILED)
+    await _refused_without_change(client, flow_id, "cancel", Code.CANCEL_FAILED)
+    await _refused_without_change(client, flow_id, "retry", Code.RETRY_FAILED)
+
+
+async def test_retry_of_a_flow_that_did_not_fail_is_409(service: Service) -> None:
+    client = service.client
+    waiting = await create(client, start=False)
+    await _refused_without_change(client, waiting, "retry", Code.RETRY_FAILED)
+    running = await create(client, "gated")
+    await asyncio.wait_for(service.gate.entered.wait(), 10)  # the flow waits at the gate
+    await _refused_without_change(client, running, "retry", Code.RETRY_FAILED)
+    service.gate.opened.set()
+    await wait_status(client, running, {"Finished"})
+
+
+async def test_a_flow_in_error_refuses_start_but_not_retry(client: Client) -> None:
+    flow_id = await create(client, "fussy")
+    await wait_status(client, flow_id, {"Error"})
+    await _refused_without_change(client, flow_id, "start", Code.START_FAILED)
+    await _refused_without_change(client, flow_id, "context", Code.CONTEXT_FAILED)
+    await ok(await post(client, FLOWS + "retry", {"workFlowId": flow_id, "context": {"ok": 1}}))
+    await wait_status(client, flow_id, {"Finished"})
+
+
+# -- faults of the service ---------------------------------------------------------------------
+
+
+FAULTS: list[tuple[Exception, int, Code, str]] = [
+    (RuntimeError("secret at /srv/app.py line 3"), 500, Code.INTERNAL, "internal error"),
+    (asyncpg.UndefinedTableError("relation secret"), 500, Code.INTERNAL, "internal error"),
+    (
+        asyncpg.CannotConnectNowError("secret: starting up"),
+        503,
+        Code.UNAVAILABLE,
+        "the database is unavailable; try again",
+    ),
+    (
+        ConnectionRefusedError("secret"),
+        503,
+        Code.UNAVAILABLE,
+        "the database is unavailable; try again",
+    ),
+]
+
+
+async def test_a_fault_answers_without_its_details(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flow_id = await create(client, start=False)
+    for fault, status, code, message in FAULTS:
+
+        async def broken(*args: object, fault: Exception = fault) -> None:
+            raise fault
+
+        monkeypatch.setattr(routes, "get_workflow", broken)
+        answer = await client.get(FLOWS + flow_id, headers={"X-Request-Id": "req-fault"})
+        assert answer.headers["X-Request-Id"] == "req-fault"  # to find the logged fault
+        body = await refused(answer, status, code)
+        assert body["message"] == message
+        assert body["data"] == {}
+        assert "secret" not in str(body)
+    monkeypatch.undo()
+    assert (await ok(await client.get(FLOWS + flow_id)))["info"]["id"] == flow_id
+
+
+async def test_context_keys_that_flowlog_sets_are_refused(client: Client) -> None:
+    """The trace, user and tenant ids come from the request; a caller must not pose as
+    another user or tenant to the executors that read them."""
+    assert {FlowContext.TRACE_ID, FlowContext.USER_ID, FlowContext.TENANT_ID} == (
+        RESERVED_CONTEXT_KEYS
+    )
+    for key in sorted(RESERVED_CONTEXT_KEYS):
+        body = {"flowName": "backup", "bizId": "", "bizType": "", "context": {key: "other"}}
+        refusal = await refused(await post(client, FLOWS, body), 400, Code.BAD_INPUT)
+        assert key in refusal["message"]
+    assert await total(client) == 0
+
+    flow_id = await create(client, start=False)
+    before = await events(client, flow_id)
+    for key in sorted(RESERVED_CONTEXT_KEYS):
+        context = {"workFlowId": flow_id, "key": key, "value": "tenant-b"}
+        await refused(await post(client, FLOWS + "context", context), 400, Code.BAD_INPUT)
+        retry = {"workFlowId": flow_id, "context": {key: "tenant-b"}}
+        await refused(await post(client, FLOWS + "retry", retry), 400, Code.BAD_INPUT)
+    assert await events(client, flow_id) == before
+
+
+async def test_nan_and_infinity_are_not_json_and_are_refused(client: Client) -> None:
+    for spelled in (b"NaN", b"Infinity", b"-Infinity"):
+        answer = await client.post(
+            FLOWS,
+            data=b'{"flowName": "backup", "bizId": "", "bizType": "", "context": {"x": '
+            + spelled
+            + b"}}",
+            headers={"Content-Type": "application/json"},
+        )
+        await refused(answer, 400, Code.BAD_INPUT)
+    assert await total(client) == 0
