@@ -25,7 +25,7 @@ from eventstore import LogHorizonError
 
 log = logging.getLogger("flowlog")
 
-BENCHMARKS = ("append", "flows", "projections")
+BENCHMARKS = ("append", "flows", "http", "projections")
 
 
 def _parser(settings: Settings) -> argparse.ArgumentParser:
@@ -148,11 +148,14 @@ def _run(
     if args.command in {"rebuild", "verify"}:
         return asyncio.run(_projections(args.command, database_url, not args.no_progress))
     if args.command == "bench":
-        from app.bench import append, flows, projections
+        from app.bench import append, flows, http, projections
 
-        runner = {"append": append.run, "flows": flows.run, "projections": projections.run}[
-            args.name
-        ]
+        runner = {
+            "append": append.run,
+            "flows": flows.run,
+            "http": http.run,
+            "projections": projections.run,
+        }[args.name]
         report = asyncio.run(runner(database_url, quick=args.quick, progress=not args.no_progress))
         report.print(args.json)
         return 0

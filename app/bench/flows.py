@@ -26,7 +26,7 @@ from typing import Any
 from tqdm import tqdm
 
 from app.bench.append import Q as BENCH_Q
-from app.bench.harness import Report, scratch_database, timed
+from app.bench.harness import Report, percentile, scratch_database, timed
 from app.workflow.definition import NodeDefinition, Registry, WorkflowDefinition
 from app.workflow.engine import Engine
 from app.workflow.executor import FlowContext, NodeHandle
@@ -67,13 +67,6 @@ def _definition(timings: _Timings) -> WorkflowDefinition:
             "three": NodeDefinition("three", step),
         },
     )
-
-
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def _plain_commits_per_s(url: str, writers: int) -> float:
@@ -124,10 +117,10 @@ async def run(server_url: str, *, quick: bool, progress: bool = True) -> Report:
         "clients": CLIENTS,
         "reactor_concurrency": REACTOR_CONCURRENCY,
         "flows_per_s": round(flows_per_s, 1),
-        "create_to_finished_p50_ms": round(_percentile(latencies, 0.5), 2),
-        "create_to_finished_p99_ms": round(_percentile(latencies, 0.99), 2),
-        "transition_p50_ms": round(_percentile(transitions, 0.5), 3),
-        "transition_p99_ms": round(_percentile(transitions, 0.99), 3),
+        "create_to_finished_p50_ms": round(percentile(latencies, 0.5), 2),
+        "create_to_finished_p99_ms": round(percentile(latencies, 0.99), 2),
+        "transition_p50_ms": round(percentile(transitions, 0.5), 3),
+        "transition_p99_ms": round(percentile(transitions, 0.99), 3),
         "commits_per_flow": round(commits / flows, 2),
         "plain_commits_per_s": round(plain, 1),
         "baseline_flows_per_s": round(baseline, 1),

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
+import signal
+import socket
 import statistics
+import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import orjson
 
 from app.database import create_database, drop_database, with_database
@@ -36,8 +41,6 @@ async def scratch_database(server_url: str) -> AsyncIterator[str]:
 
 async def timed(workers: int, work: Callable[[int], Awaitable[None]]) -> float:
     """Seconds for ``workers`` concurrent calls of ``work(worker_index)`` to finish."""
-    import asyncio
-
     start = time.perf_counter()
     await asyncio.gather(*(work(i) for i in range(workers)))
     return time.perf_counter() - start
@@ -45,6 +48,14 @@ async def timed(workers: int, work: Callable[[int], Awaitable[None]]) -> float:
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The nearest-rank ``q`` quantile (0.99: the value 99 % of samples do not exceed)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,3 +87,60 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.2f}" if value < 100 else f"{value:,.0f}"
     return str(value)
+
+
+SERVER_START_TIMEOUT = 60.0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextlib.asynccontextmanager
+async def serve_process(
+    database_url: str, *args: str, env: Mapping[str, str] | None = None
+) -> AsyncIterator[str]:
+    """A ``flowlog serve`` process on ``database_url`` and a free port, once ready: its base
+    URL. ``args`` are more options of ``serve``; ``env`` more environment. SIGTERM at the end.
+    """
+    port = _free_port()
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "FLOWLOG_LOG_LEVEL": "WARNING",
+        "FLOWLOG_TOKENS": "",
+        **(env or {}),
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+        *args, env=environment, stdout=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await _until_ready(base, process)
+        yield base
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), 30)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+async def _until_ready(base: str, process: asyncio.subprocess.Process) -> None:
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    async with aiohttp.ClientSession(base) as session:
+        while time.monotonic() < deadline:
+            if process.returncode is not None:
+                raise RuntimeError(f"flowlog serve exited with {process.returncode}")
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get("/readyz") as response:
+                    if response.status == 200:
+                        return
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"flowlog serve was not ready within {SERVER_START_TIMEOUT:.0f} s")

@@ -21,7 +21,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from app.bench.harness import Report, scratch_database
+from app.bench.harness import Report, percentile, scratch_database
 from app.workflow.definition import NodeDefinition, Registry, WorkflowDefinition
 from app.workflow.engine import Engine
 from app.workflow.executor import FlowContext, NodeHandle
@@ -125,11 +125,6 @@ def _success(node_id: str, following: str | None) -> dict[str, Any]:
             "context_changes": {}, "context_removed": [], "next": following}  # fmt: skip
 
 
-def _percentiles(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    return ordered[len(ordered) // 2], ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-
-
 async def run(server_url: str, *, quick: bool, progress: bool = True) -> Report:
     flows = QUICK_FLOWS if quick else FULL_FLOWS
     rng = random.Random(20261128)
@@ -225,7 +220,7 @@ async def _latencies(pool: Any, rng: random.Random, flows: int, figures: dict[st
             started = time.perf_counter()
             await call()
             samples.append((time.perf_counter() - started) * 1000)
-        p50, p99 = _percentiles(samples)
+        p50, p99 = percentile(samples, 0.5), percentile(samples, 0.99)
         figures[f"{name}_p50_ms"] = round(p50, 3)
         figures[f"{name}_p99_ms"] = round(p99, 3)
     for name in cases:
