@@ -181,6 +181,7 @@ def test_bench_append_quick_reports_ratios_as_json(database_url: str) -> None:
     [
         ("flows", ("flows_per_s", "transition_p50_ms", "transition_p99_ms", "commits_per_flow")),
         ("projections", ("rebuild_events_per_s", "list_p99_ms", "detail_p99_ms")),
+        ("http", ("create_start_requests_per_s", "list_p99_ms", "ratio_detail_vs_healthz")),
     ],
 )
 def test_bench_quick_runs_report_their_figures(
