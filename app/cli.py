@@ -14,6 +14,7 @@ import asyncpg
 
 from app import logs
 from app.api.framework import Tokens
+from app.audit.replay import Point, parse_point
 from app.config import ConfigError, Settings
 from app.database import provide_database
 from app.migrate import MigrationError
@@ -73,6 +74,24 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     )
     verify.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
+    history = commands.add_parser(
+        "history", help="a flow's events: when, who, why and what (audit)"
+    )
+    history.add_argument("flow_id", metavar="FLOW_ID")
+    history.add_argument("--json", action="store_true", help="one JSON object per event")
+    replay = commands.add_parser(
+        "replay", help="a flow's state at a version or time, folded from its history (audit)"
+    )
+    replay.add_argument("flow_id", metavar="FLOW_ID")
+    when = replay.add_mutually_exclusive_group()
+    when.add_argument(
+        "--at", type=_point, metavar="VERSION|TIME", help="default: after the last event"
+    )
+    when.add_argument(
+        "--diff", type=_point, nargs=2, metavar=("A", "B"), help="what changed from A to B"
+    )
+    replay.add_argument("--json", action="store_true", help="the state (or changes) as JSON")
+
     bench = commands.add_parser("bench", help="run a benchmark against a scratch database")
     bench.add_argument("name", choices=BENCHMARKS)
     bench.add_argument("--quick", action="store_true", help="finish in under a minute")
@@ -81,6 +100,13 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     )
     bench.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
+
+
+def _point(text: str) -> Point:
+    try:
+        return parse_point(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -145,6 +171,8 @@ def _run(
     if args.command == "worker":
         asyncio.run(_work(settings, database_url, registry))
         return 0
+    if args.command in {"history", "replay"}:
+        return asyncio.run(_audit(args, database_url))
     if args.command in {"rebuild", "verify"}:
         return asyncio.run(_projections(args.command, database_url, not args.no_progress))
     if args.command == "bench":
@@ -192,6 +220,19 @@ async def _projections(command: str, database_url: str, progress: bool) -> int:
         return 0 if checked.ok else 1
     finally:
         await pool.close()
+
+
+async def _audit(args: argparse.Namespace, database_url: str) -> int:
+    from app.audit import commands
+    from app.migrate import migrate_database
+
+    await migrate_database(database_url)
+    if args.command == "history":
+        return await commands.history(database_url, args.flow_id, as_json=args.json)
+    diff = None if args.diff is None else (args.diff[0], args.diff[1])
+    return await commands.replay(
+        database_url, args.flow_id, at=args.at, diff=diff, as_json=args.json
+    )
 
 
 async def _work(settings: Settings, database_url: str, registry: Registry) -> None:

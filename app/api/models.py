@@ -128,6 +128,8 @@ class WorkFlowDetail(Response):
 
 class WorkFlowIdRequest(Request):
     workFlowId: str = Id
+    reason: str = Field("", max_length=1000)
+    """Why (optional; recorded in the event's metadata, shown by the history)."""
 
 
 class StopRequest(Request):
@@ -188,6 +190,7 @@ class ContextRequest(Request):
     workFlowId: str = Id
     key: ContextKey
     value: Any = None
+    reason: str = Field("", max_length=1000)
 
 
 class RetryRequest(Request):
@@ -212,6 +215,13 @@ class HistoryEvent(Response):
     time: datetime
     type: str
     actor: str = ""
+    """Who: ``token:<name>`` for an API token, ``reactor:<process>`` for the engine."""
+    reason: str = ""
+    """Why, when the operator said (stop, cancel, retry, start, context)."""
+    requestId: str | None = None
+    traceId: str | None = None
+    summary: str = ""
+    """What, in a line for people (the same as ``flowlog history`` and SQL's flow_history)."""
     data: dict[str, Any]
     metadata: dict[str, Any]
 
@@ -222,28 +232,72 @@ class HistoryResponse(Response):
 
 class StateQuery(Request):
     version: int | None = Field(None, ge=1)
-    """The flow's state after this many events; the latest when absent."""
+    """The flow's state after its event of this version."""
+    at: IsoDatetime | None = None
+    """The flow's state at this time (after its last event recorded then or before); with
+    ``version`` too, whichever comes first."""
+
+
+AuditTime = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+"""RFC 3339 in UTC with microseconds (the audit documents' one format, as SQL writes it)."""
 
 
 class NodeState(Response):
     id: str
     key: str
     name: str
-    status: NodeStatusName
+    kind: str
     attempt: int
-    startTime: datetime
-    endTime: datetime | None = None
-    result: str = ""
-    errorCode: int | None = None
-    errorMessage: str | None = None
+    status: NodeStatusName
+    startTime: AuditTime
+    endTime: AuditTime | None
+    operationId: str | None
+    result: str
+    errorCode: int | None
+    errorMessage: str | None
 
 
 class StateResponse(Response):
+    """A flow's state at a point: the same document as ``flowlog replay --json`` and SQL's
+    ``flow_state()``."""
+
+    flowId: str
+    name: str
+    definitionVersion: str
     version: int
+    updatedAt: AuditTime
     status: FlowStatusName
-    currentNode: str | None = None
+    currentNode: str | None
+    """The name of the node running then, if any."""
+    nextNodeKey: str | None
+    """The key of the node that runs next (or runs now); null once the path has ended."""
+    failedNodeKey: str | None
+    errorCode: int | None
+    errorMessage: str | None
+    reason: str
     context: dict[str, Any]
     nodes: list[NodeState]
+
+
+POINT_PATTERN = r"^([1-9][0-9]{0,17}|[0-9]{4}-[0-9]{2}-[0-9]{2}.*)$"
+"""A version (from 1) or an ISO 8601 date-time."""
+
+
+class DiffQuery(Request):
+    """Two points of the history, each a version or an ISO 8601 time."""
+
+    since: str = Field(..., max_length=64, pattern=POINT_PATTERN)
+    until: str = Field(..., max_length=64, pattern=POINT_PATTERN)
+
+
+class Change(Response):
+    where: str
+    before: Any
+    after: Any
+
+
+class DiffResponse(Response):
+    changes: list[Change]
 
 
 # -- definitions -----------------------------------------------------------------------------

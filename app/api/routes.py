@@ -16,6 +16,7 @@ from app.api.framework import Api, Context, Paged, context_of, json_response
 from app.api.metrics import Q as MQ
 from app.api.models import (
     CancelRequest,
+    Change,
     ContextRequest,
     CreatedResponse,
     CreateRequest,
@@ -24,6 +25,8 @@ from app.api.models import (
     DefinitionSpec,
     DefinitionSummary,
     DefinitionVersion,
+    DiffQuery,
+    DiffResponse,
     Empty,
     Health,
     HistoryEvent,
@@ -31,7 +34,6 @@ from app.api.models import (
     HistoryResponse,
     InfoResponse,
     ListQuery,
-    NodeState,
     Page,
     Readiness,
     RegisteredResponse,
@@ -46,12 +48,15 @@ from app.api.models import (
     WorkFlowNodeInfo,
     storable_text,
 )
+from app.audit.document import state_document
+from app.audit.history import read_history
+from app.audit.replay import diff_documents, fold_until, parse_point
 from app.builtins import definition_from_spec
 from app.workflow.errors import Code, DefinitionNotFound, FlowNotFound, WorkflowError
-from app.workflow.history import flow_stream, fold_recorded
+from app.workflow.history import flow_stream
 from app.workflow.repository import Caller
 from app.workflow.service import WorkFlowService
-from eventstore import wait_any
+from eventstore import RecordedEvent, wait_any
 from projections.reads import BadCursor, Cursor, ListFilter, get_workflow, list_workflows
 from projections.rows import NodeRow, WorkflowRow
 
@@ -200,7 +205,7 @@ async def detail_flow(request: web.Request, workFlowId: str) -> WorkFlowDetail:
 )
 async def start_flow(request: web.Request, body: WorkFlowIdRequest) -> Empty:
     await _visible(request, body.workFlowId)
-    await _service(request).start(body.workFlowId, _caller(context_of(request)))
+    await _service(request).start(body.workFlowId, _caller(context_of(request), body.reason))
     return Empty()
 
 
@@ -276,7 +281,7 @@ async def cancel_flow(request: web.Request, body: CancelRequest) -> InfoResponse
 async def set_context(request: web.Request, body: ContextRequest) -> InfoResponse:
     await _visible(request, body.workFlowId)
     await _service(request).init_context(
-        body.workFlowId, body.key, body.value, _caller(context_of(request))
+        body.workFlowId, body.key, body.value, _caller(context_of(request), body.reason)
     )
     return await _info_response(request, body.workFlowId)
 
@@ -311,21 +316,24 @@ async def retry_flow(request: web.Request, body: RetryRequest) -> InfoResponse:
 async def flow_history(request: web.Request, workFlowId: str, query: HistoryQuery) -> Paged:
     row = await _visible(request, workFlowId)
     first = (query.page - 1) * query.pageSize + 1
-    stored = await _service(request).store.read_stream(
-        flow_stream(workFlowId), first, first + query.pageSize - 1
-    )
-    total = max(row.stream_version, stored[-1].version if stored else 0)
+    pool = request.app[keys.ENGINE].pool
+    lines = await read_history(pool, workFlowId, first, first + query.pageSize - 1)
+    total = max(row.stream_version, lines[-1].version if lines else 0)
     events = [
         HistoryEvent(
-            version=e.version,
-            position=e.position,
-            time=e.recorded_at,
-            type=e.type,
-            actor=str(e.metadata.get("actor", "")),
-            data=e.data,
-            metadata=e.metadata,
+            version=line.version,
+            position=line.position,
+            time=line.recorded_at,
+            type=line.type,
+            actor=line.actor,
+            reason=line.reason,
+            requestId=line.request_id,
+            traceId=line.trace_id,
+            summary=line.summary,
+            data=line.data,
+            metadata=line.metadata,
         )
-        for e in stored
+        for line in lines
     ]
     return Paged(
         HistoryResponse(events=events), Page(page=query.page, pageSize=query.pageSize, total=total)
@@ -335,44 +343,59 @@ async def flow_history(request: web.Request, workFlowId: str, query: HistoryQuer
 @api.route(
     "GET",
     "/api/v1/workflow/{workFlowId}/state",
-    summary="A flow's state folded from its first events (all of them without version)",
+    summary="A flow's state at a version or a time, folded from its history (default: now)",
     query=StateQuery,
     response=StateResponse,
     errors=(400, 404),
     tags=FLOWS,
 )
 async def flow_state(request: web.Request, workFlowId: str, query: StateQuery) -> StateResponse:
-    row = await _visible(request, workFlowId)
-    if query.version is not None and query.version > row.stream_version:
-        raise WorkflowError(
-            Code.BAD_INPUT, f"the flow has {row.stream_version} events, not {query.version}"
-        )
-    stored = await _service(request).store.read_stream(flow_stream(workFlowId), 1, query.version)
-    state = fold_recorded(stored)
-    if state is None:
-        raise FlowNotFound(workFlowId)
-    running = state.running_node
-    return StateResponse(
-        version=state.version,
-        status=state.status.value,
-        currentNode=running.name if running else None,
-        context=dict(state.context),
-        nodes=[
-            NodeState(
-                id=n.node_id,
-                key=n.key,
-                name=n.name,
-                status=n.status.value,
-                attempt=n.attempt,
-                startTime=n.started_at,
-                endTime=n.ended_at,
-                result=n.result,
-                errorCode=n.error_code,
-                errorMessage=n.error_message,
+    recorded = await _recorded(request, workFlowId)
+    if query.version is not None:
+        if query.version > recorded[-1].version:
+            raise WorkflowError(
+                Code.BAD_INPUT, f"the flow has {recorded[-1].version} events, not {query.version}"
             )
-            for n in state.nodes
-        ],
+        recorded = recorded[: query.version]
+    state = fold_until(recorded, query.at)
+    if state is None:
+        raise WorkflowError(Code.BAD_INPUT, f"the flow did not exist yet at {query.at}")
+    return StateResponse.model_validate(state_document(state))
+
+
+@api.route(
+    "GET",
+    "/api/v1/workflow/{workFlowId}/diff",
+    summary="What changed in a flow between two points of its history",
+    query=DiffQuery,
+    response=DiffResponse,
+    errors=(400, 404),
+    tags=FLOWS,
+)
+async def flow_diff(request: web.Request, workFlowId: str, query: DiffQuery) -> DiffResponse:
+    recorded = await _recorded(request, workFlowId)
+    try:
+        since, until = parse_point(query.since), parse_point(query.until)
+    except ValueError as exc:
+        raise WorkflowError(Code.BAD_INPUT, str(exc)) from None
+    before, after = fold_until(recorded, since), fold_until(recorded, until)
+    if after is None:
+        raise WorkflowError(Code.BAD_INPUT, f"the flow did not exist yet at {query.until}")
+    changes = diff_documents(
+        None if before is None else state_document(before), state_document(after)
     )
+    return DiffResponse(
+        changes=[Change(where=c.where, before=c.before, after=c.after) for c in changes]
+    )
+
+
+async def _recorded(request: web.Request, flow_id: str) -> list[RecordedEvent]:
+    """The flow's stored events, if the caller may see the flow."""
+    await _visible(request, flow_id)
+    recorded = await _service(request).store.read_stream(flow_stream(flow_id))
+    if not recorded:
+        raise FlowNotFound(flow_id)
+    return recorded
 
 
 @api.route(

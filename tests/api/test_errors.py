@@ -141,15 +141,14 @@ async def test_a_wrong_command_body_is_400_and_changes_nothing(client: Client) -
     flow_id = await create(client, start=False)
     before = await events(client, flow_id)
     for command in COMMANDS:
-        reasoned = command in {"stop", "cancel", "retry"}
         for body in (
             {**command_body(command, flow_id), "extra": 1},
             {"workFlowId": 1},
             {"workFlowId": ""},
             {},
             {**command_body(command, flow_id), "workFlowId": [flow_id]},
-            # Only stop, cancel and retry take a reason (at most 1000 characters).
-            {**command_body(command, flow_id), "reason": "x" * (1001 if reasoned else 1)},
+            # Every command takes a reason, of at most 1000 characters.
+            {**command_body(command, flow_id), "reason": "x" * 1001},
         ):
             await refused(await post(client, FLOWS + command, body), 400, Code.BAD_INPUT)
     await refused(await post(client, FLOWS + "context", {"workFlowId": flow_id, "key": ""}), 400,

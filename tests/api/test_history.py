@@ -37,8 +37,13 @@ async def test_events_are_paged_oldest_first(client: Client) -> None:
     assert positions == sorted(positions)
     assert len(set(positions)) == len(positions)
     for event in history:
-        assert set(event) == {"version", "position", "time", "type", "actor", "data", "metadata"}
+        assert set(event) == {"version", "position", "time", "type", "actor", "reason",
+                              "requestId", "traceId", "summary", "data", "metadata"}  # fmt: skip
         assert event["actor"] == event["metadata"]["actor"]
+        assert event["traceId"] == event["metadata"].get("trace_id")
+    assert [e["summary"] for e in history][2:4] == [
+        "node backup started", "node backup succeeded, next backupDone"
+    ]  # fmt: skip
     assert history[0]["actor"] == "anonymous"
     assert history[2]["actor"].startswith("reactor:")
     assert history[0]["data"]["flow_id"] == flow_id
@@ -93,7 +98,12 @@ async def test_state_as_of_each_version(client: Client) -> None:
     assert latest["status"] == "Finished"
     assert [n["name"] for n in latest["nodes"]] == ["backup", "updateBackupRecord", "end"]
     assert latest == await state(version=len(history))
-    assert set(latest) == {"version", "status", "currentNode", "context", "nodes"}
+    assert set(latest) == {
+        "flowId", "name", "definitionVersion", "version", "updatedAt", "status", "currentNode",
+        "nextNodeKey", "failedNodeKey", "errorCode", "errorMessage", "reason", "context", "nodes",
+    }  # fmt: skip
+    assert (latest["flowId"], latest["nextNodeKey"]) == (flow_id, None)
+    assert third["nextNodeKey"] == "start"
 
 
 async def test_state_beyond_the_last_version_is_refused(client: Client) -> None:

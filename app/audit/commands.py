@@ -1,0 +1,110 @@
+"""The audit commands of the CLI: ``flowlog history`` and ``flowlog replay``.
+
+Each prints to stdout and returns the exit status: 0, or 1 when the flow does not exist (or
+did not yet at the point asked for).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import orjson
+
+from app.audit.document import state_document
+from app.audit.history import history_table, read_history
+from app.audit.replay import Point, diff_documents, fold_until
+from app.workflow.history import flow_stream
+from eventstore import EventStore, create_pool
+
+
+async def history(database_url: str, flow_id: str, *, as_json: bool) -> int:
+    pool = await create_pool(database_url, min_size=1, max_size=1)
+    try:
+        lines = await read_history(pool, flow_id)
+    finally:
+        await pool.close()
+    if not lines:
+        return _no_flow(flow_id)
+    if as_json:
+        for line in lines:
+            _print_json(line.document())
+    else:
+        print(history_table(lines))
+    return 0
+
+
+async def replay(
+    database_url: str,
+    flow_id: str,
+    *,
+    at: Point | None,
+    diff: tuple[Point, Point] | None,
+    as_json: bool,
+) -> int:
+    pool = await create_pool(database_url, min_size=1, max_size=1)
+    try:
+        recorded = await EventStore(pool).read_stream(flow_stream(flow_id))
+    finally:
+        await pool.close()
+    if not recorded:
+        return _no_flow(flow_id)
+    if diff is not None:
+        before, after = (fold_until(recorded, point) for point in diff)
+        if after is None:
+            return _no_flow(flow_id, diff[1])
+        changes = diff_documents(
+            None if before is None else state_document(before), state_document(after)
+        )
+        if as_json:
+            _print_json([{"where": c.where, "before": c.before, "after": c.after} for c in changes])
+        else:
+            print(f"flow {flow_id}: {_point(diff[0])} -> {_point(diff[1])}")
+            print("\n".join(change.line() for change in changes) or "(no change)")
+        return 0
+    state = fold_until(recorded, at)
+    if state is None:
+        return _no_flow(flow_id, at)
+    document = state_document(state)
+    if as_json:
+        _print_json(document)
+    else:
+        print(_describe(document))
+    return 0
+
+
+def _describe(doc: dict[str, Any]) -> str:
+    lines = [
+        f"flow {doc['flowId']} ({doc['name']}, definition version {doc['definitionVersion']})",
+        f"as of version {doc['version']} ({doc['updatedAt']}): {doc['status']}"
+        + (f", running {doc['currentNode']}" if doc["currentNode"] else "")
+        + (f", next node key {doc['nextNodeKey']}" if doc["nextNodeKey"] else ""),
+    ]
+    if doc["errorCode"] is not None:
+        lines.append(f"error {doc['errorCode']}: {doc['errorMessage']}")
+    if doc["reason"]:
+        lines.append(f"reason: {doc['reason']}")
+    lines.append("nodes:")
+    for node in doc["nodes"]:
+        ended = node["endTime"] or "-"
+        error = f"  {node['errorCode']} {node['errorMessage']}" if node["errorCode"] else ""
+        lines.append(
+            f"  {node['id']}  {node['name']} (attempt {node['attempt']}): {node['status']}"
+            f"  {node['startTime']} .. {ended}{error}"
+        )
+    lines.append("context: " + orjson.dumps(doc["context"], option=orjson.OPT_SORT_KEYS).decode())
+    return "\n".join(lines)
+
+
+def _point(point: Point) -> str:
+    return f"version {point}" if isinstance(point, int) else point.isoformat()
+
+
+def _no_flow(flow_id: str, point: Point | None = None) -> int:
+    when = "" if point is None else f" at {_point(point)}"
+    print(f"flowlog: no flow {flow_id}{when}", file=sys.stderr)
+    return 1
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(orjson.dumps(value).decode() + "\n")
