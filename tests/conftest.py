@@ -25,6 +25,7 @@ from app.workflow.definition import Registry, WorkflowDefinition
 from app.workflow.engine import Engine
 from app.workflow.reactor import ReactorSettings
 from eventstore import EventStore, create_pool
+from tests.audit.checks import check_audit_of_every_flow
 from tests.engines import FAST, StartEngine
 
 # A throwaway test server need not survive a power cut.
@@ -107,3 +108,5 @@ async def start_engine(database_url: str) -> AsyncIterator[StartEngine]:
     yield start
     for engine in reversed(engines):
         await engine.stop()
+    # Whatever the scenario, its flows' histories replay to what the engine recorded.
+    await check_audit_of_every_flow(database_url)

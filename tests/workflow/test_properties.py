@@ -15,6 +15,7 @@ from app.workflow.decide import (
     Advance,
     CancelFlow,
     Command,
+    CreateFlow,
     Interrupt,
     RecordCanceled,
     RecordFailure,
@@ -25,13 +26,17 @@ from app.workflow.decide import (
     StaleOutcome,
     StartFlow,
     StopFlow,
+    decide,
+    decide_and_advance,
 )
 from app.workflow.definition import NodeDefinition, RetryPolicy, WorkflowDefinition
 from app.workflow.errors import Code, WorkflowError
 from app.workflow.events import FlowCanceled, NodeFailed, NodeStarted, NodeSucceeded
-from app.workflow.state import TERMINAL, FlowStatus, NodeStatus
+from app.workflow.repository import FlowRepository
+from app.workflow.state import TERMINAL, FlowState, FlowStatus, NodeStatus
+from eventstore import EventStore, WrongExpectedVersion
 from tests.workflow.defs import backup_flow, noop, pausing_flow, polling_flow
-from tests.workflow.harness import Memory, created
+from tests.workflow.harness import REACTOR, Memory, created
 
 RETRYING = WorkflowDefinition(
     "retrying",
@@ -198,3 +203,34 @@ def test_a_diligent_reactor_always_brings_a_started_flow_to_an_end(
         assert final.error_code == 1
     assert memory.refolded() == final
     assert Code.NODE_FAILED  # the default code exists for executors that raise
+
+
+async def write_random_history(
+    store: EventStore, definition: WorkflowDefinition, actions: list[object], flow_id: str
+) -> FlowState:
+    """Appends the history that ``actions`` drive a new flow through, through the repository
+    (as the service and the reactor do); returns the final state. After each action the flow
+    is advanced when it can be, as a diligent reactor would: without that, random actions
+    rarely get a node to run, and the histories would hardly exercise the fold."""
+    flows = FlowRepository(store)
+    memory = Memory(definition)  # only to turn actions into commands
+    create = CreateFlow(flow_id, "biz", "test", "t1", {"a": 0})
+    state = await flows.append(None, decide(None, create, definition, flows.clock()))
+    memory.state = state
+    for action in actions:
+        for command in (command_for(memory, action), Advance()):
+            if command is None:
+                continue
+            choose = decide_and_advance if type(command).__name__ in REACTOR else decide
+            try:
+                events = choose(state, command, definition, memory.now)
+            except (WorkflowError, StaleOutcome):
+                continue
+            if not events:
+                continue
+            try:
+                state = await flows.append(state, events)
+            except WrongExpectedVersion:
+                raise AssertionError("nobody else writes this flow") from None
+            memory.state = state
+    return state
