@@ -1,4 +1,4 @@
-"""The ``flowlog`` command: serve, worker, migrate, bench."""
+"""The ``flowlog`` command: serve, worker, migrate, rebuild, verify, audit, bench."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
 
 import asyncpg
 
@@ -92,6 +94,26 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     )
     replay.add_argument("--json", action="store_true", help="the state (or changes) as JSON")
 
+    export = commands.add_parser(
+        "export", help="write the log (or one flow, or a time range) as JSON lines"
+    )
+    export.add_argument(
+        "-o", "--output", type=Path, default=Path("-"),
+        help="the file (.gz: compressed); default: stdout",
+    )  # fmt: skip
+    chosen = export.add_mutually_exclusive_group()
+    chosen.add_argument("--flow", metavar="FLOW_ID", help="only this flow's events")
+    chosen.add_argument("--since", type=_time, metavar="TIME", help="events recorded from TIME")
+    export.add_argument("--until", type=_time, metavar="TIME", help="events recorded before TIME")
+    export.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    load = commands.add_parser(
+        "import", help="load an export into an empty database; rebuild and verify from it"
+    )
+    load.add_argument(
+        "file", type=Path, metavar="FILE", help="an export (.gz: compressed; -: stdin)"
+    )
+    load.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
     bench = commands.add_parser("bench", help="run a benchmark against a scratch database")
     bench.add_argument("name", choices=BENCHMARKS)
     bench.add_argument("--quick", action="store_true", help="finish in under a minute")
@@ -100,6 +122,13 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     )
     bench.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
+
+
+def _time(text: str) -> datetime:
+    point = _point(text)
+    if not isinstance(point, datetime):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time")
+    return point
 
 
 def _point(text: str) -> Point:
@@ -173,6 +202,8 @@ def _run(
         return 0
     if args.command in {"history", "replay"}:
         return asyncio.run(_audit(args, database_url))
+    if args.command in {"export", "import"}:
+        return asyncio.run(_transfer(args, database_url))
     if args.command in {"rebuild", "verify"}:
         return asyncio.run(_projections(args.command, database_url, not args.no_progress))
     if args.command == "bench":
@@ -233,6 +264,36 @@ async def _audit(args: argparse.Namespace, database_url: str) -> int:
     return await commands.replay(
         database_url, args.flow_id, at=args.at, diff=diff, as_json=args.json
     )
+
+
+async def _transfer(args: argparse.Namespace, database_url: str) -> int:
+    from app.audit.transfer import Selection, TransferError, export_log, import_log, opened
+    from app.migrate import migrate_database
+
+    progress = not args.no_progress
+    if args.command == "export":
+        await migrate_database(database_url)
+        selection = Selection(args.flow, args.since, args.until)
+        with opened(args.output, "w") as out:
+            report = await export_log(database_url, out, selection, progress=progress)
+        print(
+            f"exported {report.events} events ({report.bytes:,} bytes) in "
+            f"{report.seconds:.1f} s ({report.events_per_s:,.0f} events/s)",
+            file=sys.stderr,
+        )
+        return 0
+    size = None if str(args.file) == "-" or args.file.suffix == ".gz" else args.file.stat().st_size
+    try:
+        with opened(args.file, "r") as source:
+            report = await import_log(database_url, source, progress=progress, size=size)
+    except (TransferError, OSError) as exc:
+        print(f"flowlog: import refused: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"imported {report.events} events ({report.flows} flows) in {report.seconds:.1f} s "
+        f"({report.events_per_s:,.0f} events/s); projections and work rebuilt"
+    )
+    return await _projections("verify", database_url, progress)
 
 
 async def _work(settings: Settings, database_url: str, registry: Registry) -> None:

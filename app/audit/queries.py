@@ -12,6 +12,16 @@ class AuditQueries:
     history: str
     state_at_version: str
     state_as_of: str
+    export_source: str
+    export_stream: str
+    export_stream_count: str
+    export_range: str
+    export_range_count: str
+    import_lock: str
+    import_has_events: str
+    import_broken_streams: str
+    import_unfinished_flows: str
+    import_work: str
 
 
 Q = load_queries(AuditQueries, "audit")

@@ -13,3 +13,49 @@ SELECT flow_state($1, $2, NULL)
 
 -- name: state_as_of
 SELECT flow_state($1, NULL, $2)
+
+-- name: export_source
+SELECT current_database() AS database, current_setting('server_version') AS "serverVersion"
+
+-- name: export_stream
+-- One stream, oldest first.
+SELECT "position", stream_id, version, type, data, metadata, recorded_at
+FROM events WHERE stream_id = $1 ORDER BY version
+
+-- name: export_stream_count
+SELECT count(*) FROM events WHERE stream_id = $1
+
+-- name: export_range
+-- The log in its order (see docs/eventstore.md), optionally the events recorded in [$1, $2).
+SELECT "position", stream_id, version, type, data, metadata, recorded_at
+FROM events
+WHERE ($1::timestamptz IS NULL OR recorded_at >= $1)
+  AND ($2::timestamptz IS NULL OR recorded_at < $2)
+ORDER BY transaction_id, "position"
+
+-- name: export_range_count
+SELECT count(*) FROM events
+WHERE ($1::timestamptz IS NULL OR recorded_at >= $1)
+  AND ($2::timestamptz IS NULL OR recorded_at < $2)
+
+-- name: import_lock
+-- No append may slip in while the log is loaded (appends wait; reads go on).
+LOCK TABLE events IN EXCLUSIVE MODE
+
+-- name: import_has_events
+SELECT EXISTS (SELECT 1 FROM events)
+
+-- name: import_broken_streams
+-- Streams that do not run 1..N without a gap (checked before the import commits).
+SELECT stream_id, min(version) AS first, max(version) AS last, count(*) AS events
+FROM events GROUP BY stream_id
+HAVING min(version) <> 1 OR max(version) <> count(*)
+ORDER BY stream_id LIMIT 5
+
+-- name: import_unfinished_flows
+SELECT id FROM workflows WHERE status NOT IN ('Finished', 'Error', 'Canceled')
+
+-- name: import_work
+-- An imported flow's pending work (the target is new: nothing holds a lease on it).
+INSERT INTO flow_work (flow_id, definition_name, definition_version, status, due_at, stream_version)
+VALUES ($1, $2, $3, $4, $5, $6)
