@@ -114,6 +114,17 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     )
     load.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
+    check = commands.add_parser(
+        "check-definition",
+        help="replay stored flows against the definitions of MODULE; exit 1 if any diverge",
+    )
+    check.add_argument("module", metavar="MODULE", help="a module defining workflows")
+    check.add_argument(
+        "--limit", type=int, default=10_000, help="the newest flows of each (default 10000)"
+    )
+    check.add_argument("--json", action="store_true", help="one JSON object per definition")
+    check.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
     bench = commands.add_parser("bench", help="run a benchmark against a scratch database")
     bench.add_argument("name", choices=BENCHMARKS)
     bench.add_argument("--quick", action="store_true", help="finish in under a minute")
@@ -148,7 +159,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser(settings)
     args = parser.parse_args(argv)
     logs.configure(settings.log_level, settings.log_format)
-    if args.command in {"serve", "worker"}:
+    if args.command == "check-definition":
+        try:
+            registry = load_definitions([args.module])
+        except (ImportError, ValueError, TypeError, InvalidDefinition) as exc:
+            parser.error(f"cannot load definitions: {exc}")
+    elif args.command in {"serve", "worker"}:
         modules = tuple(args.definitions or settings.definitions)
         if getattr(args, "demo", False):
             modules += ("app.demo",)
@@ -202,6 +218,8 @@ def _run(
         return 0
     if args.command in {"history", "replay"}:
         return asyncio.run(_audit(args, database_url))
+    if args.command == "check-definition":
+        return asyncio.run(_check(args, database_url, registry))
     if args.command in {"export", "import"}:
         return asyncio.run(_transfer(args, database_url))
     if args.command in {"rebuild", "verify"}:
@@ -263,6 +281,16 @@ async def _audit(args: argparse.Namespace, database_url: str) -> int:
     diff = None if args.diff is None else (args.diff[0], args.diff[1])
     return await commands.replay(
         database_url, args.flow_id, at=args.at, diff=diff, as_json=args.json
+    )
+
+
+async def _check(args: argparse.Namespace, database_url: str, registry: Registry) -> int:
+    from app.audit import commands
+    from app.migrate import migrate_database
+
+    await migrate_database(database_url)
+    return await commands.check_definitions(
+        database_url, registry, limit=args.limit, as_json=args.json, progress=not args.no_progress
     )
 
 

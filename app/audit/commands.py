@@ -7,13 +7,18 @@ did not yet at the point asked for).
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from typing import Any
 
 import orjson
+from tqdm import tqdm
 
+from app.audit.check import first_divergence
 from app.audit.document import state_document
 from app.audit.history import history_table, read_history
+from app.audit.queries import Q
 from app.audit.replay import Point, diff_documents, fold_until
+from app.workflow.definition import Registry
 from app.workflow.history import flow_stream
 from eventstore import EventStore, create_pool
 
@@ -108,3 +113,50 @@ def _no_flow(flow_id: str, point: Point | None = None) -> int:
 
 def _print_json(value: Any) -> None:
     sys.stdout.write(orjson.dumps(value).decode() + "\n")
+
+
+async def check_definitions(
+    database_url: str, registry: Registry, *, limit: int, as_json: bool, progress: bool
+) -> int:
+    """Replays the stored flows of each definition of ``registry`` against it; 1 if any
+    flow diverges."""
+    pool = await create_pool(database_url, min_size=1, max_size=2)
+    diverged = 0
+    try:
+        reader = EventStore(pool)
+        for definition in registry.latest():
+            rows = await pool.fetch(Q.check_flows, definition.name, limit)
+            found: list[dict[str, Any]] = []
+            bar = tqdm(rows, desc=f"check {definition.name}", unit="flow", disable=not progress)
+            for row in bar:
+                recorded = await reader.read_stream(flow_stream(row["id"]))
+                divergence = first_divergence(recorded, definition)
+                if divergence is not None:
+                    found.append({
+                        "flowId": row["id"], "definitionVersion": row["definition_version"],
+                        "status": row["status"], "atVersion": divergence.version,
+                        "recorded": divergence.recorded, "newVersionDecides": divergence.now,
+                    })  # fmt: skip
+            diverged += len(found)
+            by_version = Counter(row["definition_version"] for row in rows)
+            if as_json:
+                _print_json({
+                    "definition": definition.name, "version": definition.version,
+                    "flows": len(rows), "byVersion": dict(by_version), "diverging": found,
+                })  # fmt: skip
+                continue
+            versions = ", ".join(f"{v}: {n}" for v, n in by_version.most_common())
+            print(
+                f"definition {definition.name}, new version {definition.version}: checked "
+                f"{len(rows)} flows ({versions or 'none'}); {len(rows) - len(found)} replay "
+                f"the same, {len(found)} diverge"
+            )
+            for flow in found:
+                print(
+                    f"  {flow['flowId']} (version {flow['definitionVersion']}, {flow['status']}) "
+                    f"at event {flow['atVersion']}: recorded {flow['recorded']}; the new version "
+                    f"decides {flow['newVersionDecides']}"
+                )
+    finally:
+        await pool.close()
+    return 1 if diverged else 0

@@ -22,6 +22,7 @@ class AuditQueries:
     import_broken_streams: str
     import_unfinished_flows: str
     import_work: str
+    check_flows: str
 
 
 Q = load_queries(AuditQueries, "audit")

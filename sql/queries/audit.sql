@@ -59,3 +59,8 @@ SELECT id FROM workflows WHERE status NOT IN ('Finished', 'Error', 'Canceled')
 -- An imported flow's pending work (the target is new: nothing holds a lease on it).
 INSERT INTO flow_work (flow_id, definition_name, definition_version, status, due_at, stream_version)
 VALUES ($1, $2, $3, $4, $5, $6)
+
+-- name: check_flows
+-- The flows of a definition, newest first, to replay against a new version of it.
+SELECT id, definition_version, status FROM workflows
+WHERE name = $1 ORDER BY created_at DESC, id DESC LIMIT $2
