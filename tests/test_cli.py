@@ -182,6 +182,7 @@ def test_bench_append_quick_reports_ratios_as_json(database_url: str) -> None:
         ("flows", ("flows_per_s", "transition_p50_ms", "transition_p99_ms", "commits_per_flow")),
         ("projections", ("rebuild_events_per_s", "list_p99_ms", "detail_p99_ms")),
         ("http", ("create_start_requests_per_s", "list_p99_ms", "ratio_detail_vs_healthz")),
+        ("export", ("export_events_per_s", "import_events_per_s", "export_peak_rss_mb_all")),
     ],
 )
 def test_bench_quick_runs_report_their_figures(
@@ -195,5 +196,5 @@ def test_bench_quick_runs_report_their_figures(
     figures = orjson.loads(result.stdout.strip().splitlines()[-1])
     assert all(figures[key] > 0 for key in keys), figures
     assert any(key.startswith("ratio_") for key in figures)
-    if name == "projections":
+    if name in {"projections", "export"}:
         assert figures["verify_differences"] == 0

@@ -49,7 +49,8 @@ async def _noop(node: NodeHandle, ctx: FlowContext) -> None:
     return None
 
 
-def _definitions() -> list[WorkflowDefinition]:
+def definitions() -> list[WorkflowDefinition]:
+    """The definitions of the generated flows (four names, the same three steps)."""
     return [
         WorkflowDefinition(
             name,
@@ -125,32 +126,40 @@ def _success(node_id: str, following: str | None) -> dict[str, Any]:
             "context_changes": {}, "context_removed": [], "next": following}  # fmt: skip
 
 
+async def generate_log(
+    conn: Any, registry: Registry, flows: int, rng: random.Random, progress: bool
+) -> int:
+    """Appends the histories of ``flows`` flows of ``registry``'s definitions (COPY, in
+    chunks); returns the number of events. The flows end in every status, as in production."""
+    versions = {d.name: d.version for d in registry.latest()}
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    bar = tqdm(total=flows, desc="generate", unit="flow", unit_scale=True, disable=not progress)
+    events = 0
+    for first in range(0, flows, _CHUNK_FLOWS):
+        records = [
+            record
+            for n in range(first, min(flows, first + _CHUNK_FLOWS))
+            for record in _history(n, rng, versions, start)
+        ]
+        await conn.copy_records_to_table("events", records=records, columns=_COLUMNS)
+        events += len(records)
+        bar.update(min(_CHUNK_FLOWS, flows - first))
+    bar.close()
+    return events
+
+
 async def run(server_url: str, *, quick: bool, progress: bool = True) -> Report:
     flows = QUICK_FLOWS if quick else FULL_FLOWS
     rng = random.Random(20261128)
     figures: dict[str, Any] = {"bench": "projections", "quick": quick, "flows": flows}
     async with scratch_database(server_url) as url:
-        registry = Registry(_definitions())
+        registry = Registry(definitions())
         async with Engine(url, registry, run_reactor=False):
             pass  # records the definitions (and their projection) in the log
-        versions = {d.name: d.version for d in registry.latest()}
         conn = await connect(url)
         try:
             generated = time.perf_counter()
-            start = datetime(2026, 1, 1, tzinfo=UTC)
-            bar = tqdm(total=flows, desc="generate", unit="flow", unit_scale=True,
-                       disable=not progress)  # fmt: skip
-            events = 0
-            for first in range(0, flows, _CHUNK_FLOWS):
-                records = [
-                    record
-                    for n in range(first, min(flows, first + _CHUNK_FLOWS))
-                    for record in _history(n, rng, versions, start)
-                ]
-                await conn.copy_records_to_table("events", records=records, columns=_COLUMNS)
-                events += len(records)
-                bar.update(min(_CHUNK_FLOWS, flows - first))
-            bar.close()
+            events = await generate_log(conn, registry, flows, rng, progress)
             await conn.execute("ANALYZE events")
             figures["events"] = events
             figures["generate_seconds"] = round(time.perf_counter() - generated, 1)
