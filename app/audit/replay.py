@@ -98,6 +98,6 @@ def _mapping_changes(name: str, old: dict[str, Any], new: dict[str, Any]) -> Ite
 def _shown(value: Any) -> str:
     if value is None:
         return "(none)"
-    if isinstance(value, str):
+    if isinstance(value, str) and value.isprintable():
         return value if value else '""'
     return orjson.dumps(value).decode()

@@ -1,10 +1,13 @@
-"""The README's REST quickstart runs as written: curl against `flowlog serve --demo`."""
+"""The README's REST quickstart and its audit example run as written: curl, flowlog and psql
+against `flowlog serve --demo`."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,27 +19,40 @@ ROOT = Path(__file__).resolve().parents[2]
 README_API = "API=http://127.0.0.1:8080"
 
 
+def _block(readme: str, name: str) -> str:
+    found = re.search(rf"<!-- example: {name}.*?-->\n```sh\n(.*?)```", readme, re.DOTALL)
+    assert found is not None, f"the README lost its {name} example"
+    return found.group(1)
+
+
 @pytest.mark.slow
-async def test_the_readme_quickstart_runs_against_a_live_server(database_url: str) -> None:
+async def test_the_readme_quickstart_and_audit_run_against_a_live_server(
+    database_url: str,
+) -> None:
     readme = (ROOT / "README.md").read_text()
-    block = re.search(r"<!-- example: quickstart.*?-->\n```sh\n(.*?)```", readme, re.DOTALL)
-    assert block is not None, "the README lost its quickstart"
-    script = block.group(1)
-    assert README_API in script, "the quickstart no longer names the API's address"
+    quickstart, audit = _block(readme, "quickstart"), _block(readme, "audit")
+    assert README_API in quickstart, "the quickstart no longer names the API's address"
     async with serve_process(database_url, "--demo") as base:
-        # Every command's output, one per line, then the flow id: what the reader would see.
-        script = script.replace(README_API, f"API={base}") + '\necho; echo "flow $FLOW"\n'
+        script = (
+            quickstart.replace(README_API, f"API={base}")
+            + 'echo "::audit"\n'
+            + audit.replace(".venv/bin/flowlog", f"{sys.executable} -m app.cli")
+            + 'echo "::flow $FLOW"\n'
+        )
+        env = {**os.environ, "DATABASE_URL": database_url, "FLOWLOG_LOG_LEVEL": "WARNING"}
         shell = await asyncio.create_subprocess_exec(
-            "bash", "-euo", "pipefail", "-c", script,
+            "bash", "-euo", "pipefail", "-c", script, cwd=ROOT, env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
-        out, err = await asyncio.wait_for(shell.communicate(), 90)
+        out, err = await asyncio.wait_for(shell.communicate(), 120)
     assert shell.returncode == 0, err.decode()
-    lines = out.decode().splitlines()
-    flow_id = lines[-1].removeprefix("flow ")
-    answers = _json_documents(out.decode())
-    assert all(answer["code"] == 0 for answer in answers), answers
+    text = out.decode()
+    first, _, rest = text.partition("::audit\n")
+    audit_out, _, last = rest.partition("::flow ")
+    flow_id = last.strip()
 
+    answers = _json_documents(first)
+    assert all(answer["code"] == 0 for answer in answers), answers
     stopped_detail, listed, history = answers[1], answers[3], answers[4]
     assert stopped_detail["data"]["info"]["status"] == "Stopped"
     # The seed's nodeNames: the success path from start.
@@ -46,15 +62,32 @@ async def test_the_readme_quickstart_runs_against_a_live_server(database_url: st
     types = [event["type"] for event in history["data"]["events"]]
     assert (types[0], types[-1]) == ("FlowCreated", "FlowFinished")
     stop = next(e for e in history["data"]["events"] if e["type"] == "FlowStopped")
-    assert stop["metadata"]["reason"] == "maintenance window"
+    assert (stop["reason"], stop["summary"]) == ("maintenance window", "stopped")
+
+    # The audit: the history table, the API's history, the state then, the diff, psql.
+    table = audit_out.splitlines()
+    # version, position, date, time, actor, what, why
+    stop_row = next(line for line in table if line.split()[5:6] == ["stopped"])
+    assert stop_row.split()[4] == "anonymous"
+    assert stop_row.endswith("maintenance window")
+    audit_answers = _json_documents(audit_out)
+    assert audit_answers[0]["data"]["events"] == history["data"]["events"]
+    state_then = audit_answers[1]["data"]
+    assert state_then["status"] == "Stopped"
+    assert state_then["version"] == stop["version"]
+    assert f"as of version {stop['version']}" in audit_out
+    assert "status: Stopped -> Finished" in audit_out
+    assert "| FlowStopped" not in audit_out  # psql printed summaries, not types
+    assert "maintenance window" in audit_out.split("status: Stopped -> Finished")[1]
+    assert audit_out.rstrip().endswith("Stopped")  # psql: flow_state(... as_of) ->> 'status'
 
 
 def _json_documents(text: str) -> list[dict[str, Any]]:
-    """The JSON answers in curl's output, in order (curl prints no newline after a body)."""
+    """The JSON answers in the output, in order (curl prints no newline after a body)."""
     decoder = json.JSONDecoder()
-    documents, at = [], text.find("{")
+    documents, at = [], text.find('{"code"')
     while at != -1:
         document, end = decoder.raw_decode(text, at)
         documents.append(document)
-        at = text.find("{", end)
+        at = text.find('{"code"', end)
     return documents
