@@ -10,6 +10,8 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from app.times import parse_utc
+
 GO_ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
 """What the seed (Go) sends for a time that is not set: 0001-01-01T00:00:00Z."""
 
@@ -46,20 +48,12 @@ def _unstorable(value: Any) -> bool:
 
 
 def _iso_datetime(value: Any) -> Any:
-    """ISO 8601 text only: lax parsing would read ``0.5`` as a Unix time; no zone means UTC."""
+    """ISO 8601 text only (see parse_utc), in UTC."""
     if isinstance(value, datetime):
         return value
     if not isinstance(value, str):
         raise ValueError("expected an ISO 8601 date-time")
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError("expected an ISO 8601 date-time") from None
-    try:
-        # In UTC, as stored; 0001-01-01T00:00+01:00 falls before year 1 and cannot be.
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("date-time out of range") from None
+    return parse_utc(value)
 
 
 IsoDatetime = Annotated[datetime, BeforeValidator(_iso_datetime)]
@@ -209,10 +203,16 @@ class HistoryQuery(Request):
     pageSize: int = Field(50, ge=1, le=500)
 
 
+AuditTime = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+"""RFC 3339 in UTC with microseconds (the audit documents' one format, as SQL writes it)."""
+
+
 class HistoryEvent(Response):
+    """One event as ``flowlog history --json`` prints it."""
+
     version: int
     position: int
-    time: datetime
+    time: AuditTime
     type: str
     actor: str = ""
     """Who: ``token:<name>`` for an API token, ``reactor:<process>`` for the engine."""
@@ -236,10 +236,6 @@ class StateQuery(Request):
     at: IsoDatetime | None = None
     """The flow's state at this time (after its last event recorded then or before); with
     ``version`` too, whichever comes first."""
-
-
-AuditTime = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
-"""RFC 3339 in UTC with microseconds (the audit documents' one format, as SQL writes it)."""
 
 
 class NodeState(Response):

@@ -319,22 +319,7 @@ async def flow_history(request: web.Request, workFlowId: str, query: HistoryQuer
     pool = request.app[keys.ENGINE].pool
     lines = await read_history(pool, workFlowId, first, first + query.pageSize - 1)
     total = max(row.stream_version, lines[-1].version if lines else 0)
-    events = [
-        HistoryEvent(
-            version=line.version,
-            position=line.position,
-            time=line.recorded_at,
-            type=line.type,
-            actor=line.actor,
-            reason=line.reason,
-            requestId=line.request_id,
-            traceId=line.trace_id,
-            summary=line.summary,
-            data=line.data,
-            metadata=line.metadata,
-        )
-        for line in lines
-    ]
+    events = [HistoryEvent.model_validate(line.document()) for line in lines]
     return Paged(
         HistoryResponse(events=events), Page(page=query.page, pageSize=query.pageSize, total=total)
     )

@@ -20,15 +20,15 @@ from app.audit.queries import Q
 from app.audit.replay import Point, diff_documents, fold_until
 from app.workflow.definition import Registry
 from app.workflow.history import flow_stream
-from eventstore import EventStore, create_pool
+from eventstore import EventReader, connect
 
 
 async def history(database_url: str, flow_id: str, *, as_json: bool) -> int:
-    pool = await create_pool(database_url, min_size=1, max_size=1)
+    conn = await connect(database_url)
     try:
-        lines = await read_history(pool, flow_id)
+        lines = await read_history(conn, flow_id)
     finally:
-        await pool.close()
+        await conn.close()
     if not lines:
         return _no_flow(flow_id)
     if as_json:
@@ -47,11 +47,11 @@ async def replay(
     diff: tuple[Point, Point] | None,
     as_json: bool,
 ) -> int:
-    pool = await create_pool(database_url, min_size=1, max_size=1)
+    conn = await connect(database_url)
     try:
-        recorded = await EventStore(pool).read_stream(flow_stream(flow_id))
+        recorded = await EventReader(conn).read_stream(flow_stream(flow_id))
     finally:
-        await pool.close()
+        await conn.close()
     if not recorded:
         return _no_flow(flow_id)
     if diff is not None:
@@ -120,12 +120,12 @@ async def check_definitions(
 ) -> int:
     """Replays the stored flows of each definition of ``registry`` against it; 1 if any
     flow diverges."""
-    pool = await create_pool(database_url, min_size=1, max_size=2)
+    conn = await connect(database_url)
     diverged = 0
     try:
-        reader = EventStore(pool)
+        reader = EventReader(conn)
         for definition in registry.latest():
-            rows = await pool.fetch(Q.check_flows, definition.name, limit)
+            rows = await conn.fetch(Q.check_flows, definition.name, limit)
             found: list[dict[str, Any]] = []
             bar = tqdm(rows, desc=f"check {definition.name}", unit="flow", disable=not progress)
             for row in bar:
@@ -158,5 +158,5 @@ async def check_definitions(
                     f"decides {flow['newVersionDecides']}"
                 )
     finally:
-        await pool.close()
+        await conn.close()
     return 1 if diverged else 0

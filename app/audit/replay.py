@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
 
+from app.times import parse_utc
 from app.workflow.history import decode_recorded
 from app.workflow.state import FlowState, evolve
 from eventstore import RecordedEvent
@@ -26,10 +27,9 @@ def parse_point(text: str) -> Point:
             raise ValueError("versions start at 1")
         return version
     try:
-        at = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is neither a version nor an ISO 8601 time") from None
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
+        return parse_utc(text)
+    except ValueError as exc:
+        raise ValueError(f"neither a version nor a time: {exc}") from None
 
 
 def fold_until(recorded: Sequence[RecordedEvent], point: Point | None) -> FlowState | None:

@@ -45,7 +45,6 @@ FORMAT = "flowlog-export"
 FORMAT_VERSION = 1
 FETCH = 2000
 """Rows per round trip of the export cursor (memory is bounded by this, not the log)."""
-_BUFFER = 1 << 20
 COLUMNS = ("stream_id", "version", "type", "data", "metadata", "recorded_at")
 
 
@@ -80,15 +79,6 @@ class TransferReport:
     @property
     def events_per_s(self) -> float:
         return self.events / self.seconds if self.seconds else 0.0
-
-
-def open_for(path: Path, mode: str) -> IO[bytes]:
-    """The file, through gzip when its name ends in ``.gz``; ``-`` is stdin or stdout."""
-    if str(path) == "-":
-        return sys.stdout.buffer if "w" in mode else sys.stdin.buffer
-    if path.suffix == ".gz":
-        return gzip.open(path, mode + "b", compresslevel=6)  # type: ignore[return-value]
-    return open(path, mode + "b", buffering=_BUFFER)
 
 
 # -- export ----------------------------------------------------------------------------------
@@ -295,12 +285,16 @@ async def _rebuild_work(pool: Any) -> None:
 
 @contextlib.contextmanager
 def opened(path: Path, mode: str) -> Iterator[IO[bytes]]:
-    """``open_for`` as a context: the file is closed after (stdin and stdout are flushed)."""
-    stream = open_for(path, mode)
-    try:
+    """The file, through gzip when its name ends in ``.gz``; ``-`` is stdin or stdout (flushed
+    after, not closed). ``mode`` is ``r`` or ``w``."""
+    if str(path) == "-":
+        stream = sys.stdout.buffer if mode == "w" else sys.stdin.buffer
         yield stream
-    finally:
-        if str(path) == "-":
-            stream.flush()
-        else:
-            stream.close()
+        stream.flush()
+        return
+    if path.suffix == ".gz":
+        with gzip.open(path, mode + "b") as compressed:
+            yield compressed  # type: ignore[misc]
+        return
+    with open(path, mode + "b", buffering=1 << 20) as plain:
+        yield plain

@@ -1,0 +1,21 @@
+"""Times given by people (CLI options, query parameters): ISO 8601, read in UTC."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def parse_utc(text: str) -> datetime:
+    """An ISO 8601 date-time in UTC (UTC when it names no zone); ValueError otherwise.
+
+    Only ISO text: lax parsers read ``0.5`` as a Unix time.
+    """
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an ISO 8601 date-time") from None
+    try:
+        # 0001-01-01T00:00+01:00 falls before year 1 in UTC, where nothing can be stored.
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{text!r} is out of range") from None
