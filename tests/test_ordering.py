@@ -161,7 +161,8 @@ async def test_tailing_readers_see_every_committed_event_once_in_one_order(
 async def test_a_reader_ordering_by_position_alone_skips_events(store: EventStore) -> None:
     ledger, (naive_seen,) = await _run_workload(store, [_naive_reader(store.pool)])
 
-    final_positions = {e.position for e in await store.read_all(limit=100_000)}
+    # The log itself, not read_all: another database's open transaction may hold its horizon.
+    final_positions = {row["position"] for row in await store.pool.fetch(FINAL_LOG)}
     skipped = final_positions - {e.position for e in naive_seen}
     assert ledger.long_tx is not None
     assert ledger.long_tx[0] in skipped
