@@ -1,13 +1,16 @@
 """Rebuild: replay the log into fresh copies of the projection tables and swap them in.
 
 1. Bulk: in one REPEATABLE READ snapshot, every event of every flow (and definition) stream
-   below the read horizon, stream by stream, folded into rows and COPY'd into
-   ``<table>_rebuild`` copies (same columns, constraints and indexes as the live tables).
-2. Catch-up: the log after the bulk's checkpoint, in log order (never skipping: see
+   that the snapshot sees, stream by stream, folded into rows and COPY'd into
+   ``<table>_rebuild`` copies (same columns, constraints and indexes as the live tables). The
+   bulk's checkpoint is the snapshot's read horizon: every event before it is in the copies.
+2. Catch-up: the log after that checkpoint, in log order (never skipping: see
    docs/eventstore.md), re-folding each touched stream and upserting its rows into the copies,
-   until little is left.
+   until little is left. Events the bulk already saw above the horizon (their transactions
+   were open when the horizon was taken) are folded again with their streams: the same rows.
 3. Swap: lock the live tables (flow appends write them in their own statement, so no flow
-   event can commit meanwhile and appends wait), apply the last committed events, recount,
+   event can commit meanwhile and appends wait), apply the last committed events that the
+   bulk's snapshot did not see (however far behind a long transaction held the catch-up), recount,
    drop the live tables and rename the copies. Statements that waited on the old tables
    resolve the names again and go to the new ones.
 
@@ -35,9 +38,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class RebuildQueries:
-    horizon: str
+    bulk_snapshot: str
     checkpoint_below: str
-    stream_events_below: str
     stream_events: str
     workflows_by_id: str
     nodes_by_flow: str
@@ -45,7 +47,8 @@ class RebuildQueries:
     orphan_workflows: str
     counts_drift: str
     all_definitions: str
-    events_after_all_committed: str
+    unseen_by_snapshot: str
+    events_unseen_after: str
     drop_copies: str
     create_copies: str
     table_options: str
@@ -111,12 +114,12 @@ async def rebuild(
                 await conn.execute(f"ALTER TABLE {table}{COPY_SUFFIX} SET ({options})")
     bar = tqdm(desc="rebuild", unit="event", unit_scale=True, disable=not progress)
     try:
-        checkpoint = await _bulk(pool, projector, report, bar)
+        checkpoint, snapshot = await _bulk(pool, projector, report, bar)
         report.phases["bulk"] = time.perf_counter() - started
-        checkpoint = await _catch_up(store, projector, checkpoint, report, bar)
+        checkpoint = await _catch_up(store, projector, checkpoint, snapshot, report, bar)
         report.phases["catch_up"] = time.perf_counter() - started - report.phases["bulk"]
         swap_start = time.perf_counter()
-        await _swap(pool, projector, checkpoint, report, bar)
+        await _swap(pool, projector, checkpoint, snapshot, report, bar)
         report.swap_seconds = time.perf_counter() - swap_start
     except BaseException:
         async with pool.acquire() as conn:
@@ -140,20 +143,27 @@ async def rebuild(
 
 async def _bulk(
     pool: asyncpg.Pool, projector: Projector, report: RebuildReport, bar: tqdm[Any]
-) -> Checkpoint:
-    """Folds every stream below the horizon into the copies; returns the log checkpoint the
-    copies now reflect."""
+) -> tuple[Checkpoint, str]:
+    """Folds every stream the snapshot sees into the copies; returns the log checkpoint below
+    which the copies hold every event, and the snapshot.
+
+    The bulk reads whatever its snapshot sees, not only what lies below the horizon: a
+    transaction left open in any database of the cluster holds the horizon back, and the
+    rest of the log would otherwise wait for the swap, under its lock.
+    """
     async with (
         pool.acquire() as reader,
         pool.acquire() as writer,
         reader.transaction(isolation="repeatable_read", readonly=True),
     ):
-        horizon = await reader.fetchval(Q.horizon)
+        taken = await reader.fetchrow(Q.bulk_snapshot)
+        assert taken is not None  # a SELECT without FROM returns one row
+        snapshot, horizon = taken["snapshot"], taken["horizon"]
         row = await reader.fetchrow(Q.checkpoint_below, horizon)
         checkpoint = LOG_START if row is None else Checkpoint(row[0], row[1])
         flows: list[WorkflowRow] = []
         nodes: list[NodeRow] = []
-        async for events in _streams(reader, projector.flow_prefix, horizon):
+        async for events in _streams(reader, projector.flow_prefix):
             rows = projector.fold_flow(events)
             report.events += len(events)
             bar.update(len(events))
@@ -161,13 +171,12 @@ async def _bulk(
                 continue
             flows.append(rows[0])
             nodes.extend(rows[1])
-            report.flows += 1
             if len(flows) + len(nodes) >= _COPY_BATCH:
                 await _copy(writer, flows, nodes)
                 flows, nodes = [], []
         await _copy(writer, flows, nodes)
         definitions: list[DefinitionRow] = []
-        async for events in _streams(reader, projector.definition_prefix, horizon):
+        async for events in _streams(reader, projector.definition_prefix):
             definitions.extend(projector.definition_rows(events))
             report.events += len(events)
             bar.update(len(events))
@@ -176,17 +185,15 @@ async def _bulk(
                 "workflow_definitions" + COPY_SUFFIX,
                 records=definitions,
             )
-    return checkpoint
+    return checkpoint, snapshot
 
 
-async def _streams(
-    conn: Connection, prefix: str, horizon: int
-) -> AsyncIterator[list[RecordedEvent]]:
+async def _streams(conn: Connection, prefix: str) -> AsyncIterator[list[RecordedEvent]]:
     """The events of every stream whose id starts with ``prefix``, one stream at a time."""
     # Stream ids are in byte order (COLLATE "C"): the prefix is a range of the index.
     upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
     current: list[RecordedEvent] = []
-    cursor = conn.cursor(Q.stream_events_below, prefix, upper, horizon, prefetch=_CURSOR_PREFETCH)
+    cursor = conn.cursor(Q.stream_events, prefix, upper, prefetch=_CURSOR_PREFETCH)
     async for row in cursor:
         event = RecordedEvent(*row)
         if current and current[-1].stream_id != event.stream_id:
@@ -208,14 +215,20 @@ async def _catch_up(
     store: EventStore,
     projector: Projector,
     checkpoint: Checkpoint,
+    snapshot: str,
     report: RebuildReport,
     bar: tqdm[Any],
 ) -> Checkpoint:
-    """Applies the log after ``checkpoint`` to the copies until little is left."""
+    """Applies the log after ``checkpoint`` that the bulk's snapshot did not see to the
+    copies, until little is left."""
     while True:
         batch = await store.read_all(checkpoint, _CATCH_UP_BATCH)
         if batch:
-            await _apply(store.pool, projector, batch, report)
+            transactions = [e.transaction_id for e in batch]
+            unseen = set(await store.pool.fetchval(Q.unseen_by_snapshot, transactions, snapshot))
+            await _apply(
+                store.pool, projector, [e for e in batch if e.transaction_id in unseen], report
+            )
             checkpoint = batch[-1].checkpoint
             bar.update(len(batch))
         if len(batch) < _CATCH_UP_GOOD_ENOUGH:
@@ -259,19 +272,21 @@ async def _swap(
     pool: asyncpg.Pool,
     projector: Projector,
     checkpoint: Checkpoint,
+    snapshot: str,
     report: RebuildReport,
     bar: tqdm[Any],
 ) -> None:
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(Q.lock_live)
         rows = await conn.fetch(
-            Q.events_after_all_committed, checkpoint.transaction_id, checkpoint.position
+            Q.events_unseen_after, checkpoint.transaction_id, checkpoint.position, snapshot
         )
         last = [RecordedEvent(*row) for row in rows]
         if last:
             await _apply(conn, projector, last, report)
             bar.update(len(last))
-        await conn.execute(Q.count_copy)
+        # Counted in the copy: a flow's rows may come from the bulk, the catch-up or the swap.
+        report.flows = await conn.fetchval(Q.count_copy)
         canonical = {}
         for table in LIVE_TABLES:
             live = {r["definition"]: r["name"] for r in await conn.fetch(Q.indexes_of, table)}

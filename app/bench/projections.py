@@ -192,10 +192,7 @@ async def _read_rate(conn: Any) -> float:
     started = time.perf_counter()
     count = 0
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        horizon = await conn.fetchval(RQ.horizon)
-        async for _ in conn.cursor(
-            RQ.stream_events_below, "flow-", "flow.", horizon, prefetch=5000
-        ):
+        async for _ in conn.cursor(RQ.stream_events, "flow-", "flow.", prefetch=5000):
             count += 1
     return count / (time.perf_counter() - started)
 

@@ -1,9 +1,10 @@
 -- Named statements of rebuild and verify (projections/rebuild.py, projections/verify.py).
 -- The projection tables are rebuilt into "<table>_rebuild" copies and swapped in.
 
--- name: horizon
--- Every transaction below this id has ended: events below it are final.
-SELECT pg_snapshot_xmin(pg_current_snapshot())
+-- name: bulk_snapshot
+-- The snapshot the bulk reads in (as text, to hand to the queries below), and its read
+-- horizon: every transaction below this id has ended, so events below it are final.
+SELECT pg_current_snapshot()::text AS snapshot, pg_snapshot_xmin(pg_current_snapshot()) AS horizon
 
 -- name: checkpoint_below
 -- The last event of the log, in log order, among transactions below $1.
@@ -12,15 +13,9 @@ WHERE transaction_id < $1::xid8
 ORDER BY transaction_id DESC, position DESC
 LIMIT 1
 
--- name: stream_events_below
--- Events of the streams in the range [$1, $2) of transactions below $3, stream by stream.
-SELECT position, transaction_id, stream_id, version, type, data, metadata, recorded_at
-FROM events
-WHERE stream_id >= $1 AND stream_id < $2 AND transaction_id < $3::xid8
-ORDER BY stream_id, version
-
 -- name: stream_events
--- Every event of the streams in the range [$1, $2), stream by stream (verify: one snapshot).
+-- Every event of the streams in the range [$1, $2), stream by stream (rebuild's bulk and verify,
+-- each in one snapshot).
 SELECT position, transaction_id, stream_id, version, type, data, metadata, recorded_at
 FROM events
 WHERE stream_id >= $1 AND stream_id < $2
@@ -63,12 +58,19 @@ WHERE coalesce(c.n, 0) <> coalesce(a.n, 0)
 -- name: all_definitions
 SELECT name, version, node_names, definition, registered_at FROM workflow_definitions
 
--- name: events_after_all_committed
--- Every committed event after checkpoint ($1, $2), in log order, without waiting for the
--- horizon: only used while the projection tables are locked, when no flow append can commit.
+-- name: unseen_by_snapshot
+-- Which of the transaction ids $1 the bulk's snapshot $2 did not see (PostgreSQL's own rule).
+SELECT coalesce(array_agg(DISTINCT x), '{}') FROM unnest($1::xid8[]) AS x
+WHERE NOT pg_visible_in_snapshot(x, $2::text::pg_snapshot)
+
+-- name: events_unseen_after
+-- Every committed event after checkpoint ($1, $2) that the bulk's snapshot $3 did not see, in
+-- log order, without waiting for the horizon: only used while the projection tables are
+-- locked, when no flow append can commit.
 SELECT position, transaction_id, stream_id, version, type, data, metadata, recorded_at
 FROM events
 WHERE (transaction_id, position) > ($1::xid8, $2::bigint)
+  AND NOT pg_visible_in_snapshot(transaction_id, $3::text::pg_snapshot)
 ORDER BY transaction_id, position
 
 -- name: drop_copies
@@ -118,10 +120,15 @@ SELECT * FROM jsonb_populate_recordset(NULL::workflow_definitions_rebuild, $1::j
 ON CONFLICT (version) DO NOTHING
 
 -- name: count_copy
--- The counts of the rebuilt flows (one shard: a total is a sum over shards anyway).
-INSERT INTO workflow_counts_rebuild (tenant_id, name, biz_type, status, shard, count)
-SELECT tenant_id, name, biz_type, status, 0, count(*)
-FROM workflows_rebuild GROUP BY tenant_id, name, biz_type, status
+-- The counts of the rebuilt flows (one shard: a total is a sum over shards anyway); returns
+-- how many flows the rebuilt tables hold.
+WITH counted AS (
+    INSERT INTO workflow_counts_rebuild (tenant_id, name, biz_type, status, shard, count)
+    SELECT tenant_id, name, biz_type, status, 0, count(*)
+    FROM workflows_rebuild GROUP BY tenant_id, name, biz_type, status
+    RETURNING count
+)
+SELECT coalesce(sum(count), 0)::bigint FROM counted
 
 -- name: lock_live
 -- Flow appends write these tables in the append's own statement: while they are locked, no

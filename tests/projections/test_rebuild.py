@@ -7,12 +7,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 
 from app.workflow.engine import Engine
 from app.workflow.projection import PROJECTOR
+from projections import rebuild as rebuild_module
 from projections.rebuild import rebuild
 from projections.verify import verify
 from tests.engines import StartEngine
@@ -60,6 +62,46 @@ async def test_rebuild_reproduces_the_inline_tables_exactly(start_engine: StartE
     checked = await verify(engine.service.store, PROJECTOR, progress=False)
     assert checked.ok, checked.differences
     assert checked.flows == 40
+
+
+@pytest.mark.parametrize("ends", ["after the bulk", "after the rebuild"])
+async def test_a_transaction_left_open_changes_nothing_of_the_rebuild(
+    start_engine: StartEngine, database_url: str, monkeypatch: pytest.MonkeyPatch, ends: str
+) -> None:
+    # A write transaction open (in any database of the cluster: the read horizon is the
+    # cluster's) holds every later event back from ordered readers. The bulk still folds what
+    # its snapshot sees; the catch-up (which reads those events once the transaction ends) and
+    # the swap (under its lock, reading past the horizon) skip what that snapshot saw. Each
+    # event is folded once, and none is left for the swap.
+    holder = await asyncpg.connect(database_url)
+    engine = await start_engine(backup_flow(), pausing_flow())
+    bulk = rebuild_module._bulk
+
+    async def bulk_then_end(*args: Any) -> Any:
+        done = await bulk(*args)
+        if ends == "after the bulk":
+            await holder.execute("COMMIT")
+        return done
+
+    monkeypatch.setattr(rebuild_module, "_bulk", bulk_then_end)
+    try:
+        await holder.execute("BEGIN")
+        await holder.fetchval("SELECT pg_current_xact_id()")
+        await make_flows(engine, 20)
+        await asyncio.sleep(1)  # let the reactor finish what it can
+        before = await snapshot(engine.pool)
+        events = await engine.pool.fetchval("SELECT count(*) FROM events")
+
+        report = await rebuild(engine.service.store, PROJECTOR, progress=False)
+
+        assert report.caught_up_events == 0
+        assert report.events == events
+        assert report.flows == 20
+        assert await snapshot(engine.pool) == before
+    finally:
+        await holder.close()
+    checked = await verify(engine.service.store, PROJECTOR, progress=False)
+    assert checked.ok, checked.differences
 
 
 async def test_rebuild_under_concurrent_load_loses_nothing(start_engine: StartEngine) -> None:
