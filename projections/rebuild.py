@@ -6,8 +6,8 @@
    bulk's checkpoint is the snapshot's read horizon: every event before it is in the copies.
 2. Catch-up: the log after that checkpoint, in log order (never skipping: see
    docs/eventstore.md), re-folding each touched stream and upserting its rows into the copies,
-   until little is left. Events the bulk already saw above the horizon (their transactions
-   were open when the horizon was taken) are folded again with their streams: the same rows.
+   until little is left. Events above the horizon that the bulk's snapshot already saw (their
+   transactions committed after an older one that was still open) are skipped.
 3. Swap: lock the live tables (flow appends write them in their own statement, so no flow
    event can commit meanwhile and appends wait), apply the last committed events that the
    bulk's snapshot did not see (however far behind a long transaction held the catch-up), recount,
