@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import Iterable
 
 from eventstore import EventStore, RecordedEvent
@@ -26,3 +29,27 @@ async def wait_readable(
             return log
         assert loop.time() < deadline, f"events {sorted(missing)} never became readable"
         await asyncio.sleep(0.01)
+
+
+QUIET = {"FLOWLOG_LOG_LEVEL": "WARNING"}
+
+
+def cli_env(**overrides: str) -> dict[str, str]:
+    """This process's environment without its DATABASE_URL, with ``overrides``."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(overrides)
+    return env
+
+
+def run_flowlog(
+    *args: str, env: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``flowlog ARGS`` as a user runs it: a separate process."""
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

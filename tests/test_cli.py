@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import socket
@@ -18,25 +17,7 @@ import orjson
 import pytest
 
 from app.database import with_database
-
-
-def _env(**overrides: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env.update(overrides)
-    return env
-
-
-def _flowlog(
-    *args: str, env: dict[str, str], timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+from tests.helpers import cli_env, run_flowlog
 
 
 def _free_port() -> int:
@@ -75,8 +56,8 @@ def short_dir() -> Iterator[Path]:
 
 
 def test_migrate_applies_the_schema(empty_database_url: str) -> None:
-    first = _flowlog("migrate", env=_env(DATABASE_URL=empty_database_url))
-    second = _flowlog("migrate", env=_env(DATABASE_URL=empty_database_url))
+    first = run_flowlog("migrate", env=cli_env(DATABASE_URL=empty_database_url))
+    second = run_flowlog("migrate", env=cli_env(DATABASE_URL=empty_database_url))
     assert first.returncode == 0, first.stderr
     assert '"applied":[1' in first.stderr
     assert second.returncode == 0
@@ -94,7 +75,7 @@ def test_migrate_applies_the_schema(empty_database_url: str) -> None:
     ],
 )
 def test_bad_usage_exits_2_with_a_message(args: list[str], env: dict[str, str]) -> None:
-    result = _flowlog(*args, env=_env(**env))
+    result = run_flowlog(*args, env=cli_env(**env))
     assert result.returncode == 2
     assert result.stderr.strip()
     assert "Traceback" not in result.stderr
@@ -103,7 +84,7 @@ def test_bad_usage_exits_2_with_a_message(args: list[str], env: dict[str, str]) 
 @pytest.mark.parametrize("command", ["migrate", "serve"])
 def test_an_unreachable_database_exits_1_with_a_message(command: str, server_url: str) -> None:
     missing = with_database(server_url, "flowlog_no_such_database")
-    result = _flowlog(command, env=_env(DATABASE_URL=missing), timeout=60)
+    result = run_flowlog(command, env=cli_env(DATABASE_URL=missing), timeout=60)
     assert result.returncode == 1
     assert "flowlog_no_such_database" in result.stderr
     assert "Traceback" not in result.stderr
@@ -115,7 +96,7 @@ def test_serve_with_database_url_answers_and_stops_on_sigterm(database_url: str)
     base = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
-        env=_env(DATABASE_URL=database_url),
+        env=cli_env(DATABASE_URL=database_url),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -137,7 +118,7 @@ def test_serve_without_database_url_runs_and_stops_an_embedded_server(short_dir:
     data_dir = short_dir / "pgdata"
     process = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "serve"],
-        env=_env(FLOWLOG_DATA_DIR=str(data_dir), FLOWLOG_PORT=str(port)),
+        env=cli_env(FLOWLOG_DATA_DIR=str(data_dir), FLOWLOG_PORT=str(port)),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -157,13 +138,13 @@ def test_serve_without_database_url_runs_and_stops_an_embedded_server(short_dir:
 
 @pytest.mark.slow
 def test_bench_append_quick_reports_ratios_as_json(database_url: str) -> None:
-    result = _flowlog(
+    result = run_flowlog(
         "bench",
         "append",
         "--quick",
         "--json",
         "--no-progress",
-        env=_env(DATABASE_URL=database_url),
+        env=cli_env(DATABASE_URL=database_url),
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
@@ -188,9 +169,9 @@ def test_bench_append_quick_reports_ratios_as_json(database_url: str) -> None:
 def test_bench_quick_runs_report_their_figures(
     database_url: str, name: str, keys: tuple[str, ...]
 ) -> None:
-    result = _flowlog(
+    result = run_flowlog(
         "bench", name, "--quick", "--json", "--no-progress",
-        env=_env(DATABASE_URL=database_url), timeout=300,
+        env=cli_env(DATABASE_URL=database_url), timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     figures = orjson.loads(result.stdout.strip().splitlines()[-1])

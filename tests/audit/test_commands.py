@@ -15,11 +15,9 @@ from app.workflow.engine import Engine
 from app.workflow.history import flow_stream
 from app.workflow.repository import Caller
 from eventstore import EventStore, create_pool
-from tests.test_cli import _env, _flowlog
+from tests.helpers import QUIET, cli_env, run_flowlog
 from tests.workflow.defs import backup_flow
 from tests.workflow.test_properties import write_random_history
-
-QUIET = {"FLOWLOG_LOG_LEVEL": "WARNING"}
 
 
 async def _flows(url: str) -> tuple[str, str]:
@@ -38,15 +36,15 @@ async def _flows(url: str) -> tuple[str, str]:
 
 async def test_history_tells_who_did_what_and_why(database_url: str) -> None:
     stopped, _ = await _flows(database_url)
-    env = _env(DATABASE_URL=database_url, **QUIET)
-    table = _flowlog("history", stopped, env=env)
+    env = cli_env(DATABASE_URL=database_url, **QUIET)
+    table = run_flowlog("history", stopped, env=env)
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
     assert lines[0].split() == ["version", "position", "time", "(UTC)", "actor", "what", "why"]
     stop_line = next(line for line in lines if " stopped" in line)
     assert "token:alice" in stop_line
     assert "maintenance window" in stop_line
-    as_json = _flowlog("history", stopped, "--json", env=env)
+    as_json = run_flowlog("history", stopped, "--json", env=env)
     events = [orjson.loads(line) for line in as_json.stdout.splitlines()]
     assert [e["version"] for e in events] == list(range(1, len(events) + 1))
     stop = next(e for e in events if e["type"] == "FlowStopped")
@@ -59,14 +57,14 @@ async def test_history_tells_who_did_what_and_why(database_url: str) -> None:
     resumed = next(e for e in events if e["type"] == "FlowResumed")
     assert (resumed["summary"], resumed["reason"]) == ("resumed", "window over")
 
-    missing = _flowlog("history", "no-such-flow", env=env)
+    missing = run_flowlog("history", "no-such-flow", env=env)
     assert missing.returncode == 1
     assert "no flow no-such-flow" in missing.stderr
 
 
 async def test_replay_at_a_version_a_time_and_a_diff(database_url: str) -> None:
     _, failed = await _flows(database_url)
-    env = _env(DATABASE_URL=database_url, **QUIET)
+    env = cli_env(DATABASE_URL=database_url, **QUIET)
     pool = await create_pool(database_url, max_size=1)
     try:
         recorded = await EventStore(pool).read_stream(flow_stream(failed))
@@ -74,24 +72,24 @@ async def test_replay_at_a_version_a_time_and_a_diff(database_url: str) -> None:
         await pool.close()
     for stored in recorded:
         for point in (str(stored.version), stored.recorded_at.isoformat()):
-            answer = _flowlog("replay", failed, "--at", point, "--json", env=env)
+            answer = run_flowlog("replay", failed, "--at", point, "--json", env=env)
             assert answer.returncode == 0, answer.stderr
             expected = fold_until(
                 recorded, stored.version if point.isdigit() else stored.recorded_at
             )
             assert expected is not None
             assert orjson.loads(answer.stdout) == state_document(expected)
-    text = _flowlog("replay", failed, "--at", "3", env=env)
+    text = run_flowlog("replay", failed, "--at", "3", env=env)
     assert "as of version 3" in text.stdout
     assert "running backup" in text.stdout
-    diff = _flowlog("replay", failed, "--diff", "3", str(recorded[-1].version), env=env)
+    diff = run_flowlog("replay", failed, "--diff", "3", str(recorded[-1].version), env=env)
     assert diff.returncode == 0, diff.stderr
     assert "status: Processing -> Error" in diff.stdout
     assert "errorCode: (none) -> 1" in diff.stdout
-    before = _flowlog("replay", failed, "--at", "2000-01-01T00:00:00", env=env)
+    before = run_flowlog("replay", failed, "--at", "2000-01-01T00:00:00", env=env)
     assert before.returncode == 1
     assert "no flow" in before.stderr
-    bad = _flowlog("replay", failed, "--at", "yesterday", env=env)
+    bad = run_flowlog("replay", failed, "--at", "yesterday", env=env)
     assert bad.returncode == 2
 
 
@@ -100,18 +98,18 @@ async def test_export_then_import_on_the_command_line(
 ) -> None:
     await _flows(database_url)
     path = tmp_path / "log.jsonl.gz"
-    exported = _flowlog("export", "-o", str(path), "--no-progress",
-                        env=_env(DATABASE_URL=database_url, **QUIET))  # fmt: skip
+    exported = run_flowlog("export", "-o", str(path), "--no-progress",
+                        env=cli_env(DATABASE_URL=database_url, **QUIET))  # fmt: skip
     assert exported.returncode == 0, exported.stderr
     assert "exported" in exported.stderr
-    imported = _flowlog("import", str(path), "--no-progress",
-                        env=_env(DATABASE_URL=empty_database_url, **QUIET))  # fmt: skip
+    imported = run_flowlog("import", str(path), "--no-progress",
+                        env=cli_env(DATABASE_URL=empty_database_url, **QUIET))  # fmt: skip
     assert imported.returncode == 0, imported.stderr
     assert "imported" in imported.stdout
     assert "verified 2 flows" in imported.stdout
     assert "no drift" in imported.stdout
-    again = _flowlog("import", str(path), "--no-progress",
-                     env=_env(DATABASE_URL=empty_database_url, **QUIET))  # fmt: skip
+    again = run_flowlog("import", str(path), "--no-progress",
+                     env=cli_env(DATABASE_URL=empty_database_url, **QUIET))  # fmt: skip
     assert again.returncode == 1
     assert "already has events" in again.stderr
 
@@ -120,11 +118,11 @@ async def test_check_definition_names_the_flows_a_change_would_part_from(
     database_url: str,
 ) -> None:
     _, failed = await _flows(database_url)
-    env = _env(DATABASE_URL=database_url, **QUIET)
-    same = _flowlog("check-definition", "tests.audit.same_defs", "--no-progress", env=env)
+    env = cli_env(DATABASE_URL=database_url, **QUIET)
+    same = run_flowlog("check-definition", "tests.audit.same_defs", "--no-progress", env=env)
     assert same.returncode == 0, same.stderr
     assert "2 replay the same, 0 diverge" in same.stdout
-    changed = _flowlog("check-definition", "tests.audit.changed_defs", "--json",
+    changed = run_flowlog("check-definition", "tests.audit.changed_defs", "--json",
                        "--no-progress", env=env)  # fmt: skip
     assert changed.returncode == 1, changed.stderr
     report = orjson.loads(changed.stdout)
@@ -135,5 +133,5 @@ async def test_check_definition_names_the_flows_a_change_would_part_from(
     assert (diverging["flowId"], diverging["atVersion"]) == (failed, 4)
     assert "next='fail'" in diverging["recorded"]
     assert "next=None" in diverging["newVersionDecides"]
-    wrong = _flowlog("check-definition", "no.such.module", env=env)
+    wrong = run_flowlog("check-definition", "no.such.module", env=env)
     assert wrong.returncode == 2

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ from projections import rebuild as rebuild_module
 from projections.rebuild import rebuild
 from projections.verify import verify
 from tests.engines import StartEngine
+from tests.helpers import QUIET, cli_env, run_flowlog
 from tests.workflow.defs import backup_flow, pausing_flow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -157,14 +156,8 @@ async def test_verify_reports_a_tampered_row_and_the_cli_exits_1(
 
 
 def run_cli(command: str, database_url: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", command, "--no-progress"],
-        cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": database_url, "FLOWLOG_LOG_LEVEL": "WARNING"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    return run_flowlog(
+        command, "--no-progress", env=cli_env(DATABASE_URL=database_url, **QUIET), timeout=60
     )
 
 
