@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -19,7 +18,6 @@ from tests.engines import StartEngine
 from tests.helpers import QUIET, cli_env, run_flowlog
 from tests.workflow.defs import backup_flow, pausing_flow
 
-ROOT = Path(__file__).resolve().parents[2]
 TABLES = {
     "workflows": "SELECT * FROM workflows ORDER BY id",
     "workflow_nodes": "SELECT * FROM workflow_nodes ORDER BY id",
