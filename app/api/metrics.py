@@ -18,6 +18,7 @@ class ApiQueries:
     leases: str
     definitions_named: str
     definitions: str
+    tenants_of: str
 
 
 Q = load_queries(ApiQueries, "api")

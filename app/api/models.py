@@ -296,6 +296,69 @@ class DiffResponse(Response):
     changes: list[Change]
 
 
+# -- bulk ----------------------------------------------------------------------------------
+
+BULK_LIMIT = 1000
+BulkAction = Literal["start", "stop", "cancel", "retry"]
+
+
+class BulkFilter(Request):
+    """The flows a list with these filters shows (the tenant's own, with a token)."""
+
+    status: FlowStatusName | None = None
+    flowName: str | None = Field(None, min_length=1, max_length=200)
+    bizId: str | None = Field(None, min_length=1, max_length=200)
+    bizType: str | None = Field(None, min_length=1, max_length=200)
+    createdFrom: IsoDatetime | None = None
+    createdTo: IsoDatetime | None = None
+
+
+class BulkRequest(Request):
+    """One action on many flows: the flows named, or a page of those matching a filter."""
+
+    action: BulkAction
+    workFlowIds: list[Annotated[str, Id]] | None = Field(None, min_length=1, max_length=BULK_LIMIT)
+    filter: BulkFilter | None = None
+    cursor: str | None = Field(None, min_length=1, max_length=500)
+    """With ``filter``: continue after the flows of the previous answer (its ``nextCursor``)."""
+    limit: int = Field(100, ge=1, le=BULK_LIMIT)
+    """With ``filter``: at most this many flows, newest first."""
+    reason: str = Field("", max_length=1000)
+    context: dict[ContextKey, Any] = Field(default_factory=dict)
+    """Retry only: context changes applied to each flow before its failed node runs again."""
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> BulkRequest:
+        if (self.workFlowIds is None) == (self.filter is None):
+            raise ValueError("name the flows (workFlowIds) or a filter, not both nor neither")
+        if self.cursor is not None and self.filter is None:
+            raise ValueError("cursor continues a filter's selection; it needs the filter")
+        if self.workFlowIds is not None and len(set(self.workFlowIds)) != len(self.workFlowIds):
+            raise ValueError("workFlowIds names a flow twice")
+        if self.context and self.action != "retry":
+            raise ValueError("context changes go with retry only")
+        return self
+
+
+class BulkResult(Response):
+    workFlowId: str
+    code: int
+    """0: done; else why this flow was refused (the code a single command would answer)."""
+    message: str
+    status: FlowStatusName | None = None
+    """The flow's status after the action (when it was done)."""
+
+
+class BulkResponse(Response):
+    action: BulkAction
+    results: list[BulkResult]
+    """One per selected flow, in the order selected: none is left out."""
+    succeeded: int
+    failed: int
+    nextCursor: str | None = None
+    """With a filter: more flows may match; send the same request with this cursor."""
+
+
 # -- definitions -----------------------------------------------------------------------------
 
 

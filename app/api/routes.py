@@ -12,9 +12,12 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from app import keys
+from app.api.bulk import run_bulk
 from app.api.framework import Api, Context, Paged, context_of, json_response
 from app.api.metrics import Q as MQ
 from app.api.models import (
+    BulkRequest,
+    BulkResponse,
     CancelRequest,
     Change,
     ContextRequest,
@@ -301,6 +304,28 @@ async def retry_flow(request: web.Request, body: RetryRequest) -> InfoResponse:
     ctx = context_of(request)
     await _service(request).retry(body.workFlowId, body.context, caller=_caller(ctx, body.reason))
     return await _info_response(request, body.workFlowId)
+
+
+@api.route(
+    "POST",
+    "/api/v1/workflow/bulk",
+    summary="Start, stop, cancel or retry many flows (named, or a page of those a filter "
+    "selects) with one reason; the answer has each flow's outcome",
+    body=BulkRequest,
+    response=BulkResponse,
+    errors=(400,),
+    tags=FLOWS,
+)
+async def bulk_action(request: web.Request, body: BulkRequest) -> BulkResponse:
+    ctx = context_of(request)
+    return await run_bulk(
+        _service(request),
+        body,
+        ctx,
+        _caller(ctx, body.reason),
+        scoped=_scoped(request),
+        after=_cursor(body.cursor) if body.cursor else None,
+    )
 
 
 @api.route(

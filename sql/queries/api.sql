@@ -23,3 +23,7 @@ FROM workflow_definitions WHERE name = $1 ORDER BY registered_at
 -- name: definitions
 SELECT name, version, node_names, registered_at
 FROM workflow_definitions ORDER BY name, registered_at
+
+-- name: tenants_of
+-- The tenant of each named flow that exists (bulk actions check who may touch which).
+SELECT id, tenant_id FROM workflows WHERE id = ANY($1::text[])

@@ -1,0 +1,122 @@
+"""One action on many flows (``POST /api/v1/workflow/bulk``).
+
+Each selected flow gets the very command a single request would send (its own append, its own
+refusal), with the same actor, trace and reason; the answer has one line per flow, in the
+order selected, so nothing is refused or skipped silently. A filter selects a page of the flows
+a list with the same filters shows (newest first); ``nextCursor`` continues after them, so a
+client walks a selection of any size a page at a time and every step is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from app.api.framework import Context
+from app.api.metrics import Q
+from app.api.models import BulkRequest, BulkResponse, BulkResult
+from app.workflow.errors import Code, FlowNotFound, WorkflowError
+from app.workflow.repository import Caller
+from app.workflow.service import WorkFlowService
+from app.workflow.state import FlowState
+from eventstore import TRANSIENT_ERRORS
+from projections.reads import Cursor, ListFilter, list_workflows
+
+log = logging.getLogger("flowlog.api")
+
+CONCURRENCY = 8
+"""Flows acted on at once: enough to overlap round trips, few enough to leave the pool to
+other requests."""
+
+
+async def run_bulk(
+    service: WorkFlowService,
+    body: BulkRequest,
+    ctx: Context,
+    caller: Caller,
+    *,
+    scoped: bool,
+    after: Cursor | None,
+) -> BulkResponse:
+    """Acts on the flows ``body`` selects (with a filter: after ``after``, its decoded
+    cursor); ``scoped``: the caller sees only its tenant's flows."""
+    pool = service.store.pool
+    tenant = ctx.tenant_id if scoped else None
+    next_cursor = None
+    if body.filter is not None:
+        where = ListFilter(
+            status=body.filter.status,
+            name=body.filter.flowName,
+            biz_id=body.filter.bizId,
+            biz_type=body.filter.bizType,
+            tenant_id=tenant,
+            created_from=body.filter.createdFrom,
+            created_to=body.filter.createdTo,
+        )
+        page = await list_workflows(pool, where, page_size=body.limit, after=after)
+        selected = [row.id for row in page.rows]
+        visible = set(selected)
+        next_cursor = page.next_cursor
+    else:
+        assert body.workFlowIds is not None
+        selected = body.workFlowIds
+        rows = await pool.fetch(Q.tenants_of, selected)
+        visible = {r["id"] for r in rows if tenant is None or r["tenant_id"] == tenant}
+    command = _command(service, body, caller)
+    limit = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(flow_id: str) -> BulkResult:
+        async with limit:
+            return await _act(flow_id, flow_id in visible, command)
+
+    results = await asyncio.gather(*(one(flow_id) for flow_id in selected))
+    succeeded = sum(1 for r in results if r.code == 0)
+    log.info(
+        "bulk action",
+        extra={
+            "action": body.action,
+            "selected": len(results),
+            "succeeded": succeeded,
+            "trace_id": ctx.trace_id,
+        },
+    )
+    return BulkResponse(
+        action=body.action,
+        results=list(results),
+        succeeded=succeeded,
+        failed=len(results) - succeeded,
+        nextCursor=next_cursor,
+    )
+
+
+Command = Callable[[str], Awaitable[FlowState]]
+
+
+def _command(service: WorkFlowService, body: BulkRequest, caller: Caller) -> Command:
+    match body.action:
+        case "start":
+            return lambda flow_id: service.start(flow_id, caller)
+        case "stop":
+            return lambda flow_id: service.stop(flow_id, body.reason, caller)
+        case "cancel":
+            return lambda flow_id: service.cancel(flow_id, body.reason, caller)
+        case "retry":
+            return lambda flow_id: service.retry(flow_id, body.context, caller=caller)
+
+
+async def _act(flow_id: str, visible: bool, command: Command) -> BulkResult:
+    try:
+        if not visible:
+            raise FlowNotFound(flow_id)  # another tenant's flow does not exist for this caller
+        state = await command(flow_id)
+    except WorkflowError as exc:
+        return BulkResult(workFlowId=flow_id, code=exc.code, message=exc.message)
+    except TRANSIENT_ERRORS as exc:
+        log.warning("database unavailable", extra={"flow_id": flow_id, "error": repr(exc)})
+        message = "the database is unavailable; try again"
+        return BulkResult(workFlowId=flow_id, code=Code.UNAVAILABLE, message=message)
+    except Exception:
+        log.exception("bulk action failed", extra={"flow_id": flow_id})
+        return BulkResult(workFlowId=flow_id, code=Code.INTERNAL, message="internal error")
+    return BulkResult(workFlowId=flow_id, code=0, message="OK", status=state.status.value)
