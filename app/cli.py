@@ -15,7 +15,7 @@ from pathlib import Path
 import asyncpg
 
 from app import logs
-from app.api.framework import Tokens
+from app.api.access import Tokens
 from app.audit.replay import Point, parse_point
 from app.config import ConfigError, Settings
 from app.database import provide_database

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from app.api.framework import Tokens
+from app.api.access import Tokens
 from app.api.metrics import Metrics
 from app.config import Settings
 from app.workflow.definition import Registry

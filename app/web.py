@@ -13,10 +13,12 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from app import keys
-from app.api.framework import Tokens, make_middlewares
+from app.api.access import Tokens
+from app.api.framework import make_middlewares
 from app.api.metrics import Metrics
 from app.api.routes import api
 from app.config import Settings
+from app.console import setup_console
 from app.workflow.definition import Registry
 from app.workflow.engine import Engine
 
@@ -68,4 +70,5 @@ def create_app(
     app[keys.OPENAPI] = api.openapi(title="flowlog", version=API_VERSION)
     app.cleanup_ctx.append(_engine)
     api.install(app)
+    setup_console(app)
     return app

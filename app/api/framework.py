@@ -6,11 +6,10 @@ same declarations.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -20,6 +19,15 @@ from aiohttp import hdrs, web
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
+from app.api.access import (
+    CSRF_HEADER,
+    SAFE_METHODS,
+    SESSION_COOKIE,
+    Owner,
+    Session,
+    Tokens,
+    cross_site_refusal,
+)
 from app.api.models import Envelope, ErrorEnvelope, Page, PagedEnvelope, Request, storable_text
 from app.workflow.errors import Code, WorkflowError
 from eventstore import TRANSIENT_ERRORS
@@ -34,6 +42,7 @@ STATUS_OF: dict[int, int] = {
     Code.INVALID_DEFINITION: 400,
     Code.CONTEXT_FAILED: 409,
     Code.UNAUTHORIZED: 401,
+    Code.FORBIDDEN: 403,
     Code.FLOW_NOT_FOUND: 404,
     Code.DEFINE_NOT_FOUND: 404,
     Code.NOT_FOUND: 404,
@@ -45,6 +54,7 @@ STATUS_OF: dict[int, int] = {
 ERROR_DESCRIPTIONS = {
     400: "bad input (the message says what; plain text if the HTTP parser refused it)",
     401: "no valid bearer token",
+    403: "a cross-site request, or a console session's request without its CSRF token",
     404: "unknown flow, definition or route",
     409: "the flow's state does not allow it (the seed's code says which command)",
     413: "request body too large",
@@ -61,6 +71,8 @@ class Context:
     actor: str
     request_id: str
     trace_id: str
+    session: Session | None = None
+    """The console session the request came with (None: a bearer token, or open access)."""
 
 
 _CONTEXT = web.RequestKey("flowlog_context", Context)
@@ -199,41 +211,10 @@ def _replacing(exc: web.HTTPException, answer: web.Response) -> web.Response:
 # -- middlewares ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Tokens:
-    """Bearer tokens, each bound to a tenant (and named, for the audit trail)."""
-
-    by_token: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # token -> (name, tenant)
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.by_token)
-
-    @classmethod
-    def parse(cls, text: str) -> Tokens:
-        """``name:token:tenant`` entries separated by commas."""
-        tokens: dict[str, tuple[str, str]] = {}
-        for entry in filter(None, (part.strip() for part in text.split(","))):
-            name, sep, rest = entry.partition(":")
-            token, sep2, tenant = rest.partition(":")
-            if not (sep and sep2 and name and token and tenant):
-                raise ValueError(f"a token is name:token:tenant, not {entry!r}")
-            tokens[token] = (name, tenant)
-        return cls(tokens)
-
-    def resolve(self, header: str | None) -> tuple[str, str] | None:
-        scheme, _, credentials = (header or "").strip().partition(" ")
-        if scheme.lower() != "bearer" or not credentials.strip():  # the scheme is case-blind
-            return None
-        presented = credentials.strip().encode()
-        found = None
-        for token, owner in self.by_token.items():  # compare with every token, in constant time
-            if hmac.compare_digest(presented, token.encode()):
-                found = owner
-        return found
-
-
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/api/v1/docs"})
+CONSOLE_ROUTES = "console."
+"""Routes named with this prefix are the console's: its pages answer a missing log-in with a
+redirect to the log-in page, not 401, so the middleware lets them through."""
 
 
 RequestObserver = Callable[[str, str, int, float], None]
@@ -252,16 +233,20 @@ def make_middlewares(tokens: Tokens, observe: RequestObserver) -> list[Any]:
         ctx: Context | None = None
         try:
             owner = tokens.resolve(request.headers.get("Authorization"))
-            if tokens.enabled and request.path not in OPEN_PATHS and owner is None:
+            session = None
+            if owner is None:
+                session = tokens.session(request.cookies.get(SESSION_COOKIE))
+                owner = session.owner if session is not None else None
+            refusal = None if owner is not None and session is None else _forgery(request, session)
+            if tokens.enabled and owner is None and not _open(request):
                 response: web.StreamResponse = error_response(
                     Code.UNAUTHORIZED, "a bearer token is required", 401
                 )
                 response.headers["WWW-Authenticate"] = "Bearer"
+            elif refusal is not None:
+                response = error_response(Code.FORBIDDEN, refusal, 403)
             else:
-                tenant, actor = (
-                    ("", "anonymous") if owner is None else (owner[1], f"token:{owner[0]}")
-                )
-                ctx = Context(tenant, actor, request_id, trace_id)
+                ctx = _context(owner, request_id, trace_id, session)
                 request[_CONTEXT] = ctx
                 response = await _answer(request, handler)
             if not response.prepared:
@@ -285,6 +270,34 @@ def make_middlewares(tokens: Tokens, observe: RequestObserver) -> list[Any]:
             )
 
     return [context_and_log]
+
+
+def _context(
+    owner: Owner | None, request_id: str, trace_id: str, session: Session | None
+) -> Context:
+    if owner is None:
+        return Context("", "anonymous", request_id, trace_id)
+    return Context(owner.tenant, owner.actor, request_id, trace_id, session)
+
+
+def _open(request: web.Request) -> bool:
+    name = request.match_info.route.name or ""
+    return request.path in OPEN_PATHS or name.startswith(CONSOLE_ROUTES)
+
+
+def _forgery(request: web.Request, session: Session | None) -> str | None:
+    """Why a request that a browser may have sent on its own must be refused, or None.
+
+    The console's own forms (log-in, log-out) check their CSRF field themselves.
+    """
+    refusal = cross_site_refusal(request)
+    if refusal is not None or session is None or request.method in SAFE_METHODS:
+        return refusal
+    if (request.match_info.route.name or "").startswith(CONSOLE_ROUTES):
+        return None
+    if not session.accepts_csrf(request.headers.get(CSRF_HEADER)):
+        return f"a console session's request must carry its {CSRF_HEADER} header"
+    return None
 
 
 def _route_labels(request: web.Request) -> tuple[str, str]:

@@ -7,6 +7,7 @@ import contextlib
 from datetime import UTC
 from typing import Any
 
+import aiohttp_jinja2
 import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -623,7 +624,7 @@ async def openapi(request: web.Request) -> web.Response:
 @api.route(
     "GET",
     "/api/v1/docs",
-    summary="The API, readable",
+    summary="The API, interactive (Swagger UI, served from this server: works offline)",
     response=None,
     raw=True,
     errors=(),
@@ -631,25 +632,6 @@ async def openapi(request: web.Request) -> web.Response:
     tags=OPS,
 )
 async def docs(request: web.Request) -> web.Response:
-    return web.Response(text=render_docs(request.app[keys.OPENAPI]), content_type="text/html")
-
-
-def render_docs(document: dict[str, Any]) -> str:
-    """A plain page of the operations (no scripts, no assets from elsewhere)."""
-    import html
-
-    rows = []
-    for path, item in sorted(document["paths"].items()):
-        for method, op in item.items():
-            rows.append(
-                f"<tr><td><code>{method.upper()}</code></td><td><code>"
-                f"{html.escape(path)}</code></td><td>{html.escape(op['summary'])}</td></tr>"
-            )
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>flowlog API</title></head>"
-        "<body><h1>flowlog API</h1><p>Every answer is the envelope "
-        '<code>{"code", "message", "data"}</code> (code 0 = OK). The full description is '
-        "the <a href='/api/v1/openapi.json'>OpenAPI document</a>.</p><table>"
-        + "".join(rows)
-        + "</table></body></html>"
-    )
+    session = context_of(request).session
+    values = {"csrf_token": session.csrf_token if session is not None else ""}
+    return aiohttp_jinja2.render_template("apidocs.html.j2", request, values)

@@ -42,6 +42,9 @@ class Code(enum.IntEnum):
     NOT_FOUND = 40119
     """No such route."""
     METHOD_NOT_ALLOWED = 40120
+    FORBIDDEN = 40122
+    """A cross-site request from a browser, or a console session's request without its CSRF
+    token: refused, nothing changed."""
     TOO_LARGE = 40121
     """The request body is larger than the service accepts."""
     INTERNAL = 50000

@@ -254,7 +254,7 @@ async def test_an_unknown_definition_is_404_and_creates_nothing(client: Client) 
 
 
 async def test_an_unknown_route_is_404(client: Client) -> None:
-    for path in ("/", "/api/v1", "/api/v1/workflows", "/api/v1/workflow/a/b/c", "/healthz/"):
+    for path in ("/nowhere", "/api/v1", "/api/v1/workflows", "/api/v1/workflow/a/b/c", "/healthz/"):
         body = await refused(await client.get(path), 404, Code.NOT_FOUND)
         assert body["message"] == f"no route {path}"
 

@@ -1,0 +1,168 @@
+"""What a flow's page shows at one version of its history. Pure: the caller reads the rows.
+
+Everything is folded from the flow's events, so the page at version *v* is the flow as it was
+after its *v*-th event: the graph coloured by each node's latest execution then, the timeline
+up to then, the context then, and what changed since version *v - 1*. The actions offered are
+those the flow's state *now* allows, asked of the same ``decide`` the service uses, so the page
+never offers what the server would refuse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from app.audit.document import state_document
+from app.audit.history import HistoryLine
+from app.audit.replay import Change, diff_documents
+from app.console import graph, timeline
+from app.workflow.decide import CancelFlow, Command, RetryFlow, StartFlow, StopFlow, decide
+from app.workflow.errors import Code, WorkflowError
+from app.workflow.events import FlowEvent, decode
+from app.workflow.state import FlowState, FlowStatus, NodeExecution, NodeStatus, evolve
+
+ACTIONS: tuple[tuple[str, Command], ...] = (
+    ("start", StartFlow()),
+    ("stop", StopFlow()),
+    ("cancel", CancelFlow()),
+    ("retry", RetryFlow()),
+)
+
+
+_EVERY_EVENT_CHANGES = frozenset({"version", "updatedAt"})
+"""Left out of "what this event changed": every event changes them."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeMark:
+    """How a definition's node looks at a version: its latest execution, if any."""
+
+    key: str
+    status: str
+    """A node status, ``Waiting`` (failed, an automatic retry is due), ``Interrupted``
+    (its worker was lost) or ``Not run``."""
+    executions: int
+    current: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FlowView:
+    flow_id: str
+    version: int
+    latest: int
+    state: FlowState
+    line: HistoryLine
+    """The event of this version."""
+    changes: tuple[Change, ...]
+    """What this version's event changed (all of the flow, for version 1)."""
+    graph: graph.Graph | None
+    marks: Mapping[str, NodeMark]
+    timeline: timeline.Timeline
+    actions: tuple[str, ...]
+    """What the flow's current state allows: start, stop, cancel, retry."""
+    started_by: str
+
+    @property
+    def is_latest(self) -> bool:
+        return self.version == self.latest
+
+
+def build(
+    lines: Sequence[HistoryLine],
+    version: int,
+    definition: Mapping[str, Any] | None,
+    now: datetime,
+) -> FlowView:
+    """The view of the flow whose whole history is ``lines`` at ``version`` (1..len)."""
+    if not lines or not 1 <= version <= len(lines):
+        raise ValueError(f"version {version} is not in a history of {len(lines)} events")
+    events = [(_decoded(line), line.recorded_at) for line in lines]
+    before: FlowState | None = None
+    state: FlowState | None = None
+    current: FlowState | None = None
+    for index, (event, at) in enumerate(events, start=1):
+        current = evolve(current, event, at)
+        if index == version - 1:
+            before = current
+        if index == version:
+            state = current
+    assert state is not None
+    assert current is not None
+    before_doc = None if before is None else state_document(before)
+    changes = tuple(
+        change
+        for change in diff_documents(before_doc, state_document(state))
+        if change.where not in _EVERY_EVENT_CHANGES
+    )
+    ended = current.terminal
+    until = lines[version - 1].recorded_at if version < len(lines) or ended else now
+    return FlowView(
+        flow_id=state.flow_id,
+        version=version,
+        latest=len(lines),
+        state=state,
+        line=lines[version - 1],
+        changes=changes,
+        graph=None if definition is None else graph.layout(definition),
+        marks=marks(state),
+        timeline=timeline.build(events[:version], until),
+        actions=allowed_actions(current, now),
+        started_by=_started_by(lines),
+    )
+
+
+def _decoded(line: HistoryLine) -> FlowEvent:
+    return decode(line.type, line.data, line.metadata)
+
+
+def marks(state: FlowState) -> dict[str, NodeMark]:
+    latest: dict[str, NodeExecution] = {}
+    counts: dict[str, int] = {}
+    for node in state.nodes:
+        latest[node.key] = node
+        counts[node.key] = counts.get(node.key, 0) + 1
+    at = _current_key(state)
+    found = {
+        key: NodeMark(key, _mark_status(node), counts[key], key == at)
+        for key, node in latest.items()
+    }
+    if at is not None and at not in found:
+        found[at] = NodeMark(at, "Not run", 0, True)
+    return found
+
+
+def _current_key(state: FlowState) -> str | None:
+    """The node the flow is at: running now, or due next while the flow is unfinished."""
+    if state.running_node is not None:
+        return state.running_node.key
+    if state.terminal or state.status is FlowStatus.INITIALIZING:
+        return None
+    return state.cursor
+
+
+def _mark_status(node: NodeExecution) -> str:
+    if node.status is NodeStatus.ERROR and node.will_retry:
+        return "Waiting"
+    if node.status is NodeStatus.ERROR and node.error_code == Code.NODE_INTERRUPTED:
+        return "Interrupted"
+    return node.status.value
+
+
+def allowed_actions(state: FlowState, now: datetime) -> tuple[str, ...]:
+    allowed = []
+    for name, command in ACTIONS:
+        try:
+            if decide(state, command, None, now):
+                allowed.append(name)
+        except WorkflowError:
+            continue
+    return tuple(allowed)
+
+
+def _started_by(lines: Sequence[HistoryLine]) -> str:
+    for line in lines:
+        if line.type == "FlowStarted":
+            return line.actor
+    return ""

@@ -1,0 +1,406 @@
+"""The console's pages: flows, a flow (at any version of its history), definitions, log-in.
+
+Pages are rendered on the server from the projections and the log; a few routes answer the
+fragments that the page scripts swap in for live updates and time travel, so there is one way
+to draw each thing. Every page checks access itself (a missing log-in is a redirect to the
+log-in page), answers errors as pages, and says in ``Server-Timing`` how long it took.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import aiohttp_jinja2
+import orjson
+from aiohttp import web
+from pydantic import ValidationError
+
+from app import keys
+from app.api.access import clear_session_cookie, set_session_cookie
+from app.api.framework import STATUS_OF, Context, context_of
+from app.api.metrics import Q as API_QUERIES
+from app.api.models import ListQuery
+from app.audit.history import read_history
+from app.console import flowview, present, reads
+from app.console.graph import layout
+from app.workflow.errors import Code, DefinitionNotFound, FlowNotFound, WorkflowError
+from app.workflow.events import EVENT_TYPES
+from eventstore import TRANSIENT_ERRORS, wait_any
+from projections.reads import BadCursor, Cursor, ListFilter, get_workflow, list_workflows
+from projections.rows import WorkflowRow
+
+log = logging.getLogger("flowlog.console")
+
+PAGE_SIZES = (10, 25, 50, 100)
+DEFAULT_PAGE_SIZE = 25
+HISTORY_SHOWN = 1000
+"""Events listed on a flow's page (the newest); the API pages through any number."""
+LIVE_INTERVAL = 1.0
+"""At most one refresh notice a second on the flows page's live stream."""
+_KEEPALIVE = 15.0
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def page(handler: Handler) -> Handler:
+    """Access, errors as pages, and the render time of a console route."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        if _needs_login(request):
+            target = "/login?" + urlencode({"next": request.path_qs})
+            return web.Response(status=303, headers={"Location": target})
+        try:
+            response = await handler(request)
+        except WorkflowError as exc:
+            response = _error(request, STATUS_OF.get(exc.code, 409), exc.message)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}"
+                for e in exc.errors(include_url=False, include_input=False)
+            )
+            response = _error(request, 400, problems)
+        except TRANSIENT_ERRORS as exc:
+            log.warning("database unavailable", extra={"error": repr(exc)})
+            response = _error(request, 503, "The database is unavailable; try again.")
+        if not response.prepared:
+            elapsed = (time.perf_counter() - started) * 1000
+            response.headers["Server-Timing"] = f"render;dur={elapsed:.2f}"
+        return response
+
+    return wrapped
+
+
+def _needs_login(request: web.Request) -> bool:
+    return request.app[keys.TOKENS].enabled and context_of(request).actor == "anonymous"
+
+
+def _error(request: web.Request, status: int, message: str) -> web.Response:
+    return render(request, "error.html.j2", {"status": status, "message": message}, status)
+
+
+def render(
+    request: web.Request, template: str, values: Mapping[str, Any], status: int = 200
+) -> web.Response:
+    ctx = context_of(request)
+    common = {
+        "ctx": ctx,
+        "session": ctx.session,
+        "csrf_token": ctx.session.csrf_token if ctx.session is not None else "",
+        "tokens_enabled": request.app[keys.TOKENS].enabled,
+        "now": datetime.now(UTC),
+    }
+    return aiohttp_jinja2.render_template(template, request, {**common, **values}, status=status)
+
+
+def _fragment(request: web.Request, template: str, values: Mapping[str, Any]) -> str:
+    env = aiohttp_jinja2.get_env(request.app)
+    ctx = context_of(request)
+    return env.get_template(template).render(ctx=ctx, now=datetime.now(UTC), **values)
+
+
+def _tenant(request: web.Request) -> str | None:
+    return context_of(request).tenant_id if request.app[keys.TOKENS].enabled else None
+
+
+def _pool(request: web.Request) -> Any:
+    return request.app[keys.ENGINE].pool
+
+
+# -- flows -------------------------------------------------------------------------------------
+
+
+def _list_query(request: web.Request) -> tuple[ListQuery, int]:
+    """The list's filters from the URL (empty fields of the filter form mean "any")."""
+    given = {k: v for k, v in request.query.items() if v.strip()}
+    page_size = DEFAULT_PAGE_SIZE
+    if "pageSize" in given:
+        try:
+            page_size = int(given["pageSize"])
+        except ValueError:
+            page_size = 0
+        if page_size not in PAGE_SIZES:
+            raise WorkflowError(
+                Code.BAD_INPUT, f"pageSize must be one of {', '.join(map(str, PAGE_SIZES))}"
+            )
+    return ListQuery.model_validate({**given, "pageSize": str(page_size)}), page_size
+
+
+async def _flows(request: web.Request) -> dict[str, Any]:
+    query, page_size = _list_query(request)
+    tenant = _tenant(request)
+    where = ListFilter(
+        status=query.status,
+        name=query.flowName,
+        biz_id=query.bizId,
+        biz_type=query.bizType,
+        tenant_id=tenant,
+        created_from=query.createdFrom,
+        created_to=query.createdTo,
+    )
+    after = None
+    if query.cursor:
+        try:
+            after = Cursor.decode(query.cursor)
+        except BadCursor:
+            raise WorkflowError(Code.BAD_INPUT, "not a paging cursor of this list") from None
+    pool = _pool(request)
+    listed = await list_workflows(pool, where, page_size=page_size, after=after)
+    current = await reads.current_nodes(pool, [row.id for row in listed.rows])
+    counts = await reads.status_counts(pool, tenant, query.flowName, query.bizType)
+    filters = {
+        k: v for k, v in request.query.items() if v.strip() and k not in {"cursor", "status"}
+    }
+    return {
+        "query": query,
+        "page_size": page_size,
+        "filters": filters,
+        "listed": listed,
+        "rows": listed.rows,
+        "current": current,
+        "counts": counts,
+        "counted_total": sum(counts.values()),
+        "first_page": after is None,
+        "older_url": _url("/", {**request.query, "cursor": listed.next_cursor})
+        if listed.next_cursor
+        else None,
+        "first_url": _url("/", {k: v for k, v in request.query.items() if k != "cursor"}),
+        "status_url": lambda status: _url("/", {**filters, "status": status}),
+    }
+
+
+def _url(path: str, params: Mapping[str, str | None]) -> str:
+    kept = {k: v for k, v in params.items() if v}
+    return path + ("?" + urlencode(kept) if kept else "")
+
+
+@page
+async def flows_page(request: web.Request) -> web.StreamResponse:
+    values = await _flows(request)
+    values["definitions"] = await reads.definition_names(_pool(request))
+    values["statuses"] = present.FLOW_STATUSES
+    values["nav"] = "flows"
+    return render(request, "flows.html.j2", values)
+
+
+@page
+async def flows_fragment(request: web.Request) -> web.StreamResponse:
+    """The counts and rows of the flows page, for its live refresh."""
+    values = await _flows(request)
+    return _json(
+        {
+            "counts": _fragment(request, "_counts.html.j2", values),
+            "rows": _fragment(request, "_flow_rows.html.j2", values),
+            "total": values["listed"].total,
+        }
+    )
+
+
+@page
+async def go_to_flow(request: web.Request) -> web.StreamResponse:
+    flow_id = request.query.get("id", "").strip()
+    if not flow_id:
+        raise WorkflowError(Code.BAD_INPUT, "give a flow id")
+    await _visible(request, flow_id)
+    return web.Response(status=303, headers={"Location": "/flows/" + quote(flow_id, safe="")})
+
+
+@page
+async def live(request: web.Request) -> web.StreamResponse:
+    """Server-Sent Events: ``changed`` whenever the log grows (at most once a second), so the
+    flows page refreshes its rows without being reloaded."""
+    engine = request.app[keys.ENGINE]
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    await response.prepare(request)
+    waiter = engine.listener.register()
+    shutting_down = request.app[keys.SHUTTING_DOWN]
+    try:
+        while not shutting_down.is_set():
+            await wait_any([waiter, shutting_down], _KEEPALIVE)
+            if shutting_down.is_set():
+                break
+            if waiter.is_set():
+                waiter.clear()
+                await response.write(b"event: changed\ndata: {}\n\n")
+                await asyncio.sleep(LIVE_INTERVAL)
+            else:
+                await response.write(b": keep-alive\n\n")
+        return response
+    finally:
+        engine.listener.unregister(waiter)
+
+
+# -- a flow ------------------------------------------------------------------------------------
+
+
+async def _visible(request: web.Request, flow_id: str) -> WorkflowRow:
+    row = await get_workflow(_pool(request), flow_id)
+    tenant = _tenant(request)
+    if row is None or (tenant is not None and row.tenant_id != tenant):
+        raise FlowNotFound(flow_id)
+    return row
+
+
+async def _flow(request: web.Request) -> dict[str, Any]:
+    flow_id = request.match_info["flow_id"]
+    row = await _visible(request, flow_id)
+    pool = _pool(request)
+    lines = await read_history(pool, flow_id)
+    if not lines:
+        raise FlowNotFound(flow_id)
+    version = len(lines)
+    raw = request.query.get("version", "").strip()
+    if raw:
+        if not raw.isdigit() or not 1 <= int(raw) <= len(lines):
+            raise WorkflowError(
+                Code.BAD_INPUT, f"version must be a number from 1 to {len(lines)}, not {raw!r}"
+            )
+        version = int(raw)
+    definition = await reads.definition_version(pool, row.definition_version)
+    view = flowview.build(
+        lines, version, None if definition is None else definition.definition, datetime.now(UTC)
+    )
+    since = request.query.get("since", "")
+    first_listed = int(since) + 1 if since.isdigit() else max(1, len(lines) - HISTORY_SHOWN + 1)
+    return {
+        "row": row,
+        "view": view,
+        "definition": definition,
+        "lines": lines[first_listed - 1 :],
+        "hidden_lines": first_listed - 1 if not since.isdigit() else 0,
+        "event_types": sorted(EVENT_TYPES),
+    }
+
+
+@page
+async def flow_page(request: web.Request) -> web.StreamResponse:
+    values = await _flow(request)
+    values["nav"] = "flows"
+    return render(request, "flow.html.j2", values)
+
+
+@page
+async def flow_fragment(request: web.Request) -> web.StreamResponse:
+    """The parts of a flow's page at a version (time travel), and the events after
+    ``since`` (the live history)."""
+    values = await _flow(request)
+    view: flowview.FlowView = values["view"]
+    return _json(
+        {
+            "version": view.version,
+            "latest": view.latest,
+            "eventType": view.line.type,
+            "status": values["row"].status,
+            "head": _fragment(request, "_flow_head.html.j2", values),
+            "actions": _fragment(request, "_flow_actions.html.j2", values),
+            "panel": _fragment(request, "_flow_panel.html.j2", values),
+            "travel": _fragment(request, "_flow_travel.html.j2", values),
+            "history": _fragment(request, "_history_rows.html.j2", values),
+        }
+    )
+
+
+def _json(payload: Any) -> web.Response:
+    return web.Response(body=orjson.dumps(payload), content_type="application/json")
+
+
+# -- definitions -------------------------------------------------------------------------------
+
+
+@page
+async def definitions_page(request: web.Request) -> web.StreamResponse:
+    pool = _pool(request)
+    by_name: dict[str, list[Any]] = {}
+    for row in await pool.fetch(API_QUERIES.definitions):
+        by_name.setdefault(row["name"], []).append(row)
+    counts = await reads.definition_counts(pool, _tenant(request))
+    return render(
+        request,
+        "definitions.html.j2",
+        {
+            "definitions": sorted(by_name.items()),
+            "counts": counts,
+            "statuses": present.FLOW_STATUSES,
+            "nav": "definitions",
+        },
+    )
+
+
+@page
+async def definition_page(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    pool = _pool(request)
+    versions = await pool.fetch(API_QUERIES.definitions_named, name)
+    if not versions:
+        raise DefinitionNotFound(name)
+    wanted = request.query.get("version") or versions[-1]["version"]
+    chosen = next((v for v in versions if v["version"] == wanted), None)
+    if chosen is None:
+        raise DefinitionNotFound(name, wanted)
+    counts = (await reads.definition_counts(pool, _tenant(request))).get(name, {})
+    return render(
+        request,
+        "definition.html.j2",
+        {
+            "name": name,
+            "versions": versions,
+            "chosen": chosen,
+            "graph": layout(chosen["definition"]),
+            "counts": counts,
+            "statuses": present.FLOW_STATUSES,
+            "nav": "definitions",
+        },
+    )
+
+
+# -- log-in ------------------------------------------------------------------------------------
+
+
+def _local(target: str) -> str:
+    """Where to go after logging in: a path of this site only (no open redirect)."""
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+async def login_page(request: web.Request) -> web.StreamResponse:
+    if not request.app[keys.TOKENS].enabled:
+        return web.Response(status=303, headers={"Location": "/"})
+    values = {"next": _local(request.query.get("next", "/")), "problem": ""}
+    return render(request, "login.html.j2", values)
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    tokens = request.app[keys.TOKENS]
+    if not tokens.enabled:
+        return web.Response(status=303, headers={"Location": "/"})
+    form = await request.post()
+    token, target = str(form.get("token", "")), _local(str(form.get("next", "/")))
+    opened = tokens.open_session(token)
+    if opened is None:
+        log.warning("console log-in refused", extra={"request_id": context_of(request).request_id})
+        values = {"next": target, "problem": "That token is not valid."}
+        return render(request, "login.html.j2", values, status=401)
+    cookie, session = opened
+    log.info("console log-in", extra={"actor": session.owner.actor})
+    response = web.Response(status=303, headers={"Location": target})
+    set_session_cookie(response, request, cookie)
+    return response
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    ctx: Context = context_of(request)
+    form = await request.post()
+    if ctx.session is not None and not ctx.session.accepts_csrf(str(form.get("csrf_token", ""))):
+        return _error(request, 403, "The log-out form was not this session's; nothing changed.")
+    response = web.Response(status=303, headers={"Location": "/login"})
+    clear_session_cookie(response)
+    return response

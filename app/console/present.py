@@ -1,0 +1,89 @@
+"""How the console words things: times, durations, statuses. Pure; used as Jinja filters.
+
+Times are shown twice, as people read them: relative ("3 min ago", updated in the page by a
+script) and absolute in UTC (in the element's ``title`` and ``datetime``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+FLOW_STATUSES = ("Initializing", "Processing", "Stopped", "Canceling", "Canceled", "Finished",
+                 "Error")  # fmt: skip
+ENDED = frozenset({"Finished", "Error", "Canceled"})
+STATUS_WORDS = {
+    "Initializing": "created, not started",
+    "Processing": "running",
+    "Stopped": "stopped (paused)",
+    "Canceling": "canceling",
+    "Canceled": "canceled",
+    "Finished": "finished",
+    "Error": "ended in error",
+}
+"""What each status means, for the title of a status badge."""
+
+
+def iso(at: datetime) -> str:
+    """The machine-readable time of a ``<time datetime>`` (UTC, milliseconds)."""
+    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def absolute(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def relative(at: datetime, now: datetime) -> str:
+    seconds = (now - at).total_seconds()
+    future = seconds < 0
+    seconds = abs(seconds)
+    if seconds < 5:
+        return "just now"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
+        if seconds >= size:
+            amount = int(seconds // size)
+            return f"in {amount} {unit}" if future else f"{amount} {unit} ago"
+    return "just now"
+
+
+def duration(value: timedelta | float) -> str:
+    """``850 ms``, ``2.4 s``, ``3 min 5 s``, ``2 h 10 min``, ``3 d 4 h``."""
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if seconds < 1:
+        return f"{max(0, round(seconds * 1000))} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
+
+
+def status_class(status: str) -> str:
+    """The CSS class of a status (colour is never the only sign: the word is shown too)."""
+    return "st-" + status.lower()
+
+
+def short_id(flow_id: str) -> str:
+    return flow_id[:8]
+
+
+def pretty_json(value: Any) -> str:
+    plain = dict(value) if isinstance(value, Mapping) else value  # the fold's read-only maps
+    return orjson.dumps(plain, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
+
+
+def shown_value(value: Any) -> str:
+    """A JSON value on one line, as the change list shows it."""
+    if value is None:
+        return "(none)"
+    if isinstance(value, str):
+        return value if value else '""'
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()

@@ -1,0 +1,229 @@
+"""Who may see and do what through the console: log-in with a token (a session cookie), the
+tenant's flows only, CSRF tokens on a session's writes, cross-site requests refused, log-out,
+and the security headers of every answer."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import pytest
+from aiohttp import ClientResponse
+
+from app.api.access import SESSION_COOKIE, Tokens
+from app.workflow.errors import Code
+from tests.api.conftest import TOKENS, MakeService, Service
+from tests.api.helpers import FLOWS, A, B, Client, create, events, ok, refused, status_of
+
+
+@pytest.fixture
+async def guarded(make_service: MakeService) -> Service:
+    return await make_service(tokens=TOKENS)
+
+
+async def log_in(client: Client, token: str, target: str = "/") -> ClientResponse:
+    return await client.post("/login", data={"token": token, "next": target}, allow_redirects=False)
+
+
+async def session_of(client: Client, token: str = "token-a") -> dict[str, str]:
+    """Logs in; the Cookie header of the session (the client's own jar is left empty)."""
+    answer = await log_in(client, token)
+    assert answer.status == 303
+    cookie = answer.cookies[SESSION_COOKIE]
+    client.session.cookie_jar.clear()
+    return {"Cookie": f"{SESSION_COOKIE}={cookie.value}"}
+
+
+async def csrf_of(client: Client, cookie: dict[str, str]) -> str:
+    page = await (await client.get("/", headers=cookie)).text()
+    found = re.search(r'<meta name="csrf-token" content="([^"]+)">', page)
+    assert found is not None
+    return found.group(1)
+
+
+async def test_pages_ask_for_a_log_in_and_a_token_opens_a_session(guarded: Service) -> None:
+    client = guarded.client
+    for path in ("/", "/flows/x?version=2", "/definitions"):
+        answer = await client.get(path, allow_redirects=False)
+        assert answer.status == 303, path
+        assert answer.headers["Location"].startswith("/login?next=%2F")
+    form = await client.get("/login")
+    assert form.status == 200
+    assert 'type="password"' in await form.text()
+
+    refused_login = await log_in(client, "token-wrong")
+    assert refused_login.status == 401
+    assert "That token is not valid." in await refused_login.text()
+    assert SESSION_COOKIE not in refused_login.cookies
+
+    answer = await log_in(client, "token-a", "/definitions")
+    assert answer.status == 303
+    assert answer.headers["Location"] == "/definitions"
+    set_cookie = answer.headers["Set-Cookie"]
+    assert "HttpOnly" in set_cookie
+    assert "SameSite=Strict" in set_cookie
+    assert "Path=/" in set_cookie
+    assert "token-a" not in set_cookie  # the cookie is signed by the token, never holds it
+
+
+async def test_a_session_sees_only_its_tenant(guarded: Service) -> None:
+    client = guarded.client
+    mine = await create(client, "backup", start=False, biz_id="alice-flow", headers=A)
+    theirs = await create(client, "backup", start=False, biz_id="bob-flow", headers=B)
+    cookie = await session_of(client)
+    page = await (await client.get("/", headers=cookie)).text()
+    assert "Signed in as <strong>alice</strong>" in page
+    assert "alice-flow" in page
+    assert "bob-flow" not in page
+    assert (await client.get(f"/flows/{theirs}", headers=cookie)).status == 404
+    assert (await client.get(f"/flows/{mine}", headers=cookie)).status == 200
+    listed = await ok(await client.get(FLOWS, headers=cookie), paged=True)
+    assert [f["id"] for f in listed["data"]["workFlows"]] == [mine]
+    assert (await client.get(f"/console/flows/{theirs}", headers=cookie)).status == 404
+    assert (
+        await client.get(f"/go?id={theirs}", headers=cookie, allow_redirects=False)
+    ).status == 404
+
+
+async def test_a_sessions_writes_need_its_csrf_token(guarded: Service) -> None:
+    client = guarded.client
+    flow_id = await create(client, "backup", start=False, headers=A)
+    cookie = await session_of(client)
+    body = {"workFlowId": flow_id, "reason": "from the console"}
+    for headers in (cookie, {**cookie, "X-CSRF-Token": "forged"}):
+        answer = await client.post(FLOWS + "cancel", json=body, headers=headers)
+        refusal = await refused(answer, 403, Code.FORBIDDEN)
+        assert "X-CSRF-Token" in refusal["message"]
+    assert await status_of(client, flow_id, A) == "Initializing"
+    # Another session of the same token has another CSRF token.
+    other_session = await session_of(client)
+    stale = {**cookie, "X-CSRF-Token": await csrf_of(client, other_session)}
+    await refused(await client.post(FLOWS + "cancel", json=body, headers=stale), 403, 40122)
+
+    token = await csrf_of(client, cookie)
+    done = await client.post(FLOWS + "cancel", json=body, headers={**cookie, "X-CSRF-Token": token})
+    await ok(done)
+    canceled = [e for e in await events(client, flow_id, A) if e["type"] == "FlowCanceled"]
+    assert canceled[0]["actor"] == "token:alice"  # as over REST with the token
+    assert canceled[0]["reason"] == "from the console"
+
+
+async def test_forged_expired_and_revoked_sessions_are_nobody(
+    guarded: Service, make_service: MakeService
+) -> None:
+    client = guarded.client
+    tokens = Tokens.parse(TOKENS)
+    expired = tokens.open_session("token-a", now=time.time() - 13 * 3600)
+    assert expired is not None
+    cookie = await session_of(client)
+    value = cookie["Cookie"].split("=", 1)[1]
+    payload, _, signature = value.partition(".")
+    bob = Tokens.parse("bob:token-b:tenant-b").open_session("token-b")
+    assert bob is not None
+    forged = [
+        expired[0],
+        f"{bob[0].partition('.')[0]}.{signature}",  # bob's name under alice's signature
+        f"{payload}.{signature[:-2]}xx",
+        "garbage",
+        f"{payload}",
+    ]
+    for value in forged:
+        headers = {"Cookie": f"{SESSION_COOKIE}={value}"}
+        await refused(await client.get(FLOWS, headers=headers), 401, Code.UNAUTHORIZED)
+        assert (await client.get("/", headers=headers, allow_redirects=False)).status == 303
+    # The token was rotated: its sessions end everywhere.
+    rotated = await make_service(tokens="alice:token-a2:tenant-a")
+    await refused(await rotated.client.get(FLOWS, headers=cookie), 401, Code.UNAUTHORIZED)
+
+
+async def test_log_out_needs_the_form_of_the_session(guarded: Service) -> None:
+    client = guarded.client
+    cookie = await session_of(client)
+    forged = await client.post(
+        "/logout", data={"csrf_token": "x"}, headers=cookie, allow_redirects=False
+    )
+    assert forged.status == 403
+    assert SESSION_COOKIE not in forged.cookies
+    token = await csrf_of(client, cookie)
+    answer = await client.post(
+        "/logout", data={"csrf_token": token}, headers=cookie, allow_redirects=False
+    )
+    assert answer.status == 303
+    assert answer.headers["Location"] == "/login"
+    assert answer.cookies[SESSION_COOKIE].value == ""
+    assert answer.cookies[SESSION_COOKIE]["max-age"] == "0"
+
+
+async def test_after_log_in_only_a_local_page(guarded: Service) -> None:
+    for target in ("//evil.example/x", "https://evil.example/", "/\\evil.example", "flows"):
+        answer = await log_in(guarded.client, "token-a", target)
+        assert answer.headers["Location"] == "/", target
+
+
+CROSS_SITE: list[dict[str, str]] = [
+    {"Sec-Fetch-Site": "cross-site"},
+    {"Sec-Fetch-Site": "same-site"},  # another port of the same host is another origin
+    {"Origin": "http://evil.example"},
+    {"Origin": "null"},
+]
+
+
+@pytest.mark.parametrize("headers", CROSS_SITE)
+async def test_a_cross_site_request_changes_nothing(
+    service: Service, headers: dict[str, str]
+) -> None:
+    """Open access (no tokens): a browser's cross-site request is still refused."""
+    client = service.client
+    flow_id = await create(client, "backup", start=False)
+    body = {"workFlowId": flow_id, "reason": "forged"}
+    answer = await client.post(FLOWS + "cancel", json=body, headers=headers)
+    await refused(answer, 403, Code.FORBIDDEN)
+    form = await client.post("/logout", data={}, headers=headers, allow_redirects=False)
+    assert form.status == 403
+    assert await status_of(client, flow_id) == "Initializing"
+
+
+async def test_same_origin_browsers_and_programs_may_act(service: Service) -> None:
+    client = service.client
+    host = f"{client.host}:{client.port}"
+    allowed: list[dict[str, Any]] = [
+        {},  # curl, a script: nothing to forge
+        {"Sec-Fetch-Site": "same-origin"},
+        {"Origin": f"http://{host}"},
+    ]
+    for headers in allowed:
+        flow_id = await create(client, "backup", start=False)
+        body = {"workFlowId": flow_id, "reason": "ok"}
+        await ok(await client.post(FLOWS + "cancel", json=body, headers=headers))
+
+
+async def test_a_bearer_token_is_no_forgery(guarded: Service) -> None:
+    flow_id = await create(guarded.client, "backup", start=False, headers=A)
+    headers = {**A, "Sec-Fetch-Site": "cross-site"}
+    body = {"workFlowId": flow_id}
+    await ok(await guarded.client.post(FLOWS + "cancel", json=body, headers=headers))
+
+
+async def test_log_in_from_another_site_is_refused(guarded: Service) -> None:
+    answer = await guarded.client.post(
+        "/login", data={"token": "token-a", "next": "/"}, headers={"Origin": "http://evil.example"},
+        allow_redirects=False,
+    )  # fmt: skip
+    assert answer.status == 403
+    assert SESSION_COOKIE not in answer.cookies
+
+
+async def test_every_answer_carries_the_security_headers(client: Client) -> None:
+    for path in ("/", "/definitions", FLOWS, "/api/v1/docs", "/nowhere", "/login"):
+        answer = await client.get(path)
+        headers = answer.headers
+        assert headers["X-Content-Type-Options"] == "nosniff", path
+        assert headers["Referrer-Policy"] == "same-origin", path
+        assert headers["X-Frame-Options"] == "DENY", path
+        policy = headers["Content-Security-Policy"]
+        assert "default-src 'none'" in policy
+        assert "script-src 'self';" in policy
+        assert "frame-ancestors 'none'" in policy
+        assert "unsafe-inline" not in policy
+        assert "http" not in policy  # no other host

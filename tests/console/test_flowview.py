@@ -1,0 +1,93 @@
+"""A flow's page at a version: the state then, what changed, the marks on the graph, and the
+actions its current state allows."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.console.flowview import allowed_actions, build
+from app.demo import DEFINITIONS
+from app.workflow.events import FlowFailed, FlowStarted, FlowStopped
+from app.workflow.state import FlowStatus
+from tests.console.histories import at, created, failed, lines, started, succeeded
+
+DEMO = DEFINITIONS[0].describe()
+
+
+def _failed_flow() -> list:
+    return lines([
+        (created(clusterId="c-1"), 0),
+        (FlowStarted(), 0),
+        (started("start", "backup", 1), 1),
+        (succeeded(1, "backupDone", backupPath="/b"), 2),
+        (started("backupDone", "upload", 2, kind="polling"), 2),
+        (failed(2, next="fail"), 3),
+        (started("fail", "backupFail", 3), 3),
+        (succeeded(3, None), 4),
+        (FlowFailed(error_code=7001, error_message="boom"), 4),
+    ])  # fmt: skip
+
+
+def test_each_version_is_the_flow_as_it_was_then() -> None:
+    history = _failed_flow()
+    first = build(history, 1, DEMO, at(100))
+    assert first.state.status is FlowStatus.INITIALIZING
+    assert first.marks == {}
+    assert first.timeline.rows == ()
+    assert {c.where for c in first.changes} >= {"flowId", "status", "context.clusterId"}
+    assert first.started_by == "token:alice"
+
+    mid = build(history, 5, DEMO, at(100))
+    assert mid.state.context["backupPath"] == "/b"
+    assert mid.marks["start"].status == "Finished"
+    assert mid.marks["backupDone"].current
+    assert mid.marks["backupDone"].status == "Processing"
+    assert [(c.where, c.before, c.after) for c in mid.changes][:1] == [
+        ("currentNode", None, "upload")
+    ]
+    # Every event changes these; they are not news.
+    assert not {c.where for c in mid.changes} & {"version", "updatedAt"}
+    # The timeline stops at the moment of the version shown, not now.
+    assert mid.timeline.end == at(2)
+    assert mid.timeline.rows[-1].ended_at is None
+
+    last = build(history, len(history), DEMO, at(100))
+    assert last.is_latest
+    assert last.marks["backupDone"].status == "Error"
+    assert last.marks["fail"].status == "Finished"
+    assert not any(m.current for m in last.marks.values())
+    assert last.actions == ("retry",)
+    assert last.graph is not None
+    assert last.timeline.end == at(4)  # an ended flow's timeline ends with it, not now
+
+
+def test_actions_are_what_decide_allows_now() -> None:
+    running = lines([(created(), 0), (FlowStarted(), 0), (started("start", "backup", 1), 1)])
+    assert build(running, 3, DEMO, at(5)).actions == ("stop", "cancel")
+    # The actions are the current state's, whatever version is shown.
+    assert build(running, 1, DEMO, at(5)).actions == ("stop", "cancel")
+    stopped = lines([(created(), 0), (FlowStarted(), 0), (FlowStopped(reason="w"), 1)])
+    assert build(stopped, 3, DEMO, at(5)).actions == ("start", "cancel")
+    fresh = lines([(created(), 0)])
+    view = build(fresh, 1, None, at(5))
+    assert view.actions == ("start", "stop", "cancel")  # the seed lets a new flow be stopped
+    assert view.graph is None
+    assert view.started_by == ""
+
+
+def test_a_version_outside_the_history_is_refused() -> None:
+    history = _failed_flow()
+    for version in (0, len(history) + 1):
+        with pytest.raises(ValueError, match="not in a history"):
+            build(history, version, DEMO, at(100))
+
+
+def test_allowed_actions_of_a_finished_flow_are_none() -> None:
+    from app.workflow.events import FlowFinished
+
+    history = lines([
+        (created(), 0), (FlowStarted(), 0), (started("start", "backup", 1), 1),
+        (succeeded(1, None), 2), (FlowFinished(), 2),
+    ])  # fmt: skip
+    view = build(history, 5, DEMO, at(5))
+    assert allowed_actions(view.state, at(5)) == ()

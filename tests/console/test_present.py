@@ -1,0 +1,39 @@
+"""How the console words times and values."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from types import MappingProxyType
+
+from app.console.present import duration, iso, pretty_json, relative, shown_value, status_class
+from tests.console.histories import at
+
+
+def test_relative_and_absolute_times() -> None:
+    assert relative(at(0), at(2)) == "just now"
+    assert relative(at(0), at(59)) == "59 s ago"
+    assert relative(at(0), at(60 * 5 + 3)) == "5 min ago"
+    assert relative(at(0), at(3600 * 26)) == "1 d ago"
+    assert relative(at(90), at(0)) == "in 1 min"
+    assert iso(at(1.5)) == "2026-11-29T12:00:01.500Z"
+
+
+def test_durations_read_as_people_say_them() -> None:
+    assert duration(0.0004) == "0 ms"
+    assert duration(0.85) == "850 ms"
+    assert duration(timedelta(seconds=2.44)) == "2.4 s"
+    assert duration(185) == "3 min 5 s"
+    assert duration(120) == "2 min"
+    assert duration(3600 * 2 + 600) == "2 h 10 min"
+    assert duration(86400 * 3 + 3600 * 4) == "3 d 4 h"
+
+
+def test_values_and_statuses() -> None:
+    assert (
+        pretty_json(MappingProxyType({"b": 1, "a": [1]})) == '{\n  "a": [\n    1\n  ],\n  "b": 1\n}'
+    )
+    assert shown_value(None) == "(none)"
+    assert shown_value("") == '""'
+    assert shown_value("<b>") == "<b>"  # escaped by the template, not here
+    assert shown_value({"k": [1, 2]}) == '{"k":[1,2]}'
+    assert status_class("Not-run") == "st-not-run"
