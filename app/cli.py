@@ -173,6 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             definitions=modules,
             concurrency=args.concurrency,
             run_reactor=not getattr(args, "no_reactor", False),
+            demo=getattr(args, "demo", False),
         )
         try:
             registry = load_definitions(settings.definitions)

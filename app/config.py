@@ -40,6 +40,8 @@ class Settings:
     definitions: tuple[str, ...] = ()
     """Modules that define workflows (``DEFINITIONS`` or ``register(registry)``)."""
     run_reactor: bool = True
+    demo: bool = False
+    """``serve --demo``: the demo definitions, and demo flows to look at (app/demo.py)."""
     concurrency: int = 32
     lease_seconds: float = 30.0
 

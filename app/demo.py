@@ -6,16 +6,25 @@ example, with a fail handler and a polling node. Context keys steer it:
 - ``failAt``: the name of a node that fails (``backup``, ``upload`` or
   ``updateBackupRecord``), to see the fail handler run and the flow end in Error;
 - ``slowSeconds``: how long ``backup`` takes (default 0.5), time enough to Stop or Cancel it.
+
+``flowlog serve --demo`` also creates a few demo flows (bizType ``demo``) on first start, so
+that the console has something to show: see ``seed``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from app.workflow.definition import NodeDefinition, NodeKind, RetryPolicy, WorkflowDefinition
 from app.workflow.errors import NodeError
 from app.workflow.executor import Failed, Finished, FlowContext, NodeHandle, PollResult, Running
+from app.workflow.repository import Caller
+from app.workflow.service import WorkFlowService
+from app.workflow.state import FlowState, FlowStatus
+from projections.reads import ListFilter
 
 
 def _maybe_fail(node: NodeHandle, ctx: FlowContext) -> None:
@@ -68,3 +77,67 @@ DEFINITIONS = [
         },
     )
 ]  # fmt: skip
+
+
+# -- demo flows: something to look at in the console ------------------------------------------
+
+DEMO_BIZ_TYPE = "demo"
+DEMO_FLOWS: tuple[tuple[str, dict[str, Any], str], ...] = (
+    ("demo-cluster-1", {"clusterId": "demo-1"}, "run"),
+    ("demo-cluster-2", {"clusterId": "demo-2", "failAt": "upload"}, "run"),
+    ("demo-cluster-3", {"clusterId": "demo-3", "failAt": "updateBackupRecord"}, "retry"),
+    ("demo-cluster-4", {"clusterId": "demo-4", "slowSeconds": 2}, "stop"),
+    ("demo-cluster-5", {"clusterId": "demo-5", "slowSeconds": 2}, "cancel"),
+    ("demo-cluster-6", {"clusterId": "demo-6", "uploadSeconds": 3600}, "run"),
+    ("demo-cluster-7", {"clusterId": "demo-7"}, "create"),
+)
+"""(bizId, context, what happens): flows that end in every status, one retried after a
+failure, one polling for an hour, one never started."""
+_ACTOR = Caller(actor="demo", reason="a demo flow (flowlog serve --demo)")
+
+
+async def seed(service: WorkFlowService, tenants: Sequence[str] = ("",)) -> int:
+    """Creates the demo flows in each tenant that has none yet; returns how many. The
+    reactor runs them; the retried one is retried once it has failed."""
+    created = 0
+    for tenant in tenants:
+        existing = await service.list_workflows(
+            ListFilter(biz_type=DEMO_BIZ_TYPE, tenant_id=tenant), page_size=1
+        )
+        if existing.total:
+            continue
+        for biz_id, context, fate in DEMO_FLOWS:
+            flow_id = await service.create_workflow(
+                biz_id, DEMO_BIZ_TYPE, "backup", context=context, caller=_ACTOR,
+                tenant_id=tenant, user_id="demo", start=fate != "create",
+            )  # fmt: skip
+            created += 1
+            if fate == "stop" and await _until(service, flow_id, _running):
+                stop = Caller(actor="demo", reason="demo: a maintenance window")
+                await service.stop(flow_id, stop.reason or "", stop)
+            elif fate == "cancel" and await _until(service, flow_id, _running):
+                cancel = Caller(actor="demo", reason="demo: the backup is no longer needed")
+                await service.cancel(flow_id, cancel.reason or "", cancel)
+            elif fate == "retry" and await _until(service, flow_id, _failed):
+                retry = Caller(actor="demo", reason="demo: the record store is back")
+                await service.retry(flow_id, {"failAt": ""}, caller=retry)
+    return created
+
+
+def _running(state: FlowState) -> bool:
+    return state.running_node is not None
+
+
+def _failed(state: FlowState) -> bool:
+    return state.status is FlowStatus.ERROR
+
+
+async def _until(
+    service: WorkFlowService, flow_id: str, ready: Callable[[FlowState], bool]
+) -> bool:
+    """Waits (up to 30 s) until the reactor has brought the flow to a ``ready`` state."""
+    for _ in range(300):
+        if ready(await service.get(flow_id)):
+            return True
+        await asyncio.sleep(0.1)
+    return False

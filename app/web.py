@@ -40,10 +40,27 @@ async def _engine(app: web.Application) -> AsyncIterator[None]:
     )
     await engine.start()
     app[keys.ENGINE] = engine
+    seeding = asyncio.create_task(_seed_demo(app)) if settings.demo else None
     try:
         yield
     finally:
+        if seeding is not None:
+            seeding.cancel()
+            await asyncio.gather(seeding, return_exceptions=True)
         await engine.stop()
+
+
+async def _seed_demo(app: web.Application) -> None:
+    from app import demo
+
+    tenants = sorted({owner.tenant for owner in app[keys.TOKENS].by_token.values()}) or [""]
+    try:
+        created = await demo.seed(app[keys.ENGINE].service, tenants)
+    except Exception:
+        log.exception("demo flows not created")
+        return
+    if created:
+        log.info("demo flows created", extra={"flows": created})
 
 
 async def _end_streams(app: web.Application) -> None:
