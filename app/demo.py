@@ -88,11 +88,12 @@ DEMO_FLOWS: tuple[tuple[str, dict[str, Any], str], ...] = (
     ("demo-cluster-3", {"clusterId": "demo-3", "failAt": "updateBackupRecord"}, "retry"),
     ("demo-cluster-4", {"clusterId": "demo-4", "slowSeconds": 2}, "stop"),
     ("demo-cluster-5", {"clusterId": "demo-5", "slowSeconds": 2}, "cancel"),
-    ("demo-cluster-6", {"clusterId": "demo-6", "uploadSeconds": 3600}, "run"),
+    ("demo-cluster-6", {"clusterId": "demo-6", "uploadSeconds": 540}, "run"),
     ("demo-cluster-7", {"clusterId": "demo-7"}, "create"),
 )
 """(bizId, context, what happens): flows that end in every status, one retried after a
-failure, one polling for an hour, one never started."""
+failure, one polling its upload for nine minutes (within the node's ten-minute deadline), one
+never started."""
 _ACTOR = Caller(actor="demo", reason="a demo flow (flowlog serve --demo)")
 
 

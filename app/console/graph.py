@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-PAUSE = "PAUSE"
+from app.workflow.definition import PAUSE
+
 END = ""
 NODE_WIDTH = 168
 NODE_HEIGHT = 48

@@ -233,9 +233,11 @@ async def live(request: web.Request) -> web.StreamResponse:
                 await asyncio.sleep(LIVE_INTERVAL)
             else:
                 await response.write(b": keep-alive\n\n")
-        return response
+    except ConnectionResetError:
+        pass  # the page was closed: nothing to tell anyone
     finally:
         engine.listener.unregister(waiter)
+    return response
 
 
 # -- a flow ------------------------------------------------------------------------------------

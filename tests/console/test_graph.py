@@ -52,7 +52,7 @@ def test_layers_are_the_longest_distance_from_start() -> None:
 
 
 def test_a_pause_on_failure_is_a_note_and_no_edge() -> None:
-    nodes = {"start": _node("a", success="b", fail="PAUSE"), "b": _node("b")}
+    nodes = {"start": _node("a", success="b", fail="pause"), "b": _node("b")}
     graph = layout({"name": "p", "nodes": nodes})
     assert graph.node("start").pauses_on_failure
     assert not graph.node("b").pauses_on_failure

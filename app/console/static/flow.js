@@ -40,6 +40,8 @@
       source.close();
       source = null;
       $("history-live").textContent = "(the flow has ended)";
+    } else if (!ENDED.has(data.status) && !source) {
+      follow(); // retried or started again: follow it anew
     }
   }
 
@@ -62,10 +64,6 @@
   }
 
   function follow() {
-    if (ENDED.has(root.querySelector("#flow-head .badge")?.textContent)) {
-      $("history-live").textContent = "(the flow has ended)";
-      return;
-    }
     // Start the stream after the events already on the page.
     const query = latest <= 500 ? `page=2&pageSize=${latest}` : `page=${Math.floor(latest / 500) + 1}&pageSize=500`;
     source = new EventSource(`/api/v1/workflow/${encodeURIComponent(flowId)}/events/stream?${query}`);
@@ -147,10 +145,7 @@
         const { status, envelope } = await call(`/api/v1/workflow/${action}`, body);
         return answer(status, envelope);
       },
-      onDone: () => {
-        if (!source) follow();
-        scheduleRefresh();
-      },
+      onDone: scheduleRefresh,
     });
   }
 
@@ -173,6 +168,10 @@
       goTo(Number(target.dataset.version));
     });
     bindActions();
-    follow();
+    if (ENDED.has(root.querySelector("#flow-head .status-line .badge")?.textContent)) {
+      $("history-live").textContent = "(the flow has ended)";
+    } else {
+      follow();
+    }
   });
 })();

@@ -1,0 +1,119 @@
+"""The console's screenshots in docs/console/, made again from a live ``flowlog serve --demo``
+so that they stay true:
+
+    .venv/bin/python -m tests.browser.screenshots docs/console
+
+It serves a scratch database of the PostgreSQL that DATABASE_URL names (else an embedded one),
+waits for the demo flows to settle, and photographs each page in Chromium at 1280x800 and on a
+phone (390x844). ``tests/browser/test_screenshots.py`` runs it in CI, into a temporary folder.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import time
+from pathlib import Path
+
+from app.config import Settings
+from app.database import provide_database
+from tests.browser.conftest import CHROMIUM, DESKTOP, PHONE, Console, run_async, running_console
+
+SHOTS = (
+    "flows.png", "flow.png", "time-travel.png", "retry.png", "bulk.png", "definition.png",
+    "api.png", "phone-flows.png", "phone-flow.png",
+)  # fmt: skip
+
+
+def make_screenshots(server_url: str, out: Path) -> list[Path]:
+    from app.database import create_database, drop_database, with_database
+    from app.migrate import migrate_database
+
+    out.mkdir(parents=True, exist_ok=True)
+    template = f"flowlog_shots_{secrets.token_hex(4)}"
+    run_async(create_database(server_url, template))
+    try:
+        run_async(migrate_database(with_database(server_url, template)))
+        with running_console(server_url, template, "--demo") as console:
+            flows = _settled_demo(console)
+            return _photograph(console, flows, out)
+    finally:
+        run_async(drop_database(server_url, template))
+
+
+def _settled_demo(console: Console) -> dict[str, str]:
+    """The demo flows by bizId, once each has reached the state the demo gives it."""
+    wanted = {
+        "demo-cluster-1": "Finished", "demo-cluster-2": "Error", "demo-cluster-3": "Finished",
+        "demo-cluster-4": "Stopped", "demo-cluster-5": "Canceled", "demo-cluster-6": "Processing",
+        "demo-cluster-7": "Initializing",
+    }  # fmt: skip
+    deadline = time.monotonic() + 60
+    while True:
+        listed = console.api("GET", "/api/v1/workflow/?bizType=demo&pageSize=20")
+        found = {f["bizId"]: f for f in listed["data"]["workFlows"]}
+        if all(found.get(b, {}).get("status") == s for b, s in wanted.items()):
+            return {b: f["id"] for b, f in found.items()}
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the demo flows did not settle: {found}")
+        time.sleep(0.2)
+
+
+def _photograph(console: Console, flows: dict[str, str], out: Path) -> list[Path]:
+    from playwright.sync_api import sync_playwright
+
+    retried = flows["demo-cluster-3"]
+    failed = flows["demo-cluster-2"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport=DESKTOP)
+
+        def shot(name: str, *, full: bool = False) -> None:
+            page.wait_for_timeout(300)
+            page.screenshot(path=str(out / name), full_page=full)
+
+        page.goto(console.url("/"))
+        shot("flows.png")
+        page.goto(console.url(f"/flows/{retried}"))
+        shot("flow.png", full=True)
+        page.goto(console.url(f"/flows/{retried}?version=9"))  # updateBackupRecord failed
+        page.evaluate("document.getElementById('travel').scrollIntoView()")
+        shot("time-travel.png")
+        page.goto(console.url(f"/flows/{failed}"))
+        page.locator("#flow-actions").get_by_role("button", name="Retry").click()
+        page.get_by_label("Reason (recorded in the history)").fill("the object store is back")
+        page.locator("#action-context").fill('{"failAt": ""}')
+        shot("retry.png")
+        page.goto(console.url("/?status=Processing"))
+        page.locator("#select-page").check()
+        page.locator("#bulk").get_by_role("button", name="Stop").click()
+        page.get_by_label("Reason (recorded in the history)").fill("maintenance window")
+        shot("bulk.png")
+        page.goto(console.url("/definitions/backup"))
+        shot("definition.png")
+        page.goto(console.url("/api/v1/docs"))
+        page.locator("#operations-workflow-list_flows").wait_for()
+        shot("api.png")
+        phone = browser.new_page(viewport=PHONE, is_mobile=True, has_touch=True)
+        page = phone
+        page.goto(console.url("/"))
+        shot("phone-flows.png", full=True)
+        page.goto(console.url(f"/flows/{retried}"))
+        shot("phone-flow.png")
+        browser.close()
+    return [out / name for name in SHOTS]
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m tests.browser.screenshots OUT_DIR", file=sys.stderr)
+        return 2
+    with provide_database(Settings.from_env()) as url:
+        made = make_screenshots(url, Path(argv[0]))
+    for path in made:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
