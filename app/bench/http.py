@@ -21,15 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from tqdm import tqdm
 
-from app.bench.harness import Report, percentile, scratch_database, serve_process
+from app.bench.harness import Report, scratch_database, serve_process
+from app.bench.requests import Phase, Request, expect_ok, phase_figures, run_phase
 
 CLIENTS = 4
 QUICK = {"healthz": 2000, "create_start": 600, "list": 1500, "detail": 1500}
@@ -47,20 +44,6 @@ DEFINITION = {
 # docs/benchmarks.md, bench flows).
 REACTOR_CONCURRENCY = 6
 
-Request = Callable[[aiohttp.ClientSession, int], Awaitable[None]]
-
-
-@dataclass(frozen=True, slots=True)
-class Phase:
-    name: str
-    requests: int
-    seconds: float
-    latencies_ms: list[float]
-
-    @property
-    def per_s(self) -> float:
-        return self.requests / self.seconds
-
 
 async def run(server_url: str, *, quick: bool, progress: bool = True) -> Report:
     counts = QUICK if quick else FULL
@@ -68,7 +51,7 @@ async def run(server_url: str, *, quick: bool, progress: bool = True) -> Report:
     async with scratch_database(server_url) as url, serve_process(url, env=env) as base:
         connector = aiohttp.TCPConnector(limit=CLIENTS)
         async with aiohttp.ClientSession(base, connector=connector) as session:
-            await _expect(session.post("/api/v1/workflow-definitions", json=DEFINITION))
+            await expect_ok(session.post("/api/v1/workflow-definitions", json=DEFINITION))
             phases = [await _phase("healthz", counts["healthz"], session, _healthz, progress)]
             created: list[str] = []
             phases.append(
@@ -86,22 +69,8 @@ async def run(server_url: str, *, quick: bool, progress: bool = True) -> Report:
 
 
 def _report(phases: list[Phase], quick: bool) -> Report:
-    baseline = phases[0].per_s
     figures: dict[str, Any] = {"bench": "http", "quick": quick, "clients": CLIENTS}
-    rows = []
-    for phase in phases:
-        p50 = percentile(phase.latencies_ms, 0.5)
-        p99 = percentile(phase.latencies_ms, 0.99)
-        ratio = phase.per_s / baseline
-        figures |= {
-            f"{phase.name}_requests": phase.requests,
-            f"{phase.name}_requests_per_s": round(phase.per_s, 1),
-            f"{phase.name}_p50_ms": round(p50, 2),
-            f"{phase.name}_p99_ms": round(p99, 2),
-        }
-        if phase is not phases[0]:
-            figures[f"ratio_{phase.name}_vs_healthz"] = round(ratio, 3)
-        rows.append([phase.name, phase.requests, phase.per_s, p50, p99, round(ratio, 3)])
+    rows = phase_figures(phases, figures)
     notes = [
         f"{CLIENTS} clients on kept-alive connections, one `flowlog serve` process (API and "
         f"reactor, concurrency {REACTOR_CONCURRENCY}) on a scratch database; list and detail "
@@ -114,40 +83,18 @@ def _report(phases: list[Phase], quick: bool) -> Report:
 async def _phase(
     name: str, requests: int, session: aiohttp.ClientSession, request: Request, progress: bool
 ) -> Phase:
-    latencies: list[float] = []
-    bar = tqdm(total=requests, desc=f"bench http {name}", unit="req", disable=not progress)
-
-    async def client(index: int) -> None:
-        for n in range(index, requests, CLIENTS):
-            start = time.perf_counter()
-            await request(session, n)
-            latencies.append((time.perf_counter() - start) * 1000)
-            bar.update()
-
-    start = time.perf_counter()
-    await asyncio.gather(*(client(i) for i in range(CLIENTS)))
-    seconds = time.perf_counter() - start
-    bar.close()
-    return Phase(name, requests, seconds, latencies)
-
-
-async def _expect(call: Any) -> Any:
-    """The ``data`` of an answer that must be a success (a failed request ends the bench)."""
-    async with call as response:
-        body = await response.json()
-        if response.status != 200 or body.get("code") != 0:
-            raise RuntimeError(f"{response.method} {response.url}: {response.status} {body}")
-        return body["data"]
+    return await run_phase("http", name, requests, CLIENTS, session, request, progress)
 
 
 async def _healthz(session: aiohttp.ClientSession, n: int) -> None:
-    await _expect(session.get("/healthz"))
+    await expect_ok(session.get("/healthz"))
+    return
 
 
 def _creator(created: list[str]) -> Request:
     async def create(session: aiohttp.ClientSession, n: int) -> None:
         body = {"flowName": FLOW_NAME, "bizId": f"biz-{n % 100}", "bizType": "bench", "start": True}
-        data = await _expect(session.post("/api/v1/workflow/", json=body))
+        data = await expect_ok(session.post("/api/v1/workflow/", json=body))
         created.append(data["workFlowId"])
 
     return create
@@ -160,14 +107,14 @@ def _lister(rng: random.Random) -> Request:
             if n % 2
             else {"pageSize": "10", "bizId": f"biz-{rng.randrange(100)}"}
         )
-        await _expect(session.get("/api/v1/workflow/", params=query))
+        await expect_ok(session.get("/api/v1/workflow/", params=query))
 
     return list_flows
 
 
 def _detailer(created: list[str], rng: random.Random) -> Request:
     async def detail(session: aiohttp.ClientSession, n: int) -> None:
-        await _expect(session.get(f"/api/v1/workflow/{rng.choice(created)}"))
+        await expect_ok(session.get(f"/api/v1/workflow/{rng.choice(created)}"))
 
     return detail
 
