@@ -28,7 +28,7 @@ from eventstore import LogHorizonError
 
 log = logging.getLogger("flowlog")
 
-BENCHMARKS = ("append", "export", "flows", "http", "projections")
+BENCHMARKS = ("append", "console", "export", "flows", "http", "projections")
 
 
 def _parser(settings: Settings) -> argparse.ArgumentParser:
@@ -226,10 +226,11 @@ def _run(
     if args.command in {"rebuild", "verify"}:
         return asyncio.run(_projections(args.command, database_url, not args.no_progress))
     if args.command == "bench":
-        from app.bench import append, export, flows, http, projections
+        from app.bench import append, console, export, flows, http, projections
 
         runner = {
             "append": append.run,
+            "console": console.run,
             "export": export.run,
             "flows": flows.run,
             "http": http.run,

@@ -164,6 +164,7 @@ def test_bench_append_quick_reports_ratios_as_json(database_url: str) -> None:
         ("projections", ("rebuild_events_per_s", "list_p99_ms", "detail_p99_ms")),
         ("http", ("create_start_requests_per_s", "list_p99_ms", "ratio_detail_vs_healthz")),
         ("export", ("export_events_per_s", "import_events_per_s", "export_peak_rss_mb_all")),
+        ("console", ("flows_server_p50_ms", "flow_server_p99_ms", "ratio_flow_vs_healthz")),
     ],
 )
 def test_bench_quick_runs_report_their_figures(
