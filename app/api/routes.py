@@ -157,7 +157,7 @@ async def list_flows(request: web.Request, query: ListQuery) -> Paged:
         created_from=query.createdFrom,
         created_to=query.createdTo,
     )
-    after = _cursor(query.cursor) if query.cursor else None
+    after = parse_cursor(query.cursor) if query.cursor else None
     page = await list_workflows(
         request.app[keys.ENGINE].pool,
         where,
@@ -169,7 +169,7 @@ async def list_flows(request: web.Request, query: ListQuery) -> Paged:
     return Paged(data, Page(page=query.page, pageSize=query.pageSize, total=page.total))
 
 
-def _cursor(text: str) -> Cursor:
+def parse_cursor(text: str) -> Cursor:
     """A list cursor, or 400: a forged one may hold what the database refuses (a time out of
     range in UTC, NUL in the id)."""
     try:
@@ -325,7 +325,7 @@ async def bulk_action(request: web.Request, body: BulkRequest) -> BulkResponse:
         ctx,
         _caller(ctx, body.reason),
         scoped=_scoped(request),
-        after=_cursor(body.cursor) if body.cursor else None,
+        after=parse_cursor(body.cursor) if body.cursor else None,
     )
 
 

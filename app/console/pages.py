@@ -26,13 +26,14 @@ from app.api.access import clear_session_cookie, set_session_cookie
 from app.api.framework import STATUS_OF, Context, context_of
 from app.api.metrics import Q as API_QUERIES
 from app.api.models import ListQuery
+from app.api.routes import parse_cursor
 from app.audit.history import read_history
 from app.console import flowview, present, reads
 from app.console.graph import layout
 from app.workflow.errors import Code, DefinitionNotFound, FlowNotFound, WorkflowError
 from app.workflow.events import EVENT_TYPES
 from eventstore import TRANSIENT_ERRORS, wait_any
-from projections.reads import BadCursor, Cursor, ListFilter, get_workflow, list_workflows
+from projections.reads import ListFilter, get_workflow, list_workflows
 from projections.rows import WorkflowRow
 
 log = logging.getLogger("flowlog.console")
@@ -69,6 +70,12 @@ def page(handler: Handler) -> Handler:
         except TRANSIENT_ERRORS as exc:
             log.warning("database unavailable", extra={"error": repr(exc)})
             response = _error(request, 503, "The database is unavailable; try again.")
+        except Exception:
+            request_id = context_of(request).request_id
+            log.exception(
+                "console page failed", extra={"path": request.path, "request_id": request_id}
+            )
+            response = _error(request, 500, f"Something went wrong here (request {request_id}).")
         if not response.prepared:
             elapsed = (time.perf_counter() - started) * 1000
             response.headers["Server-Timing"] = f"render;dur={elapsed:.2f}"
@@ -144,14 +151,9 @@ async def _flows(request: web.Request) -> dict[str, Any]:
         created_from=query.createdFrom,
         created_to=query.createdTo,
     )
-    after = None
-    if query.cursor:
-        try:
-            after = Cursor.decode(query.cursor)
-        except BadCursor:
-            raise WorkflowError(Code.BAD_INPUT, "not a paging cursor of this list") from None
+    after = parse_cursor(query.cursor) if query.cursor else None
     pool = _pool(request)
-    listed = await list_workflows(pool, where, page_size=page_size, after=after)
+    listed = await list_workflows(pool, where, page=query.page, page_size=page_size, after=after)
     current = await reads.current_nodes(pool, [row.id for row in listed.rows])
     counts = await reads.status_counts(pool, tenant, query.flowName, query.bizType)
     filters = {

@@ -74,6 +74,8 @@ async def test_bad_filters_are_a_page_that_says_what_is_wrong(client: Client) ->
         ("/?pageSize=7", "pageSize must be one of 10, 25, 50, 100"),
         ("/?createdFrom=yesterday", "createdFrom"),
         ("/?cursor=forged", "not a paging cursor"),
+        # A cursor that decodes but holds what PostgreSQL cannot take: still a 400 page.
+        ("/?cursor=WyIwMDAxLTAxLTAxVDAwOjAwOjAwKzAxOjAwIiwiYSJd", "not a paging cursor"),
         ("/?color=red", "color"),
     ]:
         text = await page(client, path, 400)
