@@ -36,24 +36,15 @@ async def run_bulk(
     ctx: Context,
     caller: Caller,
     *,
-    scoped: bool,
+    tenant: str | None,
+    where: ListFilter | None,
     after: Cursor | None,
 ) -> BulkResponse:
-    """Acts on the flows ``body`` selects (with a filter: after ``after``, its decoded
-    cursor); ``scoped``: the caller sees only its tenant's flows."""
+    """Acts on the flows ``body`` names, or on those ``where`` selects (after ``after``, the
+    decoded cursor); ``tenant``: the only tenant whose flows the caller sees (None: all)."""
     pool = service.store.pool
-    tenant = ctx.tenant_id if scoped else None
     next_cursor = None
-    if body.filter is not None:
-        where = ListFilter(
-            status=body.filter.status,
-            name=body.filter.flowName,
-            biz_id=body.filter.bizId,
-            biz_type=body.filter.bizType,
-            tenant_id=tenant,
-            created_from=body.filter.createdFrom,
-            created_to=body.filter.createdTo,
-        )
+    if where is not None:
         page = await list_workflows(pool, where, page_size=body.limit, after=after)
         selected = [row.id for row in page.rows]
         visible = set(selected)

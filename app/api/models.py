@@ -136,13 +136,18 @@ class CancelRequest(Request):
     reason: str = Field("", max_length=1000)
 
 
-class ListQuery(Request):
+class FlowFilter(Request):
+    """Which flows: the filters of a list (and of a bulk action)."""
+
     status: FlowStatusName | None = None
     flowName: str | None = Field(None, min_length=1, max_length=200)
     bizId: str | None = Field(None, min_length=1, max_length=200)
     bizType: str | None = Field(None, min_length=1, max_length=200)
     createdFrom: IsoDatetime | None = None
     createdTo: IsoDatetime | None = None
+
+
+class ListQuery(FlowFilter):
     page: int = Field(1, ge=1, le=1_000_000)
     pageSize: int = Field(10, ge=1, le=100)
     cursor: str | None = Field(None, min_length=1, max_length=500)
@@ -302,23 +307,13 @@ BULK_LIMIT = 1000
 BulkAction = Literal["start", "stop", "cancel", "retry"]
 
 
-class BulkFilter(Request):
-    """The flows a list with these filters shows (the tenant's own, with a token)."""
-
-    status: FlowStatusName | None = None
-    flowName: str | None = Field(None, min_length=1, max_length=200)
-    bizId: str | None = Field(None, min_length=1, max_length=200)
-    bizType: str | None = Field(None, min_length=1, max_length=200)
-    createdFrom: IsoDatetime | None = None
-    createdTo: IsoDatetime | None = None
-
-
 class BulkRequest(Request):
     """One action on many flows: the flows named, or a page of those matching a filter."""
 
     action: BulkAction
     workFlowIds: list[Annotated[str, Id]] | None = Field(None, min_length=1, max_length=BULK_LIMIT)
-    filter: BulkFilter | None = None
+    filter: FlowFilter | None = None
+    """The flows a list with these filters shows (the tenant's own, with a token)."""
     cursor: str | None = Field(None, min_length=1, max_length=500)
     """With ``filter``: continue after the flows of the previous answer (its ``nextCursor``)."""
     limit: int = Field(100, ge=1, le=BULK_LIMIT)

@@ -32,6 +32,7 @@ from app.api.models import (
     DiffQuery,
     DiffResponse,
     Empty,
+    FlowFilter,
     Health,
     HistoryEvent,
     HistoryQuery,
@@ -147,16 +148,7 @@ def _node(row: NodeRow) -> WorkFlowNodeInfo:
     tags=FLOWS,
 )
 async def list_flows(request: web.Request, query: ListQuery) -> Paged:
-    ctx = context_of(request)
-    where = ListFilter(
-        status=query.status,
-        name=query.flowName,
-        biz_id=query.bizId,
-        biz_type=query.bizType,
-        tenant_id=ctx.tenant_id if _scoped(request) else None,
-        created_from=query.createdFrom,
-        created_to=query.createdTo,
-    )
+    where = list_filter(query, tenant_of(request))
     after = parse_cursor(query.cursor) if query.cursor else None
     page = await list_workflows(
         request.app[keys.ENGINE].pool,
@@ -167,6 +159,23 @@ async def list_flows(request: web.Request, query: ListQuery) -> Paged:
     )
     data = WorkFlowList(workFlows=[_info(r) for r in page.rows], nextCursor=page.next_cursor)
     return Paged(data, Page(page=query.page, pageSize=query.pageSize, total=page.total))
+
+
+def tenant_of(request: web.Request) -> str | None:
+    """The tenant whose flows the caller sees, or None: every flow (tokens are off)."""
+    return context_of(request).tenant_id if _scoped(request) else None
+
+
+def list_filter(selection: FlowFilter, tenant: str | None) -> ListFilter:
+    return ListFilter(
+        status=selection.status,
+        name=selection.flowName,
+        biz_id=selection.bizId,
+        biz_type=selection.bizType,
+        tenant_id=tenant,
+        created_from=selection.createdFrom,
+        created_to=selection.createdTo,
+    )
 
 
 def parse_cursor(text: str) -> Cursor:
@@ -319,12 +328,14 @@ async def retry_flow(request: web.Request, body: RetryRequest) -> InfoResponse:
 )
 async def bulk_action(request: web.Request, body: BulkRequest) -> BulkResponse:
     ctx = context_of(request)
+    tenant = tenant_of(request)
     return await run_bulk(
         _service(request),
         body,
         ctx,
         _caller(ctx, body.reason),
-        scoped=_scoped(request),
+        tenant=tenant,
+        where=None if body.filter is None else list_filter(body.filter, tenant),
         after=parse_cursor(body.cursor) if body.cursor else None,
     )
 

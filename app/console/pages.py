@@ -26,14 +26,14 @@ from app.api.access import clear_session_cookie, set_session_cookie
 from app.api.framework import STATUS_OF, Context, context_of
 from app.api.metrics import Q as API_QUERIES
 from app.api.models import ListQuery
-from app.api.routes import parse_cursor
+from app.api.routes import list_filter, parse_cursor, tenant_of
 from app.audit.history import read_history
 from app.console import flowview, present, reads
 from app.console.graph import layout
 from app.workflow.errors import Code, DefinitionNotFound, FlowNotFound, WorkflowError
 from app.workflow.events import EVENT_TYPES
 from eventstore import TRANSIENT_ERRORS, wait_any
-from projections.reads import ListFilter, get_workflow, list_workflows
+from projections.reads import get_workflow, list_workflows
 from projections.rows import WorkflowRow
 
 log = logging.getLogger("flowlog.console")
@@ -112,10 +112,6 @@ def _fragment(request: web.Request, template: str, values: Mapping[str, Any]) ->
     return env.get_template(template).render(ctx=ctx, now=datetime.now(UTC), **values)
 
 
-def _tenant(request: web.Request) -> str | None:
-    return context_of(request).tenant_id if request.app[keys.TOKENS].enabled else None
-
-
 def _pool(request: web.Request) -> Any:
     return request.app[keys.ENGINE].pool
 
@@ -141,16 +137,8 @@ def _list_query(request: web.Request) -> tuple[ListQuery, int]:
 
 async def _flows(request: web.Request) -> dict[str, Any]:
     query, page_size = _list_query(request)
-    tenant = _tenant(request)
-    where = ListFilter(
-        status=query.status,
-        name=query.flowName,
-        biz_id=query.bizId,
-        biz_type=query.bizType,
-        tenant_id=tenant,
-        created_from=query.createdFrom,
-        created_to=query.createdTo,
-    )
+    tenant = tenant_of(request)
+    where = list_filter(query, tenant)
     after = parse_cursor(query.cursor) if query.cursor else None
     pool = _pool(request)
     listed = await list_workflows(pool, where, page=query.page, page_size=page_size, after=after)
@@ -247,7 +235,7 @@ async def live(request: web.Request) -> web.StreamResponse:
 
 async def _visible(request: web.Request, flow_id: str) -> WorkflowRow:
     row = await get_workflow(_pool(request), flow_id)
-    tenant = _tenant(request)
+    tenant = tenant_of(request)
     if row is None or (tenant is not None and row.tenant_id != tenant):
         raise FlowNotFound(flow_id)
     return row
@@ -325,7 +313,7 @@ async def definitions_page(request: web.Request) -> web.StreamResponse:
     by_name: dict[str, list[Any]] = {}
     for row in await pool.fetch(API_QUERIES.definitions):
         by_name.setdefault(row["name"], []).append(row)
-    counts = await reads.definition_counts(pool, _tenant(request))
+    counts = await reads.definition_counts(pool, tenant_of(request))
     return render(
         request,
         "definitions.html.j2",
@@ -349,7 +337,7 @@ async def definition_page(request: web.Request) -> web.StreamResponse:
     chosen = next((v for v in versions if v["version"] == wanted), None)
     if chosen is None:
         raise DefinitionNotFound(name, wanted)
-    counts = (await reads.definition_counts(pool, _tenant(request))).get(name, {})
+    counts = (await reads.definition_counts(pool, tenant_of(request))).get(name, {})
     return render(
         request,
         "definition.html.j2",
