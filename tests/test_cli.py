@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,14 +15,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from app.bench.harness import free_port
 from app.database import with_database
 from tests.helpers import cli_env, run_flowlog
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _get(url: str) -> tuple[int, dict[str, object]]:
@@ -92,7 +86,7 @@ def test_an_unreachable_database_exits_1_with_a_message(command: str, server_url
 
 @pytest.mark.slow
 def test_serve_with_database_url_answers_and_stops_on_sigterm(database_url: str) -> None:
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
@@ -113,7 +107,7 @@ def test_serve_with_database_url_answers_and_stops_on_sigterm(database_url: str)
 
 @pytest.mark.slow
 def test_serve_without_database_url_runs_and_stops_an_embedded_server(short_dir: Path) -> None:
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     data_dir = short_dir / "pgdata"
     process = subprocess.Popen(

@@ -22,12 +22,10 @@ from typing import Any
 import aiohttp
 
 from app.bench.harness import Report, scratch_database, serve_process
-from app.bench.projections import definitions, generate_log
+from app.bench.projections import generated_log
 from app.bench.requests import Phase, Request, expect_ok, phase_figures, run_phase
-from app.workflow.definition import Registry
-from app.workflow.engine import Engine
 from app.workflow.projection import PROJECTOR
-from eventstore import EventStore, connect, create_pool
+from eventstore import EventStore, create_pool
 from projections.rebuild import rebuild
 
 CLIENTS = 1
@@ -45,18 +43,11 @@ async def run(server_url: str, *, quick: bool, progress: bool = True) -> Report:
     figures: dict[str, Any] = {"bench": "console", "quick": quick, "flows": flows,
                                "clients": CLIENTS}  # fmt: skip
     async with scratch_database(server_url) as url:
-        registry = Registry(definitions())
-        async with Engine(url, registry, run_reactor=False):
-            pass  # records the definitions (and their projection) in the log
-        conn = await connect(url)
-        try:
-            figures["events"] = await generate_log(conn, registry, flows, rng, progress)
-        finally:
-            await conn.close()
+        figures["events"] = await generated_log(url, flows, rng, progress)
         pool = await create_pool(url, min_size=1, max_size=4)
         try:
             await rebuild(EventStore(pool), PROJECTOR, progress=progress)
-            await pool.execute("ANALYZE events; ANALYZE workflows; ANALYZE workflow_nodes")
+            await pool.execute("ANALYZE workflows; ANALYZE workflow_nodes")
             sample = [
                 r["id"]
                 for r in await pool.fetch(

@@ -92,7 +92,8 @@ def _cell(value: Any) -> str:
 SERVER_START_TIMEOUT = 60.0
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port nothing listens on now (for a server about to start)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
@@ -106,7 +107,7 @@ async def serve_process(
     """A ``flowlog serve`` process on ``database_url`` and a free port, once ready: its base
     URL. ``args`` are more options of ``serve``; ``env`` more environment. SIGTERM at the end.
     """
-    port = _free_port()
+    port = free_port()
     environment = {
         **os.environ,
         "DATABASE_URL": database_url,

@@ -148,19 +148,30 @@ async def generate_log(
     return events
 
 
+async def generated_log(url: str, flows: int, rng: random.Random, progress: bool) -> int:
+    """Records the definitions of the generated flows in the database of ``url`` and appends
+    the histories of ``flows`` flows; returns the number of events."""
+    registry = Registry(definitions())
+    async with Engine(url, registry, run_reactor=False):
+        pass  # records the definitions (and their projection) in the log
+    conn = await connect(url)
+    try:
+        events = await generate_log(conn, registry, flows, rng, progress)
+        await conn.execute("ANALYZE events")
+        return events
+    finally:
+        await conn.close()
+
+
 async def run(server_url: str, *, quick: bool, progress: bool = True) -> Report:
     flows = QUICK_FLOWS if quick else FULL_FLOWS
     rng = random.Random(20261128)
     figures: dict[str, Any] = {"bench": "projections", "quick": quick, "flows": flows}
     async with scratch_database(server_url) as url:
-        registry = Registry(definitions())
-        async with Engine(url, registry, run_reactor=False):
-            pass  # records the definitions (and their projection) in the log
+        generated = time.perf_counter()
+        events = await generated_log(url, flows, rng, progress)
         conn = await connect(url)
         try:
-            generated = time.perf_counter()
-            events = await generate_log(conn, registry, flows, rng, progress)
-            await conn.execute("ANALYZE events")
             figures["events"] = events
             figures["generate_seconds"] = round(time.perf_counter() - generated, 1)
             figures["read_events_per_s"] = round(await _read_rate(conn), 0)

@@ -14,7 +14,6 @@ import contextlib
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from typing import Any
 import orjson
 import pytest
 
+from app.bench.harness import free_port
 from app.database import create_database, drop_database, with_database
 
 CHROMIUM = os.environ.get("FLOWLOG_CHROMIUM", "/usr/bin/chromium")
@@ -149,13 +149,6 @@ class Console:
         return found
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
 def running_console(
     server_url: str, template: str, *args: str, tokens: str = ""
@@ -164,7 +157,7 @@ def running_console(
     name = f"flowlog_browser_{secrets.token_hex(5)}"
     run_async(create_database(server_url, name, template=template))
     url = with_database(server_url, name)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "DATABASE_URL": url, "FLOWLOG_LOG_LEVEL": "WARNING",
            "FLOWLOG_TOKENS": tokens, "FLOWLOG_LEASE_SECONDS": "5"}  # fmt: skip
     process = subprocess.Popen(
