@@ -121,3 +121,25 @@ def test_bulk_cancel_of_selected_flows_and_of_a_whole_filter(
     dialog.get_by_role("button", name="Cancel 12 flows").click()
     expect(dialog.locator("#action-result")).to_contain_text("Cancel: 12 done, 0 refused.")
     assert {console.status(flow_id) for flow_id in waiting} == {"Canceled"}
+
+
+def test_a_live_refresh_keeps_the_row_in_view_where_it_was(
+    page: Any, console: Console, tag: str
+) -> None:
+    for i in range(40):
+        console.create(start=False, bizType=tag, bizId=f"r-{i}")
+    page.goto(console.url(f"/?bizType={tag}&pageSize=50"))
+    expect(rows(page)).to_have_count(40)
+    watched = rows(page).nth(20)
+    watched.scroll_into_view_if_needed()
+    page.evaluate("window.scrollBy(0, 200)")
+    flow_id = watched.get_attribute("data-id")
+    top = watched.bounding_box()["y"]
+    scrolled = page.evaluate("window.scrollY")
+    assert scrolled > 0
+
+    console.create(start=False, bizType=tag, bizId="newest")  # a row above the one in view
+    expect(rows(page)).to_have_count(41)
+    same = page.locator(f'#flow-rows tr[data-id="{flow_id}"]')
+    assert abs(same.bounding_box()["y"] - top) < 2  # still where the operator was looking
+    assert page.evaluate("window.scrollY") > scrolled
