@@ -17,14 +17,18 @@ QUICK = {"slowSeconds": 0, "uploadSeconds": 0}
 
 @pytest.fixture(scope="module")
 def flows(console: Console) -> dict[str, str]:
-    """A finished flow, a failed one and a stopped one, for the pages to show."""
+    """Flows in every status, for the pages to show (each status has its colours)."""
     finished = console.create(bizType="quality", context=QUICK)
     failed = console.create(bizType="quality", context={**QUICK, "failAt": "upload"})
     stopped = console.create(bizType="quality", start=False)
     assert console.api("POST", "/api/v1/workflow/stop", {"workFlowId": stopped})["code"] == 0
+    canceled = console.create(bizType="quality", start=False)
+    assert console.api("POST", "/api/v1/workflow/cancel", {"workFlowId": canceled})["code"] == 0
+    console.create(bizType="quality", start=False)  # Initializing
+    running = console.create(bizType="quality", context={"slowSeconds": 600})
     console.wait_status(finished, "Finished")
     console.wait_status(failed, "Error")
-    return {"finished": finished, "failed": failed, "stopped": stopped}
+    return {"finished": finished, "failed": failed, "stopped": stopped, "running": running}
 
 
 def pages(flows: dict[str, str]) -> list[str]:
@@ -33,6 +37,7 @@ def pages(flows: dict[str, str]) -> list[str]:
         "/?status=Error&bizType=quality",
         f"/flows/{flows['failed']}",
         f"/flows/{flows['finished']}?version=3",
+        f"/flows/{flows['running']}",
         "/definitions",
         "/definitions/backup",
         "/flows/no-such-flow",
