@@ -61,7 +61,9 @@ from eventstore import (
 log = logging.getLogger(__name__)
 
 _RECORD_ATTEMPTS = 20
-_TRANSIENT_RETRIES = 8
+_TRANSIENT_PATIENCE = 10.0
+"""Seconds a drive keeps retrying after the database failed under it (at least; its lease,
+when longer)."""
 _CRASH_DEFER_SECONDS = 30.0
 _CANCEL_GRACE = 5.0
 _LOOP_RETRY_MAX = 5.0
@@ -303,15 +305,24 @@ class Reactor:
     async def _drive(self, flow_id: str, claimed_with: list[RecordedEvent]) -> None:
         """Moves one claimed flow forward as far as it can go now, then releases it.
 
-        ``claimed_with`` are the flow's events read by the claim itself.
+        ``claimed_with`` are the flow's events read by the claim itself. When the database
+        fails under it (a cut connection, a restart), the drive reads the flow again and goes
+        on, for as long as its lease would last: what it started and what its executors
+        returned are still its own, and are recorded once the database is back.
         """
         release = True
         # Node executions this drive started and has not run yet. They survive a transient
         # error: an append whose reply was lost may have committed, and its node is ours to
         # run, not an abandoned one to interrupt.
         started_here: set[str] = set()
+        # Outcomes of executors that ran here, until they are recorded: a transient error
+        # while recording must not throw a finished run away and run the node again.
+        outcomes: dict[str, Command] = {}
+        loop = asyncio.get_running_loop()
+        give_up_at: float | None = None
+        attempt = 0
         try:
-            for attempt in range(_TRANSIENT_RETRIES):
+            while True:
                 try:
                     if attempt == 0 and claimed_with:
                         state, recorded = self.flows.fold(claimed_with), claimed_with
@@ -322,14 +333,26 @@ class Reactor:
                         for e in recorded
                         if e.type == "NodeStarted" and e.metadata.get("actor") == self._caller.actor
                     }
-                    final = await self._advance(state, started_here)
+                    final = await self._advance(state, started_here, outcomes)
                     # Our last append deleted the work row (the flow ended, or stopped with
                     # nothing running): there is no lease left to hand back.
                     release = final is None or due_at(final, self._clock()) is not None
                     return
                 except TRANSIENT_ERRORS as exc:
                     # An append may have committed before the error: re-read and decide again.
+                    # Within the lease no one else may take the flow, so keep trying that long
+                    # (the expected version protects the flow if someone did anyway).
+                    attempt += 1
+                    if give_up_at is None:
+                        give_up_at = loop.time() + max(_TRANSIENT_PATIENCE,
+                                                       self.settings.lease_seconds)  # fmt: skip
                     delay = min(2.0, 0.05 * 2**attempt)
+                    if loop.time() + delay > give_up_at:
+                        log.warning(
+                            "flow step failed, giving the flow up",
+                            extra={"flow_id": flow_id, "error": repr(exc), "attempts": attempt},
+                        )
+                        return
                     log.warning(
                         "flow step failed, retrying",
                         extra={"flow_id": flow_id, "error": repr(exc), "retry_in": delay},
@@ -349,7 +372,9 @@ class Reactor:
                 with contextlib.suppress(*TRANSIENT_ERRORS):
                     await self.store.pool.execute(Q.work_release, self.owner, flow_id)
 
-    async def _advance(self, state: FlowState, started_here: set[str]) -> FlowState | None:
+    async def _advance(
+        self, state: FlowState, started_here: set[str], outcomes: dict[str, Command]
+    ) -> FlowState | None:
         """Drives the flow until it waits or ends; returns the last state it knew, or None
         when it stopped because the flow is no longer its to drive."""
         definition = self.registry.get_version(state.name, state.definition_version)
@@ -365,9 +390,13 @@ class Reactor:
                 state, _ = await self._append(state, events, started_here)
                 continue
             node = definition.node(running.key)
-            if running.node_id in started_here and state.status is not FlowStatus.CANCELING:
+            if running.node_id in outcomes:
+                command = outcomes[running.node_id]  # ran here; recording it failed before
+            elif running.node_id in started_here and state.status is not FlowStatus.CANCELING:
                 started_here.discard(running.node_id)
                 command = await self._execute(state, running, node)
+                if command is not None:
+                    outcomes[running.node_id] = command
             elif state.status is FlowStatus.CANCELING or running.operation_id is None:
                 # Canceled while not executing here, or abandoned by a lost worker.
                 command = Interrupt(running.node_id)
@@ -376,6 +405,7 @@ class Reactor:
             if command is None:
                 return None
             recorded = await self._record(state, command, definition, started_here)
+            outcomes.pop(running.node_id, None)  # recorded, or no longer ours to record
             if recorded is None:
                 return None
             state = recorded
@@ -492,14 +522,15 @@ class Reactor:
         assert node.poll is not None
         assert running.operation_id is not None
         now = self._clock()
+        handle = _handle(state, running)
+        context = FlowContext(state.context)
         if running.poll_deadline is not None and now >= running.poll_deadline:
-            return RecordFailure(running.node_id, Code.POLLING_TIMEOUT,
-                                 "workflow node polling time out")  # fmt: skip
+            # In the result too, as every other failure (and the seed) records its message.
+            return _failure(running, handle, context, Code.POLLING_TIMEOUT,
+                            "workflow node polling time out")  # fmt: skip
         if running.next_poll_at is not None and now < running.next_poll_at:
             await self._reschedule(state, running.next_poll_at)
             return None
-        handle = _handle(state, running)
-        context = FlowContext(state.context)
         try:
             result = await node.poll(handle, context, running.operation_id)
         except NodeError as exc:

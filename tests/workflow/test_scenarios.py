@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections import Counter
 
+import asyncpg
 import pytest
 
 from app.workflow.definition import NodeDefinition, NodeKind, RetryPolicy, WorkflowDefinition
@@ -17,6 +18,7 @@ from app.workflow.history import flow_stream
 from app.workflow.reactor import ReactorSettings
 from app.workflow.repository import SYSTEM, Caller, FlowRepository
 from app.workflow.state import FlowStatus, NodeStatus
+from eventstore import TRANSIENT_ERRORS, connect
 from tests.engines import StartEngine
 from tests.workflow.defs import backup_flow, noop
 from tests.workflow.helpers import wait_for_status, wait_until
@@ -167,6 +169,8 @@ async def test_a_polling_node_past_its_deadline_times_out_with_40105(
     assert flow.status is FlowStatus.ERROR
     assert flow.nodes[0].error_code == 40105  # Code.POLLING_TIMEOUT, the seed's code
     assert flow.nodes[0].error_message == "workflow node polling time out"
+    # Its result says so, as every other failure's does (the seed records it there too).
+    assert flow.nodes[0].result == "workflow node polling time out\n"
 
 
 async def test_pause_on_failure_stops_the_flow_and_start_retries_the_node(
@@ -622,3 +626,99 @@ async def test_a_lost_reply_after_a_committed_start_does_not_interrupt_the_node(
     assert flow.status is FlowStatus.FINISHED
     assert [(n.attempt, n.error_code) for n in flow.nodes] == [(1, None)]
     assert runs == [1]
+
+
+# The first NodeSucceeded appended waits in the database (a trigger of the test's own), so
+# that the test can kill the backend exactly in the middle of the outcome's append.
+SLOW_FIRST_OUTCOME = """
+CREATE SEQUENCE test_fault;  -- not rolled back with the killed append: it fires once
+CREATE FUNCTION test_slow_first_outcome() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.type = 'NodeSucceeded' AND nextval('test_fault') = 1 THEN
+    PERFORM pg_sleep(30);
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER test_slow_first_outcome BEFORE INSERT ON events
+  FOR EACH ROW EXECUTE FUNCTION test_slow_first_outcome();
+"""
+KILL_THE_SLEEPER = """
+SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+WHERE datname = current_database() AND wait_event = 'PgSleep'
+"""
+
+
+async def _kill_the_append_in_flight(database_url: str) -> None:
+    admin = await connect(database_url)
+    try:
+        for _ in range(200):
+            if await admin.fetchval(KILL_THE_SLEEPER):
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("no append reached the trigger")
+    finally:
+        await admin.close()
+
+
+@pytest.mark.parametrize("fault", ["backend killed during", "reply lost after", "refused"])
+async def test_a_live_worker_keeps_its_outcome_when_recording_it_fails(
+    start_engine: StartEngine, database_url: str, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    """The node ran; recording its outcome hit a transient fault. The worker still holds its
+    lease, so it records that outcome when the database answers again: the executor is not
+    called a second time, and no interruption (40110) is recorded."""
+    runs: list[int] = []
+
+    async def counted(node: NodeHandle, ctx: FlowContext) -> None:
+        runs.append(node.attempt)
+        ctx["ran"] = len(runs)
+
+    engine = await start_engine(
+        WorkflowDefinition(
+            "counted",
+            {
+                "start": NodeDefinition("n", counted, success="two"),
+                "two": NodeDefinition("two", noop),
+            },
+        )
+    )
+    real_append = FlowRepository.append
+    faults: list[str] = []
+    killer: list[asyncio.Task[None]] = []
+    if fault == "backend killed during":
+        admin = await connect(database_url)
+        await admin.execute(SLOW_FIRST_OUTCOME)
+        await admin.close()
+        faults.append(fault)
+        killer.append(asyncio.create_task(_kill_the_append_in_flight(database_url)))
+
+    async def faulty_append(self: FlowRepository, state: object, events: list[object],
+                            caller: Caller = SYSTEM) -> object:  # fmt: skip
+        outcome = any(type(e).__name__ == "NodeSucceeded" for e in events)
+        if outcome and not faults:
+            faults.append(fault)
+            if fault == "refused":
+                raise asyncpg.CannotConnectNowError("the database system is starting up")
+            await real_append(self, state, events, caller)  # type: ignore[arg-type]
+            raise ConnectionResetError("the reply was lost")
+        return await real_append(self, state, events, caller)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(FlowRepository, "append", faulty_append)
+    flow_id = await engine.service.create_workflow("c", "t", "counted", start=True)
+
+    for _ in range(100):  # the test's own reads may meet a cut connection of the pool once
+        with contextlib.suppress(*TRANSIENT_ERRORS):
+            flow = await wait_for_status(engine.service, flow_id, ENDED)
+            break
+        await asyncio.sleep(0.05)
+
+    assert faults == [fault]
+    if killer:
+        await killer[0]  # it did kill the backend in the middle of the append
+    assert flow.status is FlowStatus.FINISHED
+    assert runs == [1]  # the executor ran once
+    assert [(n.name, n.attempt, n.error_code) for n in flow.nodes] == [
+        ("n", 1, None),
+        ("two", 1, None),
+    ]
+    assert flow.context["ran"] == 1
