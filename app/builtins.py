@@ -29,7 +29,13 @@ from app.api.models import (
     NoopExecutor,
     SleepExecutor,
 )
-from app.workflow.definition import NodeDefinition, NodeKind, RetryPolicy, WorkflowDefinition
+from app.workflow.definition import (
+    DEFAULT_MAX_INTERRUPTIONS,
+    NodeDefinition,
+    NodeKind,
+    RetryPolicy,
+    WorkflowDefinition,
+)
 from app.workflow.errors import Code, InvalidDefinition, NodeError
 from app.workflow.executor import (
     Executor,
@@ -147,22 +153,28 @@ def _executor(spec: NoopExecutor | SleepExecutor | FailExecutor | HttpExecutor) 
             return Http(spec)
 
 
-def _node(key: str, spec: NodeSpec) -> NodeDefinition:
+def _polling_problem(key: str, spec: NodeSpec) -> str | None:
+    # A rule across two fields, so the OpenAPI schema cannot say it; the 400 does.
     executor = spec.executor
-    poll = None
-    if spec.kind == "polling":
-        # A rule across two fields, so the OpenAPI schema cannot say it; the 400 does.
-        if not isinstance(executor, HttpExecutor) or executor.statusUrl is None:
-            problem = f"node {key!r}: a polling node needs an http executor with a statusUrl"
-            raise InvalidDefinition(key, [problem])
-        poll = HttpPoll(executor)
+    if spec.kind == "polling" and (
+        not isinstance(executor, HttpExecutor) or executor.statusUrl is None
+    ):
+        return f"node {key!r}: a polling node needs an http executor with a statusUrl"
+    return None
+
+
+def _node(spec: NodeSpec, pollable: bool) -> NodeDefinition:
+    """The node a spec describes; one that cannot poll (``pollable`` false, a problem already
+    reported) is built as a sync node, so that the rest of the definition is still checked."""
+    executor = spec.executor
+    polls = spec.kind == "polling" and pollable and isinstance(executor, HttpExecutor)
     return NodeDefinition(
         name=spec.name,
         executor=_executor(executor),
         success=spec.success,
         fail=spec.fail,
-        kind=NodeKind(spec.kind),
-        poll=poll,
+        kind=NodeKind.POLLING if polls else NodeKind.SYNC,
+        poll=HttpPoll(executor) if polls and isinstance(executor, HttpExecutor) else None,
         poll_interval=spec.pollInterval,
         poll_deadline=spec.pollDeadline,
         timeout=spec.timeout,
@@ -171,6 +183,9 @@ def _node(key: str, spec: NodeSpec) -> NodeDefinition:
             initial_interval=spec.retry.initialInterval,
             backoff=spec.retry.backoff,
             max_interval=spec.retry.maxInterval,
+        ),
+        max_interruptions=(
+            DEFAULT_MAX_INTERRUPTIONS if spec.maxInterruptions is None else spec.maxInterruptions
         ),
     )
 
@@ -181,10 +196,14 @@ def definition_from_spec(spec: DefinitionSpec | Mapping[str, Any]) -> WorkflowDe
     problems: list[str] = []
     nodes: dict[str, NodeDefinition] = {}
     for key, node in parsed.nodes.items():
-        try:
-            nodes[key] = _node(key, node)
-        except InvalidDefinition as exc:
-            problems += exc.problems
+        problem = _polling_problem(key, node)
+        if problem is not None:
+            problems.append(problem)
+        nodes[key] = _node(node, pollable=problem is None)
+    try:  # every problem in one answer: the nodes' own, and the graph's
+        definition = WorkflowDefinition(parsed.name, nodes, spec=parsed.model_dump(mode="json"))
+    except InvalidDefinition as exc:
+        raise InvalidDefinition(parsed.name, problems + exc.problems) from None
     if problems:
         raise InvalidDefinition(parsed.name, problems)
-    return WorkflowDefinition(parsed.name, nodes, spec=parsed.model_dump(mode="json"))
+    return definition

@@ -409,6 +409,10 @@ class NodeSpec(Request):
     pollDeadline: float = Field(86_400.0, gt=0, le=30 * 86_400)
     timeout: float | None = Field(None, gt=0, le=86_400)
     retry: RetrySpec = Field(default_factory=RetrySpec)
+    maxInterruptions: int | None = Field(None, ge=0, le=100, exclude_if=lambda v: v is None)
+    """Times in a row the node runs again after its worker was lost (default 3); one more
+    fails it (40110). Left out of the stored spec when unset, so the versions of definitions
+    registered before it existed stay the same."""
 
 
 class DefinitionSpec(Request):

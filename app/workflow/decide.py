@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from app.workflow.definition import PAUSE, NodeKind, WorkflowDefinition
+from app.workflow.definition import PAUSE, NodeDefinition, NodeKind, WorkflowDefinition
 from app.workflow.errors import Code, WorkflowError
 from app.workflow.events import (
     CancelRequested,
@@ -179,7 +179,7 @@ def decide(
         case Advance():
             return _advance(state, _needed(definition), now)
         case Interrupt():
-            return _interrupt(state, command, now)
+            return _interrupt(state, command, _needed(definition), now)
         case RecordSubmitted():
             return _submitted(state, command, _needed(definition), now)
         case RecordSuccess():
@@ -355,19 +355,51 @@ def _running(state: FlowState, node_id: str) -> NodeExecution:
     return running
 
 
-def _interrupt(state: FlowState, command: Interrupt, now: datetime) -> list[FlowEvent]:
+def _interrupt(
+    state: FlowState, command: Interrupt, definition: WorkflowDefinition, now: datetime
+) -> list[FlowEvent]:
     running = _running(state, command.node_id)
     if state.status is FlowStatus.CANCELING:
         return [FlowCanceled(reason=state.reason, node_id=running.node_id)]
-    return [
-        NodeFailed(
-            node_id=running.node_id,
-            error_code=Code.NODE_INTERRUPTED,
-            error_message="the worker running the node was lost; the node runs again",
-            will_retry=True,
-            retry_at=now,
-        )
-    ]
+    node = definition.node(running.key)
+    lost = _times_lost(state, running)
+    message = (
+        "the worker running the node was lost; the node runs again"
+        if lost <= node.max_interruptions
+        else f"the worker running the node was lost {lost} times in a row; "
+        "the node does not run again"
+    )
+    common = {"node_id": running.node_id, "error_code": Code.NODE_INTERRUPTED,
+              "error_message": message}  # fmt: skip
+    return _interrupted(state, running, node, common, now)
+
+
+def _times_lost(state: FlowState, running: NodeExecution) -> int:
+    """How many times in a row the running node's worker has been lost, this time included."""
+    lost = 1
+    for earlier in reversed(state.nodes[:-1]):
+        if earlier.key != running.key or earlier.error_code != Code.NODE_INTERRUPTED:
+            break
+        lost += 1
+    return lost
+
+
+def _interrupted(
+    state: FlowState,
+    running: NodeExecution,
+    node: NodeDefinition,
+    common: dict[str, Any],
+    now: datetime,
+) -> list[FlowEvent]:
+    """A node whose worker was lost runs again (at least once), unless that has happened more
+    than ``max_interruptions`` times in a row: a node that kills its worker every time must not
+    loop forever. Then it fails for good and the flow takes its fail transition (the retry
+    policy is for the executor's own failures)."""
+    if _times_lost(state, running) <= node.max_interruptions:
+        return [NodeFailed(**common, will_retry=True, retry_at=now)]
+    if node.fail == PAUSE:
+        return [NodeFailed(**common, pause=True)]
+    return [NodeFailed(**common, next=node.fail or None)]
 
 
 def _submitted(
@@ -421,7 +453,7 @@ def _failed(
         "context_removed": list(command.removed),
     }
     if command.code == Code.NODE_INTERRUPTED:
-        return [NodeFailed(**common, will_retry=True, retry_at=now)]
+        return _interrupted(state, running, node, common, now)
     if running.series < node.retry.max_attempts:
         delay = timedelta(seconds=node.retry.delay(running.series))
         return [NodeFailed(**common, will_retry=True, retry_at=now + delay)]

@@ -24,6 +24,9 @@ from app.workflow.executor import Executor, PollFunction
 START = "start"
 PAUSE = "pause"
 """A fail key that stops the flow on failure, for someone to fix and Start (or Retry)."""
+PAUSE_SPELLINGS = frozenset({PAUSE, "PAUSE"})
+"""``PAUSE`` is the seed's spelling; both mean the same, and neither can be a node key."""
+DEFAULT_MAX_INTERRUPTIONS = 3
 
 DEFAULT_POLL_INTERVAL = 3.0
 DEFAULT_POLL_DEADLINE = 24 * 3600.0
@@ -84,8 +87,13 @@ class NodeDefinition:
     poll_deadline: float = DEFAULT_POLL_DEADLINE
     timeout: float | None = None
     retry: RetryPolicy = NO_RETRY
+    max_interruptions: int = DEFAULT_MAX_INTERRUPTIONS
+    """How many times in a row the node runs again after its worker was lost (40110); one
+    more interruption fails it for good (40110, its fail transition). 0: never again."""
 
     def __post_init__(self) -> None:
+        if self.fail in PAUSE_SPELLINGS:
+            object.__setattr__(self, "fail", PAUSE)
         try:  # "sync" and "polling" are accepted as well as NodeKind members
             object.__setattr__(self, "kind", NodeKind(self.kind))
         except ValueError:
@@ -113,6 +121,10 @@ class NodeDefinition:
             described["poll"] = _described_callable(self.poll)
             described["pollInterval"] = self.poll_interval
             described["pollDeadline"] = self.poll_deadline
+        # Settings added after the first release are described only when they differ from
+        # their default: every definition written before them keeps its version (its hash).
+        if self.max_interruptions != DEFAULT_MAX_INTERRUPTIONS:
+            described["maxInterruptions"] = self.max_interruptions
         return described
 
 
@@ -192,8 +204,8 @@ def _problems(name: str, nodes: Mapping[str, NodeDefinition]) -> list[str]:
         return [*found, "the definition has no nodes"]
     if START not in nodes:
         found.append(f"no entry node: the key {START!r} is missing")
-    if PAUSE in nodes:
-        found.append(f"{PAUSE!r} is reserved for fail transitions and cannot be a node key")
+    for reserved in sorted(PAUSE_SPELLINGS & set(nodes)):
+        found.append(f"{reserved!r} is reserved for fail transitions and cannot be a node key")
     names: dict[str, str] = {}
     for key, node in nodes.items():
         where = f"node {key!r}"
@@ -238,6 +250,8 @@ def _node_problems(node: NodeDefinition) -> list[str]:
         found.append("a sync node takes no poll function (make it a polling node)")
     if node.timeout is not None and node.timeout <= 0:
         found.append("timeout must be positive")
+    if node.max_interruptions < 0:
+        found.append("max_interruptions must not be negative")
     found += node.retry.problems()
     return found
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import signal
 
 from app.workflow.definition import NodeDefinition, WorkflowDefinition
 from app.workflow.executor import FlowContext, NodeHandle
@@ -42,3 +43,22 @@ DEFINITIONS = [
         },
     )
 ]
+
+
+async def crash(node: NodeHandle, ctx: FlowContext) -> None:
+    """Kills the worker running it, every time (SIGKILL: no chance to record anything)."""
+    await step(node, ctx)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+DEFINITIONS.append(
+    WorkflowDefinition(
+        "crashy",
+        {
+            "start": NodeDefinition(
+                "crash", crash, success="", fail="cleanup", max_interruptions=2
+            ),
+            "cleanup": NodeDefinition("cleanup", step),
+        },
+    )
+)

@@ -293,3 +293,82 @@ def test_stored_events_of_an_older_schema_are_upcast_before_validation(
         events.decode("FlowStarted", {}, {"schema_version": 0})
     with pytest.raises(ValueError, match="unknown flow event"):
         events.decode("Bogus", {}, {})
+
+
+def _interrupted_flow(max_interruptions: int, fail: str = "fail") -> Memory:
+    from app.workflow.definition import NodeDefinition, WorkflowDefinition
+    from tests.workflow.defs import noop
+
+    nodes = {
+        "start": NodeDefinition(
+            "crash", noop, success="", fail=fail, max_interruptions=max_interruptions
+        )
+    }
+    if fail == "fail":
+        nodes["fail"] = NodeDefinition("cleanup", noop)
+    definition = WorkflowDefinition("crashy", nodes)
+    memory = created(definition)
+    memory.run(StartFlow())
+    memory.run(Advance())
+    return memory
+
+
+def test_a_node_whose_worker_keeps_dying_gives_up_after_max_interruptions() -> None:
+    memory = _interrupted_flow(max_interruptions=2)
+    for attempt in (1, 2):  # lost twice: it runs again each time
+        memory.run(Interrupt(running_id(memory)))
+        running = memory.flow.running_node
+        assert running is not None
+        assert (running.key, running.attempt) == ("start", attempt + 1)
+    memory.run(Interrupt(running_id(memory)))  # the third time in a row: no more
+    flow = memory.flow
+    crash = [n for n in flow.nodes if n.key == "start"]
+    assert [n.error_code for n in crash] == [Code.NODE_INTERRUPTED] * 3
+    assert not crash[-1].will_retry
+    assert "lost 3 times in a row" in (crash[-1].error_message or "")
+    assert flow.running_node is not None
+    assert flow.running_node.key == "fail"  # the fail path, as any failure
+    assert (flow.error_code, flow.failed_key) == (Code.NODE_INTERRUPTED, "start")
+    memory.run(RecordSuccess(running_id(memory)))
+    assert memory.flow.status is FlowStatus.ERROR
+    assert memory.refolded() == memory.flow
+
+
+def test_interruptions_count_in_a_row_only_and_zero_means_never_again() -> None:
+    memory = _interrupted_flow(max_interruptions=1)
+    memory.run(Interrupt(running_id(memory)))  # lost once: runs again
+    memory.run(RecordFailure(running_id(memory), 7001, "its own failure"))  # ends the run
+    assert memory.flow.status is FlowStatus.PROCESSING
+    assert memory.flow.running_node is not None
+    assert memory.flow.running_node.key == "fail"
+
+    never = _interrupted_flow(max_interruptions=0, fail="pause")
+    never.run(Interrupt(running_id(never)))
+    assert never.flow.status is FlowStatus.STOPPED  # its fail transition: pause
+    assert never.flow.nodes[-1].error_code == Code.NODE_INTERRUPTED
+
+
+def test_the_seeds_pause_spelling_is_the_same_pause() -> None:
+    from app.workflow.definition import PAUSE, NodeDefinition, WorkflowDefinition
+    from app.workflow.errors import InvalidDefinition
+    from tests.workflow.defs import noop
+
+    upper = NodeDefinition("a", noop, fail="PAUSE")
+    assert upper.fail == PAUSE
+    lower = WorkflowDefinition("p", {"start": NodeDefinition("a", noop, fail="pause")})
+    assert WorkflowDefinition("p", {"start": upper}).version == lower.version
+    with pytest.raises(InvalidDefinition, match="'PAUSE' is reserved"):
+        WorkflowDefinition("p", {"start": NodeDefinition("a", noop, success="PAUSE"),
+                                 "PAUSE": NodeDefinition("b", noop)})  # fmt: skip
+
+
+def test_a_default_max_interruptions_leaves_the_version_as_it_was() -> None:
+    from app.workflow.definition import NodeDefinition, WorkflowDefinition
+    from tests.workflow.defs import noop
+
+    plain = WorkflowDefinition("v", {"start": NodeDefinition("a", noop)})
+    assert "maxInterruptions" not in plain.describe()["nodes"]["start"]
+    three = WorkflowDefinition("v", {"start": NodeDefinition("a", noop, max_interruptions=3)})
+    assert three.version == plain.version
+    five = WorkflowDefinition("v", {"start": NodeDefinition("a", noop, max_interruptions=5)})
+    assert five.version != plain.version

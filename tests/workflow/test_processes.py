@@ -241,3 +241,35 @@ async def test_the_service_recovers_when_all_its_connections_are_cut(
     for history in stored.values():
         assert_clean_history(history)
         assert history[-1][0] == "FlowFinished"
+
+
+async def test_a_node_that_kills_its_worker_every_time_gives_up_after_its_cap(
+    database_url: str, runs_dir: Path, workers_factory: list[Workers], api: Engine
+) -> None:
+    """Each run of the node SIGKILLs its worker; a new worker takes the flow once the lease
+    expires and records the interruption. After max_interruptions (2) reruns the node fails
+    for good (40110) and the flow takes its fail path, instead of looping forever."""
+    workers = Workers(database_url, runs_dir, sleep_ms="0", lease_seconds=1)
+    workers_factory.append(workers)
+    flow_id = await api.service.create_workflow("biz", "test", "crashy", start=True)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 90
+    while (status := await api.pool.fetchval(
+        "SELECT status FROM workflows WHERE id = $1", flow_id
+    )) not in {"Error", "Finished"}:  # fmt: skip
+        assert loop.time() < deadline, f"the flow stayed {status}"
+        if all(process.poll() is not None for process in workers.processes):
+            workers.start(1)  # the last worker died running the node: start another
+        await asyncio.sleep(0.1)
+    assert workers.stop_all()[-1] == 0
+
+    history = (await histories(api.pool))[flow_id]
+    assert_clean_history(history)
+    failures = [d for t, d in history if t == "NodeFailed"]
+    assert [f["error_code"] for f in failures] == [Code.NODE_INTERRUPTED] * 3
+    assert [f["will_retry"] for f in failures] == [True, True, False]
+    assert failures[-1]["next"] == "cleanup"
+    assert history[-1][0] == "FlowFailed"
+    runs, _ = node_runs(runs_dir)
+    assert runs[(flow_id, "start")] == 3  # the first run and two reruns, then no more
+    assert runs[(flow_id, "cleanup")] == 1
