@@ -364,3 +364,50 @@ async def test_a_flow_of_a_definition_registered_over_rest_shows_in_detail(
     flow_id = await create(client, "tiny", start=False)
     found = await detail(client, flow_id)
     assert (found["info"]["name"], found["nodeNames"], found["nodes"]) == ("tiny", ["only"], [])
+
+
+async def test_every_problem_of_a_definition_in_one_answer(client: Client) -> None:
+    body = spec(
+        "many",
+        start=node("a", NOOP, kind="polling", success="nowhere"),
+        b=node("a", NOOP, fail="elsewhere"),
+    )
+    refusal = await refused(await post(client, DEFINITIONS, body), 400, Code.INVALID_DEFINITION)
+    message = refusal["message"]
+    for problem in (
+        "needs an http executor with a statusUrl",
+        "'nowhere' does not exist",
+        "same name 'a'",
+        "'elsewhere' does not exist",
+        "'b' cannot be reached",
+    ):
+        assert problem in message, (problem, message)
+
+
+async def test_the_seeds_pause_spelling_is_accepted(client: Client) -> None:
+    for spelling in ("PAUSE", "pause"):
+        body = spec(f"pausing-{spelling}", start=node("a", {"type": "fail"}, fail=spelling))
+        await register(client, body)
+        flow_id = await create(client, f"pausing-{spelling}")
+        stopped = await wait_status(client, flow_id, {"Stopped"})  # a failure pauses the flow
+        assert stopped["nodes"][-1]["status"] == "Error"
+
+
+async def test_max_interruptions_over_rest_and_versions_without_it_unchanged(
+    client: Client,
+) -> None:
+    from app.api.models import DefinitionSpec
+    from app.builtins import definition_from_spec
+
+    plain = spec("capped", start=node("a", NOOP))
+    dumped = DefinitionSpec.model_validate(plain).model_dump(mode="json")
+    assert "maxInterruptions" not in dumped["nodes"]["start"]  # the stored spec as before
+    before = definition_from_spec(plain).version
+    capped = spec("capped", start=node("a", NOOP, maxInterruptions=1))
+    registered = await register(client, capped)
+    assert registered["version"] != before
+    assert definition_from_spec(capped).node("start").max_interruptions == 1
+    described = await ok(await client.get(f"{DEFINITIONS}/capped"))
+    assert described["versions"][-1]["definition"]["nodes"]["start"]["maxInterruptions"] == 1
+    too_many = spec("capped", start=node("a", NOOP, maxInterruptions=101))
+    await refused(await post(client, DEFINITIONS, too_many), 400, Code.BAD_INPUT)

@@ -280,3 +280,26 @@ async def test_retry_of_a_flow_stopped_on_a_failed_node(client: Client) -> None:
     assert [(n["name"], n["status"]) for n in stopped["nodes"]] == [("check", "Error")]
     await ok(await client.post(FLOWS + "retry", json={"workFlowId": flow_id, "context": {"ok": 1}}))
     await wait_status(client, flow_id, {"Finished"})
+
+
+async def test_detail_lists_the_seeds_nodes_and_state_lists_every_execution(
+    client: Client,
+) -> None:
+    """docs/api.md: detail ends at the failure that ended the path (the seed's truncation);
+    the fail handler's run is in /state."""
+    body = {
+        "name": "handled",
+        "nodes": {
+            "start": {"name": "work", "executor": {"type": "fail", "code": 7009}, "fail": "h"},
+            "h": {"name": "handler", "executor": {"type": "noop"}},
+        },
+    }
+    await ok(await client.post("/api/v1/workflow-definitions", json=body))
+    flow_id = await create(client, "handled")
+    failed = await wait_status(client, flow_id, {"Error"})
+    assert [(n["name"], n["status"]) for n in failed["nodes"]] == [("work", "Error")]
+    state = await ok(await client.get(f"{FLOWS}{flow_id}/state"))
+    assert [(n["name"], n["status"]) for n in state["nodes"]] == [
+        ("work", "Error"),
+        ("handler", "Finished"),
+    ]
