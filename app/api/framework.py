@@ -12,10 +12,12 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import unquote_to_bytes
 
 import asyncpg
 import orjson
 from aiohttp import hdrs, web
+from aiohttp.web_protocol import RequestPayloadError
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
@@ -28,7 +30,17 @@ from app.api.access import (
     Tokens,
     cross_site_refusal,
 )
-from app.api.models import Envelope, ErrorEnvelope, Page, PagedEnvelope, Request, storable_text
+from app.api.metrics import CLIENT_GONE_STATUS
+from app.api.models import (
+    JSON_VALUE_MARK,
+    JSON_VALUE_SCHEMA,
+    Envelope,
+    ErrorEnvelope,
+    Page,
+    PagedEnvelope,
+    Request,
+    storable_text,
+)
 from app.workflow.errors import Code, WorkflowError
 from eventstore import TRANSIENT_ERRORS
 
@@ -48,6 +60,8 @@ STATUS_OF: dict[int, int] = {
     Code.NOT_FOUND: 404,
     Code.METHOD_NOT_ALLOWED: 405,
     Code.TOO_LARGE: 413,
+    Code.BAD_ENCODING: 400,
+    Code.UNSUPPORTED_ENCODING: 415,
     Code.INTERNAL: 500,
     Code.UNAVAILABLE: 503,
 }
@@ -58,6 +72,7 @@ ERROR_DESCRIPTIONS = {
     404: "unknown flow, definition or route",
     409: "the flow's state does not allow it (the seed's code says which command)",
     413: "request body too large",
+    415: "a Content-Encoding the service does not decode",
     500: "a fault of the service",
     503: "the database cannot be reached; try again",
 }
@@ -76,6 +91,8 @@ class Context:
 
 
 _CONTEXT = web.RequestKey("flowlog_context", Context)
+_CLOSE_AFTER = web.RequestKey("flowlog_close_after", bool)
+"""The request left its connection unusable (an undecodable body): close it after answering."""
 
 
 def context_of(request: web.Request) -> Context:
@@ -148,6 +165,7 @@ class Api:
 
 def _endpoint(operation: Operation) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def endpoint(request: web.Request) -> web.StreamResponse:
+        check_query_encoding(request)
         kwargs: dict[str, Any] = dict(request.match_info)
         for name, value in kwargs.items():
             if not storable_text(value):
@@ -180,12 +198,51 @@ def _query_dict(request: web.Request, model: type[Request]) -> dict[str, str]:
     return dict(request.query)
 
 
+class ClientGone(Exception):
+    """The client hung up before its request was read (or its answer written): nothing to
+    answer, and nothing to do with the database."""
+
+
+CONTENT_CODINGS = frozenset({"identity", "gzip", "x-gzip", "deflate", "br", "zstd"})
+"""What a request body may be compressed with (aiohttp decodes them; Brotli and zstandard
+come with flowlog's dependencies)."""
+
+
 async def _read_body(request: web.Request) -> bytes:
     if request.content_type not in {"application/json", ""}:
         raise WorkflowError(
             Code.BAD_INPUT, "the body must be JSON (Content-Type: application/json)"
         )
-    return await request.read()
+    codings = [c.strip().lower() for c in request.headers.get(hdrs.CONTENT_ENCODING, "").split(",")]
+    unknown = sorted({c for c in codings if c} - CONTENT_CODINGS)
+    if unknown:
+        raise WorkflowError(
+            Code.UNSUPPORTED_ENCODING,
+            f"Content-Encoding {', '.join(unknown)} is not supported "
+            f"(use {', '.join(sorted(CONTENT_CODINGS - {'x-gzip'}))})",
+        )
+    try:
+        return await request.read()
+    except RequestPayloadError:  # the body does not decode as its encoding says
+        # The rest of the body is unreadable: answer, then close the connection, rather than
+        # let aiohttp drain it after the answer (it would fail again, and log it as a fault).
+        request.content.feed_eof()
+        request[_CLOSE_AFTER] = True
+        raise WorkflowError(
+            Code.BAD_ENCODING, f"the body is not valid {', '.join(codings)}"
+        ) from None
+    except ConnectionError as exc:
+        raise ClientGone(str(exc)) from exc
+
+
+def check_query_encoding(request: web.Request) -> None:
+    """A query string must decode as UTF-8: aiohttp would read ``%ff`` as U+FFFD, and a list
+    filtered on it would answer, wrongly, that nothing matches."""
+    raw = request.rel_url.raw_query_string
+    try:
+        unquote_to_bytes(raw.replace("+", " ")).decode("utf-8")
+    except UnicodeDecodeError:
+        raise WorkflowError(Code.BAD_INPUT, "the query string is not valid UTF-8") from None
 
 
 def _dump(model: BaseModel | None) -> Any:
@@ -251,6 +308,8 @@ def make_middlewares(tokens: Tokens, observe: RequestObserver) -> list[Any]:
                 response = await _answer(request, handler)
             if not response.prepared:
                 response.headers["X-Request-Id"] = request_id
+                if request.get(_CLOSE_AFTER):
+                    response.force_close()
             status = response.status
             return response
         finally:
@@ -330,6 +389,10 @@ async def _answer(
         return error_response(Code.BAD_INPUT, f"{where}: {first['message']}", 400, errors=details)
     except WorkflowError as exc:
         return error_response(exc.code, exc.message, STATUS_OF.get(exc.code, 409))
+    except ClientGone as exc:
+        # Not a failure of ours, and not the database's: counted apart (status 499).
+        log.info("client disconnected", extra={"path": request.path, "error": str(exc)})
+        return web.Response(status=CLIENT_GONE_STATUS)
     except web.HTTPRequestEntityTooLarge:
         return error_response(Code.TOO_LARGE, "the request body is too large", 413)
     except web.HTTPNotFound:
@@ -420,13 +483,24 @@ def build_openapi(operations: list[Operation], *, title: str, version: str) -> d
         "info": {"title": title, "version": version},
         "paths": paths,
         "components": {
-            "schemas": definitions.get("$defs", {}),
+            "schemas": {**definitions.get("$defs", {}), "JsonValue": JSON_VALUE_SCHEMA},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{}, {"bearer": []}],
     }
-    normalized: dict[str, Any] = orjson.loads(orjson.dumps(document))
+    normalized: dict[str, Any] = _json_values(orjson.loads(orjson.dumps(document)))
     return normalized
+
+
+def _json_values(node: Any) -> Any:
+    """The document with every context value's mark replaced by the ``JsonValue`` schema."""
+    if node == JSON_VALUE_MARK:
+        return {"$ref": "#/components/schemas/JsonValue"}
+    if isinstance(node, dict):
+        return {key: _json_values(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_json_values(value) for value in node]
+    return node
 
 
 _WRAPPED: dict[tuple[type[BaseModel], bool], type[BaseModel]] = {}

@@ -6,9 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import asyncpg
-from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from sql import load_queries
+
+CLIENT_GONE_STATUS = 499
+"""What the request log and metrics record for a client that hung up (nginx's convention)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +57,15 @@ class Metrics:
             "flowlog_http_request_duration_seconds", "HTTP requests by route and status.",
             ["method", "route", "status"], registry=self.registry,
         )  # fmt: skip
+        self.client_disconnects = Counter(
+            "flowlog_http_client_disconnects", "Requests whose client hung up before the answer.",
+            ["method", "route"], registry=self.registry,
+        )  # fmt: skip
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).observe(seconds)
+        if status == CLIENT_GONE_STATUS:
+            self.client_disconnects.labels(method, route).inc()
 
     def observe_node(self, definition: str, node: str, outcome: str, seconds: float) -> None:
         self.node_seconds.labels(definition, node, outcome).observe(seconds)

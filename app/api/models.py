@@ -8,7 +8,15 @@ import math
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
 
 from app.times import parse_utc
 
@@ -33,9 +41,34 @@ def storable_text(value: str) -> bool:
     return True
 
 
+JSON_INTEGERS = range(-(2**63), 2**64)
+"""The integers a flow's JSON can hold (the log's JSON encoder stops at 64 bits)."""
+
+JSON_VALUE_SCHEMA: dict[str, Any] = {
+    "description": "Any JSON value whose integers fit in 64 bits and whose text holds no NUL.",
+    "anyOf": [
+        {"type": "integer", "minimum": JSON_INTEGERS.start, "maximum": JSON_INTEGERS.stop - 1},
+        {"type": "number", "not": {"type": "integer"}},
+        {"type": "string"},
+        {"type": "boolean"},
+        {"type": "null"},
+        {"type": "array", "items": {"$ref": "#/components/schemas/JsonValue"}},
+        {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/JsonValue"}},
+    ],
+}
+"""The OpenAPI schema of a context value (a component, ``JsonValue``: it refers to itself)."""
+JSON_VALUE_MARK = {"x-flowlog-json-value": True}
+"""Where a context value's schema goes; the OpenAPI builder puts the ``JsonValue`` reference
+there (pydantic would try to resolve the reference itself, and cannot)."""
+JsonValue = Annotated[Any, WithJsonSchema(JSON_VALUE_MARK)]
+"""A value a request puts in a flow's context: any JSON, checked storable by ``Request``."""
+
+
 def _unstorable(value: Any) -> bool:
     if isinstance(value, str):
         return not storable_text(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value not in JSON_INTEGERS
     if isinstance(value, float):
         return not math.isfinite(value)  # JSON has no NaN or Infinity; jsonb refuses them
     if isinstance(value, BaseModel):
@@ -66,7 +99,8 @@ class Request(BaseModel):
     def _storable(self) -> Request:
         if any(_unstorable(v) for v in self.__dict__.values()):
             raise ValueError(
-                "values must be storable: no NUL characters, lone surrogates, NaN or Infinity"
+                "values must be storable: no NUL characters, lone surrogates, NaN, Infinity, "
+                "or integers beyond 64 bits"
             )
         return self
 
@@ -175,7 +209,7 @@ class CreateRequest(Request):
     flowName: str = Id
     bizId: str = Field(..., max_length=200)
     bizType: str = Field(..., max_length=200)
-    context: dict[ContextKey, Any] = Field(default_factory=dict)
+    context: dict[ContextKey, JsonValue] = Field(default_factory=dict)
     start: bool = False
     """Start the flow in the same step (one event append)."""
 
@@ -188,13 +222,13 @@ class CreatedResponse(Response):
 class ContextRequest(Request):
     workFlowId: str = Id
     key: ContextKey
-    value: Any = None
+    value: JsonValue = None
     reason: str = Field("", max_length=1000)
 
 
 class RetryRequest(Request):
     workFlowId: str = Id
-    context: dict[ContextKey, Any] = Field(default_factory=dict)
+    context: dict[ContextKey, JsonValue] = Field(default_factory=dict)
     """Context changes applied before the failed node runs again."""
     reason: str = Field("", max_length=1000)
 
@@ -236,7 +270,7 @@ class HistoryResponse(Response):
 
 
 class StateQuery(Request):
-    version: int | None = Field(None, ge=1)
+    version: int | None = Field(None, ge=1, le=2**63 - 1)
     """The flow's state after its event of this version."""
     at: IsoDatetime | None = None
     """The flow's state at this time (after its last event recorded then or before); with
@@ -319,7 +353,7 @@ class BulkRequest(Request):
     limit: int = Field(100, ge=1, le=BULK_LIMIT)
     """With ``filter``: at most this many flows, newest first."""
     reason: str = Field("", max_length=1000)
-    context: dict[ContextKey, Any] = Field(default_factory=dict)
+    context: dict[ContextKey, JsonValue] = Field(default_factory=dict)
     """Retry only: context changes applied to each flow before its failed node runs again."""
 
     @model_validator(mode="after")

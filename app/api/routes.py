@@ -483,6 +483,8 @@ async def flow_stream_sse(
                 await response.write(b": keep-alive\n\n")
         # The server is stopping: the client reconnects (Last-Event-ID) to another instance.
         return response
+    except ConnectionError:
+        return response  # the client went away (a closed tab): nothing to tell anyone
     finally:
         engine.listener.unregister(waiter)
 

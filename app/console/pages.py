@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from app import keys
 from app.api.access import clear_session_cookie, set_session_cookie
-from app.api.framework import STATUS_OF, Context, context_of
+from app.api.framework import STATUS_OF, ClientGone, Context, check_query_encoding, context_of
 from app.api.metrics import Q as API_QUERIES
 from app.api.models import ListQuery
 from app.api.routes import list_filter, parse_cursor, tenant_of
@@ -58,6 +58,7 @@ def page(handler: Handler) -> Handler:
             target = "/login?" + urlencode({"next": request.path_qs})
             return web.Response(status=303, headers={"Location": target})
         try:
+            check_query_encoding(request)
             response = await handler(request)
         except WorkflowError as exc:
             response = _error(request, STATUS_OF.get(exc.code, 409), exc.message)
@@ -356,6 +357,13 @@ async def definition_page(request: web.Request) -> web.StreamResponse:
 # -- log-in ------------------------------------------------------------------------------------
 
 
+async def _form(request: web.Request) -> Any:
+    try:
+        return await request.post()
+    except ConnectionError as exc:
+        raise ClientGone(str(exc)) from exc
+
+
 def _local(target: str) -> str:
     """Where to go after logging in: a path of this site only (no open redirect)."""
     if not target.startswith("/") or target.startswith("//") or "\\" in target:
@@ -374,7 +382,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     tokens = request.app[keys.TOKENS]
     if not tokens.enabled:
         return web.Response(status=303, headers={"Location": "/"})
-    form = await request.post()
+    form = await _form(request)
     token, target = str(form.get("token", "")), _local(str(form.get("next", "/")))
     opened = tokens.open_session(token)
     if opened is None:
@@ -390,7 +398,7 @@ async def login(request: web.Request) -> web.StreamResponse:
 
 async def logout(request: web.Request) -> web.StreamResponse:
     ctx: Context = context_of(request)
-    form = await request.post()
+    form = await _form(request)
     if ctx.session is not None and not ctx.session.accepts_csrf(str(form.get("csrf_token", ""))):
         return _error(request, 403, "The log-out form was not this session's; nothing changed.")
     response = web.Response(status=303, headers={"Location": "/login"})

@@ -47,6 +47,10 @@ class Code(enum.IntEnum):
     token: refused, nothing changed."""
     TOO_LARGE = 40121
     """The request body is larger than the service accepts."""
+    BAD_ENCODING = 40123
+    """The request body does not decode as its Content-Encoding says."""
+    UNSUPPORTED_ENCODING = 40124
+    """A Content-Encoding the service does not decode (HTTP 415)."""
     INTERNAL = 50000
     """A fault of the service (logged with the request id); nothing about it is sent."""
     UNAVAILABLE = 50300

@@ -100,8 +100,8 @@ async def test_a_context_value_that_cannot_be_stored_is_400(client: Client) -> N
         + b"}}",
         headers={"Content-Type": "application/json"},
     )
-    body = await refused(answer, 400, Code.CREATE_FAILED)
-    assert "64-bit" in body["message"]
+    body = await refused(answer, 400, Code.BAD_INPUT)
+    assert "64 bits" in body["message"]
     assert await total(client) == 0
 
 
@@ -405,3 +405,119 @@ async def test_nan_and_infinity_are_not_json_and_are_refused(client: Client) -> 
         )
         await refused(answer, 400, Code.BAD_INPUT)
     assert await total(client) == 0
+
+
+# -- issue 10: errors that say what happened ---------------------------------------------------
+
+
+async def test_a_client_that_hangs_up_mid_body_is_no_database_outage(database_url: str) -> None:
+    """Against a real ``flowlog serve`` (aiohttp's test server cancels the handler instead)."""
+    from urllib.parse import urlsplit
+
+    import aiohttp
+
+    from app.bench.harness import serve_process
+
+    async with serve_process(database_url) as base:
+        where = urlsplit(base)
+        _reader, writer = await asyncio.open_connection(where.hostname, where.port)
+        writer.write(
+            b"POST /api/v1/workflow/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+            b'\r\nContent-Length: 1000\r\n\r\n{"flowName":'
+        )
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        writer.close()
+        await writer.wait_closed()
+        counted = (
+            'flowlog_http_client_disconnects_total{method="POST",route="/api/v1/workflow/"} 1.0'
+        )
+        async with aiohttp.ClientSession(base) as session:
+            for _ in range(100):
+                async with session.get("/metrics") as answer:
+                    metrics = await answer.text()
+                if counted in metrics:
+                    break
+                await asyncio.sleep(0.05)
+            async with session.get(FLOWS) as answer:
+                listed = await answer.json()
+    assert counted in metrics
+    assert 'route="/api/v1/workflow/",status="499"' in metrics
+    assert 'status="503"' not in metrics  # not counted as a database outage
+    assert 'status="500"' not in metrics
+    assert listed["page"]["total"] == 0
+
+
+async def _post_encoded(client: Client, data: bytes, coding: str) -> Any:
+    headers = {"Content-Type": "application/json", "Content-Encoding": coding}
+    return await client.post(FLOWS, data=data, headers=headers)
+
+
+async def test_content_encodings_decode_or_are_refused_in_the_envelope(client: Client) -> None:
+    import gzip
+    import zlib
+
+    import brotli
+
+    try:
+        from compression import zstd  # type: ignore[import-not-found]
+    except ImportError:
+        from backports import zstd
+
+    body = orjson.dumps({"flowName": "backup", "bizId": "enc", "bizType": "t"})
+    good = {
+        "gzip": gzip.compress(body),
+        "deflate": zlib.compress(body),
+        "br": brotli.compress(body),
+        "zstd": zstd.compress(body),
+    }
+    for coding, data in good.items():
+        await ok(await _post_encoded(client, data, coding))
+    for coding in ("gzip", "deflate", "br", "zstd"):  # a body that is not what it says
+        refusal = await refused(await _post_encoded(client, body, coding), 400, Code.BAD_ENCODING)
+        assert coding in refusal["message"]
+    for coding in ("foo", "gzip, compress"):
+        answer = await _post_encoded(client, body, coding)
+        refusal = await refused(answer, 415, Code.UNSUPPORTED_ENCODING)
+        assert "is not supported" in refusal["message"]
+    assert await total(client) == len(good)
+
+
+async def _post_json(client: Client, path: str, body: Any) -> Any:
+    """With the standard library's encoder: orjson refuses integers beyond 64 bits."""
+    import json
+
+    headers = {"Content-Type": "application/json"}
+    return await client.post(path, data=json.dumps(body), headers=headers)
+
+
+async def test_an_integer_beyond_64_bits_is_bad_input_on_every_route(service: Service) -> None:
+    client = service.client
+    huge = 2**64
+    create_body = {"flowName": "fussy", "bizId": "", "bizType": "", "context": {"n": huge}}
+    await refused(await _post_json(client, FLOWS, create_body), 400, Code.BAD_INPUT)
+    flow_id = await create(client, "fussy")
+    await wait_status(client, flow_id, {"Error"})
+    before = await events(client, flow_id)
+    for path, body in [
+        ("context", {"workFlowId": flow_id, "key": "n", "value": -(2**63) - 1}),
+        ("context", {"workFlowId": flow_id, "key": "n", "value": {"deep": [huge]}}),
+        ("retry", {"workFlowId": flow_id, "context": {"n": huge}}),
+    ]:
+        answer = await _post_json(client, FLOWS + path, body)
+        refusal = await refused(answer, 400, Code.BAD_INPUT)
+        assert "64 bits" in refusal["message"]
+    assert await events(client, flow_id) == before
+    edge = {"workFlowId": flow_id, "context": {"low": -(2**63), "high": 2**64 - 1, "ok": True}}
+    await ok(await _post_json(client, FLOWS + "retry", edge))  # the edges themselves are fine
+
+
+async def test_a_query_string_that_is_not_utf8_is_refused(client: Client) -> None:
+    for query in ("bizId=%ff%fe", "flowName=%c3", "bizType=a%80b"):
+        answer = await client.get(f"{FLOWS}?{query}")
+        refusal = await refused(answer, 400, Code.BAD_INPUT)
+        assert "UTF-8" in refusal["message"]
+    page = await client.get("/?bizId=%ff")
+    assert page.status == 400
+    assert "not valid UTF-8" in await page.text()
+    await ok(await client.get(f"{FLOWS}?bizId=%C3%A9t%C3%A9"), paged=True)  # été: fine
