@@ -1,26 +1,33 @@
-"""The ``flowlog`` command: serve, worker, migrate, rebuild, verify, audit, bench."""
+"""The ``flowlog`` command: serve, worker, migrate, rebuild, verify, audit, psql, bench.
+
+Arguments are declared in ``app.cli_args``; this module runs them."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
+import errno
 import logging
+import os
 import signal
+import socket
+import subprocess
 import sys
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
-from app import logs
+from app import cli_args, logs
 from app.api.access import Tokens
-from app.audit.replay import Point, parse_point
 from app.config import ConfigError, Settings
-from app.database import provide_database
+from app.database import EMBEDDED_DATABASE, provide_database
 from app.migrate import MigrationError
-from app.pgserver import EmbeddedPostgresError
+from app.pgserver import EmbeddedPostgres, EmbeddedPostgresError, bundled_bin_dir
+from app.web import listen
 from app.workflow.definition import Registry
 from app.workflow.engine import Engine, load_definitions
 from app.workflow.errors import InvalidDefinition
@@ -28,144 +35,67 @@ from eventstore import LogHorizonError
 
 log = logging.getLogger("flowlog")
 
-BENCHMARKS = ("append", "console", "export", "flows", "http", "projections")
 
+class CommandError(Exception):
+    """A command cannot run as asked (a file it cannot read, a port it cannot take)."""
 
-def _parser(settings: Settings) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="flowlog", description="An event-sourced workflow service on PostgreSQL."
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def engine_options(command: argparse.ArgumentParser) -> None:
-        command.add_argument(
-            "--definitions",
-            action="append",
-            metavar="MODULE",
-            help="a module defining workflows (repeatable; default: FLOWLOG_DEFINITIONS)",
-        )
-        command.add_argument(
-            "--concurrency",
-            type=int,
-            default=settings.concurrency,
-            help="flows the reactor drives at once (default: FLOWLOG_CONCURRENCY or 32)",
-        )
-
-    serve = commands.add_parser("serve", help="migrate, then serve the HTTP API and the reactor")
-    serve.add_argument("--host", default=settings.host, help="default: FLOWLOG_HOST or 127.0.0.1")
-    serve.add_argument(
-        "--port", type=int, default=settings.port, help="default: FLOWLOG_PORT or 8080"
-    )
-    serve.add_argument("--no-reactor", action="store_true", help="serve the API only")
-    serve.add_argument(
-        "--demo", action="store_true", help="also register the demo definitions (app/demo.py)"
-    )
-    engine_options(serve)
-
-    worker = commands.add_parser("worker", help="run the reactor only (no HTTP)")
-    engine_options(worker)
-
-    commands.add_parser("migrate", help="apply the schema migrations and exit")
-
-    rebuild = commands.add_parser(
-        "rebuild", help="replay the log into fresh projection tables and swap them in"
-    )
-    rebuild.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    verify = commands.add_parser(
-        "verify", help="fold the log and compare with the projection tables (exit 1 on drift)"
-    )
-    verify.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-
-    history = commands.add_parser(
-        "history", help="a flow's events: when, who, why and what (audit)"
-    )
-    history.add_argument("flow_id", metavar="FLOW_ID")
-    history.add_argument("--json", action="store_true", help="one JSON object per event")
-    replay = commands.add_parser(
-        "replay", help="a flow's state at a version or time, folded from its history (audit)"
-    )
-    replay.add_argument("flow_id", metavar="FLOW_ID")
-    when = replay.add_mutually_exclusive_group()
-    when.add_argument(
-        "--at", type=_point, metavar="VERSION|TIME", help="default: after the last event"
-    )
-    when.add_argument(
-        "--diff", type=_point, nargs=2, metavar=("A", "B"), help="what changed from A to B"
-    )
-    replay.add_argument("--json", action="store_true", help="the state (or changes) as JSON")
-
-    export = commands.add_parser(
-        "export", help="write the log (or one flow, or a time range) as JSON lines"
-    )
-    export.add_argument(
-        "-o", "--output", type=Path, default=Path("-"),
-        help="the file (.gz: compressed); default: stdout",
-    )  # fmt: skip
-    chosen = export.add_mutually_exclusive_group()
-    chosen.add_argument("--flow", metavar="FLOW_ID", help="only this flow's events")
-    chosen.add_argument("--since", type=_time, metavar="TIME", help="events recorded from TIME")
-    export.add_argument("--until", type=_time, metavar="TIME", help="events recorded before TIME")
-    export.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    load = commands.add_parser(
-        "import", help="load an export into an empty database; rebuild and verify from it"
-    )
-    load.add_argument(
-        "file", type=Path, metavar="FILE", help="an export (.gz: compressed; -: stdin)"
-    )
-    load.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-
-    check = commands.add_parser(
-        "check-definition",
-        help="replay stored flows against the definitions of MODULE; exit 1 if any diverge",
-    )
-    check.add_argument("module", metavar="MODULE", help="a module defining workflows")
-    check.add_argument(
-        "--limit", type=int, default=10_000, help="the newest flows of each (default 10000)"
-    )
-    check.add_argument("--json", action="store_true", help="one JSON object per definition")
-    check.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-
-    bench = commands.add_parser("bench", help="run a benchmark against a scratch database")
-    bench.add_argument("name", choices=BENCHMARKS)
-    bench.add_argument("--quick", action="store_true", help="finish in under a minute")
-    bench.add_argument(
-        "--json", action="store_true", help="print every figure as one JSON object, last line"
-    )
-    bench.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    return parser
-
-
-def _time(text: str) -> datetime:
-    point = _point(text)
-    if not isinstance(point, datetime):
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time")
-    return point
-
-
-def _point(text: str) -> Point:
-    try:
-        return parse_point(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
-        Tokens.parse(settings.tokens)
-    except (ConfigError, ValueError) as exc:
+    except ConfigError as exc:
         print(f"flowlog: {exc}", file=sys.stderr)
         return 2
-    parser = _parser(settings)
-    args = parser.parse_args(argv)
-    logs.configure(settings.log_level, settings.log_format)
+    try:
+        Tokens.parse(settings.tokens)
+    except ValueError as exc:
+        print(f"flowlog: FLOWLOG_TOKENS: {exc}", file=sys.stderr)
+        return 2
+    parsers = cli_args.build(settings)
+    args = parsers.top.parse_args(argv)
+    command = parsers.commands[args.command]
+    logs.configure(
+        settings.log_level or ("INFO" if args.command in cli_args.LONG_RUNNING else "WARNING"),
+        settings.log_format or ("text" if sys.stderr.isatty() else "json"),
+    )
+    settings, registry = _definitions(args, settings, command)
+    try:
+        listening = _listen(args) if args.command == "serve" else None
+        _check_files(args)
+    except CommandError as exc:
+        print(f"flowlog {args.command}: {exc}", file=sys.stderr)
+        return exc.status
+    if args.command == "dsn":
+        return _dsn(settings)
+    try:
+        with provide_database(settings) as database_url:
+            return _run(args, settings, database_url, registry, listening)
+    except CommandError as exc:
+        print(f"flowlog {args.command}: {exc}", file=sys.stderr)
+        return exc.status
+    except (EmbeddedPostgresError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        # Files and ports were checked above: what is left is the database's.
+        log.error("database unavailable", extra={"error": str(exc), "kind": type(exc).__name__})
+        return 1
+    except (MigrationError, LogHorizonError) as exc:
+        log.error("database refused", extra={"error": str(exc), "kind": type(exc).__name__})
+        return 1
+
+
+def _definitions(
+    args: argparse.Namespace, settings: Settings, command: argparse.ArgumentParser
+) -> tuple[Settings, Registry]:
+    """The definitions the command needs, loaded as ``python -m`` would find them."""
+    modules: tuple[str, ...]
     if args.command == "check-definition":
-        try:
-            registry = load_definitions([args.module])
-        except (ImportError, ValueError, TypeError, InvalidDefinition) as exc:
-            parser.error(f"cannot load definitions: {exc}")
-    elif args.command in {"serve", "worker"}:
+        modules, origin = (args.module,), "MODULE"
+    elif args.command in cli_args.LONG_RUNNING:
         modules = tuple(args.definitions or settings.definitions)
+        origin = "--definitions" if args.definitions else "FLOWLOG_DEFINITIONS"
         if getattr(args, "demo", False):
             modules += ("app.demo",)
         settings = dataclasses.replace(
@@ -175,32 +105,98 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_reactor=not getattr(args, "no_reactor", False),
             demo=getattr(args, "demo", False),
         )
-        try:
-            registry = load_definitions(settings.definitions)
-        except (ImportError, ValueError, TypeError, InvalidDefinition) as exc:
-            parser.error(f"cannot load definitions: {exc}")
     else:
-        registry = Registry()
+        return settings, Registry()
+    here = os.getcwd()
+    if here not in sys.path:
+        sys.path.insert(0, here)  # as `python -m` does: modules beside the user come first
     try:
-        with provide_database(settings) as database_url:
-            return _run(args, settings, database_url, registry)
-    except (EmbeddedPostgresError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        log.error("database unavailable", extra={"error": str(exc), "kind": type(exc).__name__})
-        return 1
-    except (MigrationError, LogHorizonError) as exc:
-        log.error("database refused", extra={"error": str(exc), "kind": type(exc).__name__})
-        return 1
+        return settings, load_definitions(modules)
+    except (ImportError, ValueError, TypeError, InvalidDefinition) as exc:
+        command.error(f"cannot load the definitions of {origin} ({', '.join(modules)}): {exc}")
+
+
+_LISTEN_HINTS = {
+    errno.EADDRINUSE: "another process listens there; choose another --port (FLOWLOG_PORT)",
+    errno.EACCES: "this user may not listen on that port",
+    errno.EADDRNOTAVAIL: "no interface of this machine has that address (--host, FLOWLOG_HOST)",
+}
+
+
+def _listen(args: argparse.Namespace) -> socket.socket:
+    """serve's socket, bound before anything else starts (a taken port stops it at once)."""
+    try:
+        return listen(args.host, args.port)
+    except socket.gaierror as exc:
+        message = f"cannot listen on {args.host!r} (--host, FLOWLOG_HOST): {exc.strerror}"
+        raise CommandError(message, 2) from None
+    except OSError as exc:
+        hint = _LISTEN_HINTS.get(exc.errno or 0)
+        message = f"cannot listen on {args.host}:{args.port}: {exc.strerror}"
+        status = 2 if exc.errno == errno.EADDRNOTAVAIL else 1
+        raise CommandError(message + (f"; {hint}" if hint else ""), status) from None
+
+
+def _check_files(args: argparse.Namespace) -> None:
+    """The files a command reads or writes, checked before the database is touched."""
+    if args.command == "export" and str(args.output) != "-":
+        folder = args.output.parent
+        if not folder.is_dir():
+            raise CommandError(f"cannot write {args.output}: no directory {folder}", 2)
+        if not os.access(folder, os.W_OK):
+            raise CommandError(f"cannot write {args.output}: {folder} is not writable", 2)
+    if args.command == "import" and str(args.file) != "-":
+        if not args.file.is_file():
+            raise CommandError(f"cannot read {args.file}: no such file", 2)
+        if not os.access(args.file, os.R_OK):
+            raise CommandError(f"cannot read {args.file}: permission denied", 2)
+
+
+def _dsn(settings: Settings) -> int:
+    if settings.database_url:
+        print(settings.database_url)
+        return 0
+    server = EmbeddedPostgres(settings.data_dir, system_user=settings.pg_system_user)
+    print(server.dsn(EMBEDDED_DATABASE))
+    if not server.running():
+        print(
+            f"flowlog dsn: the embedded PostgreSQL in {settings.data_dir} is not running now; "
+            "`flowlog serve` (or `flowlog psql`) starts it",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _psql(args: argparse.Namespace, database_url: str) -> int:
+    psql = bundled_bin_dir() / "psql"
+    extra = args.psql_args[1:] if args.psql_args[:1] == ["--"] else args.psql_args
+    # Ctrl-C belongs to psql (it cancels the query); flowlog waits for psql to end, then
+    # stops the embedded server if it started it.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return subprocess.call([str(psql), database_url, *extra])
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _run(
-    args: argparse.Namespace, settings: Settings, database_url: str, registry: Registry
+    args: argparse.Namespace,
+    settings: Settings,
+    database_url: str,
+    registry: Registry,
+    listening: socket.socket | None,
 ) -> int:
     if args.command == "migrate":
         from app.migrate import migrate_database
 
         applied = asyncio.run(migrate_database(database_url))
-        log.info("migrations applied", extra={"applied": applied})
+        if applied:
+            print(f"applied migrations {', '.join(map(str, applied))}")
+        else:
+            print("the schema is up to date: nothing to apply")
         return 0
+    if args.command == "psql":
+        return _psql(args, database_url)
     if args.command == "serve":
         from aiohttp import web
 
@@ -208,8 +204,7 @@ def _run(
 
         web.run_app(
             create_app(settings, database_url, registry),
-            host=args.host,
-            port=args.port,
+            sock=listening,
             print=log.info,
             access_log=None,  # the API logs each request itself, with its ids
         )
@@ -302,29 +297,41 @@ async def _transfer(args: argparse.Namespace, database_url: str) -> int:
     from app.migrate import migrate_database
 
     progress = not args.no_progress
-    if args.command == "export":
-        await migrate_database(database_url)
-        selection = Selection(args.flow, args.since, args.until)
-        with opened(args.output, "w") as out:
+    with contextlib.ExitStack() as files:
+        if args.command == "export":
+            await migrate_database(database_url)
+            out = _open(files, opened, args.output, "w")
+            selection = Selection(args.flow, args.since, args.until)
             report = await export_log(database_url, out, selection, progress=progress)
-        print(
-            f"exported {report.events} events ({report.bytes:,} bytes) in "
-            f"{report.seconds:.1f} s ({report.events_per_s:,.0f} events/s)",
-            file=sys.stderr,
-        )
-        return 0
-    size = None if str(args.file) == "-" or args.file.suffix == ".gz" else args.file.stat().st_size
-    try:
-        with opened(args.file, "r") as source:
-            report = await import_log(database_url, source, progress=progress, size=size)
-    except (TransferError, OSError) as exc:
-        print(f"flowlog: import refused: {exc}", file=sys.stderr)
-        return 1
+            print(
+                f"exported {report.events} events ({report.bytes:,} bytes) in "
+                f"{report.seconds:.1f} s ({report.events_per_s:,.0f} events/s)",
+                file=sys.stderr,
+            )
+            return 0
+        source = _open(files, opened, args.file, "r")
+        plain = str(args.file) != "-" and args.file.suffix != ".gz"
+        size = args.file.stat().st_size if plain else None
+        try:
+            imported = await import_log(database_url, source, progress=progress, size=size)
+        except TransferError as exc:
+            print(f"flowlog import: refused: {exc}", file=sys.stderr)
+            return 1
     print(
-        f"imported {report.events} events ({report.flows} flows) in {report.seconds:.1f} s "
-        f"({report.events_per_s:,.0f} events/s); projections and work rebuilt"
+        f"imported {imported.events} events ({imported.flows} flows) in "
+        f"{imported.seconds:.1f} s ({imported.events_per_s:,.0f} events/s); projections and "
+        "work rebuilt"
     )
     return await _projections("verify", database_url, progress)
+
+
+def _open(files: contextlib.ExitStack, opener: Any, path: Path, mode: str) -> Any:
+    """A file a command reads or writes; a failure to open it is said as such."""
+    try:
+        return files.enter_context(opener(path, mode))
+    except OSError as exc:
+        verb = "write" if mode == "w" else "read"
+        raise CommandError(f"cannot {verb} {path}: {exc.strerror or exc}") from None
 
 
 async def _work(settings: Settings, database_url: str, registry: Registry) -> None:

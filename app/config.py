@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from app.pgserver import DEFAULT_SYSTEM_USER
 from app.workflow.reactor import ReactorSettings
@@ -33,8 +35,11 @@ class Settings:
     data_dir: Path
     pg_system_user: str
     pool_size: int
-    log_level: str
-    log_format: str
+    log_level: str | None
+    """DEBUG, INFO, WARNING or ERROR; None: the command's own (INFO for serve and worker, whose
+    log is their output; WARNING for commands a person runs, whose output is on stdout)."""
+    log_format: str | None
+    """json or text; None: text on a terminal, JSON otherwise (for log processors)."""
     tokens: str = ""
     """Bearer tokens, ``name:token:tenant`` separated by commas (FLOWLOG_TOKENS); none: open."""
     definitions: tuple[str, ...] = ()
@@ -53,18 +58,16 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         return cls(
-            database_url=env.get("DATABASE_URL") or None,
+            database_url=_database_url(env),
             host=env.get("FLOWLOG_HOST", "127.0.0.1"),
             port=_int(env, "FLOWLOG_PORT", 8080, 1, 65535),
             data_dir=Path(env["FLOWLOG_DATA_DIR"])
             if env.get("FLOWLOG_DATA_DIR")
             else default_data_dir(os.geteuid(), Path.home()),
-            pg_system_user=env.get("FLOWLOG_PG_USER", DEFAULT_SYSTEM_USER),
+            pg_system_user=_system_user(env),
             pool_size=_int(env, "FLOWLOG_POOL_SIZE", 10, 1, 1000),
-            log_level=_choice(
-                env, "FLOWLOG_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")
-            ),
-            log_format=_choice(env, "FLOWLOG_LOG_FORMAT", "json", ("json", "text")),
+            log_level=_choice(env, "FLOWLOG_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR")),
+            log_format=_choice(env, "FLOWLOG_LOG_FORMAT", ("json", "text")),
             tokens=env.get("FLOWLOG_TOKENS", ""),
             definitions=tuple(
                 m.strip() for m in env.get("FLOWLOG_DEFINITIONS", "").split(",") if m.strip()
@@ -87,10 +90,55 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
     return value
 
 
-def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
-    value = env.get(name, default).strip() or default
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str | None:
+    value = env.get(name, "").strip()
+    if not value:
+        return None
     if value.upper() in allowed:
         return value.upper()
     if value.lower() in allowed:
         return value.lower()
     raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+
+
+_DATABASE_SCHEMES = frozenset({"postgresql", "postgres"})
+_SYSTEM_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+
+
+def _database_url(env: Mapping[str, str]) -> str | None:
+    """A libpq URL, checked here so that a typo is named at once, not met as an outage."""
+    url = env.get("DATABASE_URL", "").strip()
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - reading it checks it
+    except ValueError as exc:
+        raise ConfigError(f"DATABASE_URL is not a valid URL ({exc}): {_hidden(url)!r}") from None
+    if parts.scheme not in _DATABASE_SCHEMES:
+        raise ConfigError(
+            f"DATABASE_URL must be a postgresql:// URL, not {_hidden(url)!r} "
+            "(for example postgresql://flowlog@db:5432/flowlog)"
+        )
+    if not (parts.hostname or "host=" in parts.query):
+        raise ConfigError(f"DATABASE_URL names no host: {_hidden(url)!r}")
+    return url
+
+
+def _hidden(url: str) -> str:
+    """The URL without its password (error messages end up in logs)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(unparsable)"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _system_user(env: Mapping[str, str]) -> str:
+    user = env.get("FLOWLOG_PG_USER", "").strip() or DEFAULT_SYSTEM_USER
+    if not _SYSTEM_USER.match(user):
+        raise ConfigError(f"FLOWLOG_PG_USER must be a system user name, not {user!r}")
+    return user

@@ -1,7 +1,6 @@
-"""Structured logging: one JSON object per line on stderr, with whatever ``extra`` carries.
-
-Later issues add the flow id and trace id through ``extra``; any field given there ends up in
-the line, so log processors can filter on it.
+"""Structured logging on stderr: one JSON object per line (for log processors) or one line of
+text (for a person at a terminal), each with whatever ``extra`` carries (flow id, trace id,
+the error...), so that neither format loses what a record says.
 """
 
 from __future__ import annotations
@@ -29,21 +28,40 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
-                line[key] = value
+        line.update(_extra(record))
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(line, default=str).decode()
 
 
+def _extra(record: logging.LogRecord) -> dict[str, Any]:
+    return {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
+
+
+class TextFormatter(logging.Formatter):
+    """``time LEVEL logger message key=value ...``: the fields of ``extra`` are kept."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = " ".join(f"{key}={_shown(value)}" for key, value in _extra(record).items())
+        if not fields:
+            return line
+        head, newline, rest = line.partition("\n")  # a traceback stays below the fields
+        return f"{head} {fields}{newline}{rest}"
+
+
+def _shown(value: Any) -> str:
+    text = value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
+    return text if text and " " not in text and "=" not in text else repr(text)
+
+
 def configure(level: str = "INFO", fmt: str = "json") -> None:
     """Routes every logger to stderr in the chosen format."""
     handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -225,6 +225,16 @@ class EmbeddedPostgres:
         self.owner = True
         log.info("embedded PostgreSQL started", extra={"data_dir": str(self.data_dir)})
 
+    def running(self) -> bool:
+        """Whether a live server is ready on the data directory now (read only: nothing is
+        started, nothing removed)."""
+        pid_file = PidFile.read(self.pid_file)
+        return (
+            pid_file is not None
+            and pid_file.status == _READY
+            and is_live_postmaster(pid_file.pid, self.data_dir)
+        )
+
     def stop(self, timeout: float = 30.0) -> None:
         """Stops the server if this process started it (fast shutdown, then harder)."""
         process, self._process = self._process, None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -67,6 +68,24 @@ async def _end_streams(app: web.Application) -> None:
     # Runs before the server waits for handlers: an open event stream would hold it up to
     # the shutdown timeout (a stopped flow's stream can stay open for days).
     app[keys.SHUTTING_DOWN].set()
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (for ``web.run_app(sock=...)``): bound before
+    anything else starts, so a taken port is known at once. Raises OSError (socket.gaierror
+    for a host that does not resolve)."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(socket.SOMAXCONN)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def create_app(

@@ -14,7 +14,9 @@ def test_defaults() -> None:
     settings = Settings.from_env({})
     assert settings.database_url is None
     assert (settings.host, settings.port) == ("127.0.0.1", 8080)
-    assert settings.log_format == "json"
+    # Unset: the command chooses (text on a terminal, JSON otherwise; INFO for serve and
+    # worker, WARNING for the commands a person runs).
+    assert (settings.log_format, settings.log_level) == (None, None)
 
 
 def test_values_from_the_environment() -> None:

@@ -36,3 +36,21 @@ def test_exceptions_are_kept_inside_the_line() -> None:
         record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
     parsed = orjson.loads(JsonFormatter().format(record))
     assert "ValueError: boom" in parsed["exception"]
+
+
+def test_a_text_line_keeps_the_fields_too() -> None:
+    from app.logs import TextFormatter
+
+    record = logging.LogRecord("flowlog", logging.ERROR, __file__, 1, "database unavailable", (),
+                               None)  # fmt: skip
+    record.error = "connection refused to db:5432"
+    record.kind = "OSError"
+    record.flow_ids = ["a", "b"]
+
+    line = TextFormatter().format(record)
+
+    assert "\n" not in line
+    assert " ERROR flowlog database unavailable " in line
+    assert "error='connection refused to db:5432'" in line
+    assert "kind=OSError" in line
+    assert 'flow_ids=["a","b"]' in line

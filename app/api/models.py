@@ -45,10 +45,11 @@ JSON_INTEGERS = range(-(2**63), 2**64)
 """The integers a flow's JSON can hold (the log's JSON encoder stops at 64 bits)."""
 
 JSON_VALUE_SCHEMA: dict[str, Any] = {
-    "description": "Any JSON value whose integers fit in 64 bits and whose text holds no NUL.",
+    "description": "Any JSON value whose numbers are within the range of 64-bit integers and "
+    "whose text holds no NUL (an integer beyond it is refused; JSON cannot tell 1e30 from an "
+    "integer, so the range is stated for every number).",
     "anyOf": [
-        {"type": "integer", "minimum": JSON_INTEGERS.start, "maximum": JSON_INTEGERS.stop - 1},
-        {"type": "number", "not": {"type": "integer"}},
+        {"type": "number", "minimum": JSON_INTEGERS.start, "maximum": JSON_INTEGERS.stop - 1},
         {"type": "string"},
         {"type": "boolean"},
         {"type": "null"},

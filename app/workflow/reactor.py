@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from app.workflow.activity import Activity, report
 from app.workflow.decide import (
     Advance,
     Command,
@@ -83,6 +84,8 @@ class ReactorSettings:
     """On stop, how long running nodes may take to finish before they are interrupted."""
     definition_limits: Mapping[str, int] = field(default_factory=dict)
     """Optional per-definition caps on flows driven at once by this process."""
+    summary_seconds: float = 60.0
+    """How often the reactor logs a summary line of what it did (INFO)."""
 
     @property
     def heartbeat(self) -> float:
@@ -138,7 +141,7 @@ class Reactor:
         self._executing: dict[str, _Execution] = {}
         self._per_definition: dict[str, int] = {}
         self._loops: list[asyncio.Task[None]] = []
-        self.nodes_run = 0
+        self.activity = Activity()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -146,6 +149,10 @@ class Reactor:
         self._loops = [
             asyncio.create_task(self._claim_loop(), name="reactor-claim"),
             asyncio.create_task(self._heartbeat_loop(), name="reactor-heartbeat"),
+            asyncio.create_task(
+                report(self.activity, self.owner, self.settings.summary_seconds, lambda: self.busy),
+                name="reactor-summary",
+            ),
         ]
         for loop in self._loops:
             loop.add_done_callback(_report_crash)
@@ -176,7 +183,9 @@ class Reactor:
         await asyncio.gather(*self._loops[1:], return_exceptions=True)
         with contextlib.suppress(*TRANSIENT_ERRORS):
             await self.store.pool.execute(Q.work_release_all, self.owner)
-        log.info("reactor stopped", extra={"owner": self.owner, "nodes_run": self.nodes_run})
+        log.info(
+            "reactor stopped", extra={"owner": self.owner, "nodes_run": self.activity.nodes_run}
+        )
 
     @property
     def busy(self) -> int:
@@ -418,10 +427,12 @@ class Reactor:
         starting = {e.node_id for e in events if isinstance(e, NodeStarted)}
         started_here |= starting  # before the append: its reply may be lost after the commit
         try:
-            return await self.flows.append(state, events, self._caller), True
+            appended = await self.flows.append(state, events, self._caller)
         except WrongExpectedVersion:
             started_here -= starting
             return await self.flows.load(state.flow_id), False
+        self.activity.recorded(events)
+        return appended, True
 
     async def _record(
         self,
@@ -462,9 +473,15 @@ class Reactor:
     ) -> Command | None:
         started = time.perf_counter()
         command = await self._run_executor(state, running, node)
+        seconds = time.perf_counter() - started
         if self._observe is not None:
-            self._observe(state.name, running.name, _outcome(command),
-                          time.perf_counter() - started)  # fmt: skip
+            self._observe(state.name, running.name, _outcome(command), seconds)
+        log.debug(
+            "node ran",
+            extra={"flow_id": state.flow_id, "node": running.name, "attempt": running.attempt,
+                   "outcome": _outcome(command), "ms": round(seconds * 1000, 2),
+                   "trace_id": state.context.get(FlowContext.TRACE_ID)},
+        )  # fmt: skip
         return command
 
     async def _run_executor(
@@ -475,7 +492,7 @@ class Reactor:
         task = asyncio.ensure_future(_call(node, handle, context))
         execution = _Execution(running.node_id, task)
         self._executing[state.flow_id] = execution
-        self.nodes_run += 1
+        self.activity.nodes_run += 1
         extra = {"flow_id": state.flow_id, "node": running.name, "attempt": running.attempt,
                  "trace_id": context.trace_id}  # fmt: skip
         try:

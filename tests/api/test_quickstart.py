@@ -55,6 +55,10 @@ async def test_the_readme_quickstart_and_audit_run_against_a_live_server(
     assert all(answer["code"] == 0 for answer in answers), answers
     stopped_detail, listed, history = answers[1], answers[3], answers[4]
     assert stopped_detail["data"]["info"]["status"] == "Stopped"
+    # A pause: the node that ran when the flow was stopped finished, nothing after it started.
+    assert [(n["name"], n["status"]) for n in stopped_detail["data"]["nodes"]] == [
+        ("backup", "Finished")
+    ]
     # The seed's nodeNames: the success path from start.
     assert stopped_detail["data"]["nodeNames"] == ["backup", "upload", "updateBackupRecord"]
     assert [(f["id"], f["status"]) for f in listed["data"]["workFlows"]] == [(flow_id, "Finished")]

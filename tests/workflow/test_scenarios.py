@@ -722,3 +722,26 @@ async def test_a_live_worker_keeps_its_outcome_when_recording_it_fails(
         ("two", 1, None),
     ]
     assert flow.context["ran"] == 1
+
+
+async def test_the_reactor_logs_a_summary_and_each_node_at_debug(
+    start_engine: StartEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG", logger="app.workflow.reactor")
+    settings = ReactorSettings(lease_seconds=5, heartbeat_seconds=0.2, summary_seconds=0.3)
+    engine = await start_engine(backup_flow(), settings=settings)
+    flow_id = await engine.service.create_workflow("c", "t", "backup", start=True)
+    await wait_for_status(engine.service, flow_id, ENDED)
+    await asyncio.sleep(0.5)  # at least one summary after the flow ended
+
+    ran = [r for r in caplog.records if r.getMessage() == "node ran"]
+    assert [(r.levelname, r.flow_id, r.outcome) for r in ran][:1] == [  # type: ignore[attr-defined]
+        ("DEBUG", flow_id, "success")
+    ]
+    assert len(ran) == 3
+    summaries = [r for r in caplog.records if r.getMessage() == "reactor summary"]
+    assert summaries
+    assert all(r.levelname == "INFO" for r in summaries)
+    assert sum(r.nodes_run for r in summaries) == 3  # type: ignore[attr-defined]
+    assert sum(r.flows_finished for r in summaries) == 1  # type: ignore[attr-defined]
+    assert sum(r.nodes_interrupted for r in summaries) == 0  # type: ignore[attr-defined]

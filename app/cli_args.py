@@ -1,0 +1,205 @@
+"""The ``flowlog`` command's arguments: every subcommand, what it does (its ``--help``), and
+the options that override the environment."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from app.audit.replay import Point, parse_point
+from app.config import Settings
+
+BENCHMARKS = ("append", "console", "export", "flows", "http", "projections")
+LONG_RUNNING = frozenset({"serve", "worker"})
+"""Commands whose log is their output (INFO by default); the others report on stdout and log
+only warnings unless FLOWLOG_LOG_LEVEL says otherwise."""
+
+DESCRIPTION = """\
+An event-sourced workflow service on PostgreSQL.
+
+Every command works on flowlog's database: the one DATABASE_URL names (a libpq URL,
+postgresql://user@host:port/database), or, when it is unset, an embedded PostgreSQL kept in
+FLOWLOG_DATA_DIR and started on demand. `flowlog COMMAND --help` says more of each command;
+README.md lists every variable."""
+
+EPILOG = """\
+environment: DATABASE_URL, FLOWLOG_HOST, FLOWLOG_PORT, FLOWLOG_DATA_DIR, FLOWLOG_PG_USER,
+FLOWLOG_POOL_SIZE, FLOWLOG_LOG_LEVEL, FLOWLOG_LOG_FORMAT, FLOWLOG_DEFINITIONS,
+FLOWLOG_CONCURRENCY, FLOWLOG_LEASE_SECONDS, FLOWLOG_TOKENS (options override them).
+exit status: 0 success, 1 failure (a database unreachable, a check that found differences),
+2 bad usage (a bad option, argument or variable)."""
+
+
+@dataclass(frozen=True)
+class Parsers:
+    """The top-level parser and each subcommand's (whose ``error`` shows its own usage)."""
+
+    top: argparse.ArgumentParser
+    commands: dict[str, argparse.ArgumentParser]
+
+
+def build(settings: Settings) -> Parsers:
+    top = argparse.ArgumentParser(
+        prog="flowlog", description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands: dict[str, argparse.ArgumentParser] = {}
+
+    def command(name: str, summary: str, description: str) -> argparse.ArgumentParser:
+        parser = sub.add_parser(
+            name, help=summary, description=f"{summary[0].upper()}{summary[1:]}.\n\n{description}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )  # fmt: skip
+        commands[name] = parser
+        return parser
+
+    def engine_options(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--definitions", action="append", metavar="MODULE",
+            help="a module defining workflows, found as `python -m` finds it (the current "
+            "directory first); repeatable; default: FLOWLOG_DEFINITIONS",
+        )  # fmt: skip
+        parser.add_argument(
+            "--concurrency", type=int, default=settings.concurrency,
+            help="flows the reactor drives at once (default: FLOWLOG_CONCURRENCY or 32)",
+        )  # fmt: skip
+
+    serve = command(
+        "serve", "migrate, then serve the console, the HTTP API and the reactor",
+        "Listens on --host:--port first (a port already taken stops it before anything else\n"
+        "starts), migrates the database, then serves until SIGTERM or Ctrl-C: the web console\n"
+        "at /, the REST API under /api/v1/, and the reactor that runs the flows.",
+    )  # fmt: skip
+    serve.add_argument("--host", default=settings.host, help="default: FLOWLOG_HOST or 127.0.0.1")
+    serve.add_argument(
+        "--port", type=int, default=settings.port, help="default: FLOWLOG_PORT or 8080"
+    )
+    serve.add_argument("--no-reactor", action="store_true", help="serve the API only")
+    serve.add_argument(
+        "--demo", action="store_true",
+        help="also register the demo definitions, and create demo flows on first start",
+    )  # fmt: skip
+    engine_options(serve)
+
+    worker = command(
+        "worker", "run the reactor only (no HTTP)",
+        "Claims due flows and runs their nodes until SIGTERM or Ctrl-C (graceful: running\n"
+        "nodes finish). Run as many as you like, on as many machines. Logs a summary line a\n"
+        "minute (nodes run, flows finished, failed, nodes interrupted); each node at DEBUG.",
+    )  # fmt: skip
+    engine_options(worker)
+
+    command(
+        "migrate", "apply the schema migrations and exit",
+        "Applies the migrations not applied yet (each in its own transaction, once) and says\n"
+        "which it applied.",
+    )  # fmt: skip
+
+    rebuild = command(
+        "rebuild", "replay the log into fresh projection tables and swap them in",
+        "The service keeps running: appends pause only for the swap.",
+    )  # fmt: skip
+    rebuild.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    verify = command(
+        "verify", "fold the log and compare with the projection tables",
+        "Prints each difference; exit status 1 on drift.",
+    )  # fmt: skip
+    verify.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    history = command(
+        "history", "a flow's events: when, who, why and what",
+        "The audit trail of one flow, oldest first, as a table (or --json: one object a line).",
+    )  # fmt: skip
+    history.add_argument("flow_id", metavar="FLOW_ID")
+    history.add_argument("--json", action="store_true", help="one JSON object per event")
+    replay = command(
+        "replay", "a flow's state at a version or time, folded from its history",
+        "With --at, the flow as it was then; with --diff A B, what changed between two points\n"
+        "(each a version number or an ISO 8601 time).",
+    )  # fmt: skip
+    replay.add_argument("flow_id", metavar="FLOW_ID")
+    when = replay.add_mutually_exclusive_group()
+    when.add_argument(
+        "--at", type=point, metavar="VERSION|TIME", help="default: after the last event"
+    )
+    when.add_argument(
+        "--diff", type=point, nargs=2, metavar=("A", "B"), help="what changed from A to B"
+    )
+    replay.add_argument("--json", action="store_true", help="the state (or changes) as JSON")
+
+    export = command(
+        "export", "write the log (or one flow, or a time range) as JSON lines",
+        "A header, the events in log order, and a trailer with their count and checksum.",
+    )  # fmt: skip
+    export.add_argument(
+        "-o", "--output", type=Path, default=Path("-"),
+        help="the file (.gz: compressed); default: stdout",
+    )  # fmt: skip
+    chosen = export.add_mutually_exclusive_group()
+    chosen.add_argument("--flow", metavar="FLOW_ID", help="only this flow's events")
+    chosen.add_argument("--since", type=time, metavar="TIME", help="events recorded from TIME")
+    export.add_argument("--until", type=time, metavar="TIME", help="events recorded before TIME")
+    export.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    load = command(
+        "import", "load an export into an empty database; rebuild and verify from it",
+        "Refuses a database that holds events, and a file that was cut or altered.",
+    )  # fmt: skip
+    load.add_argument(
+        "file", type=Path, metavar="FILE", help="an export (.gz: compressed; -: stdin)"
+    )
+    load.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    check = command(
+        "check-definition", "replay stored flows against the definitions of MODULE",
+        "Names each flow that the new definitions would have decided otherwise, and where;\n"
+        "exit status 1 if any would diverge.",
+    )  # fmt: skip
+    check.add_argument("module", metavar="MODULE", help="a module defining workflows")
+    check.add_argument(
+        "--limit", type=int, default=10_000, help="the newest flows of each (default 10000)"
+    )
+    check.add_argument("--json", action="store_true", help="one JSON object per definition")
+    check.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    psql = command(
+        "psql", "psql on flowlog's database",
+        "Runs the psql that comes with flowlog's PostgreSQL on flowlog's database: the one\n"
+        "DATABASE_URL names, or the embedded one (started for the session if no flowlog\n"
+        "process runs it). Arguments after `--` go to psql: flowlog psql -- -c 'SELECT 1'.",
+    )  # fmt: skip
+    psql.add_argument("psql_args", nargs=argparse.REMAINDER, metavar="-- PSQL_ARGS")
+    command(
+        "dsn", "print the URL of flowlog's database",
+        "For other tools (psql, pg_dump, a notebook): DATABASE_URL when it is set, else the\n"
+        "embedded server's URL (it says so on stderr when that server is not running).",
+    )  # fmt: skip
+
+    bench = command(
+        "bench", "run a benchmark against a scratch database",
+        "Each figure is measured against a baseline in the same run (docs/benchmarks.md); the\n"
+        "scratch database is dropped afterwards.",
+    )  # fmt: skip
+    bench.add_argument("name", choices=BENCHMARKS)
+    bench.add_argument("--quick", action="store_true", help="finish in under a minute")
+    bench.add_argument(
+        "--json", action="store_true", help="print every figure as one JSON object, last line"
+    )
+    bench.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return Parsers(top, commands)
+
+
+def time(text: str) -> datetime:
+    found = point(text)
+    if not isinstance(found, datetime):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time")
+    return found
+
+
+def point(text: str) -> Point:
+    try:
+        return parse_point(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
