@@ -27,7 +27,8 @@ README.md lists every variable."""
 EPILOG = """\
 environment: DATABASE_URL, FLOWLOG_HOST, FLOWLOG_PORT, FLOWLOG_DATA_DIR, FLOWLOG_PG_USER,
 FLOWLOG_POOL_SIZE, FLOWLOG_LOG_LEVEL, FLOWLOG_LOG_FORMAT, FLOWLOG_DEFINITIONS,
-FLOWLOG_CONCURRENCY, FLOWLOG_LEASE_SECONDS, FLOWLOG_TOKENS (options override them).
+FLOWLOG_CONCURRENCY, FLOWLOG_LEASE_SECONDS, FLOWLOG_IDEMPOTENCY_HOURS, FLOWLOG_TOKENS
+(options override them).
 exit status: 0 success, 1 failure (a database unreachable, a check that found differences),
 2 bad usage (a bad option, argument or variable)."""
 

@@ -49,6 +49,8 @@ class Settings:
     """``serve --demo``: the demo definitions, and demo flows to look at (app/demo.py)."""
     concurrency: int = 32
     lease_seconds: float = 30.0
+    idempotency_hours: int = 24
+    """How long an idempotency key is remembered (FLOWLOG_IDEMPOTENCY_HOURS)."""
 
     @property
     def reactor(self) -> ReactorSettings:
@@ -74,6 +76,7 @@ class Settings:
             ),
             concurrency=_int(env, "FLOWLOG_CONCURRENCY", 32, 1, 10_000),
             lease_seconds=float(_int(env, "FLOWLOG_LEASE_SECONDS", 30, 1, 86_400)),
+            idempotency_hours=_int(env, "FLOWLOG_IDEMPOTENCY_HOURS", 24, 1, 24 * 365),
         )
 
 

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 from aiohttp import web
 
@@ -94,7 +95,10 @@ def create_app(
     tokens = Tokens.parse(settings.tokens)
     metrics = Metrics()
     app = web.Application(
-        client_max_size=MAX_BODY, middlewares=make_middlewares(tokens, metrics.observe_request)
+        client_max_size=MAX_BODY,
+        middlewares=make_middlewares(
+            tokens, metrics.observe_request, timedelta(hours=settings.idempotency_hours)
+        ),
     )
     app[keys.SETTINGS] = settings
     app[keys.DATABASE_URL] = database_url

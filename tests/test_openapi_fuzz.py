@@ -122,4 +122,8 @@ def test_every_operation_answers_within_its_document(
         excluded.append(checks.positive_data_acceptance)
     if case.path in SHADOWED_BY_DETAIL:
         excluded.append(checks.allow_header_conformance)
+    if case.headers:
+        # A key the generator happens to repeat with another body is rightly refused (422):
+        # idempotency keys are tested in tests/api/test_idempotency.py.
+        case.headers.pop("Idempotency-Key", None)
     case.call_and_validate(base_url=live_server, excluded_checks=excluded)

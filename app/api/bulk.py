@@ -10,6 +10,7 @@ client walks a selection of any size a page at a time and every step is bounded.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -17,6 +18,7 @@ from app.api.framework import Context
 from app.api.metrics import Q
 from app.api.models import BulkRequest, BulkResponse, BulkResult
 from app.workflow.errors import Code, FlowNotFound, WorkflowError
+from app.workflow.idempotency import find, fingerprint, record
 from app.workflow.repository import Caller
 from app.workflow.service import WorkFlowService
 from app.workflow.state import FlowState
@@ -41,8 +43,18 @@ async def run_bulk(
     after: Cursor | None,
 ) -> BulkResponse:
     """Acts on the flows ``body`` names, or on those ``where`` selects (after ``after``, the
-    decoded cursor); ``tenant``: the only tenant whose flows the caller sees (None: all)."""
+    decoded cursor); ``tenant``: the only tenant whose flows the caller sees (None: all).
+
+    With an idempotency key, each flow's command has a key of its own (the request's and the
+    flow's): sent again, the request acts on no flow twice, and once it has answered it
+    answers the same again."""
     pool = service.store.pool
+    idempotency = caller.idempotency
+    request = fingerprint("bulk", body.model_dump(mode="json"))
+    if idempotency is not None:
+        found = await find(pool, idempotency, request)
+        if found is not None and found.answer is not None:
+            return BulkResponse.model_validate(found.answer)
     next_cursor = None
     if where is not None:
         page = await list_workflows(pool, where, page_size=body.limit, after=after)
@@ -54,12 +66,15 @@ async def run_bulk(
         selected = body.workFlowIds
         rows = await pool.fetch(Q.tenants_of, selected)
         visible = {r["id"] for r in rows if tenant is None or r["tenant_id"] == tenant}
-    command = _command(service, body, caller)
+    command = _command(service, body)
     limit = asyncio.Semaphore(CONCURRENCY)
 
     async def one(flow_id: str) -> BulkResult:
+        each = caller
+        if idempotency is not None:
+            each = dataclasses.replace(caller, idempotency=idempotency.within(flow_id))
         async with limit:
-            return await _act(flow_id, flow_id in visible, command)
+            return await _act(flow_id, flow_id in visible, lambda: command(flow_id, each))
 
     results = await asyncio.gather(*(one(flow_id) for flow_id in selected))
     succeeded = sum(1 for r in results if r.code == 0)
@@ -72,35 +87,43 @@ async def run_bulk(
             "trace_id": ctx.trace_id,
         },
     )
-    return BulkResponse(
+    answer = BulkResponse(
         action=body.action,
         results=list(results),
         succeeded=succeeded,
         failed=len(results) - succeeded,
         nextCursor=next_cursor,
     )
+    if idempotency is not None:
+        dumped = answer.model_dump(mode="json")
+        first = await record(pool, idempotency, request, answer=dumped)
+        if first is not None and first.answer is not None:
+            return BulkResponse.model_validate(first.answer)  # a concurrent twin answered first
+    return answer
 
 
-Command = Callable[[str], Awaitable[FlowState]]
+Command = Callable[[str, Caller], Awaitable[FlowState]]
 
 
-def _command(service: WorkFlowService, body: BulkRequest, caller: Caller) -> Command:
+def _command(service: WorkFlowService, body: BulkRequest) -> Command:
     match body.action:
         case "start":
-            return lambda flow_id: service.start(flow_id, caller)
+            return lambda flow_id, caller: service.start(flow_id, caller)
         case "stop":
-            return lambda flow_id: service.stop(flow_id, body.reason, caller)
+            return lambda flow_id, caller: service.stop(flow_id, body.reason, caller)
         case "cancel":
-            return lambda flow_id: service.cancel(flow_id, body.reason, caller)
+            return lambda flow_id, caller: service.cancel(flow_id, body.reason, caller)
         case "retry":
-            return lambda flow_id: service.retry(flow_id, body.context, caller=caller)
+            return lambda flow_id, caller: service.retry(flow_id, body.context, caller=caller)
 
 
-async def _act(flow_id: str, visible: bool, command: Command) -> BulkResult:
+async def _act(
+    flow_id: str, visible: bool, command: Callable[[], Awaitable[FlowState]]
+) -> BulkResult:
     try:
         if not visible:
             raise FlowNotFound(flow_id)  # another tenant's flow does not exist for this caller
-        state = await command(flow_id)
+        state = await command()
     except WorkflowError as exc:
         return BulkResult(workFlowId=flow_id, code=exc.code, message=exc.message)
     except TRANSIENT_ERRORS as exc:

@@ -6,11 +6,14 @@ same declarations.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Literal
 from urllib.parse import unquote_to_bytes
 
@@ -42,6 +45,7 @@ from app.api.models import (
     storable_text,
 )
 from app.workflow.errors import Code, WorkflowError
+from app.workflow.idempotency import DEFAULT_TTL, Idempotency
 from eventstore import TRANSIENT_ERRORS
 
 log = logging.getLogger("flowlog.api")
@@ -62,6 +66,7 @@ STATUS_OF: dict[int, int] = {
     Code.TOO_LARGE: 413,
     Code.BAD_ENCODING: 400,
     Code.UNSUPPORTED_ENCODING: 415,
+    Code.IDEMPOTENCY_REUSED: 422,
     Code.INTERNAL: 500,
     Code.UNAVAILABLE: 503,
 }
@@ -73,6 +78,7 @@ ERROR_DESCRIPTIONS = {
     409: "the flow's state does not allow it (the seed's code says which command)",
     413: "request body too large",
     415: "a Content-Encoding the service does not decode",
+    422: "the Idempotency-Key was used for another request",
     500: "a fault of the service",
     503: "the database cannot be reached; try again",
 }
@@ -88,6 +94,8 @@ class Context:
     trace_id: str
     session: Session | None = None
     """The console session the request came with (None: a bearer token, or open access)."""
+    idempotency: Idempotency | None = None
+    """The request's Idempotency-Key, in its tenant (POST requests only)."""
 
 
 _CONTEXT = web.RequestKey("flowlog_context", Context)
@@ -278,7 +286,13 @@ RequestObserver = Callable[[str, str, int, float], None]
 """Called once per request: method, route template, status, seconds."""
 
 
-def make_middlewares(tokens: Tokens, observe: RequestObserver) -> list[Any]:
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+def make_middlewares(
+    tokens: Tokens, observe: RequestObserver, idempotency_ttl: timedelta = DEFAULT_TTL
+) -> list[Any]:
     @web.middleware
     async def context_and_log(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -302,8 +316,17 @@ def make_middlewares(tokens: Tokens, observe: RequestObserver) -> list[Any]:
                 response.headers["WWW-Authenticate"] = "Bearer"
             elif refusal is not None:
                 response = error_response(Code.FORBIDDEN, refusal, 403)
+            elif (key := _idempotency_key(request)) == "":
+                response = error_response(
+                    Code.BAD_INPUT,
+                    f"{IDEMPOTENCY_HEADER} must be 1 to 255 printable ASCII characters",
+                    400,
+                )
             else:
                 ctx = _context(owner, request_id, trace_id, session)
+                if key is not None:
+                    idempotency = Idempotency(key, ctx.tenant_id, idempotency_ttl)
+                    ctx = dataclasses.replace(ctx, idempotency=idempotency)
                 request[_CONTEXT] = ctx
                 response = await _answer(request, handler)
             if not response.prepared:
@@ -337,6 +360,14 @@ def _context(
     if owner is None:
         return Context("", "anonymous", request_id, trace_id)
     return Context(owner.tenant, owner.actor, request_id, trace_id, session)
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    """The POST's Idempotency-Key; "" for one that cannot be a key; None when there is none."""
+    value = request.headers.get(IDEMPOTENCY_HEADER)
+    if value is None or request.method != "POST":
+        return None
+    return value if _IDEMPOTENCY_KEY.match(value) else ""
 
 
 def _open(request: web.Request) -> bool:
@@ -444,6 +475,14 @@ def build_openapi(operations: list[Operation], *, title: str, version: str) -> d
              "schema": {"type": "string", "minLength": 1}}
             for name in _path_names(op.path)
         ]  # fmt: skip
+        if op.method == "POST":
+            parameters.append(
+                {"name": IDEMPOTENCY_HEADER, "in": "header", "required": False,
+                 "description": "the same key with the same body, within the key's lifetime "
+                 "(24 h by default), answers the first answer again and has no second effect",
+                 "schema": {"type": "string", "minLength": 1, "maxLength": 255,
+                            "pattern": "^[\\x21-\\x7e]+$"}}
+            )  # fmt: skip
         if op.query is not None:
             schema = op.query.model_json_schema(ref_template="#/components/schemas/{model}")
             required = set(schema.get("required", []))
@@ -468,6 +507,8 @@ def build_openapi(operations: list[Operation], *, title: str, version: str) -> d
         # Any request may be refused by the HTTP parser (a request line or header too long):
         # aiohttp answers that 400 itself, in plain text, before any middleware runs.
         statuses = {*op.errors, 400} if op.raw else {*op.errors, 400, 500, 503}
+        if op.method == "POST":
+            statuses.add(422)  # an Idempotency-Key sent again with another body
         for status in sorted(statuses):
             content: dict[str, Any] = {"application/json": {"schema": error_schema}}
             if status == 400:

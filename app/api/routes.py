@@ -59,8 +59,10 @@ from app.audit.replay import diff_documents, fold_until, parse_point
 from app.builtins import definition_from_spec
 from app.workflow.errors import Code, DefinitionNotFound, FlowNotFound, WorkflowError
 from app.workflow.history import flow_stream
+from app.workflow.projection import workflow_row
 from app.workflow.repository import Caller
 from app.workflow.service import WorkFlowService
+from app.workflow.state import FlowState
 from eventstore import RecordedEvent, wait_any
 from projections.reads import BadCursor, Cursor, ListFilter, get_workflow, list_workflows
 from projections.rows import NodeRow, WorkflowRow
@@ -80,7 +82,11 @@ def _service(request: web.Request) -> WorkFlowService:
 
 def _caller(ctx: Context, reason: str = "") -> Caller:
     return Caller(
-        actor=ctx.actor, trace_id=ctx.trace_id, request_id=ctx.request_id, reason=reason or None
+        actor=ctx.actor,
+        trace_id=ctx.trace_id,
+        request_id=ctx.request_id,
+        reason=reason or None,
+        idempotency=ctx.idempotency,
     )
 
 
@@ -96,9 +102,10 @@ async def _visible(request: web.Request, flow_id: str) -> WorkflowRow:
     return row
 
 
-async def _info_response(request: web.Request, flow_id: str) -> InfoResponse:
-    """The flow as a command left it (re-read: the projection row moved with the append)."""
-    return InfoResponse(info=_info(await _visible(request, flow_id)))
+def _info_response(state: FlowState) -> InfoResponse:
+    """The flow as the command left it: the same row the append projected (its fold), and the
+    same again when an idempotent request is answered a second time."""
+    return InfoResponse(info=_info(workflow_row(state)))
 
 
 def _info(row: WorkflowRow) -> WorkFlowInfo:
@@ -252,8 +259,7 @@ async def stop_flow(request: web.Request, body: StopRequest) -> Empty:
 )
 async def create_flow(request: web.Request, body: CreateRequest) -> CreatedResponse:
     ctx = context_of(request)
-    service = _service(request)
-    flow_id = await service.create_workflow(
+    state = await _service(request).create(
         body.bizId,
         body.bizType,
         body.flowName,
@@ -263,7 +269,7 @@ async def create_flow(request: web.Request, body: CreateRequest) -> CreatedRespo
         user_id=ctx.actor,
         start=body.start,
     )
-    return CreatedResponse(workFlowId=flow_id, info=_info(await _visible(request, flow_id)))
+    return CreatedResponse(workFlowId=state.flow_id, info=_info(workflow_row(state)))
 
 
 @api.route(
@@ -278,8 +284,8 @@ async def create_flow(request: web.Request, body: CreateRequest) -> CreatedRespo
 async def cancel_flow(request: web.Request, body: CancelRequest) -> InfoResponse:
     await _visible(request, body.workFlowId)
     ctx = context_of(request)
-    await _service(request).cancel(body.workFlowId, body.reason, _caller(ctx, body.reason))
-    return await _info_response(request, body.workFlowId)
+    state = await _service(request).cancel(body.workFlowId, body.reason, _caller(ctx, body.reason))
+    return _info_response(state)
 
 
 @api.route(
@@ -293,10 +299,10 @@ async def cancel_flow(request: web.Request, body: CancelRequest) -> InfoResponse
 )
 async def set_context(request: web.Request, body: ContextRequest) -> InfoResponse:
     await _visible(request, body.workFlowId)
-    await _service(request).init_context(
+    state = await _service(request).init_context(
         body.workFlowId, body.key, body.value, _caller(context_of(request), body.reason)
     )
-    return await _info_response(request, body.workFlowId)
+    return _info_response(state)
 
 
 @api.route(
@@ -312,8 +318,9 @@ async def set_context(request: web.Request, body: ContextRequest) -> InfoRespons
 async def retry_flow(request: web.Request, body: RetryRequest) -> InfoResponse:
     await _visible(request, body.workFlowId)
     ctx = context_of(request)
-    await _service(request).retry(body.workFlowId, body.context, caller=_caller(ctx, body.reason))
-    return await _info_response(request, body.workFlowId)
+    caller = _caller(ctx, body.reason)
+    state = await _service(request).retry(body.workFlowId, body.context, caller=caller)
+    return _info_response(state)
 
 
 @api.route(
@@ -562,7 +569,7 @@ async def register_definition(request: web.Request, body: DefinitionSpec) -> Reg
                 Code.INVALID_DEFINITION,
                 f"{body.name} is defined in code; a definition over REST needs another name",
             )
-    version = await _service(request).register_workflow(definition)
+    version = await _service(request).register_workflow(definition, _caller(context_of(request)))
     return RegisteredResponse(
         name=definition.name, version=version, nodeNames=list(definition.node_names)
     )

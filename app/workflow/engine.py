@@ -18,6 +18,7 @@ import asyncpg
 
 from app.builtins import definition_from_spec
 from app.migrate import migrate_database
+from app.workflow import idempotency
 from app.workflow.definition import Registry, WorkflowDefinition
 from app.workflow.errors import InvalidDefinition
 from app.workflow.reactor import Observer, Reactor, ReactorSettings
@@ -40,16 +41,21 @@ class Engine:
         migrate: bool = True,
         observe: Observer | None = None,
         catalog_interval: float = 2.0,
+        sweep_interval: float = 60.0,
     ) -> None:
         """With ``migrate`` (the default) the schema is migrated first (idempotent, and safe
         when several processes start at once). Every ``catalog_interval`` seconds the engine
         also loads the definitions other processes registered over REST (their JSON is in
-        the log), so that its reactor can run their flows."""
+        the log), so that its reactor can run their flows; every ``sweep_interval`` seconds
+        it deletes expired idempotency keys (every process may: the sweep skips rows another
+        holds)."""
         self.database_url = database_url
         self._migrate = migrate
         self._observe = observe
         self._catalog_interval = catalog_interval
         self._catalog: asyncio.Task[None] | None = None
+        self._sweep_interval = sweep_interval
+        self._sweeper: asyncio.Task[None] | None = None
         self.registry = registry
         self._reactor_settings = reactor or ReactorSettings()
         self._run_reactor = run_reactor
@@ -99,6 +105,7 @@ class Engine:
             await self._service.record_definitions()
             await self.load_declarative_definitions()
             self._catalog = asyncio.create_task(self._refresh_catalog(), name="definition-catalog")
+            self._sweeper = asyncio.create_task(self._sweep_keys(), name="idempotency-sweep")
             if self._run_reactor:
                 self._reactor = Reactor(
                     store,
@@ -113,10 +120,11 @@ class Engine:
             raise
 
     async def stop(self) -> None:
-        if self._catalog is not None:
-            self._catalog.cancel()
-            await asyncio.gather(self._catalog, return_exceptions=True)
-            self._catalog = None
+        for task in (self._catalog, self._sweeper):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._catalog = self._sweeper = None
         if self._reactor is not None:
             await self._reactor.stop()
             self._reactor = None
@@ -158,6 +166,17 @@ class Engine:
                 await self.load_declarative_definitions()
             except Exception as exc:  # the loop must outlive any one failure
                 log.warning("definition catalog refresh failed", extra={"error": repr(exc)})
+
+    async def _sweep_keys(self) -> None:
+        while True:
+            await asyncio.sleep(self._sweep_interval)
+            try:
+                swept = await idempotency.sweep(self.pool)
+            except Exception as exc:  # the loop must outlive any one failure
+                log.warning("idempotency key sweep failed", extra={"error": repr(exc)})
+                continue
+            if swept:
+                log.info("expired idempotency keys deleted", extra={"keys": swept})
 
     def _changed(self) -> None:
         # Operators' commands may make a flow due: the local reactor looks at once, without

@@ -51,6 +51,8 @@ class Code(enum.IntEnum):
     """The request body does not decode as its Content-Encoding says."""
     UNSUPPORTED_ENCODING = 40124
     """A Content-Encoding the service does not decode (HTTP 415)."""
+    IDEMPOTENCY_REUSED = 40125
+    """An idempotency key sent again with another request (HTTP 422): nothing was done."""
     INTERNAL = 50000
     """A fault of the service (logged with the request id); nothing about it is sent."""
     UNAVAILABLE = 50300

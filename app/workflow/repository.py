@@ -12,10 +12,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
+
 from app.workflow.decide import due_at
 from app.workflow.errors import FlowNotFound
 from app.workflow.events import FlowEvent, encode
 from app.workflow.history import flow_stream, fold_recorded
+from app.workflow.idempotency import Idempotency, KeyTaken, claim, key_taken
 from app.workflow.projection import node_rows, touched_nodes, workflow_row
 from app.workflow.state import FlowState, evolve, retimed
 from eventstore import AppendAlso, EventStore, Expect, NewEvent, RecordedEvent
@@ -55,6 +58,8 @@ class Caller:
     trace_id: str | None = None
     request_id: str | None = None
     reason: str | None = None
+    idempotency: Idempotency | None = None
+    """The caller's idempotency key: its command has one effect however often it is sent."""
 
     def metadata(self) -> dict[str, Any]:
         meta: dict[str, Any] = {"actor": self.actor}
@@ -62,6 +67,8 @@ class Caller:
             value = getattr(self, key)
             if value:
                 meta[key] = value
+        if self.idempotency is not None:
+            meta["idempotency_key"] = self.idempotency.key
         return meta
 
 
@@ -91,12 +98,18 @@ class FlowRepository:
         return state
 
     async def append(
-        self, state: FlowState | None, events: Sequence[FlowEvent], caller: Caller = SYSTEM
+        self,
+        state: FlowState | None,
+        events: Sequence[FlowEvent],
+        caller: Caller = SYSTEM,
+        request: str | None = None,
     ) -> FlowState:
         """Appends ``events`` after ``state`` (expected version) and returns the new state.
 
         Raises WrongExpectedVersion when the flow moved meanwhile: the caller re-reads and
-        decides again.
+        decides again. With the caller's idempotency key and ``request`` (its fingerprint),
+        the key is recorded by the append's own statement; KeyTaken when a concurrent request
+        with the same key did so first (nothing was written).
         """
         now = self.clock()
         # Folded at the placeholder time: the projection rows take the append's recorded
@@ -118,12 +131,21 @@ class FlowRepository:
             node_rows(provisional, started),
             node_rows(provisional, changed),
         )
-        recorded = await self.store.append(
-            flow_stream(provisional.flow_id),
-            new_events,
-            expected,
-            also=AppendAlso.of(work_change(provisional, now), *projected),
-        )
+        statements = [work_change(provisional, now), *projected]
+        if caller.idempotency is not None and request is not None:
+            stream = flow_stream(provisional.flow_id)
+            statements.append(claim(caller.idempotency, request, stream, provisional.version))
+        try:
+            recorded = await self.store.append(
+                flow_stream(provisional.flow_id),
+                new_events,
+                expected,
+                also=AppendAlso.of(*statements),
+            )
+        except asyncpg.UniqueViolationError as exc:
+            if key_taken(exc):
+                raise KeyTaken() from exc
+            raise
         return retimed(provisional, APPEND_TIME, recorded[0].recorded_at)
 
 

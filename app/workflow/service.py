@@ -9,6 +9,7 @@ change nothing. Start is asynchronous: it records the intent and returns; reacto
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -29,7 +30,8 @@ from app.workflow.definition import Registry, WorkflowDefinition
 from app.workflow.errors import Code, FlowNotFound, WorkflowError
 from app.workflow.events import FlowStarted
 from app.workflow.executor import FlowContext
-from app.workflow.history import DEFINITION_REGISTERED, DEFINITION_STREAM
+from app.workflow.history import DEFINITION_REGISTERED, DEFINITION_STREAM, FLOW_STREAM, flow_stream
+from app.workflow.idempotency import KeyTaken, Recorded, find, fingerprint, record
 from app.workflow.repository import (
     SYSTEM,
     Caller,
@@ -94,10 +96,22 @@ class WorkFlowService:
 
     # -- definitions -------------------------------------------------------------------------
 
-    async def register_workflow(self, definition: WorkflowDefinition) -> str:
-        """Registers ``definition`` in this process and records its version in the log."""
+    async def register_workflow(
+        self, definition: WorkflowDefinition, caller: Caller = SYSTEM
+    ) -> str:
+        """Registers ``definition`` in this process and records its version in the log.
+
+        Registering is idempotent by nature (an unchanged definition keeps its version); an
+        idempotency key adds that the same key cannot register another definition."""
+        request = fingerprint("register", definition.version)
+        idempotency = caller.idempotency
+        if idempotency is not None and await find(self.store.pool, idempotency, request):
+            return definition.version
         self.registry.register(definition)
         await self._record_definition(definition)
+        if idempotency is not None:
+            answer = {"version": definition.version}
+            await record(self.store.pool, idempotency, request, answer=answer)
         return definition.version
 
     async def record_definitions(self) -> None:
@@ -158,9 +172,37 @@ class WorkFlowService:
         """Creates a flow of the latest registered version of ``flow_name``; returns its id.
 
         The context is seeded with the trace, user and tenant ids, as the seed does. With
-        ``start``, the flow is started in the same append.
+        ``start``, the flow is started in the same append. With the caller's idempotency key,
+        the same request again answers the same flow and creates nothing.
         """
+        created = await self.create(
+            biz_id, biz_type, flow_name, context=context, caller=caller, tenant_id=tenant_id,
+            user_id=user_id, start=start,
+        )  # fmt: skip
+        return created.flow_id
+
+    async def create(
+        self,
+        biz_id: str,
+        biz_type: str,
+        flow_name: str,
+        *,
+        context: Mapping[str, Any] | None = None,
+        caller: Caller = SYSTEM,
+        tenant_id: str = "",
+        user_id: str = "",
+        start: bool = False,
+    ) -> FlowState:
+        """``create_workflow``, answering the new flow's state (the state the create left,
+        when a key's request is sent again)."""
         definition = self.registry.get(flow_name)
+        request = fingerprint(
+            "create", tenant_id, user_id, flow_name, biz_id, biz_type, dict(context or {}), start
+        )
+        if caller.idempotency is not None:
+            found = await find(self.store.pool, caller.idempotency, request)
+            if found is not None:
+                return await self._replayed(found)
         flow_id = str(uuid.uuid4())
         seeded: dict[str, Any] = {
             FlowContext.TRACE_ID: caller.trace_id or "",
@@ -169,16 +211,28 @@ class WorkFlowService:
         }
         seeded.update(context or {})
         command = CreateFlow(flow_id, biz_id, biz_type, tenant_id, seeded)
-        events = decide(None, command, definition, self._clock())
+        try:
+            events = decide(None, command, definition, self._clock())
+        except WorkflowError as refusal:
+            twin = await self._refused(caller, request, refusal)
+            if twin is None:
+                raise
+            return twin
         if start:
             events.append(FlowStarted())
-        state = await self.flows.append(None, events, caller)
+        try:
+            state = await self.flows.append(None, events, caller, request)
+        except KeyTaken:
+            assert caller.idempotency is not None
+            taken = await find(self.store.pool, caller.idempotency, request)
+            assert taken is not None
+            return await self._replayed(taken)
         self._changed()
         log.info(
             "workflow created",
             extra={"flow_id": flow_id, "definition": flow_name, "trace_id": caller.trace_id},
         )
-        return state.flow_id
+        return state
 
     async def init_context(
         self, flow_id: str, key: str, value: Any, caller: Caller = SYSTEM
@@ -256,17 +310,45 @@ class WorkFlowService:
             self._on_change()
 
     async def _command(self, flow_id: str, command: Command, caller: Caller) -> FlowState:
+        request = fingerprint(type(command).__name__, flow_id, dataclasses.asdict(command))
+        pool = self.store.pool
+        if caller.idempotency is not None:
+            found = await find(pool, caller.idempotency, request)
+            if found is not None:
+                return await self._replayed(found)
         for _ in range(_DECIDE_ATTEMPTS):
             state = await self.flows.load(flow_id)
             # Operators' commands need no definition: this process may not know the flow's
             # version (a flow created by older or newer code) and can still stop or cancel it.
-            events = decide(state, command, None, self._clock())
-            if not events:
-                return state
             try:
-                new_state = await self.flows.append(state, events, caller)
+                events = decide(state, command, None, self._clock())
+            except WorkflowError as refusal:
+                twin = await self._refused(caller, request, refusal)
+                if twin is None:
+                    raise
+                return twin
+            if not events:
+                if caller.idempotency is None:
+                    return state
+                # Nothing to do: the key remembers the state it answered with.
+                stream = flow_stream(flow_id)
+                first = await record(pool, caller.idempotency, request, stream_id=stream,
+                                     version=state.version)  # fmt: skip
+                return state if first is None else await self._replayed(first)
+            try:
+                new_state = await self.flows.append(state, events, caller, request)
             except WrongExpectedVersion:
+                # The flow moved: perhaps because a twin (the same key) did what was asked.
+                if caller.idempotency is not None:
+                    found = await find(pool, caller.idempotency, request)
+                    if found is not None:
+                        return await self._replayed(found)
                 continue
+            except KeyTaken:
+                assert caller.idempotency is not None
+                taken = await find(pool, caller.idempotency, request)
+                assert taken is not None
+                return await self._replayed(taken)
             self._changed()
             log.info(
                 "workflow command",
@@ -279,3 +361,27 @@ class WorkFlowService:
             )
             return new_state
         raise WorkflowError(Code.BUSY, f"workflow {flow_id} kept changing: try again")
+
+    async def _refused(
+        self, caller: Caller, request: str, refusal: WorkflowError
+    ) -> FlowState | None:
+        """Records a refusal under the caller's key: sent again, the request is refused the
+        same way, whatever the flow's state by then. When a twin request (the same key) came
+        first, its answer is the answer: its refusal raised, or its effect's state returned."""
+        if caller.idempotency is None:
+            return None
+        first = await record(self.store.pool, caller.idempotency, request, refusal=refusal)
+        return None if first is None else await self._replayed(first)
+
+    async def _replayed(self, recorded: Recorded) -> FlowState:
+        """The answer of a key's first request: its refusal again, or the flow as it left it
+        (folded from the log up to that version)."""
+        refusal = recorded.refusal()
+        if refusal is not None:
+            raise refusal
+        assert recorded.stream_id is not None
+        assert recorded.version is not None
+        events = await self.store.read_stream(recorded.stream_id, 1, recorded.version)
+        if not events:
+            raise FlowNotFound(recorded.stream_id.removeprefix(FLOW_STREAM))
+        return FlowRepository.fold(events)

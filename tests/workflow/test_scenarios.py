@@ -16,7 +16,7 @@ from app.workflow.events import NodeStarted
 from app.workflow.executor import Failed, Finished, FlowContext, NodeHandle, PollResult, Running
 from app.workflow.history import flow_stream
 from app.workflow.reactor import ReactorSettings
-from app.workflow.repository import SYSTEM, Caller, FlowRepository
+from app.workflow.repository import Caller, FlowRepository
 from app.workflow.state import FlowStatus, NodeStatus
 from eventstore import TRANSIENT_ERRORS, connect
 from tests.engines import StartEngine
@@ -610,8 +610,8 @@ async def test_a_lost_reply_after_a_committed_start_does_not_interrupt_the_node(
     lost: list[bool] = []
 
     async def append_then_lose_the_reply(self: FlowRepository, state: object, events: list[object],
-                                         caller: Caller = SYSTEM) -> object:  # fmt: skip
-        result = await real_append(self, state, events, caller)  # type: ignore[arg-type]
+                                         *more: object) -> object:  # fmt: skip
+        result = await real_append(self, state, events, *more)  # type: ignore[arg-type]
         if not lost and any(isinstance(e, NodeStarted) for e in events):
             lost.append(True)
             raise ConnectionResetError("the reply was lost")
@@ -693,15 +693,15 @@ async def test_a_live_worker_keeps_its_outcome_when_recording_it_fails(
         killer.append(asyncio.create_task(_kill_the_append_in_flight(database_url)))
 
     async def faulty_append(self: FlowRepository, state: object, events: list[object],
-                            caller: Caller = SYSTEM) -> object:  # fmt: skip
+                            *more: object) -> object:  # fmt: skip
         outcome = any(type(e).__name__ == "NodeSucceeded" for e in events)
         if outcome and not faults:
             faults.append(fault)
             if fault == "refused":
                 raise asyncpg.CannotConnectNowError("the database system is starting up")
-            await real_append(self, state, events, caller)  # type: ignore[arg-type]
+            await real_append(self, state, events, *more)  # type: ignore[arg-type]
             raise ConnectionResetError("the reply was lost")
-        return await real_append(self, state, events, caller)  # type: ignore[arg-type]
+        return await real_append(self, state, events, *more)  # type: ignore[arg-type]
 
     monkeypatch.setattr(FlowRepository, "append", faulty_append)
     flow_id = await engine.service.create_workflow("c", "t", "counted", start=True)

@@ -1,0 +1,152 @@
+"""Idempotent commands: a request that names a key has one effect, however often it is sent
+(a client that lost the answer to a create can send it again and get the same flow).
+
+A key belongs to a tenant and remembers what was asked (a fingerprint of the operation and its
+arguments) and what came of it:
+
+- an effect: the key is written by the append's own statement (``claim``), so no crash can
+  separate them, and a concurrent request with the same key fails that statement and writes
+  nothing (``KeyTaken``); its answer is folded again from the log, up to the version the
+  effect left;
+- no effect (the state already was as asked, or a refusal): recorded on its own, since there is
+  nothing to be atomic with.
+
+The same key with another request is refused (``KeyReused``). Keys expire (24 hours by default)
+and are swept in small batches that never make an append wait.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import orjson
+
+from app.workflow.errors import Code, WorkflowError
+from eventstore.pool import Executor
+from sql import load_queries
+
+DEFAULT_TTL = timedelta(hours=24)
+KEY_CONSTRAINT = "idempotency_keys_pkey"
+SWEEP_BATCH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyQueries:
+    claim: str
+    record: str
+    find: str
+    sweep: str
+
+
+Q = load_queries(IdempotencyQueries, "idempotency")
+
+
+@dataclass(frozen=True, slots=True)
+class Idempotency:
+    """The key a caller gave, in its tenant, and how long it is remembered."""
+
+    key: str
+    tenant_id: str = ""
+    ttl: timedelta = DEFAULT_TTL
+
+    def within(self, part: str) -> Idempotency:
+        """A key of its own for one part of a request (one flow of a bulk action)."""
+        return Idempotency(f"{self.key}/{part}", self.tenant_id, self.ttl)
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What came of the first request with a key."""
+
+    stream_id: str | None
+    version: int | None
+    code: int | None
+    message: str | None
+    answer: Any
+
+    def refusal(self) -> WorkflowError | None:
+        if self.code is None:
+            return None
+        return WorkflowError(Code(self.code), self.message or "")
+
+
+class KeyTaken(Exception):
+    """A concurrent request with the same key recorded its effect first: this append wrote
+    nothing."""
+
+
+class KeyReused(WorkflowError):
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            Code.IDEMPOTENCY_REUSED,
+            f"the idempotency key {key!r} was used for another request; use a new key",
+        )
+
+
+def fingerprint(operation: str, *arguments: Any) -> str:
+    """What a request asks, as a hash: the same operation with the same arguments."""
+    text = orjson.dumps([operation, *arguments], option=orjson.OPT_SORT_KEYS, default=list)
+    return hashlib.sha256(text).hexdigest()
+
+
+def claim(
+    idempotency: Idempotency, request: str, stream_id: str, version: int
+) -> tuple[str, tuple[Any, ...]]:
+    """The statement that records the key with the effect (an ``AppendAlso`` statement)."""
+    return Q.claim, (
+        idempotency.tenant_id, idempotency.key, request, stream_id, version,
+        idempotency.ttl.total_seconds(),
+    )  # fmt: skip
+
+
+def key_taken(exc: BaseException) -> bool:
+    return isinstance(exc, asyncpg.UniqueViolationError) and exc.constraint_name == KEY_CONSTRAINT
+
+
+async def find(executor: Executor, idempotency: Idempotency, request: str) -> Recorded | None:
+    """What the key's first request came to, if it is known and has not expired; KeyReused if
+    that request asked something else."""
+    row = await executor.fetchrow(Q.find, idempotency.tenant_id, idempotency.key)
+    if row is None:
+        return None
+    if row["request"] != request:
+        raise KeyReused(idempotency.key)
+    return Recorded(row["stream_id"], row["version"], row["code"], row["message"], row["answer"])
+
+
+async def record(
+    executor: Executor,
+    idempotency: Idempotency,
+    request: str,
+    *,
+    stream_id: str | None = None,
+    version: int | None = None,
+    refusal: WorkflowError | None = None,
+    answer: Any = None,
+) -> Recorded | None:
+    """Records what a request that changed nothing came to. None when recorded; else what a
+    concurrent request with the same key recorded first."""
+    code = None if refusal is None else int(refusal.code)
+    message = None if refusal is None else refusal.message
+    written = await executor.fetchval(
+        Q.record, idempotency.tenant_id, idempotency.key, request, stream_id, version, code,
+        message, answer, idempotency.ttl.total_seconds(),
+    )  # fmt: skip
+    if written is not None:
+        return None
+    return await find(executor, idempotency, request)
+
+
+async def sweep(executor: Executor, batch: int = SWEEP_BATCH) -> int:
+    """Deletes expired keys, a batch at a time; returns how many."""
+    swept = 0
+    while True:
+        status = await executor.execute(Q.sweep, batch)
+        count = int(status.split()[-1])
+        swept += count
+        if count < batch:
+            return swept
