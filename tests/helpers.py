@@ -53,3 +53,50 @@ def run_flowlog(
         timeout=timeout,
         check=False,
     )
+
+
+# Fault injection: the first append of an event of a given type waits in the database (a
+# trigger of the test's own), so that a test can kill its backend in the middle of the append.
+_SLOW_FIRST_APPEND = """
+CREATE SEQUENCE test_fault;  -- not rolled back with the killed append: it fires once
+CREATE FUNCTION test_slow_first_append() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.type = TG_ARGV[0] AND nextval('test_fault') = 1 THEN
+    PERFORM pg_sleep(30);
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER test_slow_first_append BEFORE INSERT ON events
+  FOR EACH ROW EXECUTE FUNCTION test_slow_first_append('{event_type}');
+"""
+_KILL_THE_SLEEPER = """
+SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+WHERE datname = current_database() AND wait_event = 'PgSleep'
+"""
+
+
+async def slow_first_append(database_url: str, event_type: str) -> None:
+    """The first append of an ``event_type`` event will sleep inside its statement."""
+    from eventstore import connect
+
+    assert event_type.isidentifier()  # a test's own constant, spelled into the trigger
+    admin = await connect(database_url)
+    try:
+        await admin.execute(_SLOW_FIRST_APPEND.format(event_type=event_type))
+    finally:
+        await admin.close()
+
+
+async def kill_the_slow_append(database_url: str) -> None:
+    """Waits until the slowed append sleeps, then terminates its backend."""
+    from eventstore import connect
+
+    admin = await connect(database_url)
+    try:
+        for _ in range(200):
+            if await admin.fetchval(_KILL_THE_SLEEPER):
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("no append reached the trigger")
+    finally:
+        await admin.close()

@@ -32,6 +32,7 @@ from tests.api.helpers import (
     wait_for,
     wait_status,
 )
+from tests.helpers import kill_the_slow_append, slow_first_append
 
 
 def keyed(key: str, headers: dict[str, str] | None = None) -> dict[str, str]:
@@ -195,33 +196,12 @@ async def test_the_key_is_written_with_the_effect_or_not_at_all(
     """The append that a request's backend dies in writes neither the flow nor the key: the
     request sent again creates the flow, once."""
     client = service.client
+    await slow_first_append(database_url, "FlowCreated")
+    sent = asyncio.ensure_future(post(client, FLOWS, CREATE, keyed("cut")))
+    await kill_the_slow_append(database_url)
+    await refused(await sent, 503, Code.UNAVAILABLE)
     admin = await connect(database_url)
     try:
-        await admin.execute(
-            """
-            CREATE SEQUENCE test_fault;
-            CREATE FUNCTION test_slow_create() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN
-              IF NEW.type = 'FlowCreated' AND nextval('test_fault') = 1 THEN
-                PERFORM pg_sleep(30);
-              END IF;
-              RETURN NEW;
-            END $$;
-            CREATE TRIGGER test_slow_create BEFORE INSERT ON events
-              FOR EACH ROW EXECUTE FUNCTION test_slow_create();
-            """
-        )
-        sent = asyncio.ensure_future(post(client, FLOWS, CREATE, keyed("cut")))
-        for _ in range(200):
-            if await admin.fetchval(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND wait_event = 'PgSleep'"
-            ):
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError("the create never reached the trigger")
-        await refused(await sent, 503, Code.UNAVAILABLE)
         assert await admin.fetchval("SELECT count(*) FROM idempotency_keys") == 0
         assert await admin.fetchval("SELECT count(*) FROM events WHERE type = 'FlowCreated'") == 0
     finally:

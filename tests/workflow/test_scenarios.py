@@ -18,8 +18,9 @@ from app.workflow.history import flow_stream
 from app.workflow.reactor import ReactorSettings
 from app.workflow.repository import Caller, FlowRepository
 from app.workflow.state import FlowStatus, NodeStatus
-from eventstore import TRANSIENT_ERRORS, connect
+from eventstore import TRANSIENT_ERRORS
 from tests.engines import StartEngine
+from tests.helpers import kill_the_slow_append, slow_first_append
 from tests.workflow.defs import backup_flow, noop
 from tests.workflow.helpers import wait_for_status, wait_until
 
@@ -628,38 +629,6 @@ async def test_a_lost_reply_after_a_committed_start_does_not_interrupt_the_node(
     assert runs == [1]
 
 
-# The first NodeSucceeded appended waits in the database (a trigger of the test's own), so
-# that the test can kill the backend exactly in the middle of the outcome's append.
-SLOW_FIRST_OUTCOME = """
-CREATE SEQUENCE test_fault;  -- not rolled back with the killed append: it fires once
-CREATE FUNCTION test_slow_first_outcome() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  IF NEW.type = 'NodeSucceeded' AND nextval('test_fault') = 1 THEN
-    PERFORM pg_sleep(30);
-  END IF;
-  RETURN NEW;
-END $$;
-CREATE TRIGGER test_slow_first_outcome BEFORE INSERT ON events
-  FOR EACH ROW EXECUTE FUNCTION test_slow_first_outcome();
-"""
-KILL_THE_SLEEPER = """
-SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-WHERE datname = current_database() AND wait_event = 'PgSleep'
-"""
-
-
-async def _kill_the_append_in_flight(database_url: str) -> None:
-    admin = await connect(database_url)
-    try:
-        for _ in range(200):
-            if await admin.fetchval(KILL_THE_SLEEPER):
-                return
-            await asyncio.sleep(0.05)
-        raise AssertionError("no append reached the trigger")
-    finally:
-        await admin.close()
-
-
 @pytest.mark.parametrize("fault", ["backend killed during", "reply lost after", "refused"])
 async def test_a_live_worker_keeps_its_outcome_when_recording_it_fails(
     start_engine: StartEngine, database_url: str, monkeypatch: pytest.MonkeyPatch, fault: str
@@ -686,11 +655,9 @@ async def test_a_live_worker_keeps_its_outcome_when_recording_it_fails(
     faults: list[str] = []
     killer: list[asyncio.Task[None]] = []
     if fault == "backend killed during":
-        admin = await connect(database_url)
-        await admin.execute(SLOW_FIRST_OUTCOME)
-        await admin.close()
+        await slow_first_append(database_url, "NodeSucceeded")
         faults.append(fault)
-        killer.append(asyncio.create_task(_kill_the_append_in_flight(database_url)))
+        killer.append(asyncio.create_task(kill_the_slow_append(database_url)))
 
     async def faulty_append(self: FlowRepository, state: object, events: list[object],
                             *more: object) -> object:  # fmt: skip
