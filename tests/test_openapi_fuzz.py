@@ -13,6 +13,7 @@ import dataclasses
 import secrets
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import schemathesis
@@ -20,6 +21,7 @@ from aiohttp import ClientSession, web
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
 
+from app.api.models import JSON_INTEGERS
 from app.api.routes import api
 from app.config import Settings
 from app.database import create_database, drop_database, with_database
@@ -30,6 +32,27 @@ schema = schemathesis.openapi.from_dict(api.openapi(title="flowlog", version="fu
 # PostgreSQL stores no NUL in text or jsonb, and the document cannot say so for free-form
 # context; the API's 400 for NUL is tested in tests/api.
 schema.config.generation.update(allow_x00=False)
+
+
+def _beyond_64_bits(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return value not in JSON_INTEGERS
+    if isinstance(value, dict):
+        return any(_beyond_64_bits(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_beyond_64_bits(v) for v in value)
+    return False
+
+
+@schemathesis.hook
+def filter_body(ctx: Any, body: Any) -> bool:
+    """The generator follows the JsonValue schema's recursion only so deep and draws any JSON
+    below it: an integer beyond 64 bits there breaks the document's own rule, and the server
+    rightly refuses it (400); such a body is not schema-valid, so it is not drawn."""
+    return not _beyond_64_bits(body)
+
 
 # Flows the fuzzer's generated ids may not find; these make a few lookups succeed.
 SEEDED_FLOWS = 3
