@@ -203,7 +203,15 @@ def _unreserved(key: str) -> str:
     return key
 
 
-ContextKey = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_unreserved)]
+ContextKey = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=200,
+        json_schema_extra={"not": {"enum": sorted(RESERVED_CONTEXT_KEYS)}},
+    ),
+    AfterValidator(_unreserved),
+]
 
 
 class CreateRequest(Request):
