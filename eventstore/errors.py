@@ -28,6 +28,36 @@ class WrongExpectedVersion(EventStoreError):
         )
 
 
+class AnyVersionContention(WrongExpectedVersion):
+    """An any-version append lost the race for the next version of its stream on every try
+    (the store retries, with random growing pauses, a bounded number of times): the stream is
+    contended beyond what the bound allows. Nothing was written; trying again is safe."""
+
+    def __init__(self, stream_id: str, attempts: int) -> None:
+        super().__init__(stream_id, None, None)
+        self.attempts = attempts
+        self.args = (
+            f"Any-version append to {stream_id} lost the race for the next version "
+            f"{attempts} times in a row; nothing was written (try again, or append with an "
+            "expected version)",
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class OrderConflict(EventStoreError):
+    """A transaction appended to a stream after another transaction, younger than it, had
+    committed to that stream: its events would sort before that one's in the log's order.
+    Nothing of the transaction is kept; run it again (a new transaction sorts after)."""
+
+    def __init__(self, stream_id: str) -> None:
+        self.stream_id = stream_id
+        super().__init__(
+            f"a younger transaction appended to {stream_id} first; run the transaction again"
+        )
+
+
 class TransactionAborted(EventStoreError):
     """A store transaction failed inside (an error was caught and swallowed there), so
     PostgreSQL rolled it back at COMMIT: nothing it wrote was kept."""

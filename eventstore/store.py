@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from functools import cache, partial
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
-from eventstore.errors import LogHorizonError, TransactionAborted, WrongExpectedVersion
+from eventstore.errors import (
+    AnyVersionContention,
+    LogHorizonError,
+    OrderConflict,
+    TransactionAborted,
+    WrongExpectedVersion,
+)
 from eventstore.events import (
     LOG_START,
     Checkpoint,
@@ -23,6 +31,8 @@ from eventstore.events import (
 )
 from eventstore.pool import Connection, Executor
 from eventstore.queries import Q
+
+_T = TypeVar("_T")
 
 AppendHook = Callable[["Transaction", Sequence[RecordedEvent]], Awaitable[None]]
 """Runs in the append's transaction, after the events are inserted (inline projections)."""
@@ -53,8 +63,11 @@ class AppendAlso:
 
 
 _VERSION_KEY = "events_stream_version_key"
-# How often an any-version append retries after losing a race for the next version.
-_ANY_VERSION_ATTEMPTS = 50
+# How often an any-version append retries after losing a race for the next version, and the
+# longest it sleeps between tries (random, growing: contenders spread out instead of colliding
+# again in step). Past the last try, AnyVersionContention says so.
+_ANY_VERSION_ATTEMPTS = 200
+_ANY_VERSION_BACKOFF_MAX = 0.02
 _MAX_VERSION = 2**63 - 1
 
 
@@ -182,6 +195,14 @@ class EventStore(_Reads):
                 with suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
                     await conn.execute(Q.rollback)
                 raise
+            if tx.refused is not None:
+                # An append was refused and the caller went on: what the transaction wrote
+                # was decided on a stream state that was not the stream's.
+                await conn.execute(Q.rollback)
+                raise TransactionAborted(
+                    f"an append of the transaction was refused ({tx.refused}) and the "
+                    "transaction went on: it was rolled back"
+                )
             status = await conn.execute(Q.commit)
         if status != "COMMIT":
             raise TransactionAborted(
@@ -189,6 +210,25 @@ class EventStore(_Reads):
             )
         if tx.appended:
             self._committed()
+
+    async def transact(
+        self, work: Callable[[Transaction], Awaitable[_T]], *, attempts: int = 10
+    ) -> _T:
+        """Runs ``work(tx)`` in a transaction, and again in a new one when it meets an
+        OrderConflict (a younger transaction wrote to one of its streams first: run again, the
+        transaction is younger than that one) or a deadlock (transactions appending to the
+        same streams in different orders wait on each other's next versions; PostgreSQL
+        cancels one). ``work`` must be safe to run again: it is when everything it does goes
+        through ``tx``. Past ``attempts``, the last error is raised."""
+        for attempt in range(attempts):
+            try:
+                async with self.transaction() as tx:
+                    return await work(tx)
+            except (OrderConflict, asyncpg.DeadlockDetectedError):
+                if attempt == attempts - 1:
+                    raise
+            await _back_off(attempt)
+        raise AssertionError("unreachable")
 
     async def _run_hooks(
         self, tx: Transaction, recorded: Sequence[RecordedEvent], hook: AppendHook | None
@@ -211,6 +251,7 @@ class Transaction(_Reads):
         self.connection = conn
         self._executor = conn
         self.appended = False
+        self.refused: WrongExpectedVersion | OrderConflict | None = None
 
     async def append(
         self,
@@ -223,17 +264,23 @@ class Transaction(_Reads):
     ) -> list[RecordedEvent]:
         """Appends within this transaction; the events commit (or roll back) with it.
 
-        A WrongExpectedVersion leaves the transaction aborted: roll it back and decide again.
+        A WrongExpectedVersion or an OrderConflict dooms the transaction: it rolls back at the
+        end of the block even if the error was caught. Run it again, deciding anew
+        (``EventStore.transact`` does so for an OrderConflict).
         """
         args = _append_args(stream_id, events, expected_version, also)
-        if expected_version is Expect.ANY:
-            recorded = await self._append_any_version(args)
-        else:
-            try:
-                recorded = await _insert(self.connection, args)
-            except asyncpg.UniqueViolationError as exc:
-                # The transaction is aborted: the winner's version cannot be read here.
-                raise _translate_conflict(exc, args, None) from exc
+        try:
+            if expected_version is Expect.ANY:
+                recorded = await self._append_any_version(args)
+            else:
+                try:
+                    recorded = await _insert(self.connection, args)
+                except asyncpg.UniqueViolationError as exc:
+                    # The transaction is aborted: the winner's version cannot be read here.
+                    raise _translate_conflict(exc, args, None) from exc
+        except (WrongExpectedVersion, OrderConflict) as exc:
+            self.refused = exc
+            raise
         self.appended = True
         await self._store._run_hooks(self, recorded, hook)
         return recorded
@@ -253,14 +300,15 @@ class Transaction(_Reads):
 
     async def _append_any_version(self, args: _AppendArgs) -> list[RecordedEvent]:
         # A savepoint per attempt keeps the caller's transaction usable after a lost race.
-        for _ in range(_ANY_VERSION_ATTEMPTS):
+        for attempt in range(_ANY_VERSION_ATTEMPTS):
             try:
                 async with self.savepoint():
                     return await _insert(self.connection, args)
             except asyncpg.UniqueViolationError as exc:
                 if exc.constraint_name != _VERSION_KEY:
                     raise _translate_conflict(exc, args, None) from exc
-        raise WrongExpectedVersion(args.stream_id, None, await self.stream_version(args.stream_id))
+            await _back_off(attempt)
+        raise AnyVersionContention(args.stream_id, _ANY_VERSION_ATTEMPTS)
 
 
 class _AppendArgs:
@@ -342,23 +390,31 @@ def _append_args(
 
 async def _insert_autocommit(conn: Connection, args: _AppendArgs) -> list[RecordedEvent]:
     """One statement outside any transaction block: it commits on its own."""
-    for _ in range(_ANY_VERSION_ATTEMPTS):
+    for attempt in range(_ANY_VERSION_ATTEMPTS):
         try:
             return await _insert(conn, args)
         except asyncpg.UniqueViolationError as exc:
-            if args.expected is None and exc.constraint_name == _VERSION_KEY:
-                continue  # another append took the next version; nothing was written
-            actual = await stream_version(conn, args.stream_id)
-            raise _translate_conflict(exc, args, actual) from exc
-    raise WrongExpectedVersion(args.stream_id, None, await stream_version(conn, args.stream_id))
+            if not (args.expected is None and exc.constraint_name == _VERSION_KEY):
+                actual = await stream_version(conn, args.stream_id)
+                raise _translate_conflict(exc, args, actual) from exc
+        # Another append took the next version; nothing was written: try again.
+        await _back_off(attempt)
+    raise AnyVersionContention(args.stream_id, _ANY_VERSION_ATTEMPTS)
+
+
+async def _back_off(attempt: int) -> None:
+    await asyncio.sleep(random.uniform(0, min(_ANY_VERSION_BACKOFF_MAX, 0.0002 * 2**attempt)))
 
 
 async def _insert(conn: Connection, args: _AppendArgs) -> list[RecordedEvent]:
     statement, values = args.statement()
     rows = await conn.fetch(statement, *values)
     if not rows:
-        # The stream is not at the expected version (the statement's WHERE chose no rows).
+        # The statement's WHERE chose no rows: the stream is not at the expected version, or
+        # (in a transaction of several statements) a younger transaction wrote its last event.
         actual = await stream_version(conn, args.stream_id)
+        if args.expected is None or args.expected == actual:
+            raise OrderConflict(args.stream_id)
         raise WrongExpectedVersion(args.stream_id, args.expected, actual)
     return [
         RecordedEvent(

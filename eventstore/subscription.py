@@ -14,11 +14,15 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from eventstore.errors import TRANSIENT_ERRORS, SubscriptionConflict
+from eventstore.errors import TRANSIENT_ERRORS, OrderConflict, SubscriptionConflict
 from eventstore.events import LOG_START, Checkpoint, RecordedEvent
 from eventstore.notify import Listener, wait_any
 from eventstore.queries import Q
 from eventstore.store import EventStore, Transaction
+
+# OrderConflict: the handler appended to a stream that a younger transaction had just
+# written; the batch was rolled back and runs again, as a younger transaction.
+_RETRYABLE: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, OrderConflict)
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +130,7 @@ class Subscription:
                 try:
                     outcome = await self.run_batch()
                     failures = 0
-                except TRANSIENT_ERRORS as exc:
+                except _RETRYABLE as exc:
                     failures += 1
                     delay = min(self._poll_interval, self._min_retry * 2**failures)
                     log.warning(

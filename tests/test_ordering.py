@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import asyncpg
 import pytest
 
-from eventstore import Checkpoint, EventStore, Expect, NewEvent, RecordedEvent
+from eventstore import Checkpoint, EventStore, Expect, NewEvent, OrderConflict, RecordedEvent
 
 ReadBatch = Callable[[Checkpoint, int], Awaitable[list[RecordedEvent]]]
 # Whether the log holds events after a checkpoint that the reader has yet to see.
@@ -65,7 +65,8 @@ async def _writer(store: EventStore, ledger: Ledger, writer: int, transactions: 
                 await asyncio.sleep(rng.uniform(0, 0.02))
                 if rollback:
                     raise _RollBack
-        except _RollBack:
+        except (_RollBack, OrderConflict):
+            # OrderConflict: a younger transaction wrote the stream first; nothing was kept.
             ledger.rolled_back_tags.update(tags)
             continue
         ledger.commits.append((recorded[0].position, time.monotonic()))

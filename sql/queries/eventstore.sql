@@ -7,15 +7,29 @@
 -- $2 is the expected version (0 = the stream must not exist) or NULL for any version. A
 -- stale expectation inserts nothing; two appends with the same expectation collide on
 -- events_stream_version_key and the later one fails when the first commits.
+-- Nor does it insert when the stream's last event was written by a younger transaction than
+-- this one (possible only in a transaction of several statements): the log's order is by
+-- transaction id, so every stream's events must come from ever younger transactions
+-- (docs/eventstore.md, "Each stream in order"). pg_current_xact_id() is wrapped in a
+-- subquery so that it runs at execution, after the statement's snapshot: called bare, the
+-- planner evaluates it to estimate the clause's selectivity, which assigns the transaction
+-- id before the snapshot is taken, and a transaction younger than this one may then commit
+-- the stream's head in between (seen under contention, refused here as out of order).
 head AS (
-    SELECT coalesce(max(version), 0) AS version FROM events WHERE stream_id = $1
+    SELECT coalesce(last.version, 0) AS version, last.transaction_id
+    FROM (SELECT) AS one
+    LEFT JOIN LATERAL (
+        SELECT version, transaction_id FROM events WHERE stream_id = $1
+        ORDER BY version DESC LIMIT 1
+    ) AS last ON true
 ),
 appended AS (
     INSERT INTO events (stream_id, version, type, data, metadata)
     SELECT $1, head.version + e.ordinal, e.type, e.data, e.metadata
     FROM head,
          unnest($3::text[], $4::jsonb[], $5::jsonb[]) WITH ORDINALITY AS e(type, data, metadata, ordinal)
-    WHERE $2::bigint IS NULL OR head.version = $2::bigint
+    WHERE ($2::bigint IS NULL OR head.version = $2::bigint)
+      AND (head.transaction_id IS NULL OR head.transaction_id < (SELECT pg_current_xact_id()))
     ORDER BY e.ordinal
     RETURNING position, transaction_id, version, recorded_at
 )
@@ -25,9 +39,14 @@ appended AS (
 -- measurably cheaper for the most common append (docs/benchmarks.md).
 appended AS (
     INSERT INTO events (stream_id, version, type, data, metadata)
-    SELECT $1, head.version + 1, $3, $4, $5
-    FROM (SELECT coalesce(max(version), 0) AS version FROM events WHERE stream_id = $1) AS head
-    WHERE $2::bigint IS NULL OR head.version = $2::bigint
+    SELECT $1, coalesce(last.version, 0) + 1, $3, $4, $5
+    FROM (SELECT) AS one
+    LEFT JOIN LATERAL (
+        SELECT version, transaction_id FROM events WHERE stream_id = $1
+        ORDER BY version DESC LIMIT 1
+    ) AS last ON true
+    WHERE ($2::bigint IS NULL OR coalesce(last.version, 0) = $2::bigint)
+      AND (last.transaction_id IS NULL OR last.transaction_id < (SELECT pg_current_xact_id()))
     RETURNING position, transaction_id, version, recorded_at
 )
 
