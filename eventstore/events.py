@@ -79,4 +79,9 @@ class RecordedEvent:
 
     @property
     def checkpoint(self) -> Checkpoint:
+        """This event's place in the log's order. Reading on from it is safe for an event that
+        ``read_all`` returned (everything before it has been read), **not** for one that
+        ``append`` returned: a transaction older than the append's may still commit events
+        that sort before it. To read what is appended from some moment on, take
+        ``checkpoint_now()`` at that moment."""
         return Checkpoint(self.transaction_id, self.position)

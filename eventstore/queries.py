@@ -14,6 +14,7 @@ class EventStoreQueries:
     stream_version: str
     read_stream: str
     read_all: str
+    checkpoint_now: str
     more_after: str
     horizon_check: str
     begin: str

@@ -103,6 +103,14 @@ class _Reads:
         rows = await self._executor.fetch(Q.read_all, after.transaction_id, after.position, limit)
         return [RecordedEvent(*row) for row in rows]
 
+    async def checkpoint_now(self) -> Checkpoint:
+        """A safe place to start reading from now on: ``read_all`` after it yields every event
+        committed after this call (and some committed shortly before: those of transactions
+        younger than the oldest one still open in the cluster, which can be far back while a
+        long transaction is open). Unlike an appended event's checkpoint, it lies below every
+        transaction that may still commit."""
+        return Checkpoint(int(await self._executor.fetchval(Q.checkpoint_now)), 0)
+
     async def has_events_after(self, after: Checkpoint) -> bool:
         """Whether committed events follow ``after``, readable yet or held back behind an
         older open transaction."""
@@ -152,7 +160,8 @@ class EventStore(_Reads):
 
         Without hooks this is one statement: one transaction, one round trip (``also`` runs
         inside that statement). Raises WrongExpectedVersion, having written nothing, when the
-        stream is not at ``expected_version``.
+        stream is not at ``expected_version``. The events' checkpoints say where they sort,
+        not where to start reading: see ``checkpoint_now()``.
         """
         if self._hooks or hook is not None:
             async with self.transaction() as tx:

@@ -54,9 +54,13 @@ class Subscription:
         batch_size: int = 500,
         poll_interval: float = 1.0,
         min_retry: float = 0.01,
+        start: Checkpoint = LOG_START,
     ) -> None:
         """``poll_interval`` is the fallback when no notification arrives (or no listener is
-        given); ``min_retry`` is the first delay when events are held back."""
+        given); ``min_retry`` is the first delay when events are held back. ``start`` is
+        where a new subscription begins: the start of the log, or ``store.checkpoint_now()``
+        for what is appended from then on (an appended event's checkpoint is no safe start);
+        a registered one resumes from its stored checkpoint."""
         if not name:
             raise ValueError("a subscription needs a name")
         if batch_size < 1:
@@ -70,10 +74,14 @@ class Subscription:
         self._min_retry = min_retry
         self._wake = asyncio.Event()
         self._stopping = False
+        self._start = start
 
     async def register(self) -> None:
-        """Stores the subscription at the start of the log unless it exists (idempotent)."""
-        await self._store.pool.execute(Q.subscription_ensure, self.name)
+        """Stores the subscription at its start unless it exists (idempotent)."""
+        start = self._start
+        await self._store.pool.execute(
+            Q.subscription_ensure, self.name, start.transaction_id, start.position
+        )
 
     async def checkpoint(self) -> Checkpoint:
         """The stored checkpoint (the start of the log for a new subscription)."""

@@ -15,6 +15,7 @@ import pytest
 
 from eventstore import (
     LOG_START,
+    Checkpoint,
     EventStore,
     Expect,
     NewEvent,
@@ -249,6 +250,85 @@ async def test_transact_runs_the_victim_of_a_deadlock_again(store: EventStore) -
     assert sorted((e.stream_id, e.data["order"]) for e in log) == [
         ("X", "XY"), ("X", "YX"), ("Y", "XY"), ("Y", "YX")
     ]  # fmt: skip
+
+
+# -- 4. Safe places to start reading -----------------------------------------------------------
+
+
+async def _older_commits_after_younger(store: EventStore) -> tuple[Checkpoint, Checkpoint]:
+    """An older transaction appends and stays open; checkpoint_now() is taken; a younger
+    append commits and returns its checkpoint; then the older one commits. Returns (the
+    younger append's checkpoint, checkpoint_now)."""
+    release = asyncio.Event()
+    began = asyncio.Event()
+
+    async def older() -> None:
+        async with store.transaction() as tx:
+            await tx.append("older", one("E"), Expect.ANY)
+            began.set()
+            await release.wait()
+
+    holding = asyncio.create_task(older())
+    await began.wait()
+    now = await store.checkpoint_now()
+    younger = await store.append("younger", one("E"), Expect.ANY)
+    release.set()
+    await holding
+    return younger[0].checkpoint, now
+
+
+async def _read_from(store: EventStore, start: Checkpoint, wanted: int) -> list[str]:
+    """The streams of what read_all yields after ``start``, once ``wanted`` events are
+    readable or nothing is left to read."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while True:
+        events = await store.read_all(start, 100)
+        if len(events) >= wanted or not await store.has_events_after(start):
+            return [e.stream_id for e in events]
+        assert loop.time() < deadline, "the log never became readable"
+        await asyncio.sleep(0.01)
+
+
+async def test_an_appended_events_checkpoint_is_no_place_to_start_reading(
+    store: EventStore,
+) -> None:
+    """What the checkpoint of an append is not: the older transaction's event, committed
+    after the append, sorts before it, and a read started there never sees it."""
+    appended, _ = await _older_commits_after_younger(store)
+    assert await _read_from(store, appended, 1) == []
+    assert await _read_from(store, LOG_START, 2) == ["older", "younger"]
+
+
+async def test_checkpoint_now_is_a_safe_place_to_start_reading(store: EventStore) -> None:
+    """Taken before either commit, it yields both events, whichever committed last."""
+    _, now = await _older_commits_after_younger(store)
+    assert await _read_from(store, now, 2) == ["older", "younger"]
+
+
+async def test_a_subscription_can_start_from_now(store: EventStore) -> None:
+    """Events readable before checkpoint_now() are not fed to it; later ones are. (One
+    committed just before it can be: a transaction open elsewhere in the cluster holds the
+    horizon below it, and then it is not yet readable either.)"""
+    before = await store.append("before", one("E"), Expect.ANY)
+    await wait_readable(store, [before[0].position])
+    seen: list[str] = []
+    fed = asyncio.Event()
+
+    async def record(tx: Transaction, events: Sequence[RecordedEvent]) -> None:
+        seen.extend(e.stream_id for e in events)
+        fed.set()
+
+    subscription = Subscription(
+        store, "from-now", record, poll_interval=0.01, start=await store.checkpoint_now()
+    )
+    await subscription.register()
+    await store.append("after", one("E"), Expect.ANY)
+    following = asyncio.create_task(subscription.run())
+    await asyncio.wait_for(fed.wait(), 30)
+    subscription.stop()
+    await following
+    assert seen == ["after"]
 
 
 class _RollBack(Exception):

@@ -72,6 +72,12 @@ WHERE (transaction_id, position) > ($1::xid8, $2::bigint)
 ORDER BY transaction_id, position
 LIMIT $3
 
+-- name: checkpoint_now
+-- The oldest transaction still open in the cluster (the snapshot's xmin): every transaction
+-- that commits from now on has an id at least this, so the checkpoint (xmin, 0) lies below
+-- all their events (positions start at 1).
+SELECT pg_snapshot_xmin(pg_current_snapshot())
+
 -- name: more_after
 -- Whether any committed event follows checkpoint ($1, $2), readable yet or still held back
 -- behind an older open transaction (of any database of the cluster). A reader whose last read
@@ -114,8 +120,9 @@ RELEASE SAVEPOINT flowlog_savepoint
 SELECT pg_notify($1, '')
 
 -- name: subscription_ensure
--- Registers subscription $1 at the start of the log when it is new.
-INSERT INTO subscriptions (name) VALUES ($1) ON CONFLICT (name) DO NOTHING
+-- Registers subscription $1 at checkpoint ($2, $3) when it is new.
+INSERT INTO subscriptions (name, transaction_id, position) VALUES ($1, $2::xid8, $3)
+ON CONFLICT (name) DO NOTHING
 
 -- name: subscription_try_lock
 -- One active batch per subscription name across processes. A transaction-scoped advisory
