@@ -24,9 +24,10 @@ import asyncpg
 from app import cli_args, logs
 from app.api.access import Tokens
 from app.config import ConfigError, Settings
-from app.database import EMBEDDED_DATABASE, provide_database
-from app.migrate import MigrationError
-from app.pgserver import EmbeddedPostgres, EmbeddedPostgresError, bundled_bin_dir
+from app.database import EMBEDDED_DATABASE, EMBEDDED_RUNTIME_ROLE, provide_database
+from app.migrate import MigrationError, prepare_schema
+from app.pgserver import SUPERUSER, EmbeddedPostgres, EmbeddedPostgresError, bundled_bin_dir
+from app.roles import DatabaseUrls
 from app.web import listen
 from app.workflow.definition import Registry
 from app.workflow.engine import Engine, load_definitions
@@ -70,10 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"flowlog {args.command}: {exc}", file=sys.stderr)
         return exc.status
     if args.command == "dsn":
-        return _dsn(settings)
+        return _dsn(settings, args.owner)
     try:
-        with provide_database(settings) as database_url:
-            return _run(args, settings, database_url, registry, listening)
+        with provide_database(settings) as urls:
+            return _run(args, settings, urls, registry, listening)
     except CommandError as exc:
         print(f"flowlog {args.command}: {exc}", file=sys.stderr)
         return exc.status
@@ -152,12 +153,13 @@ def _check_files(args: argparse.Namespace) -> None:
             raise CommandError(f"cannot read {args.file}: permission denied", 2)
 
 
-def _dsn(settings: Settings) -> int:
+def _dsn(settings: Settings, owner: bool) -> int:
     if settings.database_url:
-        print(settings.database_url)
+        print(settings.owner_url or settings.database_url if owner else settings.database_url)
         return 0
     server = EmbeddedPostgres(settings.data_dir, system_user=settings.pg_system_user)
-    print(server.dsn(EMBEDDED_DATABASE))
+    user = SUPERUSER if owner else EMBEDDED_RUNTIME_ROLE
+    print(server.dsn(EMBEDDED_DATABASE, user=user))
     if not server.running():
         print(
             f"flowlog dsn: the embedded PostgreSQL in {settings.data_dir} is not running now; "
@@ -182,44 +184,43 @@ def _psql(args: argparse.Namespace, database_url: str) -> int:
 def _run(
     args: argparse.Namespace,
     settings: Settings,
-    database_url: str,
+    urls: DatabaseUrls,
     registry: Registry,
     listening: socket.socket | None,
 ) -> int:
+    database_url = urls.url
     if args.command == "migrate":
-        from app.migrate import migrate_database
-
-        applied = asyncio.run(migrate_database(database_url))
+        applied = asyncio.run(prepare_schema(urls))
         if applied:
             print(f"applied migrations {', '.join(map(str, applied))}")
         else:
             print("the schema is up to date: nothing to apply")
         return 0
     if args.command == "psql":
-        return _psql(args, database_url)
+        return _psql(args, urls.owner if args.owner else database_url)
     if args.command == "serve":
         from aiohttp import web
 
         from app.web import create_app
 
         web.run_app(
-            create_app(settings, database_url, registry),
+            create_app(settings, urls, registry),
             sock=listening,
             print=log.info,
             access_log=None,  # the API logs each request itself, with its ids
         )
         return 0
     if args.command == "worker":
-        asyncio.run(_work(settings, database_url, registry))
+        asyncio.run(_work(settings, urls, registry))
         return 0
     if args.command in {"history", "replay"}:
-        return asyncio.run(_audit(args, database_url))
+        return asyncio.run(_audit(args, urls))
     if args.command == "check-definition":
-        return asyncio.run(_check(args, database_url, registry))
+        return asyncio.run(_check(args, urls, registry))
     if args.command in {"export", "import"}:
-        return asyncio.run(_transfer(args, database_url))
+        return asyncio.run(_transfer(args, urls))
     if args.command in {"rebuild", "verify"}:
-        return asyncio.run(_projections(args.command, database_url, not args.no_progress))
+        return asyncio.run(_projections(args.command, urls, not args.no_progress))
     if args.command == "bench":
         from app.bench import append, console, export, flows, http, projections
 
@@ -231,21 +232,21 @@ def _run(
             "http": http.run,
             "projections": projections.run,
         }[args.name]
-        report = asyncio.run(runner(database_url, quick=args.quick, progress=not args.no_progress))
+        report = asyncio.run(runner(urls.owner, quick=args.quick, progress=not args.no_progress))
         report.print(args.json)
         return 0
     raise AssertionError(f"unhandled command {args.command}")
 
 
-async def _projections(command: str, database_url: str, progress: bool) -> int:
-    from app.migrate import migrate_database
+async def _projections(command: str, urls: DatabaseUrls, progress: bool) -> int:
     from app.workflow.projection import PROJECTOR
     from eventstore import EventStore, create_pool
     from projections.rebuild import rebuild
     from projections.verify import verify
 
-    await migrate_database(database_url)
-    pool = await create_pool(database_url, max_size=4)
+    await prepare_schema(urls)
+    # A rebuild replaces the projection tables: the owner's work (it grants them again).
+    pool = await create_pool(urls.owner if command == "rebuild" else urls.url, max_size=4)
     try:
         store = EventStore(pool)
         if command == "rebuild":
@@ -269,11 +270,11 @@ async def _projections(command: str, database_url: str, progress: bool) -> int:
         await pool.close()
 
 
-async def _audit(args: argparse.Namespace, database_url: str) -> int:
+async def _audit(args: argparse.Namespace, urls: DatabaseUrls) -> int:
     from app.audit import commands
-    from app.migrate import migrate_database
 
-    await migrate_database(database_url)
+    await prepare_schema(urls)
+    database_url = urls.url
     if args.command == "history":
         return await commands.history(database_url, args.flow_id, as_json=args.json)
     diff = None if args.diff is None else (args.diff[0], args.diff[1])
@@ -282,27 +283,25 @@ async def _audit(args: argparse.Namespace, database_url: str) -> int:
     )
 
 
-async def _check(args: argparse.Namespace, database_url: str, registry: Registry) -> int:
+async def _check(args: argparse.Namespace, urls: DatabaseUrls, registry: Registry) -> int:
     from app.audit import commands
-    from app.migrate import migrate_database
 
-    await migrate_database(database_url)
+    await prepare_schema(urls)
     return await commands.check_definitions(
-        database_url, registry, limit=args.limit, as_json=args.json, progress=not args.no_progress
+        urls.url, registry, limit=args.limit, as_json=args.json, progress=not args.no_progress
     )
 
 
-async def _transfer(args: argparse.Namespace, database_url: str) -> int:
+async def _transfer(args: argparse.Namespace, urls: DatabaseUrls) -> int:
     from app.audit.transfer import Selection, TransferError, export_log, import_log, opened
-    from app.migrate import migrate_database
 
     progress = not args.no_progress
+    await prepare_schema(urls)
     with contextlib.ExitStack() as files:
         if args.command == "export":
-            await migrate_database(database_url)
             out = _open(files, opened, args.output, "w")
             selection = Selection(args.flow, args.since, args.until)
-            report = await export_log(database_url, out, selection, progress=progress)
+            report = await export_log(urls.url, out, selection, progress=progress)
             print(
                 f"exported {report.events} events ({report.bytes:,} bytes) in "
                 f"{report.seconds:.1f} s ({report.events_per_s:,.0f} events/s)",
@@ -313,7 +312,8 @@ async def _transfer(args: argparse.Namespace, database_url: str) -> int:
         plain = str(args.file) != "-" and args.file.suffix != ".gz"
         size = args.file.stat().st_size if plain else None
         try:
-            imported = await import_log(database_url, source, progress=progress, size=size)
+            # Loading a log takes a lock and rebuilds the projections: the owner's work.
+            imported = await import_log(urls.owner, source, progress=progress, size=size)
         except TransferError as exc:
             print(f"flowlog import: refused: {exc}", file=sys.stderr)
             return 1
@@ -322,7 +322,7 @@ async def _transfer(args: argparse.Namespace, database_url: str) -> int:
         f"{imported.seconds:.1f} s ({imported.events_per_s:,.0f} events/s); projections and "
         "work rebuilt"
     )
-    return await _projections("verify", database_url, progress)
+    return await _projections("verify", urls, progress)
 
 
 def _open(files: contextlib.ExitStack, opener: Any, path: Path, mode: str) -> Any:
@@ -334,13 +334,15 @@ def _open(files: contextlib.ExitStack, opener: Any, path: Path, mode: str) -> An
         raise CommandError(f"cannot {verb} {path}: {exc.strerror or exc}") from None
 
 
-async def _work(settings: Settings, database_url: str, registry: Registry) -> None:
+async def _work(settings: Settings, urls: DatabaseUrls, registry: Registry) -> None:
     """The reactor alone, until SIGTERM or SIGINT; then a graceful stop."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with Engine(database_url, registry, reactor=settings.reactor, pool_size=2):
+    async with Engine(
+        urls.url, registry, reactor=settings.reactor, pool_size=2, owner_url=urls.owner_url
+    ):
         log.info("worker running", extra={"versions": registry.versions()})
         await stop.wait()
         log.info("worker stopping")

@@ -41,6 +41,12 @@ class Parsers:
     commands: dict[str, argparse.ArgumentParser]
 
 
+OWNER_HELP = (
+    "as the owner role (FLOWLOG_OWNER_URL; embedded: its superuser), which can change the "
+    "schema and the log, instead of the runtime role"
+)
+
+
 def build(settings: Settings) -> Parsers:
     top = argparse.ArgumentParser(
         prog="flowlog", description=DESCRIPTION, epilog=EPILOG,
@@ -172,11 +178,13 @@ def build(settings: Settings) -> Parsers:
         "process runs it). Arguments after `--` go to psql: flowlog psql -- -c 'SELECT 1'.",
     )  # fmt: skip
     psql.add_argument("psql_args", nargs=argparse.REMAINDER, metavar="-- PSQL_ARGS")
-    command(
+    psql.add_argument("--owner", action="store_true", help=OWNER_HELP)
+    dsn = command(
         "dsn", "print the URL of flowlog's database",
         "For other tools (psql, pg_dump, a notebook): DATABASE_URL when it is set, else the\n"
         "embedded server's URL (it says so on stderr when that server is not running).",
     )  # fmt: skip
+    dsn.add_argument("--owner", action="store_true", help=OWNER_HELP)
 
     bench = command(
         "bench", "run a benchmark against a scratch database",

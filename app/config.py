@@ -51,6 +51,9 @@ class Settings:
     lease_seconds: float = 30.0
     idempotency_hours: int = 24
     """How long an idempotency key is remembered (FLOWLOG_IDEMPOTENCY_HOURS)."""
+    owner_url: str | None = None
+    """The owner role's URL (FLOWLOG_OWNER_URL): migrations, grants, rebuilds, imports. None:
+    DATABASE_URL's role does those too (and can then rewrite the log)."""
 
     @property
     def reactor(self) -> ReactorSettings:
@@ -60,7 +63,8 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         return cls(
-            database_url=_database_url(env),
+            database_url=_database_url(env, "DATABASE_URL"),
+            owner_url=_owner_url(env),
             host=env.get("FLOWLOG_HOST", "127.0.0.1"),
             port=_int(env, "FLOWLOG_PORT", 8080, 1, 65535),
             data_dir=Path(env["FLOWLOG_DATA_DIR"])
@@ -108,23 +112,33 @@ _DATABASE_SCHEMES = frozenset({"postgresql", "postgres"})
 _SYSTEM_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
 
-def _database_url(env: Mapping[str, str]) -> str | None:
+def _database_url(env: Mapping[str, str], name: str) -> str | None:
     """A libpq URL, checked here so that a typo is named at once, not met as an outage."""
-    url = env.get("DATABASE_URL", "").strip()
+    url = env.get(name, "").strip()
     if not url:
         return None
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - reading it checks it
     except ValueError as exc:
-        raise ConfigError(f"DATABASE_URL is not a valid URL ({exc}): {_hidden(url)!r}") from None
+        raise ConfigError(f"{name} is not a valid URL ({exc}): {_hidden(url)!r}") from None
     if parts.scheme not in _DATABASE_SCHEMES:
         raise ConfigError(
-            f"DATABASE_URL must be a postgresql:// URL, not {_hidden(url)!r} "
+            f"{name} must be a postgresql:// URL, not {_hidden(url)!r} "
             "(for example postgresql://flowlog@db:5432/flowlog)"
         )
     if not (parts.hostname or "host=" in parts.query):
-        raise ConfigError(f"DATABASE_URL names no host: {_hidden(url)!r}")
+        raise ConfigError(f"{name} names no host: {_hidden(url)!r}")
+    return url
+
+
+def _owner_url(env: Mapping[str, str]) -> str | None:
+    url = _database_url(env, "FLOWLOG_OWNER_URL")
+    if url is not None and not env.get("DATABASE_URL", "").strip():
+        raise ConfigError(
+            "FLOWLOG_OWNER_URL is set but DATABASE_URL is not: set DATABASE_URL to the runtime "
+            "role's URL (the embedded PostgreSQL makes both roles itself)"
+        )
     return url
 
 

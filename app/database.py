@@ -12,10 +12,12 @@ import asyncpg
 
 from app.config import Settings
 from app.pgserver import EmbeddedPostgres
+from app.roles import DatabaseUrls
 
 log = logging.getLogger(__name__)
 
 EMBEDDED_DATABASE = "flowlog"
+EMBEDDED_RUNTIME_ROLE = "flowlog"
 
 
 def quote_ident(name: str) -> str:
@@ -52,29 +54,54 @@ async def drop_database(admin_url: str, name: str) -> None:
 
 async def ensure_database(admin_url: str, name: str) -> None:
     """Creates database ``name`` unless it exists (two starters may race: both succeed)."""
+    await _ensure(admin_url, name, "SELECT 1 FROM pg_database WHERE datname = $1", "DATABASE {}")
+
+
+async def ensure_role(admin_url: str, name: str) -> None:
+    """Creates login role ``name`` (no superuser, no other rights) unless it exists."""
+    await _ensure(admin_url, name, "SELECT 1 FROM pg_roles WHERE rolname = $1", "ROLE {} LOGIN")
+
+
+_ALREADY_THERE = (
+    asyncpg.DuplicateDatabaseError,
+    asyncpg.DuplicateObjectError,
+    asyncpg.UniqueViolationError,
+)
+
+
+async def _ensure(admin_url: str, name: str, exists: str, create: str) -> None:
     conn = await asyncpg.connect(admin_url)
     try:
-        if await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+        if await conn.fetchval(exists, name):
             return
-        with contextlib.suppress(asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
-            await conn.execute(f"CREATE DATABASE {quote_ident(name)}")
+        # Another starter may create it between the check and here: that is success too.
+        with contextlib.suppress(
+            asyncpg.DuplicateDatabaseError,
+            asyncpg.DuplicateObjectError,
+            asyncpg.UniqueViolationError,
+        ):
+            await conn.execute("CREATE " + create.format(quote_ident(name)))
     finally:
         await conn.close()
 
 
 @contextlib.contextmanager
-def provide_database(settings: Settings) -> Iterator[str]:
-    """The URL of flowlog's database for the duration of the block.
+def provide_database(settings: Settings) -> Iterator[DatabaseUrls]:
+    """The URLs of flowlog's database for the duration of the block.
 
     Without DATABASE_URL, an embedded server is started in ``settings.data_dir`` (or attached
     to, if another flowlog process runs it) and stopped at the end. Call from the main thread.
+    Its superuser owns the schema; the service runs as the role ``flowlog``, created here.
     """
     if settings.database_url:
-        yield settings.database_url
+        yield DatabaseUrls(settings.database_url, settings.owner_url)
         return
     server = EmbeddedPostgres(settings.data_dir, system_user=settings.pg_system_user)
     with server:
         asyncio.run(ensure_database(server.dsn(), EMBEDDED_DATABASE))
-        url = server.dsn(EMBEDDED_DATABASE)
-        log.info("using embedded PostgreSQL", extra={"database_url": url})
-        yield url
+        asyncio.run(ensure_role(server.dsn(), EMBEDDED_RUNTIME_ROLE))
+        urls = DatabaseUrls(
+            server.dsn(EMBEDDED_DATABASE, user=EMBEDDED_RUNTIME_ROLE), server.dsn(EMBEDDED_DATABASE)
+        )
+        log.info("using embedded PostgreSQL", extra={"database_url": urls.url})
+        yield urls

@@ -10,11 +10,12 @@ from aiohttp import web
 from app.api.access import Tokens
 from app.api.metrics import Metrics
 from app.config import Settings
+from app.roles import DatabaseUrls
 from app.workflow.definition import Registry
 from app.workflow.engine import Engine
 
 SETTINGS = web.AppKey("settings", Settings)
-DATABASE_URL = web.AppKey("database_url", str)
+DATABASE = web.AppKey("database", DatabaseUrls)
 REGISTRY = web.AppKey("registry", Registry)
 ENGINE = web.AppKey("engine", Engine)
 TOKENS = web.AppKey("tokens", Tokens)

@@ -1,4 +1,5 @@
-"""The migrator: applies sql/migrations in order, once each, one process at a time."""
+"""The migrator: applies sql/migrations in order, once each, one process at a time, as the
+owner role; then grants the runtime role what serving needs (docs/eventstore.md)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 import asyncpg
 
 import sql
+from app.roles import DatabaseUrls
 from sql import Migration, load_queries
 
 log = logging.getLogger(__name__)
@@ -22,6 +24,9 @@ class MigrationQueries:
     create_table: str
     applied: str
     record: str
+    migrations_table: str
+    session_role: str
+    grant_runtime: str
 
 
 Q = load_queries(MigrationQueries, "migrations")
@@ -33,6 +38,17 @@ class MigrationError(Exception):
 
 def checksum(migration: Migration) -> str:
     return hashlib.sha256(migration.sql.encode()).hexdigest()
+
+
+def _changed(recorded: dict[int, str], wanted: Sequence[Migration]) -> None:
+    """Refuses applied migrations whose files changed since (migrations are forward-only)."""
+    for migration in wanted:
+        applied = recorded.get(migration.version)
+        if applied is not None and applied != checksum(migration):
+            raise MigrationError(
+                f"migration {migration.version:04d}_{migration.name} was changed after it was "
+                "applied; add a new migration instead of editing an applied one"
+            )
 
 
 async def migrate(
@@ -49,19 +65,14 @@ async def migrate(
     try:
         await conn.execute(Q.create_table)
         recorded = {row["version"]: row for row in await conn.fetch(Q.applied)}
-        by_version = {m.version: m for m in wanted}
+        known = {m.version for m in wanted}
         for version, row in recorded.items():
-            known = by_version.get(version)
-            if known is None:
+            if version not in known:
                 log.warning(
                     "database has a migration this flowlog does not know",
                     extra={"version": version, "migration": row["name"]},
                 )
-            elif checksum(known) != row["checksum"]:
-                raise MigrationError(
-                    f"migration {version:04d}_{known.name} was changed after it was applied; "
-                    "add a new migration instead of editing an applied one"
-                )
+        _changed({v: row["checksum"] for v, row in recorded.items()}, wanted)
         applied: list[int] = []
         for migration in wanted:
             if migration.version in recorded:
@@ -79,10 +90,73 @@ async def migrate(
         await conn.execute(Q.unlock)
 
 
-async def migrate_database(dsn: str) -> list[int]:
-    """Opens a connection to ``dsn``, migrates, closes."""
+async def pending(conn: asyncpg.Connection) -> list[Migration]:
+    """The migrations the database lacks, read without writing (a runtime role can)."""
+    wanted = sql.migrations()
+    if not await conn.fetchval(Q.migrations_table):
+        return wanted
+    recorded = {row["version"]: row["checksum"] for row in await conn.fetch(Q.applied)}
+    _changed(recorded, wanted)
+    return [m for m in wanted if m.version not in recorded]
+
+
+async def session_role(conn: asyncpg.Connection) -> tuple[str, bool]:
+    """The role ``conn`` acts as, and whether it can change the event log."""
+    row = await conn.fetchrow(Q.session_role)
+    assert row is not None
+    return str(row["role"]), bool(row["can_change_log"])
+
+
+async def migrate_database(dsn: str, *, grant: str | None = None) -> list[int]:
+    """Opens a connection to ``dsn``, migrates, grants role ``grant`` the runtime rights
+    (unless it is the connection's own role), closes."""
     conn = await asyncpg.connect(dsn)
     try:
-        return await migrate(conn)
+        applied = await migrate(conn)
+        if grant is not None and grant != (await session_role(conn))[0]:
+            await conn.execute(Q.grant_runtime, grant)
+        return applied
     finally:
         await conn.close()
+
+
+async def prepare_schema(urls: DatabaseUrls | str, *, serving: bool = False) -> list[int]:
+    """Brings the schema up to date before a command uses it; returns what was applied.
+
+    With an owner URL, migrates as the owner and grants the runtime role (DATABASE_URL's).
+    With one URL, migrates only if something is missing (a runtime role may not, and says
+    so). Before ``serving``, warns when the role that serves could rewrite the log.
+    """
+    if isinstance(urls, str):
+        urls = DatabaseUrls(urls)
+    conn = await asyncpg.connect(urls.url)
+    try:
+        if urls.owner_url is not None:
+            runtime, _ = await session_role(conn)
+            applied = await migrate_database(urls.owner_url, grant=runtime)
+        elif missing := await pending(conn):
+            applied = await _migrate_as_runtime(conn, missing)
+        else:
+            applied = []
+        role, can_change_log = await session_role(conn)
+    finally:
+        await conn.close()
+    if serving and can_change_log:
+        log.warning(
+            "the role that serves can rewrite the event log; run flowlog with a runtime role "
+            "(DATABASE_URL) and an owner role (FLOWLOG_OWNER_URL)",
+            extra={"role": role, "see": "docs/eventstore.md#who-can-change-the-log"},
+        )
+    return applied
+
+
+async def _migrate_as_runtime(conn: asyncpg.Connection, missing: list[Migration]) -> list[int]:
+    try:
+        return await migrate(conn)
+    except asyncpg.InsufficientPrivilegeError:
+        role, _ = await session_role(conn)
+        versions = ", ".join(str(m.version) for m in missing)
+        raise MigrationError(
+            f"the database lacks migrations {versions}, which role {role} may not apply: run "
+            "`flowlog migrate` with FLOWLOG_OWNER_URL set to the owner role's URL"
+        ) from None

@@ -201,10 +201,11 @@ class EmbeddedPostgres:
     def log_file(self) -> Path:
         return self.data_dir / "server.log"
 
-    def dsn(self, database: str = "postgres") -> str:
-        """A libpq URL reaching ``database`` through the server's socket."""
+    def dsn(self, database: str = "postgres", *, user: str = SUPERUSER) -> str:
+        """A libpq URL reaching ``database`` as ``user`` through the server's socket."""
         host = quote(str(self.data_dir), safe="")
-        return f"postgresql://{SUPERUSER}@/{quote(database, safe='')}?host={host}&port={self.port}"
+        name = quote(user, safe="")
+        return f"postgresql://{name}@/{quote(database, safe='')}?host={host}&port={self.port}"
 
     def start(self) -> None:
         """Initialises the data directory if new, then starts the server or attaches to it."""
@@ -261,6 +262,19 @@ class EmbeddedPostgres:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+    def run_tool(self, tool: str, *args: str) -> subprocess.CompletedProcess[str]:
+        """Runs a bundled server tool (pg_resetwal, pg_controldata...) on the data directory,
+        as the server's user, with ``-D`` and ``args``; the server must be stopped for most."""
+        bin_dir = bundled_bin_dir()
+        return subprocess.run(
+            [str(bin_dir / tool), "-D", str(self.data_dir), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            env=_server_env(),
+            **_as_user(self._server_user(bin_dir)),
+        )
 
     # -- steps of start() ----------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from app.api.metrics import Metrics
 from app.api.routes import api
 from app.config import Settings
 from app.console import setup_console
+from app.roles import DatabaseUrls
 from app.workflow.definition import Registry
 from app.workflow.engine import Engine
 
@@ -33,8 +34,9 @@ API_VERSION = "1.0.0"
 async def _engine(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     engine = Engine(
-        app[keys.DATABASE_URL],
+        app[keys.DATABASE].url,
         app[keys.REGISTRY],
+        owner_url=app[keys.DATABASE].owner_url,
         reactor=settings.reactor,
         run_reactor=settings.run_reactor,
         pool_size=settings.pool_size,
@@ -90,8 +92,9 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def create_app(
-    settings: Settings, database_url: str, registry: Registry | None = None
+    settings: Settings, database: DatabaseUrls | str, registry: Registry | None = None
 ) -> web.Application:
+    """The service: ``database`` is its URLs (a plain URL: one role serves and migrates)."""
     tokens = Tokens.parse(settings.tokens)
     metrics = Metrics()
     app = web.Application(
@@ -101,7 +104,7 @@ def create_app(
         ),
     )
     app[keys.SETTINGS] = settings
-    app[keys.DATABASE_URL] = database_url
+    app[keys.DATABASE] = DatabaseUrls(database) if isinstance(database, str) else database
     app[keys.REGISTRY] = registry or Registry()
     app[keys.TOKENS] = tokens
     app[keys.METRICS] = metrics

@@ -59,6 +59,7 @@ class RebuildQueries:
     count_copy: str
     lock_live: str
     swap: str
+    copy_grants: str
 
 
 Q = load_queries(RebuildQueries, "rebuild")
@@ -292,6 +293,10 @@ async def _swap(
             live = {r["definition"]: r["name"] for r in await conn.fetch(Q.indexes_of, table)}
             for r in await conn.fetch(Q.indexes_of, table + COPY_SUFFIX):
                 canonical[r["name"]] = live[r["definition"]]
+        for table in LIVE_TABLES:
+            # A new table comes without grants: the copy gets the live table's (the runtime
+            # roles' and any other), in the swap's transaction, before anyone can see it.
+            await conn.execute(Q.copy_grants, table, table + COPY_SUFFIX)
         await conn.execute(Q.swap)
         for copy_name, live_name in canonical.items():
             # Both names come from the catalog, not from any input.

@@ -46,7 +46,9 @@ async def verify(store: EventStore, projector: Projector, *, progress: bool = Tr
         current: list[RecordedEvent] = []
         async for row in conn.cursor(R.stream_events, prefix, upper, prefetch=_PREFETCH):
             event = RecordedEvent(*row)
-            if current and current[-1].stream_id != event.stream_id:
+            if current and current[-1].stream_id == event.stream_id:
+                _check_order(current[-1], event, report)
+            elif current:
                 _fold_into(expected, projector, current, report)
                 current = []
                 if len(expected) >= _BATCH:
@@ -73,6 +75,19 @@ async def verify(store: EventStore, projector: Projector, *, progress: bool = Tr
         await _compare_definitions(conn, projector, report)
     bar.close()
     return report
+
+
+def _check_order(previous: RecordedEvent, event: RecordedEvent, report: VerifyReport) -> None:
+    """A stream's events must come in version order in the log's order (docs/eventstore.md,
+    "Each stream in order"); only a log restored with its transaction ids into a cluster
+    whose counter was behind them, then appended to, breaks that."""
+    if event.checkpoint <= previous.checkpoint:
+        report.differences.append(
+            f"stream {event.stream_id}: version {event.version} sorts before version "
+            f"{previous.version} in the log's order ({event.checkpoint} <= "
+            f"{previous.checkpoint}): the log was appended to while it held transaction ids "
+            "ahead of the server's (restored into another cluster); re-import it from an export"
+        )
 
 
 def _fold_into(

@@ -27,6 +27,7 @@ from app.workflow.reactor import ReactorSettings
 from eventstore import EventStore, create_pool
 from tests.audit.checks import check_audit_of_every_flow
 from tests.engines import FAST, StartEngine
+from tests.helpers import create_role, drop_role
 
 # A throwaway test server need not survive a power cut.
 FAST_SERVER = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
@@ -77,6 +78,15 @@ async def database_url(server_url: str, template_database: str) -> AsyncIterator
 
 
 @pytest.fixture
+async def runtime_url(database_url: str) -> AsyncIterator[str]:
+    """``database_url``'s database as a new runtime role (not the owner, not a superuser),
+    granted what ``flowlog migrate`` grants: what the service runs as in production."""
+    url = await create_role(database_url, runtime=True)
+    yield url
+    await drop_role(database_url, url)
+
+
+@pytest.fixture
 async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await create_pool(database_url, min_size=1, max_size=20)
     yield pool
@@ -89,8 +99,9 @@ def store(pool: asyncpg.Pool) -> EventStore:
 
 
 @pytest.fixture
-async def start_engine(database_url: str) -> AsyncIterator[StartEngine]:
-    """Starts engines (API + reactor) on the test database; all are stopped afterwards."""
+async def start_engine(database_url: str, runtime_url: str) -> AsyncIterator[StartEngine]:
+    """Starts engines (API + reactor) on the test database, serving as a runtime role as in
+    production; all are stopped afterwards."""
     engines: list[Engine] = []
 
     async def start(
@@ -99,7 +110,11 @@ async def start_engine(database_url: str) -> AsyncIterator[StartEngine]:
         run_reactor: bool = True,
     ) -> Engine:
         engine = Engine(
-            database_url, Registry(definitions), reactor=settings, run_reactor=run_reactor
+            runtime_url,
+            Registry(definitions),
+            reactor=settings,
+            run_reactor=run_reactor,
+            owner_url=database_url,
         )
         await engine.start()
         engines.append(engine)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import subprocess
 import sys
 from collections.abc import Iterable
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from eventstore import EventStore, RecordedEvent
 
@@ -29,6 +31,46 @@ async def wait_readable(
             return log
         assert loop.time() < deadline, f"events {sorted(missing)} never became readable"
         await asyncio.sleep(0.01)
+
+
+def with_user(url: str, user: str) -> str:
+    """``url`` logging in as ``user`` (no password: the test server trusts local clients)."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{quote(user, safe='')}@{host}"))
+
+
+async def create_role(database_url: str, *, runtime: bool) -> str:
+    """A new login role (no superuser), granted what ``flowlog migrate`` grants the runtime
+    role when ``runtime``; its URL to ``database_url``'s database. Drop it with drop_role."""
+    import asyncpg
+
+    from app.database import quote_ident
+
+    role = f"flowlog_rt_{secrets.token_hex(5)}"
+    owner = await asyncpg.connect(database_url)
+    try:
+        await owner.execute(f"CREATE ROLE {quote_ident(role)} LOGIN")
+        if runtime:
+            await owner.execute("SELECT flowlog_grant_runtime($1)", role)
+    finally:
+        await owner.close()
+    return with_user(database_url, role)
+
+
+async def drop_role(database_url: str, role_url: str) -> None:
+    """Drops a role of create_role (its grants live in ``database_url``'s database only)."""
+    import asyncpg
+
+    from app.database import quote_ident
+
+    role = unquote(urlsplit(role_url).username or "")
+    owner = await asyncpg.connect(database_url)
+    try:
+        await owner.execute(f"DROP OWNED BY {quote_ident(role)}")
+        await owner.execute(f"DROP ROLE {quote_ident(role)}")
+    finally:
+        await owner.close()
 
 
 QUIET = {"FLOWLOG_LOG_LEVEL": "WARNING"}
@@ -59,7 +101,8 @@ def run_flowlog(
 # trigger of the test's own), so that a test can kill its backend in the middle of the append.
 _SLOW_FIRST_APPEND = """
 CREATE SEQUENCE test_fault;  -- not rolled back with the killed append: it fires once
-CREATE FUNCTION test_slow_first_append() RETURNS trigger LANGUAGE plpgsql AS $$
+-- As its creator: the runtime role that appends has no rights on the test's sequence.
+CREATE FUNCTION test_slow_first_append() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
 BEGIN
   IF NEW.type = TG_ARGV[0] AND nextval('test_fault') = 1 THEN
     PERFORM pg_sleep(30);

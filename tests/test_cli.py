@@ -127,12 +127,21 @@ def test_serve_without_database_url_runs_and_stops_an_embedded_server(short_dir:
         status, body = _get(base + "/readyz")
         assert status == 200, body
         assert (data_dir / "postmaster.pid").exists()
+        # Two roles of its own: the service's may not change the log; the owner is apart.
+        env = cli_env(FLOWLOG_DATA_DIR=str(data_dir))
+        who = run_flowlog("psql", "--", "-Atc", "SELECT current_user", env=env)
+        assert who.stdout.strip() == "flowlog", who.stderr
+        refused = run_flowlog("psql", "--", "-c", "TRUNCATE events", env=env)
+        assert "permission denied for table events" in refused.stderr
+        owner = run_flowlog("psql", "--owner", "--", "-Atc", "SELECT current_user", env=env)
+        assert owner.stdout.strip() == "postgres", owner.stderr
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
     finally:
         process.kill()
         _, stderr = process.communicate()
     assert not (data_dir / "postmaster.pid").exists(), stderr
+    assert "can rewrite the event log" not in stderr
 
 
 @pytest.mark.slow
@@ -283,8 +292,13 @@ def test_dsn_and_psql_reach_flowlogs_database(database_url: str, tmp_path: Path)
     assert (dsn.returncode, dsn.stdout.strip()) == (0, database_url)
     embedded = run_flowlog("dsn", env=cli_env(FLOWLOG_DATA_DIR=str(tmp_path / "pg")))
     assert embedded.returncode == 0
-    assert embedded.stdout.startswith("postgresql://postgres@/flowlog?host=")
+    # The runtime role that serves; --owner: the superuser that owns the schema.
+    assert embedded.stdout.startswith("postgresql://flowlog@/flowlog?host=")
     assert "is not running now" in embedded.stderr
+    owner = run_flowlog("dsn", "--owner", env=cli_env(FLOWLOG_DATA_DIR=str(tmp_path / "pg")))
+    assert owner.stdout.startswith("postgresql://postgres@/flowlog?host=")
+    both = cli_env(DATABASE_URL=database_url, FLOWLOG_OWNER_URL=database_url + "?x=owner")
+    assert run_flowlog("dsn", "--owner", env=both).stdout.strip() == database_url + "?x=owner"
     psql = run_flowlog(
         "psql", "--", "-Atc", "SELECT count(*) FROM schema_migrations",
         env=cli_env(DATABASE_URL=database_url),

@@ -17,7 +17,8 @@ from types import TracebackType
 import asyncpg
 
 from app.builtins import definition_from_spec
-from app.migrate import migrate_database
+from app.migrate import prepare_schema
+from app.roles import DatabaseUrls
 from app.workflow import idempotency
 from app.workflow.definition import Registry, WorkflowDefinition
 from app.workflow.errors import InvalidDefinition
@@ -42,15 +43,18 @@ class Engine:
         observe: Observer | None = None,
         catalog_interval: float = 2.0,
         sweep_interval: float = 60.0,
+        owner_url: str | None = None,
     ) -> None:
-        """With ``migrate`` (the default) the schema is migrated first (idempotent, and safe
-        when several processes start at once). Every ``catalog_interval`` seconds the engine
-        also loads the definitions other processes registered over REST (their JSON is in
-        the log), so that its reactor can run their flows; every ``sweep_interval`` seconds
-        it deletes expired idempotency keys (every process may: the sweep skips rows another
-        holds)."""
+        """With ``migrate`` (the default) the schema is brought up to date first (idempotent,
+        and safe when several processes start at once): as ``owner_url``'s role when given,
+        which also grants ``database_url``'s role what it needs (app/migrate.py). Every
+        ``catalog_interval`` seconds the engine also loads the definitions other processes
+        registered over REST (their JSON is in the log), so that its reactor can run their
+        flows; every ``sweep_interval`` seconds it deletes expired idempotency keys (every
+        process may: the sweep skips rows another holds)."""
         self.database_url = database_url
         self._migrate = migrate
+        self._owner_url = owner_url
         self._observe = observe
         self._catalog_interval = catalog_interval
         self._catalog: asyncio.Task[None] | None = None
@@ -87,7 +91,8 @@ class Engine:
 
     async def start(self) -> None:
         if self._migrate:
-            applied = await migrate_database(self.database_url)
+            urls = DatabaseUrls(self.database_url, self._owner_url)
+            applied = await prepare_schema(urls, serving=True)
             if applied:
                 log.info("database migrated", extra={"applied": applied})
         # The pool bounds the database work of the process, not the number of executors that

@@ -143,3 +143,8 @@ ALTER TABLE workflows_rebuild RENAME TO workflows;
 ALTER TABLE workflow_nodes_rebuild RENAME TO workflow_nodes;
 ALTER TABLE workflow_counts_rebuild RENAME TO workflow_counts;
 ALTER TABLE workflow_definitions_rebuild RENAME TO workflow_definitions
+
+-- name: copy_grants
+-- The grants of live table $1 onto its copy $2 (the runtime roles', and any other role's):
+-- a new table has none (sql/migrations/0006_runtime_role.sql).
+SELECT flowlog_copy_grants($1::text::regclass, $2::text::regclass)

@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from app import keys
 from app.config import Settings
+from app.roles import DatabaseUrls
 from app.web import create_app
 from app.workflow.definition import NodeDefinition, Registry, WorkflowDefinition
 from app.workflow.engine import Engine
@@ -89,8 +90,9 @@ MakeService = Callable[..., Awaitable[Service]]
 
 
 @pytest.fixture
-async def make_service(database_url: str) -> AsyncIterator[MakeService]:
-    """Starts services on the test database (``tokens=TOKENS`` to require bearer tokens)."""
+async def make_service(database_url: str, runtime_url: str) -> AsyncIterator[MakeService]:
+    """Starts services on the test database (``tokens=TOKENS`` to require bearer tokens), as
+    in production: serving as a runtime role, migrating as the owner."""
     made: list[Service] = []
 
     async def make(*, tokens: str = "") -> Service:
@@ -101,7 +103,7 @@ async def make_service(database_url: str) -> AsyncIterator[MakeService]:
         settings = dataclasses.replace(
             Settings.from_env({}), tokens=tokens, concurrency=8, lease_seconds=2.0, pool_size=5
         )
-        app = create_app(settings, database_url, registry)
+        app = create_app(settings, DatabaseUrls(runtime_url, database_url), registry)
         client = TestClient(TestServer(app))
         await client.start_server()
         service = Service(client, app, gate, registry)

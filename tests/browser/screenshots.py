@@ -108,8 +108,8 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m tests.browser.screenshots OUT_DIR", file=sys.stderr)
         return 2
-    with provide_database(Settings.from_env()) as url:
-        made = make_screenshots(url, Path(argv[0]))
+    with provide_database(Settings.from_env()) as database:
+        made = make_screenshots(database.owner, Path(argv[0]))
     for path in made:
         print(path)
     return 0
