@@ -466,10 +466,31 @@ async def check_log_horizon(executor: Executor) -> None:
     """
     row = await executor.fetchrow(Q.horizon_check)
     assert row is not None
-    if row["newest"] is not None and row["newest"] >= row["next"]:
+    newest, upcoming = row["newest"], row["next"]
+    if newest is not None and newest >= upcoming:
+        epoch, xid = counter_past(newest)
         raise LogHorizonError(
-            f"the event log holds transaction id {row['newest']} but this server's next "
-            f"transaction id is {row['next']}: the log was restored into another cluster with "
-            "its transaction ids. Advance the server's transaction counter past it "
-            "(pg_resetwal --next-transaction-id) or move the log with flowlog export/import."
+            f"the event log holds transaction id {newest} (epoch {newest >> 32}) but this "
+            f"server's next transaction id is {upcoming} (epoch {upcoming >> 32}): the log was "
+            "restored into another cluster with its transaction ids. Move it with `flowlog "
+            "export` on the cluster it comes from and `flowlog import` into an empty database "
+            "here (the events get this cluster's ids). Or, only if nothing was appended to it "
+            "here yet, stop this server and advance its counter past the log: "
+            f"`pg_resetwal -e {epoch} -x {xid} <data directory>` (both options: -x alone "
+            "cannot set the epoch); `flowlog verify` then finds any stream already out of order."
         )
+
+
+_XACT_SEGMENT = 32 * 32768  # transactions per pg_xact file: 32 pages of 32768
+
+
+def counter_past(newest: int) -> tuple[int, int]:
+    """The ``pg_resetwal -e EPOCH -x XID`` that puts a cluster's next transaction id past
+    ``newest`` (a 64-bit id). XID is rounded up to the start of a pg_xact segment, the safe
+    value pg_resetwal's documentation describes: the server creates a segment's status pages
+    as it enters them, and would not find a page entered half-way."""
+    epoch, xid = divmod(newest + 1, 2**32)
+    xid = -(-xid // _XACT_SEGMENT) * _XACT_SEGMENT or _XACT_SEGMENT
+    if xid >= 2**32:
+        epoch, xid = epoch + 1, _XACT_SEGMENT
+    return epoch, xid

@@ -6,27 +6,37 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import re
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 
 import asyncpg
 import pytest
 
+from app.database import EMBEDDED_DATABASE, ensure_database
+from app.migrate import migrate_database
+from app.pgserver import EmbeddedPostgres
 from eventstore import (
     LOG_START,
     Checkpoint,
     EventStore,
     Expect,
+    LogHorizonError,
     NewEvent,
     OrderConflict,
     RecordedEvent,
     Subscription,
     Transaction,
     TransactionAborted,
+    check_log_horizon,
     create_pool,
 )
-from tests.helpers import wait_readable
+from tests.helpers import cli_env, run_flowlog, wait_readable
 
 pytestmark = pytest.mark.slow
 
@@ -329,6 +339,135 @@ async def test_a_subscription_can_start_from_now(store: EventStore) -> None:
     subscription.stop()
     await following
     assert seen == ["after"]
+
+
+# -- 5. Moving a log to another cluster ---------------------------------------------------------
+
+
+@pytest.fixture
+def second_cluster() -> Iterator[EmbeddedPostgres]:
+    """Another PostgreSQL cluster (its own transaction counter), beside the test server."""
+    parent = Path(tempfile.mkdtemp(prefix="flpg-", dir="/tmp"))  # short: the socket is in it
+    server = EmbeddedPostgres(parent / "data", settings={"fsync": "off"})
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+async def _flowlog_database(server: EmbeddedPostgres) -> str:
+    await ensure_database(server.dsn(), EMBEDDED_DATABASE)
+    url = server.dsn(EMBEDDED_DATABASE)
+    await migrate_database(url)
+    return url
+
+
+async def test_export_and_import_move_a_log_to_another_cluster(
+    store: EventStore, database_url: str, second_cluster: EmbeddedPostgres, tmp_path: Path
+) -> None:
+    """Exported here, imported there: the same events in the same order, with the other
+    cluster's transaction ids, so readers and new appends there are in order."""
+    written: list[RecordedEvent] = []
+    for n in range(5):
+        written += await store.transact(partial(_both, streams=(f"a-{n % 2}", f"b-{n % 3}"), n=n))
+    source = await wait_readable(store, [e.position for e in written])
+    exported = tmp_path / "log.jsonl"
+    out = await asyncio.to_thread(
+        run_flowlog, "export", "-o", str(exported), env=cli_env(DATABASE_URL=database_url)
+    )
+    assert out.returncode == 0, out.stderr
+    here = cli_env(FLOWLOG_DATA_DIR=str(second_cluster.data_dir))
+    loaded = await asyncio.to_thread(run_flowlog, "import", str(exported), env=here)
+    assert loaded.returncode == 0, loaded.stdout + loaded.stderr
+
+    target = await create_pool(second_cluster.dsn(EMBEDDED_DATABASE), max_size=2)
+    try:
+        there = EventStore(target)
+        await check_log_horizon(target)
+        moved = await there.read_all(limit=100)
+        assert [_what(e) for e in moved] == [_what(e) for e in source]
+        appended = await there.append("a-0", one("E", n=99), Expect.ANY)
+        after = await there.read_all(moved[-1].checkpoint, 10)
+        assert [e.position for e in after] == [appended[0].position]
+        assert _out_of_order_streams(await there.read_all(limit=100)) == {}
+    finally:
+        await target.close()
+
+
+async def _both(tx: Transaction, streams: tuple[str, str], n: int) -> list[RecordedEvent]:
+    written: list[RecordedEvent] = []
+    for stream in sorted(streams):
+        written += await tx.append(stream, one("E", n=n), Expect.ANY)
+    return written
+
+
+def _what(event: RecordedEvent) -> tuple[object, ...]:
+    return (event.stream_id, event.version, event.type, event.data, event.recorded_at)
+
+
+async def test_a_log_restored_with_its_ids_is_refused_with_advice_that_works(
+    second_cluster: EmbeddedPostgres,
+) -> None:
+    """A log from a cluster past its first wraparound (epoch 1), restored with its ids into a
+    younger cluster (epoch 0), as pg_dump does. The advice (pg_resetwal with -e and -x) is
+    followed, and then the log is readable in order and new events sort after it."""
+    url = await _flowlog_database(second_cluster)
+    restored = 2**32 + 5000
+    conn = await asyncpg.connect(url)
+    try:
+        for version in (1, 2):
+            await conn.execute(_RESTORE, restored + version, "old", version)
+    finally:
+        await conn.close()
+    pool = await create_pool(url, max_size=1)
+    try:
+        with pytest.raises(LogHorizonError) as refused:
+            await check_log_horizon(pool)
+    finally:
+        await pool.close()
+    advice = re.search(r"`pg_resetwal (-e \d+ -x \d+) <data directory>`", str(refused.value))
+    assert advice is not None, str(refused.value)
+    assert advice.group(1) == "-e 1 -x 1048576"
+    assert "flowlog import" in str(refused.value)
+
+    second_cluster.stop()
+    reset = second_cluster.run_tool("pg_resetwal", *advice.group(1).split())
+    assert reset.returncode == 0, reset.stderr
+    second_cluster.start()
+    pool = await create_pool(url, max_size=2)
+    try:
+        await check_log_horizon(pool)
+        there = EventStore(pool)
+        appended = await there.append("old", one("E"), 2)
+        assert appended[0].transaction_id > restored + 2
+        log = await wait_readable(there, [appended[0].position])
+        assert [(e.stream_id, e.version) for e in log] == [("old", 1), ("old", 2), ("old", 3)]
+    finally:
+        await pool.close()
+
+
+# What a pg_dump restore writes: the events with their ids (only an owner can).
+_RESTORE = """
+INSERT INTO events (transaction_id, stream_id, version, type, data)
+VALUES ($1::xid8, $2, $3, 'Old', '{}')
+"""
+
+
+async def test_a_subscription_checkpoint_from_another_cluster_is_refused(
+    store: EventStore,
+) -> None:
+    """The log is fine, but a restored checkpoint lies ahead of this cluster's counter: the
+    subscription would skip every event appended here until the counter got there."""
+    await store.append("s", one("E"), Expect.ANY)
+    await check_log_horizon(store.pool)
+    await store.pool.execute(
+        "INSERT INTO subscriptions (name, transaction_id, position) VALUES ('restored', "
+        "(pg_snapshot_xmax(pg_current_snapshot())::text::bigint + 1000000)::text::xid8, 1)"
+    )
+    with pytest.raises(LogHorizonError, match="pg_resetwal -e 0 -x"):
+        await check_log_horizon(store.pool)
 
 
 class _RollBack(Exception):

@@ -88,11 +88,15 @@ SELECT EXISTS (
 )
 
 -- name: horizon_check
--- The newest transaction id in the log and the next one the server will assign. A log whose
--- newest id is not below the next one was restored into another cluster with its transaction
--- ids (pg_dump): new events would sort before old ones. Startup refuses such a log.
-SELECT max(transaction_id) AS newest, pg_snapshot_xmax(pg_current_snapshot()) AS next
-FROM events
+-- The newest transaction id stored (the events' and the subscriptions' checkpoints: both
+-- 64-bit, epoch included) and the next one the server will assign. Stored ids that are not
+-- all below the next one come from another cluster (a pg_dump restore): new events would
+-- sort before old ones, and a checkpoint ahead would skip them. Startup refuses such a log.
+SELECT greatest(
+           (SELECT max(transaction_id) FROM events),
+           (SELECT max(transaction_id) FROM subscriptions)
+       ) AS newest,
+       pg_snapshot_xmax(pg_current_snapshot()) AS next
 
 -- name: begin
 -- Every store transaction runs at READ COMMITTED whatever the server's default: a retried
