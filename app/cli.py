@@ -155,7 +155,8 @@ def _check_files(args: argparse.Namespace) -> None:
 
 def _dsn(settings: Settings, owner: bool) -> int:
     if settings.database_url:
-        print(settings.owner_url or settings.database_url if owner else settings.database_url)
+        urls = DatabaseUrls(settings.database_url, settings.owner_url)
+        print(urls.owner if owner else urls.url)
         return 0
     server = EmbeddedPostgres(settings.data_dir, system_user=settings.pg_system_user)
     user = SUPERUSER if owner else EMBEDDED_RUNTIME_ROLE
@@ -296,9 +297,9 @@ async def _transfer(args: argparse.Namespace, urls: DatabaseUrls) -> int:
     from app.audit.transfer import Selection, TransferError, export_log, import_log, opened
 
     progress = not args.no_progress
-    await prepare_schema(urls)
     with contextlib.ExitStack() as files:
         if args.command == "export":
+            await prepare_schema(urls)
             out = _open(files, opened, args.output, "w")
             selection = Selection(args.flow, args.since, args.until)
             report = await export_log(urls.url, out, selection, progress=progress)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -40,11 +40,19 @@ def checksum(migration: Migration) -> str:
     return hashlib.sha256(migration.sql.encode()).hexdigest()
 
 
-def _changed(recorded: dict[int, str], wanted: Sequence[Migration]) -> None:
-    """Refuses applied migrations whose files changed since (migrations are forward-only)."""
+def _check_recorded(recorded: Mapping[int, asyncpg.Record], wanted: Sequence[Migration]) -> None:
+    """Refuses applied migrations whose files changed since (migrations are forward-only);
+    warns of applied ones this flowlog does not know (a newer flowlog migrated)."""
+    known = {m.version for m in wanted}
+    for version, row in recorded.items():
+        if version not in known:
+            log.warning(
+                "database has a migration this flowlog does not know",
+                extra={"version": version, "migration": row["name"]},
+            )
     for migration in wanted:
         applied = recorded.get(migration.version)
-        if applied is not None and applied != checksum(migration):
+        if applied is not None and applied["checksum"] != checksum(migration):
             raise MigrationError(
                 f"migration {migration.version:04d}_{migration.name} was changed after it was "
                 "applied; add a new migration instead of editing an applied one"
@@ -65,14 +73,7 @@ async def migrate(
     try:
         await conn.execute(Q.create_table)
         recorded = {row["version"]: row for row in await conn.fetch(Q.applied)}
-        known = {m.version for m in wanted}
-        for version, row in recorded.items():
-            if version not in known:
-                log.warning(
-                    "database has a migration this flowlog does not know",
-                    extra={"version": version, "migration": row["name"]},
-                )
-        _changed({v: row["checksum"] for v, row in recorded.items()}, wanted)
+        _check_recorded(recorded, wanted)
         applied: list[int] = []
         for migration in wanted:
             if migration.version in recorded:
@@ -95,8 +96,8 @@ async def pending(conn: asyncpg.Connection) -> list[Migration]:
     wanted = sql.migrations()
     if not await conn.fetchval(Q.migrations_table):
         return wanted
-    recorded = {row["version"]: row["checksum"] for row in await conn.fetch(Q.applied)}
-    _changed(recorded, wanted)
+    recorded = {row["version"]: row for row in await conn.fetch(Q.applied)}
+    _check_recorded(recorded, wanted)
     return [m for m in wanted if m.version not in recorded]
 
 

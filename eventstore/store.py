@@ -229,6 +229,8 @@ class EventStore(_Reads):
         same streams in different orders wait on each other's next versions; PostgreSQL
         cancels one). ``work`` must be safe to run again: it is when everything it does goes
         through ``tx``. Past ``attempts``, the last error is raised."""
+        if attempts < 1:
+            raise ValueError("attempts must be at least 1")
         for attempt in range(attempts):
             try:
                 async with self.transaction() as tx:

@@ -293,10 +293,9 @@ async def _swap(
             live = {r["definition"]: r["name"] for r in await conn.fetch(Q.indexes_of, table)}
             for r in await conn.fetch(Q.indexes_of, table + COPY_SUFFIX):
                 canonical[r["name"]] = live[r["definition"]]
-        for table in LIVE_TABLES:
-            # A new table comes without grants: the copy gets the live table's (the runtime
-            # roles' and any other), in the swap's transaction, before anyone can see it.
-            await conn.execute(Q.copy_grants, table, table + COPY_SUFFIX)
+        # A new table comes without grants: the copies get the live tables' (the runtime
+        # roles' and any other), in the swap's transaction, before anyone can see them.
+        await conn.execute(Q.copy_grants, list(LIVE_TABLES), COPY_SUFFIX)
         await conn.execute(Q.swap)
         for copy_name, live_name in canonical.items():
             # Both names come from the catalog, not from any input.

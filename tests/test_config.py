@@ -28,9 +28,11 @@ def test_values_from_the_environment() -> None:
             "FLOWLOG_DATA_DIR": "/srv/pg",
             "FLOWLOG_LOG_LEVEL": "debug",
             "FLOWLOG_LOG_FORMAT": "TEXT",
+            "FLOWLOG_OWNER_URL": "postgresql://owner@h/db",
         }
     )
     assert settings.database_url == "postgresql://u@h/db"
+    assert settings.owner_url == "postgresql://owner@h/db"
     assert (settings.host, settings.port) == ("0.0.0.0", 9000)
     assert settings.data_dir == Path("/srv/pg")
     assert (settings.log_level, settings.log_format) == ("DEBUG", "text")
@@ -43,6 +45,8 @@ def test_values_from_the_environment() -> None:
         ({"FLOWLOG_PORT": "0"}, "between"),
         ({"FLOWLOG_POOL_SIZE": "-3"}, "between"),
         ({"FLOWLOG_LOG_FORMAT": "xml"}, "one of"),
+        ({"FLOWLOG_OWNER_URL": "mysql://h/db", "DATABASE_URL": "postgresql://h/db"}, "postgresql"),
+        ({"FLOWLOG_OWNER_URL": "postgresql://h/db"}, "DATABASE_URL is not"),
     ],
 )
 def test_bad_values_are_refused_by_name(env: dict[str, str], message: str) -> None:

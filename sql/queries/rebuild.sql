@@ -145,6 +145,7 @@ ALTER TABLE workflow_counts_rebuild RENAME TO workflow_counts;
 ALTER TABLE workflow_definitions_rebuild RENAME TO workflow_definitions
 
 -- name: copy_grants
--- The grants of live table $1 onto its copy $2 (the runtime roles', and any other role's):
--- a new table has none (sql/migrations/0006_runtime_role.sql).
-SELECT flowlog_copy_grants($1::text::regclass, $2::text::regclass)
+-- The grants of each live table of $1 onto its copy (name + suffix $2): the runtime roles',
+-- and any other role's; a new table has none (sql/migrations/0006_runtime_role.sql).
+SELECT flowlog_copy_grants(live::regclass, (live || $2)::regclass)
+FROM unnest($1::text[]) AS live
