@@ -3,6 +3,7 @@
 It knows nothing of workflows. See docs/eventstore.md for the design.
 """
 
+from eventstore.batch import BatchResult, GroupCommit, StreamAppend
 from eventstore.errors import (
     IMMUTABLE_LOG_SQLSTATE,
     TRANSIENT_ERRORS,
@@ -43,12 +44,14 @@ __all__ = [
     "AppendAlso",
     "AppendHook",
     "BatchOutcome",
+    "BatchResult",
     "Checkpoint",
     "EventReader",
     "EventStore",
     "EventStoreError",
     "Expect",
     "ExpectedVersion",
+    "GroupCommit",
     "Handler",
     "Listener",
     "LogHorizonError",
@@ -56,6 +59,7 @@ __all__ = [
     "Notifier",
     "OrderConflict",
     "RecordedEvent",
+    "StreamAppend",
     "Subscription",
     "SubscriptionConflict",
     "Transaction",

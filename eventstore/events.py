@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -85,3 +85,24 @@ class RecordedEvent:
         that sort before it. To read what is appended from some moment on, take
         ``checkpoint_now()`` at that moment."""
         return Checkpoint(self.transaction_id, self.position)
+
+
+def recorded_events(
+    stream_id: str, rows: Sequence[Any], events: Sequence[NewEvent]
+) -> list[RecordedEvent]:
+    """The events of one append as recorded, from the append's returned rows (position,
+    transaction_id, version, recorded_at; in any order) and the events sent."""
+    ordered = sorted(rows, key=lambda row: int(row["version"]))
+    return [
+        RecordedEvent(
+            position=row["position"],
+            transaction_id=row["transaction_id"],
+            stream_id=stream_id,
+            version=row["version"],
+            type=event.type,
+            data=dict(event.data),
+            metadata=dict(event.metadata),
+            recorded_at=row["recorded_at"],
+        )
+        for row, event in zip(ordered, events, strict=True)
+    ]

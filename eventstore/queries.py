@@ -11,7 +11,9 @@ from sql import load_queries
 class EventStoreQueries:
     append_with: str
     append_one_with: str
+    append_batch_with: str
     stream_version: str
+    stream_versions: str
     read_stream: str
     read_all: str
     checkpoint_now: str

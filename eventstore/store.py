@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
-from functools import cache, partial
+from functools import cache
 from typing import Any, TypeVar
 
 import asyncpg
 
+from eventstore.batch import BatchResult, Statement, StreamAppend, append_batch
+from eventstore.compose import compose_statement
 from eventstore.errors import (
     AnyVersionContention,
     LogHorizonError,
@@ -28,6 +29,7 @@ from eventstore.events import (
     NewEvent,
     RecordedEvent,
     expected_as_sql,
+    recorded_events,
 )
 from eventstore.pool import Connection, Executor
 from eventstore.queries import Q
@@ -171,6 +173,28 @@ class EventStore(_Reads):
             recorded = await _insert_autocommit(conn, args)
         self._committed()
         return recorded
+
+    async def append_batch(
+        self, appends: Sequence[StreamAppend], *, also: Sequence[Statement] = ()
+    ) -> list[BatchResult]:
+        """Appends to many streams in one statement (one round trip, one commit) and returns,
+        in order, each stream's recorded events or its refusal (WrongExpectedVersion or
+        OrderConflict, returned, not raised: the other streams' appends stand).
+
+        Every stream needs an exact expected version and appears once. ``also`` are the
+        caller's set-based statements, run inside the same statement: each may read the CTE
+        ``appended`` (position, transaction_id, stream_id, version, recorded_at) and must act
+        only on rows of the streams found there. Hooks do not run (refused when configured).
+        """
+        if self._hooks:
+            raise ValueError("append hooks run per append; use append() with hooks")
+        if not appends:
+            return []
+        async with self._pool.acquire() as conn:
+            results = await append_batch(conn, appends, also)
+        if any(isinstance(result, list) for result in results):
+            self._committed()
+        return results
 
     async def iter_all(
         self, after: Checkpoint = LOG_START, batch_size: int = 5000
@@ -356,31 +380,13 @@ class _AppendArgs:
         return _with_also(single, sqls, counts), args + extra
 
 
-_PLACEHOLDER = re.compile(r"\$(\d+)")
-
-
-def _shift(offset: int, match: re.Match[str]) -> str:
-    return f"${int(match.group(1)) + offset}"
-
-
 @cache
 def _with_also(single: bool, sqls: tuple[str, ...], counts: tuple[int, ...]) -> str:
     """The append's CTEs, then the caller's statements (renumbered), then the append's result."""
-    parts = [Q.append_one_with if single else Q.append_with]
-    offset = 5
-    for index, (sql, count) in enumerate(zip(sqls, counts, strict=True), start=1):
-        used = {int(n) for n in _PLACEHOLDER.findall(sql)}
-        if used != set(range(1, count + 1)):
-            raise ValueError(
-                f"statement {index} uses parameters {sorted(used)} but is given {count}"
-            )
-        shifted = _PLACEHOLDER.sub(partial(_shift, offset), sql)
-        parts.append(f"also_{index} AS (\n{shifted}\n)")
-        offset += count
-    return (
-        "WITH " + ",\n".join(parts) + "\n"
-        "SELECT position, transaction_id, version, recorded_at FROM appended"
-    )
+    return compose_statement(
+        Q.append_one_with if single else Q.append_with, 5, sqls, counts,
+        "position, transaction_id, version, recorded_at",
+    )  # fmt: skip
 
 
 def _append_args(
@@ -427,19 +433,7 @@ async def _insert(conn: Connection, args: _AppendArgs) -> list[RecordedEvent]:
         if args.expected is None or args.expected == actual:
             raise OrderConflict(args.stream_id)
         raise WrongExpectedVersion(args.stream_id, args.expected, actual)
-    return [
-        RecordedEvent(
-            position=row["position"],
-            transaction_id=row["transaction_id"],
-            stream_id=args.stream_id,
-            version=row["version"],
-            type=event.type,
-            data=dict(event.data),
-            metadata=dict(event.metadata),
-            recorded_at=row["recorded_at"],
-        )
-        for row, event in zip(sorted(rows, key=_by_version), args.events, strict=True)
-    ]
+    return recorded_events(args.stream_id, rows, args.events)
 
 
 def _translate_conflict(
@@ -452,10 +446,6 @@ def _translate_conflict(
 
 async def stream_version(executor: Executor, stream_id: str) -> int:
     return int(await executor.fetchval(Q.stream_version, stream_id))
-
-
-def _by_version(row: asyncpg.Record) -> int:
-    return int(row["version"])
 
 
 async def check_log_horizon(executor: Executor) -> None:

@@ -1,7 +1,7 @@
-"""Inline projection: the statements that bring the tables up to date with one append.
+"""Inline projection: the statements that bring the tables up to date with appends.
 
-They run inside the append's own SQL statement (``eventstore.AppendAlso``), so a read after a
-write sees it and the tables never lag the log. Each write is idempotent: a row carries the
+They run inside the appends' own SQL statement (``EventStore.append_batch``), so a read after
+a write sees it and the tables never lag the log. Each write is idempotent: a row carries the
 stream version it reflects and is never replaced by an older one.
 """
 
@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from eventstore.batch import as_columns
 from projections.queries import Q
 from projections.rows import NodeRow, WorkflowRow
 
@@ -24,34 +26,47 @@ def shard_of(flow_id: str) -> int:
     return zlib.crc32(flow_id.encode()) % SHARDS
 
 
-def flow_statements(
-    before: WorkflowRow | None,
-    after: WorkflowRow,
-    started: Sequence[NodeRow],
-    changed: Sequence[NodeRow],
-) -> list[Statement]:
-    """What the append of a flow's events changes: its row, the node executions it
-    ``started`` and those it ``changed``, and the counts when the status changed."""
-    statements: list[Statement]
-    if before is None:
-        statements = [(Q.insert_workflow, tuple(after))]
-    else:
-        statements = [
-            (Q.update_workflow, (after.id, after.status, after.context, after.error_code,
-                                 after.error_message, after.stream_version)),
-        ]  # fmt: skip
-    # One statement per node (an append starts at most one and changes at most one): plain
-    # index lookups, where a join with a set of rows could choose to scan the table.
-    statements += [(Q.insert_node, tuple(node)) for node in started]
-    statements += [(Q.update_node, _node_change(node)) for node in changed]
-    changes = _count_changes(before, after)
-    if changes:
-        statements.append((Q.add_counts, (changes, shard_of(after.id))))
-    return statements
+@dataclass(frozen=True, slots=True)
+class FlowChange:
+    """What one append does to a flow's rows: the row ``before`` it (None for a new flow), the
+    row ``after`` it, the node executions it ``started`` and those it ``changed``."""
+
+    before: WorkflowRow | None
+    after: WorkflowRow
+    started: Sequence[NodeRow]
+    changed: Sequence[NodeRow]
+
+
+def flow_statements(changes: Sequence[FlowChange]) -> list[Statement]:
+    """The statements that bring the tables up to date with a batch of appends (one change
+    per flow): always the same five, each taking its rows as parallel arrays (empty ones do
+    nothing), so a batch of any size and mix is one prepared statement."""
+    new_flows: list[tuple[Any, ...]] = []
+    flows: list[tuple[Any, ...]] = []
+    started: list[tuple[Any, ...]] = []
+    nodes: list[tuple[Any, ...]] = []
+    counts: list[dict[str, Any]] = []
+    for change in changes:
+        after = change.after
+        if change.before is None:
+            new_flows.append(tuple(after))
+        else:
+            flows.append((after.id, after.status, after.context, after.error_code,
+                          after.error_message, after.stream_version))  # fmt: skip
+        started += [tuple(node) for node in change.started]
+        nodes += [_node_change(node) for node in change.changed]
+        counts += _count_changes(change.before, after)
+    return [
+        (Q.insert_workflows, as_columns(new_flows, len(WorkflowRow._fields))),
+        (Q.update_workflows, as_columns(flows, 6)),
+        (Q.insert_nodes, as_columns(started, len(NodeRow._fields))),
+        (Q.update_nodes, as_columns(nodes, 10)),
+        (Q.add_counts, (counts,)),
+    ]
 
 
 def _node_change(node: NodeRow) -> tuple[Any, ...]:
-    return (node.id, node.status, node.operation_id, node.parameters, node.result,
+    return (node.id, node.flow_id, node.status, node.operation_id, node.parameters, node.result,
             node.error_code, node.error_message, node.end_time, node.stream_version)  # fmt: skip
 
 
@@ -66,6 +81,8 @@ def _count_changes(before: WorkflowRow | None, after: WorkflowRow) -> list[dict[
 
 def _count(row: WorkflowRow, change: int) -> dict[str, Any]:
     return {
+        "flow_id": row.id,
+        "shard": shard_of(row.id),
         "tenant_id": row.tenant_id,
         "name": row.name,
         "biz_type": row.biz_type,

@@ -9,10 +9,10 @@ from sql import load_queries
 
 @dataclass(frozen=True, slots=True)
 class ProjectionQueries:
-    insert_workflow: str
-    update_workflow: str
-    insert_node: str
-    update_node: str
+    insert_workflows: str
+    update_workflows: str
+    insert_nodes: str
+    update_nodes: str
     add_counts: str
     upsert_definition: str
     workflow: str

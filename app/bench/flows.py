@@ -9,38 +9,50 @@ does. Measured:
 - ``transition_p50_ms`` / ``p99``: from one executor's return to the next executor's call, in
   the executors themselves: what a node waits for its predecessor's outcome to be recorded;
 - ``commits_per_flow``: committed transactions of the database during the run / N (every
-  transaction: appends, claims, heartbeats, notifications, releases).
+  transaction: appends, claims, heartbeats, notifications, releases);
+- ``appends_per_statement``: flows' appends per group-commit statement;
+- ``python_cpu_ms_per_flow``: CPU time of this process (the engine, the clients, the
+  executors) / N; ``other_cpu_ms_per_flow``: the rest of the machine's CPU time meanwhile
+  (PostgreSQL, mostly) / N;
+- ``verify_differences``: ``flowlog verify`` of the tables against the log afterwards (0).
 
-The baseline, in the same run: single-row INSERT commits per second by C writers on the same
-server. ``ratio_flows_vs_5_plain_commits`` compares flows/s with that rate / 5, i.e. with flows
-that would cost five plain commits each (the count of a well-known Postgres-backed engine for a
-3-step workflow).
+The engine runs at its default settings (``ReactorSettings()``, the engine's pool), as
+``flowlog serve`` does.
+
+Baselines, in the same run: single-row INSERT commits per second by C writers on the same
+server (``ratio_flows_vs_5_plain_commits`` compares flows/s with that rate / 5: flows that
+would cost five plain commits each); and, when DBOS Transact is installed (``pip install
+dbos``; not a dependency), its 3-step workflows per second on the same server, best of 1 and 4
+caller threads (``ratio_flows_vs_dbos``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
 from tqdm import tqdm
 
+from app.bench import dbos_baseline
 from app.bench.append import Q as BENCH_Q
 from app.bench.harness import Report, percentile, scratch_database, timed
 from app.workflow.definition import NodeDefinition, Registry, WorkflowDefinition
 from app.workflow.engine import Engine
 from app.workflow.executor import FlowContext, NodeHandle
 from app.workflow.history import flow_stream
+from app.workflow.projection import PROJECTOR
 from app.workflow.reactor import ReactorSettings
-from eventstore import connect
+from eventstore import EventStore, connect
+from projections.verify import verify
 
 CLIENTS = 8
-# Trivial executors: more flows driven at once only queue for the same connections and cores
-# (docs/benchmarks.md has the sweep); executors that wait on I/O want more.
-REACTOR_CONCURRENCY = 6
 QUICK_FLOWS = 600
 FULL_FLOWS = 3000
 PLAIN_COMMITS = 4000
+QUICK_DBOS_WORKFLOWS = 200
+FULL_DBOS_WORKFLOWS = 1000
 FLOW_NAME = "bench-three-steps"
 
 _COMMITS = "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
@@ -92,21 +104,28 @@ async def _plain_commits_per_s(url: str, writers: int) -> float:
 async def run(server_url: str, *, quick: bool, progress: bool = True) -> Report:
     flows = QUICK_FLOWS if quick else FULL_FLOWS
     timings = _Timings()
+    settings = ReactorSettings()
     async with scratch_database(server_url) as url:
         plain = await _plain_commits_per_s(url, CLIENTS)
         registry = Registry([_definition(timings)])
-        settings = ReactorSettings(concurrency=REACTOR_CONCURRENCY, lease_seconds=30)
-        async with Engine(url, registry, reactor=settings, pool_size=CLIENTS) as engine:
+        async with Engine(url, registry, reactor=settings) as engine:
             stats = await connect(url)
             try:
                 commits_before = await stats.fetchval(_COMMITS)
+                cpu = _CpuMeter()
                 created, seconds = await _create_and_finish(engine, flows, progress)
+                python_cpu, other_cpu = cpu.read()
                 await asyncio.sleep(1.2)  # backends report their commit counts within a second
                 await stats.execute("SELECT pg_stat_clear_snapshot()")
                 commits = await stats.fetchval(_COMMITS) - commits_before
             finally:
                 await stats.close()
             latencies = await _create_to_finished_ms(engine, created)
+            group = engine.service.flows.commits
+            checked = await verify(EventStore(engine.pool), PROJECTOR, progress=False)
+    dbos = await dbos_baseline.run(
+        server_url, workflows=QUICK_DBOS_WORKFLOWS if quick else FULL_DBOS_WORKFLOWS
+    )
     transitions = _transitions_ms(timings)
     flows_per_s = flows / seconds
     baseline = plain / 5
@@ -115,13 +134,17 @@ async def run(server_url: str, *, quick: bool, progress: bool = True) -> Report:
         "quick": quick,
         "flows": flows,
         "clients": CLIENTS,
-        "reactor_concurrency": REACTOR_CONCURRENCY,
+        "reactor_concurrency": settings.concurrency,
         "flows_per_s": round(flows_per_s, 1),
         "create_to_finished_p50_ms": round(percentile(latencies, 0.5), 2),
         "create_to_finished_p99_ms": round(percentile(latencies, 0.99), 2),
         "transition_p50_ms": round(percentile(transitions, 0.5), 3),
         "transition_p99_ms": round(percentile(transitions, 0.99), 3),
         "commits_per_flow": round(commits / flows, 2),
+        "appends_per_statement": round(group.appends / max(group.batches, 1), 2),
+        "python_cpu_ms_per_flow": round(python_cpu * 1000 / flows, 3),
+        "other_cpu_ms_per_flow": round(other_cpu * 1000 / flows, 3),
+        "verify_differences": len(checked.differences),
         "plain_commits_per_s": round(plain, 1),
         "baseline_flows_per_s": round(baseline, 1),
         "ratio_flows_vs_5_plain_commits": round(flows_per_s / baseline, 3),
@@ -133,14 +156,48 @@ async def run(server_url: str, *, quick: bool, progress: bool = True) -> Report:
         ["transition p50 ms", figures["transition_p50_ms"]],
         ["transition p99 ms", figures["transition_p99_ms"]],
         ["commits per flow", figures["commits_per_flow"]],
+        ["appends per statement (group commit)", figures["appends_per_statement"]],
+        ["this process's CPU ms per flow", figures["python_cpu_ms_per_flow"]],
+        ["other CPU ms per flow (PostgreSQL...)", figures["other_cpu_ms_per_flow"]],
+        ["verify differences", figures["verify_differences"]],
         ["plain INSERT commits/s (baseline)", figures["plain_commits_per_s"]],
         ["ratio flows/s vs plain commits/s / 5", figures["ratio_flows_vs_5_plain_commits"]],
     ]
     notes = [
         f"{flows} flows of 3 sync nodes, {CLIENTS} clients, the reactor in the same process "
-        f"(concurrency {REACTOR_CONCURRENCY}, pool of {CLIENTS} connections)."
+        f"at its default settings (concurrency {settings.concurrency})."
     ]
+    if dbos is None:
+        notes.append("DBOS Transact is not installed (pip install dbos): no DBOS baseline.")
+    else:
+        figures.update(dbos)
+        ratio = flows_per_s / dbos["dbos_best_workflows_per_s"]
+        figures["ratio_flows_vs_dbos"] = round(ratio, 3)
+        rows.append([f"DBOS {dbos['dbos_version']} workflows/s (baseline, best of 1 and 4 "
+                     "threads)", dbos["dbos_best_workflows_per_s"]])  # fmt: skip
+        rows.append(["ratio flows/s vs DBOS", figures["ratio_flows_vs_dbos"]])
     return Report("flows", ["figure", "value"], rows, figures, notes)
+
+
+class _CpuMeter:
+    """CPU seconds of this process, and of the rest of the machine, since it was made."""
+
+    def __init__(self) -> None:
+        self._process = time.process_time()
+        self._machine = _machine_cpu_seconds()
+
+    def read(self) -> tuple[float, float]:
+        process = time.process_time() - self._process
+        machine = _machine_cpu_seconds() - self._machine
+        return process, max(0.0, machine - process)
+
+
+def _machine_cpu_seconds() -> float:
+    """Busy CPU time of the whole machine (Linux /proc/stat: all but idle and iowait)."""
+    with open("/proc/stat") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 async def _create_and_finish(engine: Engine, flows: int, progress: bool) -> tuple[list[str], float]:

@@ -28,7 +28,7 @@ import aiohttp
 from app.bench.harness import Report, scratch_database, serve_process
 from app.bench.requests import Phase, Request, expect_ok, phase_figures, run_phase
 
-CLIENTS = 4
+CLIENTS = 16
 QUICK = {"healthz": 2000, "create_start": 600, "list": 1500, "detail": 1500}
 FULL = {"healthz": 10000, "create_start": 3000, "list": 6000, "detail": 6000}
 FLOW_NAME = "bench-http"
@@ -40,15 +40,12 @@ DEFINITION = {
         "three": {"name": "three", "executor": {"type": "noop"}},
     },
 }
-# The reactor's concurrency in the server: trivial executors gain nothing from more (see
-# docs/benchmarks.md, bench flows).
-REACTOR_CONCURRENCY = 6
 
 
 async def run(server_url: str, *, quick: bool, progress: bool = True) -> Report:
     counts = QUICK if quick else FULL
-    env = {"FLOWLOG_CONCURRENCY": str(REACTOR_CONCURRENCY)}
-    async with scratch_database(server_url) as url, serve_process(url, env=env) as base:
+    # The server at its default settings, as deployed.
+    async with scratch_database(server_url) as url, serve_process(url) as base:
         connector = aiohttp.TCPConnector(limit=CLIENTS)
         async with aiohttp.ClientSession(base, connector=connector) as session:
             await expect_ok(session.post("/api/v1/workflow-definitions", json=DEFINITION))
@@ -73,7 +70,7 @@ def _report(phases: list[Phase], quick: bool) -> Report:
     rows = phase_figures(phases, figures)
     notes = [
         f"{CLIENTS} clients on kept-alive connections, one `flowlog serve` process (API and "
-        f"reactor, concurrency {REACTOR_CONCURRENCY}) on a scratch database; list and detail "
+        "reactor, default settings) on a scratch database; list and detail "
         "run after every flow finished."
     ]
     header = ["operation", "requests", "req/s", "p50 ms", "p99 ms", "vs healthz"]

@@ -23,7 +23,7 @@ from app.workflow import idempotency
 from app.workflow.definition import Registry, WorkflowDefinition
 from app.workflow.errors import InvalidDefinition
 from app.workflow.reactor import Observer, Reactor, ReactorSettings
-from app.workflow.repository import Q
+from app.workflow.repository import FlowRepository, Q
 from app.workflow.service import WorkFlowService
 from eventstore import EventStore, Listener, Notifier, check_log_horizon, connect, create_pool
 
@@ -106,7 +106,11 @@ class Engine:
             store = EventStore(self._pool, on_commit=self._notifier.wake)
             self._listener = Listener(partial(connect, self.database_url))
             await self._listener.start()
-            self._service = WorkFlowService(store, self.registry, on_change=self._changed)
+            # One repository for the API and the reactor: their appends commit together.
+            flows = FlowRepository(store)
+            self._service = WorkFlowService(
+                store, self.registry, on_change=self._changed, flows=flows
+            )
             await self._service.record_definitions()
             await self.load_declarative_definitions()
             self._catalog = asyncio.create_task(self._refresh_catalog(), name="definition-catalog")
@@ -118,6 +122,7 @@ class Engine:
                     listener=self._listener,
                     settings=self._reactor_settings,
                     observe=self._observe,
+                    flows=flows,
                 )
                 self._reactor.start()
         except BaseException:

@@ -18,6 +18,7 @@ and are swept in small batches that never make an append wait.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -26,6 +27,7 @@ import asyncpg
 import orjson
 
 from app.workflow.errors import Code, WorkflowError
+from eventstore.batch import as_columns
 from eventstore.pool import Executor
 from sql import load_queries
 
@@ -93,14 +95,16 @@ def fingerprint(operation: str, *arguments: Any) -> str:
     return hashlib.sha256(text).hexdigest()
 
 
-def claim(
-    idempotency: Idempotency, request: str, stream_id: str, version: int
-) -> tuple[str, tuple[Any, ...]]:
-    """The statement that records the key with the effect (an ``AppendAlso`` statement)."""
-    return Q.claim, (
-        idempotency.tenant_id, idempotency.key, request, stream_id, version,
-        idempotency.ttl.total_seconds(),
-    )  # fmt: skip
+def claim(idempotency: Idempotency, request: str, stream_id: str, version: int) -> tuple[Any, ...]:
+    """The row that records the key with the effect (see ``claims``)."""
+    return (idempotency.tenant_id, idempotency.key, request, stream_id, version,
+            idempotency.ttl.total_seconds())  # fmt: skip
+
+
+def claims(rows: Sequence[tuple[Any, ...]]) -> tuple[str, tuple[Any, ...]]:
+    """The statement that records ``claim`` rows with the appends they are the effects of,
+    inside the appends' own statement (only for the streams appended to)."""
+    return Q.claim, as_columns(rows, 6)
 
 
 def key_taken(exc: BaseException) -> bool:

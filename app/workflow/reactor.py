@@ -124,14 +124,17 @@ class Reactor:
         owner: str | None = None,
         clock: Clock = utc_now,
         observe: Observer | None = None,
+        flows: FlowRepository | None = None,
     ) -> None:
-        """``observe(definition, node, outcome, seconds)`` is told of every executor run."""
+        """``observe(definition, node, outcome, seconds)`` is told of every executor run;
+        ``flows`` is a repository shared with the process's API (their appends commit
+        together)."""
         self.store = store
         self._observe = observe
         self.registry = registry
         self.settings = settings or ReactorSettings()
         self.owner = owner or worker_name()
-        self.flows = FlowRepository(store, clock)
+        self.flows = flows or FlowRepository(store, clock)
         self._clock = clock
         self._listener = listener
         self._caller = Caller(actor=f"reactor:{self.owner}")

@@ -1,8 +1,9 @@
 """Flows in the event store: one stream per flow, and the pending-work row kept in step.
 
 Every append to a flow's stream also upserts (or deletes) the flow's ``flow_work`` row,
-computed from the state after the append, inside the append's own SQL statement
-(``AppendAlso``): one round trip, and the reactor's queue can never disagree with the log.
+computed from the state after the append, and its projection rows, inside the append's own
+SQL statement (a batch of appends, ``EventStore.append_batch``): one round trip, and the
+reactor's queue and the tables can never disagree with the log.
 """
 
 from __future__ import annotations
@@ -18,11 +19,20 @@ from app.workflow.decide import due_at
 from app.workflow.errors import FlowNotFound
 from app.workflow.events import FlowEvent, encode
 from app.workflow.history import flow_stream, fold_recorded
-from app.workflow.idempotency import Idempotency, KeyTaken, claim, key_taken
+from app.workflow.idempotency import Idempotency, KeyTaken, claim, claims, key_taken
 from app.workflow.projection import node_rows, touched_nodes, workflow_row
 from app.workflow.state import FlowState, evolve, retimed
-from eventstore import AppendAlso, EventStore, Expect, NewEvent, RecordedEvent
-from projections.inline import flow_statements
+from eventstore import (
+    BatchResult,
+    EventStore,
+    Expect,
+    GroupCommit,
+    NewEvent,
+    RecordedEvent,
+    StreamAppend,
+)
+from eventstore.batch import Statement, as_columns
+from projections.inline import FlowChange, flow_statements
 from projections.rows import APPEND_TIME
 from sql import load_queries
 
@@ -75,10 +85,28 @@ class Caller:
 SYSTEM = Caller()
 
 
+@dataclass(frozen=True, slots=True)
+class _FlowAppend:
+    """One flow's append, ready to join a batch: its events, and what it does to the rows."""
+
+    state: FlowState
+    """The flow after the append, folded at the placeholder time (APPEND_TIME)."""
+    stream: StreamAppend
+    change: FlowChange
+    due: datetime | None
+    key: tuple[Any, ...] | None
+    """The caller's idempotency key, recorded with the effect."""
+
+
 class FlowRepository:
+    """Loads flows and appends their events. Appends of concurrent callers (the reactor's
+    drives, API requests) are committed together (group commit): one statement, one round
+    trip and one commit for a batch, each flow with its own expected version."""
+
     def __init__(self, store: EventStore, clock: Clock = utc_now) -> None:
         self.store = store
         self.clock = clock
+        self.commits: GroupCommit[_FlowAppend] = GroupCommit(_batch, self._send)
 
     async def load(self, flow_id: str) -> FlowState:
         return (await self.load_with_events(flow_id))[0]
@@ -111,7 +139,24 @@ class FlowRepository:
         the key is recorded by the append's own statement; KeyTaken when a concurrent request
         with the same key did so first (nothing was written).
         """
-        now = self.clock()
+        pending = self._prepare(state, events, caller, request)
+        try:
+            result = await self.commits.append(pending, pending.stream.stream_id)
+        except asyncpg.UniqueViolationError as exc:
+            if key_taken(exc):
+                raise KeyTaken() from exc
+            raise
+        if isinstance(result, Exception):
+            raise result
+        return retimed(pending.state, APPEND_TIME, result[0].recorded_at)
+
+    def _prepare(
+        self,
+        state: FlowState | None,
+        events: Sequence[FlowEvent],
+        caller: Caller,
+        request: str | None,
+    ) -> _FlowAppend:
         # Folded at the placeholder time: the projection rows take the append's recorded
         # time from the statement itself (projections.rows.APPEND_TIME).
         provisional = state
@@ -123,38 +168,50 @@ class FlowRepository:
         for event in events:
             event_type, data, schema = encode(event)
             new_events.append(NewEvent(event_type, data, {**meta, **schema}))
+        stream = flow_stream(provisional.flow_id)
         expected = Expect.NO_STREAM if state is None else state.version
         started, changed = touched_nodes(events)
-        projected = flow_statements(
+        change = FlowChange(
             None if state is None else workflow_row(state),
             workflow_row(provisional),
             node_rows(provisional, started),
             node_rows(provisional, changed),
         )
-        statements = [work_change(provisional, now), *projected]
+        key = None
         if caller.idempotency is not None and request is not None:
-            stream = flow_stream(provisional.flow_id)
-            statements.append(claim(caller.idempotency, request, stream, provisional.version))
-        try:
-            recorded = await self.store.append(
-                flow_stream(provisional.flow_id),
-                new_events,
-                expected,
-                also=AppendAlso.of(*statements),
-            )
-        except asyncpg.UniqueViolationError as exc:
-            if key_taken(exc):
-                raise KeyTaken() from exc
-            raise
-        return retimed(provisional, APPEND_TIME, recorded[0].recorded_at)
+            key = claim(caller.idempotency, request, stream, provisional.version)
+        return _FlowAppend(
+            provisional, StreamAppend(stream, new_events, expected), change,
+            due_at(provisional, self.clock()), key,
+        )  # fmt: skip
+
+    async def _send(
+        self, appends: list[StreamAppend], statements: list[Statement]
+    ) -> list[BatchResult]:
+        return await self.store.append_batch(appends, also=statements)
 
 
-def work_change(state: FlowState, now: datetime) -> tuple[str, tuple[Any, ...]]:
-    """The change of the flow's ``flow_work`` row that ``state`` demands."""
-    due = due_at(state, now)
-    if due is None:
-        return Q.work_delete, (state.flow_id,)
-    return Q.work_upsert, (
-        state.flow_id, state.name, state.definition_version, state.status.value, due,
-        state.version,
-    )  # fmt: skip
+def _batch(appends: Sequence[_FlowAppend]) -> tuple[list[StreamAppend], list[Statement]]:
+    """A batch's stream appends and the statements that keep the tables in step with them."""
+    statements = [
+        *work_statements([(a.state, a.due) for a in appends]),
+        *flow_statements([a.change for a in appends]),
+        claims([a.key for a in appends if a.key is not None]),
+    ]
+    return [a.stream for a in appends], statements
+
+
+def work_statements(
+    flows: Sequence[tuple[FlowState, datetime | None]],
+) -> tuple[Statement, Statement]:
+    """The changes of the flows' ``flow_work`` rows that their states demand (a row due at
+    ``due``, or none): an upsert and a delete, each of a set of rows."""
+    due: list[tuple[Any, ...]] = []
+    done: list[str] = []
+    for state, when in flows:
+        if when is None:
+            done.append(state.flow_id)
+        else:
+            due.append((state.flow_id, state.name, state.definition_version,
+                        state.status.value, when, state.version))  # fmt: skip
+    return (Q.work_upsert, as_columns(due, 6)), (Q.work_delete, (done,))

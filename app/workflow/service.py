@@ -85,12 +85,14 @@ class WorkFlowService:
         registry: Registry,
         clock: Clock = utc_now,
         on_change: Callable[[], None] | None = None,
+        flows: FlowRepository | None = None,
     ) -> None:
         """``on_change`` is called after each command that changed a flow (the local reactor's
-        ``poke``: a flow may have become due)."""
+        ``poke``: a flow may have become due). ``flows``: a repository shared with the reactor,
+        so that their appends are committed together."""
         self.store = store
         self.registry = registry
-        self.flows = FlowRepository(store, clock)
+        self.flows = flows or FlowRepository(store, clock)
         self._clock = clock
         self._on_change = on_change
 

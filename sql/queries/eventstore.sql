@@ -50,9 +50,69 @@ appended AS (
     RETURNING position, transaction_id, version, recorded_at
 )
 
+-- name: append_batch_with
+-- Appends to many streams in one statement (group commit), as common table expressions
+-- ending in "appended" (position, transaction_id, stream_id, version, recorded_at), which the
+-- store completes like append_with. $1 and $2 are parallel arrays, one entry per stream (its
+-- id, its exact expected version, 0 = must not exist); $3..$6 one entry per event (the
+-- 1-based index of its stream in $1, type, data, metadata), each stream's events in order.
+-- Each stream stands alone: a stale expectation, or a head written meanwhile by another
+-- transaction, leaves that stream out and the others in. The first event of each stream is
+-- inserted with ON CONFLICT DO NOTHING, so a concurrent writer of the same stream never fails
+-- the statement; the rest of a stream's events follow only when its first is in (that
+-- version is then ours until we commit: no one can write the next one). Streams are written
+-- in stream-id order, so two batches that share streams wait on each other in one order and
+-- never deadlock. Callers' statements must act only on rows of streams found in "appended".
+batch AS (
+    SELECT b.item, b.stream_id, b.expected
+    FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS b(stream_id, expected, item)
+),
+heads AS (
+    SELECT batch.item, batch.stream_id, batch.expected
+    FROM batch
+    LEFT JOIN LATERAL (
+        SELECT version, transaction_id FROM events WHERE stream_id = batch.stream_id
+        ORDER BY version DESC LIMIT 1
+    ) AS last ON true
+    WHERE coalesce(last.version, 0) = batch.expected
+      AND (last.transaction_id IS NULL OR last.transaction_id < (SELECT pg_current_xact_id()))
+),
+incoming AS (
+    SELECT e.item, e.type, e.data, e.metadata,
+           row_number() OVER (PARTITION BY e.item ORDER BY e.ordinal) AS offset_in_stream
+    FROM unnest($3::integer[], $4::text[], $5::jsonb[], $6::jsonb[])
+         WITH ORDINALITY AS e(item, type, data, metadata, ordinal)
+),
+firsts AS (
+    INSERT INTO events (stream_id, version, type, data, metadata)
+    SELECT heads.stream_id, heads.expected + 1, incoming.type, incoming.data, incoming.metadata
+    FROM heads JOIN incoming ON incoming.item = heads.item AND incoming.offset_in_stream = 1
+    ORDER BY heads.stream_id
+    ON CONFLICT (stream_id, version) DO NOTHING
+    RETURNING position, transaction_id, stream_id, version, recorded_at
+),
+rests AS (
+    INSERT INTO events (stream_id, version, type, data, metadata)
+    SELECT heads.stream_id, heads.expected + incoming.offset_in_stream, incoming.type,
+           incoming.data, incoming.metadata
+    FROM heads
+    JOIN firsts ON firsts.stream_id = heads.stream_id
+    JOIN incoming ON incoming.item = heads.item AND incoming.offset_in_stream > 1
+    ORDER BY heads.stream_id, incoming.offset_in_stream
+    RETURNING position, transaction_id, stream_id, version, recorded_at
+),
+appended AS (
+    SELECT * FROM firsts UNION ALL SELECT * FROM rests
+)
+
 -- name: stream_version
 -- The version of the last event of stream $1, 0 when the stream does not exist.
 SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1
+
+-- name: stream_versions
+-- The version of the last event of each stream of $1 that exists.
+SELECT stream_id, max(version) AS version FROM events WHERE stream_id = ANY($1::text[])
+GROUP BY stream_id
 
 -- name: read_stream
 -- Events of stream $1 from version $2 up to version $3, in stream order.

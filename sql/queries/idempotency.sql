@@ -1,12 +1,16 @@
 -- Named statements of idempotency keys (app/workflow/idempotency.py, migration 0005).
 
 -- name: claim
--- The key of the request whose effect this append is, inside the append's own statement
--- (AppendAlso): written only when the append inserted, and a key already taken (by a
--- concurrent request with the same key) fails the whole statement: no second effect.
+-- The keys of the requests whose effects the batch's appends are (parallel arrays), inside
+-- the appends' own statement: written only for streams it appended to, and a key already
+-- taken (by a concurrent request with the same key) fails the whole statement: no second
+-- effect (the batch's other appends are then sent again alone).
 INSERT INTO idempotency_keys (tenant_id, key, request, stream_id, version, expires_at)
-SELECT $1::text, $2::text, $3::text, $4::text, $5::bigint, now() + make_interval(secs => $6)
-WHERE EXISTS (SELECT 1 FROM appended)
+SELECT r.tenant_id, r.key, r.request, r.stream_id, r.version,
+       now() + make_interval(secs => r.ttl)
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::float8[])
+     AS r(tenant_id, key, request, stream_id, version, ttl)
+WHERE r.stream_id IN (SELECT stream_id FROM appended)
 
 -- name: record
 -- What a request that changed nothing answered: the state it saw ($4, $5), a refusal ($6,

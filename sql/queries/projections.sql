@@ -1,63 +1,92 @@
 -- Named statements of the projections (projections/). The inline ones run inside the append's
--- own statement (AppendAlso): they read the CTE "appended", act only when it has rows, and
--- turn the placeholder time 0001-01-02 into the append's recorded time.
+-- own statement (a batch of appends to many flows, eventstore.append_batch): each takes its
+-- rows as parallel arrays, acts only on the flows whose stream is in the CTE "appended", and
+-- turns the placeholder time 0001-01-02 into the append's recorded time.
 
--- name: insert_workflow
--- A new flow's row. A plain INSERT (not an upsert): the flow's first append can only happen
--- once, and an existing row would be corruption worth an error.
+-- name: insert_workflows
+-- New flows' rows, one per element of the parallel arrays (WorkflowRow's columns), for the
+-- flows whose stream the batch appended to. A plain INSERT (not an upsert): a flow's first
+-- append can only happen once, and an existing row would be corruption worth an error.
 INSERT INTO workflows (id, name, biz_id, biz_type, status, tenant_id, definition_version,
                        context, error_code, error_message, created_at, updated_at, stream_version)
-SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::text, $8::jsonb,
-       $9::integer, $10::text,
-       CASE WHEN $11::timestamptz = '0001-01-02 00:00:00+00' THEN (SELECT min(recorded_at) FROM appended) ELSE $11 END,
-       CASE WHEN $12::timestamptz = '0001-01-02 00:00:00+00' THEN (SELECT min(recorded_at) FROM appended) ELSE $12 END,
-       $13::bigint
-WHERE EXISTS (SELECT 1 FROM appended)
+SELECT r.id, r.name, r.biz_id, r.biz_type, r.status, r.tenant_id, r.definition_version,
+       r.context, r.error_code, r.error_message,
+       CASE WHEN r.created_at = '0001-01-02 00:00:00+00' THEN (SELECT min(recorded_at) FROM appended) ELSE r.created_at END,
+       CASE WHEN r.updated_at = '0001-01-02 00:00:00+00' THEN (SELECT min(recorded_at) FROM appended) ELSE r.updated_at END,
+       r.stream_version
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+            $8::jsonb[], $9::integer[], $10::text[], $11::timestamptz[], $12::timestamptz[],
+            $13::bigint[])
+     AS r(id, name, biz_id, biz_type, status, tenant_id, definition_version, context,
+          error_code, error_message, created_at, updated_at, stream_version)
+WHERE 'flow-' || r.id IN (SELECT stream_id FROM appended)
 
--- name: update_workflow
--- A flow's row after an append: what events change (never replacing a newer row). A plain
--- UPDATE costs less than an upsert, and when the status stays (most events) it is HOT.
-UPDATE workflows
-SET status = $2::text,
-    context = $3::jsonb,
-    error_code = $4::integer,
-    error_message = $5::text,
+-- name: update_workflows
+-- Flows' rows after the batch's appends: what events change (never replacing a newer row).
+-- A plain UPDATE costs less than an upsert, and when the status stays (most events) it is
+-- HOT. "w.id = ANY($1)" gives the planner the primary key to look rows up by, whatever it
+-- guesses of the arrays' length: joined with a set alone, it could choose to scan the table.
+UPDATE workflows AS w
+SET status = r.status,
+    context = r.context,
+    error_code = r.error_code,
+    error_message = r.error_message,
     updated_at = (SELECT min(recorded_at) FROM appended),
-    stream_version = $6::bigint
-WHERE id = $1::text AND stream_version < $6::bigint AND EXISTS (SELECT 1 FROM appended)
+    stream_version = r.stream_version
+FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::integer[], $5::text[], $6::bigint[])
+     AS r(id, status, context, error_code, error_message, stream_version)
+WHERE w.id = ANY($1::text[]) AND w.id = r.id AND w.stream_version < r.stream_version
+  AND 'flow-' || r.id IN (SELECT stream_id FROM appended)
 
--- name: insert_node
--- A node execution the append started.
+-- name: insert_nodes
+-- Node executions the batch's appends started (NodeRow's columns).
 INSERT INTO workflow_nodes (id, flow_id, sequence, node_key, name, kind, status, attempt,
                             operation_id, parameters, result, error_code, error_message,
                             start_time, end_time, stream_version)
-SELECT $1::text, $2::text, $3::integer, $4::text, $5::text, $6::text, $7::text, $8::integer,
-       $9::text, $10::text, $11::text, $12::integer, $13::text,
-       CASE WHEN $14::timestamptz = '0001-01-02 00:00:00+00' THEN (SELECT min(recorded_at) FROM appended) ELSE $14 END,
-       CASE WHEN $15::timestamptz = '0001-01-02 00:00:00+00' THEN (SELECT min(recorded_at) FROM appended) ELSE $15 END,
-       $16::bigint
-WHERE EXISTS (SELECT 1 FROM appended)
+SELECT r.id, r.flow_id, r.sequence, r.node_key, r.name, r.kind, r.status, r.attempt,
+       r.operation_id, r.parameters, r.result, r.error_code, r.error_message,
+       CASE WHEN r.start_time = '0001-01-02 00:00:00+00' THEN (SELECT min(recorded_at) FROM appended) ELSE r.start_time END,
+       CASE WHEN r.end_time = '0001-01-02 00:00:00+00' THEN (SELECT min(recorded_at) FROM appended) ELSE r.end_time END,
+       r.stream_version
+FROM unnest($1::text[], $2::text[], $3::integer[], $4::text[], $5::text[], $6::text[],
+            $7::text[], $8::integer[], $9::text[], $10::text[], $11::text[], $12::integer[],
+            $13::text[], $14::timestamptz[], $15::timestamptz[], $16::bigint[])
+     AS r(id, flow_id, sequence, node_key, name, kind, status, attempt, operation_id,
+          parameters, result, error_code, error_message, start_time, end_time, stream_version)
+WHERE 'flow-' || r.flow_id IN (SELECT stream_id FROM appended)
 
--- name: update_node
--- A node execution the append changed, never replacing a newer row.
-UPDATE workflow_nodes
-SET status = $2::text,
-    operation_id = $3::text,
-    parameters = $4::text,
-    result = $5::text,
-    error_code = $6::integer,
-    error_message = $7::text,
-    end_time = CASE WHEN $8::timestamptz = '0001-01-02 00:00:00+00' THEN (SELECT min(recorded_at) FROM appended) ELSE $8 END,
-    stream_version = $9::bigint
-WHERE id = $1::text AND stream_version < $9::bigint AND EXISTS (SELECT 1 FROM appended)
+-- name: update_nodes
+-- Node executions the batch's appends changed, never replacing a newer row ($1 the node ids,
+-- $2 their flows' ids; the primary key looked up as in update_workflows).
+UPDATE workflow_nodes AS n
+SET status = r.status,
+    operation_id = r.operation_id,
+    parameters = r.parameters,
+    result = r.result,
+    error_code = r.error_code,
+    error_message = r.error_message,
+    end_time = CASE WHEN r.end_time = '0001-01-02 00:00:00+00' THEN (SELECT min(recorded_at) FROM appended) ELSE r.end_time END,
+    stream_version = r.stream_version
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+            $7::integer[], $8::text[], $9::timestamptz[], $10::bigint[])
+     AS r(id, flow_id, status, operation_id, parameters, result, error_code, error_message,
+          end_time, stream_version)
+WHERE n.id = ANY($1::text[]) AND n.id = r.id AND n.stream_version < r.stream_version
+  AND 'flow-' || r.flow_id IN (SELECT stream_id FROM appended)
 
 -- name: add_counts
--- Count changes in shard $2: $1 is a JSON array of {tenant_id, name, biz_type, status, change}.
+-- Count changes: $1 is a JSON array of {flow_id, tenant_id, name, biz_type, status, shard,
+-- change}; those of flows the batch appended to are summed per counter row, and the rows are
+-- written in key order, so that concurrent batches wait on them in one order (no deadlock).
 INSERT INTO workflow_counts (tenant_id, name, biz_type, status, shard, count)
-SELECT c.tenant_id, c.name, c.biz_type, c.status, $2::smallint, c.change
+SELECT c.tenant_id, c.name, c.biz_type, c.status, c.shard, sum(c.change)
 FROM jsonb_to_recordset($1::jsonb)
-     AS c(tenant_id text, name text, biz_type text, status text, change bigint)
-WHERE EXISTS (SELECT 1 FROM appended)
+     AS c(flow_id text, tenant_id text, name text, biz_type text, status text, shard smallint,
+          change bigint)
+WHERE 'flow-' || c.flow_id IN (SELECT stream_id FROM appended)
+GROUP BY c.shard, c.tenant_id, c.name, c.biz_type, c.status
+HAVING sum(c.change) <> 0
+ORDER BY c.shard, c.tenant_id, c.name, c.biz_type, c.status
 ON CONFLICT (tenant_id, name, biz_type, status, shard) DO UPDATE
 SET count = workflow_counts.count + EXCLUDED.count
 

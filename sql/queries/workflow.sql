@@ -1,13 +1,18 @@
 -- Named statements of the workflow engine (app/workflow/).
 
 -- name: work_upsert
--- The flow's pending work after an append, run inside the append's own statement (AppendAlso:
--- only when the append inserted). A lease held by a worker still running the flow is kept.
--- A row already due and still due keeps its due time: the flow keeps its place in the queue,
--- and the indexed column does not change, so the update can be HOT (no new index entries).
+-- Flows' pending work after the batch's appends (parallel arrays, one entry per flow), run
+-- inside the appends' own statement: only for the flows whose stream it appended to. A lease
+-- held by a worker still running the flow is kept. A row already due and still due keeps its
+-- due time: the flow keeps its place in the queue, and the indexed column does not change,
+-- so the update can be HOT (no new index entries). Rows in flow id order, as the heartbeat
+-- locks them: the two never wait on each other in opposite orders.
 INSERT INTO flow_work (flow_id, definition_name, definition_version, status, due_at, stream_version)
-SELECT $1::text, $2::text, $3::text, $4::text, $5::timestamptz, $6::bigint
-WHERE EXISTS (SELECT 1 FROM appended)
+SELECT r.flow_id, r.definition_name, r.definition_version, r.status, r.due_at, r.stream_version
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bigint[])
+     AS r(flow_id, definition_name, definition_version, status, due_at, stream_version)
+WHERE 'flow-' || r.flow_id IN (SELECT stream_id FROM appended)
+ORDER BY r.flow_id
 ON CONFLICT (flow_id) DO UPDATE
 SET definition_version = EXCLUDED.definition_version,
     status = EXCLUDED.status,
@@ -17,9 +22,10 @@ SET definition_version = EXCLUDED.definition_version,
     updated_at = now()
 
 -- name: work_delete
--- The flow has nothing left to do (ended, not started, or stopped with nothing running); run
--- inside the append's own statement like work_upsert.
-DELETE FROM flow_work WHERE flow_id = $1 AND EXISTS (SELECT 1 FROM appended)
+-- Flows $1 have nothing left to do (ended, not started, or stopped with nothing running); run
+-- inside the appends' own statement like work_upsert.
+DELETE FROM flow_work
+WHERE flow_id = ANY($1::text[]) AND 'flow-' || flow_id IN (SELECT stream_id FROM appended)
 
 -- name: work_claim
 -- Up to $3 due flows for worker $1 among definition versions $2, leased for $4 seconds, with
@@ -54,9 +60,15 @@ ORDER BY c.flow_id, e.version
 -- name: work_heartbeat
 -- Extends worker $1's leases on flows $2; returns the status of each flow it still holds. A
 -- flow missing from the answer was lost (lease expired and taken, or its work is gone).
+-- Rows are locked in flow id order, as the appends' work_upsert writes them.
 UPDATE flow_work
 SET lease_expires_at = now() + make_interval(secs => $3)
-WHERE lease_owner = $1 AND flow_id = ANY($2::text[])
+WHERE flow_id IN (
+    SELECT flow_id FROM flow_work
+    WHERE lease_owner = $1 AND flow_id = ANY($2::text[])
+    ORDER BY flow_id
+    FOR UPDATE
+)
 RETURNING flow_id, status
 
 -- name: work_release

@@ -348,9 +348,10 @@ async def test_retries_follow_the_policy_with_backoff(start_engine: StartEngine)
     for failed, delay in ((first, 0.2), (second, 0.4)):
         assert failed.retry_at is not None
         assert failed.ended_at is not None
-        # Decided at the failure (a few ms before its commit is stamped), backoff 2.
+        # Decided at the failure, before its commit is stamped (later by the wait for a group
+        # commit: tens of ms on a loaded machine); backoff 2 tells 0.2 from 0.4.
         waited = (failed.retry_at - failed.ended_at).total_seconds()
-        assert delay - 0.05 < waited <= delay
+        assert delay / 2 < waited <= delay
     # A retry never starts before it is due.
     assert first.retry_at is not None
     assert second.retry_at is not None
