@@ -198,7 +198,11 @@ def _batch(appends: Sequence[_FlowAppend]) -> tuple[list[StreamAppend], list[Sta
         *flow_statements([a.change for a in appends]),
         claims([a.key for a in appends if a.key is not None]),
     ]
-    return [a.stream for a in appends], statements
+    # Statements with no rows are left out: they would change nothing, yet cost the database
+    # 0.5 ms a lone append (measured). The batches' statement texts are then a handful of
+    # shapes, each prepared once per connection.
+    used = [(sql, args) for sql, args in statements if any(len(column) for column in args)]
+    return [a.stream for a in appends], used
 
 
 def work_statements(
