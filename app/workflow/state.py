@@ -7,8 +7,8 @@ come from it, so a replay yields the very same state.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, fields
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
@@ -133,6 +133,24 @@ class FlowState:
         return None
 
 
+def _replacer(cls: type[Any]) -> Callable[..., Any]:
+    """``dataclasses.replace`` for one frozen dataclass, twice as fast: the fold makes one
+    copy per event and per changed node, the hot path of every append and replay. Generated
+    as dataclasses generates ``__init__``: one line per field, no keyword dicts, no checks
+    (the fields given are the fold's own)."""
+    names = [f.name for f in fields(cls)]
+    lines = [f"    _set(new, {n!r}, changes[{n!r}] if {n!r} in changes else obj.{n})"
+             for n in names]  # fmt: skip
+    source = "def replace(obj, **changes):\n    new = _new(_cls)\n" + "\n".join(lines)
+    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls, "_set": object.__setattr__}
+    exec(source + "\n    return new\n", namespace)  # the source is made of field names only
+    return namespace["replace"]  # type: ignore[no-any-return]
+
+
+_replace_flow = _replacer(FlowState)
+_replace_node = _replacer(NodeExecution)
+
+
 class FoldError(ValueError):
     """A history that no decision could have produced (corrupt or foreign events)."""
 
@@ -158,7 +176,7 @@ def evolve(state: FlowState | None, event: FlowEvent, at: datetime) -> FlowState
     changes = _changes(state, event, at)
     changes["version"] = state.version + 1
     changes["updated_at"] = at
-    return replace(state, **changes)
+    return _replace_flow(state, **changes)  # type: ignore[no-any-return]
 
 
 def _changes(state: FlowState, event: FlowEvent, at: datetime) -> dict[str, Any]:
@@ -233,7 +251,7 @@ def retimed(state: FlowState, placeholder: datetime, at: datetime) -> FlowState:
     twice.
     """
     nodes = tuple(
-        replace(
+        _replace_node(
             node,
             started_at=at if node.started_at == placeholder else node.started_at,
             ended_at=at if node.ended_at == placeholder else node.ended_at,
@@ -242,7 +260,7 @@ def retimed(state: FlowState, placeholder: datetime, at: datetime) -> FlowState:
         else node
         for node in state.nodes
     )
-    return replace(
+    return _replace_flow(  # type: ignore[no-any-return]
         state,
         nodes=nodes,
         created_at=at if state.created_at == placeholder else state.created_at,
@@ -316,7 +334,7 @@ def _update_node(state: FlowState, node_id: str, **changes: Any) -> tuple[NodeEx
     last = state.running_node
     if last is None or last.node_id != node_id:
         raise FoldError(f"node {node_id} is not the running node of flow {state.flow_id}")
-    return (*state.nodes[:-1], replace(last, version=state.version + 1, **changes))
+    return (*state.nodes[:-1], _replace_node(last, version=state.version + 1, **changes))
 
 
 def _frozen(data: Mapping[str, Any]) -> Mapping[str, Any]:
