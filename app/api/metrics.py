@@ -53,6 +53,16 @@ class Metrics:
             "flowlog_reactor_busy_flows", "Flows this process's reactor drives now.",
             registry=self.registry,
         )  # fmt: skip
+        self.parked = Gauge(
+            "flowlog_parked_flows",
+            "Flows waiting on a polling node's operation, parked in this process.",
+            registry=self.registry,
+        )
+        self.polls = Counter(
+            "flowlog_parked_polls", "Polls of parked flows made by this process.",
+            registry=self.registry,
+        )  # fmt: skip
+        self._polls_seen = 0
         self.requests = Histogram(
             "flowlog_http_request_duration_seconds", "HTTP requests by route and status.",
             ["method", "route", "status"], registry=self.registry,
@@ -70,8 +80,9 @@ class Metrics:
     def observe_node(self, definition: str, node: str, outcome: str, seconds: float) -> None:
         self.node_seconds.labels(definition, node, outcome).observe(seconds)
 
-    async def render(self, pool: asyncpg.Pool, busy: int) -> bytes:
-        """Refreshes the gauges read from the database, then renders the exposition text."""
+    async def render(self, pool: asyncpg.Pool, busy: int, parked: int = 0, polls: int = 0) -> bytes:
+        """Refreshes the gauges read from the database and the reactor's figures (``polls``:
+        its parking lot's count so far), then renders the exposition text."""
         self.flows.clear()
         for row in await pool.fetch(Q.flows_by_status):
             self.flows.labels(row["name"], row["status"]).set(row["flows"])
@@ -81,4 +92,7 @@ class Metrics:
         for state in ("held", "expired", "pending"):
             self.leases.labels(state).set(leases[state])
         self.busy.set(busy)
+        self.parked.set(parked)
+        self.polls.inc(max(0, polls - self._polls_seen))
+        self._polls_seen = max(self._polls_seen, polls)
         return generate_latest(self.registry)

@@ -622,8 +622,12 @@ async def readyz(request: web.Request) -> web.Response:
 )
 async def metrics(request: web.Request) -> web.Response:
     engine = request.app[keys.ENGINE]
-    busy = engine.reactor.busy if engine.reactor is not None else 0
-    body = await request.app[keys.METRICS].render(engine.pool, busy)
+    reactor = engine.reactor
+    busy, parked, polls = (
+        (0, 0, 0) if reactor is None
+        else (reactor.busy, len(reactor.parking), reactor.parking.polls)
+    )  # fmt: skip
+    body = await request.app[keys.METRICS].render(engine.pool, busy, parked, polls)
     # Prometheus's text exposition format names its version in the Content-Type.
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -27,7 +27,6 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from app.workflow.activity import Activity, report
@@ -47,7 +46,9 @@ from app.workflow.decide import (
 from app.workflow.definition import NodeDefinition, NodeKind, Registry, WorkflowDefinition
 from app.workflow.errors import Code, NodeError
 from app.workflow.events import FlowEvent, NodeStarted
-from app.workflow.executor import DEFAULT_SUCCESS_TEXT, Failed, FlowContext, NodeHandle, Running
+from app.workflow.executor import FlowContext, Running
+from app.workflow.outcomes import call, failure, handle_of, poll_once, success
+from app.workflow.parking import ParkingLot
 from app.workflow.repository import Caller, Clock, FlowRepository, Q, utc_now
 from app.workflow.state import FlowState, FlowStatus, NodeExecution
 from eventstore import (
@@ -86,6 +87,8 @@ class ReactorSettings:
     """Optional per-definition caps on flows driven at once by this process."""
     summary_seconds: float = 60.0
     """How often the reactor logs a summary line of what it did (INFO)."""
+    poll_concurrency: int = 64
+    """Polls of parked flows (polling nodes waiting on their operations) run at once."""
 
     @property
     def heartbeat(self) -> float:
@@ -145,6 +148,15 @@ class Reactor:
         self._per_definition: dict[str, int] = {}
         self._loops: list[asyncio.Task[None]] = []
         self.activity = Activity()
+        self.parking = ParkingLot(
+            store,
+            self.owner,
+            lease_seconds=self.settings.lease_seconds,
+            check_seconds=self.settings.heartbeat,
+            poll_concurrency=self.settings.poll_concurrency,
+            clock=clock,
+            resume=self._resume,
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -159,6 +171,7 @@ class Reactor:
         ]
         for loop in self._loops:
             loop.add_done_callback(_report_crash)
+        self.parking.start()
         log.info("reactor started", extra={"owner": self.owner})
 
     def poke(self) -> None:
@@ -173,6 +186,9 @@ class Reactor:
         claim = self._loops[0] if self._loops else None
         if claim is not None:
             await asyncio.gather(claim, return_exceptions=True)
+        # Parked flows go back to their rows (due at their next polls) before the drives are
+        # awaited: the lot hands no more flows to new drives.
+        await self.parking.stop()
         drives = list(self._drives.values())
         if drives:
             _, late = await asyncio.wait(drives, timeout=self.settings.shutdown_grace)
@@ -244,6 +260,8 @@ class Reactor:
                 # Our own lease had expired (a late heartbeat) and we took it again: the drive
                 # that runs the flow goes on under the renewed lease.
                 continue
+            # Parked here but claimed again (its lease lapsed): a drive takes it over.
+            self.parking.unpark(flow_id)
             limit = self.settings.definition_limits.get(name)
             if limit is not None and self._per_definition.get(name, 0) >= limit:
                 await self.store.pool.execute(Q.work_release, self.owner, flow_id)
@@ -273,9 +291,18 @@ class Reactor:
             return self.settings.poll_interval
         return max(0.0, min(float(seconds), self.settings.poll_interval))
 
-    def _spawn(self, flow_id: str, definition_name: str, events: list[RecordedEvent]) -> None:
+    def _spawn(
+        self,
+        flow_id: str,
+        definition_name: str,
+        events: list[RecordedEvent],
+        state: FlowState | None = None,
+        outcome: Command | None = None,
+    ) -> None:
         self._per_definition[definition_name] = self._per_definition.get(definition_name, 0) + 1
-        task = asyncio.create_task(self._drive(flow_id, events), name=f"drive-{flow_id}")
+        task = asyncio.create_task(
+            self._drive(flow_id, events, state, outcome), name=f"drive-{flow_id}"
+        )
         self._drives[flow_id] = task
 
         def done(finished: asyncio.Task[None]) -> None:
@@ -285,6 +312,16 @@ class Reactor:
             self._wake.set()  # a slot is free
 
         task.add_done_callback(done)
+
+    def _resume(self, state: FlowState, outcome: Command | None) -> None:
+        """A parked flow's poll came to an outcome (or the flow must be read again): a drive
+        takes it from here."""
+        running = self._drives.get(state.flow_id)
+        if running is not None:
+            # The drive that parked the flow has not quite ended: take over after it.
+            running.add_done_callback(lambda _: self._resume(state, outcome))
+            return
+        self._spawn(state.flow_id, state.name, [], state if outcome else None, outcome)
 
     # -- heartbeat ---------------------------------------------------------------------------
 
@@ -314,10 +351,19 @@ class Reactor:
 
     # -- driving one flow --------------------------------------------------------------------
 
-    async def _drive(self, flow_id: str, claimed_with: list[RecordedEvent]) -> None:
-        """Moves one claimed flow forward as far as it can go now, then releases it.
+    async def _drive(
+        self,
+        flow_id: str,
+        claimed_with: list[RecordedEvent],
+        resumed: FlowState | None = None,
+        outcome: Command | None = None,
+    ) -> None:
+        """Moves one claimed flow forward as far as it can go now, then releases it (or
+        leaves it parked, still leased, when it waits on a polling node's operation).
 
-        ``claimed_with`` are the flow's events read by the claim itself. When the database
+        ``claimed_with`` are the flow's events read by the claim itself; a flow coming back
+        from the parking lot comes with its ``resumed`` state and the ``outcome`` of its
+        poll. When the database
         fails under it (a cut connection, a restart), the drive reads the flow again and goes
         on, for as long as its lease would last: what it started and what its executors
         returned are still its own, and are recorded once the database is back.
@@ -330,13 +376,17 @@ class Reactor:
         # Outcomes of executors that ran here, until they are recorded: a transient error
         # while recording must not throw a finished run away and run the node again.
         outcomes: dict[str, Command] = {}
+        if resumed is not None and outcome is not None and resumed.running_node is not None:
+            outcomes[resumed.running_node.node_id] = outcome
         loop = asyncio.get_running_loop()
         give_up_at: float | None = None
         attempt = 0
         try:
             while True:
                 try:
-                    if attempt == 0 and claimed_with:
+                    if attempt == 0 and resumed is not None:
+                        state, recorded = resumed, []
+                    elif attempt == 0 and claimed_with:
                         state, recorded = self.flows.fold(claimed_with), claimed_with
                     else:
                         state, recorded = await self.flows.load_with_events(flow_id)
@@ -348,7 +398,9 @@ class Reactor:
                     final = await self._advance(state, started_here, outcomes)
                     # Our last append deleted the work row (the flow ended, or stopped with
                     # nothing running): there is no lease left to hand back.
-                    release = final is None or due_at(final, self._clock()) is not None
+                    release = flow_id not in self.parking and (
+                        final is None or due_at(final, self._clock()) is not None
+                    )
                     return
                 except TRANSIENT_ERRORS as exc:
                     # An append may have committed before the error: re-read and decide again.
@@ -490,9 +542,9 @@ class Reactor:
     async def _run_executor(
         self, state: FlowState, running: NodeExecution, node: NodeDefinition
     ) -> Command | None:
-        handle = _handle(state, running)
+        handle = handle_of(state, running)
         context = FlowContext(state.context)
-        task = asyncio.ensure_future(_call(node, handle, context))
+        task = asyncio.ensure_future(call(node, handle, context))
         execution = _Execution(running.node_id, task)
         self._executing[state.flow_id] = execution
         self.activity.nodes_run += 1
@@ -506,7 +558,7 @@ class Reactor:
                 if current is not None and current.cancelling():
                     raise  # the reactor itself is shutting down
                 # The executor raised CancelledError of its own accord: a failure like any other.
-                return _failure(running, handle, context, Code.NODE_FAILED,
+                return failure(running, handle, context, Code.NODE_FAILED,
                                 "the executor raised CancelledError")  # fmt: skip
             log.info(
                 "executor interrupted", extra={**extra, "because": execution.interrupted_because}
@@ -515,13 +567,13 @@ class Reactor:
                 return RecordCanceled(running.node_id)
             return None  # the lease is lost: whoever holds it now decides
         except TimeoutError:
-            return _failure(running, handle, context, Code.NODE_TIMEOUT,
+            return failure(running, handle, context, Code.NODE_TIMEOUT,
                             f"node {running.name} timed out after {node.timeout} s")  # fmt: skip
         except NodeError as exc:
-            return _failure(running, handle, context, exc.code, exc.message)
+            return failure(running, handle, context, exc.code, exc.message)
         except Exception as exc:
             log.info("executor failed", extra={**extra, "error": repr(exc)})
-            return _failure(
+            return failure(
                 running, handle, context, Code.NODE_FAILED, f"{type(exc).__name__}: {exc}"
             )
         finally:
@@ -530,91 +582,28 @@ class Reactor:
         if node.kind is NodeKind.POLLING:
             if not isinstance(value, str) or not value:
                 message = "a polling node's executor must return an operation id"
-                return _failure(running, handle, context, Code.NODE_FAILED, message)
+                return failure(running, handle, context, Code.NODE_FAILED, message)
             return RecordSubmitted(running.node_id, value, context.changes, context.removed)
         if value is not None:
             handle.record(value)
-        return _success(running, handle, context)
+        return success(running, handle, context)
 
     async def _poll(
         self, state: FlowState, running: NodeExecution, node: NodeDefinition
     ) -> Command | None:
-        assert node.poll is not None
-        assert running.operation_id is not None
+        """Polls the node's operation when it is time: its outcome to record, or None when the
+        flow was parked to wait (or moved on meanwhile: no longer this drive's)."""
         now = self._clock()
-        handle = _handle(state, running)
-        context = FlowContext(state.context)
-        if running.poll_deadline is not None and now >= running.poll_deadline:
-            # In the result too, as every other failure (and the seed) records its message.
-            return _failure(running, handle, context, Code.POLLING_TIMEOUT,
-                            "workflow node polling time out")  # fmt: skip
-        if running.next_poll_at is not None and now < running.next_poll_at:
-            await self._reschedule(state, running.next_poll_at)
-            return None
-        try:
-            result = await node.poll(handle, context, running.operation_id)
-        except NodeError as exc:
-            return _failure(running, handle, context, exc.code, exc.message)
-        except Exception as exc:
-            return _failure(
-                running, handle, context, Code.NODE_FAILED, f"{type(exc).__name__}: {exc}"
-            )
-        if isinstance(result, Running):
-            await self._reschedule(state, now + timedelta(seconds=node.poll_interval))
-            return None
-        if isinstance(result, Failed):
-            return _failure(running, handle, context, result.code, result.message)
-        handle.record(result.result)
-        return _success(running, handle, context)
-
-    async def _reschedule(self, state: FlowState, due: Any) -> None:
-        await self.store.pool.execute(
-            Q.work_reschedule, self.owner, state.flow_id, due, state.version
-        )
-
-
-async def _call(node: NodeDefinition, handle: NodeHandle, context: FlowContext) -> Any:
-    if node.timeout is None or node.kind is NodeKind.POLLING:
-        return await node.executor(handle, context)
-    async with asyncio.timeout(node.timeout):
-        return await node.executor(handle, context)
-
-
-def _handle(state: FlowState, running: NodeExecution) -> NodeHandle:
-    return NodeHandle(
-        flow_id=state.flow_id,
-        node_id=running.node_id,
-        key=running.key,
-        name=running.name,
-        kind=running.kind,
-        attempt=running.attempt,
-        operation_id=running.operation_id,
-    )
-
-
-def _success(running: NodeExecution, handle: NodeHandle, context: FlowContext) -> RecordSuccess:
-    return RecordSuccess(
-        running.node_id,
-        result=handle.result or DEFAULT_SUCCESS_TEXT + "\n",
-        parameters=handle.parameters,
-        changes=context.changes,
-        removed=context.removed,
-    )
-
-
-def _failure(
-    running: NodeExecution, handle: NodeHandle, context: FlowContext, code: int, message: str
-) -> RecordFailure:
-    handle.record(message)
-    return RecordFailure(
-        running.node_id,
-        code,
-        message,
-        result=handle.result,
-        parameters=handle.parameters,
-        changes=context.changes,
-        removed=context.removed,
-    )
+        deadline_passed = running.poll_deadline is not None and now >= running.poll_deadline
+        if running.next_poll_at is not None and now < running.next_poll_at and not deadline_passed:
+            wait = (running.next_poll_at - now).total_seconds()
+        else:
+            outcome = await poll_once(state, running, node, now)
+            if not isinstance(outcome, Running):
+                return outcome
+            wait = node.poll_interval
+        await self.parking.park(state, running, node, wait)
+        return None
 
 
 def _outcome(command: Command | None) -> str:

@@ -50,10 +50,13 @@ class WorkflowQueries:
     work_claim: str
     work_heartbeat: str
     work_release: str
-    work_reschedule: str
     work_defer: str
     work_release_all: str
     work_next_due: str
+    park: str
+    parked_changed: str
+    parked_renew: str
+    parked_release: str
     declarative_definitions: str
 
 

@@ -76,13 +76,6 @@ RETURNING flow_id, status
 UPDATE flow_work SET lease_owner = NULL, lease_expires_at = NULL
 WHERE flow_id = $2 AND lease_owner = $1
 
--- name: work_reschedule
--- A poll that changed nothing: due again at $3, released. Only if no append happened since
--- the worker read the flow at stream version $4 (an append recomputed the row then).
-UPDATE flow_work
-SET due_at = $3, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
-WHERE flow_id = $2 AND lease_owner = $1 AND stream_version = $4
-
 -- name: work_defer
 -- Driving flow $2 crashed in worker $1 (a bug, not the database): look again in $3 seconds
 -- instead of spinning on it.
@@ -105,3 +98,49 @@ WHERE definition_version = ANY($1::text[])
 -- Definitions registered over REST (with their JSON spec), oldest first.
 SELECT version, definition -> 'spec' AS spec
 FROM workflow_definitions WHERE definition ? 'spec' ORDER BY registered_at
+
+-- name: park
+-- Worker $1 parks flow $2 (read at stream version $3) in its memory for polling: the row is
+-- due, and its lease lapses, $4 seconds from now, so claimers skip it while the worker holds
+-- it and take it when the worker is gone. NULL when the flow moved on or the lease is lost.
+UPDATE flow_work
+SET due_at = now() + make_interval(secs => $4),
+    lease_expires_at = now() + make_interval(secs => $4),
+    updated_at = now()
+WHERE flow_id = $2 AND lease_owner = $1 AND stream_version = $3
+RETURNING flow_id
+
+-- name: parked_changed
+-- Worker $1's flows whose rows changed since $2 (an append: an operator's command), with
+-- their stream versions, and the database's time to ask from next. Reads only, and returns
+-- only what changed: the caller compares versions with what it parked.
+SELECT now() AS checked_at,
+       coalesce(array_agg(flow_id), '{}') AS flow_ids,
+       coalesce(array_agg(stream_version), '{}') AS versions
+FROM flow_work
+WHERE lease_owner = $1 AND updated_at > $2
+
+-- name: parked_renew
+-- Renews worker $1's leases of parked flows $2 (at stream versions $3) for $4 seconds; a flow
+-- missing from the answer changed or was lost. Rows locked in flow id order, as elsewhere.
+UPDATE flow_work AS w
+SET due_at = now() + make_interval(secs => $4),
+    lease_expires_at = now() + make_interval(secs => $4)
+FROM (
+    SELECT f.flow_id
+    FROM flow_work AS f
+    JOIN unnest($2::text[], $3::bigint[]) AS p(flow_id, version)
+      ON f.flow_id = p.flow_id AND f.stream_version = p.version
+    WHERE f.lease_owner = $1
+    ORDER BY f.flow_id
+    FOR UPDATE OF f
+) AS held
+WHERE w.flow_id = held.flow_id
+RETURNING w.flow_id
+
+-- name: parked_release
+-- Worker $1 stops: its parked flows $2 are due at their next poll times $3, released.
+UPDATE flow_work AS w
+SET due_at = p.due, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+FROM unnest($2::text[], $3::timestamptz[]) AS p(flow_id, due)
+WHERE w.flow_id = p.flow_id AND w.lease_owner = $1

@@ -11,9 +11,10 @@ import asyncio
 import os
 import random
 import signal
+import time
 
-from app.workflow.definition import NodeDefinition, WorkflowDefinition
-from app.workflow.executor import FlowContext, NodeHandle
+from app.workflow.definition import NodeDefinition, NodeKind, WorkflowDefinition
+from app.workflow.executor import Finished, FlowContext, NodeHandle, PollResult, Running
 
 
 def _sleep_range() -> tuple[float, float]:
@@ -59,6 +60,40 @@ DEFINITIONS.append(
                 "crash", crash, success="", fail="cleanup", max_interruptions=2
             ),
             "cleanup": NodeDefinition("cleanup", step),
+        },
+    )
+)
+
+
+async def submit_wait(node: NodeHandle, ctx: FlowContext) -> str:
+    """Submits an "operation" that is done at a time it names (its id): no outside state, so
+    any process can poll it, including one that takes the flow over after a kill."""
+    await step(node, ctx)
+    return f"{time.time() + float(os.environ.get('PROC_WAIT_S', '2')):.3f}"
+
+
+async def poll_wait(node: NodeHandle, ctx: FlowContext, operation_id: str) -> PollResult:
+    runs = os.environ.get("RUNS_DIR")
+    if runs:
+        with open(os.path.join(runs, f"polls-{os.getpid()}.txt"), "a") as out:  # noqa: ASYNC230
+            out.write(f"{node.flow_id}\n")
+    return Finished("done") if time.time() >= float(operation_id) else Running()
+
+
+DEFINITIONS.append(
+    WorkflowDefinition(
+        "waiter",
+        {
+            "start": NodeDefinition(
+                "wait",
+                submit_wait,
+                kind=NodeKind.POLLING,
+                poll=poll_wait,
+                poll_interval=0.2,
+                poll_deadline=120,
+                success="after",
+            ),
+            "after": NodeDefinition("after", step),
         },
     )
 )

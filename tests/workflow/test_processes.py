@@ -33,6 +33,7 @@ SELECT stream_id,
 FROM events WHERE stream_id LIKE 'flow-%' GROUP BY stream_id
 """
 FINISHED = "SELECT count(*) FROM events WHERE type = 'FlowFinished'"
+SUBMITTED = "SELECT count(*) FROM events WHERE type = 'NodeOperationSubmitted'"
 WORKER_COMMAND = [
     sys.executable, "-m", "app.cli", "worker",
     "--concurrency", "8", "--definitions", "tests.workflow.procdefs",
@@ -123,6 +124,11 @@ def node_runs(runs_dir: Path) -> tuple[Counter[tuple[str, str]], set[str]]:
     return runs, pids
 
 
+def pollers(runs_dir: Path) -> set[str]:
+    """The files of the processes that polled operations (polls-<pid>.txt)."""
+    return {path.name for path in runs_dir.glob("polls-*.txt")}
+
+
 async def create_flows(engine: Engine, count: int) -> list[str]:
     async def create(n: int) -> str:
         return await engine.service.create_workflow(f"biz-{n}", "test", "proc", start=True)
@@ -211,6 +217,42 @@ async def test_a_worker_killed_with_sigkill_loses_no_flow_and_doubles_no_transit
     for (flow_id, key), count in runs.items():
         # At least once: a node runs again only when its first run was interrupted.
         assert count == 1 or key in interrupted[flow_id], (flow_id, key, count)
+
+
+async def test_flows_parked_in_a_worker_killed_with_sigkill_are_polled_on_by_another(
+    database_url: str, runs_dir: Path, workers_factory: list[Workers], api: Engine
+) -> None:
+    """Polling nodes wait parked in the worker that leased them (polled from its memory).
+    Killed, it takes them with it only until their leases lapse: another worker claims
+    them, polls the same operations (no node runs again) and the flows finish."""
+    workers = Workers(database_url, runs_dir, sleep_ms="0")
+    workers.env["PROC_WAIT_S"] = "4"
+    workers_factory.append(workers)
+    workers.start(1)
+    ids = [
+        await api.service.create_workflow(f"w-{n}", "test", "waiter", start=True) for n in range(30)
+    ]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while await api.pool.fetchval(SUBMITTED) < 30:
+        assert loop.time() < deadline, "the operations were never all submitted"
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)  # parked, polled a few times by the first worker
+    victim = workers.processes[0]
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait(10) == -signal.SIGKILL
+    workers.start(1)
+
+    await wait_finished(api.pool, 30, within=60)
+    assert workers.stop_all()[1:] == [0]
+    stored = await histories(api.pool)
+    assert set(stored) == set(ids)
+    for history in stored.values():
+        assert_clean_history(history)
+        assert [t for t, _ in history].count("NodeOperationSubmitted") == 1
+    runs, _ = node_runs(runs_dir)
+    assert all(count == 1 for count in runs.values()), runs
+    assert pollers(runs_dir) == {f"polls-{victim.pid}.txt", f"polls-{workers.processes[1].pid}.txt"}
 
 
 async def test_the_service_recovers_when_all_its_connections_are_cut(
