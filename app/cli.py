@@ -223,7 +223,16 @@ def _run(
     if args.command in {"rebuild", "verify"}:
         return asyncio.run(_projections(args.command, urls, not args.no_progress))
     if args.command == "bench":
-        from app.bench import append, console, export, flows, http, projections
+        from app.bench import (
+            append,
+            console,
+            export,
+            flows,
+            http,
+            processes,
+            projections,
+            waiting,
+        )
 
         runner = {
             "append": append.run,
@@ -231,7 +240,9 @@ def _run(
             "export": export.run,
             "flows": flows.run,
             "http": http.run,
+            "processes": processes.run,
             "projections": projections.run,
+            "waiting": waiting.run,
         }[args.name]
         report = asyncio.run(runner(urls.owner, quick=args.quick, progress=not args.no_progress))
         report.print(args.json)

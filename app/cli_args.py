@@ -11,7 +11,16 @@ from pathlib import Path
 from app.audit.replay import Point, parse_point
 from app.config import Settings
 
-BENCHMARKS = ("append", "console", "export", "flows", "http", "projections")
+BENCHMARKS = (
+    "append",
+    "console",
+    "export",
+    "flows",
+    "http",
+    "processes",
+    "projections",
+    "waiting",
+)
 LONG_RUNNING = frozenset({"serve", "worker"})
 """Commands whose log is their output (INFO by default); the others report on stdout and log
 only warnings unless FLOWLOG_LOG_LEVEL says otherwise."""

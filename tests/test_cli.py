@@ -173,6 +173,11 @@ def test_bench_append_quick_reports_ratios_as_json(database_url: str) -> None:
         ("http", ("create_start_requests_per_s", "list_p99_ms", "ratio_detail_vs_healthz")),
         ("export", ("export_events_per_s", "import_events_per_s", "export_peak_rss_mb_all")),
         ("console", ("flows_server_p50_ms", "flow_server_p99_ms", "ratio_flow_vs_healthz")),
+        ("waiting", ("parked_flows", "polls_per_s", "waiting_cpu_share", "ready_delay_max_s")),
+        (
+            "processes",
+            ("flows_per_s_serve", "flows_per_s_serve_1_worker", "flows_per_s_serve_2_workers"),
+        ),
     ],
 )
 def test_bench_quick_runs_report_their_figures(
@@ -186,8 +191,12 @@ def test_bench_quick_runs_report_their_figures(
     figures = orjson.loads(result.stdout.strip().splitlines()[-1])
     assert all(figures[key] > 0 for key in keys), figures
     assert any(key.startswith("ratio_") for key in figures)
-    if name in {"projections", "export"}:
+    if name in {"projections", "export", "flows", "waiting"}:
         assert figures["verify_differences"] == 0
+    if name == "flows":
+        assert figures["commits_per_flow"] < 6
+    if name == "waiting":
+        assert figures["parked_flows"] >= figures["flows"]  # every waiting flow parked
 
 
 # -- issue 10: the CLI a person meets -----------------------------------------------------------

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -107,6 +108,15 @@ async def serve_process(
     """A ``flowlog serve`` process on ``database_url`` and a free port, once ready: its base
     URL. ``args`` are more options of ``serve``; ``env`` more environment. SIGTERM at the end.
     """
+    async with served(database_url, *args, env=env) as (base, _):
+        yield base
+
+
+@contextlib.asynccontextmanager
+async def served(
+    database_url: str, *args: str, env: Mapping[str, str] | None = None
+) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
+    """``serve_process``, with the process itself (its pid, for its CPU and memory)."""
     port = free_port()
     environment = {
         **os.environ,
@@ -122,7 +132,7 @@ async def serve_process(
     base = f"http://127.0.0.1:{port}"
     try:
         await _until_ready(base, process)
-        yield base
+        yield base, process
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
@@ -145,3 +155,9 @@ async def _until_ready(base: str, process: asyncio.subprocess.Process) -> None:
                         return
             await asyncio.sleep(0.2)
     raise RuntimeError(f"flowlog serve was not ready within {SERVER_START_TIMEOUT:.0f} s")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User and system CPU time of process ``pid`` so far (Linux /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -1,0 +1,125 @@
+"""``flowlog bench processes``: flows/s with the reactor in 0, 1 and 2 worker processes.
+
+How to deploy on one machine: the same flows (3 ``noop`` nodes, registered over REST) are
+created and started over HTTP by 16 clients against
+
+- ``serve``: one ``flowlog serve`` process, API and reactor together (the baseline);
+- ``serve --no-reactor`` beside 1 ``flowlog worker`` process;
+- ``serve --no-reactor`` beside 2 ``flowlog worker`` processes;
+
+each on a fresh scratch database of the same server, at default settings. Measured: flows/s
+from the first create to the last flow Finished, each process's CPU share meanwhile, and
+``ratio_flows_<layout>_vs_serve``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+
+from app.bench.harness import Report, process_cpu_seconds, scratch_database, served
+from app.bench.http import CLIENTS, DEFINITION, FLOW_NAME
+from app.bench.requests import expect_ok, run_phase
+
+QUICK_FLOWS, FULL_FLOWS = 600, 3000
+LAYOUTS = (("serve", 0), ("serve + 1 worker", 1), ("serve + 2 workers", 2))
+# Workers reload definitions registered over REST every 2 s.
+_DEFINITIONS_SEEN = 2.5
+
+
+async def run(server_url: str, *, quick: bool, progress: bool = True) -> Report:
+    flows = QUICK_FLOWS if quick else FULL_FLOWS
+    figures: dict[str, Any] = {"bench": "processes", "quick": quick, "flows": flows,
+                               "clients": CLIENTS, "cores": os.cpu_count()}  # fmt: skip
+    rows = []
+    baseline = None
+    for name, workers in LAYOUTS:
+        result = await _layout(server_url, flows, workers, progress)
+        key = name.replace(" + ", "_").replace(" ", "_")
+        figures[f"flows_per_s_{key}"] = result["flows_per_s"]
+        figures[f"cpu_share_{key}"] = result["cpu_shares"]
+        if baseline is None:
+            baseline = result["flows_per_s"]
+        else:
+            figures[f"ratio_flows_{key}_vs_serve"] = round(result["flows_per_s"] / baseline, 3)
+        shares = " + ".join(f"{share:.2f}" for share in result["cpu_shares"])
+        rows.append([name, result["flows_per_s"], shares,
+                     round(result["flows_per_s"] / baseline, 2)])  # fmt: skip
+    notes = [
+        f"{flows} flows of 3 noop nodes created and started over HTTP by {CLIENTS} clients; "
+        f"each layout on its own scratch database, default settings; {os.cpu_count()} cores "
+        "shared by the processes, PostgreSQL and the clients."
+    ]
+    header = ["layout", "flows/s", "CPU share: serve + workers", "vs serve"]
+    return Report("processes", header, rows, figures, notes)
+
+
+async def _layout(server_url: str, flows: int, workers: int, progress: bool) -> dict[str, Any]:
+    args = ("--no-reactor",) if workers else ()
+    async with scratch_database(server_url) as url, served(url, *args) as (base, server):
+        connector = aiohttp.TCPConnector(limit=CLIENTS)
+        async with (
+            aiohttp.ClientSession(base, connector=connector) as session,
+            _workers(url, workers) as pids,
+        ):
+            await expect_ok(session.post("/api/v1/workflow-definitions", json=DEFINITION))
+            await asyncio.sleep(_DEFINITIONS_SEEN)
+            processes = [server.pid, *pids]
+            cpu = [process_cpu_seconds(pid) for pid in processes]
+            start = time.perf_counter()
+            await run_phase("processes", f"{workers} workers", flows, CLIENTS, session,
+                            _create, progress)  # fmt: skip
+            await _until_finished(session, flows)
+            seconds = time.perf_counter() - start
+            shares = [
+                round((process_cpu_seconds(pid) - before) / seconds, 3)
+                for pid, before in zip(processes, cpu, strict=True)
+            ]
+    return {"flows_per_s": round(flows / seconds, 1), "cpu_shares": shares}
+
+
+async def _create(session: aiohttp.ClientSession, n: int) -> None:
+    body = {"flowName": FLOW_NAME, "bizId": f"biz-{n}", "bizType": "bench", "start": True}
+    await expect_ok(session.post("/api/v1/workflow/", json=body))
+
+
+async def _until_finished(session: aiohttp.ClientSession, flows: int) -> None:
+    query = {"flowName": FLOW_NAME, "status": "Finished", "pageSize": "1"}
+    while True:
+        async with session.get("/api/v1/workflow/", params=query) as response:
+            if (await response.json())["page"]["total"] >= flows:
+                return
+        await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def _workers(database_url: str, count: int) -> AsyncIterator[list[int]]:
+    env = {**os.environ, "DATABASE_URL": database_url, "FLOWLOG_LOG_LEVEL": "WARNING"}
+    command = [sys.executable, "-m", "app.cli", "worker"]
+    processes = []
+    for _ in range(count):
+        processes.append(
+            await asyncio.create_subprocess_exec(
+                *command, env=env, stdout=asyncio.subprocess.DEVNULL
+            )
+        )
+    try:
+        yield [process.pid for process in processes]
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                await asyncio.wait_for(process.wait(), 30)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
