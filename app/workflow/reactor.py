@@ -482,7 +482,7 @@ class Reactor:
         starting = {e.node_id for e in events if isinstance(e, NodeStarted)}
         started_here |= starting  # before the append: its reply may be lost after the commit
         try:
-            appended = await self.flows.append(state, events, self._caller)
+            appended = await self.flows.append(state, events, self._caller, background=True)
         except WrongExpectedVersion:
             started_here -= starting
             return await self.flows.load(state.flow_id), False

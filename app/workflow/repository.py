@@ -102,14 +102,18 @@ class _FlowAppend:
 
 
 class FlowRepository:
-    """Loads flows and appends their events. Appends of concurrent callers (the reactor's
-    drives, API requests) are committed together (group commit): one statement, one round
-    trip and one commit for a batch, each flow with its own expected version."""
+    """Loads flows and appends their events. Appends of concurrent callers are committed
+    together (group commit): one statement, one round trip and one commit for a batch, each
+    flow with its own expected version. Requests and the reactor have a lane each."""
 
     def __init__(self, store: EventStore, clock: Clock = utc_now) -> None:
         self.store = store
         self.clock = clock
         self.commits: GroupCommit[_FlowAppend] = GroupCommit(_batch, self._send)
+        """Appends of requests (API commands, creates): batches of their own, so that a
+        request never waits behind the reactor's batch of many transitions."""
+        self.background: GroupCommit[_FlowAppend] = GroupCommit(_batch, self._send)
+        """The reactor's appends (outcomes and next starts)."""
 
     async def load(self, flow_id: str) -> FlowState:
         return (await self.load_with_events(flow_id))[0]
@@ -134,8 +138,11 @@ class FlowRepository:
         events: Sequence[FlowEvent],
         caller: Caller = SYSTEM,
         request: str | None = None,
+        *,
+        background: bool = False,
     ) -> FlowState:
-        """Appends ``events`` after ``state`` (expected version) and returns the new state.
+        """Appends ``events`` after ``state`` (expected version) and returns the new state
+        (``background``: the reactor's appends, batched apart from requests').
 
         Raises WrongExpectedVersion when the flow moved meanwhile: the caller re-reads and
         decides again. With the caller's idempotency key and ``request`` (its fingerprint),
@@ -144,7 +151,8 @@ class FlowRepository:
         """
         pending = self._prepare(state, events, caller, request)
         try:
-            result = await self.commits.append(pending, pending.stream.stream_id)
+            lane = self.background if background else self.commits
+            result = await lane.append(pending, pending.stream.stream_id)
         except asyncpg.UniqueViolationError as exc:
             if key_taken(exc):
                 raise KeyTaken() from exc

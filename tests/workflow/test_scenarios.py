@@ -612,8 +612,8 @@ async def test_a_lost_reply_after_a_committed_start_does_not_interrupt_the_node(
     lost: list[bool] = []
 
     async def append_then_lose_the_reply(self: FlowRepository, state: object, events: list[object],
-                                         *more: object) -> object:  # fmt: skip
-        result = await real_append(self, state, events, *more)  # type: ignore[arg-type]
+                                         *more: object, **options: bool) -> object:  # fmt: skip
+        result = await real_append(self, state, events, *more, **options)  # type: ignore[arg-type]
         if not lost and any(isinstance(e, NodeStarted) for e in events):
             lost.append(True)
             raise ConnectionResetError("the reply was lost")
@@ -661,15 +661,15 @@ async def test_a_live_worker_keeps_its_outcome_when_recording_it_fails(
         killer.append(asyncio.create_task(kill_the_slow_append(database_url)))
 
     async def faulty_append(self: FlowRepository, state: object, events: list[object],
-                            *more: object) -> object:  # fmt: skip
+                            *more: object, **options: bool) -> object:  # fmt: skip
         outcome = any(type(e).__name__ == "NodeSucceeded" for e in events)
         if outcome and not faults:
             faults.append(fault)
             if fault == "refused":
                 raise asyncpg.CannotConnectNowError("the database system is starting up")
-            await real_append(self, state, events, *more)  # type: ignore[arg-type]
+            await real_append(self, state, events, *more, **options)  # type: ignore[arg-type]
             raise ConnectionResetError("the reply was lost")
-        return await real_append(self, state, events, *more)  # type: ignore[arg-type]
+        return await real_append(self, state, events, *more, **options)  # type: ignore[arg-type]
 
     monkeypatch.setattr(FlowRepository, "append", faulty_append)
     flow_id = await engine.service.create_workflow("c", "t", "counted", start=True)
