@@ -127,10 +127,15 @@ class ParkingLot:
         self, state: FlowState, running: NodeExecution, node: NodeDefinition, seconds: float
     ) -> bool:
         """Parks the flow (leased to this process, its node submitted) until its next poll in
-        ``seconds``. False when its row moved on since ``state``, or the lot is stopped:
-        nothing parked (the drive releases the flow)."""
+        ``seconds``. False when nothing was parked: the row moved on since ``state``, or the
+        lot is stopped (the drive releases the flow), or the next poll is further away than a
+        lease renewal (the row is released, due then: a long wait costs one write, not a
+        renewal every twenty seconds)."""
         flow_id = state.flow_id
         if self.closed():
+            return False
+        if self._rests_in_row(seconds):
+            await self._rest(flow_id, state.version, seconds)
             return False
         parked = await self._store.pool.fetchval(
             Q.park, self._owner, flow_id, state.version, self._lease
@@ -147,6 +152,13 @@ class ParkingLot:
         self._parked[flow_id] = entry
         self._schedule(entry)
         return True
+
+    def _rests_in_row(self, seconds: float) -> bool:
+        return seconds > self._lease * 2 / 3
+
+    async def _rest(self, flow_id: str, version: int, seconds: float) -> None:
+        due = self._clock() + timedelta(seconds=seconds)
+        await self._store.pool.execute(Q.rest_until, self._owner, flow_id, due, version)
 
     def unpark(self, flow_id: str) -> None:
         """Forgets the flow (a drive of this process has it again)."""
@@ -201,7 +213,13 @@ class ParkingLot:
         if self._parked.get(flow_id) is not entry:
             return  # unparked while it polled: whoever has the flow now decides
         if isinstance(outcome, Running):
-            entry.due = asyncio.get_running_loop().time() + entry.node.poll_interval
+            interval = entry.node.poll_interval
+            if self._rests_in_row(interval):
+                del self._parked[flow_id]
+                with contextlib.suppress(*TRANSIENT_ERRORS):  # else the lease lapses: polled then
+                    await self._rest(flow_id, entry.state.version, interval)
+                return
+            entry.due = asyncio.get_running_loop().time() + interval
             self._schedule(entry)
             return
         del self._parked[flow_id]

@@ -54,6 +54,7 @@ class WorkflowQueries:
     work_release_all: str
     work_next_due: str
     park: str
+    rest_until: str
     parked_changed: str
     parked_renew: str
     parked_release: str

@@ -110,6 +110,13 @@ SET due_at = now() + make_interval(secs => $4),
 WHERE flow_id = $2 AND lease_owner = $1 AND stream_version = $3
 RETURNING flow_id
 
+-- name: rest_until
+-- Worker $1 leaves flow $2 (read at stream version $4) in its row until $3, released: a wait
+-- too long to hold in memory. Only if no append happened since (an append recomputed the row).
+UPDATE flow_work
+SET due_at = $3, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+WHERE flow_id = $2 AND lease_owner = $1 AND stream_version = $4
+
 -- name: parked_changed
 -- Worker $1's flows whose rows changed since $2 (an append: an operator's command), with
 -- their stream versions, and the database's time to ask from next. Reads only, and returns

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from app.workflow.definition import NodeDefinition, NodeKind, WorkflowDefinition
 from app.workflow.engine import Engine
@@ -148,11 +149,11 @@ async def test_shutdown_gives_parked_flows_their_next_poll_time_back(
     start_engine: StartEngine,
 ) -> None:
     operation = Operation()
-    engine = await start_engine(operation.definition(interval=30), settings=LONG_LEASE)
+    engine = await start_engine(operation.definition(interval=15), settings=LONG_LEASE)
     flow_id = await engine.service.create_workflow("b", "t", "waits", start=True)
     assert engine.reactor is not None
     reactor = engine.reactor
-    # Parked after its submission: the first poll comes in 30 s.
+    # Parked after its submission: the first poll comes in 15 s.
     await until(engine, flow_id, lambda f: flow_id in reactor.parking)
 
     await engine.stop()
@@ -161,7 +162,7 @@ async def test_shutdown_gives_parked_flows_their_next_poll_time_back(
         row = await reader.pool.fetchrow(WORK_ROW, flow_id)
     assert row["lease_owner"] is None
     left = (row["due_at"] - datetime.now(UTC)).total_seconds()
-    assert 25 < left <= 30, left
+    assert 10 < left <= 15, left
     assert flow_id not in reactor.parking
 
 
@@ -187,3 +188,41 @@ async def test_a_parked_flow_stays_with_its_worker_while_it_lives(
     assert second.reactor.activity.nodes_run == 0
     operation.done = True
     await wait_for_status(first.service, flow_id, {FlowStatus.FINISHED})
+
+
+async def test_a_wait_longer_than_a_lease_renewal_rests_in_the_row(
+    start_engine: StartEngine,
+) -> None:
+    """A poll a minute away is not held in memory (its lease would be renewed three times):
+    the row is released, due then, for any worker; nothing is held meanwhile."""
+    operation = Operation()
+    engine = await start_engine(operation.definition(interval=60), settings=LONG_LEASE)
+    reactor = engine.reactor
+    assert reactor is not None
+    flow_id = await engine.service.create_workflow("b", "t", "waits", start=True)
+
+    row = await until_row(
+        engine, flow_id, lambda r: r["lease_owner"] is None and r["due_at"] > datetime.now(UTC)
+    )
+
+    left = (row["due_at"] - datetime.now(UTC)).total_seconds()
+    assert 50 < left <= 60, left
+    assert flow_id not in reactor.parking
+    assert reactor.busy == 0
+    assert operation.polls == 0
+    # An operator's cancel makes it due at once: claimed and canceled without waiting.
+    await engine.service.cancel(flow_id, "not needed")
+    flow = await wait_for_status(engine.service, flow_id, {FlowStatus.CANCELED})
+    assert flow.nodes[0].status is NodeStatus.CANCELED
+
+
+async def until_row(
+    engine: Engine, flow_id: str, check: Callable[[Any], bool], within: float = 10
+) -> Any:
+    """The flow's work row once ``check`` holds (read every 10 ms)."""
+    for _ in range(int(within * 100)):
+        row = await engine.pool.fetchrow(WORK_ROW, flow_id)
+        if row is not None and check(row):
+            return row
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the work row of {flow_id} never got there")
