@@ -254,7 +254,10 @@ async def test_transact_runs_the_victim_of_a_deadlock_again(store: EventStore) -
         return work
 
     written = await asyncio.gather(store.transact(crossing("XY")), store.transact(crossing("YX")))
-    assert sorted(runs.values()) == [1, 2]
+    # The victim ran again. So may the winner: when the victim's second run commits its first
+    # stream before the winner's insert there, waiting on the victim's first run, goes on, the
+    # winner meets a head younger than itself (OrderConflict) and runs again too.
+    assert max(runs.values()) >= 2
     log = await wait_readable(store, [e.position for events in written for e in events])
     assert _out_of_order_streams(log) == {}
     assert sorted((e.stream_id, e.data["order"]) for e in log) == [
