@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Generic, TypeVar
 
+import asyncpg
+
 from eventstore.compose import compose_statement
 from eventstore.errors import TRANSIENT_ERRORS, OrderConflict, WrongExpectedVersion
 from eventstore.events import Expect, NewEvent, RecordedEvent, expected_as_sql, recorded_events
@@ -27,6 +29,8 @@ BatchResult = list[RecordedEvent] | Refusal
 """The events as recorded, or why the stream's append was refused (nothing written)."""
 
 Statement = tuple[str, tuple[Any, ...]]
+
+_CONTENTION = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 
 _RESULT_COLUMNS = "position, transaction_id, stream_id, version, recorded_at"
 
@@ -105,21 +109,28 @@ async def append_batch(
     for row in rows:
         by_stream.setdefault(row["stream_id"], []).append(row)
     refused = [a.stream_id for a in appends if a.stream_id not in by_stream]
-    actual: dict[str, int] = {}
+    actual: dict[str, int] | None = {}
     if refused:
-        for row in await conn.fetch(Q.stream_versions, refused):
-            actual[row["stream_id"]] = int(row["version"])
+        # The batch has committed: a failure to read the refused streams' versions must not
+        # turn the appends that were written into errors (their callers would retry them).
+        try:
+            rows = await conn.fetch(Q.stream_versions, refused)
+            actual = {row["stream_id"]: int(row["version"]) for row in rows}
+        except TRANSIENT_ERRORS:
+            actual = None
     results: list[BatchResult] = []
     for append in appends:
         written = by_stream.get(append.stream_id)
         if written is None:
-            results.append(_refusal(append, actual.get(append.stream_id, 0)))
+            version = None if actual is None else actual.get(append.stream_id, 0)
+            results.append(_refusal(append, version))
             continue
         results.append(recorded_events(append.stream_id, written, append.events))
     return results
 
 
-def _refusal(append: StreamAppend, actual: int) -> Refusal:
+def _refusal(append: StreamAppend, actual: int | None) -> Refusal:
+    """Why a stream was left out; ``actual`` None when its version could not be read."""
     expected = _exact(append)
     if expected == actual:
         # At the expected version, yet left out: its head was written by a transaction
@@ -139,8 +150,9 @@ class GroupCommit(Generic[_T]):
     ``prepare(items)`` turns a batch of the caller's items into stream appends and the
     caller's set-based statements; ``send`` runs them (``EventStore.append_batch``). When
     the statement fails as a whole (a unique key of a caller's statement, a deadlock), each
-    item of the batch is sent again alone, so one item's error fails only that item; a
-    transient error (the connection) fails every item of the batch, and their callers retry
+    item of the batch is sent again alone, so one item's error fails only that item (a
+    deadlock or serialization failure too: nothing was written); a transient error (the
+    connection) fails every item of the batch, and their callers retry
     as they would a lone append. Appends to a stream already in the batch wait for the next.
     """
 
@@ -217,6 +229,15 @@ class GroupCommit(Generic[_T]):
         try:
             appends, also = self._prepare([item for item, _, _ in batch])
             results: list[BatchResult] = await self._send(appends, also)
+        except _CONTENTION as exc:
+            # The statement lost a lock-order race with another transaction (nothing was
+            # written): alone, each item waits its turn instead of failing.
+            if len(batch) == 1:
+                _fail(batch, exc)
+                return
+            for entry in batch:
+                await self._commit([entry])
+            return
         except TRANSIENT_ERRORS as exc:
             _fail(batch, exc)
             return

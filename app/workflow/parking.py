@@ -16,7 +16,8 @@ The flow stays leased to the process meanwhile, through its ``flow_work`` row:
   a drive, which reads them again and decides;
 - the lease of each parked flow is renewed when a third of it is left (one write per flow
   per ``lease_seconds / 1.5``, all renewals due at the same time in one statement); a flow
-  whose renewal finds it changed or taken goes to a drive too;
+  whose renewal finds it taken is dropped (its new holder polls it), and one not renewed for a
+  whole lease is no longer polled here;
 - on shutdown, the rows get their next poll times back and the leases are released.
 """
 
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 
 _GATHER_SECONDS = 0.01
 _CHANGE_MARGIN = 5.0
+_POLL_TIMEOUT = 60.0
 
 Resume = Callable[[FlowState, "Command | None"], None]
 """Hands a flow back to a drive: with the outcome of its poll to record, or with None when
@@ -183,10 +185,16 @@ class ParkingLot:
                 self._timetable and self._timetable[0][0] <= now and self._in_flight < self._limit
             ):
                 _, _, flow_id, entry = heapq.heappop(self._timetable)
-                if self._parked.get(flow_id) is entry:  # else unparked, or parked anew
-                    self._in_flight += 1
-                    task = asyncio.create_task(self._poll(entry))
-                    self._polls.add(task)
+                if self._parked.get(flow_id) is not entry:
+                    continue  # unparked, or parked anew
+                if loop.time() - entry.renewed >= self._lease:
+                    # Not renewed for a whole lease (the database failed the renewals): the
+                    # lease may be another process's now, and so are the polls.
+                    del self._parked[flow_id]
+                    continue
+                self._in_flight += 1
+                task = asyncio.create_task(self._poll(entry))
+                self._polls.add(task)
             # A timer, not wait_any: that one makes two tasks per wait.
             timer = None
             if self._timetable and self._in_flight < self._limit:
@@ -201,7 +209,12 @@ class ParkingLot:
         flow_id = entry.state.flow_id
         try:
             self.polls += 1
-            outcome = await poll_once(entry.state, entry.running, entry.node, self._clock())
+            async with asyncio.timeout(max(_POLL_TIMEOUT, entry.node.poll_interval)):
+                outcome = await poll_once(entry.state, entry.running, entry.node, self._clock())
+        except TimeoutError:
+            # A poll that hangs must not hold a slot for ever: asked again next interval.
+            log.warning("poll timed out", extra={"flow_id": flow_id})
+            outcome = Running()
         except Exception:  # poll_once maps the executor's errors: this is a bug of ours
             log.exception("poll crashed", extra={"flow_id": flow_id})
             outcome = None
@@ -266,8 +279,11 @@ class ParkingLot:
         for entry in due:
             if entry.state.flow_id in renewed:
                 entry.renewed = now
-            else:
-                self._hand_back(entry.state.flow_id)
+            elif self._parked.get(entry.state.flow_id) is entry:
+                # Changed (the change check hands those back) or taken by another process:
+                # not ours to drive. Dropped; if it was ours after all, its lease lapses and
+                # whoever claims it then polls it.
+                del self._parked[entry.state.flow_id]
 
     def _hand_back(self, flow_id: str) -> None:
         entry = self._parked.pop(flow_id, None)
