@@ -229,19 +229,12 @@ class GroupCommit(Generic[_T]):
         try:
             appends, also = self._prepare([item for item, _, _ in batch])
             results: list[BatchResult] = await self._send(appends, also)
-        except _CONTENTION as exc:
-            # The statement lost a lock-order race with another transaction (nothing was
-            # written): alone, each item waits its turn instead of failing.
-            if len(batch) == 1:
-                _fail(batch, exc)
-                return
-            for entry in batch:
-                await self._commit([entry])
-            return
-        except TRANSIENT_ERRORS as exc:
-            _fail(batch, exc)
-            return
         except Exception as exc:
+            if isinstance(exc, TRANSIENT_ERRORS) and not isinstance(exc, _CONTENTION):
+                _fail(batch, exc)  # the connection: every item's caller retries
+                return
+            # The statement failed as a whole and wrote nothing (a unique key of a caller's
+            # statement, or a lock-order race lost): alone, each item meets only its own fate.
             if len(batch) == 1:
                 _fail(batch, exc)
                 return

@@ -53,10 +53,10 @@ async def run(server_url: str, *, quick: bool, progress: bool = True) -> Report:
             created: list[str] = []
             phases.append(
                 await _phase(
-                    "create_start", counts["create_start"], session, _creator(created), progress
+                    "create_start", counts["create_start"], session, creator(created), progress
                 )
             )
-            await _until_finished(session, len(created))
+            await until_finished(session, len(created))
             rng = random.Random(20261128)
             phases.append(await _phase("list", counts["list"], session, _lister(rng), progress))
             phases.append(
@@ -88,7 +88,7 @@ async def _healthz(session: aiohttp.ClientSession, n: int) -> None:
     return
 
 
-def _creator(created: list[str]) -> Request:
+def creator(created: list[str]) -> Request:
     async def create(session: aiohttp.ClientSession, n: int) -> None:
         body = {"flowName": FLOW_NAME, "bizId": f"biz-{n % 100}", "bizType": "bench", "start": True}
         data = await expect_ok(session.post("/api/v1/workflow/", json=body))
@@ -116,7 +116,8 @@ def _detailer(created: list[str], rng: random.Random) -> Request:
     return detail
 
 
-async def _until_finished(session: aiohttp.ClientSession, flows: int) -> None:
+async def until_finished(session: aiohttp.ClientSession, flows: int) -> None:
+    """Returns once ``flows`` flows of the benchmark's definition have finished."""
     query = {"flowName": FLOW_NAME, "status": "Finished", "pageSize": "1"}
     while True:
         async with session.get("/api/v1/workflow/", params=query) as response:

@@ -26,7 +26,7 @@ from typing import Any
 import aiohttp
 
 from app.bench.harness import Report, process_cpu_seconds, scratch_database, served
-from app.bench.http import CLIENTS, DEFINITION, FLOW_NAME
+from app.bench.http import CLIENTS, DEFINITION, creator, until_finished
 from app.bench.requests import expect_ok, run_phase
 
 QUICK_FLOWS, FULL_FLOWS = 600, 3000
@@ -76,28 +76,14 @@ async def _layout(server_url: str, flows: int, workers: int, progress: bool) -> 
             cpu = [process_cpu_seconds(pid) for pid in processes]
             start = time.perf_counter()
             await run_phase("processes", f"{workers} workers", flows, CLIENTS, session,
-                            _create, progress)  # fmt: skip
-            await _until_finished(session, flows)
+                            creator([]), progress)  # fmt: skip
+            await until_finished(session, flows)
             seconds = time.perf_counter() - start
             shares = [
                 round((process_cpu_seconds(pid) - before) / seconds, 3)
                 for pid, before in zip(processes, cpu, strict=True)
             ]
     return {"flows_per_s": round(flows / seconds, 1), "cpu_shares": shares}
-
-
-async def _create(session: aiohttp.ClientSession, n: int) -> None:
-    body = {"flowName": FLOW_NAME, "bizId": f"biz-{n}", "bizType": "bench", "start": True}
-    await expect_ok(session.post("/api/v1/workflow/", json=body))
-
-
-async def _until_finished(session: aiohttp.ClientSession, flows: int) -> None:
-    query = {"flowName": FLOW_NAME, "status": "Finished", "pageSize": "1"}
-    while True:
-        async with session.get("/api/v1/workflow/", params=query) as response:
-            if (await response.json())["page"]["total"] >= flows:
-                return
-        await asyncio.sleep(0.05)
 
 
 @contextlib.asynccontextmanager

@@ -76,13 +76,14 @@ class ParkingLot:
         self._store = store
         self._owner = owner
         self._lease = lease_seconds
+        # Renewed with a third of the lease left; a wait longer than that rests in the row.
+        self._renew_after = lease_seconds * 2 / 3
         self._check = check_seconds
         self._clock = clock
         self._resume = resume
         self._limit = poll_concurrency
-        self._in_flight = 0
         self._parked: dict[str, _Parked] = {}
-        self._timetable: list[tuple[float, int, str, _Parked]] = []
+        self._timetable: list[tuple[float, int, _Parked]] = []
         self._order = 0
         self._wake = asyncio.Event()
         self._polls: set[asyncio.Task[None]] = set()
@@ -156,7 +157,7 @@ class ParkingLot:
         return True
 
     def _rests_in_row(self, seconds: float) -> bool:
-        return seconds > self._lease * 2 / 3
+        return seconds > self._renew_after
 
     async def _rest(self, flow_id: str, version: int, seconds: float) -> None:
         due = self._clock() + timedelta(seconds=seconds)
@@ -170,8 +171,8 @@ class ParkingLot:
 
     def _schedule(self, entry: _Parked) -> None:
         self._order += 1
-        heapq.heappush(self._timetable, (entry.due, self._order, entry.state.flow_id, entry))
-        if self._timetable[0][3] is entry:
+        heapq.heappush(self._timetable, (entry.due, self._order, entry))
+        if self._timetable[0][2] is entry:
             self._wake.set()
 
     async def _poll_loop(self) -> None:
@@ -182,9 +183,10 @@ class ParkingLot:
             # flows (10,000 parked at 3 s are 3,333 polls a second).
             now = loop.time() + _GATHER_SECONDS
             while (
-                self._timetable and self._timetable[0][0] <= now and self._in_flight < self._limit
+                self._timetable and self._timetable[0][0] <= now and len(self._polls) < self._limit
             ):
-                _, _, flow_id, entry = heapq.heappop(self._timetable)
+                _, _, entry = heapq.heappop(self._timetable)
+                flow_id = entry.state.flow_id
                 if self._parked.get(flow_id) is not entry:
                     continue  # unparked, or parked anew
                 if loop.time() - entry.renewed >= self._lease:
@@ -192,12 +194,10 @@ class ParkingLot:
                     # lease may be another process's now, and so are the polls.
                     del self._parked[flow_id]
                     continue
-                self._in_flight += 1
-                task = asyncio.create_task(self._poll(entry))
-                self._polls.add(task)
+                self._polls.add(asyncio.create_task(self._poll(entry)))
             # A timer, not wait_any: that one makes two tasks per wait.
             timer = None
-            if self._timetable and self._in_flight < self._limit:
+            if self._timetable and len(self._polls) < self._limit:
                 timer = loop.call_at(self._timetable[0][0], self._wake.set)
             try:
                 await self._wake.wait()
@@ -220,8 +220,7 @@ class ParkingLot:
             outcome = None
         finally:
             self._polls.discard(asyncio.current_task())
-            self._in_flight -= 1
-            if self._in_flight == self._limit - 1:
+            if len(self._polls) == self._limit - 1:
                 self._wake.set()  # a poll slot is free again
         if self._parked.get(flow_id) is not entry:
             return  # unparked while it polled: whoever has the flow now decides
@@ -264,8 +263,7 @@ class ParkingLot:
             if entry is not None and entry.state.version != version:
                 self._hand_back(flow_id)
         now = loop.time()
-        # Renewed with a third of the lease left: one write per flow per two thirds of a lease.
-        due = [e for e in self._parked.values() if now - e.renewed >= self._lease * 2 / 3]
+        due = [e for e in self._parked.values() if now - e.renewed >= self._renew_after]
         if not due:
             return
         rows = await self._store.pool.fetch(

@@ -362,11 +362,10 @@ class Reactor:
         leaves it parked, still leased, when it waits on a polling node's operation).
 
         ``claimed_with`` are the flow's events read by the claim itself; a flow coming back
-        from the parking lot comes with its ``resumed`` state and the ``outcome`` of its
-        poll. When the database
-        fails under it (a cut connection, a restart), the drive reads the flow again and goes
-        on, for as long as its lease would last: what it started and what its executors
-        returned are still its own, and are recorded once the database is back.
+        from the parking lot comes with its ``resumed`` state and the ``outcome`` of its poll.
+        When the database fails under it (a cut connection, a restart), the drive reads the
+        flow again and goes on, for as long as its lease would last: what it started and what
+        its executors returned are still its own, and are recorded once the database is back.
         """
         release = True
         # Node executions this drive started and has not run yet. They survive a transient
@@ -559,7 +558,7 @@ class Reactor:
                     raise  # the reactor itself is shutting down
                 # The executor raised CancelledError of its own accord: a failure like any other.
                 return failure(running, handle, context, Code.NODE_FAILED,
-                                "the executor raised CancelledError")  # fmt: skip
+                               "the executor raised CancelledError")  # fmt: skip
             log.info(
                 "executor interrupted", extra={**extra, "because": execution.interrupted_because}
             )
@@ -568,7 +567,7 @@ class Reactor:
             return None  # the lease is lost: whoever holds it now decides
         except TimeoutError:
             return failure(running, handle, context, Code.NODE_TIMEOUT,
-                            f"node {running.name} timed out after {node.timeout} s")  # fmt: skip
+                           f"node {running.name} timed out after {node.timeout} s")  # fmt: skip
         except NodeError as exc:
             return failure(running, handle, context, exc.code, exc.message)
         except Exception as exc:
