@@ -1,0 +1,1 @@
+"""Schedules: flows started on a cron expression or an interval."""
