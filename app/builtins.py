@@ -4,18 +4,24 @@ A service in any language can define and run flows without Python: each node nam
 executor with its settings. The settings are part of the definition's version, and the JSON
 is recorded with the definition, so every flowlog process can build the same definition.
 
+``sleep`` and ``until`` on a timer node wait durably (the flow rests in its row, holding no
+worker); ``sleep`` on a sync node holds its worker (kept as it was: versions are content
+hashes, so its meaning cannot change under running flows).
+
 ``http``: a sync node sends ``POST url`` (or ``method``) with the JSON body
 ``{"flowId", "nodeId", "nodeName", "attempt", "context"}``; a 2xx answer is success (its JSON
 may carry ``"result"`` text and ``"context"`` changes), anything else a failure. A polling node
 expects ``{"operationId": ...}`` from that call, then polls ``GET statusUrl`` (``{operationId}``
 in it is replaced) for ``{"status": "running" | "finished" | "failed", "result", "message",
-"code"}``.
+"code"}``. On a callback node the body also carries ``"callbackToken"``: the service completes
+the node with it (POST /api/v1/workflow/callback).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 import aiohttp
@@ -28,7 +34,9 @@ from app.api.models import (
     NodeSpec,
     NoopExecutor,
     SleepExecutor,
+    UntilExecutor,
 )
+from app.times import parse_utc
 from app.workflow.definition import (
     DEFAULT_MAX_INTERRUPTIONS,
     NodeDefinition,
@@ -70,8 +78,26 @@ class Noop(Builtin[NoopExecutor]):
 
 
 class Sleep(Builtin[SleepExecutor]):
-    async def __call__(self, node: NodeHandle, ctx: FlowContext) -> None:
+    async def __call__(self, node: NodeHandle, ctx: FlowContext) -> timedelta | None:
+        if node.kind == NodeKind.TIMER.value:
+            return timedelta(seconds=self.spec.seconds)
         await asyncio.sleep(self.spec.seconds)
+        return None
+
+
+class Until(Builtin[UntilExecutor]):
+    async def __call__(self, node: NodeHandle, ctx: FlowContext) -> datetime:
+        if self.spec.at is not None:
+            return self.spec.at
+        key = self.spec.contextKey
+        assert key is not None
+        value = ctx.get(key)
+        if not isinstance(value, str):
+            raise NodeError(f"context key {key!r} holds {value!r}, not an ISO 8601 time")
+        try:
+            return parse_utc(value)
+        except ValueError as exc:
+            raise NodeError(f"context key {key!r}: {exc}") from None
 
 
 class Fail(Builtin[FailExecutor]):
@@ -90,6 +116,8 @@ class Http(Builtin[HttpExecutor]):
             "attempt": node.attempt,
             "context": dict(ctx),
         }
+        if node.callback_token is not None:
+            body["callbackToken"] = node.callback_token
         answer = await _call(self.spec.method, self.spec.url, body)
         for key, value in (answer.get("context") or {}).items():
             ctx[str(key)] = value
@@ -141,25 +169,47 @@ async def _call(method: str, url: str, body: Mapping[str, Any] | None = None) ->
     return answer
 
 
-def _executor(spec: NoopExecutor | SleepExecutor | FailExecutor | HttpExecutor) -> Executor:
+def _executor(
+    spec: NoopExecutor | SleepExecutor | UntilExecutor | FailExecutor | HttpExecutor,
+) -> Executor:
     match spec:
         case NoopExecutor():
             return Noop(spec)
         case SleepExecutor():
             return Sleep(spec)
+        case UntilExecutor():
+            return Until(spec)
         case FailExecutor():
             return Fail(spec)
         case HttpExecutor():
             return Http(spec)
 
 
+_SYNC_SLEEP_LIMIT = 86_400.0
+
+
 def _polling_problem(key: str, spec: NodeSpec) -> str | None:
-    # A rule across two fields, so the OpenAPI schema cannot say it; the 400 does.
+    # Rules across two fields, so the OpenAPI schema cannot say them; the 400 does.
     executor = spec.executor
     if spec.kind == "polling" and (
         not isinstance(executor, HttpExecutor) or executor.statusUrl is None
     ):
         return f"node {key!r}: a polling node needs an http executor with a statusUrl"
+    timed = isinstance(executor, SleepExecutor | UntilExecutor)
+    if spec.kind == "timer" and not timed:
+        return f"node {key!r}: a timer node needs a sleep or until executor"
+    if isinstance(executor, UntilExecutor) and spec.kind != "timer":
+        return f"node {key!r}: an until executor belongs on a timer node"
+    if spec.kind == "callback" and not isinstance(executor, NoopExecutor | HttpExecutor):
+        return f"node {key!r}: a callback node needs a noop or http executor"
+    if (
+        isinstance(executor, SleepExecutor)
+        and spec.kind == "sync"
+        and executor.seconds > _SYNC_SLEEP_LIMIT
+    ):
+        return f"node {key!r}: a sync node sleeps at most a day (a timer node waits longer)"
+    if spec.deadline is not None and spec.kind != "callback":
+        return f"node {key!r}: only a callback node has a deadline"
     return None
 
 
@@ -173,7 +223,7 @@ def _node(spec: NodeSpec, pollable: bool) -> NodeDefinition:
         executor=_executor(executor),
         success=spec.success,
         fail=spec.fail,
-        kind=NodeKind.POLLING if polls else NodeKind.SYNC,
+        kind=NodeKind.POLLING if polls else _kind(spec, pollable),
         poll=HttpPoll(executor) if polls and isinstance(executor, HttpExecutor) else None,
         poll_interval=spec.pollInterval,
         poll_deadline=spec.pollDeadline,
@@ -187,7 +237,14 @@ def _node(spec: NodeSpec, pollable: bool) -> NodeDefinition:
         max_interruptions=(
             DEFAULT_MAX_INTERRUPTIONS if spec.maxInterruptions is None else spec.maxInterruptions
         ),
+        deadline=spec.deadline if pollable else None,
     )
+
+
+def _kind(spec: NodeSpec, sound: bool) -> NodeKind:
+    if sound and spec.kind in ("timer", "callback"):
+        return NodeKind(spec.kind)
+    return NodeKind.SYNC
 
 
 def definition_from_spec(spec: DefinitionSpec | Mapping[str, Any]) -> WorkflowDefinition:

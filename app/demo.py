@@ -1,11 +1,17 @@
 """The demo definitions (``flowlog serve --demo``): a simulated cluster backup, the seed's
-example, with a fail handler and a polling node. Context keys steer it:
+example, with a fail handler and a polling node, and a restore that waits for a person's
+approval (a callback node) before its destructive step. Context keys steer the backup:
 
 - ``clusterId``: the cluster to back up (any text);
 - ``uploadSeconds``: how long the simulated upload runs (default 2);
 - ``failAt``: the name of a node that fails (``backup``, ``upload`` or
   ``updateBackupRecord``), to see the fail handler run and the flow end in Error;
 - ``slowSeconds``: how long ``backup`` takes (default 0.5), time enough to Stop or Cancel it.
+
+The restore (``restore``) checks the backup named by ``backupPath``, then waits for approval:
+complete its ``approval`` node with the token on the flow's detail (POST
+/api/v1/workflow/callback), "success" wipes the cluster and loads the backup, "fail" (or a
+day without an answer) abandons the restore without touching the cluster.
 
 ``flowlog serve --demo`` also creates a few demo flows (bizType ``demo``) on first start, so
 that the console has something to show: see ``seed``.
@@ -63,6 +69,31 @@ async def clean_up(node: NodeHandle, ctx: FlowContext) -> None:
     node.record(f"removed partial backup {ctx.get('backupPath', '(none)')}")
 
 
+async def check_backup(node: NodeHandle, ctx: FlowContext) -> None:
+    _maybe_fail(node, ctx)
+    node.record(f"backup {ctx.get('backupPath', '(latest)')} is complete")
+
+
+async def request_approval(node: NodeHandle, ctx: FlowContext) -> None:
+    # A real flow would send node.callback_token to a ticket or chat; the demo's operator
+    # reads it on the flow's detail (and in the console).
+    ctx["approvalRequested"] = True
+
+
+async def wipe_cluster(node: NodeHandle, ctx: FlowContext) -> None:
+    node.record(f"wiped {ctx.get('clusterId', 'cluster-1')} (simulated)")
+
+
+async def load_backup(node: NodeHandle, ctx: FlowContext) -> None:
+    node.record(f"loaded {ctx.get('backupPath', '(latest)')} (simulated)")
+
+
+async def abandon(node: NodeHandle, ctx: FlowContext) -> None:
+    node.record("restore abandoned; the cluster was not touched")
+
+
+APPROVAL_DEADLINE = 24 * 3600.0
+
 DEFINITIONS = [
     WorkflowDefinition(
         "backup",
@@ -75,7 +106,20 @@ DEFINITIONS = [
             "uploadDone": NodeDefinition("updateBackupRecord", update_record, fail="fail"),
             "fail": NodeDefinition("backupFail", clean_up),
         },
-    )
+    ),
+    WorkflowDefinition(
+        "restore",
+        {
+            "start": NodeDefinition("checkBackup", check_backup, success="approval",
+                                    fail="abandon"),
+            "approval": NodeDefinition("approval", request_approval, kind=NodeKind.CALLBACK,
+                                       deadline=APPROVAL_DEADLINE, success="wipe",
+                                       fail="abandon"),
+            "wipe": NodeDefinition("wipeCluster", wipe_cluster, success="load"),
+            "load": NodeDefinition("loadBackup", load_backup),
+            "abandon": NodeDefinition("abandon", abandon),
+        },
+    ),
 ]  # fmt: skip
 
 

@@ -60,18 +60,20 @@ SEEDED_FLOWS = 3
 # Input rules the document cannot state, so a schema-valid request may rightly get a 400:
 # a list cursor is opaque (only one the server issued is valid), a definition's nodes must
 # form a graph (transitions name existing nodes; a polling node polls an http statusUrl), and a
-# bulk action names its flows or a filter, exactly one (and context changes only to retry).
+# bulk action names its flows or a filter, exactly one (and context changes only to retry); a
+# callback's completion names its node by token or by ids, one way.
 SEMANTIC_RULES = {
     ("GET", "/api/v1/workflow/"),
     ("POST", "/api/v1/workflow-definitions"),
     ("POST", "/api/v1/workflow/bulk"),
+    ("POST", "/api/v1/workflow/callback"),
 }
 
 # The seed's layout: ``GET /api/v1/workflow/{workFlowId}`` also matches these paths, so the
 # ``Allow`` of a 405 on them truthfully lists GET, which their own entries do not declare.
 SHADOWED_BY_DETAIL = {
     f"/api/v1/workflow/{command}"
-    for command in ("start", "stop", "cancel", "context", "retry", "bulk")
+    for command in ("start", "stop", "cancel", "context", "retry", "bulk", "callback")
 }
 
 

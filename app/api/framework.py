@@ -57,6 +57,10 @@ STATUS_OF: dict[int, int] = {
     Code.CREATE_FAILED: 400,  # through the API: a context value the log cannot hold
     Code.INVALID_DEFINITION: 400,
     Code.CONTEXT_FAILED: 409,
+    Code.CALLBACK_NOT_FOUND: 404,
+    Code.CALLBACK_REFUSED: 409,
+    Code.SCHEDULE_NOT_FOUND: 404,
+    Code.SCHEDULE_FAILED: 409,
     Code.UNAUTHORIZED: 401,
     Code.FORBIDDEN: 403,
     Code.FLOW_NOT_FOUND: 404,

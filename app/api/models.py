@@ -149,10 +149,25 @@ class WorkFlowList(Response):
     """Opaque: pass it as ``cursor`` for the next page (deep paging without OFFSET)."""
 
 
+class WaitingInfo(Response):
+    """The node the flow waits on (a timer or a callback), when it waits on one."""
+
+    nodeId: str
+    name: str
+    kind: Literal["timer", "callback"]
+    wakeAt: datetime | None = None
+    """A timer's time to move on."""
+    deadline: datetime | None = None
+    """A callback's deadline (it fails then with 40128), if it has one."""
+    callbackToken: str | None = None
+    """The token that completes the callback (POST /api/v1/workflow/callback)."""
+
+
 class WorkFlowDetail(Response):
     info: WorkFlowInfo
     nodes: list[WorkFlowNodeInfo]
     nodeNames: list[str]
+    waiting: WaitingInfo | None = None
 
 
 class WorkFlowIdRequest(Request):
@@ -244,6 +259,32 @@ class RetryRequest(Request):
 
 class InfoResponse(Response):
     info: WorkFlowInfo
+
+
+class CallbackRequest(Request):
+    """Completes a callback node: by its ``token``, or by ``workFlowId`` and ``nodeId`` (an
+    operator who may see the flow)."""
+
+    token: str | None = Field(None, min_length=1, max_length=512)
+    workFlowId: str | None = Field(None, min_length=1, max_length=200)
+    nodeId: str | None = Field(None, min_length=1, max_length=220)
+    status: Literal["success", "fail"]
+    result: str = Field("", max_length=100_000)
+    """Text recorded as the node's result."""
+    message: str = Field("", max_length=1000)
+    """Why it failed (status "fail"); the node fails with 40129 and this message."""
+    context: dict[ContextKey, JsonValue] = Field(default_factory=dict)
+    """Context keys to set with the node's outcome."""
+    reason: str = Field("", max_length=1000)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> CallbackRequest:
+        by_ids = self.workFlowId is not None or self.nodeId is not None
+        if (self.token is None) == (not by_ids) or (
+            by_ids and (self.workFlowId is None or self.nodeId is None)
+        ):
+            raise ValueError("give either token, or both workFlowId and nodeId")
+        return self
 
 
 class HistoryQuery(Request):
@@ -407,10 +448,26 @@ class NoopExecutor(Request):
 
 
 class SleepExecutor(Request):
-    """Waits ``seconds``."""
+    """Waits ``seconds``: durably on a timer node (holding no worker, up to a year), in the
+    worker on a sync node (holding it, up to a day)."""
 
     type: Literal["sleep"]
-    seconds: float = Field(..., ge=0, le=86_400)
+    seconds: float = Field(..., ge=0, le=366 * 86_400)
+
+
+class UntilExecutor(Request):
+    """A timer node's: waits until ``at``, or until the time in the context key
+    ``contextKey`` (ISO 8601 with a UTC offset); a time already past moves on at once."""
+
+    type: Literal["until"]
+    at: IsoDatetime | None = None
+    contextKey: str | None = Field(None, min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _one_time(self) -> UntilExecutor:
+        if (self.at is None) == (self.contextKey is None):
+            raise ValueError("give either at or contextKey")
+        return self
 
 
 class FailExecutor(Request):
@@ -431,7 +488,8 @@ class HttpExecutor(Request):
 
 
 ExecutorSpec = Annotated[
-    NoopExecutor | SleepExecutor | FailExecutor | HttpExecutor, Field(discriminator="type")
+    NoopExecutor | SleepExecutor | UntilExecutor | FailExecutor | HttpExecutor,
+    Field(discriminator="type"),
 ]
 
 
@@ -447,7 +505,7 @@ class NodeSpec(Request):
     executor: ExecutorSpec
     success: str = Field("", max_length=200)
     fail: str = Field("", max_length=200)
-    kind: Literal["sync", "polling"] = "sync"
+    kind: Literal["sync", "polling", "timer", "callback"] = "sync"
     pollInterval: float = Field(3.0, gt=0, le=86_400)
     pollDeadline: float = Field(86_400.0, gt=0, le=30 * 86_400)
     timeout: float | None = Field(None, gt=0, le=86_400)
@@ -456,6 +514,8 @@ class NodeSpec(Request):
     """Times in a row the node runs again after its worker was lost (default 3); one more
     fails it (40110). Left out of the stored spec when unset, so the versions of definitions
     registered before it existed stay the same."""
+    deadline: float | None = Field(None, gt=0, le=366 * 86_400, exclude_if=lambda v: v is None)
+    """A callback node's: seconds it waits for its callback, then fails (40128)."""
 
 
 class DefinitionSpec(Request):

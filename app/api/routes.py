@@ -19,6 +19,7 @@ from app.api.metrics import Q as MQ
 from app.api.models import (
     BulkRequest,
     BulkResponse,
+    CallbackRequest,
     CancelRequest,
     Change,
     ContextRequest,
@@ -46,6 +47,7 @@ from app.api.models import (
     StateQuery,
     StateResponse,
     StopRequest,
+    WaitingInfo,
     WorkFlowDetail,
     WorkFlowIdRequest,
     WorkFlowInfo,
@@ -61,7 +63,7 @@ from app.workflow.errors import Code, DefinitionNotFound, FlowNotFound, Workflow
 from app.workflow.history import flow_stream
 from app.workflow.projection import workflow_row
 from app.workflow.repository import Caller
-from app.workflow.service import WorkFlowService
+from app.workflow.service import Completion, WorkFlowService
 from app.workflow.state import FlowState
 from eventstore import RecordedEvent, wait_any
 from projections.reads import BadCursor, Cursor, ListFilter, get_workflow, list_workflows
@@ -209,8 +211,32 @@ def parse_cursor(text: str) -> Cursor:
 async def detail_flow(request: web.Request, workFlowId: str) -> WorkFlowDetail:
     await _visible(request, workFlowId)
     detail = await _service(request).detail_workflow(workFlowId)
+    last = detail.nodes[-1] if detail.nodes else None
+    waiting = None
+    if last is not None and last.status == "Processing" and last.kind in ("timer", "callback"):
+        waiting = await _waiting(_service(request), workFlowId)
     return WorkFlowDetail(
-        info=_info(detail.info), nodes=[_node(n) for n in detail.nodes], nodeNames=detail.node_names
+        info=_info(detail.info),
+        nodes=[_node(n) for n in detail.nodes],
+        nodeNames=detail.node_names,
+        waiting=waiting,
+    )
+
+
+async def _waiting(service: WorkFlowService, flow_id: str) -> WaitingInfo | None:
+    """What the flow waits on, from its state (the rows do not hold a timer's time); the
+    callback's token only for whoever may see the flow."""
+    state = await service.get(flow_id)
+    running = state.running_node
+    if running is None or running.kind not in ("timer", "callback"):
+        return None
+    return WaitingInfo(
+        nodeId=running.node_id,
+        name=running.name,
+        kind="timer" if running.kind == "timer" else "callback",
+        wakeAt=running.wake_at,
+        deadline=running.deadline,
+        callbackToken=await service.callback_token(state),
     )
 
 
@@ -320,6 +346,35 @@ async def retry_flow(request: web.Request, body: RetryRequest) -> InfoResponse:
     ctx = context_of(request)
     caller = _caller(ctx, body.reason)
     state = await _service(request).retry(body.workFlowId, body.context, caller=caller)
+    return _info_response(state)
+
+
+@api.route(
+    "POST",
+    "/api/v1/workflow/callback",
+    summary="Complete a callback node (by its token, or by flow and node id): success or "
+    "fail, with result text and context keys to set; the flow moves on",
+    body=CallbackRequest,
+    response=InfoResponse,
+    errors=(400, 404, 409),
+    tags=FLOWS,
+)
+async def complete_callback(request: web.Request, body: CallbackRequest) -> InfoResponse:
+    ctx = context_of(request)
+    if body.workFlowId is not None:
+        await _visible(request, body.workFlowId)
+    completion = Completion(
+        succeeded=body.status == "success",
+        token=body.token,
+        flow_id=body.workFlowId,
+        node_id=body.nodeId,
+        result=body.result,
+        message=body.message,
+        changes=body.context,
+    )
+    state = await _service(request).complete_callback(
+        completion, _caller(ctx, body.reason), tenant_of(request)
+    )
     return _info_response(state)
 
 

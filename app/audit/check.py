@@ -20,6 +20,7 @@ from app.workflow.decide import (
     RecordFailure,
     RecordSubmitted,
     RecordSuccess,
+    RecordWaiting,
     StaleOutcome,
     decide,
 )
@@ -33,6 +34,7 @@ from app.workflow.events import (
     NodeOperationSubmitted,
     NodeStarted,
     NodeSucceeded,
+    NodeWaiting,
     encode,
 )
 from app.workflow.history import decode_recorded
@@ -40,7 +42,7 @@ from app.workflow.state import FlowState, evolve
 from eventstore import RecordedEvent
 
 # Times in events come from the deciding process's clock, not from the definition.
-_CLOCK_FIELDS = frozenset({"retry_at", "next_poll_at", "poll_deadline"})
+_CLOCK_FIELDS = frozenset({"retry_at", "next_poll_at", "poll_deadline", "deadline"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +95,9 @@ def _command_behind(event: FlowEvent) -> Command | None:
         case NodeOperationSubmitted():
             return RecordSubmitted(event.node_id, event.operation_id, event.context_changes,
                                    event.context_removed)  # fmt: skip
+        case NodeWaiting():
+            return RecordWaiting(event.node_id, event.wake_at, event.callback,
+                                 event.context_changes, event.context_removed)  # fmt: skip
     return None
 
 

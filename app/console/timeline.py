@@ -29,6 +29,7 @@ from app.workflow.events import (
     NodeOperationSubmitted,
     NodeStarted,
     NodeSucceeded,
+    NodeWaiting,
 )
 
 AXIS = 1000.0
@@ -55,7 +56,7 @@ class Execution:
     ended_at: datetime | None = None
     submitted_at: datetime | None = None
     outcome: str = "Running"
-    """Running, Polling, Finished, Error, Interrupted, Canceled."""
+    """Running, Polling, Waiting, Finished, Error, Interrupted, Canceled."""
     error_code: int | None = None
     retry_at: datetime | None = None
     segments: list[Segment] = field(default_factory=list)
@@ -106,6 +107,9 @@ def build(events: Sequence[tuple[FlowEvent, datetime]], until: datetime) -> Time
             case NodeOperationSubmitted() if running is not None:
                 running.submitted_at = at
                 running.outcome = "Polling"
+            case NodeWaiting() if running is not None:
+                running.submitted_at = at
+                running.outcome = "Waiting"
             case NodeSucceeded() if running is not None:
                 running.ended_at, running.outcome = at, "Finished"
             case NodeFailed() if running is not None:

@@ -13,9 +13,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from app.workflow.definition import PAUSE, NodeDefinition, NodeKind, WorkflowDefinition
+from app.workflow.definition import (
+    PAUSE,
+    WAITING_KINDS,
+    NodeDefinition,
+    NodeKind,
+    WorkflowDefinition,
+)
 from app.workflow.errors import Code, WorkflowError
 from app.workflow.events import (
+    CallbackReceived,
     CancelRequested,
     ContextSet,
     FlowCanceled,
@@ -31,8 +38,9 @@ from app.workflow.events import (
     NodeOperationSubmitted,
     NodeStarted,
     NodeSucceeded,
+    NodeWaiting,
 )
-from app.workflow.executor import check_json
+from app.workflow.executor import DEFAULT_SUCCESS_TEXT, check_json
 from app.workflow.state import FlowState, FlowStatus, NodeExecution, NodeStatus, evolve
 
 
@@ -123,6 +131,39 @@ class RecordFailure:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordWaiting:
+    """A timer or callback node's action ran: the node waits (a timer until ``wake_at``)."""
+
+    node_id: str
+    wake_at: datetime | None = None
+    callback: str | None = None
+    changes: Mapping[str, Any] = field(default_factory=dict)
+    removed: Sequence[str] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Wake:
+    """A waiting node's time came: a timer moves on, a callback past its deadline fails."""
+
+    node_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CompleteCallback:
+    """Someone outside completes a callback node (by its token, or an operator by ids)."""
+
+    node_id: str
+    succeeded: bool
+    by: str
+    callback: str | None = None
+    reason: str = ""
+    result: str = ""
+    message: str = ""
+    changes: Mapping[str, Any] = field(default_factory=dict)
+    removed: Sequence[str] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class RecordCanceled:
     """The running node was interrupted because the flow is being canceled."""
 
@@ -142,6 +183,9 @@ Command = (
     | RecordSuccess
     | RecordFailure
     | RecordCanceled
+    | RecordWaiting
+    | Wake
+    | CompleteCallback
 )
 
 
@@ -189,6 +233,12 @@ def decide(
         case RecordCanceled():
             _running(state, command.node_id)
             return [FlowCanceled(reason=state.reason, node_id=command.node_id)]
+        case RecordWaiting():
+            return _waiting(state, command, _needed(definition), now)
+        case Wake():
+            return _wake(state, command, _needed(definition), now)
+        case CompleteCallback():
+            return _complete(state, command, _needed(definition), now)
     raise TypeError(f"unknown command {command!r}")
 
 
@@ -421,6 +471,100 @@ def _submitted(
     ]
 
 
+def _waiting(
+    state: FlowState, command: RecordWaiting, definition: WorkflowDefinition, now: datetime
+) -> list[FlowEvent]:
+    running = _running(state, command.node_id)
+    node = definition.node(running.key)
+    if node.kind not in WAITING_KINDS or running.waiting:
+        raise StaleOutcome(f"node {command.node_id} is not about to wait")
+    timer = node.kind is NodeKind.TIMER
+    if timer and command.wake_at is None:
+        raise ValueError("a timer node waits until a time")
+    deadline = None
+    if not timer and node.deadline is not None:
+        deadline = now + timedelta(seconds=node.deadline)
+    return [
+        NodeWaiting(
+            node_id=running.node_id,
+            wake_at=command.wake_at if timer else None,
+            deadline=deadline,
+            callback=None if timer else command.callback,
+            context_changes=dict(command.changes),
+            context_removed=list(command.removed),
+        )
+    ]
+
+
+def _wake(
+    state: FlowState, command: Wake, definition: WorkflowDefinition, now: datetime
+) -> list[FlowEvent]:
+    running = _running(state, command.node_id)
+    if not running.waiting:
+        raise StaleOutcome(f"node {command.node_id} is not waiting")
+    if running.wake_at is not None and running.wake_at <= now:
+        waited = f"Waited until {running.wake_at.isoformat()}.\n"
+        return _succeeded(state, RecordSuccess(running.node_id, result=waited), definition)
+    if running.deadline is not None and running.deadline <= now:
+        message = f"no callback came before the deadline ({running.deadline.isoformat()})"
+        timeout = RecordFailure(running.node_id, Code.CALLBACK_TIMEOUT, message, message + "\n")
+        return _failed(state, timeout, definition, now)
+    return []  # not yet
+
+
+def _complete(
+    state: FlowState, command: CompleteCallback, definition: WorkflowDefinition, now: datetime
+) -> list[FlowEvent]:
+    running = state.running_node
+    if (
+        running is None
+        or running.node_id != command.node_id
+        or state.terminal
+        or state.status is FlowStatus.CANCELING
+    ):
+        raise WorkflowError(
+            Code.CALLBACK_REFUSED,
+            f"node {command.node_id} of workflow {state.flow_id} is not waiting for a callback "
+            f"(the workflow is {state.status})",
+        )
+    node = definition.node(running.key)
+    if node.kind is not NodeKind.CALLBACK:
+        raise WorkflowError(
+            Code.CALLBACK_REFUSED,
+            f"node {running.name} of workflow {state.flow_id} is a {node.kind.value} node, "
+            "not a callback node",
+        )
+    for key, value in command.changes.items():
+        _check_context(key, value, Code.BAD_INPUT)
+    received = CallbackReceived(
+        node_id=running.node_id,
+        status="success" if command.succeeded else "fail",
+        by=command.by,
+        callback=command.callback,
+        reason=command.reason,
+    )
+    if command.succeeded:
+        result = command.result or DEFAULT_SUCCESS_TEXT
+        success = RecordSuccess(running.node_id, result=_line(result), changes=command.changes,
+                                removed=command.removed)  # fmt: skip
+        return [received, *_succeeded(state, success, definition)]
+    message = command.message or "the callback reported a failure"
+    failure = RecordFailure(
+        running.node_id,
+        Code.CALLBACK_FAILED,
+        message,
+        result=_line(command.result) + _line(message),
+        changes=command.changes,
+        removed=command.removed,
+    )
+    return [received, *_failed(state, failure, definition, now)]
+
+
+def _line(text: str) -> str:
+    """Result text as executors record it: lines ending in a newline."""
+    return text if not text or text.endswith("\n") else text + "\n"
+
+
 def _succeeded(
     state: FlowState, command: RecordSuccess, definition: WorkflowDefinition
 ) -> list[FlowEvent]:
@@ -472,7 +616,13 @@ def due_at(state: FlowState, now: datetime) -> datetime | None:
         return None
     running = state.running_node
     if running is not None:
-        if running.next_poll_at is not None and state.status is not FlowStatus.CANCELING:
+        if state.status is FlowStatus.CANCELING:
+            return now
+        if running.waiting:
+            # Nobody runs a waiting node: look at it when its time comes (a callback without
+            # a deadline: never; an operator's command or its completion makes it due).
+            return running.wake_at or running.deadline
+        if running.next_poll_at is not None:
             return running.next_poll_at
         return now
     if state.status is FlowStatus.STOPPED:

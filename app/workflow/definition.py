@@ -35,6 +35,15 @@ DEFAULT_POLL_DEADLINE = 24 * 3600.0
 class NodeKind(enum.StrEnum):
     SYNC = "sync"
     POLLING = "polling"
+    TIMER = "timer"
+    """The executor says when the flow moves on (a datetime, a timedelta or seconds); the
+    flow waits in its row until then, holding no worker."""
+    CALLBACK = "callback"
+    """The executor hands the node's callback token to the outside world; the flow waits,
+    holding no worker, until someone completes the node (or its deadline passes)."""
+
+
+WAITING_KINDS = frozenset({NodeKind.TIMER, NodeKind.CALLBACK})
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +83,8 @@ class NodeDefinition:
 
     ``success`` is the key of the next node ("" ends the flow). ``fail`` is the key of a
     failure-handler node, ``"pause"`` (the flow stops; Start retries the node), or "" (the
-    flow ends in Error). Polling nodes also need ``poll``.
+    flow ends in Error). Polling nodes also need ``poll``. Callback nodes may have a
+    ``deadline`` (seconds from when they start waiting; they fail with 40128 then).
     """
 
     name: str
@@ -90,15 +100,17 @@ class NodeDefinition:
     max_interruptions: int = DEFAULT_MAX_INTERRUPTIONS
     """How many times in a row the node runs again after its worker was lost (40110); one
     more interruption fails it for good (40110, its fail transition). 0: never again."""
+    deadline: float | None = None
 
     def __post_init__(self) -> None:
         if self.fail in PAUSE_SPELLINGS:
             object.__setattr__(self, "fail", PAUSE)
-        try:  # "sync" and "polling" are accepted as well as NodeKind members
+        try:  # the kinds' names are accepted as well as NodeKind members
             object.__setattr__(self, "kind", NodeKind(self.kind))
         except ValueError:
+            kinds = ", ".join(repr(k.value) for k in NodeKind)
             raise InvalidDefinition(
-                self.name, [f"kind must be 'sync' or 'polling', not {self.kind!r}"]
+                self.name, [f"kind must be one of {kinds}, not {self.kind!r}"]
             ) from None
 
     def describe(self) -> dict[str, Any]:
@@ -125,6 +137,8 @@ class NodeDefinition:
         # their default: every definition written before them keeps its version (its hash).
         if self.max_interruptions != DEFAULT_MAX_INTERRUPTIONS:
             described["maxInterruptions"] = self.max_interruptions
+        if self.deadline is not None:
+            described["deadline"] = self.deadline
         return described
 
 
@@ -247,7 +261,11 @@ def _node_problems(node: NodeDefinition) -> list[str]:
         if node.poll_deadline <= 0:
             found.append("poll_deadline must be positive")
     elif node.poll is not None:
-        found.append("a sync node takes no poll function (make it a polling node)")
+        found.append(f"a {node.kind.value} node takes no poll function (make it a polling node)")
+    if node.deadline is not None and node.kind is not NodeKind.CALLBACK:
+        found.append("only a callback node has a deadline (a sync node has a timeout)")
+    if node.deadline is not None and node.deadline <= 0:
+        found.append("deadline must be positive")
     if node.timeout is not None and node.timeout <= 0:
         found.append("timeout must be positive")
     if node.max_interruptions < 0:

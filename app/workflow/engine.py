@@ -20,6 +20,7 @@ from app.builtins import definition_from_spec
 from app.migrate import prepare_schema
 from app.roles import DatabaseUrls
 from app.workflow import idempotency
+from app.workflow.callbacks import CallbackTokens
 from app.workflow.definition import Registry, WorkflowDefinition
 from app.workflow.errors import InvalidDefinition
 from app.workflow.reactor import Observer, Reactor, ReactorSettings
@@ -108,8 +109,9 @@ class Engine:
             await self._listener.start()
             # One repository for the API and the reactor: their appends commit together.
             flows = FlowRepository(store)
+            tokens = CallbackTokens(store.pool)
             self._service = WorkFlowService(
-                store, self.registry, on_change=self._changed, flows=flows
+                store, self.registry, on_change=self._changed, flows=flows, tokens=tokens
             )
             await self._service.record_definitions()
             await self.load_declarative_definitions()
@@ -123,6 +125,7 @@ class Engine:
                     settings=self._reactor_settings,
                     observe=self._observe,
                     flows=flows,
+                    tokens=tokens,
                 )
                 self._reactor.start()
         except BaseException:

@@ -53,6 +53,18 @@ class Code(enum.IntEnum):
     """A Content-Encoding the service does not decode (HTTP 415)."""
     IDEMPOTENCY_REUSED = 40125
     """An idempotency key sent again with another request (HTTP 422): nothing was done."""
+    CALLBACK_NOT_FOUND = 40126
+    """No callback waits for this token (forged, another tenant's, or of no flow) (HTTP 404)."""
+    CALLBACK_REFUSED = 40127
+    """The node is not waiting for a callback any more (completed, canceled, timed out or run
+    again) or never was a callback node (HTTP 409): nothing was done."""
+    CALLBACK_TIMEOUT = 40128
+    """A callback node's deadline passed before anyone completed it."""
+    CALLBACK_FAILED = 40129
+    """The outside world completed a callback node with status "fail" (its message says why)."""
+    SCHEDULE_NOT_FOUND = 40130
+    SCHEDULE_FAILED = 40131
+    """A schedule change refused (HTTP 409): it was deleted, or changed meanwhile."""
     INTERNAL = 50000
     """A fault of the service (logged with the request id); nothing about it is sent."""
     UNAVAILABLE = 50300

@@ -92,6 +92,35 @@ class NodeOperationSubmitted(FlowEvent):
     context_removed: list[str] = Field(default_factory=list)
 
 
+class NodeWaiting(FlowEvent):
+    """A timer or callback node's own action ran: the node waits, holding no worker, until
+    ``wake_at`` (a timer) or until someone completes it (a callback; it fails at
+    ``deadline``, if any)."""
+
+    type: Literal["NodeWaiting"] = "NodeWaiting"
+    node_id: str
+    wake_at: datetime | None = None
+    deadline: datetime | None = None
+    callback: str | None = None
+    """A callback node's token id (a fingerprint of the token; the token itself is a secret
+    and is not recorded)."""
+    context_changes: JsonObject = Field(default_factory=dict)
+    context_removed: list[str] = Field(default_factory=list)
+
+
+class CallbackReceived(FlowEvent):
+    """Someone completed a callback node: who (also in the metadata), why, and with what. The
+    node's outcome follows in the same append, decided from the definition."""
+
+    type: Literal["CallbackReceived"] = "CallbackReceived"
+    node_id: str
+    status: Literal["success", "fail"]
+    by: str
+    callback: str | None = None
+    """The token id, when completed by token (None: by flow and node id, as an operator)."""
+    reason: str = ""
+
+
 class NodeSucceeded(FlowEvent):
     type: Literal["NodeSucceeded"] = "NodeSucceeded"
     node_id: str
@@ -141,6 +170,8 @@ AnyFlowEvent = Annotated[
     | FlowRetried
     | NodeStarted
     | NodeOperationSubmitted
+    | NodeWaiting
+    | CallbackReceived
     | NodeSucceeded
     | NodeFailed
     | FlowFinished
@@ -153,8 +184,8 @@ EVENT_TYPES: dict[str, type[FlowEvent]] = {
     cls.model_fields["type"].default: cls
     for cls in (
         FlowCreated, ContextSet, FlowStarted, FlowStopped, FlowResumed, CancelRequested,
-        FlowCanceled, FlowRetried, NodeStarted, NodeOperationSubmitted, NodeSucceeded,
-        NodeFailed, FlowFinished, FlowFailed,
+        FlowCanceled, FlowRetried, NodeStarted, NodeOperationSubmitted, NodeWaiting,
+        CallbackReceived, NodeSucceeded, NodeFailed, FlowFinished, FlowFailed,
     )
 }  # fmt: skip
 

@@ -99,6 +99,7 @@ class NodeHandle:
         kind: str,
         attempt: int,
         operation_id: str | None = None,
+        callback_token: str | None = None,
     ) -> None:
         self.flow_id = flow_id
         self.id = node_id
@@ -107,6 +108,8 @@ class NodeHandle:
         self.kind = kind
         self.attempt = attempt
         self.operation_id = operation_id
+        self.callback_token = callback_token
+        """A callback node's token: hand it to whoever will complete the node."""
         self.parameters: str | None = None
         self._lines: list[str] = []
 
@@ -145,7 +148,9 @@ PollResult = Running | Finished | Failed
 Executor = Callable[[NodeHandle, FlowContext], Awaitable[Any]]
 """``async def executor(node, ctx)``: a sync node's executor returns when done (raising = the
 node fails; a returned value other than None is recorded as result text); a polling node's
-executor submits the operation and returns its id (a string)."""
+executor submits the operation and returns its id (a string); a timer node's executor returns
+when the flow moves on (an aware datetime, a timedelta, or seconds); a callback node's executor
+hands ``node.callback_token`` to the outside world (its return value is not recorded)."""
 
 PollFunction = Callable[[NodeHandle, FlowContext, str], Awaitable[PollResult]]
 """``async def poll(node, ctx, operation_id)``: reports Running(), Finished(result) or

@@ -7,6 +7,7 @@ the flows waiting on their operations).
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta
 from typing import Any
 
 from app.workflow.decide import Command, RecordFailure, RecordSuccess
@@ -16,6 +17,23 @@ from app.workflow.executor import DEFAULT_SUCCESS_TEXT, Failed, FlowContext, Nod
 from app.workflow.state import FlowState, NodeExecution
 
 
+def wake_time(value: Any, now: datetime) -> datetime:
+    """When a timer node's executor said the flow moves on; ValueError if it said nothing
+    usable."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("a timer node's executor returned a datetime without a time zone")
+        return value
+    if isinstance(value, timedelta):
+        return now + value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return now + timedelta(seconds=value)
+    raise ValueError(
+        "a timer node's executor must return when to move on (a datetime, a timedelta or "
+        f"seconds), not {type(value).__name__}"
+    )
+
+
 async def call(node: NodeDefinition, handle: NodeHandle, context: FlowContext) -> Any:
     if node.timeout is None or node.kind is NodeKind.POLLING:
         return await node.executor(handle, context)
@@ -23,7 +41,9 @@ async def call(node: NodeDefinition, handle: NodeHandle, context: FlowContext) -
         return await node.executor(handle, context)
 
 
-def handle_of(state: FlowState, running: NodeExecution) -> NodeHandle:
+def handle_of(
+    state: FlowState, running: NodeExecution, callback_token: str | None = None
+) -> NodeHandle:
     return NodeHandle(
         flow_id=state.flow_id,
         node_id=running.node_id,
@@ -32,6 +52,7 @@ def handle_of(state: FlowState, running: NodeExecution) -> NodeHandle:
         kind=running.kind,
         attempt=running.attempt,
         operation_id=running.operation_id,
+        callback_token=callback_token,
     )
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.workflow.activity import Activity, report
+from app.workflow.callbacks import CallbackTokens, token_id
 from app.workflow.decide import (
     Advance,
     Command,
@@ -38,7 +39,9 @@ from app.workflow.decide import (
     RecordFailure,
     RecordSubmitted,
     RecordSuccess,
+    RecordWaiting,
     StaleOutcome,
+    Wake,
     decide,
     decide_and_advance,
     due_at,
@@ -47,7 +50,7 @@ from app.workflow.definition import NodeDefinition, NodeKind, Registry, Workflow
 from app.workflow.errors import Code, NodeError
 from app.workflow.events import FlowEvent, NodeStarted
 from app.workflow.executor import FlowContext, Running
-from app.workflow.outcomes import call, failure, handle_of, poll_once, success
+from app.workflow.outcomes import call, failure, handle_of, poll_once, success, wake_time
 from app.workflow.parking import ParkingLot
 from app.workflow.repository import Caller, Clock, FlowRepository, Q, utc_now
 from app.workflow.state import FlowState, FlowStatus, NodeExecution
@@ -69,6 +72,9 @@ when longer)."""
 _CRASH_DEFER_SECONDS = 30.0
 _CANCEL_GRACE = 5.0
 _LOOP_RETRY_MAX = 5.0
+_WAKE_SLACK = 1.0
+"""A waiting node claimed this many seconds or less before its time (the database's clock
+ahead of ours) is waited for here, rather than released to be claimed again at once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,10 +134,12 @@ class Reactor:
         clock: Clock = utc_now,
         observe: Observer | None = None,
         flows: FlowRepository | None = None,
+        tokens: CallbackTokens | None = None,
     ) -> None:
         """``observe(definition, node, outcome, seconds)`` is told of every executor run;
         ``flows`` is a repository shared with the process's API (their appends commit
         together)."""
+        self.tokens = tokens or CallbackTokens(store.pool)
         self.store = store
         self._observe = observe
         self.registry = registry
@@ -455,6 +463,10 @@ class Reactor:
             node = definition.node(running.key)
             if running.node_id in outcomes:
                 command = outcomes[running.node_id]  # ran here; recording it failed before
+            elif running.waiting and state.status is not FlowStatus.CANCELING:
+                if not await self._time_came(running):
+                    return state  # claimed early: its row says when
+                command = Wake(running.node_id)
             elif running.node_id in started_here and state.status is not FlowStatus.CANCELING:
                 started_here.discard(running.node_id)
                 command = await self._execute(state, running, node)
@@ -472,6 +484,8 @@ class Reactor:
             if recorded is None:
                 return None
             state = recorded
+            if isinstance(command, RecordWaiting):
+                return state  # it waits holding nothing: its row says when to look again
 
     async def _append(
         self, state: FlowState, events: list[FlowEvent], started_here: set[str]
@@ -541,7 +555,10 @@ class Reactor:
     async def _run_executor(
         self, state: FlowState, running: NodeExecution, node: NodeDefinition
     ) -> Command | None:
-        handle = handle_of(state, running)
+        token = None
+        if node.kind is NodeKind.CALLBACK:
+            token = await self.tokens.token(running.node_id, state.tenant_id)
+        handle = handle_of(state, running, token)
         context = FlowContext(state.context)
         task = asyncio.ensure_future(call(node, handle, context))
         execution = _Execution(running.node_id, task)
@@ -578,6 +595,15 @@ class Reactor:
         finally:
             if self._executing.get(state.flow_id) is execution:
                 del self._executing[state.flow_id]
+        if node.kind is NodeKind.TIMER:
+            try:
+                wake_at = wake_time(value, self._clock())
+            except (ValueError, OverflowError) as exc:
+                return failure(running, handle, context, Code.NODE_FAILED, str(exc))
+            return RecordWaiting(running.node_id, wake_at, None, context.changes, context.removed)
+        if token is not None:
+            return RecordWaiting(running.node_id, None, token_id(token), context.changes,
+                                 context.removed)  # fmt: skip
         if node.kind is NodeKind.POLLING:
             if not isinstance(value, str) or not value:
                 message = "a polling node's executor must return an operation id"
@@ -586,6 +612,19 @@ class Reactor:
         if value is not None:
             handle.record(value)
         return success(running, handle, context)
+
+    async def _time_came(self, running: NodeExecution) -> bool:
+        """Whether a waiting node's time (a timer's, a callback's deadline) has come; one a
+        little early is waited for."""
+        due = running.wake_at or running.deadline
+        if due is None:
+            return False
+        early = (due - self._clock()).total_seconds()
+        if early > _WAKE_SLACK:
+            return False
+        if early > 0:
+            await asyncio.sleep(early)
+        return True
 
     async def _poll(
         self, state: FlowState, running: NodeExecution, node: NodeDefinition
@@ -607,7 +646,7 @@ class Reactor:
 
 def _outcome(command: Command | None) -> str:
     match command:
-        case RecordSuccess() | RecordSubmitted():
+        case RecordSuccess() | RecordSubmitted() | RecordWaiting():
             return "success"
         case RecordFailure(code=Code.NODE_TIMEOUT):
             return "timeout"

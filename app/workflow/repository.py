@@ -59,6 +59,7 @@ class WorkflowQueries:
     parked_renew: str
     parked_release: str
     declarative_definitions: str
+    callback_secret: str
 
 
 Q = load_queries(WorkflowQueries, "workflow")

@@ -16,9 +16,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from app.workflow.callbacks import CallbackTokens, flow_of, node_of, token_id
 from app.workflow.decide import (
     CancelFlow,
     Command,
+    CompleteCallback,
     CreateFlow,
     RetryFlow,
     SetContext,
@@ -60,6 +62,23 @@ _DECIDE_ATTEMPTS = 20
 
 
 @dataclass(frozen=True, slots=True)
+class Completion:
+    """A callback node's completion: by ``token``, or by ``flow_id`` and ``node_id``."""
+
+    succeeded: bool
+    token: str | None = None
+    flow_id: str | None = None
+    node_id: str | None = None
+    result: str = ""
+    message: str = ""
+    changes: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def _no_callback() -> WorkflowError:
+    return WorkflowError(Code.CALLBACK_NOT_FOUND, "no callback waits for this token")
+
+
+@dataclass(frozen=True, slots=True)
 class WorkflowDetail:
     info: WorkflowRow
     nodes: list[NodeRow]
@@ -86,11 +105,13 @@ class WorkFlowService:
         clock: Clock = utc_now,
         on_change: Callable[[], None] | None = None,
         flows: FlowRepository | None = None,
+        tokens: CallbackTokens | None = None,
     ) -> None:
         """``on_change`` is called after each command that changed a flow (the local reactor's
         ``poke``: a flow may have become due). ``flows``: a repository shared with the reactor,
         so that their appends are committed together."""
         self.store = store
+        self.tokens = tokens or CallbackTokens(store.pool)
         self.registry = registry
         self.flows = flows or FlowRepository(store, clock)
         self._clock = clock
@@ -274,6 +295,51 @@ class WorkFlowService:
         that failed, after applying ``changes`` to its context."""
         return await self._command(flow_id, RetryFlow(dict(changes or {}), tuple(removed)), caller)
 
+    async def complete_callback(
+        self,
+        completion: Completion,
+        caller: Caller = SYSTEM,
+        tenant_id: str | None = None,
+    ) -> FlowState:
+        """Completes a waiting callback node, by its token or (an operator) by flow and node
+        id; the node's outcome and the transition it takes are recorded in one append.
+
+        ``tenant_id`` (None: any) is the caller's: another tenant's token or flow is not
+        found, as a forged token is. A node that waits no more is refused (40127)."""
+        token = completion.token
+        if token is not None:
+            node_id = node_of(token)
+            if node_id is None:
+                raise _no_callback()
+            flow_id = flow_of(node_id)
+        else:
+            if completion.flow_id is None or completion.node_id is None:
+                raise WorkflowError(Code.BAD_INPUT, "give a token, or a flow id and a node id")
+            flow_id, node_id = completion.flow_id, completion.node_id
+        row = await get_workflow(self.store.pool, flow_id)
+        if row is None or (tenant_id is not None and row.tenant_id != tenant_id):
+            raise _no_callback() if token is not None else FlowNotFound(flow_id)
+        if token is not None and not await self.tokens.valid(token, node_id, row.tenant_id):
+            raise _no_callback()
+        command = CompleteCallback(
+            node_id,
+            completion.succeeded,
+            by=caller.actor,
+            callback=None if token is None else token_id(token),
+            reason=caller.reason or "",
+            result=completion.result,
+            message=completion.message,
+            changes=dict(completion.changes),
+        )
+        return await self._command(flow_id, command, caller, with_definition=True)
+
+    async def callback_token(self, state: FlowState) -> str | None:
+        """The token of the callback node ``state`` waits on, if it waits on one."""
+        running = state.running_node
+        if running is None or running.kind != "callback":
+            return None
+        return await self.tokens.token(running.node_id, state.tenant_id)
+
     async def get(self, flow_id: str) -> FlowState:
         """The flow's state folded from its stream (always current)."""
         return await self.flows.load(flow_id)
@@ -311,7 +377,9 @@ class WorkFlowService:
         if self._on_change is not None:
             self._on_change()
 
-    async def _command(self, flow_id: str, command: Command, caller: Caller) -> FlowState:
+    async def _command(
+        self, flow_id: str, command: Command, caller: Caller, *, with_definition: bool = False
+    ) -> FlowState:
         request = fingerprint(type(command).__name__, flow_id, dataclasses.asdict(command))
         pool = self.store.pool
         if caller.idempotency is not None:
@@ -322,8 +390,12 @@ class WorkFlowService:
             state = await self.flows.load(flow_id)
             # Operators' commands need no definition: this process may not know the flow's
             # version (a flow created by older or newer code) and can still stop or cancel it.
+            # A callback's completion does: it decides the node's transition.
+            definition = None
+            if with_definition:
+                definition = self.registry.get_version(state.name, state.definition_version)
             try:
-                events = decide(state, command, None, self._clock())
+                events = decide(state, command, definition, self._clock())
             except WorkflowError as refusal:
                 twin = await self._refused(caller, request, refusal)
                 if twin is None:

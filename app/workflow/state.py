@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from app.workflow.events import (
+    CallbackReceived,
     CancelRequested,
     ContextSet,
     FlowCanceled,
@@ -29,6 +30,7 @@ from app.workflow.events import (
     NodeOperationSubmitted,
     NodeStarted,
     NodeSucceeded,
+    NodeWaiting,
 )
 
 
@@ -79,6 +81,14 @@ class NodeExecution:
     error_message: str | None = None
     will_retry: bool = False
     retry_at: datetime | None = None
+    waiting: bool = False
+    """A timer or callback node whose action ran: it waits, run by no worker."""
+    wake_at: datetime | None = None
+    """A waiting timer's time to move on."""
+    deadline: datetime | None = None
+    """A waiting callback's deadline (it fails then), if it has one."""
+    callback: str | None = None
+    """A waiting callback's token id."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +226,20 @@ def _changes(state: FlowState, event: FlowEvent, at: datetime) -> dict[str, Any]
             )
             context = _changed(state.context, event.context_changes, event.context_removed)
             return {"nodes": nodes, "context": context}
+        case NodeWaiting():
+            nodes = _update_node(
+                state,
+                event.node_id,
+                waiting=True,
+                wake_at=event.wake_at,
+                deadline=event.deadline,
+                callback=event.callback,
+            )
+            context = _changed(state.context, event.context_changes, event.context_removed)
+            return {"nodes": nodes, "context": context}
+        case CallbackReceived():
+            _update_node(state, event.node_id)  # only checks that the node is the running one
+            return {}
         case NodeSucceeded():
             nodes = _update_node(
                 state,

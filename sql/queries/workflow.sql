@@ -151,3 +151,7 @@ UPDATE flow_work AS w
 SET due_at = p.due, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
 FROM unnest($2::text[], $3::timestamptz[]) AS p(flow_id, due)
 WHERE w.flow_id = p.flow_id AND w.lease_owner = $1
+
+-- name: callback_secret
+-- The key callback tokens are signed with (migration 0007).
+SELECT secret FROM callback_secret

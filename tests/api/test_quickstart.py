@@ -31,6 +31,7 @@ async def test_the_readme_quickstart_and_audit_run_against_a_live_server(
 ) -> None:
     readme = (ROOT / "README.md").read_text()
     quickstart, audit = _block(readme, "quickstart"), _block(readme, "audit")
+    approval = _block(readme, "approval")
     assert README_API in quickstart, "the quickstart no longer names the API's address"
     async with serve_process(database_url, "--demo") as base:
         script = (
@@ -38,6 +39,7 @@ async def test_the_readme_quickstart_and_audit_run_against_a_live_server(
             + 'echo "::audit"\n'
             + audit.replace(".venv/bin/flowlog", f"{sys.executable} -m app.cli")
             + 'echo "::flow $FLOW"\n'
+            + approval
         )
         env = {**os.environ, "DATABASE_URL": database_url, "FLOWLOG_LOG_LEVEL": "WARNING"}
         shell = await asyncio.create_subprocess_exec(
@@ -49,7 +51,7 @@ async def test_the_readme_quickstart_and_audit_run_against_a_live_server(
     text = out.decode()
     first, _, rest = text.partition("::audit\n")
     audit_out, _, last = rest.partition("::flow ")
-    flow_id = last.strip()
+    flow_id, _, approval_out = last.partition("\n")
 
     answers = _json_documents(first)
     assert all(answer["code"] == 0 for answer in answers), answers
@@ -84,6 +86,17 @@ async def test_the_readme_quickstart_and_audit_run_against_a_live_server(
     assert "| FlowStopped" not in audit_out  # psql printed summaries, not types
     assert "maintenance window" in audit_out.split("status: Stopped -> Finished")[1]
     assert audit_out.rstrip().endswith("Stopped")  # psql: flow_state(... as_of) ->> 'status'
+
+    # The approval: completed by its token, then the destructive steps ran; who and why.
+    completed, restore_history = _json_documents(approval_out)[-2:]
+    assert completed["data"]["info"]["name"] == "restore"
+    restore_events = restore_history["data"]["events"]
+    received = next(e for e in restore_events if e["type"] == "CallbackReceived")
+    assert received["reason"] == "change 42 approved"
+    assert received["data"]["status"] == "success"
+    ran = [e["summary"] for e in restore_events if e["type"] == "NodeStarted"]
+    assert ran == ["node checkBackup started", "node approval started",
+                   "node wipeCluster started", "node loadBackup started"]  # fmt: skip
 
 
 def _json_documents(text: str) -> list[dict[str, Any]]:

@@ -99,7 +99,7 @@ def test_invalid_definitions_are_refused_with_every_problem_named(
 
 def test_a_string_kind_is_accepted_and_a_wrong_one_refused() -> None:
     assert NodeDefinition("a", noop, kind="sync").kind is NodeKind.SYNC  # type: ignore[arg-type]
-    with pytest.raises(InvalidDefinition, match="'sync' or 'polling'"):
+    with pytest.raises(InvalidDefinition, match="one of 'sync', 'polling', 'timer', 'callback'"):
         NodeDefinition("a", noop, kind="async")  # type: ignore[arg-type]
 
 
