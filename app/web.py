@@ -15,6 +15,7 @@ from datetime import timedelta
 from aiohttp import web
 
 from app import keys
+from app.api import schedules as _schedule_routes  # noqa: F401 - registers its routes
 from app.api.access import Tokens
 from app.api.framework import make_middlewares
 from app.api.metrics import Metrics

@@ -61,8 +61,11 @@ SEEDED_FLOWS = 3
 # a list cursor is opaque (only one the server issued is valid), a definition's nodes must
 # form a graph (transitions name existing nodes; a polling node polls an http statusUrl), and a
 # bulk action names its flows or a filter, exactly one (and context changes only to retry); a
-# callback's completion names its node by token or by ids, one way.
+# callback's completion names its node by token or by ids, one way; a schedule's cron
+# expression, time zone and templates must mean something, and it has a cron or an interval.
 SEMANTIC_RULES = {
+    ("POST", "/api/v1/workflow-schedules"),
+    ("PUT", "/api/v1/workflow-schedules/{scheduleId}"),
     ("GET", "/api/v1/workflow/"),
     ("POST", "/api/v1/workflow-definitions"),
     ("POST", "/api/v1/workflow/bulk"),

@@ -82,7 +82,7 @@ def _service(request: web.Request) -> WorkFlowService:
     return request.app[keys.ENGINE].service
 
 
-def _caller(ctx: Context, reason: str = "") -> Caller:
+def caller_of(ctx: Context, reason: str = "") -> Caller:
     return Caller(
         actor=ctx.actor,
         trace_id=ctx.trace_id,
@@ -251,7 +251,7 @@ async def _waiting(service: WorkFlowService, flow_id: str) -> WaitingInfo | None
 )
 async def start_flow(request: web.Request, body: WorkFlowIdRequest) -> Empty:
     await _visible(request, body.workFlowId)
-    await _service(request).start(body.workFlowId, _caller(context_of(request), body.reason))
+    await _service(request).start(body.workFlowId, caller_of(context_of(request), body.reason))
     return Empty()
 
 
@@ -267,7 +267,7 @@ async def start_flow(request: web.Request, body: WorkFlowIdRequest) -> Empty:
 async def stop_flow(request: web.Request, body: StopRequest) -> Empty:
     await _visible(request, body.workFlowId)
     ctx = context_of(request)
-    await _service(request).stop(body.workFlowId, body.reason, _caller(ctx, body.reason))
+    await _service(request).stop(body.workFlowId, body.reason, caller_of(ctx, body.reason))
     return Empty()
 
 
@@ -290,7 +290,7 @@ async def create_flow(request: web.Request, body: CreateRequest) -> CreatedRespo
         body.bizType,
         body.flowName,
         context=body.context,
-        caller=_caller(ctx),
+        caller=caller_of(ctx),
         tenant_id=ctx.tenant_id,
         user_id=ctx.actor,
         start=body.start,
@@ -310,7 +310,9 @@ async def create_flow(request: web.Request, body: CreateRequest) -> CreatedRespo
 async def cancel_flow(request: web.Request, body: CancelRequest) -> InfoResponse:
     await _visible(request, body.workFlowId)
     ctx = context_of(request)
-    state = await _service(request).cancel(body.workFlowId, body.reason, _caller(ctx, body.reason))
+    state = await _service(request).cancel(
+        body.workFlowId, body.reason, caller_of(ctx, body.reason)
+    )
     return _info_response(state)
 
 
@@ -326,7 +328,7 @@ async def cancel_flow(request: web.Request, body: CancelRequest) -> InfoResponse
 async def set_context(request: web.Request, body: ContextRequest) -> InfoResponse:
     await _visible(request, body.workFlowId)
     state = await _service(request).init_context(
-        body.workFlowId, body.key, body.value, _caller(context_of(request), body.reason)
+        body.workFlowId, body.key, body.value, caller_of(context_of(request), body.reason)
     )
     return _info_response(state)
 
@@ -344,7 +346,7 @@ async def set_context(request: web.Request, body: ContextRequest) -> InfoRespons
 async def retry_flow(request: web.Request, body: RetryRequest) -> InfoResponse:
     await _visible(request, body.workFlowId)
     ctx = context_of(request)
-    caller = _caller(ctx, body.reason)
+    caller = caller_of(ctx, body.reason)
     state = await _service(request).retry(body.workFlowId, body.context, caller=caller)
     return _info_response(state)
 
@@ -373,7 +375,7 @@ async def complete_callback(request: web.Request, body: CallbackRequest) -> Info
         changes=body.context,
     )
     state = await _service(request).complete_callback(
-        completion, _caller(ctx, body.reason), tenant_of(request)
+        completion, caller_of(ctx, body.reason), tenant_of(request)
     )
     return _info_response(state)
 
@@ -395,7 +397,7 @@ async def bulk_action(request: web.Request, body: BulkRequest) -> BulkResponse:
         _service(request),
         body,
         ctx,
-        _caller(ctx, body.reason),
+        caller_of(ctx, body.reason),
         tenant=tenant,
         where=None if body.filter is None else list_filter(body.filter, tenant),
         after=parse_cursor(body.cursor) if body.cursor else None,
@@ -624,7 +626,7 @@ async def register_definition(request: web.Request, body: DefinitionSpec) -> Reg
                 Code.INVALID_DEFINITION,
                 f"{body.name} is defined in code; a definition over REST needs another name",
             )
-    version = await _service(request).register_workflow(definition, _caller(context_of(request)))
+    version = await _service(request).register_workflow(definition, caller_of(context_of(request)))
     return RegisteredResponse(
         name=definition.name, version=version, nodeNames=list(definition.node_names)
     )

@@ -19,6 +19,8 @@ import asyncpg
 from app.builtins import definition_from_spec
 from app.migrate import prepare_schema
 from app.roles import DatabaseUrls
+from app.schedules.scheduler import Scheduler, SchedulerSettings
+from app.schedules.service import ScheduleService
 from app.workflow import idempotency
 from app.workflow.callbacks import CallbackTokens
 from app.workflow.definition import Registry, WorkflowDefinition
@@ -45,6 +47,7 @@ class Engine:
         catalog_interval: float = 2.0,
         sweep_interval: float = 60.0,
         owner_url: str | None = None,
+        scheduler: SchedulerSettings | None = None,
     ) -> None:
         """With ``migrate`` (the default) the schema is brought up to date first (idempotent,
         and safe when several processes start at once): as ``owner_url``'s role when given,
@@ -70,6 +73,9 @@ class Engine:
         self._listener: Listener | None = None
         self._service: WorkFlowService | None = None
         self._reactor: Reactor | None = None
+        self._schedules: ScheduleService | None = None
+        self._scheduler_settings = scheduler
+        self._scheduler: Scheduler | None = None
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -84,6 +90,15 @@ class Engine:
     @property
     def reactor(self) -> Reactor | None:
         return self._reactor
+
+    @property
+    def schedules(self) -> ScheduleService:
+        assert self._schedules is not None, "the engine is not started"
+        return self._schedules
+
+    @property
+    def scheduler(self) -> Scheduler | None:
+        return self._scheduler
 
     @property
     def listener(self) -> Listener:
@@ -128,6 +143,13 @@ class Engine:
                     tokens=tokens,
                 )
                 self._reactor.start()
+                # Schedules fire where flows run: a process with a reactor.
+                self._scheduler = Scheduler(
+                    store, self._service, self._reactor.owner, listener=self._listener,
+                    settings=self._scheduler_settings,
+                )  # fmt: skip
+                self._scheduler.start()
+            self._schedules = ScheduleService(store, self.registry, on_change=self._poke_scheduler)
         except BaseException:
             await self.stop()
             raise
@@ -138,6 +160,9 @@ class Engine:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         self._catalog = self._sweeper = None
+        if self._scheduler is not None:
+            await self._scheduler.stop()
+            self._scheduler = None
         if self._reactor is not None:
             await self._reactor.stop()
             self._reactor = None
@@ -196,6 +221,10 @@ class Engine:
         # waiting for its own NOTIFY to come back. The reactor's own appends need no poke.
         if self._reactor is not None:
             self._reactor.poke()
+
+    def _poke_scheduler(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.poke()
 
     async def __aenter__(self) -> Engine:
         await self.start()

@@ -215,9 +215,11 @@ class WorkFlowService:
         tenant_id: str = "",
         user_id: str = "",
         start: bool = False,
+        flow_id: str | None = None,
     ) -> FlowState:
         """``create_workflow``, answering the new flow's state (the state the create left,
-        when a key's request is sent again)."""
+        when a key's request is sent again). ``flow_id``: the caller's (a schedule's fire, so
+        that a fire makes one flow only); WrongExpectedVersion when it exists already."""
         definition = self.registry.get(flow_name)
         request = fingerprint(
             "create", tenant_id, user_id, flow_name, biz_id, biz_type, dict(context or {}), start
@@ -226,7 +228,7 @@ class WorkFlowService:
             found = await find(self.store.pool, caller.idempotency, request)
             if found is not None:
                 return await self._replayed(found)
-        flow_id = str(uuid.uuid4())
+        flow_id = flow_id or str(uuid.uuid4())
         seeded: dict[str, Any] = {
             FlowContext.TRACE_ID: caller.trace_id or "",
             FlowContext.USER_ID: user_id,

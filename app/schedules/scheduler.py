@@ -1,0 +1,202 @@
+"""The scheduler: fires due schedules. One runs in every process that runs a reactor.
+
+- a claim leases due rows of ``schedules`` (``FOR UPDATE SKIP LOCKED``): schedulers never take
+  the same schedule at once, and a dead one's leases lapse (``lease_seconds``);
+- a fire is decided from the schedule's stream and appended with its expected version, so two
+  schedulers can never both record it, and the flow it starts has an id derived from the fire,
+  so that one fire can never start two flows, whoever creates it and however often;
+- the flow is made right after the fire is recorded; a scheduler killed in between leaves the
+  row due soon (``SETTLE``), and whichever scheduler claims it then makes the flow;
+- NOTIFY (any append) and local changes wake the loop; a timer covers the next due time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from prometheus_client import Histogram
+
+from app.schedules import decide
+from app.schedules.state import ScheduleState
+from app.schedules.store import Q, ScheduleRepository
+from app.workflow.errors import DefinitionNotFound, WorkflowError
+from app.workflow.repository import Caller, Clock, utc_now
+from app.workflow.service import WorkFlowService
+from app.workflow.state import TERMINAL
+from eventstore import TRANSIENT_ERRORS, EventStore, Listener, WrongExpectedVersion, wait_any
+
+log = logging.getLogger(__name__)
+
+FIRE_DELAY = Histogram(
+    "flowlog_schedule_fire_delay_seconds",
+    "From a schedule's fire time (with its jitter) to its flow's creation",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+_ATTEMPTS = 10
+_LOOP_RETRY_MAX = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerSettings:
+    lease_seconds: float = 10.0
+    """How long a scheduler holds a schedule it fires; a dead one's wait this long."""
+    batch: int = 16
+    """Schedules claimed at once."""
+    poll_interval: float = 5.0
+    """The longest the loop sleeps without a notification."""
+
+
+class Scheduler:
+    def __init__(
+        self,
+        store: EventStore,
+        flows: WorkFlowService,
+        owner: str,
+        *,
+        listener: Listener | None = None,
+        settings: SchedulerSettings | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.schedules = ScheduleRepository(store, clock)
+        self.flows = flows
+        self.owner = owner
+        self.settings = settings or SchedulerSettings()
+        self._listener = listener
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self.fired = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="scheduler")
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _loop(self) -> None:
+        notified = self._listener.register() if self._listener is not None else None
+        failures = 0
+        try:
+            while not self._stopping:
+                self._wake.clear()
+                if notified is not None:
+                    notified.clear()
+                try:
+                    claimed = await self.schedules.pool.fetch(
+                        Q.claim, self.owner, self.settings.batch, self.settings.lease_seconds
+                    )
+                    for row in claimed:
+                        await self._tick(row["id"])
+                    wait = 0.0 if claimed else await self._seconds_to_next_due()
+                    failures = 0
+                except Exception as exc:  # the loop must outlive any one failure
+                    failures += 1
+                    wait = min(_LOOP_RETRY_MAX, 0.05 * 2**failures)
+                    log.warning("scheduling failed", extra={"error": repr(exc), "retry_in": wait})
+                if wait > 0:
+                    events = [self._wake] if notified is None else [self._wake, notified]
+                    await wait_any(events, wait)
+        finally:
+            if notified is not None and self._listener is not None:
+                self._listener.unregister(notified)
+
+    async def _seconds_to_next_due(self) -> float:
+        seconds = await self.schedules.pool.fetchval(Q.next_due)
+        if seconds is None:
+            return self.settings.poll_interval
+        return max(0.0, min(float(seconds), self.settings.poll_interval))
+
+    async def _tick(self, schedule_id: str) -> None:
+        """Fires what is due of one claimed schedule, makes its flow, and lets it go, due at
+        its next fire."""
+        state: ScheduleState | None = None
+        due: datetime | None = None
+        try:
+            state, recorded = await self.schedules.load(schedule_id)
+            version = len(recorded)
+            for _ in range(_ATTEMPTS):
+                if state is None or state.status.deleted:
+                    break
+                made = await self._make_flow(state)
+                if not made:
+                    due = self._clock() + decide.SETTLE  # try again then
+                    break
+                events = decide.fire(state, self._clock(), await self._running(state))
+                if not events:
+                    break
+                try:
+                    state = await self.schedules.append(
+                        state, schedule_id, events, _caller(schedule_id), version
+                    )
+                except WrongExpectedVersion:  # an operator changed it: decide again
+                    state, recorded = await self.schedules.load(schedule_id)
+                    version = len(recorded)
+                    continue
+                version += len(events)
+                # The fire's flow is made by the next round of the loop (_make_flow).
+            if state is not None and due is None:
+                due = decide.next_due(state, self._clock())
+        finally:
+            with contextlib.suppress(*TRANSIENT_ERRORS):
+                await self.schedules.pool.execute(
+                    Q.release, schedule_id, self.owner, due,
+                    None if state is None else state.version,
+                )  # fmt: skip
+
+    async def _running(self, state: ScheduleState) -> bool:
+        """Whether the flow of the schedule's last fire still runs (or is not made yet)."""
+        if state.last_flow_id is None:
+            return False
+        status = await self.schedules.pool.fetchval(Q.flow_status, state.last_flow_id)
+        return status is None or status not in TERMINAL
+
+    async def _make_flow(self, state: ScheduleState) -> bool:
+        """Makes the flow of the schedule's last fire if it does not exist yet (the fire was
+        recorded by a scheduler that could not make it); False when it cannot be made now."""
+        flow_id, fire_time = state.last_flow_id, state.last_fire_at
+        if flow_id is None or fire_time is None:
+            return True
+        if await self.schedules.pool.fetchval(Q.flow_status, flow_id) is not None:
+            return True
+        biz_id, context = decide.flow_of_fire(state, fire_time)
+        try:
+            await self.flows.create(
+                biz_id, state.spec.bizType, state.spec.flowName, context=context,
+                caller=_caller(state.schedule_id, f"fire of {fire_time.isoformat()}"),
+                tenant_id=state.tenant_id, user_id=f"schedule:{state.schedule_id}",
+                start=True, flow_id=flow_id,
+            )  # fmt: skip
+        except WrongExpectedVersion:
+            return True  # made meanwhile by another scheduler
+        except (DefinitionNotFound, WorkflowError) as exc:
+            log.warning(
+                "a schedule's flow cannot be made",
+                extra={"schedule_id": state.schedule_id, "flow_id": flow_id, "error": str(exc)},
+            )
+            return False
+        late = (self._clock() - fire_time).total_seconds()
+        late -= decide.jitter_of(state, fire_time).total_seconds()
+        FIRE_DELAY.observe(max(0.0, late))
+        self.fired += 1
+        log.info(
+            "schedule fired",
+            extra={"schedule_id": state.schedule_id, "flow_id": flow_id,
+                   "fire_time": fire_time.isoformat(), "late_s": round(late, 3)},
+        )  # fmt: skip
+        return True
+
+
+def _caller(schedule_id: str, reason: str | None = None) -> Caller:
+    return Caller(actor=f"schedule:{schedule_id}", reason=reason)

@@ -1,0 +1,152 @@
+"""Operators' commands on schedules (create, update, pause, resume, delete) and their reads.
+
+Each command loads the schedule's stream, decides, and appends with the expected version;
+when the schedule moved meanwhile (a fire, another operator) it decides again on the fresh
+state.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from app.schedules import decide
+from app.schedules.events import ScheduleEvent
+from app.schedules.spec import ScheduleSpec
+from app.schedules.state import ScheduleState
+from app.schedules.store import ScheduleRepository
+from app.workflow.definition import Registry
+from app.workflow.errors import Code, WorkflowError
+from app.workflow.repository import SYSTEM, Caller
+from eventstore import EventStore, RecordedEvent, WrongExpectedVersion
+
+log = logging.getLogger(__name__)
+
+_ATTEMPTS = 20
+Decision = Callable[[ScheduleState | None], list[ScheduleEvent]]
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleView:
+    """A schedule as its readers see it: its state, its next fire times, its history."""
+
+    state: ScheduleState
+    next_fires: list[datetime]
+    events: list[RecordedEvent]
+
+
+class ScheduleService:
+    def __init__(
+        self,
+        store: EventStore,
+        registry: Registry,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        self.schedules = ScheduleRepository(store)
+        self.registry = registry
+        self._on_change = on_change
+
+    async def create(
+        self,
+        schedule_id: str,
+        spec: ScheduleSpec,
+        *,
+        tenant_id: str = "",
+        paused: bool = False,
+        caller: Caller = SYSTEM,
+    ) -> ScheduleState:
+        """A new schedule (or one made again under the id of a deleted one). Its definition
+        must be known to this process now; each fire uses its latest version then."""
+        self.registry.get(spec.flowName)  # DefinitionNotFound (404) when unknown
+
+        # Another tenant's schedule of that id: "it exists", without saying whose.
+        return await self._command(
+            schedule_id,
+            lambda state: decide.create(state, schedule_id, tenant_id, spec, paused),
+            caller,
+            tenant=None,
+        )
+
+    async def update(
+        self, schedule_id: str, spec: ScheduleSpec, *, tenant: str | None = None,
+        caller: Caller = SYSTEM,
+    ) -> ScheduleState:  # fmt: skip
+        self.registry.get(spec.flowName)
+        return await self._command(
+            schedule_id, lambda s: decide.update(s, schedule_id, spec), caller, tenant
+        )
+
+    async def pause(
+        self, schedule_id: str, *, tenant: str | None = None, caller: Caller = SYSTEM
+    ) -> ScheduleState:
+        reason = caller.reason or ""
+        return await self._command(
+            schedule_id, lambda s: decide.pause(s, schedule_id, reason), caller, tenant
+        )
+
+    async def resume(
+        self, schedule_id: str, *, tenant: str | None = None, caller: Caller = SYSTEM
+    ) -> ScheduleState:
+        reason = caller.reason or ""
+        return await self._command(
+            schedule_id, lambda s: decide.resume(s, schedule_id, reason), caller, tenant
+        )
+
+    async def delete(
+        self, schedule_id: str, *, tenant: str | None = None, caller: Caller = SYSTEM
+    ) -> ScheduleState:
+        reason = caller.reason or ""
+        return await self._command(
+            schedule_id, lambda s: decide.delete(s, schedule_id, reason), caller, tenant
+        )
+
+    async def view(
+        self, schedule_id: str, *, tenant: str | None = None, upcoming: int = 5
+    ) -> ScheduleView:
+        state, recorded = await self.schedules.load(schedule_id)
+        live = _visible(state, schedule_id, tenant)
+        return ScheduleView(live, decide.next_fires(live, upcoming), recorded)
+
+    async def rows(
+        self, tenant: str | None, after: str = "", limit: int = 50
+    ) -> tuple[list[asyncpg.Record], int]:
+        """A page of schedules (by id, after ``after``) and how many there are."""
+        return await self.schedules.rows(tenant, after, limit), await self.schedules.count(tenant)
+
+    async def _command(
+        self, schedule_id: str, decision: Decision, caller: Caller, tenant: str | None
+    ) -> ScheduleState:
+        for _ in range(_ATTEMPTS):
+            state, recorded = await self.schedules.load(schedule_id)
+            if tenant is not None and state is not None:
+                _visible(state, schedule_id, tenant)
+            events = decision(state)
+            if not events:
+                assert state is not None
+                return state
+            try:
+                after = await self.schedules.append(
+                    state, schedule_id, events, caller, len(recorded)
+                )
+            except WrongExpectedVersion:
+                continue
+            if self._on_change is not None:
+                self._on_change()
+            log.info(
+                "schedule changed",
+                extra={"schedule_id": schedule_id, "events": [type(e).__name__ for e in events],
+                       "trace_id": caller.trace_id},
+            )  # fmt: skip
+            return after
+        raise WorkflowError(Code.BUSY, f"schedule {schedule_id} kept changing: try again")
+
+
+def _visible(state: ScheduleState | None, schedule_id: str, tenant: str | None) -> ScheduleState:
+    """The schedule, if it exists for the caller (another tenant's does not)."""
+    if state is None or state.status.deleted or (tenant is not None and state.tenant_id != tenant):
+        raise decide.not_found(schedule_id)
+    return state

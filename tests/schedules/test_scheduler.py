@@ -1,0 +1,161 @@
+"""Schedules on a real PostgreSQL with engines running: fires start flows, once each."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from datetime import timedelta
+
+import asyncpg
+import pytest
+
+from app.schedules.spec import ScheduleSpec
+from app.schedules.state import ScheduleStatus
+from app.workflow.definition import NodeDefinition, WorkflowDefinition
+from app.workflow.engine import Engine
+from app.workflow.errors import Code, DefinitionNotFound, WorkflowError
+from app.workflow.executor import FlowContext, NodeHandle
+from app.workflow.repository import Caller
+from tests.engines import StartEngine
+from tests.workflow.defs import noop
+
+FIRES = """
+SELECT e.data ->> 'flow_id' AS flow_id, (e.data ->> 'fire_time')::timestamptz AS fire_time,
+       w.status, w.biz_id, w.context, w.created_at
+FROM events AS e LEFT JOIN workflows AS w ON w.id = e.data ->> 'flow_id'
+WHERE e.stream_id = 'schedule-' || $1 AND e.type = 'ScheduleFired'
+ORDER BY e.version
+"""
+TYPES = "SELECT array_agg(type ORDER BY version) FROM events WHERE stream_id = 'schedule-' || $1"
+
+
+def quick_flow() -> WorkflowDefinition:
+    return WorkflowDefinition("tick", {"start": NodeDefinition("tick", noop)})
+
+
+async def slow(node: NodeHandle, ctx: FlowContext) -> None:
+    await asyncio.sleep(2.5)
+
+
+def slow_flow() -> WorkflowDefinition:
+    return WorkflowDefinition("slow", {"start": NodeDefinition("slow", slow)})
+
+
+def every_second(flow: str = "tick", **settings: object) -> ScheduleSpec:
+    return ScheduleSpec.model_validate({"flowName": flow, "intervalSeconds": 1, **settings})
+
+
+async def wait_fires(pool: asyncpg.Pool, schedule_id: str, count: int, within: float = 20):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        fires = await pool.fetch(FIRES, schedule_id)
+        if len(fires) >= count and all(f["status"] is not None for f in fires):
+            return fires
+        assert loop.time() < deadline, fires
+        await asyncio.sleep(0.05)
+
+
+async def test_an_interval_schedule_starts_one_flow_per_fire(
+    start_engine: StartEngine, pool: asyncpg.Pool
+) -> None:
+    engine = await start_engine(quick_flow())
+    state = await engine.schedules.create(
+        "ticker", every_second(bizIdTemplate="tick-{{fireTime:%H%M%S}}",
+                               context={"for": "{{scheduleId}}"}, overlap="allow"),
+        tenant_id="t1", caller=Caller("ops", reason="a test"),
+    )  # fmt: skip
+    assert state.status is ScheduleStatus.ACTIVE
+    fires = await wait_fires(pool, "ticker", 3)
+    times = [f["fire_time"] for f in fires]
+    assert times == sorted(set(times))
+    for earlier, later in itertools.pairwise(times):
+        assert later - earlier == timedelta(seconds=1)
+    for fire in fires:
+        assert fire["biz_id"] == "tick-" + fire["fire_time"].strftime("%H%M%S")
+        context = fire["context"]
+        assert (context["for"], context["scheduleId"]) == ("ticker", "ticker")
+        assert context["tenantId"] == "t1"
+        # Fired within a second of its time, by a scheduler woken for it.
+        assert fire["created_at"] - fire["fire_time"] < timedelta(seconds=1)
+    view = await engine.schedules.view("ticker", tenant="t1")
+    assert len(view.next_fires) == 5
+    assert view.next_fires[0] > times[-1]
+    with pytest.raises(WorkflowError) as other:
+        await engine.schedules.view("ticker", tenant="t2")
+    assert other.value.code is Code.SCHEDULE_NOT_FOUND
+
+
+async def test_pause_resume_update_and_delete(
+    start_engine: StartEngine, pool: asyncpg.Pool
+) -> None:
+    engine = await start_engine(quick_flow())
+    schedules = engine.schedules
+    await schedules.create("s", every_second())
+    await wait_fires(pool, "s", 1)
+    await schedules.pause("s", caller=Caller("ops", reason="maintenance"))
+    paused_at = len(await pool.fetch(FIRES, "s"))
+    await asyncio.sleep(2.0)
+    assert len(await pool.fetch(FIRES, "s")) <= paused_at + 1  # one may have been under way
+    row = await pool.fetchrow("SELECT status, due_at, next_fire_at FROM schedules WHERE id = 's'")
+    assert row is not None
+    assert (row["status"], row["due_at"], row["next_fire_at"]) == ("Paused", None, None)
+    await schedules.resume("s")
+    await schedules.update("s", every_second(intervalSeconds=2))
+    before = len(await pool.fetch(FIRES, "s"))
+    fires = await wait_fires(pool, "s", before + 2)
+    assert fires[-1]["fire_time"] - fires[-2]["fire_time"] == timedelta(seconds=2)
+    await schedules.delete("s", caller=Caller("ops", reason="not needed"))
+    gone = len(await pool.fetch(FIRES, "s"))
+    await asyncio.sleep(1.5)
+    assert len(await pool.fetch(FIRES, "s")) == gone
+    types = await pool.fetchval(TYPES, "s")
+    assert types[0] == "ScheduleCreated"
+    assert {"SchedulePaused", "ScheduleResumed", "ScheduleUpdated"} <= set(types)
+    assert types[-1] == "ScheduleDeleted"
+    with pytest.raises(WorkflowError) as deleted:
+        await schedules.pause("s")
+    assert deleted.value.code is Code.SCHEDULE_NOT_FOUND
+    with pytest.raises(DefinitionNotFound):
+        await schedules.create("t", every_second("no-such-flow"))
+
+
+async def test_overlap_skip_and_queue_wait_for_the_running_flow(
+    start_engine: StartEngine, pool: asyncpg.Pool
+) -> None:
+    engine = await start_engine(slow_flow())
+    await engine.schedules.create("skipper", every_second("slow", overlap="skip"))
+    await engine.schedules.create("queuer", every_second("slow", overlap="queue"))
+    await asyncio.sleep(6.5)
+    for schedule_id in ("skipper", "queuer"):
+        fires = await pool.fetch(FIRES, schedule_id)
+        # A slow flow runs 2.5 s: never two at once.
+        starts = [f["created_at"] for f in fires]
+        assert all(b - a >= timedelta(seconds=2.4) for a, b in itertools.pairwise(starts))
+        assert 2 <= len(fires) <= 3, fires
+    types = await pool.fetchval(TYPES, "skipper")
+    assert "ScheduleSkipped" in types
+    queued = await pool.fetchval(TYPES, "queuer")
+    assert "ScheduleQueued" in queued
+    queued_fires = await pool.fetch(
+        "SELECT data FROM events WHERE stream_id = 'schedule-queuer' AND type = 'ScheduleFired'"
+    )
+    assert any(f["data"].get("queued") for f in queued_fires)
+
+
+async def test_fires_go_on_after_a_restart_without_a_second_flow(
+    start_engine: StartEngine, pool: asyncpg.Pool
+) -> None:
+    first = await start_engine(quick_flow())
+    await first.schedules.create("r", every_second(overlap="allow"))
+    await wait_fires(pool, "r", 2)
+    await first.stop()
+    second: Engine = await start_engine(quick_flow())
+    before = len(await pool.fetch(FIRES, "r"))
+    fires = await wait_fires(pool, "r", before + 2)
+    ids = [f["flow_id"] for f in fires]
+    assert len(ids) == len(set(ids))
+    times = [f["fire_time"] for f in fires]
+    assert len(times) == len(set(times))
+    assert second.scheduler is not None
+    assert second.scheduler.fired >= 2
