@@ -20,6 +20,7 @@ from datetime import datetime
 
 from prometheus_client import Histogram
 
+from app.faults import failpoint
 from app.schedules import decide
 from app.schedules.state import ScheduleState
 from app.schedules.store import Q, ScheduleRepository
@@ -145,7 +146,9 @@ class Scheduler:
                     version = len(recorded)
                     continue
                 version += len(events)
-                # The fire's flow is made by the next round of the loop (_make_flow).
+                # The fire's flow is made by the next round of the loop (_make_flow); a crash
+                # right here leaves the row due at SETTLE, and another scheduler makes it.
+                failpoint("schedule-fired")
             if state is not None and due is None:
                 due = decide.next_due(state, self._clock())
         finally:
