@@ -28,6 +28,7 @@ from app.database import EMBEDDED_DATABASE, EMBEDDED_RUNTIME_ROLE, provide_datab
 from app.migrate import MigrationError, prepare_schema
 from app.pgserver import SUPERUSER, EmbeddedPostgres, EmbeddedPostgresError, bundled_bin_dir
 from app.roles import DatabaseUrls
+from app.schedules.cli import usage_problem as schedule_usage
 from app.web import listen
 from app.workflow.definition import Registry
 from app.workflow.engine import Engine, load_definitions
@@ -72,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.status
     if args.command == "dsn":
         return _dsn(settings, args.owner)
+    if args.command == "schedules" and (problem := schedule_usage(args)):
+        command.error(problem)
     try:
         with provide_database(settings) as urls:
             return _run(args, settings, urls, registry, listening)
@@ -222,6 +225,8 @@ def _run(
         return asyncio.run(_transfer(args, urls))
     if args.command in {"rebuild", "verify"}:
         return asyncio.run(_projections(args.command, urls, not args.no_progress))
+    if args.command == "schedules":
+        return asyncio.run(_schedules(args, urls))
     if args.command == "bench":
         from app.bench import (
             append,
@@ -293,6 +298,13 @@ async def _audit(args: argparse.Namespace, urls: DatabaseUrls) -> int:
     return await commands.replay(
         database_url, args.flow_id, at=args.at, diff=diff, as_json=args.json
     )
+
+
+async def _schedules(args: argparse.Namespace, urls: DatabaseUrls) -> int:
+    from app.schedules import cli
+
+    await prepare_schema(urls)
+    return await cli.run(args, urls.url)
 
 
 async def _check(args: argparse.Namespace, urls: DatabaseUrls, registry: Registry) -> int:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from app.audit.replay import Point, parse_point
 from app.config import Settings
+from app.schedules.cli import add_arguments as add_schedule_arguments
 
 BENCHMARKS = (
     "append",
@@ -194,6 +195,14 @@ def build(settings: Settings) -> Parsers:
         "embedded server's URL (it says so on stderr when that server is not running).",
     )  # fmt: skip
     dsn.add_argument("--owner", action="store_true", help=OWNER_HELP)
+
+    schedules = command(
+        "schedules", "list, show, create, update, pause, resume or delete schedules",
+        "A schedule starts a flow of a definition at each fire of a cron expression or an\n"
+        "interval, in a time zone. create and update take the settings as options, or as\n"
+        "JSON (--file, as the REST body); update keeps what it is not given. Refusals exit 1.",
+    )  # fmt: skip
+    add_schedule_arguments(schedules)
 
     bench = command(
         "bench", "run a benchmark against a scratch database",

@@ -13,19 +13,23 @@ complete its ``approval`` node with the token on the flow's detail (POST
 /api/v1/workflow/callback), "success" wipes the cluster and loads the backup, "fail" (or a
 day without an answer) abandons the restore without touching the cluster.
 
-``flowlog serve --demo`` also creates a few demo flows (bizType ``demo``) on first start, so
-that the console has something to show: see ``seed``.
+``flowlog serve --demo`` also creates, on first start, the nightly backup schedule
+(``nightly-backup``: the backup at 02:00 Berlin time every night, see ``NIGHTLY``) and a few
+demo flows (bizType ``demo``), so that the console has something to show: see ``seed``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from app.schedules.service import ScheduleService
+from app.schedules.spec import ScheduleSpec
 from app.workflow.definition import NodeDefinition, NodeKind, RetryPolicy, WorkflowDefinition
-from app.workflow.errors import NodeError
+from app.workflow.errors import NodeError, WorkflowError
 from app.workflow.executor import Failed, Finished, FlowContext, NodeHandle, PollResult, Running
 from app.workflow.repository import Caller
 from app.workflow.service import WorkFlowService
@@ -141,9 +145,31 @@ never started."""
 _ACTOR = Caller(actor="demo", reason="a demo flow (flowlog serve --demo)")
 
 
-async def seed(service: WorkFlowService, tenants: Sequence[str] = ("",)) -> int:
-    """Creates the demo flows in each tenant that has none yet; returns how many. The
-    reactor runs them; the retried one is retried once it has failed."""
+NIGHTLY = ScheduleSpec(
+    flowName="backup",
+    cron="0 2 * * *",
+    timezone="Europe/Berlin",
+    bizType=DEMO_BIZ_TYPE,
+    bizIdTemplate="nightly-{{fireTimeLocal:%Y-%m-%d}}",
+    context={"clusterId": "demo-nightly", "night": "{{fireTimeLocal:%A}}"},
+    catchUp="last",
+    description="the demo's nightly backup, at 02:00 in Berlin",
+)
+"""A backup every night: after downtime, the last missed night is backed up once."""
+
+
+def nightly_id(tenant: str) -> str:
+    return "nightly-backup" if not tenant else f"nightly-backup-{tenant}"
+
+
+async def seed(
+    service: WorkFlowService,
+    tenants: Sequence[str] = ("",),
+    schedules: ScheduleService | None = None,
+) -> int:
+    """Creates the demo flows (and the nightly backup schedule) in each tenant that has none
+    yet; returns how many flows. The reactor runs them; the retried one is retried once it
+    has failed."""
     created = 0
     for tenant in tenants:
         existing = await service.list_workflows(
@@ -151,6 +177,10 @@ async def seed(service: WorkFlowService, tenants: Sequence[str] = ("",)) -> int:
         )
         if existing.total:
             continue
+        if schedules is not None:
+            with contextlib.suppress(WorkflowError):  # made already (another process)
+                await schedules.create(nightly_id(tenant), NIGHTLY, tenant_id=tenant,
+                                       caller=_ACTOR)  # fmt: skip
         for biz_id, context, fate in DEMO_FLOWS:
             flow_id = await service.create_workflow(
                 biz_id, DEMO_BIZ_TYPE, "backup", context=context, caller=_ACTOR,

@@ -60,7 +60,8 @@ async def _seed_demo(app: web.Application) -> None:
 
     tenants = sorted({owner.tenant for owner in app[keys.TOKENS].by_token.values()}) or [""]
     try:
-        created = await demo.seed(app[keys.ENGINE].service, tenants)
+        engine = app[keys.ENGINE]
+        created = await demo.seed(engine.service, tenants, engine.schedules)
     except Exception:
         log.exception("demo flows not created")
         return

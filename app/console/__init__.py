@@ -20,7 +20,7 @@ import jinja2
 from aiohttp import web
 
 from app.api.framework import CONSOLE_ROUTES
-from app.console import pages, present
+from app.console import pages, present, schedules
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
@@ -78,6 +78,8 @@ def setup_console(app: web.Application) -> None:
     routes.add_get("/flows/{flow_id}", pages.flow_page, name=name + "flow")
     routes.add_get("/definitions", pages.definitions_page, name=name + "definitions")
     routes.add_get("/definitions/{name}", pages.definition_page, name=name + "definition")
+    routes.add_get("/schedules", schedules.schedules_page, name=name + "schedules")
+    routes.add_get("/schedules/{schedule_id}", schedules.schedule_page, name=name + "schedule")
     routes.add_get("/login", pages.login_page, name=name + "login_page")
     routes.add_post("/login", pages.login, name=name + "login")
     routes.add_post("/logout", pages.logout, name=name + "logout")

@@ -18,9 +18,9 @@ from app.schedules import decide
 from app.schedules.events import ScheduleEvent
 from app.schedules.spec import ScheduleSpec
 from app.schedules.state import ScheduleState
-from app.schedules.store import ScheduleRepository
+from app.schedules.store import Q, ScheduleRepository
 from app.workflow.definition import Registry
-from app.workflow.errors import Code, WorkflowError
+from app.workflow.errors import Code, DefinitionNotFound, WorkflowError
 from app.workflow.repository import SYSTEM, Caller
 from eventstore import EventStore, RecordedEvent, WrongExpectedVersion
 
@@ -60,8 +60,8 @@ class ScheduleService:
         caller: Caller = SYSTEM,
     ) -> ScheduleState:
         """A new schedule (or one made again under the id of a deleted one). Its definition
-        must be known to this process now; each fire uses its latest version then."""
-        self.registry.get(spec.flowName)  # DefinitionNotFound (404) when unknown
+        must be recorded in the log (by any process); each fire uses its latest version then."""
+        await self._known(spec.flowName)
 
         # Another tenant's schedule of that id: "it exists", without saying whose.
         return await self._command(
@@ -75,7 +75,7 @@ class ScheduleService:
         self, schedule_id: str, spec: ScheduleSpec, *, tenant: str | None = None,
         caller: Caller = SYSTEM,
     ) -> ScheduleState:  # fmt: skip
-        self.registry.get(spec.flowName)
+        await self._known(spec.flowName)
         return await self._command(
             schedule_id, lambda s: decide.update(s, schedule_id, spec), caller, tenant
         )
@@ -116,6 +116,12 @@ class ScheduleService:
     ) -> tuple[list[asyncpg.Record], int]:
         """A page of schedules (by id, after ``after``) and how many there are."""
         return await self.schedules.rows(tenant, after, limit), await self.schedules.count(tenant)
+
+    async def _known(self, name: str) -> None:
+        if self.registry.by_name(name) is None and not await self.schedules.pool.fetchval(
+            Q.definition_known, name
+        ):
+            raise DefinitionNotFound(name)
 
     async def _command(
         self, schedule_id: str, decision: Decision, caller: Caller, tenant: str | None

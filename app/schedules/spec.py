@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import Field
@@ -12,6 +12,7 @@ from app.schedules.timing import Timing, template_problems, timing_problems
 
 SCHEDULE_ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
 DEFAULT_BIZ_ID = "{{scheduleId}}-{{fireTime}}"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class ScheduleSpec(Request):
@@ -22,7 +23,8 @@ class ScheduleSpec(Request):
     cron: str | None = Field(None, min_length=1, max_length=200)
     """A cron expression (five fields, as Debian's cron), read in ``timezone``."""
     intervalSeconds: float | None = Field(None, ge=1, le=366 * 86_400)
-    """Or: every this many seconds from ``startAt`` (default: when the schedule was made)."""
+    """Or: every this many seconds, counted from ``startAt`` (default: from the Unix epoch,
+    so that every 3600 s fires on the hour, as Temporal's intervals do)."""
     timezone: str = Field("UTC", min_length=1, max_length=100)
     """An IANA time zone (``Europe/Berlin``): cron times are wall-clock times there."""
     bizType: str = Field("schedule", min_length=1, max_length=200)
@@ -56,11 +58,11 @@ class ScheduleSpec(Request):
             found.append("endAt must be after startAt")
         return found
 
-    def timing(self, anchor: datetime) -> Timing:
+    def timing(self) -> Timing:
         return Timing(
             cron=self.cron,
             interval_seconds=self.intervalSeconds,
-            anchor=self.startAt or anchor,
+            anchor=self.startAt or EPOCH,
             timezone=self.timezone,
             end_at=self.endAt,
             jitter_seconds=self.jitterSeconds,

@@ -56,7 +56,7 @@ class ScheduleState:
     skipped: int = 0
 
     def timing(self) -> Timing:
-        return self.spec.timing(self.created_at)
+        return self.spec.timing()
 
 
 def evolve(state: ScheduleState | None, event: ScheduleEvent, version: int, at: datetime

@@ -36,6 +36,7 @@ class ScheduleQueries:
     list: str
     count: str
     flow_status: str
+    definition_known: str
 
 
 Q = load_queries(ScheduleQueries, "schedules")

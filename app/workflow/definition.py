@@ -200,6 +200,9 @@ class Registry:
         except KeyError:
             raise DefinitionNotFound(name, version) from None
 
+    def by_name(self, name: str) -> WorkflowDefinition | None:
+        return self._latest.get(name)
+
     def by_version(self, version: str) -> WorkflowDefinition | None:
         return self._versions.get(version)
 

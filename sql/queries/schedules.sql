@@ -75,3 +75,7 @@ SELECT count(*) FROM schedules WHERE status <> 'Deleted' AND ($1::text IS NULL O
 -- name: flow_status
 -- The status of the flow a schedule started last (NULL: it does not exist yet).
 SELECT status FROM workflows WHERE id = $1
+
+-- name: definition_known
+-- Whether a definition of this name was ever recorded in the log (by any process).
+SELECT EXISTS (SELECT 1 FROM workflow_definitions WHERE name = $1)

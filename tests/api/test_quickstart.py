@@ -8,6 +8,7 @@ import json
 import os
 import re
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ async def test_the_readme_quickstart_and_audit_run_against_a_live_server(
 ) -> None:
     readme = (ROOT / "README.md").read_text()
     quickstart, audit = _block(readme, "quickstart"), _block(readme, "audit")
-    approval = _block(readme, "approval")
+    approval, schedules = _block(readme, "approval"), _block(readme, "schedules")
     assert README_API in quickstart, "the quickstart no longer names the API's address"
     async with serve_process(database_url, "--demo") as base:
         script = (
@@ -40,6 +41,8 @@ async def test_the_readme_quickstart_and_audit_run_against_a_live_server(
             + audit.replace(".venv/bin/flowlog", f"{sys.executable} -m app.cli")
             + 'echo "::flow $FLOW"\n'
             + approval
+            + 'echo "::schedules"\n'
+            + schedules.replace(".venv/bin/flowlog", f"{sys.executable} -m app.cli")
         )
         env = {**os.environ, "DATABASE_URL": database_url, "FLOWLOG_LOG_LEVEL": "WARNING"}
         shell = await asyncio.create_subprocess_exec(
@@ -52,6 +55,7 @@ async def test_the_readme_quickstart_and_audit_run_against_a_live_server(
     first, _, rest = text.partition("::audit\n")
     audit_out, _, last = rest.partition("::flow ")
     flow_id, _, approval_out = last.partition("\n")
+    approval_out, _, schedules_out = approval_out.partition("::schedules\n")
 
     answers = _json_documents(first)
     assert all(answer["code"] == 0 for answer in answers), answers
@@ -95,6 +99,15 @@ async def test_the_readme_quickstart_and_audit_run_against_a_live_server(
     assert received["reason"] == "change 42 approved"
     assert received["data"]["status"] == "success"
     ran = [e["summary"] for e in restore_events if e["type"] == "NodeStarted"]
+    nightly, made, paused = _json_documents(schedules_out)
+    next_fires = [datetime.fromisoformat(t) for t in nightly["data"]["info"]["nextFireTimes"]]
+    assert {(t.hour, t.minute) for t in next_fires} <= {(0, 0), (1, 0)}  # 02:00 in Berlin
+    assert made["data"]["status"] == "Active"
+    assert paused["data"]["status"] == "Paused"
+    assert paused["data"]["fires"] >= 2
+    listed = schedules_out.splitlines()[-2:]
+    assert [line.split()[:2] for line in listed] == [["nightly-backup", "Active"],
+                                                     ["often", "Paused"]]  # fmt: skip
     assert ran == ["node checkBackup started", "node approval started",
                    "node wipeCluster started", "node loadBackup started"]  # fmt: skip
 

@@ -21,7 +21,7 @@ from tests.browser.conftest import CHROMIUM, DESKTOP, PHONE, Console, run_async,
 
 SHOTS = (
     "flows.png", "flow.png", "time-travel.png", "retry.png", "bulk.png", "definition.png",
-    "api.png", "phone-flows.png", "phone-flow.png",
+    "schedule.png", "api.png", "phone-flows.png", "phone-flow.png",
 )  # fmt: skip
 
 
@@ -91,6 +91,8 @@ def _photograph(console: Console, flows: dict[str, str], out: Path) -> list[Path
         shot("bulk.png")
         page.goto(console.url("/definitions/backup"))
         shot("definition.png")
+        page.goto(console.url("/schedules/nightly-backup"))
+        shot("schedule.png")
         page.goto(console.url("/api/v1/docs"))
         page.locator("#operations-workflow-list_flows").wait_for()
         shot("api.png")

@@ -28,6 +28,9 @@ def flows(console: Console) -> dict[str, str]:
     running = console.create(bizType="quality", context={"slowSeconds": 600})
     console.wait_status(finished, "Finished")
     console.wait_status(failed, "Error")
+    nightly = {"scheduleId": "quality-nightly", "flowName": "backup", "cron": "0 2 * * *",
+               "timezone": "Europe/Berlin", "context": {"clusterId": "{{scheduleId}}"}}  # fmt: skip
+    assert console.api("POST", "/api/v1/workflow-schedules", nightly)["code"] == 0
     return {"finished": finished, "failed": failed, "stopped": stopped, "running": running}
 
 
@@ -40,6 +43,8 @@ def pages(flows: dict[str, str]) -> list[str]:
         f"/flows/{flows['running']}",
         "/definitions",
         "/definitions/backup",
+        "/schedules",
+        "/schedules/quality-nightly",
         "/flows/no-such-flow",
     ]
 
