@@ -228,8 +228,8 @@ async def _waiting(service: WorkFlowService, flow_id: str) -> WaitingInfo | None
     callback's token only for whoever may see the flow."""
     state = await service.get(flow_id)
     running = state.running_node
-    if running is None or running.kind not in ("timer", "callback"):
-        return None
+    if running is None or not running.waiting:
+        return None  # its action still runs: it waits once that has returned
     return WaitingInfo(
         nodeId=running.node_id,
         name=running.name,

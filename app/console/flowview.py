@@ -61,8 +61,11 @@ class FlowView:
     marks: Mapping[str, NodeMark]
     timeline: timeline.Timeline
     actions: tuple[str, ...]
-    """What the flow's current state allows: start, stop, cancel, retry."""
+    """What the flow's current state allows: start, stop, cancel, retry; approve and reject
+    (complete the callback node it waits on, with success or fail)."""
     started_by: str
+    callback_node: str | None = None
+    """The callback node the flow waits on now (the id approve and reject complete)."""
 
     @property
     def is_latest(self) -> bool:
@@ -110,6 +113,7 @@ def build(
         timeline=timeline.build(events[:version], until),
         actions=allowed_actions(current, now),
         started_by=_started_by(lines),
+        callback_node=_callback_node(current),
     )
 
 
@@ -158,7 +162,18 @@ def allowed_actions(state: FlowState, now: datetime) -> tuple[str, ...]:
                 allowed.append(name)
         except WorkflowError:
             continue
+    if _callback_node(state) is not None:
+        allowed += ["approve", "reject"]
     return tuple(allowed)
+
+
+def _callback_node(state: FlowState) -> str | None:
+    """The callback node that a completion would end now (decide's rule: a running callback
+    node of a flow neither ended nor being canceled)."""
+    running = state.running_node
+    if running is None or running.kind != "callback" or state.terminal:
+        return None
+    return None if state.status is FlowStatus.CANCELING else running.node_id
 
 
 def _started_by(lines: Sequence[HistoryLine]) -> str:

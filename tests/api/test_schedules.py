@@ -116,6 +116,11 @@ async def test_an_every_second_schedule_starts_flows_over_rest(client: Client) -
     await wait_for(fired)
     detail = await ok(await client.get(f"{SCHEDULES}/often"))
     flow_id = detail["info"]["lastFlowId"]
+
+    async def made() -> bool:  # the fire is recorded first, its flow made right after
+        return (await client.get(f"/api/v1/workflow/{flow_id}")).status == 200
+
+    await wait_for(made)
     flow = await ok(await client.get(f"/api/v1/workflow/{flow_id}"))
     assert flow["info"]["bizId"].startswith("often-")
     assert flow["info"]["bizType"] == "schedule"

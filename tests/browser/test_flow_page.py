@@ -3,6 +3,7 @@ stream; stop, resume and retry by the buttons; time travel through its versions.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from playwright.sync_api import expect
@@ -154,3 +155,29 @@ def test_time_travel_through_the_versions(page: Any, console: Console, tag: str)
     # A link to a version opens the flow as it was then.
     page.goto(console.url(f"/flows/{flow_id}?version=3"))
     expect(page.locator("#at-title")).to_have_text("As it was at version 3")
+
+
+def test_an_operator_approves_a_waiting_callback_by_its_button(
+    page: Any, console: Console, tag: str
+) -> None:
+    flow_id = console.create(flowName="restore", bizType=tag, context={"clusterId": "c-9"})
+    deadline = time.monotonic() + 20
+    while console.api("GET", f"/api/v1/workflow/{flow_id}")["data"].get("waiting") is None:
+        assert time.monotonic() < deadline, "the restore never waited for its approval"
+        time.sleep(0.05)
+    page.goto(console.url(f"/flows/{flow_id}"))
+    expect(node(page, "approval")).to_have_class("node st-processing current")
+    expect(page.locator("#flow-actions button")).to_have_text(
+        ["Stop", "Cancel", "Approve (complete: success)", "Reject (complete: fail)"]
+    )
+    dialog = act(page, "Approve (complete: success)", "change 42 approved by the board")
+    dialog.locator("#action-confirm").click()
+    expect(dialog).to_contain_text("Done")
+    dialog.locator("#action-close").click()
+    expect(badge(page)).to_have_text("Finished")
+    expect(page.locator("#flow-actions button")).to_have_count(0)
+    received = [e for e in console.events(flow_id) if e["type"] == "CallbackReceived"]
+    assert [(e["reason"], e["data"]["status"]) for e in received] == [
+        ("change 42 approved by the board", "success")
+    ]
+    expect(page.locator("#history-rows tr", has_text="CallbackReceived")).to_have_count(1)

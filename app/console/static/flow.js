@@ -7,7 +7,8 @@
   const { call, fetchJSON, answer, openAction, refreshTimes } = flowlog;
   const $ = (id) => document.getElementById(id);
   const ENDED = new Set(["Finished", "Error", "Canceled"]);
-  const LABELS = { start: "Start / resume", stop: "Stop", cancel: "Cancel", retry: "Retry" };
+  const LABELS = { start: "Start / resume", stop: "Stop", cancel: "Cancel", retry: "Retry",
+    approve: "Approve", reject: "Reject" };
 
   let root, flowId, latest, shown, following, source;
 
@@ -124,11 +125,12 @@
   // -- actions ----------------------------------------------------------------------------
   function bindActions() {
     for (const button of document.querySelectorAll("#flow-actions [data-action]")) {
-      button.onclick = () => act(button.dataset.action);
+      button.onclick = () => act(button.dataset.action, button.dataset.node);
     }
   }
 
-  function act(action) {
+  function act(action, nodeId) {
+    if (action === "approve" || action === "reject") return complete(action, nodeId);
     openAction({
       title: `${LABELS[action]} this flow`,
       what: {
@@ -143,6 +145,26 @@
         const body = { workFlowId: flowId, reason };
         if (action === "retry") body.context = context;
         const { status, envelope } = await call(`/api/v1/workflow/${action}`, body);
+        return answer(status, envelope);
+      },
+      onDone: scheduleRefresh,
+    });
+  }
+
+  /** Completes the callback node the flow waits on, as the service that holds its token would. */
+  function complete(action, nodeId) {
+    const success = action === "approve";
+    openAction({
+      title: `${LABELS[action]}: complete the waiting callback node`,
+      what: success
+        ? "The node succeeds and the flow goes on to its next node. The reason is recorded as who approved and why."
+        : "The node fails (40129, with the reason as its message) and the flow takes its fail transition.",
+      confirm: LABELS[action],
+      needsContext: false,
+      run: async ({ reason }) => {
+        const body = { workFlowId: flowId, nodeId, status: success ? "success" : "fail", reason };
+        if (!success) body.message = reason;
+        const { status, envelope } = await call("/api/v1/workflow/callback", body);
         return answer(status, envelope);
       },
       onDone: scheduleRefresh,
