@@ -256,6 +256,7 @@ def _run(
 
 
 async def _projections(command: str, urls: DatabaseUrls, progress: bool) -> int:
+    from app.schedules.rebuild import rebuild_schedules, verify_schedules
     from app.workflow.projection import PROJECTOR
     from eventstore import EventStore, create_pool
     from projections.rebuild import rebuild
@@ -268,21 +269,25 @@ async def _projections(command: str, urls: DatabaseUrls, progress: bool) -> int:
         store = EventStore(pool)
         if command == "rebuild":
             report = await rebuild(store, PROJECTOR, progress=progress)
+            schedules = await rebuild_schedules(pool)
             print(
                 f"rebuilt {report.flows} flows from {report.events} events in "
                 f"{report.seconds:.1f} s ({report.events_per_s:,.0f} events/s); "
                 f"{report.caught_up_events} events caught up, "
-                f"swap {report.swap_seconds * 1000:.0f} ms"
+                f"swap {report.swap_seconds * 1000:.0f} ms; {schedules} schedules"
             )
             return 0
         checked = await verify(store, PROJECTOR, progress=progress)
-        for difference in checked.differences:
+        scheduled = await verify_schedules(pool)
+        differences = checked.differences + scheduled.differences
+        for difference in differences:
             print(difference)
         print(
-            f"verified {checked.flows} flows ({checked.events} events): "
-            + ("no drift" if checked.ok else f"{len(checked.differences)} differences")
+            f"verified {checked.flows} flows ({checked.events} events) and "
+            f"{scheduled.schedules} schedules: "
+            + (f"{len(differences)} differences" if differences else "no drift")
         )
-        return 0 if checked.ok else 1
+        return 1 if differences else 0
     finally:
         await pool.close()
 

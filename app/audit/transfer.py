@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from app.audit.document import audit_time
 from app.audit.queries import Q
+from app.schedules.rebuild import rebuild_schedules
 from app.workflow.decide import due_at
 from app.workflow.history import FLOW_STREAM, flow_stream, fold_recorded
 from app.workflow.projection import PROJECTOR
@@ -204,6 +205,7 @@ async def import_log(
         report.flows = rebuilt.flows
         report.phases["rebuild"] = time.perf_counter() - started - report.phases["copy"]
         await _rebuild_work(pool)
+        await rebuild_schedules(pool)
     finally:
         await pool.close()
     report.seconds = time.perf_counter() - started

@@ -37,6 +37,8 @@ class ScheduleQueries:
     count: str
     flow_status: str
     definition_known: str
+    restore: str
+    all_rows: str
 
 
 Q = load_queries(ScheduleQueries, "schedules")

@@ -79,3 +79,24 @@ SELECT status FROM workflows WHERE id = $1
 -- name: definition_known
 -- Whether a definition of this name was ever recorded in the log (by any process).
 SELECT EXISTS (SELECT 1 FROM workflow_definitions WHERE name = $1)
+
+-- name: restore
+-- A schedule's row from its stream's fold (rebuild, import): as upsert, outside an append.
+-- The lease is left as it is: a scheduler holding it goes on.
+INSERT INTO schedules (id, tenant_id, flow_name, status, spec, next_fire_at, due_at,
+                       last_fire_at, last_flow_id, fires, skipped, stream_version,
+                       created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+ON CONFLICT (id) DO UPDATE
+SET tenant_id = EXCLUDED.tenant_id, flow_name = EXCLUDED.flow_name, status = EXCLUDED.status,
+    spec = EXCLUDED.spec, next_fire_at = EXCLUDED.next_fire_at, due_at = EXCLUDED.due_at,
+    last_fire_at = EXCLUDED.last_fire_at, last_flow_id = EXCLUDED.last_flow_id,
+    fires = EXCLUDED.fires, skipped = EXCLUDED.skipped,
+    stream_version = EXCLUDED.stream_version, created_at = EXCLUDED.created_at,
+    updated_at = EXCLUDED.updated_at
+
+-- name: all_rows
+-- Every schedule's row, with the columns its stream decides (verify).
+SELECT id, tenant_id, flow_name, status, spec, last_fire_at, last_flow_id, fires, skipped,
+       created_at, updated_at, stream_version
+FROM schedules ORDER BY id

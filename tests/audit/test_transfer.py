@@ -16,6 +16,7 @@ import pytest
 
 from app.audit.transfer import Selection, TransferError, export_log, import_log
 from app.migrate import migrate_database
+from app.schedules.spec import ScheduleSpec
 from app.workflow.definition import Registry
 from app.workflow.engine import Engine
 from app.workflow.projection import PROJECTOR
@@ -46,14 +47,20 @@ TABLES = {
     "ORDER BY flow_id",
     "log": "SELECT stream_id, version, type, data, metadata, recorded_at FROM events "
     "ORDER BY transaction_id, position",
+    "schedules": "SELECT id, tenant_id, flow_name, status, spec, next_fire_at, last_fire_at, "
+    "last_flow_id, fires, skipped, stream_version, created_at, updated_at FROM schedules "
+    "ORDER BY id",
 }
 
 
 async def _fill(url: str) -> list[str]:
     """Definitions recorded and one flow per script; returns the flow ids."""
     registry = Registry([backup_flow(), pausing_flow(), polling_flow(), RETRYING])
-    async with Engine(url, registry, run_reactor=False):
-        pass  # records the definitions
+    async with Engine(url, registry, run_reactor=False) as engine:  # records the definitions
+        nightly = ScheduleSpec(flowName="backup", cron="0 2 * * *", timezone="Europe/Berlin")
+        await engine.schedules.create("nightly", nightly)
+        hourly = ScheduleSpec(flowName="backup", intervalSeconds=3600)
+        await engine.schedules.create("hourly", hourly, paused=True)
     pool = await create_pool(url, max_size=2)
     try:
         store = EventStore(pool)

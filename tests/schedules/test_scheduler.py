@@ -9,6 +9,7 @@ from datetime import timedelta
 import asyncpg
 import pytest
 
+from app.schedules.rebuild import rebuild_schedules, verify_schedules
 from app.schedules.spec import ScheduleSpec
 from app.schedules.state import ScheduleStatus
 from app.workflow.definition import NodeDefinition, WorkflowDefinition
@@ -159,3 +160,25 @@ async def test_fires_go_on_after_a_restart_without_a_second_flow(
     assert len(times) == len(set(times))
     assert second.scheduler is not None
     assert second.scheduler.fired >= 2
+
+
+async def test_verify_finds_no_drift_and_rebuild_restores_the_rows(
+    start_engine: StartEngine, pool: asyncpg.Pool
+) -> None:
+    engine = await start_engine(quick_flow())
+    await engine.schedules.create("v", every_second(overlap="allow"))
+    await engine.schedules.create("w", every_second(), paused=True)
+    await wait_fires(pool, "v", 2)
+    await engine.stop()
+    assert (await verify_schedules(pool)).differences == []
+    before = await pool.fetch("SELECT * FROM schedules ORDER BY id")
+    await pool.execute("UPDATE schedules SET fires = 99, status = 'Paused' WHERE id = 'v'")
+    await pool.execute("DELETE FROM schedules WHERE id = 'w'")
+    found = (await verify_schedules(pool)).differences
+    assert any("fires is 99" in d for d in found), found
+    assert any(d.startswith("schedule w: no row") for d in found), found
+    assert await rebuild_schedules(pool) == 2
+    assert (await verify_schedules(pool)).differences == []
+    after = await pool.fetch("SELECT * FROM schedules ORDER BY id")
+    decided = ("id", "status", "spec", "fires", "skipped", "last_flow_id", "stream_version")
+    assert [[r[c] for c in decided] for r in after] == [[r[c] for c in decided] for r in before]
