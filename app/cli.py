@@ -230,23 +230,27 @@ def _run(
     if args.command == "bench":
         from app.bench import (
             append,
+            callbacks,
             console,
             export,
             flows,
             http,
             processes,
             projections,
+            schedules,
             waiting,
         )
 
         runner = {
             "append": append.run,
+            "callbacks": callbacks.run,
             "console": console.run,
             "export": export.run,
             "flows": flows.run,
             "http": http.run,
             "processes": processes.run,
             "projections": projections.run,
+            "schedules": schedules.run,
             "waiting": waiting.run,
         }[args.name]
         report = asyncio.run(runner(urls.owner, quick=args.quick, progress=not args.no_progress))

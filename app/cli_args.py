@@ -14,12 +14,14 @@ from app.schedules.cli import add_arguments as add_schedule_arguments
 
 BENCHMARKS = (
     "append",
+    "callbacks",
     "console",
     "export",
     "flows",
     "http",
     "processes",
     "projections",
+    "schedules",
     "waiting",
 )
 LONG_RUNNING = frozenset({"serve", "worker"})

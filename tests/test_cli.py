@@ -174,6 +174,8 @@ def test_bench_append_quick_reports_ratios_as_json(database_url: str) -> None:
         ("export", ("export_events_per_s", "import_events_per_s", "export_peak_rss_mb_all")),
         ("console", ("flows_server_p50_ms", "flow_server_p99_ms", "ratio_flow_vs_healthz")),
         ("waiting", ("parked_flows", "polls_per_s", "waiting_cpu_share", "ready_delay_max_s")),
+        ("schedules", ("fires", "fire_delay_p50_ms", "fire_delay_p99_ms", "create_start_p50_ms")),
+        ("callbacks", ("waiting_flows", "callback_to_next_node_p50_ms", "timer_delay_p50_ms")),
         (
             "processes",
             ("flows_per_s_serve", "flows_per_s_serve_1_worker", "flows_per_s_serve_2_workers"),
@@ -191,12 +193,17 @@ def test_bench_quick_runs_report_their_figures(
     figures = orjson.loads(result.stdout.strip().splitlines()[-1])
     assert all(figures[key] > 0 for key in keys), figures
     assert any(key.startswith("ratio_") for key in figures)
-    if name in {"projections", "export", "flows", "waiting"}:
+    if name in {"projections", "export", "flows", "waiting", "callbacks", "schedules"}:
         assert figures["verify_differences"] == 0
     if name == "flows":
         assert figures["commits_per_flow"] < 6
     if name == "waiting":
         assert figures["parked_flows"] >= figures["flows"]  # every waiting flow parked
+    if name == "callbacks":
+        assert figures["waiting_flows"] == figures["flows"]
+        assert figures["waiting_work_rows"] == 0  # a callback without deadline holds no row
+    if name == "schedules":
+        assert figures["flows_per_fire"] == 1  # every fire made its flow, once
 
 
 # -- issue 10: the CLI a person meets -----------------------------------------------------------
