@@ -42,6 +42,7 @@ async def _engine(app: web.Application) -> AsyncIterator[None]:
         run_reactor=settings.run_reactor,
         pool_size=settings.pool_size,
         observe=app[keys.METRICS].observe_node,
+        observe_fire=app[keys.METRICS].fire_delay.observe,
     )
     await engine.start()
     app[keys.ENGINE] = engine

@@ -63,6 +63,13 @@ class Metrics:
             registry=self.registry,
         )  # fmt: skip
         self._polls_seen = 0
+        self.fire_delay = Histogram(
+            "flowlog_schedule_fire_delay_seconds",
+            "How late schedules' flows were made by this process's scheduler (after the fire "
+            "time and its jitter).",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=self.registry,
+        )
         self.requests = Histogram(
             "flowlog_http_request_duration_seconds", "HTTP requests by route and status.",
             ["method", "route", "status"], registry=self.registry,

@@ -15,10 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-
-from prometheus_client import Histogram
 
 from app.faults import failpoint
 from app.schedules import decide
@@ -32,11 +31,6 @@ from eventstore import TRANSIENT_ERRORS, EventStore, Listener, WrongExpectedVers
 
 log = logging.getLogger(__name__)
 
-FIRE_DELAY = Histogram(
-    "flowlog_schedule_fire_delay_seconds",
-    "From a schedule's fire time (with its jitter) to its flow's creation",
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-)
 _ATTEMPTS = 10
 _LOOP_RETRY_MAX = 5.0
 
@@ -61,7 +55,11 @@ class Scheduler:
         listener: Listener | None = None,
         settings: SchedulerSettings | None = None,
         clock: Clock = utc_now,
+        observe: Callable[[float], None] | None = None,
     ) -> None:
+        """``observe(seconds)`` is told how late each fire's flow was made (after the fire's
+        time and its jitter)."""
+        self._observe = observe
         self.schedules = ScheduleRepository(store, clock)
         self.flows = flows
         self.owner = owner
@@ -192,7 +190,8 @@ class Scheduler:
             return False
         late = (self._clock() - fire_time).total_seconds()
         late -= decide.jitter_of(state, fire_time).total_seconds()
-        FIRE_DELAY.observe(max(0.0, late))
+        if self._observe is not None:
+            self._observe(max(0.0, late))
         self.fired += 1
         log.info(
             "schedule fired",

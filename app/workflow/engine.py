@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import partial
 from types import TracebackType
 
@@ -48,6 +48,7 @@ class Engine:
         sweep_interval: float = 60.0,
         owner_url: str | None = None,
         scheduler: SchedulerSettings | None = None,
+        observe_fire: Callable[[float], None] | None = None,
     ) -> None:
         """With ``migrate`` (the default) the schema is brought up to date first (idempotent,
         and safe when several processes start at once): as ``owner_url``'s role when given,
@@ -75,6 +76,7 @@ class Engine:
         self._reactor: Reactor | None = None
         self._schedules: ScheduleService | None = None
         self._scheduler_settings = scheduler
+        self._observe_fire = observe_fire
         self._scheduler: Scheduler | None = None
 
     @property
@@ -146,7 +148,7 @@ class Engine:
                 # Schedules fire where flows run: a process with a reactor.
                 self._scheduler = Scheduler(
                     store, self._service, self._reactor.owner, listener=self._listener,
-                    settings=self._scheduler_settings,
+                    settings=self._scheduler_settings, observe=self._observe_fire,
                 )  # fmt: skip
                 self._scheduler.start()
             self._schedules = ScheduleService(store, self.registry, on_change=self._poke_scheduler)

@@ -124,3 +124,7 @@ async def test_an_every_second_schedule_starts_flows_over_rest(client: Client) -
     flow = await ok(await client.get(f"/api/v1/workflow/{flow_id}"))
     assert flow["info"]["bizId"].startswith("often-")
     assert flow["info"]["bizType"] == "schedule"
+    metrics = await (await client.get("/metrics")).text()
+    fired = next(line for line in metrics.splitlines()
+                 if line.startswith("flowlog_schedule_fire_delay_seconds_count"))  # fmt: skip
+    assert float(fired.split()[-1]) >= 2
