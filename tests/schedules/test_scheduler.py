@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
 
 from app.schedules.rebuild import rebuild_schedules, verify_schedules
+from app.schedules.scheduler import Scheduler
 from app.schedules.spec import ScheduleSpec
 from app.schedules.state import ScheduleStatus
 from app.workflow.definition import NodeDefinition, WorkflowDefinition
@@ -17,6 +18,7 @@ from app.workflow.engine import Engine
 from app.workflow.errors import Code, DefinitionNotFound, WorkflowError
 from app.workflow.executor import FlowContext, NodeHandle
 from app.workflow.repository import Caller
+from eventstore import EventStore
 from tests.engines import StartEngine
 from tests.workflow.defs import noop
 
@@ -182,3 +184,31 @@ async def test_verify_finds_no_drift_and_rebuild_restores_the_rows(
     after = await pool.fetch("SELECT * FROM schedules ORDER BY id")
     decided = ("id", "status", "spec", "fires", "skipped", "last_flow_id", "stream_version")
     assert [[r[c] for c in decided] for r in after] == [[r[c] for c in decided] for r in before]
+
+
+async def test_a_scheduler_whose_clock_is_behind_the_databases_does_not_spin(
+    start_engine: StartEngine, pool: asyncpg.Pool
+) -> None:
+    """Rows are claimed by the database's clock and fires decided by the process's: half a
+    second behind, each fire is claimed early and waited for, not released and claimed again
+    in a loop."""
+    engine = await start_engine(quick_flow(), run_reactor=False)
+    ticks = 0
+
+    class Counting(Scheduler):
+        async def _tick(self, schedule_id: str) -> None:
+            nonlocal ticks
+            ticks += 1
+            await super()._tick(schedule_id)
+
+    behind = Counting(EventStore(engine.pool), engine.service, "skewed",
+                      clock=lambda: datetime.now(UTC) - timedelta(seconds=0.5))  # fmt: skip
+    await engine.schedules.create("skew", every_second(overlap="allow"))
+    behind.start()
+    try:
+        fires = await wait_fires(pool, "skew", 3)
+    finally:
+        await behind.stop()
+    times = [f["fire_time"] for f in fires]
+    assert times == sorted(set(times))
+    assert ticks <= 3 * len(fires) + 3, ticks  # about one claim per fire, not hundreds
