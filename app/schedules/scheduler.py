@@ -121,23 +121,27 @@ class Scheduler:
 
     async def _tick(self, schedule_id: str) -> None:
         """Fires what is due of one claimed schedule, makes its flow, and lets it go, due at
-        its next fire."""
+        its next fire. Whatever goes wrong (the database, a bug), the row is let go due again
+        soon, never left without a due time: one schedule's trouble stops no other's."""
         state: ScheduleState | None = None
-        due: datetime | None = None
+        due: datetime | None = self._clock() + decide.SETTLE
         try:
             state, recorded = await self.schedules.load(schedule_id)
             version = len(recorded)
             for _ in range(_ATTEMPTS):
-                if state is None or state.status.deleted:
+                if state is None:
                     break
-                made = await self._make_flow(state)
-                if not made:
-                    due = self._clock() + decide.SETTLE  # try again then
+                # A fire recorded just before a pause or a delete still gets its flow.
+                if not await self._make_flow(state):
+                    break  # due again at SETTLE
+                if state.status.deleted:
+                    due = None
                     break
                 events = decide.fire(state, self._clock(), await self._running(state))
                 if not events:
                     if await self._early(state):
                         continue  # claimed just before its time (the clocks differ): fire it
+                    due = decide.next_due(state, self._clock())
                     break
                 try:
                     state = await self.schedules.append(
@@ -151,13 +155,20 @@ class Scheduler:
                 # The fire's flow is made by the next round of the loop (_make_flow); a crash
                 # right here leaves the row due at SETTLE, and another scheduler makes it.
                 failpoint("schedule-fired")
-            if state is not None and due is None:
-                due = decide.next_due(state, self._clock())
+        except TRANSIENT_ERRORS as exc:
+            log.warning("scheduling a schedule failed; it is due again soon",
+                        extra={"schedule_id": schedule_id, "error": repr(exc)})  # fmt: skip
+        except Exception:  # a bug: logged whole, and this schedule only waits
+            log.exception("scheduling a schedule failed", extra={"schedule_id": schedule_id})
         finally:
+            # Due no sooner, by the database's clock, than this process's clock says: a row
+            # claimed early by a database clock ahead of ours must not be claimable again at
+            # once (the loop would spin until the clocks agree).
+            wait = 0.0 if due is None else max(0.0, (due - self._clock()).total_seconds())
             with contextlib.suppress(*TRANSIENT_ERRORS):
                 await self.schedules.pool.execute(
                     Q.release, schedule_id, self.owner, due,
-                    None if state is None else state.version,
+                    None if state is None else state.version, wait,
                 )  # fmt: skip
 
     async def _early(self, state: ScheduleState) -> bool:

@@ -464,8 +464,8 @@ class Reactor:
             if running.node_id in outcomes:
                 command = outcomes[running.node_id]  # ran here; recording it failed before
             elif running.waiting and state.status is not FlowStatus.CANCELING:
-                if not await self._time_came(running):
-                    return state  # claimed early: its row says when
+                if not await self._time_came(state, running):
+                    return None  # claimed early: deferred to its time, no longer ours
                 command = Wake(running.node_id)
             elif running.node_id in started_here and state.status is not FlowStatus.CANCELING:
                 started_here.discard(running.node_id)
@@ -613,14 +613,18 @@ class Reactor:
             handle.record(value)
         return success(running, handle, context)
 
-    async def _time_came(self, running: NodeExecution) -> bool:
+    async def _time_came(self, state: FlowState, running: NodeExecution) -> bool:
         """Whether a waiting node's time (a timer's, a callback's deadline) has come; one a
-        little early is waited for."""
+        little early is waited for. Rows are claimed by the database's clock and due times
+        written by this process's: claimed earlier than that (the database's clock ahead), the
+        row is deferred by what is left, on the database's clock, so that it is not claimable
+        again at once (the claim loop would spin until the clocks agree)."""
         due = running.wake_at or running.deadline
-        if due is None:
-            return False
-        early = (due - self._clock()).total_seconds()
-        if early > _WAKE_SLACK:
+        early = 0.0 if due is None else (due - self._clock()).total_seconds()
+        if due is None or early > _WAKE_SLACK:
+            wait = self.settings.poll_interval if due is None else early
+            await self.store.pool.execute(Q.work_wait, self.owner, state.flow_id, wait,
+                                          state.version)  # fmt: skip
             return False
         if early > 0:
             await asyncio.sleep(early)

@@ -51,6 +51,7 @@ class WorkflowQueries:
     work_heartbeat: str
     work_release: str
     work_defer: str
+    work_wait: str
     work_release_all: str
     work_next_due: str
     park: str

@@ -42,11 +42,16 @@ WHERE s.id = due.id
 RETURNING s.id
 
 -- name: release
--- Scheduler $2 is done with schedule $1: due next at $3, unless an append (at a version other
--- than $4) has set its due time since.
+-- Scheduler $2 is done with schedule $1: due next at $3 (NULL: never), and no sooner than $5
+-- seconds from now by the database's clock (the scheduler's clock may be behind it), unless
+-- an append (at a version other than $4) has set its due time since.
 UPDATE schedules
 SET lease_owner = NULL, lease_expires_at = NULL,
-    due_at = CASE WHEN stream_version = $4 THEN $3 ELSE due_at END
+    due_at = CASE
+        WHEN $4::bigint IS NULL OR stream_version <> $4 THEN due_at
+        WHEN $3::timestamptz IS NULL THEN NULL
+        ELSE greatest($3, now() + make_interval(secs => $5))
+    END
 WHERE id = $1 AND lease_owner = $2
 
 -- name: next_due

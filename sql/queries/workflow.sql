@@ -83,6 +83,14 @@ UPDATE flow_work
 SET due_at = now() + make_interval(secs => $3), lease_owner = NULL, lease_expires_at = NULL
 WHERE flow_id = $2 AND lease_owner = $1
 
+-- name: work_wait
+-- Worker $1 claimed flow $2 (read at stream version $4) before its waiting node's time, by a
+-- database clock ahead of the worker's: due in $3 seconds by the database's clock, released.
+-- Only if no append happened since (a completion, a cancel: the row says "now" then).
+UPDATE flow_work
+SET due_at = now() + make_interval(secs => $3), lease_owner = NULL, lease_expires_at = NULL
+WHERE flow_id = $2 AND lease_owner = $1 AND stream_version = $4
+
 -- name: work_release_all
 -- Graceful shutdown: worker $1 hands back every lease it holds.
 UPDATE flow_work SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = $1

@@ -12,7 +12,7 @@ import pytest
 from app.schedules.rebuild import rebuild_schedules, verify_schedules
 from app.schedules.scheduler import Scheduler
 from app.schedules.spec import ScheduleSpec
-from app.schedules.state import ScheduleStatus
+from app.schedules.state import ScheduleState, ScheduleStatus
 from app.workflow.definition import NodeDefinition, WorkflowDefinition
 from app.workflow.engine import Engine
 from app.workflow.errors import Code, DefinitionNotFound, WorkflowError
@@ -186,12 +186,13 @@ async def test_verify_finds_no_drift_and_rebuild_restores_the_rows(
     assert [[r[c] for c in decided] for r in after] == [[r[c] for c in decided] for r in before]
 
 
+@pytest.mark.parametrize("behind_s", [0.5, 3.0])
 async def test_a_scheduler_whose_clock_is_behind_the_databases_does_not_spin(
-    start_engine: StartEngine, pool: asyncpg.Pool
+    start_engine: StartEngine, pool: asyncpg.Pool, behind_s: float
 ) -> None:
-    """Rows are claimed by the database's clock and fires decided by the process's: half a
-    second behind, each fire is claimed early and waited for, not released and claimed again
-    in a loop."""
+    """Rows are claimed by the database's clock and fires decided by the process's: behind
+    it, each fire is claimed early and waited for (half a second) or deferred by the
+    database's clock (three seconds), not released and claimed again in a loop."""
     engine = await start_engine(quick_flow(), run_reactor=False)
     ticks = 0
 
@@ -202,7 +203,7 @@ async def test_a_scheduler_whose_clock_is_behind_the_databases_does_not_spin(
             await super()._tick(schedule_id)
 
     behind = Counting(EventStore(engine.pool), engine.service, "skewed",
-                      clock=lambda: datetime.now(UTC) - timedelta(seconds=0.5))  # fmt: skip
+                      clock=lambda: datetime.now(UTC) - timedelta(seconds=behind_s))  # fmt: skip
     await engine.schedules.create("skew", every_second(overlap="allow"))
     behind.start()
     try:
@@ -212,3 +213,34 @@ async def test_a_scheduler_whose_clock_is_behind_the_databases_does_not_spin(
     times = [f["fire_time"] for f in fires]
     assert times == sorted(set(times))
     assert ticks <= 3 * len(fires) + 3, ticks  # about one claim per fire, not hundreds
+
+
+async def test_a_failure_in_one_tick_leaves_the_schedule_due_again(
+    start_engine: StartEngine, pool: asyncpg.Pool
+) -> None:
+    """The database failing under a tick (here: once, while it asks whether the last flow
+    runs) lets the row go due soon, never without a due time: the schedule fires on."""
+    engine = await start_engine(quick_flow(), run_reactor=False)
+    failed = False
+
+    class Flaky(Scheduler):
+        async def _running(self, state: ScheduleState) -> bool:
+            nonlocal failed
+            if not failed:
+                failed = True
+                raise asyncpg.ConnectionDoesNotExistError("cut")
+            return await super()._running(state)
+
+    scheduler = Flaky(EventStore(engine.pool), engine.service, "flaky")
+    await engine.schedules.create("flaky", every_second(overlap="allow"))
+    scheduler.start()
+    try:
+        await asyncio.sleep(1.5)
+        assert failed
+        row = await pool.fetchrow("SELECT due_at, lease_owner FROM schedules WHERE id = 'flaky'")
+        assert row is not None
+        assert row["due_at"] is not None
+        fires = await wait_fires(pool, "flaky", 2, within=25)  # after SETTLE (10 s)
+    finally:
+        await scheduler.stop()
+    assert len({f["fire_time"] for f in fires}) == len(fires)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import pytest
@@ -15,10 +16,11 @@ from app.workflow.engine import Engine
 from app.workflow.errors import Code, WorkflowError
 from app.workflow.executor import FlowContext, NodeHandle
 from app.workflow.history import flow_stream
+from app.workflow.reactor import Reactor
 from app.workflow.repository import Caller
 from app.workflow.service import Completion, WorkFlowService
 from app.workflow.state import FlowState, FlowStatus, NodeStatus
-from tests.engines import StartEngine
+from tests.engines import FAST, StartEngine
 from tests.workflow.defs import noop
 from tests.workflow.helpers import wait_for_status
 
@@ -374,3 +376,30 @@ async def test_a_thousand_waiting_callbacks_hold_no_worker_and_no_row(
     ))  # fmt: skip
     for flow_id in flow_ids[:20]:
         assert (await wait_for_status(service, flow_id, ENDED)).status is FlowStatus.FINISHED
+
+
+async def test_a_reactor_whose_clock_is_behind_the_databases_waits_without_spinning(
+    start_engine: StartEngine,
+) -> None:
+    """Due times come from the reactor's clock, claims from the database's: three seconds
+    behind, the timer's row is claimed early, deferred by the database's clock, and claimed
+    again once when due; not released and claimed again in a loop."""
+    engine = await start_engine(timer_flow(3.0), run_reactor=False)
+    drives = 0
+
+    class Counting(Reactor):
+        def _spawn(self, *args: Any, **kwargs: Any) -> None:
+            nonlocal drives
+            drives += 1
+            super()._spawn(*args, **kwargs)
+
+    behind = Counting(engine.service.store, engine.registry, settings=FAST,
+                      clock=lambda: datetime.now(UTC) - timedelta(seconds=3))  # fmt: skip
+    flow_id = await engine.service.create_workflow("b", "t", "cool-down", start=True)
+    behind.start()
+    try:
+        flow = await wait_for_status(engine.service, flow_id, ENDED)
+    finally:
+        await behind.stop()
+    assert flow.status is FlowStatus.FINISHED
+    assert drives <= 6, drives  # start, wait, the early claim, the wake; not hundreds
