@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,3 +36,18 @@ def test_a_package_imports_only_the_layers_below_it(package: str) -> None:
     for path in files:
         foreign = _imports(path) - MAY_IMPORT[package] - {package}
         assert not foreign, f"{path.relative_to(ROOT)} imports {sorted(foreign)}"
+
+
+@pytest.mark.parametrize(
+    "module",
+    sorted(f"app.schedules.{path.stem}" for path in (ROOT / "app" / "schedules").glob("*.py")),
+)
+def test_a_schedules_module_imports_first_in_a_fresh_interpreter(module: str) -> None:
+    """app.schedules builds on app.workflow, whose engine runs the scheduler: a module-level
+    import the other way round is a cycle that only shows when a schedules module comes
+    first (the CLI's, a user's script)."""
+    done = subprocess.run(
+        [sys.executable, "-c", f"import {module}"], cwd=ROOT, capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr

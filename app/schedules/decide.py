@@ -95,15 +95,15 @@ def flow_id_for(state: ScheduleState, fire_time: datetime) -> str:
 
 def fire(state: ScheduleState, now: datetime, previous_running: bool) -> list[ScheduleEvent]:
     """What the schedule does at ``now``: the fires due (started, skipped or queued), given
-    whether the flow of its last fire is still running."""
+    whether the flow of its last fire is still running. At most one ``ScheduleFired``."""
     if state.status is not ScheduleStatus.ACTIVE:
         return []
     events: list[ScheduleEvent] = []
     queued = state.queued
     if queued is not None and not previous_running:
-        events.append(ScheduleFired(fire_time=queued, flow_id=flow_id_for(state, queued),
-                                    queued=True))  # fmt: skip
-        previous_running, queued = True, None
+        # Alone: one fire an append, so that the scheduler makes each fire's flow (it makes
+        # the last fire's); the fires due meanwhile are decided next, with this one running.
+        return [ScheduleFired(fire_time=queued, flow_id=flow_id_for(state, queued), queued=True)]
     timing = state.timing()
     decided = due(timing, state.schedule_id, state.considered_until, now, state.spec.catchUp)
     if decided.skipped_count:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from app.api.models import ContextKey, IsoDatetime, JsonValue, Request
 from app.schedules.timing import Timing, template_problems, timing_problems
@@ -13,6 +13,20 @@ from app.schedules.timing import Timing, template_problems, timing_problems
 SCHEDULE_ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
 DEFAULT_BIZ_ID = "{{scheduleId}}-{{fireTime}}"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+EARLIEST = datetime(1970, 1, 2, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def _in_range(moment: datetime | None) -> datetime | None:
+    # Fire times are computed around these; near year 1 or 9999 the arithmetic overflows.
+    if moment is not None and not EARLIEST <= moment <= LATEST:
+        raise ValueError(f"must be between {EARLIEST.date()} and {LATEST.date()}")
+    return moment
+
+
+Moment = Annotated[IsoDatetime | None, AfterValidator(_in_range)]
 
 
 class ScheduleSpec(Request):
@@ -39,9 +53,9 @@ class ScheduleSpec(Request):
     catchUp: Literal["skip", "last"] = "skip"
     """Fires missed while no flowlog process ran (more than a minute late): skip them all, or
     run the last one once."""
-    startAt: IsoDatetime | None = None
+    startAt: Moment = None
     """No fire before this time; an interval schedule fires at startAt, then every interval."""
-    endAt: IsoDatetime | None = None
+    endAt: Moment = None
     """No fire after this time."""
     jitterSeconds: float = Field(0.0, ge=0, le=86_400)
     """Each fire is delayed by a fixed pseudo-random part of this (the same in every process),

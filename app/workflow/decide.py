@@ -534,6 +534,13 @@ def _complete(
             f"node {running.name} of workflow {state.flow_id} is a {node.kind.value} node, "
             "not a callback node",
         )
+    if running.deadline is not None and running.deadline <= now:
+        # The reactor records the timeout when it next looks; the answer must not wait on it.
+        raise WorkflowError(
+            Code.CALLBACK_REFUSED,
+            f"the deadline of node {running.name} of workflow {state.flow_id} passed at "
+            f"{running.deadline.isoformat()}",
+        )
     for key, value in command.changes.items():
         _check_context(key, value, Code.BAD_INPUT)
     received = CallbackReceived(

@@ -13,14 +13,13 @@ import logging
 from collections.abc import Callable, Iterable
 from functools import partial
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import asyncpg
 
 from app.builtins import definition_from_spec
 from app.migrate import prepare_schema
 from app.roles import DatabaseUrls
-from app.schedules.scheduler import Scheduler, SchedulerSettings
-from app.schedules.service import ScheduleService
 from app.workflow import idempotency
 from app.workflow.callbacks import CallbackTokens
 from app.workflow.definition import Registry, WorkflowDefinition
@@ -29,6 +28,10 @@ from app.workflow.reactor import Observer, Reactor, ReactorSettings
 from app.workflow.repository import FlowRepository, Q
 from app.workflow.service import WorkFlowService
 from eventstore import EventStore, Listener, Notifier, check_log_horizon, connect, create_pool
+
+if TYPE_CHECKING:  # imported when the engine starts: app.schedules builds on app.workflow
+    from app.schedules.scheduler import Scheduler, SchedulerSettings
+    from app.schedules.service import ScheduleService
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +130,9 @@ class Engine:
             # One repository for the API and the reactor: their appends commit together.
             flows = FlowRepository(store)
             tokens = CallbackTokens(store.pool)
+            from app.schedules.scheduler import Scheduler
+            from app.schedules.service import ScheduleService
+
             self._service = WorkFlowService(
                 store, self.registry, on_change=self._changed, flows=flows, tokens=tokens
             )

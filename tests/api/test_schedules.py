@@ -78,6 +78,8 @@ async def test_bad_schedules_are_refused_and_change_nothing(client: Client) -> N
         ({"scheduleId": "has space"}, 400, 40115),
         ({"flowName": "no-such-definition", "scheduleId": "other"}, 404, 40104),
         ({"extra": True}, 400, 40115),
+        ({"startAt": "0001-01-01T00:00:00Z"}, 400, 40115),
+        ({"endAt": "9999-12-31T23:59:59Z"}, 400, 40115),
         ({}, 409, 40131),  # the id is taken
     ):
         await refused(await post(client, SCHEDULES, NIGHTLY | change), status, code)

@@ -13,6 +13,7 @@ from app.schedules.events import (
     ScheduleFired,
     ScheduleQueued,
     ScheduleSkipped,
+    ScheduleUpdated,
 )
 from app.schedules.spec import ScheduleSpec
 from app.schedules.state import ScheduleState, ScheduleStatus, evolve
@@ -68,6 +69,14 @@ def test_overlap_skip_allow_and_queue() -> None:
     assert isinstance(ended[0], ScheduleFired)
     assert ended[0].queued
     assert ended[0].fire_time == at
+    # Changed to "allow" while a fire waits, with another due: one fire an append (the
+    # scheduler makes the flow of each), the queued one first.
+    allowing = after(queued, [ScheduleUpdated(spec={**queued.spec.model_dump(mode="json"),
+                                                    "overlap": "allow"})], at)  # fmt: skip
+    first = decide.fire(allowing, later, previous_running=False)
+    assert [(type(e), getattr(e, "queued", None)) for e in first] == [(ScheduleFired, True)]
+    second = decide.fire(after(allowing, first, later), later, previous_running=True)
+    assert [type(e) for e in second] == [ScheduleFired]
 
 
 @pytest.mark.parametrize(("catch_up", "runs"), [("skip", False), ("last", True)])

@@ -403,3 +403,27 @@ async def test_a_reactor_whose_clock_is_behind_the_databases_waits_without_spinn
         await behind.stop()
     assert flow.status is FlowStatus.FINISHED
     assert drives <= 6, drives  # start, wait, the early claim, the wake; not hundreds
+
+
+async def test_a_completion_after_the_deadline_is_refused_before_the_timeout_is_recorded(
+    start_engine: StartEngine,
+) -> None:
+    approvals = Approvals()
+    engine = await start_engine(approval_flow(approvals, deadline=0.5), run_reactor=False)
+    service = engine.service
+    flow_id = await service.create_workflow("c", "t", "approval", start=True)
+    # No reactor runs here: drive the flow to its callback with one, then stop it.
+    driver = Reactor(service.store, engine.registry, settings=FAST)
+    driver.start()
+    try:
+        await wait_waiting(service, flow_id)
+    finally:
+        await driver.stop()
+    await asyncio.sleep(0.7)
+    with pytest.raises(WorkflowError) as late:
+        await service.complete_callback(Completion(True, token=approvals.tokens[flow_id]))
+    assert late.value.code is Code.CALLBACK_REFUSED
+    assert "deadline" in late.value.message
+    running = (await service.get(flow_id)).running_node
+    assert running is not None
+    assert running.waiting  # nothing was recorded
