@@ -47,13 +47,14 @@ def _check(spec: ScheduleSpec) -> None:
 
 def create(
     state: ScheduleState | None, schedule_id: str, tenant_id: str, spec: ScheduleSpec,
-    paused: bool,
+    paused: bool, now: datetime,
 ) -> list[ScheduleEvent]:  # fmt: skip
     _check(spec)
     if state is not None and state.status is not ScheduleStatus.DELETED:
         raise WorkflowError(Code.SCHEDULE_FAILED, f"schedule {schedule_id} already exists")
     return [ScheduleCreated(schedule_id=schedule_id, tenant_id=tenant_id,
-                            spec=spec.model_dump(mode="json"), paused=paused)]  # fmt: skip
+                            spec=spec.model_dump(mode="json"), paused=paused,
+                            effective_at=now)]  # fmt: skip
 
 
 def _live(state: ScheduleState | None, schedule_id: str) -> ScheduleState:
@@ -62,13 +63,13 @@ def _live(state: ScheduleState | None, schedule_id: str) -> ScheduleState:
     return state
 
 
-def update(state: ScheduleState | None, schedule_id: str, spec: ScheduleSpec
+def update(state: ScheduleState | None, schedule_id: str, spec: ScheduleSpec, now: datetime
            ) -> list[ScheduleEvent]:  # fmt: skip
     live = _live(state, schedule_id)
     _check(spec)
     if spec == live.spec:
         return []
-    return [ScheduleUpdated(spec=spec.model_dump(mode="json"))]
+    return [ScheduleUpdated(spec=spec.model_dump(mode="json"), effective_at=now)]
 
 
 def pause(state: ScheduleState | None, schedule_id: str, reason: str) -> list[ScheduleEvent]:
@@ -76,9 +77,13 @@ def pause(state: ScheduleState | None, schedule_id: str, reason: str) -> list[Sc
     return [] if live.status is ScheduleStatus.PAUSED else [SchedulePaused(reason=reason)]
 
 
-def resume(state: ScheduleState | None, schedule_id: str, reason: str) -> list[ScheduleEvent]:
+def resume(
+    state: ScheduleState | None, schedule_id: str, reason: str, now: datetime
+) -> list[ScheduleEvent]:
     live = _live(state, schedule_id)
-    return [] if live.status is ScheduleStatus.ACTIVE else [ScheduleResumed(reason=reason)]
+    if live.status is ScheduleStatus.ACTIVE:
+        return []
+    return [ScheduleResumed(reason=reason, effective_at=now)]
 
 
 def delete(state: ScheduleState | None, schedule_id: str, reason: str) -> list[ScheduleEvent]:

@@ -26,11 +26,16 @@ class ScheduleCreated(ScheduleEvent):
     tenant_id: str = ""
     spec: JsonObject
     paused: bool = False
+    effective_at: datetime | None = None
+    """When the change was decided: fire times up to it are not the schedule's. Recorded (not
+    taken from the append's time) so that every fold, the row's and the log's, agrees."""
 
 
 class ScheduleUpdated(ScheduleEvent):
     type: Literal["ScheduleUpdated"] = "ScheduleUpdated"
     spec: JsonObject
+    effective_at: datetime | None = None
+    """As ScheduleCreated's (when the new timing applies from, if the timing changed)."""
 
 
 class SchedulePaused(ScheduleEvent):
@@ -41,6 +46,8 @@ class SchedulePaused(ScheduleEvent):
 class ScheduleResumed(ScheduleEvent):
     type: Literal["ScheduleResumed"] = "ScheduleResumed"
     reason: str = ""
+    effective_at: datetime | None = None
+    """As ScheduleCreated's: the fire times while paused are not made up for."""
 
 
 class ScheduleDeleted(ScheduleEvent):

@@ -10,7 +10,7 @@ import asyncpg
 
 from app.schedules.decide import next_due, next_fires
 from app.schedules.events import STREAM
-from app.schedules.state import ScheduleState
+from app.schedules.state import ScheduleState, from_snapshot, snapshot
 from app.schedules.store import Q, fold_recorded
 from app.workflow.repository import utc_now
 from eventstore import RecordedEvent
@@ -52,7 +52,7 @@ async def rebuild_schedules(pool: asyncpg.Pool) -> int:
                 state.status.value, state.spec.model_dump(mode="json"),
                 upcoming[0] if upcoming else None, next_due(state, now), state.last_fire_at,
                 state.last_flow_id, state.fires, state.skipped, state.version,
-                state.created_at, state.updated_at,
+                state.created_at, state.updated_at, snapshot(state),
             )  # fmt: skip
     return len(folds)
 
@@ -85,11 +85,14 @@ async def verify_schedules(pool: asyncpg.Pool) -> ScheduleCheck:
             check.differences.append(f"schedule {schedule_id}: {what}")
             continue
         for column, expected in zip(columns, _decided(state), strict=True):
-            if column == "stream_version":
-                expected = state.version
             if row[column] != expected:
                 check.differences.append(
                     f"schedule {schedule_id}: {column} is {row[column]!r}, the log says "
                     f"{expected!r}"
                 )
+        if from_snapshot(row["state"], row["created_at"], row["updated_at"]) != state:
+            check.differences.append(
+                f"schedule {schedule_id}: its state snapshot is {row['state']!r}, the log "
+                f"says {snapshot(state)!r}"
+            )
     return check

@@ -126,8 +126,8 @@ class Scheduler:
         state: ScheduleState | None = None
         due: datetime | None = self._clock() + decide.SETTLE
         try:
-            state, recorded = await self.schedules.load(schedule_id)
-            version = len(recorded)
+            state, version = await self.schedules.load(schedule_id)
+            appended = False
             for _ in range(_ATTEMPTS):
                 if state is None:
                     break
@@ -139,7 +139,7 @@ class Scheduler:
                     break
                 events = decide.fire(state, self._clock(), await self._running(state))
                 if not events:
-                    if await self._early(state):
+                    if not appended and await self._early(state):
                         continue  # claimed just before its time (the clocks differ): fire it
                     due = decide.next_due(state, self._clock())
                     break
@@ -148,10 +148,10 @@ class Scheduler:
                         state, schedule_id, events, _caller(schedule_id), version
                     )
                 except WrongExpectedVersion:  # an operator changed it: decide again
-                    state, recorded = await self.schedules.load(schedule_id)
-                    version = len(recorded)
+                    state, version = await self.schedules.load(schedule_id)
                     continue
                 version += len(events)
+                appended = True
                 # The fire's flow is made by the next round of the loop (_make_flow); a crash
                 # right here leaves the row due at SETTLE, and another scheduler makes it.
                 failpoint("schedule-fired")

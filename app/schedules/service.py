@@ -63,13 +63,11 @@ class ScheduleService:
         must be recorded in the log (by any process); each fire uses its latest version then."""
         await self._known(spec.flowName)
 
-        # Another tenant's schedule of that id: "it exists", without saying whose.
-        return await self._command(
-            schedule_id,
-            lambda state: decide.create(state, schedule_id, tenant_id, spec, paused),
-            caller,
-            tenant=None,
-        )
+        def made(state: ScheduleState | None) -> list[ScheduleEvent]:
+            # Another tenant's schedule of that id: "it exists", without saying whose.
+            return decide.create(state, schedule_id, tenant_id, spec, paused, self._now())
+
+        return await self._command(schedule_id, made, caller, tenant=None)
 
     async def update(
         self, schedule_id: str, spec: ScheduleSpec, *, tenant: str | None = None,
@@ -77,7 +75,10 @@ class ScheduleService:
     ) -> ScheduleState:  # fmt: skip
         await self._known(spec.flowName)
         return await self._command(
-            schedule_id, lambda s: decide.update(s, schedule_id, spec), caller, tenant
+            schedule_id,
+            lambda s: decide.update(s, schedule_id, spec, self._now()),
+            caller,
+            tenant,
         )
 
     async def pause(
@@ -93,7 +94,10 @@ class ScheduleService:
     ) -> ScheduleState:
         reason = caller.reason or ""
         return await self._command(
-            schedule_id, lambda s: decide.resume(s, schedule_id, reason), caller, tenant
+            schedule_id,
+            lambda s: decide.resume(s, schedule_id, reason, self._now()),
+            caller,
+            tenant,
         )
 
     async def delete(
@@ -105,17 +109,22 @@ class ScheduleService:
         )
 
     async def view(
-        self, schedule_id: str, *, tenant: str | None = None, upcoming: int = 5
+        self, schedule_id: str, *, tenant: str | None = None, upcoming: int = 5, events: int = 50
     ) -> ScheduleView:
-        state, recorded = await self.schedules.load(schedule_id)
+        """The schedule, its next fire times and its latest ``events`` events."""
+        state, _ = await self.schedules.load(schedule_id)
         live = _visible(state, schedule_id, tenant)
-        return ScheduleView(live, decide.next_fires(live, upcoming), recorded)
+        recent = await self.schedules.latest_events(schedule_id, live.version, events)
+        return ScheduleView(live, decide.next_fires(live, upcoming), recent)
 
     async def rows(
         self, tenant: str | None, after: str = "", limit: int = 50
     ) -> tuple[list[asyncpg.Record], int]:
         """A page of schedules (by id, after ``after``) and how many there are."""
         return await self.schedules.rows(tenant, after, limit), await self.schedules.count(tenant)
+
+    def _now(self) -> datetime:
+        return self.schedules.clock()
 
     async def _known(self, name: str) -> None:
         if self.registry.by_name(name) is None and not await self.schedules.pool.fetchval(
@@ -127,7 +136,7 @@ class ScheduleService:
         self, schedule_id: str, decision: Decision, caller: Caller, tenant: str | None
     ) -> ScheduleState:
         for _ in range(_ATTEMPTS):
-            state, recorded = await self.schedules.load(schedule_id)
+            state, version = await self.schedules.load(schedule_id)
             if tenant is not None and state is not None:
                 _visible(state, schedule_id, tenant)
             events = decision(state)
@@ -135,9 +144,7 @@ class ScheduleService:
                 assert state is not None
                 return state
             try:
-                after = await self.schedules.append(
-                    state, schedule_id, events, caller, len(recorded)
-                )
+                after = await self.schedules.append(state, schedule_id, events, caller, version)
             except WrongExpectedVersion:
                 continue
             if self._on_change is not None:

@@ -1,12 +1,14 @@
-"""A schedule's state, folded from its stream. Pure: ``at`` is each event's recorded time."""
+"""A schedule's state, folded from its stream. Pure: ``at`` is each event's recorded time
+(operators' changes carry the time they were decided, and the fold uses that)."""
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from app.schedules.events import (
     ScheduleCreated,
@@ -65,7 +67,8 @@ def evolve(state: ScheduleState | None, event: ScheduleEvent, version: int, at: 
         if state is not None and state.status is not ScheduleStatus.DELETED:
             raise ValueError(f"schedule {event.schedule_id} created twice")
         spec = ScheduleSpec.model_validate(event.spec)
-        start = at if spec.startAt is None else max(at, spec.startAt - _JUST_BEFORE)
+        when = event.effective_at or at
+        start = when if spec.startAt is None else max(when, spec.startAt - _JUST_BEFORE)
         return ScheduleState(
             schedule_id=event.schedule_id,
             tenant_id=event.tenant_id,
@@ -83,15 +86,19 @@ def evolve(state: ScheduleState | None, event: ScheduleEvent, version: int, at: 
     until = state.considered_until
     match event:
         case ScheduleUpdated():
-            # Fire times of the new settings before now are not made up for.
             spec = ScheduleSpec.model_validate(event.spec)
-            return dataclasses.replace(changed, spec=spec, considered_until=max(until, at))
+            if spec.timing() == state.spec.timing():  # a description, a template: fires go on
+                return dataclasses.replace(changed, spec=spec)
+            # Fire times of the new timing before the change are not made up for.
+            when = event.effective_at or at
+            return dataclasses.replace(changed, spec=spec, considered_until=max(until, when))
         case SchedulePaused():
             return dataclasses.replace(changed, status=ScheduleStatus.PAUSED)
         case ScheduleResumed():
             # The fires that fell while paused are not made up for (no backfill).
+            when = event.effective_at or at
             return dataclasses.replace(
-                changed, status=ScheduleStatus.ACTIVE, considered_until=max(until, at)
+                changed, status=ScheduleStatus.ACTIVE, considered_until=max(until, when)
             )
         case ScheduleDeleted():
             return dataclasses.replace(changed, status=ScheduleStatus.DELETED, queued=None)
@@ -115,6 +122,40 @@ def evolve(state: ScheduleState | None, event: ScheduleEvent, version: int, at: 
                 changed, queued=event.fire_time, considered_until=max(until, event.fire_time)
             )
     raise ValueError(f"unknown schedule event {event}")
+
+
+_TIMES = ("considered_until", "last_fire_at", "queued")
+
+
+def snapshot(state: ScheduleState) -> dict[str, Any]:
+    """The state as JSON, kept in the schedule's row (written by each append's statement), so
+    that a scheduler folds only the events after it, not a stream that grows with every fire.
+    Without its creation and update times: the row's columns hold those, as recorded."""
+    data: dict[str, Any] = {
+        "schedule_id": state.schedule_id, "tenant_id": state.tenant_id,
+        "spec": state.spec.model_dump(mode="json"), "status": state.status.value,
+        "version": state.version, "incarnation": state.incarnation,
+        "last_flow_id": state.last_flow_id, "fires": state.fires, "skipped": state.skipped,
+    }  # fmt: skip
+    for name in _TIMES:
+        moment = getattr(state, name)
+        data[name] = None if moment is None else moment.isoformat()
+    return data
+
+
+def from_snapshot(data: Mapping[str, Any], created_at: datetime, updated_at: datetime
+                  ) -> ScheduleState:  # fmt: skip
+    times = {n: None if data[n] is None else datetime.fromisoformat(data[n]) for n in _TIMES}
+    considered_until = times["considered_until"]
+    assert considered_until is not None
+    return ScheduleState(
+        schedule_id=data["schedule_id"], tenant_id=data["tenant_id"],
+        spec=ScheduleSpec.model_validate(data["spec"]), status=ScheduleStatus(data["status"]),
+        created_at=created_at, updated_at=updated_at, version=data["version"],
+        incarnation=data["incarnation"], considered_until=considered_until,
+        last_fire_at=times["last_fire_at"], last_flow_id=data["last_flow_id"],
+        queued=times["queued"], fires=data["fires"], skipped=data["skipped"],
+    )  # fmt: skip
 
 
 def fold(history: Iterable[tuple[ScheduleEvent, int, datetime]]) -> ScheduleState | None:

@@ -20,7 +20,7 @@ from app.schedules.events import (
     encode,
     schedule_stream,
 )
-from app.schedules.state import ScheduleState, evolve
+from app.schedules.state import ScheduleState, evolve, from_snapshot, snapshot
 from app.workflow.repository import Caller, Clock, utc_now
 from eventstore import AppendAlso, EventStore, Expect, NewEvent, RecordedEvent
 from sql import load_queries
@@ -39,6 +39,7 @@ class ScheduleQueries:
     definition_known: str
     restore: str
     all_rows: str
+    snapshot: str
 
 
 Q = load_queries(ScheduleQueries, "schedules")
@@ -60,10 +61,25 @@ class ScheduleRepository:
     def pool(self) -> asyncpg.Pool:
         return self.store.pool
 
-    async def load(self, schedule_id: str) -> tuple[ScheduleState | None, list[RecordedEvent]]:
-        """The schedule's state (None: never made) and its stored events."""
-        recorded = await self.store.read_stream(schedule_stream(schedule_id))
-        return fold_recorded(recorded), recorded
+    async def load(self, schedule_id: str) -> tuple[ScheduleState | None, int]:
+        """The schedule's state (None: never made) and its stream's version: the row's
+        snapshot and the events after it (none, unless the row is behind)."""
+        row = await self.pool.fetchrow(Q.snapshot, schedule_id)
+        stream = schedule_stream(schedule_id)
+        if row is None:  # no row (rebuild pending): the whole stream
+            recorded = await self.store.read_stream(stream)
+            return fold_recorded(recorded), len(recorded)
+        state = from_snapshot(row["state"], row["created_at"], row["updated_at"])
+        for event in await self.store.read_stream(stream, state.version + 1):
+            state = evolve(state, decode(event.type, event.data), event.version,
+                           event.recorded_at)  # fmt: skip
+        return state, state.version
+
+    async def latest_events(self, schedule_id: str, version: int, count: int
+                            ) -> list[RecordedEvent]:  # fmt: skip
+        """The schedule's last ``count`` events (of a stream at ``version``), oldest first."""
+        stream = schedule_stream(schedule_id)
+        return await self.store.read_stream(stream, max(1, version - count + 1))
 
     async def append(
         self,
@@ -93,7 +109,7 @@ class ScheduleRepository:
             after.schedule_id, after.tenant_id, after.spec.flowName, after.status.value,
             after.spec.model_dump(mode="json"), upcoming[0] if upcoming else None, due,
             after.last_fire_at, after.last_flow_id, after.fires, after.skipped,
-            version + len(events), created,
+            version + len(events), created, snapshot(after),
         )  # fmt: skip
         recorded = await self.store.append(
             schedule_stream(schedule_id),

@@ -21,7 +21,10 @@ CREATE TABLE schedules (
     lease_expires_at timestamptz,
     created_at       timestamptz NOT NULL,
     updated_at       timestamptz NOT NULL,
-    stream_version   bigint      NOT NULL
+    stream_version   bigint      NOT NULL,
+    -- The schedule's state at stream_version (app/schedules/state.py, snapshot()): a scheduler
+    -- folds only the events after it, not a stream that grows with every fire.
+    state            jsonb       NOT NULL
 );
 CREATE INDEX schedules_due ON schedules (due_at) WHERE due_at IS NOT NULL;
 CREATE INDEX schedules_tenant ON schedules (tenant_id, id);

@@ -3,11 +3,11 @@
 -- name: upsert
 -- The schedule's row after an append to its stream, in the append's own statement (it acts
 -- only when the append did). $13: the append made the schedule (again): its creation time is
--- the append's. Leases are left as they are.
+-- the append's. $14: the state's snapshot. Leases are left as they are.
 INSERT INTO schedules (id, tenant_id, flow_name, status, spec, next_fire_at, due_at,
                        last_fire_at, last_flow_id, fires, skipped, stream_version,
-                       created_at, updated_at)
-SELECT $1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, a.at, a.at
+                       created_at, updated_at, state)
+SELECT $1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, a.at, a.at, $14::jsonb
 FROM (SELECT max(recorded_at) AS at FROM appended) AS a
 WHERE EXISTS (SELECT 1 FROM appended)
 ON CONFLICT (id) DO UPDATE
@@ -23,7 +23,8 @@ SET tenant_id = EXCLUDED.tenant_id,
     skipped = EXCLUDED.skipped,
     stream_version = EXCLUDED.stream_version,
     created_at = CASE WHEN $13 THEN EXCLUDED.created_at ELSE schedules.created_at END,
-    updated_at = EXCLUDED.updated_at
+    updated_at = EXCLUDED.updated_at,
+    state = EXCLUDED.state
 
 -- name: claim
 -- Up to $2 due schedules for scheduler $1, leased for $3 seconds. SKIP LOCKED: schedulers
@@ -90,18 +91,22 @@ SELECT EXISTS (SELECT 1 FROM workflow_definitions WHERE name = $1)
 -- The lease is left as it is: a scheduler holding it goes on.
 INSERT INTO schedules (id, tenant_id, flow_name, status, spec, next_fire_at, due_at,
                        last_fire_at, last_flow_id, fires, skipped, stream_version,
-                       created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                       created_at, updated_at, state)
+VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::jsonb)
 ON CONFLICT (id) DO UPDATE
 SET tenant_id = EXCLUDED.tenant_id, flow_name = EXCLUDED.flow_name, status = EXCLUDED.status,
     spec = EXCLUDED.spec, next_fire_at = EXCLUDED.next_fire_at, due_at = EXCLUDED.due_at,
     last_fire_at = EXCLUDED.last_fire_at, last_flow_id = EXCLUDED.last_flow_id,
     fires = EXCLUDED.fires, skipped = EXCLUDED.skipped,
     stream_version = EXCLUDED.stream_version, created_at = EXCLUDED.created_at,
-    updated_at = EXCLUDED.updated_at
+    updated_at = EXCLUDED.updated_at, state = EXCLUDED.state
 
 -- name: all_rows
 -- Every schedule's row, with the columns its stream decides (verify).
 SELECT id, tenant_id, flow_name, status, spec, last_fire_at, last_flow_id, fires, skipped,
-       created_at, updated_at, stream_version
+       created_at, updated_at, stream_version, state
 FROM schedules ORDER BY id
+
+-- name: snapshot
+-- A schedule's state as of its row (the scheduler reads the events after stream_version).
+SELECT state, stream_version, created_at, updated_at FROM schedules WHERE id = $1

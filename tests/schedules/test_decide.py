@@ -16,7 +16,13 @@ from app.schedules.events import (
     ScheduleUpdated,
 )
 from app.schedules.spec import ScheduleSpec
-from app.schedules.state import ScheduleState, ScheduleStatus, evolve
+from app.schedules.state import (
+    ScheduleState,
+    ScheduleStatus,
+    evolve,
+    from_snapshot,
+    snapshot,
+)
 from app.workflow.errors import Code, WorkflowError
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -24,7 +30,7 @@ T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
 def made(**spec: object) -> ScheduleState:
     settings = ScheduleSpec.model_validate({"flowName": "backup", "intervalSeconds": 60, **spec})
-    events = decide.create(None, "nightly", "t1", settings, paused=False)
+    events = decide.create(None, "nightly", "t1", settings, False, T0)
     return evolve(None, events[0], 1, T0)
 
 
@@ -108,7 +114,11 @@ def test_paused_deleted_and_ended_schedules_do_not_fire() -> None:
     assert paused.status is ScheduleStatus.PAUSED
     assert decide.fire(paused, T0 + timedelta(hours=1), previous_running=False) == []
     assert decide.next_due(paused, T0) is None
-    resumed = after(paused, decide.resume(paused, "nightly", ""), T0 + timedelta(seconds=70))
+    resumed = after(
+        paused,
+        decide.resume(paused, "nightly", "", T0 + timedelta(seconds=70)),
+        T0 + timedelta(seconds=70),
+    )
     # Resumed after its only fire time: nothing is made up for, and nothing is left.
     assert decide.fire(resumed, T0 + timedelta(seconds=80), previous_running=False) == []
     assert decide.next_due(resumed, T0) is None
@@ -122,12 +132,12 @@ def test_a_schedule_made_again_is_another_incarnation_with_other_flow_ids() -> N
     state = made()
     deleted = after(state, decide.delete(state, "nightly", ""), T0)
     spec = state.spec
-    again = after(deleted, decide.create(deleted, "nightly", "t1", spec, False), T0)
+    again = after(deleted, decide.create(deleted, "nightly", "t1", spec, False, T0), T0)
     fire = T0 + timedelta(seconds=60)
     assert again.incarnation != state.incarnation
     assert decide.flow_id_for(again, fire) != decide.flow_id_for(state, fire)
     with pytest.raises(WorkflowError) as taken:
-        decide.create(again, "nightly", "t1", spec, False)
+        decide.create(again, "nightly", "t1", spec, False, T0)
     assert taken.value.code is Code.SCHEDULE_FAILED
 
 
@@ -137,7 +147,7 @@ def test_bad_settings_are_refused_with_every_problem() -> None:
          "timezone": "Mars/Olympus", "bizIdTemplate": "{{nope}}"}
     )  # fmt: skip
     with pytest.raises(WorkflowError) as refused:
-        decide.create(None, "x", "", spec, False)
+        decide.create(None, "x", "", spec, False, T0)
     assert refused.value.code is Code.BAD_INPUT
     for word in ("cron", "time zone", "nope"):
         assert word in refused.value.message
@@ -159,6 +169,25 @@ def test_the_flow_of_a_fire_renders_its_templates() -> None:
 
 
 def test_a_created_event_records_the_settings_as_json() -> None:
-    events = decide.create(None, "s", "", ScheduleSpec(flowName="f", cron="0 2 * * *"), False)
+    events = decide.create(None, "s", "", ScheduleSpec(flowName="f", cron="0 2 * * *"), False, T0)
     assert isinstance(events[0], ScheduleCreated)
     assert events[0].spec["cron"] == "0 2 * * *"
+
+
+def test_an_update_that_changes_no_timing_drops_no_fire_and_snapshots_round_trip() -> None:
+    """A fire whose time has passed but whose jitter has not is still due after an update of
+    the description; the state's snapshot (kept in its row) is the state."""
+    state = made(jitterSeconds=50)
+    fire = T0 + timedelta(seconds=60)
+    at = fire + decide.jitter_of(state, fire)
+    spec = state.spec.model_dump(mode="json") | {"description": "now described"}
+    described = after(state, decide.update(state, "nightly", ScheduleSpec.model_validate(spec),
+                                           fire + timedelta(microseconds=1)), fire)  # fmt: skip
+    assert described.considered_until == state.considered_until
+    fired = decide.fire(described, max(at, fire), previous_running=False)
+    assert [type(e) for e in fired] == [ScheduleFired]
+    retimed = ScheduleSpec.model_validate(spec | {"intervalSeconds": 120})
+    changed = after(state, decide.update(state, "nightly", retimed, fire), fire)
+    assert changed.considered_until == fire  # the new timing's past is not made up for
+    for each in (state, described, changed, after(changed, fired, at)):
+        assert from_snapshot(snapshot(each), each.created_at, each.updated_at) == each
