@@ -95,8 +95,9 @@ class Scheduler:
                     notified.clear()
                 try:
                     claimed = await self.schedules.pool.fetch(
-                        Q.claim, self.owner, self.settings.batch, self.settings.lease_seconds
-                    )
+                        Q.claim, self.owner, self.settings.batch, self.settings.lease_seconds,
+                        self._definitions(),
+                    )  # fmt: skip
                     # Concurrently: a burst of fires at one instant (every schedule at
                     # midnight) shares round trips, and their flows' appends one commit.
                     await asyncio.gather(*(self._tick(row["id"]) for row in claimed))
@@ -113,8 +114,12 @@ class Scheduler:
             if notified is not None and self._listener is not None:
                 self._listener.unregister(notified)
 
+    def _definitions(self) -> list[str]:
+        """The definitions this process can make flows of: it claims only their schedules."""
+        return [definition.name for definition in self.flows.registry.latest()]
+
     async def _seconds_to_next_due(self) -> float:
-        seconds = await self.schedules.pool.fetchval(Q.next_due)
+        seconds = await self.schedules.pool.fetchval(Q.next_due, self._definitions())
         if seconds is None:
             return self.settings.poll_interval
         return max(0.0, min(float(seconds), self.settings.poll_interval))

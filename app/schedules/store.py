@@ -104,6 +104,10 @@ class ScheduleRepository:
         # scheduler that fired sets the real due time once it has made the flow. If it was
         # killed in between, another one makes the flow then.
         due = now + SETTLE if fired else next_due(after, now)
+        if due is None and after.last_flow_id is not None:
+            # Paused, deleted or ended after a fire: once more, to make that fire's flow if the
+            # scheduler that recorded it died before it could.
+            due = now + SETTLE
         upcoming = next_fires(after, 1)
         row = (
             after.schedule_id, after.tenant_id, after.spec.flowName, after.status.value,

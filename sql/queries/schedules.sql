@@ -27,11 +27,13 @@ SET tenant_id = EXCLUDED.tenant_id,
     state = EXCLUDED.state
 
 -- name: claim
--- Up to $2 due schedules for scheduler $1, leased for $3 seconds. SKIP LOCKED: schedulers
--- never wait for each other and never take the same row.
+-- Up to $2 due schedules for scheduler $1, leased for $3 seconds, among those whose definition
+-- is one of $4 (the scheduler's process can make their flows). SKIP LOCKED: schedulers never
+-- wait for each other and never take the same row.
 WITH due AS (
     SELECT id FROM schedules
     WHERE due_at <= now() AND (lease_expires_at IS NULL OR lease_expires_at < now())
+      AND flow_name = ANY($4::text[])
     ORDER BY due_at
     LIMIT $2
     FOR UPDATE SKIP LOCKED
@@ -56,10 +58,11 @@ SET lease_owner = NULL, lease_expires_at = NULL,
 WHERE id = $1 AND lease_owner = $2
 
 -- name: next_due
--- Seconds until the next schedule is claimable (database clock); NULL when none is due ever.
+-- Seconds until the next schedule of definitions $1 is claimable (database clock); NULL when
+-- none is due ever.
 SELECT extract(epoch FROM min(greatest(due_at, coalesce(lease_expires_at, due_at))) - now())::float8
 FROM schedules
-WHERE due_at IS NOT NULL
+WHERE due_at IS NOT NULL AND flow_name = ANY($1::text[])
 
 -- name: get
 SELECT id, tenant_id, flow_name, status, spec, next_fire_at, due_at, last_fire_at, last_flow_id,

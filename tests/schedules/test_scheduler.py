@@ -13,11 +13,12 @@ from app.schedules.rebuild import rebuild_schedules, verify_schedules
 from app.schedules.scheduler import Scheduler
 from app.schedules.spec import ScheduleSpec
 from app.schedules.state import ScheduleState, ScheduleStatus
-from app.workflow.definition import NodeDefinition, WorkflowDefinition
+from app.workflow.definition import NodeDefinition, Registry, WorkflowDefinition
 from app.workflow.engine import Engine
 from app.workflow.errors import Code, DefinitionNotFound, WorkflowError
 from app.workflow.executor import FlowContext, NodeHandle
 from app.workflow.repository import Caller
+from app.workflow.service import WorkFlowService
 from eventstore import EventStore
 from tests.engines import StartEngine
 from tests.workflow.defs import noop
@@ -102,7 +103,9 @@ async def test_pause_resume_update_and_delete(
     assert len(await pool.fetch(FIRES, "s")) <= paused_at + 1  # one may have been under way
     row = await pool.fetchrow("SELECT status, due_at, next_fire_at FROM schedules WHERE id = 's'")
     assert row is not None
-    assert (row["status"], row["due_at"], row["next_fire_at"]) == ("Paused", None, None)
+    assert (row["status"], row["next_fire_at"]) == ("Paused", None)
+    # Looked at once more (the last fire's flow is there), then never while paused.
+    assert row["due_at"] is None or row["due_at"] <= datetime.now(UTC) + timedelta(seconds=11)
     await schedules.resume("s")
     await schedules.update("s", every_second(intervalSeconds=2))
     before = len(await pool.fetch(FIRES, "s"))
@@ -244,3 +247,25 @@ async def test_a_failure_in_one_tick_leaves_the_schedule_due_again(
     finally:
         await scheduler.stop()
     assert len({f["fire_time"] for f in fires}) == len(fires)
+
+
+async def test_a_scheduler_claims_only_schedules_whose_definition_it_has(
+    start_engine: StartEngine, pool: asyncpg.Pool
+) -> None:
+    engine = await start_engine(quick_flow(), run_reactor=False)
+    await engine.schedules.create("mine", every_second(overlap="allow"))
+    store = EventStore(engine.pool)
+    stranger = Scheduler(store, WorkFlowService(store, Registry()), "stranger")
+    stranger.start()
+    try:
+        await asyncio.sleep(2.5)
+        assert await pool.fetch(FIRES, "mine") == []  # it never fired what it cannot make
+        assert stranger.fired == 0
+    finally:
+        await stranger.stop()
+    knowing = Scheduler(store, engine.service, "knowing")
+    knowing.start()
+    try:
+        await wait_fires(pool, "mine", 1)
+    finally:
+        await knowing.stop()
