@@ -11,7 +11,7 @@ from app.workflow.events import FlowEvent
 from app.workflow.state import FlowState, evolve, fold
 
 REACTOR = ("Advance", "Interrupt", "RecordSubmitted", "RecordSuccess", "RecordFailure",
-           "RecordCanceled")  # fmt: skip
+           "RecordCanceled", "RecordWaiting", "Wake")  # fmt: skip
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
