@@ -170,7 +170,8 @@ async def _fire(
         body: dict[str, Any] = {"scheduleId": f"{prefix}-{n}", "flowName": schedule_flows.NAME,
                                 "intervalSeconds": INTERVAL, "overlap": "allow"}  # fmt: skip
         if spread:
-            body["startAt"] = _at(INTERVAL * n / count).isoformat()
+            # A whole number of intervals after the epoch, plus this schedule's phase.
+            body["startAt"] = _at(946_684_800 + INTERVAL * n / count).isoformat()
         async with http.post("/api/v1/workflow-schedules", json=body) as answer:
             if answer.status != 200:
                 raise RuntimeError(await answer.text())

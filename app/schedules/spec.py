@@ -15,7 +15,7 @@ DEFAULT_BIZ_ID = "{{scheduleId}}-{{fireTime}}"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-EARLIEST = datetime(1970, 1, 2, tzinfo=UTC)
+EARLIEST = EPOCH
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
