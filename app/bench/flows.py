@@ -14,7 +14,12 @@ does. Measured:
 - ``python_cpu_ms_per_flow``: CPU time of this process (the engine, the clients, the
   executors) / N; ``other_cpu_ms_per_flow``: the rest of the machine's CPU time meanwhile
   (PostgreSQL, mostly) / N;
-- ``verify_differences``: ``flowlog verify`` of the tables against the log afterwards (0).
+- ``verify_differences``: ``flowlog verify`` of the tables against the log afterwards (0);
+- what a flow leaves behind (docs/scaling.md's capacity model): ``events_per_flow``,
+  ``log_bytes_per_flow`` (the ``events`` table, TOAST included), ``log_index_bytes_per_flow``,
+  ``projection_bytes_per_flow`` (``workflows`` and ``workflow_nodes`` with their indexes), and
+  ``wal_bytes_per_flow`` (the server's WAL during the run / N: the whole cluster's, so measure
+  on a quiet server).
 
 The engine runs at its default settings (``ReactorSettings()``, the engine's pool), as
 ``flowlog serve`` does.
@@ -56,6 +61,14 @@ FULL_DBOS_WORKFLOWS = 1000
 FLOW_NAME = "bench-three-steps"
 
 _COMMITS = "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+_WAL = "SELECT pg_current_wal_lsn()"
+_WAL_SINCE = "SELECT pg_current_wal_lsn() - $1::pg_lsn"
+_SIZES = """
+SELECT (SELECT count(*) FROM events WHERE stream_id LIKE 'flow-%') AS events,
+       pg_table_size('events') AS log_bytes, pg_indexes_size('events') AS log_index_bytes,
+       pg_total_relation_size('workflows') + pg_total_relation_size('workflow_nodes')
+         AS projection_bytes
+"""
 _FINISHED = "SELECT coalesce(sum(count), 0) FROM workflow_counts WHERE status = 'Finished'"
 
 
@@ -113,12 +126,16 @@ async def run(server_url: str, *, quick: bool, progress: bool = True) -> Report:
             stats = await connect(url)
             try:
                 commits_before = await stats.fetchval(_COMMITS)
+                wal_before = await stats.fetchval(_WAL)
                 cpu = _CpuMeter()
                 created, seconds = await _create_and_finish(engine, flows, progress)
                 python_cpu, other_cpu = cpu.read()
                 await asyncio.sleep(1.2)  # backends report their commit counts within a second
                 await stats.execute("SELECT pg_stat_clear_snapshot()")
                 commits = await stats.fetchval(_COMMITS) - commits_before
+                wal = float(await stats.fetchval(_WAL_SINCE, wal_before))
+                await stats.execute("VACUUM (ANALYZE) events, workflows, workflow_nodes")
+                sizes = await stats.fetchrow(_SIZES)
             finally:
                 await stats.close()
             latencies = await _create_to_finished_ms(engine, created)
@@ -127,6 +144,7 @@ async def run(server_url: str, *, quick: bool, progress: bool = True) -> Report:
     dbos = await dbos_baseline.run(
         server_url, workflows=QUICK_DBOS_WORKFLOWS if quick else FULL_DBOS_WORKFLOWS
     )
+    assert sizes is not None
     transitions = _transitions_ms(timings)
     flows_per_s = flows / seconds
     baseline = plain / 5
@@ -148,6 +166,11 @@ async def run(server_url: str, *, quick: bool, progress: bool = True) -> Report:
         "python_cpu_ms_per_flow": round(python_cpu * 1000 / flows, 3),
         "other_cpu_ms_per_flow": round(other_cpu * 1000 / flows, 3),
         "verify_differences": len(checked.differences),
+        "events_per_flow": round(sizes["events"] / flows, 2),
+        "log_bytes_per_flow": round(sizes["log_bytes"] / flows),
+        "log_index_bytes_per_flow": round(sizes["log_index_bytes"] / flows),
+        "projection_bytes_per_flow": round(sizes["projection_bytes"] / flows),
+        "wal_bytes_per_flow": round(wal / flows),
         "plain_commits_per_s": round(plain, 1),
         "baseline_flows_per_s": round(baseline, 1),
         "ratio_flows_vs_5_plain_commits": round(flows_per_s / baseline, 3),
@@ -163,6 +186,13 @@ async def run(server_url: str, *, quick: bool, progress: bool = True) -> Report:
         ["this process's CPU ms per flow", figures["python_cpu_ms_per_flow"]],
         ["other CPU ms per flow (PostgreSQL...)", figures["other_cpu_ms_per_flow"]],
         ["verify differences", figures["verify_differences"]],
+        ["events per flow", figures["events_per_flow"]],
+        [
+            "log bytes per flow (table / its indexes)",
+            f"{figures['log_bytes_per_flow']} / {figures['log_index_bytes_per_flow']}",
+        ],
+        ["projection bytes per flow (tables and indexes)", figures["projection_bytes_per_flow"]],
+        ["WAL bytes per flow", figures["wal_bytes_per_flow"]],
         ["plain INSERT commits/s (baseline)", figures["plain_commits_per_s"]],
         ["ratio flows/s vs plain commits/s / 5", figures["ratio_flows_vs_5_plain_commits"]],
     ]
