@@ -449,6 +449,7 @@ class Reactor:
         """Drives the flow until it waits or ends; returns the last state it knew, or None
         when it stopped because the flow is no longer its to drive."""
         definition = self.registry.get_version(state.name, state.definition_version)
+        claimed = state.version  # the flow as the claim (or the parking lot) handed it over
         while True:
             running = state.running_node
             command: Command | None
@@ -457,6 +458,8 @@ class Reactor:
                     return state  # shutting down: start nothing new
                 events = decide(state, Advance(), definition, self._clock())
                 if not events:
+                    if state.version == claimed and await self._retry_early(state):
+                        return None  # claimed before its retry's time: deferred, not ours
                     return state  # nothing to do now: the work row says when to look again
                 state, _ = await self._append(state, events, started_here)
                 continue
@@ -612,6 +615,20 @@ class Reactor:
         if value is not None:
             handle.record(value)
         return success(running, handle, context)
+
+    async def _retry_early(self, state: FlowState) -> bool:
+        """A flow claimed before its retry's time (the database's clock ahead of ours) is
+        deferred by what is left, on the database's clock, as a waiting node is (_time_came);
+        True when it was. Claimed on time, nothing is written."""
+        last = state.last_node
+        if last is None or not last.will_retry or last.retry_at is None:
+            return False
+        early = (last.retry_at - self._clock()).total_seconds()
+        if early <= 0 or state.status is not FlowStatus.PROCESSING:
+            return False
+        await self.store.pool.execute(Q.work_wait, self.owner, state.flow_id, early,
+                                      state.version)  # fmt: skip
+        return True
 
     async def _time_came(self, state: FlowState, running: NodeExecution) -> bool:
         """Whether a waiting node's time (a timer's, a callback's deadline) has come; one a

@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from app.builtins import definition_from_spec
-from app.workflow.definition import NodeDefinition, WorkflowDefinition
+from app.workflow.definition import NodeDefinition, RetryPolicy, WorkflowDefinition
 from app.workflow.engine import Engine
 from app.workflow.errors import Code, WorkflowError
 from app.workflow.executor import FlowContext, NodeHandle
@@ -427,3 +427,38 @@ async def test_a_completion_after_the_deadline_is_refused_before_the_timeout_is_
     running = (await service.get(flow_id)).running_node
     assert running is not None
     assert running.waiting  # nothing was recorded
+
+
+async def test_a_retry_wait_claimed_early_is_deferred_not_spun(start_engine: StartEngine) -> None:
+    """As a waiting node's: a flow waiting to retry, claimed by a database clock ahead of the
+    reactor's, is deferred by the database's clock, not released and claimed again."""
+    failures = 0
+
+    async def flaky(node: NodeHandle, ctx: FlowContext) -> None:
+        nonlocal failures
+        if failures == 0:
+            failures += 1
+            raise RuntimeError("once")
+
+    retrying = WorkflowDefinition("retrying-once", {"start": NodeDefinition(
+        "flaky", flaky, retry=RetryPolicy(max_attempts=2, initial_interval=3.0))})  # fmt: skip
+    engine = await start_engine(retrying, run_reactor=False)
+    drives = 0
+
+    class Counting(Reactor):
+        def _spawn(self, *args: Any, **kwargs: Any) -> None:
+            nonlocal drives
+            drives += 1
+            super()._spawn(*args, **kwargs)
+
+    behind = Counting(engine.service.store, engine.registry, settings=FAST,
+                      clock=lambda: datetime.now(UTC) - timedelta(seconds=3))  # fmt: skip
+    flow_id = await engine.service.create_workflow("b", "t", "retrying-once", start=True)
+    behind.start()
+    try:
+        flow = await wait_for_status(engine.service, flow_id, ENDED)
+    finally:
+        await behind.stop()
+    assert flow.status is FlowStatus.FINISHED
+    assert [n.attempt for n in flow.nodes] == [1, 2]
+    assert drives <= 6, drives
