@@ -44,6 +44,8 @@ DEFAULT_SYSTEM_USER = "flowlog"
 _PR_SET_PDEATHSIG = 1
 _SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with its terminating NUL
 _READY = "ready"
+_STANDBY = "standby"
+"""A hot standby's postmaster.pid status once it accepts read-only connections."""
 
 
 class EmbeddedPostgresError(RuntimeError):
@@ -232,7 +234,7 @@ class EmbeddedPostgres:
         pid_file = PidFile.read(self.pid_file)
         return (
             pid_file is not None
-            and pid_file.status == _READY
+            and pid_file.status in (_READY, _STANDBY)
             and is_live_postmaster(pid_file.pid, self.data_dir)
         )
 
@@ -262,6 +264,29 @@ class EmbeddedPostgres:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+    def replicate(self, data_dir: Path, *, port: int | None = None) -> EmbeddedPostgres:
+        """A streaming replica of this (running) server in ``data_dir``, not started: a base
+        backup taken through this server's socket with ``pg_basebackup -R`` (the replica
+        follows this server from then on), as the server's user. Start it as any server."""
+        bin_dir = self.bin_dir or bundled_bin_dir()
+        replica = EmbeddedPostgres(
+            data_dir, bin_dir=bin_dir, system_user=self.system_user,
+            port=self.port + 1 if port is None else port, settings=self.settings,
+            start_timeout=self.start_timeout,
+        )  # fmt: skip
+        user = replica._server_user(bin_dir)
+        replica._prepare_data_dir(user)
+        result = subprocess.run(
+            [str(bin_dir / "pg_basebackup"), "-D", str(replica.data_dir), "-R",
+             "--wal-method=stream", "--checkpoint=fast", "-h", str(self.data_dir),
+             "-p", str(self.port), "-U", SUPERUSER],
+            capture_output=True, text=True, check=False, cwd=replica.data_dir,
+            env=_server_env(), **_as_user(user),
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise EmbeddedPostgresError(f"pg_basebackup failed: {result.stderr.strip()}")
+        return replica
 
     def run_tool(self, tool: str, *args: str) -> subprocess.CompletedProcess[str]:
         """Runs a bundled server tool (pg_resetwal, pg_controldata...) on the data directory,
@@ -335,7 +360,7 @@ class EmbeddedPostgres:
                 )
                 self.pid_file.unlink(missing_ok=True)
                 return False
-            if pid_file.status == _READY:
+            if pid_file.status in (_READY, _STANDBY):
                 log.info(
                     "attaching to the running embedded PostgreSQL",
                     extra={"data_dir": str(self.data_dir), "pid": pid_file.pid},
@@ -388,9 +413,10 @@ class EmbeddedPostgres:
                     f"PostgreSQL exited with {self._process.returncode}: {self._log_tail()}"
                 )
             pid_file = PidFile.read(self.pid_file)
-            if pid_file is not None and (pid_file.pid, pid_file.status) == (
-                self._process.pid,
-                _READY,
+            if (
+                pid_file is not None
+                and pid_file.pid == self._process.pid
+                and pid_file.status in (_READY, _STANDBY)
             ):
                 return
             time.sleep(0.02)

@@ -170,3 +170,21 @@ def test_start_outside_the_main_thread_is_refused(data_dir: Path) -> None:
 def test_a_data_dir_too_long_for_a_socket_is_refused() -> None:
     with pytest.raises(EmbeddedPostgresError, match="too long"):
         EmbeddedPostgres(Path("/tmp/" + "x" * 120))
+
+
+def test_a_streaming_replica_follows_the_server_and_refuses_writes(data_dir: Path) -> None:
+    """The groundwork of read replicas (issue 14): a replica made from a running server's base
+    backup streams its WAL and answers reads, read-only."""
+    with EmbeddedPostgres(data_dir, settings=FAST) as primary:
+        _query(primary.dsn(), "CREATE TABLE t AS SELECT 1 AS n")
+        replica = primary.replicate(data_dir.parent / "replica")
+        with replica:
+            assert _query(replica.dsn(), "SELECT pg_is_in_recovery()") is True
+            _query(primary.dsn(), "INSERT INTO t VALUES (2)")
+            deadline = time.monotonic() + 20
+            while _query(replica.dsn(), "SELECT count(*) FROM t") != 2:
+                assert time.monotonic() < deadline, "the replica did not replay the insert"
+                time.sleep(0.05)
+            with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
+                _query(replica.dsn(), "INSERT INTO t VALUES (3)")
+            assert _query(primary.dsn(), "SELECT count(*) FROM pg_stat_replication") == 1
