@@ -3,6 +3,7 @@ resume, delete). Registered on the API of app/api/routes.py; a tenant sees only 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Literal
 
@@ -191,10 +192,7 @@ async def update_schedule(
 async def pause_schedule(
     request: web.Request, scheduleId: str, body: ScheduleChange
 ) -> ScheduleInfo:
-    caller = caller_of(context_of(request), body.reason)
-    return _info(
-        await _schedules(request).pause(scheduleId, tenant=tenant_of(request), caller=caller)
-    )
+    return await _change(request, scheduleId, body.reason, _schedules(request).pause)
 
 
 @api.route(
@@ -209,10 +207,7 @@ async def pause_schedule(
 async def resume_schedule(
     request: web.Request, scheduleId: str, body: ScheduleChange
 ) -> ScheduleInfo:
-    caller = caller_of(context_of(request), body.reason)
-    return _info(
-        await _schedules(request).resume(scheduleId, tenant=tenant_of(request), caller=caller)
-    )
+    return await _change(request, scheduleId, body.reason, _schedules(request).resume)
 
 
 @api.route(
@@ -227,7 +222,14 @@ async def resume_schedule(
 async def delete_schedule(
     request: web.Request, scheduleId: str, query: ScheduleChange
 ) -> ScheduleInfo:
-    caller = caller_of(context_of(request), query.reason)
-    return _info(
-        await _schedules(request).delete(scheduleId, tenant=tenant_of(request), caller=caller)
-    )
+    return await _change(request, scheduleId, query.reason, _schedules(request).delete)
+
+
+Change = Callable[..., Awaitable[ScheduleState]]
+
+
+async def _change(request: web.Request, schedule_id: str, reason: str, command: Change
+                  ) -> ScheduleInfo:  # fmt: skip
+    """Pause, resume or delete, for the caller's tenant, with its reason."""
+    caller = caller_of(context_of(request), reason)
+    return _info(await command(schedule_id, tenant=tenant_of(request), caller=caller))

@@ -137,12 +137,13 @@ class Scheduler:
                 if state is None:
                     break
                 # A fire recorded just before a pause or a delete still gets its flow.
-                if not await self._make_flow(state):
-                    break  # due again at SETTLE
+                running = await self._last_flow(state)
+                if running is None:
+                    break  # its flow cannot be made now: due again at SETTLE
                 if state.status.deleted:
                     due = None
                     break
-                events = decide.fire(state, self._clock(), await self._running(state))
+                events = decide.fire(state, self._clock(), running)
                 if not events:
                     if not appended and await self._early(state):
                         continue  # claimed just before its time (the clocks differ): fire it
@@ -190,21 +191,16 @@ class Scheduler:
         await asyncio.sleep(early)
         return True
 
-    async def _running(self, state: ScheduleState) -> bool:
-        """Whether the flow of the schedule's last fire still runs (or is not made yet)."""
-        if state.last_flow_id is None:
-            return False
-        status = await self.schedules.pool.fetchval(Q.flow_status, state.last_flow_id)
-        return status is None or status not in TERMINAL
-
-    async def _make_flow(self, state: ScheduleState) -> bool:
-        """Makes the flow of the schedule's last fire if it does not exist yet (the fire was
-        recorded by a scheduler that could not make it); False when it cannot be made now."""
+    async def _last_flow(self, state: ScheduleState) -> bool | None:
+        """Whether the flow of the schedule's last fire still runs, after making it if it does
+        not exist yet (the fire was recorded by a scheduler that could not make it); None when
+        it cannot be made now. One read of its status, which overlap needs anyway."""
         flow_id, fire_time = state.last_flow_id, state.last_fire_at
         if flow_id is None or fire_time is None:
-            return True
-        if await self.schedules.pool.fetchval(Q.flow_status, flow_id) is not None:
-            return True
+            return False
+        status = await self.schedules.pool.fetchval(Q.flow_status, flow_id)
+        if status is not None:
+            return status not in TERMINAL
         biz_id, context = decide.flow_of_fire(state, fire_time)
         try:
             await self.flows.create(
@@ -214,13 +210,13 @@ class Scheduler:
                 start=True, flow_id=flow_id,
             )  # fmt: skip
         except WrongExpectedVersion:
-            return True  # made meanwhile by another scheduler
+            return True  # made meanwhile by another scheduler: it has just started
         except (DefinitionNotFound, WorkflowError) as exc:
             log.warning(
                 "a schedule's flow cannot be made",
                 extra={"schedule_id": state.schedule_id, "flow_id": flow_id, "error": str(exc)},
             )
-            return False
+            return None
         late = (self._clock() - fire_time).total_seconds()
         late -= decide.jitter_of(state, fire_time).total_seconds()
         if self._observe is not None:
@@ -231,7 +227,7 @@ class Scheduler:
             extra={"schedule_id": state.schedule_id, "flow_id": flow_id,
                    "fire_time": fire_time.isoformat(), "late_s": round(late, 3)},
         )  # fmt: skip
-        return True
+        return True  # made and started just now
 
 
 def _caller(schedule_id: str, reason: str | None = None) -> Caller:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -156,10 +156,3 @@ def from_snapshot(data: Mapping[str, Any], created_at: datetime, updated_at: dat
         last_fire_at=times["last_fire_at"], last_flow_id=data["last_flow_id"],
         queued=times["queued"], fires=data["fires"], skipped=data["skipped"],
     )  # fmt: skip
-
-
-def fold(history: Iterable[tuple[ScheduleEvent, int, datetime]]) -> ScheduleState | None:
-    state: ScheduleState | None = None
-    for event, version, at in history:
-        state = evolve(state, event, version, at)
-    return state

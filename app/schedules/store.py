@@ -32,7 +32,6 @@ class ScheduleQueries:
     claim: str
     release: str
     next_due: str
-    get: str
     list: str
     count: str
     flow_status: str
@@ -122,9 +121,6 @@ class ScheduleRepository:
             also=AppendAlso.of((Q.upsert, row)),
         )
         return _retimed(after, now, recorded[-1].recorded_at)
-
-    async def row(self, schedule_id: str) -> asyncpg.Record | None:
-        return await self.pool.fetchrow(Q.get, schedule_id)
 
     async def rows(self, tenant: str | None, after: str, limit: int) -> list[asyncpg.Record]:
         return list(await self.pool.fetch(Q.list, tenant, after, limit))

@@ -64,11 +64,6 @@ SELECT extract(epoch FROM min(greatest(due_at, coalesce(lease_expires_at, due_at
 FROM schedules
 WHERE due_at IS NOT NULL AND flow_name = ANY($1::text[])
 
--- name: get
-SELECT id, tenant_id, flow_name, status, spec, next_fire_at, due_at, last_fire_at, last_flow_id,
-       fires, skipped, created_at, updated_at, stream_version
-FROM schedules WHERE id = $1
-
 -- name: list
 -- Schedules not deleted, of tenant $1 (NULL: all), by id, after id $2, $3 of them.
 SELECT id, tenant_id, flow_name, status, spec, next_fire_at, due_at, last_fire_at, last_flow_id,

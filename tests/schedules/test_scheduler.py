@@ -227,12 +227,12 @@ async def test_a_failure_in_one_tick_leaves_the_schedule_due_again(
     failed = False
 
     class Flaky(Scheduler):
-        async def _running(self, state: ScheduleState) -> bool:
+        async def _last_flow(self, state: ScheduleState) -> bool | None:
             nonlocal failed
             if not failed:
                 failed = True
                 raise asyncpg.ConnectionDoesNotExistError("cut")
-            return await super()._running(state)
+            return await super()._last_flow(state)
 
     scheduler = Flaky(EventStore(engine.pool), engine.service, "flaky")
     await engine.schedules.create("flaky", every_second(overlap="allow"))

@@ -84,6 +84,16 @@ async def types_of(engine: Engine, flow_id: str) -> list[str]:
     return [e.type for e in await engine.service.store.read_stream(flow_stream(flow_id))]
 
 
+class CountingReactor(Reactor):
+    """A reactor that counts the drives it starts (a claim loop that spins starts hundreds)."""
+
+    drives = 0
+
+    def _spawn(self, *args: Any, **kwargs: Any) -> None:
+        self.drives += 1
+        super()._spawn(*args, **kwargs)
+
+
 # -- timers ------------------------------------------------------------------------------------
 
 
@@ -385,16 +395,8 @@ async def test_a_reactor_whose_clock_is_behind_the_databases_waits_without_spinn
     behind, the timer's row is claimed early, deferred by the database's clock, and claimed
     again once when due; not released and claimed again in a loop."""
     engine = await start_engine(timer_flow(3.0), run_reactor=False)
-    drives = 0
-
-    class Counting(Reactor):
-        def _spawn(self, *args: Any, **kwargs: Any) -> None:
-            nonlocal drives
-            drives += 1
-            super()._spawn(*args, **kwargs)
-
-    behind = Counting(engine.service.store, engine.registry, settings=FAST,
-                      clock=lambda: datetime.now(UTC) - timedelta(seconds=3))  # fmt: skip
+    behind = CountingReactor(engine.service.store, engine.registry, settings=FAST,
+                             clock=lambda: datetime.now(UTC) - timedelta(seconds=3))  # fmt: skip
     flow_id = await engine.service.create_workflow("b", "t", "cool-down", start=True)
     behind.start()
     try:
@@ -402,7 +404,7 @@ async def test_a_reactor_whose_clock_is_behind_the_databases_waits_without_spinn
     finally:
         await behind.stop()
     assert flow.status is FlowStatus.FINISHED
-    assert drives <= 6, drives  # start, wait, the early claim, the wake; not hundreds
+    assert behind.drives <= 6, behind.drives  # start, wait, the early claim, the wake; not hundreds
 
 
 async def test_a_completion_after_the_deadline_is_refused_before_the_timeout_is_recorded(
@@ -443,16 +445,8 @@ async def test_a_retry_wait_claimed_early_is_deferred_not_spun(start_engine: Sta
     retrying = WorkflowDefinition("retrying-once", {"start": NodeDefinition(
         "flaky", flaky, retry=RetryPolicy(max_attempts=2, initial_interval=3.0))})  # fmt: skip
     engine = await start_engine(retrying, run_reactor=False)
-    drives = 0
-
-    class Counting(Reactor):
-        def _spawn(self, *args: Any, **kwargs: Any) -> None:
-            nonlocal drives
-            drives += 1
-            super()._spawn(*args, **kwargs)
-
-    behind = Counting(engine.service.store, engine.registry, settings=FAST,
-                      clock=lambda: datetime.now(UTC) - timedelta(seconds=3))  # fmt: skip
+    behind = CountingReactor(engine.service.store, engine.registry, settings=FAST,
+                             clock=lambda: datetime.now(UTC) - timedelta(seconds=3))  # fmt: skip
     flow_id = await engine.service.create_workflow("b", "t", "retrying-once", start=True)
     behind.start()
     try:
@@ -461,4 +455,4 @@ async def test_a_retry_wait_claimed_early_is_deferred_not_spun(start_engine: Sta
         await behind.stop()
     assert flow.status is FlowStatus.FINISHED
     assert [n.attempt for n in flow.nodes] == [1, 2]
-    assert drives <= 6, drives
+    assert behind.drives <= 6, behind.drives
