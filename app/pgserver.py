@@ -286,6 +286,10 @@ class EmbeddedPostgres:
         )  # fmt: skip
         if result.returncode != 0:
             raise EmbeddedPostgresError(f"pg_basebackup failed: {result.stderr.strip()}")
+        # The socket lives in the data directory, and the backup copied its lock file: left
+        # there, it would name this server's postmaster and keep the replica from starting.
+        for lock in replica.data_dir.glob(".s.PGSQL.*.lock"):
+            lock.unlink()
         return replica
 
     def run_tool(self, tool: str, *args: str) -> subprocess.CompletedProcess[str]:
