@@ -218,7 +218,7 @@ def _run(
         asyncio.run(_work(settings, urls, registry))
         return 0
     if args.command in {"history", "replay"}:
-        return asyncio.run(_audit(args, urls))
+        return asyncio.run(_audit(args, urls, settings))
     if args.command == "check-definition":
         return asyncio.run(_check(args, urls, registry))
     if args.command in {"export", "import"}:
@@ -237,6 +237,7 @@ def _run(
             http,
             processes,
             projections,
+            replica,
             schedules,
             waiting,
         )
@@ -250,6 +251,7 @@ def _run(
             "http": http.run,
             "processes": processes.run,
             "projections": projections.run,
+            "replica": replica.run,
             "schedules": schedules.run,
             "waiting": waiting.run,
         }[args.name]
@@ -296,16 +298,19 @@ async def _projections(command: str, urls: DatabaseUrls, progress: bool) -> int:
         await pool.close()
 
 
-async def _audit(args: argparse.Namespace, urls: DatabaseUrls) -> int:
+async def _audit(args: argparse.Namespace, urls: DatabaseUrls, settings: Settings) -> int:
     from app.audit import commands
 
     await prepare_schema(urls)
     database_url = urls.url
+    replicas = settings.read_database_urls
     if args.command == "history":
-        return await commands.history(database_url, args.flow_id, as_json=args.json)
+        return await commands.history(
+            database_url, args.flow_id, as_json=args.json, read_urls=replicas
+        )
     diff = None if args.diff is None else (args.diff[0], args.diff[1])
     return await commands.replay(
-        database_url, args.flow_id, at=args.at, diff=diff, as_json=args.json
+        database_url, args.flow_id, at=args.at, diff=diff, as_json=args.json, read_urls=replicas
     )
 
 

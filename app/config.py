@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from app.pgserver import DEFAULT_SYSTEM_USER
+from app.replicas.router import ReadSettings
 from app.workflow.reactor import ReactorSettings
 
 
@@ -54,10 +55,24 @@ class Settings:
     owner_url: str | None = None
     """The owner role's URL (FLOWLOG_OWNER_URL): migrations, grants, rebuilds, imports. None:
     DATABASE_URL's role does those too (and can then rewrite the log)."""
+    read_database_urls: tuple[str, ...] = ()
+    """Streaming replicas that serve reads (FLOWLOG_READ_DATABASE_URL, comma-separated)."""
+    replica_max_lag: float = 10.0
+    """Seconds behind the primary past which a replica is skipped (FLOWLOG_REPLICA_MAX_LAG)."""
+    read_wait: float = 1.0
+    """How long a read that presents a commit position waits for a replica to replay it
+    before the primary answers it (FLOWLOG_READ_WAIT_MS)."""
 
     @property
     def reactor(self) -> ReactorSettings:
         return ReactorSettings(concurrency=self.concurrency, lease_seconds=self.lease_seconds)
+
+    @property
+    def reads(self) -> ReadSettings:
+        return ReadSettings(
+            urls=self.read_database_urls, max_lag=self.replica_max_lag, wait=self.read_wait,
+            pool_size=self.pool_size,
+        )  # fmt: skip
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -81,6 +96,9 @@ class Settings:
             concurrency=_int(env, "FLOWLOG_CONCURRENCY", 32, 1, 10_000),
             lease_seconds=float(_int(env, "FLOWLOG_LEASE_SECONDS", 30, 1, 86_400)),
             idempotency_hours=_int(env, "FLOWLOG_IDEMPOTENCY_HOURS", 24, 1, 24 * 365),
+            read_database_urls=_read_urls(env),
+            replica_max_lag=float(_int(env, "FLOWLOG_REPLICA_MAX_LAG", 10, 1, 86_400)),
+            read_wait=_int(env, "FLOWLOG_READ_WAIT_MS", 1000, 0, 60_000) / 1000,
         )
 
 
@@ -109,6 +127,7 @@ def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str 
 
 
 _DATABASE_SCHEMES = frozenset({"postgresql", "postgres"})
+_NEXT_URL = re.compile(r",\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)")
 _SYSTEM_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
 
@@ -130,6 +149,23 @@ def _database_url(env: Mapping[str, str], name: str) -> str | None:
     if not (parts.hostname or "host=" in parts.query):
         raise ConfigError(f"{name} names no host: {_hidden(url)!r}")
     return url
+
+
+def _read_urls(env: Mapping[str, str]) -> tuple[str, ...]:
+    name = "FLOWLOG_READ_DATABASE_URL"
+    urls: list[str] = []
+    # A comma also separates the hosts of one libpq URL (host1,host2): only a comma followed
+    # by a new URL's scheme starts another replica.
+    for part in _NEXT_URL.split(env.get(name, "")):
+        url = _database_url({name: part}, name)
+        if url is not None:
+            urls.append(url)
+    if urls and not env.get("DATABASE_URL", "").strip():
+        raise ConfigError(
+            f"{name} is set but DATABASE_URL is not: replicas follow a primary that flowlog "
+            "reaches by DATABASE_URL (the embedded PostgreSQL makes no replicas by itself)"
+        )
+    return tuple(urls)
 
 
 def _owner_url(env: Mapping[str, str]) -> str | None:

@@ -22,6 +22,7 @@ from app.api.metrics import Metrics
 from app.api.routes import api
 from app.config import Settings
 from app.console import setup_console
+from app.replicas.http import positions
 from app.roles import DatabaseUrls
 from app.workflow.definition import Registry
 from app.workflow.engine import Engine
@@ -43,6 +44,8 @@ async def _engine(app: web.Application) -> AsyncIterator[None]:
         pool_size=settings.pool_size,
         observe=app[keys.METRICS].observe_node,
         observe_fire=app[keys.METRICS].fire_delay.observe,
+        reads=settings.reads,
+        observe_read=app[keys.METRICS].observe_read,
     )
     await engine.start()
     app[keys.ENGINE] = engine
@@ -102,9 +105,12 @@ def create_app(
     metrics = Metrics()
     app = web.Application(
         client_max_size=MAX_BODY,
-        middlewares=make_middlewares(
-            tokens, metrics.observe_request, timedelta(hours=settings.idempotency_hours)
-        ),
+        middlewares=[
+            *make_middlewares(
+                tokens, metrics.observe_request, timedelta(hours=settings.idempotency_hours)
+            ),
+            positions,
+        ],
     )
     app[keys.SETTINGS] = settings
     app[keys.DATABASE] = DatabaseUrls(database) if isinstance(database, str) else database

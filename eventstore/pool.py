@@ -58,10 +58,17 @@ async def _keep_session(conn: Connection) -> None:
     """
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+async def create_pool(
+    dsn: str, *, min_size: int = 1, max_size: int = 10, connect_timeout: float = 60.0
+) -> asyncpg.Pool:
     """A pool whose connections speak JSON with orjson and skip the reset on release."""
     pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=init_connection, reset=_keep_session
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=init_connection,
+        reset=_keep_session,
+        timeout=connect_timeout,
     )
     assert pool is not None  # create_pool only returns None when not awaited
     return pool

@@ -47,6 +47,16 @@ def test_values_from_the_environment() -> None:
         ({"FLOWLOG_LOG_FORMAT": "xml"}, "one of"),
         ({"FLOWLOG_OWNER_URL": "mysql://h/db", "DATABASE_URL": "postgresql://h/db"}, "postgresql"),
         ({"FLOWLOG_OWNER_URL": "postgresql://h/db"}, "DATABASE_URL is not"),
+        ({"FLOWLOG_READ_DATABASE_URL": "postgresql://r/db"}, "DATABASE_URL is not"),
+        (
+            {
+                "FLOWLOG_READ_DATABASE_URL": "postgresql://r/db,redis://r",
+                "DATABASE_URL": "postgresql://p/db",
+            },
+            "postgresql",
+        ),
+        ({"FLOWLOG_REPLICA_MAX_LAG": "0"}, "between"),
+        ({"FLOWLOG_READ_WAIT_MS": "soon"}, "whole number"),
     ],
 )
 def test_bad_values_are_refused_by_name(env: dict[str, str], message: str) -> None:
@@ -70,3 +80,24 @@ def test_database_urls_and_identifiers() -> None:
     assert quote_ident('we"ird') == '"we""ird"'
     with pytest.raises(ValueError, match="identifier"):
         quote_ident("")
+
+
+def test_read_replicas_from_the_environment() -> None:
+    """Comma-separated URLs; a comma inside one URL (libpq's several hosts) stays in it."""
+    settings = Settings.from_env(
+        {
+            "DATABASE_URL": "postgresql://u@p/db",
+            "FLOWLOG_READ_DATABASE_URL": (
+                "postgresql://u@r1/db, postgres://u@r2,r3/db?target_session_attrs=any"
+            ),
+            "FLOWLOG_REPLICA_MAX_LAG": "5",
+            "FLOWLOG_READ_WAIT_MS": "250",
+        }
+    )
+    assert settings.read_database_urls == (
+        "postgresql://u@r1/db",
+        "postgres://u@r2,r3/db?target_session_attrs=any",
+    )
+    reads = settings.reads
+    assert (reads.urls, reads.max_lag, reads.wait) == (settings.read_database_urls, 5.0, 0.25)
+    assert Settings.from_env({}).reads.urls == ()

@@ -25,7 +25,11 @@ async def test_health_and_readiness_answer_in_the_seed_envelope(
         ready = await client.get("/readyz")
         body = await ready.json()
         assert ready.status == 200
-        assert body["data"] == {"status": "ready", "checks": {"database": True, "listener": True}}
+        assert body["data"] == {
+            "status": "ready",
+            "checks": {"database": True, "listener": True},
+            "replicas": [],
+        }
 
         # Start-up migrated the empty database before serving.
         assert await app[keys.ENGINE].pool.fetchval("SELECT count(*) FROM schema_migrations") >= 1

@@ -44,6 +44,7 @@ from app.api.models import (
     Request,
     storable_text,
 )
+from app.replicas.position import HEADER as POSITION_HEADER
 from app.workflow.errors import Code, WorkflowError
 from app.workflow.idempotency import DEFAULT_TTL, Idempotency
 from eventstore import TRANSIENT_ERRORS
@@ -453,6 +454,8 @@ async def _answer(
 # -- OpenAPI -------------------------------------------------------------------------------
 
 
+_POSITION_PATTERN = "^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$"
+
 JsonSchemaMode = Literal["validation", "serialization"]
 
 
@@ -487,6 +490,14 @@ def build_openapi(operations: list[Operation], *, title: str, version: str) -> d
                  "schema": {"type": "string", "minLength": 1, "maxLength": 255,
                             "pattern": "^[\\x21-\\x7e]+$"}}
             )  # fmt: skip
+        if op.method == "GET":
+            parameters.append(
+                {"name": POSITION_HEADER, "in": "header", "required": False,
+                 "description": "a write's commit position (its answer's Flowlog-Position): "
+                 "the answer reflects at least that write, read from a replica that has "
+                 "replayed it, else from the primary",
+                 "schema": {"type": "string", "pattern": _POSITION_PATTERN}}
+            )  # fmt: skip
         if op.query is not None:
             schema = op.query.model_json_schema(ref_template="#/components/schemas/{model}")
             required = set(schema.get("required", []))
@@ -507,6 +518,14 @@ def build_openapi(operations: list[Operation], *, title: str, version: str) -> d
         responses: dict[str, Any] = {
             "200": {"description": "OK", "content": {op.media_type: {"schema": answer_schema}}}
         }
+        if op.method != "GET":
+            responses["200"]["headers"] = {
+                POSITION_HEADER: {
+                    "description": "the write's commit position: present it on a read "
+                    "(the same header) to read this write back from a replica",
+                    "schema": {"type": "string", "pattern": _POSITION_PATTERN},
+                }
+            }
         error_schema = mapping[(ErrorEnvelope, "serialization")]
         # Any request may be refused by the HTTP parser (a request line or header too long):
         # aiohttp answers that 400 itself, in plain text, before any middleware runs.

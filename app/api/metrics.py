@@ -3,11 +3,13 @@ reactor lag, leases, HTTP requests. A registry per application, no global state.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from app.replicas.replica import Replica
 from sql import load_queries
 
 CLIENT_GONE_STATUS = 499
@@ -70,6 +72,22 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
             registry=self.registry,
         )
+        self.reads = Counter(
+            "flowlog_reads",
+            "Requests' reads by the server that answered them (a replica, or primary) and why "
+            "(replica; for the primary: no_replica, waited, replica_failed).",
+            ["server", "why"], registry=self.registry,
+        )  # fmt: skip
+        self.replica_lag = Gauge(
+            "flowlog_replica_lag_seconds",
+            "How far each replica is behind the primary (absent while it is down).",
+            ["replica"], registry=self.registry,
+        )  # fmt: skip
+        self.replica_up = Gauge(
+            "flowlog_replica_up",
+            "Whether reads may use each replica (1), or it is down, lagging or foreign (0).",
+            ["replica"], registry=self.registry,
+        )  # fmt: skip
         self.requests = Histogram(
             "flowlog_http_request_duration_seconds", "HTTP requests by route and status.",
             ["method", "route", "status"], registry=self.registry,
@@ -83,6 +101,16 @@ class Metrics:
         self.requests.labels(method, route, str(status)).observe(seconds)
         if status == CLIENT_GONE_STATUS:
             self.client_disconnects.labels(method, route).inc()
+
+    def observe_read(self, server: str, why: str) -> None:
+        self.reads.labels(server, why).inc()
+
+    def observe_replicas(self, replicas: Sequence[Replica]) -> None:
+        self.replica_lag.clear()
+        for replica in replicas:
+            self.replica_up.labels(replica.name).set(1 if replica.usable else 0)
+            if replica.lag_seconds is not None:
+                self.replica_lag.labels(replica.name).set(replica.lag_seconds)
 
     def observe_node(self, definition: str, node: str, outcome: str, seconds: float) -> None:
         self.node_seconds.labels(definition, node, outcome).observe(seconds)

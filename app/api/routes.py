@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import UTC
+from functools import partial
 from typing import Any
 
 import aiohttp_jinja2
+import asyncpg
 import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -42,7 +44,9 @@ from app.api.models import (
     ListQuery,
     Page,
     Readiness,
+    Ready,
     RegisteredResponse,
+    ReplicaHealth,
     RetryRequest,
     StateQuery,
     StateResponse,
@@ -59,13 +63,16 @@ from app.audit.document import state_document
 from app.audit.history import read_history
 from app.audit.replay import diff_documents, fold_until, parse_point
 from app.builtins import definition_from_spec
+from app.replicas.http import read_pool
+from app.replicas.position import format_position
 from app.workflow.errors import Code, DefinitionNotFound, FlowNotFound, WorkflowError
 from app.workflow.history import flow_stream
 from app.workflow.projection import workflow_row
 from app.workflow.repository import Caller
 from app.workflow.service import Completion, WorkFlowService
 from app.workflow.state import FlowState
-from eventstore import RecordedEvent, wait_any
+from eventstore import EventReader, RecordedEvent, wait_any
+from eventstore.pool import Executor
 from projections.reads import BadCursor, Cursor, ListFilter, get_workflow, list_workflows
 from projections.rows import NodeRow, WorkflowRow
 
@@ -96,9 +103,10 @@ def _scoped(request: web.Request) -> bool:
     return request.app[keys.TOKENS].enabled
 
 
-async def _visible(request: web.Request, flow_id: str) -> WorkflowRow:
-    """The flow's row, if the caller may see it (other tenants' flows do not exist for it)."""
-    row = await get_workflow(request.app[keys.ENGINE].pool, flow_id)
+async def _visible(request: web.Request, flow_id: str, pool: Executor | None = None) -> WorkflowRow:
+    """The flow's row, if the caller may see it (other tenants' flows do not exist for it),
+    read from ``pool`` (a read's replica; by default the primary, where commands look)."""
+    row = await get_workflow(pool or request.app[keys.ENGINE].pool, flow_id)
     if row is None or (_scoped(request) and row.tenant_id != context_of(request).tenant_id):
         raise FlowNotFound(flow_id)
     return row
@@ -160,7 +168,7 @@ async def list_flows(request: web.Request, query: ListQuery) -> Paged:
     where = list_filter(query, tenant_of(request))
     after = parse_cursor(query.cursor) if query.cursor else None
     page = await list_workflows(
-        request.app[keys.ENGINE].pool,
+        await read_pool(request),
         where,
         page=query.page,
         page_size=query.pageSize,
@@ -209,8 +217,9 @@ def parse_cursor(text: str) -> Cursor:
     tags=FLOWS,
 )
 async def detail_flow(request: web.Request, workFlowId: str) -> WorkFlowDetail:
-    await _visible(request, workFlowId)
-    detail = await _service(request).detail_workflow(workFlowId)
+    pool = await read_pool(request)
+    await _visible(request, workFlowId, pool)
+    detail = await _service(request).detail_workflow(workFlowId, pool)
     last = detail.nodes[-1] if detail.nodes else None
     waiting = None
     if last is not None and last.status == "Processing" and last.kind in ("timer", "callback"):
@@ -415,9 +424,9 @@ async def bulk_action(request: web.Request, body: BulkRequest) -> BulkResponse:
     tags=FLOWS,
 )
 async def flow_history(request: web.Request, workFlowId: str, query: HistoryQuery) -> Paged:
-    row = await _visible(request, workFlowId)
+    pool = await read_pool(request)
+    row = await _visible(request, workFlowId, pool)
     first = (query.page - 1) * query.pageSize + 1
-    pool = request.app[keys.ENGINE].pool
     lines = await read_history(pool, workFlowId, first, first + query.pageSize - 1)
     total = max(row.stream_version, lines[-1].version if lines else 0)
     events = [HistoryEvent.model_validate(line.document()) for line in lines]
@@ -477,8 +486,9 @@ async def flow_diff(request: web.Request, workFlowId: str, query: DiffQuery) -> 
 
 async def _recorded(request: web.Request, flow_id: str) -> list[RecordedEvent]:
     """The flow's stored events, if the caller may see the flow."""
-    await _visible(request, flow_id)
-    recorded = await _service(request).store.read_stream(flow_stream(flow_id))
+    pool = await read_pool(request)
+    await _visible(request, flow_id, pool)
+    recorded = await EventReader(pool).read_stream(flow_stream(flow_id))
     if not recorded:
         raise FlowNotFound(flow_id)
     return recorded
@@ -501,8 +511,9 @@ async def flow_stream_sse(
     workFlowId: str,
     query: HistoryQuery,
 ) -> web.StreamResponse:
-    row = await _visible(request, workFlowId)
+    row = await _visible(request, workFlowId, await read_pool(request))
     engine = request.app[keys.ENGINE]
+    stream = flow_stream(workFlowId)
     last = (query.page - 1) * query.pageSize  # events already seen by the client
     resume = request.headers.get("Last-Event-ID", "")
     if resume.isdigit():
@@ -524,7 +535,10 @@ async def flow_stream_sse(
     try:
         while not shutting_down.is_set():
             waiter.clear()
-            stored = await engine.service.store.read_stream(flow_stream(workFlowId), last + 1)
+            # Woken by a commit's NOTIFY: a replica answers once it has replayed that commit.
+            stored = await engine.reads.run(
+                partial(_read_stream, stream=stream, after=last + 1), await engine.reads.fresh()
+            )
             for event in stored:
                 payload = orjson.dumps(
                     {
@@ -553,6 +567,10 @@ async def flow_stream_sse(
         engine.listener.unregister(waiter)
 
 
+async def _read_stream(pool: asyncpg.Pool, *, stream: str, after: int) -> list[RecordedEvent]:
+    return await EventReader(pool).read_stream(stream, after)
+
+
 # -- definitions -------------------------------------------------------------------------------
 
 
@@ -565,7 +583,7 @@ async def flow_stream_sse(
     tags=DEFINITIONS,
 )
 async def list_definitions(request: web.Request) -> DefinitionList:
-    pool = request.app[keys.ENGINE].pool
+    pool = await read_pool(request)
     by_name: dict[str, list[Any]] = {}
     for row in await pool.fetch(MQ.definitions):
         by_name.setdefault(row["name"], []).append(row)
@@ -591,7 +609,7 @@ async def list_definitions(request: web.Request) -> DefinitionList:
     tags=DEFINITIONS,
 )
 async def get_definition(request: web.Request, name: str) -> DefinitionDetail:
-    rows = await request.app[keys.ENGINE].pool.fetch(MQ.definitions_named, name)
+    rows = await (await read_pool(request)).fetch(MQ.definitions_named, name)
     if not rows:
         raise DefinitionNotFound(name)
     versions = [
@@ -656,14 +674,21 @@ async def readyz(request: web.Request) -> web.Response:
         async with asyncio.timeout(2):
             checks["database"] = await engine.pool.fetchval("SELECT true") is True
     ready = all(checks.values())
-    if ready:
-        answer = Readiness(data=Health(status="ready", checks=checks))
-    else:
-        answer = Readiness(
-            code=Code.UNAVAILABLE,
-            message="not ready",
-            data=Health(status="not ready", checks=checks),
+    replicas = [
+        ReplicaHealth(
+            name=r.name,
+            state=r.state.value,
+            lagSeconds=None if r.lag_seconds is None else round(r.lag_seconds, 3),
+            replayed=format_position(r.replayed) if r.replayed else None,
+            error=r.error,
         )
+        for r in engine.reads.replicas
+    ]
+    health = Ready(status="ready" if ready else "not ready", checks=checks, replicas=replicas)
+    if ready:
+        answer = Readiness(data=health)
+    else:
+        answer = Readiness(code=Code.UNAVAILABLE, message="not ready", data=health)
     return json_response(answer.model_dump(mode="json"), 200 if ready else 503)
 
 
@@ -684,6 +709,7 @@ async def metrics(request: web.Request) -> web.Response:
         (0, 0, 0) if reactor is None
         else (reactor.busy, len(reactor.parking), reactor.parking.polls)
     )  # fmt: skip
+    request.app[keys.METRICS].observe_replicas(engine.reads.replicas)
     body = await request.app[keys.METRICS].render(engine.pool, busy, parked, polls)
     # Prometheus's text exposition format names its version in the Content-Type.
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -18,13 +19,17 @@ from app.audit.document import state_document
 from app.audit.history import history_table, read_history
 from app.audit.queries import Q
 from app.audit.replay import Point, diff_documents, fold_until
+from app.replicas.connect import reading_connection
 from app.workflow.definition import Registry
 from app.workflow.history import flow_stream
 from eventstore import EventReader, connect
 
 
-async def history(database_url: str, flow_id: str, *, as_json: bool) -> int:
-    conn = await connect(database_url)
+async def history(
+    database_url: str, flow_id: str, *, as_json: bool, read_urls: Sequence[str] = ()
+) -> int:
+    """``read_urls``: replicas to read from instead, when caught up (app/replicas/)."""
+    conn = await reading_connection(database_url, read_urls)
     try:
         lines = await read_history(conn, flow_id)
     finally:
@@ -46,8 +51,9 @@ async def replay(
     at: Point | None,
     diff: tuple[Point, Point] | None,
     as_json: bool,
+    read_urls: Sequence[str] = (),
 ) -> int:
-    conn = await connect(database_url)
+    conn = await reading_connection(database_url, read_urls)
     try:
         recorded = await EventReader(conn).read_stream(flow_stream(flow_id))
     finally:

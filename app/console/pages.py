@@ -30,6 +30,7 @@ from app.api.routes import list_filter, parse_cursor, tenant_of
 from app.audit.history import read_history
 from app.console import flowview, present, reads
 from app.console.graph import layout
+from app.replicas.http import answer_read, read_pool
 from app.workflow.errors import Code, DefinitionNotFound, FlowNotFound, WorkflowError
 from app.workflow.events import EVENT_TYPES
 from eventstore import TRANSIENT_ERRORS, wait_any
@@ -59,7 +60,7 @@ def page(handler: Handler) -> Handler:
             return web.Response(status=303, headers={"Location": target})
         try:
             check_query_encoding(request)
-            response = await handler(request)
+            response = await answer_read(request, handler)
         except WorkflowError as exc:
             response = _error(request, STATUS_OF.get(exc.code, 409), exc.message)
         except ValidationError as exc:
@@ -113,8 +114,9 @@ def _fragment(request: web.Request, template: str, values: Mapping[str, Any]) ->
     return env.get_template(template).render(ctx=ctx, now=datetime.now(UTC), **values)
 
 
-def _pool(request: web.Request) -> Any:
-    return request.app[keys.ENGINE].pool
+async def _pool(request: web.Request) -> Any:
+    """Every page only reads: from a replica when one is configured (app/replicas/)."""
+    return await read_pool(request)
 
 
 # -- flows -------------------------------------------------------------------------------------
@@ -141,7 +143,7 @@ async def _flows(request: web.Request) -> dict[str, Any]:
     tenant = tenant_of(request)
     where = list_filter(query, tenant)
     after = parse_cursor(query.cursor) if query.cursor else None
-    pool = _pool(request)
+    pool = await _pool(request)
     listed = await list_workflows(pool, where, page=query.page, page_size=page_size, after=after)
     current = await reads.current_nodes(pool, [row.id for row in listed.rows])
     counts = await reads.status_counts(pool, tenant, query.flowName, query.bizType)
@@ -174,7 +176,7 @@ def _url(path: str, params: Mapping[str, str | None]) -> str:
 @page
 async def flows_page(request: web.Request) -> web.StreamResponse:
     values = await _flows(request)
-    values["definitions"] = await reads.definition_names(_pool(request))
+    values["definitions"] = await reads.definition_names(await _pool(request))
     values["statuses"] = present.FLOW_STATUSES
     values["nav"] = "flows"
     return render(request, "flows.html.j2", values)
@@ -235,7 +237,7 @@ async def live(request: web.Request) -> web.StreamResponse:
 
 
 async def _visible(request: web.Request, flow_id: str) -> WorkflowRow:
-    row = await get_workflow(_pool(request), flow_id)
+    row = await get_workflow(await _pool(request), flow_id)
     tenant = tenant_of(request)
     if row is None or (tenant is not None and row.tenant_id != tenant):
         raise FlowNotFound(flow_id)
@@ -245,7 +247,7 @@ async def _visible(request: web.Request, flow_id: str) -> WorkflowRow:
 async def _flow(request: web.Request) -> dict[str, Any]:
     flow_id = request.match_info["flow_id"]
     row = await _visible(request, flow_id)
-    pool = _pool(request)
+    pool = await _pool(request)
     lines = await read_history(pool, flow_id)
     if not lines:
         raise FlowNotFound(flow_id)
@@ -310,7 +312,7 @@ def _json(payload: Any) -> web.Response:
 
 @page
 async def definitions_page(request: web.Request) -> web.StreamResponse:
-    pool = _pool(request)
+    pool = await _pool(request)
     by_name: dict[str, list[Any]] = {}
     for row in await pool.fetch(API_QUERIES.definitions):
         by_name.setdefault(row["name"], []).append(row)
@@ -330,7 +332,7 @@ async def definitions_page(request: web.Request) -> web.StreamResponse:
 @page
 async def definition_page(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
-    pool = _pool(request)
+    pool = await _pool(request)
     versions = await pool.fetch(API_QUERIES.definitions_named, name)
     if not versions:
         raise DefinitionNotFound(name)

@@ -19,6 +19,7 @@ import asyncpg
 
 from app.builtins import definition_from_spec
 from app.migrate import prepare_schema
+from app.replicas.router import ReadObserver, ReadRouter, ReadSettings
 from app.roles import DatabaseUrls
 from app.workflow import idempotency
 from app.workflow.callbacks import CallbackTokens
@@ -52,6 +53,8 @@ class Engine:
         owner_url: str | None = None,
         scheduler: SchedulerSettings | None = None,
         observe_fire: Callable[[float], None] | None = None,
+        reads: ReadSettings | None = None,
+        observe_read: ReadObserver | None = None,
     ) -> None:
         """With ``migrate`` (the default) the schema is brought up to date first (idempotent,
         and safe when several processes start at once): as ``owner_url``'s role when given,
@@ -59,7 +62,8 @@ class Engine:
         ``catalog_interval`` seconds the engine also loads the definitions other processes
         registered over REST (their JSON is in the log), so that its reactor can run their
         flows; every ``sweep_interval`` seconds it deletes expired idempotency keys (every
-        process may: the sweep skips rows another holds)."""
+        process may: the sweep skips rows another holds). ``reads`` names the streaming
+        replicas that reads may use (app/replicas/): ``engine.reads`` routes them."""
         self.database_url = database_url
         self._migrate = migrate
         self._owner_url = owner_url
@@ -81,6 +85,9 @@ class Engine:
         self._scheduler_settings = scheduler
         self._observe_fire = observe_fire
         self._scheduler: Scheduler | None = None
+        self._read_settings = reads or ReadSettings(pool_size=pool_size)
+        self._observe_read = observe_read
+        self._reads: ReadRouter | None = None
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -106,6 +113,12 @@ class Engine:
         return self._scheduler
 
     @property
+    def reads(self) -> ReadRouter:
+        """Where reads go (the primary when no replica is configured or usable)."""
+        assert self._reads is not None, "the engine is not started"
+        return self._reads
+
+    @property
     def listener(self) -> Listener:
         assert self._listener is not None, "the engine is not started"
         return self._listener
@@ -122,6 +135,8 @@ class Engine:
         self._pool = await create_pool(self.database_url, min_size=1, max_size=self._pool_size)
         try:
             await check_log_horizon(self._pool)
+            self._reads = ReadRouter(self._pool, self._read_settings, observe=self._observe_read)
+            await self._reads.start()
             self._notifier = Notifier(self._pool)
             self._notifier.start()
             store = EventStore(self._pool, on_commit=self._notifier.wake)
@@ -180,6 +195,9 @@ class Engine:
         if self._notifier is not None:
             await self._notifier.close()
             self._notifier = None
+        if self._reads is not None:
+            await self._reads.stop()
+            self._reads = None
         if self._pool is not None:
             await self._pool.close()
             self._pool = None

@@ -43,6 +43,7 @@ from app.workflow.repository import (
 )
 from app.workflow.state import FlowState
 from eventstore import AppendAlso, EventStore, Expect, NewEvent, WrongExpectedVersion
+from eventstore.pool import Executor
 from projections.inline import definition_statement
 from projections.reads import (
     Cursor,
@@ -362,14 +363,16 @@ class WorkFlowService:
             self.store.pool, where or ListFilter(), page=page, page_size=page_size, after=after
         )
 
-    async def detail_workflow(self, flow_id: str) -> WorkflowDetail:
+    async def detail_workflow(self, flow_id: str, reader: Executor | None = None) -> WorkflowDetail:
         """The seed's DetailWorkFlow: the flow, its node executions up to the first failure
-        that was not retried, and the names along its definition's success path."""
-        info = await get_workflow(self.store.pool, flow_id)
+        that was not retried, and the names along its definition's success path (read from
+        ``reader``, a replica's pool say; by default the primary)."""
+        pool = reader or self.store.pool
+        info = await get_workflow(pool, flow_id)
         if info is None:
             raise FlowNotFound(flow_id)
-        nodes = await get_nodes(self.store.pool, flow_id)
-        names = await node_names(self.store.pool, info.definition_version)
+        nodes = await get_nodes(pool, flow_id)
+        names = await node_names(pool, info.definition_version)
         if names is None:
             known = self.registry.by_version(info.definition_version)
             names = list(known.node_names) if known is not None else []

@@ -17,6 +17,7 @@ async def test_health_and_readiness(client: Client) -> None:
     assert await ok(await client.get("/readyz")) == {
         "status": "ready",
         "checks": {"database": True, "listener": True},
+        "replicas": [],
     }
 
 

@@ -1,0 +1,142 @@
+"""A real streaming replica for the read-routing tests: an embedded primary started for the
+test session (per xdist worker), and replicas made from it with ``pg_basebackup -R``.
+
+The machine's own PostgreSQL has no replication access configured, so these tests bring
+their own primary (its socket-only server allows replication to local users, as initdb
+writes it)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import secrets
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from aiohttp import DummyCookieJar, web
+from aiohttp.test_utils import TestClient, TestServer
+
+from app import keys
+from app.config import Settings
+from app.database import create_database, drop_database, with_database
+from app.migrate import migrate_database
+from app.pgserver import EmbeddedPostgres
+from app.replicas.connect import until_replayed
+from app.web import create_app
+from app.workflow.definition import Registry
+from app.workflow.engine import Engine
+from tests.workflow.defs import backup_flow
+
+# Durable enough for a test, and quick; commits still wait for their WAL to be written,
+# so the replica streams it at once.
+PRIMARY_SETTINGS = {"fsync": "off", "full_page_writes": "off"}
+
+
+@dataclasses.dataclass
+class Replicated:
+    primary: EmbeddedPostgres
+    replica: EmbeddedPostgres
+    folder: Path
+
+    def make_replica(self) -> EmbeddedPostgres:
+        """Another replica of the primary, started (its own data directory)."""
+        replica = self.primary.replicate(
+            self.folder / f"replica-{secrets.token_hex(3)}", port=self.primary.port
+        )
+        replica.start()
+        return replica
+
+
+@pytest.fixture(scope="session")
+def replicated() -> Iterator[Replicated]:
+    folder = Path(tempfile.mkdtemp(prefix="flrep-", dir="/tmp"))
+    try:
+        with EmbeddedPostgres(folder / "primary", settings=PRIMARY_SETTINGS) as primary:
+            replica = primary.replicate(folder / "replica", port=primary.port)
+            with replica:
+                yield Replicated(primary, replica, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@dataclasses.dataclass
+class Database:
+    """A migrated database on the primary, and the same database on a replica."""
+
+    name: str
+    primary_url: str
+    replica_url: str
+
+
+@pytest.fixture
+async def database(replicated: Replicated) -> AsyncIterator[Database]:
+    name = f"flowlog_rep_{secrets.token_hex(5)}"
+    await create_database(replicated.primary.dsn(), name)
+    url = with_database(replicated.primary.dsn(), name)
+    await migrate_database(url)
+    db = Database(name, url, replicated.replica.dsn(name))
+    async with asyncio.timeout(20):
+        await until_replayed(db.primary_url, db.replica_url)
+    yield db
+    await drop_database(replicated.primary.dsn(), name)
+
+
+async def replica_query(url: str, statement: str) -> object:
+    conn = await asyncpg.connect(url)
+    try:
+        return await conn.fetchval(statement)
+    finally:
+        await conn.close()
+
+
+Client = TestClient[web.Request, web.Application]
+MakeClient = Callable[..., Awaitable[Client]]
+
+
+@pytest.fixture
+async def make_client(database: Database) -> AsyncIterator[MakeClient]:
+    """A service on the test database whose reads go to the given replicas (by default the
+    session's replica)."""
+    made: list[Client] = []
+
+    async def make(*replica_urls: str, cookies: bool = False, **changes: object) -> Client:
+        """``cookies``: the client keeps cookies (a browser's session) and so presents its
+        last write's position by itself; without, only a header presents one."""
+        settings = dataclasses.replace(
+            Settings.from_env({}),
+            concurrency=8, pool_size=8,
+            read_database_urls=replica_urls or (database.replica_url,),
+            **changes,  # type: ignore[arg-type]
+        )  # fmt: skip
+        app = create_app(settings, database.primary_url, Registry([backup_flow()]))
+        jar = None if cookies else DummyCookieJar()
+        client = TestClient(TestServer(app), cookie_jar=jar)
+        await client.start_server()
+        made.append(client)
+        return client
+
+    yield make
+    for client in reversed(made):
+        await client.close()
+
+
+def engine_of(client: Client) -> Engine:
+    return client.app[keys.ENGINE]
+
+
+async def reads_by(client: Client) -> dict[tuple[str, str], float]:
+    """``flowlog_reads_total`` by (server, why), from the service's own /metrics."""
+    text = await (await client.get("/metrics")).text()
+    counts: dict[tuple[str, str], float] = {}
+    for line in text.splitlines():
+        if line.startswith("flowlog_reads_total{"):
+            labels, value = line[len("flowlog_reads_total{") :].rsplit("} ", 1)
+            parts = dict(p.split("=", 1) for p in labels.split('",') if "=" in p)
+            server = parts["server"].strip('"')
+            why = parts["why"].strip('"')
+            counts[(server, why)] = float(value)
+    return counts

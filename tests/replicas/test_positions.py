@@ -1,0 +1,41 @@
+"""Commit positions and the lag estimate: pure parts of read routing."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.replicas.position import BadPosition, format_position, parse_position
+from app.replicas.replica import replica_name
+from app.replicas.router import ReadRouter
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("0/0", 0), ("0/16B3748", 0x16B3748), ("16/B374D848", 0x16 << 32 | 0xB374D848)],
+)
+def test_a_position_is_an_lsn_and_compares_as_a_number(text: str, value: int) -> None:
+    assert parse_position(text) == value
+    assert format_position(value) == text.upper()
+    assert parse_position(text.lower()) == value
+
+
+@pytest.mark.parametrize("text", ["", "16", "0/", "/1", "x/1", "1/2/3", "123456789/0", "0/ 1"])
+def test_text_that_is_no_position_is_refused(text: str) -> None:
+    with pytest.raises(BadPosition):
+        parse_position(text)
+
+
+def test_a_replica_is_named_without_its_password() -> None:
+    assert replica_name("postgresql://u:secret@db2:6432/flows") == "db2:6432/flows"
+    assert replica_name("postgresql://u@/flows?host=%2Ftmp%2Fr&port=7") == "%2Ftmp%2Fr:7/flows"
+    assert "secret" not in replica_name("postgresql://u:secret@db2/flows")
+
+
+def test_lag_is_how_long_ago_the_primary_went_past_what_the_replica_replayed() -> None:
+    router = ReadRouter(primary=None)  # type: ignore[arg-type]  # only the samples are used
+    router._samples.extend([(100.0, 10), (101.0, 20), (102.0, 20), (103.0, 35)])
+    assert router.lag(35, now=103.5) == 0.0  # it has all the primary had at the last sample
+    assert router.lag(40, now=103.5) == 0.0
+    assert router.lag(20, now=103.5) == pytest.approx(0.5)  # behind only the newest sample
+    assert router.lag(15, now=103.5) == pytest.approx(2.5)
+    assert router.lag(0, now=103.5) == pytest.approx(3.5)
