@@ -21,6 +21,7 @@ BENCHMARKS = (
     "http",
     "processes",
     "projections",
+    "replica",
     "schedules",
     "waiting",
 )

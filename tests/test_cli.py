@@ -176,6 +176,7 @@ def test_bench_append_quick_reports_ratios_as_json(database_url: str) -> None:
         ("waiting", ("parked_flows", "polls_per_s", "waiting_cpu_share", "ready_delay_max_s")),
         ("schedules", ("fires", "fire_delay_p50_ms", "fire_delay_p99_ms", "create_start_p50_ms")),
         ("callbacks", ("waiting_flows", "callback_to_next_node_p50_ms", "timer_delay_p50_ms")),
+        ("replica", ("list_replica_requests_per_s", "create_read_replica_p99_ms", "reads_replica")),
         (
             "processes",
             ("flows_per_s_serve", "flows_per_s_serve_1_worker", "flows_per_s_serve_2_workers"),
@@ -204,6 +205,8 @@ def test_bench_quick_runs_report_their_figures(
         assert figures["waiting_work_rows"] == 0  # a callback without deadline holds no row
     if name == "schedules":
         assert figures["flows_per_fire"] == 1  # every fire made its flow, once
+    if name == "replica":
+        assert figures["lag_samples"] > 0
 
 
 # -- issue 10: the CLI a person meets -----------------------------------------------------------
