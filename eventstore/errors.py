@@ -68,6 +68,12 @@ class LogHorizonError(EventStoreError):
     another cluster with them); reading it in order would misplace new events."""
 
 
+class RemovedEvents(EventStoreError):
+    """A reader is behind events that were removed from the log (archived): reading on would
+    skip them silently. Its message names the removal; ``EventStore.removal_horizon()`` is
+    where a reader that knowingly skips them may start."""
+
+
 class SubscriptionConflict(EventStoreError):
     """A subscription's checkpoint moved under a running batch; the batch was rolled back."""
 

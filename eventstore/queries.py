@@ -30,6 +30,8 @@ class EventStoreQueries:
     subscription_try_lock: str
     subscription_checkpoint: str
     subscription_advance: str
+    removed_after: str
+    removal_horizon: str
 
 
 Q = load_queries(EventStoreQueries, "eventstore")

@@ -18,6 +18,7 @@ from eventstore.errors import (
     AnyVersionContention,
     LogHorizonError,
     OrderConflict,
+    RemovedEvents,
     TransactionAborted,
     WrongExpectedVersion,
 )
@@ -112,6 +113,24 @@ class _Reads:
         long transaction is open). Unlike an appended event's checkpoint, it lies below every
         transaction that may still commit."""
         return Checkpoint(int(await self._executor.fetchval(Q.checkpoint_now)), 0)
+
+    async def removal_horizon(self) -> Checkpoint | None:
+        """The log-order place of the last event ever removed from the log (archival), or
+        None: a reader starting at or after it misses no removed event."""
+        row = await self._executor.fetchrow(Q.removal_horizon)
+        return None if row is None else Checkpoint(int(row[0]), int(row[1]))
+
+    async def check_not_removed(self, after: Checkpoint) -> None:
+        """Raises RemovedEvents when events after ``after`` were removed from the log."""
+        row = await self._executor.fetchrow(Q.removed_after, after.transaction_id, after.position)
+        if row is not None:
+            raise RemovedEvents(
+                f"events after {after} were removed from the log by {row['record_stream']} "
+                f"({row['events']} events, positions {row['first_position']}.."
+                f"{row['last_position']}, at {row['removed_at']:%Y-%m-%d %H:%M:%S%z}): reading "
+                "on would skip them. Read them from that archive (flowlog history, or flowlog "
+                "import to restore it), or start after them (EventStore.removal_horizon())."
+            )
 
     async def has_events_after(self, after: Checkpoint) -> bool:
         """Whether committed events follow ``after``, readable yet or held back behind an

@@ -100,6 +100,7 @@ class Subscription:
                     f"subscription {self.name!r} is not registered: call register() first"
                 )
             start = Checkpoint(row[0], row[1])
+            await tx.check_not_removed(start)
             events = await tx.read_all(start, self._batch_size)
             end = events[-1].checkpoint if events else start
             if events:
@@ -126,7 +127,8 @@ class Subscription:
 
     async def run(self) -> None:
         """Consumes the log until ``stop()``. A handler's exception ends it (the batch is
-        rolled back and will be retried by the next run); connection errors are retried."""
+        rolled back and will be retried by the next run); connection errors are retried.
+        RemovedEvents ends it too: events it has not read yet were archived away."""
         await self.register()
         notified = self._listener.register() if self._listener is not None else None
         retry = self._min_retry

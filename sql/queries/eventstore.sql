@@ -203,3 +203,17 @@ SELECT transaction_id, position FROM subscriptions WHERE name = $1
 UPDATE subscriptions
 SET transaction_id = $2, position = $3, updated_at = now()
 WHERE name = $1 AND transaction_id = $4 AND position = $5
+
+-- name: removed_after
+-- The first removal from the log (archival, sql/migrations/0009) that took events after
+-- checkpoint ($1, $2): a reader there would miss them.
+SELECT record_stream, events, first_position, last_position, removed_at
+FROM log_removals
+WHERE (last_transaction_id, last_position) > ($1::xid8, $2::bigint)
+ORDER BY last_transaction_id, last_position
+LIMIT 1
+
+-- name: removal_horizon
+-- The log-order place of the last event ever removed: reading from there misses nothing more.
+SELECT last_transaction_id, last_position
+FROM log_removals ORDER BY last_transaction_id DESC, last_position DESC LIMIT 1
