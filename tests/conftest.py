@@ -28,6 +28,8 @@ from eventstore import EventStore, create_pool
 from tests.audit.checks import check_audit_of_every_flow
 from tests.engines import FAST, StartEngine
 from tests.helpers import create_role, drop_role
+from tests.processes import Workers
+from tests.workflow.procdefs import DEFINITIONS as PROCESS_DEFINITIONS
 
 # A throwaway test server need not survive a power cut.
 FAST_SERVER = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
@@ -125,3 +127,29 @@ async def start_engine(database_url: str, runtime_url: str) -> AsyncIterator[Sta
         await engine.stop()
     # Whatever the scenario, its flows' histories replay to what the engine recorded.
     await check_audit_of_every_flow(database_url)
+
+
+# -- worker processes (tests/processes.py) ---------------------------------------------------
+
+
+@pytest.fixture
+def runs_dir(tmp_path: Path) -> Path:
+    """Where the process tests' executors note each run (tests/workflow/procdefs.py)."""
+    path = tmp_path / "runs"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def workers_factory(database_url: str, runs_dir: Path) -> Iterator[list[Workers]]:
+    made: list[Workers] = []
+    yield made
+    for workers in made:
+        workers.cleanup()
+
+
+@pytest.fixture
+async def api(database_url: str) -> AsyncIterator[Engine]:
+    """The service without a reactor: it creates and starts flows, workers run them."""
+    async with Engine(database_url, Registry(PROCESS_DEFINITIONS), run_reactor=False) as engine:
+        yield engine

@@ -4,15 +4,10 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
-from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Iterator
+from collections import defaultdict
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from app.workflow.definition import Registry
@@ -20,141 +15,20 @@ from app.workflow.engine import Engine
 from app.workflow.errors import Code
 from app.workflow.reactor import ReactorSettings
 from eventstore import connect
+from tests.processes import (
+    SUBMITTED,
+    Workers,
+    create_flows,
+    histories,
+    kill_first_worker_after,
+    node_runs,
+    pollers,
+    wait_finished,
+)
 from tests.workflow.helpers import assert_clean_history
 from tests.workflow.procdefs import DEFINITIONS
 
 pytestmark = pytest.mark.slow
-
-ROOT = Path(__file__).resolve().parents[2]
-HISTORIES = """
-SELECT stream_id,
-       array_agg(type ORDER BY version) AS types,
-       array_agg(data ORDER BY version) AS data
-FROM events WHERE stream_id LIKE 'flow-%' GROUP BY stream_id
-"""
-FINISHED = "SELECT count(*) FROM events WHERE type = 'FlowFinished'"
-SUBMITTED = "SELECT count(*) FROM events WHERE type = 'NodeOperationSubmitted'"
-WORKER_COMMAND = [
-    sys.executable, "-m", "app.cli", "worker",
-    "--concurrency", "8", "--definitions", "tests.workflow.procdefs",
-]  # fmt: skip
-
-
-class Workers:
-    """``flowlog worker`` processes on the test database."""
-
-    def __init__(
-        self, database_url: str, runs_dir: Path, sleep_ms: str, lease_seconds: int = 2
-    ) -> None:
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "RUNS_DIR": str(runs_dir),
-            "PROC_SLEEP_MS": sleep_ms,
-            "FLOWLOG_LEASE_SECONDS": str(lease_seconds),
-            "FLOWLOG_LOG_LEVEL": "WARNING",
-        }
-        self.processes: list[subprocess.Popen[bytes]] = []
-        # A file, not a pipe: a worker must never block on a full pipe nobody reads.
-        self.log = (runs_dir.parent / "workers.log").open("ab")
-
-    def start(self, count: int) -> None:
-        for _ in range(count):
-            self.processes.append(
-                subprocess.Popen(
-                    WORKER_COMMAND,
-                    cwd=ROOT,
-                    env=self.env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=self.log,
-                )
-            )
-
-    def stop_all(self) -> list[int]:
-        for process in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        codes = []
-        for process in self.processes:
-            try:
-                codes.append(process.wait(30))
-            except subprocess.TimeoutExpired:
-                process.kill()
-                codes.append(process.wait())
-        return codes
-
-    def cleanup(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.kill()
-            process.wait()
-        self.log.close()
-
-
-@pytest.fixture
-def runs_dir(tmp_path: Path) -> Path:
-    path = tmp_path / "runs"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def workers_factory(database_url: str, runs_dir: Path) -> Iterator[list[Workers]]:
-    made: list[Workers] = []
-    yield made
-    for workers in made:
-        workers.cleanup()
-
-
-@pytest.fixture
-async def api(database_url: str) -> AsyncIterator[Engine]:
-    """The service without a reactor: it creates and starts flows, workers run them."""
-    async with Engine(database_url, Registry(DEFINITIONS), run_reactor=False) as engine:
-        yield engine
-
-
-def node_runs(runs_dir: Path) -> tuple[Counter[tuple[str, str]], set[str]]:
-    runs: Counter[tuple[str, str]] = Counter()
-    pids = set()
-    for path in runs_dir.glob("runs-*.txt"):
-        for line in path.read_text().splitlines():
-            flow_id, key, _attempt, pid = line.split()
-            runs[(flow_id, key)] += 1
-            pids.add(pid)
-    return runs, pids
-
-
-def pollers(runs_dir: Path) -> set[str]:
-    """The files of the processes that polled operations (polls-<pid>.txt)."""
-    return {path.name for path in runs_dir.glob("polls-*.txt")}
-
-
-async def create_flows(engine: Engine, count: int) -> list[str]:
-    async def create(n: int) -> str:
-        return await engine.service.create_workflow(f"biz-{n}", "test", "proc", start=True)
-
-    ids: list[str] = []
-    for chunk in range(0, count, 50):
-        ids += await asyncio.gather(*(create(n) for n in range(chunk, min(count, chunk + 50))))
-    return ids
-
-
-async def wait_finished(pool: asyncpg.Pool | asyncpg.Connection, count: int, within: float) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while (done := await pool.fetchval(FINISHED)) < count:
-        assert loop.time() < deadline, f"only {done} of {count} flows finished"
-        await asyncio.sleep(0.2)
-
-
-async def histories(
-    pool: asyncpg.Pool | asyncpg.Connection,
-) -> dict[str, list[tuple[str, dict[str, object]]]]:
-    rows = await pool.fetch(HISTORIES)
-    return {
-        row["stream_id"].removeprefix("flow-"): list(zip(row["types"], row["data"], strict=True))
-        for row in rows
-    }
 
 
 async def test_three_workers_share_500_flows_and_run_every_node_exactly_once(
@@ -189,15 +63,7 @@ async def test_a_worker_killed_with_sigkill_loses_no_flow_and_doubles_no_transit
     workers_factory.append(workers)
     workers.start(3)
     flow_ids = await create_flows(api, 200)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 60
-    while await api.pool.fetchval(FINISHED) < 40:
-        assert loop.time() < deadline
-        await asyncio.sleep(0.05)
-
-    victim = workers.processes[0]
-    victim.send_signal(signal.SIGKILL)
-    assert victim.wait(10) == -signal.SIGKILL
+    await kill_first_worker_after(api.pool, workers)
     # The two others take over the victim's flows once its 2-second leases expire.
     await wait_finished(api.pool, 200, within=120)
     assert workers.stop_all()[1:] == [0, 0]
