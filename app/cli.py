@@ -223,6 +223,10 @@ def _run(
         return asyncio.run(_check(args, urls, registry))
     if args.command in {"export", "import"}:
         return asyncio.run(_transfer(args, urls))
+    if args.command == "archive":
+        from app.archive import cli as archive_cli
+
+        return asyncio.run(archive_cli.run(args, urls, settings))
     if args.command in {"rebuild", "verify"}:
         return asyncio.run(_projections(args.command, urls, not args.no_progress))
     if args.command == "schedules":
@@ -230,6 +234,7 @@ def _run(
     if args.command == "bench":
         from app.bench import (
             append,
+            archive,
             callbacks,
             console,
             export,
@@ -244,6 +249,7 @@ def _run(
 
         runner = {
             "append": append.run,
+            "archive": archive.run,
             "callbacks": callbacks.run,
             "console": console.run,
             "export": export.run,
@@ -262,6 +268,7 @@ def _run(
 
 
 async def _projections(command: str, urls: DatabaseUrls, progress: bool) -> int:
+    from app.archive.rebuild import rebuild_archives, verify_archives
     from app.schedules.rebuild import rebuild_schedules, verify_schedules
     from app.workflow.projection import PROJECTOR
     from eventstore import EventStore, create_pool
@@ -276,21 +283,24 @@ async def _projections(command: str, urls: DatabaseUrls, progress: bool) -> int:
         if command == "rebuild":
             report = await rebuild(store, PROJECTOR, progress=progress)
             schedules = await rebuild_schedules(pool)
+            archives = await rebuild_archives(pool)
             print(
                 f"rebuilt {report.flows} flows from {report.events} events in "
                 f"{report.seconds:.1f} s ({report.events_per_s:,.0f} events/s); "
                 f"{report.caught_up_events} events caught up, "
-                f"swap {report.swap_seconds * 1000:.0f} ms; {schedules} schedules"
+                f"swap {report.swap_seconds * 1000:.0f} ms; {schedules} schedules; "
+                f"{archives} archives"
             )
             return 0
         checked = await verify(store, PROJECTOR, progress=progress)
         scheduled = await verify_schedules(pool)
-        differences = checked.differences + scheduled.differences
+        archived = await verify_archives(pool)
+        differences = checked.differences + scheduled.differences + archived.differences
         for difference in differences:
             print(difference)
         print(
             f"verified {checked.flows} flows ({checked.events} events) and "
-            f"{scheduled.schedules} schedules: "
+            f"{scheduled.schedules} schedules and {archived.archives} archives: "
             + (f"{len(differences)} differences" if differences else "no drift")
         )
         return 1 if differences else 0
@@ -306,12 +316,14 @@ async def _audit(args: argparse.Namespace, urls: DatabaseUrls, settings: Setting
     replicas = settings.read_database_urls
     if args.command == "history":
         return await commands.history(
-            database_url, args.flow_id, as_json=args.json, read_urls=replicas
-        )
+            database_url, args.flow_id, as_json=args.json, read_urls=replicas,
+            archive_dir=settings.archive_dir,
+        )  # fmt: skip
     diff = None if args.diff is None else (args.diff[0], args.diff[1])
     return await commands.replay(
-        database_url, args.flow_id, at=args.at, diff=diff, as_json=args.json, read_urls=replicas
-    )
+        database_url, args.flow_id, at=args.at, diff=diff, as_json=args.json, read_urls=replicas,
+        archive_dir=settings.archive_dir,
+    )  # fmt: skip
 
 
 async def _schedules(args: argparse.Namespace, urls: DatabaseUrls) -> int:
@@ -331,6 +343,7 @@ async def _check(args: argparse.Namespace, urls: DatabaseUrls, registry: Registr
 
 
 async def _transfer(args: argparse.Namespace, urls: DatabaseUrls) -> int:
+    from app.archive.files import archive_id_in
     from app.audit.transfer import Selection, TransferError, export_log, import_log, opened
 
     progress = not args.no_progress
@@ -346,6 +359,10 @@ async def _transfer(args: argparse.Namespace, urls: DatabaseUrls) -> int:
                 file=sys.stderr,
             )
             return 0
+        if str(args.file) != "-" and archive_id_in(args.file) is not None:
+            from app.archive import cli as archive_cli
+
+            return await archive_cli.restore(args.file, urls)
         source = _open(files, opened, args.file, "r")
         plain = str(args.file) != "-" and args.file.suffix != ".gz"
         size = args.file.stat().st_size if plain else None
@@ -379,8 +396,9 @@ async def _work(settings: Settings, urls: DatabaseUrls, registry: Registry) -> N
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with Engine(
-        urls.url, registry, reactor=settings.reactor, pool_size=2, owner_url=urls.owner_url
-    ):
+        urls.url, registry, reactor=settings.reactor, pool_size=2, owner_url=urls.owner_url,
+        archive=settings.archive, archive_interval=settings.archive_interval,
+    ):  # fmt: skip
         log.info("worker running", extra={"versions": registry.versions()})
         await stop.wait()
         log.info("worker stopping")

@@ -14,6 +14,7 @@ from app.schedules.cli import add_arguments as add_schedule_arguments
 
 BENCHMARKS = (
     "append",
+    "archive",
     "callbacks",
     "console",
     "export",
@@ -164,13 +165,33 @@ def build(settings: Settings) -> Parsers:
     export.add_argument("--until", type=time, metavar="TIME", help="events recorded before TIME")
     export.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     load = command(
-        "import", "load an export into an empty database; rebuild and verify from it",
-        "Refuses a database that holds events, and a file that was cut or altered.",
+        "import", "load an export into an empty database, or restore an archive",
+        "An export goes into an empty database (refused otherwise), which is then rebuilt and\n"
+        "verified from it. An archive (flowlog archive) brings its flows back into the hot\n"
+        "log, whatever else it holds. A file that was cut or altered is refused.",
     )  # fmt: skip
     load.add_argument(
         "file", type=Path, metavar="FILE", help="an export (.gz: compressed; -: stdin)"
     )
     load.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    archive = command(
+        "archive", "archive the ended flows past their retention, once",
+        "Writes each batch of flows to an archive file under FLOWLOG_ARCHIVE_DIR (the export\n"
+        "format, compressed, checksummed), records it in the log, then removes the flows from\n"
+        "the hot log. FLOWLOG_RETENTION (and FLOWLOG_RETENTION_DEFINITIONS) say how long flows\n"
+        "stay; --retention overrides the first. An archive left half done is finished first.",
+    )  # fmt: skip
+    archive.add_argument(
+        "--dry-run", action="store_true", help="say what would be archived, change nothing"
+    )
+    archive.add_argument(
+        "--retention", metavar="DURATION",
+        help="how long ended flows stay (30d, 12h, 90m, 45s); default: FLOWLOG_RETENTION",
+    )  # fmt: skip
+    archive.add_argument("--limit", type=int, help="archive at most this many flows")
+    archive.add_argument("--json", action="store_true", help="the report as JSON")
+    archive.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     check = command(
         "check-definition", "replay stored flows against the definitions of MODULE",

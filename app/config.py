@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from app.archive.policy import ArchiveSettings, BadRetention, Retention
 from app.pgserver import DEFAULT_SYSTEM_USER
 from app.replicas.router import ReadSettings
 from app.workflow.reactor import ReactorSettings
@@ -63,6 +64,21 @@ class Settings:
     """How long a read that presents a commit position waits for a replica to replay it
     before the primary answers it (FLOWLOG_READ_WAIT_MS)."""
 
+    retention: Retention = field(default_factory=Retention)
+    """How long ended flows stay in the hot log (FLOWLOG_RETENTION, and per definition
+    FLOWLOG_RETENTION_DEFINITIONS): off by default."""
+    archive_dir: Path | None = None
+    """Where archives are written (FLOWLOG_ARCHIVE_DIR); needed when retention is on."""
+    archive_interval: float = 600.0
+    """Seconds between archive runs in serve and worker (FLOWLOG_ARCHIVE_INTERVAL; 0: none,
+    ``flowlog archive`` only)."""
+
+    @property
+    def archive(self) -> ArchiveSettings | None:
+        if not self.retention.enabled or self.archive_dir is None:
+            return None
+        return ArchiveSettings(self.retention, self.archive_dir)
+
     @property
     def reactor(self) -> ReactorSettings:
         return ReactorSettings(concurrency=self.concurrency, lease_seconds=self.lease_seconds)
@@ -99,6 +115,11 @@ class Settings:
             read_database_urls=_read_urls(env),
             replica_max_lag=float(_int(env, "FLOWLOG_REPLICA_MAX_LAG", 10, 1, 86_400)),
             read_wait=_int(env, "FLOWLOG_READ_WAIT_MS", 1000, 0, 60_000) / 1000,
+            retention=_retention(env),
+            archive_dir=Path(env["FLOWLOG_ARCHIVE_DIR"])
+            if env.get("FLOWLOG_ARCHIVE_DIR")
+            else None,
+            archive_interval=float(_int(env, "FLOWLOG_ARCHIVE_INTERVAL", 600, 0, 86_400 * 7)),
         )
 
 
@@ -149,6 +170,26 @@ def _database_url(env: Mapping[str, str], name: str) -> str | None:
     if not (parts.hostname or "host=" in parts.query):
         raise ConfigError(f"{name} names no host: {_hidden(url)!r}")
     return url
+
+
+def _retention(env: Mapping[str, str]) -> Retention:
+    parts = {}
+    for name in ("FLOWLOG_RETENTION", "FLOWLOG_RETENTION_DEFINITIONS"):
+        try:
+            parts[name] = Retention.parse(
+                **{"default" if name == "FLOWLOG_RETENTION" else "by_definition": env.get(name, "")}
+            )
+        except BadRetention as exc:
+            raise ConfigError(f"{name}: {exc}") from None
+    retention = Retention(
+        parts["FLOWLOG_RETENTION"].default, parts["FLOWLOG_RETENTION_DEFINITIONS"].by_definition
+    )
+    if retention.enabled and not env.get("FLOWLOG_ARCHIVE_DIR", "").strip():
+        raise ConfigError(
+            "FLOWLOG_RETENTION is on but FLOWLOG_ARCHIVE_DIR is not set: archived flows need "
+            "a directory to go to (shared by every process that archives)"
+        )
+    return retention
 
 
 def _read_urls(env: Mapping[str, str]) -> tuple[str, ...]:

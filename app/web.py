@@ -46,6 +46,8 @@ async def _engine(app: web.Application) -> AsyncIterator[None]:
         observe_fire=app[keys.METRICS].fire_delay.observe,
         reads=settings.reads,
         observe_read=app[keys.METRICS].observe_read,
+        archive=settings.archive,
+        archive_interval=settings.archive_interval,
     )
     await engine.start()
     app[keys.ENGINE] = engine

@@ -177,6 +177,7 @@ def test_bench_append_quick_reports_ratios_as_json(database_url: str) -> None:
         ("schedules", ("fires", "fire_delay_p50_ms", "fire_delay_p99_ms", "create_start_p50_ms")),
         ("callbacks", ("waiting_flows", "callback_to_next_node_p50_ms", "timer_delay_p50_ms")),
         ("replica", ("list_replica_requests_per_s", "create_read_replica_p99_ms", "reads_replica")),
+        ("archive", ("archive_flows_per_s", "export_flows_per_s", "append_archiving_p99_ms")),
         (
             "processes",
             ("flows_per_s_serve", "flows_per_s_serve_1_worker", "flows_per_s_serve_2_workers"),
@@ -207,6 +208,10 @@ def test_bench_quick_runs_report_their_figures(
         assert figures["flows_per_fire"] == 1  # every fire made its flow, once
     if name == "replica":
         assert figures["lag_samples"] > 0
+    if name == "archive":
+        assert figures["archived_during_load"] > 0
+        assert figures["steady_archived"] > 0
+        assert figures["ratio_hot_log_last_vs_1"] < 3  # bounded, not growing with the periods
 
 
 # -- issue 10: the CLI a person meets -----------------------------------------------------------

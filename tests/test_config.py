@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,13 @@ def test_values_from_the_environment() -> None:
         ),
         ({"FLOWLOG_REPLICA_MAX_LAG": "0"}, "between"),
         ({"FLOWLOG_READ_WAIT_MS": "soon"}, "whole number"),
+        ({"FLOWLOG_RETENTION": "30d"}, "FLOWLOG_ARCHIVE_DIR is not set"),
+        ({"FLOWLOG_RETENTION": "a month", "FLOWLOG_ARCHIVE_DIR": "/a"}, "not a retention"),
+        (
+            {"FLOWLOG_RETENTION_DEFINITIONS": "backup", "FLOWLOG_ARCHIVE_DIR": "/a"},
+            "name=retention",
+        ),
+        ({"FLOWLOG_ARCHIVE_INTERVAL": "-1"}, "between"),
     ],
 )
 def test_bad_values_are_refused_by_name(env: dict[str, str], message: str) -> None:
@@ -101,3 +109,27 @@ def test_read_replicas_from_the_environment() -> None:
     reads = settings.reads
     assert (reads.urls, reads.max_lag, reads.wait) == (settings.read_database_urls, 5.0, 0.25)
     assert Settings.from_env({}).reads.urls == ()
+
+
+def test_retention_from_the_environment() -> None:
+    assert Settings.from_env({}).archive is None  # off by default
+    settings = Settings.from_env(
+        {
+            "FLOWLOG_RETENTION": "30d",
+            "FLOWLOG_RETENTION_DEFINITIONS": "backup=7d, audit=off",
+            "FLOWLOG_ARCHIVE_DIR": "/srv/archive",
+            "FLOWLOG_ARCHIVE_INTERVAL": "60",
+        }
+    )
+    archive = settings.archive
+    assert archive is not None
+    assert archive.directory == Path("/srv/archive")
+    assert settings.archive_interval == 60.0
+    assert archive.retention.default == timedelta(days=30)
+    assert archive.retention.by_definition == {"backup": timedelta(days=7), "audit": None}
+    selections = archive.retention.selections()
+    assert [(s.keep, s.names, s.excluded) for s in selections] == [
+        (timedelta(days=7), ("backup",), ()),
+        (timedelta(days=30), None, ("audit", "backup")),
+    ]
+    assert archive.retention.describe() == "default 30d, audit off, backup 7d"

@@ -40,12 +40,17 @@ def test_a_package_imports_only_the_layers_below_it(package: str) -> None:
 
 @pytest.mark.parametrize(
     "module",
-    sorted(f"app.schedules.{path.stem}" for path in (ROOT / "app" / "schedules").glob("*.py")),
+    sorted(
+        f"app.{package}.{path.stem}"
+        for package in ("schedules", "archive", "replicas")
+        for path in (ROOT / "app" / package).glob("*.py")
+    ),
 )
 def test_a_schedules_module_imports_first_in_a_fresh_interpreter(module: str) -> None:
-    """app.schedules builds on app.workflow, whose engine runs the scheduler: a module-level
-    import the other way round is a cycle that only shows when a schedules module comes
-    first (the CLI's, a user's script)."""
+    """app.schedules and app.archive build on app.workflow, whose engine runs the scheduler
+    and the archiver (and reads through app.replicas): a module-level import the other way
+    round is a cycle that only shows when such a module comes first (the CLI's, a user's
+    script)."""
     done = subprocess.run(
         [sys.executable, "-c", f"import {module}"], cwd=ROOT, capture_output=True, text=True,
         timeout=60, check=False,

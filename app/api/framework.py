@@ -65,6 +65,7 @@ STATUS_OF: dict[int, int] = {
     Code.UNAUTHORIZED: 401,
     Code.FORBIDDEN: 403,
     Code.FLOW_NOT_FOUND: 404,
+    Code.FLOW_ARCHIVED: 410,
     Code.DEFINE_NOT_FOUND: 404,
     Code.NOT_FOUND: 404,
     Code.METHOD_NOT_ALLOWED: 405,
@@ -81,6 +82,7 @@ ERROR_DESCRIPTIONS = {
     403: "a cross-site request, or a console session's request without its CSRF token",
     404: "unknown flow, definition or route",
     409: "the flow's state does not allow it (the seed's code says which command)",
+    410: "the flow was archived (data says which archive, and where)",
     413: "request body too large",
     415: "a Content-Encoding the service does not decode",
     422: "the Idempotency-Key was used for another request",
@@ -424,7 +426,7 @@ async def _answer(
         where = ".".join(first["loc"]) or "body"
         return error_response(Code.BAD_INPUT, f"{where}: {first['message']}", 400, errors=details)
     except WorkflowError as exc:
-        return error_response(exc.code, exc.message, STATUS_OF.get(exc.code, 409))
+        return error_response(exc.code, exc.message, STATUS_OF.get(exc.code, 409), **exc.details)
     except ClientGone as exc:
         # Not a failure of ours, and not the database's: counted apart (status 499).
         log.info("client disconnected", extra={"path": request.path, "error": str(exc)})

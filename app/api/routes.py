@@ -59,6 +59,7 @@ from app.api.models import (
     WorkFlowNodeInfo,
     storable_text,
 )
+from app.archive.reading import not_here
 from app.audit.document import state_document
 from app.audit.history import read_history
 from app.audit.replay import diff_documents, fold_until, parse_point
@@ -106,8 +107,11 @@ def _scoped(request: web.Request) -> bool:
 async def _visible(request: web.Request, flow_id: str, pool: Executor | None = None) -> WorkflowRow:
     """The flow's row, if the caller may see it (other tenants' flows do not exist for it),
     read from ``pool`` (a read's replica; by default the primary, where commands look)."""
-    row = await get_workflow(pool or request.app[keys.ENGINE].pool, flow_id)
-    if row is None or (_scoped(request) and row.tenant_id != context_of(request).tenant_id):
+    executor = pool or request.app[keys.ENGINE].pool
+    row = await get_workflow(executor, flow_id)
+    if row is None:
+        raise await not_here(executor, flow_id, tenant_of(request))
+    if _scoped(request) and row.tenant_id != context_of(request).tenant_id:
         raise FlowNotFound(flow_id)
     return row
 
@@ -213,7 +217,7 @@ def parse_cursor(text: str) -> Cursor:
     "/api/v1/workflow/{workFlowId}",
     summary="A flow, its node executions and its definition's node names",
     response=WorkFlowDetail,
-    errors=(404,),
+    errors=(404, 410),
     tags=FLOWS,
 )
 async def detail_flow(request: web.Request, workFlowId: str) -> WorkFlowDetail:
@@ -255,7 +259,7 @@ async def _waiting(service: WorkFlowService, flow_id: str) -> WaitingInfo | None
     summary="Start (or resume) a flow; returns at once",
     body=WorkFlowIdRequest,
     response=Empty,
-    errors=(400, 404, 409),
+    errors=(400, 404, 410, 409),
     tags=FLOWS,
 )
 async def start_flow(request: web.Request, body: WorkFlowIdRequest) -> Empty:
@@ -270,7 +274,7 @@ async def start_flow(request: web.Request, body: WorkFlowIdRequest) -> Empty:
     summary="Stop (pause) a flow: a running node finishes, nothing further runs until start",
     body=StopRequest,
     response=Empty,
-    errors=(400, 404, 409),
+    errors=(400, 404, 410, 409),
     tags=FLOWS,
 )
 async def stop_flow(request: web.Request, body: StopRequest) -> Empty:
@@ -313,7 +317,7 @@ async def create_flow(request: web.Request, body: CreateRequest) -> CreatedRespo
     summary="Cancel a flow (a running node is interrupted)",
     body=CancelRequest,
     response=InfoResponse,
-    errors=(400, 404, 409),
+    errors=(400, 404, 410, 409),
     tags=FLOWS,
 )
 async def cancel_flow(request: web.Request, body: CancelRequest) -> InfoResponse:
@@ -331,7 +335,7 @@ async def cancel_flow(request: web.Request, body: CancelRequest) -> InfoResponse
     summary="Set one key of a flow's context",
     body=ContextRequest,
     response=InfoResponse,
-    errors=(400, 404, 409),
+    errors=(400, 404, 410, 409),
     tags=FLOWS,
 )
 async def set_context(request: web.Request, body: ContextRequest) -> InfoResponse:
@@ -349,7 +353,7 @@ async def set_context(request: web.Request, body: ContextRequest) -> InfoRespons
     "stopped on a failed node) from that node, after context changes",
     body=RetryRequest,
     response=InfoResponse,
-    errors=(400, 404, 409),
+    errors=(400, 404, 410, 409),
     tags=FLOWS,
 )
 async def retry_flow(request: web.Request, body: RetryRequest) -> InfoResponse:
@@ -367,7 +371,7 @@ async def retry_flow(request: web.Request, body: RetryRequest) -> InfoResponse:
     "fail, with result text and context keys to set; the flow moves on",
     body=CallbackRequest,
     response=InfoResponse,
-    errors=(400, 404, 409),
+    errors=(400, 404, 410, 409),
     tags=FLOWS,
 )
 async def complete_callback(request: web.Request, body: CallbackRequest) -> InfoResponse:
@@ -420,7 +424,7 @@ async def bulk_action(request: web.Request, body: BulkRequest) -> BulkResponse:
     query=HistoryQuery,
     response=HistoryResponse,
     paged=True,
-    errors=(400, 404),
+    errors=(400, 404, 410),
     tags=FLOWS,
 )
 async def flow_history(request: web.Request, workFlowId: str, query: HistoryQuery) -> Paged:
@@ -441,7 +445,7 @@ async def flow_history(request: web.Request, workFlowId: str, query: HistoryQuer
     summary="A flow's state at a version or a time, folded from its history (default: now)",
     query=StateQuery,
     response=StateResponse,
-    errors=(400, 404),
+    errors=(400, 404, 410),
     tags=FLOWS,
 )
 async def flow_state(request: web.Request, workFlowId: str, query: StateQuery) -> StateResponse:
@@ -464,7 +468,7 @@ async def flow_state(request: web.Request, workFlowId: str, query: StateQuery) -
     summary="What changed in a flow between two points of its history",
     query=DiffQuery,
     response=DiffResponse,
-    errors=(400, 404),
+    errors=(400, 404, 410),
     tags=FLOWS,
 )
 async def flow_diff(request: web.Request, workFlowId: str, query: DiffQuery) -> DiffResponse:
@@ -502,7 +506,7 @@ async def _recorded(request: web.Request, flow_id: str) -> list[RecordedEvent]:
     query=HistoryQuery,
     response=None,
     raw=True,
-    errors=(400, 404),
+    errors=(400, 404, 410),
     media_type="text/event-stream",
     tags=FLOWS,
 )

@@ -9,14 +9,17 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import orjson
 from tqdm import tqdm
 
+from app.archive import files
+from app.archive.reading import ArchivedFlowInfo, archived, archived_records
 from app.audit.check import first_divergence
 from app.audit.document import state_document
-from app.audit.history import history_table, read_history
+from app.audit.history import HistoryLine, history_table, read_history
 from app.audit.queries import Q
 from app.audit.replay import Point, diff_documents, fold_until
 from app.replicas.connect import reading_connection
@@ -26,12 +29,22 @@ from eventstore import EventReader, connect
 
 
 async def history(
-    database_url: str, flow_id: str, *, as_json: bool, read_urls: Sequence[str] = ()
+    database_url: str,
+    flow_id: str,
+    *,
+    as_json: bool,
+    read_urls: Sequence[str] = (),
+    archive_dir: Path | None = None,
 ) -> int:
-    """``read_urls``: replicas to read from instead, when caught up (app/replicas/)."""
+    """``read_urls``: replicas to read from instead, when caught up (app/replicas/). A flow
+    whose events were archived is read from its archive (found in ``archive_dir`` when it is
+    no longer where it was written)."""
     conn = await reading_connection(database_url, read_urls)
     try:
         lines = await read_history(conn, flow_id)
+        if not lines and (info := await archived(conn, flow_id)) is not None:
+            records = await _from_archive(info, archive_dir)
+            lines = [HistoryLine(**dict(r)) for r in await conn.fetch(Q.history_of, records)]
     finally:
         await conn.close()
     if not lines:
@@ -52,10 +65,13 @@ async def replay(
     diff: tuple[Point, Point] | None,
     as_json: bool,
     read_urls: Sequence[str] = (),
+    archive_dir: Path | None = None,
 ) -> int:
     conn = await reading_connection(database_url, read_urls)
     try:
         recorded = await EventReader(conn).read_stream(flow_stream(flow_id))
+        if not recorded and (info := await archived(conn, flow_id)) is not None:
+            recorded = [files.recorded(r) for r in await _from_archive(info, archive_dir)]
     finally:
         await conn.close()
     if not recorded:
@@ -82,6 +98,14 @@ async def replay(
     else:
         print(_describe(document))
     return 0
+
+
+async def _from_archive(info: ArchivedFlowInfo, archive_dir: Path | None) -> list[dict[str, Any]]:
+    print(
+        f"flowlog: flow {info.flow_id} was archived ({info.archive_id}); read from {info.file}",
+        file=sys.stderr,
+    )
+    return await archived_records(info, archive_dir)
 
 
 def _describe(doc: dict[str, Any]) -> str:

@@ -10,6 +10,7 @@ from sql import load_queries
 @dataclass(frozen=True, slots=True)
 class AuditQueries:
     history: str
+    history_of: str
     state_at_version: str
     state_as_of: str
     export_source: str

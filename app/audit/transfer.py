@@ -33,6 +33,7 @@ from typing import IO, Any
 import orjson
 from tqdm import tqdm
 
+from app.archive.rebuild import rebuild_archives
 from app.audit.document import audit_time
 from app.audit.queries import Q
 from app.schedules.rebuild import rebuild_schedules
@@ -152,7 +153,7 @@ def _export_query(selection: Selection) -> tuple[str, str, tuple[Any, ...]]:
 
 
 @dataclass(slots=True)
-class _Reading:
+class Reading:
     """The state of a file being read: the header, the running digest, the trailer."""
 
     header: dict[str, Any] = field(default_factory=dict)
@@ -171,9 +172,9 @@ async def import_log(
     report = TransferReport()
     started = time.perf_counter()
     await migrate_database(database_url)
-    reading = _Reading()
+    reading = Reading()
     lines = iter(source)
-    reading.header = _header(next(lines, b""))
+    reading.header = header_of(next(lines, b""))
     bar = tqdm(total=size, desc="import", unit="B", unit_scale=True, disable=not progress)
     conn = await connect(database_url)
     try:
@@ -186,7 +187,7 @@ async def import_log(
             await conn.copy_records_to_table(
                 "events", records=_records(lines, reading, bar), columns=COLUMNS
             )
-            _check_trailer(reading)
+            check_trailer(reading)
             broken = await conn.fetch(Q.import_broken_streams)
             if broken:
                 names = ", ".join(f"{r['stream_id']} (versions {r['first']}..{r['last']}, "
@@ -206,13 +207,14 @@ async def import_log(
         report.phases["rebuild"] = time.perf_counter() - started - report.phases["copy"]
         await _rebuild_work(pool)
         await rebuild_schedules(pool)
+        await rebuild_archives(pool)
     finally:
         await pool.close()
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _header(line: bytes) -> dict[str, Any]:
+def header_of(line: bytes) -> dict[str, Any]:
     try:
         header = orjson.loads(line)
     except orjson.JSONDecodeError:
@@ -228,7 +230,7 @@ def _header(line: bytes) -> dict[str, Any]:
 
 
 async def _records(
-    lines: Iterator[bytes], reading: _Reading, bar: tqdm[Any]
+    lines: Iterator[bytes], reading: Reading, bar: tqdm[Any]
 ) -> AsyncIterator[tuple[Any, ...]]:
     for number, raw in enumerate(lines, start=2):
         line = raw.rstrip(b"\n")
@@ -259,7 +261,7 @@ async def _records(
             raise TransferError(f"line {number}: not an event ({exc!r})") from None
 
 
-def _check_trailer(reading: _Reading) -> None:
+def check_trailer(reading: Reading) -> None:
     trailer = reading.trailer
     if trailer is None:
         raise TransferError("the file ends without its trailer: it was cut short")

@@ -66,6 +66,8 @@ class FlowView:
     started_by: str
     callback_node: str | None = None
     """The callback node the flow waits on now (the id approve and reject complete)."""
+    archived: bool = False
+    """Sealed for its archive now (retention): it takes no action."""
 
     @property
     def is_latest(self) -> bool:
@@ -114,6 +116,7 @@ def build(
         actions=allowed_actions(current, now),
         started_by=_started_by(lines),
         callback_node=_callback_node(current),
+        archived=current.archived,
     )
 
 

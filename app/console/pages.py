@@ -27,6 +27,7 @@ from app.api.framework import STATUS_OF, ClientGone, Context, check_query_encodi
 from app.api.metrics import Q as API_QUERIES
 from app.api.models import ListQuery
 from app.api.routes import list_filter, parse_cursor, tenant_of
+from app.archive.reading import not_here
 from app.audit.history import read_history
 from app.console import flowview, present, reads
 from app.console.graph import layout
@@ -237,9 +238,12 @@ async def live(request: web.Request) -> web.StreamResponse:
 
 
 async def _visible(request: web.Request, flow_id: str) -> WorkflowRow:
-    row = await get_workflow(await _pool(request), flow_id)
+    pool = await _pool(request)
+    row = await get_workflow(pool, flow_id)
     tenant = tenant_of(request)
-    if row is None or (tenant is not None and row.tenant_id != tenant):
+    if row is None:
+        raise await not_here(pool, flow_id, tenant)
+    if tenant is not None and row.tenant_id != tenant:
         raise FlowNotFound(flow_id)
     return row
 

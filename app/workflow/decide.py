@@ -25,6 +25,7 @@ from app.workflow.events import (
     CallbackReceived,
     CancelRequested,
     ContextSet,
+    FlowArchived,
     FlowCanceled,
     FlowCreated,
     FlowEvent,
@@ -164,6 +165,13 @@ class CompleteCallback:
 
 
 @dataclass(frozen=True, slots=True)
+class ArchiveFlow:
+    """Seal an ended flow for archive ``archive_id`` (retention, app/archive/)."""
+
+    archive_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class RecordCanceled:
     """The running node was interrupted because the flow is being canceled."""
 
@@ -186,6 +194,7 @@ Command = (
     | RecordWaiting
     | Wake
     | CompleteCallback
+    | ArchiveFlow
 )
 
 
@@ -209,6 +218,10 @@ def decide(
         return _create(state, command, _needed(definition))
     if state is None:
         raise WorkflowError(Code.FLOW_NOT_FOUND, "the flow does not exist")
+    if state.archived:
+        raise WorkflowError(
+            Code.FLOW_ARCHIVED, f"workflow {state.flow_id} is archived: it takes no command"
+        )
     match command:
         case SetContext():
             return _set_context(state, command)
@@ -239,6 +252,14 @@ def decide(
             return _wake(state, command, _needed(definition), now)
         case CompleteCallback():
             return _complete(state, command, _needed(definition), now)
+        case ArchiveFlow():
+            if not state.terminal:
+                raise WorkflowError(
+                    Code.FLOW_ARCHIVED,
+                    f"workflow {state.flow_id} is {state.status.value}: only an ended flow "
+                    "is archived",
+                )
+            return [FlowArchived(archive_id=command.archive_id)]
     raise TypeError(f"unknown command {command!r}")
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
+from app.archive.policy import ArchiveSettings
 from app.builtins import definition_from_spec
 from app.migrate import prepare_schema
 from app.replicas.router import ReadObserver, ReadRouter, ReadSettings
@@ -30,7 +31,8 @@ from app.workflow.repository import FlowRepository, Q
 from app.workflow.service import WorkFlowService
 from eventstore import EventStore, Listener, Notifier, check_log_horizon, connect, create_pool
 
-if TYPE_CHECKING:  # imported when the engine starts: app.schedules builds on app.workflow
+if TYPE_CHECKING:  # imported when the engine starts: these build on app.workflow
+    from app.archive.periodic import ArchiveLoop
     from app.schedules.scheduler import Scheduler, SchedulerSettings
     from app.schedules.service import ScheduleService
 
@@ -55,6 +57,8 @@ class Engine:
         observe_fire: Callable[[float], None] | None = None,
         reads: ReadSettings | None = None,
         observe_read: ReadObserver | None = None,
+        archive: ArchiveSettings | None = None,
+        archive_interval: float = 0.0,
     ) -> None:
         """With ``migrate`` (the default) the schema is brought up to date first (idempotent,
         and safe when several processes start at once): as ``owner_url``'s role when given,
@@ -63,7 +67,9 @@ class Engine:
         registered over REST (their JSON is in the log), so that its reactor can run their
         flows; every ``sweep_interval`` seconds it deletes expired idempotency keys (every
         process may: the sweep skips rows another holds). ``reads`` names the streaming
-        replicas that reads may use (app/replicas/): ``engine.reads`` routes them."""
+        replicas that reads may use (app/replicas/): ``engine.reads`` routes them. With
+        ``archive`` (a retention that is on) and an ``archive_interval``, the engine takes its
+        turn at archive runs (app/archive/periodic.py)."""
         self.database_url = database_url
         self._migrate = migrate
         self._owner_url = owner_url
@@ -88,6 +94,9 @@ class Engine:
         self._read_settings = reads or ReadSettings(pool_size=pool_size)
         self._observe_read = observe_read
         self._reads: ReadRouter | None = None
+        self._archive_settings = archive
+        self._archive_interval = archive_interval
+        self._archiving: ArchiveLoop | None = None
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -117,6 +126,10 @@ class Engine:
         """Where reads go (the primary when no replica is configured or usable)."""
         assert self._reads is not None, "the engine is not started"
         return self._reads
+
+    @property
+    def archiving(self) -> ArchiveLoop | None:
+        return self._archiving
 
     @property
     def listener(self) -> Listener:
@@ -173,6 +186,14 @@ class Engine:
                 )  # fmt: skip
                 self._scheduler.start()
             self._schedules = ScheduleService(store, self.registry, on_change=self._poke_scheduler)
+            archive = self._archive_settings
+            if archive is not None and archive.retention.enabled and self._archive_interval > 0:
+                from app.archive.periodic import ArchiveLoop
+
+                self._archiving = ArchiveLoop(
+                    self.database_url, store, archive, self._archive_interval
+                )
+                self._archiving.start()
         except BaseException:
             await self.stop()
             raise
@@ -183,6 +204,9 @@ class Engine:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         self._catalog = self._sweeper = None
+        if self._archiving is not None:
+            await self._archiving.stop()
+            self._archiving = None
         if self._scheduler is not None:
             await self._scheduler.stop()
             self._scheduler = None

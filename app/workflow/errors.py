@@ -7,6 +7,8 @@ part of the contract: never renumber one.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
+from typing import Any
 
 
 class Code(enum.IntEnum):
@@ -65,6 +67,9 @@ class Code(enum.IntEnum):
     SCHEDULE_NOT_FOUND = 40130
     SCHEDULE_FAILED = 40131
     """A schedule change refused (HTTP 409): it was deleted, or changed meanwhile."""
+    FLOW_ARCHIVED = 40132
+    """The flow was archived (retention, docs/archival.md): it takes no command, and once its
+    events have left the hot log it is read from its archive (HTTP 410)."""
     INTERNAL = 50000
     """A fault of the service (logged with the request id); nothing about it is sent."""
     UNAVAILABLE = 50300
@@ -74,10 +79,12 @@ class Code(enum.IntEnum):
 class WorkflowError(Exception):
     """A refusal or failure with a code from ``Code``; it changed nothing."""
 
-    def __init__(self, code: Code, message: str) -> None:
+    def __init__(self, code: Code, message: str, details: Mapping[str, Any] | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.details: Mapping[str, Any] = details or {}
+        """More for the client (the envelope's ``data``): where an archived flow went, say."""
 
     def __str__(self) -> str:
         return f"{self.message} ({self.code.value})"
@@ -87,6 +94,18 @@ class DefinitionNotFound(WorkflowError):
     def __init__(self, name: str, version: str | None = None) -> None:
         what = name if version is None else f"{name} version {version}"
         super().__init__(Code.DEFINE_NOT_FOUND, f"{what} workflow definition does not exist")
+
+
+class FlowArchived(WorkflowError):
+    """The flow's events left the hot log for an archive: ``details`` says which and where."""
+
+    def __init__(self, flow_id: str, details: Mapping[str, Any]) -> None:
+        super().__init__(
+            Code.FLOW_ARCHIVED,
+            f"workflow {flow_id} was archived (archive {details.get('archiveId')}): "
+            "read it with flowlog history, or restore it with flowlog import",
+            details,
+        )
 
 
 class FlowNotFound(WorkflowError):

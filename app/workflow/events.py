@@ -159,6 +159,20 @@ class FlowFailed(FlowEvent):
     error_message: str
 
 
+class FlowArchived(FlowEvent):
+    """The flow is sealed for its archive (retention): it takes no command from now on."""
+
+    type: Literal["FlowArchived"] = "FlowArchived"
+    archive_id: str
+
+
+class FlowRestored(FlowEvent):
+    """The flow came back from its archive (``flowlog import``): it is a flow like any other."""
+
+    type: Literal["FlowRestored"] = "FlowRestored"
+    archive_id: str
+
+
 AnyFlowEvent = Annotated[
     FlowCreated
     | ContextSet
@@ -175,7 +189,9 @@ AnyFlowEvent = Annotated[
     | NodeSucceeded
     | NodeFailed
     | FlowFinished
-    | FlowFailed,
+    | FlowFailed
+    | FlowArchived
+    | FlowRestored,
     Field(discriminator="type"),
 ]
 
@@ -185,7 +201,8 @@ EVENT_TYPES: dict[str, type[FlowEvent]] = {
     for cls in (
         FlowCreated, ContextSet, FlowStarted, FlowStopped, FlowResumed, CancelRequested,
         FlowCanceled, FlowRetried, NodeStarted, NodeOperationSubmitted, NodeWaiting,
-        CallbackReceived, NodeSucceeded, NodeFailed, FlowFinished, FlowFailed,
+        CallbackReceived, NodeSucceeded, NodeFailed, FlowFinished, FlowFailed, FlowArchived,
+        FlowRestored,
     )
 }  # fmt: skip
 

@@ -164,12 +164,25 @@ class FlowRepository:
             raise result
         return retimed(pending.state, APPEND_TIME, result[0].recorded_at)
 
+    async def append_unprojected(
+        self, state: FlowState, events: Sequence[FlowEvent], caller: Caller = SYSTEM
+    ) -> FlowState:
+        """``append`` for a flow whose stream is in the log but whose rows are not (brought
+        back from an archive): the append writes all its rows anew."""
+        pending = self._prepare(state, events, caller, None, rows_absent=True)
+        result = await self.commits.append(pending, pending.stream.stream_id)
+        if isinstance(result, Exception):
+            raise result
+        return retimed(pending.state, APPEND_TIME, result[0].recorded_at)
+
     def _prepare(
         self,
         state: FlowState | None,
         events: Sequence[FlowEvent],
         caller: Caller,
         request: str | None,
+        *,
+        rows_absent: bool = False,
     ) -> _FlowAppend:
         # Folded at the placeholder time: the projection rows take the append's recorded
         # time from the statement itself (projections.rows.APPEND_TIME).
@@ -185,8 +198,10 @@ class FlowRepository:
         stream = flow_stream(provisional.flow_id)
         expected = Expect.NO_STREAM if state is None else state.version
         started, changed = touched_nodes(events)
+        if rows_absent:
+            started, changed = {node.node_id for node in provisional.nodes}, set()
         change = FlowChange(
-            None if state is None else workflow_row(state),
+            None if state is None or rows_absent else workflow_row(state),
             workflow_row(provisional),
             node_rows(provisional, started),
             node_rows(provisional, changed),

@@ -17,11 +17,13 @@ from app.workflow.events import (
     CallbackReceived,
     CancelRequested,
     ContextSet,
+    FlowArchived,
     FlowCanceled,
     FlowCreated,
     FlowEvent,
     FlowFailed,
     FlowFinished,
+    FlowRestored,
     FlowResumed,
     FlowRetried,
     FlowStarted,
@@ -115,6 +117,8 @@ class FlowState:
     error_message: str | None = None
     reason: str = ""
     """Why the flow was last stopped or canceled."""
+    archived: bool = False
+    """Sealed for its archive (FlowArchived): no command applies to it."""
 
     @property
     def terminal(self) -> bool:
@@ -262,6 +266,10 @@ def _changes(state: FlowState, event: FlowEvent, at: datetime) -> dict[str, Any]
                 "error_code": event.error_code,
                 "error_message": event.error_message,
             }
+        case FlowArchived():
+            return {"archived": True}
+        case FlowRestored():
+            return {"archived": False}
         case FlowCreated():
             raise FoldError("FlowCreated can only start a history")
     raise FoldError(f"unknown event {type(event).__name__}")

@@ -64,3 +64,11 @@ VALUES ($1, $2, $3, $4, $5, $6)
 -- The flows of a definition, newest first, to replay against a new version of it.
 SELECT id, definition_version, status FROM workflows
 WHERE name = $1 ORDER BY created_at DESC, id DESC LIMIT $2
+
+-- name: history_of
+-- The same lines for an archived flow's events ($1: a JSON array of the export format's
+-- event objects, read from its archive file).
+SELECT version, "position", recorded_at, type, actor, reason, request_id, trace_id, summary,
+       data, metadata
+FROM flow_history_of($1::jsonb)
+ORDER BY version

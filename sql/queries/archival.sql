@@ -1,0 +1,117 @@
+-- Named statements of retention and archival (app/archive/).
+
+-- name: candidates
+-- Ended flows whose last change is older than the cutoff ($1 interval before now), oldest
+-- first; of the definitions named in $2 when it is not NULL, else of any definition not in
+-- $3 (those have a retention of their own). At most $4.
+SELECT id, name, tenant_id, status, stream_version, updated_at
+FROM workflows
+WHERE status IN ('Finished', 'Error', 'Canceled')
+  AND updated_at < now() - $1::interval
+  AND ($2::text[] IS NULL OR name = ANY($2::text[]))
+  AND NOT (name = ANY($3::text[]))
+ORDER BY updated_at
+LIMIT $4
+
+-- name: candidate_summary
+-- What a dry run reports: the flows the same selection would archive, by definition.
+SELECT name, count(*) AS flows, min(updated_at) AS oldest
+FROM workflows
+WHERE status IN ('Finished', 'Error', 'Canceled')
+  AND updated_at < now() - $1::interval
+  AND ($2::text[] IS NULL OR name = ANY($2::text[]))
+  AND NOT (name = ANY($3::text[]))
+GROUP BY name ORDER BY name
+
+-- name: read_streams
+-- The whole streams of the listed flows, stream by stream.
+SELECT position, transaction_id, stream_id, version, type, data, metadata, recorded_at
+FROM events WHERE stream_id = ANY($1::text[])
+ORDER BY stream_id, version
+
+-- name: unfinished
+-- Archives begun and not yet through their removal (a run stopped half way): resumed first.
+SELECT id, status FROM archives WHERE status <> 'Removed' ORDER BY created_at
+
+-- name: archive_stream
+SELECT type, data FROM events WHERE stream_id = $1 ORDER BY version
+
+-- name: archive_of
+-- Where an archived flow went.
+SELECT f.flow_id, f.archive_id, f.tenant_id, f.name, f.status, f.version, f.archived_at,
+       a.file, a.sha256
+FROM archived_flows f JOIN archives a ON a.id = f.archive_id
+WHERE f.flow_id = $1
+
+-- name: archive_row
+SELECT id, status, file, sha256, bytes, flows, events, removed, created_at, updated_at
+FROM archives WHERE id = $1
+
+-- name: remove
+-- Removes a chunk of the archive's flows from the hot log (sql/migrations/0009).
+SELECT flowlog_remove_archived($1, $2::text[])
+
+-- name: try_lock
+-- One archiver at a time, whichever process: a session lock on a connection of its own.
+SELECT pg_try_advisory_lock(hashtext('flowlog-archiver'))
+
+-- name: unlock
+SELECT pg_advisory_unlock(hashtext('flowlog-archiver'))
+
+-- name: hot_log_size
+-- The hot log's size: the events table and its indexes (bench archive).
+SELECT pg_table_size('events') AS table_bytes, pg_indexes_size('events') AS index_bytes,
+       (SELECT count(*) FROM events) AS events
+
+-- name: project_planned
+-- The archive's row, as its ArchivePlanned event makes it.
+INSERT INTO archives (id, status, flows, created_at, updated_at, stream_version)
+SELECT $1, 'Planned', $2, a.recorded_at, a.recorded_at, a.version FROM appended a
+WHERE EXISTS (SELECT 1 FROM appended)
+
+-- name: project_written
+UPDATE archives
+SET status = 'Written', file = $2, sha256 = $3, bytes = $4, flows = $5, events = $6,
+    first_position = $7, last_position = $8,
+    updated_at = (SELECT recorded_at FROM appended), stream_version = (SELECT version FROM appended)
+WHERE id = $1 AND EXISTS (SELECT 1 FROM appended)
+
+-- name: project_written_flows
+-- One row per archived flow (parallel arrays, one entry per flow).
+INSERT INTO archived_flows (flow_id, archive_id, tenant_id, name, status, version,
+                            first_position, last_position, archived_at)
+SELECT f.id, $1, f.tenant_id, f.name, f.status, f.version, f.first_position, f.last_position,
+       (SELECT recorded_at FROM appended)
+FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[],
+            $8::bigint[]) AS f(id, tenant_id, name, status, version, first_position, last_position)
+WHERE EXISTS (SELECT 1 FROM appended)
+ON CONFLICT (flow_id) DO UPDATE
+SET archive_id = EXCLUDED.archive_id, tenant_id = EXCLUDED.tenant_id, name = EXCLUDED.name,
+    status = EXCLUDED.status, version = EXCLUDED.version,
+    first_position = EXCLUDED.first_position, last_position = EXCLUDED.last_position,
+    archived_at = EXCLUDED.archived_at
+
+-- name: project_removed
+UPDATE archives
+SET status = 'Removed', removed = $2,
+    updated_at = (SELECT recorded_at FROM appended), stream_version = (SELECT version FROM appended)
+WHERE id = $1 AND EXISTS (SELECT 1 FROM appended)
+
+-- name: project_kept
+-- Flows the archive holds but that stayed in the hot log (they moved after it was written).
+DELETE FROM archived_flows
+WHERE archive_id = $1 AND flow_id = ANY($2::text[]) AND EXISTS (SELECT 1 FROM appended)
+
+-- name: project_restored
+DELETE FROM archived_flows
+WHERE flow_id = ANY($1::text[]) AND EXISTS (SELECT 1 FROM appended)
+
+-- name: project_touched
+UPDATE archives
+SET updated_at = (SELECT recorded_at FROM appended), stream_version = (SELECT version FROM appended)
+WHERE id = $1 AND EXISTS (SELECT 1 FROM appended)
+
+-- name: stream_heads
+-- Which of the listed streams still have events.
+SELECT s.stream_id FROM unnest($1::text[]) AS s(stream_id)
+WHERE EXISTS (SELECT 1 FROM events e WHERE e.stream_id = s.stream_id)

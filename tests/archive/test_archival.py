@@ -1,0 +1,278 @@
+"""Retention and archival (issue 14): ended flows past their retention leave the hot log for
+archive files through one audited path, and can be read and restored from there."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+from datetime import timedelta
+from pathlib import Path
+
+import asyncpg
+import orjson
+import pytest
+
+from app.archive import events as ev
+from app.archive.archiver import Archiver
+from app.archive.files import read_archive
+from app.archive.policy import ArchiveSettings, Retention
+from app.archive.reading import archived, archived_events
+from app.archive.rebuild import rebuild_archives, verify_archives
+from app.archive.restore import restore_archive
+from app.audit.transfer import TransferError
+from app.schedules.rebuild import verify_schedules
+from app.workflow.decide import ArchiveFlow, decide
+from app.workflow.engine import Engine
+from app.workflow.errors import Code, WorkflowError
+from app.workflow.history import flow_stream
+from app.workflow.projection import PROJECTOR
+from app.workflow.repository import Caller
+from app.workflow.state import FlowStatus
+from eventstore import EventStore, Subscription, create_pool
+from eventstore.errors import RemovedEvents
+from projections.verify import verify
+from tests.engines import StartEngine
+from tests.workflow.defs import backup_flow
+from tests.workflow.helpers import wait_for_status
+
+NOW = Retention(default=timedelta(0))
+"""Every ended flow is past its retention at once."""
+
+
+async def finished_flows(engine: Engine, count: int, name: str = "backup") -> list[str]:
+    ids = []
+    for n in range(count):
+        state = await engine.service.create(f"b{n}", "t", name, start=True)
+        ids.append(state.flow_id)
+    for flow_id in ids:
+        await wait_for_status(engine.service, flow_id, {FlowStatus.FINISHED})
+    return ids
+
+
+def archiver(engine: Engine, directory: Path, retention: Retention = NOW, **kw: int) -> Archiver:
+    return Archiver(EventStore(engine.pool), ArchiveSettings(retention, directory, **kw))
+
+
+async def verified(database_url: str) -> None:
+    """``flowlog verify`` holds: the projections are exactly the log's fold."""
+    pool = await create_pool(database_url, min_size=1, max_size=2)
+    try:
+        checked = await verify(EventStore(pool), PROJECTOR, progress=False)
+        scheduled = await verify_schedules(pool)
+        archives = await verify_archives(pool)
+        assert checked.differences == []
+        assert scheduled.differences == []
+        assert archives.differences == []
+        # Rebuilt from the log, the archives' rows come out the same.
+        await rebuild_archives(pool)
+        assert (await verify_archives(pool)).differences == []
+    finally:
+        await pool.close()
+
+
+async def test_nothing_is_archived_while_retention_is_off_or_not_yet_due(
+    start_engine: StartEngine, tmp_path: Path
+) -> None:
+    engine = await start_engine(backup_flow())
+    await finished_flows(engine, 3)
+    assert not Retention().enabled
+    report = await archiver(engine, tmp_path, Retention()).run()
+    assert (report.flows, report.archives) == (0, [])
+    a_day = Retention(default=timedelta(days=1))
+    assert (await archiver(engine, tmp_path, a_day).dry_run()).would_archive == {}
+    assert (await archiver(engine, tmp_path, a_day).run()).flows == 0
+    assert not await asyncio.to_thread(lambda: list(tmp_path.iterdir()))
+
+
+async def test_ended_flows_leave_the_hot_log_for_a_checksummed_archive_recorded_in_the_log(
+    start_engine: StartEngine, database_url: str, tmp_path: Path
+) -> None:
+    engine = await start_engine(backup_flow())
+    ended = await finished_flows(engine, 5)
+    waiting = (await engine.service.create("w", "t", "backup")).flow_id  # never started
+    dry = await archiver(engine, tmp_path).dry_run()
+    assert dry.would_archive == {"backup": 5}
+
+    report = await archiver(engine, tmp_path, batch=2, chunk=1).run()
+    assert (report.flows, report.removed, report.kept, report.dropped) == (5, 5, 0, 0)
+    assert len(report.archives) == 3  # two flows an archive
+    pool = engine.pool
+    for flow_id in ended:
+        assert await pool.fetchval("SELECT count(*) FROM events WHERE stream_id = $1",
+                                   flow_stream(flow_id)) == 0  # fmt: skip
+        assert await pool.fetchval("SELECT count(*) FROM workflows WHERE id = $1", flow_id) == 0
+    assert (await engine.service.get(waiting)).status is FlowStatus.INITIALIZING
+    assert await pool.fetchval("SELECT sum(count) FROM workflow_counts") == 1
+
+    # The log says what left it, when, by whom, to which file, with which checksum.
+    archive_id = report.archives[0]
+    recorded = await EventStore(pool).read_stream(ev.archive_stream(archive_id))
+    assert [e.type for e in recorded] == [ev.PLANNED, ev.WRITTEN, ev.REMOVED]
+    assert all(e.metadata["actor"] == "archiver" for e in recorded)
+    written = ev.ArchiveWritten.model_validate(recorded[1].data)
+    header, lines = read_archive(Path(written.file), written.sha256)
+    assert header["selection"] == {"archive": archive_id}
+    assert {line["stream_id"] for line in lines} == {flow_stream(f.id) for f in written.flows}
+    assert [line["type"] for line in lines][-1] == "FlowArchived"
+    assert len(lines) == written.events
+    assert await pool.fetchval("SELECT count(*) FROM log_removals") == 5  # a chunk a flow
+    row = await pool.fetchrow("SELECT status, flows, removed FROM archives WHERE id = $1",
+                              archive_id)  # fmt: skip
+    assert dict(row) == {"status": "Removed", "flows": 2, "removed": 2}
+
+    # Read back from the archive: the same events the log held, seal last.
+    info = await archived(pool, written.flows[0].id)
+    assert info is not None
+    assert info.archive_id == archive_id
+    events = await archived_events(info, tmp_path)
+    assert [e.version for e in events] == list(range(1, len(events) + 1))
+    assert events[0].type == "FlowCreated"
+    assert events[-1].type == "FlowArchived"
+    await verified(database_url)
+
+
+async def test_per_definition_retention_and_off_keep_their_flows(
+    start_engine: StartEngine, tmp_path: Path
+) -> None:
+    engine = await start_engine(backup_flow(), backup_flow("keeper"), backup_flow("brief"))
+    await finished_flows(engine, 2)
+    kept = await finished_flows(engine, 2, "keeper")
+    brief = await finished_flows(engine, 2, "brief")
+    retention = Retention(
+        default=timedelta(days=30), by_definition={"keeper": None, "brief": timedelta(0)}
+    )
+    report = await archiver(engine, tmp_path, retention).run()
+    assert report.flows == 2
+    assert {(await archived(engine.pool, f)) is not None for f in brief} == {True}
+    assert {(await archived(engine.pool, f)) is None for f in kept} == {True}
+    off = Retention(default=timedelta(0), by_definition={"keeper": None})
+    assert (await archiver(engine, tmp_path, off).run()).flows == 2  # backup's; never keeper's
+    assert {(await engine.service.get(f)).status for f in kept} == {FlowStatus.FINISHED}
+
+
+async def test_a_restored_archive_brings_its_flows_back_whole(
+    start_engine: StartEngine, database_url: str, tmp_path: Path
+) -> None:
+    engine = await start_engine(backup_flow())
+    ended = await finished_flows(engine, 3)
+    before = {f: [e.type for e in await engine.service.store.read_stream(flow_stream(f))]
+              for f in ended}  # fmt: skip
+    report = await archiver(engine, tmp_path).run()
+    (archive_id,) = report.archives
+    file = tmp_path / f"{archive_id}.jsonl.gz"
+
+    restored = await restore_archive(database_url, file, Caller(actor="restorer"))
+    assert (restored.flows, restored.skipped) == (3, 0)
+    for flow_id in ended:
+        stream = await engine.service.store.read_stream(flow_stream(flow_id))
+        assert [e.type for e in stream] == [*before[flow_id], "FlowArchived", "FlowRestored"]
+        state = await engine.service.get(flow_id)
+        assert (state.status, state.archived) == (FlowStatus.FINISHED, False)
+        assert await archived(engine.pool, flow_id) is None
+    again = await restore_archive(database_url, file, Caller(actor="restorer"))
+    assert (again.flows, again.skipped) == (0, 3)  # already in the hot log
+    history = await engine.service.store.read_stream(ev.archive_stream(archive_id))
+    assert history[-1].type == ev.RESTORED
+    await verified(database_url)
+    # Restored flows age again from their restore: archived anew by the next run.
+    assert (await archiver(engine, tmp_path).run()).flows == 3
+
+
+async def test_an_altered_archive_is_refused(
+    start_engine: StartEngine, database_url: str, tmp_path: Path
+) -> None:
+    engine = await start_engine(backup_flow())
+    await finished_flows(engine, 1)
+    (archive_id,) = (await archiver(engine, tmp_path).run()).archives
+    file = tmp_path / f"{archive_id}.jsonl.gz"
+    with gzip.open(file, "rb") as original:
+        lines = original.read().splitlines()
+    event = orjson.loads(lines[1])
+    event["data"]["biz_id"] = "forged"
+    lines[1] = orjson.dumps(event)
+    with gzip.open(file, "wb") as forged:
+        forged.write(b"\n".join(lines) + b"\n")
+    with pytest.raises(TransferError, match=r"altered|checksum"):
+        await restore_archive(database_url, file, Caller(actor="restorer"))
+    info = await archived(engine.pool, event["stream_id"].removeprefix("flow-"))
+    assert info is not None
+    with pytest.raises(TransferError, match="altered"):
+        await archived_events(info, tmp_path)
+
+
+async def test_only_the_audited_path_deletes_from_the_log(
+    start_engine: StartEngine, database_url: str, runtime_url: str, tmp_path: Path
+) -> None:
+    engine = await start_engine(backup_flow())
+    live, ended = await finished_flows(engine, 2)
+    events = await engine.service.store.stream_version(flow_stream(live))
+    runtime = await asyncpg.connect(runtime_url)
+    owner = await asyncpg.connect(database_url)
+    try:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await runtime.execute("DELETE FROM events WHERE stream_id = $1", flow_stream(live))
+        with pytest.raises(asyncpg.PostgresError, match="append-only"):
+            await owner.execute("DELETE FROM events WHERE stream_id = $1", flow_stream(live))
+        # The runtime role may call the removal, which finds no recorded archive...
+        with pytest.raises(asyncpg.PostgresError, match="no archive"):
+            await runtime.fetchval("SELECT flowlog_remove_archived('archive-x', $1)", [live])
+        # ...and a forged record of one removes nothing that is not sealed at that version.
+        forged = {"flows": [{"id": live, "version": events}], "file": "x"}
+        await runtime.execute(
+            "INSERT INTO events (stream_id, version, type, data, metadata) "
+            "VALUES ('archive-forged', 1, 'ArchiveWritten', $1::jsonb, '{}')",
+            orjson.dumps(forged).decode(),
+        )
+        assert (
+            await runtime.fetchval("SELECT flowlog_remove_archived('archive-forged', $1)", [live])
+            == 0
+        )
+        assert (
+            await runtime.fetchval(
+                "SELECT count(*) FROM events WHERE stream_id = $1", flow_stream(live)
+            )
+            == events
+        )
+    finally:
+        await runtime.close()
+        await owner.close()
+    assert (await archiver(engine, tmp_path).run()).flows == 2
+    assert ended != live
+
+
+async def test_a_sealed_flow_takes_no_command(start_engine: StartEngine, tmp_path: Path) -> None:
+    engine = await start_engine(backup_flow())
+    (flow_id,) = await finished_flows(engine, 1)
+    state = await engine.service.get(flow_id)
+    seal = decide(state, ArchiveFlow("a1"), None, state.updated_at)
+    sealed = await engine.service.flows.append(state, seal)
+    assert sealed.archived
+    for command in (engine.service.start(flow_id), engine.service.retry(flow_id, {})):
+        with pytest.raises(WorkflowError) as refused:
+            await command
+        assert refused.value.code is Code.FLOW_ARCHIVED
+
+
+async def test_a_subscription_behind_archived_events_stops_with_a_clear_error(
+    start_engine: StartEngine, tmp_path: Path
+) -> None:
+    engine = await start_engine(backup_flow())
+    store = engine.service.store
+    seen: list[str] = []
+
+    async def handle(tx: object, events: list[object]) -> None:
+        seen.extend(e.stream_id for e in events)  # type: ignore[attr-defined]
+
+    early = Subscription(store, "early", handle)
+    await early.register()
+    await finished_flows(engine, 2)
+    await archiver(engine, tmp_path).run()
+    with pytest.raises(RemovedEvents, match="removed from the log by archive-"):
+        await early.run_batch()
+    assert seen == []
+    horizon = await store.removal_horizon()
+    assert horizon is not None
+    late = Subscription(store, "late", handle, start=horizon)
+    await late.register()
+    outcome = await late.run_batch()
+    assert outcome.handled > 0  # the archive's own events, after the removal
