@@ -25,6 +25,8 @@ from app import cli_args, logs
 from app.api.access import Tokens
 from app.config import ConfigError, Settings
 from app.database import EMBEDDED_DATABASE, EMBEDDED_RUNTIME_ROLE, provide_database
+from app.flowscli import commands as flows_commands
+from app.flowscli.commands import usage_problem as flows_usage
 from app.migrate import MigrationError, prepare_schema
 from app.pgserver import SUPERUSER, EmbeddedPostgres, EmbeddedPostgresError, bundled_bin_dir
 from app.roles import DatabaseUrls
@@ -75,6 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _dsn(settings, args.owner)
     if args.command == "schedules" and (problem := schedule_usage(args)):
         command.error(problem)
+    if args.command == "flows":
+        if problem := flows_usage(args):
+            command.error(problem)
+        if args.api:  # through a server: no database of its own
+            return asyncio.run(flows_commands.run_api(args))
     try:
         with provide_database(settings) as urls:
             return _run(args, settings, urls, registry, listening)
@@ -231,6 +238,8 @@ def _run(
         return asyncio.run(_projections(args.command, urls, not args.no_progress))
     if args.command == "schedules":
         return asyncio.run(_schedules(args, urls))
+    if args.command == "flows":
+        return asyncio.run(flows_commands.run_database(args, urls))
     if args.command == "bench":
         from app.bench import (
             append,

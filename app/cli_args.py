@@ -10,6 +10,7 @@ from pathlib import Path
 
 from app.audit.replay import Point, parse_point
 from app.config import Settings
+from app.flowscli.commands import add_arguments as add_flow_arguments
 from app.schedules.cli import add_arguments as add_schedule_arguments
 
 BENCHMARKS = (
@@ -219,6 +220,15 @@ def build(settings: Settings) -> Parsers:
         "embedded server's URL (it says so on stderr when that server is not running).",
     )  # fmt: skip
     dsn.add_argument("--owner", action="store_true", help=OWNER_HELP)
+
+    flows = command(
+        "flows", "list, show, start, stop, cancel, retry or follow flows",
+        "On flowlog's database (DATABASE_URL, or the embedded one), or through a flowlog\n"
+        "server with --api URL (and --token T). Exit status: 0 done (follow: the flow\n"
+        "finished), 1 refused (or the followed flow ended in Error or Canceled), 2 bad usage,\n"
+        "3 no such flow, 4 flowlog unreachable.",
+    )  # fmt: skip
+    add_flow_arguments(flows)
 
     schedules = command(
         "schedules", "list, show, create, update, pause, resume or delete schedules",

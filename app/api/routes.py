@@ -119,10 +119,10 @@ async def _visible(request: web.Request, flow_id: str, pool: Executor | None = N
 def _info_response(state: FlowState) -> InfoResponse:
     """The flow as the command left it: the same row the append projected (its fold), and the
     same again when an idempotent request is answered a second time."""
-    return InfoResponse(info=_info(workflow_row(state)))
+    return InfoResponse(info=info_of(workflow_row(state)))
 
 
-def _info(row: WorkflowRow) -> WorkFlowInfo:
+def info_of(row: WorkflowRow) -> WorkFlowInfo:
     return WorkFlowInfo(
         id=row.id,
         name=row.name,
@@ -138,7 +138,7 @@ def _info(row: WorkflowRow) -> WorkFlowInfo:
     )
 
 
-def _node(row: NodeRow) -> WorkFlowNodeInfo:
+def node_of(row: NodeRow) -> WorkFlowNodeInfo:
     extra: dict[str, Any] = {} if row.end_time is None else {"endTime": row.end_time}
     return WorkFlowNodeInfo(
         id=row.id,
@@ -178,7 +178,7 @@ async def list_flows(request: web.Request, query: ListQuery) -> Paged:
         page_size=query.pageSize,
         after=after,
     )
-    data = WorkFlowList(workFlows=[_info(r) for r in page.rows], nextCursor=page.next_cursor)
+    data = WorkFlowList(workFlows=[info_of(r) for r in page.rows], nextCursor=page.next_cursor)
     return Paged(data, Page(page=query.page, pageSize=query.pageSize, total=page.total))
 
 
@@ -229,8 +229,8 @@ async def detail_flow(request: web.Request, workFlowId: str) -> WorkFlowDetail:
     if last is not None and last.status == "Processing" and last.kind in ("timer", "callback"):
         waiting = await _waiting(_service(request), workFlowId)
     return WorkFlowDetail(
-        info=_info(detail.info),
-        nodes=[_node(n) for n in detail.nodes],
+        info=info_of(detail.info),
+        nodes=[node_of(n) for n in detail.nodes],
         nodeNames=detail.node_names,
         waiting=waiting,
     )
@@ -308,7 +308,7 @@ async def create_flow(request: web.Request, body: CreateRequest) -> CreatedRespo
         user_id=ctx.actor,
         start=body.start,
     )
-    return CreatedResponse(workFlowId=state.flow_id, info=_info(workflow_row(state)))
+    return CreatedResponse(workFlowId=state.flow_id, info=info_of(workflow_row(state)))
 
 
 @api.route(
@@ -558,7 +558,8 @@ async def flow_stream_sse(
                     % (event.version, event.type.encode(), payload)
                 )
                 last = event.version
-                if event.type in _ENDED:
+                if event.type in _ENDED and event is stored[-1]:
+                    # Ended, as of now (an Error flow's history may go on: a retry).
                     return response
             await wait_any([waiter, shutting_down], _KEEPALIVE)
             if not (waiter.is_set() or shutting_down.is_set()):

@@ -4,16 +4,22 @@ resume, delete). Registered on the API of app/api/routes.py; a tenant sees only 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
-from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import Field
 
 from app import keys
 from app.api.framework import Paged, context_of
-from app.api.models import Page, Request, Response
+from app.api.models import Page
 from app.api.routes import api, caller_of, tenant_of
+from app.api.schedule_models import (
+    ScheduleChange,
+    ScheduleDetail,
+    ScheduleEventInfo,
+    ScheduleInfo,
+    ScheduleList,
+    ScheduleListQuery,
+    ScheduleUpdate,
+)
 from app.schedules import decide
 from app.schedules.service import ScheduleService
 from app.schedules.spec import ScheduleCreate, ScheduleSpec
@@ -21,56 +27,6 @@ from app.schedules.state import ScheduleState
 
 SCHEDULES = ("schedules",)
 PATH = "/api/v1/workflow-schedules"
-
-
-class ScheduleInfo(Response):
-    scheduleId: str
-    tenantId: str
-    status: Literal["Active", "Paused", "Deleted"]
-    spec: ScheduleSpec
-    nextFireTimes: list[datetime]
-    """The next nominal fire times (none while paused, or once ended)."""
-    lastFireTime: datetime | None = None
-    lastFlowId: str | None = None
-    fires: int
-    skipped: int
-    createTime: datetime
-    updateTime: datetime
-    version: int
-
-
-class ScheduleEventInfo(Response):
-    version: int
-    type: str
-    time: datetime
-    actor: str
-    reason: str
-    data: dict[str, Any]
-
-
-class ScheduleDetail(Response):
-    info: ScheduleInfo
-    events: list[ScheduleEventInfo]
-    """The schedule's latest events (its changes and fires), newest last."""
-
-
-class ScheduleList(Response):
-    schedules: list[ScheduleInfo]
-    nextCursor: str | None = None
-
-
-class ScheduleListQuery(Request):
-    cursor: str = Field("", max_length=100)
-    """The previous page's ``nextCursor``."""
-    pageSize: int = Field(20, ge=1, le=200)
-
-
-class ScheduleUpdate(ScheduleSpec):
-    reason: str = Field("", max_length=1000)
-
-
-class ScheduleChange(Request):
-    reason: str = Field("", max_length=1000)
 
 
 def _schedules(request: web.Request) -> ScheduleService:

@@ -192,6 +192,21 @@ async def test_the_stream_of_an_ended_flow_is_its_history(client: Client) -> Non
             assert await asyncio.wait_for(again.read(), 10) == b""
 
 
+async def test_the_stream_of_a_retried_flow_goes_past_its_first_error(client: Client) -> None:
+    """A flow that ended in Error and was retried has not ended: its stream runs on to the
+    retry's end, not to the first FlowFailed of its history."""
+    flow_id = await create(client, "fussy")
+    await wait_status(client, flow_id, {"Error"})
+    retry = {"workFlowId": flow_id, "context": {"ok": True}}
+    await ok(await client.post(FLOWS + "retry", json=retry))
+    await wait_status(client, flow_id, {"Finished"})
+    messages = await _all_messages(client, f"{FLOWS}{flow_id}/events/stream")
+    kinds = [m["event"] for m in messages]
+    assert "FlowFailed" in kinds
+    assert "FlowRetried" in kinds
+    assert kinds[-1] == "FlowFinished"
+
+
 async def test_the_stream_of_a_canceled_flow_ends_with_the_cancel(client: Client) -> None:
     flow_id = await create(client, start=False)
     await ok(await client.post(FLOWS + "cancel", json={"workFlowId": flow_id}))

@@ -1,0 +1,28 @@
+"""A flow's events as its event stream sends them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from app.api.models import Response
+
+ENDED = frozenset({"FlowFinished", "FlowFailed", "FlowCanceled"})
+"""The events after which a flow's stream closes."""
+_STATUS_CHANGES = ENDED | {
+    "FlowStarted", "FlowStopped", "FlowResumed", "CancelRequested", "FlowRetried",
+}  # fmt: skip
+
+
+class StreamEvent(Response):
+    """One event of ``GET /api/v1/workflow/{id}/events/stream``."""
+
+    version: int
+    type: str
+    time: datetime
+    data: dict[str, Any]
+    metadata: dict[str, Any]
+
+
+def changes_status(event_type: str) -> bool:
+    return event_type in _STATUS_CHANGES

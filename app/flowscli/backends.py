@@ -1,0 +1,173 @@
+"""Where ``flowlog flows`` acts: a flowlog server (``--api``, through app.client) or the
+database itself (DATABASE_URL, or the embedded server). Both answer with the REST API's models,
+so that the commands print the same whichever they use."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from app.api.models import WorkFlowDetail, WorkFlowInfo
+from app.api.routes import info_of, node_of
+from app.client import FlowlogClient
+from app.client.errors import BadRequest, Conflict, FlowlogError, Gone, NotFound, Unavailable
+from app.client.events import ENDED, StreamEvent
+from app.roles import DatabaseUrls
+from app.workflow.definition import Registry
+from app.workflow.engine import Engine
+from app.workflow.errors import Code, WorkflowError
+from app.workflow.history import flow_stream
+from app.workflow.projection import workflow_row
+from app.workflow.repository import Caller
+from eventstore import TRANSIENT_ERRORS, RecordedEvent, wait_any
+from projections.reads import Cursor, ListFilter, list_workflows
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    status: str | None = None
+    flow_name: str | None = None
+    biz_id: str | None = None
+    biz_type: str | None = None
+
+
+class Backend(Protocol):
+    def flows(self, where: Selection, limit: int) -> AsyncIterator[WorkFlowInfo]: ...
+    async def show(self, flow_id: str) -> WorkFlowDetail: ...
+    async def act(
+        self, action: str, flow_id: str, reason: str, context: Mapping[str, Any]
+    ) -> WorkFlowInfo: ...
+    def follow(self, flow_id: str) -> AsyncIterator[StreamEvent]: ...
+    async def close(self) -> None: ...
+
+
+class ApiBackend:
+    def __init__(self, url: str, token: str | None) -> None:
+        self.client = FlowlogClient(url, token=token)
+
+    async def flows(self, where: Selection, limit: int) -> AsyncIterator[WorkFlowInfo]:
+        seen = 0
+        async for info in self.client.list_flows(
+            status=where.status, flow_name=where.flow_name, biz_id=where.biz_id,
+            biz_type=where.biz_type, page_size=min(limit, 100),
+        ):  # fmt: skip
+            yield info
+            seen += 1
+            if seen >= limit:
+                return
+
+    async def show(self, flow_id: str) -> WorkFlowDetail:
+        return await self.client.detail(flow_id)
+
+    async def act(
+        self, action: str, flow_id: str, reason: str, context: Mapping[str, Any]
+    ) -> WorkFlowInfo:
+        if action == "start":
+            await self.client.start(flow_id, reason=reason)
+        elif action == "stop":
+            await self.client.stop(flow_id, reason=reason)
+        elif action == "cancel":
+            return await self.client.cancel(flow_id, reason=reason)
+        else:
+            return await self.client.retry(flow_id, context=context, reason=reason)
+        return (await self.client.detail(flow_id)).info
+
+    def follow(self, flow_id: str) -> AsyncIterator[StreamEvent]:
+        return self.client.follow(flow_id)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+class DatabaseBackend:
+    """The service on the database, without a reactor: the flows' own workers run them."""
+
+    def __init__(self, urls: DatabaseUrls, caller: Caller) -> None:
+        self.engine = Engine(urls.url, Registry(), run_reactor=False, owner_url=urls.owner_url,
+                             pool_size=2)  # fmt: skip
+        self.caller = caller
+
+    async def open(self) -> DatabaseBackend:
+        try:
+            await self.engine.start()
+        except TRANSIENT_ERRORS as exc:
+            raise Unavailable(f"the database could not be reached: {exc!r}") from None
+        return self
+
+    async def flows(self, where: Selection, limit: int) -> AsyncIterator[WorkFlowInfo]:
+        after: Cursor | None = None
+        left = limit
+        selection = ListFilter(status=where.status, name=where.flow_name, biz_id=where.biz_id,
+                               biz_type=where.biz_type)  # fmt: skip
+        while left > 0:
+            page = await list_workflows(self.engine.pool, selection, page_size=min(left, 100),
+                                        after=after)  # fmt: skip
+            for row in page.rows:
+                yield info_of(row)
+            left -= len(page.rows)
+            if page.next_cursor is None or not page.rows:
+                return
+            after = Cursor.decode(page.next_cursor)
+
+    async def show(self, flow_id: str) -> WorkFlowDetail:
+        detail = await _refusals(self.engine.service.detail_workflow(flow_id))
+        return WorkFlowDetail(info=info_of(detail.info), nodes=[node_of(n) for n in detail.nodes],
+                              nodeNames=detail.node_names)  # fmt: skip
+
+    async def act(
+        self, action: str, flow_id: str, reason: str, context: Mapping[str, Any]
+    ) -> WorkFlowInfo:
+        service = self.engine.service
+        caller = Caller(actor=self.caller.actor, reason=reason or None)
+        if action == "start":
+            state = await _refusals(service.start(flow_id, caller))
+        elif action == "stop":
+            state = await _refusals(service.stop(flow_id, reason, caller))
+        elif action == "cancel":
+            state = await _refusals(service.cancel(flow_id, reason, caller))
+        else:
+            state = await _refusals(service.retry(flow_id, dict(context), caller=caller))
+        return info_of(workflow_row(state))
+
+    async def follow(self, flow_id: str) -> AsyncIterator[StreamEvent]:
+        store = self.engine.service.store
+        waiter = self.engine.listener.register()
+        last = 0
+        try:
+            while True:
+                waiter.clear()
+                stored = await store.read_stream(flow_stream(flow_id), last + 1)
+                if not stored and last == 0:
+                    await _refusals(self.engine.service.detail_workflow(flow_id))
+                for event in stored:
+                    last = event.version
+                    yield _streamed(event)
+                if stored and stored[-1].type in ENDED:
+                    return  # ended as of now (an ended event further back was retried)
+                await wait_any([waiter], 15.0)
+        finally:
+            self.engine.listener.unregister(waiter)
+
+    async def close(self) -> None:
+        await self.engine.stop()
+
+
+def _streamed(event: RecordedEvent) -> StreamEvent:
+    return StreamEvent(version=event.version, type=event.type, time=event.recorded_at,
+                       data=event.data, metadata=event.metadata)  # fmt: skip
+
+
+async def _refusals(call: Any) -> Any:
+    """The service's refusals as the client's, so that both backends fail alike."""
+    try:
+        return await call
+    except WorkflowError as exc:
+        kind: type[FlowlogError] = Conflict
+        if exc.code in (Code.FLOW_NOT_FOUND, Code.DEFINE_NOT_FOUND):
+            kind = NotFound
+        elif exc.code is Code.FLOW_ARCHIVED:
+            kind = Gone
+        elif exc.code is Code.BAD_INPUT:
+            kind = BadRequest
+        raise kind(exc.message, code=int(exc.code), data=dict(exc.details)) from None
