@@ -36,6 +36,7 @@ from app.api.models import (
     SleepExecutor,
     UntilExecutor,
 )
+from app.telemetry import tracing
 from app.times import parse_utc
 from app.workflow.definition import (
     DEFAULT_MAX_INTERRUPTIONS,
@@ -150,9 +151,11 @@ class HttpPoll(Builtin[HttpExecutor]):
 async def _call(method: str, url: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
     timeout = aiohttp.ClientTimeout(total=_HTTP_TIMEOUT)
     try:
+        headers: dict[str, str] = {}
+        tracing().inject(headers)  # the called service joins the node's trace
         async with (
             aiohttp.ClientSession(timeout=timeout) as session,
-            session.request(method, url, json=body) as response,
+            session.request(method, url, json=body, headers=headers) as response,
         ):
             text = await response.text()
             if response.status >= 300:

@@ -21,7 +21,7 @@ from typing import Any
 
 import asyncpg
 
-from app import cli_args, logs
+from app import cli_args, logs, telemetry
 from app.api.access import Tokens
 from app.config import ConfigError, Settings
 from app.database import EMBEDDED_DATABASE, EMBEDDED_RUNTIME_ROLE, provide_database
@@ -66,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.log_level or ("INFO" if args.command in cli_args.LONG_RUNNING else "WARNING"),
         settings.log_format or ("text" if sys.stderr.isatty() else "json"),
     )
+    if args.command in cli_args.LONG_RUNNING:
+        telemetry.configure()  # OpenTelemetry, when its extra is installed and OTEL_* ask
     settings, registry = _definitions(args, settings, command)
     try:
         listening = _listen(args) if args.command == "serve" else None

@@ -24,6 +24,7 @@ from app.config import Settings
 from app.console import setup_console
 from app.replicas.http import positions
 from app.roles import DatabaseUrls
+from app.telemetry.http import traced
 from app.workflow.definition import Registry
 from app.workflow.engine import Engine
 
@@ -108,6 +109,7 @@ def create_app(
     app = web.Application(
         client_max_size=MAX_BODY,
         middlewares=[
+            traced,
             *make_middlewares(
                 tokens, metrics.observe_request, timedelta(hours=settings.idempotency_hours)
             ),

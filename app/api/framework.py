@@ -45,6 +45,7 @@ from app.api.models import (
     storable_text,
 )
 from app.replicas.position import HEADER as POSITION_HEADER
+from app.telemetry import tracing
 from app.workflow.errors import Code, WorkflowError
 from app.workflow.idempotency import DEFAULT_TTL, Idempotency
 from eventstore import TRANSIENT_ERRORS
@@ -306,7 +307,8 @@ def make_middlewares(
     ) -> web.StreamResponse:
         started = time.perf_counter()
         request_id = _header_id(request, "X-Request-Id")
-        trace_id = _header_id(request, "X-Trace-Id")
+        # A trace id of its own, else the request span's (traceparent), else a new one.
+        trace_id = _header_id(request, "X-Trace-Id", tracing().trace_id())
         status = 500
         ctx: Context | None = None
         try:
@@ -405,11 +407,11 @@ def _route_labels(request: web.Request) -> tuple[str, str]:
     return method, route
 
 
-def _header_id(request: web.Request, name: str) -> str:
+def _header_id(request: web.Request, name: str, otherwise: str | None = None) -> str:
     value = request.headers.get(name, "")
     if value and len(value) <= 128 and value.isprintable():
         return value
-    return uuid.uuid4().hex
+    return otherwise or uuid.uuid4().hex
 
 
 async def _answer(

@@ -66,6 +66,7 @@ from app.audit.replay import diff_documents, fold_until, parse_point
 from app.builtins import definition_from_spec
 from app.replicas.http import read_pool
 from app.replicas.position import format_position
+from app.telemetry import tracing
 from app.workflow.errors import Code, DefinitionNotFound, FlowNotFound, WorkflowError
 from app.workflow.history import flow_stream
 from app.workflow.projection import workflow_row
@@ -97,6 +98,7 @@ def caller_of(ctx: Context, reason: str = "") -> Caller:
         request_id=ctx.request_id,
         reason=reason or None,
         idempotency=ctx.idempotency,
+        traceparent=tracing().traceparent(),
     )
 
 

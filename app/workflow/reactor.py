@@ -25,10 +25,11 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.telemetry import TRACEPARENT, tracing
 from app.workflow.activity import Activity, report
 from app.workflow.callbacks import CallbackTokens, token_id
 from app.workflow.decide import (
@@ -64,6 +65,17 @@ from eventstore import (
 )
 
 log = logging.getLogger(__name__)
+
+
+def trace_parent(recorded: Sequence[RecordedEvent]) -> str | None:
+    """The trace context of the latest request that appended to the flow (its node spans'
+    parent): the creating or starting request, a retry, a callback's completion."""
+    for event in reversed(recorded):
+        found = event.metadata.get(TRACEPARENT)
+        if isinstance(found, str):
+            return found
+    return None
+
 
 _RECORD_ATTEMPTS = 20
 _TRANSIENT_PATIENCE = 10.0
@@ -402,7 +414,8 @@ class Reactor:
                         for e in recorded
                         if e.type == "NodeStarted" and e.metadata.get("actor") == self._caller.actor
                     }
-                    final = await self._advance(state, started_here, outcomes)
+                    parent = trace_parent(recorded)
+                    final = await self._advance(state, started_here, outcomes, parent)
                     # Our last append deleted the work row (the flow ended, or stopped with
                     # nothing running): there is no lease left to hand back.
                     release = flow_id not in self.parking and (
@@ -444,7 +457,11 @@ class Reactor:
                     await self.store.pool.execute(Q.work_release, self.owner, flow_id)
 
     async def _advance(
-        self, state: FlowState, started_here: set[str], outcomes: dict[str, Command]
+        self,
+        state: FlowState,
+        started_here: set[str],
+        outcomes: dict[str, Command],
+        parent: str | None = None,
     ) -> FlowState | None:
         """Drives the flow until it waits or ends; returns the last state it knew, or None
         when it stopped because the flow is no longer its to drive."""
@@ -472,7 +489,7 @@ class Reactor:
                 command = Wake(running.node_id)
             elif running.node_id in started_here and state.status is not FlowStatus.CANCELING:
                 started_here.discard(running.node_id)
-                command = await self._execute(state, running, node)
+                command = await self._execute(state, running, node, parent)
                 if command is not None:
                     outcomes[running.node_id] = command
             elif state.status is FlowStatus.CANCELING or running.operation_id is None:
@@ -540,10 +557,17 @@ class Reactor:
     # -- running nodes -----------------------------------------------------------------------
 
     async def _execute(
-        self, state: FlowState, running: NodeExecution, node: NodeDefinition
+        self, state: FlowState, running: NodeExecution, node: NodeDefinition, parent: str | None
     ) -> Command | None:
         started = time.perf_counter()
-        command = await self._run_executor(state, running, node)
+        attributes: dict[str, str | int] = {
+            "flowlog.flow_id": state.flow_id, "flowlog.definition": state.name,
+            "flowlog.node": running.name, "flowlog.node_key": running.key,
+            "flowlog.node_id": running.node_id, "flowlog.attempt": running.attempt,
+        }  # fmt: skip
+        with tracing().node(parent, attributes) as span:
+            command = await self._run_executor(state, running, node)
+            span.set("flowlog.outcome", _outcome(command))
         seconds = time.perf_counter() - started
         if self._observe is not None:
             self._observe(state.name, running.name, _outcome(command), seconds)

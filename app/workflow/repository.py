@@ -76,10 +76,13 @@ class Caller:
     reason: str | None = None
     idempotency: Idempotency | None = None
     """The caller's idempotency key: its command has one effect however often it is sent."""
+    traceparent: str | None = None
+    """The W3C trace context of the request (app/telemetry): the flow's node spans are its
+    children."""
 
     def metadata(self) -> dict[str, Any]:
         meta: dict[str, Any] = {"actor": self.actor}
-        for key in ("trace_id", "request_id", "reason"):
+        for key in ("trace_id", "request_id", "reason", "traceparent"):
             value = getattr(self, key)
             if value:
                 meta[key] = value
