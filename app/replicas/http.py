@@ -1,6 +1,7 @@
-"""Read routing for the HTTP service: each write's answer carries its commit position (the
-``Flowlog-Position`` header, and a cookie for browsers), a read that presents one sees at
-least that write, and a read that a replica fails is answered again from the primary."""
+"""Read routing for the HTTP service: with read replicas configured, each write's answer
+carries its commit position (the ``Flowlog-Position`` header, and a cookie for browsers), a
+read that presents one sees at least that write, and a read that a replica fails is answered
+again from the primary."""
 
 from __future__ import annotations
 
@@ -47,9 +48,13 @@ async def positions(request: web.Request, handler: Handler) -> web.StreamRespons
     if request.method in SAFE_METHODS:
         return await _read(request, handler)
     response = await handler(request)
-    if response.status < 400 and not response.prepared:
+    # Only where reads can lag: without replicas every read is the primary's, and the
+    # position would cost each write's answer a wait for one more query, for nothing.
+    if response.status < 400 and not response.prepared and _router(request).enabled:
         try:
-            position = format_position(await _router(request).position())
+            # One query for the writes that finish together (each gets a position read after
+            # it committed): a query per write took a pool connection twice per request.
+            position = format_position(await _router(request).latest())
         except TRANSIENT_ERRORS as exc:
             # The write is done: its answer must not turn into a failure for want of a
             # position. Without one, the client's next read may come from a replica behind it.

@@ -53,9 +53,10 @@ CREATE TABLE archived_flows (
 );
 CREATE INDEX archived_flows_archive ON archived_flows (archive_id);
 
--- The archiver's candidates: ended flows, oldest first.
-CREATE INDEX workflows_ended_idx ON workflows (updated_at)
-    WHERE status IN ('Finished', 'Error', 'Canceled');
+-- No index on workflows.updated_at for the archiver's choice: it changes with every event,
+-- and an index on it would turn every update of a flow's row from a HOT update into one that
+-- writes every index (measured: a fifth of create+start throughput). The archiver walks the
+-- flows oldest created first instead (workflows_created_idx).
 
 CREATE OR REPLACE FUNCTION events_refuse_change() RETURNS trigger
 LANGUAGE plpgsql AS $$

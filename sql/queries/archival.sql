@@ -1,16 +1,17 @@
 -- Named statements of retention and archival (app/archive/).
 
 -- name: candidates
--- Ended flows whose last change is older than the cutoff ($1 interval before now), oldest
--- first; of the definitions named in $2 when it is not NULL, else of any definition not in
--- $3 (those have a retention of their own). At most $4.
+-- Ended flows whose last change is older than the cutoff ($1 interval before now); of the
+-- definitions named in $2 when it is not NULL, else of any definition not in $3 (those have a
+-- retention of their own). At most $4, oldest created first: the walk follows
+-- workflows_created_idx and stops at $4 (updated_at has no index, see migration 0009).
 SELECT id, name, tenant_id, status, stream_version, updated_at
 FROM workflows
 WHERE status IN ('Finished', 'Error', 'Canceled')
   AND updated_at < now() - $1::interval
   AND ($2::text[] IS NULL OR name = ANY($2::text[]))
   AND NOT (name = ANY($3::text[]))
-ORDER BY updated_at
+ORDER BY created_at, id
 LIMIT $4
 
 -- name: candidate_summary

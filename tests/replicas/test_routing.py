@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
+from app.client import FlowlogClient
 from app.replicas.connect import reading_connection
 from app.replicas.position import COOKIE, HEADER, parse_position
 from app.replicas.replica import ReplicaState, replica_name
@@ -93,6 +94,20 @@ async def test_reads_go_to_the_replica_and_a_presented_position_is_read_back(
         assert (await reads_by(client)).get(("primary", "waited"), 0) >= 2
     finally:
         await replica_query(database.replica_url, "SELECT pg_wal_replay_resume()")
+
+
+async def test_each_write_answers_with_its_commit_position(make_client: MakeClient) -> None:
+    client = await make_client()
+    flow_id, first = await create(client)
+    started = await client.post("/api/v1/workflow/start", json={"workFlowId": flow_id})
+    assert started.status == 200
+    assert parse_position(started.headers[HEADER]) >= parse_position(first) > 0
+    assert f'{COOKIE}="{started.headers[HEADER]}"' in started.headers["Set-Cookie"]
+    assert "HttpOnly" in started.headers["Set-Cookie"]
+    # A refused write changed nothing: it has no position to present.
+    refused = await client.post("/api/v1/workflow/start", json={"workFlowId": "ghost"})
+    assert refused.status == 404
+    assert HEADER not in refused.headers
 
 
 async def test_a_position_that_is_not_one_is_refused(make_client: MakeClient) -> None:
@@ -262,3 +277,22 @@ async def test_flowlog_history_reads_a_caught_up_replica_else_the_primary(
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert orjson.loads(done.stdout.splitlines()[0])["type"] == "FlowCreated"
+
+
+async def test_the_python_client_reads_its_own_writes(
+    make_client: MakeClient, database: Database
+) -> None:
+    """app.client keeps the latest write's position and presents it: with the replica's
+    replay paused, its read of the flow it just made waits, then the primary answers."""
+    client = await make_client()
+    base = str(client.make_url("")).rstrip("/")
+    await replica_query(database.replica_url, "SELECT pg_wal_replay_pause()")
+    try:
+        async with FlowlogClient(base) as flowlog:
+            created = await flowlog.create("backup", "ryw", "t")
+            assert flowlog.position is not None
+            detail = await flowlog.detail(created.workFlowId)
+            assert detail.info.id == created.workFlowId
+    finally:
+        await replica_query(database.replica_url, "SELECT pg_wal_replay_resume()")
+    assert (await reads_by(client)).get(("primary", "waited"), 0) >= 1
