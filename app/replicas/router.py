@@ -104,6 +104,9 @@ class ReadRouter:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         self._monitor = self._fetching = None
+        if self._pending is not None:  # callers waiting for a position that will not come
+            self._pending.cancel()
+            self._pending = None
         for replica in self.replicas:
             await replica.close()
         self.replicas = []
@@ -132,6 +135,9 @@ class ReadRouter:
             waiter, self._pending = self._pending, None
             try:
                 waiter.set_result(await self.position())
+            except asyncio.CancelledError:
+                waiter.cancel()  # stopping: no caller is left waiting on it
+                raise
             except Exception as exc:  # every caller sees the failure as its own
                 waiter.set_exception(exc)
                 waiter.exception()  # retrieved: callers that went away leave no warning

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import asyncpg
 import pytest
 
 from app.replicas.position import BadPosition, format_position, parse_position
@@ -39,3 +42,24 @@ def test_lag_is_how_long_ago_the_primary_went_past_what_the_replica_replayed() -
     assert router.lag(20, now=103.5) == pytest.approx(0.5)  # behind only the newest sample
     assert router.lag(15, now=103.5) == pytest.approx(2.5)
     assert router.lag(0, now=103.5) == pytest.approx(3.5)
+
+
+async def test_positions_asked_together_share_one_query_read_after_they_asked(
+    pool: asyncpg.Pool,
+) -> None:
+    router = ReadRouter(pool)
+    asked = 0
+    read_position = router.position
+
+    async def counted() -> int:
+        nonlocal asked
+        asked += 1
+        return await read_position()
+
+    router.position = counted  # type: ignore[method-assign]
+    before = await read_position()
+    await pool.execute("SELECT txid_current()")  # a commit record: the WAL moves on
+    positions = await asyncio.gather(*(router.latest() for _ in range(50)))
+    assert asked <= 2  # one query for the first caller, at most one more for the rest
+    assert min(positions) > before  # each was read after its caller asked
+    await router.stop()
