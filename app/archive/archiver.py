@@ -174,7 +174,8 @@ class Archiver:
         started = time.perf_counter()
         wanted = {f.id: f.version for f in planned.flows}
         streams = await self._read([flow_stream(i) for i in wanted])
-        sealed: list[str] = []
+        # Each sealed flow's state and whole stream, its seal included: what the file holds.
+        sealed: dict[str, tuple[FlowState, list[RecordedEvent]]] = {}
         dropped: list[str] = []
         seals: list[tuple[str, FlowState]] = []
         for flow_id, stored in streams.items():
@@ -182,7 +183,7 @@ class Archiver:
             assert state is not None
             last = stored[-1]
             if last.type == "FlowArchived" and last.data.get("archive_id") == archive_id:
-                sealed.append(flow_id)  # sealed by this archive before a stop
+                sealed[flow_id] = (state, stored)  # sealed by this archive before a stop
             elif state.version == wanted[flow_id] and state.terminal and not state.archived:
                 seals.append((flow_id, state))
             else:
@@ -197,10 +198,11 @@ class Archiver:
             elif isinstance(outcome, BaseException):
                 raise outcome
             else:
-                sealed.append(flow_id)
+                after, seal = outcome
+                sealed[flow_id] = (after, streams[flow_id] + seal)
         failpoint("archive-sealed")
         started = report.timed("seal", started)
-        written = await self._write(archive_id, sorted(sealed), sorted(dropped))
+        written = await self._write(archive_id, sealed, sorted(dropped))
         await self._record(
             archive_id, written, version,
             AppendAlso.of(
@@ -220,31 +222,33 @@ class Archiver:
         )
         return written
 
-    async def _seal(self, state: FlowState, archive_id: str) -> None:
+    async def _seal(
+        self, state: FlowState, archive_id: str
+    ) -> tuple[FlowState, list[RecordedEvent]]:
         events = decide(state, ArchiveFlow(archive_id), None, datetime.now(UTC))
-        await self._flows.append(state, events, self.caller)
+        return await self._flows.append_recorded(state, events, self.caller)
 
     async def _write(
-        self, archive_id: str, sealed: list[str], dropped: list[str]
+        self,
+        archive_id: str,
+        sealed: dict[str, tuple[FlowState, list[RecordedEvent]]],
+        dropped: list[str],
     ) -> ev.ArchiveWritten:
-        streams = await self._read([flow_stream(i) for i in sealed])
-        events = [e for stored in streams.values() for e in stored]
+        chosen = sorted(sealed.items())
+        events = [e for _, (_, stored) in chosen for e in stored]
         source = {"database": await self.store.pool.fetchval("SELECT current_database()")}
         file = await asyncio.to_thread(
             write_archive, self.settings.directory, archive_id, events, source
         )
-        flows = []
-        for flow_id, stored in streams.items():
-            state = fold_recorded(stored)
-            assert state is not None
-            flows.append(
-                ev.ArchivedFlow(
-                    id=flow_id, tenant_id=state.tenant_id, name=state.name,
-                    status=state.status.value, version=state.version,
-                    first_position=min(e.position for e in stored),
-                    last_position=max(e.position for e in stored),
-                )
-            )  # fmt: skip
+        flows = [
+            ev.ArchivedFlow(
+                id=flow_id, tenant_id=state.tenant_id, name=state.name,
+                status=state.status.value, version=state.version,
+                first_position=min(e.position for e in stored),
+                last_position=max(e.position for e in stored),
+            )
+            for flow_id, (state, stored) in chosen
+        ]  # fmt: skip
         return ev.ArchiveWritten(
             file=str(file.path.resolve()), sha256=file.sha256, events_sha256=file.events_sha256,
             bytes=file.bytes, events=file.events, flows=flows, dropped=dropped,

@@ -67,7 +67,8 @@ async def restore_archive(owner_url: str, path: Path, caller: Caller) -> Restore
             if state is None or not sealed_here:
                 report.skipped += 1
                 continue
-            await flows.append_unprojected(state, [FlowRestored(archive_id=archive_id)], caller)
+            restore = [FlowRestored(archive_id=archive_id)]
+            await flows.append_recorded(state, restore, caller, rows_absent=True)
             restored.append(stream_id.removeprefix(FLOW_STREAM))
         report.flows = len(restored)
         if restored and row is not None:

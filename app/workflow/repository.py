@@ -156,8 +156,28 @@ class FlowRepository:
         with the same key did so first (nothing was written).
         """
         pending = self._prepare(state, events, caller, request)
+        recorded = await self._commit(pending, self.background if background else self.commits)
+        return retimed(pending.state, APPEND_TIME, recorded[0].recorded_at)
+
+    async def append_recorded(
+        self,
+        state: FlowState,
+        events: Sequence[FlowEvent],
+        caller: Caller = SYSTEM,
+        *,
+        rows_absent: bool = False,
+    ) -> tuple[FlowState, list[RecordedEvent]]:
+        """``append``, returning the events as recorded too (an archive holds them). With
+        ``rows_absent``: for a flow whose stream is in the log but whose rows are not (brought
+        back from an archive), the append writes all its rows anew."""
+        pending = self._prepare(state, events, caller, None, rows_absent=rows_absent)
+        recorded = await self._commit(pending, self.commits)
+        return retimed(pending.state, APPEND_TIME, recorded[0].recorded_at), recorded
+
+    async def _commit(
+        self, pending: _FlowAppend, lane: GroupCommit[_FlowAppend]
+    ) -> list[RecordedEvent]:
         try:
-            lane = self.background if background else self.commits
             result = await lane.append(pending, pending.stream.stream_id)
         except asyncpg.UniqueViolationError as exc:
             if key_taken(exc):
@@ -165,18 +185,7 @@ class FlowRepository:
             raise
         if isinstance(result, Exception):
             raise result
-        return retimed(pending.state, APPEND_TIME, result[0].recorded_at)
-
-    async def append_unprojected(
-        self, state: FlowState, events: Sequence[FlowEvent], caller: Caller = SYSTEM
-    ) -> FlowState:
-        """``append`` for a flow whose stream is in the log but whose rows are not (brought
-        back from an archive): the append writes all its rows anew."""
-        pending = self._prepare(state, events, caller, None, rows_absent=True)
-        result = await self.commits.append(pending, pending.stream.stream_id)
-        if isinstance(result, Exception):
-            raise result
-        return retimed(pending.state, APPEND_TIME, result[0].recorded_at)
+        return result
 
     def _prepare(
         self,
