@@ -9,7 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from app.archive.policy import ArchiveSettings, BadRetention, Retention
+from app.archive.policy import (
+    ArchiveSettings,
+    BadRetention,
+    Retention,
+    parse_definitions,
+    parse_duration,
+)
 from app.pgserver import DEFAULT_SYSTEM_USER
 from app.replicas.router import ReadSettings
 from app.workflow.reactor import ReactorSettings
@@ -173,17 +179,16 @@ def _database_url(env: Mapping[str, str], name: str) -> str | None:
 
 
 def _retention(env: Mapping[str, str]) -> Retention:
-    parts = {}
-    for name in ("FLOWLOG_RETENTION", "FLOWLOG_RETENTION_DEFINITIONS"):
-        try:
-            parts[name] = Retention.parse(
-                **{"default" if name == "FLOWLOG_RETENTION" else "by_definition": env.get(name, "")}
-            )
-        except BadRetention as exc:
-            raise ConfigError(f"{name}: {exc}") from None
-    retention = Retention(
-        parts["FLOWLOG_RETENTION"].default, parts["FLOWLOG_RETENTION_DEFINITIONS"].by_definition
-    )
+    default = env.get("FLOWLOG_RETENTION", "").strip()
+    try:
+        keep = parse_duration(default) if default else None
+    except BadRetention as exc:
+        raise ConfigError(f"FLOWLOG_RETENTION: {exc}") from None
+    try:
+        own = parse_definitions(env.get("FLOWLOG_RETENTION_DEFINITIONS", ""))
+    except BadRetention as exc:
+        raise ConfigError(f"FLOWLOG_RETENTION_DEFINITIONS: {exc}") from None
+    retention = Retention(keep, own)
     if retention.enabled and not env.get("FLOWLOG_ARCHIVE_DIR", "").strip():
         raise ConfigError(
             "FLOWLOG_RETENTION is on but FLOWLOG_ARCHIVE_DIR is not set: archived flows need "

@@ -80,19 +80,19 @@ class Retention:
         parts += [f"{name} {describe(keep)}" for name, keep in sorted(self.by_definition.items())]
         return ", ".join(parts)
 
-    @classmethod
-    def parse(cls, default: str = "", by_definition: str = "") -> Retention:
-        """``default`` as FLOWLOG_RETENTION says it; ``by_definition`` as
-        FLOWLOG_RETENTION_DEFINITIONS: ``name=30d,other=off``."""
-        own: dict[str, timedelta | None] = {}
-        for part in by_definition.split(","):
-            if not part.strip():
-                continue
-            name, sep, keep = part.partition("=")
-            if not sep or not name.strip():
-                raise BadRetention(f"not name=retention: {part.strip()!r}")
-            own[name.strip()] = parse_duration(keep)
-        return cls(parse_duration(default) if default.strip() else None, own)
+
+def parse_definitions(text: str) -> dict[str, timedelta | None]:
+    """Retentions by definition, as FLOWLOG_RETENTION_DEFINITIONS says them:
+    ``name=30d,other=off``."""
+    own: dict[str, timedelta | None] = {}
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        name, sep, keep = part.partition("=")
+        if not sep or not name.strip():
+            raise BadRetention(f"not name=retention: {part.strip()!r}")
+        own[name.strip()] = parse_duration(keep)
+    return own
 
 
 BATCH = 1000

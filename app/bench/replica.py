@@ -30,6 +30,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.bench.harness import Report, percentile, scratch_database, serve_process
 from app.bench.http import DEFINITION, FLOW_NAME, creator, until_finished
@@ -220,9 +221,9 @@ async def _routed(session: aiohttp.ClientSession) -> dict[str, Any]:
     async with session.get("/metrics") as response:
         text = await response.text()
     routed: dict[str, Any] = {}
-    for line in text.splitlines():
-        if line.startswith("flowlog_reads_total{"):
-            labels, value = line[len("flowlog_reads_total{") :].rsplit("} ", 1)
-            why = labels.split('why="', 1)[1].split('"', 1)[0]
-            routed[f"reads_{why}"] = routed.get(f"reads_{why}", 0) + int(float(value))
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "flowlog_reads_total":
+                key = f"reads_{sample.labels['why']}"
+                routed[key] = routed.get(key, 0) + int(sample.value)
     return routed

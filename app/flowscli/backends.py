@@ -8,15 +8,16 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from app.api.framework import STATUS_OF
 from app.api.models import WorkFlowDetail, WorkFlowInfo
 from app.api.routes import info_of, node_of
 from app.client import FlowlogClient
-from app.client.errors import BadRequest, Conflict, FlowlogError, Gone, NotFound, Unavailable
+from app.client.errors import Unavailable, error_for
 from app.client.events import ENDED, StreamEvent
 from app.roles import DatabaseUrls
 from app.workflow.definition import Registry
 from app.workflow.engine import Engine
-from app.workflow.errors import Code, WorkflowError
+from app.workflow.errors import WorkflowError
 from app.workflow.history import flow_stream
 from app.workflow.projection import workflow_row
 from app.workflow.repository import Caller
@@ -159,15 +160,10 @@ def _streamed(event: RecordedEvent) -> StreamEvent:
 
 
 async def _refusals(call: Any) -> Any:
-    """The service's refusals as the client's, so that both backends fail alike."""
+    """The service's refusals as the client's: the status the API would answer, and the
+    exception the client raises for it, so that both backends fail alike."""
     try:
         return await call
     except WorkflowError as exc:
-        kind: type[FlowlogError] = Conflict
-        if exc.code in (Code.FLOW_NOT_FOUND, Code.DEFINE_NOT_FOUND):
-            kind = NotFound
-        elif exc.code is Code.FLOW_ARCHIVED:
-            kind = Gone
-        elif exc.code is Code.BAD_INPUT:
-            kind = BadRequest
-        raise kind(exc.message, code=int(exc.code), data=dict(exc.details)) from None
+        envelope = {"code": int(exc.code), "message": exc.message, "data": dict(exc.details)}
+        raise error_for(STATUS_OF.get(exc.code, 409), envelope) from None

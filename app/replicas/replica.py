@@ -4,7 +4,6 @@ a shared wait for it to replay a position (one poll for all the requests that wa
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from enum import StrEnum
@@ -173,6 +172,6 @@ class Replica:
         if row["system_identifier"] != primary_id:
             self.mark(ReplicaState.FOREIGN, None, "a standby of another cluster")
             return None
-        with contextlib.suppress(TypeError):  # replayed is NULL only on a primary
-            self.advance(row["replayed"])
-        return int(row["replayed"])
+        replayed: int = row["replayed"]  # not NULL: a standby has replayed from somewhere
+        self.advance(replayed)
+        return replayed

@@ -414,7 +414,7 @@ class Reactor:
                         for e in recorded
                         if e.type == "NodeStarted" and e.metadata.get("actor") == self._caller.actor
                     }
-                    parent = trace_parent(recorded)
+                    parent = trace_parent(recorded) if tracing().enabled else None
                     final = await self._advance(state, started_here, outcomes, parent)
                     # Our last append deleted the work row (the flow ended, or stopped with
                     # nothing running): there is no lease left to hand back.
@@ -560,14 +560,13 @@ class Reactor:
         self, state: FlowState, running: NodeExecution, node: NodeDefinition, parent: str | None
     ) -> Command | None:
         started = time.perf_counter()
-        attributes: dict[str, str | int] = {
-            "flowlog.flow_id": state.flow_id, "flowlog.definition": state.name,
-            "flowlog.node": running.name, "flowlog.node_key": running.key,
-            "flowlog.node_id": running.node_id, "flowlog.attempt": running.attempt,
-        }  # fmt: skip
-        with tracing().node(parent, attributes) as span:
+        tracer = tracing()
+        if not tracer.enabled:  # the common case: no span to make, nothing to describe
             command = await self._run_executor(state, running, node)
-            span.set("flowlog.outcome", _outcome(command))
+        else:
+            with tracer.node(parent, _span_attributes(state, running)) as span:
+                command = await self._run_executor(state, running, node)
+                span.set("flowlog.outcome", _outcome(command))
         seconds = time.perf_counter() - started
         if self._observe is not None:
             self._observe(state.name, running.name, _outcome(command), seconds)
@@ -700,6 +699,14 @@ def _outcome(command: Command | None) -> str:
         case RecordCanceled():
             return "canceled"
     return "interrupted"
+
+
+def _span_attributes(state: FlowState, running: NodeExecution) -> dict[str, str | int]:
+    return {
+        "flowlog.flow_id": state.flow_id, "flowlog.definition": state.name,
+        "flowlog.node": running.name, "flowlog.node_key": running.key,
+        "flowlog.node_id": running.node_id, "flowlog.attempt": running.attempt,
+    }  # fmt: skip
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:

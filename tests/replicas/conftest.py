@@ -19,6 +19,7 @@ import asyncpg
 import pytest
 from aiohttp import DummyCookieJar, web
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client.parser import text_string_to_metric_families
 
 from app import keys
 from app.config import Settings
@@ -131,12 +132,9 @@ def engine_of(client: Client) -> Engine:
 async def reads_by(client: Client) -> dict[tuple[str, str], float]:
     """``flowlog_reads_total`` by (server, why), from the service's own /metrics."""
     text = await (await client.get("/metrics")).text()
-    counts: dict[tuple[str, str], float] = {}
-    for line in text.splitlines():
-        if line.startswith("flowlog_reads_total{"):
-            labels, value = line[len("flowlog_reads_total{") :].rsplit("} ", 1)
-            parts = dict(p.split("=", 1) for p in labels.split('",') if "=" in p)
-            server = parts["server"].strip('"')
-            why = parts["why"].strip('"')
-            counts[(server, why)] = float(value)
-    return counts
+    return {
+        (sample.labels["server"], sample.labels["why"]): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "flowlog_reads_total"
+    }
