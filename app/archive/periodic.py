@@ -24,8 +24,6 @@ class ArchiveLoop:
         self._archiver = Archiver(store, settings, Caller(actor="archiver", reason="retention"))
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
-        self.runs = 0
-        """Runs this process made (it held the lock)."""
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="archiver")
@@ -41,7 +39,6 @@ class ArchiveLoop:
         report = await locked_run(self._url, self._archiver)
         if report is None:
             return False
-        self.runs += 1
         if report.flows or report.archives:
             log.info(
                 "archive run",

@@ -13,7 +13,6 @@ class ArchivalQueries:
     candidate_summary: str
     read_streams: str
     unfinished: str
-    archive_stream: str
     archive_of: str
     archive_row: str
     remove: str

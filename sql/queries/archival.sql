@@ -34,9 +34,6 @@ ORDER BY stream_id, version
 -- Archives begun and not yet through their removal (a run stopped half way): resumed first.
 SELECT id, status FROM archives WHERE status <> 'Removed' ORDER BY created_at
 
--- name: archive_stream
-SELECT type, data FROM events WHERE stream_id = $1 ORDER BY version
-
 -- name: archive_of
 -- Where an archived flow went.
 SELECT f.flow_id, f.archive_id, f.tenant_id, f.name, f.status, f.version, f.archived_at,
