@@ -473,7 +473,7 @@ def _envelope(text: str) -> dict[str, Any] | None:
 def _unavailable(exc: BaseException, url: str) -> FlowlogError:
     if isinstance(exc, _Transient):
         return error_for(exc.status, _envelope(exc.text), exc.text)
-    return Unavailable(f"flowlog at {url} could not be reached: {exc!r}")
+    return Unavailable(f"flowlog at {url} could not be reached: {exc or type(exc).__name__}")
 
 
 def _params(query: Request) -> dict[str, str]:
