@@ -92,6 +92,10 @@ def _count(row: WorkflowRow, change: int) -> dict[str, Any]:
 
 
 def definition_statement(
-    name: str, version: str, node_names: Sequence[str], described: dict[str, Any]
+    name: str,
+    version: str,
+    node_names: Sequence[str],
+    described: dict[str, Any],
+    owner: str | None,
 ) -> Statement:
-    return (Q.upsert_definition, (name, version, list(node_names), described))
+    return (Q.upsert_definition, (name, version, list(node_names), described, owner))

@@ -56,6 +56,9 @@ class DefinitionRow(NamedTuple):
     node_names: list[str]
     definition: dict[str, Any]
     registered_at: datetime
+    tenant_id: str | None
+    """Who owns the name (its first version's tenant): None for a definition from code, ""
+    for one shared by every tenant."""
 
 
 WORKFLOW_COLUMNS = WorkflowRow._fields

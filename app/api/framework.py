@@ -68,6 +68,7 @@ STATUS_OF: dict[int, int] = {
     Code.FLOW_NOT_FOUND: 404,
     Code.FLOW_ARCHIVED: 410,
     Code.DEFINE_NOT_FOUND: 404,
+    Code.DEFINITION_TAKEN: 409,
     Code.NOT_FOUND: 404,
     Code.METHOD_NOT_ALLOWED: 405,
     Code.TOO_LARGE: 413,

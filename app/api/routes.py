@@ -309,6 +309,7 @@ async def create_flow(request: web.Request, body: CreateRequest) -> CreatedRespo
         tenant_id=ctx.tenant_id,
         user_id=ctx.actor,
         start=body.start,
+        visible_to=tenant_of(request),
     )
     return CreatedResponse(workFlowId=state.flow_id, info=info_of(workflow_row(state)))
 
@@ -592,7 +593,7 @@ async def _read_stream(pool: asyncpg.Pool, *, stream: str, after: int) -> list[R
 async def list_definitions(request: web.Request) -> DefinitionList:
     pool = await read_pool(request)
     by_name: dict[str, list[Any]] = {}
-    for row in await pool.fetch(MQ.definitions):
+    for row in await pool.fetch(MQ.definitions, tenant_of(request)):
         by_name.setdefault(row["name"], []).append(row)
     return DefinitionList(
         definitions=[
@@ -616,7 +617,7 @@ async def list_definitions(request: web.Request) -> DefinitionList:
     tags=DEFINITIONS,
 )
 async def get_definition(request: web.Request, name: str) -> DefinitionDetail:
-    rows = await (await read_pool(request)).fetch(MQ.definitions_named, name)
+    rows = await (await read_pool(request)).fetch(MQ.definitions_named, name, tenant_of(request))
     if not rows:
         raise DefinitionNotFound(name)
     versions = [
@@ -651,7 +652,10 @@ async def register_definition(request: web.Request, body: DefinitionSpec) -> Reg
                 Code.INVALID_DEFINITION,
                 f"{body.name} is defined in code; a definition over REST needs another name",
             )
-    version = await _service(request).register_workflow(definition, caller_of(context_of(request)))
+    ctx = context_of(request)
+    version = await _service(request).register_workflow(
+        definition, caller_of(ctx), tenant_of(request)
+    )
     return RegisteredResponse(
         name=definition.name, version=version, nodeNames=list(definition.node_names)
     )

@@ -64,6 +64,7 @@ async def create_schedule(request: web.Request, body: ScheduleCreate) -> Schedul
     ctx = context_of(request)
     state = await _schedules(request).create(
         body.scheduleId, body.spec(), tenant_id=ctx.tenant_id, paused=body.paused,
+        visible_to=tenant_of(request),
         caller=caller_of(ctx, body.reason),
     )  # fmt: skip
     return _info(state)

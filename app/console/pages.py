@@ -177,7 +177,7 @@ def _url(path: str, params: Mapping[str, str | None]) -> str:
 @page
 async def flows_page(request: web.Request) -> web.StreamResponse:
     values = await _flows(request)
-    values["definitions"] = await reads.definition_names(await _pool(request))
+    values["definitions"] = await reads.definition_names(await _pool(request), tenant_of(request))
     values["statuses"] = present.FLOW_STATUSES
     values["nav"] = "flows"
     return render(request, "flows.html.j2", values)
@@ -318,7 +318,7 @@ def _json(payload: Any) -> web.Response:
 async def definitions_page(request: web.Request) -> web.StreamResponse:
     pool = await _pool(request)
     by_name: dict[str, list[Any]] = {}
-    for row in await pool.fetch(API_QUERIES.definitions):
+    for row in await pool.fetch(API_QUERIES.definitions, tenant_of(request)):
         by_name.setdefault(row["name"], []).append(row)
     counts = await reads.definition_counts(pool, tenant_of(request))
     return render(
@@ -337,7 +337,7 @@ async def definitions_page(request: web.Request) -> web.StreamResponse:
 async def definition_page(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     pool = await _pool(request)
-    versions = await pool.fetch(API_QUERIES.definitions_named, name)
+    versions = await pool.fetch(API_QUERIES.definitions_named, name, tenant_of(request))
     if not versions:
         raise DefinitionNotFound(name)
     wanted = request.query.get("version") or versions[-1]["version"]

@@ -58,5 +58,6 @@ async def definition_version(executor: Executor, version: str) -> DefinitionRow 
     return None if row is None else DefinitionRow(*row)
 
 
-async def definition_names(executor: Executor) -> list[str]:
-    return [row["name"] for row in await executor.fetch(Q.definition_names)]
+async def definition_names(executor: Executor, tenant: str | None) -> list[str]:
+    """The names of the definitions ``tenant`` may see (None: all)."""
+    return [row["name"] for row in await executor.fetch(Q.definition_names, tenant)]

@@ -7,6 +7,7 @@ state.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,10 +59,12 @@ class ScheduleService:
         tenant_id: str = "",
         paused: bool = False,
         caller: Caller = SYSTEM,
+        visible_to: str | None = None,
     ) -> ScheduleState:
         """A new schedule (or one made again under the id of a deleted one). Its definition
-        must be recorded in the log (by any process); each fire uses its latest version then."""
-        await self._known(spec.flowName)
+        must be recorded in the log (by any process) and be one ``visible_to`` may see (None:
+        any); each fire uses its latest version then."""
+        await self._known(spec.flowName, visible_to)
 
         def made(state: ScheduleState | None) -> list[ScheduleEvent]:
             # Another tenant's schedule of that id: "it exists", without saying whose.
@@ -73,7 +76,7 @@ class ScheduleService:
         self, schedule_id: str, spec: ScheduleSpec, *, tenant: str | None = None,
         caller: Caller = SYSTEM,
     ) -> ScheduleState:  # fmt: skip
-        await self._known(spec.flowName)
+        await self._known(spec.flowName, tenant)
         return await self._command(
             schedule_id,
             lambda s: decide.update(s, schedule_id, spec, self._now()),
@@ -126,10 +129,12 @@ class ScheduleService:
     def _now(self) -> datetime:
         return self.schedules.clock()
 
-    async def _known(self, name: str) -> None:
-        if self.registry.by_name(name) is None and not await self.schedules.pool.fetchval(
-            Q.definition_known, name
-        ):
+    async def _known(self, name: str, tenant: str | None) -> None:
+        """Refuses a definition that no process recorded, or that ``tenant`` may not see."""
+        with contextlib.suppress(DefinitionNotFound):
+            self.registry.get(name, tenant)
+            return
+        if not await self.schedules.pool.fetchval(Q.definition_known, name, tenant):
             raise DefinitionNotFound(name)
 
     async def _command(

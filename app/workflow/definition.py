@@ -175,24 +175,38 @@ class WorkflowDefinition:
         return described
 
 
+def visible_to(owner: str | None, tenant: str | None) -> bool:
+    """Whether a definition owned by ``owner`` (None: from code; "": shared) is one that
+    ``tenant`` may see and start (None: every definition, on an open server). SQL asks the
+    same of ``definition_visible()`` (sql/migrations/0011_definition_owners.sql)."""
+    return tenant is None or not owner or owner == tenant
+
+
 class Registry:
-    """The definitions this process knows, by name (latest registration) and by version."""
+    """The definitions this process knows, by name (latest registration) and by version,
+    and who owns each name (docs/workflows.md, "Definitions and tenants")."""
 
     def __init__(self, definitions: Iterable[WorkflowDefinition] = ()) -> None:
         self._latest: dict[str, WorkflowDefinition] = {}
         self._versions: dict[str, WorkflowDefinition] = {}
+        self._owners: dict[str, str | None] = {}
         for definition in definitions:
             self.register(definition)
 
-    def register(self, definition: WorkflowDefinition) -> None:
+    def register(self, definition: WorkflowDefinition, owner: str | None = None) -> None:
+        """``owner``: the tenant that owns a definition registered over REST ("": shared by
+        every tenant); None for definitions in code."""
         self._latest[definition.name] = definition
         self._versions[definition.version] = definition
+        self._owners[definition.name] = owner
 
-    def get(self, name: str) -> WorkflowDefinition:
-        try:
-            return self._latest[name]
-        except KeyError:
-            raise DefinitionNotFound(name) from None
+    def get(self, name: str, tenant: str | None = None) -> WorkflowDefinition:
+        """The latest version of ``name``, if ``tenant`` may see it (None: any tenant); another
+        tenant's definition does not exist for it."""
+        found = self._latest.get(name)
+        if found is None or not visible_to(self._owners.get(name), tenant):
+            raise DefinitionNotFound(name)
+        return found
 
     def get_version(self, name: str, version: str) -> WorkflowDefinition:
         try:

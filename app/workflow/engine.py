@@ -245,7 +245,7 @@ class Engine:
                     extra={"version": row["version"], "built": definition.version},
                 )
                 continue
-            self.registry.register(definition)
+            self.registry.register(definition, row["tenant_id"])
 
     async def _refresh_catalog(self) -> None:
         while True:

@@ -70,6 +70,9 @@ class Code(enum.IntEnum):
     FLOW_ARCHIVED = 40132
     """The flow was archived (retention, docs/archival.md): it takes no command, and once its
     events have left the hot log it is read from its archive (HTTP 410)."""
+    DEFINITION_TAKEN = 40133
+    """A definition over REST named as one this tenant does not own (another tenant's, one
+    shared by every tenant, or one from code) (HTTP 409): nothing was registered."""
     INTERNAL = 50000
     """A fault of the service (logged with the request id); nothing about it is sent."""
     UNAVAILABLE = 50300
@@ -94,6 +97,20 @@ class DefinitionNotFound(WorkflowError):
     def __init__(self, name: str, version: str | None = None) -> None:
         what = name if version is None else f"{name} version {version}"
         super().__init__(Code.DEFINE_NOT_FOUND, f"{what} workflow definition does not exist")
+
+
+class DefinitionTaken(WorkflowError):
+    """A tenant registered a definition under a name it does not own: ``owner`` is the
+    name's (None: a definition from code; "": shared by every tenant)."""
+
+    def __init__(self, name: str, owner: str | None) -> None:
+        if owner is None:
+            why = f"{name} is defined in code"
+        elif owner == "":
+            why = f"{name} is shared by every tenant (registered while the server was open)"
+        else:
+            why = f"the name {name} belongs to another tenant"
+        super().__init__(Code.DEFINITION_TAKEN, f"{why}; a definition over REST needs another name")
 
 
 class FlowArchived(WorkflowError):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from app.workflow.events import FlowEvent, decode
 from app.workflow.state import FlowState, evolve
@@ -11,6 +12,16 @@ from eventstore import RecordedEvent
 FLOW_STREAM = "flow-"
 DEFINITION_STREAM = "definition-"
 DEFINITION_REGISTERED = "DefinitionRegistered"
+
+
+def definition_owner(registered: Mapping[str, Any]) -> str | None:
+    """The tenant a DefinitionRegistered event gives its name to: None for a definition from
+    code (shared); for one registered over REST, its tenant ("" when the server was open, or
+    when it was recorded before definitions had owners: shared too)."""
+    if "spec" not in registered["definition"]:
+        return None
+    tenant = registered.get("tenant", "")
+    return tenant if isinstance(tenant, str) else ""
 
 
 def flow_stream(flow_id: str) -> str:

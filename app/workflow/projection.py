@@ -13,6 +13,7 @@ from app.workflow.history import (
     DEFINITION_REGISTERED,
     DEFINITION_STREAM,
     FLOW_STREAM,
+    definition_owner,
     fold_recorded,
 )
 from app.workflow.state import FlowState, NodeExecution
@@ -86,6 +87,10 @@ def project_flow(events: Sequence[RecordedEvent]) -> tuple[WorkflowRow, list[Nod
 
 
 def project_definitions(events: Sequence[RecordedEvent]) -> list[DefinitionRow]:
+    """The rows of one definition's stream: a row per version, each with the name's owner
+    (the tenant of its first version)."""
+    registered = [e for e in events if e.type == DEFINITION_REGISTERED]
+    owner = definition_owner(registered[0].data) if registered else None
     return [
         DefinitionRow(
             name=e.data["name"],
@@ -93,9 +98,9 @@ def project_definitions(events: Sequence[RecordedEvent]) -> list[DefinitionRow]:
             node_names=list(e.data["nodeNames"]),
             definition=e.data["definition"],
             registered_at=e.recorded_at,
+            tenant_id=owner,
         )
-        for e in events
-        if e.type == DEFINITION_REGISTERED
+        for e in registered
     ]
 
 

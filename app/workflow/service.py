@@ -29,10 +29,16 @@ from app.workflow.decide import (
     decide,
 )
 from app.workflow.definition import Registry, WorkflowDefinition
-from app.workflow.errors import Code, FlowNotFound, WorkflowError
+from app.workflow.errors import Code, DefinitionTaken, FlowNotFound, WorkflowError
 from app.workflow.events import FlowStarted
 from app.workflow.executor import FlowContext
-from app.workflow.history import DEFINITION_REGISTERED, DEFINITION_STREAM, FLOW_STREAM, flow_stream
+from app.workflow.history import (
+    DEFINITION_REGISTERED,
+    DEFINITION_STREAM,
+    FLOW_STREAM,
+    definition_owner,
+    flow_stream,
+)
 from app.workflow.idempotency import KeyTaken, Recorded, find, fingerprint, record
 from app.workflow.repository import (
     SYSTEM,
@@ -121,18 +127,21 @@ class WorkFlowService:
     # -- definitions -------------------------------------------------------------------------
 
     async def register_workflow(
-        self, definition: WorkflowDefinition, caller: Caller = SYSTEM
+        self, definition: WorkflowDefinition, caller: Caller = SYSTEM, tenant: str | None = None
     ) -> str:
         """Registers ``definition`` in this process and records its version in the log.
 
+        A definition over REST (``definition.spec``) belongs to the tenant of its first
+        version: ``tenant`` is the registering one, refused (DefinitionTaken) when the name is
+        another's; None (an open server) may add versions to any name and shares new ones.
         Registering is idempotent by nature (an unchanged definition keeps its version); an
         idempotency key adds that the same key cannot register another definition."""
         request = fingerprint("register", definition.version)
         idempotency = caller.idempotency
         if idempotency is not None and await find(self.store.pool, idempotency, request):
             return definition.version
-        self.registry.register(definition)
-        await self._record_definition(definition)
+        owner = await self._record_definition(definition, caller, tenant)
+        self.registry.register(definition, owner)
         if idempotency is not None:
             answer = {"version": definition.version}
             await record(self.store.pool, idempotency, request, answer=answer)
@@ -146,28 +155,34 @@ class WorkFlowService:
     def get_workflow_define(self, name: str) -> WorkflowDefinition:
         return self.registry.get(name)
 
-    async def _record_definition(self, definition: WorkflowDefinition) -> None:
+    async def _record_definition(
+        self, definition: WorkflowDefinition, caller: Caller = SYSTEM, tenant: str | None = None
+    ) -> str | None:
+        """Records ``definition``'s version in its stream (once); answers the name's owner."""
         stream = DEFINITION_STREAM + definition.name
+        described = definition.describe()
+        data: dict[str, Any] = {
+            "name": definition.name,
+            "version": definition.version,
+            "nodeNames": list(definition.node_names),
+            "definition": described,
+        }
+        if definition.spec is not None:
+            data["tenant"] = tenant or ""
         for _ in range(_DECIDE_ATTEMPTS):
             recorded = await self.store.read_stream(stream)
+            owner = definition_owner(recorded[0].data if recorded else data)
+            if definition.spec is not None and tenant is not None and owner != tenant:
+                raise DefinitionTaken(definition.name, owner)
             if any(e.data.get("version") == definition.version for e in recorded):
-                return
-            event = NewEvent(
-                DEFINITION_REGISTERED,
-                {
-                    "name": definition.name,
-                    "version": definition.version,
-                    "nodeNames": list(definition.node_names),
-                    "definition": definition.describe(),
-                },
-            )
+                return owner
             projected = definition_statement(
-                definition.name, definition.version, definition.node_names, definition.describe()
+                definition.name, definition.version, definition.node_names, described, owner
             )
             try:
                 await self.store.append(
                     stream,
-                    [event],
+                    [NewEvent(DEFINITION_REGISTERED, data, caller.metadata())],
                     len(recorded) or Expect.NO_STREAM,
                     also=AppendAlso.of(projected),
                 )
@@ -175,9 +190,13 @@ class WorkFlowService:
                 continue  # another process recorded a version meanwhile: look again
             log.info(
                 "definition recorded",
-                extra={"definition": definition.name, "version": definition.version},
-            )
-            return
+                extra={
+                    "definition": definition.name, "version": definition.version,
+                    "tenant": data.get("tenant"), "trace_id": caller.trace_id,
+                },
+            )  # fmt: skip
+            return owner
+        raise WorkflowError(Code.BUSY, f"{definition.name} kept changing; try again")
 
     # -- flows -------------------------------------------------------------------------------
 
@@ -217,11 +236,13 @@ class WorkFlowService:
         user_id: str = "",
         start: bool = False,
         flow_id: str | None = None,
+        visible_to: str | None = None,
     ) -> FlowState:
         """``create_workflow``, answering the new flow's state (the state the create left,
         when a key's request is sent again). ``flow_id``: the caller's (a schedule's fire, so
-        that a fire makes one flow only); WrongExpectedVersion when it exists already."""
-        definition = self.registry.get(flow_name)
+        that a fire makes one flow only); WrongExpectedVersion when it exists already.
+        ``visible_to``: the tenant whose definitions may be named (None: any)."""
+        definition = self.registry.get(flow_name, visible_to)
         request = fingerprint(
             "create", tenant_id, user_id, flow_name, biz_id, biz_type, dict(context or {}), start
         )

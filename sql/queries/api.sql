@@ -17,12 +17,16 @@ SELECT count(*) FILTER (WHERE lease_owner IS NOT NULL AND lease_expires_at >= no
 FROM flow_work
 
 -- name: definitions_named
+-- The versions of definition $1, if tenant $2 may see it (NULL: every definition is visible).
 SELECT name, version, node_names, definition, registered_at
-FROM workflow_definitions WHERE name = $1 ORDER BY registered_at
+FROM workflow_definitions WHERE name = $1 AND definition_visible(tenant_id, $2)
+ORDER BY registered_at
 
 -- name: definitions
+-- Every version of the definitions tenant $1 may see (NULL: all).
 SELECT name, version, node_names, registered_at
-FROM workflow_definitions ORDER BY name, registered_at
+FROM workflow_definitions WHERE definition_visible(tenant_id, $1)
+ORDER BY name, registered_at
 
 -- name: tenants_of
 -- The tenant of each named flow that exists (bulk actions check who may touch which).

@@ -27,8 +27,10 @@ WHERE flow_id = ANY($1::text[])
 ORDER BY flow_id, sequence DESC
 
 -- name: definition_version
-SELECT name, version, node_names, definition, registered_at
+SELECT name, version, node_names, definition, registered_at, tenant_id
 FROM workflow_definitions WHERE version = $1
 
 -- name: definition_names
-SELECT DISTINCT name FROM workflow_definitions ORDER BY name
+-- The names of the definitions tenant $1 may see (NULL: all).
+SELECT DISTINCT name FROM workflow_definitions WHERE definition_visible(tenant_id, $1)
+ORDER BY name

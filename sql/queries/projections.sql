@@ -91,8 +91,9 @@ ON CONFLICT (tenant_id, name, biz_type, status, shard) DO UPDATE
 SET count = workflow_counts.count + EXCLUDED.count
 
 -- name: upsert_definition
-INSERT INTO workflow_definitions (name, version, node_names, definition, registered_at)
-SELECT $1::text, $2::text, $3::text[], $4::jsonb, (SELECT min(recorded_at) FROM appended)
+-- $5: the name's owner (its first version's tenant; NULL: a definition from code).
+INSERT INTO workflow_definitions (name, version, node_names, definition, registered_at, tenant_id)
+SELECT $1::text, $2::text, $3::text[], $4::jsonb, (SELECT min(recorded_at) FROM appended), $5::text
 WHERE EXISTS (SELECT 1 FROM appended)
 ON CONFLICT (version) DO NOTHING
 

@@ -56,7 +56,7 @@ FROM counted c FULL JOIN actual a USING (tenant_id, name, biz_type, status)
 WHERE coalesce(c.n, 0) <> coalesce(a.n, 0)
 
 -- name: all_definitions
-SELECT name, version, node_names, definition, registered_at FROM workflow_definitions
+SELECT name, version, node_names, definition, registered_at, tenant_id FROM workflow_definitions
 
 -- name: unseen_by_snapshot
 -- Which of the transaction ids $1 the bulk's snapshot $2 did not see (PostgreSQL's own rule).

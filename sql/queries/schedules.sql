@@ -81,8 +81,11 @@ SELECT count(*) FROM schedules WHERE status <> 'Deleted' AND ($1::text IS NULL O
 SELECT status FROM workflows WHERE id = $1
 
 -- name: definition_known
--- Whether a definition of this name was ever recorded in the log (by any process).
-SELECT EXISTS (SELECT 1 FROM workflow_definitions WHERE name = $1)
+-- Whether a definition of this name that tenant $2 may see (NULL: any) was ever recorded in
+-- the log (by any process).
+SELECT EXISTS (
+    SELECT 1 FROM workflow_definitions WHERE name = $1 AND definition_visible(tenant_id, $2)
+)
 
 -- name: restore
 -- A schedule's row from its stream's fold (rebuild, import): as upsert, outside an append.

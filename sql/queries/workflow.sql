@@ -103,8 +103,8 @@ FROM flow_work
 WHERE definition_version = ANY($1::text[])
 
 -- name: declarative_definitions
--- Definitions registered over REST (with their JSON spec), oldest first.
-SELECT version, definition -> 'spec' AS spec
+-- Definitions registered over REST (with their JSON spec and their owner), oldest first.
+SELECT version, definition -> 'spec' AS spec, tenant_id
 FROM workflow_definitions WHERE definition ? 'spec' ORDER BY registered_at
 
 -- name: park
