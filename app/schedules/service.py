@@ -12,16 +12,18 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
 from app.schedules import decide
-from app.schedules.events import ScheduleEvent
+from app.schedules.events import ScheduleEvent, schedule_stream
 from app.schedules.spec import ScheduleSpec
 from app.schedules.state import ScheduleState
-from app.schedules.store import Q, ScheduleRepository
+from app.schedules.store import Q, ScheduleRepository, fold_recorded
 from app.workflow.definition import Registry
 from app.workflow.errors import Code, DefinitionNotFound, WorkflowError
+from app.workflow.idempotency import KeyTaken, Recorded, claim, find, fingerprint, record
 from app.workflow.repository import SYSTEM, Caller
 from eventstore import EventStore, RecordedEvent, WrongExpectedVersion
 
@@ -70,7 +72,8 @@ class ScheduleService:
             # Another tenant's schedule of that id: "it exists", without saying whose.
             return decide.create(state, schedule_id, tenant_id, spec, paused, self._now())
 
-        return await self._command(schedule_id, made, caller, tenant=None)
+        asked = ("create", tenant_id, spec.model_dump(mode="json"), paused)
+        return await self._command(schedule_id, made, caller, None, asked)
 
     async def update(
         self, schedule_id: str, spec: ScheduleSpec, *, tenant: str | None = None,
@@ -82,6 +85,7 @@ class ScheduleService:
             lambda s: decide.update(s, schedule_id, spec, self._now()),
             caller,
             tenant,
+            ("update", spec.model_dump(mode="json")),
         )
 
     async def pause(
@@ -89,8 +93,9 @@ class ScheduleService:
     ) -> ScheduleState:
         reason = caller.reason or ""
         return await self._command(
-            schedule_id, lambda s: decide.pause(s, schedule_id, reason), caller, tenant
-        )
+            schedule_id, lambda s: decide.pause(s, schedule_id, reason), caller, tenant,
+            ("pause", reason),
+        )  # fmt: skip
 
     async def resume(
         self, schedule_id: str, *, tenant: str | None = None, caller: Caller = SYSTEM
@@ -101,6 +106,7 @@ class ScheduleService:
             lambda s: decide.resume(s, schedule_id, reason, self._now()),
             caller,
             tenant,
+            ("resume", reason),
         )
 
     async def delete(
@@ -108,8 +114,9 @@ class ScheduleService:
     ) -> ScheduleState:
         reason = caller.reason or ""
         return await self._command(
-            schedule_id, lambda s: decide.delete(s, schedule_id, reason), caller, tenant
-        )
+            schedule_id, lambda s: decide.delete(s, schedule_id, reason), caller, tenant,
+            ("delete", reason),
+        )  # fmt: skip
 
     async def view(
         self, schedule_id: str, *, tenant: str | None = None, upcoming: int = 5, events: int = 50
@@ -138,20 +145,56 @@ class ScheduleService:
             raise DefinitionNotFound(name)
 
     async def _command(
-        self, schedule_id: str, decision: Decision, caller: Caller, tenant: str | None
+        self,
+        schedule_id: str,
+        decision: Decision,
+        caller: Caller,
+        tenant: str | None,
+        asked: tuple[Any, ...],
     ) -> ScheduleState:
+        """Decides and appends, again while the schedule moves. With the caller's idempotency
+        key, the request (``asked``, of this schedule) has one effect however often it is
+        sent: its first answer (a refusal, or the schedule as that effect left it) again."""
+        pool = self.schedules.pool
+        key = caller.idempotency
+        request = fingerprint("schedule", schedule_id, *asked)
+        if key is not None and (first := await find(pool, key, request)) is not None:
+            return await self._replayed(first)
+        stream = schedule_stream(schedule_id)
         for _ in range(_ATTEMPTS):
             state, version = await self.schedules.load(schedule_id)
-            if tenant is not None and state is not None:
-                _visible(state, schedule_id, tenant)
-            events = decision(state)
+            try:
+                if tenant is not None and state is not None:
+                    _visible(state, schedule_id, tenant)
+                events = decision(state)
+            except WorkflowError as refusal:
+                if (
+                    key is None
+                    or (first := await record(pool, key, request, refusal=refusal)) is None
+                ):
+                    raise
+                return await self._replayed(first)
             if not events:
                 assert state is not None
+                if key is not None:
+                    first = await record(pool, key, request, stream_id=stream, version=version)
+                    if first is not None:
+                        return await self._replayed(first)
                 return state
+            claimed = None
+            if key is not None:
+                claimed = claim(key, request, stream, version + len(events))
             try:
-                after = await self.schedules.append(state, schedule_id, events, caller, version)
+                after = await self.schedules.append(
+                    state, schedule_id, events, caller, version, claimed
+                )
             except WrongExpectedVersion:
                 continue
+            except KeyTaken:
+                assert key is not None
+                taken = await find(pool, key, request)
+                assert taken is not None
+                return await self._replayed(taken)
             if self._on_change is not None:
                 self._on_change()
             log.info(
@@ -161,6 +204,20 @@ class ScheduleService:
             )  # fmt: skip
             return after
         raise WorkflowError(Code.BUSY, f"schedule {schedule_id} kept changing: try again")
+
+    async def _replayed(self, first: Recorded) -> ScheduleState:
+        """The answer of a key's first request: its refusal again, or the schedule as its
+        effect left it (folded from the log up to that version)."""
+        refusal = first.refusal()
+        if refusal is not None:
+            raise refusal
+        assert first.stream_id is not None
+        assert first.version is not None
+        events = await self.schedules.store.read_stream(first.stream_id, 1, first.version)
+        state = fold_recorded(events)
+        if state is None:
+            raise decide.not_found(first.stream_id.removeprefix(schedule_stream("")))
+        return state
 
 
 def _visible(state: ScheduleState | None, schedule_id: str, tenant: str | None) -> ScheduleState:

@@ -21,6 +21,7 @@ from app.schedules.events import (
     schedule_stream,
 )
 from app.schedules.state import ScheduleState, evolve, from_snapshot, snapshot
+from app.workflow.idempotency import KeyTaken, claim_one, key_taken
 from app.workflow.repository import Caller, Clock, utc_now
 from eventstore import AppendAlso, EventStore, Expect, NewEvent, RecordedEvent
 from sql import load_queries
@@ -87,9 +88,12 @@ class ScheduleRepository:
         events: Sequence[ScheduleEvent],
         caller: Caller,
         version: int,
+        key: tuple[Any, ...] | None = None,
     ) -> ScheduleState:
         """Appends after stream version ``version`` (WrongExpectedVersion when it moved);
-        the new state, folded at the append's time."""
+        the new state, folded at the append's time. ``key``: the caller's idempotency key
+        (``idempotency.claim``), recorded by the append's own statement; KeyTaken when a
+        concurrent request with the same key did so first (nothing was written)."""
         now = self.clock()
         after = state
         for offset, event in enumerate(events, 1):
@@ -114,12 +118,20 @@ class ScheduleRepository:
             after.last_fire_at, after.last_flow_id, after.fires, after.skipped,
             version + len(events), created, snapshot(after),
         )  # fmt: skip
-        recorded = await self.store.append(
-            schedule_stream(schedule_id),
-            new,
-            version or Expect.NO_STREAM,
-            also=AppendAlso.of((Q.upsert, row)),
-        )
+        statements = [(Q.upsert, row)]
+        if key is not None:
+            statements.append(claim_one(key))
+        try:
+            recorded = await self.store.append(
+                schedule_stream(schedule_id),
+                new,
+                version or Expect.NO_STREAM,
+                also=AppendAlso.of(*statements),
+            )
+        except asyncpg.UniqueViolationError as exc:
+            if key_taken(exc):
+                raise KeyTaken() from exc
+            raise
         return _retimed(after, now, recorded[-1].recorded_at)
 
     async def rows(self, tenant: str | None, after: str, limit: int) -> list[asyncpg.Record]:

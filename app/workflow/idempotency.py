@@ -39,6 +39,7 @@ SWEEP_BATCH = 1000
 @dataclass(frozen=True, slots=True)
 class IdempotencyQueries:
     claim: str
+    claim_one: str
     record: str
     find: str
     sweep: str
@@ -105,6 +106,12 @@ def claims(rows: Sequence[tuple[Any, ...]]) -> tuple[str, tuple[Any, ...]]:
     """The statement that records ``claim`` rows with the appends they are the effects of,
     inside the appends' own statement (only for the streams appended to)."""
     return Q.claim, as_columns(rows, 6)
+
+
+def claim_one(key: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]]:
+    """The statement that records one ``claim`` row with a single stream's append (an
+    ``AppendAlso`` statement)."""
+    return Q.claim_one, key
 
 
 def key_taken(exc: BaseException) -> bool:

@@ -42,3 +42,12 @@ WHERE (tenant_id, key) IN (
     LIMIT $1
     FOR UPDATE SKIP LOCKED
 )
+
+-- name: claim_one
+-- The key of the request whose effect one stream's append is (AppendAlso), inside the
+-- append's own statement: written only when the append wrote; a key already taken fails the
+-- append (nothing written).
+INSERT INTO idempotency_keys (tenant_id, key, request, stream_id, version, expires_at)
+SELECT $1::text, $2::text, $3::text, $4::text, $5::bigint,
+       now() + make_interval(secs => $6::float8)
+WHERE EXISTS (SELECT 1 FROM appended)

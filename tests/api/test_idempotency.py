@@ -168,6 +168,49 @@ async def test_bulk_and_definitions_take_keys_too(client: Client) -> None:
     await refused(await post(client, DEFINITIONS, changed, keyed("def-1")), 422, 40125)
 
 
+SCHEDULE = {"scheduleId": "keyed", "flowName": "backup", "intervalSeconds": 3600}
+SCHEDULES = "/api/v1/workflow-schedules"
+
+
+async def test_schedule_posts_sent_again_answer_the_first_answer(client: Client) -> None:
+    first = await ok(await post(client, SCHEDULES, SCHEDULE, keyed("sched-1")))
+    again = await ok(await post(client, SCHEDULES, SCHEDULE, keyed("sched-1")))
+    assert again == first
+    # Without the key the same body is a second create: refused, the id is taken.
+    await refused(await post(client, SCHEDULES, SCHEDULE), 409, Code.SCHEDULE_FAILED)
+    await refused(
+        await post(client, SCHEDULES, {**SCHEDULE, "intervalSeconds": 60}, keyed("sched-1")),
+        422, Code.IDEMPOTENCY_REUSED,
+    )  # fmt: skip
+
+    pause = f"{SCHEDULES}/keyed/pause"
+    paused = await ok(await post(client, pause, {"reason": "x"}, keyed("pause-1")))
+    resumed = await ok(await post(client, f"{SCHEDULES}/keyed/resume", {}, keyed("resume-1")))
+    assert resumed["status"] == "Active"
+    assert await ok(await post(client, pause, {"reason": "x"}, keyed("pause-1"))) == paused
+    shown = await ok(await client.get(f"{SCHEDULES}/keyed"))
+    assert shown["info"]["status"] == "Active"  # the pause was not made again
+    assert [e["type"] for e in shown["events"]] == [
+        "ScheduleCreated", "SchedulePaused", "ScheduleResumed",
+    ]  # fmt: skip
+
+    # A refusal is answered again the same way, whatever the schedule's state by then.
+    gone = f"{SCHEDULES}/nosuch/pause"
+    await refused(await post(client, gone, {}, keyed("pause-2")), 404, Code.SCHEDULE_NOT_FOUND)
+    await ok(await post(client, SCHEDULES, {**SCHEDULE, "scheduleId": "nosuch"}))
+    await refused(await post(client, gone, {}, keyed("pause-2")), 404, Code.SCHEDULE_NOT_FOUND)
+
+
+async def test_twenty_concurrent_schedule_creates_with_one_key_make_one(client: Client) -> None:
+    answers = await asyncio.gather(
+        *(post(client, SCHEDULES, SCHEDULE, keyed("sched-twins")) for _ in range(20))
+    )
+    bodies = [await ok(answer) for answer in answers]
+    assert all(body == bodies[0] for body in bodies)
+    shown = await ok(await client.get(f"{SCHEDULES}/keyed"))
+    assert [e["type"] for e in shown["events"]] == ["ScheduleCreated"]
+
+
 async def test_concurrent_bulk_twins_act_on_each_flow_once(client: Client) -> None:
     flows = [await create(client, "backup", start=False) for _ in range(10)]
     bulk = {"action": "cancel", "workFlowIds": flows, "reason": "twins"}

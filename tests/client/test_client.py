@@ -145,6 +145,31 @@ async def test_a_write_whose_answer_is_lost_is_retried_once_in_effect(
         assert flows == [created.workFlowId]  # made once
 
 
+async def test_a_schedule_and_a_definition_whose_answers_are_lost_are_made_once(
+    server: str, start_proxy: StartProxy
+) -> None:
+    """The proxy drops the first answer of each POST: the client's retry (same key) answers
+    what the first request did, instead of "the id is taken"."""
+
+    def drop_first_of_each(request: web.Request, number: int) -> str | None:
+        seen = (request.method, request.path)
+        return "drop" if request.method == "POST" and seen not in proxy.seen[:number] else None
+
+    proxy = await start_proxy(drop_first_of_each)
+    async with FlowlogClient(proxy.url, token=TOKEN, backoff=0.01) as flowlog:
+        registered = await flowlog.register_definition(QUICK)
+        assert registered.name == "client-quick"
+        schedule = {"scheduleId": "lost", "flowName": "client-quick", "intervalSeconds": 3600,
+                    "paused": True}  # fmt: skip
+        made = await flowlog.create_schedule(schedule)
+        assert made.scheduleId == "lost"
+        assert made.status == "Paused"
+        assert proxy.seen.count(("POST", "/api/v1/workflow-schedules")) == 2
+        assert [s.scheduleId async for s in flowlog.schedules()] == ["lost"]
+        detail = await flowlog.schedule("lost")
+        assert [e.type for e in detail.events] == ["ScheduleCreated"]
+
+
 async def test_following_resumes_a_cut_stream_where_it_stopped(
     server: str, start_proxy: StartProxy
 ) -> None:
