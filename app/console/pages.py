@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode
 
 import aiohttp_jinja2
 import orjson
@@ -371,8 +371,22 @@ async def _form(request: web.Request) -> Any:
 
 
 def _local(target: str) -> str:
-    """Where to go after logging in: a path of this site only (no open redirect)."""
-    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """Where to go after logging in: a path of this site only (no open redirect), "/" for
+    anything else.
+
+    A path is one "/" not followed by another, with no "\\" (browsers read "//host" and
+    "/\\host" as another site), and no control or space character (browsers strip tabs and
+    newlines from a Location, so "/<tab>/host" is "//host"; aiohttp refuses CR, LF and NUL in
+    a header); and the same once percent-decoded (a proxy may decode "%2F"), where an encoded
+    space ("%20") is a path's own.
+    """
+    decoded = unquote(target)
+    for form in (target, decoded):
+        if not form.startswith("/") or form[1:2] == "/" or "\\" in form:
+            return "/"
+    if any(ch.isspace() or not ch.isprintable() for ch in target):
+        return "/"
+    if any(not (ch.isprintable() or ch == " ") for ch in decoded):
         return "/"
     return target
 

@@ -155,10 +155,29 @@ async def test_log_out_needs_the_form_of_the_session(guarded: Service) -> None:
     assert answer.cookies[SESSION_COOKIE]["max-age"] == "0"
 
 
-async def test_after_log_in_only_a_local_page(guarded: Service) -> None:
-    for target in ("//evil.example/x", "https://evil.example/", "/\\evil.example", "flows"):
-        answer = await log_in(guarded.client, "token-a", target)
-        assert answer.headers["Location"] == "/", target
+FOREIGN_TARGETS = [
+    "//evil.example/x", "https://evil.example/", "/\\evil.example", "flows", "",
+    "/\t/evil.example", "/%09/evil.example", "/%2F/evil.example", "/%2f/evil.example",
+    "/%5C/evil.example", "/ /evil.example", "/\r\nSet-Cookie: x=1", "/a\nb", "/a\x0bb",
+    "/a\x00b", "/%0d%0aSet-Cookie:%20x=1", "/\u2028/evil.example", "/\x7f",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("target", FOREIGN_TARGETS)
+async def test_after_log_in_only_a_local_page(guarded: Service, target: str) -> None:
+    answer = await log_in(guarded.client, "token-a", target)
+    assert answer.status == 303  # answered, never a dropped connection
+    assert answer.headers["Location"] == "/"
+    # The log-in form carries "/" on too, never the target.
+    form = await guarded.client.get("/login", params={"next": target})
+    assert form.status == 200
+    assert 'name="next" value="/"' in await form.text()
+
+
+@pytest.mark.parametrize("target", ["/", "/flows/abc?version=3", "/definitions#top", "/a%20b"])
+async def test_after_log_in_a_local_page_is_kept(guarded: Service, target: str) -> None:
+    answer = await log_in(guarded.client, "token-a", target)
+    assert answer.headers["Location"] == target
 
 
 CROSS_SITE: list[dict[str, str]] = [
