@@ -33,6 +33,7 @@ from app.api.access import (
     Tokens,
     cross_site_refusal,
 )
+from app.api.json_keys import refuse_duplicate_keys
 from app.api.metrics import CLIENT_GONE_STATUS
 from app.api.models import (
     JSON_VALUE_MARK,
@@ -190,7 +191,9 @@ def _endpoint(operation: Operation) -> Callable[[web.Request], Awaitable[web.Str
         if operation.query is not None:
             kwargs["query"] = operation.query.model_validate(_query_dict(request, operation.query))
         if operation.body is not None:
-            kwargs["body"] = operation.body.model_validate_json(await _read_body(request))
+            raw = await _read_body(request)
+            refuse_duplicate_keys(raw)
+            kwargs["body"] = operation.body.model_validate_json(raw)
         result = await operation.handler(request, **kwargs)
         if operation.raw:
             assert isinstance(result, web.StreamResponse)

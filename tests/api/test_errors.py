@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import re
 from typing import Any
 
 import asyncpg
@@ -14,9 +15,10 @@ import orjson
 import pytest
 
 from app.api import routes
+from app.api.json_keys import refuse_duplicate_keys
 from app.api.models import RESERVED_CONTEXT_KEYS
 from app.web import MAX_BODY
-from app.workflow.errors import Code
+from app.workflow.errors import Code, WorkflowError
 from app.workflow.executor import FlowContext
 from tests.api.conftest import Service
 from tests.api.helpers import (
@@ -521,3 +523,88 @@ async def test_a_query_string_that_is_not_utf8_is_refused(client: Client) -> Non
     assert page.status == 400
     assert "not valid UTF-8" in await page.text()
     await ok(await client.get(f"{FLOWS}?bizId=%C3%A9t%C3%A9"), paged=True)  # été: fine
+
+
+def _body_routes() -> list[tuple[str, str]]:
+    from app.api import schedules  # noqa: F401  (registers the schedule routes on the API)
+
+    found = []
+    for op in routes.api.operations:
+        if op.body is not None:
+            found.append((op.method, re.sub(r"\{[^}]+\}", "x", op.path)))
+    return found
+
+
+@pytest.mark.parametrize(("method", "path"), _body_routes())
+async def test_a_key_given_twice_is_400_on_every_json_body(
+    client: Client, method: str, path: str
+) -> None:
+    raw = b'{"reason": "a", "reason": "b"}'
+    answer = await client.request(
+        method, path, data=raw, headers={"Content-Type": "application/json"}
+    )
+    refusal = await refused(answer, 400, Code.BAD_INPUT)
+    assert refusal["message"] == "the body gives the key 'reason' twice in one object"
+
+
+async def test_a_callback_status_given_twice_completes_nothing(client: Client) -> None:
+    flow_id = await create(client, "fussy")
+    await wait_status(client, flow_id, {"Error"})
+    before = await events(client, flow_id)
+    for raw in (
+        b'{"workFlowId": "%s", "context": {"a": 1, "a": 2}}' % flow_id.encode(),
+        b'{"workFlowId": "%s", "context": {"url": "http://x:1", "k": 1, "k": 2}}'
+        % flow_id.encode(),
+        b'{"workFlowId": "%s", "context": {"a": 1, "\\u0061": 2}}' % flow_id.encode(),
+        b'{"workFlowId": "%s", "workFlowId": "%s"}' % (flow_id.encode(), flow_id.encode()),
+    ):
+        answer = await client.post(
+            FLOWS + "retry", data=raw, headers={"Content-Type": "application/json"}
+        )
+        refusal = await refused(answer, 400, Code.BAD_INPUT)
+        assert "twice" in refusal["message"]
+    assert await events(client, flow_id) == before
+    # The same keys in different objects, and colons in strings, are fine.
+    fine = b'{"workFlowId": "%s", "context": {"a": {"a": "x:y"}, "t": "12:00", "c": "\\u003a"}}'
+    await ok(
+        await client.post(
+            FLOWS + "retry", data=fine % flow_id.encode(),
+            headers={"Content-Type": "application/json"},
+        )
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"a": 1, "a": 2}',
+        b'[{"x": {"b": 1, "b": 2}}]',
+        b'{"a\\":": 1, "a\\":": 2}',
+        b'{"k": "\\"", "k": 1}',
+        b'{"k": "\\\\", "k": "a:b"}',
+        b'{"a": 1, "\\u0061": 2}',
+        b'{"s": "x", "s": "y", "pad": "\\u003a\\u003a"}',
+        b'{"u": "http://h:1", "u": "h:2"}',
+    ],
+)
+def test_repeated_keys_are_found_however_they_hide(raw: bytes) -> None:
+    with pytest.raises(WorkflowError, match="twice in one object"):
+        refuse_duplicate_keys(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{}",
+        b"[]",
+        b'[{"x": 1}, {"x": 2}]',
+        b'{"a": {"a": {"a": 1}}}',
+        b'{"t": "12:00:00"}',
+        b'{"k": "\\\\u003a", "j": ":"}',
+        b'{"x": "\\u003a\\u003A"}',
+        b"not json",
+        b"[" * 500 + b'{"a": "b:c"}' + b"]" * 500,
+    ],
+)
+def test_bodies_without_repeated_keys_pass(raw: bytes) -> None:
+    refuse_duplicate_keys(raw)
