@@ -175,7 +175,11 @@ class Api:
 
     def install(self, app: web.Application) -> None:
         for operation in self.operations:
-            app.router.add_route(operation.method, operation.path, _endpoint(operation))
+            endpoint = _endpoint(operation)
+            app.router.add_route(operation.method, operation.path, endpoint)
+            if operation.path.endswith("/") and len(operation.path) > 1:
+                # TiUniManager's clients call the flows' collection both ways.
+                app.router.add_route(operation.method, operation.path.rstrip("/"), endpoint)
 
     def openapi(self, *, title: str, version: str) -> dict[str, Any]:
         return build_openapi(self.operations, title=title, version=version)

@@ -14,6 +14,7 @@ from tests.api.helpers import (
     detail,
     events,
     ok,
+    post,
     status_of,
     total,
     types,
@@ -303,3 +304,10 @@ async def test_detail_lists_the_seeds_nodes_and_state_lists_every_execution(
         ("work", "Error"),
         ("handler", "Finished"),
     ]
+
+
+async def test_the_collection_answers_without_its_trailing_slash(client: Client) -> None:
+    body = {"flowName": "backup", "bizId": "no-slash", "bizType": "t", "start": False}
+    created = await ok(await post(client, FLOWS.rstrip("/"), body))
+    listed = await ok(await client.get(FLOWS.rstrip("/"), params={"bizId": "no-slash"}), paged=True)
+    assert [f["id"] for f in listed["data"]["workFlows"]] == [created["workFlowId"]]
