@@ -70,6 +70,11 @@ class Code(enum.IntEnum):
     FLOW_ARCHIVED = 40132
     """The flow was archived (retention, docs/archival.md): it takes no command, and once its
     events have left the hot log it is read from its archive (HTTP 410)."""
+    OUTPUT_UNSTORABLE = 40134
+    """A node's executor (or the service an ``http`` executor called) answered a value flowlog
+    cannot store: NUL, a lone surrogate, an integer beyond 64 bits, NaN, an error code that is
+    not a positive 32-bit integer. The message names the field; nothing of the answer is
+    recorded."""
     INTERNAL = 50000
     """A fault of the service (logged with the request id); nothing about it is sent."""
     UNAVAILABLE = 50300

@@ -51,7 +51,15 @@ from app.workflow.definition import NodeDefinition, NodeKind, Registry, Workflow
 from app.workflow.errors import Code, NodeError
 from app.workflow.events import FlowEvent, NodeStarted
 from app.workflow.executor import FlowContext, Running
-from app.workflow.outcomes import call, failure, handle_of, poll_once, success, wake_time
+from app.workflow.outcomes import (
+    call,
+    failure,
+    handle_of,
+    poll_once,
+    storable,
+    success,
+    wake_time,
+)
 from app.workflow.parking import ParkingLot
 from app.workflow.repository import Caller, Clock, FlowRepository, Q, utc_now
 from app.workflow.state import FlowState, FlowStatus, NodeExecution
@@ -499,6 +507,9 @@ class Reactor:
                 command = await self._poll(state, running, node)
             if command is None:
                 return None
+            # The one door of executors' and polls' outcomes into the log: an answer it cannot
+            # hold fails the node here (40134), instead of failing the append after every run.
+            command = storable(command)
             recorded = await self._record(state, command, definition, started_here)
             outcomes.pop(running.node_id, None)  # recorded, or no longer ours to record
             if recorded is None:
