@@ -128,6 +128,15 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
+@dataclass(slots=True)
+class _Doing:
+    """The node a drive is at and the outcome it is recording: what the log line of a step
+    that crashed names."""
+
+    node: NodeExecution | None = None
+    recording: Command | None = None
+
+
 class _Execution:
     """An executor running in this process, and why it was interrupted (if it was)."""
 
@@ -408,6 +417,7 @@ class Reactor:
         loop = asyncio.get_running_loop()
         give_up_at: float | None = None
         attempt = 0
+        doing = _Doing()
         try:
             while True:
                 try:
@@ -423,7 +433,7 @@ class Reactor:
                         if e.type == "NodeStarted" and e.metadata.get("actor") == self._caller.actor
                     }
                     parent = trace_parent(recorded) if tracing().enabled else None
-                    final = await self._advance(state, started_here, outcomes, parent)
+                    final = await self._advance(state, started_here, outcomes, parent, doing)
                     # Our last append deleted the work row (the flow ended, or stopped with
                     # nothing running): there is no lease left to hand back.
                     release = flow_id not in self.parking and (
@@ -454,7 +464,19 @@ class Reactor:
             raise
         except Exception:
             # A bug (in an executor's result handling, or in flowlog): do not spin on the flow.
-            log.exception("flow step crashed", extra={"flow_id": flow_id})
+            # Its node runs again once the lease is over, and after max_interruptions such runs
+            # it fails as a lost worker's (40110): this line is where the cause is told.
+            node, recording = doing.node, doing.recording
+            log.exception(
+                "flow step crashed",
+                extra={
+                    "flow_id": flow_id,
+                    "node_id": None if node is None else node.node_id,
+                    "node": None if node is None else node.name,
+                    "attempt": None if node is None else node.attempt,
+                    "recording": None if recording is None else type(recording).__name__,
+                },
+            )
             with contextlib.suppress(*TRANSIENT_ERRORS):
                 await self.store.pool.execute(
                     Q.work_defer, self.owner, flow_id, _CRASH_DEFER_SECONDS
@@ -469,7 +491,8 @@ class Reactor:
         state: FlowState,
         started_here: set[str],
         outcomes: dict[str, Command],
-        parent: str | None = None,
+        parent: str | None,
+        doing: _Doing,
     ) -> FlowState | None:
         """Drives the flow until it waits or ends; returns the last state it knew, or None
         when it stopped because the flow is no longer its to drive."""
@@ -477,6 +500,7 @@ class Reactor:
         claimed = state.version  # the flow as the claim (or the parking lot) handed it over
         while True:
             running = state.running_node
+            doing.node, doing.recording = running, None
             command: Command | None
             if running is None:
                 if self._stopping:
@@ -510,6 +534,7 @@ class Reactor:
             # The one door of executors' and polls' outcomes into the log: an answer it cannot
             # hold fails the node here (40134), instead of failing the append after every run.
             command = storable(command)
+            doing.recording = command
             recorded = await self._record(state, command, definition, started_here)
             outcomes.pop(running.node_id, None)  # recorded, or no longer ours to record
             if recorded is None:

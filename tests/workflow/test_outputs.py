@@ -8,6 +8,8 @@ day."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
@@ -308,3 +310,39 @@ async def test_storable_answers_are_recorded_as_they_were(
     assert flow.context["small"] == -(2**63)
     assert flow.context["nested"] == {"list": [1.5, None, True, "\u2028"]}
     assert (await engine.service.get(flow.flow_id)) == flow  # as read back from the log
+
+
+# -- a step that crashes all the same ----------------------------------------------------------
+
+
+class Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
+
+
+async def test_a_step_that_crashes_says_which_node_and_why(
+    start_engine: StartEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whatever else breaks a step is logged with the flow, the node and the exception (the
+    node runs again after its lease, and may end as a lost worker's, 40110)."""
+    executor = Returns(lambda node, ctx: Unprintable())
+    engine = await start_engine(python_flow(executor))
+    caplog.set_level(logging.ERROR, logger="app.workflow.reactor")
+    flow_id = await engine.service.create_workflow("b", "t", "py", start=True)
+
+    def crashed() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.getMessage() == "flow step crashed"]
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + PROMPTLY
+    while not crashed():
+        assert loop.time() < deadline, "no crash was logged"
+        await asyncio.sleep(0.01)
+    [record] = crashed()[:1]
+    assert record.__dict__["flow_id"] == flow_id
+    assert record.__dict__["node_id"] == f"{flow_id}.1"
+    assert record.__dict__["node"] == "call"
+    assert record.__dict__["attempt"] == 1
+    assert record.__dict__["recording"] is None  # it crashed before it had an outcome
+    assert record.exc_info is not None
+    assert "no text for you" in str(record.exc_info[1])
