@@ -14,7 +14,9 @@ may carry ``"result"`` text and ``"context"`` changes), anything else a failure.
 expects ``{"operationId": ...}`` from that call, then polls ``GET statusUrl`` (``{operationId}``
 in it is replaced) for ``{"status": "running" | "finished" | "failed", "result", "message",
 "code"}``. On a callback node the body also carries ``"callbackToken"``: the service completes
-the node with it (POST /api/v1/workflow/callback).
+the node with it (POST /api/v1/workflow/callback). An answer flowlog cannot store (NUL, a lone
+surrogate, an integer beyond 64 bits, a code out of range) fails the node with 40134: the
+reactor judges it with every executor's outcome (``app.workflow.outcomes.storable``).
 """
 
 from __future__ import annotations

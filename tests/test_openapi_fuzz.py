@@ -21,10 +21,10 @@ from aiohttp import ClientSession, web
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
 
-from app.api.models import JSON_INTEGERS
 from app.api.routes import api
 from app.config import Settings
 from app.database import create_database, drop_database, with_database
+from app.storable import JSON_INTEGERS
 from app.web import create_app
 from app.workflow.engine import load_definitions
 

@@ -43,9 +43,9 @@ from app.api.models import (
     Page,
     PagedEnvelope,
     Request,
-    storable_text,
 )
 from app.replicas.position import HEADER as POSITION_HEADER
+from app.storable import storable_text
 from app.telemetry import tracing
 from app.workflow.errors import Code, WorkflowError
 from app.workflow.idempotency import DEFAULT_TTL, Idempotency

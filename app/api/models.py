@@ -4,7 +4,6 @@ fields are refused) and generate the OpenAPI document. Field names are the seed'
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
@@ -18,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from app.storable import JSON_INTEGERS, unstorable
 from app.times import parse_utc
 
 GO_ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
@@ -29,20 +29,6 @@ FlowStatusName = Literal[
 NodeStatusName = Literal["Initializing", "Processing", "Finished", "Error", "Canceled"]
 Id = Field(min_length=1, max_length=200)
 
-
-def storable_text(value: str) -> bool:
-    """PostgreSQL text and jsonb hold neither NUL nor lone surrogates (which JSON can spell)."""
-    if "\x00" in value:
-        return False
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-JSON_INTEGERS = range(-(2**63), 2**64)
-"""The integers a flow's JSON can hold (the log's JSON encoder stops at 64 bits)."""
 
 JSON_VALUE_SCHEMA: dict[str, Any] = {
     "description": "Any JSON value whose numbers are within the range of 64-bit integers and "
@@ -65,22 +51,6 @@ JsonValue = Annotated[Any, WithJsonSchema(JSON_VALUE_MARK)]
 """A value a request puts in a flow's context: any JSON, checked storable by ``Request``."""
 
 
-def _unstorable(value: Any) -> bool:
-    if isinstance(value, str):
-        return not storable_text(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value not in JSON_INTEGERS
-    if isinstance(value, float):
-        return not math.isfinite(value)  # JSON has no NaN or Infinity; jsonb refuses them
-    if isinstance(value, BaseModel):
-        return any(_unstorable(v) for v in value.__dict__.values())
-    if isinstance(value, dict):
-        return any(_unstorable(k) or _unstorable(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(_unstorable(v) for v in value)
-    return False
-
-
 def _iso_datetime(value: Any) -> Any:
     """ISO 8601 text only (see parse_utc), in UTC."""
     if isinstance(value, datetime):
@@ -98,7 +68,7 @@ class Request(BaseModel):
 
     @model_validator(mode="after")
     def _storable(self) -> Request:
-        if any(_unstorable(v) for v in self.__dict__.values()):
+        if unstorable(self) is not None:
             raise ValueError(
                 "values must be storable: no NUL characters, lone surrogates, NaN, Infinity, "
                 "or integers beyond 64 bits"

@@ -57,7 +57,6 @@ from app.api.models import (
     WorkFlowInfo,
     WorkFlowList,
     WorkFlowNodeInfo,
-    storable_text,
 )
 from app.archive.reading import not_here
 from app.audit.document import state_document
@@ -66,6 +65,7 @@ from app.audit.replay import diff_documents, fold_until, parse_point
 from app.builtins import definition_from_spec
 from app.replicas.http import read_pool
 from app.replicas.position import format_position
+from app.storable import storable_text
 from app.telemetry import tracing
 from app.workflow.errors import Code, DefinitionNotFound, FlowNotFound, WorkflowError
 from app.workflow.history import flow_stream

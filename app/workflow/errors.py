@@ -73,6 +73,11 @@ class Code(enum.IntEnum):
     DEFINITION_TAKEN = 40133
     """A definition over REST named as one this tenant does not own (another tenant's, one
     shared by every tenant, or one from code) (HTTP 409): nothing was registered."""
+    OUTPUT_UNSTORABLE = 40134
+    """A node's executor (or the service an ``http`` executor called) answered a value flowlog
+    cannot store: NUL, a lone surrogate, an integer beyond 64 bits, NaN, an error code that is
+    not a positive 32-bit integer. The message names the field; nothing of the answer is
+    recorded."""
     INTERNAL = 50000
     """A fault of the service (logged with the request id); nothing about it is sent."""
     UNAVAILABLE = 50300

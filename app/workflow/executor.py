@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from app.storable import shown, unstorable
 from app.workflow.errors import Code
 
 DEFAULT_SUCCESS_TEXT = "Completed."
@@ -21,8 +22,10 @@ DEFAULT_SUCCESS_TEXT = "Completed."
 class FlowContext(MutableMapping[str, Any]):
     """The flow's context: JSON values by key, as the executor reads and changes them.
 
-    Changes are recorded with the node's outcome, so replay restores them exactly. Values must
-    be JSON (they are checked when set).
+    Changes are recorded with the node's outcome, so replay restores them exactly. Keys are
+    non-empty text and values JSON that flowlog can store (no NUL, lone surrogates, NaN or
+    integers beyond 64 bits): they are checked with the outcome, where a value that breaks the
+    rule fails the node (40134, naming it), as an answer of an ``http`` service does.
     """
 
     TRACE_ID = "traceId"
@@ -38,7 +41,6 @@ class FlowContext(MutableMapping[str, Any]):
         return self._data[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
-        check_json(key, value)
         self._data[key] = value
         self._changed[key] = value
         self._removed.discard(key)
@@ -77,13 +79,26 @@ class FlowContext(MutableMapping[str, Any]):
         return sorted(self._removed)
 
 
-def check_json(key: str, value: Any) -> None:
-    if not isinstance(key, str) or not key:
-        raise TypeError("context keys are non-empty strings")
+def context_problem(key: object, value: Any) -> str | None:
+    """Why a flow's context cannot hold ``value`` under ``key`` (``context['k'][0]: NUL
+    character``), or None when it can."""
+    if key == "":
+        return "context['']: an empty key"
+    found = unstorable({key: value}, "context")
+    if found is not None:
+        return f"{found[0]}: {found[1]}"
     try:
-        orjson.dumps(value)
+        orjson.dumps(value)  # what the walk left alone (a datetime is JSON; an object() is not)
     except TypeError as exc:
-        raise TypeError(f"context value of {key!r} is not JSON: {exc}") from None
+        return f"context[{shown(key)}]: not JSON ({exc})"
+    return None
+
+
+def check_json(key: object, value: Any) -> None:
+    """TypeError when a flow's context cannot hold ``value`` under ``key``."""
+    problem = context_problem(key, value)
+    if problem is not None:
+        raise TypeError(problem)
 
 
 class NodeHandle:

@@ -7,13 +7,28 @@ the flows waiting on their operations).
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from app.workflow.decide import Command, RecordFailure, RecordSuccess
+from app.storable import NODE_ERROR_CODES, shown, text_problem
+from app.workflow.decide import (
+    Command,
+    RecordFailure,
+    RecordSubmitted,
+    RecordSuccess,
+    RecordWaiting,
+)
 from app.workflow.definition import NodeDefinition, NodeKind
 from app.workflow.errors import Code, NodeError
-from app.workflow.executor import DEFAULT_SUCCESS_TEXT, Failed, FlowContext, NodeHandle, Running
+from app.workflow.executor import (
+    DEFAULT_SUCCESS_TEXT,
+    Failed,
+    FlowContext,
+    NodeHandle,
+    Running,
+    context_problem,
+)
 from app.workflow.state import FlowState, NodeExecution
 
 
@@ -108,3 +123,77 @@ async def poll_once(
         return failure(running, handle, context, result.code, result.message)
     handle.record(result.result)
     return success(running, handle, context)
+
+
+UNSTORABLE = "the executor answered a value flowlog cannot store"
+_MESSAGE_LIMIT = 1000
+
+Outcome = RecordSuccess | RecordFailure | RecordSubmitted | RecordWaiting
+"""What an executor's run or a poll comes to (the other commands are flowlog's own)."""
+
+
+def storable(command: Command) -> Command:
+    """The outcome as it can be recorded: one holding a value flowlog cannot store (NUL, a lone
+    surrogate, an integer beyond 64 bits, NaN, an error code out of range) becomes the node's
+    failure with 40134, its message naming the field; nothing of the answer is recorded, and
+    the failure is decided as any other (retry policy, fail transition).
+
+    Every outcome of an executor or a poll passes here before it is decided into events: a value
+    the append cannot store would fail the append after each run, and the node would run again
+    and again, until it passed for a lost worker (40110)."""
+    if not isinstance(command, Outcome):
+        return command
+    problem = next(_problems(command), None)
+    if problem is None:
+        return command
+    message = _storable_message(f"{UNSTORABLE}: {problem}")
+    return RecordFailure(command.node_id, Code.OUTPUT_UNSTORABLE, message, result=message + "\n")
+
+
+def _problems(command: Outcome) -> Iterator[str]:
+    """What in the outcome cannot be stored, field by field (lazily: the first one is named)."""
+    match command:
+        case RecordFailure(code=code) if (
+            not isinstance(code, int) or isinstance(code, bool) or code not in NODE_ERROR_CODES
+        ):
+            yield (
+                f"code: {shown(code)} is not a node error code (an integer from "
+                f"{NODE_ERROR_CODES.start} to {NODE_ERROR_CODES.stop - 1})"
+            )
+        case RecordWaiting(wake_at=datetime() as wake_at):
+            try:
+                wake_at.astimezone(UTC)
+            except OverflowError:
+                yield "wakeAt: out of range in UTC"
+    texts: dict[str, object] = {}
+    match command:
+        case RecordSuccess():
+            texts = {"result": command.result, "parameters": command.parameters}
+        case RecordFailure():
+            texts = {"message": command.message, "result": command.result,
+                     "parameters": command.parameters}  # fmt: skip
+        case RecordSubmitted():
+            texts = {"operationId": command.operation_id}
+    for field, text in texts.items():
+        if text is None and field == "parameters":
+            continue
+        found = text_problem(text) if isinstance(text, str) else "not text"
+        if found is not None:
+            yield f"{field}: {found}"
+    yield from _context_problems(command.changes, command.removed)
+
+
+def _context_problems(changes: Mapping[str, Any], removed: Sequence[str]) -> Iterator[str]:
+    for key, value in changes.items():
+        found = context_problem(key, value)
+        if found is not None:
+            yield found
+    for key in removed:
+        if not isinstance(key, str) or text_problem(key) is not None:
+            yield f"removed context key {shown(key)}: not a key flowlog stores"
+
+
+def _storable_message(text: str) -> str:
+    """Our own message, stored whatever the names in it hold (a type's name, say), cut short."""
+    text = text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= _MESSAGE_LIMIT else text[:_MESSAGE_LIMIT] + "..."

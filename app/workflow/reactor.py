@@ -51,7 +51,15 @@ from app.workflow.definition import NodeDefinition, NodeKind, Registry, Workflow
 from app.workflow.errors import Code, NodeError
 from app.workflow.events import FlowEvent, NodeStarted
 from app.workflow.executor import FlowContext, Running
-from app.workflow.outcomes import call, failure, handle_of, poll_once, success, wake_time
+from app.workflow.outcomes import (
+    call,
+    failure,
+    handle_of,
+    poll_once,
+    storable,
+    success,
+    wake_time,
+)
 from app.workflow.parking import ParkingLot
 from app.workflow.repository import Caller, Clock, FlowRepository, Q, utc_now
 from app.workflow.state import FlowState, FlowStatus, NodeExecution
@@ -118,6 +126,15 @@ Observer = Callable[[str, str, str, float], None]
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass(slots=True)
+class _Doing:
+    """The node a drive is at and the outcome it is recording: what the log line of a step
+    that crashed names."""
+
+    node: NodeExecution | None = None
+    recording: Command | None = None
 
 
 class _Execution:
@@ -400,6 +417,7 @@ class Reactor:
         loop = asyncio.get_running_loop()
         give_up_at: float | None = None
         attempt = 0
+        doing = _Doing()
         try:
             while True:
                 try:
@@ -415,7 +433,7 @@ class Reactor:
                         if e.type == "NodeStarted" and e.metadata.get("actor") == self._caller.actor
                     }
                     parent = trace_parent(recorded) if tracing().enabled else None
-                    final = await self._advance(state, started_here, outcomes, parent)
+                    final = await self._advance(state, started_here, outcomes, parent, doing)
                     # Our last append deleted the work row (the flow ended, or stopped with
                     # nothing running): there is no lease left to hand back.
                     release = flow_id not in self.parking and (
@@ -446,7 +464,19 @@ class Reactor:
             raise
         except Exception:
             # A bug (in an executor's result handling, or in flowlog): do not spin on the flow.
-            log.exception("flow step crashed", extra={"flow_id": flow_id})
+            # Its node runs again once the lease is over, and after max_interruptions such runs
+            # it fails as a lost worker's (40110): this line is where the cause is told.
+            node, recording = doing.node, doing.recording
+            log.exception(
+                "flow step crashed",
+                extra={
+                    "flow_id": flow_id,
+                    "node_id": None if node is None else node.node_id,
+                    "node": None if node is None else node.name,
+                    "attempt": None if node is None else node.attempt,
+                    "recording": None if recording is None else type(recording).__name__,
+                },
+            )
             with contextlib.suppress(*TRANSIENT_ERRORS):
                 await self.store.pool.execute(
                     Q.work_defer, self.owner, flow_id, _CRASH_DEFER_SECONDS
@@ -461,7 +491,8 @@ class Reactor:
         state: FlowState,
         started_here: set[str],
         outcomes: dict[str, Command],
-        parent: str | None = None,
+        parent: str | None,
+        doing: _Doing,
     ) -> FlowState | None:
         """Drives the flow until it waits or ends; returns the last state it knew, or None
         when it stopped because the flow is no longer its to drive."""
@@ -469,6 +500,7 @@ class Reactor:
         claimed = state.version  # the flow as the claim (or the parking lot) handed it over
         while True:
             running = state.running_node
+            doing.node, doing.recording = running, None
             command: Command | None
             if running is None:
                 if self._stopping:
@@ -499,6 +531,10 @@ class Reactor:
                 command = await self._poll(state, running, node)
             if command is None:
                 return None
+            # The one door of executors' and polls' outcomes into the log: an answer it cannot
+            # hold fails the node here (40134), instead of failing the append after every run.
+            command = storable(command)
+            doing.recording = command
             recorded = await self._record(state, command, definition, started_here)
             outcomes.pop(running.node_id, None)  # recorded, or no longer ours to record
             if recorded is None:

@@ -247,6 +247,15 @@ def test_create_twice_and_bad_context_are_refused() -> None:
         memory.run(SetContext({"when": object()}))
     assert bad.value.code == Code.CONTEXT_FAILED
     assert memory.flow.version == 1
+    # What the log cannot store is refused as the REST API refuses it, for Python callers too.
+    for value, problem in [("a\x00b", "context['k']: NUL character"),
+                           ({"x": ["\ud800"]}, "context['k']['x'][0]: lone surrogate"),
+                           (2**64, "context['k']: integer beyond 64 bits"),
+                           (float("nan"), "context['k']: NaN or Infinity")]:  # fmt: skip
+        with pytest.raises(WorkflowError) as unstorable:
+            memory.run(SetContext({"k": value}))
+        assert (unstorable.value.code, unstorable.value.message) == (Code.CONTEXT_FAILED, problem)
+    assert memory.flow.version == 1
 
 
 def test_context_changes_and_removals_fold_in_order() -> None:
