@@ -24,7 +24,8 @@ from app.schedules.events import (
 )
 from app.schedules.spec import ScheduleSpec
 from app.schedules.state import ScheduleState, ScheduleStatus
-from app.schedules.timing import due, fire_times, jitter, render
+from app.schedules.templates import render
+from app.schedules.timing import due, fire_times, jitter
 from app.workflow.errors import Code, WorkflowError
 
 QUEUE_CHECK = timedelta(seconds=2)

@@ -8,7 +8,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field
 
 from app.api.models import ContextKey, IsoDatetime, JsonValue, Request
-from app.schedules.timing import Timing, template_problems, timing_problems
+from app.schedules.templates import template_problems
+from app.schedules.timing import Timing, timing_problems
 
 SCHEDULE_ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
 DEFAULT_BIZ_ID = "{{scheduleId}}-{{fireTime}}"
