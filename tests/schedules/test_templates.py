@@ -3,12 +3,20 @@ problems found. No database."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import calendar
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from app.schedules.templates import TEMPLATE_VARIABLES, render, template_problems
+from app.schedules.templates import (
+    ANY_TIME,
+    DIRECTIVES,
+    ISO_LONGEST,
+    TEMPLATE_VARIABLES,
+    render,
+    template_problems,
+)
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -105,3 +113,69 @@ def test_render_needs_every_variable_it_uses() -> None:
         render("{{fireTime}}", {"scheduleId": "s-1"})
     with pytest.raises(ValueError, match="fireTime"):
         render("{{fireTime:%Y}}", {"fireTime": "2026"})
+
+
+# Directives: a fixed list, each plain and bounded
+
+
+def moments() -> list[datetime]:
+    """Fire times across the years schedules fire in, in zones with odd offsets and long
+    abbreviations: the first and last days of years, leap days, and a spread between."""
+    spread = timedelta(days=(9000 - 1970) * 365) / 400
+    days = [datetime(1970, 1, 1, tzinfo=UTC) + d * spread + timedelta(days=d % 7, seconds=d * 4931)
+            for d in range(400)]  # fmt: skip
+    days += [
+        datetime(y, m, d, 23, 59, 59, 999_999, tzinfo=UTC)
+        for y in (1970, 1999, 2000, 2024, 2100, 8999)
+        for m, d in ((1, 1), (2, 28), (12, 31))
+    ]
+    zones = [UTC, BERLIN, ZoneInfo("America/St_Johns"), ZoneInfo("Asia/Kathmandu"),
+             ZoneInfo("Pacific/Chatham"), ZoneInfo("America/Sao_Paulo")]  # fmt: skip
+    return [day.astimezone(zone) for day in days for zone in zones]
+
+
+@pytest.mark.parametrize("letter", sorted(set(DIRECTIVES) - {"s"}))
+def test_each_directive_renders_as_strftime_and_never_beyond_its_longest(letter: str) -> None:
+    longest = DIRECTIVES[letter].longest
+    for moment in moments():
+        text = render(f"{{{{fireTime:%{letter}}}}}", {"fireTime": moment})
+        assert text == moment.strftime(f"%{letter}"), moment
+        assert len(text) <= longest, (moment, text)
+    assert render(f"{{{{fireTime:%{letter}}}}}", {"fireTime": ANY_TIME}) == "0" * longest
+
+
+def test_seconds_since_the_epoch_and_offsets_with_seconds() -> None:
+    for moment in moments():
+        seconds = calendar.timegm(moment.utctimetuple())  # exact: a float rounds .999999 up
+        assert render("{{fireTime:%s}}", {"fireTime": moment}) == str(seconds)
+    monrovia = datetime(1971, 6, 1, tzinfo=UTC).astimezone(ZoneInfo("Africa/Monrovia"))
+    assert render("{{fireTime:%z}}", {"fireTime": monrovia}) == "-004430"
+    assert len("-004430") == DIRECTIVES["z"].longest
+    last = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+    assert len(render("{{fireTime:%s}}", {"fireTime": last})) == DIRECTIVES["s"].longest
+
+
+def test_the_longest_rendering_is_as_long_as_any() -> None:
+    template = "a-{{fireTime:%A %d %B %Y}}-{{fireTimeLocal}}-{{ scheduleId }}-%%{{fireTime:%%}}"
+    longest = render(template, {"fireTime": ANY_TIME, "fireTimeLocal": ANY_TIME,
+                                "scheduleId": "s-1"})  # fmt: skip
+    assert longest == f"a-000000000 00 000000000 0000-{'0' * ISO_LONGEST}-s-1-%%0"
+    for moment in moments():
+        variables = {"fireTime": moment, "fireTimeLocal": moment, "scheduleId": "s-1"}
+        assert len(render(template, variables)) <= len(longest)
+
+
+@pytest.mark.parametrize(
+    "directive", ["%-d", "%_H", "%0Y", "%1000Y", "%Ey", "%EY", "%Od", "%#d", "% d", "%^a", "%c",
+                  "%x", "%X", "%Q", "%n", "%+", "%"],
+)  # fmt: skip
+def test_directives_with_flags_widths_modifiers_or_off_the_list_are_refused(
+    directive: str,
+) -> None:
+    template = {"night": f"backup {{{{fireTimeLocal:%Y{directive}}}}}"}
+    problems = template_problems(template)
+    assert len(problems) == 1
+    assert problems[0].startswith(f"$.night: {directive!r} is not an allowed directive")
+    assert f"{{{{fireTimeLocal:%Y{directive}}}}}" in problems[0]  # the placeholder named
+    with pytest.raises(ValueError, match="not an allowed directive"):
+        render(template, VARIABLES)
