@@ -19,6 +19,7 @@ from app.api import schedules as _schedule_routes  # noqa: F401 - registers its 
 from app.api.access import Tokens
 from app.api.framework import make_middlewares
 from app.api.metrics import Metrics
+from app.api.models import MAX_BODY
 from app.api.routes import api
 from app.config import Settings
 from app.console import setup_console
@@ -30,7 +31,6 @@ from app.workflow.engine import Engine
 
 log = logging.getLogger(__name__)
 
-MAX_BODY = 1024 * 1024
 API_VERSION = "1.0.0"
 
 

@@ -4,8 +4,10 @@ fields are refused) and generate the OpenAPI document. Field names are the seed'
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Final, Generic, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -13,6 +15,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationError,
     WithJsonSchema,
     model_validator,
 )
@@ -20,6 +23,8 @@ from pydantic import (
 from app.storable import JSON_INTEGERS, unstorable
 from app.times import parse_utc
 
+MAX_BODY: Final = 1024 * 1024
+"""The largest request body the API reads, in bytes (a larger one is refused with 413)."""
 GO_ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
 """What the seed (Go) sends for a time that is not set: 0001-01-01T00:00:00Z."""
 
@@ -206,6 +211,36 @@ class CreateRequest(Request):
     context: dict[ContextKey, JsonValue] = Field(default_factory=dict)
     start: bool = False
     """Start the flow in the same step (one event append)."""
+
+
+def max_length(model: type[BaseModel], field: str) -> int:
+    """The most characters ``field`` of ``model`` takes (its ``max_length``)."""
+    for rule in model.model_fields[field].metadata:  # pydantic's MaxLen (annotated-types)
+        length = getattr(rule, "max_length", None)
+        if isinstance(length, int):
+            return length
+    raise LookupError(f"{model.__name__}.{field} has no max_length")
+
+
+def body_size(body: Mapping[str, Any]) -> int:
+    """The bytes of ``body`` as the shortest JSON a client can send it in (UTF-8, no spaces)."""
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def create_refusal(body: Mapping[str, Any]) -> str | None:
+    """Why the REST create (``POST /api/v1/workflow/``) would refuse ``body``, in words for
+    people; None when it would take it. For flows made without a request (a schedule's fires),
+    so that they are held to the same limits."""
+    size = body_size(body)
+    if size > MAX_BODY:
+        return f"its create request would be {size:,} bytes, over the {MAX_BODY:,} a request takes"
+    try:
+        CreateRequest.model_validate(body)
+    except ValidationError as refusal:
+        first = refusal.errors(include_url=False, include_input=False)[0]
+        return f"{'.'.join(map(str, first['loc'])) or 'body'}: {first['msg']}"
+    return None
 
 
 class CreatedResponse(Response):

@@ -90,7 +90,9 @@ async def _act(service: ScheduleService, args: argparse.Namespace, caller: Calle
         return 0
     if args.action == "show":
         view = await service.view(schedule_id, upcoming=5)
-        lines = [(e.version, e.type, e.recorded_at, e.metadata.get("reason", ""))
+        # Why: the operator's reason, or why a fire was refused.
+        lines = [(e.version, e.type, e.recorded_at,
+                  e.metadata.get("reason") or e.data.get("error") or "")
                  for e in view.events]  # fmt: skip
         _print_one(view.state, args.json, lines)
         return 0

@@ -9,7 +9,6 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from app.schedules.events import (
     ScheduleCreated,
@@ -22,9 +21,10 @@ from app.schedules.events import (
     ScheduleSkipped,
     ScheduleUpdated,
 )
+from app.schedules.flows import FireRefused, flow_of, limit_problems
 from app.schedules.spec import ScheduleSpec
 from app.schedules.state import ScheduleState, ScheduleStatus
-from app.schedules.timing import due, fire_times, jitter, render
+from app.schedules.timing import due, fire_times, jitter
 from app.workflow.errors import Code, WorkflowError
 
 QUEUE_CHECK = timedelta(seconds=2)
@@ -39,8 +39,9 @@ def not_found(schedule_id: str) -> WorkflowError:
     return WorkflowError(Code.SCHEDULE_NOT_FOUND, f"schedule {schedule_id} does not exist")
 
 
-def _check(spec: ScheduleSpec) -> None:
-    problems = spec.problems()
+def _check(spec: ScheduleSpec, schedule_id: str) -> None:
+    # The limits only once the templates are sound: they are rendered to be measured.
+    problems = spec.problems() or limit_problems(spec, schedule_id)
     if problems:
         raise WorkflowError(Code.BAD_INPUT, "; ".join(problems))
 
@@ -49,7 +50,7 @@ def create(
     state: ScheduleState | None, schedule_id: str, tenant_id: str, spec: ScheduleSpec,
     paused: bool, now: datetime,
 ) -> list[ScheduleEvent]:  # fmt: skip
-    _check(spec)
+    _check(spec, schedule_id)
     if state is not None and state.status is not ScheduleStatus.DELETED:
         raise WorkflowError(Code.SCHEDULE_FAILED, f"schedule {schedule_id} already exists")
     return [ScheduleCreated(schedule_id=schedule_id, tenant_id=tenant_id,
@@ -66,7 +67,7 @@ def _live(state: ScheduleState | None, schedule_id: str) -> ScheduleState:
 def update(state: ScheduleState | None, schedule_id: str, spec: ScheduleSpec, now: datetime
            ) -> list[ScheduleEvent]:  # fmt: skip
     live = _live(state, schedule_id)
-    _check(spec)
+    _check(spec, schedule_id)
     if spec == live.spec:
         return []
     return [ScheduleUpdated(spec=spec.model_dump(mode="json"), effective_at=now)]
@@ -108,7 +109,7 @@ def fire(state: ScheduleState, now: datetime, previous_running: bool) -> list[Sc
     if queued is not None and not previous_running:
         # Alone: one fire an append, so that the scheduler makes each fire's flow (it makes
         # the last fire's); the fires due meanwhile are decided next, with this one running.
-        return [ScheduleFired(fire_time=queued, flow_id=flow_id_for(state, queued), queued=True)]
+        return [_fired(state, queued, queued=True)]
     timing = state.timing()
     decided = due(timing, state.schedule_id, state.considered_until, now, state.spec.catchUp)
     if decided.skipped_count:
@@ -120,12 +121,22 @@ def fire(state: ScheduleState, now: datetime, previous_running: bool) -> list[Sc
         at = decided.fire
         overlap = state.spec.overlap
         if not previous_running or overlap == "allow":
-            events.append(ScheduleFired(fire_time=at, flow_id=flow_id_for(state, at)))
+            events.append(_fired(state, at))
         elif overlap == "queue" and queued is None:
             events.append(ScheduleQueued(fire_time=at))
         else:
             events.append(ScheduleSkipped(first=at, last=at, count=1, why="overlap"))
     return events
+
+
+def _fired(state: ScheduleState, at: datetime, queued: bool = False) -> ScheduleEvent:
+    """The fire at ``at``; skipped (why "refused") when the REST create would refuse its flow,
+    which is then never made."""
+    try:
+        flow_of_fire(state, at)
+    except FireRefused as refusal:
+        return ScheduleSkipped(first=at, last=at, count=1, why="refused", error=str(refusal))
+    return ScheduleFired(fire_time=at, flow_id=flow_id_for(state, at), queued=queued)
 
 
 def next_due(state: ScheduleState, now: datetime) -> datetime | None:
@@ -155,14 +166,6 @@ def next_fires(state: ScheduleState, count: int) -> list[datetime]:
 
 
 def flow_of_fire(state: ScheduleState, fire_time: datetime) -> tuple[str, dict[str, Any]]:
-    """The bizId and context of the flow a fire starts (the templates rendered)."""
-    variables: dict[str, datetime | str] = {
-        "fireTime": fire_time,
-        "fireTimeLocal": fire_time.astimezone(ZoneInfo(state.spec.timezone)),
-        "scheduleId": state.schedule_id,
-        "scheduleName": state.schedule_id,
-    }
-    biz_id = render(state.spec.bizIdTemplate, variables)
-    context = render(dict(state.spec.context), variables)
-    context.update({"scheduleId": state.schedule_id, "scheduledFor": fire_time.isoformat()})
-    return biz_id, context
+    """The bizId and context of the flow a fire starts (the templates rendered); FireRefused
+    when the REST create would refuse that flow."""
+    return flow_of(state.spec, state.schedule_id, fire_time)

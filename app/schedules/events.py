@@ -67,13 +67,17 @@ class ScheduleFired(ScheduleEvent):
 
 
 class ScheduleSkipped(ScheduleEvent):
-    """Fires that started no flow: ``count`` of them, from ``first`` to ``last``."""
+    """Fires that started no flow: ``count`` of them, from ``first`` to ``last``. Missed (no
+    scheduler ran), skipped for the flow still running (overlap), or refused: the REST create
+    would refuse the fire's flow (``error`` says why; settings recorded before they were
+    checked against its limits)."""
 
     type: Literal["ScheduleSkipped"] = "ScheduleSkipped"
     first: datetime
     last: datetime
     count: int
-    why: Literal["missed", "overlap"]
+    why: Literal["missed", "overlap", "refused"]
+    error: str | None = Field(None, exclude_if=lambda v: v is None)
 
 
 class ScheduleQueued(ScheduleEvent):

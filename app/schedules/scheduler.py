@@ -21,6 +21,8 @@ from datetime import datetime
 
 from app.faults import failpoint
 from app.schedules import decide
+from app.schedules.events import ScheduleEvent, ScheduleSkipped
+from app.schedules.flows import FireRefused
 from app.schedules.state import ScheduleState
 from app.schedules.store import Q, ScheduleRepository
 from app.workflow.errors import DefinitionNotFound, WorkflowError
@@ -158,6 +160,7 @@ class Scheduler:
                     continue
                 version += len(events)
                 appended = True
+                _log_refusals(schedule_id, events)
                 # The fire's flow is made by the next round of the loop (_make_flow); a crash
                 # right here leaves the row due at SETTLE, and another scheduler makes it.
                 failpoint("schedule-fired")
@@ -201,7 +204,14 @@ class Scheduler:
         status = await self.schedules.pool.fetchval(Q.flow_status, flow_id)
         if status is not None:
             return status not in TERMINAL
-        biz_id, context = decide.flow_of_fire(state, fire_time)
+        try:
+            biz_id, context = decide.flow_of_fire(state, fire_time)
+        except FireRefused as refusal:
+            # Recorded fired before fires were checked: its flow will never be, nor run.
+            log.warning("a schedule's flow is refused; it is never made",
+                        extra={"schedule_id": state.schedule_id, "flow_id": flow_id,
+                               "error": str(refusal)})  # fmt: skip
+            return False
         try:
             await self.flows.create(
                 biz_id, state.spec.bizType, state.spec.flowName, context=context,
@@ -228,6 +238,14 @@ class Scheduler:
                    "fire_time": fire_time.isoformat(), "late_s": round(late, 3)},
         )  # fmt: skip
         return True  # made and started just now
+
+
+def _log_refusals(schedule_id: str, events: list[ScheduleEvent]) -> None:
+    for event in events:
+        if isinstance(event, ScheduleSkipped) and event.why == "refused":
+            log.warning("a schedule's fire is refused: the REST create would refuse its flow",
+                        extra={"schedule_id": schedule_id, "fire_time": event.first.isoformat(),
+                               "error": event.error})  # fmt: skip
 
 
 def _caller(schedule_id: str, reason: str | None = None) -> Caller:

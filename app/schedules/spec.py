@@ -8,7 +8,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field
 
 from app.api.models import ContextKey, IsoDatetime, JsonValue, Request
-from app.schedules.timing import Timing, template_problems, timing_problems
+from app.schedules.templates import template_problems
+from app.schedules.timing import Timing, timing_problems
 
 SCHEDULE_ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
 DEFAULT_BIZ_ID = "{{scheduleId}}-{{fireTime}}"
@@ -43,10 +44,12 @@ class ScheduleSpec(Request):
     """An IANA time zone (``Europe/Berlin``): cron times are wall-clock times there."""
     bizType: str = Field("schedule", min_length=1, max_length=200)
     bizIdTemplate: str = Field(DEFAULT_BIZ_ID, min_length=1, max_length=500)
-    """The flows' bizId: ``{{fireTime}}``, ``{{fireTime:%Y%m%d}}``, ``{{fireTimeLocal}}``,
-    ``{{scheduleId}}`` and ``{{scheduleName}}`` are replaced."""
+    """The flows' bizId: ``{{fireTime}}``, ``{{fireTime:%Y%m%d}}`` (plain directives of a
+    fixed list: no flags or widths), ``{{fireTimeLocal}}``, ``{{scheduleId}}`` and
+    ``{{scheduleName}}`` are replaced. At its longest it must fit a flow's bizId (200)."""
     context: dict[ContextKey, JsonValue] = Field(default_factory=dict)
-    """The flows' context; its strings are templates as ``bizIdTemplate``."""
+    """The flows' context; its strings are templates as ``bizIdTemplate``. At its longest,
+    a fire's flow must fit a create request (1 MiB)."""
     overlap: Literal["skip", "allow", "queue"] = "skip"
     """When the previous flow of the schedule still runs at a fire: skip the fire, start
     another flow anyway, or queue one fire (started when the previous flow ends)."""

@@ -112,10 +112,13 @@ def evolve(state: ScheduleState | None, event: ScheduleEvent, version: int, at: 
                 fires=state.fires + 1,
             )
         case ScheduleSkipped():
+            # A queued fire is settled by its refusal as by its fire.
+            settled = event.why == "refused" and event.first == state.queued
             return dataclasses.replace(
                 changed,
                 skipped=state.skipped + event.count,
                 considered_until=max(until, event.last),
+                queued=None if settled else state.queued,
             )
         case ScheduleQueued():
             return dataclasses.replace(

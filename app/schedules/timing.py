@@ -1,5 +1,5 @@
-"""When schedules fire: the fire times of a cron expression or an interval, their jitter, which
-fires are due after a pause, and the templates of the flows that fires start.
+"""When schedules fire: the fire times of a cron expression or an interval, their jitter, and
+which fires are due after a pause (the templates of the flows fires start: templates.py).
 
 Pure (no clock, no randomness, no I/O but the time zone database) so that every process computes
 the same fire times, and the same due time for each.
@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import islice
-from types import MappingProxyType
-from typing import Final, Literal, TypeVar, cast
+from typing import Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
@@ -27,11 +25,11 @@ MAX_JITTER_SECONDS: Final = 86_400.0
 SKIP_COUNT_LIMIT: Final = 10_000
 
 CatchUp = Literal["skip", "last"]
-T = TypeVar("T")
 
 _MICROSECOND: Final = timedelta(microseconds=1)
 # DST moves wall clocks by two hours at most (Antarctica/Troll): a day is a safe margin.
 _DST_MARGIN: Final = timedelta(days=1)
+_SAMPLE_TIME: Final = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +76,7 @@ def timing_problems(
     ):
         problems.append(f"the interval must be at least {MIN_INTERVAL_SECONDS:g} second")
     if _zone(timezone) is None:
-        problems.append(f"unknown time zone {_quoted(timezone)} (IANA names: 'Europe/Berlin')")
+        problems.append(f"unknown time zone {quoted(timezone)} (IANA names: 'Europe/Berlin')")
     if end_at is not None and not _is_aware(end_at):
         problems.append("end_at must have a UTC offset")
     if not (math.isfinite(jitter_seconds) and 0 <= jitter_seconds <= MAX_JITTER_SECONDS):
@@ -187,55 +185,24 @@ def due(
     return Due(run, skipped, first, latest[-1] if run is None else latest[-2], next_fire)
 
 
-TEMPLATE_VARIABLES: Final[Mapping[str, type[datetime] | type[str]]] = MappingProxyType(
-    {
-        "fireTime": datetime,  # nominal, in UTC
-        "fireTimeLocal": datetime,  # nominal, in the schedule's time zone
-        "scheduleId": str,
-        "scheduleName": str,
-    }
-)
-# `{{name}}` or `{{name:strftime format}}`. Replaced through this expression, never str.format or
-# eval, so that a template reaches these values and nothing else.
-_PLACEHOLDER: Final = re.compile(r"\{\{([^{}:]*)(?::([^{}]*))?\}\}")
-_SAMPLE_TIME: Final = datetime(2000, 1, 1, tzinfo=UTC)
-
-
-def template_problems(template: object) -> list[str]:
-    """What is wrong with the placeholders of a template (a JSON value), in words for people."""
-    return list(_template_problems(template, "$"))
-
-
-def render(template: T, variables: Mapping[str, datetime | str]) -> T:
-    """The template with its placeholders replaced in every string at any depth (dict keys are
-    left alone); datetimes are ISO 8601 unless a format is given.
-
-    ValueError when template_problems finds any, or `variables` lacks one that the template uses.
-    """
-    problems = template_problems(template)
-    if problems:
-        raise ValueError("; ".join(problems))
-    return cast(T, _render(template, variables))
-
-
 def _cron_problems(cron: str) -> list[str]:
     # Five fields only: cronsim's optional seconds field is not crontab(5), and exempts the
     # expression from Debian's DST rules.
     if len(cron.split()) != 5:
         return [
-            f"cron expression {_quoted(cron)} must have five fields: "
+            f"cron expression {quoted(cron)} must have five fields: "
             "minute hour day-of-month month day-of-week"
         ]
     try:
         CronSim(cron, _SAMPLE_TIME)
     except CronSimError as error:
-        return [f"cron expression {_quoted(cron)}: {error}"]
+        return [f"cron expression {quoted(cron)}: {error}"]
     except ValueError:  # from int(), on thousands of digits
-        return [f"cron expression {_quoted(cron)}: a number is too long"]
+        return [f"cron expression {quoted(cron)}: a number is too long"]
     return []
 
 
-def _quoted(text: str) -> str:
+def quoted(text: str) -> str:
     """Someone's input, quoted for a message, and cut short: it can be of any length."""
     return repr(text if len(text) <= 60 else f"{text[:57]}...")
 
@@ -357,56 +324,3 @@ def _last_cron_fires(
             break
         latest = (*latest[-1:], fire)
     return latest
-
-
-def _render(value: object, variables: Mapping[str, datetime | str]) -> object:
-    if isinstance(value, str):
-        return _PLACEHOLDER.sub(lambda match: _placeholder_value(match, variables), value)
-    if isinstance(value, dict):
-        return {key: _render(item, variables) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_render(item, variables) for item in value]
-    return value
-
-
-def _template_problems(value: object, path: str) -> Iterator[str]:
-    if isinstance(value, str):
-        for match in _PLACEHOLDER.finditer(value):
-            problem = _placeholder_problem(match)
-            if problem is not None:
-                yield f"{path}: {problem}"
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _template_problems(item, f"{path}.{key}")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _template_problems(item, f"{path}[{index}]")
-
-
-def _placeholder_problem(match: re.Match[str]) -> str | None:
-    name, form = match[1].strip(), match[2]
-    kind = TEMPLATE_VARIABLES.get(name)
-    if kind is None:
-        known = ", ".join(TEMPLATE_VARIABLES)
-        return f"unknown variable {_quoted(name)} in {_quoted(match[0])} (known: {known})"
-    if form is None:
-        return None
-    if kind is not datetime:
-        return f"{name} is text and takes no format, in {_quoted(match[0])}"
-    if not form:
-        return f"empty format in {_quoted(match[0])}"
-    try:
-        _SAMPLE_TIME.strftime(form)
-    except (ValueError, UnicodeError):  # some platforms reject unknown directives; surrogates
-        return f"bad date format in {_quoted(match[0])}"
-    return None
-
-
-def _placeholder_value(match: re.Match[str], variables: Mapping[str, datetime | str]) -> str:
-    name, form = match[1].strip(), match[2]
-    kind, value = TEMPLATE_VARIABLES[name], variables.get(name)
-    if kind is datetime and isinstance(value, datetime):
-        return value.isoformat() if form is None else value.strftime(form)
-    if kind is str and isinstance(value, str):
-        return value
-    raise ValueError(f"the template variable {name} needs a {kind.__name__} value")

@@ -3,6 +3,7 @@ envelope with nothing changed, and tenants kept apart."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -130,3 +131,71 @@ async def test_an_every_second_schedule_starts_flows_over_rest(client: Client) -
     fired = next(line for line in metrics.splitlines()
                  if line.startswith("flowlog_schedule_fire_delay_seconds_count"))  # fmt: skip
     assert float(fired.split()[-1]) >= 2
+
+
+async def test_templates_are_held_to_the_flow_create_limits_at_create_and_update(
+    client: Client,
+) -> None:
+    """Formats take plain directives of a fixed list; the longest a schedule's templates can
+    render (every directive at its longest) must be a flow the REST create takes: a bizId of
+    200 characters at most, a create body of 1 MiB at most."""
+    await ok(await post(client, SCHEDULES, NIGHTLY))
+    before = await events_of(client, "nightly-backup")
+    spec = {k: v for k, v in NIGHTLY.items() if k != "scheduleId"}
+    percent_a = "{{fireTime:%A}}"  # a weekday, 9 characters at the longest (Wednesday)
+    for change, words in (
+        ({"bizIdTemplate": "b-{{fireTime:%1000Y}}"},
+         ["bizIdTemplate", "'%1000Y' is not an allowed directive", "{{fireTime:%1000Y}}"]),
+        ({"bizIdTemplate": "b-{{fireTime:%-d}}"}, ["bizIdTemplate", "'%-d'"]),
+        ({"bizIdTemplate": "b-{{fireTimeLocal:%_H}}"}, ["bizIdTemplate", "'%_H'"]),
+        ({"bizIdTemplate": "b-{{fireTime:%0Y}}"}, ["bizIdTemplate", "'%0Y'"]),
+        ({"context": {"night": "{{fireTimeLocal:%Ey}}"}}, ["context: $.night", "'%Ey'"]),
+        ({"context": {"night": ["{{fireTimeLocal:%Od}}"]}}, ["context: $.night[0]", "'%Od'"]),
+        ({"context": {"night": "{{fireTimeLocal:%c}}"}}, ["context: $.night", "'%c'"]),
+        ({"bizIdTemplate": percent_a * 22 + "abc"},
+         ["bizIdTemplate: renders bizIds of up to 201 characters", "takes 200 at most"]),
+        ({"context": {"k": "{{fireTimeLocal}}" * 31_000}},
+         ["context: at its longest", "over the 1,048,576"]),
+    ):  # fmt: skip
+        other = NIGHTLY | change | {"scheduleId": "other"}
+        for response in (
+            await post(client, SCHEDULES, other),
+            await client.put(f"{SCHEDULES}/nightly-backup", json=spec | change),
+        ):
+            body = await refused(response, 400, 40115)  # fmt: skip
+            for word in words:
+                assert word in body["message"], (word, body["message"])
+    # The scheduleId is what a schedule's own id renders: 100 characters make this too long.
+    long_id = {"scheduleId": "s" * 100, "context": {"k": "{{scheduleId}}" * 11_000}}
+    await refused(await post(client, SCHEDULES, NIGHTLY | long_id), 400, 40115)
+    await refused(await client.get(f"{SCHEDULES}/other"), 404, 40130)
+    assert await events_of(client, "nightly-backup") == before
+    # At the limits, taken.
+    fits = {"bizIdTemplate": percent_a * 22 + "ab", "context": {"k": "{{fireTimeLocal}}" * 29_000}}
+    assert (await ok(await post(client, SCHEDULES, NIGHTLY | fits | {"scheduleId": "other"})))[
+        "spec"
+    ]["bizIdTemplate"] == fits["bizIdTemplate"]
+    await ok(await client.put(f"{SCHEDULES}/nightly-backup", json=spec | fits))
+
+
+async def test_nul_and_lone_surrogates_in_templates_are_refused(client: Client) -> None:
+    await ok(await post(client, SCHEDULES, NIGHTLY))
+    before = await events_of(client, "nightly-backup")
+    spec = {k: v for k, v in NIGHTLY.items() if k != "scheduleId"}
+    for change in (
+        {"bizIdTemplate": "b\u0000-{{fireTime}}"},
+        {"bizIdTemplate": "b-{{fireTime:%Y\ud800}}"},
+        {"bizIdTemplate": "b-{{fireTime:%Y\u0000}}"},
+        {"context": {"k": "\udfff{{scheduleId}}"}},
+        {"context": {"k\u0000": "v"}},
+        {"context": {"k": [{"deep": "{{scheduleId}}\u0000"}]}},
+    ):
+        headers = {"Content-Type": "application/json"}
+        # Spelled as JSON escapes (\ud800): a UTF-8 body cannot carry a lone surrogate.
+        created = json.dumps(NIGHTLY | change | {"scheduleId": "other"})
+        await refused(await client.post(SCHEDULES, data=created, headers=headers), 400, 40115)
+        changed = json.dumps(spec | change)
+        url = f"{SCHEDULES}/nightly-backup"
+        await refused(await client.put(url, data=changed, headers=headers), 400, 40115)
+    await refused(await client.get(f"{SCHEDULES}/other"), 404, 40130)
+    assert await events_of(client, "nightly-backup") == before

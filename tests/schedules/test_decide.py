@@ -14,6 +14,7 @@ from app.schedules.events import (
     ScheduleQueued,
     ScheduleSkipped,
     ScheduleUpdated,
+    encode,
 )
 from app.schedules.spec import ScheduleSpec
 from app.schedules.state import (
@@ -191,3 +192,72 @@ def test_an_update_that_changes_no_timing_drops_no_fire_and_snapshots_round_trip
     assert changed.considered_until == fire  # the new timing's past is not made up for
     for each in (state, described, changed, after(changed, fired, at)):
         assert from_snapshot(snapshot(each), each.created_at, each.updated_at) == each
+
+
+def unchecked(**spec: object) -> ScheduleState:
+    """A schedule as recorded before its settings were held to the create's limits: its
+    ScheduleCreated written without decide.create's checks."""
+    settings = {"flowName": "backup", "intervalSeconds": 60, **spec}
+    return evolve(None, ScheduleCreated(schedule_id="nightly", spec=settings), 1, T0)
+
+
+@pytest.mark.parametrize(
+    ("settings", "problem"),
+    [
+        ({"bizIdTemplate": "{{fireTime:%A}}" * 22 + "abc"},
+         "bizIdTemplate: renders bizIds of up to 201 characters, and a flow's bizId takes 200"),
+        ({"bizIdTemplate": "{{fireTime:%1000Y}}"}, "'%1000Y' is not an allowed directive"),
+        ({"context": {"k": "{{fireTimeLocal}}" * 31_000}},
+         "context: at its longest, its create request would be 1,085,"),
+    ],
+)  # fmt: skip
+def test_settings_whose_longest_flow_the_create_would_refuse_are_refused(
+    settings: dict[str, object], problem: str
+) -> None:
+    spec = ScheduleSpec.model_validate({"flowName": "backup", "intervalSeconds": 60, **settings})
+    with pytest.raises(WorkflowError) as refused:
+        decide.create(None, "nightly", "t1", spec, False, T0)
+    assert refused.value.code is Code.BAD_INPUT
+    assert problem in refused.value.message
+    with pytest.raises(WorkflowError) as refused:
+        decide.update(made(), "nightly", spec, T0)
+    assert problem in refused.value.message
+
+
+def test_settings_whose_longest_flow_fits_are_taken() -> None:
+    made(bizIdTemplate="{{fireTime:%A}}" * 22 + "ab")  # 200 characters at the longest
+    made(context={"k": "{{fireTimeLocal}}" * 29_000})  # 1,015,000 bytes at the longest
+
+
+def test_a_fire_the_create_would_refuse_is_skipped_as_refused_and_makes_no_flow() -> None:
+    at = T0 + timedelta(seconds=60)
+    for state, error in (
+        (unchecked(bizIdTemplate="{{fireTime:%1000Y}}"), "'%1000Y' is not an allowed directive"),
+        (unchecked(bizIdTemplate=f"{{{{fireTime:{'%A' * 40}}}}}"), "bizId: String should have"),
+        (unchecked(context={"k": "{{fireTime}}" * 50_000}), "over the 1,048,576 a request takes"),
+    ):
+        with pytest.raises(decide.FireRefused, match=error):
+            decide.flow_of_fire(state, at)
+        events = decide.fire(state, at, previous_running=False)
+        assert len(events) == 1
+        skipped = events[0]
+        assert isinstance(skipped, ScheduleSkipped)
+        assert (skipped.first, skipped.last, skipped.count, skipped.why) == (at, at, 1, "refused")
+        assert skipped.error is not None
+        assert error in skipped.error
+        refused = after(state, events, at)
+        assert (refused.fires, refused.skipped, refused.last_flow_id) == (0, 1, None)
+        assert decide.next_due(refused, at) == at + timedelta(seconds=60)  # it fires on
+
+
+def test_a_queued_fire_the_create_would_refuse_leaves_the_queue() -> None:
+    at = T0 + timedelta(seconds=60)
+    state = unchecked(overlap="queue", bizIdTemplate="{{fireTime:%-d}}")
+    queued = after(state, [ScheduleQueued(fire_time=at)], at)
+    events = decide.fire(queued, at + timedelta(seconds=5), previous_running=False)
+    assert [(type(e), getattr(e, "why", None)) for e in events] == [(ScheduleSkipped, "refused")]
+    assert after(queued, events, at).queued is None
+    # Skips of other fires (missed, overlap) leave it queued, and record no error.
+    other = ScheduleSkipped(first=at, last=at, count=1, why="overlap")
+    assert after(queued, [other], at).queued == at
+    assert "error" not in encode(other)[1]

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
 
+from app.schedules.events import ScheduleCreated, ScheduleEvent, ScheduleFired
 from app.schedules.rebuild import rebuild_schedules, verify_schedules
 from app.schedules.scheduler import Scheduler
 from app.schedules.spec import ScheduleSpec
 from app.schedules.state import ScheduleState, ScheduleStatus
+from app.schedules.store import ScheduleRepository
 from app.workflow.definition import NodeDefinition, Registry, WorkflowDefinition
 from app.workflow.engine import Engine
 from app.workflow.errors import Code, DefinitionNotFound, WorkflowError
@@ -269,3 +272,78 @@ async def test_a_scheduler_claims_only_schedules_whose_definition_it_has(
         await wait_fires(pool, "mine", 1)
     finally:
         await knowing.stop()
+
+
+REFUSALS = """
+SELECT data FROM events
+WHERE stream_id = 'schedule-' || $1 AND type = 'ScheduleSkipped' AND data ->> 'why' = 'refused'
+ORDER BY version
+"""
+
+
+async def test_a_fire_the_flow_create_would_refuse_makes_no_flow_and_the_scheduler_goes_on(
+    start_engine: StartEngine, pool: asyncpg.Pool
+) -> None:
+    """Settings recorded before templates were held to the REST create's limits (written here
+    to the log as that code wrote them, without the checks): each fire is recorded skipped,
+    why "refused", and makes no flow; the scheduler goes on firing every schedule. A fire
+    recorded then whose flow was never made is not made either, and holds nothing up."""
+    engine = await start_engine(quick_flow())
+    repository = ScheduleRepository(EventStore(engine.pool))
+    unchecked = {
+        # The directive with a width: a bizId of 1,000 characters a fire (80,000 were seen).
+        "wide": every_second(bizIdTemplate="b-{{fireTime:%1000Y}}"),
+        "wide-context": every_second(context={"k": "{{fireTime:%1000Y}}" * 100}),
+        # Plain directives, but a context of 1.25 MB a fire: beyond what a request may carry.
+        "huge": every_second(context={"k": "{{fireTime}}" * 50_000}),
+        "legacy": every_second(bizIdTemplate=f"{{{{fireTime:{'%A' * 40}}}}}"),  # 240 or more
+    }
+    for schedule_id, spec in unchecked.items():
+        created = ScheduleCreated(schedule_id=schedule_id, spec=spec.model_dump(mode="json"))
+        events: list[ScheduleEvent] = [created]
+        if schedule_id == "legacy":  # fired, its flow not made yet (its scheduler was killed)
+            fire_time = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
+            events.append(ScheduleFired(fire_time=fire_time, flow_id=str(uuid.uuid4())))
+        await repository.append(None, schedule_id, events, Caller("old code"), 0)
+    # Due now rather than after SETTLE (the wait for a killed scheduler's fire).
+    await pool.execute("UPDATE schedules SET due_at = now() WHERE id = 'legacy'")
+    await engine.schedules.create("fine", every_second(overlap="allow"))
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while True:
+        refusals = {s: await pool.fetch(REFUSALS, s) for s in unchecked}
+        if all(len(found) >= 2 for found in refusals.values()):
+            break
+        assert loop.time() < deadline, refusals
+        await asyncio.sleep(0.1)
+    for schedule_id, found in refusals.items():
+        for row in found:
+            assert row["data"]["count"] == 1
+            assert row["data"]["first"] == row["data"]["last"]
+        error = found[0]["data"]["error"]
+        if schedule_id.startswith("wide"):
+            assert "'%1000Y' is not an allowed directive" in error, error
+        elif schedule_id == "huge":
+            assert "over the 1,048,576 a request takes" in error, error
+        else:
+            assert "bizId: String should have at most 200 characters" in error, error
+    fired = await pool.fetch(FIRES, "legacy")
+    assert len(fired) == 1  # the one the old code recorded, and no other
+    assert fired[0]["status"] is None  # its flow never made
+    for schedule_id in ("wide", "wide-context", "huge"):
+        assert await pool.fetch(FIRES, schedule_id) == []
+    made = await pool.fetchval(
+        "SELECT count(*) FROM workflows WHERE context ->> 'scheduleId' = ANY($1::text[])",
+        list(unchecked),
+    )
+    assert made == 0
+    assert await pool.fetchval("SELECT max(length(biz_id)) FROM workflows") <= 200
+    # The scheduler fired on meanwhile, and goes on.
+    assert engine.scheduler is not None
+    before = len(await wait_fires(pool, "fine", 2))
+    await wait_fires(pool, "fine", before + 2)
+    row = await pool.fetchrow("SELECT fires, skipped FROM schedules WHERE id = 'wide'")
+    assert row is not None
+    assert row["fires"] == 0
+    assert row["skipped"] >= 2
