@@ -17,8 +17,8 @@ from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Final, TypeVar, cast
 
-from app.storable import storable_text
 from app.schedules.timing import quoted
+from app.storable import storable_text
 
 T = TypeVar("T")
 
