@@ -69,6 +69,7 @@ def setup_console(app: web.Application) -> None:
         short_id=present.short_id,
         pretty_json=present.pretty_json,
         shown_value=present.shown_value,
+        waiting_text=present.waiting_text,
     )
     app.on_response_prepare.append(_security_headers)
     routes = app.router

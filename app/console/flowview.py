@@ -18,6 +18,7 @@ from app.audit.document import state_document
 from app.audit.history import HistoryLine
 from app.audit.replay import Change, diff_documents
 from app.console import graph, timeline
+from app.console.present import Waiting
 from app.workflow.decide import CancelFlow, Command, RetryFlow, StartFlow, StopFlow, decide
 from app.workflow.errors import Code, WorkflowError
 from app.workflow.events import FlowEvent, decode
@@ -66,6 +67,8 @@ class FlowView:
     started_by: str
     callback_node: str | None = None
     """The callback node the flow waits on now (the id approve and reject complete)."""
+    waiting: Waiting | None = None
+    """What the flow waits for now (a timer or callback node whose action has run)."""
     archived: bool = False
     """Sealed for its archive now (retention): it takes no action."""
 
@@ -116,6 +119,7 @@ def build(
         actions=allowed_actions(current, now),
         started_by=_started_by(lines),
         callback_node=_callback_node(current),
+        waiting=waiting_of(current, lines),
         archived=current.archived,
     )
 
@@ -177,6 +181,19 @@ def _callback_node(state: FlowState) -> str | None:
     if running is None or running.kind != "callback" or state.terminal:
         return None
     return None if state.status is FlowStatus.CANCELING else running.node_id
+
+
+def waiting_of(state: FlowState, lines: Sequence[HistoryLine]) -> Waiting | None:
+    """What the flow waits for: its running timer or callback node once its action has run,
+    since its ``NodeWaiting`` (the last event that changed the node); nothing while the flow
+    is being canceled."""
+    running = state.running_node
+    if running is None or not running.waiting or state.status is FlowStatus.CANCELING:
+        return None
+    since = next(line.recorded_at for line in lines if line.version == running.version)
+    if running.kind == "timer":
+        return Waiting(running.name, "timer", since, wake_at=running.wake_at)
+    return Waiting(running.name, "callback", since, deadline=running.deadline)
 
 
 def _started_by(lines: Sequence[HistoryLine]) -> str:

@@ -123,9 +123,11 @@ async def _pool(request: web.Request) -> Any:
 # -- flows -------------------------------------------------------------------------------------
 
 
-def _list_query(request: web.Request) -> tuple[ListQuery, int]:
-    """The list's filters from the URL (empty fields of the filter form mean "any")."""
+def _list_query(request: web.Request) -> tuple[ListQuery, int, present.WaitingKind | None]:
+    """The list's filters from the URL (empty fields of the filter form mean "any"), with the
+    console's own: ``waiting`` (the flows whose node waits on a callback, or on a timer)."""
     given = {k: v for k, v in request.query.items() if v.strip()}
+    waiting = _waiting_filter(given.pop("waiting", None))
     page_size = DEFAULT_PAGE_SIZE
     if "pageSize" in given:
         try:
@@ -136,25 +138,48 @@ def _list_query(request: web.Request) -> tuple[ListQuery, int]:
             raise WorkflowError(
                 Code.BAD_INPUT, f"pageSize must be one of {', '.join(map(str, PAGE_SIZES))}"
             )
-    return ListQuery.model_validate({**given, "pageSize": str(page_size)}), page_size
+    return ListQuery.model_validate({**given, "pageSize": str(page_size)}), page_size, waiting
+
+
+def _waiting_filter(value: str | None) -> present.WaitingKind | None:
+    if value is None:
+        return None
+    if value == "callback":
+        return "callback"
+    if value == "timer":
+        return "timer"
+    raise WorkflowError(
+        Code.BAD_INPUT, f"waiting must be one of {', '.join(present.WAITING_KINDS)}"
+    )
 
 
 async def _flows(request: web.Request) -> dict[str, Any]:
-    query, page_size = _list_query(request)
+    query, page_size, waiting = _list_query(request)
     tenant = tenant_of(request)
     where = list_filter(query, tenant)
     after = parse_cursor(query.cursor) if query.cursor else None
     pool = await _pool(request)
-    listed = await list_workflows(pool, where, page=query.page, page_size=page_size, after=after)
-    current = await reads.current_nodes(pool, [row.id for row in listed.rows])
+    if waiting is None:
+        listed = await list_workflows(
+            pool, where, page=query.page, page_size=page_size, after=after
+        )
+    else:
+        listed = await reads.waiting_flows(
+            pool, where, waiting, page=query.page, page_size=page_size, after=after
+        )
+    current = await reads.current_nodes(pool, listed.rows)
     counts = await reads.status_counts(pool, tenant, query.flowName, query.bizType)
     filters = {
         k: v for k, v in request.query.items() if v.strip() and k not in {"cursor", "status"}
     }
     return {
         "query": query,
+        "waiting": waiting,
+        "waiting_kinds": present.WAITING_KINDS,
         "page_size": page_size,
         "filters": filters,
+        # The bulk API's filter knows no waiting: with it, only flows named one by one.
+        "bulk_filter": {k: v for k, v in filters.items() if k != "waiting"},
         "listed": listed,
         "rows": listed.rows,
         "current": current,

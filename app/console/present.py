@@ -7,8 +7,9 @@ script) and absolute in UTC (in the element's ``title`` and ``datetime``).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -64,6 +65,40 @@ def duration(value: timedelta | float) -> str:
         return f"{hours} h {minutes} min" if minutes else f"{hours} h"
     days, hours = divmod(hours, 24)
     return f"{days} d {hours} h" if hours else f"{days} d"
+
+
+WaitingKind = Literal["callback", "timer"]
+WAITING_KINDS: dict[str, str] = {"callback": "a person or a callback", "timer": "a timer"}
+"""What a waiting node waits for, by its kind: the flows page's ``waiting`` filter takes the
+kind, and says it in these words."""
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """The node a flow waits on, run by no worker, once its action has run (``NodeWaiting``):
+    a callback waits for a person (or a service) to complete it, a timer for its time."""
+
+    node: str
+    kind: WaitingKind
+    since: datetime
+    """When its action had run and it began to wait (the time of ``NodeWaiting``)."""
+    wake_at: datetime | None = None
+    """A timer's time to move on."""
+    deadline: datetime | None = None
+    """A callback's deadline (it fails then), if it has one."""
+
+
+def waiting_text(waiting: Waiting, now: datetime) -> str:
+    """``Waiting: approval (a person or a callback), for 2 h; deadline in 22 h``, or
+    ``Waiting: coolDown (a timer), until 2026-11-29 14:00:00 UTC (in 20 min)``."""
+    text = f"Waiting: {waiting.node} ({WAITING_KINDS[waiting.kind]})"
+    if waiting.kind == "timer" and waiting.wake_at is not None:
+        return f"{text}, until {absolute(waiting.wake_at)} ({relative(waiting.wake_at, now)})"
+    text += f", for {duration(now - waiting.since)}"
+    if waiting.deadline is not None:
+        passed = "passed " if waiting.deadline <= now else ""
+        text += f"; deadline {passed}{relative(waiting.deadline, now)}"
+    return text
 
 
 def status_class(status: str) -> str:

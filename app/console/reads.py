@@ -1,14 +1,18 @@
 """What the console reads beyond the list and detail queries of ``projections.reads``: counts
-by status, the current node of listed flows, definitions. Statements in sql/queries/console.sql.
+by status, the node each listed flow is at (and what it waits for), the flows that wait,
+definitions. Statements in sql/queries/console.sql.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from app.console.present import Waiting, WaitingKind
 from eventstore.pool import Executor
-from projections.rows import DefinitionRow
+from projections.reads import Cursor, ListFilter, WorkflowPage
+from projections.rows import DefinitionRow, WorkflowRow
 from sql import load_queries
 
 
@@ -17,6 +21,7 @@ class ConsoleQueries:
     status_counts: str
     definition_counts: str
     current_nodes: str
+    waiting_flows: str
     definition_version: str
     definition_names: str
 
@@ -28,6 +33,8 @@ Q = load_queries(ConsoleQueries, "console")
 class CurrentNode:
     name: str
     status: str
+    waiting: Waiting | None = None
+    """What the node waits for, when it is a timer or callback whose action has run."""
 
 
 async def status_counts(
@@ -45,12 +52,55 @@ async def definition_counts(executor: Executor, tenant: str | None) -> dict[str,
     return counts
 
 
-async def current_nodes(executor: Executor, flow_ids: Sequence[str]) -> dict[str, CurrentNode]:
-    """The latest node execution of each flow (flows that ran none are absent)."""
-    if not flow_ids:
+async def current_nodes(executor: Executor, flows: Sequence[WorkflowRow]) -> dict[str, CurrentNode]:
+    """The node each flow is at (flows that ran none are absent): its latest execution, but
+    for a flow in Error the failure that ended it (not the fail handler that ran after it);
+    with what it waits for, unless the flow is being canceled (then it waits for nothing)."""
+    if not flows:
         return {}
-    rows = await executor.fetch(Q.current_nodes, list(flow_ids))
-    return {row["flow_id"]: CurrentNode(row["name"], row["status"]) for row in rows}
+    failed = [flow.id for flow in flows if flow.status == "Error"]
+    canceling = {flow.id for flow in flows if flow.status == "Canceling"}
+    rows = await executor.fetch(Q.current_nodes, [flow.id for flow in flows], failed)
+    return {
+        row["flow_id"]: CurrentNode(
+            row["name"],
+            row["status"],
+            None if row["flow_id"] in canceling else _waiting(row),
+        )
+        for row in rows
+    }
+
+
+def _waiting(row: Any) -> Waiting | None:
+    if row["waiting_since"] is None:
+        return None
+    kind: WaitingKind = "timer" if row["kind"] == "timer" else "callback"
+    return Waiting(row["name"], kind, row["waiting_since"], row["wake_at"], row["deadline"])
+
+
+async def waiting_flows(
+    executor: Executor,
+    where: ListFilter,
+    kind: WaitingKind,
+    *,
+    page: int,
+    page_size: int,
+    after: Cursor | None,
+) -> WorkflowPage:
+    """One page of the flows that wait on a node of ``kind`` (as ``list_workflows`` pages
+    the others: newest first, keyset cursor) and how many match."""
+    rows = await executor.fetch(
+        Q.waiting_flows, kind, where.status, where.name, where.biz_id, where.biz_type,
+        where.tenant_id, where.created_from, where.created_to,
+        None if after is None else after.created_at, None if after is None else after.id,
+        page_size, 0 if after is not None else (page - 1) * page_size,
+    )  # fmt: skip
+    total = int(rows[0]["total"]) if rows else 0
+    listed = [WorkflowRow(*tuple(row)[1:]) for row in rows if row["id"] is not None]
+    cursor = None
+    if len(listed) == page_size:
+        cursor = Cursor(listed[-1].created_at, listed[-1].id).encode()
+    return WorkflowPage(listed, total, page, page_size, cursor)
 
 
 async def definition_version(executor: Executor, version: str) -> DefinitionRow | None:

@@ -20,11 +20,82 @@ GROUP BY name, status
 HAVING sum(count) <> 0
 
 -- name: current_nodes
--- The latest node execution of each listed flow (one index range per flow).
-SELECT DISTINCT ON (flow_id) flow_id, name, status
-FROM workflow_nodes
-WHERE flow_id = ANY($1::text[])
-ORDER BY flow_id, sequence DESC
+-- The node each listed flow ($1) is at: its latest execution; for the flows in Error ($2),
+-- the latest execution in Error that no later execution of the same node followed (the
+-- failure that ended the flow, not the fail handler after it, nor an attempt retried). A
+-- waiting timer or callback (its action ran) has its NodeWaiting event, which is the last
+-- event that changed the node's row: since when, until when. One index range per flow, and
+-- one index probe into the log per running timer or callback.
+SELECT c.flow_id, c.name, c.status, c.kind, w.recorded_at AS waiting_since,
+       (w.data ->> 'wake_at')::timestamptz AS wake_at,
+       (w.data ->> 'deadline')::timestamptz AS deadline
+FROM (
+    SELECT DISTINCT ON (n.flow_id) n.flow_id, n.name, n.status, n.kind, n.stream_version
+    FROM workflow_nodes n
+    WHERE n.flow_id = ANY($1::text[])
+    ORDER BY n.flow_id,
+             n.flow_id = ANY($2::text[]) AND n.status = 'Error' AND NOT EXISTS (
+                 SELECT FROM workflow_nodes later
+                 WHERE later.flow_id = n.flow_id AND later.sequence > n.sequence
+                   AND later.node_key = n.node_key) DESC,
+             n.sequence DESC
+) c
+LEFT JOIN LATERAL (
+    SELECT e.recorded_at, e.data FROM events e
+    WHERE c.status = 'Processing' AND c.kind IN ('timer', 'callback')
+      AND e.stream_id = 'flow-' || c.flow_id AND e.version = c.stream_version
+      AND e.type = 'NodeWaiting'
+    LIMIT 1  -- a key lookup: never flattened into a join that could scan the log
+) w ON true
+
+-- name: waiting_flows
+-- One page of the flows whose node waits on a callback ($1 = 'callback': for a person or a
+-- service to complete it) or a timer ('timer'), with the list's filters (each NULL: any; $2
+-- status, $3 definition, $4 bizId, $5 bizType, $6 tenant, $7..$8 created range), newest
+-- first after the keyset cursor ($9, $10), $11 rows from $12; every row carries how many
+-- flows match (one row of NULLs but the total when the page is empty). Driven by the running
+-- nodes (the partial index workflow_nodes_running_idx), each checked against its flow (primary
+-- key) and its NodeWaiting event (the log's unique (stream, version) key): the cost follows
+-- the number of running nodes, not of flows. A flow being canceled waits for nothing.
+WITH matching AS MATERIALIZED (
+    SELECT w.id, w.created_at
+    FROM workflow_nodes n
+    -- Two key lookups per running node. LIMIT keeps each subquery apart: flattened into
+    -- joins, a generic plan (the optional filters unknown) scanned every flow, or every
+    -- NodeWaiting of the log, instead.
+    CROSS JOIN LATERAL (
+        SELECT FROM events e
+        WHERE e.stream_id = 'flow-' || n.flow_id AND e.version = n.stream_version
+          AND e.type = 'NodeWaiting'
+        LIMIT 1
+    ) waited
+    CROSS JOIN LATERAL (
+        SELECT f.id, f.created_at FROM workflows f
+        WHERE f.id = n.flow_id
+          AND f.status <> 'Canceling'
+          AND ($2::text IS NULL OR f.status = $2)
+          AND ($3::text IS NULL OR f.name = $3)
+          AND ($4::text IS NULL OR f.biz_id = $4)
+          AND ($5::text IS NULL OR f.biz_type = $5)
+          AND ($6::text IS NULL OR f.tenant_id = $6)
+          AND ($7::timestamptz IS NULL OR f.created_at >= $7)
+          AND ($8::timestamptz IS NULL OR f.created_at < $8)
+        LIMIT 1
+    ) w
+    WHERE n.status = 'Processing' AND n.kind = $1::text
+)
+SELECT t.total, w.id, w.name, w.biz_id, w.biz_type, w.status, w.tenant_id,
+       w.definition_version, w.context, w.error_code, w.error_message, w.created_at,
+       w.updated_at, w.stream_version
+FROM (SELECT count(*) AS total FROM matching) t
+LEFT JOIN LATERAL (
+    SELECT m.id FROM matching m
+    WHERE $9::timestamptz IS NULL OR (m.created_at, m.id) < ($9, $10::text)
+    ORDER BY m.created_at DESC, m.id DESC
+    LIMIT $11 OFFSET $12
+) p ON true
+LEFT JOIN workflows w ON w.id = p.id
+ORDER BY w.created_at DESC, w.id DESC
 
 -- name: definition_version
 SELECT name, version, node_names, definition, registered_at, tenant_id

@@ -143,6 +143,17 @@ class Console:
             assert time.monotonic() < deadline, f"{flow_id} stayed {found}"
             time.sleep(0.05)
 
+    def wait_waiting(self, flow_id: str, within: float = 20) -> dict[str, Any]:
+        """What the flow waits on (the detail's ``waiting``), once it waits."""
+        deadline = time.monotonic() + within
+        while (
+            waiting := self.api("GET", f"/api/v1/workflow/{flow_id}")["data"]["waiting"]
+        ) is None:
+            assert time.monotonic() < deadline, f"{flow_id} never waited"
+            time.sleep(0.05)
+        found: dict[str, Any] = waiting
+        return found
+
     def events(self, flow_id: str, token: str | None = None) -> list[dict[str, Any]]:
         path = f"/api/v1/workflow/{flow_id}/events?pageSize=500"
         found: list[dict[str, Any]] = self.api("GET", path, token=token)["data"]["events"]

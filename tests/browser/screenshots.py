@@ -20,8 +20,8 @@ from app.database import provide_database
 from tests.browser.conftest import CHROMIUM, DESKTOP, PHONE, Console, run_async, running_console
 
 SHOTS = (
-    "flows.png", "flow.png", "time-travel.png", "retry.png", "bulk.png", "definition.png",
-    "schedule.png", "api.png", "phone-flows.png", "phone-flow.png",
+    "flows.png", "flow.png", "waiting.png", "time-travel.png", "retry.png", "bulk.png",
+    "definition.png", "schedule.png", "api.png", "phone-flows.png", "phone-flow.png",
 )  # fmt: skip
 
 
@@ -36,6 +36,7 @@ def make_screenshots(server_url: str, out: Path) -> list[Path]:
         run_async(migrate_database(with_database(server_url, template)))
         with running_console(server_url, template, "--demo") as console:
             flows = _settled_demo(console)
+            flows["restore"] = _waiting_restore(console)
             return _photograph(console, flows, out)
     finally:
         run_async(drop_database(server_url, template))
@@ -59,6 +60,17 @@ def _settled_demo(console: Console) -> dict[str, str]:
         time.sleep(0.2)
 
 
+def _waiting_restore(console: Console) -> str:
+    """A restore of the first demo cluster, waiting for a person's approval."""
+    answer = console.api("POST", "/api/v1/workflow/", {
+        "flowName": "restore", "bizId": "demo-cluster-1", "bizType": "demo", "start": True,
+        "context": {"clusterId": "demo-1"},
+    })  # fmt: skip
+    flow_id: str = answer["data"]["workFlowId"]
+    console.wait_waiting(flow_id, within=60)
+    return flow_id
+
+
 def _photograph(console: Console, flows: dict[str, str], out: Path) -> list[Path]:
     from playwright.sync_api import sync_playwright
 
@@ -76,6 +88,8 @@ def _photograph(console: Console, flows: dict[str, str], out: Path) -> list[Path
         shot("flows.png")
         page.goto(console.url(f"/flows/{retried}"))
         shot("flow.png", full=True)
+        page.goto(console.url(f"/flows/{flows['restore']}"))
+        shot("waiting.png")
         page.goto(console.url(f"/flows/{retried}?version=9"))  # updateBackupRecord failed
         page.evaluate("document.getElementById('travel').scrollIntoView()")
         shot("time-travel.png")

@@ -3,6 +3,7 @@ stream; stop, resume and retry by the buttons; time travel through its versions.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -14,7 +15,8 @@ QUICK = {"slowSeconds": 0, "uploadSeconds": 0}
 
 
 def badge(page: Any) -> Any:
-    return page.locator("#flow-head .status-line .badge")
+    """The flow's status (a waiting flow has a second badge: Waiting)."""
+    return page.locator("#flow-head .status-line .badge").first
 
 
 def node(page: Any, key: str) -> Any:
@@ -181,3 +183,30 @@ def test_an_operator_approves_a_waiting_callback_by_its_button(
         ("change 42 approved by the board", "success")
     ]
     expect(page.locator("#history-rows tr", has_text="CallbackReceived")).to_have_count(1)
+
+
+def test_a_waiting_flow_and_a_failed_one_say_so_on_their_pages(
+    page: Any, console: Console, tag: str
+) -> None:
+    restore = console.create(flowName="restore", bizType=tag, context={"clusterId": "c-9"})
+    console.wait_waiting(restore)
+    page.goto(console.url(f"/flows/{restore}"))
+    status = page.locator("#flow-head .status-line")
+    expect(status.locator(".badge")).to_have_text(["Processing", "Waiting"])
+    expect(status).to_have_text(re.compile(
+        r"^Processing Waiting Waiting: approval \(a person or a callback\), for \d[^;]*; "
+        r"deadline in 23 h$"
+    ))  # fmt: skip
+    expect(status.locator(".waiting")).to_have_attribute("title", re.compile(r"^since 20\d\d-"))
+    took = page.locator("#panel table.timeline tbody tr").last.locator("td").nth(1)
+    expect(took).to_have_text(re.compile(r"^\d+(\.\d)? (ms|s|min \d+ s) so far$"))
+    expect(page.locator("#flow")).not_to_contain_text("…")
+
+    failed = console.create(bizType=tag, context={**QUICK, "failAt": "upload"})
+    console.wait_status(failed, "Error")
+    page.goto(console.url(f"/flows/{failed}"))
+    expect(page.locator("#flow-head .status-line")).to_have_text(
+        "Error 7002: the object store refused the upload"
+    )
+    expect(node(page, "backupDone")).to_have_class("node st-error")
+    expect(node(page, "fail")).to_have_class("node st-finished")

@@ -143,3 +143,48 @@ def test_a_live_refresh_keeps_the_row_in_view_where_it_was(
     same = page.locator(f'#flow-rows tr[data-id="{flow_id}"]')
     assert abs(same.bounding_box()["y"] - top) < 2  # still where the operator was looking
     assert page.evaluate("window.scrollY") > scrolled
+
+
+def test_a_flow_waiting_for_a_person_and_one_that_failed_say_so(
+    page: Any, console: Console, tag: str
+) -> None:
+    failed = console.create(bizType=tag, bizId="broken",
+                            context={"failAt": "upload", "slowSeconds": 0})  # fmt: skip
+    restore = console.create(flowName="restore", bizType=tag, bizId="restore-1",
+                             context={"clusterId": "c-9"})  # fmt: skip
+    console.wait_status(failed, "Error")
+    console.wait_waiting(restore)
+
+    page.goto(console.url(f"/?bizType={tag}"))
+    expect(rows(page)).to_have_count(2)
+    waiting = page.locator(f'tr[data-id="{restore}"]')
+    expect(waiting.locator("td.status .badge")).to_have_text(["Processing", "Waiting"])
+    expect(waiting.locator('td[data-label="Node"]')).to_have_text(
+        re.compile(r"^Waiting: approval \(a person or a callback\), for \d[^;]*; deadline in 23 h$")
+    )
+    # The node whose failure ended the flow, not its fail handler (backupFail) after it.
+    node = page.locator(f'tr[data-id="{failed}"] td[data-label="Node"]')
+    expect(node).to_have_text("upload (Error)")
+    # An open flow's duration is whole, and says it runs on; no figure is cut off.
+    expect(waiting.locator('td[data-label="Took"]')).to_have_text(
+        re.compile(r"^\d+(\.\d)? (ms|s|min \d+ s) so far$")
+    )
+    expect(page.locator("#flows-table")).not_to_contain_text("…")
+    cut = page.evaluate(
+        """() => [...document.querySelectorAll('#flows-table th, #flows-table td')]
+            .filter((cell) => cell.scrollWidth > cell.clientWidth + 1)
+            .map((cell) => cell.textContent.trim())"""
+    )
+    assert cut == []
+    wrap = page.locator(".table-wrap")
+    assert wrap.evaluate("(box) => box.scrollWidth - box.clientWidth") <= 1
+
+    # The flows that wait for a person: a filter in the URL like the others.
+    page.get_by_label("Waiting", exact=True).select_option(label="for a person or a callback")
+    page.get_by_role("button", name="Filter").click()
+    expect(rows(page)).to_have_count(1)
+    assert rows(page).first.get_attribute("data-id") == restore
+    assert "waiting=callback" in page.url
+    assert f"bizType={tag}" in page.url
+    page.go_back()
+    expect(rows(page)).to_have_count(2)

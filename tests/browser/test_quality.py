@@ -26,12 +26,15 @@ def flows(console: Console) -> dict[str, str]:
     assert console.api("POST", "/api/v1/workflow/cancel", {"workFlowId": canceled})["code"] == 0
     console.create(bizType="quality", start=False)  # Initializing
     running = console.create(bizType="quality", context={"slowSeconds": 600})
+    waiting = console.create(flowName="restore", bizType="quality")
     console.wait_status(finished, "Finished")
     console.wait_status(failed, "Error")
+    console.wait_waiting(waiting)
     nightly = {"scheduleId": "quality-nightly", "flowName": "backup", "cron": "0 2 * * *",
                "timezone": "Europe/Berlin", "context": {"clusterId": "{{scheduleId}}"}}  # fmt: skip
     assert console.api("POST", "/api/v1/workflow-schedules", nightly)["code"] == 0
-    return {"finished": finished, "failed": failed, "stopped": stopped, "running": running}
+    return {"finished": finished, "failed": failed, "stopped": stopped, "running": running,
+            "waiting": waiting}  # fmt: skip
 
 
 def pages(flows: dict[str, str]) -> list[str]:
@@ -41,6 +44,8 @@ def pages(flows: dict[str, str]) -> list[str]:
         f"/flows/{flows['failed']}",
         f"/flows/{flows['finished']}?version=3",
         f"/flows/{flows['running']}",
+        f"/flows/{flows['waiting']}",
+        "/?waiting=callback",
         "/definitions",
         "/definitions/backup",
         "/schedules",

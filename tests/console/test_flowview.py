@@ -6,8 +6,15 @@ from __future__ import annotations
 import pytest
 
 from app.console.flowview import allowed_actions, build
+from app.console.present import Waiting
 from app.demo import DEFINITIONS
-from app.workflow.events import FlowFailed, FlowStarted, FlowStopped
+from app.workflow.events import (
+    CancelRequested,
+    FlowFailed,
+    FlowStarted,
+    FlowStopped,
+    NodeWaiting,
+)
 from app.workflow.state import FlowStatus
 from tests.console.histories import at, created, failed, lines, started, succeeded
 
@@ -91,3 +98,38 @@ def test_allowed_actions_of_a_finished_flow_are_none() -> None:
     ])  # fmt: skip
     view = build(history, 5, DEMO, at(5))
     assert allowed_actions(view.state, at(5)) == ()
+
+
+RESTORE = DEFINITIONS[1].describe()
+
+
+def _restore(*more: tuple[object, float]) -> list:
+    return lines([
+        (created(), 0), (FlowStarted(), 0), (started("start", "checkBackup", 1), 1),
+        (succeeded(1, "approval"), 2), (started("approval", "approval", 2, kind="callback"), 2),
+        *more,  # type: ignore[list-item]
+    ])  # fmt: skip
+
+
+def test_a_flow_waiting_for_a_person_says_since_when() -> None:
+    asking = _restore()  # its action runs: it does not wait yet
+    assert build(asking, len(asking), RESTORE, at(10)).waiting is None
+    waiting = NodeWaiting(node_id="f1.2", deadline=at(86403), callback="c1")
+    history = _restore((waiting, 3))
+    view = build(history, len(history), RESTORE, at(7203))
+    assert view.waiting == Waiting("approval", "callback", since=at(3), deadline=at(86403))
+    # What the flow waits for now, whatever version is shown.
+    assert build(history, 2, RESTORE, at(7203)).waiting == view.waiting
+    stopped = _restore((waiting, 3), (FlowStopped(reason="w"), 4))
+    assert build(stopped, len(stopped), RESTORE, at(10)).waiting == view.waiting
+    canceling = _restore((waiting, 3), (CancelRequested(reason="no"), 4))
+    assert build(canceling, len(canceling), RESTORE, at(10)).waiting is None
+
+
+def test_a_flow_waiting_on_a_timer_says_until_when() -> None:
+    history = lines([
+        (created(), 0), (FlowStarted(), 0), (started("wait", "coolDown", 1, kind="timer"), 1),
+        (NodeWaiting(node_id="f1.1", wake_at=at(3601)), 1.5),
+    ])  # fmt: skip
+    view = build(history, len(history), None, at(60))
+    assert view.waiting == Waiting("coolDown", "timer", since=at(1.5), wake_at=at(3601))

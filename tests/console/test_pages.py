@@ -21,6 +21,7 @@ from tests.api.helpers import (
     next_message,
     ok,
     post,
+    wait_for,
     wait_status,
 )
 
@@ -77,10 +78,77 @@ async def test_bad_filters_are_a_page_that_says_what_is_wrong(client: Client) ->
         # A cursor that decodes but holds what PostgreSQL cannot take: still a 400 page.
         ("/?cursor=WyIwMDAxLTAxLTAxVDAwOjAwOjAwKzAxOjAwIiwiYSJd", "not a paging cursor"),
         ("/?color=red", "color"),
+        ("/?waiting=soon", "waiting must be one of callback, timer"),
     ]:
         text = await page(client, path, 400)
         assert '<p class="problem" role="alert">' in text
         assert words in html.unescape(text), path
+
+
+RESTORE = {
+    "name": "restore",
+    "nodes": {
+        "start": {"name": "checkBackup", "executor": {"type": "noop"}, "success": "approval"},
+        "approval": {"name": "approval", "kind": "callback", "deadline": 86400,
+                     "executor": {"type": "noop"}, "success": "wipe"},
+        "wipe": {"name": "wipeCluster", "executor": {"type": "noop"}},
+    },
+}  # fmt: skip
+FAILING_BACKUP = {
+    "name": "failing-backup",
+    "nodes": {
+        "start": {"name": "upload", "executor": {"type": "fail", "code": 7002}, "fail": "fail"},
+        "fail": {"name": "backupFail", "executor": {"type": "noop"}},
+    },
+}
+
+
+def cell(text: str, flow_id: str, label: str) -> str:
+    """The text of a row's cell (by its data-label), tags left out."""
+    row = text.split(f'<tr data-id="{flow_id}"', 1)[1].split("</tr>", 1)[0]
+    found = re.search(rf'<td[^>]* data-label="{label}">(.*?)</td>', row, re.S)
+    assert found is not None, row
+    return " ".join(re.sub(r"<[^>]+>", "", found.group(1)).split())
+
+
+async def test_the_list_says_what_a_flow_waits_for_and_where_one_failed(client: Client) -> None:
+    for spec in (RESTORE, FAILING_BACKUP):
+        await ok(await post(client, DEFINITIONS, spec))
+    failed = await create(client, "failing-backup")
+    await wait_status(client, failed, {"Error"})
+    waiting = await create(client, "restore")
+
+    async def waits() -> bool:
+        return (await ok(await client.get(FLOWS + waiting))).get("waiting") is not None
+
+    await wait_for(waits)
+    text = await page(client, "/")
+    assert re.fullmatch(
+        r"Waiting: approval \(a person or a callback\), for \d+(\.\d)? m?s; deadline in 23 h",
+        cell(text, waiting, "Node"),
+    )
+    assert '<span class="badge st-waiting"' in text.split(f'<tr data-id="{waiting}"')[1]
+    # The node whose failure ended the flow, not the fail handler that ran after it.
+    assert cell(text, failed, "Node") == "upload (Error)"
+    # An open flow's duration is a whole figure "so far", not one that seems cut off.
+    assert re.fullmatch(r"\d+(\.\d)? m?s so far", cell(text, waiting, "Took"))
+    assert "…" not in text
+
+    only = await page(client, "/?waiting=callback")
+    assert row_ids(only) == [waiting]
+    assert '<option value="callback" selected>for a person or a callback</option>' in only
+    assert '<span id="list-total">1</span> flow matches' in only
+    assert 'data-all-matching="no"' in only
+    assert row_ids(await page(client, "/?waiting=timer")) == []
+    assert row_ids(await page(client, "/?waiting=callback&status=Error")) == []
+
+    flow = await page(client, f"/flows/{waiting}")
+    line = flow.split('<p class="status-line">', 1)[1].split("</p>", 1)[0]
+    assert re.search(
+        r"Waiting: approval \(a person or a callback\), for [^;]+; deadline in 23 h", line
+    )
+    assert "so far" in flow
+    assert "…" not in flow
 
 
 async def test_a_flow_page_at_now_and_at_any_version(service: Service) -> None:

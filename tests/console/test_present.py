@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import timedelta
 from types import MappingProxyType
 
-from app.console.present import duration, iso, pretty_json, relative, shown_value, status_class
+from app.console.present import (
+    Waiting,
+    duration,
+    iso,
+    pretty_json,
+    relative,
+    shown_value,
+    status_class,
+    waiting_text,
+)
 from tests.console.histories import at
 
 
@@ -37,3 +46,21 @@ def test_values_and_statuses() -> None:
     assert shown_value("<b>") == "<b>"  # escaped by the template, not here
     assert shown_value({"k": [1, 2]}) == '{"k":[1,2]}'
     assert status_class("Not-run") == "st-not-run"
+
+
+def test_a_waiting_node_says_what_it_waits_for_and_since_when() -> None:
+    callback = Waiting("approval", "callback", since=at(0), deadline=at(86400))
+    assert waiting_text(callback, at(7200)) == (
+        "Waiting: approval (a person or a callback), for 2 h; deadline in 22 h"
+    )
+    assert waiting_text(callback, at(86400 + 300)) == (
+        "Waiting: approval (a person or a callback), for 1 d; deadline passed 5 min ago"
+    )
+    no_deadline = Waiting("approval", "callback", since=at(0))
+    assert waiting_text(no_deadline, at(95)) == (
+        "Waiting: approval (a person or a callback), for 1 min 35 s"
+    )
+    timer = Waiting("coolDown", "timer", since=at(0), wake_at=at(3600))
+    assert waiting_text(timer, at(2400)) == (
+        "Waiting: coolDown (a timer), until 2026-11-29 13:00:00 UTC (in 20 min)"
+    )

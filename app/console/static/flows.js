@@ -27,7 +27,9 @@
     const onPage = picks();
     const everyOnPage = onPage.length > 0 && onPage.every((box) => box.checked);
     $("select-page").checked = everyOnPage;
-    $("bulk-all").hidden = allMatching || !everyOnPage || total() <= onPage.length;
+    // The bulk API's filter cannot say "waiting": such a list acts only on flows named.
+    const canAll = table().dataset.allMatching !== "no";
+    $("bulk-all").hidden = allMatching || !canAll || !everyOnPage || total() <= onPage.length;
     $("bulk-all-count").textContent = total().toLocaleString();
     for (const box of onPage) box.closest("tr").classList.toggle("selected", box.checked);
   }
