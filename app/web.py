@@ -17,6 +17,7 @@ from aiohttp import web
 from app import keys
 from app.api import schedules as _schedule_routes  # noqa: F401 - registers its routes
 from app.api.access import Tokens
+from app.api.bad_http import quiet_bad_requests
 from app.api.framework import make_middlewares
 from app.api.metrics import Metrics
 from app.api.models import MAX_BODY
@@ -106,6 +107,7 @@ def create_app(
     """The service: ``database`` is its URLs (a plain URL: one role serves and migrates)."""
     tokens = Tokens.parse(settings.tokens)
     metrics = Metrics()
+    quiet_bad_requests()
     app = web.Application(
         client_max_size=MAX_BODY,
         middlewares=[
