@@ -177,12 +177,19 @@ class Api:
         for operation in self.operations:
             endpoint = _endpoint(operation)
             app.router.add_route(operation.method, operation.path, endpoint)
-            if operation.path.endswith("/") and len(operation.path) > 1:
-                # TiUniManager's clients call the flows' collection both ways.
-                app.router.add_route(operation.method, operation.path.rstrip("/"), endpoint)
+            alias = alias_of(operation.path)
+            if alias is not None:
+                app.router.add_route(operation.method, alias, endpoint)
 
     def openapi(self, *, title: str, version: str) -> dict[str, Any]:
         return build_openapi(self.operations, title=title, version=version)
+
+
+def alias_of(path: str) -> str | None:
+    """The other spelling a collection's path answers to (without its trailing slash):
+    TiUniManager's clients call the flows' collection both ways. Not in the OpenAPI document,
+    which names each operation once."""
+    return path.rstrip("/") if path.endswith("/") and len(path) > 1 else None
 
 
 def _endpoint(operation: Operation) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
