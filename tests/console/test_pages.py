@@ -7,10 +7,15 @@ from __future__ import annotations
 import asyncio
 import html
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
+from app import keys
+from app.schedules.events import ScheduleCreated, ScheduleSkipped
+from app.schedules.store import ScheduleRepository
+from app.workflow.repository import Caller
 from tests.api.conftest import Service
 from tests.api.helpers import (
     DEFINITIONS,
@@ -285,3 +290,18 @@ async def test_the_live_stream_says_when_the_log_grows(client: Client) -> None:
         message = await next_message(stream)
         assert message is not None
         assert message.get("event") == "changed"
+
+
+async def test_a_refused_fire_says_why_on_the_schedule_page(service: Service) -> None:
+    engine = service.app[keys.ENGINE]
+    spec = {"flowName": "backup", "intervalSeconds": 3600, "bizIdTemplate": "b-<x>"}
+    at = datetime(2026, 12, 6, 2, 0, tzinfo=UTC)
+    repository = ScheduleRepository(engine.service.store)
+    events = [
+        ScheduleCreated(schedule_id="old", spec=spec),
+        ScheduleSkipped(first=at, last=at, count=1, why="refused", error="bizId: too <long>"),
+    ]
+    await repository.append(None, "old", events, Caller("old code"), 0)
+    page = await (await service.client.get("/schedules/old")).text()
+    assert "1 fire skipped (refused)" in page
+    assert "bizId: too &lt;long&gt;" in page  # the reason, escaped
