@@ -3,27 +3,23 @@ sealed for its archive takes no command (issue 14)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 
-from app.archive.archiver import Archiver
-from app.archive.policy import ArchiveSettings, Retention
 from app.workflow.decide import ArchiveFlow, decide
 from app.workflow.errors import Code
-from eventstore import EventStore
 from tests.api.conftest import TOKENS, MakeService
 from tests.api.helpers import FLOWS, A, B, create, refused, wait_status
+from tests.archive.test_archival import archive
 
 
 async def test_an_archived_flow_is_gone_with_its_archive_named(
-    make_service: MakeService, tmp_path: Path
+    make_service: MakeService, database_url: str, tmp_path: Path
 ) -> None:
     service = await make_service(tokens=TOKENS)
     client = service.client
     flow_id = await create(client, headers=A)
     await wait_status(client, flow_id, {"Finished"}, headers=A)
-    settings = ArchiveSettings(Retention(default=timedelta(0)), tmp_path)
-    report = await Archiver(EventStore(service.engine.pool), settings).run()
+    report = await archive(database_url, service.engine, tmp_path)
     assert report.flows == 1
 
     gone = await refused(await client.get(FLOWS + flow_id, headers=A), 410, Code.FLOW_ARCHIVED)
