@@ -34,6 +34,7 @@ from eventstore import EventStore, Subscription, create_pool
 from eventstore.errors import RemovedEvents
 from projections.verify import verify
 from tests.engines import StartEngine
+from tests.helpers import cli_env, run_flowlog
 from tests.workflow.defs import backup_flow
 from tests.workflow.helpers import wait_for_status
 
@@ -332,3 +333,35 @@ async def test_a_subscription_behind_archived_events_stops_with_a_clear_error(
         while (outcome := await late.run_batch()).held_back and not outcome.handled:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
     assert outcome.handled > 0
+
+
+async def test_history_and_replay_of_an_altered_archive_say_which_file_and_check_in_one_line(
+    start_engine: StartEngine, database_url: str, tmp_path: Path
+) -> None:
+    engine = await start_engine(backup_flow())
+    (flow_id,) = await finished_flows(engine, 1)
+    (archive_id,) = (await archive(database_url, engine, tmp_path)).archives
+    file = tmp_path / f"{archive_id}.jsonl.gz"
+    env = cli_env(DATABASE_URL=database_url, FLOWLOG_ARCHIVE_DIR=str(tmp_path))
+    with gzip.open(file, "ab") as appended:
+        appended.write(b'{"forged": true}\n')
+    for command in ("history", "replay"):
+        done = await asyncio.to_thread(run_flowlog, command, flow_id, env=env)
+        assert done.returncode == 1, done.stderr
+        assert "Traceback" not in done.stderr
+        (line,) = done.stderr.strip().splitlines()
+        assert line.startswith(f"flowlog {command}: archive {archive_id} of flow {flow_id}: ")
+        assert str(file) in line
+        assert "checksum" in line
+    # Without a recorded checksum (a restore's first read), a cut or foreign file is refused
+    # as such too, never with a decoder's exception.
+    whole = file.read_bytes()
+    for broken in (whole[: len(whole) // 2], b"not gzip at all"):
+        file.write_bytes(broken)
+        with pytest.raises(TransferError, match="not a readable archive"):
+            read_archive(file)
+    file.unlink()
+    missing = await asyncio.to_thread(run_flowlog, "history", flow_id, env=env)
+    assert missing.returncode == 1
+    (line,) = missing.stderr.strip().splitlines()
+    assert f"is not at {file}" in line
