@@ -203,11 +203,13 @@ def _run(
 ) -> int:
     database_url = urls.url
     if args.command == "migrate":
-        applied = asyncio.run(prepare_schema(urls))
+        applied = asyncio.run(prepare_schema(urls, retention=settings.retention))
         if applied:
             print(f"applied migrations {', '.join(map(str, applied))}")
         else:
             print("the schema is up to date: nothing to apply")
+        if settings.retention is not None:
+            print(f"retention in the database: {settings.retention.describe()}")
         return 0
     if args.command == "psql":
         return _psql(args, urls.owner if args.owner else database_url)
@@ -409,6 +411,7 @@ async def _work(settings: Settings, urls: DatabaseUrls, registry: Registry) -> N
     async with Engine(
         urls.url, registry, reactor=settings.reactor, pool_size=2, owner_url=urls.owner_url,
         archive=settings.archive, archive_interval=settings.archive_interval,
+        retention=settings.retention,
     ):  # fmt: skip
         log.info("worker running", extra={"versions": registry.versions()})
         await stop.wait()

@@ -117,7 +117,8 @@ def build(settings: Settings) -> Parsers:
     command(
         "migrate", "apply the schema migrations and exit",
         "Applies the migrations not applied yet (each in its own transaction, once) and says\n"
-        "which it applied.",
+        "which it applied. When FLOWLOG_RETENTION or FLOWLOG_RETENTION_DEFINITIONS is set, it\n"
+        "becomes the database's retention (the owner's: docs/archival.md).",
     )  # fmt: skip
 
     rebuild = command(
@@ -180,16 +181,13 @@ def build(settings: Settings) -> Parsers:
         "archive", "archive the ended flows past their retention, once",
         "Writes each batch of flows to an archive file under FLOWLOG_ARCHIVE_DIR (the export\n"
         "format, compressed, checksummed), records it in the log, then removes the flows from\n"
-        "the hot log. FLOWLOG_RETENTION (and FLOWLOG_RETENTION_DEFINITIONS) say how long flows\n"
-        "stay; --retention overrides the first. An archive left half done is finished first.",
+        "the hot log. How long flows stay is the owner's retention in the database (`flowlog\n"
+        "migrate` writes FLOWLOG_RETENTION and FLOWLOG_RETENTION_DEFINITIONS there). An archive\n"
+        "left half done is finished first.",
     )  # fmt: skip
     archive.add_argument(
         "--dry-run", action="store_true", help="say what would be archived, change nothing"
     )
-    archive.add_argument(
-        "--retention", metavar="DURATION",
-        help="how long ended flows stay (30d, 12h, 90m, 45s); default: FLOWLOG_RETENTION",
-    )  # fmt: skip
     archive.add_argument("--limit", type=int, help="archive at most this many flows")
     archive.add_argument("--json", action="store_true", help="the report as JSON")
     archive.add_argument("--no-progress", action="store_true", help="hide the progress bar")

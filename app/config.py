@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -70,9 +70,11 @@ class Settings:
     """How long a read that presents a commit position waits for a replica to replay it
     before the primary answers it (FLOWLOG_READ_WAIT_MS)."""
 
-    retention: Retention = field(default_factory=Retention)
-    """How long ended flows stay in the hot log (FLOWLOG_RETENTION, and per definition
-    FLOWLOG_RETENTION_DEFINITIONS): off by default."""
+    retention: Retention | None = None
+    """How long ended flows stay in the hot log, as the environment says it
+    (FLOWLOG_RETENTION, and per definition FLOWLOG_RETENTION_DEFINITIONS; None: it says
+    nothing). Only a seed: the owner's migrate writes it into the database, whose retention
+    is the one that applies (docs/archival.md)."""
     archive_dir: Path | None = None
     """Where archives are written (FLOWLOG_ARCHIVE_DIR); needed when retention is on."""
     archive_interval: float = 600.0
@@ -81,9 +83,11 @@ class Settings:
 
     @property
     def archive(self) -> ArchiveSettings | None:
-        if not self.retention.enabled or self.archive_dir is None:
+        """How this process archives: where to (each run applies the database's retention,
+        off until the owner sets one); None without a directory."""
+        if self.archive_dir is None:
             return None
-        return ArchiveSettings(self.retention, self.archive_dir)
+        return ArchiveSettings(self.archive_dir)
 
     @property
     def reactor(self) -> ReactorSettings:
@@ -178,8 +182,10 @@ def _database_url(env: Mapping[str, str], name: str) -> str | None:
     return url
 
 
-def _retention(env: Mapping[str, str]) -> Retention:
+def _retention(env: Mapping[str, str]) -> Retention | None:
     default = env.get("FLOWLOG_RETENTION", "").strip()
+    if not default and not env.get("FLOWLOG_RETENTION_DEFINITIONS", "").strip():
+        return None
     try:
         keep = parse_duration(default) if default else None
     except BadRetention as exc:

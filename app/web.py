@@ -50,6 +50,7 @@ async def _engine(app: web.Application) -> AsyncIterator[None]:
         observe_read=app[keys.METRICS].observe_read,
         archive=settings.archive,
         archive_interval=settings.archive_interval,
+        retention=settings.retention,
     )
     await engine.start()
     app[keys.ENGINE] = engine

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from app.archive.policy import Retention
 from app.config import ConfigError, Settings, default_data_dir
 from app.database import quote_ident, with_database
 
@@ -112,7 +113,9 @@ def test_read_replicas_from_the_environment() -> None:
 
 
 def test_retention_from_the_environment() -> None:
-    assert Settings.from_env({}).archive is None  # off by default
+    # Unset: the environment says nothing (the database's retention stays as it is).
+    assert Settings.from_env({}).retention is None
+    assert Settings.from_env({}).archive is None  # no directory: this process does not archive
     settings = Settings.from_env(
         {
             "FLOWLOG_RETENTION": "30d",
@@ -125,11 +128,14 @@ def test_retention_from_the_environment() -> None:
     assert archive is not None
     assert archive.directory == Path("/srv/archive")
     assert settings.archive_interval == 60.0
-    assert archive.retention.default == timedelta(days=30)
-    assert archive.retention.by_definition == {"backup": timedelta(days=7), "audit": None}
-    selections = archive.retention.selections()
+    retention = settings.retention
+    assert retention is not None
+    assert retention.default == timedelta(days=30)
+    assert retention.by_definition == {"backup": timedelta(days=7), "audit": None}
+    selections = retention.selections()
     assert [(s.keep, s.names, s.excluded) for s in selections] == [
         (timedelta(days=7), ("backup",), ()),
         (timedelta(days=30), None, ("audit", "backup")),
     ]
-    assert archive.retention.describe() == "default 30d, audit off, backup 7d"
+    assert retention.describe() == "default 30d, audit off, backup 7d"
+    assert Settings.from_env({"FLOWLOG_RETENTION": "off"}).retention == Retention()

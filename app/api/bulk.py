@@ -17,12 +17,14 @@ from collections.abc import Awaitable, Callable
 from app.api.framework import Context
 from app.api.metrics import Q
 from app.api.models import BulkRequest, BulkResponse, BulkResult
-from app.workflow.errors import Code, FlowNotFound, WorkflowError
+from app.archive.reading import not_here
+from app.workflow.errors import Code, WorkflowError
 from app.workflow.idempotency import find, fingerprint, record
 from app.workflow.repository import Caller
 from app.workflow.service import WorkFlowService
 from app.workflow.state import FlowState
 from eventstore import TRANSIENT_ERRORS
+from eventstore.pool import Executor
 from projections.reads import Cursor, ListFilter, list_workflows
 
 log = logging.getLogger("flowlog.api")
@@ -74,7 +76,9 @@ async def run_bulk(
         if idempotency is not None:
             each = dataclasses.replace(caller, idempotency=idempotency.within(flow_id))
         async with limit:
-            return await _act(flow_id, flow_id in visible, lambda: command(flow_id, each))
+            if flow_id not in visible:
+                return await _act(flow_id, lambda: _absent(pool, flow_id, tenant))
+            return await _act(flow_id, lambda: command(flow_id, each))
 
     results = await asyncio.gather(*(one(flow_id) for flow_id in selected))
     succeeded = sum(1 for r in results if r.code == 0)
@@ -117,12 +121,14 @@ def _command(service: WorkFlowService, body: BulkRequest) -> Command:
             return lambda flow_id, caller: service.retry(flow_id, body.context, caller=caller)
 
 
-async def _act(
-    flow_id: str, visible: bool, command: Callable[[], Awaitable[FlowState]]
-) -> BulkResult:
+async def _absent(pool: Executor, flow_id: str, tenant: str | None) -> FlowState:
+    """A named flow without a row the caller may see: archived (the code a single command
+    answers), or it does not exist (another tenant's flow does not, for this caller)."""
+    raise await not_here(pool, flow_id, tenant)
+
+
+async def _act(flow_id: str, command: Callable[[], Awaitable[FlowState]]) -> BulkResult:
     try:
-        if not visible:
-            raise FlowNotFound(flow_id)  # another tenant's flow does not exist for this caller
         state = await command()
     except WorkflowError as exc:
         return BulkResult(workFlowId=flow_id, code=exc.code, message=exc.message)

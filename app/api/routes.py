@@ -295,7 +295,7 @@ async def stop_flow(request: web.Request, body: StopRequest) -> Empty:
     summary="Create a flow; with start: true it starts in the same append",
     body=CreateRequest,
     response=CreatedResponse,
-    errors=(400, 404),
+    errors=(400, 404, 410),
     tags=FLOWS,
 )
 async def create_flow(request: web.Request, body: CreateRequest) -> CreatedResponse:

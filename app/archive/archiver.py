@@ -31,11 +31,13 @@ from tqdm import tqdm
 
 from app.archive import events as ev
 from app.archive.files import write_archive
-from app.archive.policy import ArchiveSettings, Selection
+from app.archive.policy import ArchiveSettings, Retention, Selection
 from app.archive.queries import Q
+from app.archive.retention import load_retention
 from app.faults import failpoint
 from app.workflow.decide import ArchiveFlow, decide
 from app.workflow.errors import WorkflowError
+from app.workflow.events import FlowRestored
 from app.workflow.history import FLOW_STREAM, flow_stream, fold_recorded
 from app.workflow.repository import Caller, FlowRepository
 from app.workflow.state import FlowState
@@ -87,10 +89,15 @@ class Archiver:
         self.caller = caller or Caller(actor="archiver")
         self._flows = FlowRepository(store)
 
+    async def retention(self) -> Retention:
+        """The owner's retention, which the removal checks too: read from the database at
+        each run, so that a flow is sealed only if the removal will take it."""
+        return (await load_retention(self.store.pool)).retention
+
     async def dry_run(self) -> ArchiveReport:
         """What a run would archive now, by definition (archives left half done included)."""
         report = ArchiveReport()
-        for selection in self.settings.retention.selections():
+        for selection in (await self.retention()).selections():
             for row in await self.store.pool.fetch(Q.candidate_summary, *_where(selection)):
                 report.would_archive[row["name"]] = (
                     report.would_archive.get(row["name"], 0) + row["flows"]
@@ -106,31 +113,44 @@ class Archiver:
         started = time.perf_counter()
         for row in await self.store.pool.fetch(Q.unfinished):
             await self._carry_on(row["id"], report)
+        stuck: set[Selection] = set()
         bar = tqdm(desc="archive", unit="flow", disable=not progress)
         try:
-            for selection in self.settings.retention.selections():
-                while limit is None or report.flows < limit:
-                    room = self.settings.batch if limit is None else limit - report.flows
-                    rows = await self.store.pool.fetch(
-                        Q.candidates, *_where(selection), min(room, self.settings.batch)
+            while limit is None or report.flows < limit:
+                room = self.settings.batch if limit is None else limit - report.flows
+                chosen = await self._choose(min(room, self.settings.batch), stuck)
+                if chosen is None:
+                    break
+                selection, rows = chosen
+                before, dropped, removed = report.flows, report.dropped, report.removed
+                await self._archive(rows, selection, report)
+                bar.update(report.flows + report.dropped - before - dropped)
+                if report.removed == removed:
+                    # Every chosen flow moved, or the database kept them (the owner changed
+                    # the retention meanwhile), or a row and its log disagree (verify says
+                    # where): choosing again would choose them again.
+                    log.warning(
+                        "an archive run chose flows it could not archive",
+                        extra={"flows": len(rows), "retention": selection.describe()},
                     )
-                    if not rows:
-                        break
-                    before, dropped = report.flows, report.dropped
-                    await self._archive(rows, selection, report)
-                    bar.update(report.flows + report.dropped - before - dropped)
-                    if report.flows == before:
-                        # Every chosen flow moved (or its row and its log disagree: verify
-                        # says where): choosing again would choose them again.
-                        log.warning(
-                            "an archive run chose flows it could not archive",
-                            extra={"flows": len(rows), "retention": selection.describe()},
-                        )
-                        break
+                    stuck.add(selection)
         finally:
             bar.close()
         report.seconds = time.perf_counter() - started
         return report
+
+    async def _choose(
+        self, room: int, stuck: set[Selection]
+    ) -> tuple[Selection, Sequence[Any]] | None:
+        """The next flows past their retention. The retention is read again for each archive:
+        one the owner changes applies from the next archive on."""
+        for selection in (await self.retention()).selections():
+            if selection in stuck:
+                continue
+            rows = await self.store.pool.fetch(Q.candidates, *_where(selection), room)
+            if rows:
+                return selection, rows
+        return None
 
     # -- one archive -------------------------------------------------------------------------
 
@@ -270,6 +290,8 @@ class Archiver:
         remaining = set(await self._heads([flow_stream(i) for i in ids]))
         kept = sorted(i for i in ids if flow_stream(i) in remaining)
         removed = len(ids) - len(kept)
+        if kept:
+            await self._lift(archive_id, kept)
         version = await self.store.stream_version(stream)
         await self._record(
             archive_id, ev.ArchiveRemoved(removed=removed, kept=kept), version,
@@ -284,6 +306,25 @@ class Archiver:
             "archive removed from the hot log",
             extra={"archive": archive_id, "removed": removed, "kept": len(kept)},
         )
+
+    async def _lift(self, archive_id: str, kept: list[str]) -> None:
+        """Lifts the seal of flows the removal kept (the owner lengthened their retention
+        after they were sealed): they stay in the hot log and take commands again, and a
+        later run archives them when their retention is over."""
+        log.warning(
+            "the database kept flows of an archive in the hot log: their retention is not over",
+            extra={"archive": archive_id, "kept": len(kept)},
+        )
+        for stored in (await self._read([flow_stream(i) for i in kept])).values():
+            last = stored[-1]
+            if last.type != "FlowArchived" or last.data.get("archive_id") != archive_id:
+                continue  # lifted by a run that stopped before it recorded the removal
+            state = fold_recorded(stored)
+            assert state is not None
+            try:
+                await self._flows.append(state, [FlowRestored(archive_id=archive_id)], self.caller)
+            except WrongExpectedVersion:
+                continue  # it moved meanwhile: left as it is
 
     # -- reading and recording ---------------------------------------------------------------
 

@@ -13,8 +13,9 @@ import orjson
 
 from app.archive.archiver import Archiver, ArchiveReport
 from app.archive.periodic import locked_run
-from app.archive.policy import ArchiveSettings, BadRetention, parse_duration
+from app.archive.policy import ArchiveSettings
 from app.archive.restore import restore_archive
+from app.archive.retention import load_retention
 from app.audit.transfer import TransferError
 from app.config import Settings
 from app.migrate import prepare_schema
@@ -29,24 +30,28 @@ def _caller(reason: str) -> Caller:
 
 
 async def run(args: argparse.Namespace, urls: DatabaseUrls, settings: Settings) -> int:
-    retention = settings.retention
-    if args.retention is not None:
-        try:
-            retention = dataclasses.replace(retention, default=parse_duration(args.retention))
-        except BadRetention as exc:
-            print(f"flowlog archive: --retention: {exc}", file=sys.stderr)
-            return 2
-    if not retention.enabled:
-        print("retention is off (FLOWLOG_RETENTION, or --retention): nothing to archive")
-        return 0
-    if settings.archive_dir is None and not args.dry_run:
-        print("flowlog archive: set FLOWLOG_ARCHIVE_DIR: where archives go", file=sys.stderr)
-        return 2
     await prepare_schema(urls)
-    directory = settings.archive_dir or Path(".")
-    archive = ArchiveSettings(retention, directory)
     pool = await create_pool(urls.url, min_size=1, max_size=4)
     try:
+        stored = await load_retention(pool)
+        if settings.retention is not None and settings.retention != stored.retention:
+            print(
+                f"flowlog archive: the environment's retention is {settings.retention.describe()}"
+                f", the database's {stored.describe()}; the database's applies (`flowlog "
+                "migrate` as the owner writes the environment's)",
+                file=sys.stderr,
+            )
+        retention = stored.retention
+        if not retention.enabled:
+            print(
+                "retention is off in the database: nothing to archive (`flowlog migrate` with "
+                "FLOWLOG_RETENTION, as the owner, sets it)"
+            )
+            return 0
+        if settings.archive_dir is None and not args.dry_run:
+            print("flowlog archive: set FLOWLOG_ARCHIVE_DIR: where archives go", file=sys.stderr)
+            return 2
+        archive = ArchiveSettings(settings.archive_dir or Path("."))
         archiver = Archiver(EventStore(pool), archive, _caller("flowlog archive"))
         if args.dry_run:
             _print_dry_run(await archiver.dry_run(), retention.describe(), args.json)

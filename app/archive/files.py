@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -112,17 +113,24 @@ def read_archive(
         raise TransferError(f"{path} does not match the checksum its archive recorded: altered")
     reading = Reading()
     events: list[dict[str, Any]] = []
-    with gzip.open(path, "rb") as lines:
-        reading.header = header_of(next(lines, b""))
-        for line in _lines(lines):
-            record = orjson.loads(line)
-            if record.get("end") is True:
-                reading.trailer = record
-                continue
-            reading.digest.update(line)
-            reading.events += 1
-            events.append(record)
-    check_trailer(reading)
+    try:
+        with gzip.open(path, "rb") as lines:
+            reading.header = header_of(next(lines, b""))
+            for line in _lines(lines):
+                record = orjson.loads(line)
+                if not isinstance(record, dict):
+                    raise TransferError("a line is not an event: the file was altered")
+                if record.get("end") is True:
+                    reading.trailer = record
+                    continue
+                reading.digest.update(line)
+                reading.events += 1
+                events.append(record)
+        check_trailer(reading)
+    except TransferError as exc:
+        raise TransferError(f"{path}: {exc}") from None
+    except (EOFError, zlib.error, gzip.BadGzipFile, orjson.JSONDecodeError) as exc:
+        raise TransferError(f"{path} is not a readable archive ({exc}): cut or altered") from None
     return reading.header, events
 
 

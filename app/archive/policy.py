@@ -103,7 +103,9 @@ CHUNK = 100
 
 @dataclass(frozen=True, slots=True)
 class ArchiveSettings:
-    retention: Retention
+    """How a process archives. How long flows stay is not here: it is the owner's, read
+    from the database at each run (app/archive/retention.py)."""
+
     directory: Path
     """Where archive files are written (FLOWLOG_ARCHIVE_DIR): shared by every process that
     archives, and kept as long as the flows must be (their only copy)."""

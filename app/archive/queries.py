@@ -27,6 +27,8 @@ class ArchivalQueries:
     project_restored: str
     project_touched: str
     stream_heads: str
+    retention: str
+    store_retention: str
 
 
 Q = load_queries(ArchivalQueries, "archival")

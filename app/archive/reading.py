@@ -28,11 +28,12 @@ class ArchivedFlowInfo:
     archived_at: datetime
 
     def details(self) -> dict[str, Any]:
-        """What a client is told of it (the 410's ``data``)."""
+        """What a client is told of it (the 410's ``data``): the archive and its file's name,
+        never where the server keeps it."""
         return {
             "workFlowId": self.flow_id,
             "archiveId": self.archive_id,
-            "file": self.file,
+            "file": Path(self.file).name,
             "archivedAt": audit_time(self.archived_at),
         }
 
@@ -61,12 +62,17 @@ async def archived_records(info: ArchivedFlowInfo, directory: Path | None) -> li
     """The flow's events as its archive holds them (export format objects), checksums
     checked; TransferError when the file is missing or does not match."""
     path = locate(info, directory)
+    which = f"archive {info.archive_id} of flow {info.flow_id}"
     if not path.exists():
         raise TransferError(
-            f"archive {info.archive_id} of flow {info.flow_id} is not at {path} "
-            "(set FLOWLOG_ARCHIVE_DIR to where the archives are)"
+            f"{which} is not at {path} (set FLOWLOG_ARCHIVE_DIR to where the archives are)"
         )
-    _, records = await asyncio.to_thread(read_archive, path, info.sha256)
+    try:
+        _, records = await asyncio.to_thread(read_archive, path, info.sha256)
+    except TransferError as exc:
+        raise TransferError(f"{which}: {exc}") from None
+    except OSError as exc:
+        raise TransferError(f"{which}: cannot read {path}: {exc.strerror or exc}") from None
     stream = flow_stream(info.flow_id)
     return [r for r in records if r["stream_id"] == stream]
 

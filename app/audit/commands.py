@@ -1,7 +1,7 @@
 """The audit commands of the CLI: ``flowlog history`` and ``flowlog replay``.
 
 Each prints to stdout and returns the exit status: 0, or 1 when the flow does not exist (or
-did not yet at the point asked for).
+did not yet at the point asked for), or its archive cannot be read as recorded.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ import orjson
 from tqdm import tqdm
 
 from app.archive import files
-from app.archive.reading import ArchivedFlowInfo, archived, archived_records
+from app.archive.reading import ArchivedFlowInfo, archived, archived_records, locate
 from app.audit.check import first_divergence
 from app.audit.document import state_document
 from app.audit.history import HistoryLine, history_table, read_history
 from app.audit.queries import Q
 from app.audit.replay import Point, diff_documents, fold_until
+from app.audit.transfer import TransferError
 from app.replicas.connect import reading_connection
 from app.workflow.definition import Registry
 from app.workflow.history import flow_stream
@@ -45,6 +46,8 @@ async def history(
         if not lines and (info := await archived(conn, flow_id)) is not None:
             records = await _from_archive(info, archive_dir)
             lines = [HistoryLine(**dict(r)) for r in await conn.fetch(Q.history_of, records)]
+    except TransferError as exc:
+        return _unreadable("history", exc)
     finally:
         await conn.close()
     if not lines:
@@ -72,6 +75,8 @@ async def replay(
         recorded = await EventReader(conn).read_stream(flow_stream(flow_id))
         if not recorded and (info := await archived(conn, flow_id)) is not None:
             recorded = [files.recorded(r) for r in await _from_archive(info, archive_dir)]
+    except TransferError as exc:
+        return _unreadable("replay", exc)
     finally:
         await conn.close()
     if not recorded:
@@ -101,11 +106,20 @@ async def replay(
 
 
 async def _from_archive(info: ArchivedFlowInfo, archive_dir: Path | None) -> list[dict[str, Any]]:
+    records = await archived_records(info, archive_dir)
     print(
-        f"flowlog: flow {info.flow_id} was archived ({info.archive_id}); read from {info.file}",
+        f"flowlog: flow {info.flow_id} was archived ({info.archive_id}); read from "
+        f"{locate(info, archive_dir)}",
         file=sys.stderr,
     )
-    return await archived_records(info, archive_dir)
+    return records
+
+
+def _unreadable(command: str, exc: TransferError) -> int:
+    """An archive that cannot be read as recorded (missing, cut, altered): one line that
+    says which file and which check, exit status 1."""
+    print(f"flowlog {command}: {exc}", file=sys.stderr)
+    return 1
 
 
 def _describe(doc: dict[str, Any]) -> str:

@@ -102,6 +102,7 @@ async def _cli(url: str, files: Path, *args: str) -> tuple[float, bytes]:
 
 
 async def _export_then_archive(url: str, files: Path, flows: int, half: int) -> dict[str, Any]:
+    await _cli(url, files, "migrate")  # the environment's retention becomes the database's
     export_s, _ = await _cli(url, files, "export", "-o", str(files / "all.jsonl.gz"),
                              "--no-progress")  # fmt: skip
     archive_s, out = await _cli(url, files, "archive", "--json", "--no-progress", "--limit",
@@ -173,8 +174,10 @@ async def _steady_load(
     retention = Retention(default=timedelta(seconds=period))
     sizes: list[int] = []
     archived = 0
-    async with Engine(url, Registry([STEADY])) as engine:
-        archiver = Archiver(engine.service.store, ArchiveSettings(retention, directory))
+    # The engine migrates as the owner (the scratch database's one role): the retention
+    # becomes the database's, which the archiver reads.
+    async with Engine(url, Registry([STEADY]), retention=retention) as engine:
+        archiver = Archiver(engine.service.store, ArchiveSettings(directory))
         owner = await connect(url)
         try:
             for number in range(int(plan["periods"])):

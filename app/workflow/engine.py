@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from app.archive.policy import ArchiveSettings
+from app.archive.policy import ArchiveSettings, Retention
 from app.builtins import definition_from_spec
 from app.migrate import prepare_schema
 from app.replicas.router import ReadObserver, ReadRouter, ReadSettings
@@ -59,6 +59,7 @@ class Engine:
         observe_read: ReadObserver | None = None,
         archive: ArchiveSettings | None = None,
         archive_interval: float = 0.0,
+        retention: Retention | None = None,
     ) -> None:
         """With ``migrate`` (the default) the schema is brought up to date first (idempotent,
         and safe when several processes start at once): as ``owner_url``'s role when given,
@@ -68,8 +69,10 @@ class Engine:
         flows; every ``sweep_interval`` seconds it deletes expired idempotency keys (every
         process may: the sweep skips rows another holds). ``reads`` names the streaming
         replicas that reads may use (app/replicas/): ``engine.reads`` routes them. With
-        ``archive`` (a retention that is on) and an ``archive_interval``, the engine takes its
-        turn at archive runs (app/archive/periodic.py)."""
+        ``archive`` (where archives go) and an ``archive_interval``, the engine takes its
+        turn at archive runs (app/archive/periodic.py), which apply the database's retention;
+        ``retention`` (the environment's) becomes the database's when the engine migrates
+        as the owner."""
         self.database_url = database_url
         self._migrate = migrate
         self._owner_url = owner_url
@@ -96,6 +99,7 @@ class Engine:
         self._reads: ReadRouter | None = None
         self._archive_settings = archive
         self._archive_interval = archive_interval
+        self._retention = retention
         self._archiving: ArchiveLoop | None = None
 
     @property
@@ -139,7 +143,7 @@ class Engine:
     async def start(self) -> None:
         if self._migrate:
             urls = DatabaseUrls(self.database_url, self._owner_url)
-            applied = await prepare_schema(urls, serving=True)
+            applied = await prepare_schema(urls, serving=True, retention=self._retention)
             if applied:
                 log.info("database migrated", extra={"applied": applied})
         # The pool bounds the database work of the process, not the number of executors that
@@ -187,7 +191,7 @@ class Engine:
                 self._scheduler.start()
             self._schedules = ScheduleService(store, self.registry, on_change=self._poke_scheduler)
             archive = self._archive_settings
-            if archive is not None and archive.retention.enabled and self._archive_interval > 0:
+            if archive is not None and self._archive_interval > 0:
                 from app.archive.periodic import ArchiveLoop
 
                 self._archiving = ArchiveLoop(

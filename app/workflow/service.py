@@ -483,5 +483,10 @@ class WorkFlowService:
         assert recorded.version is not None
         events = await self.store.read_stream(recorded.stream_id, 1, recorded.version)
         if not events:
-            raise FlowNotFound(recorded.stream_id.removeprefix(FLOW_STREAM))
+            # Its flow left the hot log since: archived (410, as every command on it), else
+            # gone. The key is its tenant's, so the flow is the caller's to be told of.
+            from app.archive.reading import not_here  # builds on app.workflow
+
+            flow_id = recorded.stream_id.removeprefix(FLOW_STREAM)
+            raise await not_here(self.store.pool, flow_id, None)
         return FlowRepository.fold(events)

@@ -113,3 +113,27 @@ WHERE id = $1 AND EXISTS (SELECT 1 FROM appended)
 -- Which of the listed streams still have events.
 SELECT s.stream_id FROM unnest($1::text[]) AS s(stream_id)
 WHERE EXISTS (SELECT 1 FROM events e WHERE e.stream_id = s.stream_id)
+
+-- name: retention
+-- The owner's retention (sql/migrations/0010): '' is the default, a NULL keep is off.
+SELECT definition, keep, set_at, set_by FROM archive_retention ORDER BY definition
+
+-- name: store_retention
+-- Makes the owner's retention exactly the rows given ($1 definitions, '' the default; $2 how
+-- long each keeps, NULL off); rows that do not change keep when and by whom they were set.
+-- How many rows changed.
+WITH wanted AS (
+    SELECT w.definition, w.keep FROM unnest($1::text[], $2::interval[]) AS w(definition, keep)
+), gone AS (
+    DELETE FROM archive_retention r
+    WHERE NOT EXISTS (SELECT 1 FROM wanted w WHERE w.definition = r.definition)
+    RETURNING 1
+), put AS (
+    INSERT INTO archive_retention (definition, keep)
+    SELECT w.definition, w.keep FROM wanted w
+    ON CONFLICT (definition) DO UPDATE
+    SET keep = EXCLUDED.keep, set_at = now(), set_by = session_user
+    WHERE archive_retention.keep IS DISTINCT FROM EXCLUDED.keep
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM put)

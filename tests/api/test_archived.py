@@ -3,27 +3,25 @@ sealed for its archive takes no command (issue 14)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 
-from app.archive.archiver import Archiver
-from app.archive.policy import ArchiveSettings, Retention
+import orjson
+
 from app.workflow.decide import ArchiveFlow, decide
 from app.workflow.errors import Code
-from eventstore import EventStore
 from tests.api.conftest import TOKENS, MakeService
-from tests.api.helpers import FLOWS, A, B, create, refused, wait_status
+from tests.api.helpers import FLOWS, A, B, create, ok, refused, wait_status
+from tests.archive.test_archival import archive
 
 
 async def test_an_archived_flow_is_gone_with_its_archive_named(
-    make_service: MakeService, tmp_path: Path
+    make_service: MakeService, database_url: str, tmp_path: Path
 ) -> None:
     service = await make_service(tokens=TOKENS)
     client = service.client
     flow_id = await create(client, headers=A)
     await wait_status(client, flow_id, {"Finished"}, headers=A)
-    settings = ArchiveSettings(Retention(default=timedelta(0)), tmp_path)
-    report = await Archiver(EventStore(service.engine.pool), settings).run()
+    report = await archive(database_url, service.engine, tmp_path)
     assert report.flows == 1
 
     gone = await refused(await client.get(FLOWS + flow_id, headers=A), 410, Code.FLOW_ARCHIVED)
@@ -66,3 +64,42 @@ async def test_a_sealed_flow_refuses_commands_with_410(make_service: MakeService
         ("context", {"workFlowId": flow_id, "key": "k", "value": 1}),
     ):
         await refused(await client.post(FLOWS + route, json=body), 410, Code.FLOW_ARCHIVED)
+
+
+async def test_replays_and_bulk_actions_on_an_archived_flow_answer_410_and_show_no_path(
+    make_service: MakeService, database_url: str, tmp_path: Path
+) -> None:
+    service = await make_service(tokens=TOKENS)
+    client = service.client
+    body = {"flowName": "backup", "bizId": "b-1", "bizType": "cluster", "start": True}
+    keyed = {"Idempotency-Key": "create-once", **A}
+    first = await ok(await client.post(FLOWS, json=body, headers=keyed))
+    flow_id = first["workFlowId"]
+    await wait_status(client, flow_id, {"Finished"}, headers=A)
+    report = await archive(database_url, service.engine, tmp_path)
+    (archive_id,) = report.archives
+
+    # The 410 names the archive and its file, never where the server keeps it.
+    gone = await refused(await client.get(FLOWS + flow_id, headers=A), 410, Code.FLOW_ARCHIVED)
+    assert gone["data"] == {
+        "workFlowId": flow_id,
+        "archiveId": archive_id,
+        "file": f"{archive_id}.jsonl.gz",
+        "archivedAt": gone["data"]["archivedAt"],
+    }
+    assert str(tmp_path) not in orjson.dumps(gone).decode()
+
+    # The create's key sent again: the flow it made was archived, as every command says.
+    again = await client.post(FLOWS, json=body, headers=keyed)
+    replayed = await refused(again, 410, Code.FLOW_ARCHIVED)
+    assert replayed["data"] == gone["data"]
+
+    # A bulk action names it: its line says archived; for another tenant it does not exist.
+    for headers, code in ((A, Code.FLOW_ARCHIVED), (B, Code.FLOW_NOT_FOUND)):
+        answer = await ok(
+            await client.post(
+                FLOWS + "bulk", json={"action": "start", "workFlowIds": [flow_id]}, headers=headers
+            )
+        )
+        assert [(r["workFlowId"], r["code"]) for r in answer["results"]] == [(flow_id, code)]
+        assert str(tmp_path) not in orjson.dumps(answer).decode()

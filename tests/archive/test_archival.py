@@ -7,18 +7,20 @@ import asyncio
 import gzip
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import orjson
 import pytest
 
 from app.archive import events as ev
-from app.archive.archiver import Archiver
+from app.archive.archiver import Archiver, ArchiveReport
 from app.archive.files import read_archive
 from app.archive.policy import ArchiveSettings, Retention
 from app.archive.reading import archived, archived_events
 from app.archive.rebuild import rebuild_archives, verify_archives
 from app.archive.restore import restore_archive
+from app.archive.retention import store_retention
 from app.audit.transfer import TransferError
 from app.schedules.rebuild import verify_schedules
 from app.workflow.decide import ArchiveFlow, decide
@@ -32,6 +34,7 @@ from eventstore import EventStore, Subscription, create_pool
 from eventstore.errors import RemovedEvents
 from projections.verify import verify
 from tests.engines import StartEngine
+from tests.helpers import cli_env, run_flowlog
 from tests.workflow.defs import backup_flow
 from tests.workflow.helpers import wait_for_status
 
@@ -49,8 +52,28 @@ async def finished_flows(engine: Engine, count: int, name: str = "backup") -> li
     return ids
 
 
-def archiver(engine: Engine, directory: Path, retention: Retention = NOW, **kw: int) -> Archiver:
-    return Archiver(EventStore(engine.pool), ArchiveSettings(retention, directory, **kw))
+async def archiver(
+    database_url: str, engine: Engine, directory: Path, retention: Retention = NOW, **kw: int
+) -> Archiver:
+    """An archiver of ``engine`` (the runtime role), once the owner set ``retention``."""
+    await owner_sets(database_url, retention)
+    return Archiver(EventStore(engine.pool), ArchiveSettings(directory, **kw))
+
+
+async def archive(
+    database_url: str, engine: Engine, directory: Path, retention: Retention = NOW, **kw: int
+) -> ArchiveReport:
+    """One archive run of ``engine`` once the owner set ``retention``."""
+    return await (await archiver(database_url, engine, directory, retention, **kw)).run()
+
+
+async def owner_sets(database_url: str, retention: Retention) -> None:
+    """The owner's retention in the database (what `flowlog migrate` writes)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await store_retention(conn, retention)
+    finally:
+        await conn.close()
 
 
 async def verified(database_url: str) -> None:
@@ -71,16 +94,17 @@ async def verified(database_url: str) -> None:
 
 
 async def test_nothing_is_archived_while_retention_is_off_or_not_yet_due(
-    start_engine: StartEngine, tmp_path: Path
+    start_engine: StartEngine, database_url: str, tmp_path: Path
 ) -> None:
     engine = await start_engine(backup_flow())
     await finished_flows(engine, 3)
     assert not Retention().enabled
-    report = await archiver(engine, tmp_path, Retention()).run()
+    report = await archive(database_url, engine, tmp_path, Retention())
     assert (report.flows, report.archives) == (0, [])
     a_day = Retention(default=timedelta(days=1))
-    assert (await archiver(engine, tmp_path, a_day).dry_run()).would_archive == {}
-    assert (await archiver(engine, tmp_path, a_day).run()).flows == 0
+    dry = await (await archiver(database_url, engine, tmp_path, a_day)).dry_run()
+    assert dry.would_archive == {}
+    assert (await archive(database_url, engine, tmp_path, a_day)).flows == 0
     assert not await asyncio.to_thread(lambda: list(tmp_path.iterdir()))
 
 
@@ -90,10 +114,10 @@ async def test_ended_flows_leave_the_hot_log_for_a_checksummed_archive_recorded_
     engine = await start_engine(backup_flow())
     ended = await finished_flows(engine, 5)
     waiting = (await engine.service.create("w", "t", "backup")).flow_id  # never started
-    dry = await archiver(engine, tmp_path).dry_run()
+    dry = await (await archiver(database_url, engine, tmp_path)).dry_run()
     assert dry.would_archive == {"backup": 5}
 
-    report = await archiver(engine, tmp_path, batch=2, chunk=1).run()
+    report = await archive(database_url, engine, tmp_path, batch=2, chunk=1)
     assert (report.flows, report.removed, report.kept, report.dropped) == (5, 5, 0, 0)
     assert len(report.archives) == 3  # two flows an archive
     pool = engine.pool
@@ -132,7 +156,7 @@ async def test_ended_flows_leave_the_hot_log_for_a_checksummed_archive_recorded_
 
 
 async def test_per_definition_retention_and_off_keep_their_flows(
-    start_engine: StartEngine, tmp_path: Path
+    start_engine: StartEngine, database_url: str, tmp_path: Path
 ) -> None:
     engine = await start_engine(backup_flow(), backup_flow("keeper"), backup_flow("brief"))
     await finished_flows(engine, 2)
@@ -141,12 +165,14 @@ async def test_per_definition_retention_and_off_keep_their_flows(
     retention = Retention(
         default=timedelta(days=30), by_definition={"keeper": None, "brief": timedelta(0)}
     )
-    report = await archiver(engine, tmp_path, retention).run()
+    report = await archive(database_url, engine, tmp_path, retention)
     assert report.flows == 2
     assert {(await archived(engine.pool, f)) is not None for f in brief} == {True}
     assert {(await archived(engine.pool, f)) is None for f in kept} == {True}
     off = Retention(default=timedelta(0), by_definition={"keeper": None})
-    assert (await archiver(engine, tmp_path, off).run()).flows == 2  # backup's; never keeper's
+    assert (
+        await archive(database_url, engine, tmp_path, off)
+    ).flows == 2  # backup's; never keeper's
     assert {(await engine.service.get(f)).status for f in kept} == {FlowStatus.FINISHED}
 
 
@@ -157,7 +183,7 @@ async def test_a_restored_archive_brings_its_flows_back_whole(
     ended = await finished_flows(engine, 3)
     before = {f: [e.type for e in await engine.service.store.read_stream(flow_stream(f))]
               for f in ended}  # fmt: skip
-    report = await archiver(engine, tmp_path).run()
+    report = await archive(database_url, engine, tmp_path)
     (archive_id,) = report.archives
     file = tmp_path / f"{archive_id}.jsonl.gz"
 
@@ -175,7 +201,34 @@ async def test_a_restored_archive_brings_its_flows_back_whole(
     assert history[-1].type == ev.RESTORED
     await verified(database_url)
     # Restored flows age again from their restore: archived anew by the next run.
-    assert (await archiver(engine, tmp_path).run()).flows == 3
+    assert (await archive(database_url, engine, tmp_path)).flows == 3
+
+
+async def test_flows_the_database_keeps_take_commands_again(
+    start_engine: StartEngine, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = await start_engine(backup_flow())
+    ended = await finished_flows(engine, 2)
+    remove = Archiver._remove
+
+    async def lengthened(self: Archiver, *args: Any) -> None:
+        # The owner lengthens the retention after the flows were sealed and written.
+        await owner_sets(database_url, Retention(default=timedelta(days=1)))
+        await remove(self, *args)
+
+    monkeypatch.setattr(Archiver, "_remove", lengthened)
+    report = await archive(database_url, engine, tmp_path)
+    assert (report.flows, report.removed, report.kept) == (2, 0, 2)
+    for flow_id in ended:
+        stream = await engine.service.store.read_stream(flow_stream(flow_id))
+        assert [e.type for e in stream][-3:] == ["FlowFinished", "FlowArchived", "FlowRestored"]
+        state = await engine.service.get(flow_id)
+        assert (state.status, state.archived) == (FlowStatus.FINISHED, False)
+        assert await archived(engine.pool, flow_id) is None
+    monkeypatch.undo()
+    await verified(database_url)
+    # Once their retention is over, a later run archives them.
+    assert (await archive(database_url, engine, tmp_path)).removed == 2
 
 
 async def test_an_altered_archive_is_refused(
@@ -183,7 +236,7 @@ async def test_an_altered_archive_is_refused(
 ) -> None:
     engine = await start_engine(backup_flow())
     await finished_flows(engine, 1)
-    (archive_id,) = (await archiver(engine, tmp_path).run()).archives
+    (archive_id,) = (await archive(database_url, engine, tmp_path)).archives
     file = tmp_path / f"{archive_id}.jsonl.gz"
     with gzip.open(file, "rb") as original:
         lines = original.read().splitlines()
@@ -236,7 +289,7 @@ async def test_only_the_audited_path_deletes_from_the_log(
     finally:
         await runtime.close()
         await owner.close()
-    assert (await archiver(engine, tmp_path).run()).flows == 2
+    assert (await archive(database_url, engine, tmp_path)).flows == 2
     assert ended != live
 
 
@@ -254,7 +307,7 @@ async def test_a_sealed_flow_takes_no_command(start_engine: StartEngine, tmp_pat
 
 
 async def test_a_subscription_behind_archived_events_stops_with_a_clear_error(
-    start_engine: StartEngine, tmp_path: Path
+    start_engine: StartEngine, database_url: str, tmp_path: Path
 ) -> None:
     engine = await start_engine(backup_flow())
     store = engine.service.store
@@ -266,7 +319,7 @@ async def test_a_subscription_behind_archived_events_stops_with_a_clear_error(
     early = Subscription(store, "early", handle)
     await early.register()
     await finished_flows(engine, 2)
-    await archiver(engine, tmp_path).run()
+    await archive(database_url, engine, tmp_path)
     with pytest.raises(RemovedEvents, match="removed from the log by archive-"):
         await early.run_batch()
     assert seen == []
@@ -280,3 +333,35 @@ async def test_a_subscription_behind_archived_events_stops_with_a_clear_error(
         while (outcome := await late.run_batch()).held_back and not outcome.handled:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
     assert outcome.handled > 0
+
+
+async def test_history_and_replay_of_an_altered_archive_say_which_file_and_check_in_one_line(
+    start_engine: StartEngine, database_url: str, tmp_path: Path
+) -> None:
+    engine = await start_engine(backup_flow())
+    (flow_id,) = await finished_flows(engine, 1)
+    (archive_id,) = (await archive(database_url, engine, tmp_path)).archives
+    file = tmp_path / f"{archive_id}.jsonl.gz"
+    env = cli_env(DATABASE_URL=database_url, FLOWLOG_ARCHIVE_DIR=str(tmp_path))
+    with gzip.open(file, "ab") as appended:
+        appended.write(b'{"forged": true}\n')
+    for command in ("history", "replay"):
+        done = await asyncio.to_thread(run_flowlog, command, flow_id, env=env)
+        assert done.returncode == 1, done.stderr
+        assert "Traceback" not in done.stderr
+        (line,) = done.stderr.strip().splitlines()
+        assert line.startswith(f"flowlog {command}: archive {archive_id} of flow {flow_id}: ")
+        assert str(file) in line
+        assert "checksum" in line
+    # Without a recorded checksum (a restore's first read), a cut or foreign file is refused
+    # as such too, never with a decoder's exception.
+    whole = file.read_bytes()
+    for broken in (whole[: len(whole) // 2], b"not gzip at all"):
+        file.write_bytes(broken)
+        with pytest.raises(TransferError, match="not a readable archive"):
+            read_archive(file)
+    file.unlink()
+    missing = await asyncio.to_thread(run_flowlog, "history", flow_id, env=env)
+    assert missing.returncode == 1
+    (line,) = missing.stderr.strip().splitlines()
+    assert f"is not at {file}" in line

@@ -61,6 +61,8 @@ async def test_flowlog_archive_killed_at_any_step_finishes_on_the_next_run(
         state = await api.service.create(f"b{n}", "t", "proc")
         await api.service.cancel(state.flow_id, "not needed")
         flow_ids.append(state.flow_id)
+    migrated = await asyncio.to_thread(run_flowlog, "migrate", env=env)  # sets the retention
+    assert migrated.returncode == 0, migrated.stderr
     killed = await asyncio.to_thread(
         run_flowlog, "archive", "--no-progress", "--limit", "20",
         env={**env, "FLOWLOG_FAILPOINT": failpoint},
@@ -128,9 +130,17 @@ async def test_archive_and_restore_from_the_command_line(
         state = await api.service.create(f"b{n}", "t", "proc")
         await api.service.cancel(state.flow_id, "not needed")
         flow_ids.append(state.flow_id)
+    unset = await asyncio.to_thread(run_flowlog, "archive", "--dry-run", env=env)
+    assert unset.returncode == 0, unset.stderr
+    assert "retention is off in the database" in unset.stdout  # the environment's is a seed
+    assert "the database's applies" in unset.stderr
+    migrated = await asyncio.to_thread(run_flowlog, "migrate", env=env)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "retention in the database: default 0s, other off" in migrated.stdout
     dry = await asyncio.to_thread(run_flowlog, "archive", "--dry-run", env=env)
     assert dry.returncode == 0, dry.stderr
     assert "retention: default 0s, other off" in dry.stdout
+    assert "applies" not in dry.stderr
     assert "proc: 3" in dry.stdout
     assert await api.pool.fetchval("SELECT count(*) FROM workflows") == 3  # changed nothing
     done = await asyncio.to_thread(run_flowlog, "archive", "--no-progress", env=env)
@@ -143,12 +153,11 @@ async def test_archive_and_restore_from_the_command_line(
     assert await api.pool.fetchval("SELECT count(*) FROM workflows") == 3
     verified_ = await asyncio.to_thread(run_flowlog, "verify", "--no-progress", env=env)
     assert verified_.returncode == 0, verified_.stdout
-    off = await asyncio.to_thread(
-        run_flowlog, "archive", env={**env, "FLOWLOG_RETENTION": "off",
-                                     "FLOWLOG_RETENTION_DEFINITIONS": ""},
-    )  # fmt: skip
+    off_env = {**env, "FLOWLOG_RETENTION": "off", "FLOWLOG_RETENTION_DEFINITIONS": ""}
+    assert (await asyncio.to_thread(run_flowlog, "migrate", env=off_env)).returncode == 0
+    off = await asyncio.to_thread(run_flowlog, "archive", env=cli_env(DATABASE_URL=database_url))
     assert off.returncode == 0
-    assert "retention is off" in off.stdout
-    bad = await asyncio.to_thread(run_flowlog, "archive", "--retention", "soon", env=env)
+    assert "retention is off in the database" in off.stdout
+    bad = await asyncio.to_thread(run_flowlog, "migrate", env={**env, "FLOWLOG_RETENTION": "soon"})
     assert bad.returncode == 2
     assert "not a retention" in bad.stderr
