@@ -65,7 +65,7 @@ async def test_the_readme_quickstart_and_audit_run_against_a_live_server(
     assert [(n["name"], n["status"]) for n in stopped_detail["data"]["nodes"]] == [
         ("backup", "Finished")
     ]
-    # The seed's nodeNames: the success path from start.
+    # nodeNames (as TiUniManager's): the success path from start.
     assert stopped_detail["data"]["nodeNames"] == ["backup", "upload", "updateBackupRecord"]
     assert [(f["id"], f["status"]) for f in listed["data"]["workFlows"]] == [(flow_id, "Finished")]
     assert listed["page"]["total"] == 1
