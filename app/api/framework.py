@@ -84,7 +84,7 @@ ERROR_DESCRIPTIONS = {
     401: "no valid bearer token",
     403: "a cross-site request, or a console session's request without its CSRF token",
     404: "unknown flow, definition or route",
-    409: "the flow's state does not allow it (the seed's code says which command)",
+    409: "the flow's state does not allow it (its code says which command, as TiUniManager's)",
     410: "the flow was archived (data says which archive, and where)",
     413: "request body too large",
     415: "a Content-Encoding the service does not decode",

@@ -1,11 +1,10 @@
-"""The README's REST quickstart and its audit example run as written: curl, flowlog and psql
-against `flowlog serve --demo`."""
+"""The README's blocks around the demo server run as written, in one terminal as a reader
+would: `flowlog serve --demo` in the background, then the quickstart, its audit, the approval,
+the schedules, the Python client, `flowlog flows` and retention, with curl, flowlog and psql."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import re
 import sys
 from datetime import datetime
@@ -14,48 +13,46 @@ from typing import Any
 
 import pytest
 
-from app.bench.harness import serve_process
-
-ROOT = Path(__file__).resolve().parents[2]
-README_API = "API=http://127.0.0.1:8080"
-
-
-def _block(readme: str, name: str) -> str:
-    found = re.search(rf"<!-- example: {name}.*?-->\n```sh\n(.*?)```", readme, re.DOTALL)
-    assert found is not None, f"the README lost its {name} example"
-    return found.group(1)
+from app.bench.harness import free_port
+from tests import readme
 
 
 @pytest.mark.slow
-async def test_the_readme_quickstart_and_audit_run_against_a_live_server(
-    database_url: str,
+async def test_the_readme_quickstart_runs_against_a_live_demo_server(
+    database_url: str, tmp_path: Path
 ) -> None:
-    readme = (ROOT / "README.md").read_text()
-    quickstart, audit = _block(readme, "quickstart"), _block(readme, "audit")
-    approval, schedules = _block(readme, "approval"), _block(readme, "schedules")
-    assert README_API in quickstart, "the quickstart no longer names the API's address"
-    async with serve_process(database_url, "--demo") as base:
-        script = (
-            quickstart.replace(README_API, f"API={base}")
-            + 'echo "::audit"\n'
-            + audit.replace(".venv/bin/flowlog", f"{sys.executable} -m app.cli")
-            + 'echo "::flow $FLOW"\n'
-            + approval
-            + 'echo "::schedules"\n'
-            + schedules.replace(".venv/bin/flowlog", f"{sys.executable} -m app.cli")
-        )
-        env = {**os.environ, "DATABASE_URL": database_url, "FLOWLOG_LOG_LEVEL": "WARNING"}
-        shell = await asyncio.create_subprocess_exec(
-            "bash", "-euo", "pipefail", "-c", script, cwd=ROOT, env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        out, err = await asyncio.wait_for(shell.communicate(), 120)
-    assert shell.returncode == 0, err.decode()
-    text = out.decode()
+    port = free_port()
+    api = f"http://127.0.0.1:{port}"
+    env = readme.environment(tmp_path, DATABASE_URL=database_url, FLOWLOG_PORT=str(port))
+    client = tmp_path / "readme_client.py"
+    client.write_text(readme.runnable("client", API=api, TOKEN=None))
+    script = (
+        readme.runnable("quickstart", API=api)
+        + 'echo "::audit"\n'
+        + readme.runnable("audit")
+        + 'echo "::flow $FLOW"\n'
+        + readme.runnable("approval")
+        + 'echo "::schedules"\n'
+        + readme.runnable("schedules")
+        + 'echo "::client"\n'
+        + f"{sys.executable} {client}\n"
+        + 'echo "::flows"\n'
+        + readme.runnable("flows", API=api)
+        + 'echo "::retention"\n'
+        + readme.runnable("retention", ARCHIVE_DIR=str(tmp_path / "archive"), RETENTION="0s")
+    )
+    server = readme.runnable("demo-server")
+    async with readme.background(server, env, tmp_path / "serve.log") as base:
+        text = await readme.run_shell(script, env, within=240)
+        _, listed_after = await readme.get(base, "/api/v1/workflow/?bizId=cluster-2")
+    retried = listed_after["data"]["workFlows"]
     first, _, rest = text.partition("::audit\n")
     audit_out, _, last = rest.partition("::flow ")
     flow_id, _, approval_out = last.partition("\n")
-    approval_out, _, schedules_out = approval_out.partition("::schedules\n")
+    approval_out, _, rest = approval_out.partition("::schedules\n")
+    schedules_out, _, rest = rest.partition("::client\n")
+    client_out, _, rest = rest.partition("::flows\n")
+    flows_out, _, retention_out = rest.partition("::retention\n")
 
     answers = _json_documents(first)
     assert all(answer["code"] == 0 for answer in answers), answers
@@ -65,7 +62,7 @@ async def test_the_readme_quickstart_and_audit_run_against_a_live_server(
     assert [(n["name"], n["status"]) for n in stopped_detail["data"]["nodes"]] == [
         ("backup", "Finished")
     ]
-    # The seed's nodeNames: the success path from start.
+    # nodeNames (as TiUniManager's): the success path from start.
     assert stopped_detail["data"]["nodeNames"] == ["backup", "upload", "updateBackupRecord"]
     assert [(f["id"], f["status"]) for f in listed["data"]["workFlows"]] == [(flow_id, "Finished")]
     assert listed["page"]["total"] == 1
@@ -110,6 +107,33 @@ async def test_the_readme_quickstart_and_audit_run_against_a_live_server(
                                                      ["often", "Paused"]]  # fmt: skip
     assert ran == ["node checkBackup started", "node approval started",
                    "node wipeCluster started", "node loadBackup started"]  # fmt: skip
+
+    # The client: its flow finished; then the flows in Error (the demo made some), each with
+    # its error.
+    made_line, *error_lines = client_out.splitlines()
+    assert made_line.split()[1] == "Finished"
+    assert error_lines
+    assert all(len(line.split(maxsplit=1)) == 2 for line in error_lines)
+
+    # flowlog flows: the failed upload, its fail handler, then the retry finishes the flow.
+    assert "ended: 1" in flows_out
+    failed_id = retried[0]["id"]
+    assert any(line.startswith(failed_id) and "Error" in line for line in flows_out.splitlines())
+    assert flows_out.rstrip().endswith("finished")
+    assert [(f["id"], f["status"]) for f in retried] == [(failed_id, "Finished")]
+
+    # Retention at 0 s (written to the database by migrate): the dry run names what would go,
+    # the run archives every ended flow; the archived flow's history is read from its
+    # archive, REST says 410 and names the file (its name only, never the server's path), and
+    # the import brings the flow back.
+    assert re.search(r"would archive [1-9]\d* ended flows", retention_out), retention_out
+    assert "archived " in retention_out
+    assert "maintenance window" in retention_out  # the history of the archived flow
+    gone = _json_documents(retention_out)[-1]
+    assert gone["code"] == 40132
+    assert "/" not in gone["data"]["file"]
+    assert (tmp_path / "archive" / gone["data"]["file"]).is_file()
+    assert "restored " in retention_out.splitlines()[-1]
 
 
 def _json_documents(text: str) -> list[dict[str, Any]]:

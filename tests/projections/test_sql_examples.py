@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 from app.workflow.definition import NodeDefinition, WorkflowDefinition
 from app.workflow.errors import NodeError
 from app.workflow.executor import FlowContext, NodeHandle
+from tests import readme
 from tests.engines import StartEngine
 from tests.workflow.defs import backup_flow
 from tests.workflow.helpers import wait_for_status
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def readme_queries() -> dict[str, str]:
-    readme = (ROOT / "README.md").read_text()
-    return dict(re.findall(r"<!-- sql: (\w+) -->\n```sql\n(.*?)```", readme, re.DOTALL))
+QUERIES = ("stuck", "failures", "durations")
 
 
 async def test_the_readme_queries_answer_on_real_flows(start_engine: StartEngine) -> None:
@@ -30,8 +23,8 @@ async def test_the_readme_queries_answer_on_real_flows(start_engine: StartEngine
     failed = await engine.service.create_workflow("c", "cluster", "broken", start=True)
     await wait_for_status(engine.service, done, {"Finished"})  # type: ignore[arg-type]
     await wait_for_status(engine.service, failed, {"Error"})  # type: ignore[arg-type]
-    queries = readme_queries()
-    assert set(queries) == {"stuck", "failures", "durations"}
+    assert [b.name for b in readme.blocks() if b.language == "sql"] == list(QUERIES)
+    queries = {name: readme.block(name) for name in QUERIES}
     durations = await engine.pool.fetch(queries["durations"])
     assert [(r["name"], r["flows"]) for r in durations] == [("backup", 1)]
     assert durations[0]["average_duration"].total_seconds() >= 0
