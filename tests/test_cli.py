@@ -19,7 +19,7 @@ import pytest
 
 from app.bench.harness import free_port
 from app.database import with_database
-from tests.helpers import cli_env, run_flowlog
+from tests.helpers import cli_env, refused_port, run_flowlog
 
 
 def _get(url: str) -> tuple[int, dict[str, object]]:
@@ -83,7 +83,9 @@ def test_bad_usage_exits_2_with_a_message(args: list[str], env: dict[str, str]) 
 @pytest.mark.parametrize("command", ["migrate", "serve"])
 def test_an_unreachable_database_exits_1_with_a_message(command: str, server_url: str) -> None:
     missing = with_database(server_url, "flowlog_no_such_database")
-    result = run_flowlog(command, env=cli_env(DATABASE_URL=missing), timeout=60)
+    # serve takes its port first: one free now, not its default (a flowlog serve may run there).
+    port = ["--port", str(free_port())] if command == "serve" else []
+    result = run_flowlog(command, *port, env=cli_env(DATABASE_URL=missing), timeout=60)
     assert result.returncode == 1
     assert "flowlog_no_such_database" in result.stderr
     assert "Traceback" not in result.stderr
@@ -288,13 +290,16 @@ def test_a_taken_port_is_said_before_anything_starts(server_url: str) -> None:
 
 
 def test_files_that_cannot_be_read_or_written_are_said_as_such(tmp_path: Path) -> None:
-    missing = with_database("postgresql://postgres@127.0.0.1:1/x", "never")
-    out = run_flowlog("export", "-o", str(tmp_path / "no" / "dir" / "x.jsonl"),
-                      env=cli_env(DATABASE_URL=missing))  # fmt: skip
+    with refused_port() as port:
+        missing = f"postgresql://postgres@127.0.0.1:{port}/never"
+        out = run_flowlog("export", "-o", str(tmp_path / "no" / "dir" / "x.jsonl"),
+                          env=cli_env(DATABASE_URL=missing))  # fmt: skip
+        src = run_flowlog(
+            "import", str(tmp_path / "missing.jsonl"), env=cli_env(DATABASE_URL=missing)
+        )
     assert out.returncode == 2
     assert "cannot write" in out.stderr
     assert "no directory" in out.stderr
-    src = run_flowlog("import", str(tmp_path / "missing.jsonl"), env=cli_env(DATABASE_URL=missing))
     assert src.returncode == 2
     assert "cannot read" in src.stderr
     for result in (out, src):

@@ -14,7 +14,7 @@ from app.workflow.engine import Engine
 from app.workflow.state import FlowStatus
 from tests.api.conftest import fussy_flow
 from tests.engines import StartEngine
-from tests.helpers import cli_env, run_flowlog
+from tests.helpers import cli_env, refused_port, run_flowlog
 from tests.workflow.defs import backup_flow
 from tests.workflow.helpers import wait_for_status
 
@@ -99,5 +99,6 @@ async def test_flows_through_a_server(engine: Engine, database_url: str) -> None
         denied = await flows(cli, "list", "--api", base, "--token", "wrong")
         assert denied.returncode == 1
         assert "40118" in denied.stderr
-    gone = await flows(cli, "list", "--api", "http://127.0.0.1:9")
+    with refused_port() as port:
+        gone = await flows(cli, "list", "--api", f"http://127.0.0.1:{port}")
     assert gone.returncode == 4
