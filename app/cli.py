@@ -60,8 +60,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"flowlog: FLOWLOG_TOKENS: {exc}", file=sys.stderr)
         return 2
     parsers = cli_args.build(settings)
-    args = parsers.top.parse_args(argv)
+    args, unknown = parsers.top.parse_known_args(argv)
     command = parsers.commands[args.command]
+    if args.command == "psql":
+        args.psql_args = _psql_arguments(unknown)
+    elif unknown:
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
     logs.configure(
         settings.log_level or ("INFO" if args.command in cli_args.LONG_RUNNING else "WARNING"),
         settings.log_format or ("text" if sys.stderr.isatty() else "json"),
@@ -182,9 +186,18 @@ def _dsn(settings: Settings, owner: bool) -> int:
     return 0
 
 
+def _psql_arguments(unknown: list[str]) -> list[str]:
+    """What goes to psql: the arguments flowlog does not know, those after ``--`` included
+    (the ``--`` itself is flowlog's)."""
+    if "--" not in unknown:
+        return unknown
+    cut = unknown.index("--")
+    return unknown[:cut] + unknown[cut + 1 :]
+
+
 def _psql(args: argparse.Namespace, database_url: str) -> int:
     psql = bundled_bin_dir() / "psql"
-    extra = args.psql_args[1:] if args.psql_args[:1] == ["--"] else args.psql_args
+    extra: list[str] = args.psql_args
     # Ctrl-C belongs to psql (it cancels the query); flowlog waits for psql to end, then
     # stops the embedded server if it started it.
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)

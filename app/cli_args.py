@@ -7,6 +7,7 @@ import argparse
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from app.audit.replay import Point, parse_point
 from app.config import Settings
@@ -70,10 +71,10 @@ def build(settings: Settings) -> Parsers:
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands: dict[str, argparse.ArgumentParser] = {}
 
-    def command(name: str, summary: str, description: str) -> argparse.ArgumentParser:
+    def command(name: str, summary: str, description: str, **more: Any) -> argparse.ArgumentParser:
         parser = sub.add_parser(
             name, help=summary, description=f"{summary[0].upper()}{summary[1:]}.\n\n{description}",
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            formatter_class=argparse.RawDescriptionHelpFormatter, **more,
         )  # fmt: skip
         commands[name] = parser
         return parser
@@ -210,9 +211,11 @@ def build(settings: Settings) -> Parsers:
         "psql", "psql on flowlog's database",
         "Runs the psql that comes with flowlog's PostgreSQL on flowlog's database: the one\n"
         "DATABASE_URL names, or the embedded one (started for the session if no flowlog\n"
-        "process runs it). Arguments after `--` go to psql: flowlog psql -- -c 'SELECT 1'.",
+        "process runs it). Every argument but --owner goes to psql, as do all after `--`\n"
+        "(for psql's own -h or --help): flowlog psql -c 'SELECT 1'.",
+        usage="flowlog psql [-h] [--owner] [PSQL_ARGS ...] [-- PSQL_ARGS ...]",
+        allow_abbrev=False,  # --o is not --owner: it could be meant for psql
     )  # fmt: skip
-    psql.add_argument("psql_args", nargs=argparse.REMAINDER, metavar="-- PSQL_ARGS")
     psql.add_argument("--owner", action="store_true", help=OWNER_HELP)
     dsn = command(
         "dsn", "print the URL of flowlog's database",

@@ -336,6 +336,23 @@ def test_dsn_and_psql_reach_flowlogs_database(database_url: str, tmp_path: Path)
     assert int(psql.stdout.strip()) >= 4
 
 
+def test_psql_takes_psqls_arguments_without_a_separator(database_url: str) -> None:
+    env = cli_env(DATABASE_URL=database_url)
+    plain = run_flowlog("psql", "-c", "SELECT 1 + 1", "-At", env=env)
+    assert (plain.returncode, plain.stdout, plain.stderr) == (0, "2\n", "")
+    owner = run_flowlog("psql", "-At", "--owner", "-c", "SELECT current_user", env=env)
+    assert (owner.returncode, owner.stdout.strip()) == (0, "postgres"), owner.stderr
+    # After `--`, everything is psql's, even what flowlog would take.
+    theirs = run_flowlog("psql", "--", "--owner", env=env)
+    assert theirs.returncode != 0
+    assert "unrecognized option '--owner'" in theirs.stderr
+    # Any other command still refuses what it does not know, with its own usage.
+    other = run_flowlog("migrate", "-c", "SELECT 1", env=env)
+    assert other.returncode == 2
+    assert "usage: flowlog migrate" in other.stderr
+    assert "unrecognized arguments: -c SELECT 1" in other.stderr
+
+
 def test_every_command_explains_itself() -> None:
     top = run_flowlog("--help", env=cli_env())
     assert top.returncode == 0
