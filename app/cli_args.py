@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from app.audit.replay import Point, parse_point
+from app.cli_types import port
 from app.config import Settings
 from app.flowscli.commands import add_arguments as add_flow_arguments
 from app.schedules.cli import add_arguments as add_schedule_arguments
@@ -98,7 +99,7 @@ def build(settings: Settings) -> Parsers:
     )  # fmt: skip
     serve.add_argument("--host", default=settings.host, help="default: FLOWLOG_HOST or 127.0.0.1")
     serve.add_argument(
-        "--port", type=int, default=settings.port, help="default: FLOWLOG_PORT or 8080"
+        "--port", type=port, default=settings.port, help="1-65535; default: FLOWLOG_PORT or 8080"
     )
     serve.add_argument("--no-reactor", action="store_true", help="serve the API only")
     serve.add_argument(

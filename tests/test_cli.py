@@ -80,6 +80,31 @@ def test_bad_usage_exits_2_with_a_message(args: list[str], env: dict[str, str]) 
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "env", "named"),
+    [
+        (["serve", "--port", "70000"], {}, "--port"),  # wrapped round to 4464 before
+        (["serve", "--port", "-1"], {}, "--port"),  # said as a bad --host before
+        (["serve", "--port=0"], {}, "--port"),
+        (["serve"], {"FLOWLOG_PORT": "70000"}, "FLOWLOG_PORT"),
+        (["serve"], {"FLOWLOG_PORT": "-1"}, "FLOWLOG_PORT"),
+        (["flows", "list", "--api", "http://127.0.0.1:70000"], {}, "--api"),
+        (["flows", "list", "--api", "http://127.0.0.1:-1"], {}, "--api"),
+    ],
+)
+def test_a_port_out_of_range_exits_2_naming_where_it_came_from(
+    args: list[str], env: dict[str, str], named: str
+) -> None:
+    with refused_port() as port:  # nothing is reached: the port is refused first
+        env = {"DATABASE_URL": f"postgresql://postgres@127.0.0.1:{port}/never", **env}
+        result = run_flowlog(*args, env=cli_env(**env))
+    assert result.returncode == 2, result.stderr
+    assert named in result.stderr
+    assert "65535" in result.stderr
+    assert "cannot listen" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize("command", ["migrate", "serve"])
 def test_an_unreachable_database_exits_1_with_a_message(command: str, server_url: str) -> None:
     missing = with_database(server_url, "flowlog_no_such_database")

@@ -23,6 +23,7 @@ import orjson
 from pydantic import BaseModel
 
 from app.api.models import GO_ZERO_TIME, WorkFlowDetail, WorkFlowInfo
+from app.cli_types import server_url
 from app.client.errors import BadRequest, FlowlogError, NotFound, Unavailable
 from app.roles import DatabaseUrls
 from app.workflow.repository import Caller
@@ -41,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="JSON (list, follow: one a line)")
     parser.add_argument("--reason", default="", help="why (recorded in the flow's events)")
     parser.add_argument(
-        "--api", metavar="URL",
+        "--api", metavar="URL", type=server_url,
         help="act through this flowlog server (e.g. http://flowlog:8080) instead of the "
         "database; default: the database (DATABASE_URL, or the embedded one)",
     )  # fmt: skip
