@@ -23,6 +23,7 @@ import asyncpg
 
 from app import cli_args, logs, telemetry
 from app.api.access import Tokens
+from app.cli_problems import database_problem
 from app.config import ConfigError, Settings
 from app.database import EMBEDDED_DATABASE, EMBEDDED_RUNTIME_ROLE, provide_database
 from app.flowscli import commands as flows_commands
@@ -96,7 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.status
     except (EmbeddedPostgresError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         # Files and ports were checked above: what is left is the database's.
-        log.error("database unavailable", extra={"error": str(exc), "kind": type(exc).__name__})
+        why = database_problem(exc, settings.owner_url or settings.database_url)
+        hint = {"hint": why.hint} if why.hint else {}
+        log.error(
+            "database unavailable", extra={"error": why.words, "kind": type(exc).__name__} | hint
+        )
         return 1
     except (MigrationError, LogHorizonError) as exc:
         log.error("database refused", extra={"error": str(exc), "kind": type(exc).__name__})
@@ -195,6 +200,11 @@ def _psql_arguments(unknown: list[str]) -> list[str]:
     return unknown[:cut] + unknown[cut + 1 :]
 
 
+async def _reachable(database_url: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    await conn.close()
+
+
 def _psql(args: argparse.Namespace, database_url: str) -> int:
     psql = bundled_bin_dir() / "psql"
     extra: list[str] = args.psql_args
@@ -223,7 +233,9 @@ def _run(
             print("the schema is up to date: nothing to apply")
         return 0
     if args.command == "psql":
-        return _psql(args, urls.owner if args.owner else database_url)
+        url = urls.owner if args.owner else database_url
+        asyncio.run(_reachable(url))  # a missing database said as other commands say it
+        return _psql(args, url)
     if args.command == "serve":
         from aiohttp import web
 

@@ -116,6 +116,46 @@ def test_an_unreachable_database_exits_1_with_a_message(command: str, server_url
     assert "Traceback" not in result.stderr
 
 
+SOME_FLOW = "3f0c5b2e-8d1a-4c3b-9e2f-0a1b2c3d4e5f"
+CONNECTING = [
+    ["migrate"], ["serve"], ["worker"], ["rebuild"], ["verify"], ["history", SOME_FLOW],
+    ["replay", SOME_FLOW], ["export"], ["import", "IMPORTED"], ["archive"],
+    ["check-definition", "app.demo"], ["psql", "-c", "SELECT 1"], ["flows", "list"],
+    ["flows", "show", SOME_FLOW], ["schedules", "list"], ["bench", "append", "--quick"],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("args", CONNECTING, ids=lambda args: " ".join(args[:2]))
+def test_a_database_that_does_not_exist_is_said_with_how_to_create_it(
+    args: list[str], server_url: str, tmp_path: Path
+) -> None:
+    (tmp_path / "export.jsonl").write_text("")
+    args = [str(tmp_path / "export.jsonl") if a == "IMPORTED" else a for a in args]
+    if args[0] == "serve":
+        args.append(f"--port={free_port()}")
+    env = cli_env(
+        DATABASE_URL=with_database(server_url, "flowlog_not_created"),
+        FLOWLOG_RETENTION="30d", FLOWLOG_ARCHIVE_DIR=str(tmp_path), FLOWLOG_LOG_FORMAT="text",
+    )  # fmt: skip
+    result = run_flowlog(*args, env=env, timeout=60)
+    assert result.returncode == (4 if args[0] == "flows" else 1), result.stderr
+    assert "database 'flowlog_not_created' does not exist on 127.0.0.1" in result.stderr
+    assert "createdb -h 127.0.0.1" in result.stderr
+    assert 'CREATE DATABASE "flowlog_not_created"' in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_flows_says_why_the_database_cannot_be_reached_in_words() -> None:
+    with refused_port() as port:
+        env = cli_env(DATABASE_URL=f"postgresql://postgres@127.0.0.1:{port}/flowlog")
+        result = run_flowlog("flows", "list", env=env)
+    assert result.returncode == 4
+    assert result.stderr == (
+        "flowlog flows: the database could not be reached: "
+        f"cannot connect to 127.0.0.1:{port}/flowlog: connection refused\n"
+    )
+
+
 @pytest.mark.slow
 def test_serve_with_database_url_answers_and_stops_on_sigterm(database_url: str) -> None:
     port = free_port()
