@@ -47,7 +47,8 @@ FLOWLOG_POOL_SIZE, FLOWLOG_LOG_LEVEL, FLOWLOG_LOG_FORMAT, FLOWLOG_DEFINITIONS,
 FLOWLOG_CONCURRENCY, FLOWLOG_LEASE_SECONDS, FLOWLOG_IDEMPOTENCY_HOURS, FLOWLOG_TOKENS
 (options override them).
 exit status: 0 success, 1 failure (a database unreachable, a check that found differences),
-2 bad usage (a bad option, argument or variable)."""
+2 bad usage (a bad option, argument or variable), 3 no such flow or schedule, 4 (flows) flowlog
+unreachable; docs/cli.md has the details."""
 
 
 @dataclass(frozen=True)
@@ -135,14 +136,16 @@ def build(settings: Settings) -> Parsers:
 
     history = command(
         "history", "a flow's events: when, who, why and what",
-        "The audit trail of one flow, oldest first, as a table (or --json: one object a line).",
+        "The audit trail of one flow, oldest first, as a table (or --json: one object a line).\n"
+        "Exit status 3 if there is no such flow.",
     )  # fmt: skip
     history.add_argument("flow_id", metavar="FLOW_ID")
     history.add_argument("--json", action="store_true", help="one JSON object per event")
     replay = command(
         "replay", "a flow's state at a version or time, folded from its history",
         "With --at, the flow as it was then; with --diff A B, what changed between two points\n"
-        "(each a version number or an ISO 8601 time).",
+        "(each a version number or an ISO 8601 time). Exit status 3 if there is no such flow,\n"
+        "1 if it did not exist yet at the point asked for.",
     )  # fmt: skip
     replay.add_argument("flow_id", metavar="FLOW_ID")
     when = replay.add_mutually_exclusive_group()
@@ -238,7 +241,8 @@ def build(settings: Settings) -> Parsers:
         "schedules", "list, show, create, update, pause, resume or delete schedules",
         "A schedule starts a flow of a definition at each fire of a cron expression or an\n"
         "interval, in a time zone. create and update take the settings as options, or as\n"
-        "JSON (--file, as the REST body); update keeps what it is not given. Refusals exit 1.",
+        "JSON (--file, as the REST body); update keeps what it is not given. Exit status: 0\n"
+        "done, 1 refused, 2 bad usage or settings, 3 no such schedule.",
     )  # fmt: skip
     add_schedule_arguments(schedules)
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import enum
 import os
 import re
 import shlex
@@ -13,6 +14,21 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import asyncpg
 
 from app.database import quote_ident
+
+
+class Exit(enum.IntEnum):
+    """The exit statuses of every command (docs/cli.md), for scripts to test."""
+
+    OK = 0
+    FAILED = 1
+    """Refused, failed, or found differences; a database unreachable (but see UNREACHABLE)."""
+    USAGE = 2
+    """Bad usage: an option, argument or variable flowlog cannot use (a malformed flow id)."""
+    NOT_FOUND = 3
+    """No such flow or schedule."""
+    UNREACHABLE = 4
+    """``flows``: flowlog, or its database, could not be reached."""
+
 
 CANNOT_LOG_IN: tuple[type[BaseException], ...] = (
     asyncpg.InvalidCatalogNameError,

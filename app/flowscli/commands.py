@@ -23,6 +23,7 @@ import orjson
 from pydantic import BaseModel
 
 from app.api.models import GO_ZERO_TIME, WorkFlowDetail, WorkFlowInfo
+from app.cli_problems import Exit
 from app.cli_types import server_url
 from app.client.errors import BadRequest, FlowlogError, NotFound, Unavailable
 from app.roles import DatabaseUrls
@@ -32,7 +33,6 @@ if TYPE_CHECKING:  # the backends import the service: loaded when a flows comman
     from app.flowscli.backends import Backend
 
 ACTIONS = ("list", "show", "start", "stop", "cancel", "retry", "follow")
-EXIT_REFUSED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_UNREACHABLE = 1, 2, 3, 4
 STATUSES = ("Initializing", "Processing", "Stopped", "Canceling", "Canceled", "Finished", "Error")
 
 
@@ -109,7 +109,7 @@ async def run_database(args: argparse.Namespace, urls: DatabaseUrls) -> int:
         await backend.open()
     except Unavailable as exc:
         print(f"flowlog flows: {exc}", file=sys.stderr)
-        return EXIT_UNREACHABLE
+        return Exit.UNREACHABLE
     return await _run(backend, args)
 
 
@@ -119,12 +119,12 @@ async def _run(backend: Backend, args: argparse.Namespace) -> int:
     except FlowlogError as exc:
         print(f"flowlog flows {args.action}: {exc}", file=sys.stderr)
         if isinstance(exc, NotFound):
-            return EXIT_NOT_FOUND
+            return Exit.NOT_FOUND
         if isinstance(exc, Unavailable):
-            return EXIT_UNREACHABLE
+            return Exit.UNREACHABLE
         if isinstance(exc, BadRequest):
-            return EXIT_USAGE
-        return EXIT_REFUSED
+            return Exit.USAGE
+        return Exit.FAILED
     finally:
         await backend.close()
 
@@ -149,7 +149,7 @@ async def _act(backend: Backend, args: argparse.Namespace) -> int:
                 print(f"{event.version:>4}  {_time(event.time)}  {event.type}"
                       + _event_note(event.type, event.data), flush=True)  # fmt: skip
             status = event.type
-        return 0 if status == "FlowFinished" else EXIT_REFUSED
+        return 0 if status == "FlowFinished" else Exit.FAILED
     info = await backend.act(args.action, args.flow_id, args.reason, context_of(args.set))
     if args.json:
         _print_json(info)
