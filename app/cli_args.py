@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from app.audit.replay import Point, parse_point
-from app.cli_types import port
+from app.cli_types import flow_id, port
 from app.config import Settings
 from app.flowscli.commands import add_arguments as add_flow_arguments
 from app.schedules.cli import add_arguments as add_schedule_arguments
@@ -139,7 +139,7 @@ def build(settings: Settings) -> Parsers:
         "The audit trail of one flow, oldest first, as a table (or --json: one object a line).\n"
         "Exit status 3 if there is no such flow.",
     )  # fmt: skip
-    history.add_argument("flow_id", metavar="FLOW_ID")
+    history.add_argument("flow_id", type=flow_id, metavar="FLOW_ID")
     history.add_argument("--json", action="store_true", help="one JSON object per event")
     replay = command(
         "replay", "a flow's state at a version or time, folded from its history",
@@ -147,7 +147,7 @@ def build(settings: Settings) -> Parsers:
         "(each a version number or an ISO 8601 time). Exit status 3 if there is no such flow,\n"
         "1 if it did not exist yet at the point asked for.",
     )  # fmt: skip
-    replay.add_argument("flow_id", metavar="FLOW_ID")
+    replay.add_argument("flow_id", type=flow_id, metavar="FLOW_ID")
     when = replay.add_mutually_exclusive_group()
     when.add_argument(
         "--at", type=point, metavar="VERSION|TIME", help="default: after the last event"
@@ -166,7 +166,7 @@ def build(settings: Settings) -> Parsers:
         help="the file (.gz: compressed); default: stdout",
     )  # fmt: skip
     chosen = export.add_mutually_exclusive_group()
-    chosen.add_argument("--flow", metavar="FLOW_ID", help="only this flow's events")
+    chosen.add_argument("--flow", type=flow_id, metavar="FLOW_ID", help="only this flow's events")
     chosen.add_argument("--since", type=time, metavar="TIME", help="events recorded from TIME")
     export.add_argument("--until", type=time, metavar="TIME", help="events recorded before TIME")
     export.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from urllib.parse import urlsplit
 
+from app.flow_ids import NOT_A_FLOW_ID, is_flow_id
+
 PORTS = range(1, 65536)
 
 
@@ -38,4 +40,11 @@ def server_url(text: str) -> str:
         raise argparse.ArgumentTypeError(
             f"its port must be a number from {PORTS.start} to {PORTS.stop - 1}: {text!r}"
         )
+    return text
+
+
+def flow_id(text: str) -> str:
+    """A flow's id as flowlog makes them: other text names no flow that could exist."""
+    if not is_flow_id(text):
+        raise argparse.ArgumentTypeError(f"{NOT_A_FLOW_ID}: {text!r}")
     return text

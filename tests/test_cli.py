@@ -21,6 +21,9 @@ from app.bench.harness import free_port
 from app.database import with_database
 from tests.helpers import cli_env, refused_port, run_flowlog
 
+SOME_FLOW = "3f0c5b2e-8d1a-4c3b-9e2f-0a1b2c3d4e5f"
+"""A flow id as flowlog makes them (no test's flow has it)."""
+
 
 def _get(url: str) -> tuple[int, dict[str, object]]:
     try:
@@ -105,6 +108,26 @@ def test_a_port_out_of_range_exits_2_naming_where_it_came_from(
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["history", "no-such-flow"],
+        ["replay", "3F0C5B2E-8D1A-4C3B-9E2F-0A1B2C3D4E5F", "--json"],
+        ["export", "--flow", "1"],
+        ["flows", "show", "ghost"],
+        ["flows", "start", f"{SOME_FLOW}.2", "--api", "http://flowlog.invalid"],
+    ],
+    ids=lambda args: " ".join(args[:2]),
+)
+def test_text_that_is_not_a_flow_id_is_bad_usage_not_a_missing_flow(args: list[str]) -> None:
+    with refused_port() as port:  # said before anything is reached
+        env = cli_env(DATABASE_URL=f"postgresql://postgres@127.0.0.1:{port}/never")
+        result = run_flowlog(*args, env=env)
+    assert result.returncode == 2, result.stderr
+    assert "not a flow id" in result.stderr
+    assert "no flow" not in result.stderr
+
+
 @pytest.mark.parametrize("command", ["migrate", "serve"])
 def test_an_unreachable_database_exits_1_with_a_message(command: str, server_url: str) -> None:
     missing = with_database(server_url, "flowlog_no_such_database")
@@ -116,7 +139,6 @@ def test_an_unreachable_database_exits_1_with_a_message(command: str, server_url
     assert "Traceback" not in result.stderr
 
 
-SOME_FLOW = "3f0c5b2e-8d1a-4c3b-9e2f-0a1b2c3d4e5f"
 CONNECTING = [
     ["migrate"], ["serve"], ["worker"], ["rebuild"], ["verify"], ["history", SOME_FLOW],
     ["replay", SOME_FLOW], ["export"], ["import", "IMPORTED"], ["archive"],

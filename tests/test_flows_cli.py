@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import uuid
 
 import orjson
 import pytest
@@ -75,7 +76,10 @@ async def test_flows_on_the_database(engine: Engine, database_url: str, runtime_
     assert (await flows(env, "cancel", other, "--reason", "not needed")).returncode == 0
     assert (await flows(env, "follow", other)).returncode == 1  # it ended Canceled
 
-    assert (await flows(env, "show", "no-such-flow")).returncode == 3
+    assert (await flows(env, "show", str(uuid.uuid4()))).returncode == 3
+    malformed = await flows(env, "show", "no-such-flow")
+    assert malformed.returncode == 2  # no flow could have it: not "does not exist"
+    assert "not a flow id" in malformed.stderr
     assert (await flows(env, "show")).returncode == 2
     assert (await flows(env, "start", waiting, "--set", "a=1")).returncode == 2
 

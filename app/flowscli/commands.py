@@ -24,7 +24,7 @@ from pydantic import BaseModel
 
 from app.api.models import GO_ZERO_TIME, WorkFlowDetail, WorkFlowInfo
 from app.cli_problems import Exit
-from app.cli_types import server_url
+from app.cli_types import flow_id, server_url
 from app.client.errors import BadRequest, FlowlogError, NotFound, Unavailable
 from app.roles import DatabaseUrls
 from app.workflow.repository import Caller
@@ -38,7 +38,9 @@ STATUSES = ("Initializing", "Processing", "Stopped", "Canceling", "Canceled", "F
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=ACTIONS)
-    parser.add_argument("flow_id", nargs="?", metavar="ID", help="every action but list")
+    parser.add_argument(
+        "flow_id", nargs="?", type=flow_id, metavar="ID", help="every action but list"
+    )
     parser.add_argument("--json", action="store_true", help="JSON (list, follow: one a line)")
     parser.add_argument("--reason", default="", help="why (recorded in the flow's events)")
     parser.add_argument(
