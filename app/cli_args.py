@@ -4,6 +4,8 @@ the options that override the environment."""
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import textwrap
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -41,14 +43,47 @@ postgresql://user@host:port/database), or, when it is unset, an embedded Postgre
 FLOWLOG_DATA_DIR and started on demand. `flowlog COMMAND --help` says more of each command;
 README.md lists every variable."""
 
-EPILOG = """\
-environment: DATABASE_URL, FLOWLOG_HOST, FLOWLOG_PORT, FLOWLOG_DATA_DIR, FLOWLOG_PG_USER,
-FLOWLOG_POOL_SIZE, FLOWLOG_LOG_LEVEL, FLOWLOG_LOG_FORMAT, FLOWLOG_DEFINITIONS,
-FLOWLOG_CONCURRENCY, FLOWLOG_LEASE_SECONDS, FLOWLOG_IDEMPOTENCY_HOURS, FLOWLOG_TOKENS
-(options override them).
-exit status: 0 success, 1 failure (a database unreachable, a check that found differences),
-2 bad usage (a bad option, argument or variable), 3 no such flow or schedule, 4 (flows) flowlog
-unreachable; docs/cli.md has the details."""
+ENVIRONMENT: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("database", ("DATABASE_URL", "FLOWLOG_OWNER_URL", "FLOWLOG_POOL_SIZE",
+                  "FLOWLOG_READ_DATABASE_URL", "FLOWLOG_REPLICA_MAX_LAG", "FLOWLOG_READ_WAIT_MS"),
+     ""),
+    ("embedded", ("FLOWLOG_DATA_DIR", "FLOWLOG_PG_USER"), "when DATABASE_URL is unset"),
+    ("serve", ("FLOWLOG_HOST", "FLOWLOG_PORT", "FLOWLOG_TOKENS", "FLOWLOG_IDEMPOTENCY_HOURS"), ""),
+    ("reactor", ("FLOWLOG_DEFINITIONS", "FLOWLOG_CONCURRENCY", "FLOWLOG_LEASE_SECONDS"), ""),
+    ("archive", ("FLOWLOG_RETENTION", "FLOWLOG_RETENTION_DEFINITIONS", "FLOWLOG_ARCHIVE_DIR",
+                 "FLOWLOG_ARCHIVE_INTERVAL"), ""),
+    ("logs", ("FLOWLOG_LOG_LEVEL", "FLOWLOG_LOG_FORMAT"), ""),
+    ("traces", ("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_SERVICE_NAME", "OTEL_SDK_DISABLED"),
+     "with the otel extra installed, OpenTelemetry reads its other OTEL_* too"),
+    ("libpq", ("PGPASSWORD", "PGPASSFILE", "PGSSLMODE"),
+     "and libpq's other PG*: asyncpg fills in what a URL leaves out from them"),
+    ("tests", ("FLOWLOG_FAILPOINT",), "the process kills itself at the point it names"),
+)  # fmt: skip
+"""Every environment variable flowlog reads, by what it is for (tests/test_cli.py checks
+that the code reads no other)."""
+
+
+def _epilog() -> str:
+    lines = ["environment (options override them; README.md says what each does):"]
+    for topic, names, note in ENVIRONMENT:
+        text = ", ".join(names) + (f" ({note})" if note else "")
+        lines += textwrap.wrap(text, width=98, initial_indent=f"  {topic:<10}",
+                               subsequent_indent=" " * 12, break_on_hyphens=False)  # fmt: skip
+    return "\n".join([
+        *lines,
+        "exit status: 0 success, 1 failure (a database unreachable, a check that found",
+        "differences), 2 bad usage (a bad option, argument or variable), 3 no such flow or",
+        "schedule, 4 (flows) flowlog unreachable; docs/cli.md has the details.",
+    ])  # fmt: skip
+
+
+def version() -> str:
+    """The installed distribution's version (pyproject.toml's, as pip installed it)."""
+    try:
+        return importlib.metadata.version("flowlog")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (flowlog is not installed: pip install .)"
 
 
 @dataclass(frozen=True)
@@ -67,9 +102,10 @@ OWNER_HELP = (
 
 def build(settings: Settings) -> Parsers:
     top = argparse.ArgumentParser(
-        prog="flowlog", description=DESCRIPTION, epilog=EPILOG,
+        prog="flowlog", description=DESCRIPTION, epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
+    top.add_argument("--version", action="version", version=f"flowlog {version()}")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands: dict[str, argparse.ArgumentParser] = {}
 

@@ -12,6 +12,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 
 import orjson
@@ -438,6 +439,31 @@ def test_psql_takes_psqls_arguments_without_a_separator(database_url: str) -> No
     assert other.returncode == 2
     assert "usage: flowlog migrate" in other.stderr
     assert "unrecognized arguments: -c SELECT 1" in other.stderr
+
+
+ROOT = Path(__file__).resolve().parent.parent
+VARIABLE = re.compile(r"\b(?:FLOWLOG|OTEL)_[A-Z0-9_]*[A-Z0-9]\b|\bDATABASE_URL\b")
+
+
+def test_help_lists_every_environment_variable_the_code_reads() -> None:
+    read = {
+        name
+        for package in ("app", "eventstore", "projections", "sql")
+        for path in (ROOT / package).rglob("*.py")
+        for name in VARIABLE.findall(path.read_text())
+    }
+    assert {"DATABASE_URL", "FLOWLOG_PORT", "OTEL_SERVICE_NAME"} <= read  # the grep works
+    top = run_flowlog("--help", env=cli_env())
+    assert top.returncode == 0
+    environment = top.stdout.partition("\nenvironment")[2]
+    assert sorted(n for n in read if not re.search(rf"\b{n}\b", environment)) == []
+    readme = (ROOT / "README.md").read_text()  # which says what each does
+    assert sorted(n for n in read if f"`{n}`" not in readme) == []
+
+
+def test_version_is_the_installed_distributions() -> None:
+    result = run_flowlog("--version", env=cli_env())
+    assert (result.returncode, result.stdout) == (0, f"flowlog {version('flowlog')}\n")
 
 
 def test_every_command_explains_itself() -> None:
