@@ -67,6 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.psql_args = _psql_arguments(unknown)
     elif unknown:
         command.error(f"unrecognized arguments: {' '.join(unknown)}")
+    cli_args.progress_shown(args)
     logs.configure(
         settings.log_level or ("INFO" if args.command in cli_args.LONG_RUNNING else "WARNING"),
         settings.log_format or ("text" if sys.stderr.isatty() else "json"),
@@ -262,7 +263,7 @@ def _run(
 
         return asyncio.run(archive_cli.run(args, urls, settings))
     if args.command in {"rebuild", "verify"}:
-        return asyncio.run(_projections(args.command, urls, not args.no_progress))
+        return asyncio.run(_projections(args.command, urls, args.progress))
     if args.command == "schedules":
         return asyncio.run(_schedules(args, urls))
     if args.command == "flows":
@@ -297,7 +298,7 @@ def _run(
             "schedules": schedules.run,
             "waiting": waiting.run,
         }[args.name]
-        report = asyncio.run(runner(urls.owner, quick=args.quick, progress=not args.no_progress))
+        report = asyncio.run(runner(urls.owner, size=args.size, progress=args.progress))
         report.print(args.json)
         return 0
     raise AssertionError(f"unhandled command {args.command}")
@@ -374,7 +375,7 @@ async def _check(args: argparse.Namespace, urls: DatabaseUrls, registry: Registr
 
     await prepare_schema(urls)
     return await commands.check_definitions(
-        urls.url, registry, limit=args.limit, as_json=args.json, progress=not args.no_progress
+        urls.url, registry, limit=args.limit, as_json=args.json, progress=args.progress
     )
 
 
@@ -382,7 +383,7 @@ async def _transfer(args: argparse.Namespace, urls: DatabaseUrls) -> int:
     from app.archive.files import archive_id_in
     from app.audit.transfer import Selection, TransferError, export_log, import_log, opened
 
-    progress = not args.no_progress
+    progress: bool = args.progress
     with contextlib.ExitStack() as files:
         if args.command == "export":
             await prepare_schema(urls)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import sys
 import textwrap
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from app.audit.replay import Point, parse_point
+from app.bench.harness import Size
 from app.cli_types import flow_id, port
 from app.config import Settings
 from app.flowscli.commands import add_arguments as add_flow_arguments
@@ -163,12 +165,12 @@ def build(settings: Settings) -> Parsers:
         "rebuild", "replay the log into fresh projection tables and swap them in",
         "The service keeps running: appends pause only for the swap.",
     )  # fmt: skip
-    rebuild.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_progress(rebuild)
     verify = command(
         "verify", "fold the log and compare with the projection tables",
         "Prints each difference; exit status 1 on drift.",
     )  # fmt: skip
-    verify.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_progress(verify)
 
     history = command(
         "history", "a flow's events: when, who, why and what",
@@ -205,7 +207,7 @@ def build(settings: Settings) -> Parsers:
     chosen.add_argument("--flow", type=flow_id, metavar="FLOW_ID", help="only this flow's events")
     chosen.add_argument("--since", type=time, metavar="TIME", help="events recorded from TIME")
     export.add_argument("--until", type=time, metavar="TIME", help="events recorded before TIME")
-    export.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_progress(export)
     load = command(
         "import", "load an export into an empty database, or restore an archive",
         "An export goes into an empty database (refused otherwise), which is then rebuilt and\n"
@@ -215,7 +217,7 @@ def build(settings: Settings) -> Parsers:
     load.add_argument(
         "file", type=Path, metavar="FILE", help="an export (.gz: compressed; -: stdin)"
     )
-    load.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_progress(load)
 
     archive = command(
         "archive", "archive the ended flows past their retention, once",
@@ -233,7 +235,7 @@ def build(settings: Settings) -> Parsers:
     )  # fmt: skip
     archive.add_argument("--limit", type=int, help="archive at most this many flows")
     archive.add_argument("--json", action="store_true", help="the report as JSON")
-    archive.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_progress(archive)
 
     check = command(
         "check-definition", "replay stored flows against the definitions of MODULE",
@@ -245,7 +247,7 @@ def build(settings: Settings) -> Parsers:
         "--limit", type=int, default=10_000, help="the newest flows of each (default 10000)"
     )
     check.add_argument("--json", action="store_true", help="one JSON object per definition")
-    check.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_progress(check)
 
     psql = command(
         "psql", "psql on flowlog's database",
@@ -288,12 +290,34 @@ def build(settings: Settings) -> Parsers:
         "scratch database is dropped afterwards.",
     )  # fmt: skip
     bench.add_argument("name", choices=BENCHMARKS)
-    bench.add_argument("--quick", action="store_true", help="finish in under a minute")
+    sized = bench.add_mutually_exclusive_group()
+    sized.add_argument(
+        "--quick", dest="size", action="store_const", const=Size.QUICK, default=Size.FULL,
+        help="finish in under a minute",
+    )  # fmt: skip
+    sized.add_argument(
+        "--smoke", dest="size", action="store_const", const=Size.SMOKE,
+        help="the least that runs every step (for tests: its figures mean nothing)",
+    )  # fmt: skip
     bench.add_argument(
         "--json", action="store_true", help="print every figure as one JSON object, last line"
     )
-    bench.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_progress(bench)
     return Parsers(top, commands)
+
+
+def add_progress(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction,
+        help="progress bars on stderr (default: only when stderr is a terminal)",
+    )  # fmt: skip
+
+
+def progress_shown(args: argparse.Namespace) -> None:
+    """``args.progress`` decided: as asked, else whether a person watches stderr (a bar in a
+    log file or a pipe is noise, and its carriage returns garble the lines around it)."""
+    if hasattr(args, "progress") and args.progress is None:
+        args.progress = sys.stderr.isatty()
 
 
 def time(text: str) -> datetime:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+import pty
 import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -20,7 +26,10 @@ import pytest
 
 from app.bench.harness import free_port
 from app.database import with_database
+from app.workflow.definition import Registry
+from app.workflow.engine import Engine
 from tests.helpers import cli_env, refused_port, run_flowlog
+from tests.workflow.defs import backup_flow
 
 SOME_FLOW = "3f0c5b2e-8d1a-4c3b-9e2f-0a1b2c3d4e5f"
 """A flow id as flowlog makes them (no test's flow has it)."""
@@ -234,55 +243,86 @@ def test_serve_without_database_url_runs_and_stops_an_embedded_server(short_dir:
     assert "can rewrite the event log" not in stderr
 
 
-@pytest.mark.slow
-def test_bench_append_quick_reports_ratios_as_json(database_url: str) -> None:
-    result = run_flowlog(
-        "bench",
-        "append",
-        "--quick",
-        "--json",
-        "--no-progress",
-        env=cli_env(DATABASE_URL=database_url),
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    figures = orjson.loads(result.stdout.strip().splitlines()[-1])
-    ratios = {k: v for k, v in figures.items() if k.startswith("ratio_")}
-    for writers in (1, 4, 16):
-        for events in (1, 10):
-            assert ratios[f"ratio_w{writers}_e{events}"] > 0
-    assert figures["notifications_received"] > 0
+BENCH_FIGURES = [
+    ("append", ("ratio_w1_e1", "ratio_w4_e10", "ratio_w16_e1", "notifications_received")),
+    ("flows", ("flows_per_s", "transition_p50_ms", "transition_p99_ms", "commits_per_flow")),
+    ("projections", ("rebuild_events_per_s", "list_p99_ms", "detail_p99_ms")),
+    ("http", ("create_start_requests_per_s", "list_p99_ms", "ratio_detail_vs_healthz")),
+    ("export", ("export_events_per_s", "import_events_per_s", "export_peak_rss_mb_all")),
+    ("console", ("flows_server_p50_ms", "flow_server_p99_ms", "ratio_flow_vs_healthz")),
+    ("waiting", ("parked_flows", "polls_per_s", "waiting_cpu_share", "ready_delay_max_s")),
+    ("schedules", ("fires", "fire_delay_p50_ms", "fire_delay_p99_ms", "create_start_p50_ms")),
+    ("callbacks", ("waiting_flows", "callback_to_next_node_p50_ms", "timer_delay_p50_ms")),
+    ("replica", ("list_replica_requests_per_s", "create_read_replica_p99_ms", "reads_replica")),
+    ("archive", ("archive_flows_per_s", "export_flows_per_s", "append_archiving_p99_ms")),
+    ("processes", ("flows_per_s_serve", "flows_per_s_serve_1_worker",
+                   "flows_per_s_serve_2_workers")),
+]  # fmt: skip
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    ("name", "keys"),
-    [
-        ("flows", ("flows_per_s", "transition_p50_ms", "transition_p99_ms", "commits_per_flow")),
-        ("projections", ("rebuild_events_per_s", "list_p99_ms", "detail_p99_ms")),
-        ("http", ("create_start_requests_per_s", "list_p99_ms", "ratio_detail_vs_healthz")),
-        ("export", ("export_events_per_s", "import_events_per_s", "export_peak_rss_mb_all")),
-        ("console", ("flows_server_p50_ms", "flow_server_p99_ms", "ratio_flow_vs_healthz")),
-        ("waiting", ("parked_flows", "polls_per_s", "waiting_cpu_share", "ready_delay_max_s")),
-        ("schedules", ("fires", "fire_delay_p50_ms", "fire_delay_p99_ms", "create_start_p50_ms")),
-        ("callbacks", ("waiting_flows", "callback_to_next_node_p50_ms", "timer_delay_p50_ms")),
-        ("replica", ("list_replica_requests_per_s", "create_read_replica_p99_ms", "reads_replica")),
-        ("archive", ("archive_flows_per_s", "export_flows_per_s", "append_archiving_p99_ms")),
-        (
-            "processes",
-            ("flows_per_s_serve", "flows_per_s_serve_1_worker", "flows_per_s_serve_2_workers"),
-        ),
-    ],
-)
-def test_bench_quick_runs_report_their_figures(
-    database_url: str, name: str, keys: tuple[str, ...]
-) -> None:
-    result = run_flowlog(
-        "bench", name, "--quick", "--json", "--no-progress",
-        env=cli_env(DATABASE_URL=database_url), timeout=300,
+PROGRESS_BAR = re.compile(r"\[\d\d:\d\d[<,]")
+"""What tqdm draws: the time elapsed, then left (``[00:03<00:07``) or the rate (``[00:03,``)."""
+
+
+def _with_stderr_on_a_terminal(*args: str, env: dict[str, str]) -> tuple[int, str]:
+    """``flowlog ARGS`` with its stderr on a pseudo-terminal, as a person runs it: its exit
+    status and what it wrote there."""
+    terminal, stderr = pty.openpty()
+    # 24 rows of 80 columns: a new pseudo-terminal has none, where tqdm draws nothing.
+    fcntl.ioctl(stderr, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", *args], env=env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=stderr,
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    os.close(stderr)
+    written = b""
+    with contextlib.suppress(OSError):  # EIO: the process closed its end
+        while chunk := os.read(terminal, 65536):
+            written += chunk
+    os.close(terminal)
+    return process.wait(60), written.decode(errors="replace")
+
+
+async def test_progress_bars_are_drawn_on_a_terminal_only(database_url: str) -> None:
+    async with Engine(database_url, Registry([backup_flow()]), run_reactor=False) as engine:
+        await engine.service.create("b", "t", "backup")  # something to verify
+    env = cli_env(DATABASE_URL=database_url)
+    status, on_a_terminal = _with_stderr_on_a_terminal("verify", env=env)
+    assert status == 0, on_a_terminal
+    assert PROGRESS_BAR.search(on_a_terminal)
+    status, hidden = _with_stderr_on_a_terminal("verify", "--no-progress", env=env)
+    assert status == 0, hidden
+    assert not PROGRESS_BAR.search(hidden)
+    piped = run_flowlog("verify", env=env)  # a log file, a pipe: no bar
+    assert (piped.returncode, piped.stderr) == (0, "")
+    forced = run_flowlog("verify", "--progress", env=env)
+    assert forced.returncode == 0, forced.stderr
+    assert PROGRESS_BAR.search(forced.stderr)
+
+
+def test_every_benchmark_is_tested() -> None:
+    from app.cli_args import BENCHMARKS
+
+    assert sorted(name for name, _ in BENCH_FIGURES) == sorted(BENCHMARKS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bars", ["--progress", "--no-progress"])
+@pytest.mark.parametrize(("name", "keys"), BENCH_FIGURES, ids=[n for n, _ in BENCH_FIGURES])
+def test_each_benchmark_runs_with_and_without_progress_bars(
+    database_url: str, name: str, keys: tuple[str, ...], bars: str
+) -> None:
+    """The smallest run of each (--smoke), as docs/benchmarks.md runs it on a terminal (bars
+    forced on: the test's stderr is a pipe) and without bars."""
+    result = run_flowlog(
+        "bench", name, "--smoke", "--json", bars, env=cli_env(DATABASE_URL=database_url),
+        timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-5000:]
+    assert "Traceback" not in result.stderr
+    assert bool(PROGRESS_BAR.search(result.stderr)) is (bars == "--progress"), result.stderr
     figures = orjson.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["size"] == "smoke"
     assert all(figures[key] > 0 for key in keys), figures
     assert any(key.startswith("ratio_") for key in figures)
     if name in {"projections", "export", "flows", "waiting", "callbacks", "schedules"}:
