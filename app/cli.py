@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.psql_args = _psql_arguments(unknown)
     elif unknown:
         command.error(f"unrecognized arguments: {' '.join(unknown)}")
-    cli_args.progress_shown(args)
+    cli_args.decide_progress(args)
     logs.configure(
         settings.log_level or ("INFO" if args.command in cli_args.LONG_RUNNING else "WARNING"),
         settings.log_format or ("text" if sys.stderr.isatty() else "json"),

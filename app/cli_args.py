@@ -313,7 +313,7 @@ def add_progress(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def progress_shown(args: argparse.Namespace) -> None:
+def decide_progress(args: argparse.Namespace) -> None:
     """``args.progress`` decided: as asked, else whether a person watches stderr (a bar in a
     log file or a pipe is noise, and its carriage returns garble the lines around it)."""
     if hasattr(args, "progress") and args.progress is None:
