@@ -23,6 +23,7 @@ import asyncpg
 
 from app import cli_args, logs, telemetry
 from app.api.access import Tokens
+from app.cli_problems import database_problem
 from app.config import ConfigError, Settings
 from app.database import EMBEDDED_DATABASE, EMBEDDED_RUNTIME_ROLE, provide_database
 from app.flowscli import commands as flows_commands
@@ -60,8 +61,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"flowlog: FLOWLOG_TOKENS: {exc}", file=sys.stderr)
         return 2
     parsers = cli_args.build(settings)
-    args = parsers.top.parse_args(argv)
+    args, unknown = parsers.top.parse_known_args(argv)
     command = parsers.commands[args.command]
+    if args.command == "psql":
+        args.psql_args = _psql_arguments(unknown)
+    elif unknown:
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
+    cli_args.decide_progress(args)
     logs.configure(
         settings.log_level or ("INFO" if args.command in cli_args.LONG_RUNNING else "WARNING"),
         settings.log_format or ("text" if sys.stderr.isatty() else "json"),
@@ -92,7 +98,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.status
     except (EmbeddedPostgresError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         # Files and ports were checked above: what is left is the database's.
-        log.error("database unavailable", extra={"error": str(exc), "kind": type(exc).__name__})
+        why = database_problem(exc, settings.owner_url or settings.database_url)
+        hint = {"hint": why.hint} if why.hint else {}
+        log.error(
+            "database unavailable", extra={"error": why.words, "kind": type(exc).__name__} | hint
+        )
         return 1
     except (MigrationError, LogHorizonError) as exc:
         log.error("database refused", extra={"error": str(exc), "kind": type(exc).__name__})
@@ -182,9 +192,23 @@ def _dsn(settings: Settings, owner: bool) -> int:
     return 0
 
 
+def _psql_arguments(unknown: list[str]) -> list[str]:
+    """What goes to psql: the arguments flowlog does not know, those after ``--`` included
+    (the ``--`` itself is flowlog's)."""
+    if "--" not in unknown:
+        return unknown
+    cut = unknown.index("--")
+    return unknown[:cut] + unknown[cut + 1 :]
+
+
+async def _reachable(database_url: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    await conn.close()
+
+
 def _psql(args: argparse.Namespace, database_url: str) -> int:
     psql = bundled_bin_dir() / "psql"
-    extra = args.psql_args[1:] if args.psql_args[:1] == ["--"] else args.psql_args
+    extra: list[str] = args.psql_args
     # Ctrl-C belongs to psql (it cancels the query); flowlog waits for psql to end, then
     # stops the embedded server if it started it.
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -212,7 +236,9 @@ def _run(
             print(f"retention in the database: {settings.retention.describe()}")
         return 0
     if args.command == "psql":
-        return _psql(args, urls.owner if args.owner else database_url)
+        url = urls.owner if args.owner else database_url
+        asyncio.run(_reachable(url))  # a missing database said as other commands say it
+        return _psql(args, url)
     if args.command == "serve":
         from aiohttp import web
 
@@ -239,7 +265,7 @@ def _run(
 
         return asyncio.run(archive_cli.run(args, urls, settings))
     if args.command in {"rebuild", "verify"}:
-        return asyncio.run(_projections(args.command, urls, not args.no_progress))
+        return asyncio.run(_projections(args.command, urls, args.progress))
     if args.command == "schedules":
         return asyncio.run(_schedules(args, urls))
     if args.command == "flows":
@@ -274,7 +300,7 @@ def _run(
             "schedules": schedules.run,
             "waiting": waiting.run,
         }[args.name]
-        report = asyncio.run(runner(urls.owner, quick=args.quick, progress=not args.no_progress))
+        report = asyncio.run(runner(urls.owner, size=args.size, progress=args.progress))
         report.print(args.json)
         return 0
     raise AssertionError(f"unhandled command {args.command}")
@@ -351,7 +377,7 @@ async def _check(args: argparse.Namespace, urls: DatabaseUrls, registry: Registr
 
     await prepare_schema(urls)
     return await commands.check_definitions(
-        urls.url, registry, limit=args.limit, as_json=args.json, progress=not args.no_progress
+        urls.url, registry, limit=args.limit, as_json=args.json, progress=args.progress
     )
 
 
@@ -359,7 +385,7 @@ async def _transfer(args: argparse.Namespace, urls: DatabaseUrls) -> int:
     from app.archive.files import archive_id_in
     from app.audit.transfer import Selection, TransferError, export_log, import_log, opened
 
-    progress = not args.no_progress
+    progress: bool = args.progress
     with contextlib.ExitStack() as files:
         if args.command == "export":
             await prepare_schema(urls)

@@ -4,11 +4,17 @@ the options that override the environment."""
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import sys
+import textwrap
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from app.audit.replay import Point, parse_point
+from app.bench.harness import Size
+from app.cli_types import flow_id, port
 from app.config import Settings
 from app.flowscli.commands import add_arguments as add_flow_arguments
 from app.schedules.cli import add_arguments as add_schedule_arguments
@@ -39,13 +45,47 @@ postgresql://user@host:port/database), or, when it is unset, an embedded Postgre
 FLOWLOG_DATA_DIR and started on demand. `flowlog COMMAND --help` says more of each command;
 README.md lists every variable."""
 
-EPILOG = """\
-environment: DATABASE_URL, FLOWLOG_HOST, FLOWLOG_PORT, FLOWLOG_DATA_DIR, FLOWLOG_PG_USER,
-FLOWLOG_POOL_SIZE, FLOWLOG_LOG_LEVEL, FLOWLOG_LOG_FORMAT, FLOWLOG_DEFINITIONS,
-FLOWLOG_CONCURRENCY, FLOWLOG_LEASE_SECONDS, FLOWLOG_IDEMPOTENCY_HOURS, FLOWLOG_TOKENS
-(options override them).
-exit status: 0 success, 1 failure (a database unreachable, a check that found differences),
-2 bad usage (a bad option, argument or variable)."""
+ENVIRONMENT: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("database", ("DATABASE_URL", "FLOWLOG_OWNER_URL", "FLOWLOG_POOL_SIZE",
+                  "FLOWLOG_READ_DATABASE_URL", "FLOWLOG_REPLICA_MAX_LAG", "FLOWLOG_READ_WAIT_MS"),
+     ""),
+    ("embedded", ("FLOWLOG_DATA_DIR", "FLOWLOG_PG_USER"), "when DATABASE_URL is unset"),
+    ("serve", ("FLOWLOG_HOST", "FLOWLOG_PORT", "FLOWLOG_TOKENS", "FLOWLOG_IDEMPOTENCY_HOURS"), ""),
+    ("reactor", ("FLOWLOG_DEFINITIONS", "FLOWLOG_CONCURRENCY", "FLOWLOG_LEASE_SECONDS"), ""),
+    ("archive", ("FLOWLOG_RETENTION", "FLOWLOG_RETENTION_DEFINITIONS", "FLOWLOG_ARCHIVE_DIR",
+                 "FLOWLOG_ARCHIVE_INTERVAL"), ""),
+    ("logs", ("FLOWLOG_LOG_LEVEL", "FLOWLOG_LOG_FORMAT"), ""),
+    ("traces", ("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_SERVICE_NAME", "OTEL_SDK_DISABLED"),
+     "with the otel extra installed, OpenTelemetry reads its other OTEL_* too"),
+    ("libpq", ("PGPASSWORD", "PGPASSFILE", "PGSSLMODE"),
+     "and libpq's other PG*: asyncpg fills in what a URL leaves out from them"),
+    ("tests", ("FLOWLOG_FAILPOINT",), "the process kills itself at the point it names"),
+)  # fmt: skip
+"""Every environment variable flowlog reads, by what it is for (tests/test_cli.py checks
+that the code reads no other)."""
+
+
+def _epilog() -> str:
+    lines = ["environment (options override them; README.md says what each does):"]
+    for topic, names, note in ENVIRONMENT:
+        text = ", ".join(names) + (f" ({note})" if note else "")
+        lines += textwrap.wrap(text, width=98, initial_indent=f"  {topic:<10}",
+                               subsequent_indent=" " * 12, break_on_hyphens=False)  # fmt: skip
+    return "\n".join([
+        *lines,
+        "exit status: 0 success, 1 failure (a database unreachable, a check that found",
+        "differences), 2 bad usage (a bad option, argument or variable), 3 no such flow or",
+        "schedule, 4 (flows) flowlog unreachable; docs/cli.md has the details.",
+    ])  # fmt: skip
+
+
+def version() -> str:
+    """The installed distribution's version (pyproject.toml's, as pip installed it)."""
+    try:
+        return importlib.metadata.version("flowlog")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (flowlog is not installed: pip install .)"
 
 
 @dataclass(frozen=True)
@@ -64,16 +104,17 @@ OWNER_HELP = (
 
 def build(settings: Settings) -> Parsers:
     top = argparse.ArgumentParser(
-        prog="flowlog", description=DESCRIPTION, epilog=EPILOG,
+        prog="flowlog", description=DESCRIPTION, epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
+    top.add_argument("--version", action="version", version=f"flowlog {version()}")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands: dict[str, argparse.ArgumentParser] = {}
 
-    def command(name: str, summary: str, description: str) -> argparse.ArgumentParser:
+    def command(name: str, summary: str, description: str, **more: Any) -> argparse.ArgumentParser:
         parser = sub.add_parser(
             name, help=summary, description=f"{summary[0].upper()}{summary[1:]}.\n\n{description}",
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            formatter_class=argparse.RawDescriptionHelpFormatter, **more,
         )  # fmt: skip
         commands[name] = parser
         return parser
@@ -97,7 +138,7 @@ def build(settings: Settings) -> Parsers:
     )  # fmt: skip
     serve.add_argument("--host", default=settings.host, help="default: FLOWLOG_HOST or 127.0.0.1")
     serve.add_argument(
-        "--port", type=int, default=settings.port, help="default: FLOWLOG_PORT or 8080"
+        "--port", type=port, default=settings.port, help="1-65535; default: FLOWLOG_PORT or 8080"
     )
     serve.add_argument("--no-reactor", action="store_true", help="serve the API only")
     serve.add_argument(
@@ -125,25 +166,27 @@ def build(settings: Settings) -> Parsers:
         "rebuild", "replay the log into fresh projection tables and swap them in",
         "The service keeps running: appends pause only for the swap.",
     )  # fmt: skip
-    rebuild.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_progress(rebuild)
     verify = command(
         "verify", "fold the log and compare with the projection tables",
         "Prints each difference; exit status 1 on drift.",
     )  # fmt: skip
-    verify.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_progress(verify)
 
     history = command(
         "history", "a flow's events: when, who, why and what",
-        "The audit trail of one flow, oldest first, as a table (or --json: one object a line).",
+        "The audit trail of one flow, oldest first, as a table (or --json: one object a line).\n"
+        "Exit status 3 if there is no such flow.",
     )  # fmt: skip
-    history.add_argument("flow_id", metavar="FLOW_ID")
+    history.add_argument("flow_id", type=flow_id, metavar="FLOW_ID")
     history.add_argument("--json", action="store_true", help="one JSON object per event")
     replay = command(
         "replay", "a flow's state at a version or time, folded from its history",
         "With --at, the flow as it was then; with --diff A B, what changed between two points\n"
-        "(each a version number or an ISO 8601 time).",
+        "(each a version number or an ISO 8601 time). Exit status 3 if there is no such flow,\n"
+        "1 if it did not exist yet at the point asked for.",
     )  # fmt: skip
-    replay.add_argument("flow_id", metavar="FLOW_ID")
+    replay.add_argument("flow_id", type=flow_id, metavar="FLOW_ID")
     when = replay.add_mutually_exclusive_group()
     when.add_argument(
         "--at", type=point, metavar="VERSION|TIME", help="default: after the last event"
@@ -162,10 +205,10 @@ def build(settings: Settings) -> Parsers:
         help="the file (.gz: compressed); default: stdout",
     )  # fmt: skip
     chosen = export.add_mutually_exclusive_group()
-    chosen.add_argument("--flow", metavar="FLOW_ID", help="only this flow's events")
+    chosen.add_argument("--flow", type=flow_id, metavar="FLOW_ID", help="only this flow's events")
     chosen.add_argument("--since", type=time, metavar="TIME", help="events recorded from TIME")
     export.add_argument("--until", type=time, metavar="TIME", help="events recorded before TIME")
-    export.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_progress(export)
     load = command(
         "import", "load an export into an empty database, or restore an archive",
         "An export goes into an empty database (refused otherwise), which is then rebuilt and\n"
@@ -175,7 +218,7 @@ def build(settings: Settings) -> Parsers:
     load.add_argument(
         "file", type=Path, metavar="FILE", help="an export (.gz: compressed; -: stdin)"
     )
-    load.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_progress(load)
 
     archive = command(
         "archive", "archive the ended flows past their retention, once",
@@ -190,7 +233,7 @@ def build(settings: Settings) -> Parsers:
     )
     archive.add_argument("--limit", type=int, help="archive at most this many flows")
     archive.add_argument("--json", action="store_true", help="the report as JSON")
-    archive.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_progress(archive)
 
     check = command(
         "check-definition", "replay stored flows against the definitions of MODULE",
@@ -202,15 +245,17 @@ def build(settings: Settings) -> Parsers:
         "--limit", type=int, default=10_000, help="the newest flows of each (default 10000)"
     )
     check.add_argument("--json", action="store_true", help="one JSON object per definition")
-    check.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_progress(check)
 
     psql = command(
         "psql", "psql on flowlog's database",
         "Runs the psql that comes with flowlog's PostgreSQL on flowlog's database: the one\n"
         "DATABASE_URL names, or the embedded one (started for the session if no flowlog\n"
-        "process runs it). Arguments after `--` go to psql: flowlog psql -- -c 'SELECT 1'.",
+        "process runs it). Every argument but --owner goes to psql, as do all after `--`\n"
+        "(for psql's own -h or --help): flowlog psql -c 'SELECT 1'.",
+        usage="flowlog psql [-h] [--owner] [PSQL_ARGS ...] [-- PSQL_ARGS ...]",
+        allow_abbrev=False,  # --o is not --owner: it could be meant for psql
     )  # fmt: skip
-    psql.add_argument("psql_args", nargs=argparse.REMAINDER, metavar="-- PSQL_ARGS")
     psql.add_argument("--owner", action="store_true", help=OWNER_HELP)
     dsn = command(
         "dsn", "print the URL of flowlog's database",
@@ -232,7 +277,8 @@ def build(settings: Settings) -> Parsers:
         "schedules", "list, show, create, update, pause, resume or delete schedules",
         "A schedule starts a flow of a definition at each fire of a cron expression or an\n"
         "interval, in a time zone. create and update take the settings as options, or as\n"
-        "JSON (--file, as the REST body); update keeps what it is not given. Refusals exit 1.",
+        "JSON (--file, as the REST body); update keeps what it is not given. Exit status: 0\n"
+        "done, 1 refused, 2 bad usage or settings, 3 no such schedule.",
     )  # fmt: skip
     add_schedule_arguments(schedules)
 
@@ -242,12 +288,34 @@ def build(settings: Settings) -> Parsers:
         "scratch database is dropped afterwards.",
     )  # fmt: skip
     bench.add_argument("name", choices=BENCHMARKS)
-    bench.add_argument("--quick", action="store_true", help="finish in under a minute")
+    sized = bench.add_mutually_exclusive_group()
+    sized.add_argument(
+        "--quick", dest="size", action="store_const", const=Size.QUICK, default=Size.FULL,
+        help="finish in under a minute",
+    )  # fmt: skip
+    sized.add_argument(
+        "--smoke", dest="size", action="store_const", const=Size.SMOKE,
+        help="the least that runs every step (for tests: its figures mean nothing)",
+    )  # fmt: skip
     bench.add_argument(
         "--json", action="store_true", help="print every figure as one JSON object, last line"
     )
-    bench.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_progress(bench)
     return Parsers(top, commands)
+
+
+def add_progress(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction,
+        help="progress bars on stderr (default: only when stderr is a terminal)",
+    )  # fmt: skip
+
+
+def decide_progress(args: argparse.Namespace) -> None:
+    """``args.progress`` decided: as asked, else whether a person watches stderr (a bar in a
+    log file or a pipe is noise, and its carriage returns garble the lines around it)."""
+    if hasattr(args, "progress") and args.progress is None:
+        args.progress = sys.stderr.isatty()
 
 
 def time(text: str) -> datetime:

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+import pty
 import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import time
 import urllib.request
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 
 import orjson
@@ -19,7 +26,13 @@ import pytest
 
 from app.bench.harness import free_port
 from app.database import with_database
-from tests.helpers import cli_env, run_flowlog
+from app.workflow.definition import Registry
+from app.workflow.engine import Engine
+from tests.helpers import cli_env, refused_port, run_flowlog
+from tests.workflow.defs import backup_flow
+
+SOME_FLOW = "3f0c5b2e-8d1a-4c3b-9e2f-0a1b2c3d4e5f"
+"""A flow id as flowlog makes them (no test's flow has it)."""
 
 
 def _get(url: str) -> tuple[int, dict[str, object]]:
@@ -80,13 +93,99 @@ def test_bad_usage_exits_2_with_a_message(args: list[str], env: dict[str, str]) 
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "env", "named"),
+    [
+        (["serve", "--port", "70000"], {}, "--port"),  # wrapped round to 4464 before
+        (["serve", "--port", "-1"], {}, "--port"),  # said as a bad --host before
+        (["serve", "--port=0"], {}, "--port"),
+        (["serve"], {"FLOWLOG_PORT": "70000"}, "FLOWLOG_PORT"),
+        (["serve"], {"FLOWLOG_PORT": "-1"}, "FLOWLOG_PORT"),
+        (["flows", "list", "--api", "http://127.0.0.1:70000"], {}, "--api"),
+        (["flows", "list", "--api", "http://127.0.0.1:-1"], {}, "--api"),
+    ],
+)
+def test_a_port_out_of_range_exits_2_naming_where_it_came_from(
+    args: list[str], env: dict[str, str], named: str
+) -> None:
+    with refused_port() as port:  # nothing is reached: the port is refused first
+        env = {"DATABASE_URL": f"postgresql://postgres@127.0.0.1:{port}/never", **env}
+        result = run_flowlog(*args, env=cli_env(**env))
+    assert result.returncode == 2, result.stderr
+    assert named in result.stderr
+    assert "65535" in result.stderr
+    assert "cannot listen" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["history", "no-such-flow"],
+        ["replay", "3F0C5B2E-8D1A-4C3B-9E2F-0A1B2C3D4E5F", "--json"],
+        ["export", "--flow", "1"],
+        ["flows", "show", "ghost"],
+        ["flows", "start", f"{SOME_FLOW}.2", "--api", "http://flowlog.invalid"],
+    ],
+    ids=lambda args: " ".join(args[:2]),
+)
+def test_text_that_is_not_a_flow_id_is_bad_usage_not_a_missing_flow(args: list[str]) -> None:
+    with refused_port() as port:  # said before anything is reached
+        env = cli_env(DATABASE_URL=f"postgresql://postgres@127.0.0.1:{port}/never")
+        result = run_flowlog(*args, env=env)
+    assert result.returncode == 2, result.stderr
+    assert "not a flow id" in result.stderr
+    assert "no flow" not in result.stderr
+
+
 @pytest.mark.parametrize("command", ["migrate", "serve"])
 def test_an_unreachable_database_exits_1_with_a_message(command: str, server_url: str) -> None:
     missing = with_database(server_url, "flowlog_no_such_database")
-    result = run_flowlog(command, env=cli_env(DATABASE_URL=missing), timeout=60)
+    # serve takes its port first: one free now, not its default (a flowlog serve may run there).
+    port = ["--port", str(free_port())] if command == "serve" else []
+    result = run_flowlog(command, *port, env=cli_env(DATABASE_URL=missing), timeout=60)
     assert result.returncode == 1
     assert "flowlog_no_such_database" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+CONNECTING = [
+    ["migrate"], ["serve"], ["worker"], ["rebuild"], ["verify"], ["history", SOME_FLOW],
+    ["replay", SOME_FLOW], ["export"], ["import", "IMPORTED"], ["archive"],
+    ["check-definition", "app.demo"], ["psql", "-c", "SELECT 1"], ["flows", "list"],
+    ["flows", "show", SOME_FLOW], ["schedules", "list"], ["bench", "append", "--quick"],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("args", CONNECTING, ids=lambda args: " ".join(args[:2]))
+def test_a_database_that_does_not_exist_is_said_with_how_to_create_it(
+    args: list[str], server_url: str, tmp_path: Path
+) -> None:
+    (tmp_path / "export.jsonl").write_text("")
+    args = [str(tmp_path / "export.jsonl") if a == "IMPORTED" else a for a in args]
+    if args[0] == "serve":
+        args.append(f"--port={free_port()}")
+    env = cli_env(
+        DATABASE_URL=with_database(server_url, "flowlog_not_created"),
+        FLOWLOG_RETENTION="30d", FLOWLOG_ARCHIVE_DIR=str(tmp_path), FLOWLOG_LOG_FORMAT="text",
+    )  # fmt: skip
+    result = run_flowlog(*args, env=env, timeout=60)
+    assert result.returncode == (4 if args[0] == "flows" else 1), result.stderr
+    assert "database 'flowlog_not_created' does not exist on 127.0.0.1" in result.stderr
+    assert "createdb -h 127.0.0.1" in result.stderr
+    assert 'CREATE DATABASE "flowlog_not_created"' in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_flows_says_why_the_database_cannot_be_reached_in_words() -> None:
+    with refused_port() as port:
+        env = cli_env(DATABASE_URL=f"postgresql://postgres@127.0.0.1:{port}/flowlog")
+        result = run_flowlog("flows", "list", env=env)
+    assert result.returncode == 4
+    assert result.stderr == (
+        "flowlog flows: the database could not be reached: "
+        f"cannot connect to 127.0.0.1:{port}/flowlog: connection refused\n"
+    )
 
 
 @pytest.mark.slow
@@ -144,55 +243,86 @@ def test_serve_without_database_url_runs_and_stops_an_embedded_server(short_dir:
     assert "can rewrite the event log" not in stderr
 
 
-@pytest.mark.slow
-def test_bench_append_quick_reports_ratios_as_json(database_url: str) -> None:
-    result = run_flowlog(
-        "bench",
-        "append",
-        "--quick",
-        "--json",
-        "--no-progress",
-        env=cli_env(DATABASE_URL=database_url),
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    figures = orjson.loads(result.stdout.strip().splitlines()[-1])
-    ratios = {k: v for k, v in figures.items() if k.startswith("ratio_")}
-    for writers in (1, 4, 16):
-        for events in (1, 10):
-            assert ratios[f"ratio_w{writers}_e{events}"] > 0
-    assert figures["notifications_received"] > 0
+BENCH_FIGURES = [
+    ("append", ("ratio_w1_e1", "ratio_w4_e10", "ratio_w16_e1", "notifications_received")),
+    ("flows", ("flows_per_s", "transition_p50_ms", "transition_p99_ms", "commits_per_flow")),
+    ("projections", ("rebuild_events_per_s", "list_p99_ms", "detail_p99_ms")),
+    ("http", ("create_start_requests_per_s", "list_p99_ms", "ratio_detail_vs_healthz")),
+    ("export", ("export_events_per_s", "import_events_per_s", "export_peak_rss_mb_all")),
+    ("console", ("flows_server_p50_ms", "flow_server_p99_ms", "ratio_flow_vs_healthz")),
+    ("waiting", ("parked_flows", "polls_per_s", "waiting_cpu_share", "ready_delay_max_s")),
+    ("schedules", ("fires", "fire_delay_p50_ms", "fire_delay_p99_ms", "create_start_p50_ms")),
+    ("callbacks", ("waiting_flows", "callback_to_next_node_p50_ms", "timer_delay_p50_ms")),
+    ("replica", ("list_replica_requests_per_s", "create_read_replica_p99_ms", "reads_replica")),
+    ("archive", ("archive_flows_per_s", "export_flows_per_s", "append_archiving_p99_ms")),
+    ("processes", ("flows_per_s_serve", "flows_per_s_serve_1_worker",
+                   "flows_per_s_serve_2_workers")),
+]  # fmt: skip
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    ("name", "keys"),
-    [
-        ("flows", ("flows_per_s", "transition_p50_ms", "transition_p99_ms", "commits_per_flow")),
-        ("projections", ("rebuild_events_per_s", "list_p99_ms", "detail_p99_ms")),
-        ("http", ("create_start_requests_per_s", "list_p99_ms", "ratio_detail_vs_healthz")),
-        ("export", ("export_events_per_s", "import_events_per_s", "export_peak_rss_mb_all")),
-        ("console", ("flows_server_p50_ms", "flow_server_p99_ms", "ratio_flow_vs_healthz")),
-        ("waiting", ("parked_flows", "polls_per_s", "waiting_cpu_share", "ready_delay_max_s")),
-        ("schedules", ("fires", "fire_delay_p50_ms", "fire_delay_p99_ms", "create_start_p50_ms")),
-        ("callbacks", ("waiting_flows", "callback_to_next_node_p50_ms", "timer_delay_p50_ms")),
-        ("replica", ("list_replica_requests_per_s", "create_read_replica_p99_ms", "reads_replica")),
-        ("archive", ("archive_flows_per_s", "export_flows_per_s", "append_archiving_p99_ms")),
-        (
-            "processes",
-            ("flows_per_s_serve", "flows_per_s_serve_1_worker", "flows_per_s_serve_2_workers"),
-        ),
-    ],
-)
-def test_bench_quick_runs_report_their_figures(
-    database_url: str, name: str, keys: tuple[str, ...]
-) -> None:
-    result = run_flowlog(
-        "bench", name, "--quick", "--json", "--no-progress",
-        env=cli_env(DATABASE_URL=database_url), timeout=300,
+PROGRESS_BAR = re.compile(r"\[\d\d:\d\d[<,]")
+"""What tqdm draws: the time elapsed, then left (``[00:03<00:07``) or the rate (``[00:03,``)."""
+
+
+def _with_stderr_on_a_terminal(*args: str, env: dict[str, str]) -> tuple[int, str]:
+    """``flowlog ARGS`` with its stderr on a pseudo-terminal, as a person runs it: its exit
+    status and what it wrote there."""
+    terminal, stderr = pty.openpty()
+    # 24 rows of 80 columns: a new pseudo-terminal has none, where tqdm draws nothing.
+    fcntl.ioctl(stderr, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", *args], env=env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=stderr,
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    os.close(stderr)
+    written = b""
+    with contextlib.suppress(OSError):  # EIO: the process closed its end
+        while chunk := os.read(terminal, 65536):
+            written += chunk
+    os.close(terminal)
+    return process.wait(60), written.decode(errors="replace")
+
+
+async def test_progress_bars_are_drawn_on_a_terminal_only(database_url: str) -> None:
+    async with Engine(database_url, Registry([backup_flow()]), run_reactor=False) as engine:
+        await engine.service.create("b", "t", "backup")  # something to verify
+    env = cli_env(DATABASE_URL=database_url)
+    status, on_a_terminal = _with_stderr_on_a_terminal("verify", env=env)
+    assert status == 0, on_a_terminal
+    assert PROGRESS_BAR.search(on_a_terminal)
+    status, hidden = _with_stderr_on_a_terminal("verify", "--no-progress", env=env)
+    assert status == 0, hidden
+    assert not PROGRESS_BAR.search(hidden)
+    piped = run_flowlog("verify", env=env)  # a log file, a pipe: no bar
+    assert (piped.returncode, piped.stderr) == (0, "")
+    forced = run_flowlog("verify", "--progress", env=env)
+    assert forced.returncode == 0, forced.stderr
+    assert PROGRESS_BAR.search(forced.stderr)
+
+
+def test_every_benchmark_is_tested() -> None:
+    from app.cli_args import BENCHMARKS
+
+    assert sorted(name for name, _ in BENCH_FIGURES) == sorted(BENCHMARKS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bars", ["--progress", "--no-progress"])
+@pytest.mark.parametrize(("name", "keys"), BENCH_FIGURES, ids=[n for n, _ in BENCH_FIGURES])
+def test_each_benchmark_runs_with_and_without_progress_bars(
+    database_url: str, name: str, keys: tuple[str, ...], bars: str
+) -> None:
+    """The smallest run of each (--smoke), as docs/benchmarks.md runs it on a terminal (bars
+    forced on: the test's stderr is a pipe) and without bars."""
+    result = run_flowlog(
+        "bench", name, "--smoke", "--json", bars, env=cli_env(DATABASE_URL=database_url),
+        timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-5000:]
+    assert "Traceback" not in result.stderr
+    assert bool(PROGRESS_BAR.search(result.stderr)) is (bars == "--progress"), result.stderr
     figures = orjson.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["size"] == "smoke"
     assert all(figures[key] > 0 for key in keys), figures
     assert any(key.startswith("ratio_") for key in figures)
     if name in {"projections", "export", "flows", "waiting", "callbacks", "schedules"}:
@@ -288,13 +418,16 @@ def test_a_taken_port_is_said_before_anything_starts(server_url: str) -> None:
 
 
 def test_files_that_cannot_be_read_or_written_are_said_as_such(tmp_path: Path) -> None:
-    missing = with_database("postgresql://postgres@127.0.0.1:1/x", "never")
-    out = run_flowlog("export", "-o", str(tmp_path / "no" / "dir" / "x.jsonl"),
-                      env=cli_env(DATABASE_URL=missing))  # fmt: skip
+    with refused_port() as port:
+        missing = f"postgresql://postgres@127.0.0.1:{port}/never"
+        out = run_flowlog("export", "-o", str(tmp_path / "no" / "dir" / "x.jsonl"),
+                          env=cli_env(DATABASE_URL=missing))  # fmt: skip
+        src = run_flowlog(
+            "import", str(tmp_path / "missing.jsonl"), env=cli_env(DATABASE_URL=missing)
+        )
     assert out.returncode == 2
     assert "cannot write" in out.stderr
     assert "no directory" in out.stderr
-    src = run_flowlog("import", str(tmp_path / "missing.jsonl"), env=cli_env(DATABASE_URL=missing))
     assert src.returncode == 2
     assert "cannot read" in src.stderr
     for result in (out, src):
@@ -329,6 +462,48 @@ def test_dsn_and_psql_reach_flowlogs_database(database_url: str, tmp_path: Path)
     )  # fmt: skip
     assert psql.returncode == 0, psql.stderr
     assert int(psql.stdout.strip()) >= 4
+
+
+def test_psql_takes_psqls_arguments_without_a_separator(database_url: str) -> None:
+    env = cli_env(DATABASE_URL=database_url)
+    plain = run_flowlog("psql", "-c", "SELECT 1 + 1", "-At", env=env)
+    assert (plain.returncode, plain.stdout, plain.stderr) == (0, "2\n", "")
+    owner = run_flowlog("psql", "-At", "--owner", "-c", "SELECT current_user", env=env)
+    assert (owner.returncode, owner.stdout.strip()) == (0, "postgres"), owner.stderr
+    # After `--`, everything is psql's, even what flowlog would take.
+    theirs = run_flowlog("psql", "--", "--owner", env=env)
+    assert theirs.returncode != 0
+    assert "unrecognized option '--owner'" in theirs.stderr
+    # Any other command still refuses what it does not know, with its own usage.
+    other = run_flowlog("migrate", "-c", "SELECT 1", env=env)
+    assert other.returncode == 2
+    assert "usage: flowlog migrate" in other.stderr
+    assert "unrecognized arguments: -c SELECT 1" in other.stderr
+
+
+ROOT = Path(__file__).resolve().parent.parent
+VARIABLE = re.compile(r"\b(?:FLOWLOG|OTEL)_[A-Z0-9_]*[A-Z0-9]\b|\bDATABASE_URL\b")
+
+
+def test_help_lists_every_environment_variable_the_code_reads() -> None:
+    read = {
+        name
+        for package in ("app", "eventstore", "projections", "sql")
+        for path in (ROOT / package).rglob("*.py")
+        for name in VARIABLE.findall(path.read_text())
+    }
+    assert {"DATABASE_URL", "FLOWLOG_PORT", "OTEL_SERVICE_NAME"} <= read  # the grep works
+    top = run_flowlog("--help", env=cli_env())
+    assert top.returncode == 0
+    environment = top.stdout.partition("\nenvironment")[2]
+    assert sorted(n for n in read if not re.search(rf"\b{n}\b", environment)) == []
+    readme = (ROOT / "README.md").read_text()  # which says what each does
+    assert sorted(n for n in read if f"`{n}`" not in readme) == []
+
+
+def test_version_is_the_installed_distributions() -> None:
+    result = run_flowlog("--version", env=cli_env())
+    assert (result.returncode, result.stdout) == (0, f"flowlog {version('flowlog')}\n")
 
 
 def test_every_command_explains_itself() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import uuid
 
 import orjson
 import pytest
@@ -14,7 +15,7 @@ from app.workflow.engine import Engine
 from app.workflow.state import FlowStatus
 from tests.api.conftest import fussy_flow
 from tests.engines import StartEngine
-from tests.helpers import cli_env, run_flowlog
+from tests.helpers import cli_env, refused_port, run_flowlog
 from tests.workflow.defs import backup_flow
 from tests.workflow.helpers import wait_for_status
 
@@ -75,7 +76,10 @@ async def test_flows_on_the_database(engine: Engine, database_url: str, runtime_
     assert (await flows(env, "cancel", other, "--reason", "not needed")).returncode == 0
     assert (await flows(env, "follow", other)).returncode == 1  # it ended Canceled
 
-    assert (await flows(env, "show", "no-such-flow")).returncode == 3
+    assert (await flows(env, "show", str(uuid.uuid4()))).returncode == 3
+    malformed = await flows(env, "show", "no-such-flow")
+    assert malformed.returncode == 2  # no flow could have it: not "does not exist"
+    assert "not a flow id" in malformed.stderr
     assert (await flows(env, "show")).returncode == 2
     assert (await flows(env, "start", waiting, "--set", "a=1")).returncode == 2
 
@@ -99,5 +103,6 @@ async def test_flows_through_a_server(engine: Engine, database_url: str) -> None
         denied = await flows(cli, "list", "--api", base, "--token", "wrong")
         assert denied.returncode == 1
         assert "40118" in denied.stderr
-    gone = await flows(cli, "list", "--api", "http://127.0.0.1:9")
+    with refused_port() as port:
+        gone = await flows(cli, "list", "--api", f"http://127.0.0.1:{port}")
     assert gone.returncode == 4

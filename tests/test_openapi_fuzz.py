@@ -73,7 +73,8 @@ SEMANTIC_RULES = {
 }
 
 # The seed's layout: ``GET /api/v1/workflow/{workFlowId}`` also matches these paths, so the
-# ``Allow`` of a 405 on them truthfully lists GET, which their own entries do not declare.
+# ``Allow`` of a 405 on them truthfully lists GET, which their own entries do not declare; and
+# a GET of one is the detail of a flow whose id ("start") is not a flow id: 400, not 405.
 SHADOWED_BY_DETAIL = {
     f"/api/v1/workflow/{command}"
     for command in ("start", "stop", "cancel", "context", "retry", "bulk", "callback")
@@ -149,7 +150,7 @@ def test_every_operation_answers_within_its_document(
     if (case.method, case.path) in SEMANTIC_RULES:
         excluded.append(checks.positive_data_acceptance)
     if case.path in SHADOWED_BY_DETAIL:
-        excluded.append(checks.allow_header_conformance)
+        excluded += [checks.allow_header_conformance, checks.unsupported_method]
     if case.headers:
         # A key the generator happens to repeat with another body is rightly refused (422):
         # idempotency keys are tested in tests/api/test_idempotency.py.

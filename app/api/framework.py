@@ -38,6 +38,7 @@ from app.api.metrics import CLIENT_GONE_STATUS
 from app.api.models import (
     JSON_VALUE_MARK,
     JSON_VALUE_SCHEMA,
+    PATH_PARAMETERS,
     Envelope,
     ErrorEnvelope,
     Page,
@@ -498,7 +499,7 @@ def build_openapi(operations: list[Operation], *, title: str, version: str) -> d
         }
         parameters = [
             {"name": name, "in": "path", "required": True,
-             "schema": {"type": "string", "minLength": 1}}
+             "schema": PATH_PARAMETERS.get(name, {"type": "string", "minLength": 1})}
             for name in _path_names(op.path)
         ]  # fmt: skip
         if op.method == "POST":

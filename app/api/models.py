@@ -19,7 +19,9 @@ from pydantic import (
     WithJsonSchema,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
+from app.flow_ids import FLOW_ID_PATTERN, NOT_A_FLOW_ID, is_flow_id
 from app.storable import JSON_INTEGERS, unstorable
 from app.times import parse_utc
 
@@ -33,6 +35,23 @@ FlowStatusName = Literal[
 ]
 NodeStatusName = Literal["Initializing", "Processing", "Finished", "Error", "Canceled"]
 Id = Field(min_length=1, max_length=200)
+
+
+def _flow_id(value: str) -> str:
+    if not is_flow_id(value):
+        raise PydanticCustomError("flow_id", NOT_A_FLOW_ID)
+    return value
+
+
+FlowId = Annotated[
+    str, AfterValidator(_flow_id), WithJsonSchema({"type": "string", "pattern": FLOW_ID_PATTERN})
+]
+"""A flow's id in a request: one flowlog could have made (app/flow_ids.py), else 400."""
+
+PATH_PARAMETERS: dict[str, dict[str, Any]] = {
+    "workFlowId": {"type": "string", "pattern": FLOW_ID_PATTERN},
+}
+"""The OpenAPI schemas of path parameters that are not any text (routes check them)."""
 
 
 JSON_VALUE_SCHEMA: dict[str, Any] = {
@@ -146,18 +165,18 @@ class WorkFlowDetail(Response):
 
 
 class WorkFlowIdRequest(Request):
-    workFlowId: str = Id
+    workFlowId: FlowId
     reason: str = Field("", max_length=1000)
     """Why (optional; recorded in the event's metadata, shown by the history)."""
 
 
 class StopRequest(Request):
-    workFlowId: str = Id
+    workFlowId: FlowId
     reason: str = Field("", max_length=1000)
 
 
 class CancelRequest(Request):
-    workFlowId: str = Id
+    workFlowId: FlowId
     reason: str = Field("", max_length=1000)
 
 
@@ -249,14 +268,14 @@ class CreatedResponse(Response):
 
 
 class ContextRequest(Request):
-    workFlowId: str = Id
+    workFlowId: FlowId
     key: ContextKey
     value: JsonValue = None
     reason: str = Field("", max_length=1000)
 
 
 class RetryRequest(Request):
-    workFlowId: str = Id
+    workFlowId: FlowId
     context: dict[ContextKey, JsonValue] = Field(default_factory=dict)
     """Context changes applied before the failed node runs again."""
     reason: str = Field("", max_length=1000)
@@ -271,7 +290,7 @@ class CallbackRequest(Request):
     operator who may see the flow)."""
 
     token: str | None = Field(None, min_length=1, max_length=512)
-    workFlowId: str | None = Field(None, min_length=1, max_length=200)
+    workFlowId: FlowId | None = None
     nodeId: str | None = Field(None, min_length=1, max_length=220)
     status: Literal["success", "fail"]
     result: str = Field("", max_length=100_000)
@@ -400,7 +419,7 @@ class BulkRequest(Request):
     """One action on many flows: the flows named, or a page of those matching a filter."""
 
     action: BulkAction
-    workFlowIds: list[Annotated[str, Id]] | None = Field(None, min_length=1, max_length=BULK_LIMIT)
+    workFlowIds: list[FlowId] | None = Field(None, min_length=1, max_length=BULK_LIMIT)
     filter: FlowFilter | None = None
     """The flows a list with these filters shows (the tenant's own, with a token)."""
     cursor: str | None = Field(None, min_length=1, max_length=500)

@@ -63,6 +63,7 @@ from app.audit.document import state_document
 from app.audit.history import read_history
 from app.audit.replay import diff_documents, fold_until, parse_point
 from app.builtins import definition_from_spec
+from app.flow_ids import NOT_A_FLOW_ID, is_flow_id
 from app.replicas.http import read_pool
 from app.replicas.position import format_position
 from app.storable import storable_text
@@ -109,6 +110,8 @@ def _scoped(request: web.Request) -> bool:
 async def _visible(request: web.Request, flow_id: str, pool: Executor | None = None) -> WorkflowRow:
     """The flow's row, if the caller may see it (other tenants' flows do not exist for it),
     read from ``pool`` (a read's replica; by default the primary, where commands look)."""
+    if not is_flow_id(flow_id):  # a path's id (bodies' are checked by their models)
+        raise WorkflowError(Code.BAD_INPUT, f"workFlowId: {NOT_A_FLOW_ID}")
     executor = pool or request.app[keys.ENGINE].pool
     row = await get_workflow(executor, flow_id)
     if row is None:

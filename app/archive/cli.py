@@ -57,7 +57,7 @@ async def run(args: argparse.Namespace, urls: DatabaseUrls, settings: Settings) 
             _print_dry_run(await archiver.dry_run(), retention.describe(), args.json)
             return 0
         report = await locked_run(urls.url, archiver, limit=args.limit,
-                                  progress=not args.no_progress)  # fmt: skip
+                                  progress=args.progress)  # fmt: skip
     finally:
         await pool.close()
     if report is None:

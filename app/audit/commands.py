@@ -1,7 +1,7 @@
 """The audit commands of the CLI: ``flowlog history`` and ``flowlog replay``.
 
-Each prints to stdout and returns the exit status: 0, or 1 when the flow does not exist (or
-did not yet at the point asked for), or its archive cannot be read as recorded.
+Each prints to stdout and returns the exit status: 0; 3 when the flow does not exist; 1 when
+it did not exist yet at the point asked for, or its archive cannot be read as recorded.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from app.audit.history import HistoryLine, history_table, read_history
 from app.audit.queries import Q
 from app.audit.replay import Point, diff_documents, fold_until
 from app.audit.transfer import TransferError
+from app.cli_problems import Exit
 from app.replicas.connect import reading_connection
 from app.workflow.definition import Registry
 from app.workflow.history import flow_stream
@@ -150,9 +151,11 @@ def _point(point: Point) -> str:
 
 
 def _no_flow(flow_id: str, point: Point | None = None) -> int:
-    when = "" if point is None else f" at {_point(point)}"
-    print(f"flowlog: no flow {flow_id}{when}", file=sys.stderr)
-    return 1
+    if point is None:
+        print(f"flowlog: no flow {flow_id}", file=sys.stderr)
+        return Exit.NOT_FOUND
+    print(f"flowlog: flow {flow_id} did not exist yet at {_point(point)}", file=sys.stderr)
+    return Exit.FAILED
 
 
 def _print_json(value: Any) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 import asyncpg
 from tqdm import tqdm
 
-from app.bench.harness import Report, median, scratch_database, timed
+from app.bench.harness import Report, Size, median, scratch_database, timed
 from eventstore import EventStore, Expect, Listener, NewEvent, Notifier, connect, create_pool
 from sql import load_queries
 
@@ -55,6 +55,7 @@ class Plan:
 
 QUICK = Plan(rounds=3, ops={1: 600, 4: 1500, 16: 3000})
 FULL = Plan(rounds=3, ops={1: 4000, 4: 10000, 16: 16000})
+SMOKE = Plan(rounds=1, ops={1: 20, 4: 40, 16: 160})
 
 
 def _events(writer: int, op: int, batch: int) -> list[NewEvent]:
@@ -122,8 +123,8 @@ class _Runner:
         return per_writer * writers / seconds
 
 
-async def run(server_url: str, *, quick: bool, progress: bool = True) -> Report:
-    plan = QUICK if quick else FULL
+async def run(server_url: str, *, size: Size, progress: bool = True) -> Report:
+    plan = size.pick(FULL, QUICK, SMOKE)
     cases = [
         (w, b, [v for v in VARIANTS if v != "plain_notify" or b == 1])
         for w in WRITERS
@@ -162,7 +163,7 @@ async def run(server_url: str, *, quick: bool, progress: bool = True) -> Report:
             await notifier.close()
             await listener.close()
             await pool.close()
-    return _report(plan, rates, str(version), notifier.sent, listener.received, quick)
+    return _report(plan, rates, str(version), notifier.sent, listener.received, size)
 
 
 def _report(
@@ -171,11 +172,11 @@ def _report(
     server_version: str,
     notifications_sent: int,
     notifications_received: int,
-    quick: bool,
+    size: Size,
 ) -> Report:
     figures: dict[str, Any] = {
         "bench": "append",
-        "quick": quick,
+        "size": size.value,
         "rounds": plan.rounds,
         "server_version": server_version,
         "notifications_sent": notifications_sent,

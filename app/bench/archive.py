@@ -32,7 +32,7 @@ import orjson
 from app.archive.archiver import Archiver
 from app.archive.policy import ArchiveSettings, Retention
 from app.archive.queries import Q
-from app.bench.harness import Report, percentile, scratch_database
+from app.bench.harness import Report, Size, percentile, scratch_database
 from app.bench.projections import generated_log
 from app.workflow.definition import NodeDefinition, Registry, WorkflowDefinition
 from app.workflow.engine import Engine
@@ -43,6 +43,7 @@ from projections.rebuild import rebuild
 
 QUICK = {"flows": 6_000, "load_seconds": 4.0, "periods": 4, "period_seconds": 3.0, "rate": 60}
 FULL = {"flows": 60_000, "load_seconds": 10.0, "periods": 5, "period_seconds": 8.0, "rate": 120}
+SMOKE = {"flows": 400, "load_seconds": 1.0, "periods": 3, "period_seconds": 1.5, "rate": 20}
 CLIENTS = 8
 
 
@@ -60,10 +61,10 @@ STEADY = WorkflowDefinition(
 )
 
 
-async def run(server_url: str, *, quick: bool, progress: bool = True) -> Report:
-    plan = QUICK if quick else FULL
+async def run(server_url: str, *, size: Size, progress: bool = True) -> Report:
+    plan = size.pick(FULL, QUICK, SMOKE)
     flows = int(plan["flows"])
-    figures: dict[str, Any] = {"bench": "archive", "quick": quick, "flows": flows}
+    figures: dict[str, Any] = {"bench": "archive", "size": size.value, "flows": flows}
     with tempfile.TemporaryDirectory(prefix="flowlog-bench-archive-") as folder:
         files = Path(folder)
         async with scratch_database(server_url) as url:

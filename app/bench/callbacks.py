@@ -41,7 +41,14 @@ import asyncpg
 
 from app.bench import callbacks_flows
 from app.bench.callbacks_flows import CALLBACK_FLOW, CALLBACK_SEQUENCE, TIMER_FLOW, TIMER_SEQUENCE
-from app.bench.harness import Report, percentile, process_cpu_seconds, scratch_database, served
+from app.bench.harness import (
+    Report,
+    Size,
+    percentile,
+    process_cpu_seconds,
+    scratch_database,
+    served,
+)
 from app.bench.requests import Phase, Request, expect_ok, run_phase
 from app.workflow.callbacks import CallbackTokens
 from app.workflow.projection import PROJECTOR
@@ -49,17 +56,19 @@ from eventstore import EventStore, create_pool
 from projections.verify import verify
 
 QUICK = {"flows": 1000, "window": 10.0, "callbacks": 50, "paced": 25, "timers": 50,
-         "lead": 3.0, "spread": 2.0}  # fmt: skip
+         "lead": 3.0, "spread": 2.0, "settle": 11.0}  # fmt: skip
 FULL = {"flows": 1000, "window": 30.0, "callbacks": 200, "paced": 100, "timers": 200,
-        "lead": 5.0, "spread": 5.0}  # fmt: skip
+        "lead": 5.0, "spread": 5.0, "settle": 11.0}  # fmt: skip
+SMOKE = {"flows": 30, "window": 1.0, "callbacks": 8, "paced": 4, "timers": 5,
+         "lead": 2.0, "spread": 1.0, "settle": 0.5}  # fmt: skip
+"""``settle``: longer than PostgreSQL's PGSTAT_IDLE_INTERVAL (10 s), so that earlier
+transactions are counted before a window (SMOKE's figures mean nothing anyway)."""
 CLIENTS = 4
 """Concurrent clients completing callbacks (and asking /healthz, the baseline)."""
 CREATE_CLIENTS = 16
 HEALTHZ_REQUESTS = 200
 PACE = 0.05
 """The paced client's pause before each callback: the last flow has ended by then."""
-SETTLE = 11.0
-"""Longer than PostgreSQL's PGSTAT_IDLE_INTERVAL (10 s): earlier transactions are counted."""
 
 _DATABASE = """
 SELECT (SELECT xact_commit + xact_rollback FROM pg_stat_database
@@ -97,12 +106,12 @@ WHERE w.name = $1
 """
 
 
-async def run(server_url: str, *, quick: bool, progress: bool = True) -> Report:
-    settings = QUICK if quick else FULL
-    flows, window = int(settings["flows"]), settings["window"]
+async def run(server_url: str, *, size: Size, progress: bool = True) -> Report:
+    settings = size.pick(FULL, QUICK, SMOKE)
+    flows, window, settle = int(settings["flows"]), settings["window"], settings["settle"]
     figures: dict[str, Any] = {
         "bench": "callbacks",
-        "quick": quick,
+        "size": size.value,
         "flows": flows,
         "window_s": window,
         "clients": CLIENTS,
@@ -118,11 +127,11 @@ async def run(server_url: str, *, quick: bool, progress: bool = True) -> Report:
             try:
                 async with aiohttp.ClientSession(base, connector=connector) as session:
                     await stats.fetchrow(_DATABASE)  # prepared before any window
-                    await asyncio.sleep(SETTLE)
+                    await asyncio.sleep(settle)
                     idle = await _measure(process.pid, stats, window)
                     created = await _create(session, CALLBACK_FLOW, flows, {}, progress)
                     await _until(pool, _WAITING, (), flows, within=600)
-                    await asyncio.sleep(SETTLE)
+                    await asyncio.sleep(settle)
                     waiting = await _measure(process.pid, stats, window)
                     figures["waiting_flows"] = await pool.fetchval(_WAITING)
                     figures["waiting_work_rows"] = await pool.fetchval(_WORK_ROWS, CALLBACK_FLOW)

@@ -21,8 +21,8 @@ from typing import Any
 
 import aiohttp
 
-from app.bench.harness import Report, scratch_database, serve_process
-from app.bench.projections import generated_log
+from app.bench.harness import Report, Size, scratch_database, serve_process
+from app.bench.projections import generated_log, sample_flow_ids
 from app.bench.requests import Phase, Request, expect_ok, phase_figures, run_phase
 from app.workflow.projection import PROJECTOR
 from eventstore import EventStore, create_pool
@@ -33,14 +33,15 @@ FULL_FLOWS = 1_000_000
 QUICK_FLOWS = 50_000
 FULL_REQUESTS = 3000
 QUICK_REQUESTS = 500
+SMOKE_FLOWS, SMOKE_REQUESTS = 300, 20
 _TIMING = re.compile(r"render;dur=([0-9.]+)")
 
 
-async def run(server_url: str, *, quick: bool, progress: bool = True) -> Report:
-    flows = QUICK_FLOWS if quick else FULL_FLOWS
-    requests = QUICK_REQUESTS if quick else FULL_REQUESTS
+async def run(server_url: str, *, size: Size, progress: bool = True) -> Report:
+    flows = size.pick(FULL_FLOWS, QUICK_FLOWS, SMOKE_FLOWS)
+    requests = size.pick(FULL_REQUESTS, QUICK_REQUESTS, SMOKE_REQUESTS)
     rng = random.Random(20261129)
-    figures: dict[str, Any] = {"bench": "console", "quick": quick, "flows": flows,
+    figures: dict[str, Any] = {"bench": "console", "size": size.value, "flows": flows,
                                "clients": CLIENTS}  # fmt: skip
     async with scratch_database(server_url) as url:
         figures["events"] = await generated_log(url, flows, rng, progress)
@@ -48,12 +49,7 @@ async def run(server_url: str, *, quick: bool, progress: bool = True) -> Report:
         try:
             await rebuild(EventStore(pool), PROJECTOR, progress=progress)
             await pool.execute("ANALYZE workflows; ANALYZE workflow_nodes")
-            sample = [
-                r["id"]
-                for r in await pool.fetch(
-                    "SELECT id FROM workflows TABLESAMPLE SYSTEM (1) LIMIT 1000"
-                )
-            ]
+            sample = await sample_flow_ids(pool)
         finally:
             await pool.close()
         async with serve_process(url, "--no-reactor") as base:

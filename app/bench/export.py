@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from app.audit.transfer import import_log
-from app.bench.harness import Report, scratch_database
+from app.bench.harness import Report, Size, scratch_database
 from app.bench.projections import definitions, generate_log
 from app.workflow.definition import Registry
 from app.workflow.engine import Engine
@@ -35,6 +35,7 @@ from projections.verify import verify
 
 FULL_FLOWS = 300_000
 QUICK_FLOWS = 20_000
+SMOKE_FLOWS = 300
 _SAMPLE_SECONDS = 0.02
 _BASELINE_ROWS = (
     "SELECT position, stream_id, version, type, data, metadata, recorded_at "
@@ -44,9 +45,9 @@ _BASELINE_TABLE = "CREATE TABLE copy_baseline (LIKE events INCLUDING DEFAULTS IN
 _TENTH = "SELECT recorded_at FROM events ORDER BY transaction_id, position OFFSET $1 LIMIT 1"
 
 
-async def run(server_url: str, *, quick: bool, progress: bool = True) -> Report:
-    flows = QUICK_FLOWS if quick else FULL_FLOWS
-    figures: dict[str, Any] = {"bench": "export", "quick": quick, "flows": flows}
+async def run(server_url: str, *, size: Size, progress: bool = True) -> Report:
+    flows = size.pick(FULL_FLOWS, QUICK_FLOWS, SMOKE_FLOWS)
+    figures: dict[str, Any] = {"bench": "export", "size": size.value, "flows": flows}
     with tempfile.TemporaryDirectory(prefix="flowlog-bench-export-") as folder:
         files = Path(folder)
         async with scratch_database(server_url) as source:

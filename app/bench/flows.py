@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from app.bench import dbos_baseline
 from app.bench.append import Q as BENCH_Q
-from app.bench.harness import Report, percentile, scratch_database, timed
+from app.bench.harness import Report, Size, percentile, scratch_database, timed
 from app.workflow.definition import NodeDefinition, Registry, WorkflowDefinition
 from app.workflow.engine import Engine
 from app.workflow.executor import FlowContext, NodeHandle
@@ -53,11 +53,9 @@ from eventstore import EventStore, connect
 from projections.verify import verify
 
 CLIENTS = 8
-QUICK_FLOWS = 600
-FULL_FLOWS = 3000
-PLAIN_COMMITS = 4000
-QUICK_DBOS_WORKFLOWS = 200
-FULL_DBOS_WORKFLOWS = 1000
+QUICK_FLOWS, FULL_FLOWS, SMOKE_FLOWS = 600, 3000, 40
+PLAIN_COMMITS, SMOKE_PLAIN_COMMITS = 4000, 200
+QUICK_DBOS_WORKFLOWS, FULL_DBOS_WORKFLOWS, SMOKE_DBOS_WORKFLOWS = 200, 1000, 20
 FLOW_NAME = "bench-three-steps"
 
 _COMMITS = "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
@@ -69,7 +67,8 @@ SELECT (SELECT count(*) FROM events WHERE stream_id LIKE 'flow-%') AS events,
        pg_total_relation_size('workflows') + pg_total_relation_size('workflow_nodes')
          AS projection_bytes
 """
-_FINISHED = "SELECT coalesce(sum(count), 0) FROM workflow_counts WHERE status = 'Finished'"
+# A whole number: sum() of bigint is numeric (a Decimal), which tqdm cannot divide by a float.
+_FINISHED = "SELECT coalesce(sum(count), 0)::bigint FROM workflow_counts WHERE status = 'Finished'"
 
 
 class _Timings:
@@ -95,13 +94,13 @@ def _definition(timings: _Timings) -> WorkflowDefinition:
     )
 
 
-async def _plain_commits_per_s(url: str, writers: int) -> float:
+async def _plain_commits_per_s(url: str, writers: int, commits: int) -> float:
     from eventstore import create_pool
 
     pool = await create_pool(url, min_size=writers, max_size=writers)
     try:
         await pool.execute(BENCH_Q.create_plain_table)
-        per_writer = PLAIN_COMMITS // writers
+        per_writer = commits // writers
 
         async def work(writer: int) -> None:
             for op in range(per_writer):
@@ -115,12 +114,13 @@ async def _plain_commits_per_s(url: str, writers: int) -> float:
         await pool.close()
 
 
-async def run(server_url: str, *, quick: bool, progress: bool = True) -> Report:
-    flows = QUICK_FLOWS if quick else FULL_FLOWS
+async def run(server_url: str, *, size: Size, progress: bool = True) -> Report:
+    flows = size.pick(FULL_FLOWS, QUICK_FLOWS, SMOKE_FLOWS)
     timings = _Timings()
     settings = ReactorSettings()
     async with scratch_database(server_url) as url:
-        plain = await _plain_commits_per_s(url, CLIENTS)
+        commits = size.pick(PLAIN_COMMITS, PLAIN_COMMITS, SMOKE_PLAIN_COMMITS)
+        plain = await _plain_commits_per_s(url, CLIENTS, commits)
         registry = Registry([_definition(timings)])
         async with Engine(url, registry, reactor=settings) as engine:
             stats = await connect(url)
@@ -142,7 +142,8 @@ async def run(server_url: str, *, quick: bool, progress: bool = True) -> Report:
             lanes = (engine.service.flows.commits, engine.service.flows.background)
             checked = await verify(EventStore(engine.pool), PROJECTOR, progress=False)
     dbos = await dbos_baseline.run(
-        server_url, workflows=QUICK_DBOS_WORKFLOWS if quick else FULL_DBOS_WORKFLOWS
+        server_url,
+        workflows=size.pick(FULL_DBOS_WORKFLOWS, QUICK_DBOS_WORKFLOWS, SMOKE_DBOS_WORKFLOWS),
     )
     assert sizes is not None
     transitions = _transitions_ms(timings)
@@ -150,7 +151,7 @@ async def run(server_url: str, *, quick: bool, progress: bool = True) -> Report:
     baseline = plain / 5
     figures: dict[str, Any] = {
         "bench": "flows",
-        "quick": quick,
+        "size": size.value,
         "flows": flows,
         "clients": CLIENTS,
         "reactor_concurrency": settings.concurrency,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import os
 import secrets
 import signal
@@ -14,13 +15,28 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import orjson
 
 from app.database import create_database, drop_database, with_database
 from app.migrate import migrate_database
+
+T = TypeVar("T")
+
+
+class Size(enum.Enum):
+    """How much a benchmark does: FULL (the runs docs/benchmarks.md reports), QUICK (under a
+    minute), SMOKE (the least that goes through every step and every figure: for tests, which
+    check that a benchmark runs, not what it measures; its figures mean nothing)."""
+
+    FULL = "full"
+    QUICK = "quick"
+    SMOKE = "smoke"
+
+    def pick(self, full: T, quick: T, smoke: T) -> T:
+        return full if self is Size.FULL else quick if self is Size.QUICK else smoke
 
 
 @contextlib.asynccontextmanager

@@ -25,12 +25,13 @@ from typing import Any
 
 import aiohttp
 
-from app.bench.harness import Report, scratch_database, serve_process
+from app.bench.harness import Report, Size, scratch_database, serve_process
 from app.bench.requests import Phase, Request, expect_ok, phase_figures, run_phase
 
 CLIENTS = 16
 QUICK = {"healthz": 2000, "create_start": 600, "list": 1500, "detail": 1500}
 FULL = {"healthz": 10000, "create_start": 3000, "list": 6000, "detail": 6000}
+SMOKE = {"healthz": 32, "create_start": 32, "list": 32, "detail": 32}
 FLOW_NAME = "bench-http"
 DEFINITION = {
     "name": FLOW_NAME,
@@ -42,8 +43,8 @@ DEFINITION = {
 }
 
 
-async def run(server_url: str, *, quick: bool, progress: bool = True) -> Report:
-    counts = QUICK if quick else FULL
+async def run(server_url: str, *, size: Size, progress: bool = True) -> Report:
+    counts = size.pick(FULL, QUICK, SMOKE)
     # The server at its default settings, as deployed.
     async with scratch_database(server_url) as url, serve_process(url) as base:
         connector = aiohttp.TCPConnector(limit=CLIENTS)
@@ -62,11 +63,11 @@ async def run(server_url: str, *, quick: bool, progress: bool = True) -> Report:
             phases.append(
                 await _phase("detail", counts["detail"], session, _detailer(created, rng), progress)
             )
-    return _report(phases, quick)
+    return _report(phases, size)
 
 
-def _report(phases: list[Phase], quick: bool) -> Report:
-    figures: dict[str, Any] = {"bench": "http", "quick": quick, "clients": CLIENTS}
+def _report(phases: list[Phase], size: Size) -> Report:
+    figures: dict[str, Any] = {"bench": "http", "size": size.value, "clients": CLIENTS}
     rows = phase_figures(phases, figures)
     notes = [
         f"{CLIENTS} clients on kept-alive connections, one `flowlog serve` process (API and "

@@ -25,19 +25,19 @@ from typing import Any
 
 import aiohttp
 
-from app.bench.harness import Report, process_cpu_seconds, scratch_database, served
+from app.bench.harness import Report, Size, process_cpu_seconds, scratch_database, served
 from app.bench.http import CLIENTS, DEFINITION, creator, until_finished
 from app.bench.requests import expect_ok, run_phase
 
-QUICK_FLOWS, FULL_FLOWS = 600, 3000
+QUICK_FLOWS, FULL_FLOWS, SMOKE_FLOWS = 600, 3000, 32
 LAYOUTS = (("serve", 0), ("serve + 1 worker", 1), ("serve + 2 workers", 2))
 # Workers reload definitions registered over REST every 2 s.
 _DEFINITIONS_SEEN = 2.5
 
 
-async def run(server_url: str, *, quick: bool, progress: bool = True) -> Report:
-    flows = QUICK_FLOWS if quick else FULL_FLOWS
-    figures: dict[str, Any] = {"bench": "processes", "quick": quick, "flows": flows,
+async def run(server_url: str, *, size: Size, progress: bool = True) -> Report:
+    flows = size.pick(FULL_FLOWS, QUICK_FLOWS, SMOKE_FLOWS)
+    figures: dict[str, Any] = {"bench": "processes", "size": size.value, "flows": flows,
                                "clients": CLIENTS, "cores": os.cpu_count()}  # fmt: skip
     rows = []
     baseline = None

@@ -21,7 +21,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from app.bench.harness import Report, percentile, scratch_database
+from app.bench.harness import Report, Size, percentile, scratch_database
 from app.workflow.definition import NodeDefinition, Registry, WorkflowDefinition
 from app.workflow.engine import Engine
 from app.workflow.executor import FlowContext, NodeHandle
@@ -35,6 +35,7 @@ from projections.verify import verify
 
 FULL_FLOWS = 1_000_000
 QUICK_FLOWS = 50_000
+SMOKE_FLOWS = 300
 SAMPLES = 200
 FLOW_NAMES = ("backup", "restore", "scaleOut", "upgrade")
 STATUSES = ("Finished", "Error", "Processing", "Stopped", "Canceled", "Initializing")
@@ -163,10 +164,10 @@ async def generated_log(url: str, flows: int, rng: random.Random, progress: bool
         await conn.close()
 
 
-async def run(server_url: str, *, quick: bool, progress: bool = True) -> Report:
-    flows = QUICK_FLOWS if quick else FULL_FLOWS
+async def run(server_url: str, *, size: Size, progress: bool = True) -> Report:
+    flows = size.pick(FULL_FLOWS, QUICK_FLOWS, SMOKE_FLOWS)
     rng = random.Random(20261128)
-    figures: dict[str, Any] = {"bench": "projections", "quick": quick, "flows": flows}
+    figures: dict[str, Any] = {"bench": "projections", "size": size.value, "flows": flows}
     async with scratch_database(server_url) as url:
         generated = time.perf_counter()
         events = await generated_log(url, flows, rng, progress)
@@ -208,11 +209,16 @@ async def _read_rate(conn: Any) -> float:
     return count / (time.perf_counter() - started)
 
 
+async def sample_flow_ids(pool: Any) -> list[str]:
+    """Up to 1,000 flow ids from a 1 % sample of the table's pages (or, for a table of so few
+    pages that the sample has none, its first flows)."""
+    sampled = await pool.fetch("SELECT id FROM workflows TABLESAMPLE SYSTEM (1) LIMIT 1000")
+    rows = sampled or await pool.fetch("SELECT id FROM workflows LIMIT 1000")
+    return [row["id"] for row in rows]
+
+
 async def _latencies(pool: Any, rng: random.Random, flows: int, figures: dict[str, Any]) -> None:
-    ids = [
-        r["id"]
-        for r in await pool.fetch("SELECT id FROM workflows TABLESAMPLE SYSTEM (1) LIMIT 1000")
-    ]
+    ids = await sample_flow_ids(pool)
     deep = await list_workflows(pool, ListFilter(), page_size=10, page=1)
     deep_cursor = Cursor(deep.rows[-1].created_at - timedelta(days=200), "")
     cases: dict[str, Any] = {

@@ -32,7 +32,7 @@ import aiohttp
 import asyncpg
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.bench.harness import Report, percentile, scratch_database, serve_process
+from app.bench.harness import Report, Size, percentile, scratch_database, serve_process
 from app.bench.http import DEFINITION, FLOW_NAME, creator, until_finished
 from app.bench.requests import Phase, Request, expect_ok, run_phase
 from app.pgserver import EmbeddedPostgres
@@ -42,6 +42,7 @@ from app.replicas.position import HEADER
 CLIENTS = 16
 QUICK = {"seed": 300, "list": 1000, "detail": 1000, "create_read": 300, "writes": 600}
 FULL = {"seed": 2000, "list": 6000, "detail": 6000, "create_read": 2000, "writes": 3000}
+SMOKE = {"seed": 32, "list": 32, "detail": 32, "create_read": 32, "writes": 64}
 
 LAG_SAMPLE = """
 SELECT (pg_current_wal_insert_lsn() - replay_lsn)::bigint AS bytes,
@@ -62,9 +63,9 @@ def primary_and_replica() -> Iterator[tuple[EmbeddedPostgres, EmbeddedPostgres]]
         shutil.rmtree(folder, ignore_errors=True)
 
 
-async def run(server_url: str, *, quick: bool, progress: bool = True) -> Report:
+async def run(server_url: str, *, size: Size, progress: bool = True) -> Report:
     """``server_url`` is not used: the benchmark needs servers it may replicate."""
-    counts = QUICK if quick else FULL
+    counts = size.pick(FULL, QUICK, SMOKE)
     with primary_and_replica() as (primary, replica):
         async with scratch_database(primary.dsn()) as url:
             name = url.rsplit("/", 1)[1].split("?")[0]
@@ -84,7 +85,9 @@ async def run(server_url: str, *, quick: bool, progress: bool = True) -> Report:
         f"{figures['replay_lag_ms_max']} ms ({figures['lag_samples']} samples).",
     ]
     header = ["operation", "reads on", "requests", "req/s", "p50 ms", "p99 ms", "vs primary"]
-    return Report("replica", header, rows, {"bench": "replica", "quick": quick, **figures}, notes)
+    return Report(
+        "replica", header, rows, {"bench": "replica", "size": size.value, **figures}, notes
+    )
 
 
 async def _measure(

@@ -27,16 +27,23 @@ from typing import Any
 import aiohttp
 
 from app.bench import schedule_flows
-from app.bench.harness import Report, percentile, process_cpu_seconds, scratch_database, served
+from app.bench.harness import (
+    Report,
+    Size,
+    percentile,
+    process_cpu_seconds,
+    scratch_database,
+    served,
+)
 from app.schedules.rebuild import verify_schedules
 from app.workflow.projection import PROJECTOR
 from eventstore import EventStore, create_pool
 from projections.verify import verify
 
-QUICK_SCHEDULES, FULL_SCHEDULES = 20, 100
-QUICK_WINDOW, FULL_WINDOW = 15.0, 60.0
-INTERVAL = 5.0
-CREATES = 200
+QUICK_SCHEDULES, FULL_SCHEDULES, SMOKE_SCHEDULES = 20, 100, 3
+QUICK_WINDOW, FULL_WINDOW, SMOKE_WINDOW = 15.0, 60.0, 4.0
+INTERVAL, SMOKE_INTERVAL = 5.0, 2.0
+CREATES, SMOKE_CREATES = 200, 20
 CLIENTS = 4
 
 _DELAYS = """
@@ -59,11 +66,13 @@ SELECT (SELECT count(*) FROM events WHERE type = 'ScheduleFired') AS fired,
 """
 
 
-async def run(server_url: str, *, quick: bool, progress: bool = True) -> Report:
-    count = QUICK_SCHEDULES if quick else FULL_SCHEDULES
-    window = QUICK_WINDOW if quick else FULL_WINDOW
+async def run(server_url: str, *, size: Size, progress: bool = True) -> Report:
+    count = size.pick(FULL_SCHEDULES, QUICK_SCHEDULES, SMOKE_SCHEDULES)
+    window = size.pick(FULL_WINDOW, QUICK_WINDOW, SMOKE_WINDOW)
+    interval = size.pick(INTERVAL, INTERVAL, SMOKE_INTERVAL)
+    creates = size.pick(CREATES, CREATES, SMOKE_CREATES)
     figures: dict[str, Any] = {
-        "bench": "schedules", "quick": quick, "schedules": count, "interval_s": INTERVAL,
+        "bench": "schedules", "size": size.value, "schedules": count, "interval_s": interval,
         "window_s": window,
     }  # fmt: skip
     async with scratch_database(server_url) as url:
@@ -71,17 +80,17 @@ async def run(server_url: str, *, quick: bool, progress: bool = True) -> Report:
             served(url, "--definitions", "app.bench.schedule_flows") as (base, process),
             aiohttp.ClientSession(base) as http,
         ):
-            create_ms = await _creates(http)
+            create_ms = await _creates(http, creates)
             idle = process_cpu_seconds(process.pid)
             await asyncio.sleep(window / 4)
             idle_share = (process_cpu_seconds(process.pid) - idle) / (window / 4)
-            spread_from, _ = await _fire(http, process.pid, "spread", count, window / 2, progress,
-                                         spread=True)  # fmt: skip
+            spread_from, _ = await _fire(http, process.pid, "spread", count, interval,
+                                         window / 2, progress, spread=True)  # fmt: skip
             for n in range(count):
                 async with http.delete(f"/api/v1/workflow-schedules/spread-{n}") as answer:
                     await answer.read()
-            burst_from, burst_cpu = await _fire(http, process.pid, "burst", count, window / 2,
-                                                progress, spread=False)  # fmt: skip
+            burst_from, burst_cpu = await _fire(http, process.pid, "burst", count, interval,
+                                                window / 2, progress, spread=False)  # fmt: skip
             firing_share = burst_cpu / (window / 2)
         pool = await create_pool(url, max_size=2)
         try:
@@ -122,7 +131,7 @@ async def run(server_url: str, *, quick: bool, progress: bool = True) -> Report:
         figures["fire_delay_p50_ms"] / max(figures["create_start_p50_ms"], 0.01), 2
     )
     rows_out = [
-        ["schedules (every 5 s)", count],
+        [f"schedules (every {interval:g} s)", count],
         ["spread: fires measured", figures["fires"]],
         ["spread: fire delay p50 / p99 / max ms (fire time to flow created)",
          f"{figures['fire_delay_p50_ms']} / {figures['fire_delay_p99_ms']} / "
@@ -145,9 +154,9 @@ async def run(server_url: str, *, quick: bool, progress: bool = True) -> Report:
     ]  # fmt: skip
     notes = [
         f"{count} schedules in one `flowlog serve` (default settings), each every "
-        f"{INTERVAL:g} s: spread over the interval for {window / 2:.0f} s, then (as many "
+        f"{interval:g} s: spread over the interval for {window / 2:.0f} s, then (as many "
         f"others) all due at the same instants for {window / 2:.0f} s; the baseline "
-        f"is {CREATES} create+start requests ({CLIENTS} clients) on the same server just "
+        f"is {creates} create+start requests ({CLIENTS} clients) on the same server just "
         "before. Delays are on the database's clock."
     ]
     return Report("schedules", ["figure", "value"], rows_out, figures, notes)
@@ -158,6 +167,7 @@ async def _fire(
     pid: int,
     prefix: str,
     count: int,
+    interval: float,
     seconds: float,
     progress: bool,
     *,
@@ -168,15 +178,15 @@ async def _fire(
     serve process's CPU seconds meanwhile."""
     for n in range(count):
         body: dict[str, Any] = {"scheduleId": f"{prefix}-{n}", "flowName": schedule_flows.NAME,
-                                "intervalSeconds": INTERVAL, "overlap": "allow"}  # fmt: skip
+                                "intervalSeconds": interval, "overlap": "allow"}  # fmt: skip
         if spread:
             # A whole number of intervals after the epoch, plus this schedule's phase.
-            body["startAt"] = _at(946_684_800 + INTERVAL * n / count).isoformat()
+            body["startAt"] = _at(946_684_800 + interval * n / count).isoformat()
         async with http.post("/api/v1/workflow-schedules", json=body) as answer:
             if answer.status != 200:
                 raise RuntimeError(await answer.text())
     # From the next whole interval on: every schedule made, none caught half-made.
-    first = (int(time.time() / INTERVAL) + 1) * INTERVAL
+    first = (int(time.time() / interval) + 1) * interval
     await asyncio.sleep(max(0.0, first - time.time()))
     cpu = process_cpu_seconds(pid)
     await _wait(prefix, seconds, progress)
@@ -189,11 +199,11 @@ def _at(epoch: float) -> Any:
     return datetime.fromtimestamp(epoch, UTC)
 
 
-async def _creates(http: aiohttp.ClientSession) -> list[float]:
+async def _creates(http: aiohttp.ClientSession, creates: int) -> list[float]:
     latencies: list[float] = []
 
     async def client(index: int) -> None:
-        for n in range(index, CREATES, CLIENTS):
+        for n in range(index, creates, CLIENTS):
             body = {"flowName": schedule_flows.NAME, "bizId": f"direct-{n}", "bizType": "direct",
                     "start": True}  # fmt: skip
             started = time.perf_counter()

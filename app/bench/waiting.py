@@ -26,15 +26,22 @@ from typing import Any
 import aiohttp
 
 from app.bench import waiting_flows
-from app.bench.harness import Report, percentile, process_cpu_seconds, scratch_database, served
+from app.bench.harness import (
+    Report,
+    Size,
+    percentile,
+    process_cpu_seconds,
+    scratch_database,
+    served,
+)
 from app.workflow.definition import Registry
 from app.workflow.engine import Engine
 from app.workflow.projection import PROJECTOR
 from eventstore import EventStore
 from projections.verify import verify
 
-QUICK_FLOWS, FULL_FLOWS = 2000, 10000
-QUICK_WINDOW, FULL_WINDOW = 15.0, 30.0
+QUICK_FLOWS, FULL_FLOWS, SMOKE_FLOWS = 2000, 10000, 100
+QUICK_WINDOW, FULL_WINDOW, SMOKE_WINDOW = 15.0, 30.0, 4.0
 PROBES = 20
 NEVER = 1e12
 """A ``readyAt`` past any run (JSON has no infinity)."""
@@ -56,12 +63,12 @@ WHERE w.biz_type = 'probe'
 """
 
 
-async def run(server_url: str, *, quick: bool, progress: bool = True) -> Report:
-    flows = QUICK_FLOWS if quick else FULL_FLOWS
-    window = QUICK_WINDOW if quick else FULL_WINDOW
+async def run(server_url: str, *, size: Size, progress: bool = True) -> Report:
+    flows = size.pick(FULL_FLOWS, QUICK_FLOWS, SMOKE_FLOWS)
+    window = size.pick(FULL_WINDOW, QUICK_WINDOW, SMOKE_WINDOW)
     figures: dict[str, Any] = {
         "bench": "waiting",
-        "quick": quick,
+        "size": size.value,
         "flows": flows,
         "window_s": window,
         "poll_interval_s": waiting_flows.POLL_INTERVAL,

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from app.api.framework import STATUS_OF
 from app.api.models import WorkFlowDetail, WorkFlowInfo
 from app.api.routes import info_of, node_of
+from app.cli_problems import CANNOT_LOG_IN, database_problem
 from app.client import FlowlogClient
 from app.client.errors import Unavailable, error_for
 from app.client.events import ENDED, StreamEvent
@@ -87,13 +88,15 @@ class DatabaseBackend:
     def __init__(self, urls: DatabaseUrls, caller: Caller) -> None:
         self.engine = Engine(urls.url, Registry(), run_reactor=False, owner_url=urls.owner_url,
                              pool_size=2)  # fmt: skip
+        self.urls = urls
         self.caller = caller
 
     async def open(self) -> DatabaseBackend:
         try:
             await self.engine.start()
-        except TRANSIENT_ERRORS as exc:
-            raise Unavailable(f"the database could not be reached: {exc!r}") from None
+        except (*TRANSIENT_ERRORS, *CANNOT_LOG_IN) as exc:
+            problem = database_problem(exc, self.urls.url)
+            raise Unavailable(f"the database could not be reached: {problem}") from None
         return self
 
     async def flows(self, where: Selection, limit: int) -> AsyncIterator[WorkFlowInfo]:

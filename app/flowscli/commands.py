@@ -23,6 +23,8 @@ import orjson
 from pydantic import BaseModel
 
 from app.api.models import GO_ZERO_TIME, WorkFlowDetail, WorkFlowInfo
+from app.cli_problems import Exit
+from app.cli_types import flow_id, server_url
 from app.client.errors import BadRequest, FlowlogError, NotFound, Unavailable
 from app.roles import DatabaseUrls
 from app.workflow.repository import Caller
@@ -31,17 +33,18 @@ if TYPE_CHECKING:  # the backends import the service: loaded when a flows comman
     from app.flowscli.backends import Backend
 
 ACTIONS = ("list", "show", "start", "stop", "cancel", "retry", "follow")
-EXIT_REFUSED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_UNREACHABLE = 1, 2, 3, 4
 STATUSES = ("Initializing", "Processing", "Stopped", "Canceling", "Canceled", "Finished", "Error")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=ACTIONS)
-    parser.add_argument("flow_id", nargs="?", metavar="ID", help="every action but list")
+    parser.add_argument(
+        "flow_id", nargs="?", type=flow_id, metavar="ID", help="every action but list"
+    )
     parser.add_argument("--json", action="store_true", help="JSON (list, follow: one a line)")
     parser.add_argument("--reason", default="", help="why (recorded in the flow's events)")
     parser.add_argument(
-        "--api", metavar="URL",
+        "--api", metavar="URL", type=server_url,
         help="act through this flowlog server (e.g. http://flowlog:8080) instead of the "
         "database; default: the database (DATABASE_URL, or the embedded one)",
     )  # fmt: skip
@@ -108,7 +111,7 @@ async def run_database(args: argparse.Namespace, urls: DatabaseUrls) -> int:
         await backend.open()
     except Unavailable as exc:
         print(f"flowlog flows: {exc}", file=sys.stderr)
-        return EXIT_UNREACHABLE
+        return Exit.UNREACHABLE
     return await _run(backend, args)
 
 
@@ -118,12 +121,12 @@ async def _run(backend: Backend, args: argparse.Namespace) -> int:
     except FlowlogError as exc:
         print(f"flowlog flows {args.action}: {exc}", file=sys.stderr)
         if isinstance(exc, NotFound):
-            return EXIT_NOT_FOUND
+            return Exit.NOT_FOUND
         if isinstance(exc, Unavailable):
-            return EXIT_UNREACHABLE
+            return Exit.UNREACHABLE
         if isinstance(exc, BadRequest):
-            return EXIT_USAGE
-        return EXIT_REFUSED
+            return Exit.USAGE
+        return Exit.FAILED
     finally:
         await backend.close()
 
@@ -148,7 +151,7 @@ async def _act(backend: Backend, args: argparse.Namespace) -> int:
                 print(f"{event.version:>4}  {_time(event.time)}  {event.type}"
                       + _event_note(event.type, event.data), flush=True)  # fmt: skip
             status = event.type
-        return 0 if status == "FlowFinished" else EXIT_REFUSED
+        return 0 if status == "FlowFinished" else Exit.FAILED
     info = await backend.act(args.action, args.flow_id, args.reason, context_of(args.set))
     if args.json:
         _print_json(info)

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from app.cli_problems import Exit
 from app.schedules import decide
 from app.schedules.service import ScheduleService
 from app.schedules.spec import ScheduleSpec
@@ -30,6 +31,9 @@ _FIELDS = {
     "catch_up": "catchUp", "jitter": "jitterSeconds", "start_at": "startAt", "end_at": "endAt",
     "description": "description",
 }  # fmt: skip
+
+
+_EXITS = {Code.BAD_INPUT: Exit.USAGE, Code.SCHEDULE_NOT_FOUND: Exit.NOT_FOUND}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,10 +77,10 @@ async def run(args: argparse.Namespace, database_url: str) -> int:
             return await _act(service, args, caller)
         except WorkflowError as exc:
             print(f"flowlog schedules: {exc}", file=sys.stderr)
-            return 2 if exc.code is Code.BAD_INPUT else 1
+            return _EXITS.get(exc.code, Exit.FAILED)
         except (ValidationError, ValueError) as exc:
             print(f"flowlog schedules: bad settings: {_plain(exc)}", file=sys.stderr)
-            return 2
+            return Exit.USAGE
     finally:
         await pool.close()
 

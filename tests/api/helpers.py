@@ -18,6 +18,8 @@ A = {"Authorization": "Bearer token-a"}
 B = {"Authorization": "Bearer token-b"}
 
 FLOWS = "/api/v1/workflow/"
+NO_FLOW = "0b6f7c1e-5d2a-4e8f-9a3b-7c6d5e4f3a2b"
+"""A flow id as flowlog makes them, which no test's flow has: a flow that does not exist."""
 DEFINITIONS = "/api/v1/workflow-definitions"
 
 

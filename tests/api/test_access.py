@@ -12,6 +12,7 @@ from tests.api.conftest import TOKENS, MakeService, Service
 from tests.api.helpers import (
     DEFINITIONS,
     FLOWS,
+    NO_FLOW,
     A,
     B,
     create,
@@ -131,8 +132,8 @@ async def test_a_tenant_cannot_see_or_touch_another_tenants_flows(guarded: Servi
         assert body["message"] == f"workflow {theirs} does not exist"
 
     # The same message as for a flow that does not exist at all: nothing leaks.
-    unknown = await refused(await client.get(FLOWS + "nope", headers=B), 404, Code.FLOW_NOT_FOUND)
-    assert unknown["message"] == "workflow nope does not exist"
+    unknown = await refused(await client.get(FLOWS + NO_FLOW, headers=B), 404, Code.FLOW_NOT_FOUND)
+    assert unknown["message"] == f"workflow {NO_FLOW} does not exist"
 
     # Nothing changed.
     assert await events(client, theirs, A) == before

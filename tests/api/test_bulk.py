@@ -12,6 +12,7 @@ from app.workflow.errors import Code
 from tests.api.conftest import TOKENS, MakeService, Service
 from tests.api.helpers import (
     FLOWS,
+    NO_FLOW,
     A,
     B,
     Client,
@@ -40,7 +41,7 @@ async def test_each_named_flow_gets_its_own_outcome_in_order(service: Service) -
     finished = await create(client, "backup")
     await wait_status(client, finished, {"Finished"})
     waiting = await create(client, "backup", start=False)
-    named = [running, finished, "no-such-flow", waiting]
+    named = [running, finished, NO_FLOW, waiting]
 
     data = await bulk(client, {"action": "stop", "workFlowIds": named, "reason": "window"})
     assert data["action"] == "stop"
@@ -51,7 +52,7 @@ async def test_each_named_flow_gets_its_own_outcome_in_order(service: Service) -
     assert outcome[running]["status"] in {"Processing", "Stopped"}  # the node finishes first
     assert outcome[finished]["code"] == Code.STOP_FAILED
     assert outcome[finished]["status"] is None
-    assert outcome["no-such-flow"]["code"] == Code.FLOW_NOT_FOUND
+    assert outcome[NO_FLOW]["code"] == Code.FLOW_NOT_FOUND
     assert outcome[waiting]["code"] == 0
     assert (data["succeeded"], data["failed"]) == (2, 2)
     assert data["nextCursor"] is None
@@ -142,16 +143,20 @@ async def test_a_tenant_acts_only_on_its_own_flows(guarded: Service) -> None:
     "body",
     [
         {"action": "stop"},
-        {"action": "stop", "workFlowIds": ["a"], "filter": {}},
+        {"action": "stop", "workFlowIds": [NO_FLOW], "filter": {}},
         {"action": "stop", "workFlowIds": []},
-        {"action": "stop", "workFlowIds": ["a", "a"]},
-        {"action": "stop", "workFlowIds": ["a"], "context": {"k": 1}},
-        {"action": "stop", "workFlowIds": ["a"], "cursor": "abc"},
+        {"action": "stop", "workFlowIds": [NO_FLOW, NO_FLOW]},
+        {"action": "stop", "workFlowIds": [NO_FLOW], "context": {"k": 1}},
+        {"action": "stop", "workFlowIds": [NO_FLOW], "cursor": "abc"},
         {"action": "stop", "filter": {}, "cursor": "not-a-cursor"},
         {"action": "stop", "filter": {"status": "Sleeping"}},
-        {"action": "pause", "workFlowIds": ["a"]},
-        {"action": "retry", "workFlowIds": ["a"], "context": {"tenantId": "b"}},
-        {"action": "stop", "workFlowIds": [f"f-{i}" for i in range(1001)]},
+        {"action": "pause", "workFlowIds": [NO_FLOW]},
+        {"action": "retry", "workFlowIds": [NO_FLOW], "context": {"tenantId": "b"}},
+        {
+            "action": "stop",
+            "workFlowIds": [f"{i:08x}-0000-4000-8000-000000000000" for i in range(1001)],
+        },
+        {"action": "stop", "workFlowIds": [NO_FLOW, "no-such-flow"]},  # not a flow id
         {"action": "stop", "filter": {}, "limit": 0},
     ],
 )

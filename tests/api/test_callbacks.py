@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestServer
 from tests.api.conftest import TOKENS, MakeService, Service
 from tests.api.helpers import (
     DEFINITIONS,
+    NO_FLOW,
     A,
     B,
     Client,
@@ -101,8 +102,9 @@ async def test_bad_completions_are_refused_and_change_nothing(client: Client) ->
         ({"token": token, "status": "success", "result": "nul \x00 here"}, 400, 40115),
         ({"token": token[:-3] + "xyz", "status": "success"}, 404, 40126),
         ({"token": "fl1.bm90.aGVsbG8", "status": "success"}, 404, 40126),
+        ({"workFlowId": NO_FLOW, "nodeId": f"{NO_FLOW}.2", "status": "success"}, 404, 40111),
         ({"workFlowId": "no-such-flow", "nodeId": "no-such-flow.2", "status": "success"},
-         404, 40111),
+         400, 40115),  # not a flow id: no flow could have it
         ({"workFlowId": flow_id, "nodeId": f"{flow_id}.1", "status": "success"}, 409, 40127),
     ):  # fmt: skip
         await refused(await post(client, CALLBACK, body), status, code)

@@ -24,6 +24,7 @@ from tests.api.conftest import Service
 from tests.api.helpers import (
     DEFINITIONS,
     FLOWS,
+    NO_FLOW,
     Client,
     create,
     events,
@@ -239,13 +240,48 @@ async def test_an_oversized_body_is_413_and_creates_nothing(client: Client) -> N
 
 async def test_an_unknown_flow_is_404_everywhere(client: Client) -> None:
     for suffix in ("", "/events", "/state", "/events/stream"):
-        body = await refused(await client.get(FLOWS + "ghost" + suffix), 404,
+        body = await refused(await client.get(FLOWS + NO_FLOW + suffix), 404,
                              Code.FLOW_NOT_FOUND)  # fmt: skip
-        assert body["message"] == "workflow ghost does not exist"
+        assert body["message"] == f"workflow {NO_FLOW} does not exist"
     for command in COMMANDS:
-        answer = await post(client, FLOWS + command, command_body(command, "ghost"))
+        answer = await post(client, FLOWS + command, command_body(command, NO_FLOW))
         await refused(answer, 404, Code.FLOW_NOT_FOUND)
     assert await total(client) == 0
+
+
+NOT_FLOW_IDS = [
+    "ghost",
+    "3f0c5b2e-8d1a-4c3b-9e2f-0a1b2c3d4e5",  # one digit short
+    "3F0C5B2E-8D1A-4C3B-9E2F-0A1B2C3D4E5F",  # flowlog spells them lowercase
+    "3f0c5b2e8d1a4c3b9e2f0a1b2c3d4e5f",  # without hyphens
+    "3f0c5b2e-8d1a-1c3b-9e2f-0a1b2c3d4e5f",  # a version 1 UUID: flowlog makes 4 and 5
+    "3f0c5b2e-8d1a-4c3b-9e2f-0a1b2c3d4e5f.2",  # a node's id
+    "00000000-0000-0000-0000-000000000000",
+    "x" * 5000,
+]
+
+
+@pytest.mark.parametrize("not_an_id", NOT_FLOW_IDS, ids=lambda text: text[:40])
+async def test_a_malformed_flow_id_is_400_not_a_flow_id_everywhere(
+    client: Client, not_an_id: str
+) -> None:
+    """No flow could have it (flow ids are UUIDs flowlog made): bad input, not "does not
+    exist"."""
+    flow_id = await create(client, start=False)
+    for suffix in ("", "/events", "/state", "/diff?since=1&until=1", "/events/stream"):
+        body = await refused(await client.get(FLOWS + not_an_id + suffix), 400, Code.BAD_INPUT)
+        assert "not a flow id" in body["message"], suffix
+    bodies = [(FLOWS + command, command_body(command, not_an_id)) for command in COMMANDS]
+    bodies += [
+        (FLOWS + "callback", {"workFlowId": not_an_id, "nodeId": f"{not_an_id}.2",
+                              "status": "success"}),
+        (FLOWS + "bulk", {"action": "stop", "workFlowIds": [flow_id, not_an_id]}),
+    ]  # fmt: skip
+    for path, sent in bodies:
+        body = await refused(await post(client, path, sent), 400, Code.BAD_INPUT)
+        assert "not a flow id" in body["message"], path
+    assert await total(client) == 1
+    assert await status_of(client, flow_id) == "Initializing"  # the bulk stopped no flow
 
 
 async def test_an_unknown_definition_is_404_and_creates_nothing(client: Client) -> None:

@@ -12,6 +12,7 @@ from app.workflow.errors import Code
 from tests.api.conftest import Service
 from tests.api.helpers import (
     FLOWS,
+    NO_FLOW,
     Client,
     create,
     events,
@@ -242,7 +243,8 @@ async def test_an_idle_stream_keeps_alive_and_a_closed_one_is_let_go(
 
 
 async def test_stream_errors_are_enveloped(client: Client) -> None:
-    await refused(await client.get(f"{FLOWS}nope/events/stream"), 404, Code.FLOW_NOT_FOUND)
+    await refused(await client.get(f"{FLOWS}{NO_FLOW}/events/stream"), 404, Code.FLOW_NOT_FOUND)
+    await refused(await client.get(f"{FLOWS}nope/events/stream"), 400, Code.BAD_INPUT)
     flow_id = await create(client, start=False)
     answer = await client.get(f"{FLOWS}{flow_id}/events/stream", params={"pageSize": 0})
     await refused(answer, 400, Code.BAD_INPUT)

@@ -9,7 +9,7 @@ from typing import Any
 from app.api.framework import CONSOLE_ROUTES, alias_of
 from app.api.routes import api
 from tests.api.conftest import Service
-from tests.api.helpers import FLOWS, Client, create, ok, refused, wait_status
+from tests.api.helpers import FLOWS, NO_FLOW, Client, create, ok, refused, wait_status
 
 
 async def test_health_and_readiness(client: Client) -> None:
@@ -38,7 +38,7 @@ async def test_metrics_after_flows_ran(service: Service) -> None:
     await wait_status(client, finished, {"Finished"})
     await wait_status(client, failed, {"Error"})
     await create(client, "backup", start=False)
-    await refused(await client.get(FLOWS + "ghost"), 404, 40111)
+    await refused(await client.get(FLOWS + NO_FLOW), 404, 40111)
 
     answer = await client.get("/metrics")
     assert answer.status == 200

@@ -57,9 +57,11 @@ async def test_history_tells_who_did_what_and_why(database_url: str) -> None:
     resumed = next(e for e in events if e["type"] == "FlowResumed")
     assert (resumed["summary"], resumed["reason"]) == ("resumed", "window over")
 
-    missing = run_flowlog("history", "no-such-flow", env=env)
-    assert missing.returncode == 1
-    assert "no flow no-such-flow" in missing.stderr
+    nobody = str(uuid.uuid4())
+    for command in ("history", "replay"):
+        missing = run_flowlog(command, nobody, env=env)
+        assert missing.returncode == 3  # no such flow, as `flowlog flows show` says it
+        assert missing.stderr == f"flowlog: no flow {nobody}\n"
 
 
 async def test_replay_at_a_version_a_time_and_a_diff(database_url: str) -> None:
@@ -87,8 +89,8 @@ async def test_replay_at_a_version_a_time_and_a_diff(database_url: str) -> None:
     assert "status: Processing -> Error" in diff.stdout
     assert "errorCode: (none) -> 1" in diff.stdout
     before = run_flowlog("replay", failed, "--at", "2000-01-01T00:00:00", env=env)
-    assert before.returncode == 1
-    assert "no flow" in before.stderr
+    assert before.returncode == 1  # the flow exists: it did not yet then
+    assert f"flow {failed} did not exist yet at 2000-01-01" in before.stderr
     bad = run_flowlog("replay", failed, "--at", "yesterday", env=env)
     assert bad.returncode == 2
 

@@ -53,8 +53,11 @@ async def test_a_flow_from_create_to_its_end(server: str) -> None:
 async def test_refusals_are_typed_and_carry_the_envelopes_code(server: str) -> None:
     async with FlowlogClient(server, token=TOKEN) as flowlog:
         with pytest.raises(NotFound) as missing:
-            await flowlog.detail("no-such-flow")
+            await flowlog.detail("0b6f7c1e-5d2a-4e8f-9a3b-7c6d5e4f3a2b")  # no flow has it
         assert (missing.value.code, missing.value.status) == (Code.FLOW_NOT_FOUND, 404)
+        with pytest.raises(BadRequest) as malformed:
+            await flowlog.detail("no-such-flow")  # no flow could have it
+        assert (malformed.value.code, malformed.value.status) == (Code.BAD_INPUT, 400)
         await flowlog.register_definition(QUICK)
         created = await flowlog.create("client-quick", "b", "t", start=True)
         await flowlog.wait(created.workFlowId, within=30)

@@ -105,7 +105,8 @@ async def test_each_write_answers_with_its_commit_position(make_client: MakeClie
     assert f'{COOKIE}="{started.headers[HEADER]}"' in started.headers["Set-Cookie"]
     assert "HttpOnly" in started.headers["Set-Cookie"]
     # A refused write changed nothing: it has no position to present.
-    refused = await client.post("/api/v1/workflow/start", json={"workFlowId": "ghost"})
+    ghost = "0b6f7c1e-5d2a-4e8f-9a3b-7c6d5e4f3a2b"  # no flow has it
+    refused = await client.post("/api/v1/workflow/start", json={"workFlowId": ghost})
     assert refused.status == 404
     assert HEADER not in refused.headers
 

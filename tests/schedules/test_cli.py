@@ -1,5 +1,6 @@
 """``flowlog schedules`` as a person runs it in a terminal: each action, its output, and the
-exit statuses a script can use (0 done, 1 refused, 2 bad usage or settings)."""
+exit statuses a script can use (0 done, 1 refused, 2 bad usage or settings, 3 no such
+schedule)."""
 
 from __future__ import annotations
 
@@ -54,7 +55,9 @@ async def test_the_schedule_commands_from_a_terminal(database_url: str) -> None:
     assert flowlog("delete", "nightly", "--reason", "done")[0] == 0
 
     for args, status, said in (
-        (("show", "nightly"), 1, "does not exist (40130)"),
+        (("show", "nightly"), 3, "does not exist (40130)"),
+        (("pause", "never-was"), 3, "does not exist (40130)"),
+        (("update", "never-was", "--every", "60"), 3, "does not exist (40130)"),
         (("pause",), 2, "pause needs a schedule ID"),
         (("create", "x", "--flow", "backup", "--cron", "99 * * * *"), 2, "Bad minute"),
         (("create", "x", "--flow", "nope", "--every", "60"), 1, "nope workflow definition"),
