@@ -126,15 +126,25 @@ async def histories(
     }
 
 
+_HOLDS_A_FLOW = """
+SELECT EXISTS (SELECT 1 FROM flow_work WHERE lease_owner LIKE $1 AND lease_expires_at > now())
+"""
+
+
 async def kill_first_worker_after(
     pool: asyncpg.Pool, workers: Workers, count: int = 40, progress: str = FINISHED
 ) -> None:
-    """Once ``progress`` (a count query) reaches ``count``, SIGKILLs the first worker."""
+    """Once ``progress`` (a count query) reaches ``count``, SIGKILLs the first worker while it
+    holds a flow (on a loaded machine the others may have taken every flow that was due, and a
+    kill then would interrupt nothing)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 60
     while await pool.fetchval(progress) < count:
         assert loop.time() < deadline
         await asyncio.sleep(0.05)
     victim = workers.processes[0]
+    while not await pool.fetchval(_HOLDS_A_FLOW, f"%:{victim.pid}:%"):
+        assert loop.time() < deadline, "the first worker never held a flow"
+        await asyncio.sleep(0.005)
     victim.send_signal(signal.SIGKILL)
     assert victim.wait(10) == -signal.SIGKILL
