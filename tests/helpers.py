@@ -9,9 +9,12 @@ import secrets
 import socket
 import subprocess
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+from aiohttp import web
+
+from app.bench.harness import free_port
 from eventstore import EventStore, RecordedEvent
 
 
@@ -156,3 +159,17 @@ async def kill_the_slow_append(database_url: str) -> None:
         raise AssertionError("no append reached the trigger")
     finally:
         await admin.close()
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[str]:
+    """A little HTTP service of a test's own (a downstream service, a collector) on a free
+    port of 127.0.0.1, until the block ends: its base URL."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()

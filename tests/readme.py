@@ -24,12 +24,13 @@ import re
 import shlex
 import signal
 import sys
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from app.bench.harness import NotReady, until_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -220,19 +221,11 @@ async def background(
 async def _until_ready(
     base: str, shell: asyncio.subprocess.Process, log: Path, within: float
 ) -> None:
-    deadline = time.monotonic() + within
-    async with aiohttp.ClientSession(base) as session:
-        while time.monotonic() < deadline:
-            if shell.returncode is not None:
-                said = await asyncio.to_thread(log.read_text, errors="replace")
-                raise AssertionError(f"the block exited with {shell.returncode}:\n{said}")
-            with contextlib.suppress(aiohttp.ClientError):
-                async with session.get("/readyz") as answer:
-                    if answer.status == 200:
-                        return
-            await asyncio.sleep(0.2)
-    said = await asyncio.to_thread(log.read_text, errors="replace")
-    raise AssertionError(f"not ready within {within:.0f} s:\n{said}")
+    try:
+        await until_ready(base, shell, within)
+    except NotReady as exc:
+        said = await asyncio.to_thread(log.read_text, errors="replace")
+        raise AssertionError(f"{exc}:\n{said}") from None
 
 
 async def get(base: str, path: str) -> tuple[int, Any]:

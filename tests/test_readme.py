@@ -22,6 +22,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from app.bench.harness import free_port
 from app.database import quote_ident, with_database
 from tests import readme
+from tests.helpers import serving
 
 CI = (readme.ROOT / ".ci" / "run").read_text()
 
@@ -148,19 +149,13 @@ async def test_the_telemetry_block_sends_spans_to_a_collector(
 
     collector = web.Application()
     collector.router.add_post("/v1/traces", traces)
-    runner = web.AppRunner(collector)
-    await runner.setup()
-    collector_port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", collector_port).start()
     port = free_port()
     env = readme.environment(tmp_path, DATABASE_URL=database_url, FLOWLOG_PORT=str(port))
-    block = readme.runnable("telemetry", COLLECTOR=f"http://127.0.0.1:{collector_port}")
-    try:
+    async with serving(collector) as collector_url:
+        block = readme.runnable("telemetry", COLLECTOR=collector_url)
         async with readme.background(block, env, tmp_path / "serve.log") as base:
             assert (await readme.get(base, "/api/v1/workflow/"))[0] == 200
         # The server sends what it has left when it stops.
-    finally:
-        await runner.cleanup()
     assert ("flowlog", "GET /api/v1/workflow/") in spans
 
 

@@ -21,10 +21,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from app import telemetry
-from app.bench.harness import free_port
 from app.config import Settings
 from app.roles import DatabaseUrls
 from app.web import create_app
+from tests.helpers import serving
 
 pytestmark = pytest.mark.slow
 
@@ -72,12 +72,8 @@ async def downstream() -> AsyncIterator[tuple[str, list[dict[str, str]]]]:
 
     app = web.Application()
     app.router.add_post("/hook", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}/hook", calls
-    await runner.cleanup()
+    async with serving(app) as base:
+        yield f"{base}/hook", calls
 
 
 def _spans(printed: str) -> list[dict[str, Any]]:

@@ -147,7 +147,7 @@ async def served(
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        await _until_ready(base, process)
+        await until_ready(base, process)
         yield base, process
     finally:
         if process.returncode is None:
@@ -159,18 +159,26 @@ async def served(
                 await process.wait()
 
 
-async def _until_ready(base: str, process: asyncio.subprocess.Process) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT
+class NotReady(RuntimeError):
+    """A server process ended, or was not ready in time."""
+
+
+async def until_ready(
+    base: str, process: asyncio.subprocess.Process, within: float = SERVER_START_TIMEOUT
+) -> None:
+    """Waits until the server at ``base`` answers ``/readyz`` with 200; NotReady when
+    ``process`` (what serves it) ends first, or after ``within`` seconds."""
+    deadline = time.monotonic() + within
     async with aiohttp.ClientSession(base) as session:
         while time.monotonic() < deadline:
             if process.returncode is not None:
-                raise RuntimeError(f"flowlog serve exited with {process.returncode}")
+                raise NotReady(f"the server's process exited with {process.returncode}")
             with contextlib.suppress(aiohttp.ClientError):
                 async with session.get("/readyz") as response:
                     if response.status == 200:
                         return
             await asyncio.sleep(0.2)
-    raise RuntimeError(f"flowlog serve was not ready within {SERVER_START_TIMEOUT:.0f} s")
+    raise NotReady(f"the server was not ready within {within:.0f} s")
 
 
 def process_cpu_seconds(pid: int) -> float:
