@@ -11,6 +11,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
+
 from app.storable import NODE_ERROR_CODES, shown, text_problem
 from app.workflow.decide import (
     Command,
@@ -184,13 +186,32 @@ def _problems(command: Outcome) -> Iterator[str]:
 
 
 def _context_problems(changes: Mapping[str, Any], removed: Sequence[str]) -> Iterator[str]:
+    if changes and not _plainly_storable(changes):
+        yield from _changed_problems(changes)
+    for key in removed:
+        if not isinstance(key, str) or text_problem(key) is not None:
+            yield f"removed context key {shown(key)}: not a key flowlog stores"
+
+
+def _plainly_storable(changes: Mapping[str, Any]) -> bool:
+    """A quick yes for the usual changes, in one encoding (a transition's hot path): orjson
+    refuses what is not JSON, keys that are not text, lone surrogates and integers beyond 64
+    bits; what it writes shows a NUL as ``\\u0000``, and NaN and Infinity as ``null`` (any
+    null, then, is looked at again). A no is only "look closer": the walk names the field."""
+    if "" in changes:
+        return False
+    try:
+        encoded = orjson.dumps(dict(changes))
+    except (TypeError, orjson.JSONEncodeError):
+        return False
+    return b"\\u0000" not in encoded and b"null" not in encoded
+
+
+def _changed_problems(changes: Mapping[str, Any]) -> Iterator[str]:
     for key, value in changes.items():
         found = context_problem(key, value)
         if found is not None:
             yield found
-    for key in removed:
-        if not isinstance(key, str) or text_problem(key) is not None:
-            yield f"removed context key {shown(key)}: not a key flowlog stores"
 
 
 def _storable_message(text: str) -> str:
