@@ -16,7 +16,7 @@ in it is replaced) for ``{"status": "running" | "finished" | "failed", "result",
 "code"}``. On a callback node the body also carries ``"callbackToken"``: the service completes
 the node with it (POST /api/v1/workflow/callback). An answer flowlog cannot store (NUL, a lone
 surrogate, an integer beyond 64 bits, a code out of range) fails the node with 40134: the
-reactor judges it with every executor's outcome (``app.workflow.outcomes.storable``).
+reactor judges it with every executor's outcome (``flowlog.workflow.outcomes.storable``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any, Generic, TypeVar
 import aiohttp
 from pydantic import BaseModel
 
-from app.api.models import (
+from flowlog.api.models import (
     DefinitionSpec,
     FailExecutor,
     HttpExecutor,
@@ -38,17 +38,17 @@ from app.api.models import (
     SleepExecutor,
     UntilExecutor,
 )
-from app.telemetry import tracing
-from app.times import parse_utc
-from app.workflow.definition import (
+from flowlog.telemetry import tracing
+from flowlog.times import parse_utc
+from flowlog.workflow.definition import (
     DEFAULT_MAX_INTERRUPTIONS,
     NodeDefinition,
     NodeKind,
     RetryPolicy,
     WorkflowDefinition,
 )
-from app.workflow.errors import Code, InvalidDefinition, NodeError
-from app.workflow.executor import (
+from flowlog.workflow.errors import Code, InvalidDefinition, NodeError
+from flowlog.workflow.executor import (
     Executor,
     Failed,
     Finished,

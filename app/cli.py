@@ -1,6 +1,6 @@
 """The ``flowlog`` command: serve, worker, migrate, rebuild, verify, audit, psql, bench.
 
-Arguments are declared in ``app.cli_args``; this module runs them."""
+Arguments are declared in ``flowlog.cli_args``; this module runs them."""
 
 from __future__ import annotations
 
@@ -21,22 +21,22 @@ from typing import Any
 
 import asyncpg
 
-from app import cli_args, logs, telemetry
-from app.api.access import Tokens
-from app.cli_problems import database_problem
-from app.config import ConfigError, Settings
-from app.database import EMBEDDED_DATABASE, EMBEDDED_RUNTIME_ROLE, provide_database
-from app.flowscli import commands as flows_commands
-from app.flowscli.commands import usage_problem as flows_usage
-from app.migrate import MigrationError, prepare_schema
-from app.pgserver import SUPERUSER, EmbeddedPostgres, EmbeddedPostgresError, bundled_bin_dir
-from app.roles import DatabaseUrls
-from app.schedules.cli import usage_problem as schedule_usage
-from app.web import listen
-from app.workflow.definition import Registry
-from app.workflow.engine import Engine, load_definitions
-from app.workflow.errors import InvalidDefinition
-from eventstore import LogHorizonError
+from flowlog import cli_args, logs, telemetry
+from flowlog.api.access import Tokens
+from flowlog.cli_problems import database_problem
+from flowlog.config import ConfigError, Settings
+from flowlog.database import EMBEDDED_DATABASE, EMBEDDED_RUNTIME_ROLE, provide_database
+from flowlog.eventstore import LogHorizonError
+from flowlog.flowscli import commands as flows_commands
+from flowlog.flowscli.commands import usage_problem as flows_usage
+from flowlog.migrate import MigrationError, prepare_schema
+from flowlog.pgserver import SUPERUSER, EmbeddedPostgres, EmbeddedPostgresError, bundled_bin_dir
+from flowlog.roles import DatabaseUrls
+from flowlog.schedules.cli import usage_problem as schedule_usage
+from flowlog.web import listen
+from flowlog.workflow.definition import Registry
+from flowlog.workflow.engine import Engine, load_definitions
+from flowlog.workflow.errors import InvalidDefinition
 
 log = logging.getLogger("flowlog")
 
@@ -120,7 +120,7 @@ def _definitions(
         modules = tuple(args.definitions or settings.definitions)
         origin = "--definitions" if args.definitions else "FLOWLOG_DEFINITIONS"
         if getattr(args, "demo", False):
-            modules += ("app.demo",)
+            modules += ("flowlog.demo",)
         settings = dataclasses.replace(
             settings,
             definitions=modules,
@@ -242,7 +242,7 @@ def _run(
     if args.command == "serve":
         from aiohttp import web
 
-        from app.web import create_app
+        from flowlog.web import create_app
 
         web.run_app(
             create_app(settings, urls, registry),
@@ -261,7 +261,7 @@ def _run(
     if args.command in {"export", "import"}:
         return asyncio.run(_transfer(args, urls))
     if args.command == "archive":
-        from app.archive import cli as archive_cli
+        from flowlog.archive import cli as archive_cli
 
         return asyncio.run(archive_cli.run(args, urls, settings))
     if args.command in {"rebuild", "verify"}:
@@ -271,7 +271,7 @@ def _run(
     if args.command == "flows":
         return asyncio.run(flows_commands.run_database(args, urls))
     if args.command == "bench":
-        from app.bench import (
+        from flowlog.bench import (
             append,
             archive,
             callbacks,
@@ -307,12 +307,12 @@ def _run(
 
 
 async def _projections(command: str, urls: DatabaseUrls, progress: bool) -> int:
-    from app.archive.rebuild import rebuild_archives, verify_archives
-    from app.schedules.rebuild import rebuild_schedules, verify_schedules
-    from app.workflow.projection import PROJECTOR
-    from eventstore import EventStore, create_pool
-    from projections.rebuild import rebuild
-    from projections.verify import verify
+    from flowlog.archive.rebuild import rebuild_archives, verify_archives
+    from flowlog.eventstore import EventStore, create_pool
+    from flowlog.projections.rebuild import rebuild
+    from flowlog.projections.verify import verify
+    from flowlog.schedules.rebuild import rebuild_schedules, verify_schedules
+    from flowlog.workflow.projection import PROJECTOR
 
     await prepare_schema(urls)
     # A rebuild replaces the projection tables: the owner's work (it grants them again).
@@ -348,7 +348,7 @@ async def _projections(command: str, urls: DatabaseUrls, progress: bool) -> int:
 
 
 async def _audit(args: argparse.Namespace, urls: DatabaseUrls, settings: Settings) -> int:
-    from app.audit import commands
+    from flowlog.audit import commands
 
     await prepare_schema(urls)
     database_url = urls.url
@@ -366,14 +366,14 @@ async def _audit(args: argparse.Namespace, urls: DatabaseUrls, settings: Setting
 
 
 async def _schedules(args: argparse.Namespace, urls: DatabaseUrls) -> int:
-    from app.schedules import cli
+    from flowlog.schedules import cli
 
     await prepare_schema(urls)
     return await cli.run(args, urls.url)
 
 
 async def _check(args: argparse.Namespace, urls: DatabaseUrls, registry: Registry) -> int:
-    from app.audit import commands
+    from flowlog.audit import commands
 
     await prepare_schema(urls)
     return await commands.check_definitions(
@@ -382,8 +382,8 @@ async def _check(args: argparse.Namespace, urls: DatabaseUrls, registry: Registr
 
 
 async def _transfer(args: argparse.Namespace, urls: DatabaseUrls) -> int:
-    from app.archive.files import archive_id_in
-    from app.audit.transfer import Selection, TransferError, export_log, import_log, opened
+    from flowlog.archive.files import archive_id_in
+    from flowlog.audit.transfer import Selection, TransferError, export_log, import_log, opened
 
     progress: bool = args.progress
     with contextlib.ExitStack() as files:
@@ -399,7 +399,7 @@ async def _transfer(args: argparse.Namespace, urls: DatabaseUrls) -> int:
             )
             return 0
         if str(args.file) != "-" and archive_id_in(args.file) is not None:
-            from app.archive import cli as archive_cli
+            from flowlog.archive import cli as archive_cli
 
             return await archive_cli.restore(args.file, urls)
         source = _open(files, opened, args.file, "r")

@@ -12,12 +12,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from app.audit.replay import Point, parse_point
-from app.bench.harness import Size
-from app.cli_types import flow_id, port
-from app.config import Settings
-from app.flowscli.commands import add_arguments as add_flow_arguments
-from app.schedules.cli import add_arguments as add_schedule_arguments
+from flowlog.audit.replay import Point, parse_point
+from flowlog.bench.harness import Size
+from flowlog.cli_types import flow_id, port
+from flowlog.config import Settings
+from flowlog.flowscli.commands import add_arguments as add_flow_arguments
+from flowlog.schedules.cli import add_arguments as add_schedule_arguments
 
 BENCHMARKS = (
     "append",

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import asyncpg
 
-from app.database import quote_ident
+from flowlog.database import quote_ident
 
 
 class Exit(enum.IntEnum):

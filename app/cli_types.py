@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from urllib.parse import urlsplit
 
-from app.flow_ids import NOT_A_FLOW_ID, is_flow_id
+from flowlog.flow_ids import NOT_A_FLOW_ID, is_flow_id
 
 PORTS = range(1, 65536)
 

@@ -9,16 +9,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from app.archive.policy import (
+from flowlog.archive.policy import (
     ArchiveSettings,
     BadRetention,
     Retention,
     parse_definitions,
     parse_duration,
 )
-from app.pgserver import DEFAULT_SYSTEM_USER
-from app.replicas.router import ReadSettings
-from app.workflow.reactor import ReactorSettings
+from flowlog.pgserver import DEFAULT_SYSTEM_USER
+from flowlog.replicas.router import ReadSettings
+from flowlog.workflow.reactor import ReactorSettings
 
 
 class ConfigError(ValueError):

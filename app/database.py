@@ -10,9 +10,9 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 
-from app.config import Settings
-from app.pgserver import EmbeddedPostgres
-from app.roles import DatabaseUrls
+from flowlog.config import Settings
+from flowlog.pgserver import EmbeddedPostgres
+from flowlog.roles import DatabaseUrls
 
 log = logging.getLogger(__name__)
 

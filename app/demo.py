@@ -26,15 +26,15 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from app.schedules.service import ScheduleService
-from app.schedules.spec import ScheduleSpec
-from app.workflow.definition import NodeDefinition, NodeKind, RetryPolicy, WorkflowDefinition
-from app.workflow.errors import NodeError, WorkflowError
-from app.workflow.executor import Failed, Finished, FlowContext, NodeHandle, PollResult, Running
-from app.workflow.repository import Caller
-from app.workflow.service import WorkFlowService
-from app.workflow.state import FlowState, FlowStatus
-from projections.reads import ListFilter
+from flowlog.projections.reads import ListFilter
+from flowlog.schedules.service import ScheduleService
+from flowlog.schedules.spec import ScheduleSpec
+from flowlog.workflow.definition import NodeDefinition, NodeKind, RetryPolicy, WorkflowDefinition
+from flowlog.workflow.errors import NodeError, WorkflowError
+from flowlog.workflow.executor import Failed, Finished, FlowContext, NodeHandle, PollResult, Running
+from flowlog.workflow.repository import Caller
+from flowlog.workflow.service import WorkFlowService
+from flowlog.workflow.state import FlowState, FlowStatus
 
 
 def _maybe_fail(node: NodeHandle, ctx: FlowContext) -> None:

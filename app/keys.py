@@ -7,12 +7,12 @@ from typing import Any
 
 from aiohttp import web
 
-from app.api.access import Tokens
-from app.api.metrics import Metrics
-from app.config import Settings
-from app.roles import DatabaseUrls
-from app.workflow.definition import Registry
-from app.workflow.engine import Engine
+from flowlog.api.access import Tokens
+from flowlog.api.metrics import Metrics
+from flowlog.config import Settings
+from flowlog.roles import DatabaseUrls
+from flowlog.workflow.definition import Registry
+from flowlog.workflow.engine import Engine
 
 SETTINGS = web.AppKey("settings", Settings)
 DATABASE = web.AppKey("database", DatabaseUrls)

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 
 import asyncpg
 
-import sql
-from app.archive.policy import Retention
-from app.archive.retention import load_retention, store_retention
-from app.roles import DatabaseUrls
-from sql import Migration, load_queries
+from flowlog import sql
+from flowlog.archive.policy import Retention
+from flowlog.archive.retention import load_retention, store_retention
+from flowlog.roles import DatabaseUrls
+from flowlog.sql import Migration, load_queries
 
 log = logging.getLogger(__name__)
 

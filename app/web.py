@@ -14,21 +14,21 @@ from datetime import timedelta
 
 from aiohttp import web
 
-from app import keys
-from app.api import schedules as _schedule_routes  # noqa: F401 - registers its routes
-from app.api.access import Tokens
-from app.api.bad_http import quiet_bad_requests
-from app.api.framework import make_middlewares
-from app.api.metrics import Metrics
-from app.api.models import MAX_BODY
-from app.api.routes import api
-from app.config import Settings
-from app.console import setup_console
-from app.replicas.http import positions
-from app.roles import DatabaseUrls
-from app.telemetry.http import traced
-from app.workflow.definition import Registry
-from app.workflow.engine import Engine
+from flowlog import keys
+from flowlog.api import schedules as _schedule_routes  # noqa: F401 - registers its routes
+from flowlog.api.access import Tokens
+from flowlog.api.bad_http import quiet_bad_requests
+from flowlog.api.framework import make_middlewares
+from flowlog.api.metrics import Metrics
+from flowlog.api.models import MAX_BODY
+from flowlog.api.routes import api
+from flowlog.config import Settings
+from flowlog.console import setup_console
+from flowlog.replicas.http import positions
+from flowlog.roles import DatabaseUrls
+from flowlog.telemetry.http import traced
+from flowlog.workflow.definition import Registry
+from flowlog.workflow.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ async def _engine(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _seed_demo(app: web.Application) -> None:
-    from app import demo
+    from flowlog import demo
 
     tenants = sorted({owner.tenant for owner in app[keys.TOKENS].by_token.values()}) or [""]
     try:

@@ -18,12 +18,12 @@ import time
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from app.api import framework
-from app.bench.harness import scratch_database
-from app.config import Settings
-from app.demo import DEFINITIONS
-from app.web import create_app
-from app.workflow.definition import Registry
+from flowlog.api import framework
+from flowlog.bench.harness import scratch_database
+from flowlog.config import Settings
+from flowlog.demo import DEFINITIONS
+from flowlog.web import create_app
+from flowlog.workflow.definition import Registry
 
 BODY = (
     b'{"flowName": "backup", "bizId": "cluster-1", "bizType": "cluster", "start": false,'

@@ -3,8 +3,8 @@
 It knows nothing of workflows. See docs/eventstore.md for the design.
 """
 
-from eventstore.batch import BatchResult, GroupCommit, StreamAppend
-from eventstore.errors import (
+from flowlog.eventstore.batch import BatchResult, GroupCommit, StreamAppend
+from flowlog.eventstore.errors import (
     IMMUTABLE_LOG_SQLSTATE,
     TRANSIENT_ERRORS,
     AnyVersionContention,
@@ -16,7 +16,7 @@ from eventstore.errors import (
     TransactionAborted,
     WrongExpectedVersion,
 )
-from eventstore.events import (
+from flowlog.eventstore.events import (
     LOG_START,
     Checkpoint,
     Expect,
@@ -24,9 +24,9 @@ from eventstore.events import (
     NewEvent,
     RecordedEvent,
 )
-from eventstore.notify import CHANNEL, Listener, Notifier, wait_any
-from eventstore.pool import connect, create_pool
-from eventstore.store import (
+from flowlog.eventstore.notify import CHANNEL, Listener, Notifier, wait_any
+from flowlog.eventstore.pool import connect, create_pool
+from flowlog.eventstore.store import (
     AppendAlso,
     AppendHook,
     EventReader,
@@ -34,7 +34,7 @@ from eventstore.store import (
     Transaction,
     check_log_horizon,
 )
-from eventstore.subscription import BatchOutcome, Handler, Subscription
+from flowlog.eventstore.subscription import BatchOutcome, Handler, Subscription
 
 __all__ = [
     "CHANNEL",

@@ -16,11 +16,17 @@ from typing import Any, Generic, TypeVar
 
 import asyncpg
 
-from eventstore.compose import compose_statement
-from eventstore.errors import TRANSIENT_ERRORS, OrderConflict, WrongExpectedVersion
-from eventstore.events import Expect, NewEvent, RecordedEvent, expected_as_sql, recorded_events
-from eventstore.pool import Connection
-from eventstore.queries import Q
+from flowlog.eventstore.compose import compose_statement
+from flowlog.eventstore.errors import TRANSIENT_ERRORS, OrderConflict, WrongExpectedVersion
+from flowlog.eventstore.events import (
+    Expect,
+    NewEvent,
+    RecordedEvent,
+    expected_as_sql,
+    recorded_events,
+)
+from flowlog.eventstore.pool import Connection
+from flowlog.eventstore.queries import Q
 
 _T = TypeVar("_T")
 

@@ -18,8 +18,8 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 
-from eventstore.errors import TRANSIENT_ERRORS
-from eventstore.queries import Q
+from flowlog.eventstore.errors import TRANSIENT_ERRORS
+from flowlog.eventstore.queries import Q
 
 log = logging.getLogger(__name__)
 

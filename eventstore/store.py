@@ -12,9 +12,9 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from eventstore.batch import BatchResult, Statement, StreamAppend, append_batch
-from eventstore.compose import compose_statement
-from eventstore.errors import (
+from flowlog.eventstore.batch import BatchResult, Statement, StreamAppend, append_batch
+from flowlog.eventstore.compose import compose_statement
+from flowlog.eventstore.errors import (
     AnyVersionContention,
     LogHorizonError,
     OrderConflict,
@@ -22,7 +22,7 @@ from eventstore.errors import (
     TransactionAborted,
     WrongExpectedVersion,
 )
-from eventstore.events import (
+from flowlog.eventstore.events import (
     LOG_START,
     Checkpoint,
     Expect,
@@ -32,8 +32,8 @@ from eventstore.events import (
     expected_as_sql,
     recorded_events,
 )
-from eventstore.pool import Connection, Executor
-from eventstore.queries import Q
+from flowlog.eventstore.pool import Connection, Executor
+from flowlog.eventstore.queries import Q
 
 _T = TypeVar("_T")
 

@@ -14,11 +14,11 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from eventstore.errors import TRANSIENT_ERRORS, OrderConflict, SubscriptionConflict
-from eventstore.events import LOG_START, Checkpoint, RecordedEvent
-from eventstore.notify import Listener, wait_any
-from eventstore.queries import Q
-from eventstore.store import EventStore, Transaction
+from flowlog.eventstore.errors import TRANSIENT_ERRORS, OrderConflict, SubscriptionConflict
+from flowlog.eventstore.events import LOG_START, Checkpoint, RecordedEvent
+from flowlog.eventstore.notify import Listener, wait_any
+from flowlog.eventstore.queries import Q
+from flowlog.eventstore.store import EventStore, Transaction
 
 # OrderConflict: the handler appended to a stream that a younger transaction had just
 # written; the batch was rolled back and runs again, as a younger transaction.

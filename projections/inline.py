@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from eventstore.batch import as_columns
-from projections.queries import Q
-from projections.rows import NodeRow, WorkflowRow
+from flowlog.eventstore.batch import as_columns
+from flowlog.projections.queries import Q
+from flowlog.projections.rows import NodeRow, WorkflowRow
 
 SHARDS = 16
 

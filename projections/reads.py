@@ -21,9 +21,9 @@ from typing import Any
 
 import orjson
 
-from eventstore.pool import Executor
-from projections.queries import Q
-from projections.rows import NodeRow, WorkflowRow
+from flowlog.eventstore.pool import Executor
+from flowlog.projections.queries import Q
+from flowlog.projections.rows import NodeRow, WorkflowRow
 
 MAX_PAGE_SIZE = 1000
 

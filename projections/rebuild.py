@@ -28,10 +28,10 @@ from typing import Any
 import asyncpg
 from tqdm import tqdm
 
-from eventstore import LOG_START, Checkpoint, EventReader, EventStore, RecordedEvent
-from eventstore.pool import Connection, Executor
-from projections.rows import DefinitionRow, NodeRow, WorkflowRow
-from sql import load_queries
+from flowlog.eventstore import LOG_START, Checkpoint, EventReader, EventStore, RecordedEvent
+from flowlog.eventstore.pool import Connection, Executor
+from flowlog.projections.rows import DefinitionRow, NodeRow, WorkflowRow
+from flowlog.sql import load_queries
 
 log = logging.getLogger(__name__)
 

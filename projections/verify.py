@@ -13,10 +13,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from eventstore import EventStore, RecordedEvent
-from projections.rebuild import Projector
-from projections.rebuild import Q as R
-from projections.rows import DefinitionRow, NodeRow, WorkflowRow
+from flowlog.eventstore import EventStore, RecordedEvent
+from flowlog.projections.rebuild import Projector
+from flowlog.projections.rebuild import Q as R
+from flowlog.projections.rows import DefinitionRow, NodeRow, WorkflowRow
 
 _BATCH = 500
 _PREFETCH = 5000

@@ -18,13 +18,13 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from app.database import create_database, drop_database, with_database
-from app.migrate import migrate_database
-from app.pgserver import EmbeddedPostgres
-from app.workflow.definition import Registry, WorkflowDefinition
-from app.workflow.engine import Engine
-from app.workflow.reactor import ReactorSettings
-from eventstore import EventStore, create_pool
+from flowlog.database import create_database, drop_database, with_database
+from flowlog.eventstore import EventStore, create_pool
+from flowlog.migrate import migrate_database
+from flowlog.pgserver import EmbeddedPostgres
+from flowlog.workflow.definition import Registry, WorkflowDefinition
+from flowlog.workflow.engine import Engine
+from flowlog.workflow.reactor import ReactorSettings
 from tests.audit.checks import check_audit_of_every_flow
 from tests.engines import FAST, StartEngine
 from tests.helpers import create_role, drop_role

@@ -14,8 +14,8 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from aiohttp import web
 
-from app.bench.harness import free_port
-from eventstore import EventStore, RecordedEvent
+from flowlog.bench.harness import free_port
+from flowlog.eventstore import EventStore, RecordedEvent
 
 
 async def wait_readable(
@@ -50,7 +50,7 @@ async def create_role(database_url: str, *, runtime: bool) -> str:
     role when ``runtime``; its URL to ``database_url``'s database. Drop it with drop_role."""
     import asyncpg
 
-    from app.database import quote_ident
+    from flowlog.database import quote_ident
 
     role = f"flowlog_rt_{secrets.token_hex(5)}"
     owner = await asyncpg.connect(database_url)
@@ -67,7 +67,7 @@ async def drop_role(database_url: str, role_url: str) -> None:
     """Drops a role of create_role (its grants live in ``database_url``'s database only)."""
     import asyncpg
 
-    from app.database import quote_ident
+    from flowlog.database import quote_ident
 
     role = unquote(urlsplit(role_url).username or "")
     owner = await asyncpg.connect(database_url)
@@ -104,7 +104,7 @@ def run_flowlog(
 ) -> subprocess.CompletedProcess[str]:
     """``flowlog ARGS`` as a user runs it: a separate process."""
     return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
+        [sys.executable, "-m", "flowlog.cli", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -136,7 +136,7 @@ WHERE datname = current_database() AND wait_event = 'PgSleep'
 
 async def slow_first_append(database_url: str, event_type: str) -> None:
     """The first append of an ``event_type`` event will sleep inside its statement."""
-    from eventstore import connect
+    from flowlog.eventstore import connect
 
     assert event_type.isidentifier()  # a test's own constant, spelled into the trigger
     admin = await connect(database_url)
@@ -148,7 +148,7 @@ async def slow_first_append(database_url: str, event_type: str) -> None:
 
 async def kill_the_slow_append(database_url: str) -> None:
     """Waits until the slowed append sleeps, then terminates its backend."""
-    from eventstore import connect
+    from flowlog.eventstore import connect
 
     admin = await connect(database_url)
     try:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import asyncpg
 
-from app.workflow.engine import Engine
+from flowlog.workflow.engine import Engine
 
 ROOT = Path(__file__).resolve().parents[1]
 HISTORIES = """
@@ -26,7 +26,7 @@ FROM events WHERE stream_id LIKE 'flow-%' GROUP BY stream_id
 FINISHED = "SELECT count(*) FROM events WHERE type = 'FlowFinished'"
 SUBMITTED = "SELECT count(*) FROM events WHERE type = 'NodeOperationSubmitted'"
 WORKER_COMMAND = [
-    sys.executable, "-m", "app.cli", "worker",
+    sys.executable, "-m", "flowlog.cli", "worker",
     "--concurrency", "8", "--definitions", "tests.workflow.procdefs",
 ]  # fmt: skip
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import aiohttp
 
-from app.bench.harness import NotReady, until_ready
+from flowlog.bench.harness import NotReady, until_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import asyncpg
 import pytest
 
-from app.database import quote_ident
-from eventstore import (
+from flowlog.database import quote_ident
+from flowlog.eventstore import (
     AppendAlso,
     EventStore,
     Expect,

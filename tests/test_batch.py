@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from eventstore import (
+from flowlog.eventstore import (
     EventStore,
     Expect,
     GroupCommit,
@@ -20,7 +20,7 @@ from eventstore import (
     StreamAppend,
     WrongExpectedVersion,
 )
-from eventstore.batch import Statement, as_columns
+from flowlog.eventstore.batch import Statement, as_columns
 
 
 def events(*types: str) -> list[NewEvent]:
@@ -119,7 +119,7 @@ async def test_an_order_conflict_is_told_apart_inside_a_transaction(store: Event
     async with store.transaction() as older:
         await older.append("elsewhere", events("X"), Expect.NO_STREAM)  # takes an old xid
         await store.append("s", events("Young"), Expect.NO_STREAM)  # a younger transaction
-        from eventstore.batch import append_batch
+        from flowlog.eventstore.batch import append_batch
 
         results = await append_batch(older.connection, [StreamAppend("s", events("Old"), 1)])
         assert isinstance(results[0], OrderConflict)

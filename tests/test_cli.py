@@ -24,10 +24,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from app.bench.harness import free_port
-from app.database import with_database
-from app.workflow.definition import Registry
-from app.workflow.engine import Engine
+from flowlog.bench.harness import free_port
+from flowlog.database import with_database
+from flowlog.workflow.definition import Registry
+from flowlog.workflow.engine import Engine
 from tests.helpers import cli_env, refused_port, run_flowlog
 from tests.workflow.defs import backup_flow
 
@@ -152,7 +152,7 @@ def test_an_unreachable_database_exits_1_with_a_message(command: str, server_url
 CONNECTING = [
     ["migrate"], ["serve"], ["worker"], ["rebuild"], ["verify"], ["history", SOME_FLOW],
     ["replay", SOME_FLOW], ["export"], ["import", "IMPORTED"], ["archive"],
-    ["check-definition", "app.demo"], ["psql", "-c", "SELECT 1"], ["flows", "list"],
+    ["check-definition", "flowlog.demo"], ["psql", "-c", "SELECT 1"], ["flows", "list"],
     ["flows", "show", SOME_FLOW], ["schedules", "list"], ["bench", "append", "--quick"],
 ]  # fmt: skip
 
@@ -193,7 +193,7 @@ def test_serve_with_database_url_answers_and_stops_on_sigterm(database_url: str)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "flowlog.cli", "serve", "--port", str(port)],
         env=cli_env(DATABASE_URL=database_url),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -215,7 +215,7 @@ def test_serve_without_database_url_runs_and_stops_an_embedded_server(short_dir:
     base = f"http://127.0.0.1:{port}"
     data_dir = short_dir / "pgdata"
     process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve"],
+        [sys.executable, "-m", "flowlog.cli", "serve"],
         env=cli_env(FLOWLOG_DATA_DIR=str(data_dir), FLOWLOG_PORT=str(port)),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -271,7 +271,7 @@ def _with_stderr_on_a_terminal(*args: str, env: dict[str, str]) -> tuple[int, st
     # 24 rows of 80 columns: a new pseudo-terminal has none, where tqdm draws nothing.
     fcntl.ioctl(stderr, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", *args], env=env, stdin=subprocess.DEVNULL,
+        [sys.executable, "-m", "flowlog.cli", *args], env=env, stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL, stderr=stderr,
     )  # fmt: skip
     os.close(stderr)
@@ -301,7 +301,7 @@ async def test_progress_bars_are_drawn_on_a_terminal_only(database_url: str) -> 
 
 
 def test_every_benchmark_is_tested() -> None:
-    from app.cli_args import BENCHMARKS
+    from flowlog.cli_args import BENCHMARKS
 
     assert sorted(name for name, _ in BENCH_FIGURES) == sorted(BENCHMARKS)
 
@@ -385,7 +385,7 @@ def test_definitions_are_found_beside_the_user_as_python_m_finds_them(
     database_url: str, tmp_path: Path
 ) -> None:
     (tmp_path / "myflows.py").write_text(
-        "from app.workflow import NodeDefinition, WorkflowDefinition\n"
+        "from flowlog.workflow import NodeDefinition, WorkflowDefinition\n"
         "async def run(node, ctx):\n    pass\n"
         "DEFINITIONS = [WorkflowDefinition('mine', {'start': NodeDefinition('run', run)})]\n"
     )

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from app.archive.policy import Retention
-from app.config import ConfigError, Settings, default_data_dir
-from app.database import quote_ident, with_database
+from flowlog.archive.policy import Retention
+from flowlog.config import ConfigError, Settings, default_data_dir
+from flowlog.database import quote_ident, with_database
 
 
 def test_defaults() -> None:

@@ -10,9 +10,9 @@ import uuid
 import orjson
 import pytest
 
-from app.bench.harness import serve_process
-from app.workflow.engine import Engine
-from app.workflow.state import FlowStatus
+from flowlog.bench.harness import serve_process
+from flowlog.workflow.engine import Engine
+from flowlog.workflow.state import FlowStatus
 from tests.api.conftest import fussy_flow
 from tests.engines import StartEngine
 from tests.helpers import cli_env, refused_port, run_flowlog

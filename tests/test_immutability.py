@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from eventstore import IMMUTABLE_LOG_SQLSTATE, EventStore, Expect, NewEvent
+from flowlog.eventstore import IMMUTABLE_LOG_SQLSTATE, EventStore, Expect, NewEvent
 
 CHANGES = [
     "UPDATE events SET type = 'Forged'",

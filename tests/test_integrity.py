@@ -18,10 +18,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from app.database import EMBEDDED_DATABASE, ensure_database
-from app.migrate import migrate_database
-from app.pgserver import EmbeddedPostgres
-from eventstore import (
+from flowlog.database import EMBEDDED_DATABASE, ensure_database
+from flowlog.eventstore import (
     LOG_START,
     Checkpoint,
     EventStore,
@@ -36,6 +34,8 @@ from eventstore import (
     check_log_horizon,
     create_pool,
 )
+from flowlog.migrate import migrate_database
+from flowlog.pgserver import EmbeddedPostgres
 from tests.helpers import cli_env, run_flowlog, wait_readable
 
 pytestmark = pytest.mark.slow

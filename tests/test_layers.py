@@ -1,4 +1,5 @@
-"""The layering of the packages: eventstore <- projections <- app, and sql below them all."""
+"""The layering of the folders: eventstore <- projections <- app, and sql below them all
+(flowlog.eventstore, flowlog.projections, flowlog and flowlog.sql once installed)."""
 
 from __future__ import annotations
 
@@ -19,14 +20,22 @@ MAY_IMPORT = {
 }
 
 
+def _folder(module: str) -> str | None:
+    """The repository folder that holds ``module`` (None: not flowlog's)."""
+    parts = module.split(".")
+    if parts[0] != "flowlog":
+        return None
+    return parts[1] if len(parts) > 1 and parts[1] in FIRST_PARTY else "app"
+
+
 def _imports(path: Path) -> set[str]:
-    found: set[str] = set()
+    modules: list[str] = []
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
-            found.update(alias.name.split(".")[0] for alias in node.names)
+            modules += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module.split(".")[0])
-    return found & FIRST_PARTY
+            modules += [f"{node.module}.{alias.name}" for alias in node.names]
+    return {folder for module in modules if (folder := _folder(module))}
 
 
 @pytest.mark.parametrize("package", sorted(MAY_IMPORT))

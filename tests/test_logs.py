@@ -6,7 +6,7 @@ import logging
 
 import orjson
 
-from app.logs import JsonFormatter
+from flowlog.logs import JsonFormatter
 
 
 def test_a_record_becomes_one_json_line_with_its_extra_fields() -> None:
@@ -39,7 +39,7 @@ def test_exceptions_are_kept_inside_the_line() -> None:
 
 
 def test_a_text_line_keeps_the_fields_too() -> None:
-    from app.logs import TextFormatter
+    from flowlog.logs import TextFormatter
 
     record = logging.LogRecord("flowlog", logging.ERROR, __file__, 1, "database unavailable", (),
                                None)  # fmt: skip

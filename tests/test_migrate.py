@@ -7,9 +7,9 @@ import asyncio
 import asyncpg
 import pytest
 
-import sql
-from app.migrate import MigrationError, migrate, migrate_database
-from sql import Migration
+from flowlog import sql
+from flowlog.migrate import MigrationError, migrate, migrate_database
+from flowlog.sql import Migration
 
 SHIPPED = [m.version for m in sql.migrations()]
 

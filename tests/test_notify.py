@@ -7,7 +7,7 @@ from functools import partial
 
 import asyncpg
 
-from eventstore import CHANNEL, Listener, Notifier, connect
+from flowlog.eventstore import CHANNEL, Listener, Notifier, connect
 
 
 async def _received(database_url: str) -> tuple[asyncpg.Connection, list[str]]:

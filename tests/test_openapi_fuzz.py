@@ -21,12 +21,12 @@ from aiohttp import ClientSession, web
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
 
-from app.api.routes import api
-from app.config import Settings
-from app.database import create_database, drop_database, with_database
-from app.storable import JSON_INTEGERS
-from app.web import create_app
-from app.workflow.engine import load_definitions
+from flowlog.api.routes import api
+from flowlog.config import Settings
+from flowlog.database import create_database, drop_database, with_database
+from flowlog.storable import JSON_INTEGERS
+from flowlog.web import create_app
+from flowlog.workflow.engine import load_definitions
 
 schema = schemathesis.openapi.from_dict(api.openapi(title="flowlog", version="fuzz"))
 # PostgreSQL stores no NUL in text or jsonb, and the document cannot say so for free-form
@@ -129,7 +129,7 @@ def live_server(server_url: str, template_database: str) -> Iterator[str]:
     name = f"flowlog_fuzz_{secrets.token_hex(4)}"
     asyncio.run(create_database(server_url, name, template=template_database))
     settings = dataclasses.replace(Settings.from_env({}), concurrency=4)
-    app = create_app(settings, with_database(server_url, name), load_definitions(["app.demo"]))
+    app = create_app(settings, with_database(server_url, name), load_definitions(["flowlog.demo"]))
     try:
         with LiveServer(app) as server:
             yield server.url

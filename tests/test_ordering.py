@@ -21,7 +21,14 @@ from dataclasses import dataclass, field
 import asyncpg
 import pytest
 
-from eventstore import Checkpoint, EventStore, Expect, NewEvent, OrderConflict, RecordedEvent
+from flowlog.eventstore import (
+    Checkpoint,
+    EventStore,
+    Expect,
+    NewEvent,
+    OrderConflict,
+    RecordedEvent,
+)
 
 ReadBatch = Callable[[Checkpoint, int], Awaitable[list[RecordedEvent]]]
 # Whether the log holds events after a checkpoint that the reader has yet to see.

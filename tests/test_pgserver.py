@@ -19,7 +19,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from app.pgserver import EmbeddedPostgres, EmbeddedPostgresError, PidFile
+from flowlog.pgserver import EmbeddedPostgres, EmbeddedPostgresError, PidFile
 
 pytestmark = pytest.mark.slow
 
@@ -99,7 +99,7 @@ def test_a_killed_owner_takes_its_server_down(data_dir: Path) -> None:
         f"""
         import time
         from pathlib import Path
-        from app.pgserver import EmbeddedPostgres
+        from flowlog.pgserver import EmbeddedPostgres
         EmbeddedPostgres(Path({str(data_dir)!r}), settings={{"fsync": "off"}}).start()
         print("ready", flush=True)
         time.sleep(600)

@@ -19,8 +19,8 @@ import pytest
 from aiohttp import web
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from app.bench.harness import free_port
-from app.database import quote_ident, with_database
+from flowlog.bench.harness import free_port
+from flowlog.database import quote_ident, with_database
 from tests import readme
 from tests.helpers import serving
 
@@ -178,7 +178,7 @@ async def test_the_install_command_installs_and_serves(database_url: str, tmp_pa
         assert health["data"]["status"] == "ok"
     installed = await asyncio.to_thread(
         subprocess.run,
-        [str(clone / ".venv" / "bin" / "python"), "-c", "import app; print(app.__file__)"],
+        [str(clone / ".venv" / "bin" / "python"), "-c", "import flowlog; print(flowlog.__file__)"],
         cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     assert "site-packages" in installed.stdout

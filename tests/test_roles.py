@@ -11,14 +11,14 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from app.migrate import MigrationError, pending, prepare_schema
-from app.roles import DatabaseUrls
-from app.workflow.definition import Registry
-from app.workflow.engine import Engine
-from app.workflow.projection import PROJECTOR
-from app.workflow.state import FlowStatus
-from eventstore import EventStore, Expect, NewEvent, create_pool
-from projections.rebuild import rebuild
+from flowlog.eventstore import EventStore, Expect, NewEvent, create_pool
+from flowlog.migrate import MigrationError, pending, prepare_schema
+from flowlog.projections.rebuild import rebuild
+from flowlog.roles import DatabaseUrls
+from flowlog.workflow.definition import Registry
+from flowlog.workflow.engine import Engine
+from flowlog.workflow.projection import PROJECTOR
+from flowlog.workflow.state import FlowStatus
 from tests.engines import FAST
 from tests.helpers import cli_env, create_role, drop_role, run_flowlog
 from tests.workflow.defs import backup_flow
@@ -223,7 +223,7 @@ def test_flowlog_migrate_with_two_urls_grants_the_runtime_role(empty_database_ur
 async def test_one_role_that_can_rewrite_the_log_is_warned_about(
     database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="app.migrate"):
+    with caplog.at_level(logging.WARNING, logger="flowlog.migrate"):
         await prepare_schema(database_url, serving=True)
     assert any("can rewrite the event log" in r.getMessage() for r in caplog.records)
 
@@ -231,6 +231,6 @@ async def test_one_role_that_can_rewrite_the_log_is_warned_about(
 async def test_the_runtime_role_is_not_warned_about(
     runtime_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="app.migrate"):
+    with caplog.at_level(logging.WARNING, logger="flowlog.migrate"):
         await prepare_schema(runtime_url, serving=True)
     assert not any("can rewrite the event log" in r.getMessage() for r in caplog.records)

@@ -7,8 +7,8 @@ from importlib import resources
 
 import pytest
 
-import sql
-from sql import load_queries, parse_migrations, parse_queries
+from flowlog import sql
+from flowlog.sql import load_queries, parse_migrations, parse_queries
 
 
 def test_shipped_migrations_are_numbered_from_one_without_gaps() -> None:
@@ -17,7 +17,7 @@ def test_shipped_migrations_are_numbered_from_one_without_gaps() -> None:
 
 
 def test_every_query_file_parses_and_every_statement_is_named() -> None:
-    folder = resources.files("sql").joinpath("queries")
+    folder = resources.files("flowlog.sql").joinpath("queries")
     names = [p.name for p in folder.iterdir() if p.name.endswith(".sql")]
     assert names
     for name in names:

@@ -9,7 +9,7 @@ from functools import partial
 import asyncpg
 import pytest
 
-from eventstore import (
+from flowlog.eventstore import (
     LOG_START,
     Checkpoint,
     EventStore,

@@ -20,10 +20,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from app import telemetry
-from app.config import Settings
-from app.roles import DatabaseUrls
-from app.web import create_app
+from flowlog import telemetry
+from flowlog.config import Settings
+from flowlog.roles import DatabaseUrls
+from flowlog.web import create_app
 from tests.helpers import serving
 
 pytestmark = pytest.mark.slow
@@ -50,7 +50,8 @@ def test_tracing_is_on_only_when_the_environment_asks(env: dict[str, str], wante
 
 def test_without_configuration_no_opentelemetry_module_is_imported() -> None:
     code = (
-        "import sys, app.cli, app.web, app.workflow.reactor, app.builtins, app.telemetry as t\n"
+        "import sys, flowlog.cli, flowlog.web, flowlog.workflow.reactor, flowlog.builtins\n"
+        "import flowlog.telemetry as t\n"
         "assert not t.configure({}) and not t.tracing().enabled\n"
         "assert t.tracing().traceparent() is None\n"
         "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))\n"
@@ -115,7 +116,7 @@ async def test_one_trace_from_the_create_request_through_every_node_across_proce
                 "FLOWLOG_LOG_LEVEL": "WARNING",
             }  # fmt: skip
             worker = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "app.cli", "worker", cwd=ROOT, env=env,
+                sys.executable, "-m", "flowlog.cli", "worker", cwd=ROOT, env=env,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
             )  # fmt: skip
             traceparent = f"00-{TRACE_ID}-{CLIENT_SPAN}-01"

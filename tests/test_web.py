@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from app import keys
-from app.config import Settings
-from app.web import create_app
+from flowlog import keys
+from flowlog.config import Settings
+from flowlog.web import create_app
 
 
 async def test_health_and_readiness_answer_in_the_seed_envelope(

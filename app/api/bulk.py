@@ -14,18 +14,18 @@ import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 
-from app.api.framework import Context
-from app.api.metrics import Q
-from app.api.models import BulkRequest, BulkResponse, BulkResult
-from app.archive.reading import not_here
-from app.workflow.errors import Code, WorkflowError
-from app.workflow.idempotency import find, fingerprint, record
-from app.workflow.repository import Caller
-from app.workflow.service import WorkFlowService
-from app.workflow.state import FlowState
-from eventstore import TRANSIENT_ERRORS
-from eventstore.pool import Executor
-from projections.reads import Cursor, ListFilter, list_workflows
+from flowlog.api.framework import Context
+from flowlog.api.metrics import Q
+from flowlog.api.models import BulkRequest, BulkResponse, BulkResult
+from flowlog.archive.reading import not_here
+from flowlog.eventstore import TRANSIENT_ERRORS
+from flowlog.eventstore.pool import Executor
+from flowlog.projections.reads import Cursor, ListFilter, list_workflows
+from flowlog.workflow.errors import Code, WorkflowError
+from flowlog.workflow.idempotency import find, fingerprint, record
+from flowlog.workflow.repository import Caller
+from flowlog.workflow.service import WorkFlowService
+from flowlog.workflow.state import FlowState
 
 log = logging.getLogger("flowlog.api")
 

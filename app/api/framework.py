@@ -24,7 +24,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
-from app.api.access import (
+from flowlog.api.access import (
     CSRF_HEADER,
     SAFE_METHODS,
     SESSION_COOKIE,
@@ -33,9 +33,9 @@ from app.api.access import (
     Tokens,
     cross_site_refusal,
 )
-from app.api.json_keys import refuse_duplicate_keys
-from app.api.metrics import CLIENT_GONE_STATUS
-from app.api.models import (
+from flowlog.api.json_keys import refuse_duplicate_keys
+from flowlog.api.metrics import CLIENT_GONE_STATUS
+from flowlog.api.models import (
     JSON_VALUE_MARK,
     JSON_VALUE_SCHEMA,
     PATH_PARAMETERS,
@@ -45,12 +45,12 @@ from app.api.models import (
     PagedEnvelope,
     Request,
 )
-from app.replicas.position import HEADER as POSITION_HEADER
-from app.storable import storable_text
-from app.telemetry import tracing
-from app.workflow.errors import Code, WorkflowError
-from app.workflow.idempotency import DEFAULT_TTL, Idempotency
-from eventstore import TRANSIENT_ERRORS
+from flowlog.eventstore import TRANSIENT_ERRORS
+from flowlog.replicas.position import HEADER as POSITION_HEADER
+from flowlog.storable import storable_text
+from flowlog.telemetry import tracing
+from flowlog.workflow.errors import Code, WorkflowError
+from flowlog.workflow.idempotency import DEFAULT_TTL, Idempotency
 
 log = logging.getLogger("flowlog.api")
 

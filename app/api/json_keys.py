@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from app.workflow.errors import Code, WorkflowError
+from flowlog.workflow.errors import Code, WorkflowError
 
 _ESCAPED_COLONS = (b"\\u003a", b"\\u003A")
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import asyncpg
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from app.replicas.replica import Replica
-from sql import load_queries
+from flowlog.replicas.replica import Replica
+from flowlog.sql import load_queries
 
 CLIENT_GONE_STATUS = 499
 """What the request log and metrics record for a client that hung up (nginx's convention)."""

@@ -21,9 +21,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from app.flow_ids import FLOW_ID_PATTERN, NOT_A_FLOW_ID, is_flow_id
-from app.storable import JSON_INTEGERS, unstorable
-from app.times import parse_utc
+from flowlog.flow_ids import FLOW_ID_PATTERN, NOT_A_FLOW_ID, is_flow_id
+from flowlog.storable import JSON_INTEGERS, unstorable
+from flowlog.times import parse_utc
 
 MAX_BODY: Final = 1024 * 1024
 """The largest request body the API reads, in bytes (a larger one is refused with 413)."""

@@ -14,11 +14,11 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from app import keys
-from app.api.bulk import run_bulk
-from app.api.framework import Api, Context, Paged, context_of, json_response
-from app.api.metrics import Q as MQ
-from app.api.models import (
+from flowlog import keys
+from flowlog.api.bulk import run_bulk
+from flowlog.api.framework import Api, Context, Paged, context_of, json_response
+from flowlog.api.metrics import Q as MQ
+from flowlog.api.models import (
     BulkRequest,
     BulkResponse,
     CallbackRequest,
@@ -58,26 +58,26 @@ from app.api.models import (
     WorkFlowList,
     WorkFlowNodeInfo,
 )
-from app.archive.reading import not_here
-from app.audit.document import state_document
-from app.audit.history import read_history
-from app.audit.replay import diff_documents, fold_until, parse_point
-from app.builtins import definition_from_spec
-from app.flow_ids import NOT_A_FLOW_ID, is_flow_id
-from app.replicas.http import read_pool
-from app.replicas.position import format_position
-from app.storable import storable_text
-from app.telemetry import tracing
-from app.workflow.errors import Code, DefinitionNotFound, FlowNotFound, WorkflowError
-from app.workflow.history import flow_stream
-from app.workflow.projection import workflow_row
-from app.workflow.repository import Caller
-from app.workflow.service import Completion, WorkFlowService
-from app.workflow.state import FlowState
-from eventstore import EventReader, RecordedEvent, wait_any
-from eventstore.pool import Executor
-from projections.reads import BadCursor, Cursor, ListFilter, get_workflow, list_workflows
-from projections.rows import NodeRow, WorkflowRow
+from flowlog.archive.reading import not_here
+from flowlog.audit.document import state_document
+from flowlog.audit.history import read_history
+from flowlog.audit.replay import diff_documents, fold_until, parse_point
+from flowlog.builtins import definition_from_spec
+from flowlog.eventstore import EventReader, RecordedEvent, wait_any
+from flowlog.eventstore.pool import Executor
+from flowlog.flow_ids import NOT_A_FLOW_ID, is_flow_id
+from flowlog.projections.reads import BadCursor, Cursor, ListFilter, get_workflow, list_workflows
+from flowlog.projections.rows import NodeRow, WorkflowRow
+from flowlog.replicas.http import read_pool
+from flowlog.replicas.position import format_position
+from flowlog.storable import storable_text
+from flowlog.telemetry import tracing
+from flowlog.workflow.errors import Code, DefinitionNotFound, FlowNotFound, WorkflowError
+from flowlog.workflow.history import flow_stream
+from flowlog.workflow.projection import workflow_row
+from flowlog.workflow.repository import Caller
+from flowlog.workflow.service import Completion, WorkFlowService
+from flowlog.workflow.state import FlowState
 
 api = Api()
 FLOWS = ("workflow",)

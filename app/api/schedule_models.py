@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from app.api.models import Request, Response
-from app.schedules.spec import ScheduleSpec
+from flowlog.api.models import Request, Response
+from flowlog.schedules.spec import ScheduleSpec
 
 
 class ScheduleInfo(Response):

@@ -7,11 +7,11 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from app import keys
-from app.api.framework import Paged, context_of
-from app.api.models import Page
-from app.api.routes import api, caller_of, tenant_of
-from app.api.schedule_models import (
+from flowlog import keys
+from flowlog.api.framework import Paged, context_of
+from flowlog.api.models import Page
+from flowlog.api.routes import api, caller_of, tenant_of
+from flowlog.api.schedule_models import (
     ScheduleChange,
     ScheduleDetail,
     ScheduleEventInfo,
@@ -20,10 +20,10 @@ from app.api.schedule_models import (
     ScheduleListQuery,
     ScheduleUpdate,
 )
-from app.schedules import decide
-from app.schedules.service import ScheduleService
-from app.schedules.spec import ScheduleCreate, ScheduleSpec
-from app.schedules.state import ScheduleState
+from flowlog.schedules import decide
+from flowlog.schedules.service import ScheduleService
+from flowlog.schedules.spec import ScheduleCreate, ScheduleSpec
+from flowlog.schedules.state import ScheduleState
 
 SCHEDULES = ("schedules",)
 PATH = "/api/v1/workflow-schedules"

@@ -29,19 +29,12 @@ from typing import Any
 
 from tqdm import tqdm
 
-from app.archive import events as ev
-from app.archive.files import write_archive
-from app.archive.policy import ArchiveSettings, Retention, Selection
-from app.archive.queries import Q
-from app.archive.retention import load_retention
-from app.faults import failpoint
-from app.workflow.decide import ArchiveFlow, decide
-from app.workflow.errors import WorkflowError
-from app.workflow.events import FlowRestored
-from app.workflow.history import FLOW_STREAM, flow_stream, fold_recorded
-from app.workflow.repository import Caller, FlowRepository
-from app.workflow.state import FlowState
-from eventstore import (
+from flowlog.archive import events as ev
+from flowlog.archive.files import write_archive
+from flowlog.archive.policy import ArchiveSettings, Retention, Selection
+from flowlog.archive.queries import Q
+from flowlog.archive.retention import load_retention
+from flowlog.eventstore import (
     AppendAlso,
     EventStore,
     Expect,
@@ -50,6 +43,13 @@ from eventstore import (
     RecordedEvent,
     WrongExpectedVersion,
 )
+from flowlog.faults import failpoint
+from flowlog.workflow.decide import ArchiveFlow, decide
+from flowlog.workflow.errors import WorkflowError
+from flowlog.workflow.events import FlowRestored
+from flowlog.workflow.history import FLOW_STREAM, flow_stream, fold_recorded
+from flowlog.workflow.repository import Caller, FlowRepository
+from flowlog.workflow.state import FlowState
 
 log = logging.getLogger(__name__)
 

@@ -11,17 +11,17 @@ from pathlib import Path
 
 import orjson
 
-from app.archive.archiver import Archiver, ArchiveReport
-from app.archive.periodic import locked_run
-from app.archive.policy import ArchiveSettings
-from app.archive.restore import restore_archive
-from app.archive.retention import load_retention
-from app.audit.transfer import TransferError
-from app.config import Settings
-from app.migrate import prepare_schema
-from app.roles import DatabaseUrls
-from app.workflow.repository import Caller
-from eventstore import EventStore, create_pool
+from flowlog.archive.archiver import Archiver, ArchiveReport
+from flowlog.archive.periodic import locked_run
+from flowlog.archive.policy import ArchiveSettings
+from flowlog.archive.restore import restore_archive
+from flowlog.archive.retention import load_retention
+from flowlog.audit.transfer import TransferError
+from flowlog.config import Settings
+from flowlog.eventstore import EventStore, create_pool
+from flowlog.migrate import prepare_schema
+from flowlog.roles import DatabaseUrls
+from flowlog.workflow.repository import Caller
 
 
 def _caller(reason: str) -> Caller:

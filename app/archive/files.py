@@ -15,8 +15,8 @@ from typing import Any
 
 import orjson
 
-from app.audit.document import audit_time
-from app.audit.transfer import (
+from flowlog.audit.document import audit_time
+from flowlog.audit.transfer import (
     FORMAT,
     FORMAT_VERSION,
     Reading,
@@ -24,7 +24,7 @@ from app.audit.transfer import (
     check_trailer,
     header_of,
 )
-from eventstore import RecordedEvent
+from flowlog.eventstore import RecordedEvent
 
 SUFFIX = ".jsonl.gz"
 

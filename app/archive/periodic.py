@@ -7,11 +7,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from app.archive.archiver import Archiver, ArchiveReport
-from app.archive.policy import ArchiveSettings
-from app.archive.queries import Q
-from app.workflow.repository import Caller
-from eventstore import EventStore, connect
+from flowlog.archive.archiver import Archiver, ArchiveReport
+from flowlog.archive.policy import ArchiveSettings
+from flowlog.archive.queries import Q
+from flowlog.eventstore import EventStore, connect
+from flowlog.workflow.repository import Caller
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sql import load_queries
+from flowlog.sql import load_queries
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,14 +8,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from app.archive.files import read_archive, recorded
-from app.archive.queries import Q
-from app.audit.document import audit_time
-from app.audit.transfer import TransferError
-from app.workflow.errors import FlowArchived, FlowNotFound, WorkflowError
-from app.workflow.history import flow_stream
-from eventstore import RecordedEvent
-from eventstore.pool import Executor
+from flowlog.archive.files import read_archive, recorded
+from flowlog.archive.queries import Q
+from flowlog.audit.document import audit_time
+from flowlog.audit.transfer import TransferError
+from flowlog.eventstore import RecordedEvent
+from flowlog.eventstore.pool import Executor
+from flowlog.workflow.errors import FlowArchived, FlowNotFound, WorkflowError
+from flowlog.workflow.history import flow_stream
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,10 +10,10 @@ from typing import Any
 
 import asyncpg
 
-from app.archive import events as ev
-from eventstore import RecordedEvent
-from eventstore.pool import Executor
-from projections.rebuild import Q as R
+from flowlog.archive import events as ev
+from flowlog.eventstore import RecordedEvent
+from flowlog.eventstore.pool import Executor
+from flowlog.projections.rebuild import Q as R
 
 _UPPER = ev.ARCHIVE_STREAM[:-1] + chr(ord(ev.ARCHIVE_STREAM[-1]) + 1)
 

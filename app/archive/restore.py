@@ -16,14 +16,14 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-from app.archive import events as ev
-from app.archive.files import archive_id_in, file_sha256, read_archive
-from app.archive.queries import Q
-from app.audit.transfer import COLUMNS, TransferError
-from app.workflow.events import FlowRestored
-from app.workflow.history import FLOW_STREAM, fold_recorded
-from app.workflow.repository import Caller, FlowRepository
-from eventstore import AppendAlso, EventStore, NewEvent, connect, create_pool
+from flowlog.archive import events as ev
+from flowlog.archive.files import archive_id_in, file_sha256, read_archive
+from flowlog.archive.queries import Q
+from flowlog.audit.transfer import COLUMNS, TransferError
+from flowlog.eventstore import AppendAlso, EventStore, NewEvent, connect, create_pool
+from flowlog.workflow.events import FlowRestored
+from flowlog.workflow.history import FLOW_STREAM, fold_recorded
+from flowlog.workflow.repository import Caller, FlowRepository
 
 
 @dataclass(slots=True)

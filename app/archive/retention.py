@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from app.archive.policy import Retention
-from app.archive.queries import Q
-from eventstore.pool import Executor
+from flowlog.archive.policy import Retention
+from flowlog.archive.queries import Q
+from flowlog.eventstore.pool import Executor
 
 DEFAULT = ""
 """The row of the default retention (a definition's name is never empty)."""

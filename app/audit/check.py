@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from app.workflow.decide import (
+from flowlog.eventstore import RecordedEvent
+from flowlog.workflow.decide import (
     Advance,
     Command,
     RecordFailure,
@@ -24,9 +25,9 @@ from app.workflow.decide import (
     StaleOutcome,
     decide,
 )
-from app.workflow.definition import WorkflowDefinition
-from app.workflow.errors import WorkflowError
-from app.workflow.events import (
+from flowlog.workflow.definition import WorkflowDefinition
+from flowlog.workflow.errors import WorkflowError
+from flowlog.workflow.events import (
     FlowEvent,
     FlowFailed,
     FlowFinished,
@@ -37,9 +38,8 @@ from app.workflow.events import (
     NodeWaiting,
     encode,
 )
-from app.workflow.history import decode_recorded
-from app.workflow.state import FlowState, evolve
-from eventstore import RecordedEvent
+from flowlog.workflow.history import decode_recorded
+from flowlog.workflow.state import FlowState, evolve
 
 # Times in events come from the deciding process's clock, not from the definition.
 _CLOCK_FIELDS = frozenset({"retry_at", "next_poll_at", "poll_deadline", "deadline"})

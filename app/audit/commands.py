@@ -15,19 +15,19 @@ from typing import Any
 import orjson
 from tqdm import tqdm
 
-from app.archive import files
-from app.archive.reading import ArchivedFlowInfo, archived, archived_records, locate
-from app.audit.check import first_divergence
-from app.audit.document import state_document
-from app.audit.history import HistoryLine, history_table, read_history
-from app.audit.queries import Q
-from app.audit.replay import Point, diff_documents, fold_until
-from app.audit.transfer import TransferError
-from app.cli_problems import Exit
-from app.replicas.connect import reading_connection
-from app.workflow.definition import Registry
-from app.workflow.history import flow_stream
-from eventstore import EventReader, connect
+from flowlog.archive import files
+from flowlog.archive.reading import ArchivedFlowInfo, archived, archived_records, locate
+from flowlog.audit.check import first_divergence
+from flowlog.audit.document import state_document
+from flowlog.audit.history import HistoryLine, history_table, read_history
+from flowlog.audit.queries import Q
+from flowlog.audit.replay import Point, diff_documents, fold_until
+from flowlog.audit.transfer import TransferError
+from flowlog.cli_problems import Exit
+from flowlog.eventstore import EventReader, connect
+from flowlog.replicas.connect import reading_connection
+from flowlog.workflow.definition import Registry
+from flowlog.workflow.history import flow_stream
 
 
 async def history(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from app.workflow.state import FlowState, NodeExecution
+from flowlog.workflow.state import FlowState, NodeExecution
 
 
 def audit_time(at: datetime) -> str:

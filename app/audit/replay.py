@@ -10,10 +10,10 @@ from typing import Any
 
 import orjson
 
-from app.times import parse_utc
-from app.workflow.history import decode_recorded
-from app.workflow.state import FlowState, evolve
-from eventstore import RecordedEvent
+from flowlog.eventstore import RecordedEvent
+from flowlog.times import parse_utc
+from flowlog.workflow.history import decode_recorded
+from flowlog.workflow.state import FlowState, evolve
 
 Point = int | datetime
 """A point in a flow's history: a stream version, or a time (the state then)."""

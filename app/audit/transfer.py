@@ -33,15 +33,15 @@ from typing import IO, Any
 import orjson
 from tqdm import tqdm
 
-from app.archive.rebuild import rebuild_archives
-from app.audit.document import audit_time
-from app.audit.queries import Q
-from app.schedules.rebuild import rebuild_schedules
-from app.workflow.decide import due_at
-from app.workflow.history import FLOW_STREAM, flow_stream, fold_recorded
-from app.workflow.projection import PROJECTOR
-from eventstore import EventReader, EventStore, connect, create_pool
-from projections.rebuild import rebuild
+from flowlog.archive.rebuild import rebuild_archives
+from flowlog.audit.document import audit_time
+from flowlog.audit.queries import Q
+from flowlog.eventstore import EventReader, EventStore, connect, create_pool
+from flowlog.projections.rebuild import rebuild
+from flowlog.schedules.rebuild import rebuild_schedules
+from flowlog.workflow.decide import due_at
+from flowlog.workflow.history import FLOW_STREAM, flow_stream, fold_recorded
+from flowlog.workflow.projection import PROJECTOR
 
 FORMAT = "flowlog-export"
 FORMAT_VERSION = 1
@@ -167,7 +167,7 @@ async def import_log(
 ) -> TransferReport:
     """Loads an export into the empty database of ``database_url`` (migrated first), then
     rebuilds the projections and the reactor's work from it."""
-    from app.migrate import migrate_database
+    from flowlog.migrate import migrate_database
 
     report = TransferReport()
     started = time.perf_counter()

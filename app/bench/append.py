@@ -23,9 +23,17 @@ from typing import Any
 import asyncpg
 from tqdm import tqdm
 
-from app.bench.harness import Report, Size, median, scratch_database, timed
-from eventstore import EventStore, Expect, Listener, NewEvent, Notifier, connect, create_pool
-from sql import load_queries
+from flowlog.bench.harness import Report, Size, median, scratch_database, timed
+from flowlog.eventstore import (
+    EventStore,
+    Expect,
+    Listener,
+    NewEvent,
+    Notifier,
+    connect,
+    create_pool,
+)
+from flowlog.sql import load_queries
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,17 +29,17 @@ from typing import Any
 
 import orjson
 
-from app.archive.archiver import Archiver
-from app.archive.policy import ArchiveSettings, Retention
-from app.archive.queries import Q
-from app.bench.harness import Report, Size, percentile, scratch_database
-from app.bench.projections import generated_log
-from app.workflow.definition import NodeDefinition, Registry, WorkflowDefinition
-from app.workflow.engine import Engine
-from app.workflow.executor import FlowContext, NodeHandle
-from app.workflow.projection import PROJECTOR
-from eventstore import EventStore, connect, create_pool
-from projections.rebuild import rebuild
+from flowlog.archive.archiver import Archiver
+from flowlog.archive.policy import ArchiveSettings, Retention
+from flowlog.archive.queries import Q
+from flowlog.bench.harness import Report, Size, percentile, scratch_database
+from flowlog.bench.projections import generated_log
+from flowlog.eventstore import EventStore, connect, create_pool
+from flowlog.projections.rebuild import rebuild
+from flowlog.workflow.definition import NodeDefinition, Registry, WorkflowDefinition
+from flowlog.workflow.engine import Engine
+from flowlog.workflow.executor import FlowContext, NodeHandle
+from flowlog.workflow.projection import PROJECTOR
 
 QUICK = {"flows": 6_000, "load_seconds": 4.0, "periods": 4, "period_seconds": 3.0, "rate": 60}
 FULL = {"flows": 60_000, "load_seconds": 10.0, "periods": 5, "period_seconds": 8.0, "rate": 120}
@@ -93,7 +93,7 @@ async def _cli(url: str, files: Path, *args: str) -> tuple[float, bytes]:
     }  # fmt: skip
     started = time.perf_counter()
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "app.cli", *args, env=env,
+        sys.executable, "-m", "flowlog.cli", *args, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await process.communicate()

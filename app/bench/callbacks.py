@@ -39,9 +39,14 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from app.bench import callbacks_flows
-from app.bench.callbacks_flows import CALLBACK_FLOW, CALLBACK_SEQUENCE, TIMER_FLOW, TIMER_SEQUENCE
-from app.bench.harness import (
+from flowlog.bench import callbacks_flows
+from flowlog.bench.callbacks_flows import (
+    CALLBACK_FLOW,
+    CALLBACK_SEQUENCE,
+    TIMER_FLOW,
+    TIMER_SEQUENCE,
+)
+from flowlog.bench.harness import (
     Report,
     Size,
     percentile,
@@ -49,11 +54,11 @@ from app.bench.harness import (
     scratch_database,
     served,
 )
-from app.bench.requests import Phase, Request, expect_ok, run_phase
-from app.workflow.callbacks import CallbackTokens
-from app.workflow.projection import PROJECTOR
-from eventstore import EventStore, create_pool
-from projections.verify import verify
+from flowlog.bench.requests import Phase, Request, expect_ok, run_phase
+from flowlog.eventstore import EventStore, create_pool
+from flowlog.projections.verify import verify
+from flowlog.workflow.callbacks import CallbackTokens
+from flowlog.workflow.projection import PROJECTOR
 
 QUICK = {"flows": 1000, "window": 10.0, "callbacks": 50, "paced": 25, "timers": 50,
          "lead": 3.0, "spread": 2.0, "settle": 11.0}  # fmt: skip

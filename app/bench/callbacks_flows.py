@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from app.workflow.definition import NodeDefinition, NodeKind, WorkflowDefinition
-from app.workflow.executor import FlowContext, NodeHandle
+from flowlog.workflow.definition import NodeDefinition, NodeKind, WorkflowDefinition
+from flowlog.workflow.executor import FlowContext, NodeHandle
 
 CALLBACK_FLOW = "bench-callbacks"
 TIMER_FLOW = "bench-timers"

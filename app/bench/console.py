@@ -21,12 +21,12 @@ from typing import Any
 
 import aiohttp
 
-from app.bench.harness import Report, Size, scratch_database, serve_process
-from app.bench.projections import generated_log, sample_flow_ids
-from app.bench.requests import Phase, Request, expect_ok, phase_figures, run_phase
-from app.workflow.projection import PROJECTOR
-from eventstore import EventStore, create_pool
-from projections.rebuild import rebuild
+from flowlog.bench.harness import Report, Size, scratch_database, serve_process
+from flowlog.bench.projections import generated_log, sample_flow_ids
+from flowlog.bench.requests import Phase, Request, expect_ok, phase_figures, run_phase
+from flowlog.eventstore import EventStore, create_pool
+from flowlog.projections.rebuild import rebuild
+from flowlog.workflow.projection import PROJECTOR
 
 CLIENTS = 1
 FULL_FLOWS = 1_000_000

@@ -25,7 +25,7 @@ from typing import Any
 
 import asyncpg
 
-from app.database import create_database, drop_database, with_database
+from flowlog.database import create_database, drop_database, with_database
 
 # Opens the pool connections and fills DBOS's caches before anything is timed.
 WARMUP_WORKFLOWS = 50

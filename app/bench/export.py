@@ -24,14 +24,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.audit.transfer import import_log
-from app.bench.harness import Report, Size, scratch_database
-from app.bench.projections import definitions, generate_log
-from app.workflow.definition import Registry
-from app.workflow.engine import Engine
-from app.workflow.projection import PROJECTOR
-from eventstore import EventStore, connect, create_pool
-from projections.verify import verify
+from flowlog.audit.transfer import import_log
+from flowlog.bench.harness import Report, Size, scratch_database
+from flowlog.bench.projections import definitions, generate_log
+from flowlog.eventstore import EventStore, connect, create_pool
+from flowlog.projections.verify import verify
+from flowlog.workflow.definition import Registry
+from flowlog.workflow.engine import Engine
+from flowlog.workflow.projection import PROJECTOR
 
 FULL_FLOWS = 300_000
 QUICK_FLOWS = 20_000
@@ -91,7 +91,7 @@ async def _export_process(url: str, path: Path, *extra: str) -> dict[str, float]
     env = {**os.environ, "DATABASE_URL": url, "FLOWLOG_LOG_LEVEL": "WARNING"}
     started = time.perf_counter()
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "app.cli", "export", "-o", str(path), "--no-progress", *extra,
+        sys.executable, "-m", "flowlog.cli", "export", "-o", str(path), "--no-progress", *extra,
         env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     peak_kb = 0

@@ -40,17 +40,17 @@ from typing import Any
 
 from tqdm import tqdm
 
-from app.bench import dbos_baseline
-from app.bench.append import Q as BENCH_Q
-from app.bench.harness import Report, Size, percentile, scratch_database, timed
-from app.workflow.definition import NodeDefinition, Registry, WorkflowDefinition
-from app.workflow.engine import Engine
-from app.workflow.executor import FlowContext, NodeHandle
-from app.workflow.history import flow_stream
-from app.workflow.projection import PROJECTOR
-from app.workflow.reactor import ReactorSettings
-from eventstore import EventStore, connect
-from projections.verify import verify
+from flowlog.bench import dbos_baseline
+from flowlog.bench.append import Q as BENCH_Q
+from flowlog.bench.harness import Report, Size, percentile, scratch_database, timed
+from flowlog.eventstore import EventStore, connect
+from flowlog.projections.verify import verify
+from flowlog.workflow.definition import NodeDefinition, Registry, WorkflowDefinition
+from flowlog.workflow.engine import Engine
+from flowlog.workflow.executor import FlowContext, NodeHandle
+from flowlog.workflow.history import flow_stream
+from flowlog.workflow.projection import PROJECTOR
+from flowlog.workflow.reactor import ReactorSettings
 
 CLIENTS = 8
 QUICK_FLOWS, FULL_FLOWS, SMOKE_FLOWS = 600, 3000, 40
@@ -95,7 +95,7 @@ def _definition(timings: _Timings) -> WorkflowDefinition:
 
 
 async def _plain_commits_per_s(url: str, writers: int, commits: int) -> float:
-    from eventstore import create_pool
+    from flowlog.eventstore import create_pool
 
     pool = await create_pool(url, min_size=writers, max_size=writers)
     try:

@@ -20,8 +20,8 @@ from typing import Any, TypeVar
 import aiohttp
 import orjson
 
-from app.database import create_database, drop_database, with_database
-from app.migrate import migrate_database
+from flowlog.database import create_database, drop_database, with_database
+from flowlog.migrate import migrate_database
 
 T = TypeVar("T")
 
@@ -142,7 +142,7 @@ async def served(
         **(env or {}),
     }
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+        sys.executable, "-m", "flowlog.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
         *args, env=environment, stdout=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"

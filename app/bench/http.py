@@ -25,8 +25,8 @@ from typing import Any
 
 import aiohttp
 
-from app.bench.harness import Report, Size, scratch_database, serve_process
-from app.bench.requests import Phase, Request, expect_ok, phase_figures, run_phase
+from flowlog.bench.harness import Report, Size, scratch_database, serve_process
+from flowlog.bench.requests import Phase, Request, expect_ok, phase_figures, run_phase
 
 CLIENTS = 16
 QUICK = {"healthz": 2000, "create_start": 600, "list": 1500, "detail": 1500}

@@ -25,9 +25,9 @@ from typing import Any
 
 import aiohttp
 
-from app.bench.harness import Report, Size, process_cpu_seconds, scratch_database, served
-from app.bench.http import CLIENTS, DEFINITION, creator, until_finished
-from app.bench.requests import expect_ok, run_phase
+from flowlog.bench.harness import Report, Size, process_cpu_seconds, scratch_database, served
+from flowlog.bench.http import CLIENTS, DEFINITION, creator, until_finished
+from flowlog.bench.requests import expect_ok, run_phase
 
 QUICK_FLOWS, FULL_FLOWS, SMOKE_FLOWS = 600, 3000, 32
 LAYOUTS = (("serve", 0), ("serve + 1 worker", 1), ("serve + 2 workers", 2))
@@ -89,7 +89,7 @@ async def _layout(server_url: str, flows: int, workers: int, progress: bool) -> 
 @contextlib.asynccontextmanager
 async def _workers(database_url: str, count: int) -> AsyncIterator[list[int]]:
     env = {**os.environ, "DATABASE_URL": database_url, "FLOWLOG_LOG_LEVEL": "WARNING"}
-    command = [sys.executable, "-m", "app.cli", "worker"]
+    command = [sys.executable, "-m", "flowlog.cli", "worker"]
     processes = []
     for _ in range(count):
         processes.append(

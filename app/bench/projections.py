@@ -21,17 +21,17 @@ from typing import Any
 
 from tqdm import tqdm
 
-from app.bench.harness import Report, Size, percentile, scratch_database
-from app.workflow.definition import NodeDefinition, Registry, WorkflowDefinition
-from app.workflow.engine import Engine
-from app.workflow.executor import FlowContext, NodeHandle
-from app.workflow.history import FLOW_STREAM
-from app.workflow.projection import PROJECTOR
-from eventstore import EventStore, connect, create_pool
-from projections.reads import Cursor, ListFilter, list_workflows
-from projections.rebuild import Q as RQ
-from projections.rebuild import rebuild
-from projections.verify import verify
+from flowlog.bench.harness import Report, Size, percentile, scratch_database
+from flowlog.eventstore import EventStore, connect, create_pool
+from flowlog.projections.reads import Cursor, ListFilter, list_workflows
+from flowlog.projections.rebuild import Q as RQ
+from flowlog.projections.rebuild import rebuild
+from flowlog.projections.verify import verify
+from flowlog.workflow.definition import NodeDefinition, Registry, WorkflowDefinition
+from flowlog.workflow.engine import Engine
+from flowlog.workflow.executor import FlowContext, NodeHandle
+from flowlog.workflow.history import FLOW_STREAM
+from flowlog.workflow.projection import PROJECTOR
 
 FULL_FLOWS = 1_000_000
 QUICK_FLOWS = 50_000
@@ -254,7 +254,7 @@ async def _latencies(pool: Any, rng: random.Random, flows: int, figures: dict[st
 
 
 async def _detail(pool: Any, flow_id: str) -> Any:
-    from projections.reads import get_nodes, get_workflow, node_names
+    from flowlog.projections.reads import get_nodes, get_workflow, node_names
 
     info = await get_workflow(pool, flow_id)
     assert info is not None

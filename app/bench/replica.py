@@ -32,12 +32,12 @@ import aiohttp
 import asyncpg
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.bench.harness import Report, Size, percentile, scratch_database, serve_process
-from app.bench.http import DEFINITION, FLOW_NAME, creator, until_finished
-from app.bench.requests import Phase, Request, expect_ok, run_phase
-from app.pgserver import EmbeddedPostgres
-from app.replicas.connect import until_replayed
-from app.replicas.position import HEADER
+from flowlog.bench.harness import Report, Size, percentile, scratch_database, serve_process
+from flowlog.bench.http import DEFINITION, FLOW_NAME, creator, until_finished
+from flowlog.bench.requests import Phase, Request, expect_ok, run_phase
+from flowlog.pgserver import EmbeddedPostgres
+from flowlog.replicas.connect import until_replayed
+from flowlog.replicas.position import HEADER
 
 CLIENTS = 16
 QUICK = {"seed": 300, "list": 1000, "detail": 1000, "create_read": 300, "writes": 600}

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 from tqdm import tqdm
 
-from app.bench.harness import percentile
+from flowlog.bench.harness import percentile
 
 Request = Callable[[aiohttp.ClientSession, int], Awaitable[float | None]]
 """Sends request number n; returns the server's own time for it in ms, if it said."""

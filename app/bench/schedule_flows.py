@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from app.workflow.definition import NodeDefinition, WorkflowDefinition
-from app.workflow.executor import FlowContext, NodeHandle
+from flowlog.workflow.definition import NodeDefinition, WorkflowDefinition
+from flowlog.workflow.executor import FlowContext, NodeHandle
 
 NAME = "bench-tick"
 

@@ -26,8 +26,8 @@ from typing import Any
 
 import aiohttp
 
-from app.bench import schedule_flows
-from app.bench.harness import (
+from flowlog.bench import schedule_flows
+from flowlog.bench.harness import (
     Report,
     Size,
     percentile,
@@ -35,10 +35,10 @@ from app.bench.harness import (
     scratch_database,
     served,
 )
-from app.schedules.rebuild import verify_schedules
-from app.workflow.projection import PROJECTOR
-from eventstore import EventStore, create_pool
-from projections.verify import verify
+from flowlog.eventstore import EventStore, create_pool
+from flowlog.projections.verify import verify
+from flowlog.schedules.rebuild import verify_schedules
+from flowlog.workflow.projection import PROJECTOR
 
 QUICK_SCHEDULES, FULL_SCHEDULES, SMOKE_SCHEDULES = 20, 100, 3
 QUICK_WINDOW, FULL_WINDOW, SMOKE_WINDOW = 15.0, 60.0, 4.0
@@ -77,7 +77,7 @@ async def run(server_url: str, *, size: Size, progress: bool = True) -> Report:
     }  # fmt: skip
     async with scratch_database(server_url) as url:
         async with (
-            served(url, "--definitions", "app.bench.schedule_flows") as (base, process),
+            served(url, "--definitions", "flowlog.bench.schedule_flows") as (base, process),
             aiohttp.ClientSession(base) as http,
         ):
             create_ms = await _creates(http, creates)

@@ -25,8 +25,8 @@ from typing import Any
 
 import aiohttp
 
-from app.bench import waiting_flows
-from app.bench.harness import (
+from flowlog.bench import waiting_flows
+from flowlog.bench.harness import (
     Report,
     Size,
     percentile,
@@ -34,11 +34,11 @@ from app.bench.harness import (
     scratch_database,
     served,
 )
-from app.workflow.definition import Registry
-from app.workflow.engine import Engine
-from app.workflow.projection import PROJECTOR
-from eventstore import EventStore
-from projections.verify import verify
+from flowlog.eventstore import EventStore
+from flowlog.projections.verify import verify
+from flowlog.workflow.definition import Registry
+from flowlog.workflow.engine import Engine
+from flowlog.workflow.projection import PROJECTOR
 
 QUICK_FLOWS, FULL_FLOWS, SMOKE_FLOWS = 2000, 10000, 100
 QUICK_WINDOW, FULL_WINDOW, SMOKE_WINDOW = 15.0, 30.0, 4.0
@@ -75,7 +75,7 @@ async def run(server_url: str, *, size: Size, progress: bool = True) -> Report:
     }
     registry = Registry(waiting_flows.DEFINITIONS)
     async with scratch_database(server_url) as url:
-        args = ("--definitions", "app.bench.waiting_flows")
+        args = ("--definitions", "flowlog.bench.waiting_flows")
         async with (
             served(url, *args) as (base, process),
             Engine(url, registry, run_reactor=False, migrate=False) as engine,

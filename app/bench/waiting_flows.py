@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import time
 
-from app.workflow.definition import NodeDefinition, NodeKind, WorkflowDefinition
-from app.workflow.executor import Finished, FlowContext, NodeHandle, PollResult, Running
+from flowlog.workflow.definition import NodeDefinition, NodeKind, WorkflowDefinition
+from flowlog.workflow.executor import Finished, FlowContext, NodeHandle, PollResult, Running
 
 NAME = "bench-waiting"
 POLL_INTERVAL = 3.0

@@ -1,10 +1,10 @@
 """An async Python client of flowlog's REST API (docs/client.md).
 
-``from app.client import FlowlogClient``; its errors are in ``app.client.errors``.
+``from flowlog.client import FlowlogClient``; its errors are in ``flowlog.client.errors``.
 """
 
-from app.client.client import FlowlogClient
-from app.client.errors import (
+from flowlog.client.client import FlowlogClient
+from flowlog.client.errors import (
     BadRequest,
     Conflict,
     FlowEnded,
@@ -17,7 +17,7 @@ from app.client.errors import (
     Unauthorized,
     Unavailable,
 )
-from app.client.events import StreamEvent
+from flowlog.client.events import StreamEvent
 
 __all__ = [
     "BadRequest",

@@ -22,7 +22,7 @@ import aiohttp
 import orjson
 from pydantic import BaseModel
 
-from app.api.models import (
+from flowlog.api.models import (
     BulkRequest,
     BulkResponse,
     CallbackRequest,
@@ -53,7 +53,7 @@ from app.api.models import (
     WorkFlowInfo,
     WorkFlowList,
 )
-from app.api.schedule_models import (
+from flowlog.api.schedule_models import (
     ScheduleChange,
     ScheduleDetail,
     ScheduleInfo,
@@ -61,12 +61,12 @@ from app.api.schedule_models import (
     ScheduleListQuery,
     ScheduleUpdate,
 )
-from app.client.errors import FlowEnded, FlowlogError, Unavailable, error_for
-from app.client.events import ENDED, StreamEvent, changes_status
-from app.client.sse import messages
-from app.replicas.position import HEADER as POSITION
-from app.replicas.position import parse_position
-from app.schedules.spec import ScheduleCreate
+from flowlog.client.errors import FlowEnded, FlowlogError, Unavailable, error_for
+from flowlog.client.events import ENDED, StreamEvent, changes_status
+from flowlog.client.sse import messages
+from flowlog.replicas.position import HEADER as POSITION
+from flowlog.replicas.position import parse_position
+from flowlog.schedules.spec import ScheduleCreate
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from app.api.models import Response
+from flowlog.api.models import Response
 
 ENDED = frozenset({"FlowFinished", "FlowFailed", "FlowCanceled"})
 """The events after which a flow's stream closes."""

@@ -6,7 +6,7 @@ plain JavaScript for live updates, time travel and actions, which go through the
 like any client's. Everything it needs ships in the package: its templates and static files
 live beside this module, Swagger UI's files come from a package dependency, and nothing is
 fetched from another host, so it works offline. Its routes are named ``console.*``: they
-check access themselves (a log-in page instead of 401), see ``app.api.access``.
+check access themselves (a log-in page instead of 401), see ``flowlog.api.access``.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from app.api.framework import CONSOLE_ROUTES
-from app.console import pages, present, schedules
+from flowlog.api.framework import CONSOLE_ROUTES
+from flowlog.console import pages, present, schedules
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"

@@ -14,15 +14,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from app.audit.document import state_document
-from app.audit.history import HistoryLine
-from app.audit.replay import Change, diff_documents
-from app.console import graph, timeline
-from app.console.present import Waiting
-from app.workflow.decide import CancelFlow, Command, RetryFlow, StartFlow, StopFlow, decide
-from app.workflow.errors import Code, WorkflowError
-from app.workflow.events import FlowEvent, decode
-from app.workflow.state import FlowState, FlowStatus, NodeExecution, NodeStatus, evolve
+from flowlog.audit.document import state_document
+from flowlog.audit.history import HistoryLine
+from flowlog.audit.replay import Change, diff_documents
+from flowlog.console import graph, timeline
+from flowlog.console.present import Waiting
+from flowlog.workflow.decide import CancelFlow, Command, RetryFlow, StartFlow, StopFlow, decide
+from flowlog.workflow.errors import Code, WorkflowError
+from flowlog.workflow.events import FlowEvent, decode
+from flowlog.workflow.state import FlowState, FlowStatus, NodeExecution, NodeStatus, evolve
 
 ACTIONS: tuple[tuple[str, Command], ...] = (
     ("start", StartFlow()),

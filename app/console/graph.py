@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from app.workflow.definition import PAUSE
+from flowlog.workflow.definition import PAUSE
 
 END = ""
 NODE_WIDTH = 168

@@ -21,22 +21,22 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
-from app import keys
-from app.api.access import clear_session_cookie, set_session_cookie
-from app.api.framework import STATUS_OF, ClientGone, Context, check_query_encoding, context_of
-from app.api.metrics import Q as API_QUERIES
-from app.api.models import ListQuery
-from app.api.routes import list_filter, parse_cursor, tenant_of
-from app.archive.reading import not_here
-from app.audit.history import read_history
-from app.console import flowview, present, reads
-from app.console.graph import layout
-from app.replicas.http import answer_read, read_pool
-from app.workflow.errors import Code, DefinitionNotFound, FlowNotFound, WorkflowError
-from app.workflow.events import EVENT_TYPES
-from eventstore import TRANSIENT_ERRORS, wait_any
-from projections.reads import get_workflow, list_workflows
-from projections.rows import WorkflowRow
+from flowlog import keys
+from flowlog.api.access import clear_session_cookie, set_session_cookie
+from flowlog.api.framework import STATUS_OF, ClientGone, Context, check_query_encoding, context_of
+from flowlog.api.metrics import Q as API_QUERIES
+from flowlog.api.models import ListQuery
+from flowlog.api.routes import list_filter, parse_cursor, tenant_of
+from flowlog.archive.reading import not_here
+from flowlog.audit.history import read_history
+from flowlog.console import flowview, present, reads
+from flowlog.console.graph import layout
+from flowlog.eventstore import TRANSIENT_ERRORS, wait_any
+from flowlog.projections.reads import get_workflow, list_workflows
+from flowlog.projections.rows import WorkflowRow
+from flowlog.replicas.http import answer_read, read_pool
+from flowlog.workflow.errors import Code, DefinitionNotFound, FlowNotFound, WorkflowError
+from flowlog.workflow.events import EVENT_TYPES
 
 log = logging.getLogger("flowlog.console")
 

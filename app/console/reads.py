@@ -9,11 +9,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from app.console.present import Waiting, WaitingKind
-from eventstore.pool import Executor
-from projections.reads import Cursor, ListFilter, WorkflowPage
-from projections.rows import DefinitionRow, WorkflowRow
-from sql import load_queries
+from flowlog.console.present import Waiting, WaitingKind
+from flowlog.eventstore.pool import Executor
+from flowlog.projections.reads import Cursor, ListFilter, WorkflowPage
+from flowlog.projections.rows import DefinitionRow, WorkflowRow
+from flowlog.sql import load_queries
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from app import keys
-from app.api.routes import tenant_of
-from app.console.pages import page, render
-from app.schedules import decide
-from app.schedules.service import ScheduleService
+from flowlog import keys
+from flowlog.api.routes import tenant_of
+from flowlog.console.pages import page, render
+from flowlog.schedules import decide
+from flowlog.schedules.service import ScheduleService
 
 UPCOMING = 10
 EVENTS_SHOWN = 200

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
-from app.workflow.errors import Code
-from app.workflow.events import (
+from flowlog.workflow.errors import Code
+from flowlog.workflow.events import (
     FlowCanceled,
     FlowEvent,
     FlowResumed,

@@ -8,22 +8,22 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from app.api.framework import STATUS_OF
-from app.api.models import WorkFlowDetail, WorkFlowInfo
-from app.api.routes import info_of, node_of
-from app.cli_problems import CANNOT_LOG_IN, database_problem
-from app.client import FlowlogClient
-from app.client.errors import Unavailable, error_for
-from app.client.events import ENDED, StreamEvent
-from app.roles import DatabaseUrls
-from app.workflow.definition import Registry
-from app.workflow.engine import Engine
-from app.workflow.errors import WorkflowError
-from app.workflow.history import flow_stream
-from app.workflow.projection import workflow_row
-from app.workflow.repository import Caller
-from eventstore import TRANSIENT_ERRORS, RecordedEvent, wait_any
-from projections.reads import Cursor, ListFilter, list_workflows
+from flowlog.api.framework import STATUS_OF
+from flowlog.api.models import WorkFlowDetail, WorkFlowInfo
+from flowlog.api.routes import info_of, node_of
+from flowlog.cli_problems import CANNOT_LOG_IN, database_problem
+from flowlog.client import FlowlogClient
+from flowlog.client.errors import Unavailable, error_for
+from flowlog.client.events import ENDED, StreamEvent
+from flowlog.eventstore import TRANSIENT_ERRORS, RecordedEvent, wait_any
+from flowlog.projections.reads import Cursor, ListFilter, list_workflows
+from flowlog.roles import DatabaseUrls
+from flowlog.workflow.definition import Registry
+from flowlog.workflow.engine import Engine
+from flowlog.workflow.errors import WorkflowError
+from flowlog.workflow.history import flow_stream
+from flowlog.workflow.projection import workflow_row
+from flowlog.workflow.repository import Caller
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from app.replicas.replica import CHECK_TIMEOUT, DOWN_ERRORS, Q, replica_name
-from eventstore import connect
+from flowlog.eventstore import connect
+from flowlog.replicas.replica import CHECK_TIMEOUT, DOWN_ERRORS, Q, replica_name
 
 log = logging.getLogger(__name__)
 

@@ -12,12 +12,12 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 from aiohttp import web
 
-from app import keys
-from app.api.access import SAFE_METHODS
-from app.replicas.position import COOKIE, HEADER, BadPosition, format_position, parse_position
-from app.replicas.router import Choice, ReadRouter
-from app.workflow.errors import Code, WorkflowError
-from eventstore import TRANSIENT_ERRORS
+from flowlog import keys
+from flowlog.api.access import SAFE_METHODS
+from flowlog.eventstore import TRANSIENT_ERRORS
+from flowlog.replicas.position import COOKIE, HEADER, BadPosition, format_position, parse_position
+from flowlog.replicas.router import Choice, ReadRouter
+from flowlog.workflow.errors import Code, WorkflowError
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from eventstore import TRANSIENT_ERRORS
-from sql import load_queries
+from flowlog.eventstore import TRANSIENT_ERRORS
+from flowlog.sql import load_queries
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from typing import TypeVar
 
 import asyncpg
 
-from app.replicas.replica import DOWN_ERRORS, Q, Replica, ReplicaState
-from eventstore import TRANSIENT_ERRORS, create_pool
+from flowlog.eventstore import TRANSIENT_ERRORS, create_pool
+from flowlog.replicas.replica import DOWN_ERRORS, Q, Replica, ReplicaState
 
 log = logging.getLogger(__name__)
 

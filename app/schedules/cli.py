@@ -13,15 +13,15 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from app.cli_problems import Exit
-from app.schedules import decide
-from app.schedules.service import ScheduleService
-from app.schedules.spec import ScheduleSpec
-from app.schedules.state import ScheduleState
-from app.workflow.definition import Registry
-from app.workflow.errors import Code, WorkflowError
-from app.workflow.repository import Caller
-from eventstore import EventStore, create_pool
+from flowlog.cli_problems import Exit
+from flowlog.eventstore import EventStore, create_pool
+from flowlog.schedules import decide
+from flowlog.schedules.service import ScheduleService
+from flowlog.schedules.spec import ScheduleSpec
+from flowlog.schedules.state import ScheduleState
+from flowlog.workflow.definition import Registry
+from flowlog.workflow.errors import Code, WorkflowError
+from flowlog.workflow.repository import Caller
 
 ACTIONS = ("list", "show", "create", "update", "pause", "resume", "delete")
 # Options that set one field of the settings (the rest come from --file, or stay as they are).

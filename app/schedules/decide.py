@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from app.schedules.events import (
+from flowlog.schedules.events import (
     ScheduleCreated,
     ScheduleDeleted,
     ScheduleEvent,
@@ -21,11 +21,11 @@ from app.schedules.events import (
     ScheduleSkipped,
     ScheduleUpdated,
 )
-from app.schedules.flows import FireRefused, flow_of, limit_problems
-from app.schedules.spec import ScheduleSpec
-from app.schedules.state import ScheduleState, ScheduleStatus
-from app.schedules.timing import due, fire_times, jitter
-from app.workflow.errors import Code, WorkflowError
+from flowlog.schedules.flows import FireRefused, flow_of, limit_problems
+from flowlog.schedules.spec import ScheduleSpec
+from flowlog.schedules.state import ScheduleState, ScheduleStatus
+from flowlog.schedules.timing import due, fire_times, jitter
+from flowlog.workflow.errors import Code, WorkflowError
 
 QUEUE_CHECK = timedelta(seconds=2)
 """How often a schedule with a queued fire looks whether the previous flow has ended."""

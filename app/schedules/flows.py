@@ -12,9 +12,9 @@ from datetime import datetime
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from app.api.models import CreateRequest, create_refusal, max_length
-from app.schedules.spec import ScheduleSpec
-from app.schedules.templates import ANY_TIME, ISO_LONGEST, AnyTime, Variables, render
+from flowlog.api.models import CreateRequest, create_refusal, max_length
+from flowlog.schedules.spec import ScheduleSpec
+from flowlog.schedules.templates import ANY_TIME, ISO_LONGEST, AnyTime, Variables, render
 
 BIZ_ID_LONGEST: Final = max_length(CreateRequest, "bizId")
 

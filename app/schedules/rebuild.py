@@ -8,14 +8,14 @@ from typing import Any
 
 import asyncpg
 
-from app.schedules.decide import next_due, next_fires
-from app.schedules.events import STREAM
-from app.schedules.state import ScheduleState, from_snapshot, snapshot
-from app.schedules.store import Q, fold_recorded
-from app.workflow.repository import utc_now
-from eventstore import RecordedEvent
-from eventstore.pool import Executor
-from projections.rebuild import Q as R
+from flowlog.eventstore import RecordedEvent
+from flowlog.eventstore.pool import Executor
+from flowlog.projections.rebuild import Q as R
+from flowlog.schedules.decide import next_due, next_fires
+from flowlog.schedules.events import STREAM
+from flowlog.schedules.state import ScheduleState, from_snapshot, snapshot
+from flowlog.schedules.store import Q, fold_recorded
+from flowlog.workflow.repository import utc_now
 
 _UPPER = STREAM[:-1] + chr(ord(STREAM[-1]) + 1)
 

@@ -19,17 +19,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from app.faults import failpoint
-from app.schedules import decide
-from app.schedules.events import ScheduleEvent, ScheduleSkipped
-from app.schedules.flows import FireRefused
-from app.schedules.state import ScheduleState
-from app.schedules.store import Q, ScheduleRepository
-from app.workflow.errors import DefinitionNotFound, WorkflowError
-from app.workflow.repository import Caller, Clock, utc_now
-from app.workflow.service import WorkFlowService
-from app.workflow.state import TERMINAL
-from eventstore import TRANSIENT_ERRORS, EventStore, Listener, WrongExpectedVersion, wait_any
+from flowlog.eventstore import (
+    TRANSIENT_ERRORS,
+    EventStore,
+    Listener,
+    WrongExpectedVersion,
+    wait_any,
+)
+from flowlog.faults import failpoint
+from flowlog.schedules import decide
+from flowlog.schedules.events import ScheduleEvent, ScheduleSkipped
+from flowlog.schedules.flows import FireRefused
+from flowlog.schedules.state import ScheduleState
+from flowlog.schedules.store import Q, ScheduleRepository
+from flowlog.workflow.errors import DefinitionNotFound, WorkflowError
+from flowlog.workflow.repository import Caller, Clock, utc_now
+from flowlog.workflow.service import WorkFlowService
+from flowlog.workflow.state import TERMINAL
 
 log = logging.getLogger(__name__)
 

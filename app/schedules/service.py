@@ -16,16 +16,16 @@ from typing import Any
 
 import asyncpg
 
-from app.schedules import decide
-from app.schedules.events import ScheduleEvent, schedule_stream
-from app.schedules.spec import ScheduleSpec
-from app.schedules.state import ScheduleState
-from app.schedules.store import Q, ScheduleRepository, fold_recorded
-from app.workflow.definition import Registry
-from app.workflow.errors import Code, DefinitionNotFound, WorkflowError
-from app.workflow.idempotency import KeyTaken, Recorded, claim, find, fingerprint, record
-from app.workflow.repository import SYSTEM, Caller
-from eventstore import EventStore, RecordedEvent, WrongExpectedVersion
+from flowlog.eventstore import EventStore, RecordedEvent, WrongExpectedVersion
+from flowlog.schedules import decide
+from flowlog.schedules.events import ScheduleEvent, schedule_stream
+from flowlog.schedules.spec import ScheduleSpec
+from flowlog.schedules.state import ScheduleState
+from flowlog.schedules.store import Q, ScheduleRepository, fold_recorded
+from flowlog.workflow.definition import Registry
+from flowlog.workflow.errors import Code, DefinitionNotFound, WorkflowError
+from flowlog.workflow.idempotency import KeyTaken, Recorded, claim, find, fingerprint, record
+from flowlog.workflow.repository import SYSTEM, Caller
 
 log = logging.getLogger(__name__)
 

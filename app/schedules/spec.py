@@ -7,9 +7,9 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
-from app.api.models import ContextKey, IsoDatetime, JsonValue, Request
-from app.schedules.templates import template_problems
-from app.schedules.timing import Timing, timing_problems
+from flowlog.api.models import ContextKey, IsoDatetime, JsonValue, Request
+from flowlog.schedules.templates import template_problems
+from flowlog.schedules.timing import Timing, timing_problems
 
 SCHEDULE_ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
 DEFAULT_BIZ_ID = "{{scheduleId}}-{{fireTime}}"

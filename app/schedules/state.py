@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from app.schedules.events import (
+from flowlog.schedules.events import (
     ScheduleCreated,
     ScheduleDeleted,
     ScheduleEvent,
@@ -21,8 +21,8 @@ from app.schedules.events import (
     ScheduleSkipped,
     ScheduleUpdated,
 )
-from app.schedules.spec import ScheduleSpec
-from app.schedules.timing import Timing
+from flowlog.schedules.spec import ScheduleSpec
+from flowlog.schedules.timing import Timing
 
 _JUST_BEFORE = timedelta(microseconds=1)
 

@@ -11,8 +11,9 @@ from typing import Any
 
 import asyncpg
 
-from app.schedules.decide import SETTLE, next_due, next_fires
-from app.schedules.events import (
+from flowlog.eventstore import AppendAlso, EventStore, Expect, NewEvent, RecordedEvent
+from flowlog.schedules.decide import SETTLE, next_due, next_fires
+from flowlog.schedules.events import (
     ScheduleCreated,
     ScheduleEvent,
     ScheduleFired,
@@ -20,11 +21,10 @@ from app.schedules.events import (
     encode,
     schedule_stream,
 )
-from app.schedules.state import ScheduleState, evolve, from_snapshot, snapshot
-from app.workflow.idempotency import KeyTaken, claim_one, key_taken
-from app.workflow.repository import Caller, Clock, utc_now
-from eventstore import AppendAlso, EventStore, Expect, NewEvent, RecordedEvent
-from sql import load_queries
+from flowlog.schedules.state import ScheduleState, evolve, from_snapshot, snapshot
+from flowlog.sql import load_queries
+from flowlog.workflow.idempotency import KeyTaken, claim_one, key_taken
+from flowlog.workflow.repository import Caller, Clock, utc_now
 
 
 @dataclass(frozen=True, slots=True)

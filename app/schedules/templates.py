@@ -17,8 +17,8 @@ from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Final, TypeVar, cast
 
-from app.schedules.timing import quoted
-from app.storable import storable_text
+from flowlog.schedules.timing import quoted
+from flowlog.storable import storable_text
 
 T = TypeVar("T")
 

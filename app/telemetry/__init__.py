@@ -97,7 +97,7 @@ def configure(env: Mapping[str, str] | None = None, *, exporter: Any = None) -> 
     if exporter is None and not wanted(env):
         return False
     try:
-        from app.telemetry.otel import OtelTracing
+        from flowlog.telemetry.otel import OtelTracing
     except ImportError as exc:
         log.warning(
             "OTEL_* variables are set but flowlog's otel extra is not installed: no traces "

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from app.telemetry import tracing
+from flowlog.telemetry import tracing
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from app.telemetry import TRACEPARENT
+from flowlog.telemetry import TRACEPARENT
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 _FAILED = frozenset({"failure", "timeout", "interrupted"})

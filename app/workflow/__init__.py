@@ -2,13 +2,13 @@
 
 The public Python API (see the README and docs/workflows.md)::
 
-    from app.workflow import (
+    from flowlog.workflow import (
         Engine, Registry, WorkflowDefinition, NodeDefinition, NodeKind, RetryPolicy, PAUSE,
         NodeHandle, FlowContext, Running, Finished, Failed, NodeError,
     )
 """
 
-from app.workflow.definition import (
+from flowlog.workflow.definition import (
     PAUSE,
     START,
     NodeDefinition,
@@ -17,9 +17,9 @@ from app.workflow.definition import (
     RetryPolicy,
     WorkflowDefinition,
 )
-from app.workflow.engine import Engine, load_definitions
-from app.workflow.errors import Code, DefinitionNotFound, FlowNotFound, NodeError, WorkflowError
-from app.workflow.executor import (
+from flowlog.workflow.engine import Engine, load_definitions
+from flowlog.workflow.errors import Code, DefinitionNotFound, FlowNotFound, NodeError, WorkflowError
+from flowlog.workflow.executor import (
     Executor,
     Failed,
     Finished,
@@ -29,10 +29,10 @@ from app.workflow.executor import (
     PollResult,
     Running,
 )
-from app.workflow.reactor import Reactor, ReactorSettings
-from app.workflow.repository import Caller
-from app.workflow.service import WorkFlowService
-from app.workflow.state import FlowState, FlowStatus, NodeExecution, NodeStatus
+from flowlog.workflow.reactor import Reactor, ReactorSettings
+from flowlog.workflow.repository import Caller
+from flowlog.workflow.service import WorkFlowService
+from flowlog.workflow.state import FlowState, FlowStatus, NodeExecution, NodeStatus
 
 __all__ = [
     "PAUSE",

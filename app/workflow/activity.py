@@ -8,10 +8,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
-from app.workflow.errors import Code
-from app.workflow.events import FlowEvent, FlowFailed, FlowFinished, NodeFailed
+from flowlog.workflow.errors import Code
+from flowlog.workflow.events import FlowEvent, FlowFailed, FlowFinished, NodeFailed
 
-log = logging.getLogger("app.workflow.reactor")
+log = logging.getLogger("flowlog.workflow.reactor")
 
 
 @dataclass

@@ -17,7 +17,7 @@ import hmac
 
 import asyncpg
 
-from app.workflow.repository import Q
+from flowlog.workflow.repository import Q
 
 _PREFIX = "fl1"
 _MAX_TOKEN = 512

@@ -13,15 +13,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from app.workflow.definition import (
+from flowlog.workflow.definition import (
     PAUSE,
     WAITING_KINDS,
     NodeDefinition,
     NodeKind,
     WorkflowDefinition,
 )
-from app.workflow.errors import Code, WorkflowError
-from app.workflow.events import (
+from flowlog.workflow.errors import Code, WorkflowError
+from flowlog.workflow.events import (
     CallbackReceived,
     CancelRequested,
     ContextSet,
@@ -41,8 +41,8 @@ from app.workflow.events import (
     NodeSucceeded,
     NodeWaiting,
 )
-from app.workflow.executor import DEFAULT_SUCCESS_TEXT, check_json
-from app.workflow.state import FlowState, FlowStatus, NodeExecution, NodeStatus, evolve
+from flowlog.workflow.executor import DEFAULT_SUCCESS_TEXT, check_json
+from flowlog.workflow.state import FlowState, FlowStatus, NodeExecution, NodeStatus, evolve
 
 
 class StaleOutcome(Exception):

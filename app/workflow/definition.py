@@ -18,8 +18,8 @@ from typing import Any
 
 import orjson
 
-from app.workflow.errors import DefinitionNotFound, InvalidDefinition
-from app.workflow.executor import Executor, PollFunction
+from flowlog.workflow.errors import DefinitionNotFound, InvalidDefinition
+from flowlog.workflow.executor import Executor, PollFunction
 
 START = "start"
 PAUSE = "pause"

@@ -17,24 +17,31 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from app.archive.policy import ArchiveSettings, Retention
-from app.builtins import definition_from_spec
-from app.migrate import prepare_schema
-from app.replicas.router import ReadObserver, ReadRouter, ReadSettings
-from app.roles import DatabaseUrls
-from app.workflow import idempotency
-from app.workflow.callbacks import CallbackTokens
-from app.workflow.definition import Registry, WorkflowDefinition
-from app.workflow.errors import InvalidDefinition
-from app.workflow.reactor import Observer, Reactor, ReactorSettings
-from app.workflow.repository import FlowRepository, Q
-from app.workflow.service import WorkFlowService
-from eventstore import EventStore, Listener, Notifier, check_log_horizon, connect, create_pool
+from flowlog.archive.policy import ArchiveSettings, Retention
+from flowlog.builtins import definition_from_spec
+from flowlog.eventstore import (
+    EventStore,
+    Listener,
+    Notifier,
+    check_log_horizon,
+    connect,
+    create_pool,
+)
+from flowlog.migrate import prepare_schema
+from flowlog.replicas.router import ReadObserver, ReadRouter, ReadSettings
+from flowlog.roles import DatabaseUrls
+from flowlog.workflow import idempotency
+from flowlog.workflow.callbacks import CallbackTokens
+from flowlog.workflow.definition import Registry, WorkflowDefinition
+from flowlog.workflow.errors import InvalidDefinition
+from flowlog.workflow.reactor import Observer, Reactor, ReactorSettings
+from flowlog.workflow.repository import FlowRepository, Q
+from flowlog.workflow.service import WorkFlowService
 
 if TYPE_CHECKING:  # imported when the engine starts: these build on app.workflow
-    from app.archive.periodic import ArchiveLoop
-    from app.schedules.scheduler import Scheduler, SchedulerSettings
-    from app.schedules.service import ScheduleService
+    from flowlog.archive.periodic import ArchiveLoop
+    from flowlog.schedules.scheduler import Scheduler, SchedulerSettings
+    from flowlog.schedules.service import ScheduleService
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +169,8 @@ class Engine:
             # One repository for the API and the reactor: their appends commit together.
             flows = FlowRepository(store)
             tokens = CallbackTokens(store.pool)
-            from app.schedules.scheduler import Scheduler
-            from app.schedules.service import ScheduleService
+            from flowlog.schedules.scheduler import Scheduler
+            from flowlog.schedules.service import ScheduleService
 
             self._service = WorkFlowService(
                 store, self.registry, on_change=self._changed, flows=flows, tokens=tokens
@@ -192,7 +199,7 @@ class Engine:
             self._schedules = ScheduleService(store, self.registry, on_change=self._poke_scheduler)
             archive = self._archive_settings
             if archive is not None and self._archive_interval > 0:
-                from app.archive.periodic import ArchiveLoop
+                from flowlog.archive.periodic import ArchiveLoop
 
                 self._archiving = ArchiveLoop(
                     self.database_url, store, archive, self._archive_interval

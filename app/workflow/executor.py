@@ -13,8 +13,8 @@ from typing import Any
 
 import orjson
 
-from app.storable import shown, unstorable
-from app.workflow.errors import Code
+from flowlog.storable import shown, unstorable
+from flowlog.workflow.errors import Code
 
 DEFAULT_SUCCESS_TEXT = "Completed."
 

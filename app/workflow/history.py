@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from app.workflow.events import FlowEvent, decode
-from app.workflow.state import FlowState, evolve
-from eventstore import RecordedEvent
+from flowlog.eventstore import RecordedEvent
+from flowlog.workflow.events import FlowEvent, decode
+from flowlog.workflow.state import FlowState, evolve
 
 FLOW_STREAM = "flow-"
 DEFINITION_STREAM = "definition-"

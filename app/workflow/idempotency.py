@@ -26,10 +26,10 @@ from typing import Any
 import asyncpg
 import orjson
 
-from app.workflow.errors import Code, WorkflowError
-from eventstore.batch import as_columns
-from eventstore.pool import Executor
-from sql import load_queries
+from flowlog.eventstore.batch import as_columns
+from flowlog.eventstore.pool import Executor
+from flowlog.sql import load_queries
+from flowlog.workflow.errors import Code, WorkflowError
 
 DEFAULT_TTL = timedelta(hours=24)
 KEY_CONSTRAINT = "idempotency_keys_pkey"

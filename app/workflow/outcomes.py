@@ -13,17 +13,17 @@ from typing import Any
 
 import orjson
 
-from app.storable import NODE_ERROR_CODES, shown, text_problem
-from app.workflow.decide import (
+from flowlog.storable import NODE_ERROR_CODES, shown, text_problem
+from flowlog.workflow.decide import (
     Command,
     RecordFailure,
     RecordSubmitted,
     RecordSuccess,
     RecordWaiting,
 )
-from app.workflow.definition import NodeDefinition, NodeKind
-from app.workflow.errors import Code, NodeError
-from app.workflow.executor import (
+from flowlog.workflow.definition import NodeDefinition, NodeKind
+from flowlog.workflow.errors import Code, NodeError
+from flowlog.workflow.executor import (
     DEFAULT_SUCCESS_TEXT,
     Failed,
     FlowContext,
@@ -31,7 +31,7 @@ from app.workflow.executor import (
     Running,
     context_problem,
 )
-from app.workflow.state import FlowState, NodeExecution
+from flowlog.workflow.state import FlowState, NodeExecution
 
 
 def wake_time(value: Any, now: datetime) -> datetime:

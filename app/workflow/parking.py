@@ -31,13 +31,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from app.workflow.decide import Command
-from app.workflow.definition import NodeDefinition
-from app.workflow.executor import Running
-from app.workflow.outcomes import poll_once
-from app.workflow.repository import Clock, Q
-from app.workflow.state import FlowState, NodeExecution
-from eventstore import TRANSIENT_ERRORS, EventStore
+from flowlog.eventstore import TRANSIENT_ERRORS, EventStore
+from flowlog.workflow.decide import Command
+from flowlog.workflow.definition import NodeDefinition
+from flowlog.workflow.executor import Running
+from flowlog.workflow.outcomes import poll_once
+from flowlog.workflow.repository import Clock, Q
+from flowlog.workflow.state import FlowState, NodeExecution
 
 log = logging.getLogger(__name__)
 

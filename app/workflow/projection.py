@@ -8,18 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from app.workflow.events import FlowEvent, NodeStarted
-from app.workflow.history import (
+from flowlog.eventstore import RecordedEvent
+from flowlog.projections.rebuild import Projector
+from flowlog.projections.rows import DefinitionRow, NodeRow, WorkflowRow
+from flowlog.workflow.events import FlowEvent, NodeStarted
+from flowlog.workflow.history import (
     DEFINITION_REGISTERED,
     DEFINITION_STREAM,
     FLOW_STREAM,
     definition_owner,
     fold_recorded,
 )
-from app.workflow.state import FlowState, NodeExecution
-from eventstore import RecordedEvent
-from projections.rebuild import Projector
-from projections.rows import DefinitionRow, NodeRow, WorkflowRow
+from flowlog.workflow.state import FlowState, NodeExecution
 
 
 def workflow_row(state: FlowState) -> WorkflowRow:

@@ -29,10 +29,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.telemetry import TRACEPARENT, tracing
-from app.workflow.activity import Activity, report
-from app.workflow.callbacks import CallbackTokens, token_id
-from app.workflow.decide import (
+from flowlog.eventstore import (
+    TRANSIENT_ERRORS,
+    EventStore,
+    Listener,
+    RecordedEvent,
+    WrongExpectedVersion,
+    wait_any,
+)
+from flowlog.telemetry import TRACEPARENT, tracing
+from flowlog.workflow.activity import Activity, report
+from flowlog.workflow.callbacks import CallbackTokens, token_id
+from flowlog.workflow.decide import (
     Advance,
     Command,
     Interrupt,
@@ -47,11 +55,11 @@ from app.workflow.decide import (
     decide_and_advance,
     due_at,
 )
-from app.workflow.definition import NodeDefinition, NodeKind, Registry, WorkflowDefinition
-from app.workflow.errors import Code, NodeError
-from app.workflow.events import FlowEvent, NodeStarted
-from app.workflow.executor import FlowContext, Running
-from app.workflow.outcomes import (
+from flowlog.workflow.definition import NodeDefinition, NodeKind, Registry, WorkflowDefinition
+from flowlog.workflow.errors import Code, NodeError
+from flowlog.workflow.events import FlowEvent, NodeStarted
+from flowlog.workflow.executor import FlowContext, Running
+from flowlog.workflow.outcomes import (
     call,
     failure,
     handle_of,
@@ -60,17 +68,9 @@ from app.workflow.outcomes import (
     success,
     wake_time,
 )
-from app.workflow.parking import ParkingLot
-from app.workflow.repository import Caller, Clock, FlowRepository, Q, utc_now
-from app.workflow.state import FlowState, FlowStatus, NodeExecution
-from eventstore import (
-    TRANSIENT_ERRORS,
-    EventStore,
-    Listener,
-    RecordedEvent,
-    WrongExpectedVersion,
-    wait_any,
-)
+from flowlog.workflow.parking import ParkingLot
+from flowlog.workflow.repository import Caller, Clock, FlowRepository, Q, utc_now
+from flowlog.workflow.state import FlowState, FlowStatus, NodeExecution
 
 log = logging.getLogger(__name__)
 

@@ -15,14 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from app.workflow.decide import due_at
-from app.workflow.errors import FlowNotFound
-from app.workflow.events import FlowEvent, encode
-from app.workflow.history import flow_stream, fold_recorded
-from app.workflow.idempotency import Idempotency, KeyTaken, claim, claims, key_taken
-from app.workflow.projection import node_rows, touched_nodes, workflow_row
-from app.workflow.state import FlowState, evolve, retimed
-from eventstore import (
+from flowlog.eventstore import (
     BatchResult,
     EventStore,
     Expect,
@@ -31,10 +24,17 @@ from eventstore import (
     RecordedEvent,
     StreamAppend,
 )
-from eventstore.batch import Statement, as_columns
-from projections.inline import FlowChange, flow_statements
-from projections.rows import APPEND_TIME
-from sql import load_queries
+from flowlog.eventstore.batch import Statement, as_columns
+from flowlog.projections.inline import FlowChange, flow_statements
+from flowlog.projections.rows import APPEND_TIME
+from flowlog.sql import load_queries
+from flowlog.workflow.decide import due_at
+from flowlog.workflow.errors import FlowNotFound
+from flowlog.workflow.events import FlowEvent, encode
+from flowlog.workflow.history import flow_stream, fold_recorded
+from flowlog.workflow.idempotency import Idempotency, KeyTaken, claim, claims, key_taken
+from flowlog.workflow.projection import node_rows, touched_nodes, workflow_row
+from flowlog.workflow.state import FlowState, evolve, retimed
 
 Clock = Callable[[], datetime]
 

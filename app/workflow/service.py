@@ -16,8 +16,21 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from app.workflow.callbacks import CallbackTokens, flow_of, node_of, token_id
-from app.workflow.decide import (
+from flowlog.eventstore import AppendAlso, EventStore, Expect, NewEvent, WrongExpectedVersion
+from flowlog.eventstore.pool import Executor
+from flowlog.projections.inline import definition_statement
+from flowlog.projections.reads import (
+    Cursor,
+    ListFilter,
+    WorkflowPage,
+    get_nodes,
+    get_workflow,
+    list_workflows,
+    node_names,
+)
+from flowlog.projections.rows import NodeRow, WorkflowRow
+from flowlog.workflow.callbacks import CallbackTokens, flow_of, node_of, token_id
+from flowlog.workflow.decide import (
     CancelFlow,
     Command,
     CompleteCallback,
@@ -28,39 +41,26 @@ from app.workflow.decide import (
     StopFlow,
     decide,
 )
-from app.workflow.definition import Registry, WorkflowDefinition
-from app.workflow.errors import Code, DefinitionTaken, FlowNotFound, WorkflowError
-from app.workflow.events import FlowStarted
-from app.workflow.executor import FlowContext
-from app.workflow.history import (
+from flowlog.workflow.definition import Registry, WorkflowDefinition
+from flowlog.workflow.errors import Code, DefinitionTaken, FlowNotFound, WorkflowError
+from flowlog.workflow.events import FlowStarted
+from flowlog.workflow.executor import FlowContext
+from flowlog.workflow.history import (
     DEFINITION_REGISTERED,
     DEFINITION_STREAM,
     FLOW_STREAM,
     definition_owner,
     flow_stream,
 )
-from app.workflow.idempotency import KeyTaken, Recorded, find, fingerprint, record
-from app.workflow.repository import (
+from flowlog.workflow.idempotency import KeyTaken, Recorded, find, fingerprint, record
+from flowlog.workflow.repository import (
     SYSTEM,
     Caller,
     Clock,
     FlowRepository,
     utc_now,
 )
-from app.workflow.state import FlowState
-from eventstore import AppendAlso, EventStore, Expect, NewEvent, WrongExpectedVersion
-from eventstore.pool import Executor
-from projections.inline import definition_statement
-from projections.reads import (
-    Cursor,
-    ListFilter,
-    WorkflowPage,
-    get_nodes,
-    get_workflow,
-    list_workflows,
-    node_names,
-)
-from projections.rows import NodeRow, WorkflowRow
+from flowlog.workflow.state import FlowState
 
 log = logging.getLogger(__name__)
 
@@ -485,7 +485,7 @@ class WorkFlowService:
         if not events:
             # Its flow left the hot log since: archived (410, as every command on it), else
             # gone. The key is its tenant's, so the flow is the caller's to be told of.
-            from app.archive.reading import not_here  # builds on app.workflow
+            from flowlog.archive.reading import not_here  # builds on app.workflow
 
             flow_id = recorded.stream_id.removeprefix(FLOW_STREAM)
             raise await not_here(self.store.pool, flow_id, None)

@@ -13,7 +13,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
-from app.workflow.events import (
+from flowlog.workflow.events import (
     CallbackReceived,
     CancelRequested,
     ContextSet,

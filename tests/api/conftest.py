@@ -12,14 +12,14 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from app import keys
-from app.config import Settings
-from app.roles import DatabaseUrls
-from app.web import create_app
-from app.workflow.definition import NodeDefinition, Registry, WorkflowDefinition
-from app.workflow.engine import Engine
-from app.workflow.errors import NodeError
-from app.workflow.executor import FlowContext, NodeHandle
+from flowlog import keys
+from flowlog.config import Settings
+from flowlog.roles import DatabaseUrls
+from flowlog.web import create_app
+from flowlog.workflow.definition import NodeDefinition, Registry, WorkflowDefinition
+from flowlog.workflow.engine import Engine
+from flowlog.workflow.errors import NodeError
+from flowlog.workflow.executor import FlowContext, NodeHandle
 from tests.workflow.defs import backup_flow, noop
 
 TOKENS = "alice:token-a:tenant-a,bob:token-b:tenant-b"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from app.workflow.errors import Code
+from flowlog.workflow.errors import Code
 from tests.api.conftest import TOKENS, MakeService, Service
 from tests.api.helpers import (
     DEFINITIONS,

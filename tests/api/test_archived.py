@@ -7,8 +7,8 @@ from pathlib import Path
 
 import orjson
 
-from app.workflow.decide import ArchiveFlow, decide
-from app.workflow.errors import Code
+from flowlog.workflow.decide import ArchiveFlow, decide
+from flowlog.workflow.errors import Code
 from tests.api.conftest import TOKENS, MakeService
 from tests.api.helpers import FLOWS, A, B, create, ok, refused, wait_status
 from tests.archive.test_archival import archive

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from app import keys
-from app.workflow.errors import Code
-from app.workflow.history import DEFINITION_REGISTERED
-from app.workflow.projection import project_definitions
-from eventstore import RecordedEvent
+from flowlog import keys
+from flowlog.eventstore import RecordedEvent
+from flowlog.workflow.errors import Code
+from flowlog.workflow.history import DEFINITION_REGISTERED
+from flowlog.workflow.projection import project_definitions
 from tests.api.conftest import TOKENS, MakeService, Service
 from tests.api.helpers import DEFINITIONS, FLOWS, A, B, create, detail, ok, post, refused
 from tests.console.test_access import session_of

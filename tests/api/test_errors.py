@@ -14,12 +14,12 @@ import asyncpg
 import orjson
 import pytest
 
-from app.api import routes
-from app.api.json_keys import refuse_duplicate_keys
-from app.api.models import RESERVED_CONTEXT_KEYS
-from app.web import MAX_BODY
-from app.workflow.errors import Code, WorkflowError
-from app.workflow.executor import FlowContext
+from flowlog.api import routes
+from flowlog.api.json_keys import refuse_duplicate_keys
+from flowlog.api.models import RESERVED_CONTEXT_KEYS
+from flowlog.web import MAX_BODY
+from flowlog.workflow.errors import Code, WorkflowError
+from flowlog.workflow.executor import FlowContext
 from tests.api.conftest import Service
 from tests.api.helpers import (
     DEFINITIONS,
@@ -454,7 +454,7 @@ async def test_a_client_that_hangs_up_mid_body_is_no_database_outage(database_ur
 
     import aiohttp
 
-    from app.bench.harness import serve_process
+    from flowlog.bench.harness import serve_process
 
     async with serve_process(database_url) as base:
         where = urlsplit(base)
@@ -562,7 +562,7 @@ async def test_a_query_string_that_is_not_utf8_is_refused(client: Client) -> Non
 
 
 def _body_routes() -> list[tuple[str, str]]:
-    from app.api import schedules  # noqa: F401  (registers the schedule routes on the API)
+    from flowlog.api import schedules  # noqa: F401  (registers the schedule routes on the API)
 
     found = []
     for op in routes.api.operations:

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from app.api import routes
-from app.workflow.errors import Code
+from flowlog.api import routes
+from flowlog.workflow.errors import Code
 from tests.api.conftest import Service
 from tests.api.helpers import (
     FLOWS,

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from app.workflow.errors import Code
-from app.workflow.idempotency import Idempotency, find, fingerprint, sweep
-from app.workflow.repository import Caller
-from eventstore import connect
+from flowlog.eventstore import connect
+from flowlog.workflow.errors import Code
+from flowlog.workflow.idempotency import Idempotency, find, fingerprint, sweep
+from flowlog.workflow.repository import Caller
 from tests.api.conftest import TOKENS, MakeService, Service
 from tests.api.helpers import (
     DEFINITIONS,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from app.replicas.position import COOKIE, HEADER
-from app.workflow.errors import Code
+from flowlog.replicas.position import COOKIE, HEADER
+from flowlog.workflow.errors import Code
 from tests.api.helpers import FLOWS, Client
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from app.bench.harness import free_port
+from flowlog.bench.harness import free_port
 from tests import readme
 
 

@@ -13,26 +13,26 @@ import asyncpg
 import orjson
 import pytest
 
-from app.archive import events as ev
-from app.archive.archiver import Archiver, ArchiveReport
-from app.archive.files import read_archive
-from app.archive.policy import ArchiveSettings, Retention
-from app.archive.reading import archived, archived_events
-from app.archive.rebuild import rebuild_archives, verify_archives
-from app.archive.restore import restore_archive
-from app.archive.retention import store_retention
-from app.audit.transfer import TransferError
-from app.schedules.rebuild import verify_schedules
-from app.workflow.decide import ArchiveFlow, decide
-from app.workflow.engine import Engine
-from app.workflow.errors import Code, WorkflowError
-from app.workflow.history import flow_stream
-from app.workflow.projection import PROJECTOR
-from app.workflow.repository import Caller
-from app.workflow.state import FlowStatus
-from eventstore import EventStore, Subscription, create_pool
-from eventstore.errors import RemovedEvents
-from projections.verify import verify
+from flowlog.archive import events as ev
+from flowlog.archive.archiver import Archiver, ArchiveReport
+from flowlog.archive.files import read_archive
+from flowlog.archive.policy import ArchiveSettings, Retention
+from flowlog.archive.reading import archived, archived_events
+from flowlog.archive.rebuild import rebuild_archives, verify_archives
+from flowlog.archive.restore import restore_archive
+from flowlog.archive.retention import store_retention
+from flowlog.audit.transfer import TransferError
+from flowlog.eventstore import EventStore, Subscription, create_pool
+from flowlog.eventstore.errors import RemovedEvents
+from flowlog.projections.verify import verify
+from flowlog.schedules.rebuild import verify_schedules
+from flowlog.workflow.decide import ArchiveFlow, decide
+from flowlog.workflow.engine import Engine
+from flowlog.workflow.errors import Code, WorkflowError
+from flowlog.workflow.history import flow_stream
+from flowlog.workflow.projection import PROJECTOR
+from flowlog.workflow.repository import Caller
+from flowlog.workflow.state import FlowStatus
 from tests.engines import StartEngine
 from tests.helpers import cli_env, run_flowlog
 from tests.workflow.defs import backup_flow

@@ -11,8 +11,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from app.archive.files import read_archive
-from app.workflow.engine import Engine
+from flowlog.archive.files import read_archive
+from flowlog.workflow.engine import Engine
 from tests.archive.test_archival import verified
 from tests.helpers import cli_env, run_flowlog
 from tests.processes import Workers, create_flows, histories, kill_first_worker_after

@@ -15,11 +15,11 @@ import asyncpg
 import orjson
 import pytest
 
-from app.archive.policy import Retention
-from app.archive.retention import load_retention, store_retention
-from app.workflow.definition import Registry
-from app.workflow.engine import Engine
-from app.workflow.history import flow_stream
+from flowlog.archive.policy import Retention
+from flowlog.archive.retention import load_retention, store_retention
+from flowlog.workflow.definition import Registry
+from flowlog.workflow.engine import Engine
+from flowlog.workflow.history import flow_stream
 from tests.archive.test_archival import owner_sets
 from tests.helpers import cli_env, run_flowlog
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from app.workflow.definition import WorkflowDefinition
+from flowlog.workflow.definition import WorkflowDefinition
 from tests.workflow.defs import backup_flow
 
 _old = backup_flow()

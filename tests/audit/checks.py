@@ -4,13 +4,13 @@ Python's replay give the same document, whose last state is the projection's."""
 
 from __future__ import annotations
 
-from app.audit.document import state_document
-from app.audit.history import read_history
-from app.audit.queries import Q
-from app.audit.replay import fold_until
-from app.workflow.history import FLOW_STREAM
-from eventstore import EventReader, connect
-from projections.reads import get_workflow
+from flowlog.audit.document import state_document
+from flowlog.audit.history import read_history
+from flowlog.audit.queries import Q
+from flowlog.audit.replay import fold_until
+from flowlog.eventstore import EventReader, connect
+from flowlog.projections.reads import get_workflow
+from flowlog.workflow.history import FLOW_STREAM
 
 FLOW_IDS = "SELECT DISTINCT substr(stream_id, $1) FROM events WHERE stream_id LIKE $2"
 

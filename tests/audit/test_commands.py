@@ -8,13 +8,13 @@ from pathlib import Path
 
 import orjson
 
-from app.audit.document import state_document
-from app.audit.replay import fold_until
-from app.workflow.definition import Registry
-from app.workflow.engine import Engine
-from app.workflow.history import flow_stream
-from app.workflow.repository import Caller
-from eventstore import EventStore, create_pool
+from flowlog.audit.document import state_document
+from flowlog.audit.replay import fold_until
+from flowlog.eventstore import EventStore, create_pool
+from flowlog.workflow.definition import Registry
+from flowlog.workflow.engine import Engine
+from flowlog.workflow.history import flow_stream
+from flowlog.workflow.repository import Caller
 from tests.helpers import QUIET, cli_env, run_flowlog
 from tests.workflow.defs import backup_flow
 from tests.workflow.test_properties import write_random_history

@@ -11,11 +11,11 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.audit.document import state_document
-from app.audit.queries import Q
-from app.audit.replay import diff_documents, fold_until
-from app.workflow.history import flow_stream
-from eventstore import EventStore, create_pool
+from flowlog.audit.document import state_document
+from flowlog.audit.queries import Q
+from flowlog.audit.replay import diff_documents, fold_until
+from flowlog.eventstore import EventStore, create_pool
+from flowlog.workflow.history import flow_stream
 from tests.workflow.test_properties import ACTIONS, DEFINITIONS, write_random_history
 
 

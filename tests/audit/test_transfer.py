@@ -14,14 +14,14 @@ import asyncpg
 import orjson
 import pytest
 
-from app.audit.transfer import Selection, TransferError, export_log, import_log
-from app.migrate import migrate_database
-from app.schedules.spec import ScheduleSpec
-from app.workflow.definition import Registry
-from app.workflow.engine import Engine
-from app.workflow.projection import PROJECTOR
-from eventstore import EventStore, connect, create_pool
-from projections.verify import verify
+from flowlog.audit.transfer import Selection, TransferError, export_log, import_log
+from flowlog.eventstore import EventStore, connect, create_pool
+from flowlog.migrate import migrate_database
+from flowlog.projections.verify import verify
+from flowlog.schedules.spec import ScheduleSpec
+from flowlog.workflow.definition import Registry
+from flowlog.workflow.engine import Engine
+from flowlog.workflow.projection import PROJECTOR
 from tests.workflow.defs import backup_flow, pausing_flow, polling_flow
 from tests.workflow.test_properties import RETRYING, write_random_history
 

@@ -26,8 +26,8 @@ from typing import Any
 import orjson
 import pytest
 
-from app.bench.harness import free_port
-from app.database import create_database, drop_database, with_database
+from flowlog.bench.harness import free_port
+from flowlog.database import create_database, drop_database, with_database
 
 CHROMIUM = os.environ.get("FLOWLOG_CHROMIUM", "/usr/bin/chromium")
 INSTALL = "apt-get install -y chromium fonts-dejavu-core"
@@ -172,7 +172,7 @@ def running_console(
     env = {**os.environ, "DATABASE_URL": url, "FLOWLOG_LOG_LEVEL": "WARNING",
            "FLOWLOG_TOKENS": tokens, "FLOWLOG_LEASE_SECONDS": "5"}  # fmt: skip
     process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+        [sys.executable, "-m", "flowlog.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
          *args],
         env=env,
     )  # fmt: skip
@@ -210,7 +210,7 @@ def _until_ready(console: Console) -> None:
 def console(server_url: str, template_database: str) -> Iterator[Console]:
     """An open console (no tokens) with the demo definitions, shared by a module's tests:
     each test makes flows of its own (its own bizType) and filters on them."""
-    with running_console(server_url, template_database, "--definitions", "app.demo") as served:
+    with running_console(server_url, template_database, "--definitions", "flowlog.demo") as served:
         yield served
 
 
@@ -218,7 +218,7 @@ def console(server_url: str, template_database: str) -> Iterator[Console]:
 def guarded_console(server_url: str, template_database: str) -> Iterator[Console]:
     """A console that asks for a token: two tenants (alice: tenant-a, bob: tenant-b)."""
     with running_console(
-        server_url, template_database, "--definitions", "app.demo", tokens=TOKENS
+        server_url, template_database, "--definitions", "flowlog.demo", tokens=TOKENS
     ) as served:
         yield served
 

@@ -15,8 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from app.config import Settings
-from app.database import provide_database
+from flowlog.config import Settings
+from flowlog.database import provide_database
 from tests.browser.conftest import CHROMIUM, DESKTOP, PHONE, Console, run_async, running_console
 
 SHOTS = (
@@ -26,8 +26,8 @@ SHOTS = (
 
 
 def make_screenshots(server_url: str, out: Path) -> list[Path]:
-    from app.database import create_database, drop_database, with_database
-    from app.migrate import migrate_database
+    from flowlog.database import create_database, drop_database, with_database
+    from flowlog.migrate import migrate_database
 
     out.mkdir(parents=True, exist_ok=True)
     template = f"flowlog_shots_{secrets.token_hex(4)}"

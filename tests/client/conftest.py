@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from app.bench.harness import free_port, serve_process
+from flowlog.bench.harness import free_port, serve_process
 
 TOKEN = "token-a"
 TOKENS = f"alice:{TOKEN}:tenant-a,bob:token-b:tenant-b"

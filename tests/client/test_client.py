@@ -6,7 +6,7 @@ import pydantic
 import pytest
 from aiohttp import web
 
-from app.client import (
+from flowlog.client import (
     BadRequest,
     Conflict,
     FlowEnded,
@@ -15,7 +15,7 @@ from app.client import (
     StreamEvent,
     Unauthorized,
 )
-from app.workflow.errors import Code
+from flowlog.workflow.errors import Code
 from tests.client.conftest import DEFINITION, QUICK, TOKEN, StartProxy
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from app.audit.history import HistoryLine
-from app.workflow.events import (
+from flowlog.audit.history import HistoryLine
+from flowlog.workflow.events import (
     FlowCreated,
     FlowEvent,
     FlowStarted,

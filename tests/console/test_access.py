@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from aiohttp import ClientResponse
 
-from app.api.access import SESSION_COOKIE, Tokens
-from app.workflow.errors import Code
+from flowlog.api.access import SESSION_COOKIE, Tokens
+from flowlog.workflow.errors import Code
 from tests.api.conftest import TOKENS, MakeService, Service
 from tests.api.helpers import FLOWS, A, B, Client, create, events, ok, refused, status_of
 

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import pytest
 
-from app.console.flowview import allowed_actions, build
-from app.console.present import Waiting
-from app.demo import DEFINITIONS
-from app.workflow.events import (
+from flowlog.console.flowview import allowed_actions, build
+from flowlog.console.present import Waiting
+from flowlog.demo import DEFINITIONS
+from flowlog.workflow.events import (
     CancelRequested,
     FlowFailed,
     FlowStarted,
     FlowStopped,
     NodeWaiting,
 )
-from app.workflow.state import FlowStatus
+from flowlog.workflow.state import FlowStatus
 from tests.console.histories import at, created, failed, lines, started, succeeded
 
 DEMO = DEFINITIONS[0].describe()
@@ -90,7 +90,7 @@ def test_a_version_outside_the_history_is_refused() -> None:
 
 
 def test_allowed_actions_of_a_finished_flow_are_none() -> None:
-    from app.workflow.events import FlowFinished
+    from flowlog.workflow.events import FlowFinished
 
     history = lines([
         (created(), 0), (FlowStarted(), 0), (started("start", "backup", 1), 1),

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from app.console.graph import NODE_HEIGHT, NODE_WIDTH, layout
-from app.demo import DEFINITIONS
+from flowlog.console.graph import NODE_HEIGHT, NODE_WIDTH, layout
+from flowlog.demo import DEFINITIONS
 
 
 def _node(name: str, success: str = "", fail: str = "") -> dict[str, str]:

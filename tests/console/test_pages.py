@@ -12,10 +12,10 @@ from typing import Any
 
 import orjson
 
-from app import keys
-from app.schedules.events import ScheduleCreated, ScheduleSkipped
-from app.schedules.store import ScheduleRepository
-from app.workflow.repository import Caller
+from flowlog import keys
+from flowlog.schedules.events import ScheduleCreated, ScheduleSkipped
+from flowlog.schedules.store import ScheduleRepository
+from flowlog.workflow.repository import Caller
 from tests.api.conftest import Service
 from tests.api.helpers import (
     DEFINITIONS,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from types import MappingProxyType
 
-from app.console.present import (
+from flowlog.console.present import (
     Waiting,
     duration,
     iso,

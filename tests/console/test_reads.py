@@ -8,16 +8,16 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
-from app.console.present import Waiting
-from app.console.reads import current_nodes, waiting_flows
-from app.workflow.definition import NodeDefinition, RetryPolicy, WorkflowDefinition
-from app.workflow.engine import Engine
-from app.workflow.errors import NodeError
-from app.workflow.executor import FlowContext, NodeHandle
-from app.workflow.history import flow_stream
-from app.workflow.state import FlowStatus
-from projections.reads import Cursor, ListFilter, get_workflow
-from projections.rows import WorkflowRow
+from flowlog.console.present import Waiting
+from flowlog.console.reads import current_nodes, waiting_flows
+from flowlog.projections.reads import Cursor, ListFilter, get_workflow
+from flowlog.projections.rows import WorkflowRow
+from flowlog.workflow.definition import NodeDefinition, RetryPolicy, WorkflowDefinition
+from flowlog.workflow.engine import Engine
+from flowlog.workflow.errors import NodeError
+from flowlog.workflow.executor import FlowContext, NodeHandle
+from flowlog.workflow.history import flow_stream
+from flowlog.workflow.state import FlowStatus
 from tests.engines import StartEngine
 from tests.workflow.defs import noop
 from tests.workflow.helpers import wait_for_status

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from app.console.timeline import AXIS, MIN_WIDTH, build
-from app.workflow.events import FlowResumed, FlowStarted, FlowStopped
+from flowlog.console.timeline import AXIS, MIN_WIDTH, build
+from flowlog.workflow.events import FlowResumed, FlowStarted, FlowStopped
 from tests.console.histories import at, created, failed, started, submitted, succeeded
 
 

@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.workflow.definition import NodeDefinition, WorkflowDefinition
-from app.workflow.engine import Engine
-from app.workflow.errors import FlowNotFound
-from app.workflow.service import seed_node_list
-from projections.reads import BadCursor, Cursor, ListFilter, list_workflows
-from projections.rows import NodeRow, WorkflowRow
+from flowlog.projections.reads import BadCursor, Cursor, ListFilter, list_workflows
+from flowlog.projections.rows import NodeRow, WorkflowRow
+from flowlog.workflow.definition import NodeDefinition, WorkflowDefinition
+from flowlog.workflow.engine import Engine
+from flowlog.workflow.errors import FlowNotFound
+from flowlog.workflow.service import seed_node_list
 from tests.engines import StartEngine
 from tests.workflow.defs import backup_flow, noop
 from tests.workflow.helpers import wait_for_status

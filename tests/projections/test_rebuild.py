@@ -9,12 +9,12 @@ from typing import Any
 import asyncpg
 import pytest
 
-from app.workflow.engine import Engine
-from app.workflow.projection import PROJECTOR
-from eventstore import EventStore
-from projections import rebuild as rebuild_module
-from projections.rebuild import rebuild
-from projections.verify import verify
+from flowlog.eventstore import EventStore
+from flowlog.projections import rebuild as rebuild_module
+from flowlog.projections.rebuild import rebuild
+from flowlog.projections.verify import verify
+from flowlog.workflow.engine import Engine
+from flowlog.workflow.projection import PROJECTOR
 from tests.engines import StartEngine
 from tests.helpers import QUIET, cli_env, run_flowlog
 from tests.workflow.defs import backup_flow, pausing_flow

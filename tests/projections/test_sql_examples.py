@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from app.workflow.definition import NodeDefinition, WorkflowDefinition
-from app.workflow.errors import NodeError
-from app.workflow.executor import FlowContext, NodeHandle
+from flowlog.workflow.definition import NodeDefinition, WorkflowDefinition
+from flowlog.workflow.errors import NodeError
+from flowlog.workflow.executor import FlowContext, NodeHandle
 from tests import readme
 from tests.engines import StartEngine
 from tests.workflow.defs import backup_flow

@@ -21,15 +21,15 @@ from aiohttp import DummyCookieJar, web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from app import keys
-from app.config import Settings
-from app.database import create_database, drop_database, with_database
-from app.migrate import migrate_database
-from app.pgserver import EmbeddedPostgres
-from app.replicas.connect import until_replayed
-from app.web import create_app
-from app.workflow.definition import Registry
-from app.workflow.engine import Engine
+from flowlog import keys
+from flowlog.config import Settings
+from flowlog.database import create_database, drop_database, with_database
+from flowlog.migrate import migrate_database
+from flowlog.pgserver import EmbeddedPostgres
+from flowlog.replicas.connect import until_replayed
+from flowlog.web import create_app
+from flowlog.workflow.definition import Registry
+from flowlog.workflow.engine import Engine
 from tests.workflow.defs import backup_flow
 
 # Durable enough for a test, and quick; commits still wait for their WAL to be written,

@@ -7,9 +7,9 @@ import asyncio
 import asyncpg
 import pytest
 
-from app.replicas.position import BadPosition, format_position, parse_position
-from app.replicas.replica import replica_name
-from app.replicas.router import ReadRouter
+from flowlog.replicas.position import BadPosition, format_position, parse_position
+from flowlog.replicas.replica import replica_name
+from flowlog.replicas.router import ReadRouter
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.bench.harness import free_port
+from flowlog.bench.harness import free_port
 from tests import readme
 from tests.replicas.conftest import Database
 

@@ -14,10 +14,10 @@ from typing import Any
 import orjson
 import pytest
 
-from app.client import FlowlogClient
-from app.replicas.connect import reading_connection
-from app.replicas.position import COOKIE, HEADER, parse_position
-from app.replicas.replica import ReplicaState, replica_name
+from flowlog.client import FlowlogClient
+from flowlog.replicas.connect import reading_connection
+from flowlog.replicas.position import COOKIE, HEADER, parse_position
+from flowlog.replicas.replica import ReplicaState, replica_name
 from tests.replicas.conftest import (
     Client,
     Database,
@@ -273,7 +273,7 @@ async def test_flowlog_history_reads_a_caught_up_replica_else_the_primary(
     }
     done = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "app.cli", "history", flow_id, "--json"],
+        [sys.executable, "-m", "flowlog.cli", "history", flow_id, "--json"],
         env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr

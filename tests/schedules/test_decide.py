@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.schedules import decide
-from app.schedules.events import (
+from flowlog.schedules import decide
+from flowlog.schedules.events import (
     ScheduleCreated,
     ScheduleEvent,
     ScheduleFired,
@@ -16,15 +16,15 @@ from app.schedules.events import (
     ScheduleUpdated,
     encode,
 )
-from app.schedules.spec import ScheduleSpec
-from app.schedules.state import (
+from flowlog.schedules.spec import ScheduleSpec
+from flowlog.schedules.state import (
     ScheduleState,
     ScheduleStatus,
     evolve,
     from_snapshot,
     snapshot,
 )
-from app.workflow.errors import Code, WorkflowError
+from flowlog.workflow.errors import Code, WorkflowError
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 

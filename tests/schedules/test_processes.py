@@ -16,16 +16,23 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from app.faults import VARIABLE
-from app.schedules.spec import ScheduleSpec
-from app.workflow.definition import Registry
-from app.workflow.engine import Engine
+from flowlog.faults import VARIABLE
+from flowlog.schedules.spec import ScheduleSpec
+from flowlog.workflow.definition import Registry
+from flowlog.workflow.engine import Engine
 from tests.workflow.procdefs import DEFINITIONS
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMAND = [sys.executable, "-m", "app.cli", "worker", "--definitions", "tests.workflow.procdefs"]
+COMMAND = [
+    sys.executable,
+    "-m",
+    "flowlog.cli",
+    "worker",
+    "--definitions",
+    "tests.workflow.procdefs",
+]
 SCHEDULES = ("a", "b", "c")
 FIRES = """
 SELECT e.stream_id, e.data ->> 'flow_id' AS flow_id,

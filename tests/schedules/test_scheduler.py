@@ -10,19 +10,19 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from app.schedules.events import ScheduleCreated, ScheduleEvent, ScheduleFired
-from app.schedules.rebuild import rebuild_schedules, verify_schedules
-from app.schedules.scheduler import Scheduler
-from app.schedules.spec import ScheduleSpec
-from app.schedules.state import ScheduleState, ScheduleStatus
-from app.schedules.store import ScheduleRepository
-from app.workflow.definition import NodeDefinition, Registry, WorkflowDefinition
-from app.workflow.engine import Engine
-from app.workflow.errors import Code, DefinitionNotFound, WorkflowError
-from app.workflow.executor import FlowContext, NodeHandle
-from app.workflow.repository import Caller
-from app.workflow.service import WorkFlowService
-from eventstore import EventStore
+from flowlog.eventstore import EventStore
+from flowlog.schedules.events import ScheduleCreated, ScheduleEvent, ScheduleFired
+from flowlog.schedules.rebuild import rebuild_schedules, verify_schedules
+from flowlog.schedules.scheduler import Scheduler
+from flowlog.schedules.spec import ScheduleSpec
+from flowlog.schedules.state import ScheduleState, ScheduleStatus
+from flowlog.schedules.store import ScheduleRepository
+from flowlog.workflow.definition import NodeDefinition, Registry, WorkflowDefinition
+from flowlog.workflow.engine import Engine
+from flowlog.workflow.errors import Code, DefinitionNotFound, WorkflowError
+from flowlog.workflow.executor import FlowContext, NodeHandle
+from flowlog.workflow.repository import Caller
+from flowlog.workflow.service import WorkFlowService
 from tests.engines import StartEngine
 from tests.workflow.defs import noop
 

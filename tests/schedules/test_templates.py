@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from app.schedules.templates import (
+from flowlog.schedules.templates import (
     ANY_TIME,
     DIRECTIVES,
     ISO_LONGEST,

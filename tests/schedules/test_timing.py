@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from app.schedules import timing
-from app.schedules.timing import (
+from flowlog.schedules import timing
+from flowlog.schedules.timing import (
     SKIP_COUNT_LIMIT,
     Due,
     Timing,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from app.workflow.definition import NodeDefinition, NodeKind, RetryPolicy, WorkflowDefinition
-from app.workflow.executor import Finished, FlowContext, NodeHandle, PollResult
+from flowlog.workflow.definition import NodeDefinition, NodeKind, RetryPolicy, WorkflowDefinition
+from flowlog.workflow.executor import Finished, FlowContext, NodeHandle, PollResult
 
 
 async def noop(node: NodeHandle, ctx: FlowContext) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from app.workflow.decide import Command, CreateFlow, decide, decide_and_advance
-from app.workflow.definition import WorkflowDefinition
-from app.workflow.events import FlowEvent
-from app.workflow.state import FlowState, evolve, fold
+from flowlog.workflow.decide import Command, CreateFlow, decide, decide_and_advance
+from flowlog.workflow.definition import WorkflowDefinition
+from flowlog.workflow.events import FlowEvent
+from flowlog.workflow.state import FlowState, evolve, fold
 
 REACTOR = ("Advance", "Interrupt", "RecordSubmitted", "RecordSuccess", "RecordFailure",
            "RecordCanceled", "RecordWaiting", "Wake")  # fmt: skip

@@ -6,8 +6,8 @@ import asyncio
 from collections import Counter
 from collections.abc import Container
 
-from app.workflow.service import WorkFlowService
-from app.workflow.state import FlowState, FlowStatus
+from flowlog.workflow.service import WorkFlowService
+from flowlog.workflow.state import FlowState, FlowStatus
 
 
 async def wait_for_status(

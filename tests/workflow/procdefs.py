@@ -13,8 +13,8 @@ import random
 import signal
 import time
 
-from app.workflow.definition import NodeDefinition, NodeKind, WorkflowDefinition
-from app.workflow.executor import Finished, FlowContext, NodeHandle, PollResult, Running
+from flowlog.workflow.definition import NodeDefinition, NodeKind, WorkflowDefinition
+from flowlog.workflow.executor import Finished, FlowContext, NodeHandle, PollResult, Running
 
 
 def _sleep_range() -> tuple[float, float]:

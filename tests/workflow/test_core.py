@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.workflow.decide import (
+from flowlog.workflow.decide import (
     Advance,
     CancelFlow,
     CreateFlow,
@@ -19,9 +19,9 @@ from app.workflow.decide import (
     StartFlow,
     StopFlow,
 )
-from app.workflow.errors import Code, WorkflowError
-from app.workflow.events import ContextSet, FlowCreated, NodeStarted
-from app.workflow.state import FlowStatus, FoldError, NodeStatus, evolve
+from flowlog.workflow.errors import Code, WorkflowError
+from flowlog.workflow.events import ContextSet, FlowCreated, NodeStarted
+from flowlog.workflow.state import FlowStatus, FoldError, NodeStatus, evolve
 from tests.workflow.defs import backup_flow, pausing_flow, polling_flow
 from tests.workflow.harness import T0, Memory, created
 
@@ -285,7 +285,7 @@ def test_a_history_must_start_with_creation_and_nodes_must_match() -> None:
 def test_stored_events_of_an_older_schema_are_upcast_before_validation(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from app.workflow import events
+    from flowlog.workflow import events
 
     # Suppose NodeStarted went to schema 2, which renamed "attempt" from "try".
     monkeypatch.setattr(events.NodeStarted, "schema_version", 2)
@@ -305,7 +305,7 @@ def test_stored_events_of_an_older_schema_are_upcast_before_validation(
 
 
 def _interrupted_flow(max_interruptions: int, fail: str = "fail") -> Memory:
-    from app.workflow.definition import NodeDefinition, WorkflowDefinition
+    from flowlog.workflow.definition import NodeDefinition, WorkflowDefinition
     from tests.workflow.defs import noop
 
     nodes = {
@@ -358,8 +358,8 @@ def test_interruptions_count_in_a_row_only_and_zero_means_never_again() -> None:
 
 
 def test_the_seeds_pause_spelling_is_the_same_pause() -> None:
-    from app.workflow.definition import PAUSE, NodeDefinition, WorkflowDefinition
-    from app.workflow.errors import InvalidDefinition
+    from flowlog.workflow.definition import PAUSE, NodeDefinition, WorkflowDefinition
+    from flowlog.workflow.errors import InvalidDefinition
     from tests.workflow.defs import noop
 
     upper = NodeDefinition("a", noop, fail="PAUSE")
@@ -372,7 +372,7 @@ def test_the_seeds_pause_spelling_is_the_same_pause() -> None:
 
 
 def test_a_default_max_interruptions_leaves_the_version_as_it_was() -> None:
-    from app.workflow.definition import NodeDefinition, WorkflowDefinition
+    from flowlog.workflow.definition import NodeDefinition, WorkflowDefinition
     from tests.workflow.defs import noop
 
     plain = WorkflowDefinition("v", {"start": NodeDefinition("a", noop)})

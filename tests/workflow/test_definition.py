@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from app.workflow.definition import (
+from flowlog.workflow.definition import (
     NodeDefinition,
     NodeKind,
     Registry,
     RetryPolicy,
     WorkflowDefinition,
 )
-from app.workflow.errors import Code, DefinitionNotFound, InvalidDefinition
-from app.workflow.executor import FlowContext, NodeHandle, Running
+from flowlog.workflow.errors import Code, DefinitionNotFound, InvalidDefinition
+from flowlog.workflow.executor import FlowContext, NodeHandle, Running
 from tests.workflow.defs import backup_flow, noop, poll_done, submit
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 
-from app.workflow.events import ContextSet
-from app.workflow.idempotency import Idempotency
-from app.workflow.projection import PROJECTOR
-from app.workflow.repository import Caller
-from app.workflow.state import FlowStatus
-from eventstore import EventStore, WrongExpectedVersion, create_pool
-from projections.verify import verify
+from flowlog.eventstore import EventStore, WrongExpectedVersion, create_pool
+from flowlog.projections.verify import verify
+from flowlog.workflow.events import ContextSet
+from flowlog.workflow.idempotency import Idempotency
+from flowlog.workflow.projection import PROJECTOR
+from flowlog.workflow.repository import Caller
+from flowlog.workflow.state import FlowStatus
 from tests.engines import StartEngine
 from tests.workflow.defs import backup_flow
 from tests.workflow.helpers import wait_for_status

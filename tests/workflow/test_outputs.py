@@ -19,13 +19,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from app.builtins import definition_from_spec
-from app.workflow.definition import NodeDefinition, NodeKind, WorkflowDefinition
-from app.workflow.engine import Engine
-from app.workflow.errors import Code, NodeError
-from app.workflow.executor import FlowContext, NodeHandle
-from app.workflow.history import flow_stream
-from app.workflow.state import FlowState, FlowStatus, NodeStatus
+from flowlog.builtins import definition_from_spec
+from flowlog.workflow.definition import NodeDefinition, NodeKind, WorkflowDefinition
+from flowlog.workflow.engine import Engine
+from flowlog.workflow.errors import Code, NodeError
+from flowlog.workflow.executor import FlowContext, NodeHandle
+from flowlog.workflow.history import flow_stream
+from flowlog.workflow.state import FlowState, FlowStatus, NodeStatus
 from tests.engines import StartEngine
 from tests.workflow.defs import noop
 from tests.workflow.helpers import wait_for_status
@@ -327,7 +327,7 @@ async def test_a_step_that_crashes_says_which_node_and_why(
     node runs again after its lease, and may end as a lost worker's, 40110)."""
     executor = Returns(lambda node, ctx: Unprintable())
     engine = await start_engine(python_flow(executor))
-    caplog.set_level(logging.ERROR, logger="app.workflow.reactor")
+    caplog.set_level(logging.ERROR, logger="flowlog.workflow.reactor")
     flow_id = await engine.service.create_workflow("b", "t", "py", start=True)
 
     def crashed() -> list[logging.LogRecord]:

@@ -9,11 +9,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from app.workflow.definition import NodeDefinition, NodeKind, WorkflowDefinition
-from app.workflow.engine import Engine
-from app.workflow.executor import Finished, FlowContext, NodeHandle, PollResult, Running
-from app.workflow.reactor import ReactorSettings
-from app.workflow.state import FlowState, FlowStatus, NodeStatus
+from flowlog.workflow.definition import NodeDefinition, NodeKind, WorkflowDefinition
+from flowlog.workflow.engine import Engine
+from flowlog.workflow.executor import Finished, FlowContext, NodeHandle, PollResult, Running
+from flowlog.workflow.reactor import ReactorSettings
+from flowlog.workflow.state import FlowState, FlowStatus, NodeStatus
 from tests.engines import StartEngine
 from tests.workflow.defs import noop
 from tests.workflow.helpers import wait_for_status, wait_until

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from app.workflow.definition import Registry
-from app.workflow.engine import Engine
-from app.workflow.errors import Code
-from app.workflow.reactor import ReactorSettings
-from eventstore import connect
+from flowlog.eventstore import connect
+from flowlog.workflow.definition import Registry
+from flowlog.workflow.engine import Engine
+from flowlog.workflow.errors import Code
+from flowlog.workflow.reactor import ReactorSettings
 from tests.processes import (
     SUBMITTED,
     Workers,

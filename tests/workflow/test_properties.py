@@ -12,7 +12,8 @@ from datetime import timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.workflow.decide import (
+from flowlog.eventstore import EventStore, WrongExpectedVersion
+from flowlog.workflow.decide import (
     Advance,
     CancelFlow,
     Command,
@@ -33,12 +34,11 @@ from app.workflow.decide import (
     decide,
     decide_and_advance,
 )
-from app.workflow.definition import NodeDefinition, NodeKind, RetryPolicy, WorkflowDefinition
-from app.workflow.errors import Code, WorkflowError
-from app.workflow.events import FlowCanceled, NodeFailed, NodeStarted, NodeSucceeded
-from app.workflow.repository import FlowRepository
-from app.workflow.state import TERMINAL, FlowState, FlowStatus, NodeStatus
-from eventstore import EventStore, WrongExpectedVersion
+from flowlog.workflow.definition import NodeDefinition, NodeKind, RetryPolicy, WorkflowDefinition
+from flowlog.workflow.errors import Code, WorkflowError
+from flowlog.workflow.events import FlowCanceled, NodeFailed, NodeStarted, NodeSucceeded
+from flowlog.workflow.repository import FlowRepository
+from flowlog.workflow.state import TERMINAL, FlowState, FlowStatus, NodeStatus
 from tests.workflow.defs import backup_flow, noop, pausing_flow, polling_flow
 from tests.workflow.harness import REACTOR, Memory, created
 

@@ -9,16 +9,16 @@ from collections import Counter
 import asyncpg
 import pytest
 
-from app.workflow.definition import NodeDefinition, NodeKind, RetryPolicy, WorkflowDefinition
-from app.workflow.engine import Engine
-from app.workflow.errors import Code, NodeError, WorkflowError
-from app.workflow.events import NodeStarted
-from app.workflow.executor import Failed, Finished, FlowContext, NodeHandle, PollResult, Running
-from app.workflow.history import flow_stream
-from app.workflow.reactor import ReactorSettings
-from app.workflow.repository import Caller, FlowRepository
-from app.workflow.state import FlowStatus, NodeStatus
-from eventstore import TRANSIENT_ERRORS
+from flowlog.eventstore import TRANSIENT_ERRORS
+from flowlog.workflow.definition import NodeDefinition, NodeKind, RetryPolicy, WorkflowDefinition
+from flowlog.workflow.engine import Engine
+from flowlog.workflow.errors import Code, NodeError, WorkflowError
+from flowlog.workflow.events import NodeStarted
+from flowlog.workflow.executor import Failed, Finished, FlowContext, NodeHandle, PollResult, Running
+from flowlog.workflow.history import flow_stream
+from flowlog.workflow.reactor import ReactorSettings
+from flowlog.workflow.repository import Caller, FlowRepository
+from flowlog.workflow.state import FlowStatus, NodeStatus
 from tests.engines import StartEngine
 from tests.helpers import kill_the_slow_append, slow_first_append
 from tests.workflow.defs import backup_flow, noop
@@ -28,7 +28,7 @@ ENDED = {FlowStatus.FINISHED, FlowStatus.ERROR, FlowStatus.CANCELED}
 
 
 async def event_types(engine_store: object, flow_id: str) -> list[str]:
-    from eventstore import EventStore
+    from flowlog.eventstore import EventStore
 
     assert isinstance(engine_store, EventStore)
     return [e.type for e in await engine_store.read_stream(flow_stream(flow_id))]
@@ -536,7 +536,7 @@ async def test_a_late_heartbeat_never_makes_a_process_drive_a_flow_twice(
     async def no_heartbeat(self: object) -> None:
         await asyncio.sleep(3600)
 
-    monkeypatch.setattr("app.workflow.reactor.Reactor._heartbeat_loop", no_heartbeat)
+    monkeypatch.setattr("flowlog.workflow.reactor.Reactor._heartbeat_loop", no_heartbeat)
     settings = ReactorSettings(concurrency=4, lease_seconds=1, poll_interval=0.1)
     engine = await start_engine(
         WorkflowDefinition("slow", {"start": NodeDefinition("slow", slow)}), settings=settings
@@ -695,7 +695,7 @@ async def test_a_live_worker_keeps_its_outcome_when_recording_it_fails(
 async def test_the_reactor_logs_a_summary_and_each_node_at_debug(
     start_engine: StartEngine, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level("DEBUG", logger="app.workflow.reactor")
+    caplog.set_level("DEBUG", logger="flowlog.workflow.reactor")
     settings = ReactorSettings(lease_seconds=5, heartbeat_seconds=0.2, summary_seconds=0.3)
     engine = await start_engine(backup_flow(), settings=settings)
     flow_id = await engine.service.create_workflow("c", "t", "backup", start=True)

@@ -10,16 +10,16 @@ from typing import Any
 import asyncpg
 import pytest
 
-from app.builtins import definition_from_spec
-from app.workflow.definition import NodeDefinition, RetryPolicy, WorkflowDefinition
-from app.workflow.engine import Engine
-from app.workflow.errors import Code, WorkflowError
-from app.workflow.executor import FlowContext, NodeHandle
-from app.workflow.history import flow_stream
-from app.workflow.reactor import Reactor
-from app.workflow.repository import Caller
-from app.workflow.service import Completion, WorkFlowService
-from app.workflow.state import FlowState, FlowStatus, NodeStatus
+from flowlog.builtins import definition_from_spec
+from flowlog.workflow.definition import NodeDefinition, RetryPolicy, WorkflowDefinition
+from flowlog.workflow.engine import Engine
+from flowlog.workflow.errors import Code, WorkflowError
+from flowlog.workflow.executor import FlowContext, NodeHandle
+from flowlog.workflow.history import flow_stream
+from flowlog.workflow.reactor import Reactor
+from flowlog.workflow.repository import Caller
+from flowlog.workflow.service import Completion, WorkFlowService
+from flowlog.workflow.state import FlowState, FlowStatus, NodeStatus
 from tests.engines import FAST, StartEngine
 from tests.workflow.defs import noop
 from tests.workflow.helpers import wait_for_status
