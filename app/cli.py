@@ -26,6 +26,7 @@ from flowlog.api.access import Tokens
 from flowlog.cli_problems import database_problem
 from flowlog.config import ConfigError, Settings
 from flowlog.database import EMBEDDED_DATABASE, EMBEDDED_RUNTIME_ROLE, provide_database
+from flowlog.engine import Engine, load_definitions
 from flowlog.eventstore import LogHorizonError
 from flowlog.flowscli import commands as flows_commands
 from flowlog.flowscli.commands import usage_problem as flows_usage
@@ -35,7 +36,6 @@ from flowlog.roles import DatabaseUrls
 from flowlog.schedules.cli import usage_problem as schedule_usage
 from flowlog.web import listen
 from flowlog.workflow.definition import Registry
-from flowlog.workflow.engine import Engine, load_definitions
 from flowlog.workflow.errors import InvalidDefinition
 
 log = logging.getLogger("flowlog")

@@ -10,9 +10,9 @@ from aiohttp import web
 from flowlog.api.access import Tokens
 from flowlog.api.metrics import Metrics
 from flowlog.config import Settings
+from flowlog.engine import Engine
 from flowlog.roles import DatabaseUrls
 from flowlog.workflow.definition import Registry
-from flowlog.workflow.engine import Engine
 
 SETTINGS = web.AppKey("settings", Settings)
 DATABASE = web.AppKey("database", DatabaseUrls)

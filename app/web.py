@@ -24,11 +24,11 @@ from flowlog.api.models import MAX_BODY
 from flowlog.api.routes import api
 from flowlog.config import Settings
 from flowlog.console import setup_console
+from flowlog.engine import Engine
 from flowlog.replicas.http import positions
 from flowlog.roles import DatabaseUrls
 from flowlog.telemetry.http import traced
 from flowlog.workflow.definition import Registry
-from flowlog.workflow.engine import Engine
 
 log = logging.getLogger(__name__)
 

@@ -19,11 +19,11 @@ import asyncpg
 import pytest
 
 from flowlog.database import create_database, drop_database, with_database
+from flowlog.engine import Engine
 from flowlog.eventstore import EventStore, create_pool
 from flowlog.migrate import migrate_database
 from flowlog.pgserver import EmbeddedPostgres
 from flowlog.workflow.definition import Registry, WorkflowDefinition
-from flowlog.workflow.engine import Engine
 from flowlog.workflow.reactor import ReactorSettings
 from tests.audit.checks import check_audit_of_every_flow
 from tests.engines import FAST, StartEngine

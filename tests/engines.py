@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from flowlog.workflow.engine import Engine
+from flowlog.engine import Engine
 from flowlog.workflow.reactor import ReactorSettings
 
 FAST = ReactorSettings(

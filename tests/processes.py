@@ -14,7 +14,7 @@ from pathlib import Path
 
 import asyncpg
 
-from flowlog.workflow.engine import Engine
+from flowlog.engine import Engine
 
 ROOT = Path(__file__).resolve().parents[1]
 HISTORIES = """

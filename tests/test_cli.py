@@ -26,8 +26,8 @@ import pytest
 
 from flowlog.bench.harness import free_port
 from flowlog.database import with_database
+from flowlog.engine import Engine
 from flowlog.workflow.definition import Registry
-from flowlog.workflow.engine import Engine
 from tests.helpers import cli_env, refused_port, run_flowlog
 from tests.workflow.defs import backup_flow
 

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from flowlog.bench.harness import serve_process
-from flowlog.workflow.engine import Engine
+from flowlog.engine import Engine
 from flowlog.workflow.state import FlowStatus
 from tests.api.conftest import fussy_flow
 from tests.engines import StartEngine

@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from flowlog.engine import Engine
 from flowlog.eventstore import EventStore, Expect, NewEvent, create_pool
 from flowlog.migrate import MigrationError, pending, prepare_schema
 from flowlog.projections.rebuild import rebuild
 from flowlog.roles import DatabaseUrls
 from flowlog.workflow.definition import Registry
-from flowlog.workflow.engine import Engine
 from flowlog.workflow.projection import PROJECTOR
 from flowlog.workflow.state import FlowStatus
 from tests.engines import FAST

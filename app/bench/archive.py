@@ -34,10 +34,10 @@ from flowlog.archive.policy import ArchiveSettings, Retention
 from flowlog.archive.queries import Q
 from flowlog.bench.harness import Report, Size, percentile, scratch_database
 from flowlog.bench.projections import generated_log
+from flowlog.engine import Engine
 from flowlog.eventstore import EventStore, connect, create_pool
 from flowlog.projections.rebuild import rebuild
 from flowlog.workflow.definition import NodeDefinition, Registry, WorkflowDefinition
-from flowlog.workflow.engine import Engine
 from flowlog.workflow.executor import FlowContext, NodeHandle
 from flowlog.workflow.projection import PROJECTOR
 

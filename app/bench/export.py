@@ -27,10 +27,10 @@ from typing import Any
 from flowlog.audit.transfer import import_log
 from flowlog.bench.harness import Report, Size, scratch_database
 from flowlog.bench.projections import definitions, generate_log
+from flowlog.engine import Engine
 from flowlog.eventstore import EventStore, connect, create_pool
 from flowlog.projections.verify import verify
 from flowlog.workflow.definition import Registry
-from flowlog.workflow.engine import Engine
 from flowlog.workflow.projection import PROJECTOR
 
 FULL_FLOWS = 300_000

@@ -43,10 +43,10 @@ from tqdm import tqdm
 from flowlog.bench import dbos_baseline
 from flowlog.bench.append import Q as BENCH_Q
 from flowlog.bench.harness import Report, Size, percentile, scratch_database, timed
+from flowlog.engine import Engine
 from flowlog.eventstore import EventStore, connect
 from flowlog.projections.verify import verify
 from flowlog.workflow.definition import NodeDefinition, Registry, WorkflowDefinition
-from flowlog.workflow.engine import Engine
 from flowlog.workflow.executor import FlowContext, NodeHandle
 from flowlog.workflow.history import flow_stream
 from flowlog.workflow.projection import PROJECTOR

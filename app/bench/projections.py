@@ -22,13 +22,13 @@ from typing import Any
 from tqdm import tqdm
 
 from flowlog.bench.harness import Report, Size, percentile, scratch_database
+from flowlog.engine import Engine
 from flowlog.eventstore import EventStore, connect, create_pool
 from flowlog.projections.reads import Cursor, ListFilter, list_workflows
 from flowlog.projections.rebuild import Q as RQ
 from flowlog.projections.rebuild import rebuild
 from flowlog.projections.verify import verify
 from flowlog.workflow.definition import NodeDefinition, Registry, WorkflowDefinition
-from flowlog.workflow.engine import Engine
 from flowlog.workflow.executor import FlowContext, NodeHandle
 from flowlog.workflow.history import FLOW_STREAM
 from flowlog.workflow.projection import PROJECTOR

@@ -34,10 +34,10 @@ from flowlog.bench.harness import (
     scratch_database,
     served,
 )
+from flowlog.engine import Engine
 from flowlog.eventstore import EventStore
 from flowlog.projections.verify import verify
 from flowlog.workflow.definition import Registry
-from flowlog.workflow.engine import Engine
 from flowlog.workflow.projection import PROJECTOR
 
 QUICK_FLOWS, FULL_FLOWS, SMOKE_FLOWS = 2000, 10000, 100

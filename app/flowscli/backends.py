@@ -15,11 +15,11 @@ from flowlog.cli_problems import CANNOT_LOG_IN, database_problem
 from flowlog.client import FlowlogClient
 from flowlog.client.errors import Unavailable, error_for
 from flowlog.client.events import ENDED, StreamEvent
+from flowlog.engine import Engine
 from flowlog.eventstore import TRANSIENT_ERRORS, RecordedEvent, wait_any
 from flowlog.projections.reads import Cursor, ListFilter, list_workflows
 from flowlog.roles import DatabaseUrls
 from flowlog.workflow.definition import Registry
-from flowlog.workflow.engine import Engine
 from flowlog.workflow.errors import WorkflowError
 from flowlog.workflow.history import flow_stream
 from flowlog.workflow.projection import workflow_row

@@ -3,7 +3,7 @@
 The public Python API (see the README and docs/workflows.md)::
 
     from flowlog.workflow import (
-        Engine, Registry, WorkflowDefinition, NodeDefinition, NodeKind, RetryPolicy, PAUSE,
+        Registry, WorkflowDefinition, NodeDefinition, NodeKind, RetryPolicy, PAUSE,
         NodeHandle, FlowContext, Running, Finished, Failed, NodeError,
     )
 """
@@ -17,7 +17,6 @@ from flowlog.workflow.definition import (
     RetryPolicy,
     WorkflowDefinition,
 )
-from flowlog.workflow.engine import Engine, load_definitions
 from flowlog.workflow.errors import Code, DefinitionNotFound, FlowNotFound, NodeError, WorkflowError
 from flowlog.workflow.executor import (
     Executor,
@@ -40,7 +39,6 @@ __all__ = [
     "Caller",
     "Code",
     "DefinitionNotFound",
-    "Engine",
     "Executor",
     "Failed",
     "Finished",
@@ -64,5 +62,4 @@ __all__ = [
     "WorkFlowService",
     "WorkflowDefinition",
     "WorkflowError",
-    "load_definitions",
 ]

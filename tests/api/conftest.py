@@ -14,10 +14,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from flowlog import keys
 from flowlog.config import Settings
+from flowlog.engine import Engine
 from flowlog.roles import DatabaseUrls
 from flowlog.web import create_app
 from flowlog.workflow.definition import NodeDefinition, Registry, WorkflowDefinition
-from flowlog.workflow.engine import Engine
 from flowlog.workflow.errors import NodeError
 from flowlog.workflow.executor import FlowContext, NodeHandle
 from tests.workflow.defs import backup_flow, noop

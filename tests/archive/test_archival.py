@@ -22,12 +22,12 @@ from flowlog.archive.rebuild import rebuild_archives, verify_archives
 from flowlog.archive.restore import restore_archive
 from flowlog.archive.retention import store_retention
 from flowlog.audit.transfer import TransferError
+from flowlog.engine import Engine
 from flowlog.eventstore import EventStore, Subscription, create_pool
 from flowlog.eventstore.errors import RemovedEvents
 from flowlog.projections.verify import verify
 from flowlog.schedules.rebuild import verify_schedules
 from flowlog.workflow.decide import ArchiveFlow, decide
-from flowlog.workflow.engine import Engine
 from flowlog.workflow.errors import Code, WorkflowError
 from flowlog.workflow.history import flow_stream
 from flowlog.workflow.projection import PROJECTOR

@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from flowlog.archive.files import read_archive
-from flowlog.workflow.engine import Engine
+from flowlog.engine import Engine
 from tests.archive.test_archival import verified
 from tests.helpers import cli_env, run_flowlog
 from tests.processes import Workers, create_flows, histories, kill_first_worker_after

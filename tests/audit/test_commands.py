@@ -10,9 +10,9 @@ import orjson
 
 from flowlog.audit.document import state_document
 from flowlog.audit.replay import fold_until
+from flowlog.engine import Engine
 from flowlog.eventstore import EventStore, create_pool
 from flowlog.workflow.definition import Registry
-from flowlog.workflow.engine import Engine
 from flowlog.workflow.history import flow_stream
 from flowlog.workflow.repository import Caller
 from tests.helpers import QUIET, cli_env, run_flowlog

@@ -15,12 +15,12 @@ import orjson
 import pytest
 
 from flowlog.audit.transfer import Selection, TransferError, export_log, import_log
+from flowlog.engine import Engine
 from flowlog.eventstore import EventStore, connect, create_pool
 from flowlog.migrate import migrate_database
 from flowlog.projections.verify import verify
 from flowlog.schedules.spec import ScheduleSpec
 from flowlog.workflow.definition import Registry
-from flowlog.workflow.engine import Engine
 from flowlog.workflow.projection import PROJECTOR
 from tests.workflow.defs import backup_flow, pausing_flow, polling_flow
 from tests.workflow.test_properties import RETRYING, write_random_history

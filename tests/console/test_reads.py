@@ -10,10 +10,10 @@ from typing import Any
 
 from flowlog.console.present import Waiting
 from flowlog.console.reads import current_nodes, waiting_flows
+from flowlog.engine import Engine
 from flowlog.projections.reads import Cursor, ListFilter, get_workflow
 from flowlog.projections.rows import WorkflowRow
 from flowlog.workflow.definition import NodeDefinition, RetryPolicy, WorkflowDefinition
-from flowlog.workflow.engine import Engine
 from flowlog.workflow.errors import NodeError
 from flowlog.workflow.executor import FlowContext, NodeHandle
 from flowlog.workflow.history import flow_stream

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from flowlog.engine import Engine
 from flowlog.projections.reads import BadCursor, Cursor, ListFilter, list_workflows
 from flowlog.projections.rows import NodeRow, WorkflowRow
 from flowlog.workflow.definition import NodeDefinition, WorkflowDefinition
-from flowlog.workflow.engine import Engine
 from flowlog.workflow.errors import FlowNotFound
 from flowlog.workflow.service import seed_node_list
 from tests.engines import StartEngine

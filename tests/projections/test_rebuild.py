@@ -9,11 +9,11 @@ from typing import Any
 import asyncpg
 import pytest
 
+from flowlog.engine import Engine
 from flowlog.eventstore import EventStore
 from flowlog.projections import rebuild as rebuild_module
 from flowlog.projections.rebuild import rebuild
 from flowlog.projections.verify import verify
-from flowlog.workflow.engine import Engine
 from flowlog.workflow.projection import PROJECTOR
 from tests.engines import StartEngine
 from tests.helpers import QUIET, cli_env, run_flowlog

@@ -24,12 +24,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from flowlog import keys
 from flowlog.config import Settings
 from flowlog.database import create_database, drop_database, with_database
+from flowlog.engine import Engine
 from flowlog.migrate import migrate_database
 from flowlog.pgserver import EmbeddedPostgres
 from flowlog.replicas.connect import until_replayed
 from flowlog.web import create_app
 from flowlog.workflow.definition import Registry
-from flowlog.workflow.engine import Engine
 from tests.workflow.defs import backup_flow
 
 # Durable enough for a test, and quick; commits still wait for their WAL to be written,

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import orjson
 
+from flowlog.engine import Engine
 from flowlog.workflow.definition import Registry
-from flowlog.workflow.engine import Engine
 from tests.helpers import cli_env, run_flowlog
 from tests.workflow.defs import backup_flow
 

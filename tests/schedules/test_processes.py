@@ -16,10 +16,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from flowlog.engine import Engine
 from flowlog.faults import VARIABLE
 from flowlog.schedules.spec import ScheduleSpec
 from flowlog.workflow.definition import Registry
-from flowlog.workflow.engine import Engine
 from tests.workflow.procdefs import DEFINITIONS
 
 pytestmark = pytest.mark.slow

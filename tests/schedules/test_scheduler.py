@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
+from flowlog.engine import Engine
 from flowlog.eventstore import EventStore
 from flowlog.schedules.events import ScheduleCreated, ScheduleEvent, ScheduleFired
 from flowlog.schedules.rebuild import rebuild_schedules, verify_schedules
@@ -18,7 +19,6 @@ from flowlog.schedules.spec import ScheduleSpec
 from flowlog.schedules.state import ScheduleState, ScheduleStatus
 from flowlog.schedules.store import ScheduleRepository
 from flowlog.workflow.definition import NodeDefinition, Registry, WorkflowDefinition
-from flowlog.workflow.engine import Engine
 from flowlog.workflow.errors import Code, DefinitionNotFound, WorkflowError
 from flowlog.workflow.executor import FlowContext, NodeHandle
 from flowlog.workflow.repository import Caller

@@ -20,8 +20,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from flowlog.builtins import definition_from_spec
+from flowlog.engine import Engine
 from flowlog.workflow.definition import NodeDefinition, NodeKind, WorkflowDefinition
-from flowlog.workflow.engine import Engine
 from flowlog.workflow.errors import Code, NodeError
 from flowlog.workflow.executor import FlowContext, NodeHandle
 from flowlog.workflow.history import flow_stream

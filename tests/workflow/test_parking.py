@@ -9,8 +9,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from flowlog.engine import Engine
 from flowlog.workflow.definition import NodeDefinition, NodeKind, WorkflowDefinition
-from flowlog.workflow.engine import Engine
 from flowlog.workflow.executor import Finished, FlowContext, NodeHandle, PollResult, Running
 from flowlog.workflow.reactor import ReactorSettings
 from flowlog.workflow.state import FlowState, FlowStatus, NodeStatus

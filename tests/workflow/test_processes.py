@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from flowlog.engine import Engine
 from flowlog.eventstore import connect
 from flowlog.workflow.definition import Registry
-from flowlog.workflow.engine import Engine
 from flowlog.workflow.errors import Code
 from flowlog.workflow.reactor import ReactorSettings
 from tests.processes import (

@@ -9,9 +9,9 @@ from collections import Counter
 import asyncpg
 import pytest
 
+from flowlog.engine import Engine
 from flowlog.eventstore import TRANSIENT_ERRORS
 from flowlog.workflow.definition import NodeDefinition, NodeKind, RetryPolicy, WorkflowDefinition
-from flowlog.workflow.engine import Engine
 from flowlog.workflow.errors import Code, NodeError, WorkflowError
 from flowlog.workflow.events import NodeStarted
 from flowlog.workflow.executor import Failed, Finished, FlowContext, NodeHandle, PollResult, Running

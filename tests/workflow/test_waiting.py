@@ -11,8 +11,8 @@ import asyncpg
 import pytest
 
 from flowlog.builtins import definition_from_spec
+from flowlog.engine import Engine
 from flowlog.workflow.definition import NodeDefinition, RetryPolicy, WorkflowDefinition
-from flowlog.workflow.engine import Engine
 from flowlog.workflow.errors import Code, WorkflowError
 from flowlog.workflow.executor import FlowContext, NodeHandle
 from flowlog.workflow.history import flow_stream

@@ -1,4 +1,5 @@
-"""Wiring of one process: pool, event store, notifier, listener, service and reactor.
+"""Wiring of one process: pool, event store, notifier, listener, service and reactor, and the
+features that run beside them (read replicas, the scheduler, the archive loop).
 
 The HTTP server, ``flowlog worker``, the benchmark and the tests all run the engine the same
 way: ``async with Engine(...)`` (or ``start()`` / ``stop()``), in this order, torn down in
@@ -13,10 +14,10 @@ import logging
 from collections.abc import Callable, Iterable
 from functools import partial
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 import asyncpg
 
+from flowlog.archive.periodic import ArchiveLoop
 from flowlog.archive.policy import ArchiveSettings, Retention
 from flowlog.builtins import definition_from_spec
 from flowlog.eventstore import (
@@ -30,6 +31,8 @@ from flowlog.eventstore import (
 from flowlog.migrate import prepare_schema
 from flowlog.replicas.router import ReadObserver, ReadRouter, ReadSettings
 from flowlog.roles import DatabaseUrls
+from flowlog.schedules.scheduler import Scheduler, SchedulerSettings
+from flowlog.schedules.service import ScheduleService
 from flowlog.workflow import idempotency
 from flowlog.workflow.callbacks import CallbackTokens
 from flowlog.workflow.definition import Registry, WorkflowDefinition
@@ -37,11 +40,6 @@ from flowlog.workflow.errors import InvalidDefinition
 from flowlog.workflow.reactor import Observer, Reactor, ReactorSettings
 from flowlog.workflow.repository import FlowRepository, Q
 from flowlog.workflow.service import WorkFlowService
-
-if TYPE_CHECKING:  # imported when the engine starts: these build on app.workflow
-    from flowlog.archive.periodic import ArchiveLoop
-    from flowlog.schedules.scheduler import Scheduler, SchedulerSettings
-    from flowlog.schedules.service import ScheduleService
 
 log = logging.getLogger(__name__)
 
@@ -169,8 +167,6 @@ class Engine:
             # One repository for the API and the reactor: their appends commit together.
             flows = FlowRepository(store)
             tokens = CallbackTokens(store.pool)
-            from flowlog.schedules.scheduler import Scheduler
-            from flowlog.schedules.service import ScheduleService
 
             self._service = WorkFlowService(
                 store, self.registry, on_change=self._changed, flows=flows, tokens=tokens
@@ -199,8 +195,6 @@ class Engine:
             self._schedules = ScheduleService(store, self.registry, on_change=self._poke_scheduler)
             archive = self._archive_settings
             if archive is not None and self._archive_interval > 0:
-                from flowlog.archive.periodic import ArchiveLoop
-
                 self._archiving = ArchiveLoop(
                     self.database_url, store, archive, self._archive_interval
                 )
