@@ -301,7 +301,7 @@ async def test_progress_bars_are_drawn_on_a_terminal_only(database_url: str) -> 
 
 
 def test_every_benchmark_is_tested() -> None:
-    from flowlog.cli_args import BENCHMARKS
+    from flowlog.cli.args import BENCHMARKS
 
     assert sorted(name for name, _ in BENCH_FIGURES) == sorted(BENCHMARKS)
 

@@ -1,6 +1,6 @@
 """The ``flowlog`` command: serve, worker, migrate, rebuild, verify, audit, psql, bench.
 
-Arguments are declared in ``flowlog.cli_args``; this module runs them."""
+Arguments are declared in ``flowlog.cli.args``; this module runs them."""
 
 from __future__ import annotations
 
@@ -21,19 +21,20 @@ from typing import Any
 
 import asyncpg
 
-from flowlog import cli_args, logs, telemetry
+from flowlog import logs, telemetry
 from flowlog.api.access import Tokens
-from flowlog.cli_problems import database_problem
+from flowlog.cli import args as cli_args
+from flowlog.cli import flows as flows_commands
+from flowlog.cli.flows import usage_problem as flows_usage
+from flowlog.cli.problems import database_problem
+from flowlog.cli.schedules import usage_problem as schedule_usage
 from flowlog.config import ConfigError, Settings
 from flowlog.database import EMBEDDED_DATABASE, EMBEDDED_RUNTIME_ROLE, provide_database
 from flowlog.engine import Engine, load_definitions
 from flowlog.eventstore import LogHorizonError
-from flowlog.flowscli import commands as flows_commands
-from flowlog.flowscli.commands import usage_problem as flows_usage
 from flowlog.migrate import MigrationError, prepare_schema
 from flowlog.pgserver import SUPERUSER, EmbeddedPostgres, EmbeddedPostgresError, bundled_bin_dir
 from flowlog.roles import DatabaseUrls
-from flowlog.schedules.cli import usage_problem as schedule_usage
 from flowlog.web import listen
 from flowlog.workflow.definition import Registry
 from flowlog.workflow.errors import InvalidDefinition
@@ -261,7 +262,7 @@ def _run(
     if args.command in {"export", "import"}:
         return asyncio.run(_transfer(args, urls))
     if args.command == "archive":
-        from flowlog.archive import cli as archive_cli
+        from flowlog.cli import archive as archive_cli
 
         return asyncio.run(archive_cli.run(args, urls, settings))
     if args.command in {"rebuild", "verify"}:
@@ -348,7 +349,7 @@ async def _projections(command: str, urls: DatabaseUrls, progress: bool) -> int:
 
 
 async def _audit(args: argparse.Namespace, urls: DatabaseUrls, settings: Settings) -> int:
-    from flowlog.audit import commands
+    from flowlog.cli import audit as commands
 
     await prepare_schema(urls)
     database_url = urls.url
@@ -366,14 +367,14 @@ async def _audit(args: argparse.Namespace, urls: DatabaseUrls, settings: Setting
 
 
 async def _schedules(args: argparse.Namespace, urls: DatabaseUrls) -> int:
-    from flowlog.schedules import cli
+    from flowlog.cli import schedules as cli
 
     await prepare_schema(urls)
     return await cli.run(args, urls.url)
 
 
 async def _check(args: argparse.Namespace, urls: DatabaseUrls, registry: Registry) -> int:
-    from flowlog.audit import commands
+    from flowlog.cli import audit as commands
 
     await prepare_schema(urls)
     return await commands.check_definitions(
@@ -399,7 +400,7 @@ async def _transfer(args: argparse.Namespace, urls: DatabaseUrls) -> int:
             )
             return 0
         if str(args.file) != "-" and archive_id_in(args.file) is not None:
-            from flowlog.archive import cli as archive_cli
+            from flowlog.cli import archive as archive_cli
 
             return await archive_cli.restore(args.file, urls)
         source = _open(files, opened, args.file, "r")
@@ -442,7 +443,3 @@ async def _work(settings: Settings, urls: DatabaseUrls, registry: Registry) -> N
         log.info("worker running", extra={"versions": registry.versions()})
         await stop.wait()
         log.info("worker stopping")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

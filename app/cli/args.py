@@ -14,10 +14,10 @@ from typing import Any
 
 from flowlog.audit.replay import Point, parse_point
 from flowlog.bench.harness import Size
-from flowlog.cli_types import flow_id, port
+from flowlog.cli.flows import add_arguments as add_flow_arguments
+from flowlog.cli.schedules import add_arguments as add_schedule_arguments
+from flowlog.cli.types import flow_id, port
 from flowlog.config import Settings
-from flowlog.flowscli.commands import add_arguments as add_flow_arguments
-from flowlog.schedules.cli import add_arguments as add_schedule_arguments
 
 BENCHMARKS = (
     "append",

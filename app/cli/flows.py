@@ -23,14 +23,14 @@ import orjson
 from pydantic import BaseModel
 
 from flowlog.api.models import GO_ZERO_TIME, WorkFlowDetail, WorkFlowInfo
-from flowlog.cli_problems import Exit
-from flowlog.cli_types import flow_id, server_url
+from flowlog.cli.problems import Exit
+from flowlog.cli.types import flow_id, server_url
 from flowlog.client.errors import BadRequest, FlowlogError, NotFound, Unavailable
 from flowlog.roles import DatabaseUrls
 from flowlog.workflow.repository import Caller
 
 if TYPE_CHECKING:  # the backends import the service: loaded when a flows command runs
-    from flowlog.flowscli.backends import Backend
+    from flowlog.cli.flows_backends import Backend
 
 ACTIONS = ("list", "show", "start", "stop", "cancel", "retry", "follow")
 STATUSES = ("Initializing", "Processing", "Stopped", "Canceling", "Canceled", "Finished", "Error")
@@ -98,13 +98,13 @@ def _caller() -> Caller:
 
 
 async def run_api(args: argparse.Namespace) -> int:
-    from flowlog.flowscli.backends import ApiBackend
+    from flowlog.cli.flows_backends import ApiBackend
 
     return await _run(ApiBackend(args.api, args.token), args)
 
 
 async def run_database(args: argparse.Namespace, urls: DatabaseUrls) -> int:
-    from flowlog.flowscli.backends import DatabaseBackend
+    from flowlog.cli.flows_backends import DatabaseBackend
 
     backend = DatabaseBackend(urls, _caller())
     try:
@@ -133,7 +133,7 @@ async def _run(backend: Backend, args: argparse.Namespace) -> int:
 
 async def _act(backend: Backend, args: argparse.Namespace) -> int:
     if args.action == "list":
-        from flowlog.flowscli.backends import Selection
+        from flowlog.cli.flows_backends import Selection
 
         where = Selection(args.status, args.name, args.biz_id, args.biz_type)
         found = [info async for info in backend.flows(where, args.limit)]

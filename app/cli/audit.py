@@ -23,7 +23,7 @@ from flowlog.audit.history import HistoryLine, history_table, read_history
 from flowlog.audit.queries import Q
 from flowlog.audit.replay import Point, diff_documents, fold_until
 from flowlog.audit.transfer import TransferError
-from flowlog.cli_problems import Exit
+from flowlog.cli.problems import Exit
 from flowlog.eventstore import EventReader, connect
 from flowlog.replicas.connect import reading_connection
 from flowlog.workflow.definition import Registry

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from flowlog.cli_problems import Exit
+from flowlog.cli.problems import Exit
 from flowlog.eventstore import EventStore, create_pool
 from flowlog.schedules import decide
 from flowlog.schedules.service import ScheduleService

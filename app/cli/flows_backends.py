@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from flowlog.api.framework import STATUS_OF
 from flowlog.api.models import WorkFlowDetail, WorkFlowInfo
 from flowlog.api.routes import info_of, node_of
-from flowlog.cli_problems import CANNOT_LOG_IN, database_problem
+from flowlog.cli.problems import CANNOT_LOG_IN, database_problem
 from flowlog.client import FlowlogClient
 from flowlog.client.errors import Unavailable, error_for
 from flowlog.client.events import ENDED, StreamEvent
