@@ -11,8 +11,6 @@ from dataclasses import dataclass
 import asyncpg
 
 from flowlog import sql
-from flowlog.archive.policy import Retention
-from flowlog.archive.retention import load_retention, store_retention
 from flowlog.roles import DatabaseUrls
 from flowlog.sql import Migration, load_queries
 
@@ -110,36 +108,25 @@ async def session_role(conn: asyncpg.Connection) -> tuple[str, bool]:
     return str(row["role"]), bool(row["can_change_log"])
 
 
-async def migrate_database(
-    dsn: str, *, grant: str | None = None, retention: Retention | None = None
-) -> list[int]:
+async def migrate_database(dsn: str, *, grant: str | None = None) -> list[int]:
     """Opens a connection to ``dsn``, migrates, grants role ``grant`` the runtime rights
-    (unless it is the connection's own role), writes ``retention`` as the database's (when
-    given), closes."""
+    (unless it is the connection's own role), closes."""
     conn = await asyncpg.connect(dsn)
     try:
         applied = await migrate(conn)
         if grant is not None and grant != (await session_role(conn))[0]:
             await conn.execute(Q.grant_runtime, grant)
-        if retention is not None:
-            await _store_retention(conn, retention)
         return applied
     finally:
         await conn.close()
 
 
-async def prepare_schema(
-    urls: DatabaseUrls | str, *, serving: bool = False, retention: Retention | None = None
-) -> list[int]:
+async def prepare_schema(urls: DatabaseUrls | str, *, serving: bool = False) -> list[int]:
     """Brings the schema up to date before a command uses it; returns what was applied.
 
     With an owner URL, migrates as the owner and grants the runtime role (DATABASE_URL's).
     With one URL, migrates only if something is missing (a runtime role may not, and says
     so). Before ``serving``, warns when the role that serves could rewrite the log.
-
-    ``retention`` (the environment's, when it names one) becomes the database's when the
-    owner migrates. A runtime role cannot write it: a different one is refused, or only
-    warned of when ``serving`` (the database's applies).
     """
     if isinstance(urls, str):
         urls = DatabaseUrls(urls)
@@ -147,17 +134,12 @@ async def prepare_schema(
     try:
         if urls.owner_url is not None:
             runtime, _ = await session_role(conn)
-            applied = await migrate_database(urls.owner_url, grant=runtime, retention=retention)
+            applied = await migrate_database(urls.owner_url, grant=runtime)
         elif missing := await pending(conn):
             applied = await _migrate_as_runtime(conn, missing)
         else:
             applied = []
         role, can_change_log = await session_role(conn)
-        if retention is not None and urls.owner_url is None:
-            if can_change_log:
-                await _store_retention(conn, retention)
-            else:
-                await _runtime_retention(conn, role, retention, serving=serving)
     finally:
         await conn.close()
     if serving and can_change_log:
@@ -179,25 +161,3 @@ async def _migrate_as_runtime(conn: asyncpg.Connection, missing: list[Migration]
             f"the database lacks migrations {versions}, which role {role} may not apply: run "
             "`flowlog migrate` with FLOWLOG_OWNER_URL set to the owner role's URL"
         ) from None
-
-
-async def _store_retention(conn: asyncpg.Connection, retention: Retention) -> None:
-    if await store_retention(conn, retention):
-        log.info("retention set", extra={"retention": retention.describe()})
-
-
-async def _runtime_retention(
-    conn: asyncpg.Connection, role: str, retention: Retention, *, serving: bool
-) -> None:
-    """The environment names a retention that role ``role`` may not write."""
-    stored = await load_retention(conn)
-    if stored.retention == retention:
-        return
-    message = (
-        f"the environment's retention ({retention.describe()}) is not the database's "
-        f"({stored.describe()}), and role {role} may not change it: run `flowlog migrate` "
-        "with FLOWLOG_OWNER_URL set to the owner role's URL"
-    )
-    if not serving:
-        raise MigrationError(message)
-    log.warning(message + "; the database's applies", extra={"see": "docs/archival.md"})

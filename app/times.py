@@ -1,4 +1,5 @@
-"""Times given by people (CLI options, query parameters): ISO 8601, read in UTC."""
+"""Times given by people (CLI options, query parameters): ISO 8601, read in UTC; and times
+written for people and files (audit documents, exports): RFC 3339 in UTC."""
 
 from __future__ import annotations
 
@@ -19,3 +20,8 @@ def parse_utc(text: str) -> datetime:
         return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     except OverflowError:
         raise ValueError(f"{text!r} is out of range") from None
+
+
+def audit_time(at: datetime) -> str:
+    """RFC 3339 in UTC with microseconds, as SQL's ``flowlog_time()`` writes it."""
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -15,8 +15,7 @@ from typing import Any
 
 import orjson
 
-from flowlog.audit.document import audit_time
-from flowlog.audit.transfer import (
+from flowlog.archive.format import (
     FORMAT,
     FORMAT_VERSION,
     Reading,
@@ -25,6 +24,7 @@ from flowlog.audit.transfer import (
     header_of,
 )
 from flowlog.eventstore import RecordedEvent
+from flowlog.times import audit_time
 
 SUFFIX = ".jsonl.gz"
 

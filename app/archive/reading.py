@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from flowlog.archive.files import read_archive, recorded
+from flowlog.archive.format import TransferError
 from flowlog.archive.queries import Q
-from flowlog.audit.document import audit_time
-from flowlog.audit.transfer import TransferError
 from flowlog.eventstore import RecordedEvent
 from flowlog.eventstore.pool import Executor
+from flowlog.times import audit_time
 from flowlog.workflow.errors import FlowArchived, FlowNotFound, WorkflowError
 from flowlog.workflow.history import flow_stream
 

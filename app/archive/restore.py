@@ -18,8 +18,8 @@ from typing import Any
 
 from flowlog.archive import events as ev
 from flowlog.archive.files import archive_id_in, file_sha256, read_archive
+from flowlog.archive.format import COLUMNS, TransferError
 from flowlog.archive.queries import Q
-from flowlog.audit.transfer import COLUMNS, TransferError
 from flowlog.eventstore import AppendAlso, EventStore, NewEvent, connect, create_pool
 from flowlog.workflow.events import FlowRestored
 from flowlog.workflow.history import FLOW_STREAM, fold_recorded

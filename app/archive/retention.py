@@ -2,19 +2,27 @@
 
 The archiver runs as the runtime role, and the removal (``flowlog_remove_archived()``) checks
 each flow's age against this setting, which only the owner can write: the environment of a
-process that serves cannot shorten it. ``flowlog migrate`` (and ``serve``/``worker`` when they
-migrate as the owner at start) writes the environment's FLOWLOG_RETENTION and
-FLOWLOG_RETENTION_DEFINITIONS here; every archive run reads it from here.
+process that serves cannot shorten it. ``flowlog migrate`` (and ``serve``/``worker`` at start,
+right after the migrations) writes the environment's FLOWLOG_RETENTION and
+FLOWLOG_RETENTION_DEFINITIONS here with ``settle_retention``; every archive run reads it from
+here.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+import asyncpg
 
 from flowlog.archive.policy import Retention
 from flowlog.archive.queries import Q
 from flowlog.eventstore.pool import Executor
+from flowlog.migrate import MigrationError, session_role
+from flowlog.roles import DatabaseUrls
+
+log = logging.getLogger(__name__)
 
 DEFAULT = ""
 """The row of the default retention (a definition's name is never empty)."""
@@ -56,3 +64,33 @@ async def store_retention(executor: Executor, retention: Retention) -> bool:
     names = [DEFAULT, *sorted(retention.by_definition)]
     keeps = [retention.default, *(retention.by_definition[n] for n in names[1:])]
     return bool(await executor.fetchval(Q.store_retention, names, keeps))
+
+
+async def settle_retention(
+    urls: DatabaseUrls | str, retention: Retention, *, serving: bool = False
+) -> None:
+    """Makes ``retention`` (the environment's) the database's, as the owner: with the owner's
+    URL, or DATABASE_URL's when that role owns the log. A runtime role cannot write it: a
+    different one is refused, or only warned of when ``serving`` (the database's applies)."""
+    if isinstance(urls, str):
+        urls = DatabaseUrls(urls)
+    conn = await asyncpg.connect(urls.owner_url or urls.url)
+    try:
+        role, can_change_log = await session_role(conn)
+        if urls.owner_url is not None or can_change_log:
+            if await store_retention(conn, retention):
+                log.info("retention set", extra={"retention": retention.describe()})
+            return
+        stored = await load_retention(conn)
+    finally:
+        await conn.close()
+    if stored.retention == retention:
+        return
+    message = (
+        f"the environment's retention ({retention.describe()}) is not the database's "
+        f"({stored.describe()}), and role {role} may not change it: run `flowlog migrate` "
+        "with FLOWLOG_OWNER_URL set to the owner role's URL"
+    )
+    if not serving:
+        raise MigrationError(message)
+    log.warning(message + "; the database's applies", extra={"see": "docs/archival.md"})

@@ -3,15 +3,10 @@ the REST API's ``/state`` and SQL's ``flow_state()`` (sql/migrations/0004_audit.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
+from flowlog.times import audit_time
 from flowlog.workflow.state import FlowState, NodeExecution
-
-
-def audit_time(at: datetime) -> str:
-    """RFC 3339 in UTC with microseconds, as SQL's ``flowlog_time()`` writes it."""
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def state_document(state: FlowState) -> dict[str, Any]:

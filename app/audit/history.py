@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from flowlog.audit.document import audit_time
 from flowlog.audit.queries import Q
 from flowlog.eventstore.pool import Executor
+from flowlog.times import audit_time
 
 LAST_VERSION = 2**62
 

@@ -33,25 +33,27 @@ from typing import IO, Any
 import orjson
 from tqdm import tqdm
 
+from flowlog.archive.format import (
+    COLUMNS,
+    FORMAT,
+    FORMAT_VERSION,
+    Reading,
+    TransferError,
+    check_trailer,
+    header_of,
+)
 from flowlog.archive.rebuild import rebuild_archives
-from flowlog.audit.document import audit_time
 from flowlog.audit.queries import Q
 from flowlog.eventstore import EventReader, EventStore, connect, create_pool
 from flowlog.projections.rebuild import rebuild
 from flowlog.schedules.rebuild import rebuild_schedules
+from flowlog.times import audit_time
 from flowlog.workflow.decide import due_at
 from flowlog.workflow.history import FLOW_STREAM, flow_stream, fold_recorded
 from flowlog.workflow.projection import PROJECTOR
 
-FORMAT = "flowlog-export"
-FORMAT_VERSION = 1
 FETCH = 2000
 """Rows per round trip of the export cursor (memory is bounded by this, not the log)."""
-COLUMNS = ("stream_id", "version", "type", "data", "metadata", "recorded_at")
-
-
-class TransferError(Exception):
-    """The file or the target refuses the transfer; nothing was written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,16 +154,6 @@ def _export_query(selection: Selection) -> tuple[str, str, tuple[Any, ...]]:
 # -- import ----------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class Reading:
-    """The state of a file being read: the header, the running digest, the trailer."""
-
-    header: dict[str, Any] = field(default_factory=dict)
-    digest: Any = field(default_factory=hashlib.sha256)
-    events: int = 0
-    trailer: dict[str, Any] | None = None
-
-
 async def import_log(
     database_url: str, source: IO[bytes], *, progress: bool = True, size: int | None = None
 ) -> TransferReport:
@@ -214,21 +206,6 @@ async def import_log(
     return report
 
 
-def header_of(line: bytes) -> dict[str, Any]:
-    try:
-        header = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        raise TransferError("not a flowlog export (the first line is not JSON)") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise TransferError("not a flowlog export (no flowlog-export header)")
-    if header.get("formatVersion") != FORMAT_VERSION:
-        raise TransferError(
-            f"export format version {header.get('formatVersion')} is not supported "
-            f"(this flowlog reads version {FORMAT_VERSION})"
-        )
-    return header
-
-
 async def _records(
     lines: Iterator[bytes], reading: Reading, bar: tqdm[Any]
 ) -> AsyncIterator[tuple[Any, ...]]:
@@ -259,18 +236,6 @@ async def _records(
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise TransferError(f"line {number}: not an event ({exc!r})") from None
-
-
-def check_trailer(reading: Reading) -> None:
-    trailer = reading.trailer
-    if trailer is None:
-        raise TransferError("the file ends without its trailer: it was cut short")
-    if trailer.get("events") != reading.events:
-        raise TransferError(
-            f"the trailer counts {trailer.get('events')} events, the file has {reading.events}"
-        )
-    if trailer.get("sha256") != reading.digest.hexdigest():
-        raise TransferError("the events do not match the trailer's checksum: the file was altered")
 
 
 async def _rebuild_work(pool: Any) -> None:

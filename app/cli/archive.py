@@ -12,11 +12,11 @@ from pathlib import Path
 import orjson
 
 from flowlog.archive.archiver import Archiver, ArchiveReport
+from flowlog.archive.format import TransferError
 from flowlog.archive.periodic import locked_run
 from flowlog.archive.policy import ArchiveSettings
 from flowlog.archive.restore import restore_archive
 from flowlog.archive.retention import load_retention
-from flowlog.audit.transfer import TransferError
 from flowlog.config import Settings
 from flowlog.eventstore import EventStore, create_pool
 from flowlog.migrate import prepare_schema

@@ -16,13 +16,13 @@ import orjson
 from tqdm import tqdm
 
 from flowlog.archive import files
+from flowlog.archive.format import TransferError
 from flowlog.archive.reading import ArchivedFlowInfo, archived, archived_records, locate
 from flowlog.audit.check import first_divergence
 from flowlog.audit.document import state_document
 from flowlog.audit.history import HistoryLine, history_table, read_history
 from flowlog.audit.queries import Q
 from flowlog.audit.replay import Point, diff_documents, fold_until
-from flowlog.audit.transfer import TransferError
 from flowlog.cli.problems import Exit
 from flowlog.eventstore import EventReader, connect
 from flowlog.replicas.connect import reading_connection

@@ -23,6 +23,8 @@ import asyncpg
 
 from flowlog import logs, telemetry
 from flowlog.api.access import Tokens
+from flowlog.archive.policy import Retention
+from flowlog.archive.retention import settle_retention
 from flowlog.cli import args as cli_args
 from flowlog.cli import flows as flows_commands
 from flowlog.cli.flows import usage_problem as flows_usage
@@ -228,7 +230,7 @@ def _run(
 ) -> int:
     database_url = urls.url
     if args.command == "migrate":
-        applied = asyncio.run(prepare_schema(urls, retention=settings.retention))
+        applied = asyncio.run(_migrate(urls, settings.retention))
         if applied:
             print(f"applied migrations {', '.join(map(str, applied))}")
         else:
@@ -384,7 +386,8 @@ async def _check(args: argparse.Namespace, urls: DatabaseUrls, registry: Registr
 
 async def _transfer(args: argparse.Namespace, urls: DatabaseUrls) -> int:
     from flowlog.archive.files import archive_id_in
-    from flowlog.audit.transfer import Selection, TransferError, export_log, import_log, opened
+    from flowlog.archive.format import TransferError
+    from flowlog.audit.transfer import Selection, export_log, import_log, opened
 
     progress: bool = args.progress
     with contextlib.ExitStack() as files:
@@ -427,6 +430,13 @@ def _open(files: contextlib.ExitStack, opener: Any, path: Path, mode: str) -> An
     except OSError as exc:
         verb = "write" if mode == "w" else "read"
         raise CommandError(f"cannot {verb} {path}: {exc.strerror or exc}") from None
+
+
+async def _migrate(urls: DatabaseUrls, retention: Retention | None) -> list[int]:
+    applied = await prepare_schema(urls)
+    if retention is not None:
+        await settle_retention(urls, retention)
+    return applied
 
 
 async def _work(settings: Settings, urls: DatabaseUrls, registry: Registry) -> None:

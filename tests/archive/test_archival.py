@@ -16,12 +16,12 @@ import pytest
 from flowlog.archive import events as ev
 from flowlog.archive.archiver import Archiver, ArchiveReport
 from flowlog.archive.files import read_archive
+from flowlog.archive.format import TransferError
 from flowlog.archive.policy import ArchiveSettings, Retention
 from flowlog.archive.reading import archived, archived_events
 from flowlog.archive.rebuild import rebuild_archives, verify_archives
 from flowlog.archive.restore import restore_archive
 from flowlog.archive.retention import store_retention
-from flowlog.audit.transfer import TransferError
 from flowlog.engine import Engine
 from flowlog.eventstore import EventStore, Subscription, create_pool
 from flowlog.eventstore.errors import RemovedEvents

@@ -14,7 +14,8 @@ import asyncpg
 import orjson
 import pytest
 
-from flowlog.audit.transfer import Selection, TransferError, export_log, import_log
+from flowlog.archive.format import TransferError
+from flowlog.audit.transfer import Selection, export_log, import_log
 from flowlog.engine import Engine
 from flowlog.eventstore import EventStore, connect, create_pool
 from flowlog.migrate import migrate_database
