@@ -1,0 +1,124 @@
+"""flowlog: an event-sourced workflow service on PostgreSQL.
+
+The public surface (docs/python.md): what a user imports to write definitions and executors and
+to run them in a process of their own::
+
+    from flowlog import WorkflowDefinition, NodeDefinition, NodeKind, RetryPolicy, Finished
+
+and the client of the REST API, ``from flowlog.client import FlowlogClient``. Every other module
+is internal: it may change in any release.
+
+The names are loaded when first asked for (PEP 562), so that importing any module of flowlog
+(the event store, a command) loads that module's own imports, not the engine and all it runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    __version__: str
+    """The distribution's version."""
+
+    from flowlog.config import Settings
+    from flowlog.database import provide_database
+    from flowlog.engine import Engine, load_definitions
+    from flowlog.workflow.definition import (
+        PAUSE,
+        START,
+        NodeDefinition,
+        NodeKind,
+        Registry,
+        RetryPolicy,
+        WorkflowDefinition,
+    )
+    from flowlog.workflow.errors import (
+        Code,
+        DefinitionNotFound,
+        FlowNotFound,
+        NodeError,
+        WorkflowError,
+    )
+    from flowlog.workflow.executor import (
+        Executor,
+        Failed,
+        Finished,
+        FlowContext,
+        NodeHandle,
+        PollFunction,
+        PollResult,
+        Running,
+    )
+    from flowlog.workflow.reactor import ReactorSettings
+    from flowlog.workflow.state import FlowState, FlowStatus, NodeExecution, NodeStatus
+
+_HOME = {
+    "flowlog.workflow.definition": (
+        "PAUSE", "START", "NodeDefinition", "NodeKind", "Registry", "RetryPolicy",
+        "WorkflowDefinition",
+    ),
+    "flowlog.workflow.executor": (
+        "Executor", "Failed", "Finished", "FlowContext", "NodeHandle", "PollFunction",
+        "PollResult", "Running",
+    ),
+    "flowlog.workflow.errors": (
+        "Code", "DefinitionNotFound", "FlowNotFound", "NodeError", "WorkflowError",
+    ),
+    "flowlog.workflow.state": ("FlowState", "FlowStatus", "NodeExecution", "NodeStatus"),
+    "flowlog.workflow.reactor": ("ReactorSettings",),
+    "flowlog.engine": ("Engine", "load_definitions"),
+    "flowlog.config": ("Settings",),
+    "flowlog.database": ("provide_database",),
+}  # fmt: skip
+_MODULE_OF = {name: module for module, names in _HOME.items() for name in names}
+
+__all__ = [
+    "PAUSE",
+    "START",
+    "Code",
+    "DefinitionNotFound",
+    "Engine",
+    "Executor",
+    "Failed",
+    "Finished",
+    "FlowContext",
+    "FlowNotFound",
+    "FlowState",
+    "FlowStatus",
+    "NodeDefinition",
+    "NodeError",
+    "NodeExecution",
+    "NodeHandle",
+    "NodeKind",
+    "NodeStatus",
+    "PollFunction",
+    "PollResult",
+    "ReactorSettings",
+    "Registry",
+    "RetryPolicy",
+    "Running",
+    "Settings",
+    "WorkflowDefinition",
+    "WorkflowError",
+    "__version__",
+    "load_definitions",
+    "provide_database",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from importlib.metadata import version
+
+        return version("flowlog")
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'flowlog' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
