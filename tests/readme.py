@@ -9,7 +9,7 @@ Every fenced block of README.md follows a marker that names the test running it:
 listed here: the block's variable line (the first line a reader changes: their server, their
 directory) with the test's values, and, in shell blocks, the flowlog command of a clone's
 ``.venv`` as the ``flowlog`` that ``environment`` puts first on the PATH (this interpreter's
-``python -m app.cli``; but for the install block, which makes that ``.venv``). Shell blocks
+``python -m flowlog.cli``; but for the install block, which makes that ``.venv``). Shell blocks
 run under ``bash -euo pipefail``; ``background`` runs one that ends in ``flowlog serve`` until
 the server is ready, then stops it.
 """
@@ -159,7 +159,7 @@ def environment(folder: Path, **extra: str) -> dict[str, str]:
     bin_dir = folder / "readme-bin"
     bin_dir.mkdir(exist_ok=True)
     command = bin_dir / "flowlog"
-    command.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m app.cli "$@"\n')
+    command.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m flowlog.cli "$@"\n')
     command.chmod(0o755)
     kept = {
         key: value for key, value in os.environ.items()

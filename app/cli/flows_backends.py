@@ -1,4 +1,4 @@
-"""Where ``flowlog flows`` acts: a flowlog server (``--api``, through app.client) or the
+"""Where ``flowlog flows`` acts: a flowlog server (``--api``, through flowlog.client) or the
 database itself (DATABASE_URL, or the embedded server). Both answer with the REST API's models,
 so that the commands print the same whichever they use."""
 

@@ -283,7 +283,7 @@ async def test_flowlog_history_reads_a_caught_up_replica_else_the_primary(
 async def test_the_python_client_reads_its_own_writes(
     make_client: MakeClient, database: Database
 ) -> None:
-    """app.client keeps the latest write's position and presents it: with the replica's
+    """flowlog.client keeps the latest write's position and presents it: with the replica's
     replay paused, its read of the flow it just made waits, then the primary answers."""
     client = await make_client()
     base = str(client.make_url("")).rstrip("/")
