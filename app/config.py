@@ -1,13 +1,21 @@
-"""Configuration from the environment (flags of the CLI override it). See the README's table."""
+"""flowlog's settings: one field per environment variable (its name the field's alias), with
+its type, default, bounds and what it does, and what the command line sets on top (flags
+override the variables). ``flowlog --help`` lists the variables from here, and
+tests/test_config.py holds the README's table to them; app/config_values.py says what each
+variable's text may be."""
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import Field, JsonValue, ValidationError, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from flowlog.archive.policy import (
     ArchiveSettings,
@@ -15,6 +23,19 @@ from flowlog.archive.policy import (
     Retention,
     parse_definitions,
     parse_duration,
+)
+from flowlog.config_values import (
+    DatabaseUrl,
+    DatabaseUrls,
+    LogFormat,
+    LogLevel,
+    Names,
+    RetentionsText,
+    RetentionText,
+    SystemUser,
+    WholeNumber,
+    WholeSeconds,
+    one_of,
 )
 from flowlog.pgserver import DEFAULT_SYSTEM_USER
 from flowlog.replicas.router import ReadSettings
@@ -35,51 +56,191 @@ def default_data_dir(euid: int, home: Path) -> Path:
     return home / ".local" / "share" / "flowlog" / "pgdata"
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
-    database_url: str | None
-    host: str
-    port: int
-    data_dir: Path
-    pg_system_user: str
-    pool_size: int
-    log_level: str | None
-    """DEBUG, INFO, WARNING or ERROR; None: the command's own (INFO for serve and worker, whose
-    log is their output; WARNING for commands a person runs, whose output is on stdout)."""
-    log_format: str | None
-    """json or text; None: text on a terminal, JSON otherwise (for log processors)."""
-    tokens: str = ""
-    """Bearer tokens, ``name:token:tenant`` separated by commas (FLOWLOG_TOKENS); none: open."""
-    definitions: tuple[str, ...] = ()
-    """Modules that define workflows (``DEFINITIONS`` or ``register(registry)``)."""
+Topic = Literal["database", "embedded", "serve", "reactor", "archive", "logs"]
+TOPICS: dict[Topic, str] = {
+    "database": "",
+    "embedded": "when DATABASE_URL is unset",
+    "serve": "",
+    "reactor": "",
+    "archive": "",
+    "logs": "",
+}
+"""What the variables are for, in the order ``--help`` lists them (with a note, if any)."""
+
+
+def _about(topic: Topic, shown: str | None = None) -> dict[str, JsonValue]:
+    """A field's place in ``--help`` (``topic``), and its default as the README says it when
+    that is not its value's text (``shown``)."""
+    return {"topic": topic, "shown": shown}
+
+
+class Settings(BaseSettings):
+    """The fields are checked in their order here: the first that is wrong is the one named."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    database_url: DatabaseUrl = Field(
+        None, alias="DATABASE_URL",
+        json_schema_extra=_about("database", "unset: embedded PostgreSQL"),
+        description="libpq URL of flowlog's database as the **runtime role** that serves, "
+        "e.g. `postgresql://flowlog@db:5432/flowlog`",
+    )  # fmt: skip
+    owner_url: DatabaseUrl = Field(
+        None, alias="FLOWLOG_OWNER_URL",
+        json_schema_extra=_about(
+            "database", "unset: `DATABASE_URL`'s role does the owner's work too"
+        ),
+        description="libpq URL of the same database as the **owner role**, which migrates, "
+        "grants the runtime role, rebuilds and imports, e.g. "
+        "`postgresql://flowlog_owner@db:5432/flowlog` (see below)",
+    )  # fmt: skip
+    host: str = Field(
+        "127.0.0.1", alias="FLOWLOG_HOST", json_schema_extra=_about("serve"),
+        description="address `flowlog serve` listens on (`--host`)",
+    )  # fmt: skip
+    port: WholeNumber = Field(
+        8080, alias="FLOWLOG_PORT", ge=1, le=65535, json_schema_extra=_about("serve"),
+        description="port `flowlog serve` listens on (`--port`)",
+    )  # fmt: skip
+    data_dir: Path = Field(
+        default_factory=lambda: default_data_dir(os.geteuid(), Path.home()),
+        alias="FLOWLOG_DATA_DIR",
+        json_schema_extra=_about(
+            "embedded", "`~/.local/share/flowlog/pgdata` (root: `/var/lib/flowlog/pgdata`)"
+        ),
+        description="data directory of the embedded PostgreSQL",
+    )  # fmt: skip
+    pg_system_user: SystemUser = Field(
+        DEFAULT_SYSTEM_USER, alias="FLOWLOG_PG_USER", json_schema_extra=_about("embedded"),
+        description="system user that runs the embedded PostgreSQL when flowlog runs as root "
+        "(created if missing)",
+    )  # fmt: skip
+    pool_size: WholeNumber = Field(
+        10, alias="FLOWLOG_POOL_SIZE", ge=1, le=1000, json_schema_extra=_about("database"),
+        description="connections in the pool of each process",
+    )  # fmt: skip
+    log_level: Annotated[LogLevel | None, one_of(LogLevel)] = Field(
+        None, alias="FLOWLOG_LOG_LEVEL",
+        json_schema_extra=_about("logs", "`INFO` for `serve` and `worker`, `WARNING` for the "
+                                 "other commands (their output is on stdout)"),
+        description="`DEBUG` (each node run), `INFO`, `WARNING`, `ERROR`",
+    )  # fmt: skip
+    log_format: Annotated[LogFormat | None, one_of(LogFormat)] = Field(
+        None, alias="FLOWLOG_LOG_FORMAT",
+        json_schema_extra=_about("logs", "`text` on a terminal, else `json`"),
+        description="`json` (one object a line, on stderr) or `text` (a line with the same "
+        "fields)",
+    )  # fmt: skip
+    tokens: str = Field(
+        "", alias="FLOWLOG_TOKENS", json_schema_extra=_about("serve", "none: open"),
+        description="bearer tokens, `name:token:tenant` comma-separated; with any set, each "
+        "request needs one (the console asks for one at log-in) and sees only its tenant's "
+        "flows, schedules and definitions (those registered over REST belong to the tenant "
+        "that registered them; those from code are everyone's)",
+    )  # fmt: skip
+    definitions: Names = Field(
+        (), alias="FLOWLOG_DEFINITIONS", json_schema_extra=_about("reactor"),
+        description="comma-separated modules that define workflows (`--definitions`), found as "
+        "`python -m` finds them (the current directory first)",
+    )  # fmt: skip
+    concurrency: WholeNumber = Field(
+        32, alias="FLOWLOG_CONCURRENCY", ge=1, le=10_000, json_schema_extra=_about("reactor"),
+        description="flows the reactor of one process drives at once (`--concurrency`)",
+    )  # fmt: skip
+    lease_seconds: WholeSeconds = Field(
+        30.0, alias="FLOWLOG_LEASE_SECONDS", ge=1, le=86_400,
+        json_schema_extra=_about("reactor"),
+        description="how long a claim on a flow lasts without heartbeat (a dead worker's flows "
+        "wait this long)",
+    )  # fmt: skip
+    idempotency_hours: WholeNumber = Field(
+        24, alias="FLOWLOG_IDEMPOTENCY_HOURS", ge=1, le=24 * 365,
+        json_schema_extra=_about("serve"),
+        description="how long an `Idempotency-Key` is remembered (docs/api.md)",
+    )  # fmt: skip
+    read_database_urls: DatabaseUrls = Field(
+        (), alias="FLOWLOG_READ_DATABASE_URL",
+        json_schema_extra=_about("database", "none: reads on the primary"),
+        description="streaming replicas' URLs, comma-separated: lists, details, history, the "
+        "console and the event streams read there, each client still reading its own writes "
+        "(docs/replicas.md)",
+    )  # fmt: skip
+    replica_max_lag: WholeSeconds = Field(
+        10.0, alias="FLOWLOG_REPLICA_MAX_LAG", ge=1, le=86_400,
+        json_schema_extra=_about("database"),
+        description="seconds behind the primary past which a replica is skipped",
+    )  # fmt: skip
+    read_wait_ms: WholeNumber = Field(
+        1000, alias="FLOWLOG_READ_WAIT_MS", ge=0, le=60_000,
+        json_schema_extra=_about("database"),
+        description="how long a read presenting a write's `Flowlog-Position` waits for a "
+        "replica to replay it before the primary answers",
+    )  # fmt: skip
+    retention_default: RetentionText = Field(
+        None, alias="FLOWLOG_RETENTION", json_schema_extra=_about("archive"),
+        description="how long ended flows stay in the hot log after their last change (`30d`, "
+        "`12h`, `90m`, `45s`, `off`); past it they are archived. The owner's `flowlog migrate` "
+        "writes it into the database, whose retention applies (off until written; "
+        "docs/archival.md)",
+    )  # fmt: skip
+    retention_definitions: RetentionsText = Field(
+        None, alias="FLOWLOG_RETENTION_DEFINITIONS", json_schema_extra=_about("archive"),
+        description="per definition: `backup=7d,audit=off`; written with it",
+    )  # fmt: skip
+    archive_dir: Path | None = Field(
+        None, alias="FLOWLOG_ARCHIVE_DIR",
+        json_schema_extra=_about("archive", "none (required with a retention)"),
+        description="where archive files go: shared by every process that archives, and the "
+        "archived flows' only copy",
+    )  # fmt: skip
+    archive_interval: WholeSeconds = Field(
+        600.0, alias="FLOWLOG_ARCHIVE_INTERVAL", ge=0, le=86_400 * 7,
+        json_schema_extra=_about("archive"),
+        description="seconds between the archive runs of `serve` and `worker` (one process at "
+        "a time; `0`: only `flowlog archive`)",
+    )  # fmt: skip
+
+    # What the command line sets (serve and worker), no variable's.
     run_reactor: bool = True
     demo: bool = False
     """``serve --demo``: the demo definitions, and demo flows to look at (app/demo.py)."""
-    concurrency: int = 32
-    lease_seconds: float = 30.0
-    idempotency_hours: int = 24
-    """How long an idempotency key is remembered (FLOWLOG_IDEMPOTENCY_HOURS)."""
-    owner_url: str | None = None
-    """The owner role's URL (FLOWLOG_OWNER_URL): migrations, grants, rebuilds, imports. None:
-    DATABASE_URL's role does those too (and can then rewrite the log)."""
-    read_database_urls: tuple[str, ...] = ()
-    """Streaming replicas that serve reads (FLOWLOG_READ_DATABASE_URL, comma-separated)."""
-    replica_max_lag: float = 10.0
-    """Seconds behind the primary past which a replica is skipped (FLOWLOG_REPLICA_MAX_LAG)."""
-    read_wait: float = 1.0
-    """How long a read that presents a commit position waits for a replica to replay it
-    before the primary answers it (FLOWLOG_READ_WAIT_MS)."""
 
-    retention: Retention | None = None
-    """How long ended flows stay in the hot log, as the environment says it
-    (FLOWLOG_RETENTION, and per definition FLOWLOG_RETENTION_DEFINITIONS; None: it says
-    nothing). Only a seed: the owner's migrate writes it into the database, whose retention
-    is the one that applies (docs/archival.md)."""
-    archive_dir: Path | None = None
-    """Where archives are written (FLOWLOG_ARCHIVE_DIR); needed when retention is on."""
-    archive_interval: float = 600.0
-    """Seconds between archive runs in serve and worker (FLOWLOG_ARCHIVE_INTERVAL; 0: none,
-    ``flowlog archive`` only)."""
+    @model_validator(mode="after")
+    def _together(self) -> Self:
+        """What one variable needs of another, once each is known to be good."""
+        if self.owner_url is not None and self.database_url is None:
+            raise ConfigError(
+                "FLOWLOG_OWNER_URL is set but DATABASE_URL is not: set DATABASE_URL to the "
+                "runtime role's URL (the embedded PostgreSQL makes both roles itself)"
+            )
+        if self.read_database_urls and self.database_url is None:
+            raise ConfigError(
+                "FLOWLOG_READ_DATABASE_URL is set but DATABASE_URL is not: replicas follow a "
+                "primary that flowlog reaches by DATABASE_URL (the embedded PostgreSQL makes no "
+                "replicas by itself)"
+            )
+        retention = self.retention
+        if retention is not None and retention.enabled and not str(self.archive_dir or "").strip():
+            raise ConfigError(
+                "FLOWLOG_RETENTION is on but FLOWLOG_ARCHIVE_DIR is not set: archived flows "
+                "need a directory to go to (shared by every process that archives)"
+            )
+        return self
+
+    @property
+    def read_wait(self) -> float:
+        """Seconds a read that presents a commit position waits for a replica."""
+        return self.read_wait_ms / 1000
+
+    @property
+    def retention(self) -> Retention | None:
+        """How long ended flows stay in the hot log, as the environment says it (None: it
+        says nothing). Only a seed: the owner's migrate writes it into the database, whose
+        retention is the one that applies (docs/archival.md)."""
+        if self.retention_default is None and self.retention_definitions is None:
+            return None
+        keep = parse_duration(self.retention_default) if self.retention_default else None
+        return Retention(keep, parse_definitions(self.retention_definitions or ""))
 
     @property
     def archive(self) -> ArchiveSettings | None:
@@ -101,149 +262,98 @@ class Settings:
         )  # fmt: skip
 
     @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Only what from_env passes: the process's environment, or a test's mapping as its
+        # whole environment (os.environ is not read behind its back); no .env file, no
+        # secrets directory. pydantic-settings' own environment source is not used for that
+        # reason, and because it reads a tuple's variable as JSON, not comma-separated.
+        return (init_settings,)
+
+    @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """The settings ``env`` gives (by default the process's environment), or ConfigError
+        naming the first variable that is wrong."""
         env = os.environ if env is None else env
-        return cls(
-            database_url=_database_url(env, "DATABASE_URL"),
-            owner_url=_owner_url(env),
-            host=env.get("FLOWLOG_HOST", "127.0.0.1"),
-            port=_int(env, "FLOWLOG_PORT", 8080, 1, 65535),
-            data_dir=Path(env["FLOWLOG_DATA_DIR"])
-            if env.get("FLOWLOG_DATA_DIR")
-            else default_data_dir(os.geteuid(), Path.home()),
-            pg_system_user=_system_user(env),
-            pool_size=_int(env, "FLOWLOG_POOL_SIZE", 10, 1, 1000),
-            log_level=_choice(env, "FLOWLOG_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR")),
-            log_format=_choice(env, "FLOWLOG_LOG_FORMAT", ("json", "text")),
-            tokens=env.get("FLOWLOG_TOKENS", ""),
-            definitions=tuple(
-                m.strip() for m in env.get("FLOWLOG_DEFINITIONS", "").split(",") if m.strip()
-            ),
-            concurrency=_int(env, "FLOWLOG_CONCURRENCY", 32, 1, 10_000),
-            lease_seconds=float(_int(env, "FLOWLOG_LEASE_SECONDS", 30, 1, 86_400)),
-            idempotency_hours=_int(env, "FLOWLOG_IDEMPOTENCY_HOURS", 24, 1, 24 * 365),
-            read_database_urls=_read_urls(env),
-            replica_max_lag=float(_int(env, "FLOWLOG_REPLICA_MAX_LAG", 10, 1, 86_400)),
-            read_wait=_int(env, "FLOWLOG_READ_WAIT_MS", 1000, 0, 60_000) / 1000,
-            retention=_retention(env),
-            archive_dir=Path(env["FLOWLOG_ARCHIVE_DIR"])
-            if env.get("FLOWLOG_ARCHIVE_DIR")
-            else None,
-            archive_interval=float(_int(env, "FLOWLOG_ARCHIVE_INTERVAL", 600, 0, 86_400 * 7)),
-        )
+        given = {v.name: env[v.name] for v in VARIABLES if _said(env, v.name)}
+        try:
+            return cls.model_validate(given)
+        except ValidationError as exc:
+            raise ConfigError(_problem(exc.errors()[0])) from None
 
 
-def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = env.get(name)
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low} and {high}, not {value}")
-    return value
+def _said(env: Mapping[str, str], name: str) -> bool:
+    """Whether ``env`` sets the variable: an empty one is unset, but for FLOWLOG_HOST, an
+    empty host that ``flowlog serve`` refuses (as it always has)."""
+    return bool(env.get(name)) or (name == "FLOWLOG_HOST" and name in env)
 
 
-def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str | None:
-    value = env.get(name, "").strip()
-    if not value:
-        return None
-    if value.upper() in allowed:
-        return value.upper()
-    if value.lower() in allowed:
-        return value.lower()
-    raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+def _problem(error: ErrorDetails) -> str:
+    """The sentence a person reads for pydantic's error: the variable's name first."""
+    name = str(error["loc"][0]) if error["loc"] else ""
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, ConfigError):  # already says which variables
+        return str(cause)
+    if isinstance(cause, BadRetention):
+        return f"{name}: {cause}"
+    if isinstance(cause, ValueError):
+        return f"{name} {cause}"
+    if error["type"] in {"greater_than_equal", "less_than_equal"}:
+        low, high = _bounds(_FIELDS[name])
+        return f"{name} must be between {low} and {high}, not {error['input']}"
+    return f"{name}: {error['msg']}"
 
 
-_DATABASE_SCHEMES = frozenset({"postgresql", "postgres"})
-_NEXT_URL = re.compile(r",\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)")
-_SYSTEM_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+def _bounds(field: FieldInfo) -> tuple[Any, Any]:
+    """The field's ``ge`` and ``le`` (pydantic keeps them as annotated-types markers)."""
+    low = next(m.ge for m in field.metadata if hasattr(m, "ge"))
+    return low, next(m.le for m in field.metadata if hasattr(m, "le"))
 
 
-def _database_url(env: Mapping[str, str], name: str) -> str | None:
-    """A libpq URL, checked here so that a typo is named at once, not met as an outage."""
-    url = env.get(name, "").strip()
-    if not url:
-        return None
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - reading it checks it
-    except ValueError as exc:
-        raise ConfigError(f"{name} is not a valid URL ({exc}): {_hidden(url)!r}") from None
-    if parts.scheme not in _DATABASE_SCHEMES:
-        raise ConfigError(
-            f"{name} must be a postgresql:// URL, not {_hidden(url)!r} "
-            "(for example postgresql://flowlog@db:5432/flowlog)"
-        )
-    if not (parts.hostname or "host=" in parts.query):
-        raise ConfigError(f"{name} names no host: {_hidden(url)!r}")
-    return url
+@dataclass(frozen=True, slots=True)
+class Variable:
+    """An environment variable of the settings, as ``--help`` and the README say it."""
+
+    name: str
+    topic: Topic
+    shown: str
+    """Its default as the README's table says it."""
+    description: str
 
 
-def _retention(env: Mapping[str, str]) -> Retention | None:
-    default = env.get("FLOWLOG_RETENTION", "").strip()
-    if not default and not env.get("FLOWLOG_RETENTION_DEFINITIONS", "").strip():
-        return None
-    try:
-        keep = parse_duration(default) if default else None
-    except BadRetention as exc:
-        raise ConfigError(f"FLOWLOG_RETENTION: {exc}") from None
-    try:
-        own = parse_definitions(env.get("FLOWLOG_RETENTION_DEFINITIONS", ""))
-    except BadRetention as exc:
-        raise ConfigError(f"FLOWLOG_RETENTION_DEFINITIONS: {exc}") from None
-    retention = Retention(keep, own)
-    if retention.enabled and not env.get("FLOWLOG_ARCHIVE_DIR", "").strip():
-        raise ConfigError(
-            "FLOWLOG_RETENTION is on but FLOWLOG_ARCHIVE_DIR is not set: archived flows need "
-            "a directory to go to (shared by every process that archives)"
-        )
-    return retention
+def _variables() -> tuple[Variable, ...]:
+    found = []
+    for name, field in _FIELDS.items():
+        about: Any = field.json_schema_extra
+        shown = about["shown"] or _shown(field.get_default(call_default_factory=False))
+        found.append(Variable(name, about["topic"], shown, field.description or ""))
+    return tuple(found)
 
 
-def _read_urls(env: Mapping[str, str]) -> tuple[str, ...]:
-    name = "FLOWLOG_READ_DATABASE_URL"
-    urls: list[str] = []
-    # A comma also separates the hosts of one libpq URL (host1,host2): only a comma followed
-    # by a new URL's scheme starts another replica.
-    for part in _NEXT_URL.split(env.get(name, "")):
-        url = _database_url({name: part}, name)
-        if url is not None:
-            urls.append(url)
-    if urls and not env.get("DATABASE_URL", "").strip():
-        raise ConfigError(
-            f"{name} is set but DATABASE_URL is not: replicas follow a primary that flowlog "
-            "reaches by DATABASE_URL (the embedded PostgreSQL makes no replicas by itself)"
-        )
-    return tuple(urls)
+def _shown(default: Any) -> str:
+    if default is None:
+        return "unset"
+    if default in ("", ()):
+        return "none"
+    if isinstance(default, float) and default.is_integer():
+        default = int(default)
+    return f"`{default}`"
 
 
-def _owner_url(env: Mapping[str, str]) -> str | None:
-    url = _database_url(env, "FLOWLOG_OWNER_URL")
-    if url is not None and not env.get("DATABASE_URL", "").strip():
-        raise ConfigError(
-            "FLOWLOG_OWNER_URL is set but DATABASE_URL is not: set DATABASE_URL to the runtime "
-            "role's URL (the embedded PostgreSQL makes both roles itself)"
-        )
-    return url
+def environment() -> tuple[tuple[str, tuple[str, ...], str], ...]:
+    """The variables by topic, as ``--help`` lists them: (topic, names, note)."""
+    return tuple(
+        (topic, tuple(v.name for v in VARIABLES if v.topic == topic), note)
+        for topic, note in TOPICS.items()
+    )
 
 
-def _hidden(url: str) -> str:
-    """The URL without its password (error messages end up in logs)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "(unparsable)"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return parts._replace(netloc=netloc).geturl()
-
-
-def _system_user(env: Mapping[str, str]) -> str:
-    user = env.get("FLOWLOG_PG_USER", "").strip() or DEFAULT_SYSTEM_USER
-    if not _SYSTEM_USER.match(user):
-        raise ConfigError(f"FLOWLOG_PG_USER must be a system user name, not {user!r}")
-    return user
+_FIELDS = {field.alias: field for field in Settings.model_fields.values() if field.alias}
+VARIABLES = _variables()
+"""The variables of the settings, in the model's order."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import signal
 
+# Read here, at each failpoint, rather than in the settings (app/config.py): it is for tests,
+# and a process that is handed no settings (a script, a test's engine) must still obey it.
 VARIABLE = "FLOWLOG_FAILPOINT"
 
 

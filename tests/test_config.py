@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from flowlog.archive.policy import Retention
-from flowlog.config import ConfigError, Settings, default_data_dir
+from flowlog.config import VARIABLES, ConfigError, Settings, default_data_dir
 from flowlog.database import quote_ident, with_database
 
 
@@ -139,3 +140,18 @@ def test_retention_from_the_environment() -> None:
     ]
     assert retention.describe() == "default 30d, audit off, backup 7d"
     assert Settings.from_env({"FLOWLOG_RETENTION": "off"}).retention == Retention()
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_the_readme_table_is_the_settings_model() -> None:
+    """The README's rows of flowlog's settings are the model's: names, defaults and meanings,
+    in its order (the other rows are of variables read by others: OpenTelemetry, libpq, and
+    the failpoints of tests)."""
+    lines = README.read_text().splitlines()
+    start = lines.index("| variable | default | meaning |")
+    rows = lines[start + 2 : lines.index("", start)]
+    ours = [row for row in rows if re.match(r"\| `(DATABASE_URL|FLOWLOG_(?!FAILPOINT)\w+)`", row)]
+    expected = [f"| `{v.name}` | {v.shown} | {v.description} |" for v in VARIABLES]
+    assert ours == expected, "the README's rows should be:\n" + "\n".join(expected)

@@ -9,7 +9,6 @@ so that lookups can hit) runs in a thread of its own for the whole session.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import secrets
 import threading
 from collections.abc import Iterator
@@ -128,7 +127,7 @@ class LiveServer:
 def live_server(server_url: str, template_database: str) -> Iterator[str]:
     name = f"flowlog_fuzz_{secrets.token_hex(4)}"
     asyncio.run(create_database(server_url, name, template=template_database))
-    settings = dataclasses.replace(Settings.from_env({}), concurrency=4)
+    settings = Settings.from_env({}).model_copy(update={"concurrency": 4})
     app = create_app(settings, with_database(server_url, name), load_definitions(["flowlog.demo"]))
     try:
         with LiveServer(app) as server:

@@ -5,7 +5,6 @@ node calls; nothing at all without configuration."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import os
 import signal
@@ -93,7 +92,7 @@ async def test_one_trace_from_the_create_request_through_every_node_across_proce
     hook, calls = downstream
     exporter = InMemorySpanExporter()
     assert telemetry.configure({}, exporter=exporter)
-    settings = dataclasses.replace(Settings.from_env({}), run_reactor=False)  # the API alone
+    settings = Settings.from_env({}).model_copy(update={"run_reactor": False})  # the API alone
     app = create_app(settings, DatabaseUrls(runtime_url, database_url))
     worker: asyncio.subprocess.Process | None = None
     try:

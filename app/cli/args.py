@@ -17,7 +17,7 @@ from flowlog.bench.harness import Size
 from flowlog.cli.flows import add_arguments as add_flow_arguments
 from flowlog.cli.schedules import add_arguments as add_schedule_arguments
 from flowlog.cli.types import flow_id, port
-from flowlog.config import Settings
+from flowlog.config import Settings, environment
 
 BENCHMARKS = (
     "append",
@@ -46,15 +46,10 @@ FLOWLOG_DATA_DIR and started on demand. `flowlog COMMAND --help` says more of ea
 README.md lists every variable."""
 
 ENVIRONMENT: tuple[tuple[str, tuple[str, ...], str], ...] = (
-    ("database", ("DATABASE_URL", "FLOWLOG_OWNER_URL", "FLOWLOG_POOL_SIZE",
-                  "FLOWLOG_READ_DATABASE_URL", "FLOWLOG_REPLICA_MAX_LAG", "FLOWLOG_READ_WAIT_MS"),
-     ""),
-    ("embedded", ("FLOWLOG_DATA_DIR", "FLOWLOG_PG_USER"), "when DATABASE_URL is unset"),
-    ("serve", ("FLOWLOG_HOST", "FLOWLOG_PORT", "FLOWLOG_TOKENS", "FLOWLOG_IDEMPOTENCY_HOURS"), ""),
-    ("reactor", ("FLOWLOG_DEFINITIONS", "FLOWLOG_CONCURRENCY", "FLOWLOG_LEASE_SECONDS"), ""),
-    ("archive", ("FLOWLOG_RETENTION", "FLOWLOG_RETENTION_DEFINITIONS", "FLOWLOG_ARCHIVE_DIR",
-                 "FLOWLOG_ARCHIVE_INTERVAL"), ""),
-    ("logs", ("FLOWLOG_LOG_LEVEL", "FLOWLOG_LOG_FORMAT"), ""),
+    *environment(),  # flowlog's settings, from their model
+    # Read by others on purpose, so not settings of the model: OpenTelemetry's SDK reads its
+    # own variables (flowlog.telemetry only asks whether any is set), libpq's are asyncpg's,
+    # and a failpoint is read where it is (flowlog.faults), by tests only.
     ("traces", ("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT",
                 "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_SERVICE_NAME", "OTEL_SDK_DISABLED"),
      "with the otel extra installed, OpenTelemetry reads its other OTEL_* too"),
@@ -78,6 +73,12 @@ def _epilog() -> str:
         "differences), 2 bad usage (a bad option, argument or variable), 3 no such flow or",
         "schedule, 4 (flows) flowlog unreachable; docs/cli.md has the details.",
     ])  # fmt: skip
+
+
+def _default(setting: str) -> str:
+    """Where an option's default comes from: ``FLOWLOG_PORT or 8080``."""
+    field = Settings.model_fields[setting]
+    return f"{field.alias} or {field.default}"
 
 
 def version() -> str:
@@ -127,7 +128,7 @@ def build(settings: Settings) -> Parsers:
         )  # fmt: skip
         parser.add_argument(
             "--concurrency", type=int, default=settings.concurrency,
-            help="flows the reactor drives at once (default: FLOWLOG_CONCURRENCY or 32)",
+            help=f"flows the reactor drives at once (default: {_default('concurrency')})",
         )  # fmt: skip
 
     serve = command(
@@ -136,9 +137,9 @@ def build(settings: Settings) -> Parsers:
         "starts), migrates the database, then serves until SIGTERM or Ctrl-C: the web console\n"
         "at /, the REST API under /api/v1/, and the reactor that runs the flows.",
     )  # fmt: skip
-    serve.add_argument("--host", default=settings.host, help="default: FLOWLOG_HOST or 127.0.0.1")
+    serve.add_argument("--host", default=settings.host, help=f"default: {_default('host')}")
     serve.add_argument(
-        "--port", type=port, default=settings.port, help="1-65535; default: FLOWLOG_PORT or 8080"
+        "--port", type=port, default=settings.port, help=f"1-65535; default: {_default('port')}"
     )
     serve.add_argument("--no-reactor", action="store_true", help="serve the API only")
     serve.add_argument(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import errno
 import logging
 import os
@@ -124,12 +123,13 @@ def _definitions(
         origin = "--definitions" if args.definitions else "FLOWLOG_DEFINITIONS"
         if getattr(args, "demo", False):
             modules += ("flowlog.demo",)
-        settings = dataclasses.replace(
-            settings,
-            definitions=modules,
-            concurrency=args.concurrency,
-            run_reactor=not getattr(args, "no_reactor", False),
-            demo=getattr(args, "demo", False),
+        settings = settings.model_copy(
+            update={
+                "definitions": modules,
+                "concurrency": args.concurrency,
+                "run_reactor": not getattr(args, "no_reactor", False),
+                "demo": getattr(args, "demo", False),
+            }
         )
     else:
         return settings, Registry()

@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 TRACEPARENT = "traceparent"
 """The W3C Trace Context header, and the event metadata key that holds it."""
+# OpenTelemetry's own variables, which its SDK reads (this only asks whether any is set): not
+# flowlog's settings (app/config.py), and named as OpenTelemetry documents them.
 _EXPORTER_VARIABLES = ("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT",
                        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")  # fmt: skip
 

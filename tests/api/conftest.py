@@ -100,8 +100,8 @@ async def make_service(database_url: str, runtime_url: str) -> AsyncIterator[Mak
         registry = Registry(
             [backup_flow(), gated_flow(gate), fussy_flow(), fussy_flow("pausing", fail="pause")]
         )
-        settings = dataclasses.replace(
-            Settings.from_env({}), tokens=tokens, concurrency=8, lease_seconds=2.0, pool_size=5
+        settings = Settings.from_env({}).model_copy(
+            update={"tokens": tokens, "concurrency": 8, "lease_seconds": 2.0, "pool_size": 5}
         )
         app = create_app(settings, DatabaseUrls(runtime_url, database_url), registry)
         client = TestClient(TestServer(app))

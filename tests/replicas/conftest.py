@@ -107,11 +107,9 @@ async def make_client(database: Database) -> AsyncIterator[MakeClient]:
     async def make(*replica_urls: str, cookies: bool = False, **changes: object) -> Client:
         """``cookies``: the client keeps cookies (a browser's session) and so presents its
         last write's position by itself; without, only a header presents one."""
-        settings = dataclasses.replace(
-            Settings.from_env({}),
-            concurrency=8, pool_size=8,
-            read_database_urls=replica_urls or (database.replica_url,),
-            **changes,  # type: ignore[arg-type]
+        settings = Settings.from_env({}).model_copy(
+            update={"concurrency": 8, "pool_size": 8,
+                    "read_database_urls": replica_urls or (database.replica_url,), **changes}
         )  # fmt: skip
         app = create_app(settings, database.primary_url, Registry([backup_flow()]))
         jar = None if cookies else DummyCookieJar()
