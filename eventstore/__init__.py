@@ -35,6 +35,7 @@ from flowlog.eventstore.store import (
     check_log_horizon,
 )
 from flowlog.eventstore.subscription import BatchOutcome, Handler, Subscription
+from flowlog.eventstore.wakeloop import wake_or_poll
 
 __all__ = [
     "CHANNEL",
@@ -71,4 +72,5 @@ __all__ = [
     "connect",
     "create_pool",
     "wait_any",
+    "wake_or_poll",
 ]

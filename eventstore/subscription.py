@@ -16,9 +16,10 @@ from dataclasses import dataclass
 
 from flowlog.eventstore.errors import TRANSIENT_ERRORS, OrderConflict, SubscriptionConflict
 from flowlog.eventstore.events import LOG_START, Checkpoint, RecordedEvent
-from flowlog.eventstore.notify import Listener, wait_any
+from flowlog.eventstore.notify import Listener
 from flowlog.eventstore.queries import Q
 from flowlog.eventstore.store import EventStore, Transaction
+from flowlog.eventstore.wakeloop import wake_or_poll
 
 # OrderConflict: the handler appended to a stream that a younger transaction had just
 # written; the batch was rolled back and runs again, as a younger transaction.
@@ -74,6 +75,7 @@ class Subscription:
         self._min_retry = min_retry
         self._wake = asyncio.Event()
         self._stopping = False
+        self._retry = min_retry
         self._start = start
 
     async def register(self) -> None:
@@ -130,38 +132,27 @@ class Subscription:
         rolled back and will be retried by the next run); connection errors are retried.
         RemovedEvents ends it too: events it has not read yet were archived away."""
         await self.register()
-        notified = self._listener.register() if self._listener is not None else None
-        retry = self._min_retry
-        failures = 0
-        try:
-            while not self._stopping:
-                if notified is not None:
-                    notified.clear()  # before reading: a notification during the read counts
-                try:
-                    outcome = await self.run_batch()
-                    failures = 0
-                except _RETRYABLE as exc:
-                    failures += 1
-                    delay = min(self._poll_interval, self._min_retry * 2**failures)
-                    log.warning(
-                        "subscription batch failed, retrying",
-                        extra={"subscription": self.name, "error": repr(exc), "delay": delay},
-                    )
-                    await self._sleep(None, delay)
-                    continue
-                if outcome.handled == self._batch_size:
-                    continue
-                if outcome.held_back:
-                    delay, retry = retry, min(retry * 2, self._poll_interval)
-                else:
-                    delay, retry = self._poll_interval, self._min_retry
-                await self._sleep(notified, delay)
-        finally:
-            if notified is not None and self._listener is not None:
-                self._listener.unregister(notified)
+        self._retry = self._min_retry
+        await wake_or_poll(
+            self._next_batch, wake=self._wake, listener=self._listener,
+            stopping=lambda: self._stopping, retry_on=_RETRYABLE, retry_base=self._min_retry,
+            retry_max=self._poll_interval, failed=self._failed, notified_ends_backoff=False,
+        )  # fmt: skip
 
-    async def _sleep(self, notified: asyncio.Event | None, delay: float) -> None:
-        """Waits for ``delay``, a notification, or ``stop()``, whichever comes first."""
-        if self._stopping:
-            return
-        await wait_any([self._wake] if notified is None else [self._wake, notified], delay)
+    async def _next_batch(self) -> float:
+        """Runs a batch; the seconds to wait before the next: none after a full batch, the
+        held-back retry (doubling) while events are held back, else the poll interval."""
+        outcome = await self.run_batch()
+        if outcome.handled == self._batch_size:
+            return 0.0
+        if outcome.held_back:
+            delay, self._retry = self._retry, min(self._retry * 2, self._poll_interval)
+            return delay
+        self._retry = self._min_retry
+        return self._poll_interval
+
+    def _failed(self, exc: BaseException, delay: float) -> None:
+        log.warning(
+            "subscription batch failed, retrying",
+            extra={"subscription": self.name, "error": repr(exc), "delay": delay},
+        )

@@ -24,7 +24,7 @@ from flowlog.eventstore import (
     EventStore,
     Listener,
     WrongExpectedVersion,
-    wait_any,
+    wake_or_poll,
 )
 from flowlog.faults import failpoint
 from flowlog.schedules import decide
@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 
 _ATTEMPTS = 10
 _SLACK = 1.0
-_LOOP_RETRY_MAX = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,33 +93,21 @@ class Scheduler:
             self._task = None
 
     async def _loop(self) -> None:
-        notified = self._listener.register() if self._listener is not None else None
-        failures = 0
-        try:
-            while not self._stopping:
-                self._wake.clear()
-                if notified is not None:
-                    notified.clear()
-                try:
-                    claimed = await self.schedules.pool.fetch(
-                        Q.claim, self.owner, self.settings.batch, self.settings.lease_seconds,
-                        self._definitions(),
-                    )  # fmt: skip
-                    # Concurrently: a burst of fires at one instant (every schedule at
-                    # midnight) shares round trips, and their flows' appends one commit.
-                    await asyncio.gather(*(self._tick(row["id"]) for row in claimed))
-                    wait = 0.0 if claimed else await self._seconds_to_next_due()
-                    failures = 0
-                except Exception as exc:  # the loop must outlive any one failure
-                    failures += 1
-                    wait = min(_LOOP_RETRY_MAX, 0.05 * 2**failures)
-                    log.warning("scheduling failed", extra={"error": repr(exc), "retry_in": wait})
-                if wait > 0:
-                    events = [self._wake] if notified is None else [self._wake, notified]
-                    await wait_any(events, wait)
-        finally:
-            if notified is not None and self._listener is not None:
-                self._listener.unregister(notified)
+        await wake_or_poll(
+            self._fire_due, wake=self._wake, listener=self._listener,
+            stopping=lambda: self._stopping, failed=_failed,
+        )  # fmt: skip
+
+    async def _fire_due(self) -> float:
+        """Fires the due schedules it claims; the seconds to wait before the next claim."""
+        claimed = await self.schedules.pool.fetch(
+            Q.claim, self.owner, self.settings.batch, self.settings.lease_seconds,
+            self._definitions(),
+        )  # fmt: skip
+        # Concurrently: a burst of fires at one instant (every schedule at midnight) shares
+        # round trips, and their flows' appends one commit.
+        await asyncio.gather(*(self._tick(row["id"]) for row in claimed))
+        return 0.0 if claimed else await self._seconds_to_next_due()
 
     def _definitions(self) -> list[str]:
         """The definitions this process can make flows of: it claims only their schedules."""
@@ -252,6 +239,10 @@ def _log_refusals(schedule_id: str, events: list[ScheduleEvent]) -> None:
             log.warning("a schedule's fire is refused: the REST create would refuse its flow",
                         extra={"schedule_id": schedule_id, "fire_time": event.first.isoformat(),
                                "error": event.error})  # fmt: skip
+
+
+def _failed(exc: BaseException, wait: float) -> None:
+    log.warning("scheduling failed", extra={"error": repr(exc), "retry_in": wait})
 
 
 def _caller(schedule_id: str, reason: str | None = None) -> Caller:

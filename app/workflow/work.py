@@ -1,0 +1,62 @@
+"""The work queue: one reactor's hold on the ``flow_work`` rows it claims and leases.
+
+Rows are written by the appends themselves (app/workflow/repository.py); a reactor only
+claims them, extends its leases, hands them back, and puts off those it claimed too early.
+Leases and due times are counted on the database's clock. Each method is one statement (one
+round trip); those that need nothing from the answer return the pool's own awaitable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+
+import asyncpg
+
+from flowlog.eventstore import RecordedEvent
+from flowlog.workflow.repository import Q
+
+Claimed = dict[str, tuple[str, list[RecordedEvent]]]
+"""Claimed flows: {flow id: (definition name, the flow's events)}."""
+
+
+class WorkQueue:
+    __slots__ = ("_pool", "lease_seconds", "owner")
+
+    def __init__(self, pool: asyncpg.Pool, owner: str, lease_seconds: float) -> None:
+        self._pool = pool
+        self.owner = owner
+        self.lease_seconds = lease_seconds
+
+    async def claim(self, versions: list[str], limit: int) -> Claimed:
+        """Leases up to ``limit`` due flows of definition ``versions``, with their events."""
+        rows = await self._pool.fetch(Q.work_claim, self.owner, versions, limit, self.lease_seconds)
+        claimed: Claimed = {}
+        for row in rows:
+            flow = claimed.setdefault(row["flow_id"], (row["definition_name"], []))
+            flow[1].append(RecordedEvent(*tuple(row)[2:]))
+        return claimed
+
+    def next_due(self, versions: list[str]) -> Awaitable[float | None]:
+        """Seconds until the next flow of ``versions`` is claimable; None when there is none."""
+        return self._pool.fetchval(Q.work_next_due, versions)
+
+    async def heartbeat(self, flow_ids: list[str]) -> dict[str, str]:
+        """Extends the leases of ``flow_ids``: {flow id: status} of those still held."""
+        rows = await self._pool.fetch(Q.work_heartbeat, self.owner, flow_ids, self.lease_seconds)
+        return {row["flow_id"]: row["status"] for row in rows}
+
+    def release(self, flow_id: str) -> Awaitable[str]:
+        """Done with the flow for now: its row (if any) stays due at its due time."""
+        return self._pool.execute(Q.work_release, self.owner, flow_id)
+
+    def release_all(self) -> Awaitable[str]:
+        return self._pool.execute(Q.work_release_all, self.owner)
+
+    def defer(self, flow_id: str, seconds: float) -> Awaitable[str]:
+        """Driving the flow crashed (a bug): it is looked at again in ``seconds``."""
+        return self._pool.execute(Q.work_defer, self.owner, flow_id, seconds)
+
+    def wait(self, flow_id: str, seconds: float, version: int) -> Awaitable[str]:
+        """Claimed early (the database's clock ahead of ours): due in ``seconds`` by the
+        database's clock, released; unless the flow moved on from stream ``version``."""
+        return self._pool.execute(Q.work_wait, self.owner, flow_id, seconds, version)
