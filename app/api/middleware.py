@@ -3,9 +3,11 @@
 1. ``_authenticate``: who asks (a bearer token, else the console's session cookie);
 2. ``_unauthorized``: 401 when tokens are on and nobody is named (open paths aside);
 3. ``_forgery``: 403 for a cross-site request, or a session's request without its CSRF token;
-4. ``_idempotency_key``: a POST's ``Idempotency-Key`` (400 if it cannot be a key);
-5. the context the handlers read (``flowlog.api.context``), then the answer, errors mapped to
-   the envelope (``flowlog.api.errors.answer``), with its ``X-Request-Id``;
+4. ``_idempotency_key``: a POST's ``Idempotency-Key`` (``_bad_idempotency_key``: 400 if it
+   cannot be a key);
+5. ``_context``: what the handlers read (``flowlog.api.context``); then the answer, errors
+   mapped to the envelope (``flowlog.api.errors.answer``), and ``_stamp``: its
+   ``X-Request-Id``;
 6. ``_observe``: the request's metrics, and ``_log_access``: its access log line.
 
 One middleware rather than one per step: each middleware is another call around every request,
@@ -72,28 +74,14 @@ def make_middlewares(
         try:
             owner, session = _authenticate(tokens, request)
             key = _idempotency_key(request)
-            refusal = _unauthorized(tokens, request, owner)
+            refusal = _refusal(tokens, request, owner, session, key)
             if refusal is None:
-                refusal = _forgery(request, owner, session)
-            if refusal is None and key == "":
-                refusal = error_response(
-                    Code.BAD_INPUT,
-                    f"{IDEMPOTENCY_HEADER} must be 1 to 255 printable ASCII characters",
-                    400,
-                )
-            if refusal is not None:
-                response: web.StreamResponse = refusal
-            else:
-                ctx = _context(owner, request_id, trace_id, session)
-                if key is not None:
-                    idempotency = Idempotency(key, ctx.tenant_id, idempotency_ttl)
-                    ctx = dataclasses.replace(ctx, idempotency=idempotency)
+                ctx = _context(owner, session, request_id, trace_id, key, idempotency_ttl)
                 request[CONTEXT] = ctx
                 response = await answer(request, handler)
-            if not response.prepared:
-                response.headers["X-Request-Id"] = request_id
-                if request.get(CLOSE_AFTER):
-                    response.force_close()
+            else:
+                response = refusal
+            _stamp(request, response, request_id)
             status = response.status
             return response
         finally:
@@ -152,6 +140,26 @@ def _forgery_reason(request: web.Request, session: Session | None) -> str | None
     return None
 
 
+def _refusal(
+    tokens: Tokens, request: web.Request, owner: Owner | None, session: Session | None,
+    key: str | None,
+) -> web.Response | None:  # fmt: skip
+    """The first refusal of the checks, in order: 401, 403, then a bad Idempotency-Key's 400."""
+    refusal = _unauthorized(tokens, request, owner)
+    if refusal is None:
+        refusal = _forgery(request, owner, session)
+    if refusal is None:
+        refusal = _bad_idempotency_key(key)
+    return refusal
+
+
+def _bad_idempotency_key(key: str | None) -> web.Response | None:
+    if key != "":
+        return None
+    message = f"{IDEMPOTENCY_HEADER} must be 1 to 255 printable ASCII characters"
+    return error_response(Code.BAD_INPUT, message, 400)
+
+
 def _idempotency_key(request: web.Request) -> str | None:
     """The POST's Idempotency-Key; "" for one that cannot be a key; None when there is none."""
     value = request.headers.get(IDEMPOTENCY_HEADER)
@@ -161,11 +169,25 @@ def _idempotency_key(request: web.Request) -> str | None:
 
 
 def _context(
-    owner: Owner | None, request_id: str, trace_id: str, session: Session | None
-) -> Context:
+    owner: Owner | None, session: Session | None, request_id: str, trace_id: str,
+    key: str | None, idempotency_ttl: timedelta,
+) -> Context:  # fmt: skip
+    """What the handlers read of the request (``context_of``)."""
     if owner is None:
-        return Context("", "anonymous", request_id, trace_id)
-    return Context(owner.tenant, owner.actor, request_id, trace_id, session)
+        ctx = Context("", "anonymous", request_id, trace_id)
+    else:
+        ctx = Context(owner.tenant, owner.actor, request_id, trace_id, session)
+    if key is None:
+        return ctx
+    return dataclasses.replace(ctx, idempotency=Idempotency(key, ctx.tenant_id, idempotency_ttl))
+
+
+def _stamp(request: web.Request, response: web.StreamResponse, request_id: str) -> None:
+    """The answer's X-Request-Id; and the connection closed after a body it could not read."""
+    if not response.prepared:
+        response.headers["X-Request-Id"] = request_id
+        if request.get(CLOSE_AFTER):
+            response.force_close()
 
 
 def _header_id(request: web.Request, name: str, otherwise: str | None = None) -> str:
