@@ -29,7 +29,9 @@ from typing import Any, Generic, TypeVar
 import aiohttp
 from pydantic import BaseModel
 
-from flowlog.api.models import (
+from flowlog.telemetry import tracing
+from flowlog.times import parse_utc
+from flowlog.wire.definitions import (
     DefinitionSpec,
     FailExecutor,
     HttpExecutor,
@@ -38,8 +40,6 @@ from flowlog.api.models import (
     SleepExecutor,
     UntilExecutor,
 )
-from flowlog.telemetry import tracing
-from flowlog.times import parse_utc
 from flowlog.workflow.definition import (
     DEFAULT_MAX_INTERRUPTIONS,
     NodeDefinition,

@@ -28,7 +28,7 @@ from typing import Any
 
 from flowlog.projections.reads import ListFilter
 from flowlog.schedules.service import ScheduleService
-from flowlog.schedules.spec import ScheduleSpec
+from flowlog.wire.schedules import ScheduleSpec
 from flowlog.workflow.definition import NodeDefinition, NodeKind, RetryPolicy, WorkflowDefinition
 from flowlog.workflow.errors import NodeError, WorkflowError
 from flowlog.workflow.executor import Failed, Finished, FlowContext, NodeHandle, PollResult, Running

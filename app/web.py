@@ -1,7 +1,13 @@
 """The HTTP service: an app factory that does no I/O; resources open and close in cleanup_ctx.
 
-Start-up runs the engine: migrations, pool, horizon check, notifier, event store, LISTEN
-connection, service, definition catalog, reactor. Teardown runs in reverse.
+Start-up runs the engine (app/engine.py): migrations, pool, horizon check, read router,
+notifier, event store, LISTEN connection, service, definition catalog, reactor and scheduler,
+archive loop; then, with ``--demo``, the demo flows are made. Teardown runs in reverse.
+
+A request passes the tracing middleware, the API's (app/api/middleware.py: who asks, forgery,
+idempotency keys, errors, metrics, the access log) and the read routing's
+(app/api/replicas.py), then its route: the REST API's (app/api/routes.py) or the console's
+(app/console/).
 """
 
 from __future__ import annotations
@@ -14,20 +20,19 @@ from datetime import timedelta
 
 from aiohttp import web
 
-from flowlog import keys
-from flowlog.api import schedules as _schedule_routes  # noqa: F401 - registers its routes
+from flowlog.api import keys
 from flowlog.api.access import Tokens
 from flowlog.api.bad_http import quiet_bad_requests
-from flowlog.api.framework import make_middlewares
 from flowlog.api.metrics import Metrics
-from flowlog.api.models import MAX_BODY
+from flowlog.api.middleware import make_middlewares
+from flowlog.api.replicas import positions
 from flowlog.api.routes import api
 from flowlog.config import Settings
 from flowlog.console import setup_console
 from flowlog.engine import Engine
-from flowlog.replicas.http import positions
 from flowlog.roles import DatabaseUrls
 from flowlog.telemetry.http import traced
+from flowlog.wire.base import MAX_BODY
 from flowlog.workflow.definition import Registry
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ import time
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from flowlog.api import framework
+from flowlog.api import operations
 from flowlog.bench.harness import scratch_database
 from flowlog.config import Settings
 from flowlog.demo import DEFINITIONS
@@ -34,7 +34,7 @@ PER_ROUND = 300
 
 async def main(rounds: int) -> None:
     server = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    checked = framework.refuse_duplicate_keys
+    checked = operations.refuse_duplicate_keys
     async with scratch_database(server) as url:
         app = create_app(Settings.from_env({}), url, Registry(DEFINITIONS))
         async with TestClient(TestServer(app)) as client:
@@ -50,11 +50,11 @@ async def main(rounds: int) -> None:
             await one_round()  # warm up: prepared statements, caches
             on, off = [], []
             for _ in range(rounds):
-                framework.refuse_duplicate_keys = checked
+                operations.refuse_duplicate_keys = checked
                 on.append(await one_round())
-                framework.refuse_duplicate_keys = lambda raw: None
+                operations.refuse_duplicate_keys = lambda raw: None
                 off.append(await one_round())
-            framework.refuse_duplicate_keys = checked
+            operations.refuse_duplicate_keys = checked
     ratios = [a / b for a, b in zip(on, off, strict=True)]
     print(f"create with the check:    {statistics.median(on) * 1e3:.3f} ms (median of rounds)")
     print(f"create without the check: {statistics.median(off) * 1e3:.3f} ms")

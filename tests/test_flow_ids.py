@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 from flowlog.engine import Engine
 from flowlog.flow_ids import FLOW_ID_PATTERN, is_flow_id
 from flowlog.schedules import decide
-from flowlog.schedules.spec import ScheduleSpec
 from flowlog.schedules.state import evolve
+from flowlog.wire.schedules import ScheduleSpec
 from flowlog.workflow.definition import Registry
 from tests.workflow.defs import backup_flow
 

@@ -176,6 +176,15 @@ def test_the_floors_check_sees_an_import_from_above_and_a_circle() -> None:
     assert floor_violations(floors, {"flowlog.api.x": ["flowlog.workflow.state"]}) == []
 
 
+def test_the_client_imports_nothing_of_the_server() -> None:
+    """The client stands on the API's floor but builds on flowlog.wire alone: a program that
+    talks to flowlog over HTTP does not load the server."""
+    for path, name in modules():
+        if name == "flowlog.client" or name.startswith("flowlog.client."):
+            server = [m for m in imported(path.read_text(), str(path)) if room_of(m) == "api"]
+            assert server == [], f"{path.relative_to(ROOT)} imports {server}"
+
+
 # -- every module alone ------------------------------------------------------------------------
 
 ALONE = """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from flowlog import keys
+from flowlog.api import keys
 from flowlog.config import Settings
 from flowlog.web import create_app
 

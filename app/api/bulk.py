@@ -14,13 +14,13 @@ import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 
-from flowlog.api.framework import Context
-from flowlog.api.metrics import Q
-from flowlog.api.models import BulkRequest, BulkResponse, BulkResult
+from flowlog.api.context import Context
+from flowlog.api.queries import Q
 from flowlog.archive.reading import not_here
 from flowlog.eventstore import TRANSIENT_ERRORS
 from flowlog.eventstore.pool import Executor
 from flowlog.projections.reads import Cursor, ListFilter, list_workflows
+from flowlog.wire.bulk import BulkRequest, BulkResponse, BulkResult
 from flowlog.workflow.errors import Code, WorkflowError
 from flowlog.workflow.idempotency import find, fingerprint, record
 from flowlog.workflow.repository import Caller

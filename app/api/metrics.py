@@ -1,32 +1,20 @@
 """Prometheus metrics of one process: flows by definition and status, node durations,
-reactor lag, leases, HTTP requests. A registry per application, no global state."""
+reactor lag, leases, parked flows, schedule fire delays, reads and replicas, HTTP requests. A
+registry per application, no global state."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import asyncpg
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from flowlog.api.queries import Q
 from flowlog.replicas.replica import Replica
-from flowlog.sql import load_queries
 
 CLIENT_GONE_STATUS = 499
 """What the request log and metrics record for a client that hung up (nginx's convention)."""
 
-
-@dataclass(frozen=True, slots=True)
-class ApiQueries:
-    flows_by_status: str
-    reactor_lag: str
-    leases: str
-    definitions_named: str
-    definitions: str
-    tenants_of: str
-
-
-Q = load_queries(ApiQueries, "api")
 
 _DURATIONS = (0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 1800, 3600)
 

@@ -1,5 +1,5 @@
 """The schedule routes: ``/api/v1/workflow-schedules`` (create, list, get, update, pause,
-resume, delete). Registered on the API of app/api/routes.py; a tenant sees only its own."""
+resume, delete). A tenant sees only its own."""
 
 from __future__ import annotations
 
@@ -7,24 +7,27 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from flowlog import keys
-from flowlog.api.framework import Paged, context_of
-from flowlog.api.models import Page
-from flowlog.api.routes import api, caller_of, tenant_of
-from flowlog.api.schedule_models import (
+from flowlog.api import keys
+from flowlog.api.common import caller_of, tenant_of
+from flowlog.api.context import context_of
+from flowlog.api.operations import Api, Paged
+from flowlog.schedules import decide
+from flowlog.schedules.service import ScheduleService
+from flowlog.schedules.state import ScheduleState
+from flowlog.wire.envelope import Page
+from flowlog.wire.schedules import (
     ScheduleChange,
+    ScheduleCreate,
     ScheduleDetail,
     ScheduleEventInfo,
     ScheduleInfo,
     ScheduleList,
     ScheduleListQuery,
+    ScheduleSpec,
     ScheduleUpdate,
 )
-from flowlog.schedules import decide
-from flowlog.schedules.service import ScheduleService
-from flowlog.schedules.spec import ScheduleCreate, ScheduleSpec
-from flowlog.schedules.state import ScheduleState
 
+api = Api()
 SCHEDULES = ("schedules",)
 PATH = "/api/v1/workflow-schedules"
 

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from pydantic import BaseModel
 
-from flowlog.api.models import GO_ZERO_TIME, WorkFlowDetail, WorkFlowInfo
 from flowlog.cli.problems import Exit
 from flowlog.cli.types import flow_id, server_url
 from flowlog.client.errors import BadRequest, FlowlogError, NotFound, Unavailable
 from flowlog.roles import DatabaseUrls
+from flowlog.wire.flows import GO_ZERO_TIME, WorkFlowDetail, WorkFlowInfo
 from flowlog.workflow.repository import Caller
 
 if TYPE_CHECKING:  # the backends import the service: loaded when a flows command runs

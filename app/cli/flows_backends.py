@@ -8,9 +8,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from flowlog.api.framework import STATUS_OF
-from flowlog.api.models import WorkFlowDetail, WorkFlowInfo
-from flowlog.api.routes import info_of, node_of
+from flowlog.api.errors import STATUS_OF
 from flowlog.cli.problems import CANNOT_LOG_IN, database_problem
 from flowlog.client import FlowlogClient
 from flowlog.client.errors import Unavailable, error_for
@@ -19,6 +17,7 @@ from flowlog.engine import Engine
 from flowlog.eventstore import TRANSIENT_ERRORS, RecordedEvent, wait_any
 from flowlog.projections.reads import Cursor, ListFilter, list_workflows
 from flowlog.roles import DatabaseUrls
+from flowlog.wire.flows import WorkFlowDetail, WorkFlowInfo, info_of, node_of
 from flowlog.workflow.definition import Registry
 from flowlog.workflow.errors import WorkflowError
 from flowlog.workflow.history import flow_stream

@@ -17,8 +17,8 @@ from flowlog.cli.problems import Exit
 from flowlog.eventstore import EventStore, create_pool
 from flowlog.schedules import decide
 from flowlog.schedules.service import ScheduleService
-from flowlog.schedules.spec import ScheduleSpec
 from flowlog.schedules.state import ScheduleState
+from flowlog.wire.schedules import ScheduleSpec
 from flowlog.workflow.definition import Registry
 from flowlog.workflow.errors import Code, WorkflowError
 from flowlog.workflow.repository import Caller

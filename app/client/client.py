@@ -22,51 +22,54 @@ import aiohttp
 import orjson
 from pydantic import BaseModel
 
-from flowlog.api.models import (
-    BulkRequest,
-    BulkResponse,
+from flowlog.client.errors import FlowEnded, FlowlogError, Unavailable, error_for
+from flowlog.client.events import ENDED, StreamEvent, changes_status
+from flowlog.client.sse import messages
+from flowlog.replicas.position import HEADER as POSITION
+from flowlog.replicas.position import parse_position
+from flowlog.wire.base import Request
+from flowlog.wire.bulk import BulkRequest, BulkResponse
+from flowlog.wire.definitions import (
+    DefinitionDetail,
+    DefinitionList,
+    DefinitionSpec,
+    RegisteredResponse,
+)
+from flowlog.wire.envelope import Page
+from flowlog.wire.flows import (
     CallbackRequest,
     CancelRequest,
     ContextRequest,
     CreatedResponse,
     CreateRequest,
-    DefinitionDetail,
-    DefinitionList,
-    DefinitionSpec,
-    DiffQuery,
-    DiffResponse,
     FlowFilter,
-    HistoryEvent,
-    HistoryQuery,
-    HistoryResponse,
     InfoResponse,
     ListQuery,
-    Page,
-    RegisteredResponse,
-    Request,
     RetryRequest,
-    StateQuery,
-    StateResponse,
     StopRequest,
     WorkFlowDetail,
     WorkFlowIdRequest,
     WorkFlowInfo,
     WorkFlowList,
 )
-from flowlog.api.schedule_models import (
+from flowlog.wire.history import (
+    DiffQuery,
+    DiffResponse,
+    HistoryEvent,
+    HistoryQuery,
+    HistoryResponse,
+    StateQuery,
+    StateResponse,
+)
+from flowlog.wire.schedules import (
     ScheduleChange,
+    ScheduleCreate,
     ScheduleDetail,
     ScheduleInfo,
     ScheduleList,
     ScheduleListQuery,
     ScheduleUpdate,
 )
-from flowlog.client.errors import FlowEnded, FlowlogError, Unavailable, error_for
-from flowlog.client.events import ENDED, StreamEvent, changes_status
-from flowlog.client.sse import messages
-from flowlog.replicas.position import HEADER as POSITION
-from flowlog.replicas.position import parse_position
-from flowlog.schedules.spec import ScheduleCreate
 
 M = TypeVar("M", bound=BaseModel)
 

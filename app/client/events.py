@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from flowlog.api.models import Response
+from flowlog.wire.base import Response
 
 ENDED = frozenset({"FlowFinished", "FlowFailed", "FlowCanceled"})
 """The events after which a flow's stream closes."""

@@ -19,7 +19,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from flowlog.api.framework import CONSOLE_ROUTES
+from flowlog.api.middleware import CONSOLE_ROUTES
 from flowlog.console import pages, present, schedules
 
 HERE = Path(__file__).resolve().parent

@@ -21,20 +21,21 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
-from flowlog import keys
+from flowlog.api import keys
 from flowlog.api.access import clear_session_cookie, set_session_cookie
-from flowlog.api.framework import STATUS_OF, ClientGone, Context, check_query_encoding, context_of
-from flowlog.api.metrics import Q as API_QUERIES
-from flowlog.api.models import ListQuery
-from flowlog.api.routes import list_filter, parse_cursor, tenant_of
-from flowlog.archive.reading import not_here
+from flowlog.api.common import list_filter, parse_cursor, tenant_of, visible_flow
+from flowlog.api.context import Context, context_of
+from flowlog.api.errors import STATUS_OF, ClientGone
+from flowlog.api.operations import check_query_encoding
+from flowlog.api.queries import Q as API_QUERIES
+from flowlog.api.replicas import answer_read, read_pool
+from flowlog.api.sse import notices
 from flowlog.audit.history import read_history
 from flowlog.console import flowview, present, reads
 from flowlog.console.graph import layout
-from flowlog.eventstore import TRANSIENT_ERRORS, wait_any
-from flowlog.projections.reads import get_workflow, list_workflows
-from flowlog.projections.rows import WorkflowRow
-from flowlog.replicas.http import answer_read, read_pool
+from flowlog.eventstore import TRANSIENT_ERRORS
+from flowlog.projections.reads import list_workflows
+from flowlog.wire.flows import ListQuery
 from flowlog.workflow.errors import Code, DefinitionNotFound, FlowNotFound, WorkflowError
 from flowlog.workflow.events import EVENT_TYPES
 
@@ -46,7 +47,6 @@ HISTORY_SHOWN = 1000
 """Events listed on a flow's page (the newest); the API pages through any number."""
 LIVE_INTERVAL = 1.0
 """At most one refresh notice a second on the flows page's live stream."""
-_KEEPALIVE = 15.0
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -226,7 +226,7 @@ async def go_to_flow(request: web.Request) -> web.StreamResponse:
     flow_id = request.query.get("id", "").strip()
     if not flow_id:
         raise WorkflowError(Code.BAD_INPUT, "give a flow id")
-    await _visible(request, flow_id)
+    await visible_flow(request, flow_id, await _pool(request))
     return web.Response(status=303, headers={"Location": "/flows/" + quote(flow_id, safe="")})
 
 
@@ -234,49 +234,30 @@ async def go_to_flow(request: web.Request) -> web.StreamResponse:
 async def live(request: web.Request) -> web.StreamResponse:
     """Server-Sent Events: ``changed`` whenever the log grows (at most once a second), so the
     flows page refreshes its rows without being reloaded."""
-    engine = request.app[keys.ENGINE]
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
     await response.prepare(request)
-    waiter = engine.listener.register()
-    shutting_down = request.app[keys.SHUTTING_DOWN]
     try:
-        while not shutting_down.is_set():
-            await wait_any([waiter, shutting_down], _KEEPALIVE)
-            if shutting_down.is_set():
-                break
-            if waiter.is_set():
-                waiter.clear()
-                await response.write(b"event: changed\ndata: {}\n\n")
-                await asyncio.sleep(LIVE_INTERVAL)
-            else:
-                await response.write(b": keep-alive\n\n")
+        async with notices(request, response) as heard:
+            while not heard.shutting_down.is_set():
+                await heard.wait()  # a keep-alive comment when nothing came
+                if heard.commits.is_set() and not heard.shutting_down.is_set():
+                    heard.commits.clear()
+                    await response.write(b"event: changed\ndata: {}\n\n")
+                    await asyncio.sleep(LIVE_INTERVAL)
     except ConnectionResetError:
         pass  # the page was closed: nothing to tell anyone
-    finally:
-        engine.listener.unregister(waiter)
     return response
 
 
 # -- a flow ------------------------------------------------------------------------------------
 
 
-async def _visible(request: web.Request, flow_id: str) -> WorkflowRow:
-    pool = await _pool(request)
-    row = await get_workflow(pool, flow_id)
-    tenant = tenant_of(request)
-    if row is None:
-        raise await not_here(pool, flow_id, tenant)
-    if tenant is not None and row.tenant_id != tenant:
-        raise FlowNotFound(flow_id)
-    return row
-
-
 async def _flow(request: web.Request) -> dict[str, Any]:
     flow_id = request.match_info["flow_id"]
-    row = await _visible(request, flow_id)
     pool = await _pool(request)
+    row = await visible_flow(request, flow_id, pool)
     lines = await read_history(pool, flow_id)
     if not lines:
         raise FlowNotFound(flow_id)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from flowlog import keys
-from flowlog.api.routes import tenant_of
+from flowlog.api import keys
+from flowlog.api.common import tenant_of
 from flowlog.console.pages import page, render
 from flowlog.schedules import decide
 from flowlog.schedules.service import ScheduleService

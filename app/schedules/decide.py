@@ -22,9 +22,10 @@ from flowlog.schedules.events import (
     ScheduleUpdated,
 )
 from flowlog.schedules.flows import FireRefused, flow_of, limit_problems
-from flowlog.schedules.spec import ScheduleSpec
+from flowlog.schedules.spec import problems_of
 from flowlog.schedules.state import ScheduleState, ScheduleStatus
 from flowlog.schedules.timing import due, fire_times, jitter
+from flowlog.wire.schedules import ScheduleSpec
 from flowlog.workflow.errors import Code, WorkflowError
 
 QUEUE_CHECK = timedelta(seconds=2)
@@ -41,7 +42,7 @@ def not_found(schedule_id: str) -> WorkflowError:
 
 def _check(spec: ScheduleSpec, schedule_id: str) -> None:
     # The limits only once the templates are sound: they are rendered to be measured.
-    problems = spec.problems() or limit_problems(spec, schedule_id)
+    problems = problems_of(spec) or limit_problems(spec, schedule_id)
     if problems:
         raise WorkflowError(Code.BAD_INPUT, "; ".join(problems))
 

@@ -12,9 +12,10 @@ from datetime import datetime
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from flowlog.api.models import CreateRequest, create_refusal, max_length
-from flowlog.schedules.spec import ScheduleSpec
 from flowlog.schedules.templates import ANY_TIME, ISO_LONGEST, AnyTime, Variables, render
+from flowlog.wire.base import max_length
+from flowlog.wire.flows import CreateRequest, create_refusal
+from flowlog.wire.schedules import ScheduleSpec
 
 BIZ_ID_LONGEST: Final = max_length(CreateRequest, "bizId")
 

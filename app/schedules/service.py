@@ -19,9 +19,9 @@ import asyncpg
 from flowlog.eventstore import EventStore, RecordedEvent, WrongExpectedVersion
 from flowlog.schedules import decide
 from flowlog.schedules.events import ScheduleEvent, schedule_stream
-from flowlog.schedules.spec import ScheduleSpec
 from flowlog.schedules.state import ScheduleState
 from flowlog.schedules.store import Q, ScheduleRepository, fold_recorded
+from flowlog.wire.schedules import ScheduleSpec
 from flowlog.workflow.definition import Registry
 from flowlog.workflow.errors import Code, DefinitionNotFound, WorkflowError
 from flowlog.workflow.idempotency import KeyTaken, Recorded, claim, find, fingerprint, record

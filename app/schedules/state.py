@@ -21,8 +21,9 @@ from flowlog.schedules.events import (
     ScheduleSkipped,
     ScheduleUpdated,
 )
-from flowlog.schedules.spec import ScheduleSpec
+from flowlog.schedules.spec import timing_of
 from flowlog.schedules.timing import Timing
+from flowlog.wire.schedules import ScheduleSpec
 
 _JUST_BEFORE = timedelta(microseconds=1)
 
@@ -58,7 +59,7 @@ class ScheduleState:
     skipped: int = 0
 
     def timing(self) -> Timing:
-        return self.spec.timing()
+        return timing_of(self.spec)
 
 
 def evolve(state: ScheduleState | None, event: ScheduleEvent, version: int, at: datetime
@@ -87,7 +88,7 @@ def evolve(state: ScheduleState | None, event: ScheduleEvent, version: int, at: 
     match event:
         case ScheduleUpdated():
             spec = ScheduleSpec.model_validate(event.spec)
-            if spec.timing() == state.spec.timing():  # a description, a template: fires go on
+            if timing_of(spec) == timing_of(state.spec):  # a description, a template: fires go on
                 return dataclasses.replace(changed, spec=spec)
             # Fire times of the new timing before the change are not made up for.
             when = event.effective_at or at

@@ -1,4 +1,4 @@
--- Named statements of the REST API (app/api/): metrics and definitions.
+-- Named statements of the REST API (app/api/queries.py): metrics, definitions, bulk actions.
 
 -- name: flows_by_status
 SELECT name, status, sum(count)::bigint AS flows

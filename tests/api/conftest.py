@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from flowlog import keys
+from flowlog.api import keys
 from flowlog.config import Settings
 from flowlog.engine import Engine
 from flowlog.roles import DatabaseUrls

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from flowlog import keys
+from flowlog.api import keys
 from flowlog.eventstore import RecordedEvent
 from flowlog.workflow.errors import Code
 from flowlog.workflow.history import DEFINITION_REGISTERED

@@ -396,8 +396,8 @@ async def test_the_seeds_pause_spelling_is_accepted(client: Client) -> None:
 async def test_max_interruptions_over_rest_and_versions_without_it_unchanged(
     client: Client,
 ) -> None:
-    from flowlog.api.models import DefinitionSpec
     from flowlog.builtins import definition_from_spec
+    from flowlog.wire.definitions import DefinitionSpec
 
     plain = spec("capped", start=node("a", NOOP))
     dumped = DefinitionSpec.model_validate(plain).model_dump(mode="json")

@@ -14,10 +14,10 @@ import asyncpg
 import orjson
 import pytest
 
-from flowlog.api import routes
+from flowlog.api import common, routes
 from flowlog.api.json_keys import refuse_duplicate_keys
-from flowlog.api.models import RESERVED_CONTEXT_KEYS
 from flowlog.web import MAX_BODY
+from flowlog.wire.base import RESERVED_CONTEXT_KEYS
 from flowlog.workflow.errors import Code, WorkflowError
 from flowlog.workflow.executor import FlowContext
 from tests.api.conftest import Service
@@ -399,7 +399,7 @@ async def test_a_fault_answers_without_its_details(
         async def broken(*args: object, fault: Exception = fault) -> None:
             raise fault
 
-        monkeypatch.setattr(routes, "get_workflow", broken)
+        monkeypatch.setattr(common, "get_workflow", broken)
         answer = await client.get(FLOWS + flow_id, headers={"X-Request-Id": "req-fault"})
         assert answer.headers["X-Request-Id"] == "req-fault"  # to find the logged fault
         body = await refused(answer, status, code)
@@ -562,8 +562,6 @@ async def test_a_query_string_that_is_not_utf8_is_refused(client: Client) -> Non
 
 
 def _body_routes() -> list[tuple[str, str]]:
-    from flowlog.api import schedules  # noqa: F401  (registers the schedule routes on the API)
-
     found = []
     for op in routes.api.operations:
         if op.body is not None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from flowlog.api import routes
+from flowlog.api import sse
 from flowlog.workflow.errors import Code
 from tests.api.conftest import Service
 from tests.api.helpers import (
@@ -218,7 +218,7 @@ async def test_the_stream_of_a_canceled_flow_ends_with_the_cancel(client: Client
 async def test_an_idle_stream_keeps_alive_and_a_closed_one_is_let_go(
     service: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(routes, "_KEEPALIVE", 0.05)
+    monkeypatch.setattr(sse, "KEEPALIVE", 0.05)
     client = service.client
     listener = service.engine.listener
     idle = len(listener._waiters)

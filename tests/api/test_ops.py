@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flowlog.api.framework import CONSOLE_ROUTES, alias_of
+from flowlog.api.middleware import CONSOLE_ROUTES
+from flowlog.api.operations import alias_of
 from flowlog.api.routes import api
 from tests.api.conftest import Service
 from tests.api.helpers import FLOWS, NO_FLOW, Client, create, ok, refused, wait_status

@@ -20,7 +20,7 @@ from flowlog.engine import Engine
 from flowlog.eventstore import EventStore, connect, create_pool
 from flowlog.migrate import migrate_database
 from flowlog.projections.verify import verify
-from flowlog.schedules.spec import ScheduleSpec
+from flowlog.wire.schedules import ScheduleSpec
 from flowlog.workflow.definition import Registry
 from flowlog.workflow.projection import PROJECTOR
 from tests.workflow.defs import backup_flow, pausing_flow, polling_flow

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from flowlog import keys
+from flowlog.api import keys
 from flowlog.schedules.events import ScheduleCreated, ScheduleSkipped
 from flowlog.schedules.store import ScheduleRepository
 from flowlog.workflow.repository import Caller

@@ -21,7 +21,7 @@ from aiohttp import DummyCookieJar, web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from flowlog import keys
+from flowlog.api import keys
 from flowlog.config import Settings
 from flowlog.database import create_database, drop_database, with_database
 from flowlog.engine import Engine

@@ -16,7 +16,6 @@ from flowlog.schedules.events import (
     ScheduleUpdated,
     encode,
 )
-from flowlog.schedules.spec import ScheduleSpec
 from flowlog.schedules.state import (
     ScheduleState,
     ScheduleStatus,
@@ -24,6 +23,7 @@ from flowlog.schedules.state import (
     from_snapshot,
     snapshot,
 )
+from flowlog.wire.schedules import ScheduleSpec
 from flowlog.workflow.errors import Code, WorkflowError
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)

@@ -18,7 +18,7 @@ import pytest
 
 from flowlog.engine import Engine
 from flowlog.faults import VARIABLE
-from flowlog.schedules.spec import ScheduleSpec
+from flowlog.wire.schedules import ScheduleSpec
 from flowlog.workflow.definition import Registry
 from tests.workflow.procdefs import DEFINITIONS
 

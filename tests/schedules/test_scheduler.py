@@ -15,9 +15,9 @@ from flowlog.eventstore import EventStore
 from flowlog.schedules.events import ScheduleCreated, ScheduleEvent, ScheduleFired
 from flowlog.schedules.rebuild import rebuild_schedules, verify_schedules
 from flowlog.schedules.scheduler import Scheduler
-from flowlog.schedules.spec import ScheduleSpec
 from flowlog.schedules.state import ScheduleState, ScheduleStatus
 from flowlog.schedules.store import ScheduleRepository
+from flowlog.wire.schedules import ScheduleSpec
 from flowlog.workflow.definition import NodeDefinition, Registry, WorkflowDefinition
 from flowlog.workflow.errors import Code, DefinitionNotFound, WorkflowError
 from flowlog.workflow.executor import FlowContext, NodeHandle

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 from aiohttp import web
 
-from flowlog import keys
+from flowlog.api import keys
 from flowlog.api.access import SAFE_METHODS
 from flowlog.eventstore import TRANSIENT_ERRORS
 from flowlog.replicas.position import COOKIE, HEADER, BadPosition, format_position, parse_position

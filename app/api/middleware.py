@@ -1,0 +1,224 @@
+"""The API's middleware: one per request, made of small named steps, in this order:
+
+1. ``_authenticate``: who asks (a bearer token, else the console's session cookie);
+2. ``_unauthorized``: 401 when tokens are on and nobody is named (open paths aside);
+3. ``_forgery``: 403 for a cross-site request, or a session's request without its CSRF token;
+4. ``_idempotency_key``: a POST's ``Idempotency-Key`` (``_bad_idempotency_key``: 400 if it
+   cannot be a key);
+5. ``_context``: what the handlers read (``flowlog.api.context``); then the answer, errors
+   mapped to the envelope (``flowlog.api.errors.answer``), and ``_stamp``: its
+   ``X-Request-Id``;
+6. ``_observe``: the request's metrics, and ``_log_access``: its access log line.
+
+One middleware rather than one per step: each middleware is another call around every request,
+and the steps share what the first ones found.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from aiohttp import hdrs, web
+
+from flowlog.api.access import (
+    CSRF_HEADER,
+    SAFE_METHODS,
+    SESSION_COOKIE,
+    Owner,
+    Session,
+    Tokens,
+    cross_site_refusal,
+)
+from flowlog.api.context import CLOSE_AFTER, CONTEXT, Context
+from flowlog.api.errors import answer, error_response
+from flowlog.telemetry import tracing
+from flowlog.workflow.errors import Code
+from flowlog.workflow.idempotency import DEFAULT_TTL, Idempotency
+
+log = logging.getLogger("flowlog.api")
+
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/api/v1/docs"})
+CONSOLE_ROUTES = "console."
+"""Routes named with this prefix are the console's: its pages answer a missing log-in with a
+redirect to the log-in page, not 401, so the middleware lets them through."""
+
+
+RequestObserver = Callable[[str, str, int, float], None]
+"""Called once per request: method, route template, status, seconds."""
+
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def make_middlewares(
+    tokens: Tokens, observe: RequestObserver, idempotency_ttl: timedelta = DEFAULT_TTL
+) -> list[Any]:
+    @web.middleware
+    async def context_and_log(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        request_id = _header_id(request, "X-Request-Id")
+        # A trace id of its own, else the request span's (traceparent), else a new one.
+        trace_id = _header_id(request, "X-Trace-Id", tracing().trace_id())
+        status = 500
+        ctx: Context | None = None
+        try:
+            owner, session = _authenticate(tokens, request)
+            key = _idempotency_key(request)
+            refusal = _refusal(tokens, request, owner, session, key)
+            if refusal is None:
+                ctx = _context(owner, session, request_id, trace_id, key, idempotency_ttl)
+                request[CONTEXT] = ctx
+                response = await answer(request, handler)
+            else:
+                response = refusal
+            _stamp(request, response, request_id)
+            status = response.status
+            return response
+        finally:
+            seconds = time.perf_counter() - started
+            _observe(observe, request, status, seconds)
+            _log_access(request, status, seconds, request_id, trace_id, ctx)
+
+    return [context_and_log]
+
+
+def _authenticate(tokens: Tokens, request: web.Request) -> tuple[Owner | None, Session | None]:
+    """The owner of the request's bearer token, else of its console session (and the session)."""
+    owner = tokens.resolve(request.headers.get("Authorization"))
+    if owner is not None:
+        return owner, None
+    session = tokens.session(request.cookies.get(SESSION_COOKIE))
+    return (session.owner if session is not None else None), session
+
+
+def _unauthorized(tokens: Tokens, request: web.Request, owner: Owner | None) -> web.Response | None:
+    """401, when tokens are on and the request names nobody (open paths aside)."""
+    if not tokens.enabled or owner is not None or _open(request):
+        return None
+    response = error_response(Code.UNAUTHORIZED, "a bearer token is required", 401)
+    response.headers["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+def _open(request: web.Request) -> bool:
+    name = request.match_info.route.name or ""
+    return request.path in OPEN_PATHS or name.startswith(CONSOLE_ROUTES)
+
+
+def _forgery(
+    request: web.Request, owner: Owner | None, session: Session | None
+) -> web.Response | None:
+    """403, for a request that a browser may have sent on its own (a bearer token's never is)."""
+    if owner is not None and session is None:
+        return None
+    refusal = _forgery_reason(request, session)
+    return None if refusal is None else error_response(Code.FORBIDDEN, refusal, 403)
+
+
+def _forgery_reason(request: web.Request, session: Session | None) -> str | None:
+    """Why a request that a browser may have sent on its own must be refused, or None.
+
+    The console's own forms (log-in, log-out) check their CSRF field themselves.
+    """
+    refusal = cross_site_refusal(request)
+    if refusal is not None or session is None or request.method in SAFE_METHODS:
+        return refusal
+    if (request.match_info.route.name or "").startswith(CONSOLE_ROUTES):
+        return None
+    if not session.accepts_csrf(request.headers.get(CSRF_HEADER)):
+        return f"a console session's request must carry its {CSRF_HEADER} header"
+    return None
+
+
+def _refusal(
+    tokens: Tokens, request: web.Request, owner: Owner | None, session: Session | None,
+    key: str | None,
+) -> web.Response | None:  # fmt: skip
+    """The first refusal of the checks, in order: 401, 403, then a bad Idempotency-Key's 400."""
+    refusal = _unauthorized(tokens, request, owner)
+    if refusal is None:
+        refusal = _forgery(request, owner, session)
+    if refusal is None:
+        refusal = _bad_idempotency_key(key)
+    return refusal
+
+
+def _bad_idempotency_key(key: str | None) -> web.Response | None:
+    if key != "":
+        return None
+    message = f"{IDEMPOTENCY_HEADER} must be 1 to 255 printable ASCII characters"
+    return error_response(Code.BAD_INPUT, message, 400)
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    """The POST's Idempotency-Key; "" for one that cannot be a key; None when there is none."""
+    value = request.headers.get(IDEMPOTENCY_HEADER)
+    if value is None or request.method != "POST":
+        return None
+    return value if _IDEMPOTENCY_KEY.match(value) else ""
+
+
+def _context(
+    owner: Owner | None, session: Session | None, request_id: str, trace_id: str,
+    key: str | None, idempotency_ttl: timedelta,
+) -> Context:  # fmt: skip
+    """What the handlers read of the request (``context_of``)."""
+    if owner is None:
+        ctx = Context("", "anonymous", request_id, trace_id)
+    else:
+        ctx = Context(owner.tenant, owner.actor, request_id, trace_id, session)
+    if key is None:
+        return ctx
+    return dataclasses.replace(ctx, idempotency=Idempotency(key, ctx.tenant_id, idempotency_ttl))
+
+
+def _stamp(request: web.Request, response: web.StreamResponse, request_id: str) -> None:
+    """The answer's X-Request-Id; and the connection closed after a body it could not read."""
+    if not response.prepared:
+        response.headers["X-Request-Id"] = request_id
+        if request.get(CLOSE_AFTER):
+            response.force_close()
+
+
+def _header_id(request: web.Request, name: str, otherwise: str | None = None) -> str:
+    value = request.headers.get(name, "")
+    if value and len(value) <= 128 and value.isprintable():
+        return value
+    return otherwise or uuid.uuid4().hex
+
+
+def _observe(observe: RequestObserver, request: web.Request, status: int, seconds: float) -> None:
+    """The request's metrics, by method and route template: flow ids never become labels;
+    unmatched paths share one."""
+    resource = request.match_info.route.resource
+    route = "unmatched" if resource is None else resource.canonical
+    method = request.method if request.method in hdrs.METH_ALL else "OTHER"
+    observe(method, route, status, seconds)
+
+
+def _log_access(
+    request: web.Request, status: int, seconds: float, request_id: str, trace_id: str,
+    ctx: Context | None,
+) -> None:  # fmt: skip
+    log.info(
+        "request",
+        extra={
+            "method": request.method,
+            "path": request.path,
+            "status": status,
+            "ms": round(seconds * 1000, 2),
+            "request_id": request_id,
+            "trace_id": trace_id,
+            "tenant": ctx.tenant_id if ctx else None,
+        },
+    )
