@@ -29,11 +29,11 @@ from typing import Any
 from flowlog.projections.reads import ListFilter
 from flowlog.schedules.service import ScheduleService
 from flowlog.wire.schedules import ScheduleSpec
+from flowlog.workflow.caller import Caller
 from flowlog.workflow.definition import NodeDefinition, NodeKind, RetryPolicy, WorkflowDefinition
 from flowlog.workflow.errors import NodeError, WorkflowError
 from flowlog.workflow.executor import Failed, Finished, FlowContext, NodeHandle, PollResult, Running
-from flowlog.workflow.repository import Caller
-from flowlog.workflow.service import WorkFlowService
+from flowlog.workflow.service import WorkflowService
 from flowlog.workflow.state import FlowState, FlowStatus
 
 
@@ -163,7 +163,7 @@ def nightly_id(tenant: str) -> str:
 
 
 async def seed(
-    service: WorkFlowService,
+    service: WorkflowService,
     tenants: Sequence[str] = ("",),
     schedules: ScheduleService | None = None,
 ) -> int:
@@ -208,7 +208,7 @@ def _failed(state: FlowState) -> bool:
 
 
 async def _until(
-    service: WorkFlowService, flow_id: str, ready: Callable[[FlowState], bool]
+    service: WorkflowService, flow_id: str, ready: Callable[[FlowState], bool]
 ) -> bool:
     """Waits (up to 30 s) until the reactor has brought the flow to a ``ready`` state."""
     for _ in range(300):

@@ -38,9 +38,10 @@ from flowlog.workflow import idempotency
 from flowlog.workflow.callbacks import CallbackTokens
 from flowlog.workflow.definition import Registry, WorkflowDefinition
 from flowlog.workflow.errors import InvalidDefinition
+from flowlog.workflow.queries import Q
 from flowlog.workflow.reactor import Observer, Reactor, ReactorSettings
-from flowlog.workflow.repository import FlowRepository, Q
-from flowlog.workflow.service import WorkFlowService
+from flowlog.workflow.service import WorkflowService
+from flowlog.workflow.store import FlowRepository
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ class Engine:
         self._pool: asyncpg.Pool | None = None
         self._notifier: Notifier | None = None
         self._listener: Listener | None = None
-        self._service: WorkFlowService | None = None
+        self._service: WorkflowService | None = None
         self._reactor: Reactor | None = None
         self._schedules: ScheduleService | None = None
         self._scheduler_settings = scheduler
@@ -114,7 +115,7 @@ class Engine:
         return self._pool
 
     @property
-    def service(self) -> WorkFlowService:
+    def service(self) -> WorkflowService:
         assert self._service is not None, "the engine is not started"
         return self._service
 
@@ -171,7 +172,7 @@ class Engine:
             flows = FlowRepository(store)
             tokens = CallbackTokens(store.pool)
 
-            self._service = WorkFlowService(
+            self._service = WorkflowService(
                 store, self.registry, on_change=self._changed, flows=flows, tokens=tokens
             )
             await self._service.record_definitions()

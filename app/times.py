@@ -1,9 +1,17 @@
-"""Times given by people (CLI options, query parameters): ISO 8601, read in UTC; and times
-written for people and files (audit documents, exports): RFC 3339 in UTC."""
+"""Times: the clock (UTC, replaceable in tests); times given by people (CLI options, query
+parameters), ISO 8601, read in UTC; and times written for people and files (audit documents,
+exports), RFC 3339 in UTC."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def parse_utc(text: str) -> datetime:

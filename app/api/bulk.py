@@ -21,10 +21,10 @@ from flowlog.eventstore import TRANSIENT_ERRORS
 from flowlog.eventstore.pool import Executor
 from flowlog.projections.reads import Cursor, ListFilter, list_workflows
 from flowlog.wire.bulk import BulkRequest, BulkResponse, BulkResult
+from flowlog.workflow.caller import Caller
 from flowlog.workflow.errors import Code, WorkflowError
 from flowlog.workflow.idempotency import find, fingerprint, record
-from flowlog.workflow.repository import Caller
-from flowlog.workflow.service import WorkFlowService
+from flowlog.workflow.service import WorkflowService
 from flowlog.workflow.state import FlowState
 
 log = logging.getLogger("flowlog.api")
@@ -35,7 +35,7 @@ other requests."""
 
 
 async def run_bulk(
-    service: WorkFlowService,
+    service: WorkflowService,
     body: BulkRequest,
     ctx: Context,
     caller: Caller,
@@ -109,7 +109,7 @@ async def run_bulk(
 Command = Callable[[str, Caller], Awaitable[FlowState]]
 
 
-def _command(service: WorkFlowService, body: BulkRequest) -> Command:
+def _command(service: WorkflowService, body: BulkRequest) -> Command:
     match body.action:
         case "start":
             return lambda flow_id, caller: service.start(flow_id, caller)

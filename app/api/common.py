@@ -18,12 +18,12 @@ from flowlog.projections.rows import WorkflowRow
 from flowlog.storable import storable_text
 from flowlog.telemetry import tracing
 from flowlog.wire.flows import FlowFilter
+from flowlog.workflow.caller import Caller
 from flowlog.workflow.errors import Code, FlowNotFound, WorkflowError
-from flowlog.workflow.repository import Caller
-from flowlog.workflow.service import WorkFlowService
+from flowlog.workflow.service import WorkflowService
 
 
-def service_of(request: web.Request) -> WorkFlowService:
+def service_of(request: web.Request) -> WorkflowService:
     return request.app[keys.ENGINE].service
 
 

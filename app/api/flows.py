@@ -38,7 +38,7 @@ from flowlog.wire.flows import (
     node_of,
 )
 from flowlog.workflow.projection import workflow_row
-from flowlog.workflow.service import Completion, WorkFlowService
+from flowlog.workflow.service import Completion, WorkflowService
 from flowlog.workflow.state import FlowState
 
 api = Api()
@@ -101,7 +101,7 @@ async def detail_flow(request: web.Request, workFlowId: str) -> WorkFlowDetail:
     )
 
 
-async def _waiting(service: WorkFlowService, flow_id: str) -> WaitingInfo | None:
+async def _waiting(service: WorkflowService, flow_id: str) -> WaitingInfo | None:
     """What the flow waits on, from its state (the rows do not hold a timer's time); the
     callback's token only for whoever may see the flow."""
     state = await service.get(flow_id)

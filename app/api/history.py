@@ -31,7 +31,7 @@ from flowlog.wire.history import (
     StateResponse,
 )
 from flowlog.workflow.errors import Code, FlowNotFound, WorkflowError
-from flowlog.workflow.history import flow_stream
+from flowlog.workflow.streams import flow_stream
 
 api = Api()
 FLOWS = ("workflow",)

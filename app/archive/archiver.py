@@ -44,12 +44,14 @@ from flowlog.eventstore import (
     WrongExpectedVersion,
 )
 from flowlog.faults import failpoint
-from flowlog.workflow.decide import ArchiveFlow, decide
+from flowlog.workflow.caller import Caller
+from flowlog.workflow.commands import ArchiveFlow
+from flowlog.workflow.decide import decide
 from flowlog.workflow.errors import WorkflowError
 from flowlog.workflow.events import FlowRestored
-from flowlog.workflow.history import FLOW_STREAM, flow_stream, fold_recorded
-from flowlog.workflow.repository import Caller, FlowRepository
 from flowlog.workflow.state import FlowState
+from flowlog.workflow.store import FlowRepository
+from flowlog.workflow.streams import FLOW_STREAM, flow_stream, fold_recorded
 
 log = logging.getLogger(__name__)
 

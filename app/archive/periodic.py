@@ -11,7 +11,7 @@ from flowlog.archive.archiver import Archiver, ArchiveReport
 from flowlog.archive.policy import ArchiveSettings
 from flowlog.archive.queries import Q
 from flowlog.eventstore import EventStore, connect
-from flowlog.workflow.repository import Caller
+from flowlog.workflow.caller import Caller
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from flowlog.eventstore import RecordedEvent
 from flowlog.eventstore.pool import Executor
 from flowlog.times import audit_time
 from flowlog.workflow.errors import FlowArchived, FlowNotFound, WorkflowError
-from flowlog.workflow.history import flow_stream
+from flowlog.workflow.streams import flow_stream
 
 
 @dataclass(frozen=True, slots=True)

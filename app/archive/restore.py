@@ -21,9 +21,10 @@ from flowlog.archive.files import archive_id_in, file_sha256, read_archive
 from flowlog.archive.format import COLUMNS, TransferError
 from flowlog.archive.queries import Q
 from flowlog.eventstore import AppendAlso, EventStore, NewEvent, connect, create_pool
+from flowlog.workflow.caller import Caller
 from flowlog.workflow.events import FlowRestored
-from flowlog.workflow.history import FLOW_STREAM, fold_recorded
-from flowlog.workflow.repository import Caller, FlowRepository
+from flowlog.workflow.store import FlowRepository
+from flowlog.workflow.streams import FLOW_STREAM, fold_recorded
 
 
 @dataclass(slots=True)

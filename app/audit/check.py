@@ -15,18 +15,17 @@ from datetime import datetime
 from typing import Any
 
 from flowlog.eventstore import RecordedEvent
-from flowlog.workflow.decide import (
+from flowlog.workflow.commands import (
     Advance,
     Command,
     RecordFailure,
     RecordSubmitted,
     RecordSuccess,
     RecordWaiting,
-    StaleOutcome,
-    decide,
 )
+from flowlog.workflow.decide import decide
 from flowlog.workflow.definition import WorkflowDefinition
-from flowlog.workflow.errors import WorkflowError
+from flowlog.workflow.errors import StaleOutcome, WorkflowError
 from flowlog.workflow.events import (
     FlowEvent,
     FlowFailed,
@@ -38,8 +37,8 @@ from flowlog.workflow.events import (
     NodeWaiting,
     encode,
 )
-from flowlog.workflow.history import decode_recorded
 from flowlog.workflow.state import FlowState, evolve
+from flowlog.workflow.streams import decode_recorded
 
 # Times in events come from the deciding process's clock, not from the definition.
 _CLOCK_FIELDS = frozenset({"retry_at", "next_poll_at", "poll_deadline", "deadline"})

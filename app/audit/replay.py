@@ -12,8 +12,8 @@ import orjson
 
 from flowlog.eventstore import RecordedEvent
 from flowlog.times import parse_utc
-from flowlog.workflow.history import decode_recorded
 from flowlog.workflow.state import FlowState, evolve
+from flowlog.workflow.streams import decode_recorded
 
 Point = int | datetime
 """A point in a flow's history: a stream version, or a time (the state then)."""

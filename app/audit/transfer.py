@@ -48,9 +48,9 @@ from flowlog.eventstore import EventReader, EventStore, connect, create_pool
 from flowlog.projections.rebuild import rebuild
 from flowlog.schedules.rebuild import rebuild_schedules
 from flowlog.times import audit_time
-from flowlog.workflow.decide import due_at
-from flowlog.workflow.history import FLOW_STREAM, flow_stream, fold_recorded
+from flowlog.workflow.node_decisions import due_at
 from flowlog.workflow.projection import PROJECTOR
+from flowlog.workflow.streams import FLOW_STREAM, flow_stream, fold_recorded
 
 FETCH = 2000
 """Rows per round trip of the export cursor (memory is bounded by this, not the log)."""

@@ -48,9 +48,9 @@ from flowlog.eventstore import EventStore, connect
 from flowlog.projections.verify import verify
 from flowlog.workflow.definition import NodeDefinition, Registry, WorkflowDefinition
 from flowlog.workflow.executor import FlowContext, NodeHandle
-from flowlog.workflow.history import flow_stream
 from flowlog.workflow.projection import PROJECTOR
 from flowlog.workflow.reactor import ReactorSettings
+from flowlog.workflow.streams import flow_stream
 
 CLIENTS = 8
 QUICK_FLOWS, FULL_FLOWS, SMOKE_FLOWS = 600, 3000, 40

@@ -30,8 +30,8 @@ from flowlog.projections.rebuild import rebuild
 from flowlog.projections.verify import verify
 from flowlog.workflow.definition import NodeDefinition, Registry, WorkflowDefinition
 from flowlog.workflow.executor import FlowContext, NodeHandle
-from flowlog.workflow.history import FLOW_STREAM
 from flowlog.workflow.projection import PROJECTOR
+from flowlog.workflow.streams import FLOW_STREAM
 
 FULL_FLOWS = 1_000_000
 QUICK_FLOWS = 50_000

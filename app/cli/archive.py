@@ -21,7 +21,7 @@ from flowlog.config import Settings
 from flowlog.eventstore import EventStore, create_pool
 from flowlog.migrate import prepare_schema
 from flowlog.roles import DatabaseUrls
-from flowlog.workflow.repository import Caller
+from flowlog.workflow.caller import Caller
 
 
 def _caller(reason: str) -> Caller:

@@ -27,7 +27,7 @@ from flowlog.cli.problems import Exit
 from flowlog.eventstore import EventReader, connect
 from flowlog.replicas.connect import reading_connection
 from flowlog.workflow.definition import Registry
-from flowlog.workflow.history import flow_stream
+from flowlog.workflow.streams import flow_stream
 
 
 async def history(

@@ -27,7 +27,7 @@ from flowlog.cli.types import flow_id, server_url
 from flowlog.client.errors import BadRequest, FlowlogError, NotFound, Unavailable
 from flowlog.roles import DatabaseUrls
 from flowlog.wire.flows import GO_ZERO_TIME, WorkFlowDetail, WorkFlowInfo
-from flowlog.workflow.repository import Caller
+from flowlog.workflow.caller import Caller
 
 if TYPE_CHECKING:  # the backends import the service: loaded when a flows command runs
     from flowlog.cli.flows_backends import Backend

@@ -18,11 +18,11 @@ from flowlog.eventstore import TRANSIENT_ERRORS, RecordedEvent, wait_any
 from flowlog.projections.reads import Cursor, ListFilter, list_workflows
 from flowlog.roles import DatabaseUrls
 from flowlog.wire.flows import WorkFlowDetail, WorkFlowInfo, info_of, node_of
+from flowlog.workflow.caller import Caller
 from flowlog.workflow.definition import Registry
 from flowlog.workflow.errors import WorkflowError
-from flowlog.workflow.history import flow_stream
 from flowlog.workflow.projection import workflow_row
-from flowlog.workflow.repository import Caller
+from flowlog.workflow.streams import flow_stream
 
 
 @dataclass(frozen=True, slots=True)

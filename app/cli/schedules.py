@@ -19,9 +19,9 @@ from flowlog.schedules import decide
 from flowlog.schedules.service import ScheduleService
 from flowlog.schedules.state import ScheduleState
 from flowlog.wire.schedules import ScheduleSpec
+from flowlog.workflow.caller import Caller
 from flowlog.workflow.definition import Registry
 from flowlog.workflow.errors import Code, WorkflowError
-from flowlog.workflow.repository import Caller
 
 ACTIONS = ("list", "show", "create", "update", "pause", "resume", "delete")
 # Options that set one field of the settings (the rest come from --file, or stay as they are).

@@ -19,7 +19,8 @@ from flowlog.audit.history import HistoryLine
 from flowlog.audit.replay import Change, diff_documents
 from flowlog.console import graph, timeline
 from flowlog.console.present import Waiting
-from flowlog.workflow.decide import CancelFlow, Command, RetryFlow, StartFlow, StopFlow, decide
+from flowlog.workflow.commands import CancelFlow, Command, RetryFlow, StartFlow, StopFlow
+from flowlog.workflow.decide import decide
 from flowlog.workflow.errors import Code, WorkflowError
 from flowlog.workflow.events import FlowEvent, decode
 from flowlog.workflow.state import FlowState, FlowStatus, NodeExecution, NodeStatus, evolve

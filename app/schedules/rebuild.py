@@ -15,7 +15,7 @@ from flowlog.schedules.decide import next_due, next_fires
 from flowlog.schedules.events import STREAM
 from flowlog.schedules.state import ScheduleState, from_snapshot, snapshot
 from flowlog.schedules.store import Q, fold_recorded
-from flowlog.workflow.repository import utc_now
+from flowlog.times import utc_now
 
 _UPPER = STREAM[:-1] + chr(ord(STREAM[-1]) + 1)
 

@@ -32,9 +32,10 @@ from flowlog.schedules.events import ScheduleEvent, ScheduleSkipped
 from flowlog.schedules.flows import FireRefused
 from flowlog.schedules.state import ScheduleState
 from flowlog.schedules.store import Q, ScheduleRepository
+from flowlog.times import Clock, utc_now
+from flowlog.workflow.caller import Caller
 from flowlog.workflow.errors import DefinitionNotFound, WorkflowError
-from flowlog.workflow.repository import Caller, Clock, utc_now
-from flowlog.workflow.service import WorkFlowService
+from flowlog.workflow.service import WorkflowService
 from flowlog.workflow.state import TERMINAL
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class Scheduler:
     def __init__(
         self,
         store: EventStore,
-        flows: WorkFlowService,
+        flows: WorkflowService,
         owner: str,
         *,
         listener: Listener | None = None,

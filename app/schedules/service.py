@@ -22,10 +22,10 @@ from flowlog.schedules.events import ScheduleEvent, schedule_stream
 from flowlog.schedules.state import ScheduleState
 from flowlog.schedules.store import Q, ScheduleRepository, fold_recorded
 from flowlog.wire.schedules import ScheduleSpec
+from flowlog.workflow.caller import SYSTEM, Caller
 from flowlog.workflow.definition import Registry
 from flowlog.workflow.errors import Code, DefinitionNotFound, WorkflowError
 from flowlog.workflow.idempotency import KeyTaken, Recorded, claim, find, fingerprint, record
-from flowlog.workflow.repository import SYSTEM, Caller
 
 log = logging.getLogger(__name__)
 

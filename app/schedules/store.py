@@ -23,8 +23,9 @@ from flowlog.schedules.events import (
 )
 from flowlog.schedules.state import ScheduleState, evolve, from_snapshot, snapshot
 from flowlog.sql import load_queries
+from flowlog.times import Clock, utc_now
+from flowlog.workflow.caller import Caller
 from flowlog.workflow.idempotency import KeyTaken, claim_one, key_taken
-from flowlog.workflow.repository import Caller, Clock, utc_now
 
 
 @dataclass(frozen=True, slots=True)

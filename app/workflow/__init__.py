@@ -8,6 +8,7 @@ The public Python API (see the README and docs/workflows.md)::
     )
 """
 
+from flowlog.workflow.caller import Caller
 from flowlog.workflow.definition import (
     PAUSE,
     START,
@@ -29,8 +30,7 @@ from flowlog.workflow.executor import (
     Running,
 )
 from flowlog.workflow.reactor import Reactor, ReactorSettings
-from flowlog.workflow.repository import Caller
-from flowlog.workflow.service import WorkFlowService
+from flowlog.workflow.service import WorkflowService
 from flowlog.workflow.state import FlowState, FlowStatus, NodeExecution, NodeStatus
 
 __all__ = [
@@ -59,7 +59,7 @@ __all__ = [
     "Registry",
     "RetryPolicy",
     "Running",
-    "WorkFlowService",
     "WorkflowDefinition",
     "WorkflowError",
+    "WorkflowService",
 ]

@@ -17,7 +17,7 @@ import hmac
 
 import asyncpg
 
-from flowlog.workflow.repository import Q
+from flowlog.workflow.queries import Q
 
 _PREFIX = "fl1"
 _MAX_TOKEN = 512
@@ -51,7 +51,7 @@ def node_of(token: str) -> str | None:
 
 
 def flow_of(node_id: str) -> str:
-    """Node execution ids are ``<flow id>.<sequence>`` (app/workflow/decide.py)."""
+    """Node execution ids are ``<flow id>.<sequence>`` (app/workflow/node_decisions.py)."""
     return node_id.rsplit(".", 1)[0]
 
 

@@ -18,25 +18,20 @@ from dataclasses import dataclass
 
 from flowlog.eventstore import TRANSIENT_ERRORS, RecordedEvent, WrongExpectedVersion
 from flowlog.telemetry import TRACEPARENT, tracing
+from flowlog.times import Clock
 from flowlog.workflow.activity import Activity
-from flowlog.workflow.decide import (
-    Advance,
-    Command,
-    Interrupt,
-    RecordWaiting,
-    StaleOutcome,
-    Wake,
-    decide,
-    decide_and_advance,
-    due_at,
-)
+from flowlog.workflow.caller import Caller
+from flowlog.workflow.commands import Advance, Command, Interrupt, RecordWaiting, Wake
+from flowlog.workflow.decide import decide, decide_and_advance
 from flowlog.workflow.definition import Registry, WorkflowDefinition
+from flowlog.workflow.errors import StaleOutcome
 from flowlog.workflow.events import FlowEvent, NodeStarted
 from flowlog.workflow.execution import NodeRunner
+from flowlog.workflow.node_decisions import due_at
 from flowlog.workflow.outcomes import storable
 from flowlog.workflow.parking import ParkingLot
-from flowlog.workflow.repository import Caller, Clock, FlowRepository
 from flowlog.workflow.state import FlowState, FlowStatus, NodeExecution
+from flowlog.workflow.store import FlowRepository
 from flowlog.workflow.work import WorkQueue
 
 # The reactor's modules log under one name, the one operators filter on.

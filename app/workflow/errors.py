@@ -1,4 +1,4 @@
-"""Error codes of the workflow service: the seed's (40100-40107) and flowlog's own (40108+).
+"""The workflow's errors and their codes: the seed's (40100-40107) and flowlog's own (40108+).
 
 The numbers travel in the REST envelope's ``code`` and in failed nodes' events, so they are
 part of the contract: never renumber one.
@@ -151,3 +151,7 @@ class NodeError(Exception):
         super().__init__(message)
         self.code = int(code)
         self.message = message
+
+
+class StaleOutcome(Exception):
+    """The command speaks of a node that is not the running node (any more)."""

@@ -18,9 +18,10 @@ from collections.abc import Callable
 from typing import Any
 
 from flowlog.telemetry import tracing
+from flowlog.times import Clock
 from flowlog.workflow.activity import Activity
 from flowlog.workflow.callbacks import CallbackTokens, token_id
-from flowlog.workflow.decide import (
+from flowlog.workflow.commands import (
     Command,
     RecordCanceled,
     RecordFailure,
@@ -33,7 +34,6 @@ from flowlog.workflow.errors import Code, NodeError
 from flowlog.workflow.executor import FlowContext, Running
 from flowlog.workflow.outcomes import call, failure, handle_of, poll_once, success, wake_time
 from flowlog.workflow.parking import ParkingLot
-from flowlog.workflow.repository import Clock
 from flowlog.workflow.state import FlowState, FlowStatus, NodeExecution
 from flowlog.workflow.work import WorkQueue
 

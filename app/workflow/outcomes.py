@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from flowlog.storable import NODE_ERROR_CODES, shown, text_problem
-from flowlog.workflow.decide import (
+from flowlog.workflow.commands import (
     Command,
     RecordFailure,
     RecordSubmitted,

@@ -32,11 +32,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from flowlog.eventstore import TRANSIENT_ERRORS, EventStore
-from flowlog.workflow.decide import Command
+from flowlog.times import Clock
+from flowlog.workflow.commands import Command
 from flowlog.workflow.definition import NodeDefinition
 from flowlog.workflow.executor import Running
 from flowlog.workflow.outcomes import poll_once
-from flowlog.workflow.repository import Clock, Q
+from flowlog.workflow.queries import Q
 from flowlog.workflow.state import FlowState, NodeExecution
 
 log = logging.getLogger(__name__)

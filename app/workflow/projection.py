@@ -12,14 +12,14 @@ from flowlog.eventstore import RecordedEvent
 from flowlog.projections.rebuild import Projector
 from flowlog.projections.rows import DefinitionRow, NodeRow, WorkflowRow
 from flowlog.workflow.events import FlowEvent, NodeStarted
-from flowlog.workflow.history import (
+from flowlog.workflow.state import FlowState, NodeExecution
+from flowlog.workflow.streams import (
     DEFINITION_REGISTERED,
     DEFINITION_STREAM,
     FLOW_STREAM,
     definition_owner,
     fold_recorded,
 )
-from flowlog.workflow.state import FlowState, NodeExecution
 
 
 def workflow_row(state: FlowState) -> WorkflowRow:

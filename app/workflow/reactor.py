@@ -33,15 +33,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from flowlog.eventstore import TRANSIENT_ERRORS, EventStore, Listener, RecordedEvent, wake_or_poll
+from flowlog.times import Clock, utc_now
 from flowlog.workflow.activity import Activity, report
 from flowlog.workflow.callbacks import CallbackTokens
-from flowlog.workflow.decide import Command
+from flowlog.workflow.commands import Command
 from flowlog.workflow.definition import Registry
 from flowlog.workflow.drive import Driver
 from flowlog.workflow.execution import NodeRunner, Observer
 from flowlog.workflow.parking import ParkingLot
-from flowlog.workflow.repository import Clock, FlowRepository, utc_now
 from flowlog.workflow.state import FlowState, FlowStatus
+from flowlog.workflow.store import FlowRepository
 from flowlog.workflow.work import WorkQueue
 
 # Observer: the type of the reactor's ``observe`` argument, imported from here.

@@ -1,4 +1,4 @@
-"""The workflow service (the seed's WorkFlowService), async, on the event log.
+"""The workflow service (the seed's operations), async, on the event log.
 
 Each command loads the flow, decides, and appends with the expected version. When the flow
 moved in between (a worker recorded an outcome, another operator acted), the command is
@@ -29,8 +29,10 @@ from flowlog.projections.reads import (
     node_names,
 )
 from flowlog.projections.rows import NodeRow, WorkflowRow
+from flowlog.times import Clock, utc_now
 from flowlog.workflow.callbacks import CallbackTokens, flow_of, node_of, token_id
-from flowlog.workflow.decide import (
+from flowlog.workflow.caller import SYSTEM, Caller
+from flowlog.workflow.commands import (
     CancelFlow,
     Command,
     CompleteCallback,
@@ -39,28 +41,22 @@ from flowlog.workflow.decide import (
     SetContext,
     StartFlow,
     StopFlow,
-    decide,
 )
+from flowlog.workflow.decide import decide
 from flowlog.workflow.definition import Registry, WorkflowDefinition
 from flowlog.workflow.errors import Code, DefinitionTaken, FlowNotFound, WorkflowError
 from flowlog.workflow.events import FlowStarted
 from flowlog.workflow.executor import FlowContext
-from flowlog.workflow.history import (
+from flowlog.workflow.idempotency import KeyTaken, Recorded, find, fingerprint, record
+from flowlog.workflow.state import FlowState
+from flowlog.workflow.store import FlowRepository
+from flowlog.workflow.streams import (
     DEFINITION_REGISTERED,
     DEFINITION_STREAM,
     FLOW_STREAM,
     definition_owner,
     flow_stream,
 )
-from flowlog.workflow.idempotency import KeyTaken, Recorded, find, fingerprint, record
-from flowlog.workflow.repository import (
-    SYSTEM,
-    Caller,
-    Clock,
-    FlowRepository,
-    utc_now,
-)
-from flowlog.workflow.state import FlowState
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +100,7 @@ def seed_node_list(nodes: Sequence[NodeRow]) -> list[NodeRow]:
     return shown
 
 
-class WorkFlowService:
+class WorkflowService:
     def __init__(
         self,
         store: EventStore,

@@ -1,6 +1,6 @@
 """The work queue: one reactor's hold on the ``flow_work`` rows it claims and leases.
 
-Rows are written by the appends themselves (app/workflow/repository.py); a reactor only
+Rows are written by the appends themselves (app/workflow/store.py); a reactor only
 claims them, extends its leases, hands them back, and puts off those it claimed too early.
 Leases and due times are counted on the database's clock. Each method is one statement (one
 round trip); those that need nothing from the answer return the pool's own awaitable.
@@ -13,7 +13,7 @@ from collections.abc import Awaitable
 import asyncpg
 
 from flowlog.eventstore import RecordedEvent
-from flowlog.workflow.repository import Q
+from flowlog.workflow.queries import Q
 
 Claimed = dict[str, tuple[str, list[RecordedEvent]]]
 """Claimed flows: {flow id: (definition name, the flow's events)}."""

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import orjson
 
-from flowlog.workflow.decide import ArchiveFlow, decide
+from flowlog.workflow.commands import ArchiveFlow
+from flowlog.workflow.decide import decide
 from flowlog.workflow.errors import Code
 from tests.api.conftest import TOKENS, MakeService
 from tests.api.helpers import FLOWS, A, B, create, ok, refused, wait_status

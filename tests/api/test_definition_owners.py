@@ -13,8 +13,8 @@ import pytest
 from flowlog.api import keys
 from flowlog.eventstore import RecordedEvent
 from flowlog.workflow.errors import Code
-from flowlog.workflow.history import DEFINITION_REGISTERED
 from flowlog.workflow.projection import project_definitions
+from flowlog.workflow.streams import DEFINITION_REGISTERED
 from tests.api.conftest import TOKENS, MakeService, Service
 from tests.api.helpers import DEFINITIONS, FLOWS, A, B, create, detail, ok, post, refused
 from tests.console.test_access import session_of

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from flowlog.eventstore import connect
+from flowlog.workflow.caller import Caller
 from flowlog.workflow.errors import Code
 from flowlog.workflow.idempotency import Idempotency, find, fingerprint, sweep
-from flowlog.workflow.repository import Caller
 from tests.api.conftest import TOKENS, MakeService, Service
 from tests.api.helpers import (
     DEFINITIONS,

@@ -27,12 +27,13 @@ from flowlog.eventstore import EventStore, Subscription, create_pool
 from flowlog.eventstore.errors import RemovedEvents
 from flowlog.projections.verify import verify
 from flowlog.schedules.rebuild import verify_schedules
-from flowlog.workflow.decide import ArchiveFlow, decide
+from flowlog.workflow.caller import Caller
+from flowlog.workflow.commands import ArchiveFlow
+from flowlog.workflow.decide import decide
 from flowlog.workflow.errors import Code, WorkflowError
-from flowlog.workflow.history import flow_stream
 from flowlog.workflow.projection import PROJECTOR
-from flowlog.workflow.repository import Caller
 from flowlog.workflow.state import FlowStatus
+from flowlog.workflow.streams import flow_stream
 from tests.engines import StartEngine
 from tests.helpers import cli_env, run_flowlog
 from tests.workflow.defs import backup_flow

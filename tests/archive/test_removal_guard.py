@@ -19,7 +19,7 @@ from flowlog.archive.policy import Retention
 from flowlog.archive.retention import load_retention, store_retention
 from flowlog.engine import Engine
 from flowlog.workflow.definition import Registry
-from flowlog.workflow.history import flow_stream
+from flowlog.workflow.streams import flow_stream
 from tests.archive.test_archival import owner_sets
 from tests.helpers import cli_env, run_flowlog
 

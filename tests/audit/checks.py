@@ -10,7 +10,7 @@ from flowlog.audit.queries import Q
 from flowlog.audit.replay import fold_until
 from flowlog.eventstore import EventReader, connect
 from flowlog.projections.reads import get_workflow
-from flowlog.workflow.history import FLOW_STREAM
+from flowlog.workflow.streams import FLOW_STREAM
 
 FLOW_IDS = "SELECT DISTINCT substr(stream_id, $1) FROM events WHERE stream_id LIKE $2"
 

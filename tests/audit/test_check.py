@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flowlog.audit.check import divergence_of
-from flowlog.workflow.decide import Advance, RecordFailure, RecordSuccess, StaleOutcome, StartFlow
+from flowlog.workflow.commands import Advance, RecordFailure, RecordSuccess, StartFlow
 from flowlog.workflow.definition import RetryPolicy, WorkflowDefinition
-from flowlog.workflow.errors import WorkflowError
+from flowlog.workflow.errors import StaleOutcome, WorkflowError
 from tests.workflow.defs import backup_flow
 from tests.workflow.harness import Memory, created
 from tests.workflow.test_properties import ACTIONS, DEFINITIONS, RETRYING, command_for

@@ -12,9 +12,9 @@ from flowlog.audit.document import state_document
 from flowlog.audit.replay import fold_until
 from flowlog.engine import Engine
 from flowlog.eventstore import EventStore, create_pool
+from flowlog.workflow.caller import Caller
 from flowlog.workflow.definition import Registry
-from flowlog.workflow.history import flow_stream
-from flowlog.workflow.repository import Caller
+from flowlog.workflow.streams import flow_stream
 from tests.helpers import QUIET, cli_env, run_flowlog
 from tests.workflow.defs import backup_flow
 from tests.workflow.test_properties import write_random_history

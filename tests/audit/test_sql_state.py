@@ -15,7 +15,7 @@ from flowlog.audit.document import state_document
 from flowlog.audit.queries import Q
 from flowlog.audit.replay import diff_documents, fold_until
 from flowlog.eventstore import EventStore, create_pool
-from flowlog.workflow.history import flow_stream
+from flowlog.workflow.streams import flow_stream
 from tests.workflow.test_properties import ACTIONS, DEFINITIONS, write_random_history
 
 

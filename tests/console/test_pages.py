@@ -15,7 +15,7 @@ import orjson
 from flowlog.api import keys
 from flowlog.schedules.events import ScheduleCreated, ScheduleSkipped
 from flowlog.schedules.store import ScheduleRepository
-from flowlog.workflow.repository import Caller
+from flowlog.workflow.caller import Caller
 from tests.api.conftest import Service
 from tests.api.helpers import (
     DEFINITIONS,

@@ -16,8 +16,8 @@ from flowlog.projections.rows import WorkflowRow
 from flowlog.workflow.definition import NodeDefinition, RetryPolicy, WorkflowDefinition
 from flowlog.workflow.errors import NodeError
 from flowlog.workflow.executor import FlowContext, NodeHandle
-from flowlog.workflow.history import flow_stream
 from flowlog.workflow.state import FlowStatus
+from flowlog.workflow.streams import flow_stream
 from tests.engines import StartEngine
 from tests.workflow.defs import noop
 from tests.workflow.helpers import wait_for_status

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from flowlog.eventstore import EventStore, create_pool
 from flowlog.projections.reads import get_nodes, get_workflow
-from flowlog.workflow.history import flow_stream, fold_recorded
 from flowlog.workflow.projection import node_rows, workflow_row
+from flowlog.workflow.streams import flow_stream, fold_recorded
 from tests.workflow.test_properties import ACTIONS, DEFINITIONS, write_random_history
 
 COUNTS_VS_ROWS = """

@@ -18,11 +18,11 @@ from flowlog.schedules.scheduler import Scheduler
 from flowlog.schedules.state import ScheduleState, ScheduleStatus
 from flowlog.schedules.store import ScheduleRepository
 from flowlog.wire.schedules import ScheduleSpec
+from flowlog.workflow.caller import Caller
 from flowlog.workflow.definition import NodeDefinition, Registry, WorkflowDefinition
 from flowlog.workflow.errors import Code, DefinitionNotFound, WorkflowError
 from flowlog.workflow.executor import FlowContext, NodeHandle
-from flowlog.workflow.repository import Caller
-from flowlog.workflow.service import WorkFlowService
+from flowlog.workflow.service import WorkflowService
 from tests.engines import StartEngine
 from tests.workflow.defs import noop
 
@@ -258,7 +258,7 @@ async def test_a_scheduler_claims_only_schedules_whose_definition_it_has(
     engine = await start_engine(quick_flow(), run_reactor=False)
     await engine.schedules.create("mine", every_second(overlap="allow"))
     store = EventStore(engine.pool)
-    stranger = Scheduler(store, WorkFlowService(store, Registry()), "stranger")
+    stranger = Scheduler(store, WorkflowService(store, Registry()), "stranger")
     stranger.start()
     try:
         await asyncio.sleep(2.5)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from flowlog.workflow.decide import Command, CreateFlow, decide, decide_and_advance
+from flowlog.workflow.commands import Command, CreateFlow
+from flowlog.workflow.decide import decide, decide_and_advance
 from flowlog.workflow.definition import WorkflowDefinition
 from flowlog.workflow.events import FlowEvent
 from flowlog.workflow.state import FlowState, evolve, fold

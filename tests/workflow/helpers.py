@@ -6,12 +6,12 @@ import asyncio
 from collections import Counter
 from collections.abc import Container
 
-from flowlog.workflow.service import WorkFlowService
+from flowlog.workflow.service import WorkflowService
 from flowlog.workflow.state import FlowState, FlowStatus
 
 
 async def wait_for_status(
-    service: WorkFlowService,
+    service: WorkflowService,
     flow_id: str,
     statuses: Container[FlowStatus],
     within: float = 20.0,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flowlog.workflow.decide import (
+from flowlog.workflow.commands import (
     Advance,
     CancelFlow,
     CreateFlow,
@@ -15,11 +15,10 @@ from flowlog.workflow.decide import (
     RecordSuccess,
     RetryFlow,
     SetContext,
-    StaleOutcome,
     StartFlow,
     StopFlow,
 )
-from flowlog.workflow.errors import Code, WorkflowError
+from flowlog.workflow.errors import Code, StaleOutcome, WorkflowError
 from flowlog.workflow.events import ContextSet, FlowCreated, NodeStarted
 from flowlog.workflow.state import FlowStatus, FoldError, NodeStatus, evolve
 from tests.workflow.defs import backup_flow, pausing_flow, polling_flow

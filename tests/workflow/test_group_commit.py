@@ -7,10 +7,10 @@ import asyncio
 
 from flowlog.eventstore import EventStore, WrongExpectedVersion, create_pool
 from flowlog.projections.verify import verify
+from flowlog.workflow.caller import Caller
 from flowlog.workflow.events import ContextSet
 from flowlog.workflow.idempotency import Idempotency
 from flowlog.workflow.projection import PROJECTOR
-from flowlog.workflow.repository import Caller
 from flowlog.workflow.state import FlowStatus
 from tests.engines import StartEngine
 from tests.workflow.defs import backup_flow

@@ -24,8 +24,8 @@ from flowlog.engine import Engine
 from flowlog.workflow.definition import NodeDefinition, NodeKind, WorkflowDefinition
 from flowlog.workflow.errors import Code, NodeError
 from flowlog.workflow.executor import FlowContext, NodeHandle
-from flowlog.workflow.history import flow_stream
 from flowlog.workflow.state import FlowState, FlowStatus, NodeStatus
+from flowlog.workflow.streams import flow_stream
 from tests.engines import StartEngine
 from tests.workflow.defs import noop
 from tests.workflow.helpers import wait_for_status

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flowlog.eventstore import EventStore, WrongExpectedVersion
-from flowlog.workflow.decide import (
+from flowlog.workflow.commands import (
     Advance,
     CancelFlow,
     Command,
@@ -27,18 +27,16 @@ from flowlog.workflow.decide import (
     RecordWaiting,
     RetryFlow,
     SetContext,
-    StaleOutcome,
     StartFlow,
     StopFlow,
     Wake,
-    decide,
-    decide_and_advance,
 )
+from flowlog.workflow.decide import decide, decide_and_advance
 from flowlog.workflow.definition import NodeDefinition, NodeKind, RetryPolicy, WorkflowDefinition
-from flowlog.workflow.errors import Code, WorkflowError
+from flowlog.workflow.errors import Code, StaleOutcome, WorkflowError
 from flowlog.workflow.events import FlowCanceled, NodeFailed, NodeStarted, NodeSucceeded
-from flowlog.workflow.repository import FlowRepository
 from flowlog.workflow.state import TERMINAL, FlowState, FlowStatus, NodeStatus
+from flowlog.workflow.store import FlowRepository
 from tests.workflow.defs import backup_flow, noop, pausing_flow, polling_flow
 from tests.workflow.harness import REACTOR, Memory, created
 

@@ -11,14 +11,15 @@ import pytest
 
 from flowlog.engine import Engine
 from flowlog.eventstore import TRANSIENT_ERRORS
+from flowlog.workflow.caller import Caller
 from flowlog.workflow.definition import NodeDefinition, NodeKind, RetryPolicy, WorkflowDefinition
 from flowlog.workflow.errors import Code, NodeError, WorkflowError
 from flowlog.workflow.events import NodeStarted
 from flowlog.workflow.executor import Failed, Finished, FlowContext, NodeHandle, PollResult, Running
-from flowlog.workflow.history import flow_stream
 from flowlog.workflow.reactor import ReactorSettings
-from flowlog.workflow.repository import Caller, FlowRepository
 from flowlog.workflow.state import FlowStatus, NodeStatus
+from flowlog.workflow.store import FlowRepository
+from flowlog.workflow.streams import flow_stream
 from tests.engines import StartEngine
 from tests.helpers import kill_the_slow_append, slow_first_append
 from tests.workflow.defs import backup_flow, noop

@@ -12,14 +12,14 @@ import pytest
 
 from flowlog.builtins import definition_from_spec
 from flowlog.engine import Engine
+from flowlog.workflow.caller import Caller
 from flowlog.workflow.definition import NodeDefinition, RetryPolicy, WorkflowDefinition
 from flowlog.workflow.errors import Code, WorkflowError
 from flowlog.workflow.executor import FlowContext, NodeHandle
-from flowlog.workflow.history import flow_stream
 from flowlog.workflow.reactor import Reactor
-from flowlog.workflow.repository import Caller
-from flowlog.workflow.service import Completion, WorkFlowService
+from flowlog.workflow.service import Completion, WorkflowService
 from flowlog.workflow.state import FlowState, FlowStatus, NodeStatus
+from flowlog.workflow.streams import flow_stream
 from tests.engines import FAST, StartEngine
 from tests.workflow.defs import noop
 from tests.workflow.helpers import wait_for_status
@@ -28,7 +28,7 @@ ENDED = {FlowStatus.FINISHED, FlowStatus.ERROR, FlowStatus.CANCELED}
 WORK_ROWS = "SELECT count(*) FROM flow_work WHERE flow_id = ANY($1::text[])"
 
 
-async def wait_waiting(service: WorkFlowService, flow_id: str, within: float = 20.0) -> FlowState:
+async def wait_waiting(service: WorkflowService, flow_id: str, within: float = 20.0) -> FlowState:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     while True:

@@ -1,4 +1,5 @@
-"""A flow's history as stored: recorded events decoded and folded; stream naming."""
+"""The workflow's streams: their names (a flow's, a definition's), and a flow's stored events
+decoded and folded."""
 
 from __future__ import annotations
 

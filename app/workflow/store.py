@@ -8,9 +8,9 @@ reactor's queue and the tables can never disagree with the log.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -27,71 +27,16 @@ from flowlog.eventstore import (
 from flowlog.eventstore.batch import Statement, as_columns
 from flowlog.projections.inline import FlowChange, flow_statements
 from flowlog.projections.rows import APPEND_TIME
-from flowlog.sql import load_queries
-from flowlog.workflow.decide import due_at
+from flowlog.times import Clock, utc_now
+from flowlog.workflow.caller import SYSTEM, Caller
 from flowlog.workflow.errors import FlowNotFound
 from flowlog.workflow.events import FlowEvent, encode
-from flowlog.workflow.history import flow_stream, fold_recorded
-from flowlog.workflow.idempotency import Idempotency, KeyTaken, claim, claims, key_taken
+from flowlog.workflow.idempotency import KeyTaken, claim, claims, key_taken
+from flowlog.workflow.node_decisions import due_at
 from flowlog.workflow.projection import node_rows, touched_nodes, workflow_row
+from flowlog.workflow.queries import Q
 from flowlog.workflow.state import FlowState, evolve, retimed
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class WorkflowQueries:
-    work_upsert: str
-    work_delete: str
-    work_claim: str
-    work_heartbeat: str
-    work_release: str
-    work_defer: str
-    work_wait: str
-    work_release_all: str
-    work_next_due: str
-    park: str
-    rest_until: str
-    parked_changed: str
-    parked_renew: str
-    parked_release: str
-    declarative_definitions: str
-    callback_secret: str
-
-
-Q = load_queries(WorkflowQueries, "workflow")
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who issues a command, recorded in each event's metadata (the audit trail)."""
-
-    actor: str = "system"
-    trace_id: str | None = None
-    request_id: str | None = None
-    reason: str | None = None
-    idempotency: Idempotency | None = None
-    """The caller's idempotency key: its command has one effect however often it is sent."""
-    traceparent: str | None = None
-    """The W3C trace context of the request (app/telemetry): the flow's node spans are its
-    children."""
-
-    def metadata(self) -> dict[str, Any]:
-        meta: dict[str, Any] = {"actor": self.actor}
-        for key in ("trace_id", "request_id", "reason", "traceparent"):
-            value = getattr(self, key)
-            if value:
-                meta[key] = value
-        if self.idempotency is not None:
-            meta["idempotency_key"] = self.idempotency.key
-        return meta
-
-
-SYSTEM = Caller()
+from flowlog.workflow.streams import flow_stream, fold_recorded
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,32 @@
+"""The named SQL of the workflow engine (sql/queries/workflow.sql): the pending-work queue
+(``flow_work``), the parking lot of polling flows, declarative definitions and the callback
+secret."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flowlog.sql import load_queries
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowQueries:
+    work_upsert: str
+    work_delete: str
+    work_claim: str
+    work_heartbeat: str
+    work_release: str
+    work_defer: str
+    work_wait: str
+    work_release_all: str
+    work_next_due: str
+    park: str
+    rest_until: str
+    parked_changed: str
+    parked_renew: str
+    parked_release: str
+    declarative_definitions: str
+    callback_secret: str
+
+
+Q = load_queries(WorkflowQueries, "workflow")
