@@ -182,10 +182,10 @@ async def seed(
                 await schedules.create(nightly_id(tenant), NIGHTLY, tenant_id=tenant,
                                        caller=_ACTOR)  # fmt: skip
         for biz_id, context, fate in DEMO_FLOWS:
-            flow_id = await service.create_workflow(
+            flow_id = (await service.create(
                 biz_id, DEMO_BIZ_TYPE, "backup", context=context, caller=_ACTOR,
                 tenant_id=tenant, user_id="demo", start=fate != "create",
-            )  # fmt: skip
+            )).flow_id  # fmt: skip
             created += 1
             if fate == "stop" and await _until(service, flow_id, _running):
                 stop = Caller(actor="demo", reason="demo: a maintenance window")

@@ -215,18 +215,6 @@ class EventStore(_Reads):
             self._committed()
         return results
 
-    async def iter_all(
-        self, after: Checkpoint = LOG_START, batch_size: int = 5000
-    ) -> AsyncIterator[list[RecordedEvent]]:
-        """Batches of the log after ``after`` until the reader has caught up."""
-        while True:
-            batch = await self.read_all(after, batch_size)
-            if batch:
-                yield batch
-                after = batch[-1].checkpoint
-            if len(batch) < batch_size:
-                return
-
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         """A READ COMMITTED transaction in which callers append and run their own SQL.

@@ -100,7 +100,7 @@ def pollers(runs_dir: Path) -> set[str]:
 
 async def create_flows(engine: Engine, count: int) -> list[str]:
     async def create(n: int) -> str:
-        return await engine.service.create_workflow(f"biz-{n}", "test", "proc", start=True)
+        return (await engine.service.create(f"biz-{n}", "test", "proc", start=True)).flow_id
 
     ids: list[str] = []
     for chunk in range(0, count, 50):

@@ -160,7 +160,7 @@ async def test_the_engine_serves_as_the_runtime_role_and_a_rebuild_keeps_its_rig
         urls.url, Registry([backup_flow()]), reactor=FAST, owner_url=urls.owner_url
     ) as engine:
         service = engine.service
-        first = await service.create_workflow("c-1", "cluster", "backup", context={"n": 1})
+        first = (await service.create("c-1", "cluster", "backup", context={"n": 1})).flow_id
         await service.start(first)
         await wait_for_status(service, first, {FlowStatus.FINISHED})
         # The owner rebuilds the projections: new tables, given the old ones' grants in the
@@ -174,7 +174,7 @@ async def test_the_engine_serves_as_the_runtime_role_and_a_rebuild_keeps_its_rig
         finally:
             await owner.close()
         assert report.flows == 1
-        second = await service.create_workflow("c-2", "cluster", "backup", context={"n": 2})
+        second = (await service.create("c-2", "cluster", "backup", context={"n": 2})).flow_id
         await service.start(second)
         await wait_for_status(service, second, {FlowStatus.FINISHED})
         page = await service.list_workflows()

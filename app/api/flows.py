@@ -206,8 +206,8 @@ async def cancel_flow(request: web.Request, body: CancelRequest) -> InfoResponse
 )
 async def set_context(request: web.Request, body: ContextRequest) -> InfoResponse:
     await named_flow(request, body.workFlowId)
-    state = await service_of(request).init_context(
-        body.workFlowId, body.key, body.value, caller_of(context_of(request), body.reason)
+    state = await service_of(request).set_context(
+        body.workFlowId, {body.key: body.value}, caller=caller_of(context_of(request), body.reason)
     )
     return _info_response(state)
 

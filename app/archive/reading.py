@@ -8,10 +8,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from flowlog.archive.files import read_archive, recorded
+from flowlog.archive.files import read_archive
 from flowlog.archive.format import TransferError
 from flowlog.archive.queries import Q
-from flowlog.eventstore import RecordedEvent
 from flowlog.eventstore.pool import Executor
 from flowlog.times import audit_time
 from flowlog.workflow.errors import FlowArchived, FlowNotFound, WorkflowError
@@ -75,10 +74,6 @@ async def archived_records(info: ArchivedFlowInfo, directory: Path | None) -> li
         raise TransferError(f"{which}: cannot read {path}: {exc.strerror or exc}") from None
     stream = flow_stream(info.flow_id)
     return [r for r in records if r["stream_id"] == stream]
-
-
-async def archived_events(info: ArchivedFlowInfo, directory: Path | None) -> list[RecordedEvent]:
-    return [recorded(r) for r in await archived_records(info, directory)]
 
 
 async def not_here(executor: Executor, flow_id: str, tenant: str | None) -> WorkflowError:

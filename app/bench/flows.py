@@ -243,7 +243,7 @@ async def _create_and_finish(engine: Engine, flows: int, progress: bool) -> tupl
     async def client(index: int) -> None:
         for n in range(index, flows, CLIENTS):
             created.append(
-                await service.create_workflow(f"biz-{n}", "bench", FLOW_NAME, start=True)
+                (await service.create(f"biz-{n}", "bench", FLOW_NAME, start=True)).flow_id
             )
 
     await asyncio.gather(*(client(i) for i in range(CLIENTS)))

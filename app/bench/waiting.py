@@ -148,7 +148,7 @@ async def _create(engine: Engine, count: int, kind: str, ready_at: float, progre
         for n in range(index, count, CREATE_CONCURRENCY):
             spread = waiting_flows.POLL_INTERVAL * n / count
             context = {"readyAt": ready_at + spread}
-            await service.create_workflow(
+            await service.create(
                 f"{kind}-{n}", kind, waiting_flows.NAME, context=context, start=True
             )
             bar.update()

@@ -56,14 +56,6 @@ class FlowContext(MutableMapping[str, Any]):
     def __len__(self) -> int:
         return len(self._data)
 
-    def get_data(self, key: str, default: Any = None) -> Any:
-        """The seed's GetData."""
-        return self._data.get(key, default)
-
-    def set_data(self, key: str, value: Any) -> None:
-        """The seed's SetData."""
-        self[key] = value
-
     @property
     def trace_id(self) -> str | None:
         return self._data.get(self.TRACE_ID)

@@ -148,9 +148,6 @@ class WorkflowService:
         for definition in self.registry.latest():
             await self._record_definition(definition)
 
-    def get_workflow_define(self, name: str) -> WorkflowDefinition:
-        return self.registry.get(name)
-
     async def _record_definition(
         self, definition: WorkflowDefinition, caller: Caller = SYSTEM, tenant: str | None = None
     ) -> str | None:
@@ -196,30 +193,6 @@ class WorkflowService:
 
     # -- flows -------------------------------------------------------------------------------
 
-    async def create_workflow(
-        self,
-        biz_id: str,
-        biz_type: str,
-        flow_name: str,
-        *,
-        context: Mapping[str, Any] | None = None,
-        caller: Caller = SYSTEM,
-        tenant_id: str = "",
-        user_id: str = "",
-        start: bool = False,
-    ) -> str:
-        """Creates a flow of the latest registered version of ``flow_name``; returns its id.
-
-        The context is seeded with the trace, user and tenant ids, as the seed does. With
-        ``start``, the flow is started in the same append. With the caller's idempotency key,
-        the same request again answers the same flow and creates nothing.
-        """
-        created = await self.create(
-            biz_id, biz_type, flow_name, context=context, caller=caller, tenant_id=tenant_id,
-            user_id=user_id, start=start,
-        )  # fmt: skip
-        return created.flow_id
-
     async def create(
         self,
         biz_id: str,
@@ -234,10 +207,15 @@ class WorkflowService:
         flow_id: str | None = None,
         visible_to: str | None = None,
     ) -> FlowState:
-        """``create_workflow``, answering the new flow's state (the state the create left,
-        when a key's request is sent again). ``flow_id``: the caller's (a schedule's fire, so
-        that a fire makes one flow only); WrongExpectedVersion when it exists already.
-        ``visible_to``: the tenant whose definitions may be named (None: any)."""
+        """Creates a flow of the latest registered version of ``flow_name``; answers its state
+        (the state the create left, when a key's request is sent again).
+
+        The context is seeded with the trace, user and tenant ids, as the seed does. With
+        ``start``, the flow is started in the same append. With the caller's idempotency key,
+        the same request again answers the same flow and creates nothing. ``flow_id``: the
+        caller's (a schedule's fire, so that a fire makes one flow only); WrongExpectedVersion
+        when it exists already. ``visible_to``: the tenant whose definitions may be named
+        (None: any)."""
         definition = self.registry.get(flow_name, visible_to)
         request = fingerprint(
             "create", tenant_id, user_id, flow_name, biz_id, biz_type, dict(context or {}), start
@@ -277,12 +255,6 @@ class WorkflowService:
         )
         return state
 
-    async def init_context(
-        self, flow_id: str, key: str, value: Any, caller: Caller = SYSTEM
-    ) -> FlowState:
-        """The seed's InitContext: sets one key of the flow's context."""
-        return await self.set_context(flow_id, {key: value}, caller=caller)
-
     async def set_context(
         self,
         flow_id: str,
@@ -290,6 +262,7 @@ class WorkflowService:
         removed: Sequence[str] = (),
         caller: Caller = SYSTEM,
     ) -> FlowState:
+        """The seed's InitContext: sets keys of the flow's context (and removes ``removed``)."""
         return await self._command(flow_id, SetContext(dict(changes), tuple(removed)), caller)
 
     async def start(self, flow_id: str, caller: Caller = SYSTEM) -> FlowState:

@@ -264,10 +264,10 @@ async def test_the_key_is_written_with_the_effect_or_not_at_all(
 async def test_the_service_takes_the_same_keys(service: Service) -> None:
     engine = service.engine
     caller = Caller(actor="script", idempotency=Idempotency("py-1", "tenant-x"))
-    first = await engine.service.create_workflow("b", "t", "backup", caller=caller,
-                                                 tenant_id="tenant-x")  # fmt: skip
-    again = await engine.service.create_workflow("b", "t", "backup", caller=caller,
-                                                 tenant_id="tenant-x")  # fmt: skip
+    first = (await engine.service.create("b", "t", "backup", caller=caller,
+                                                 tenant_id="tenant-x")).flow_id  # fmt: skip
+    again = (await engine.service.create("b", "t", "backup", caller=caller,
+                                                 tenant_id="tenant-x")).flow_id  # fmt: skip
     assert again == first
     stop = Caller(actor="script", idempotency=Idempotency("py-stop", "tenant-x"))
     stopped = await engine.service.stop(first, "twice", stop)
@@ -281,12 +281,12 @@ async def test_expired_keys_are_swept_and_can_be_used_again(service: Service) ->
     pool = engine.pool
     short = Idempotency("brief", "", timedelta(seconds=1))
     caller = Caller(idempotency=short)
-    first = await engine.service.create_workflow("b", "t", "backup", caller=caller)
+    first = (await engine.service.create("b", "t", "backup", caller=caller)).flow_id
     request = fingerprint("create", "", "", "backup", "b", "t", {}, False)
     assert await find(pool, short, request) is not None
     await asyncio.sleep(1.2)
     assert await find(pool, short, request) is None  # expired: a new request
-    second = await engine.service.create_workflow("b", "t", "backup", caller=caller)
+    second = (await engine.service.create("b", "t", "backup", caller=caller)).flow_id
     assert second != first
     await asyncio.sleep(1.2)
     assert await sweep(pool) == 1

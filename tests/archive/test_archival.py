@@ -15,15 +15,15 @@ import pytest
 
 from flowlog.archive import events as ev
 from flowlog.archive.archiver import Archiver, ArchiveReport
-from flowlog.archive.files import read_archive
+from flowlog.archive.files import read_archive, recorded
 from flowlog.archive.format import TransferError
 from flowlog.archive.policy import ArchiveSettings, Retention
-from flowlog.archive.reading import archived, archived_events
+from flowlog.archive.reading import ArchivedFlowInfo, archived, archived_records
 from flowlog.archive.rebuild import rebuild_archives, verify_archives
 from flowlog.archive.restore import restore_archive
 from flowlog.archive.retention import store_retention
 from flowlog.engine import Engine
-from flowlog.eventstore import EventStore, Subscription, create_pool
+from flowlog.eventstore import EventStore, RecordedEvent, Subscription, create_pool
 from flowlog.eventstore.errors import RemovedEvents
 from flowlog.projections.verify import verify
 from flowlog.schedules.rebuild import verify_schedules
@@ -75,6 +75,11 @@ async def owner_sets(database_url: str, retention: Retention) -> None:
         await store_retention(conn, retention)
     finally:
         await conn.close()
+
+
+async def archived_events(info: ArchivedFlowInfo, directory: Path) -> list[RecordedEvent]:
+    """The flow's events as its archive holds them, checksums checked."""
+    return [recorded(r) for r in await archived_records(info, directory)]
 
 
 async def verified(database_url: str) -> None:

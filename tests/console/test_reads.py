@@ -112,9 +112,9 @@ async def test_a_flow_in_error_is_at_the_failure_that_ended_it(start_engine: Sta
         approval("approval"),
     )  # fmt: skip
     service = engine.service
-    plain = await service.create_workflow("b1", "t", "plain", start=True)
-    shaky = await service.create_workflow("b2", "t", "shaky", start=True)
-    fine = await service.create_workflow("b3", "t", "approval", start=True)
+    plain = (await service.create("b1", "t", "plain", start=True)).flow_id
+    shaky = (await service.create("b2", "t", "shaky", start=True)).flow_id
+    fine = (await service.create("b3", "t", "approval", start=True)).flow_id
     for flow_id in (plain, shaky):
         assert (await wait_for_status(service, flow_id, ENDED)).status is FlowStatus.ERROR
     await until_waiting(engine, fine)
@@ -134,9 +134,9 @@ async def test_waiting_nodes_say_what_for_and_since_when(start_engine: StartEngi
     held = Held()
     engine = await start_engine(approval("approval"), approval("held", held), TIMER)
     service = engine.service
-    asked = await service.create_workflow("b1", "t", "approval", start=True)
-    timer = await service.create_workflow("b2", "t", "cool-down", start=True)
-    running = await service.create_workflow("b3", "t", "held", start=True)
+    asked = (await service.create("b1", "t", "approval", start=True)).flow_id
+    timer = (await service.create("b2", "t", "cool-down", start=True)).flow_id
+    running = (await service.create("b3", "t", "held", start=True)).flow_id
     await until_waiting(engine, asked)
     await until_waiting(engine, timer)
     await asyncio.wait_for(held.entered.wait(), 20)
@@ -172,14 +172,14 @@ async def test_the_flows_that_wait_page_as_the_list_does(start_engine: StartEngi
     engine = await start_engine(approval("approval"), approval("held", held), TIMER)
     service = engine.service
     asked = [
-        await service.create_workflow(f"a{i}", "t", "approval", start=True, tenant_id=tenant)
+        (await service.create(f"a{i}", "t", "approval", start=True, tenant_id=tenant)).flow_id
         for i, tenant in enumerate(["t1", "t1", "t2"])
     ]
-    timer = await service.create_workflow("c", "t", "cool-down", start=True, tenant_id="t1")
-    canceled = await service.create_workflow("d", "t", "approval", start=True, tenant_id="t1")
+    timer = (await service.create("c", "t", "cool-down", start=True, tenant_id="t1")).flow_id
+    canceled = (await service.create("d", "t", "approval", start=True, tenant_id="t1")).flow_id
     for flow_id in [*asked, timer, canceled]:
         await until_waiting(engine, flow_id)
-    await service.create_workflow("e", "t", "held", start=True, tenant_id="t1")
+    await service.create("e", "t", "held", start=True, tenant_id="t1")
     await asyncio.wait_for(held.entered.wait(), 20)
     await service.cancel(canceled, "not needed")
     await wait_for_status(service, canceled, {FlowStatus.CANCELED})

@@ -25,12 +25,14 @@ async def _populate(engine: Engine, count: int) -> None:
     rng = random.Random(7)
     service = engine.service
     for n in range(count):
-        flow_id = await service.create_workflow(
-            f"biz-{n % 9}",
-            rng.choice(["cluster", "host"]),
-            rng.choice(["backup", "restore"]),
-            tenant_id=rng.choice(["t1", "t2"]),
-        )
+        flow_id = (
+            await service.create(
+                f"biz-{n % 9}",
+                rng.choice(["cluster", "host"]),
+                rng.choice(["backup", "restore"]),
+                tenant_id=rng.choice(["t1", "t2"]),
+            )
+        ).flow_id
         match rng.randrange(4):
             case 0:
                 await service.stop(flow_id)
@@ -99,7 +101,7 @@ async def test_lists_match_a_brute_force_model_for_filters_pages_and_cursors(
 async def test_a_read_after_a_write_sees_it(start_engine: StartEngine) -> None:
     engine = await start_engine(backup_flow(), run_reactor=False)
     service = engine.service
-    flow_id = await service.create_workflow("b", "cluster", "backup", tenant_id="t9")
+    flow_id = (await service.create("b", "cluster", "backup", tenant_id="t9")).flow_id
     listed = await service.list_workflows(ListFilter(tenant_id="t9"))
     assert [(r.id, r.status) for r in listed.rows] == [(flow_id, "Initializing")]
     await service.stop(flow_id)
@@ -122,7 +124,7 @@ async def test_detail_lists_node_executions_as_the_seed_does(start_engine: Start
         },
     )
     engine = await start_engine(definition)
-    flow_id = await engine.service.create_workflow("b", "t", "failing", start=True)
+    flow_id = (await engine.service.create("b", "t", "failing", start=True)).flow_id
     await wait_for_status(engine.service, flow_id, {"Error"})  # type: ignore[arg-type]
 
     detail = await engine.service.detail_workflow(flow_id)

@@ -38,7 +38,9 @@ async def make_flows(engine: Engine, count: int) -> list[str]:
     service = engine.service
     ids = []
     for n in range(count):
-        flow_id = await service.create_workflow(f"b{n}", "cluster", "backup", tenant_id=f"t{n % 3}")
+        flow_id = (
+            await service.create(f"b{n}", "cluster", "backup", tenant_id=f"t{n % 3}")
+        ).flow_id
         if n % 4 == 0:
             await service.stop(flow_id)
         elif n % 4 == 1:

@@ -19,8 +19,8 @@ async def test_the_readme_queries_answer_on_real_flows(start_engine: StartEngine
 
     broken = WorkflowDefinition("broken", {"start": NodeDefinition("copyData", fails)})
     engine = await start_engine(backup_flow(), broken)
-    done = await engine.service.create_workflow("c", "cluster", "backup", start=True)
-    failed = await engine.service.create_workflow("c", "cluster", "broken", start=True)
+    done = (await engine.service.create("c", "cluster", "backup", start=True)).flow_id
+    failed = (await engine.service.create("c", "cluster", "broken", start=True)).flow_id
     await wait_for_status(engine.service, done, {"Finished"})  # type: ignore[arg-type]
     await wait_for_status(engine.service, failed, {"Error"})  # type: ignore[arg-type]
     assert [b.name for b in readme.blocks() if b.language == "sql"] == list(QUERIES)

@@ -22,10 +22,10 @@ async def test_concurrent_commands_share_statements_and_a_stale_one_fails_alone(
 ) -> None:
     engine = await start_engine(backup_flow(), run_reactor=False)
     service = engine.service
-    ids = [await service.create_workflow(f"biz-{n}", "t", "backup") for n in range(12)]
+    ids = [(await service.create(f"biz-{n}", "t", "backup")).flow_id for n in range(12)]
     states = [await service.flows.load(flow_id) for flow_id in ids]
     # One flow moves on after its state was read: its append below is stale.
-    await service.init_context(ids[5], "moved", True)
+    await service.set_context(ids[5], {"moved": True})
     batches_before = service.flows.commits.batches
 
     appends = [
@@ -54,10 +54,10 @@ async def test_a_taken_idempotency_key_fails_its_create_and_not_the_batch(
     key = Caller(actor="script", idempotency=Idempotency("create-once", "tenant-1"))
 
     async def create(n: int, caller: Caller) -> str:
-        return await service.create_workflow(
+        return (await service.create(
             "biz-same" if caller is key else f"biz-{n}", "t", "backup", caller=caller,
             tenant_id="tenant-1",
-        )  # fmt: skip
+        )).flow_id  # fmt: skip
 
     results = await asyncio.gather(
         *(create(n, key if n % 4 == 0 else Caller(actor="other")) for n in range(16))
@@ -77,9 +77,10 @@ async def test_the_reactor_drives_many_flows_in_shared_statements_to_the_end(
 ) -> None:
     engine = await start_engine(backup_flow())
     service = engine.service
-    ids = await asyncio.gather(
-        *(service.create_workflow(f"biz-{n}", "t", "backup", start=True) for n in range(40))
+    created = await asyncio.gather(
+        *(service.create(f"biz-{n}", "t", "backup", start=True) for n in range(40))
     )
+    ids = [state.flow_id for state in created]
     for flow_id in ids:
         await wait_for_status(service, flow_id, {FlowStatus.FINISHED})
     commits = service.flows.background
@@ -101,9 +102,10 @@ async def test_a_stop_racing_the_reactors_batch_is_recorded_once(
     twice, and the other flows of the batches finish."""
     engine = await start_engine(backup_flow())
     service = engine.service
-    ids = await asyncio.gather(
-        *(service.create_workflow(f"biz-{n}", "t", "backup", start=True) for n in range(30))
+    created = await asyncio.gather(
+        *(service.create(f"biz-{n}", "t", "backup", start=True) for n in range(30))
     )
+    ids = [state.flow_id for state in created]
     stopped = ids[::3]
     await asyncio.gather(*(service.stop(flow_id) for flow_id in stopped), return_exceptions=True)
     for flow_id in ids:

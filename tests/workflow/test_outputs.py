@@ -86,7 +86,7 @@ def http_flow(name: str, executor: dict[str, Any], **node: Any) -> WorkflowDefin
 
 
 async def run(engine: Engine, name: str) -> FlowState:
-    flow_id = await engine.service.create_workflow("b", "t", name, start=True)
+    flow_id = (await engine.service.create("b", "t", name, start=True)).flow_id
     return await wait_for_status(engine.service, flow_id, ENDED, within=PROMPTLY)
 
 
@@ -328,7 +328,7 @@ async def test_a_step_that_crashes_says_which_node_and_why(
     executor = Returns(lambda node, ctx: Unprintable())
     engine = await start_engine(python_flow(executor))
     caplog.set_level(logging.ERROR, logger="flowlog.workflow.reactor")
-    flow_id = await engine.service.create_workflow("b", "t", "py", start=True)
+    flow_id = (await engine.service.create("b", "t", "py", start=True)).flow_id
 
     def crashed() -> list[logging.LogRecord]:
         return [r for r in caplog.records if r.getMessage() == "flow step crashed"]

@@ -74,7 +74,7 @@ async def test_a_waiting_flow_holds_no_drive_and_writes_nothing_between_polls(
     engine = await start_engine(operation.definition(), settings=LONG_LEASE)
     reactor = engine.reactor
     assert reactor is not None
-    flow_id = await engine.service.create_workflow("b", "t", "waits", start=True)
+    flow_id = (await engine.service.create("b", "t", "waits", start=True)).flow_id
     await operation.until_polled(3)
     row = await engine.pool.fetchrow(WORK_ROW, flow_id)
     events = await engine.service.store.stream_version(f"flow-{flow_id}")
@@ -127,7 +127,7 @@ async def test_an_operator_stop_and_start_of_a_parked_flow_take_effect(
 ) -> None:
     operation = Operation()
     engine = await start_engine(operation.definition(), settings=LONG_LEASE)
-    flow_id = await engine.service.create_workflow("b", "t", "waits", start=True)
+    flow_id = (await engine.service.create("b", "t", "waits", start=True)).flow_id
     await operation.until_polled(2)
 
     await engine.service.stop(flow_id, "hold on")
@@ -150,7 +150,7 @@ async def test_shutdown_gives_parked_flows_their_next_poll_time_back(
 ) -> None:
     operation = Operation()
     engine = await start_engine(operation.definition(interval=15), settings=LONG_LEASE)
-    flow_id = await engine.service.create_workflow("b", "t", "waits", start=True)
+    flow_id = (await engine.service.create("b", "t", "waits", start=True)).flow_id
     assert engine.reactor is not None
     reactor = engine.reactor
     # Parked after its submission: the first poll comes in 15 s.
@@ -175,7 +175,7 @@ async def test_a_parked_flow_stays_with_its_worker_while_it_lives(
         concurrency=8, lease_seconds=0.6, heartbeat_seconds=0.1, poll_interval=0.1
     )
     first = await start_engine(operation.definition(), settings=short)
-    flow_id = await first.service.create_workflow("b", "t", "waits", start=True)
+    flow_id = (await first.service.create("b", "t", "waits", start=True)).flow_id
     await operation.until_polled(2)
     second = await start_engine(operation.definition(), settings=short)
 
@@ -199,7 +199,7 @@ async def test_a_wait_longer_than_a_lease_renewal_rests_in_the_row(
     engine = await start_engine(operation.definition(interval=60), settings=LONG_LEASE)
     reactor = engine.reactor
     assert reactor is not None
-    flow_id = await engine.service.create_workflow("b", "t", "waits", start=True)
+    flow_id = (await engine.service.create("b", "t", "waits", start=True)).flow_id
 
     row = await until_row(
         engine, flow_id, lambda r: r["lease_owner"] is None and r["due_at"] > datetime.now(UTC)

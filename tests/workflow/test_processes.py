@@ -96,7 +96,8 @@ async def test_flows_parked_in_a_worker_killed_with_sigkill_are_polled_on_by_ano
     workers_factory.append(workers)
     workers.start(1)
     ids = [
-        await api.service.create_workflow(f"w-{n}", "test", "waiter", start=True) for n in range(30)
+        (await api.service.create(f"w-{n}", "test", "waiter", start=True)).flow_id
+        for n in range(30)
     ]
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 30
@@ -159,7 +160,7 @@ async def test_a_node_that_kills_its_worker_every_time_gives_up_after_its_cap(
     for good (40110) and the flow takes its fail path, instead of looping forever."""
     workers = Workers(database_url, runs_dir, sleep_ms="0", lease_seconds=1)
     workers_factory.append(workers)
-    flow_id = await api.service.create_workflow("biz", "test", "crashy", start=True)
+    flow_id = (await api.service.create("biz", "test", "crashy", start=True)).flow_id
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 90
     while (status := await api.pool.fetchval(

@@ -38,9 +38,15 @@ async def event_types(engine_store: object, flow_id: str) -> list[str]:
 async def test_the_seed_backup_flow_runs_to_finished(start_engine: StartEngine) -> None:
     engine = await start_engine(backup_flow())
     service = engine.service
-    flow_id = await service.create_workflow(
-        "cluster-1", "cluster", "backup", caller=Caller("alice", trace_id="t-42"), tenant_id="t1"
-    )
+    flow_id = (
+        await service.create(
+            "cluster-1",
+            "cluster",
+            "backup",
+            caller=Caller("alice", trace_id="t-42"),
+            tenant_id="t1",
+        )
+    ).flow_id
     assert (await service.get(flow_id)).status is FlowStatus.INITIALIZING
     await service.start(flow_id, Caller("alice", trace_id="t-42"))
 
@@ -84,7 +90,7 @@ async def test_a_failing_node_runs_the_fail_handler_and_the_flow_ends_in_error(
         },
     )
     engine = await start_engine(definition)
-    flow_id = await engine.service.create_workflow("c", "cluster", "backup", start=True)
+    flow_id = (await engine.service.create("c", "cluster", "backup", start=True)).flow_id
 
     flow = await wait_for_status(engine.service, flow_id, ENDED)
 
@@ -129,7 +135,7 @@ async def test_a_polling_node_finishes_after_a_few_polls(start_engine: StartEngi
         return Finished("deployed 3 nodes") if polls[operation_id] >= 3 else Running()
 
     engine = await start_engine(polling_definition(poll))
-    flow_id = await engine.service.create_workflow("c", "cluster", "deploy", start=True)
+    flow_id = (await engine.service.create("c", "cluster", "deploy", start=True)).flow_id
 
     flow = await wait_for_status(engine.service, flow_id, ENDED)
 
@@ -149,7 +155,7 @@ async def test_a_polled_operation_that_fails_fails_the_node(start_engine: StartE
         return Failed("tiup returned 1", code=7007)
 
     engine = await start_engine(polling_definition(poll))
-    flow_id = await engine.service.create_workflow("c", "cluster", "deploy", start=True)
+    flow_id = (await engine.service.create("c", "cluster", "deploy", start=True)).flow_id
 
     flow = await wait_for_status(engine.service, flow_id, ENDED)
 
@@ -164,7 +170,7 @@ async def test_a_polling_node_past_its_deadline_times_out_with_40105(
         return Running()
 
     engine = await start_engine(polling_definition(poll, deadline=0.3))
-    flow_id = await engine.service.create_workflow("c", "cluster", "deploy", start=True)
+    flow_id = (await engine.service.create("c", "cluster", "deploy", start=True)).flow_id
 
     flow = await wait_for_status(engine.service, flow_id, ENDED)
 
@@ -189,7 +195,7 @@ async def test_pause_on_failure_stops_the_flow_and_start_retries_the_node(
         "scale", {"start": NodeDefinition("scaleOut", flaky, fail="pause")}
     )
     engine = await start_engine(definition)
-    flow_id = await engine.service.create_workflow("c", "cluster", "scale", start=True)
+    flow_id = (await engine.service.create("c", "cluster", "scale", start=True)).flow_id
 
     stopped = await wait_for_status(engine.service, flow_id, {FlowStatus.STOPPED})
     assert stopped.nodes[0].error_message == "RuntimeError: host unreachable"
@@ -223,7 +229,7 @@ async def test_stop_lets_the_running_node_finish_and_nothing_more_runs_until_sta
         },
     )
     engine = await start_engine(definition)
-    flow_id = await engine.service.create_workflow("c", "cluster", "two", start=True)
+    flow_id = (await engine.service.create("c", "cluster", "two", start=True)).flow_id
     await asyncio.wait_for(entered.wait(), 10)
 
     await engine.service.stop(flow_id, reason="maintenance window")
@@ -257,7 +263,7 @@ async def test_cancel_interrupts_the_running_executor(start_engine: StartEngine)
     engine = await start_engine(
         WorkflowDefinition("long", {"start": NodeDefinition("wait", endless)})
     )
-    flow_id = await engine.service.create_workflow("c", "cluster", "long", start=True)
+    flow_id = (await engine.service.create("c", "cluster", "long", start=True)).flow_id
     await asyncio.wait_for(entered.wait(), 10)
 
     state = await engine.service.cancel(flow_id, "user gave up", Caller("bob"))
@@ -275,7 +281,7 @@ async def test_cancel_of_a_stopped_flow_and_refusals_of_an_ended_one(
 ) -> None:
     engine = await start_engine(backup_flow())
     service = engine.service
-    flow_id = await service.create_workflow("c", "cluster", "backup")
+    flow_id = (await service.create("c", "cluster", "backup")).flow_id
     await service.stop(flow_id)
 
     canceled = await service.cancel(flow_id, "not needed")
@@ -311,7 +317,7 @@ async def test_retry_with_a_context_change_continues_from_the_failed_node(
     )
     engine = await start_engine(definition)
     service = engine.service
-    flow_id = await service.create_workflow("c", "cluster", "fixable", start=True)
+    flow_id = (await service.create("c", "cluster", "fixable", start=True)).flow_id
     failed = await wait_for_status(service, flow_id, ENDED)
     assert failed.status is FlowStatus.ERROR
 
@@ -339,7 +345,7 @@ async def test_retries_follow_the_policy_with_backoff(start_engine: StartEngine)
         "retrying", {"start": NodeDefinition("flaky", twice_broken, retry=policy)}
     )
     engine = await start_engine(definition)
-    flow_id = await engine.service.create_workflow("c", "cluster", "retrying", start=True)
+    flow_id = (await engine.service.create("c", "cluster", "retrying", start=True)).flow_id
 
     flow = await wait_for_status(engine.service, flow_id, ENDED)
 
@@ -367,7 +373,7 @@ async def test_a_sync_node_over_its_timeout_fails_with_40108(start_engine: Start
     engine = await start_engine(
         WorkflowDefinition("slow", {"start": NodeDefinition("slow", slow, timeout=0.2)})
     )
-    flow_id = await engine.service.create_workflow("c", "cluster", "slow", start=True)
+    flow_id = (await engine.service.create("c", "cluster", "slow", start=True)).flow_id
 
     flow = await wait_for_status(engine.service, flow_id, ENDED)
 
@@ -397,7 +403,7 @@ async def test_a_worker_that_lost_its_lease_cannot_change_the_flow(
         settings=ReactorSettings(concurrency=1, lease_seconds=2, heartbeat_seconds=0.1,
                                  poll_interval=0.2),
     )  # fmt: skip
-    flow_id = await engine_a.service.create_workflow("c", "cluster", "leased", start=True)
+    flow_id = (await engine_a.service.create("c", "cluster", "leased", start=True)).flow_id
     await asyncio.wait_for(first_entered.wait(), 10)
 
     # A's lease expires and is taken (as after a long GC pause or a network partition).
@@ -420,16 +426,16 @@ async def test_a_worker_that_lost_its_lease_cannot_change_the_flow(
     assert flow.nodes[1].result == "attempt 2\n"
 
 
-async def test_init_context_before_start_reaches_the_executors(start_engine: StartEngine) -> None:
+async def test_context_set_before_start_reaches_the_executors(start_engine: StartEngine) -> None:
     seen: list[object] = []
 
     async def read(node: NodeHandle, ctx: FlowContext) -> None:
-        seen.append(ctx.get_data("clusterName"))
-        ctx.set_data("readBy", node.name)
+        seen.append(ctx.get("clusterName"))
+        ctx["readBy"] = node.name
 
     engine = await start_engine(WorkflowDefinition("ctx", {"start": NodeDefinition("r", read)}))
-    flow_id = await engine.service.create_workflow("c", "cluster", "ctx", context={"a": 1})
-    await engine.service.init_context(flow_id, "clusterName", "prod-1")
+    flow_id = (await engine.service.create("c", "cluster", "ctx", context={"a": 1})).flow_id
+    await engine.service.set_context(flow_id, {"clusterName": "prod-1"})
     await engine.service.start(flow_id)
 
     flow = await wait_for_status(engine.service, flow_id, ENDED)
@@ -439,7 +445,7 @@ async def test_init_context_before_start_reaches_the_executors(start_engine: Sta
         "a": 1, "clusterName": "prod-1", "readBy": "r", "traceId": "", "userId": "", "tenantId": "",
     }  # fmt: skip
     with pytest.raises(WorkflowError) as caught:
-        await engine.service.init_context(flow_id, "late", True)
+        await engine.service.set_context(flow_id, {"late": True})
     assert caught.value.code == Code.CONTEXT_FAILED
 
 
@@ -456,7 +462,7 @@ async def test_definitions_are_recorded_in_the_log_once_per_version(
     stored = await engine.service.store.read_stream("definition-backup")
     assert [e.data["version"] for e in stored] == [backup_flow().version, changed.version]
     assert stored[0].data["nodeNames"] == ["backup", "updateBackupRecord", "end"]
-    assert engine.service.get_workflow_define("backup").version == changed.version
+    assert engine.service.registry.get("backup").version == changed.version
 
 
 async def test_graceful_shutdown_lets_the_running_node_finish_and_hands_back_the_flow(
@@ -478,7 +484,7 @@ async def test_graceful_shutdown_lets_the_running_node_finish_and_hands_back_the
         },
     )
     first = await start_engine(definition)
-    flow_id = await first.service.create_workflow("c", "cluster", "two", start=True)
+    flow_id = (await first.service.create("c", "cluster", "two", start=True)).flow_id
     await asyncio.wait_for(entered.wait(), 10)
 
     await first.stop()  # within the 2 s grace: "first" finishes, "second" does not start
@@ -516,7 +522,7 @@ async def test_a_definition_limit_caps_its_flows_running_at_once(start_engine: S
     )  # fmt: skip
     engine = await start_engine(definition, settings=settings)
     flow_ids = [
-        await engine.service.create_workflow(f"b{n}", "t", "limited", start=True) for n in range(8)
+        (await engine.service.create(f"b{n}", "t", "limited", start=True)).flow_id for n in range(8)
     ]
     for flow_id in flow_ids:
         await wait_for_status(engine.service, flow_id, ENDED)
@@ -542,7 +548,7 @@ async def test_a_late_heartbeat_never_makes_a_process_drive_a_flow_twice(
     engine = await start_engine(
         WorkflowDefinition("slow", {"start": NodeDefinition("slow", slow)}), settings=settings
     )
-    flow_id = await engine.service.create_workflow("c", "t", "slow", start=True)
+    flow_id = (await engine.service.create("c", "t", "slow", start=True)).flow_id
 
     flow = await wait_for_status(engine.service, flow_id, ENDED)
 
@@ -558,7 +564,7 @@ async def test_an_executor_raising_cancelled_error_itself_just_fails(
         raise asyncio.CancelledError
 
     engine = await start_engine(WorkflowDefinition("odd", {"start": NodeDefinition("odd", odd)}))
-    flow_id = await engine.service.create_workflow("c", "t", "odd", start=True)
+    flow_id = (await engine.service.create("c", "t", "odd", start=True)).flow_id
 
     flow = await wait_for_status(engine.service, flow_id, ENDED)
 
@@ -579,7 +585,7 @@ async def test_cancel_of_a_polling_node_between_polls_is_prompt(start_engine: St
                                  poll_interval=30)},
     )  # fmt: skip
     engine = await start_engine(definition)
-    flow_id = await engine.service.create_workflow("c", "t", "slowpoll", start=True)
+    flow_id = (await engine.service.create("c", "t", "slowpoll", start=True)).flow_id
     await wait_until_submitted(engine, flow_id)
 
     started = asyncio.get_running_loop().time()
@@ -621,7 +627,7 @@ async def test_a_lost_reply_after_a_committed_start_does_not_interrupt_the_node(
         return result
 
     monkeypatch.setattr(FlowRepository, "append", append_then_lose_the_reply)
-    flow_id = await engine.service.create_workflow("c", "t", "once", start=True)
+    flow_id = (await engine.service.create("c", "t", "once", start=True)).flow_id
 
     flow = await wait_for_status(engine.service, flow_id, ENDED)
 
@@ -673,7 +679,7 @@ async def test_a_live_worker_keeps_its_outcome_when_recording_it_fails(
         return await real_append(self, state, events, *more, **options)  # type: ignore[arg-type]
 
     monkeypatch.setattr(FlowRepository, "append", faulty_append)
-    flow_id = await engine.service.create_workflow("c", "t", "counted", start=True)
+    flow_id = (await engine.service.create("c", "t", "counted", start=True)).flow_id
 
     for _ in range(100):  # the test's own reads may meet a cut connection of the pool once
         with contextlib.suppress(*TRANSIENT_ERRORS):
@@ -699,7 +705,7 @@ async def test_the_reactor_logs_a_summary_and_each_node_at_debug(
     caplog.set_level("DEBUG", logger="flowlog.workflow.reactor")
     settings = ReactorSettings(lease_seconds=5, heartbeat_seconds=0.2, summary_seconds=0.3)
     engine = await start_engine(backup_flow(), settings=settings)
-    flow_id = await engine.service.create_workflow("c", "t", "backup", start=True)
+    flow_id = (await engine.service.create("c", "t", "backup", start=True)).flow_id
     await wait_for_status(engine.service, flow_id, ENDED)
     await asyncio.sleep(0.5)  # at least one summary after the flow ended
 

@@ -102,7 +102,7 @@ async def test_a_timer_node_waits_in_its_row_and_moves_on_when_due(
 ) -> None:
     engine = await start_engine(timer_flow(1.5))
     service = engine.service
-    flow_id = await service.create_workflow("b", "t", "cool-down", start=True)
+    flow_id = (await service.create("b", "t", "cool-down", start=True)).flow_id
     waiting = await wait_waiting(service, flow_id)
     node = waiting.running_node
     assert node is not None
@@ -133,7 +133,7 @@ async def test_a_timer_fires_after_a_restart_in_another_process(
     start_engine: StartEngine,
 ) -> None:
     first = await start_engine(timer_flow(2.0))
-    flow_id = await first.service.create_workflow("b", "t", "cool-down", start=True)
+    flow_id = (await first.service.create("b", "t", "cool-down", start=True)).flow_id
     await wait_waiting(first.service, flow_id)
     await first.stop()
 
@@ -159,9 +159,11 @@ async def test_a_json_timer_waits_until_a_time_from_the_context(
     engine = await start_engine(definition_from_spec(spec))
     service = engine.service
     not_before = datetime.now(UTC) + timedelta(seconds=1)
-    flow_id = await service.create_workflow(
-        "b", "t", "not-before", context={"notBefore": not_before.isoformat()}, start=True
-    )
+    flow_id = (
+        await service.create(
+            "b", "t", "not-before", context={"notBefore": not_before.isoformat()}, start=True
+        )
+    ).flow_id
     waiting = await wait_waiting(service, flow_id)
     assert waiting.running_node is not None
     assert waiting.running_node.wake_at == not_before
@@ -169,9 +171,9 @@ async def test_a_json_timer_waits_until_a_time_from_the_context(
     assert flow.status is FlowStatus.FINISHED
     assert flow.nodes[1].started_at >= not_before
 
-    bad = await service.create_workflow(
-        "b", "t", "not-before", context={"notBefore": "soon"}, start=True
-    )
+    bad = (
+        await service.create("b", "t", "not-before", context={"notBefore": "soon"}, start=True)
+    ).flow_id
     failed = await wait_for_status(service, bad, ENDED)
     assert failed.status is FlowStatus.ERROR
     assert failed.nodes[0].error_message is not None
@@ -187,7 +189,7 @@ async def test_a_callback_node_waits_for_its_token_and_moves_on(
     approvals = Approvals()
     engine = await start_engine(approval_flow(approvals))
     service = engine.service
-    flow_id = await service.create_workflow("c", "t", "approval", tenant_id="acme", start=True)
+    flow_id = (await service.create("c", "t", "approval", tenant_id="acme", start=True)).flow_id
     waiting = await wait_waiting(service, flow_id)
     token = approvals.tokens[flow_id]
     assert waiting.context["asked"] is True
@@ -240,8 +242,8 @@ async def test_a_callback_fails_by_the_outside_world_or_its_deadline(
     approvals = Approvals()
     engine = await start_engine(approval_flow(approvals, deadline=1.0))
     service = engine.service
-    rejected = await service.create_workflow("c", "t", "approval", start=True)
-    late = await service.create_workflow("c", "t", "approval", start=True)
+    rejected = (await service.create("c", "t", "approval", start=True)).flow_id
+    late = (await service.create("c", "t", "approval", start=True)).flow_id
     await wait_waiting(service, rejected)
     await service.complete_callback(
         Completion(False, flow_id=rejected, node_id=f"{rejected}.2", message="too risky"),
@@ -271,8 +273,8 @@ async def test_stop_and_cancel_work_on_a_waiting_callback(start_engine: StartEng
     approvals = Approvals()
     engine = await start_engine(approval_flow(approvals))
     service = engine.service
-    stopped = await service.create_workflow("c", "t", "approval", start=True)
-    canceled = await service.create_workflow("c", "t", "approval", start=True)
+    stopped = (await service.create("c", "t", "approval", start=True)).flow_id
+    canceled = (await service.create("c", "t", "approval", start=True)).flow_id
     await wait_waiting(service, stopped)
     await wait_waiting(service, canceled)
 
@@ -302,7 +304,7 @@ async def test_a_completion_racing_the_deadline_and_a_cancel_has_one_winner(
     approvals = Approvals()
     engine = await start_engine(approval_flow(approvals, deadline=1.0))
     service = engine.service
-    flow_ids = [await service.create_workflow("c", "t", "approval", start=True)
+    flow_ids = [(await service.create("c", "t", "approval", start=True)).flow_id
                 for _ in range(12)]  # fmt: skip
     states = [await wait_waiting(service, f) for f in flow_ids]
 
@@ -364,10 +366,10 @@ async def test_a_thousand_waiting_callbacks_hold_no_worker_and_no_row(
     service = engine.service
     flow_ids: list[str] = []
     for start in range(0, 1000, 50):
-        flow_ids += await asyncio.gather(*(
-            service.create_workflow(f"c{i}", "t", "approval", start=True)
-            for i in range(start, start + 50)
+        created = await asyncio.gather(*(
+            service.create(f"c{i}", "t", "approval", start=True) for i in range(start, start + 50)
         ))  # fmt: skip
+        flow_ids += [state.flow_id for state in created]
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 90
     while len(approvals.tokens) < 1000 or (engine.reactor and engine.reactor.busy):
@@ -397,7 +399,7 @@ async def test_a_reactor_whose_clock_is_behind_the_databases_waits_without_spinn
     engine = await start_engine(timer_flow(3.0), run_reactor=False)
     behind = CountingReactor(engine.service.store, engine.registry, settings=FAST,
                              clock=lambda: datetime.now(UTC) - timedelta(seconds=3))  # fmt: skip
-    flow_id = await engine.service.create_workflow("b", "t", "cool-down", start=True)
+    flow_id = (await engine.service.create("b", "t", "cool-down", start=True)).flow_id
     behind.start()
     try:
         flow = await wait_for_status(engine.service, flow_id, ENDED)
@@ -413,7 +415,7 @@ async def test_a_completion_after_the_deadline_is_refused_before_the_timeout_is_
     approvals = Approvals()
     engine = await start_engine(approval_flow(approvals, deadline=0.5), run_reactor=False)
     service = engine.service
-    flow_id = await service.create_workflow("c", "t", "approval", start=True)
+    flow_id = (await service.create("c", "t", "approval", start=True)).flow_id
     # No reactor runs here: drive the flow to its callback with one, then stop it.
     driver = Reactor(service.store, engine.registry, settings=FAST)
     driver.start()
@@ -447,7 +449,7 @@ async def test_a_retry_wait_claimed_early_is_deferred_not_spun(start_engine: Sta
     engine = await start_engine(retrying, run_reactor=False)
     behind = CountingReactor(engine.service.store, engine.registry, settings=FAST,
                              clock=lambda: datetime.now(UTC) - timedelta(seconds=3))  # fmt: skip
-    flow_id = await engine.service.create_workflow("b", "t", "retrying-once", start=True)
+    flow_id = (await engine.service.create("b", "t", "retrying-once", start=True)).flow_id
     behind.start()
     try:
         flow = await wait_for_status(engine.service, flow_id, ENDED)
