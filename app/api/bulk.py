@@ -23,7 +23,7 @@ from flowlog.projections.reads import Cursor, ListFilter, list_workflows
 from flowlog.wire.bulk import BulkRequest, BulkResponse, BulkResult
 from flowlog.workflow.caller import Caller
 from flowlog.workflow.errors import Code, WorkflowError
-from flowlog.workflow.idempotency import find, fingerprint, record
+from flowlog.workflow.idempotency import KeyedRequest, Recorded, fingerprint
 from flowlog.workflow.service import WorkflowService
 from flowlog.workflow.state import FlowState
 
@@ -53,10 +53,9 @@ async def run_bulk(
     pool = service.store.pool
     idempotency = caller.idempotency
     request = fingerprint("bulk", body.model_dump(mode="json"))
-    if idempotency is not None:
-        found = await find(pool, idempotency, request)
-        if found is not None and found.answer is not None:
-            return BulkResponse.model_validate(found.answer)
+    keyed = KeyedRequest(pool, idempotency, request, _first_answer)
+    if (first := await keyed.answered()) is not None:
+        return first
     next_cursor = None
     if where is not None:
         page = await list_workflows(pool, where, page_size=body.limit, after=after)
@@ -98,12 +97,13 @@ async def run_bulk(
         failed=len(results) - succeeded,
         nextCursor=next_cursor,
     )
-    if idempotency is not None:
-        dumped = answer.model_dump(mode="json")
-        first = await record(pool, idempotency, request, answer=dumped)
-        if first is not None and first.answer is not None:
-            return BulkResponse.model_validate(first.answer)  # a concurrent twin answered first
-    return answer
+    first = await keyed.recorded(answer, lambda: answer.model_dump(mode="json"))
+    return answer if first is None else first  # a concurrent twin's, when it answered first
+
+
+async def _first_answer(first: Recorded) -> BulkResponse | None:
+    """The answer the key's first request recorded (None: none, act)."""
+    return None if first.answer is None else BulkResponse.model_validate(first.answer)
 
 
 Command = Callable[[str, Caller], Awaitable[FlowState]]

@@ -25,7 +25,7 @@ from flowlog.wire.schedules import ScheduleSpec
 from flowlog.workflow.caller import SYSTEM, Caller
 from flowlog.workflow.definition import Registry
 from flowlog.workflow.errors import Code, DefinitionNotFound, WorkflowError
-from flowlog.workflow.idempotency import KeyTaken, Recorded, claim, find, fingerprint, record
+from flowlog.workflow.idempotency import KeyedRequest, KeyTaken, Recorded, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -155,11 +155,10 @@ class ScheduleService:
         """Decides and appends, again while the schedule moves. With the caller's idempotency
         key, the request (``asked``, of this schedule) has one effect however often it is
         sent: its first answer (a refusal, or the schedule as that effect left it) again."""
-        pool = self.schedules.pool
-        key = caller.idempotency
         request = fingerprint("schedule", schedule_id, *asked)
-        if key is not None and (first := await find(pool, key, request)) is not None:
-            return await self._replayed(first)
+        keyed = KeyedRequest(self.schedules.pool, caller.idempotency, request, self._replayed)
+        if (first := await keyed.answered()) is not None:
+            return first
         stream = schedule_stream(schedule_id)
         for _ in range(_ATTEMPTS):
             state, version = await self.schedules.load(schedule_id)
@@ -168,22 +167,11 @@ class ScheduleService:
                     _visible(state, schedule_id, tenant)
                 events = decision(state)
             except WorkflowError as refusal:
-                if (
-                    key is None
-                    or (first := await record(pool, key, request, refusal=refusal)) is None
-                ):
-                    raise
-                return await self._replayed(first)
+                return await keyed.refused(refusal)
             if not events:
                 assert state is not None
-                if key is not None:
-                    first = await record(pool, key, request, stream_id=stream, version=version)
-                    if first is not None:
-                        return await self._replayed(first)
-                return state
-            claimed = None
-            if key is not None:
-                claimed = claim(key, request, stream, version + len(events))
+                return await keyed.unchanged(state, stream, version)
+            claimed = keyed.claim(stream, version + len(events))
             try:
                 after = await self.schedules.append(
                     state, schedule_id, events, caller, version, claimed
@@ -191,10 +179,7 @@ class ScheduleService:
             except WrongExpectedVersion:
                 continue
             except KeyTaken:
-                assert key is not None
-                taken = await find(pool, key, request)
-                assert taken is not None
-                return await self._replayed(taken)
+                return await keyed.taken()
             if self._on_change is not None:
                 self._on_change()
             log.info(
@@ -208,15 +193,11 @@ class ScheduleService:
     async def _replayed(self, first: Recorded) -> ScheduleState:
         """The answer of a key's first request: its refusal again, or the schedule as its
         effect left it (folded from the log up to that version)."""
-        refusal = first.refusal()
-        if refusal is not None:
-            raise refusal
-        assert first.stream_id is not None
-        assert first.version is not None
-        events = await self.schedules.store.read_stream(first.stream_id, 1, first.version)
+        stream_id, version = first.effect()
+        events = await self.schedules.store.read_stream(stream_id, 1, version)
         state = fold_recorded(events)
         if state is None:
-            raise decide.not_found(first.stream_id.removeprefix(schedule_stream("")))
+            raise decide.not_found(stream_id.removeprefix(schedule_stream("")))
         return state
 
 

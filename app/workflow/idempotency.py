@@ -13,15 +13,18 @@ arguments) and what came of it:
 
 The same key with another request is refused (``KeyReused``). Keys expire (24 hours by default)
 and are swept in small batches that never make an append wait.
+
+``KeyedRequest`` is the one way commands use keys: the first answer when the key is known,
+else the request acts and the key is recorded with what came of it.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 import orjson
@@ -76,6 +79,16 @@ class Recorded:
             return None
         return WorkflowError(Code(self.code), self.message or "")
 
+    def effect(self) -> tuple[str, int]:
+        """The stream and the version the first request's effect left (or that it answered
+        with, when it changed nothing), to fold again; its refusal raised again."""
+        refusal = self.refusal()
+        if refusal is not None:
+            raise refusal
+        assert self.stream_id is not None
+        assert self.version is not None
+        return self.stream_id, self.version
+
 
 class KeyTaken(Exception):
     """A concurrent request with the same key recorded its effect first: this append wrote
@@ -129,7 +142,7 @@ async def find(executor: Executor, idempotency: Idempotency, request: str) -> Re
     return Recorded(row["stream_id"], row["version"], row["code"], row["message"], row["answer"])
 
 
-async def record(
+async def _record(
     executor: Executor,
     idempotency: Idempotency,
     request: str,
@@ -139,8 +152,9 @@ async def record(
     refusal: WorkflowError | None = None,
     answer: Any = None,
 ) -> Recorded | None:
-    """Records what a request that changed nothing came to. None when recorded; else what a
-    concurrent request with the same key recorded first."""
+    """Records what a request that appended nothing came to (it changed nothing, was refused,
+    or its answer is kept). None when recorded; else what a concurrent request with the same
+    key recorded first."""
     code = None if refusal is None else int(refusal.code)
     message = None if refusal is None else refusal.message
     written = await executor.fetchval(
@@ -150,6 +164,72 @@ async def record(
     if written is not None:
         return None
     return await find(executor, idempotency, request)
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyedRequest(Generic[T]):
+    """A request (``request``: its fingerprint) under the caller's idempotency key (None: no
+    key, and each step does what the request does without one). ``replay`` is the answer of
+    the key's first request from what it recorded (its refusal again, or its effect folded
+    again from the log).
+
+    A command asks ``answered()`` first, then acts; it ends in ``refused``, ``unchanged``,
+    ``recorded``, or its append (with ``claim``), and ``taken`` when that append raised
+    KeyTaken."""
+
+    executor: Executor
+    key: Idempotency | None
+    request: str
+    replay: Callable[[Recorded], Awaitable[T]]
+
+    async def answered(self) -> T | None:
+        """The first request's answer, when the key is known; None: act."""
+        if self.key is None:
+            return None
+        found = await find(self.executor, self.key, self.request)
+        return None if found is None else await self.replay(found)
+
+    def claim(self, stream_id: str, version: int) -> tuple[Any, ...] | None:
+        """The row that records the key with an append's effect (see ``claims``)."""
+        return None if self.key is None else claim(self.key, self.request, stream_id, version)
+
+    async def taken(self) -> T:
+        """The answer when the append raised KeyTaken: the twin's, which recorded first."""
+        assert self.key is not None
+        found = await find(self.executor, self.key, self.request)
+        assert found is not None
+        return await self.replay(found)
+
+    async def refused(self, refusal: WorkflowError) -> T:
+        """Raises ``refusal``, recorded under the key: sent again, the request is refused the
+        same way, whatever the state by then. When a twin (the same key) came first, its
+        answer is the answer: its refusal raised, or its effect replayed."""
+        if self.key is None:
+            raise refusal
+        first = await _record(self.executor, self.key, self.request, refusal=refusal)
+        if first is None:
+            raise refusal
+        return await self.replay(first)
+
+    async def unchanged(self, answer: T, stream_id: str, version: int) -> T:
+        """``answer``, for a request that changed nothing: the key remembers the version of
+        ``stream_id`` it answered with (or the twin's answer, when a twin came first)."""
+        if self.key is None:
+            return answer
+        first = await _record(self.executor, self.key, self.request, stream_id=stream_id,
+                              version=version)  # fmt: skip
+        return answer if first is None else await self.replay(first)
+
+    async def recorded(self, answer: T, stored: Callable[[], Any]) -> T:
+        """``answer``, for a request whose effect is not an append of its own: the key
+        remembers it as ``stored()`` (JSON), or the twin's answer, when a twin came first."""
+        if self.key is None:
+            return answer
+        first = await _record(self.executor, self.key, self.request, answer=stored())
+        return answer if first is None else await self.replay(first)
 
 
 async def sweep(executor: Executor, batch: int = SWEEP_BATCH) -> int:

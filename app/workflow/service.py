@@ -47,7 +47,7 @@ from flowlog.workflow.definition import Registry, WorkflowDefinition
 from flowlog.workflow.errors import Code, DefinitionTaken, FlowNotFound, WorkflowError
 from flowlog.workflow.events import FlowStarted
 from flowlog.workflow.executor import FlowContext
-from flowlog.workflow.idempotency import KeyTaken, Recorded, find, fingerprint, record
+from flowlog.workflow.idempotency import KeyedRequest, KeyTaken, Recorded, fingerprint
 from flowlog.workflow.state import FlowState
 from flowlog.workflow.store import FlowRepository
 from flowlog.workflow.streams import (
@@ -132,16 +132,18 @@ class WorkflowService:
         another's; None (an open server) may add versions to any name and shares new ones.
         Registering is idempotent by nature (an unchanged definition keeps its version); an
         idempotency key adds that the same key cannot register another definition."""
-        request = fingerprint("register", definition.version)
-        idempotency = caller.idempotency
-        if idempotency is not None and await find(self.store.pool, idempotency, request):
-            return definition.version
+        version = definition.version
+
+        async def same_version(_: Recorded) -> str:
+            return version  # the key's request named this very version
+
+        request = fingerprint("register", version)
+        keyed = KeyedRequest(self.store.pool, caller.idempotency, request, same_version)
+        if await keyed.answered() is not None:
+            return version
         owner = await self._record_definition(definition, caller, tenant)
         self.registry.register(definition, owner)
-        if idempotency is not None:
-            answer = {"version": definition.version}
-            await record(self.store.pool, idempotency, request, answer=answer)
-        return definition.version
+        return await keyed.recorded(version, lambda: {"version": version})
 
     async def record_definitions(self) -> None:
         """Records every definition registered in code (at service start)."""
@@ -220,10 +222,9 @@ class WorkflowService:
         request = fingerprint(
             "create", tenant_id, user_id, flow_name, biz_id, biz_type, dict(context or {}), start
         )
-        if caller.idempotency is not None:
-            found = await find(self.store.pool, caller.idempotency, request)
-            if found is not None:
-                return await self._replayed(found)
+        keyed = self._keyed(caller, request)
+        if (first := await keyed.answered()) is not None:
+            return first
         flow_id = flow_id or str(uuid.uuid4())
         seeded: dict[str, Any] = {
             FlowContext.TRACE_ID: caller.trace_id or "",
@@ -235,19 +236,13 @@ class WorkflowService:
         try:
             events = decide(None, command, definition, self._clock())
         except WorkflowError as refusal:
-            twin = await self._refused(caller, request, refusal)
-            if twin is None:
-                raise
-            return twin
+            return await keyed.refused(refusal)
         if start:
             events.append(FlowStarted())
         try:
             state = await self.flows.append(None, events, caller, request)
         except KeyTaken:
-            assert caller.idempotency is not None
-            taken = await find(self.store.pool, caller.idempotency, request)
-            assert taken is not None
-            return await self._replayed(taken)
+            return await keyed.taken()
         self._changed()
         log.info(
             "workflow created",
@@ -376,11 +371,9 @@ class WorkflowService:
         self, flow_id: str, command: Command, caller: Caller, *, with_definition: bool = False
     ) -> FlowState:
         request = fingerprint(type(command).__name__, flow_id, dataclasses.asdict(command))
-        pool = self.store.pool
-        if caller.idempotency is not None:
-            found = await find(pool, caller.idempotency, request)
-            if found is not None:
-                return await self._replayed(found)
+        keyed = self._keyed(caller, request)
+        if (first := await keyed.answered()) is not None:
+            return first
         for _ in range(_DECIDE_ATTEMPTS):
             state = await self.flows.load(flow_id)
             # Operators' commands need no definition: this process may not know the flow's
@@ -392,32 +385,18 @@ class WorkflowService:
             try:
                 events = decide(state, command, definition, self._clock())
             except WorkflowError as refusal:
-                twin = await self._refused(caller, request, refusal)
-                if twin is None:
-                    raise
-                return twin
+                return await keyed.refused(refusal)
             if not events:
-                if caller.idempotency is None:
-                    return state
-                # Nothing to do: the key remembers the state it answered with.
-                stream = flow_stream(flow_id)
-                first = await record(pool, caller.idempotency, request, stream_id=stream,
-                                     version=state.version)  # fmt: skip
-                return state if first is None else await self._replayed(first)
+                return await keyed.unchanged(state, flow_stream(flow_id), state.version)
             try:
                 new_state = await self.flows.append(state, events, caller, request)
             except WrongExpectedVersion:
                 # The flow moved: perhaps because a twin (the same key) did what was asked.
-                if caller.idempotency is not None:
-                    found = await find(pool, caller.idempotency, request)
-                    if found is not None:
-                        return await self._replayed(found)
+                if (first := await keyed.answered()) is not None:
+                    return first
                 continue
             except KeyTaken:
-                assert caller.idempotency is not None
-                taken = await find(pool, caller.idempotency, request)
-                assert taken is not None
-                return await self._replayed(taken)
+                return await keyed.taken()
             self._changed()
             log.info(
                 "workflow command",
@@ -431,31 +410,19 @@ class WorkflowService:
             return new_state
         raise WorkflowError(Code.BUSY, f"workflow {flow_id} kept changing: try again")
 
-    async def _refused(
-        self, caller: Caller, request: str, refusal: WorkflowError
-    ) -> FlowState | None:
-        """Records a refusal under the caller's key: sent again, the request is refused the
-        same way, whatever the flow's state by then. When a twin request (the same key) came
-        first, its answer is the answer: its refusal raised, or its effect's state returned."""
-        if caller.idempotency is None:
-            return None
-        first = await record(self.store.pool, caller.idempotency, request, refusal=refusal)
-        return None if first is None else await self._replayed(first)
+    def _keyed(self, caller: Caller, request: str) -> KeyedRequest[FlowState]:
+        return KeyedRequest(self.store.pool, caller.idempotency, request, self._replayed)
 
     async def _replayed(self, recorded: Recorded) -> FlowState:
         """The answer of a key's first request: its refusal again, or the flow as it left it
         (folded from the log up to that version)."""
-        refusal = recorded.refusal()
-        if refusal is not None:
-            raise refusal
-        assert recorded.stream_id is not None
-        assert recorded.version is not None
-        events = await self.store.read_stream(recorded.stream_id, 1, recorded.version)
+        stream_id, version = recorded.effect()
+        events = await self.store.read_stream(stream_id, 1, version)
         if not events:
             # Its flow left the hot log since: archived (410, as every command on it), else
             # gone. The key is its tenant's, so the flow is the caller's to be told of.
             from flowlog.archive.reading import not_here  # builds on app.workflow
 
-            flow_id = recorded.stream_id.removeprefix(FLOW_STREAM)
+            flow_id = stream_id.removeprefix(FLOW_STREAM)
             raise await not_here(self.store.pool, flow_id, None)
         return FlowRepository.fold(events)
