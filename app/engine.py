@@ -19,6 +19,7 @@ import asyncpg
 
 from flowlog.archive.periodic import ArchiveLoop
 from flowlog.archive.policy import ArchiveSettings, Retention
+from flowlog.archive.reading import not_here
 from flowlog.archive.retention import settle_retention
 from flowlog.builtins import definition_from_spec
 from flowlog.eventstore import (
@@ -173,8 +174,9 @@ class Engine:
             tokens = CallbackTokens(store.pool)
 
             self._service = WorkflowService(
-                store, self.registry, on_change=self._changed, flows=flows, tokens=tokens
-            )
+                store, self.registry, on_change=self._changed, flows=flows, tokens=tokens,
+                gone=partial(not_here, store.pool, tenant=None),
+            )  # fmt: skip
             await self._service.record_definitions()
             await self.load_declarative_definitions()
             self._catalog = asyncio.create_task(self._refresh_catalog(), name="definition-catalog")

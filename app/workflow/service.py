@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +77,14 @@ class Completion:
     changes: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
+Gone = Callable[[str], Awaitable[WorkflowError]]
+"""Why the flow of an id is not in the hot log (the refusal to raise)."""
+
+
+async def _not_found(flow_id: str) -> WorkflowError:
+    return FlowNotFound(flow_id)
+
+
 def _no_callback() -> WorkflowError:
     return WorkflowError(Code.CALLBACK_NOT_FOUND, "no callback waits for this token")
 
@@ -109,16 +117,20 @@ class WorkflowService:
         on_change: Callable[[], None] | None = None,
         flows: FlowRepository | None = None,
         tokens: CallbackTokens | None = None,
+        gone: Gone | None = None,
     ) -> None:
         """``on_change`` is called after each command that changed a flow (the local reactor's
         ``poke``: a flow may have become due). ``flows``: a repository shared with the reactor,
-        so that their appends are committed together."""
+        so that their appends are committed together. ``gone``: why a flow is no longer in the
+        hot log (the engine gives the archive's answer: archived, 410); by default it does not
+        exist."""
         self.store = store
         self.tokens = tokens or CallbackTokens(store.pool)
         self.registry = registry
         self.flows = flows or FlowRepository(store, clock)
         self._clock = clock
         self._on_change = on_change
+        self._gone = gone or _not_found
 
     # -- definitions -------------------------------------------------------------------------
 
@@ -421,8 +433,5 @@ class WorkflowService:
         if not events:
             # Its flow left the hot log since: archived (410, as every command on it), else
             # gone. The key is its tenant's, so the flow is the caller's to be told of.
-            from flowlog.archive.reading import not_here  # builds on app.workflow
-
-            flow_id = stream_id.removeprefix(FLOW_STREAM)
-            raise await not_here(self.store.pool, flow_id, None)
+            raise await self._gone(stream_id.removeprefix(FLOW_STREAM))
         return FlowRepository.fold(events)
