@@ -385,7 +385,7 @@ def test_definitions_are_found_beside_the_user_as_python_m_finds_them(
     database_url: str, tmp_path: Path
 ) -> None:
     (tmp_path / "myflows.py").write_text(
-        "from flowlog.workflow import NodeDefinition, WorkflowDefinition\n"
+        "from flowlog import NodeDefinition, WorkflowDefinition\n"
         "async def run(node, ctx):\n    pass\n"
         "DEFINITIONS = [WorkflowDefinition('mine', {'start': NodeDefinition('run', run)})]\n"
     )

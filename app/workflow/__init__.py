@@ -1,65 +1,9 @@
-"""The workflow domain: definitions, flows as event streams, the service and the reactor.
+"""The workflow domain: definitions (``definition``), flows as event streams (``events``,
+``streams``), their state (``state``) and the pure fold and decisions (``decide`` and the
+modules it calls), the flow store and its SQL (``store``, ``queries``), the service
+(``service``) and the reactor (``reactor``, ``drive``, ``execution``, ``work``).
 
-The public Python API (see the README and docs/workflows.md)::
-
-    from flowlog.workflow import (
-        Registry, WorkflowDefinition, NodeDefinition, NodeKind, RetryPolicy, PAUSE,
-        NodeHandle, FlowContext, Running, Finished, Failed, NodeError,
-    )
+Internal: users import the public surface from ``flowlog`` (docs/python.md). This package
+re-exports nothing, so that importing one of its modules (the events, to read a history) loads
+that module's own imports and not the service and the reactor.
 """
-
-from flowlog.workflow.caller import Caller
-from flowlog.workflow.definition import (
-    PAUSE,
-    START,
-    NodeDefinition,
-    NodeKind,
-    Registry,
-    RetryPolicy,
-    WorkflowDefinition,
-)
-from flowlog.workflow.errors import Code, DefinitionNotFound, FlowNotFound, NodeError, WorkflowError
-from flowlog.workflow.executor import (
-    Executor,
-    Failed,
-    Finished,
-    FlowContext,
-    NodeHandle,
-    PollFunction,
-    PollResult,
-    Running,
-)
-from flowlog.workflow.reactor import Reactor, ReactorSettings
-from flowlog.workflow.service import WorkflowService
-from flowlog.workflow.state import FlowState, FlowStatus, NodeExecution, NodeStatus
-
-__all__ = [
-    "PAUSE",
-    "START",
-    "Caller",
-    "Code",
-    "DefinitionNotFound",
-    "Executor",
-    "Failed",
-    "Finished",
-    "FlowContext",
-    "FlowNotFound",
-    "FlowState",
-    "FlowStatus",
-    "NodeDefinition",
-    "NodeError",
-    "NodeExecution",
-    "NodeHandle",
-    "NodeKind",
-    "NodeStatus",
-    "PollFunction",
-    "PollResult",
-    "Reactor",
-    "ReactorSettings",
-    "Registry",
-    "RetryPolicy",
-    "Running",
-    "WorkflowDefinition",
-    "WorkflowError",
-    "WorkflowService",
-]
