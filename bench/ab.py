@@ -18,14 +18,21 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 from typing import Any
+
+NEUTRAL = tempfile.gettempdir()
+"""Where the benchmarks run: a checkout's folders in the working directory would shadow what an
+installation's own processes import (`python -m ...` puts the working directory first)."""
 
 
 def run(command: str, bench: str, size: str) -> dict[str, Any]:
     done = subprocess.run(
         [command, "bench", bench, f"--{size}", "--json", "--no-progress"],
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, check=False, cwd=NEUTRAL,
     )  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(f"{command} bench {bench} failed ({done.returncode}):\n{done.stderr}")
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
