@@ -126,8 +126,13 @@ async def histories(
     }
 
 
-_HOLDS_A_FLOW = """
-SELECT EXISTS (SELECT 1 FROM flow_work WHERE lease_owner LIKE $1 AND lease_expires_at > now())
+_RUNS_A_NODE = """
+SELECT EXISTS (
+    SELECT 1 FROM flow_work AS w
+    WHERE w.lease_owner LIKE $1 AND w.lease_expires_at > now()
+      AND (SELECT e.type FROM events AS e WHERE e.stream_id = 'flow-' || w.flow_id
+           ORDER BY e.version DESC LIMIT 1) = 'NodeStarted'
+)
 """
 
 
@@ -135,7 +140,8 @@ async def kill_first_worker_after(
     pool: asyncpg.Pool, workers: Workers, count: int = 40, progress: str = FINISHED
 ) -> None:
     """Once ``progress`` (a count query) reaches ``count``, SIGKILLs the first worker while it
-    holds a flow (on a loaded machine the others may have taken every flow that was due, and a
+    holds a flow whose node has started and not ended (on a loaded machine the others may have
+    taken every flow that was due, or the worker may hold only flows between two nodes, and a
     kill then would interrupt nothing)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 60
@@ -143,8 +149,8 @@ async def kill_first_worker_after(
         assert loop.time() < deadline
         await asyncio.sleep(0.05)
     victim = workers.processes[0]
-    while not await pool.fetchval(_HOLDS_A_FLOW, f"%:{victim.pid}:%"):
-        assert loop.time() < deadline, "the first worker never held a flow"
+    while not await pool.fetchval(_RUNS_A_NODE, f"%:{victim.pid}:%"):
+        assert loop.time() < deadline, "the first worker never ran a node"
         await asyncio.sleep(0.005)
     victim.send_signal(signal.SIGKILL)
     assert victim.wait(10) == -signal.SIGKILL
