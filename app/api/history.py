@@ -21,6 +21,7 @@ from flowlog.audit.replay import diff_documents, fold_until, parse_point
 from flowlog.eventstore import EventReader, RecordedEvent
 from flowlog.wire.envelope import Page
 from flowlog.wire.history import (
+    STREAM_ENDS,
     Change,
     DiffQuery,
     DiffResponse,
@@ -31,12 +32,11 @@ from flowlog.wire.history import (
     StateResponse,
 )
 from flowlog.workflow.errors import Code, FlowNotFound, WorkflowError
+from flowlog.workflow.state import TERMINAL
 from flowlog.workflow.streams import flow_stream
 
 api = Api()
 FLOWS = ("workflow",)
-_ENDED = frozenset({"FlowFinished", "FlowFailed", "FlowCanceled"})
-_ENDED_STATUSES = frozenset({"Finished", "Error", "Canceled"})
 
 
 @api.route(
@@ -144,7 +144,7 @@ async def flow_stream_sse(
     resume = request.headers.get("Last-Event-ID", "")
     if resume.isdigit():
         last = max(last, int(resume))
-    if last >= row.stream_version and row.status in _ENDED_STATUSES:
+    if last >= row.stream_version and row.status in TERMINAL:
         # The client saw the flow end (an EventSource reconnects after the last event): no
         # end event would come to close the stream; 204 tells an EventSource to stop.
         return web.Response(status=204)
@@ -167,7 +167,7 @@ async def flow_stream_sse(
                 for event in stored:
                     await response.write(_message(event))
                     last = event.version
-                    if event.type in _ENDED and event is stored[-1]:
+                    if event.type in STREAM_ENDS and event is stored[-1]:
                         # Ended, as of now (an Error flow's history may go on: a retry).
                         return response
                 await heard.wait()

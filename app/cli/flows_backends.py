@@ -12,12 +12,13 @@ from flowlog.api.errors import STATUS_OF
 from flowlog.cli.problems import CANNOT_LOG_IN, database_problem
 from flowlog.client import FlowlogClient
 from flowlog.client.errors import Unavailable, error_for
-from flowlog.client.events import ENDED, StreamEvent
+from flowlog.client.events import StreamEvent
 from flowlog.engine import Engine
 from flowlog.eventstore import TRANSIENT_ERRORS, RecordedEvent, wait_any
 from flowlog.projections.reads import Cursor, ListFilter, list_workflows
 from flowlog.roles import DatabaseUrls
 from flowlog.wire.flows import WorkFlowDetail, WorkFlowInfo, info_of, node_of
+from flowlog.wire.history import STREAM_ENDS
 from flowlog.workflow.caller import Caller
 from flowlog.workflow.definition import Registry
 from flowlog.workflow.errors import WorkflowError
@@ -146,7 +147,7 @@ class DatabaseBackend:
                 for event in stored:
                     last = event.version
                     yield _streamed(event)
-                if stored and stored[-1].type in ENDED:
+                if stored and stored[-1].type in STREAM_ENDS:
                     return  # ended as of now (an ended event further back was retried)
                 await wait_any([waiter], 15.0)
         finally:

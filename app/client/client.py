@@ -23,7 +23,7 @@ import orjson
 from pydantic import BaseModel
 
 from flowlog.client.errors import FlowEnded, FlowlogError, Unavailable, error_for
-from flowlog.client.events import ENDED, StreamEvent, changes_status
+from flowlog.client.events import StreamEvent, changes_status
 from flowlog.client.sse import messages
 from flowlog.replicas.position import HEADER as POSITION
 from flowlog.replicas.position import parse_position
@@ -53,6 +53,7 @@ from flowlog.wire.flows import (
     WorkFlowList,
 )
 from flowlog.wire.history import (
+    STREAM_ENDS,
     DiffQuery,
     DiffResponse,
     HistoryEvent,
@@ -273,7 +274,7 @@ class FlowlogClient:
                         yield event
                 # The server closes the stream after the event that ends the flow (the last
                 # one, not an Error that a retry went on from); any other close was a cut.
-                if last_type in ENDED:
+                if last_type in STREAM_ENDS:
                     return
                 raise aiohttp.ClientPayloadError("the event stream closed early")
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError):

@@ -6,10 +6,9 @@ from datetime import datetime
 from typing import Any
 
 from flowlog.wire.base import Response
+from flowlog.wire.history import STREAM_ENDS
 
-ENDED = frozenset({"FlowFinished", "FlowFailed", "FlowCanceled"})
-"""The events after which a flow's stream closes."""
-_STATUS_CHANGES = ENDED | {
+_STATUS_CHANGES = STREAM_ENDS | {
     "FlowStarted", "FlowStopped", "FlowResumed", "CancelRequested", "FlowRetried",
 }  # fmt: skip
 

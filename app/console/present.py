@@ -15,7 +15,6 @@ import orjson
 
 FLOW_STATUSES = ("Initializing", "Processing", "Stopped", "Canceling", "Canceled", "Finished",
                  "Error")  # fmt: skip
-ENDED = frozenset({"Finished", "Error", "Canceled"})
 STATUS_WORDS = {
     "Initializing": "created, not started",
     "Processing": "running",

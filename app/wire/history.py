@@ -16,6 +16,11 @@ class HistoryQuery(Request):
     pageSize: int = Field(50, ge=1, le=500)
 
 
+STREAM_ENDS = frozenset({"FlowFinished", "FlowFailed", "FlowCanceled"})
+"""The events after which a flow's event stream (SSE) closes: the server ends it there, the
+client stops reading there."""
+
+
 AuditTime = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 """RFC 3339 in UTC with microseconds (the audit documents' one format, as SQL writes it)."""
 
