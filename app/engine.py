@@ -20,7 +20,7 @@ import asyncpg
 from flowlog.archive.periodic import ArchiveLoop
 from flowlog.archive.policy import ArchiveSettings, Retention
 from flowlog.archive.reading import not_here
-from flowlog.archive.retention import settle_retention
+from flowlog.archive.retention import prepare_with_retention
 from flowlog.builtins import definition_from_spec
 from flowlog.eventstore import (
     EventStore,
@@ -30,7 +30,6 @@ from flowlog.eventstore import (
     connect,
     create_pool,
 )
-from flowlog.migrate import prepare_schema
 from flowlog.replicas.router import ReadObserver, ReadRouter, ReadSettings
 from flowlog.roles import DatabaseUrls
 from flowlog.schedules.scheduler import Scheduler, SchedulerSettings
@@ -151,11 +150,9 @@ class Engine:
     async def start(self) -> None:
         if self._migrate:
             urls = DatabaseUrls(self.database_url, self._owner_url)
-            applied = await prepare_schema(urls, serving=True)
+            applied = await prepare_with_retention(urls, self._retention, serving=True)
             if applied:
                 log.info("database migrated", extra={"applied": applied})
-            if self._retention is not None:
-                await settle_retention(urls, self._retention, serving=True)
         # The pool bounds the database work of the process, not the number of executors that
         # run at once: flows waiting for their executors hold no connection, and on a small
         # machine more concurrent committers only queue on the WAL lock (docs/benchmarks.md).

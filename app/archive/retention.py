@@ -19,7 +19,7 @@ import asyncpg
 from flowlog.archive.policy import Retention
 from flowlog.archive.queries import Q
 from flowlog.eventstore.pool import Executor
-from flowlog.migrate import MigrationError, session_role
+from flowlog.migrate import MigrationError, prepare_schema, session_role
 from flowlog.roles import DatabaseUrls
 
 log = logging.getLogger(__name__)
@@ -94,3 +94,14 @@ async def settle_retention(
     if not serving:
         raise MigrationError(message)
     log.warning(message + "; the database's applies", extra={"see": "docs/archival.md"})
+
+
+async def prepare_with_retention(
+    urls: DatabaseUrls, retention: Retention | None, *, serving: bool = False
+) -> list[int]:
+    """The schema brought up to date (``prepare_schema``), then the environment's retention
+    settled when it names one: what ``flowlog migrate`` and every process's start do."""
+    applied = await prepare_schema(urls, serving=serving)
+    if retention is not None:
+        await settle_retention(urls, retention, serving=serving)
+    return applied

@@ -22,8 +22,7 @@ import asyncpg
 
 from flowlog import logs, telemetry
 from flowlog.api.access import Tokens
-from flowlog.archive.policy import Retention
-from flowlog.archive.retention import settle_retention
+from flowlog.archive.retention import prepare_with_retention
 from flowlog.cli import args as cli_args
 from flowlog.cli import flows as flows_commands
 from flowlog.cli.flows import usage_problem as flows_usage
@@ -230,7 +229,7 @@ def _run(
 ) -> int:
     database_url = urls.url
     if args.command == "migrate":
-        applied = asyncio.run(_migrate(urls, settings.retention))
+        applied = asyncio.run(prepare_with_retention(urls, settings.retention))
         if applied:
             print(f"applied migrations {', '.join(map(str, applied))}")
         else:
@@ -430,13 +429,6 @@ def _open(files: contextlib.ExitStack, opener: Any, path: Path, mode: str) -> An
     except OSError as exc:
         verb = "write" if mode == "w" else "read"
         raise CommandError(f"cannot {verb} {path}: {exc.strerror or exc}") from None
-
-
-async def _migrate(urls: DatabaseUrls, retention: Retention | None) -> list[int]:
-    applied = await prepare_schema(urls)
-    if retention is not None:
-        await settle_retention(urls, retention)
-    return applied
 
 
 async def _work(settings: Settings, urls: DatabaseUrls, registry: Registry) -> None:
