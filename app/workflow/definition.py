@@ -20,6 +20,7 @@ import orjson
 
 from flowlog.workflow.errors import DefinitionNotFound, InvalidDefinition
 from flowlog.workflow.executor import Executor, PollFunction
+from flowlog.workflow.fanout import Children, no_executor
 
 START = "start"
 PAUSE = "pause"
@@ -41,9 +42,17 @@ class NodeKind(enum.StrEnum):
     CALLBACK = "callback"
     """The executor hands the node's callback token to the outside world; the flow waits,
     holding no worker, until someone completes the node (or its deadline passes)."""
+    MAP = "map"
+    """A child flow per element of a context list (app/workflow/fanout.py)."""
+    PARALLEL = "parallel"
+    """Branches of this definition, run side by side as child flows, then joined."""
+    SUBFLOW = "subflow"
+    """One child flow of another definition, waited for."""
 
 
 WAITING_KINDS = frozenset({NodeKind.TIMER, NodeKind.CALLBACK})
+CHILD_KINDS = frozenset({NodeKind.MAP, NodeKind.PARALLEL, NodeKind.SUBFLOW})
+"""Nodes whose work is their children: they run no executor and hold no worker."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +97,7 @@ class NodeDefinition:
     """
 
     name: str
-    executor: Executor
+    executor: Executor = no_executor
     success: str = ""
     fail: str = ""
     kind: NodeKind = NodeKind.SYNC
@@ -101,6 +110,8 @@ class NodeDefinition:
     """How many times in a row the node runs again after its worker was lost (40110); one
     more interruption fails it for good (40110, its fail transition). 0: never again."""
     deadline: float | None = None
+    children: Children | None = None
+    """A map, parallel or subflow node's settings (app/workflow/fanout.py)."""
 
     def __post_init__(self) -> None:
         if self.fail in PAUSE_SPELLINGS:
@@ -115,6 +126,10 @@ class NodeDefinition:
 
     def describe(self) -> dict[str, Any]:
         """The node as JSON, as recorded in the log (executors by qualified name)."""
+        if self.kind in CHILD_KINDS:
+            assert self.children is not None  # checked by the definition
+            return {"name": self.name, "success": self.success, "fail": self.fail,
+                    "kind": self.kind.value, **self.children.describe(self.kind.value)}  # fmt: skip
         described: dict[str, Any] = {
             "name": self.name,
             "success": self.success,
@@ -252,6 +267,11 @@ def _problems(name: str, nodes: Mapping[str, NodeDefinition]) -> list[str]:
             found.append(f"{where}: success key {node.success!r} does not exist")
         if node.fail and node.fail != PAUSE and node.fail not in nodes:
             found.append(f"{where}: fail key {node.fail!r} does not exist")
+        if node.kind is NodeKind.PARALLEL and node.children is not None:
+            for branch, entry in node.children.branches.items():
+                if entry not in nodes:
+                    found.append(f"{where}: branch {branch!r} enters at {entry!r}, which "
+                                 "does not exist")  # fmt: skip
         found += [f"{where}: {p}" for p in _node_problems(node)]
     if START in nodes:
         reachable = _reachable(nodes)
@@ -265,7 +285,14 @@ def _problems(name: str, nodes: Mapping[str, NodeDefinition]) -> list[str]:
 
 
 def _node_problems(node: NodeDefinition) -> list[str]:
+    if node.kind in CHILD_KINDS:
+        return _parent_problems(node)
     found: list[str] = []
+    if node.executor is no_executor:
+        found.append(f"a {node.kind.value} node needs an executor")
+    if node.children is not None:
+        found.append(f"a {node.kind.value} node runs no children (make it a map, parallel "
+                     "or subflow node)")  # fmt: skip
     if not _is_async(node.executor):
         found.append("the executor must be an async function (async def executor(node, ctx))")
     if node.kind is NodeKind.POLLING:
@@ -291,6 +318,20 @@ def _node_problems(node: NodeDefinition) -> list[str]:
     return found
 
 
+def _parent_problems(node: NodeDefinition) -> list[str]:
+    kind = node.kind.value
+    if node.children is None:
+        return [f"a {kind} node needs its settings (children=Children(...))"]
+    found = node.children.problems(kind)
+    if node.executor is not no_executor or node.poll is not None:
+        found.append(f"a {kind} node runs no executor: its children are its work")
+    if node.retry != NO_RETRY:
+        found.append(f"a {kind} node has no retry policy (its children's nodes have theirs)")
+    if node.timeout is not None or node.deadline is not None:
+        found.append(f"a {kind} node has no timeout or deadline")
+    return found
+
+
 def _is_async(func: object) -> bool:
     return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
         getattr(func, "__call__", None)  # noqa: B004 - an object with an async __call__
@@ -298,7 +339,9 @@ def _is_async(func: object) -> bool:
 
 
 def _edges(node: NodeDefinition) -> list[str]:
-    return [k for k in (node.success, node.fail) if k and k != PAUSE]
+    spec = node.children
+    branches = list(spec.branches.values()) if node.kind is NodeKind.PARALLEL and spec else []
+    return [k for k in (node.success, node.fail, *branches) if k and k != PAUSE]
 
 
 def _reachable(nodes: Mapping[str, NodeDefinition]) -> set[str]:

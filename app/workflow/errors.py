@@ -78,6 +78,13 @@ class Code(enum.IntEnum):
     cannot store: NUL, a lone surrogate, an integer beyond 64 bits, NaN, an error code that is
     not a positive 32-bit integer. The message names the field; nothing of the answer is
     recorded."""
+    CHILDREN_FAILED = 40135
+    """A map, parallel or subflow node failed because its children did: more failed than it
+    tolerates, a branch it needed, or its sub-flow (the message says which)."""
+    CHILDREN_NOT_STARTED = 40136
+    """A map, parallel or subflow node could not start its children: the map's list is not
+    in the context (or not a list, or longer than 10,000), or the child definition is not
+    known to this process."""
     INTERNAL = 50000
     """A fault of the service (logged with the request id); nothing about it is sent."""
     UNAVAILABLE = 50300

@@ -25,6 +25,22 @@ class FlowEvent(BaseModel):
     schema_version: ClassVar[int] = 1
 
 
+def _absent(value: object) -> bool:
+    return value is None
+
+
+class ParentLink(BaseModel):
+    """A child flow's parent: the flow, the node execution that started it, the child's index
+    among that node's children, and (a parallel node's branch) the branch's name."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    flow_id: str
+    node_id: str
+    index: int
+    branch: str | None = Field(None, exclude_if=_absent)
+
+
 class FlowCreated(FlowEvent):
     type: Literal["FlowCreated"] = "FlowCreated"
     flow_id: str
@@ -34,6 +50,11 @@ class FlowCreated(FlowEvent):
     definition_version: str
     tenant_id: str = ""
     context: JsonObject = Field(default_factory=dict)
+    # Absent (not null) from the stored data of a flow without them: the histories of flows
+    # without a parent are the same as before children existed.
+    parent: ParentLink | None = Field(None, exclude_if=_absent)
+    entry: str | None = Field(None, exclude_if=_absent)
+    """The key of the first node (a parallel branch's entry); None: ``start``."""
 
 
 class ContextSet(FlowEvent):
@@ -71,6 +92,43 @@ class FlowRetried(FlowEvent):
     type: Literal["FlowRetried"] = "FlowRetried"
     from_key: str
     """The node that runs again (the one whose failure ended or paused the flow)."""
+    child_changes: JsonObject | None = Field(None, exclude_if=_absent)
+    """A map or parallel node that runs again re-runs only its failed children, each with
+    these context changes (the retry's patch); absent for other nodes."""
+    child_removed: list[str] | None = Field(None, exclude_if=_absent)
+
+
+class ChildrenStarted(FlowEvent):
+    """A map, parallel or sub-flow node started children ``first`` to ``first + count - 1``
+    of ``total`` (their flows were created just before: ids derive from the node and index),
+    at most ``limit`` running at once."""
+
+    type: Literal["ChildrenStarted"] = "ChildrenStarted"
+    node_id: str
+    first: int
+    count: int
+    total: int
+    limit: int
+
+
+class ChildrenEnded(FlowEvent):
+    """Children of the running node ended: ``[index, status]`` pairs (Finished, Error,
+    Canceled), counted once each (harvested from ``flow_children`` in this same append)."""
+
+    type: Literal["ChildrenEnded"] = "ChildrenEnded"
+    node_id: str
+    ended: list[tuple[int, str]]
+
+
+class ChildrenCommanded(FlowEvent):
+    """The node's children were told to follow the parent: ``stop``, ``resume``, ``retry``
+    (the failed ones, ``indexes``) or ``cancel`` (those still running, when the node ends
+    without them)."""
+
+    type: Literal["ChildrenCommanded"] = "ChildrenCommanded"
+    node_id: str
+    command: Literal["stop", "resume", "retry", "cancel"]
+    indexes: list[int] = Field(default_factory=list)
 
 
 class NodeStarted(FlowEvent):
@@ -80,6 +138,9 @@ class NodeStarted(FlowEvent):
     name: str
     kind: str
     attempt: int
+    adopts: str | None = Field(None, exclude_if=_absent)
+    """A map or parallel node run again by a retry takes over the children of its failed
+    execution (this node id): the failed ones run again, the others stay as they ended."""
 
 
 class NodeOperationSubmitted(FlowEvent):
@@ -191,7 +252,10 @@ AnyFlowEvent = Annotated[
     | FlowFinished
     | FlowFailed
     | FlowArchived
-    | FlowRestored,
+    | FlowRestored
+    | ChildrenStarted
+    | ChildrenEnded
+    | ChildrenCommanded,
     Field(discriminator="type"),
 ]
 
@@ -202,7 +266,7 @@ EVENT_TYPES: dict[str, type[FlowEvent]] = {
         FlowCreated, ContextSet, FlowStarted, FlowStopped, FlowResumed, CancelRequested,
         FlowCanceled, FlowRetried, NodeStarted, NodeOperationSubmitted, NodeWaiting,
         CallbackReceived, NodeSucceeded, NodeFailed, FlowFinished, FlowFailed, FlowArchived,
-        FlowRestored,
+        FlowRestored, ChildrenStarted, ChildrenEnded, ChildrenCommanded,
     )
 }  # fmt: skip
 

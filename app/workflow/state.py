@@ -13,8 +13,12 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
+from flowlog.workflow.definition import CHILD_KINDS
 from flowlog.workflow.events import (
     CallbackReceived,
+    ChildrenCommanded,
+    ChildrenEnded,
+    ChildrenStarted,
     CancelRequested,
     ContextSet,
     FlowArchived,
@@ -94,6 +98,38 @@ class NodeExecution:
 
 
 @dataclass(frozen=True, slots=True)
+class Fan:
+    """The children of the flow's latest map, parallel or subflow node: counts, not a row per
+    child (a map has up to 10,000), so that folding the parent stays cheap. Which child ended
+    how is in ``flow_children`` (docs/sql.md)."""
+
+    node_id: str
+    """The node execution the children work for now."""
+    key: str
+    children_of: str
+    """The execution that started them: their flow ids derive from it and their index."""
+    total: int | None = None
+    """How many children the node runs (None until it started the first)."""
+    limit: int = 0
+    """At most this many running at once."""
+    started: int = 0
+    finished: int = 0
+    failed: frozenset[int] = frozenset()
+    """Children that ended in Error or Canceled, as last counted."""
+    to_retry: frozenset[int] = frozenset()
+    """Failed children a retry of the node runs again (not yet told to)."""
+    patch: tuple[Mapping[str, Any], tuple[str, ...]] | None = None
+    """The retry's context changes and removals, for each child it runs again."""
+    stopped: bool = False
+    """The children were told to stop (the parent stopped)."""
+
+    @property
+    def running(self) -> int:
+        """Children started and not (yet) counted as ended."""
+        return self.started - self.finished - len(self.failed)
+
+
+@dataclass(frozen=True, slots=True)
 class FlowState:
     flow_id: str
     name: str
@@ -119,6 +155,9 @@ class FlowState:
     """Why the flow was last stopped or canceled."""
     archived: bool = False
     """Sealed for its archive (FlowArchived): no command applies to it."""
+    fan: Fan | None = None
+    """The children of the latest node that runs children (kept after it ends: a retry takes
+    over its failed children)."""
 
     @property
     def terminal(self) -> bool:
@@ -163,6 +202,7 @@ def _replacer(cls: type[Any]) -> Callable[..., Any]:
 
 _replace_flow = _replacer(FlowState)
 _replace_node = _replacer(NodeExecution)
+_replace_fan = _replacer(Fan)
 
 
 class FoldError(ValueError):
@@ -186,6 +226,7 @@ def evolve(state: FlowState | None, event: FlowEvent, at: datetime) -> FlowState
             version=1,
             created_at=at,
             updated_at=at,
+            cursor=event.entry or "start",
         )
     changes = _changes(state, event, at)
     changes["version"] = state.version + 1
@@ -210,7 +251,12 @@ def _changes(state: FlowState, event: FlowEvent, at: datetime) -> dict[str, Any]
                 nodes = _update_node(state, event.node_id, status=NodeStatus.CANCELED, ended_at=at)
             return {"status": FlowStatus.CANCELED, "nodes": nodes, "reason": event.reason}
         case FlowRetried():
+            fan = state.fan
+            if fan is not None and fan.key == event.from_key and event.child_changes is not None:
+                patch = (_frozen(event.child_changes), tuple(event.child_removed or ()))
+                fan = _replace_fan(fan, patch=patch)
             return {
+                "fan": fan,
                 "status": FlowStatus.PROCESSING,
                 "cursor": event.from_key,
                 "failed_path": False,
@@ -266,6 +312,8 @@ def _changes(state: FlowState, event: FlowEvent, at: datetime) -> dict[str, Any]
                 "error_code": event.error_code,
                 "error_message": event.error_message,
             }
+        case ChildrenStarted() | ChildrenEnded() | ChildrenCommanded():
+            return {"fan": _fan_changed(state, event)}
         case FlowArchived():
             return {"archived": True}
         case FlowRestored():
@@ -324,7 +372,51 @@ def _node_started(state: FlowState, event: NodeStarted, at: datetime) -> dict[st
         started_at=at,
         version=state.version + 1,
     )
-    return {"nodes": (*state.nodes, execution), "cursor": event.key}
+    changes: dict[str, Any] = {"nodes": (*state.nodes, execution), "cursor": event.key}
+    if event.kind in CHILD_KINDS:
+        changes["fan"] = _fan_started(state, event)
+    return changes
+
+
+def _fan_started(state: FlowState, event: NodeStarted) -> Fan:
+    before = state.fan
+    if event.adopts is None:
+        return Fan(node_id=event.node_id, key=event.key, children_of=event.node_id)
+    if before is None or before.node_id != event.adopts:
+        raise FoldError(f"node {event.node_id} adopts the children of {event.adopts}, "
+                        "which has none")  # fmt: skip
+    return _replace_fan(before, node_id=event.node_id, to_retry=before.failed)  # type: ignore[no-any-return]
+
+
+def _fan_changed(
+    state: FlowState, event: ChildrenStarted | ChildrenEnded | ChildrenCommanded
+) -> Fan:
+    fan = state.fan
+    running = state.running_node
+    if fan is None or running is None or not event.node_id == fan.node_id == running.node_id:
+        raise FoldError(f"node {event.node_id} is not running children in {state.flow_id}")
+    match event:
+        case ChildrenStarted():
+            return _replace_fan(fan, total=event.total, limit=event.limit,  # type: ignore[no-any-return]
+                                started=event.first + event.count)  # fmt: skip
+        case ChildrenEnded():
+            finished, failed = fan.finished, set(fan.failed)
+            for index, status in event.ended:
+                if status == FlowStatus.FINISHED.value:
+                    finished += 1
+                    failed.discard(index)
+                else:
+                    failed.add(index)
+            return _replace_fan(fan, finished=finished, failed=frozenset(failed))  # type: ignore[no-any-return]
+        case ChildrenCommanded(command="stop"):
+            return _replace_fan(fan, stopped=True)  # type: ignore[no-any-return]
+        case ChildrenCommanded(command="resume"):
+            return _replace_fan(fan, stopped=False)  # type: ignore[no-any-return]
+        case ChildrenCommanded(command="retry"):
+            indexes = frozenset(event.indexes)
+            return _replace_fan(fan, failed=fan.failed - indexes,  # type: ignore[no-any-return]
+                                to_retry=fan.to_retry - indexes, patch=None)  # fmt: skip
+    return fan
 
 
 def _node_failed(state: FlowState, event: NodeFailed, at: datetime) -> dict[str, Any]:
