@@ -29,7 +29,8 @@ MAX_PAGE_SIZE = 1000
 
 _COLUMNS = (
     "id, name, biz_id, biz_type, status, tenant_id, definition_version, context, error_code, "
-    "error_message, created_at, updated_at, stream_version"
+    "error_message, created_at, updated_at, stream_version, parent_id, parent_node_id, "
+    "child_index, branch"
 )
 # Filter -> (condition on workflows, condition on workflow_counts or None).
 _FRAGMENTS: dict[str, tuple[str, str | None]] = {

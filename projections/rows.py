@@ -29,6 +29,11 @@ class WorkflowRow(NamedTuple):
     created_at: datetime
     updated_at: datetime
     stream_version: int
+    parent_id: str | None = None
+    """A child flow's parent (docs/sql.md, "Children"); None for every other flow."""
+    parent_node_id: str | None = None
+    child_index: int | None = None
+    branch: str | None = None
 
 
 class NodeRow(NamedTuple):

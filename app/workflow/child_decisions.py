@@ -139,7 +139,8 @@ def outcome(
 ) -> RecordSuccess | RecordFailure:
     """The node's outcome once its verdict is in; ``ends``: every child's end, by index."""
     fan = state.fan
-    assert fan is not None and fan.total is not None
+    assert fan is not None
+    assert fan.total is not None
     running = state.running_node
     assert running is not None
     spec = settings(node)
@@ -178,7 +179,8 @@ def _failure(fan: Fan, node: NodeDefinition, spec: Children) -> str:
     if node.kind is NodeKind.PARALLEL:
         names = list(spec.branches)
         branches = ", ".join(names[i] for i in failed)
-        return f"branches failed: {branches} ({fan.finished} of {spec.needed(fan.total)} needed ended well)"
+        needed = spec.needed(fan.total)
+        return f"branches failed: {branches} ({fan.finished} of {needed} needed ended well)"
     return (f"{len(failed)} of {fan.total} children failed ({spec.tolerated(fan.total)} "
             f"tolerated): indexes {shown}")  # fmt: skip
 

@@ -21,9 +21,10 @@ from flowlog.telemetry import TRACEPARENT, tracing
 from flowlog.times import Clock
 from flowlog.workflow.activity import Activity
 from flowlog.workflow.caller import Caller
+from flowlog.workflow.children import ChildRunner
 from flowlog.workflow.commands import Advance, Command, Interrupt, RecordWaiting, Wake
 from flowlog.workflow.decide import decide, decide_and_advance
-from flowlog.workflow.definition import Registry, WorkflowDefinition
+from flowlog.workflow.definition import CHILD_KINDS, Registry, WorkflowDefinition
 from flowlog.workflow.errors import StaleOutcome
 from flowlog.workflow.events import FlowEvent, NodeStarted
 from flowlog.workflow.execution import NodeRunner
@@ -31,7 +32,7 @@ from flowlog.workflow.node_decisions import due_at
 from flowlog.workflow.outcomes import storable
 from flowlog.workflow.parking import ParkingLot
 from flowlog.workflow.state import FlowState, FlowStatus, NodeExecution
-from flowlog.workflow.store import FlowRepository
+from flowlog.workflow.store import FlowRepository, Harvested
 from flowlog.workflow.work import WorkQueue
 
 # The reactor's modules log under one name, the one operators filter on.
@@ -67,8 +68,8 @@ class Driver:
     """Drives the flows one reactor claimed (or took back from its parking lot)."""
 
     __slots__ = (
-        "_activity", "_caller", "_clock", "_flows", "_nodes", "_parking", "_registry", "_work",
-        "stopping",
+        "_activity", "_caller", "_children", "_clock", "_flows", "_nodes", "_parking", "_registry",
+        "_work", "stopping",
     )  # fmt: skip
 
     def __init__(
@@ -89,6 +90,7 @@ class Driver:
         self._activity = activity
         self._clock = clock
         self._caller = Caller(actor=f"reactor:{work.owner}")
+        self._children = ChildRunner(flows, registry, self._caller, clock)
         self.stopping = False
         """Set when the reactor stops: drives start no new node."""
 
@@ -216,7 +218,20 @@ class Driver:
                 state, _ = await self._append(state, events, started_here)
                 continue
             node = definition.node(running.key)
-            if running.node_id in outcomes:
+            if node.kind in CHILD_KINDS and running.node_id not in outcomes:
+
+                async def append(
+                    at: FlowState, events: list[FlowEvent], harvest: Sequence[Harvested]
+                ) -> tuple[FlowState, bool]:
+                    return await self._append(at, events, started_here, harvest)
+
+                state, command = await self._children.step(state, node, definition, append)
+                if command is None:
+                    now_running = state.running_node
+                    if now_running is None or now_running.node_id != running.node_id:
+                        continue  # the node ended; what follows was started with it
+                    return state  # waits for its children, holding nothing
+            elif running.node_id in outcomes:
                 command = outcomes[running.node_id]  # ran here; recording it failed before
             elif running.waiting and state.status is not FlowStatus.CANCELING:
                 if not await nodes.time_came(state, running):
@@ -247,14 +262,20 @@ class Driver:
                 return state  # it waits holding nothing: its row says when to look again
 
     async def _append(
-        self, state: FlowState, events: list[FlowEvent], started_here: set[str]
+        self,
+        state: FlowState,
+        events: list[FlowEvent],
+        started_here: set[str],
+        harvest: Sequence[Harvested] = (),
     ) -> tuple[FlowState, bool]:
         """Appends; the nodes these events start are ours to run. When the flow moved
         meanwhile: (the fresh state, False), and nothing is ours."""
         starting = {e.node_id for e in events if isinstance(e, NodeStarted)}
         started_here |= starting  # before the append: its reply may be lost after the commit
         try:
-            appended = await self._flows.append(state, events, self._caller, background=True)
+            appended = await self._flows.append(
+                state, events, self._caller, background=True, harvest=harvest
+            )
         except WrongExpectedVersion:
             started_here -= starting
             return await self._flows.load(state.flow_id), False

@@ -85,7 +85,8 @@ class Children:
         if kind == "subflow":
             return {"flow": self.flow, "context": dict(self.context), "resultKey": self.result_key}
         return {"branches": dict(self.branches), "join": self.join,
-                "onBranchFailure": self.on_branch_failure, "resultsKey": self.results_key}  # fmt: skip
+                "onBranchFailure": self.on_branch_failure,
+                "resultsKey": self.results_key}  # fmt: skip
 
     def problems(self, kind: str) -> list[str]:
         found: list[str] = []

@@ -21,6 +21,7 @@ from flowlog.workflow.commands import (
     Wake,
 )
 from flowlog.workflow.definition import (
+    CHILD_KINDS,
     PAUSE,
     WAITING_KINDS,
     NodeDefinition,
@@ -39,7 +40,7 @@ from flowlog.workflow.events import (
     NodeSucceeded,
     NodeWaiting,
 )
-from flowlog.workflow.state import FlowState, FlowStatus, NodeExecution, NodeStatus
+from flowlog.workflow.state import Fan, FlowState, FlowStatus, NodeExecution, NodeStatus
 
 
 def node_id_for(flow_id: str, sequence: int) -> str:
@@ -78,8 +79,18 @@ def advance(state: FlowState, definition: WorkflowDefinition, now: datetime) -> 
             name=node.name,
             kind=node.kind.value,
             attempt=attempt,
+            adopts=_adopted(state, node, previous),
         )
     ]
+
+
+def _adopted(state: FlowState, node: NodeDefinition, previous: NodeExecution | None) -> str | None:
+    """A node that runs children, run again after it failed (a retry), takes over the
+    children of its failed execution: only the failed ones run again."""
+    fan = state.fan
+    if node.kind not in CHILD_KINDS or previous is None or previous.status is not NodeStatus.ERROR:
+        return None
+    return previous.node_id if fan is not None and fan.node_id == previous.node_id else None
 
 
 def canceled(state: FlowState, command: RecordCanceled) -> list[FlowEvent]:
@@ -243,6 +254,23 @@ def failed(
     return [NodeFailed(**common, next=node.fail or None)]
 
 
+CHILDREN_RECHECK = timedelta(seconds=60)
+"""A node waiting for its children is woken by each child's end (the child's append makes
+the parent's row due); it is also looked at this often, in case a wake-up was missed."""
+
+
+def _children_due(state: FlowState, fan: Fan, now: datetime) -> datetime | None:
+    if state.status is FlowStatus.STOPPED:
+        return None if fan.stopped else now  # the children are yet to be told to stop
+    if state.status is not FlowStatus.PROCESSING:
+        return None
+    if fan.stopped or fan.total is None or fan.to_retry:
+        return now  # children to resume, to start, or to run again
+    if fan.started < fan.total and fan.running < fan.limit:
+        return now
+    return now + CHILDREN_RECHECK
+
+
 def due_at(state: FlowState, now: datetime) -> datetime | None:
     """When the reactor should next look at the flow; None when nothing is left to do.
 
@@ -255,6 +283,9 @@ def due_at(state: FlowState, now: datetime) -> datetime | None:
     if running is not None:
         if state.status is FlowStatus.CANCELING:
             return now
+        fan = state.fan
+        if fan is not None and fan.node_id == running.node_id:
+            return _children_due(state, fan, now)
         if running.waiting:
             # Nobody runs a waiting node: look at it when its time comes (a callback without
             # a deadline: never; an operator's command or its completion makes it due).

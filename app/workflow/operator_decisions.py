@@ -123,11 +123,17 @@ def retry(state: FlowState, command: RetryFlow) -> list[FlowEvent]:
             "stopped on a failed node can be retried",
         )
     events: list[FlowEvent] = []
+    retried = FlowRetried(from_key=from_key)
     if command.changes or command.removed:
         for key, value in command.changes.items():
             _check_context(key, value, Code.RETRY_FAILED)
         events.append(ContextSet(changes=dict(command.changes), removed=list(command.removed)))
-    return [*events, FlowRetried(from_key=from_key)]
+        fan = state.fan
+        if fan is not None and fan.key == from_key:
+            # A map or parallel node runs its failed children again: each gets the patch too.
+            retried = FlowRetried(from_key=from_key, child_changes=dict(command.changes),
+                                  child_removed=list(command.removed))  # fmt: skip
+    return [*events, retried]
 
 
 def complete(

@@ -7,6 +7,7 @@ tables are exactly what folding the log gives.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from flowlog.eventstore import RecordedEvent
 from flowlog.projections.rebuild import Projector
@@ -37,7 +38,16 @@ def workflow_row(state: FlowState) -> WorkflowRow:
         created_at=state.created_at,
         updated_at=state.updated_at,
         stream_version=state.version,
+        **_parent_columns(state),
     )
+
+
+def _parent_columns(state: FlowState) -> dict[str, Any]:
+    link = state.parent
+    if link is None:
+        return {}
+    return {"parent_id": link.flow_id, "parent_node_id": link.node_id,
+            "child_index": link.index, "branch": link.branch}  # fmt: skip
 
 
 def node_row(state: FlowState, node: NodeExecution) -> NodeRow:

@@ -27,6 +27,13 @@ class WorkflowQueries:
     parked_release: str
     declarative_definitions: str
     callback_secret: str
+    children_end: str
+    children_wake_parents: str
+    children_unend: str
+    children_harvest: str
+    children_unharvested: str
+    children_ends: str
+    children_in: str
 
 
 Q = load_queries(WorkflowQueries, "workflow")

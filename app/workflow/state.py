@@ -16,10 +16,10 @@ from typing import Any
 from flowlog.workflow.definition import CHILD_KINDS
 from flowlog.workflow.events import (
     CallbackReceived,
+    CancelRequested,
     ChildrenCommanded,
     ChildrenEnded,
     ChildrenStarted,
-    CancelRequested,
     ContextSet,
     FlowArchived,
     FlowCanceled,
@@ -37,6 +37,7 @@ from flowlog.workflow.events import (
     NodeStarted,
     NodeSucceeded,
     NodeWaiting,
+    ParentLink,
 )
 
 
@@ -158,6 +159,8 @@ class FlowState:
     fan: Fan | None = None
     """The children of the latest node that runs children (kept after it ends: a retry takes
     over its failed children)."""
+    parent: ParentLink | None = None
+    """A child flow's parent (the flow, its node execution, the child's index and branch)."""
 
     @property
     def terminal(self) -> bool:
@@ -227,6 +230,7 @@ def evolve(state: FlowState | None, event: FlowEvent, at: datetime) -> FlowState
             created_at=at,
             updated_at=at,
             cursor=event.entry or "start",
+            parent=event.parent,
         )
     changes = _changes(state, event, at)
     changes["version"] = state.version + 1

@@ -30,7 +30,7 @@ from flowlog.projections.rows import APPEND_TIME
 from flowlog.times import Clock, utc_now
 from flowlog.workflow.caller import SYSTEM, Caller
 from flowlog.workflow.errors import FlowNotFound
-from flowlog.workflow.events import FlowEvent, encode
+from flowlog.workflow.events import FlowEvent, FlowRetried, encode
 from flowlog.workflow.idempotency import KeyTaken, claim, claims, key_taken
 from flowlog.workflow.node_decisions import due_at
 from flowlog.workflow.projection import node_rows, touched_nodes, workflow_row
@@ -50,6 +50,21 @@ class _FlowAppend:
     due: datetime | None
     key: tuple[Any, ...] | None
     """The caller's idempotency key, recorded with the effect."""
+    child_end: tuple[Any, ...] | None = None
+    """A child flow that this append ends: its row in ``flow_children``."""
+    child_rerun: bool = False
+    """A child flow that this append runs again (retried): its end is no longer one."""
+    harvest: Sequence[Harvested] = ()
+    """Ends of the flow's children that this append counts (ChildrenEnded)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Harvested:
+    """A child's end as a parent read it: marked counted by the append that counts it."""
+
+    parent_node_id: str
+    index: int
+    child_version: int
 
 
 class FlowRepository:
@@ -91,16 +106,18 @@ class FlowRepository:
         request: str | None = None,
         *,
         background: bool = False,
+        harvest: Sequence[Harvested] = (),
     ) -> FlowState:
         """Appends ``events`` after ``state`` (expected version) and returns the new state
-        (``background``: the reactor's appends, batched apart from requests').
+        (``background``: the reactor's appends, batched apart from requests'; ``harvest``:
+        the children's ends that ``events`` count, marked counted by the same statement).
 
         Raises WrongExpectedVersion when the flow moved meanwhile: the caller re-reads and
         decides again. With the caller's idempotency key and ``request`` (its fingerprint),
         the key is recorded by the append's own statement; KeyTaken when a concurrent request
         with the same key did so first (nothing was written).
         """
-        pending = self._prepare(state, events, caller, request)
+        pending = self._prepare(state, events, caller, request, harvest=harvest)
         recorded = await self._commit(pending, self.background if background else self.commits)
         return retimed(pending.state, APPEND_TIME, recorded[0].recorded_at)
 
@@ -140,6 +157,7 @@ class FlowRepository:
         request: str | None,
         *,
         rows_absent: bool = False,
+        harvest: Sequence[Harvested] = (),
     ) -> _FlowAppend:
         # Folded at the placeholder time: the projection rows take the append's recorded
         # time from the statement itself (projections.rows.APPEND_TIME).
@@ -168,7 +186,9 @@ class FlowRepository:
             key = claim(caller.idempotency, request, stream, provisional.version)
         return _FlowAppend(
             provisional, StreamAppend(stream, new_events, expected), change,
-            due_at(provisional, self.clock()), key,
+            due_at(provisional, self.clock()), key, _child_end(state, provisional),
+            provisional.parent is not None and any(isinstance(e, FlowRetried) for e in events),
+            harvest,
         )  # fmt: skip
 
     async def _send(
@@ -183,6 +203,7 @@ def _batch(appends: Sequence[_FlowAppend]) -> tuple[list[StreamAppend], list[Sta
         *work_statements([(a.state, a.due) for a in appends]),
         *flow_statements([a.change for a in appends]),
         claims([a.key for a in appends if a.key is not None]),
+        *children_statements(appends),
     ]
     # Statements with no rows are left out: they would change nothing, yet cost the database
     # 0.5 ms a lone append (measured). The batches' statement texts are then a handful of
@@ -205,3 +226,28 @@ def work_statements(
             due.append((state.flow_id, state.name, state.definition_version,
                         state.status.value, when, state.version))  # fmt: skip
     return (Q.work_upsert, as_columns(due, 6)), (Q.work_delete, (done,))
+
+
+def _child_end(before: FlowState | None, after: FlowState) -> tuple[Any, ...] | None:
+    """A child's row in ``flow_children`` when this append ends it."""
+    link = after.parent
+    if link is None or not after.terminal or (before is not None and before.terminal):
+        return None
+    return (link.flow_id, link.node_id, link.index, after.flow_id, after.status.value,
+            dict(after.context), after.version)  # fmt: skip
+
+
+def children_statements(appends: Sequence[_FlowAppend]) -> list[Statement]:
+    """What a batch's appends do to ``flow_children``: children that ended (and the parents to
+    wake), children run again, and the ends their parents count."""
+    ended = [a.child_end for a in appends if a.child_end is not None]
+    rerun = [a.state.flow_id for a in appends if a.child_rerun]
+    harvested = [(a.state.flow_id, h.parent_node_id, h.index, h.child_version)
+                 for a in appends for h in a.harvest]  # fmt: skip
+    woken = [(row[0], row[3]) for row in ended]
+    return [
+        (Q.children_end, as_columns(ended, 7)),
+        (Q.children_wake_parents, as_columns(woken, 2)),
+        (Q.children_unend, (rerun,)),
+        (Q.children_harvest, as_columns(harvested, 4)),
+    ]

@@ -86,7 +86,7 @@ WITH matching AS MATERIALIZED (
 )
 SELECT t.total, w.id, w.name, w.biz_id, w.biz_type, w.status, w.tenant_id,
        w.definition_version, w.context, w.error_code, w.error_message, w.created_at,
-       w.updated_at, w.stream_version
+       w.updated_at, w.stream_version, w.parent_id, w.parent_node_id, w.child_index, w.branch
 FROM (SELECT count(*) AS total FROM matching) t
 LEFT JOIN LATERAL (
     SELECT m.id FROM matching m

@@ -8,17 +8,19 @@
 -- flows whose stream the batch appended to. A plain INSERT (not an upsert): a flow's first
 -- append can only happen once, and an existing row would be corruption worth an error.
 INSERT INTO workflows (id, name, biz_id, biz_type, status, tenant_id, definition_version,
-                       context, error_code, error_message, created_at, updated_at, stream_version)
+                       context, error_code, error_message, created_at, updated_at, stream_version,
+                       parent_id, parent_node_id, child_index, branch)
 SELECT r.id, r.name, r.biz_id, r.biz_type, r.status, r.tenant_id, r.definition_version,
        r.context, r.error_code, r.error_message,
        CASE WHEN r.created_at = '0001-01-02 00:00:00+00' THEN (SELECT min(recorded_at) FROM appended) ELSE r.created_at END,
        CASE WHEN r.updated_at = '0001-01-02 00:00:00+00' THEN (SELECT min(recorded_at) FROM appended) ELSE r.updated_at END,
-       r.stream_version
+       r.stream_version, r.parent_id, r.parent_node_id, r.child_index, r.branch
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
             $8::jsonb[], $9::integer[], $10::text[], $11::timestamptz[], $12::timestamptz[],
-            $13::bigint[])
+            $13::bigint[], $14::text[], $15::text[], $16::integer[], $17::text[])
      AS r(id, name, biz_id, biz_type, status, tenant_id, definition_version, context,
-          error_code, error_message, created_at, updated_at, stream_version)
+          error_code, error_message, created_at, updated_at, stream_version, parent_id,
+          parent_node_id, child_index, branch)
 WHERE 'flow-' || r.id IN (SELECT stream_id FROM appended)
 
 -- name: update_workflows

@@ -23,7 +23,8 @@ ORDER BY stream_id, version
 
 -- name: workflows_by_id
 SELECT id, name, biz_id, biz_type, status, tenant_id, definition_version, context, error_code,
-       error_message, created_at, updated_at, stream_version
+       error_message, created_at, updated_at, stream_version, parent_id, parent_node_id,
+       child_index, branch
 FROM workflows WHERE id = ANY($1::text[])
 
 -- name: nodes_by_flow

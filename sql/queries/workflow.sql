@@ -163,3 +163,60 @@ WHERE w.flow_id = p.flow_id AND w.lease_owner = $1
 -- name: callback_secret
 -- The key callback tokens are signed with (migration 0007).
 SELECT secret FROM callback_secret
+
+-- name: children_end
+-- Children that ended in the batch's appends (parallel arrays): their rows in flow_children,
+-- written again (and not yet harvested) when a retried child ends again. Run inside the
+-- appends' own statement, only for the streams it appended to.
+INSERT INTO flow_children (parent_id, parent_node_id, child_index, flow_id, status, context,
+                           child_version, harvested, ended_at)
+SELECT r.parent_id, r.parent_node_id, r.child_index, r.flow_id, r.status, r.context,
+       r.child_version, false, now()
+FROM unnest($1::text[], $2::text[], $3::integer[], $4::text[], $5::text[], $6::jsonb[],
+            $7::bigint[])
+     AS r(parent_id, parent_node_id, child_index, flow_id, status, context, child_version)
+WHERE 'flow-' || r.flow_id IN (SELECT stream_id FROM appended)
+ON CONFLICT (parent_node_id, child_index) DO UPDATE
+SET status = EXCLUDED.status, context = EXCLUDED.context,
+    child_version = EXCLUDED.child_version, harvested = false, ended_at = EXCLUDED.ended_at
+
+-- name: children_wake_parents
+-- Parents $1 of children $2 that ended in the batch: their work rows are due now, so that a
+-- reactor counts the ends (a parent stopped or ended has no row, and is not woken).
+UPDATE flow_work SET due_at = now()
+WHERE flow_id IN (
+    SELECT r.parent_id FROM unnest($1::text[], $2::text[]) AS r(parent_id, flow_id)
+    WHERE 'flow-' || r.flow_id IN (SELECT stream_id FROM appended)
+) AND due_at > now()
+
+-- name: children_unend
+-- Children $1 run again (retried): their ends are no longer ends.
+DELETE FROM flow_children
+WHERE flow_id = ANY($1::text[]) AND 'flow-' || flow_id IN (SELECT stream_id FROM appended)
+
+-- name: children_harvest
+-- The parents' appends count these ends (ChildrenEnded): marked in the same statement, the
+-- very end each read (its child_version), so an end is counted once. Parallel arrays: parent
+-- flow id, parent node execution, child index, child version.
+UPDATE flow_children AS c SET harvested = true
+FROM unnest($1::text[], $2::text[], $3::integer[], $4::bigint[])
+     AS r(parent_id, parent_node_id, child_index, child_version)
+WHERE c.parent_node_id = r.parent_node_id AND c.child_index = r.child_index
+  AND c.child_version = r.child_version
+  AND 'flow-' || r.parent_id IN (SELECT stream_id FROM appended)
+
+-- name: children_unharvested
+-- Ends of node execution $1's children not counted yet by the parent.
+SELECT child_index, status, child_version FROM flow_children
+WHERE parent_node_id = $1 AND NOT harvested ORDER BY child_index
+
+-- name: children_ends
+-- Every end of node execution $1's children, in element order (a map's results).
+SELECT child_index, status, context FROM flow_children
+WHERE parent_node_id = $1 ORDER BY child_index
+
+-- name: children_in
+-- Node execution $2's children of flow $1 whose status is one of $3, in index order.
+SELECT id, child_index FROM workflows
+WHERE parent_id = $1 AND parent_node_id = $2 AND status = ANY($3::text[])
+ORDER BY child_index

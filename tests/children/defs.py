@@ -1,0 +1,84 @@
+"""Definitions of flows with children, for the tests: a fleet backup (a map of backups, then
+two branches side by side), a sub-flow, and children that wait for a callback."""
+
+from __future__ import annotations
+
+from flowlog.workflow.definition import NodeDefinition, WorkflowDefinition
+from flowlog.workflow.errors import NodeError
+from flowlog.workflow.executor import FlowContext, NodeHandle
+from flowlog.workflow.fanout import Children
+
+
+async def noop(node: NodeHandle, ctx: FlowContext) -> None:
+    return None
+
+
+async def back_up(node: NodeHandle, ctx: FlowContext) -> None:
+    cluster = ctx["clusterId"]
+    if cluster in ctx.get("failFor", []):
+        raise NodeError(f"backup of {cluster} failed")
+    ctx["backedUp"] = f"backup-of-{cluster}"
+
+
+async def verify(node: NodeHandle, ctx: FlowContext) -> None:
+    ctx["verified"] = len(ctx["backups"])
+
+
+async def report(node: NodeHandle, ctx: FlowContext) -> None:
+    ctx["reported"] = True
+
+
+async def hold(node: NodeHandle, ctx: FlowContext) -> None:
+    """A callback node's action: the child then waits until someone completes it."""
+
+
+BACKUP = WorkflowDefinition("backup", {"start": NodeDefinition("backUp", back_up)})
+
+FLEET = WorkflowDefinition(
+    "backup-fleet",
+    {
+        "start": NodeDefinition("listClusters", noop, success="each"),
+        "each": NodeDefinition(
+            "backupEach", kind="map", success="checks",
+            children=Children(flow="backup", items="clusters", item_key="clusterId",
+                              max_concurrency=2, results_key="backups",
+                              result_key="backedUp"),
+        ),
+        "checks": NodeDefinition(
+            "verifyAndReport", kind="parallel", success="done",
+            children=Children(branches={"verify": "verify1", "report": "report1"}),
+        ),
+        "verify1": NodeDefinition("verify", verify),
+        "report1": NodeDefinition("report", report),
+        "done": NodeDefinition("done", noop),
+    },
+)  # fmt: skip
+
+WAITER = WorkflowDefinition(
+    "waiter", {"start": NodeDefinition("hold", hold, kind="callback", success="")}
+)
+
+HOLDERS = WorkflowDefinition(
+    "holders",
+    {
+        "start": NodeDefinition(
+            "holdEach", kind="map", success="after",
+            children=Children(flow="waiter", items="items", max_concurrency=3),
+        ),
+        "after": NodeDefinition("after", noop),
+    },
+)  # fmt: skip
+
+ONE = WorkflowDefinition(
+    "one-backup",
+    {
+        "start": NodeDefinition(
+            "backUpOne", kind="subflow", success="done",
+            children=Children(flow="backup", context={"clusterId": "c-main"},
+                              result_key="backup"),
+        ),
+        "done": NodeDefinition("done", noop),
+    },
+)  # fmt: skip
+
+ALL = (BACKUP, FLEET, WAITER, HOLDERS, ONE)
