@@ -32,6 +32,7 @@ from pydantic import BaseModel
 from flowlog.telemetry import tracing
 from flowlog.times import parse_utc
 from flowlog.wire.definitions import (
+    AtLeast,
     DefinitionSpec,
     FailExecutor,
     HttpExecutor,
@@ -57,6 +58,7 @@ from flowlog.workflow.executor import (
     PollResult,
     Running,
 )
+from flowlog.workflow.fanout import DEFAULT_MAX_CONCURRENCY, Children
 
 _HTTP_TIMEOUT = 30.0
 _BODY_EXCERPT = 300
@@ -193,9 +195,24 @@ def _executor(
 _SYNC_SLEEP_LIMIT = 86_400.0
 
 
+_CHILD_SETTINGS = (
+    "flow", "items", "itemKey", "maxConcurrency", "toleratedFailures", "resultsKey",
+    "resultKey", "context", "branches", "join", "onBranchFailure",
+)  # fmt: skip
+
+
 def _polling_problem(key: str, spec: NodeSpec) -> str | None:
     # Rules across two fields, so the OpenAPI schema cannot say them; the 400 does.
     executor = spec.executor
+    if spec.kind in ("map", "parallel", "subflow"):
+        if executor is not None:
+            return f"node {key!r}: a {spec.kind} node runs no executor (its children are its work)"
+        return None
+    if executor is None:
+        return f"node {key!r}: a {spec.kind} node needs an executor"
+    given = [name for name in _CHILD_SETTINGS if getattr(spec, name) is not None]
+    if given:
+        return f"node {key!r}: {', '.join(given)} belong on a map, parallel or subflow node"
     if spec.kind == "polling" and (
         not isinstance(executor, HttpExecutor) or executor.statusUrl is None
     ):
@@ -221,7 +238,10 @@ def _polling_problem(key: str, spec: NodeSpec) -> str | None:
 def _node(spec: NodeSpec, pollable: bool) -> NodeDefinition:
     """The node a spec describes; one that cannot poll (``pollable`` false, a problem already
     reported) is built as a sync node, so that the rest of the definition is still checked."""
-    executor = spec.executor
+    if spec.kind in ("map", "parallel", "subflow") and pollable:
+        return NodeDefinition(spec.name, success=spec.success, fail=spec.fail,
+                              kind=NodeKind(spec.kind), children=_children(spec))  # fmt: skip
+    executor = spec.executor or NoopExecutor(type="noop")
     polls = spec.kind == "polling" and pollable and isinstance(executor, HttpExecutor)
     return NodeDefinition(
         name=spec.name,
@@ -243,6 +263,23 @@ def _node(spec: NodeSpec, pollable: bool) -> NodeDefinition:
             DEFAULT_MAX_INTERRUPTIONS if spec.maxInterruptions is None else spec.maxInterruptions
         ),
         deadline=spec.deadline if pollable else None,
+    )
+
+
+def _children(spec: NodeSpec) -> Children:
+    join = spec.join.atLeast if isinstance(spec.join, AtLeast) else spec.join
+    return Children(
+        flow=spec.flow or "",
+        items=spec.items or "",
+        item_key=spec.itemKey or "item",
+        max_concurrency=spec.maxConcurrency or DEFAULT_MAX_CONCURRENCY,
+        tolerated_failures=0 if spec.toleratedFailures is None else spec.toleratedFailures,
+        results_key=spec.resultsKey or "",
+        result_key=spec.resultKey or "",
+        context=spec.context or {},
+        branches=spec.branches or {},
+        join=join or "all",
+        on_branch_failure=spec.onBranchFailure or "fail",
     )
 
 

@@ -70,12 +70,21 @@ class RetrySpec(Request):
     maxInterval: float = Field(300.0, ge=0, le=86_400)
 
 
+def _unset(value: object) -> bool:
+    return value is None
+
+
+class AtLeast(Request):
+    atLeast: int = Field(..., ge=1, le=200)
+
+
 class NodeSpec(Request):
     name: str = Field(..., min_length=1, max_length=200)
-    executor: ExecutorSpec
+    executor: ExecutorSpec | None = Field(None, exclude_if=_unset)
+    """Every kind's but map, parallel and subflow (their children are their work)."""
     success: str = Field("", max_length=200)
     fail: str = Field("", max_length=200)
-    kind: Literal["sync", "polling", "timer", "callback"] = "sync"
+    kind: Literal["sync", "polling", "timer", "callback", "map", "parallel", "subflow"] = "sync"
     pollInterval: float = Field(3.0, gt=0, le=86_400)
     pollDeadline: float = Field(86_400.0, gt=0, le=30 * 86_400)
     timeout: float | None = Field(None, gt=0, le=86_400)
@@ -86,6 +95,34 @@ class NodeSpec(Request):
     registered before it existed stay the same."""
     deadline: float | None = Field(None, gt=0, le=366 * 86_400, exclude_if=lambda v: v is None)
     """A callback node's: seconds it waits for its callback, then fails (40128)."""
+    # Map, parallel and subflow nodes' settings (docs/workflows.md, "Children"); left out of
+    # the stored spec when unset, so that other definitions keep their versions.
+    flow: str | None = Field(None, min_length=1, max_length=200, exclude_if=_unset)
+    """map, subflow: the definition each child runs."""
+    items: str | None = Field(None, min_length=1, max_length=200, exclude_if=_unset)
+    """map: the context key of the list; a child per element."""
+    itemKey: str | None = Field(None, min_length=1, max_length=200, exclude_if=_unset)
+    """map: the key of each child's element in its context (default "item")."""
+    maxConcurrency: int | None = Field(None, ge=1, le=1000, exclude_if=_unset)
+    """map: children running at once (default 10)."""
+    toleratedFailures: int | Annotated[str, Field(pattern=r"^(100|[1-9]?[0-9])%$")] | None = Field(
+        None, exclude_if=_unset
+    )
+    """map: failed children that still let it succeed: a count or a share ("10%")."""
+    resultsKey: str | None = Field(None, min_length=1, max_length=200, exclude_if=_unset)
+    """map: the context key of the children's results, in element order; parallel: of the
+    branches' final contexts by branch."""
+    resultKey: str | None = Field(None, min_length=1, max_length=200, exclude_if=_unset)
+    """map: the key of each child's context that is its result (default: its whole context);
+    subflow: the key receiving the child's final context."""
+    context: dict[str, Any] | None = Field(None, max_length=200, exclude_if=_unset)
+    """subflow: the child's context, over the parent's."""
+    branches: dict[str, str] | None = Field(None, min_length=1, max_length=50, exclude_if=_unset)
+    """parallel: branch name -> the key of its first node."""
+    join: Literal["all", "any"] | AtLeast | None = Field(None, exclude_if=_unset)
+    """parallel: "all" (default), "any", or {"atLeast": N}."""
+    onBranchFailure: Literal["fail", "wait"] | None = Field(None, exclude_if=_unset)
+    """parallel: "fail" at once (default; the other branches are canceled) or "wait" for all."""
 
 
 class DefinitionSpec(Request):
