@@ -5,9 +5,10 @@ The drive (app/workflow/drive.py) hands a running map, parallel or subflow node 
 
 - what happens to children happens **before** the parent records it: the children's flows are
   created (their ids derive from the node and their index, so creating one twice is refused
-  and harmless), stopped, resumed, retried or canceled first, then the parent's append says
-  so. A drive killed in between leaves the parent due, and whoever drives it next does the
-  same again: each child command is refused or a no-op the second time;
+  and harmless), resumed, retried or canceled first, then the parent's append says so. A
+  drive killed in between leaves the parent due, and whoever drives it next does the same
+  again: each child command is refused or a no-op the second time. A stop is the exception
+  (recorded, then done): see ``step``;
 - a child's end is written by the child's own append (``flow_children``) and wakes the parent;
   the parent counts ends in its append (ChildrenEnded), which marks them counted in the same
   statement, so an end is counted once;
@@ -98,10 +99,15 @@ class ChildRunner:
             if state.status is FlowStatus.STOPPED:
                 if fan.stopped:
                     return state, None
-                await self._tell(state, StopFlow("the parent was stopped"), [
-                    FlowStatus.PROCESSING.value])  # fmt: skip
+                # Recorded first, then done: a resume that comes meanwhile makes the parent
+                # due, and its next drive (after this one lets go) resumes what this one
+                # stopped. Done first, a resume could slip in between and leave the children
+                # stopped under a running parent.
                 stopped = ChildrenCommanded(node_id=fan.node_id, command="stop")
-                state, _ = await append(state, [stopped], ())
+                state, recorded = await append(state, [stopped], ())
+                if recorded:
+                    await self._tell(state, StopFlow("the parent was stopped"),
+                                     [FlowStatus.PROCESSING.value])  # fmt: skip
                 continue
             if state.status is not FlowStatus.PROCESSING:
                 return state, None

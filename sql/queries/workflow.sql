@@ -182,12 +182,16 @@ SET status = EXCLUDED.status, context = EXCLUDED.context,
 
 -- name: children_wake_parents
 -- Parents $1 of children $2 that ended in the batch: their work rows are due now, so that a
--- reactor counts the ends (a parent stopped or ended has no row, and is not woken).
+-- reactor counts the ends (a parent stopped or ended has no row, and is not woken). No
+-- condition on the row's due time: a parent's append committing meanwhile (its drive started
+-- more children) writes a later due time, which this update must replace; a condition true of
+-- the row this statement's snapshot saw, and false of the one it then waits for, would skip
+-- the row and lose the wake-up.
 UPDATE flow_work SET due_at = now()
 WHERE flow_id IN (
     SELECT r.parent_id FROM unnest($1::text[], $2::text[]) AS r(parent_id, flow_id)
     WHERE 'flow-' || r.flow_id IN (SELECT stream_id FROM appended)
-) AND due_at > now()
+)
 
 -- name: children_unend
 -- Children $1 run again (retried): their ends are no longer ends.

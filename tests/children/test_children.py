@@ -12,7 +12,7 @@ from flowlog.workflow.state import FlowState, FlowStatus
 from flowlog.workflow.streams import flow_stream
 from tests.children.defs import ALL
 from tests.engines import StartEngine
-from tests.workflow.helpers import wait_for_status, wait_until
+from tests.workflow.helpers import wait_for_status
 
 ENDED = {FlowStatus.FINISHED, FlowStatus.ERROR, FlowStatus.CANCELED}
 CLUSTERS = ["c1", "c2", "c3", "c4", "c5"]
@@ -177,4 +177,26 @@ async def wait_until_async(probe: object, expected: int, within: float = 20.0) -
         await asyncio.sleep(0.02)
 
 
-_ = wait_until
+async def test_two_reactors_count_every_end_once_and_start_every_child_once(
+    start_engine: StartEngine, pool: asyncpg.Pool
+) -> None:
+    first = (await start_engine(*ALL)).service
+    await start_engine(*ALL)
+    clusters = [f"c{i}" for i in range(12)]
+    flows = [
+        await first.create(
+            f"fleet-{n}", "backup", "backup-fleet", context={"clusters": clusters}, start=True
+        )  # fmt: skip
+        for n in range(12)
+    ]
+    for flow in flows:
+        done = await finished(first, flow.flow_id)
+        assert done.status is FlowStatus.FINISHED, done
+        assert done.context["backups"] == [f"backup-of-{c}" for c in clusters]
+        counted: list[int] = []
+        for event in await first.store.read_stream(flow_stream(flow.flow_id)):
+            if event.type == "ChildrenEnded" and event.data["node_id"] == done.nodes[1].node_id:
+                counted += [index for index, _ in event.data["ended"]]
+        assert sorted(counted) == list(range(len(clusters)))  # each end counted once
+        rows = await pool.fetch(CHILDREN, flow.flow_id)
+        assert len(rows) == len(clusters) + 2  # each child made once (and two branches)
