@@ -15,6 +15,7 @@ import time
 
 from flowlog.workflow.definition import NodeDefinition, NodeKind, WorkflowDefinition
 from flowlog.workflow.executor import Finished, FlowContext, NodeHandle, PollResult, Running
+from flowlog.workflow.fanout import Children
 
 
 def _sleep_range() -> tuple[float, float]:
@@ -96,4 +97,41 @@ DEFINITIONS.append(
             "after": NodeDefinition("after", step),
         },
     )
+)
+
+
+async def count_item(node: NodeHandle, ctx: FlowContext) -> None:
+    await step(node, ctx)
+    ctx["done"] = ctx["item"]
+
+
+# A fleet: a child flow per item (five at a time), then two branches side by side.
+DEFINITIONS.append(WorkflowDefinition("item", {"start": NodeDefinition("item", count_item)}))
+DEFINITIONS.append(
+    WorkflowDefinition(
+        "fleet",
+        {
+            "start": NodeDefinition(
+                "each",
+                kind=NodeKind.MAP,
+                success="both",
+                children=Children(
+                    flow="item",
+                    items="items",
+                    max_concurrency=5,
+                    results_key="results",
+                    result_key="done",
+                ),
+            ),
+            "both": NodeDefinition(
+                "both",
+                kind=NodeKind.PARALLEL,
+                success="end",
+                children=Children(branches={"left": "left", "right": "right"}),
+            ),
+            "left": NodeDefinition("left", step),
+            "right": NodeDefinition("right", step),
+            "end": NodeDefinition("end", step),
+        },
+    )  # fmt: skip
 )
