@@ -186,7 +186,7 @@ async def test_two_reactors_count_every_end_once_and_start_every_child_once(
     flows = [
         await first.create(
             f"fleet-{n}", "backup", "backup-fleet", context={"clusters": clusters}, start=True
-        )  # fmt: skip
+        )
         for n in range(12)
     ]
     for flow in flows:

@@ -36,7 +36,7 @@ async def test_fleets_survive_a_worker_killed_with_sigkill_and_count_every_end_o
             await api.service.create(
                 f"fleet-{n}", "test", "fleet", context={"items": items}, start=True
             )
-        ).flow_id  # fmt: skip
+        ).flow_id
         for n in range(FLEETS)
     ]
     await kill_first_worker_after(api.pool, workers, count=10, progress=ENDS_COUNTED)

@@ -133,5 +133,5 @@ DEFINITIONS.append(
             "right": NodeDefinition("right", step),
             "end": NodeDefinition("end", step),
         },
-    )  # fmt: skip
+    )
 )
