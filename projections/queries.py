@@ -19,6 +19,8 @@ class ProjectionQueries:
     nodes_of: str
     node_names: str
     definitions: str
+    children_counts: str
+    children_listed: str
 
 
 Q = load_queries(ProjectionQueries, "projections")

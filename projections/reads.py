@@ -17,7 +17,7 @@ import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -41,6 +41,7 @@ _FRAGMENTS: dict[str, tuple[str, str | None]] = {
     "tenant_id": ("tenant_id = ${}", "tenant_id = ${}"),
     "created_from": ("created_at >= ${}", None),
     "created_to": ("created_at < ${}", None),
+    "parent_id": ("parent_id = ${}", None),
 }
 _AFTER = "(created_at, id) < (${}, ${})"
 
@@ -60,6 +61,8 @@ class ListFilter:
     """Inclusive."""
     created_to: datetime | None = None
     """Exclusive."""
+    parent_id: str | None = None
+    """Children of this flow only."""
 
     def items(self) -> list[tuple[str, Any]]:
         return [
@@ -171,3 +174,27 @@ async def node_names(executor: Executor, version: str) -> list[str] | None:
 
 def _workflow(row: Any) -> WorkflowRow:
     return WorkflowRow(*row)
+
+
+class ChildRow(NamedTuple):
+    id: str
+    parent_node_id: str
+    child_index: int
+    branch: str | None
+    status: str
+
+
+async def children_counts(executor: Executor, parent_id: str) -> dict[str, dict[str, int]]:
+    """{node execution: {status: children}} of flow ``parent_id``'s children."""
+    counts: dict[str, dict[str, int]] = {}
+    for row in await executor.fetch(Q.children_counts, parent_id):
+        counts.setdefault(row["parent_node_id"], {})[row["status"]] = row["n"]
+    return counts
+
+
+async def children_listed(
+    executor: Executor, parent_id: str, node_ids: Sequence[str]
+) -> list[ChildRow]:
+    """The children of flow ``parent_id`` started by ``node_ids``, in index order."""
+    return [ChildRow(*row) for row in await executor.fetch(Q.children_listed, parent_id,
+                                                            list(node_ids))]  # fmt: skip

@@ -75,6 +75,7 @@ def list_filter(selection: FlowFilter, tenant: str | None) -> ListFilter:
         tenant_id=tenant,
         created_from=selection.createdFrom,
         created_to=selection.createdTo,
+        parent_id=selection.parentFlowId,
     )
 
 

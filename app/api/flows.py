@@ -6,6 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from flowlog.api.bulk import run_bulk
+from flowlog.api.children import children_info
 from flowlog.api.common import (
     caller_of,
     list_filter,
@@ -98,6 +99,7 @@ async def detail_flow(request: web.Request, workFlowId: str) -> WorkFlowDetail:
         nodes=[node_of(n) for n in detail.nodes],
         nodeNames=detail.node_names,
         waiting=waiting,
+        children=await children_info(pool, service_of(request), workFlowId),
     )
 
 

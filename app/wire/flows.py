@@ -35,6 +35,10 @@ Id = Field(min_length=1, max_length=200)
 # -- the seed's shapes -------------------------------------------------------------------------
 
 
+def _unset(value: object) -> bool:
+    return value is None
+
+
 class WorkFlowInfo(Response):
     id: str
     name: str
@@ -48,6 +52,13 @@ class WorkFlowInfo(Response):
     definitionVersion: str = ""
     errorCode: int | None = None
     errorMessage: str | None = None
+    # A child flow's parent (absent for every other flow: the seed's shape is kept).
+    parentFlowId: str | None = Field(None, exclude_if=_unset)
+    parentNodeId: str | None = Field(None, exclude_if=_unset)
+    """The parent's node execution that started this child."""
+    childIndex: int | None = Field(None, exclude_if=_unset)
+    branch: str | None = Field(None, exclude_if=_unset)
+    """A parallel node's branch that this child runs."""
 
 
 class WorkFlowNodeInfo(Response):
@@ -85,11 +96,44 @@ class WaitingInfo(Response):
     """The token that completes the callback (POST /api/v1/workflow/callback)."""
 
 
+class ChildFlow(Response):
+    """A child of a parallel or subflow node (a map's are listed with ``parentFlowId``)."""
+
+    workFlowId: str
+    index: int
+    status: FlowStatusName
+    branch: str | None = Field(None, exclude_if=_unset)
+    nodes: list[WorkFlowNodeInfo] = Field(default_factory=list)
+    """A branch's node executions: the lanes of a parallel node, side by side."""
+
+
+class ChildrenInfo(Response):
+    """The children of one of the flow's map, parallel or subflow node executions."""
+
+    nodeId: str
+    """The node execution that started them."""
+    key: str
+    name: str
+    kind: Literal["map", "parallel", "subflow"]
+    total: int
+    """Children it runs (started or not)."""
+    notStarted: int
+    running: int
+    """Started and not ended (Processing, Stopped, Canceling)."""
+    finished: int
+    failed: int
+    """Ended in Error."""
+    canceled: int
+    flows: list[ChildFlow] = Field(default_factory=list)
+
+
 class WorkFlowDetail(Response):
     info: WorkFlowInfo
     nodes: list[WorkFlowNodeInfo]
     nodeNames: list[str]
     waiting: WaitingInfo | None = None
+    children: list[ChildrenInfo] | None = Field(None, exclude_if=_unset)
+    """A flow with map, parallel or subflow nodes: their children (absent for others)."""
 
 
 class WorkFlowIdRequest(Request):
@@ -117,6 +161,8 @@ class FlowFilter(Request):
     bizType: str | None = Field(None, min_length=1, max_length=200)
     createdFrom: IsoDatetime | None = None
     createdTo: IsoDatetime | None = None
+    parentFlowId: FlowId | None = None
+    """Only the children of this flow (its map's, parallel's and subflow's)."""
 
 
 class ListQuery(FlowFilter):
@@ -138,6 +184,10 @@ def info_of(row: WorkflowRow) -> WorkFlowInfo:
         definitionVersion=row.definition_version,
         errorCode=row.error_code,
         errorMessage=row.error_message,
+        parentFlowId=row.parent_id,
+        parentNodeId=row.parent_node_id,
+        childIndex=row.child_index,
+        branch=row.branch,
     )
 
 

@@ -101,7 +101,8 @@ ON CONFLICT (version) DO NOTHING
 
 -- name: workflow
 SELECT id, name, biz_id, biz_type, status, tenant_id, definition_version, context, error_code,
-       error_message, created_at, updated_at, stream_version
+       error_message, created_at, updated_at, stream_version, parent_id, parent_node_id,
+       child_index, branch
 FROM workflows WHERE id = $1
 
 -- name: nodes_of
@@ -115,3 +116,16 @@ SELECT node_names FROM workflow_definitions WHERE version = $1
 -- name: definitions
 SELECT name, version, node_names, definition, registered_at
 FROM workflow_definitions ORDER BY name, registered_at
+
+-- name: children_counts
+-- How many children of flow $1 are in each status, by the node execution that started them.
+SELECT parent_node_id, status, count(*) AS n FROM workflows
+WHERE parent_id = $1 GROUP BY parent_node_id, status
+
+-- name: children_listed
+-- The children of flow $1 started by node executions $2 (parallel and subflow nodes': a
+-- few each), in index order.
+SELECT id, parent_node_id, child_index, branch, status FROM workflows
+WHERE parent_id = $1 AND parent_node_id = ANY($2::text[])
+ORDER BY parent_node_id, child_index
+LIMIT 1000
