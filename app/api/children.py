@@ -34,8 +34,13 @@ async def children_info(
     for child in await children_listed(pool, flow_id, listed):
         lane = [node_of(n) for n in await get_nodes(pool, child.id)] if child.branch else []
         children.setdefault(child.parent_node_id, []).append(
-            ChildFlow(workFlowId=child.id, index=child.child_index, status=child.status,
-                      branch=child.branch, nodes=lane)  # fmt: skip
+            ChildFlow(
+                workFlowId=child.id,
+                index=child.child_index,
+                status=child.status,
+                branch=child.branch,
+                nodes=lane,
+            )
         )
     infos = []
     for node in nodes:

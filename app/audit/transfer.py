@@ -147,7 +147,7 @@ async def export_log(
 def _export_query(selection: Selection) -> tuple[str, str, tuple[Any, ...]]:
     """The query of the selected events, the query of their count, and their arguments."""
     if selection.flow_id is not None:
-        return Q.export_stream, Q.export_stream_count, (flow_stream(selection.flow_id),)
+        return Q.export_stream, Q.export_stream_count, (selection.flow_id,)
     return Q.export_range, Q.export_range_count, (selection.since, selection.until)
 
 

@@ -58,21 +58,31 @@ Append = Callable[
 moved meanwhile."""
 
 _COMMAND_ATTEMPTS = 5
-_ENDED = [FlowStatus.FINISHED.value, FlowStatus.ERROR.value, FlowStatus.CANCELED.value]
+_HOLD_SECONDS = 0.5
+"""How long a flow is kept waiting for its children's next end before it is let go."""
+_HOLD_FIRST = 0.01
+_HOLD_STEP_MAX = 0.01
+_ENDED, _MOVED, _IDLE = "ended", "moved", "idle"
 _RUNNING = [FlowStatus.INITIALIZING.value, FlowStatus.PROCESSING.value,
             FlowStatus.STOPPED.value, FlowStatus.CANCELING.value]  # fmt: skip
 
 
 class ChildRunner:
-    __slots__ = ("_caller", "_clock", "_flows", "_registry")
+    __slots__ = ("_caller", "_clock", "_flows", "_registry", "_room")
 
     def __init__(
-        self, flows: FlowRepository, registry: Registry, caller: Caller, clock: Clock
+        self,
+        flows: FlowRepository,
+        registry: Registry,
+        caller: Caller,
+        clock: Clock,
+        room: Callable[[], bool],
     ) -> None:
         self._flows = flows
         self._registry = registry
         self._caller = caller
         self._clock = clock
+        self._room = room
 
     @property
     def _pool(self) -> asyncpg.Pool:
@@ -136,7 +146,12 @@ class ChildRunner:
             else:
                 batch = children.next_children(state, node)
                 if not batch:
-                    return state, None  # waiting for children to end
+                    held = await self._hold(state) if fan.running else _IDLE
+                    if held == _IDLE:
+                        return state, None  # waits for its children, holding nothing
+                    if held == _MOVED:
+                        state = await self._flows.load(state.flow_id)
+                    continue
             failure = await self._start(state, node, definition, batch)
             if failure is not None:
                 return state, failure
@@ -144,6 +159,26 @@ class ChildRunner:
                                       total=total, limit=children.limit(node, total))  # fmt: skip
             state, _ = await append(state, [started], ())
         return state, None
+
+    async def _hold(self, state: FlowState) -> str:
+        """Keeps the flow while its children end at a pace and this process has room: each
+        end is counted by the next pass without the flow being claimed (and its history read
+        and folded) again. ``_ENDED`` when a child ended, ``_MOVED`` when the flow changed
+        (an operator's command), ``_IDLE`` when nothing came for a while (or room ran out):
+        the flow is let go, and a child's end makes it due again."""
+        fan = state.fan
+        assert fan is not None
+        delay, waited = _HOLD_FIRST, 0.0
+        while waited < _HOLD_SECONDS and self._room():
+            await asyncio.sleep(delay)
+            waited += delay
+            row = await self._pool.fetchrow(Q.children_news, fan.children_of, state.flow_id)
+            if row is not None and row["ended"]:
+                return _ENDED
+            if row is None or row["version"] != state.version:
+                return _MOVED
+            delay = min(delay * 2, _HOLD_STEP_MAX)
+        return _IDLE
 
     async def _harvest(
         self,

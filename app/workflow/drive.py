@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from flowlog.eventstore import TRANSIENT_ERRORS, RecordedEvent, WrongExpectedVersion
@@ -81,7 +81,10 @@ class Driver:
         nodes: NodeRunner,
         activity: Activity,
         clock: Clock,
+        room: Callable[[], bool] = lambda: False,
     ) -> None:
+        """``room()``: whether this process has a free slot (a node that runs children may
+        then hold its flow to count its children's ends as they come)."""
         self._flows = flows
         self._registry = registry
         self._work = work
@@ -90,7 +93,9 @@ class Driver:
         self._activity = activity
         self._clock = clock
         self._caller = Caller(actor=f"reactor:{work.owner}")
-        self._children = ChildRunner(flows, registry, self._caller, clock)
+        self._children = ChildRunner(
+            flows, registry, self._caller, clock, lambda: room() and not self.stopping
+        )
         self.stopping = False
         """Set when the reactor stops: drives start no new node."""
 

@@ -34,6 +34,7 @@ class WorkflowQueries:
     children_unharvested: str
     children_ends: str
     children_in: str
+    children_news: str
 
 
 Q = load_queries(WorkflowQueries, "workflow")

@@ -122,8 +122,10 @@ class Reactor:
         )
         self._nodes = NodeRunner(self.work, self.parking, self.tokens, self.activity, clock,
                                  observe, self.settings.poll_interval)  # fmt: skip
-        self._driver = Driver(self.flows, registry, self.work, self.parking, self._nodes,
-                              self.activity, clock)  # fmt: skip
+        self._driver = Driver(
+            self.flows, registry, self.work, self.parking, self._nodes, self.activity, clock,
+            room=lambda: self._free_slots() > 0,
+        )  # fmt: skip
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -5,23 +5,44 @@
 -- definitions named in $2 when it is not NULL, else of any definition not in $3 (those have a
 -- retention of their own). At most $4, oldest created first: the walk follows
 -- workflows_created_idx and stops at $4 (updated_at has no index, see migration 0009).
-SELECT id, name, tenant_id, status, stream_version, updated_at
-FROM workflows
-WHERE status IN ('Finished', 'Error', 'Canceled')
-  AND updated_at < now() - $1::interval
-  AND ($2::text[] IS NULL OR name = ANY($2::text[]))
-  AND NOT (name = ANY($3::text[]))
-ORDER BY created_at, id
-LIMIT $4
+-- A tree is archived together: only flows without a parent are chosen, once every flow under
+-- them has ended, and with every flow under them (the parent's retention decides).
+WITH RECURSIVE roots AS (
+    SELECT r.id
+    FROM workflows r
+    WHERE r.status IN ('Finished', 'Error', 'Canceled')
+      AND r.updated_at < now() - $1::interval
+      AND ($2::text[] IS NULL OR r.name = ANY($2::text[]))
+      AND NOT (r.name = ANY($3::text[]))
+      AND r.parent_id IS NULL
+      AND NOT EXISTS (
+          WITH RECURSIVE under AS (
+              SELECT c.id, c.status FROM workflows c WHERE c.parent_id = r.id
+              UNION ALL
+              SELECT g.id, g.status FROM workflows g JOIN under u ON g.parent_id = u.id
+          )
+          SELECT 1 FROM under WHERE status NOT IN ('Finished', 'Error', 'Canceled')
+      )
+    ORDER BY r.created_at, r.id
+    LIMIT $4
+), tree AS (
+    SELECT id FROM roots
+    UNION ALL
+    SELECT c.id FROM workflows c JOIN tree t ON c.parent_id = t.id
+)
+SELECT w.id, w.name, w.tenant_id, w.status, w.stream_version, w.updated_at
+FROM tree JOIN workflows w ON w.id = tree.id
 
 -- name: candidate_summary
--- What a dry run reports: the flows the same selection would archive, by definition.
+-- What a dry run reports: the flows the same selection would archive, by definition (a tree
+-- counted by the flow at its root).
 SELECT name, count(*) AS flows, min(updated_at) AS oldest
 FROM workflows
 WHERE status IN ('Finished', 'Error', 'Canceled')
   AND updated_at < now() - $1::interval
   AND ($2::text[] IS NULL OR name = ANY($2::text[]))
   AND NOT (name = ANY($3::text[]))
+  AND parent_id IS NULL
 GROUP BY name ORDER BY name
 
 -- name: read_streams

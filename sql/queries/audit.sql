@@ -18,12 +18,24 @@ SELECT flow_state($1, NULL, $2)
 SELECT current_database() AS database, current_setting('server_version') AS "serverVersion"
 
 -- name: export_stream
--- One stream, oldest first.
+-- One flow and every flow under it (its map's, parallel's and subflow's children, and theirs):
+-- a tree moves together. In the log's order.
+WITH RECURSIVE tree AS (
+    SELECT $1::text AS id
+    UNION
+    SELECT w.id FROM workflows w JOIN tree t ON w.parent_id = t.id
+)
 SELECT "position", stream_id, version, type, data, metadata, recorded_at
-FROM events WHERE stream_id = $1 ORDER BY version
+FROM events WHERE stream_id IN (SELECT 'flow-' || id FROM tree)
+ORDER BY transaction_id, "position"
 
 -- name: export_stream_count
-SELECT count(*) FROM events WHERE stream_id = $1
+WITH RECURSIVE tree AS (
+    SELECT $1::text AS id
+    UNION
+    SELECT w.id FROM workflows w JOIN tree t ON w.parent_id = t.id
+)
+SELECT count(*) FROM events WHERE stream_id IN (SELECT 'flow-' || id FROM tree)
 
 -- name: export_range
 -- The log in its order (see docs/eventstore.md), optionally the events recorded in [$1, $2).

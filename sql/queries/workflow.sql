@@ -224,3 +224,11 @@ WHERE parent_node_id = $1 ORDER BY child_index
 SELECT id, child_index FROM workflows
 WHERE parent_id = $1 AND parent_node_id = $2 AND status = ANY($3::text[])
 ORDER BY child_index
+
+-- name: children_news
+-- Whether a child of node execution $1 ended and is not counted yet, and flow $2's stream
+-- version (its work row's): what a drive holding a parent waits for.
+SELECT EXISTS (SELECT 1 FROM flow_children WHERE parent_node_id = $1 AND NOT harvested)
+           AS ended,
+       stream_version AS version
+FROM flow_work WHERE flow_id = $2
