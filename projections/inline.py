@@ -51,7 +51,10 @@ def flow_statements(changes: Sequence[FlowChange]) -> list[Statement]:
         if change.before is None:
             new_flows.append(tuple(after))
         else:
-            flows.append((after.id, after.status, after.context, after.error_code,
+            # The row in the table is the one before this append (a flow's appends are
+            # serialized by its expected version): an unchanged context need not be sent.
+            context = None if change.before.context == after.context else after.context
+            flows.append((after.id, after.status, context, after.error_code,
                           after.error_message, after.stream_version))  # fmt: skip
         started += [tuple(node) for node in change.started]
         nodes += [_node_change(node) for node in change.changed]

@@ -28,9 +28,11 @@ WHERE 'flow-' || r.id IN (SELECT stream_id FROM appended)
 -- A plain UPDATE costs less than an upsert, and when the status stays (most events) it is
 -- HOT. "w.id = ANY($1)" gives the planner the primary key to look rows up by, whatever it
 -- guesses of the arrays' length: joined with a set alone, it could choose to scan the table.
+-- A NULL context is one the append did not change: not sent, not written again (a map's
+-- parent holds a list of up to 10,000 elements, and appends hundreds of times).
 UPDATE workflows AS w
 SET status = r.status,
-    context = r.context,
+    context = coalesce(r.context, w.context),
     error_code = r.error_code,
     error_message = r.error_message,
     updated_at = (SELECT min(recorded_at) FROM appended),
