@@ -50,6 +50,7 @@ if TYPE_CHECKING:
         PollResult,
         Running,
     )
+    from flowlog.workflow.fanout import Children
     from flowlog.workflow.reactor import ReactorSettings
     from flowlog.workflow.state import FlowState, FlowStatus, NodeExecution, NodeStatus
 
@@ -65,6 +66,7 @@ _HOME = {
     "flowlog.workflow.errors": (
         "Code", "DefinitionNotFound", "FlowNotFound", "NodeError", "WorkflowError",
     ),
+    "flowlog.workflow.fanout": ("Children",),
     "flowlog.workflow.state": ("FlowState", "FlowStatus", "NodeExecution", "NodeStatus"),
     "flowlog.workflow.reactor": ("ReactorSettings",),
     "flowlog.engine": ("Engine", "load_definitions"),
@@ -76,6 +78,7 @@ _MODULE_OF = {name: module for module, names in _HOME.items() for name in names}
 __all__ = [
     "PAUSE",
     "START",
+    "Children",
     "Code",
     "DefinitionNotFound",
     "Engine",
