@@ -4,6 +4,7 @@ flows under it."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
 
@@ -11,10 +12,14 @@ import asyncpg
 import orjson
 
 from flowlog.archive.reading import archived
+from flowlog.audit.check import first_divergence
 from flowlog.audit.transfer import Selection, export_log
+from flowlog.eventstore import RecordedEvent
+from flowlog.workflow.definition import NodeDefinition, WorkflowDefinition
 from flowlog.workflow.state import FlowStatus
+from flowlog.workflow.streams import flow_stream
 from tests.archive.test_archival import archive
-from tests.children.defs import ALL
+from tests.children.defs import ALL, FLEET
 from tests.engines import StartEngine
 from tests.workflow.helpers import wait_for_status
 
@@ -68,3 +73,31 @@ async def test_an_export_of_a_parent_holds_its_children(
     assert report.events == len(lines)
     positions = [line["position"] for line in lines]
     assert len(positions) == len(set(positions))
+
+
+async def test_check_definition_replays_a_tree_and_finds_a_divergence_in_a_branch(
+    start_engine: StartEngine, pool: asyncpg.Pool
+) -> None:
+    service = (await start_engine(*ALL)).service
+    fleet = await service.create("fleet", "t", "backup-fleet",
+                                 context={"clusters": ["a", "b"]}, start=True)  # fmt: skip
+    await wait_for_status(service, fleet.flow_id, ENDED)
+    tree = [fleet.flow_id, *[r["id"] for r in await pool.fetch(TREE, fleet.flow_id)]]
+    histories = {f: await service.store.read_stream(flow_stream(f)) for f in tree}
+    same = {f: first_divergence(h, by_name(h)) for f, h in histories.items()}
+    assert same == dict.fromkeys(tree)  # every flow of the tree replays the same
+
+    # The verify branch gains a step: its history (a child's) diverges where it ended.
+    nodes = dict(FLEET.nodes)
+    nodes["verify1"] = dataclasses.replace(nodes["verify1"], success="verify2")
+    nodes["verify2"] = NodeDefinition("verifyAgain", FLEET.nodes["verify1"].executor)
+    changed = WorkflowDefinition(FLEET.name, nodes)
+    diverged = {f for f, h in histories.items()
+                if h[0].data["name"] == FLEET.name and first_divergence(h, changed)}  # fmt: skip
+    branch = next(r["id"] for r in await pool.fetch(TREE + " AND branch = 'verify'",
+                                                     fleet.flow_id))  # fmt: skip
+    assert diverged == {branch}
+
+
+def by_name(history: list[RecordedEvent]) -> WorkflowDefinition:
+    return next(d for d in ALL if d.name == history[0].data["name"])
