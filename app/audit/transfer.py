@@ -50,7 +50,7 @@ from flowlog.schedules.rebuild import rebuild_schedules
 from flowlog.times import audit_time
 from flowlog.workflow.node_decisions import due_at
 from flowlog.workflow.projection import PROJECTOR
-from flowlog.workflow.streams import FLOW_STREAM, flow_stream, fold_recorded
+from flowlog.workflow.streams import FLOW_STREAM, fold_recorded
 
 FETCH = 2000
 """Rows per round trip of the export cursor (memory is bounded by this, not the log)."""

@@ -54,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     chosen.add_argument("--name", help="the definition's name")
     chosen.add_argument("--biz-id")
     chosen.add_argument("--biz-type")
+    chosen.add_argument("--parent", type=flow_id, metavar="ID", help="the children of flow ID")
     chosen.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     retry = parser.add_argument_group("retry")
     retry.add_argument(
@@ -135,7 +136,7 @@ async def _act(backend: Backend, args: argparse.Namespace) -> int:
     if args.action == "list":
         from flowlog.cli.flows_backends import Selection
 
-        where = Selection(args.status, args.name, args.biz_id, args.biz_type)
+        where = Selection(args.status, args.name, args.biz_id, args.biz_type, args.parent)
         found = [info async for info in backend.flows(where, args.limit)]
         _print_list(found, args.json)
         return 0
@@ -206,6 +207,9 @@ def _print_detail(detail: WorkFlowDetail, as_json: bool) -> None:
     print(f"created  {_time(info.createTime)}   updated {_time(info.updateTime)}")
     if info.errorCode is not None:
         print(f"error    {info.errorCode} {info.errorMessage}")
+    if info.parentFlowId is not None:
+        branch = "" if info.branch is None else f", branch {info.branch}"
+        print(f"parent   {info.parentFlowId} (child {info.childIndex}{branch})")
     print()
     if not detail.nodes:
         print("no node has run yet")
@@ -217,3 +221,13 @@ def _print_detail(detail: WorkFlowDetail, as_json: bool) -> None:
         for n in detail.nodes
     ]  # fmt: skip
     print(_table(("NODE", "STATUS", "ATTEMPT", "STARTED", "ENDED", "ERROR"), rows))
+    for group in detail.children or []:
+        print(f"\n{group.name} ({group.kind}): {group.finished} of {group.total} finished, "
+              f"{group.failed} failed, {group.canceled} canceled, {group.running} running, "
+              f"{group.notStarted} not started")  # fmt: skip
+        for child in group.flows:
+            label = child.branch or str(child.index)
+            steps = " > ".join(f"{n.name} {n.status}" for n in child.nodes)
+            print(f"  {label:<12} {child.status:<10} {child.workFlowId}  {steps}".rstrip())
+        if group.kind == "map":
+            print(f"  (flowlog flows list --parent {info.id})")

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from flowlog.api.children import children_info
 from flowlog.api.errors import STATUS_OF
 from flowlog.cli.problems import CANNOT_LOG_IN, database_problem
 from flowlog.client import FlowlogClient
@@ -32,6 +33,7 @@ class Selection:
     flow_name: str | None = None
     biz_id: str | None = None
     biz_type: str | None = None
+    parent: str | None = None
 
 
 class Backend(Protocol):
@@ -52,7 +54,7 @@ class ApiBackend:
         seen = 0
         async for info in self.client.list_flows(
             status=where.status, flow_name=where.flow_name, biz_id=where.biz_id,
-            biz_type=where.biz_type, page_size=min(limit, 100),
+            biz_type=where.biz_type, parent_flow_id=where.parent, page_size=min(limit, 100),
         ):  # fmt: skip
             yield info
             seen += 1
@@ -103,7 +105,7 @@ class DatabaseBackend:
         after: Cursor | None = None
         left = limit
         selection = ListFilter(status=where.status, name=where.flow_name, biz_id=where.biz_id,
-                               biz_type=where.biz_type)  # fmt: skip
+                               biz_type=where.biz_type, parent_id=where.parent)  # fmt: skip
         while left > 0:
             page = await list_workflows(self.engine.pool, selection, page_size=min(left, 100),
                                         after=after)  # fmt: skip
@@ -115,9 +117,11 @@ class DatabaseBackend:
             after = Cursor.decode(page.next_cursor)
 
     async def show(self, flow_id: str) -> WorkFlowDetail:
-        detail = await _refusals(self.engine.service.detail_workflow(flow_id))
+        service = self.engine.service
+        detail = await _refusals(service.detail_workflow(flow_id))
+        children = await children_info(self.engine.pool, service, flow_id)
         return WorkFlowDetail(info=info_of(detail.info), nodes=[node_of(n) for n in detail.nodes],
-                              nodeNames=detail.node_names)  # fmt: skip
+                              nodeNames=detail.node_names, children=children)  # fmt: skip
 
     async def act(
         self, action: str, flow_id: str, reason: str, context: Mapping[str, Any]

@@ -170,16 +170,18 @@ class FlowlogClient:
         biz_type: str | None = None,
         created_from: datetime | None = None,
         created_to: datetime | None = None,
+        parent_flow_id: str | None = None,
         page_size: int = 100,
     ) -> AsyncIterator[WorkFlowInfo]:
         """Every flow the filters select, newest first, page after page (keyset paging: a
-        flow created meanwhile neither repeats nor shifts what follows)."""
+        flow created meanwhile neither repeats nor shifts what follows); with
+        ``parent_flow_id``, that flow's children."""
         cursor: str | None = None
         while True:
             query = ListQuery.model_validate({
                 "status": status, "flowName": flow_name, "bizId": biz_id, "bizType": biz_type,
                 "createdFrom": created_from, "createdTo": created_to, "pageSize": page_size,
-                "cursor": cursor,
+                "cursor": cursor, "parentFlowId": parent_flow_id,
             })  # fmt: skip
             listed, _ = await self._send_paged("GET", FLOWS, WorkFlowList, query=query)
             for info in listed.workFlows:
