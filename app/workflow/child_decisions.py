@@ -81,7 +81,7 @@ def next_children(state: FlowState, node: NodeDefinition) -> range:
     fan = state.fan
     if fan is None or fan.total is None or state.status is not FlowStatus.PROCESSING:
         return range(0)
-    if fan.stopped or fan.to_retry or verdict(fan, node) is not None:
+    if fan.stopped or fan.retrying or verdict(fan, node) is not None:
         return range(0)
     room = fan.limit - fan.running
     return range(fan.started, min(fan.total, fan.started + max(0, room)))

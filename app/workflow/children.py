@@ -132,8 +132,11 @@ class ChildRunner:
                 if not isinstance(planned, int):
                     return state, planned
                 total = planned
-            if fan.to_retry:
-                state = await self._retry(state, append)
+            if fan.retrying:
+                retried = await self._retry(state, node, definition, append)
+                if retried is None:
+                    return state, None  # children still being canceled: their ends wake it
+                state = retried
                 continue
             moved = await self._harvest(state, node, definition, append)
             if moved is not None:
@@ -186,9 +189,12 @@ class ChildRunner:
         node: NodeDefinition,
         definition: WorkflowDefinition,
         append: Append,
+        *,
+        decide: bool = True,
     ) -> FlowState | None:
-        """Counts the children's new ends and records the node's outcome when it is decided
-        (by these ends, or by none: a map of an empty list); None when nothing changed."""
+        """Counts the children's new ends and (with ``decide``) records the node's outcome
+        when it is decided (by these ends, or by none: a map of an empty list); None when
+        nothing changed."""
         fan = state.fan
         assert fan is not None
         rows = await self._pool.fetch(Q.children_unharvested, fan.children_of)
@@ -200,7 +206,7 @@ class ChildRunner:
             after = evolve(state, events[0], self._clock())
         marks = [Harvested(fan.children_of, r["child_index"], r["child_version"]) for r in rows]
         assert after.fan is not None
-        if children.verdict(after.fan, node) is None:
+        if not decide or children.verdict(after.fan, node) is None:
             if not events:
                 return None
         else:
@@ -253,15 +259,30 @@ class ChildRunner:
         with contextlib.suppress(WrongExpectedVersion):
             await self._flows.append(None, events, self._caller, background=True)
 
-    async def _retry(self, state: FlowState, append: Append) -> FlowState:
+    async def _retry(
+        self,
+        state: FlowState,
+        node: NodeDefinition,
+        definition: WorkflowDefinition,
+        append: Append,
+    ) -> FlowState | None:
+        """A retry took the failed node's children over: every child that did not finish
+        runs again, once it has ended (those the failed node canceled may still be ending:
+        None until they have)."""
+        counted = await self._harvest(state, node, definition, append, decide=False)
+        if counted is not None:
+            return counted
         fan = state.fan
         assert fan is not None
+        ending = FlowStatus.CANCELING.value
+        if await self._pool.fetch(Q.children_in, state.flow_id, fan.children_of, [ending]):
+            return None
         changes, removed = fan.patch if fan.patch is not None else ({}, ())
-        command = RetryFlow(dict(changes), tuple(removed))
-        ids = {children.child_flow_id(fan.children_of, i): i for i in sorted(fan.to_retry)}
+        command = RetryFlow(dict(changes), tuple(removed), canceled=True)
+        ids = [children.child_flow_id(fan.children_of, i) for i in sorted(fan.failed)]
         await asyncio.gather(*(self._command(child, command) for child in ids))
         retried = ChildrenCommanded(node_id=fan.node_id, command="retry",
-                                    indexes=sorted(fan.to_retry))  # fmt: skip
+                                    indexes=sorted(fan.failed))  # fmt: skip
         moved, _ = await append(state, [retried], ())
         return moved
 

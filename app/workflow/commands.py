@@ -47,6 +47,10 @@ class CancelFlow:
 class RetryFlow:
     changes: Mapping[str, Any] = field(default_factory=dict)
     removed: Sequence[str] = ()
+    canceled: bool = False
+    """A canceled flow runs again too, from where it was canceled: a parent's retry of the
+    children its failed node canceled (operators retry flows that failed, not canceled
+    ones)."""
 
 
 # -- the reactor's commands ------------------------------------------------------------------

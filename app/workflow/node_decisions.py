@@ -259,13 +259,20 @@ CHILDREN_RECHECK = timedelta(seconds=60)
 the parent's row due); it is also looked at this often, in case a wake-up was missed."""
 
 
+RETRYING_RECHECK = timedelta(seconds=5)
+
+
 def _children_due(state: FlowState, fan: Fan, now: datetime) -> datetime | None:
     if state.status is FlowStatus.STOPPED:
         return None if fan.stopped else now  # the children are yet to be told to stop
     if state.status is not FlowStatus.PROCESSING:
         return None
-    if fan.stopped or fan.total is None or fan.to_retry:
-        return now  # children to resume, to start, or to run again
+    if fan.retrying:
+        # The drive that took the children over runs the failed ones again at once; it waits
+        # only for those the failed node canceled to end (their ends wake it).
+        return now + RETRYING_RECHECK
+    if fan.stopped or fan.total is None:
+        return now  # children to resume or to start
     if fan.started < fan.total and fan.running < fan.limit:
         return now
     return now + CHILDREN_RECHECK

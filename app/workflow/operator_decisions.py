@@ -116,6 +116,8 @@ def retry(state: FlowState, command: RetryFlow) -> list[FlowEvent]:
         and not last.will_retry
     ):
         from_key = last.key
+    elif command.canceled and state.status is FlowStatus.CANCELED and _canceled_at(state):
+        from_key = _canceled_at(state)
     else:
         raise WorkflowError(
             Code.RETRY_FAILED,
@@ -134,6 +136,14 @@ def retry(state: FlowState, command: RetryFlow) -> list[FlowEvent]:
             retried = FlowRetried(from_key=from_key, child_changes=dict(command.changes),
                                   child_removed=list(command.removed))  # fmt: skip
     return [*events, retried]
+
+
+def _canceled_at(state: FlowState) -> str:
+    """The node a canceled flow was canceled at (or before): where it runs again from."""
+    last = state.last_node
+    if last is not None and last.status is NodeStatus.CANCELED:
+        return last.key
+    return state.cursor or ""
 
 
 def complete(

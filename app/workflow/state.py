@@ -117,8 +117,8 @@ class Fan:
     finished: int = 0
     failed: frozenset[int] = frozenset()
     """Children that ended in Error or Canceled, as last counted."""
-    to_retry: frozenset[int] = frozenset()
-    """Failed children a retry of the node runs again (not yet told to)."""
+    retrying: bool = False
+    """A retry of the node took the children over: its failed ones are yet to run again."""
     patch: tuple[Mapping[str, Any], tuple[str, ...]] | None = None
     """The retry's context changes and removals, for each child it runs again."""
     stopped: bool = False
@@ -389,7 +389,7 @@ def _fan_started(state: FlowState, event: NodeStarted) -> Fan:
     if before is None or before.node_id != event.adopts:
         raise FoldError(f"node {event.node_id} adopts the children of {event.adopts}, "
                         "which has none")  # fmt: skip
-    return _replace_fan(before, node_id=event.node_id, to_retry=before.failed)  # type: ignore[no-any-return]
+    return _replace_fan(before, node_id=event.node_id, retrying=True)  # type: ignore[no-any-return]
 
 
 def _fan_changed(
@@ -419,7 +419,7 @@ def _fan_changed(
         case ChildrenCommanded(command="retry"):
             indexes = frozenset(event.indexes)
             return _replace_fan(fan, failed=fan.failed - indexes,  # type: ignore[no-any-return]
-                                to_retry=fan.to_retry - indexes, patch=None)  # fmt: skip
+                                retrying=False, patch=None)  # fmt: skip
     return fan
 
 

@@ -82,3 +82,39 @@ ONE = WorkflowDefinition(
 )  # fmt: skip
 
 ALL = (BACKUP, FLEET, WAITER, HOLDERS, ONE)
+
+
+async def maybe_break(node: NodeHandle, ctx: FlowContext) -> None:
+    if ctx.get("broken"):
+        raise NodeError("the branch broke", code=7100)
+    ctx[f"{node.key}Done"] = True
+
+
+def branches(name: str, **settings: object) -> WorkflowDefinition:
+    """A parallel node over a quick branch, a branch that breaks while ``broken`` is set, and
+    a branch that waits for a callback (someone completes it, or it is canceled)."""
+    return WorkflowDefinition(
+        name,
+        {
+            "start": NodeDefinition(
+                "side", kind="parallel", success="after",
+                children=Children(branches={"quick": "quick", "fragile": "fragile",
+                                            "slow": "slow"}, **settings),  # type: ignore[arg-type]
+            ),
+            "quick": NodeDefinition("quick", maybe_break_never),
+            "fragile": NodeDefinition("fragile", maybe_break),
+            "slow": NodeDefinition("slow", hold, kind="callback"),
+            "after": NodeDefinition("after", noop),
+        },
+    )  # fmt: skip
+
+
+async def maybe_break_never(node: NodeHandle, ctx: FlowContext) -> None:
+    ctx["quickDone"] = True
+
+
+ALL_JOIN = branches("all-join")
+ANY_JOIN = branches("any-join", join="any")
+WAIT_JOIN = branches("wait-join", on_branch_failure="wait")
+TWO_OF_THREE = branches("two-of-three", join=2)
+PARALLELS = (ALL_JOIN, ANY_JOIN, WAIT_JOIN, TWO_OF_THREE)
