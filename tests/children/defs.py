@@ -118,3 +118,14 @@ ANY_JOIN = branches("any-join", join="any")
 WAIT_JOIN = branches("wait-join", on_branch_failure="wait")
 TWO_OF_THREE = branches("two-of-three", join=2)
 PARALLELS = (ALL_JOIN, ANY_JOIN, WAIT_JOIN, TWO_OF_THREE)
+
+# A map whose children are maps of waiters: a tree three flows deep.
+NESTED = WorkflowDefinition(
+    "nested",
+    {
+        "start": NodeDefinition(
+            "eachGroup", kind="map",
+            children=Children(flow="holders", items="groups", item_key="items"),
+        ),
+    },
+)  # fmt: skip

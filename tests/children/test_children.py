@@ -10,7 +10,7 @@ from flowlog.workflow.errors import Code
 from flowlog.workflow.service import WorkflowService
 from flowlog.workflow.state import FlowState, FlowStatus
 from flowlog.workflow.streams import flow_stream
-from tests.children.defs import ALL
+from tests.children.defs import ALL, NESTED
 from tests.engines import StartEngine
 from tests.workflow.helpers import wait_for_status
 
@@ -200,3 +200,23 @@ async def test_two_reactors_count_every_end_once_and_start_every_child_once(
         assert sorted(counted) == list(range(len(clusters)))  # each end counted once
         rows = await pool.fetch(CHILDREN, flow.flow_id)
         assert len(rows) == len(clusters) + 2  # each child made once (and two branches)
+
+
+async def test_cancel_of_the_root_cancels_a_tree_three_flows_deep(
+    start_engine: StartEngine, pool: asyncpg.Pool
+) -> None:
+    service = (await start_engine(*ALL, NESTED)).service
+    flow = await service.create("deep", "t", "nested",
+                                context={"groups": [[1, 2], [3]]}, start=True)  # fmt: skip
+    grandchildren = """SELECT g.id FROM workflows c JOIN workflows g ON g.parent_id = c.id
+                       WHERE c.parent_id = $1"""
+
+    async def all_started() -> int:
+        return len(await pool.fetch(grandchildren, flow.flow_id))
+
+    await wait_until_async(all_started, 3)
+    await service.cancel(flow.flow_id, "not needed")
+    assert (await finished(service, flow.flow_id)).status is FlowStatus.CANCELED
+    for row in [*await pool.fetch(CHILDREN, flow.flow_id),
+                *await pool.fetch(grandchildren, flow.flow_id)]:  # fmt: skip
+        assert (await finished(service, row["id"])).status is FlowStatus.CANCELED
