@@ -34,6 +34,8 @@ async def test_the_readme_quickstart_runs_against_a_live_demo_server(
         + readme.runnable("approval")
         + 'echo "::schedules"\n'
         + readme.runnable("schedules")
+        + 'echo "::fleet"\n'
+        + readme.runnable("fleet")
         + 'echo "::client"\n'
         + f"{sys.executable} {client}\n"
         + 'echo "::flows"\n'
@@ -50,7 +52,8 @@ async def test_the_readme_quickstart_runs_against_a_live_demo_server(
     audit_out, _, last = rest.partition("::flow ")
     flow_id, _, approval_out = last.partition("\n")
     approval_out, _, rest = approval_out.partition("::schedules\n")
-    schedules_out, _, rest = rest.partition("::client\n")
+    schedules_out, _, rest = rest.partition("::fleet\n")
+    fleet_out, _, rest = rest.partition("::client\n")
     client_out, _, rest = rest.partition("::flows\n")
     flows_out, _, retention_out = rest.partition("::retention\n")
 
@@ -107,6 +110,19 @@ async def test_the_readme_quickstart_runs_against_a_live_demo_server(
                                                      ["often", "Paused"]]  # fmt: skip
     assert ran == ["node checkBackup started", "node approval started",
                    "node wipeCluster started", "node loadBackup started"]  # fmt: skip
+
+    # The fleet: registered, finished, the map's counts and the branches, its five children.
+    registered, children = _json_documents(fleet_out)
+    assert registered["data"]["name"] == "backup-fleet"
+    shown = fleet_out.splitlines()
+    assert "finished" in shown
+    assert (
+        "backupEach (map): 3 of 3 finished, 0 failed, 0 canceled, 0 running, 0 not started" in shown
+    )
+    assert [line.split()[:2] for line in shown if line.startswith(("  verify", "  report"))] == [
+        ["verify", "Finished"], ["report", "Finished"]]  # fmt: skip
+    assert children["page"]["total"] == 5
+    assert {c["status"] for c in children["data"]["workFlows"]} == {"Finished"}
 
     # The client: its flow finished; then the flows in Error (the demo made some), each with
     # its error.
