@@ -14,7 +14,7 @@ from flowlog.workflow.commands import RecordFailure, RecordSuccess
 from flowlog.workflow.definition import NodeDefinition, NodeKind, WorkflowDefinition
 from flowlog.workflow.errors import Code
 from flowlog.workflow.events import ParentLink
-from flowlog.workflow.fanout import MAX_ITEMS, Children
+from flowlog.workflow.fanout import MAX_DEPTH, MAX_ITEMS, Children
 from flowlog.workflow.state import Fan, FlowState, FlowStatus
 
 _CHILDREN = uuid.UUID("6f0c2a58-3b1e-5d8a-9a55-2f3c4e5d6a7b")
@@ -56,6 +56,9 @@ def settings(node: NodeDefinition) -> Children:
 def planned(state: FlowState, node: NodeDefinition) -> int | RecordFailure:
     """How many children the running node runs, or why it cannot run them."""
     spec = settings(node)
+    if depth_of(state) >= MAX_DEPTH:
+        return _cannot_start(state, f"the flow is {depth_of(state)} deep in its tree of flows "
+                                    f"(children at most {MAX_DEPTH} deep)")  # fmt: skip
     if node.kind is NodeKind.SUBFLOW:
         return 1
     if node.kind is NodeKind.PARALLEL:
@@ -69,6 +72,10 @@ def planned(state: FlowState, node: NodeDefinition) -> int | RecordFailure:
             state, f"the context's {spec.items!r} has {len(items)} elements (at most {MAX_ITEMS})"
         )
     return len(items)
+
+
+def depth_of(state: FlowState) -> int:
+    return 0 if state.parent is None else state.parent.depth
 
 
 def limit(node: NodeDefinition, total: int) -> int:
@@ -101,14 +108,24 @@ def child_to_start(
         # would store the list 10,000 times.
         context.pop(spec.items, None)
         context[spec.item_key] = items[index]
-        link = ParentLink(flow_id=state.flow_id, node_id=fan.children_of, index=index)
+        link = ParentLink(
+            flow_id=state.flow_id, node_id=fan.children_of, index=index, depth=depth_of(state) + 1
+        )
         return ChildToStart(flow_id, spec.flow, f"{state.biz_id}/{index}", context, link)
     if node.kind is NodeKind.SUBFLOW:
         context.update(spec.context)
-        link = ParentLink(flow_id=state.flow_id, node_id=fan.children_of, index=0)
+        link = ParentLink(
+            flow_id=state.flow_id, node_id=fan.children_of, index=0, depth=depth_of(state) + 1
+        )
         return ChildToStart(flow_id, spec.flow, f"{state.biz_id}/{fan.key}", context, link)
     branch, entry = list(spec.branches.items())[index]
-    link = ParentLink(flow_id=state.flow_id, node_id=fan.children_of, index=index, branch=branch)
+    link = ParentLink(
+        flow_id=state.flow_id,
+        node_id=fan.children_of,
+        index=index,
+        branch=branch,
+        depth=depth_of(state) + 1,
+    )
     return ChildToStart(
         flow_id, definition.version, f"{state.biz_id}/{branch}", context, link, entry
     )

@@ -39,6 +39,8 @@ class ParentLink(BaseModel):
     node_id: str
     index: int
     branch: str | None = Field(None, exclude_if=_absent)
+    depth: int = 1
+    """How deep in its tree: a child of a flow without a parent is 1."""
 
 
 class FlowCreated(FlowEvent):

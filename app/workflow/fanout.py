@@ -18,6 +18,9 @@ MAX_ITEMS = 10_000
 """The most elements a map runs children for (one node)."""
 DEFAULT_MAX_CONCURRENCY = 10
 MAX_CONCURRENCY = 1_000
+MAX_DEPTH = 8
+"""The deepest a tree of flows goes: a definition whose children run it again (a sub-flow of
+itself, say) would otherwise make flows for ever."""
 
 Join = Literal["all", "any"] | int
 """A parallel node succeeds when every branch ended well ("all"), the first did ("any"), or

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from flowlog.workflow.errors import Code
+from flowlog.workflow.fanout import MAX_DEPTH
 from tests.api.conftest import TOKENS, MakeService, Service
 from tests.api.helpers import (
     DEFINITIONS,
@@ -164,3 +165,20 @@ async def test_a_linear_flow_keeps_the_seeds_shapes(service: Service) -> None:
     found = await wait_status(service.client, flow_id, ENDED)
     assert set(found) == {"info", "nodes", "nodeNames", "waiting"}
     assert not {"parentFlowId", "parentNodeId", "childIndex", "branch"} & set(found["info"])
+
+
+async def test_a_definition_that_runs_itself_stops_at_the_depth_limit(service: Service) -> None:
+    client = service.client
+    bomb = {"name": "bomb", "nodes": {"start": {"name": "again", "kind": "subflow",
+                                                 "flow": "bomb"}}}  # fmt: skip
+    await ok(await post(client, DEFINITIONS, bomb))
+    root = await create(client, "bomb")
+    found = await wait_status(client, root, ENDED, within=30)
+    # The deepest flow could not start its child; each parent's sub-flow failed in turn.
+    assert found["info"]["status"] == "Error"
+    assert found["info"]["errorCode"] == Code.CHILDREN_FAILED
+    assert await total(client) == 1 + MAX_DEPTH
+    deepest = await ok(await client.get(FLOWS, params={"pageSize": 1}), paged=True)
+    leaf = deepest["data"]["workFlows"][0]
+    assert leaf["errorCode"] == Code.CHILDREN_NOT_STARTED
+    assert "at most 8 deep" in leaf["errorMessage"]
