@@ -5,16 +5,21 @@ and 2,000; ``--smoke`` 10 and 100): for each, a parent flow whose one node maps 
 that many elements onto children of a one-node noop definition (maxConcurrency 50), run by
 the reactor in this process at its default settings, as ``flowlog serve`` runs it. Measured:
 
+Each size is measured ``rounds`` times (3; ``--smoke`` once), the map and its baseline in
+alternating order, and the figures are medians: a map's time depends on a chain of commits one
+after the other, and moves with the machine's load far more than a flood of independent flows.
+
 - ``children_per_s_1k`` / ``_10k``: children / (the parent's create+start -> the moment its
   FlowFinished is seen committed);
 - ``ratio_time_10k_vs_1k``: the larger map's time / the smaller one's (10 is linear);
 - ``parent_events_per_child_1k`` / ``_10k``: the parent's stream, read back from the log,
-  / children (ChildrenStarted and ChildrenEnded batches, FlowCreated, FlowFinished...);
+  / children (ChildrenStarted and ChildrenEnded batches, FlowCreated, FlowFinished...), for
+  the parent with the most events;
 - ``ratio_children_vs_independent_flows_1k`` / ``_10k``: children per second against
   independent flows per second: as many flows of the same noop definition, created and
   started over the Python API (``service.create(..., start=True)``) by 8 concurrent clients
-  just before the map of that size, measured the same way (first create -> last FlowFinished
-  seen). ``ratio_children_vs_independent_flows`` is the lower of the two.
+  beside the map, measured the same way (first create -> last FlowFinished seen); the median
+  of the rounds' ratios. ``ratio_children_vs_independent_flows`` is the lower of the two.
 
 Before them, unmeasured, a warm-up of a few flows and a small map (the connections, the
 prepared statements and the definitions' first use are not any size's cost).
@@ -33,7 +38,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from flowlog.bench.harness import Report, Size, scratch_database
+from flowlog.bench.harness import Report, Size, median, scratch_database
 from flowlog.engine import Engine
 from flowlog.eventstore import EventStore
 from flowlog.projections.verify import verify
@@ -51,6 +56,7 @@ CLIENTS = 8
 SIZES = {Size.FULL: (1000, 10000), Size.QUICK: (200, 2000), Size.SMOKE: (10, 100)}
 GOALS = {"ratio_time_10k_vs_1k": 12.0, "parent_events_per_child": 2.0,
          "ratio_children_vs_independent_flows": 0.8}  # fmt: skip
+ROUNDS = {Size.FULL: 3, Size.QUICK: 3, Size.SMOKE: 1}
 WARM_UP = 100
 _SEEN_EVERY = 0.02
 _FINISHED = "SELECT coalesce(sum(count), 0)::bigint FROM workflow_counts WHERE status = 'Finished'"
@@ -78,45 +84,30 @@ DEFINITIONS = [
 async def run(server_url: str, *, size: Size, progress: bool = True) -> Report:
     small, large = SIZES[size]
     async with scratch_database(server_url) as url:
-        figures = await measure(url, small, large, progress=progress)
+        figures = await measure(url, small, large, rounds=ROUNDS[size], progress=progress)
     figures = {"bench": "map", "size": size.value, **figures}
     return report(figures, size)
 
 
-async def measure(url: str, small: int, large: int, *, progress: bool = False) -> dict[str, Any]:
+async def measure(
+    url: str, small: int, large: int, *, rounds: int = 1, progress: bool = False
+) -> dict[str, Any]:
     """The figures of maps of ``small`` and ``large`` children on the (migrated) database of
-    ``url``, each after as many independent flows; ``parent_ids`` names the two parents."""
+    ``url``, each beside as many independent flows, ``rounds`` times; ``parent_ids_1k`` and
+    ``parent_ids_10k`` name the parents, round by round."""
     settings = ReactorSettings()
     figures: dict[str, Any] = {
         "max_concurrency": MAX_CONCURRENCY,
         "reactor_concurrency": settings.concurrency,
         "clients": CLIENTS,
+        "rounds": rounds,
     }
-    parents: list[str] = []
     async with Engine(url, Registry(DEFINITIONS), reactor=settings, migrate=False) as engine:
         warm_up = min(small, WARM_UP)
         await _independent(engine, warm_up, "warm-up", progress=False)
         await _map(engine, warm_up, "warm-up", progress=False)
         for label, count in (("1k", small), ("10k", large)):
-            flows_s = await _independent(engine, count, label, progress)
-            parent_id, map_s = await _map(engine, count, label, progress)
-            parents.append(parent_id)
-            stream = await engine.service.store.read_stream(flow_stream(parent_id))
-            types = Counter(event.type for event in stream)
-            span = await engine.pool.fetchval(_PARENT_SPAN, flow_stream(parent_id))
-            figures.update({
-                f"children_{label}": count,
-                f"map_seconds_{label}": round(map_s, 3),
-                f"map_recorded_seconds_{label}": round(span, 3),
-                f"children_per_s_{label}": round(count / map_s, 1),
-                f"independent_seconds_{label}": round(flows_s, 3),
-                f"independent_flows_per_s_{label}": round(count / flows_s, 1),
-                f"parent_events_{label}": len(stream),
-                f"parent_children_started_{label}": types["ChildrenStarted"],
-                f"parent_children_ended_{label}": types["ChildrenEnded"],
-                f"parent_events_per_child_{label}": round(len(stream) / count, 3),
-                f"ratio_children_vs_independent_flows_{label}": round(flows_s / map_s, 3),
-            })  # fmt: skip
+            figures.update(await _size(engine, label, count, rounds, progress))
         checked = await verify(EventStore(engine.pool), PROJECTOR, progress=False)
     ratio_time = figures["map_seconds_10k"] / figures["map_seconds_1k"]
     figures["ratio_time_10k_vs_1k"] = round(ratio_time, 2)
@@ -125,8 +116,49 @@ async def measure(url: str, small: int, large: int, *, progress: bool = False) -
         figures["ratio_children_vs_independent_flows_10k"],
     )
     figures["verify_differences"] = len(checked.differences)
-    figures["parent_ids"] = parents
     return figures
+
+
+async def _size(
+    engine: Engine, label: str, count: int, rounds: int, progress: bool
+) -> dict[str, Any]:
+    """Maps of ``count`` children and as many flows, ``rounds`` times, in alternating order
+    (a drift of the machine's load favours neither); medians, and the ratio of each pair."""
+    maps_s, flows_s, parents = [], [], []
+    for n in range(rounds):
+        tag = f"{label}-{n}"
+        if n % 2:
+            parent_id, map_s = await _map(engine, count, tag, progress)
+            flows_s.append(await _independent(engine, count, tag, progress))
+        else:
+            flows_s.append(await _independent(engine, count, tag, progress))
+            parent_id, map_s = await _map(engine, count, tag, progress)
+        maps_s.append(map_s)
+        parents.append(parent_id)
+    # The parent with the most events (all should have about as many): the bound that matters.
+    streams = [await engine.service.store.read_stream(flow_stream(p)) for p in parents]
+    longest = max(streams, key=len)
+    types = Counter(event.type for event in longest)
+    spans = [await engine.pool.fetchval(_PARENT_SPAN, flow_stream(p)) for p in parents]
+    map_s, flow_s = median(maps_s), median(flows_s)
+    return {
+        f"children_{label}": count,
+        f"map_seconds_{label}": round(map_s, 3),
+        f"map_seconds_{label}_each": [round(s, 3) for s in maps_s],
+        f"map_recorded_seconds_{label}": round(median(spans), 3),
+        f"children_per_s_{label}": round(count / map_s, 1),
+        f"independent_seconds_{label}": round(flow_s, 3),
+        f"independent_seconds_{label}_each": [round(s, 3) for s in flows_s],
+        f"independent_flows_per_s_{label}": round(count / flow_s, 1),
+        f"parent_events_{label}": len(longest),
+        f"parent_children_started_{label}": types["ChildrenStarted"],
+        f"parent_children_ended_{label}": types["ChildrenEnded"],
+        f"parent_events_per_child_{label}": round(len(longest) / count, 3),
+        f"ratio_children_vs_independent_flows_{label}": round(
+            median([f / m for f, m in zip(flows_s, maps_s, strict=True)]), 3
+        ),
+        f"parent_ids_{label}": parents,
+    }
 
 
 async def _independent(engine: Engine, count: int, tag: str, progress: bool) -> float:
@@ -182,7 +214,8 @@ def report(figures: dict[str, Any], size: Size) -> Report:
     for label, count in (("1k", small), ("10k", large)):
         rows += [
             [f"map of {count}: children/s", figures[f"children_per_s_{label}"], ""],
-            [f"map of {count}: seconds", figures[f"map_seconds_{label}"], ""],
+            [f"map of {count}: seconds (each round)",
+             " / ".join(f"{t:.2f}" for t in figures[f"map_seconds_{label}_each"]), ""],
             [f"{count} independent flows/s (baseline)",
              figures[f"independent_flows_per_s_{label}"], ""],
             [f"ratio children/s vs flows/s ({count})",
@@ -196,8 +229,9 @@ def report(figures: dict[str, Any], size: Size) -> Report:
     ]
     notes = [
         f"Maps of {small} and {large} noop children (maxConcurrency {MAX_CONCURRENCY}), each "
-        f"after as many independent one-node flows ({CLIENTS} clients), the reactor in this "
-        f"process at its default settings (concurrency {figures['reactor_concurrency']})."
+        f"beside as many independent one-node flows ({CLIENTS} clients), the reactor in this "
+        f"process at its default settings (concurrency {figures['reactor_concurrency']}); "
+        f"medians of {figures['rounds']} rounds."
     ]
     if size is not Size.FULL:
         notes.append(f"--{size.value}: {small} and {large} instead of 1,000 and 10,000 (the "
