@@ -4,6 +4,8 @@ What the figures say about speed is the benchmark's business, not a test's."""
 
 from __future__ import annotations
 
+import statistics
+
 import asyncpg
 import orjson
 import pytest
@@ -54,8 +56,9 @@ async def test_the_figures_are_the_logs(database_url: str, pool: asyncpg.Pool) -
         per_s = count / figures[f"map_seconds_{label}"]
         assert figures[f"children_per_s_{label}"] == pytest.approx(per_s, rel=0.01)
         assert figures[f"map_recorded_seconds_{label}"] <= figures[f"map_seconds_{label}"]
-    ratio = figures["map_seconds_10k"] / figures["map_seconds_1k"]
-    assert figures["ratio_time_10k_vs_1k"] == pytest.approx(ratio, abs=0.01)
+    pairs = zip(figures["map_seconds_1k_each"], figures["map_seconds_10k_each"], strict=True)
+    ratio = statistics.median(large / small for small, large in pairs)
+    assert figures["ratio_time_10k_vs_1k"] == pytest.approx(ratio, rel=0.05)  # times rounded
     assert figures["ratio_children_vs_independent_flows"] == min(
         figures["ratio_children_vs_independent_flows_1k"],
         figures["ratio_children_vs_independent_flows_10k"],

@@ -5,13 +5,15 @@ and 2,000; ``--smoke`` 10 and 100): for each, a parent flow whose one node maps 
 that many elements onto children of a one-node noop definition (maxConcurrency 50), run by
 the reactor in this process at its default settings, as ``flowlog serve`` runs it. Measured:
 
-Each size is measured ``rounds`` times (3; ``--smoke`` once), the map and its baseline in
-alternating order, and the figures are medians: a map's time depends on a chain of commits one
-after the other, and moves with the machine's load far more than a flood of independent flows.
+The run is made of rounds (3; ``--smoke`` one), each a map of each size and its baseline, the
+map first or second by turns; the figures are medians, and each ratio the median of the rounds'
+own: a map's time is a chain of commits one after the other, and moves with the machine's load
+far more than a flood of independent flows does.
 
 - ``children_per_s_1k`` / ``_10k``: children / (the parent's create+start -> the moment its
   FlowFinished is seen committed);
-- ``ratio_time_10k_vs_1k``: the larger map's time / the smaller one's (10 is linear);
+- ``ratio_time_10k_vs_1k``: the larger map's time / the smaller one's (10 is linear), the
+  median of the rounds' ratios;
 - ``parent_events_per_child_1k`` / ``_10k``: the parent's stream, read back from the log,
   / children (ChildrenStarted and ChildrenEnded batches, FlowCreated, FlowFinished...), for
   the parent with the most events;
@@ -106,11 +108,17 @@ async def measure(
         warm_up = min(small, WARM_UP)
         await _independent(engine, warm_up, "warm-up", progress=False)
         await _map(engine, warm_up, "warm-up", progress=False)
-        for label, count in (("1k", small), ("10k", large)):
-            figures.update(await _size(engine, label, count, rounds, progress))
+        sizes = {"1k": small, "10k": large}
+        runs: dict[str, _Runs] = {label: _Runs() for label in sizes}
+        for n in range(rounds):
+            for label, count in sizes.items():
+                await runs[label].run(engine, count, f"{label}-{n}", n % 2 == 1, progress)
+        for label, count in sizes.items():
+            figures.update(await runs[label].figures(engine, label, count))
         checked = await verify(EventStore(engine.pool), PROJECTOR, progress=False)
-    ratio_time = figures["map_seconds_10k"] / figures["map_seconds_1k"]
-    figures["ratio_time_10k_vs_1k"] = round(ratio_time, 2)
+    # Each round's own ratio: its two maps ran minutes apart at most, under about the same load.
+    ratios = [t / s for s, t in zip(runs["1k"].maps, runs["10k"].maps, strict=True)]
+    figures["ratio_time_10k_vs_1k"] = round(median(ratios), 2)
     figures["ratio_children_vs_independent_flows"] = min(
         figures["ratio_children_vs_independent_flows_1k"],
         figures["ratio_children_vs_independent_flows_10k"],
@@ -119,46 +127,53 @@ async def measure(
     return figures
 
 
-async def _size(
-    engine: Engine, label: str, count: int, rounds: int, progress: bool
-) -> dict[str, Any]:
-    """Maps of ``count`` children and as many flows, ``rounds`` times, in alternating order
-    (a drift of the machine's load favours neither); medians, and the ratio of each pair."""
-    maps_s, flows_s, parents = [], [], []
-    for n in range(rounds):
-        tag = f"{label}-{n}"
-        if n % 2:
+class _Runs:
+    """One size's maps and their baselines, round after round."""
+
+    def __init__(self) -> None:
+        self.maps: list[float] = []
+        self.flows: list[float] = []
+        self.parents: list[str] = []
+
+    async def run(
+        self, engine: Engine, count: int, tag: str, map_first: bool, progress: bool
+    ) -> None:
+        """A map and its baseline, the map first or second (turn about, so that a drift of the
+        machine's load favours neither)."""
+        if map_first:
             parent_id, map_s = await _map(engine, count, tag, progress)
-            flows_s.append(await _independent(engine, count, tag, progress))
+            self.flows.append(await _independent(engine, count, tag, progress))
         else:
-            flows_s.append(await _independent(engine, count, tag, progress))
+            self.flows.append(await _independent(engine, count, tag, progress))
             parent_id, map_s = await _map(engine, count, tag, progress)
-        maps_s.append(map_s)
-        parents.append(parent_id)
-    # The parent with the most events (all should have about as many): the bound that matters.
-    streams = [await engine.service.store.read_stream(flow_stream(p)) for p in parents]
-    longest = max(streams, key=len)
-    types = Counter(event.type for event in longest)
-    spans = [await engine.pool.fetchval(_PARENT_SPAN, flow_stream(p)) for p in parents]
-    map_s, flow_s = median(maps_s), median(flows_s)
-    return {
-        f"children_{label}": count,
-        f"map_seconds_{label}": round(map_s, 3),
-        f"map_seconds_{label}_each": [round(s, 3) for s in maps_s],
-        f"map_recorded_seconds_{label}": round(median(spans), 3),
-        f"children_per_s_{label}": round(count / map_s, 1),
-        f"independent_seconds_{label}": round(flow_s, 3),
-        f"independent_seconds_{label}_each": [round(s, 3) for s in flows_s],
-        f"independent_flows_per_s_{label}": round(count / flow_s, 1),
-        f"parent_events_{label}": len(longest),
-        f"parent_children_started_{label}": types["ChildrenStarted"],
-        f"parent_children_ended_{label}": types["ChildrenEnded"],
-        f"parent_events_per_child_{label}": round(len(longest) / count, 3),
-        f"ratio_children_vs_independent_flows_{label}": round(
-            median([f / m for f, m in zip(flows_s, maps_s, strict=True)]), 3
-        ),
-        f"parent_ids_{label}": parents,
-    }
+        self.maps.append(map_s)
+        self.parents.append(parent_id)
+
+    async def figures(self, engine: Engine, label: str, count: int) -> dict[str, Any]:
+        """Medians, the median of each round's ratio, and the parents' streams as logged."""
+        # The parent with the most events (all have about as many): the bound that matters.
+        streams = [await engine.service.store.read_stream(flow_stream(p)) for p in self.parents]
+        longest = max(streams, key=len)
+        types = Counter(event.type for event in longest)
+        spans = [await engine.pool.fetchval(_PARENT_SPAN, flow_stream(p)) for p in self.parents]
+        map_s, flow_s = median(self.maps), median(self.flows)
+        ratios = [f / m for f, m in zip(self.flows, self.maps, strict=True)]
+        return {
+            f"children_{label}": count,
+            f"map_seconds_{label}": round(map_s, 3),
+            f"map_seconds_{label}_each": [round(s, 3) for s in self.maps],
+            f"map_recorded_seconds_{label}": round(median(spans), 3),
+            f"children_per_s_{label}": round(count / map_s, 1),
+            f"independent_seconds_{label}": round(flow_s, 3),
+            f"independent_seconds_{label}_each": [round(s, 3) for s in self.flows],
+            f"independent_flows_per_s_{label}": round(count / flow_s, 1),
+            f"parent_events_{label}": len(longest),
+            f"parent_children_started_{label}": types["ChildrenStarted"],
+            f"parent_children_ended_{label}": types["ChildrenEnded"],
+            f"parent_events_per_child_{label}": round(len(longest) / count, 3),
+            f"ratio_children_vs_independent_flows_{label}": round(median(ratios), 3),
+            f"parent_ids_{label}": self.parents,
+        }
 
 
 async def _independent(engine: Engine, count: int, tag: str, progress: bool) -> float:
