@@ -5,11 +5,6 @@ and 2,000; ``--smoke`` 10 and 100): for each, a parent flow whose one node maps 
 that many elements onto children of a one-node noop definition (maxConcurrency 50), run by
 the reactor in this process at its default settings, as ``flowlog serve`` runs it. Measured:
 
-The run is made of rounds (3; ``--smoke`` one), each a map of each size and its baseline, the
-map first or second by turns; the figures are medians, and each ratio the median of the rounds'
-own: a map's time is a chain of commits one after the other, and moves with the machine's load
-far more than a flood of independent flows does.
-
 - ``children_per_s_1k`` / ``_10k``: children / (the parent's create+start -> the moment its
   FlowFinished is seen committed);
 - ``ratio_time_10k_vs_1k``: the larger map's time / the smaller one's (10 is linear), the
@@ -22,6 +17,11 @@ far more than a flood of independent flows does.
   started over the Python API (``service.create(..., start=True)``) by 8 concurrent clients
   beside the map, measured the same way (first create -> last FlowFinished seen); the median
   of the rounds' ratios. ``ratio_children_vs_independent_flows`` is the lower of the two.
+
+The run is made of rounds (3; ``--smoke`` one), each a map of each size and its baseline, the
+map first or second by turns; the figures are medians, and each ratio the median of the rounds'
+own: a map's time is a chain of commits one after the other, and moves with the machine's load
+far more than a flood of independent flows does.
 
 Before them, unmeasured, a warm-up of a few flows and a small map (the connections, the
 prepared statements and the definitions' first use are not any size's cost).
