@@ -255,6 +255,8 @@ BENCH_FIGURES = [
     ("callbacks", ("waiting_flows", "callback_to_next_node_p50_ms", "timer_delay_p50_ms")),
     ("replica", ("list_replica_requests_per_s", "create_read_replica_p99_ms", "reads_replica")),
     ("archive", ("archive_flows_per_s", "export_flows_per_s", "append_archiving_p99_ms")),
+    ("map", ("children_per_s_1k", "children_per_s_10k", "parent_events_per_child_10k",
+             "ratio_children_vs_independent_flows", "ratio_time_10k_vs_1k")),
     ("processes", ("flows_per_s_serve", "flows_per_s_serve_1_worker",
                    "flows_per_s_serve_2_workers")),
 ]  # fmt: skip

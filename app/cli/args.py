@@ -27,6 +27,7 @@ BENCHMARKS = (
     "export",
     "flows",
     "http",
+    "map",
     "processes",
     "projections",
     "replica",
