@@ -5,7 +5,8 @@ approval (a callback node) before its destructive step. Context keys steer the b
 - ``clusterId``: the cluster to back up (any text);
 - ``uploadSeconds``: how long the simulated upload runs (default 2);
 - ``failAt``: the name of a node that fails (``backup``, ``upload`` or
-  ``updateBackupRecord``), to see the fail handler run and the flow end in Error;
+  ``updateBackupRecord``), to see the fail handler run and the flow end in Error; or, to fail
+  one cluster of a fleet, an object naming that node by cluster (``{"fleet-4": "upload"}``);
 - ``slowSeconds``: how long ``backup`` takes (default 0.5), time enough to Stop or Cancel it.
 
 The restore (``restore``) checks the backup named by ``backupPath``, then waits for approval:
@@ -13,9 +14,15 @@ complete its ``approval`` node with the token on the flow's detail (POST
 /api/v1/workflow/callback), "success" wipes the cluster and loads the backup, "fail" (or a
 day without an answer) abandons the restore without touching the cluster.
 
+The fleet backup (``fleet-backup``) backs up every cluster of its ``clusters`` list, each a
+``backup`` flow of its own (a map node, three at a time; one failed cluster is tolerated and
+its backup is missing from ``backups``), then verifies the backups and sends a report side by
+side (a parallel node, each branch a child flow), then is done.
+
 ``flowlog serve --demo`` also creates, on first start, the nightly backup schedule
 (``nightly-backup``: the backup at 02:00 Berlin time every night, see ``NIGHTLY``) and a few
-demo flows (bizType ``demo``), so that the console has something to show: see ``seed``.
+demo flows (bizType ``demo``, a fleet backup among them), so that the console has something to
+show: see ``seed``.
 """
 
 from __future__ import annotations
@@ -33,12 +40,21 @@ from flowlog.workflow.caller import Caller
 from flowlog.workflow.definition import NodeDefinition, NodeKind, RetryPolicy, WorkflowDefinition
 from flowlog.workflow.errors import NodeError, WorkflowError
 from flowlog.workflow.executor import Failed, Finished, FlowContext, NodeHandle, PollResult, Running
+from flowlog.workflow.fanout import Children
 from flowlog.workflow.service import WorkflowService
 from flowlog.workflow.state import FlowState, FlowStatus
 
 
+def _fails(node: str, ctx: FlowContext) -> bool:
+    """Whether ``failAt`` names this node: for every flow, or for this flow's cluster."""
+    fail_at = ctx.get("failAt")
+    if isinstance(fail_at, dict):
+        return bool(fail_at.get(str(ctx.get("clusterId", ""))) == node)
+    return bool(fail_at == node)
+
+
 def _maybe_fail(node: NodeHandle, ctx: FlowContext) -> None:
-    if ctx.get("failAt") == node.name:
+    if _fails(node.name, ctx):
         raise NodeError(f"{node.name} failed (failAt in the context)", code=7001)
 
 
@@ -56,7 +72,7 @@ async def start_upload(node: NodeHandle, ctx: FlowContext) -> str:
 
 
 async def poll_upload(node: NodeHandle, ctx: FlowContext, operation_id: str) -> PollResult:
-    if ctx.get("failAt") == "upload":
+    if _fails("upload", ctx):
         return Failed("the object store refused the upload", code=7002)
     started = float(operation_id.split(":", 1)[1])
     if time.time() - started < float(ctx.get("uploadSeconds", 2)):
@@ -96,6 +112,24 @@ async def abandon(node: NodeHandle, ctx: FlowContext) -> None:
     node.record("restore abandoned; the cluster was not touched")
 
 
+async def verify_backups(node: NodeHandle, ctx: FlowContext) -> None:
+    await asyncio.sleep(1.0)  # long enough to be seen beside the report in the timeline
+    clusters, backups = ctx.get("clusters", []), ctx.get("backups", [])
+    missing = [c for c, b in zip(clusters, backups, strict=False) if b is None]
+    ctx["verified"] = len(backups) - len(missing)
+    node.record(f"{ctx['verified']} backups verified; missing: {', '.join(missing) or 'none'}")
+
+
+async def send_report(node: NodeHandle, ctx: FlowContext) -> None:
+    await asyncio.sleep(0.6)
+    ctx["reported"] = True
+    node.record(f"report sent for {len(ctx.get('backups', []))} clusters")
+
+
+async def fleet_done(node: NodeHandle, ctx: FlowContext) -> None:
+    node.record("fleet backed up")
+
+
 APPROVAL_DEADLINE = 24 * 3600.0
 
 DEFINITIONS = [
@@ -124,6 +158,24 @@ DEFINITIONS = [
             "abandon": NodeDefinition("abandon", abandon),
         },
     ),
+    WorkflowDefinition(
+        "fleet-backup",
+        {
+            "start": NodeDefinition(
+                "backupEach", kind=NodeKind.MAP, success="checks",
+                children=Children(flow="backup", items="clusters", item_key="clusterId",
+                                  max_concurrency=3, tolerated_failures=1,
+                                  results_key="backups", result_key="backupPath"),
+            ),
+            "checks": NodeDefinition(
+                "verifyAndReport", kind=NodeKind.PARALLEL, success="done",
+                children=Children(branches={"verify": "verify", "report": "report"}),
+            ),
+            "verify": NodeDefinition("verifyBackups", verify_backups),
+            "report": NodeDefinition("sendReport", send_report),
+            "done": NodeDefinition("done", fleet_done),
+        },
+    ),
 ]  # fmt: skip
 
 
@@ -142,6 +194,12 @@ DEMO_FLOWS: tuple[tuple[str, dict[str, Any], str], ...] = (
 """(bizId, context, what happens): flows that end in every status, one retried after a
 failure, one polling its upload for nine minutes (within the node's ten-minute deadline), one
 never started."""
+FLEET_CLUSTERS = [f"fleet-{i}" for i in range(1, 7)]
+DEMO_FLEET: tuple[str, dict[str, Any]] = (
+    "demo-fleet-1",
+    {"clusters": FLEET_CLUSTERS, "uploadSeconds": 1, "failAt": {"fleet-4": "updateBackupRecord"}},
+)
+"""A fleet backup of six clusters, one of which fails (and is tolerated)."""
 _ACTOR = Caller(actor="demo", reason="a demo flow (flowlog serve --demo)")
 
 
@@ -181,6 +239,12 @@ async def seed(
             with contextlib.suppress(WorkflowError):  # made already (another process)
                 await schedules.create(nightly_id(tenant), NIGHTLY, tenant_id=tenant,
                                        caller=_ACTOR)  # fmt: skip
+        fleet_id, fleet_context = DEMO_FLEET
+        await service.create(
+            fleet_id, DEMO_BIZ_TYPE, "fleet-backup", context=fleet_context, caller=_ACTOR,
+            tenant_id=tenant, user_id="demo", start=True,
+        )  # fmt: skip
+        created += 1
         for biz_id, context, fate in DEMO_FLOWS:
             flow_id = (await service.create(
                 biz_id, DEMO_BIZ_TYPE, "backup", context=context, caller=_ACTOR,

@@ -5,12 +5,15 @@ after its *v*-th event: the graph coloured by each node's latest execution then,
 up to then, the context then, and what changed since version *v - 1*. The actions offered are
 those the flow's state *now* allows, asked of the same ``decide`` the service uses, so the page
 never offers what the server would refuse.
+
+A parent's children are shown at the version too (app/console/children.py): their counts then,
+and a parallel node's branches as they were at the time of the version's event.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -18,12 +21,21 @@ from flowlog.audit.document import state_document
 from flowlog.audit.history import HistoryLine
 from flowlog.audit.replay import Change, diff_documents
 from flowlog.console import graph, timeline
+from flowlog.console.children import Group, Kin, by_key, family
 from flowlog.console.present import Waiting
+from flowlog.console.timeline import Lane
 from flowlog.workflow.commands import CancelFlow, Command, RetryFlow, StartFlow, StopFlow
 from flowlog.workflow.decide import decide
 from flowlog.workflow.errors import Code, WorkflowError
-from flowlog.workflow.events import FlowEvent, decode
-from flowlog.workflow.state import FlowState, FlowStatus, NodeExecution, NodeStatus, evolve
+from flowlog.workflow.events import FlowEvent, NodeStarted, decode
+from flowlog.workflow.state import (
+    FlowState,
+    FlowStatus,
+    NodeExecution,
+    NodeStatus,
+    evolve,
+    fold,
+)
 
 ACTIONS: tuple[tuple[str, Command], ...] = (
     ("start", StartFlow()),
@@ -72,10 +84,19 @@ class FlowView:
     """What the flow waits for now (a timer or callback node whose action has run)."""
     archived: bool = False
     """Sealed for its archive now (retention): it takes no action."""
+    children: tuple[Group, ...] = ()
+    """The children of each node execution that started some, at this version."""
+    lanes: Mapping[str, tuple[Lane, ...]] = field(default_factory=dict)
+    """A parallel node's branches, by the execution that started them: the timeline's lanes."""
 
     @property
     def is_latest(self) -> bool:
         return self.version == self.latest
+
+    @property
+    def counts(self) -> dict[str, Group]:
+        """The children the graph counts on each node (its latest execution's)."""
+        return by_key(self.children)
 
 
 def build(
@@ -83,8 +104,10 @@ def build(
     version: int,
     definition: Mapping[str, Any] | None,
     now: datetime,
+    kin: Kin | None = None,
 ) -> FlowView:
-    """The view of the flow whose whole history is ``lines`` at ``version`` (1..len)."""
+    """The view of the flow whose whole history is ``lines`` at ``version`` (1..len);
+    ``kin``: what the page read of its children, if it has any."""
     if not lines or not 1 <= version <= len(lines):
         raise ValueError(f"version {version} is not in a history of {len(lines)} events")
     events = [(_decoded(line), line.recorded_at) for line in lines]
@@ -107,6 +130,18 @@ def build(
     )
     ended = current.terminal
     until = lines[version - 1].recorded_at if version < len(lines) or ended else now
+    drawn = timeline.build(events[:version], until)
+    groups = family(events[:version], kin or Kin(), latest=version == len(lines))
+    branches = [group for group in groups if group.kind == "parallel"]
+    lanes = {
+        group.node_id: tuple(
+            timeline.lane(child.branch or str(child.index), child.flow_id, child.status,
+                          child.events, drawn)
+            for child in group.children
+        )
+        for group in branches
+    }  # fmt: skip
+    order = _branch_order(events, kin)
     return FlowView(
         flow_id=state.flow_id,
         version=version,
@@ -114,14 +149,16 @@ def build(
         state=state,
         line=lines[version - 1],
         changes=changes,
-        graph=None if definition is None else graph.layout(definition),
-        marks=marks(state),
-        timeline=timeline.build(events[:version], until),
+        graph=None if definition is None else graph.layout(definition, order),
+        marks=_with_branches(marks(state), branches),
+        timeline=drawn,
         actions=allowed_actions(current, now),
         started_by=_started_by(lines),
         callback_node=_callback_node(current),
         waiting=waiting_of(current, lines),
         archived=current.archived,
+        children=groups,
+        lanes=lanes,
     )
 
 
@@ -142,6 +179,35 @@ def marks(state: FlowState) -> dict[str, NodeMark]:
     }
     if at is not None and at not in found:
         found[at] = NodeMark(at, "Not run", 0, True)
+    return found
+
+
+def _branch_order(
+    events: Sequence[tuple[FlowEvent, datetime]], kin: Kin | None
+) -> dict[str, list[str]]:
+    """Each parallel node's branches in their declared order (their children's indexes), the
+    same at every version: the definition read back from the database lists them by name."""
+    if kin is None:
+        return {}
+    keys = {e.node_id: e.key for e, _ in events if isinstance(e, NodeStarted)}
+    order: dict[str, list[str]] = {}
+    for row in sorted(kin.listed, key=lambda r: r.child_index):
+        if row.branch is not None and row.parent_node_id in keys:
+            named = order.setdefault(keys[row.parent_node_id], [])
+            if row.branch not in named:
+                named.append(row.branch)
+    return order
+
+
+def _with_branches(found: dict[str, NodeMark], branches: Sequence[Group]) -> dict[str, NodeMark]:
+    """The marks of a parallel node's branches too: their nodes run in the branches' child
+    flows (as they were then), not in the parent."""
+    for group in branches:
+        for child in group.children:
+            state = fold(child.events)
+            if state is not None:
+                for key, mark in marks(state).items():
+                    found.setdefault(key, mark)
     return found
 
 

@@ -125,9 +125,12 @@ async def _pool(request: web.Request) -> Any:
 
 def _list_query(request: web.Request) -> tuple[ListQuery, int, present.WaitingKind | None]:
     """The list's filters from the URL (empty fields of the filter form mean "any"), with the
-    console's own: ``waiting`` (the flows whose node waits on a callback, or on a timer)."""
+    console's own: ``waiting`` (the flows whose node waits on a callback, or on a timer) and
+    ``parent`` (a flow's children: the API's ``parentFlowId``)."""
     given = {k: v for k, v in request.query.items() if v.strip()}
     waiting = _waiting_filter(given.pop("waiting", None))
+    if "parent" in given:
+        given["parentFlowId"] = given.pop("parent")
     page_size = DEFAULT_PAGE_SIZE
     if "pageSize" in given:
         try:
@@ -168,7 +171,14 @@ async def _flows(request: web.Request) -> dict[str, Any]:
             pool, where, waiting, page=query.page, page_size=page_size, after=after
         )
     current = await reads.current_nodes(pool, listed.rows)
-    counts = await reads.status_counts(pool, tenant, query.flowName, query.bizType)
+    parent = None
+    if query.parentFlowId is None:
+        counts = await reads.status_counts(pool, tenant, query.flowName, query.bizType)
+    else:
+        parent = await visible_flow(request, query.parentFlowId, pool)
+        counts = await reads.child_status_counts(
+            pool, parent.id, tenant, query.flowName, query.bizType
+        )
     filters = {
         k: v for k, v in request.query.items() if v.strip() and k not in {"cursor", "status"}
     }
@@ -176,10 +186,15 @@ async def _flows(request: web.Request) -> dict[str, Any]:
         "query": query,
         "waiting": waiting,
         "waiting_kinds": present.WAITING_KINDS,
+        "parent": parent,
         "page_size": page_size,
         "filters": filters,
         # The bulk API's filter knows no waiting: with it, only flows named one by one.
-        "bulk_filter": {k: v for k, v in filters.items() if k != "waiting"},
+        "bulk_filter": {
+            ("parentFlowId" if k == "parent" else k): v
+            for k, v in filters.items()
+            if k != "waiting"
+        },
         "listed": listed,
         "rows": listed.rows,
         "current": current,
@@ -191,6 +206,7 @@ async def _flows(request: web.Request) -> dict[str, Any]:
         else None,
         "first_url": _url("/", {k: v for k, v in request.query.items() if k != "cursor"}),
         "status_url": lambda status: _url("/", {**filters, "status": status}),
+        "unparented_url": _url("/", {k: v for k, v in filters.items() if k != "parent"}),
     }
 
 
@@ -270,13 +286,21 @@ async def _flow(request: web.Request) -> dict[str, Any]:
             )
         version = int(raw)
     definition = await reads.definition_version(pool, row.definition_version)
+    started = [(line.data["node_id"], line.data["kind"]) for line in lines
+               if line.type == "NodeStarted"]  # fmt: skip
+    kin = await reads.kin(pool, flow_id, started)
     view = flowview.build(
-        lines, version, None if definition is None else definition.definition, datetime.now(UTC)
+        lines,
+        version,
+        None if definition is None else definition.definition,
+        datetime.now(UTC),
+        kin,
     )
     since = request.query.get("since", "")
     first_listed = int(since) + 1 if since.isdigit() else max(1, len(lines) - HISTORY_SHOWN + 1)
     return {
         "row": row,
+        "parent": await reads.parent_of(pool, row),
         "view": view,
         "definition": definition,
         "lines": lines[first_listed - 1 :],

@@ -1,19 +1,30 @@
 """What the console reads beyond the list and detail queries of ``projections.reads``: counts
 by status, the node each listed flow is at (and what it waits for), the flows that wait,
-definitions. Statements in sql/queries/console.sql.
+definitions, a parent's children and a child's parent. Statements in sql/queries/console.sql.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from flowlog.console.children import LISTED_KINDS, MAX_LISTED, PARENT_KINDS, History, Kin
 from flowlog.console.present import Waiting, WaitingKind
 from flowlog.eventstore.pool import Executor
-from flowlog.projections.reads import Cursor, ListFilter, WorkflowPage
+from flowlog.projections.reads import (
+    Cursor,
+    ListFilter,
+    WorkflowPage,
+    children_counts,
+    children_listed,
+    get_workflow,
+)
 from flowlog.projections.rows import DefinitionRow, WorkflowRow
 from flowlog.sql import load_queries
+from flowlog.workflow.events import FlowEvent, decode
+from flowlog.workflow.streams import flow_stream
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +35,9 @@ class ConsoleQueries:
     waiting_flows: str
     definition_version: str
     definition_names: str
+    child_status_counts: str
+    node_named: str
+    streams_events: str
 
 
 Q = load_queries(ConsoleQueries, "console")
@@ -111,3 +125,60 @@ async def definition_version(executor: Executor, version: str) -> DefinitionRow 
 async def definition_names(executor: Executor, tenant: str | None) -> list[str]:
     """The names of the definitions ``tenant`` may see (None: all)."""
     return [row["name"] for row in await executor.fetch(Q.definition_names, tenant)]
+
+
+async def child_status_counts(
+    executor: Executor, parent: str, tenant: str | None, name: str | None, biz_type: str | None
+) -> dict[str, int]:
+    """The children of flow ``parent`` by status (a list filtered by parent counts these)."""
+    rows = await executor.fetch(Q.child_status_counts, parent, tenant, name, biz_type)
+    return {row["status"]: int(row["flows"]) for row in rows}
+
+
+async def kin(executor: Executor, flow_id: str, started: Sequence[tuple[str, str]]) -> Kin | None:
+    """What a parent's page shows of its children now: their counts by the node execution
+    that started them, and the children of its parallel and subflow nodes with their events.
+    ``started``: the flow's node executions (id, kind) of a kind that runs children; None
+    when it has none."""
+    if not any(kind in PARENT_KINDS for _, kind in started):
+        return None
+    counts = await children_counts(executor, flow_id)
+    listing = [node_id for node_id, kind in started if kind in LISTED_KINDS]
+    listed = await children_listed(executor, flow_id, listing) if listing else []
+    shown: dict[str, int] = {}
+    kept = []
+    for row in listed:  # the first MAX_LISTED of each node: the others are not drawn
+        shown[row.parent_node_id] = shown.get(row.parent_node_id, 0) + 1
+        if shown[row.parent_node_id] <= MAX_LISTED:
+            kept.append(row)
+    return Kin(counts, listed, await _histories(executor, [row.id for row in kept]))
+
+
+async def _histories(executor: Executor, flow_ids: Sequence[str]) -> Mapping[str, History]:
+    if not flow_ids:
+        return {}
+    streams = {flow_stream(flow_id): flow_id for flow_id in flow_ids}
+    found: dict[str, list[tuple[FlowEvent, datetime]]] = {flow_id: [] for flow_id in flow_ids}
+    for row in await executor.fetch(Q.streams_events, list(streams)):
+        event = decode(row["type"], row["data"], row["metadata"])
+        found[streams[row["stream_id"]]].append((event, row["recorded_at"]))
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Parent:
+    """A child flow's parent, as the child's page names it."""
+
+    flow_id: str
+    row: WorkflowRow | None
+    """None: not in the projections (archived, or removed)."""
+    node: str | None
+    """The name of its node that started the child."""
+
+
+async def parent_of(executor: Executor, row: WorkflowRow) -> Parent | None:
+    if row.parent_id is None:
+        return None
+    parent = await get_workflow(executor, row.parent_id)
+    node = await executor.fetchrow(Q.node_named, row.parent_node_id)
+    return Parent(row.parent_id, parent, None if node is None else node["name"])

@@ -8,6 +8,8 @@ No-change polls are not events (a waiting flow costs nothing), so a polling part
 long it was polled, not how many times.
 
 Positions are in units of a 1000-wide axis (the SVG's viewBox), so the page scales them.
+A parallel node's branches are child flows: each is a lane (``lane``), its executions drawn on
+the parent's axis, so that the branches line up side by side under the node that forked them.
 """
 
 from __future__ import annotations
@@ -96,6 +98,52 @@ def build(events: Sequence[tuple[FlowEvent, datetime]], until: datetime) -> Time
     ``until`` (the time of the last event shown, or now for a flow still moving)."""
     start = events[0][1] if events else until
     end = max(until, start + timedelta(seconds=1))
+    rows, stops = _walk(events, end)
+    scale = _Scale(start, end)
+    _measure(rows, end, scale)
+    bands = tuple(Band(a, b, *scale.span(a, b)) for a, b in stops)
+    ticks = tuple(Tick(AXIS * i / 4, (end - start) * i / 4) for i in range(5))
+    return Timeline(start, end, tuple(rows), bands, ticks)
+
+
+@dataclass(frozen=True, slots=True)
+class Lane:
+    """A parallel node's branch, a child flow: its node executions on its parent's axis."""
+
+    branch: str
+    flow_id: str
+    status: str | None
+    """The child's status at the parent's moment; None: not created by then."""
+    rows: tuple[Execution, ...]
+
+    @property
+    def started_at(self) -> datetime | None:
+        return self.rows[0].started_at if self.rows else None
+
+    @property
+    def ended_at(self) -> datetime | None:
+        """When its last execution ended, if every one has."""
+        if not self.rows or any(row.ended_at is None for row in self.rows):
+            return None
+        return self.rows[-1].ended_at
+
+
+def lane(
+    branch: str, flow_id: str, status: str | None,
+    events: Sequence[tuple[FlowEvent, datetime]], axis: Timeline,
+) -> Lane:  # fmt: skip
+    """A branch's lane: the child's ``events`` (those recorded up to the parent's moment)
+    drawn on the parent's timeline ``axis``, so that branches line up with the parent and
+    with each other."""
+    rows, _ = _walk(events, axis.end)
+    _measure(rows, axis.end, _Scale(axis.start, axis.end))
+    return Lane(branch, flow_id, status, tuple(rows))
+
+
+def _walk(
+    events: Sequence[tuple[FlowEvent, datetime]], end: datetime
+) -> tuple[list[Execution], list[tuple[datetime, datetime]]]:
+    """The executions of ``events`` and the stretches when the flow was stopped."""
     rows: list[Execution] = []
     stopped_since: datetime | None = None
     stops: list[tuple[datetime, datetime]] = []
@@ -133,13 +181,13 @@ def build(events: Sequence[tuple[FlowEvent, datetime]], until: datetime) -> Time
                 stopped_since = None
     if stopped_since is not None:
         stops.append((stopped_since, end))
-    scale = _Scale(start, end)
+    return rows, stops
+
+
+def _measure(rows: list[Execution], end: datetime, scale: _Scale) -> None:
     for index, row in enumerate(rows):
         following = rows[index + 1].started_at if index + 1 < len(rows) else None
         row.segments = _segments(row, following, end, scale)
-    bands = tuple(Band(a, b, *scale.span(a, b)) for a, b in stops)
-    ticks = tuple(Tick(AXIS * i / 4, (end - start) * i / 4) for i in range(5))
-    return Timeline(start, end, tuple(rows), bands, ticks)
 
 
 @dataclass(frozen=True, slots=True)

@@ -105,3 +105,27 @@ FROM workflow_definitions WHERE version = $1
 -- The names of the definitions tenant $1 may see (NULL: all).
 SELECT DISTINCT name FROM workflow_definitions WHERE definition_visible(tenant_id, $1)
 ORDER BY name
+
+-- name: child_status_counts
+-- The children of flow $1 by status, for the counts bar of a list filtered by parent (the
+-- sharded counters know no parent): each other filter optional ($2 tenant, $3 definition,
+-- $4 bizType). One range of the index on parent_id.
+SELECT status, count(*)::bigint AS flows
+FROM workflows
+WHERE parent_id = $1
+  AND ($2::text IS NULL OR tenant_id = $2)
+  AND ($3::text IS NULL OR name = $3)
+  AND ($4::text IS NULL OR biz_type = $4)
+GROUP BY status
+
+-- name: node_named
+-- A node execution's name and key (the parent's node that started a child).
+SELECT name, node_key FROM workflow_nodes WHERE id = $1
+
+-- name: streams_events
+-- The events of streams $1, each oldest first (the few branches of a parallel node, folded
+-- for their lanes).
+SELECT stream_id, version, type, data, metadata, recorded_at
+FROM events
+WHERE stream_id = ANY($1::text[])
+ORDER BY stream_id, version

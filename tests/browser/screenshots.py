@@ -21,8 +21,11 @@ from tests.browser.conftest import CHROMIUM, DESKTOP, PHONE, Console, run_async,
 
 SHOTS = (
     "flows.png", "flow.png", "waiting.png", "time-travel.png", "retry.png", "bulk.png",
-    "definition.png", "schedule.png", "api.png", "phone-flows.png", "phone-flow.png",
+    "fleet.png", "children.png", "definition.png", "schedule.png", "api.png",
+    "phone-flows.png", "phone-flow.png",
 )  # fmt: skip
+TALL = {"width": DESKTOP["width"], "height": 1160}
+"""A fleet's page: its graph, its children and its timeline's lanes in one picture."""
 
 
 def make_screenshots(server_url: str, out: Path) -> list[Path]:
@@ -47,11 +50,11 @@ def _settled_demo(console: Console) -> dict[str, str]:
     wanted = {
         "demo-cluster-1": "Finished", "demo-cluster-2": "Error", "demo-cluster-3": "Finished",
         "demo-cluster-4": "Stopped", "demo-cluster-5": "Canceled", "demo-cluster-6": "Processing",
-        "demo-cluster-7": "Initializing",
+        "demo-cluster-7": "Initializing", "demo-fleet-1": "Finished",
     }  # fmt: skip
     deadline = time.monotonic() + 60
     while True:
-        listed = console.api("GET", "/api/v1/workflow/?bizType=demo&pageSize=20")
+        listed = console.api("GET", "/api/v1/workflow/?bizType=demo&pageSize=50")
         found = {f["bizId"]: f for f in listed["data"]["workFlows"]}
         if all(found.get(b, {}).get("status") == s for b, s in wanted.items()):
             return {b: f["id"] for b, f in found.items()}
@@ -103,6 +106,14 @@ def _photograph(console: Console, flows: dict[str, str], out: Path) -> list[Path
         page.locator("#bulk").get_by_role("button", name="Stop").click()
         page.get_by_label("Reason (recorded in the history)").fill("maintenance window")
         shot("bulk.png")
+        fleet = flows["demo-fleet-1"]
+        page.set_viewport_size(TALL)
+        page.goto(console.url(f"/flows/{fleet}"))
+        page.evaluate("document.getElementById('graph-h').scrollIntoView()")
+        shot("fleet.png")
+        page.set_viewport_size(DESKTOP)
+        page.goto(console.url(f"/?parent={fleet}"))
+        shot("children.png")
         page.goto(console.url("/definitions/backup"))
         shot("definition.png")
         page.goto(console.url("/schedules/nightly-backup"))

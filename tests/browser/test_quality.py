@@ -27,14 +27,17 @@ def flows(console: Console) -> dict[str, str]:
     console.create(bizType="quality", start=False)  # Initializing
     running = console.create(bizType="quality", context={"slowSeconds": 600})
     waiting = console.create(flowName="restore", bizType="quality")
+    fleet = console.create(flowName="fleet-backup", bizType="quality", context={
+        **QUICK, "clusters": ["q-1", "q-2"], "failAt": {"q-2": "upload"}})  # fmt: skip
     console.wait_status(finished, "Finished")
     console.wait_status(failed, "Error")
     console.wait_waiting(waiting)
+    console.wait_status(fleet, "Finished", within=60)
     nightly = {"scheduleId": "quality-nightly", "flowName": "backup", "cron": "0 2 * * *",
                "timezone": "Europe/Berlin", "context": {"clusterId": "{{scheduleId}}"}}  # fmt: skip
     assert console.api("POST", "/api/v1/workflow-schedules", nightly)["code"] == 0
     return {"finished": finished, "failed": failed, "stopped": stopped, "running": running,
-            "waiting": waiting}  # fmt: skip
+            "waiting": waiting, "fleet": fleet}  # fmt: skip
 
 
 def pages(flows: dict[str, str]) -> list[str]:
@@ -46,6 +49,9 @@ def pages(flows: dict[str, str]) -> list[str]:
         f"/flows/{flows['running']}",
         f"/flows/{flows['waiting']}",
         "/?waiting=callback",
+        f"/flows/{flows['fleet']}",  # a map's counts, branches as lanes
+        f"/flows/{flows['fleet']}?version=4",  # children running
+        f"/?parent={flows['fleet']}",
         "/definitions",
         "/definitions/backup",
         "/schedules",
