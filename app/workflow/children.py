@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 import asyncpg
 
@@ -65,6 +66,14 @@ _HOLD_STEP_MAX = 0.01
 _ENDED, _MOVED, _IDLE = "ended", "moved", "idle"
 _RUNNING = [FlowStatus.INITIALIZING.value, FlowStatus.PROCESSING.value,
             FlowStatus.STOPPED.value, FlowStatus.CANCELING.value]  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class _Count:
+    after: FlowState
+    """The parent once the ends are counted."""
+    events: list[FlowEvent]
+    marks: list[Harvested]
 
 
 class ChildRunner:
@@ -133,34 +142,40 @@ class ChildRunner:
                     return state, planned
                 total = planned
             if fan.retrying:
-                retried = await self._retry(state, node, definition, append)
+                retried = await self._retry(state, append)
                 if retried is None:
                     return state, None  # children still being canceled: their ends wake it
                 state = retried
                 continue
-            moved = await self._harvest(state, node, definition, append)
-            if moved is not None:
-                state = moved
+            # The ends that came, and the next children, in one append: one commit a refill.
+            count = await self._count(state)
+            assert count.after.fan is not None
+            if children.verdict(count.after.fan, node) is not None:
+                state = await self._conclude(state, count, node, definition, append)
                 if state.running_node is None or state.running_node.node_id != fan.node_id:
                     return state, None  # the node ended (and what follows was started)
                 continue
             if fan.total is None:  # the first batch (none at all for an empty list)
                 batch = range(0, min(total, children.limit(node, total)))
             else:
-                batch = children.next_children(state, node)
-                if not batch:
-                    held = await self._hold(state) if fan.running else _IDLE
-                    if held == _IDLE:
-                        return state, None  # waits for its children, holding nothing
-                    if held == _MOVED:
-                        state = await self._flows.load(state.flow_id)
-                    continue
-            failure = await self._start(state, node, definition, batch)
-            if failure is not None:
-                return state, failure
-            started = ChildrenStarted(node_id=fan.node_id, first=batch.start, count=len(batch),
-                                      total=total, limit=children.limit(node, total))  # fmt: skip
-            state, _ = await append(state, [started], ())
+                batch = children.next_children(count.after, node)
+            events = list(count.events)
+            if fan.total is None or batch:
+                failure = await self._start(count.after, node, definition, batch)
+                if failure is not None:
+                    return state, failure
+                events.append(ChildrenStarted(
+                    node_id=fan.node_id, first=batch.start, count=len(batch), total=total,
+                    limit=children.limit(node, total),
+                ))  # fmt: skip
+            if events:
+                state, _ = await append(state, events, count.marks)
+                continue
+            held = await self._hold(state) if fan.running else _IDLE
+            if held == _IDLE:
+                return state, None  # waits for its children, holding nothing
+            if held == _MOVED:
+                state = await self._flows.load(state.flow_id)
         return state, None
 
     async def _hold(self, state: FlowState) -> str:
@@ -183,44 +198,44 @@ class ChildRunner:
             delay = min(delay * 2, _HOLD_STEP_MAX)
         return _IDLE
 
-    async def _harvest(
-        self,
-        state: FlowState,
-        node: NodeDefinition,
-        definition: WorkflowDefinition,
-        append: Append,
-        *,
-        decide: bool = True,
-    ) -> FlowState | None:
-        """Counts the children's new ends and (with ``decide``) records the node's outcome
-        when it is decided (by these ends, or by none: a map of an empty list); None when
-        nothing changed."""
+    async def _count(self, state: FlowState) -> _Count:
+        """The running node's children's ends not counted yet, as the events that count them
+        and the marks that say so in the same append."""
         fan = state.fan
         assert fan is not None
         rows = await self._pool.fetch(Q.children_unharvested, fan.children_of)
-        events: list[FlowEvent] = []
-        after = state
-        if rows:
-            ended = [(r["child_index"], r["status"]) for r in rows]
-            events.append(ChildrenEnded(node_id=fan.node_id, ended=ended))
-            after = evolve(state, events[0], self._clock())
+        if not rows:
+            return _Count(state, [], [])
+        ended = ChildrenEnded(node_id=fan.node_id,
+                              ended=[(r["child_index"], r["status"]) for r in rows])  # fmt: skip
         marks = [Harvested(fan.children_of, r["child_index"], r["child_version"]) for r in rows]
-        assert after.fan is not None
-        if not decide or children.verdict(after.fan, node) is None:
-            if not events:
-                return None
-        else:
-            if after.fan.running:
-                stray = await self._tell(after, CancelFlow("the node's outcome is decided"),
-                                         _RUNNING)  # fmt: skip
-                events.append(ChildrenCommanded(node_id=fan.node_id, command="cancel",
-                                                indexes=stray))  # fmt: skip
-                after = evolve(after, events[-1], self._clock())
-            ends = [Ended(r["child_index"], r["status"], r["context"])
-                    for r in await self._pool.fetch(Q.children_ends, fan.children_of)]  # fmt: skip
-            outcome = children.outcome(after, node, ends)
-            events += decide_and_advance(after, outcome, definition, self._clock())
-        moved, _ = await append(state, events, marks)
+        return _Count(evolve(state, ended, self._clock()), [ended], marks)
+
+    async def _conclude(
+        self,
+        state: FlowState,
+        count: _Count,
+        node: NodeDefinition,
+        definition: WorkflowDefinition,
+        append: Append,
+    ) -> FlowState:
+        """Records the node's outcome, decided by the ends just counted (or by none: a map of
+        an empty list), in the append that counts them; the children it no longer needs are
+        canceled first."""
+        after, events = count.after, list(count.events)
+        fan = after.fan
+        assert fan is not None
+        if fan.running:
+            stray = await self._tell(after, CancelFlow("the node's outcome is decided"),
+                                     _RUNNING)  # fmt: skip
+            events.append(ChildrenCommanded(node_id=fan.node_id, command="cancel",
+                                            indexes=stray))  # fmt: skip
+            after = evolve(after, events[-1], self._clock())
+        ends = [Ended(r["child_index"], r["status"], r["context"])
+                for r in await self._pool.fetch(Q.children_ends, fan.children_of)]  # fmt: skip
+        outcome = children.outcome(after, node, ends)
+        events += decide_and_advance(after, outcome, definition, self._clock())
+        moved, _ = await append(state, events, count.marks)
         return moved
 
     async def _start(
@@ -259,18 +274,13 @@ class ChildRunner:
         with contextlib.suppress(WrongExpectedVersion):
             await self._flows.append(None, events, self._caller, background=True)
 
-    async def _retry(
-        self,
-        state: FlowState,
-        node: NodeDefinition,
-        definition: WorkflowDefinition,
-        append: Append,
-    ) -> FlowState | None:
+    async def _retry(self, state: FlowState, append: Append) -> FlowState | None:
         """A retry took the failed node's children over: every child that did not finish
         runs again, once it has ended (those the failed node canceled may still be ending:
         None until they have)."""
-        counted = await self._harvest(state, node, definition, append, decide=False)
-        if counted is not None:
+        count = await self._count(state)
+        if count.events:
+            counted, _ = await append(state, count.events, count.marks)
             return counted
         fan = state.fan
         assert fan is not None

@@ -199,8 +199,14 @@ class FlowRepository:
 
 def _batch(appends: Sequence[_FlowAppend]) -> tuple[list[StreamAppend], list[Statement]]:
     """A batch's stream appends and the statements that keep the tables in step with them."""
+    # A parent whose child ends in the same batch is due now: the child's end cannot wake it
+    # from another statement of the batch (one statement changes a row once).
+    woken = {a.child_end[0] for a in appends if a.child_end is not None}
+    now = utc_now()
+    dues = [(a.state, _sooner(a.due, now) if a.state.flow_id in woken else a.due)
+            for a in appends]  # fmt: skip
     statements = [
-        *work_statements([(a.state, a.due) for a in appends]),
+        *work_statements(dues),
         *flow_statements([a.change for a in appends]),
         claims([a.key for a in appends if a.key is not None]),
         *children_statements(appends),
@@ -226,6 +232,10 @@ def work_statements(
             due.append((state.flow_id, state.name, state.definition_version,
                         state.status.value, when, state.version))  # fmt: skip
     return (Q.work_upsert, as_columns(due, 6)), (Q.work_delete, (done,))
+
+
+def _sooner(due: datetime | None, now: datetime) -> datetime | None:
+    return None if due is None else min(due, now)
 
 
 def _child_end(before: FlowState | None, after: FlowState) -> tuple[Any, ...] | None:

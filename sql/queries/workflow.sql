@@ -186,11 +186,14 @@ SET status = EXCLUDED.status, context = EXCLUDED.context,
 -- condition on the row's due time: a parent's append committing meanwhile (its drive started
 -- more children) writes a later due time, which this update must replace; a condition true of
 -- the row this statement's snapshot saw, and false of the one it then waits for, would skip
--- the row and lose the wake-up.
+-- the row and lose the wake-up. A parent appended to in the same batch is left out: its own
+-- row's upsert is made due now (app/workflow/store.py), and one statement may not change a
+-- row twice.
 UPDATE flow_work SET due_at = now()
 WHERE flow_id IN (
     SELECT r.parent_id FROM unnest($1::text[], $2::text[]) AS r(parent_id, flow_id)
     WHERE 'flow-' || r.flow_id IN (SELECT stream_id FROM appended)
+      AND 'flow-' || r.parent_id NOT IN (SELECT stream_id FROM appended)
 )
 
 -- name: children_unend
