@@ -61,8 +61,9 @@ moved meanwhile."""
 _COMMAND_ATTEMPTS = 5
 _HOLD_SECONDS = 0.5
 """How long a flow is kept waiting for its children's next end before it is let go."""
-_HOLD_FIRST = 0.01
-_HOLD_STEP_MAX = 0.01
+_HOLD_POLL = 0.02
+"""How often a held parent looks for ends of children in other processes (its own process's
+children wake it at once)."""
 _ENDED, _MOVED, _IDLE = "ended", "moved", "idle"
 _RUNNING = [FlowStatus.INITIALIZING.value, FlowStatus.PROCESSING.value,
             FlowStatus.STOPPED.value, FlowStatus.CANCELING.value]  # fmt: skip
@@ -186,17 +187,22 @@ class ChildRunner:
         the flow is let go, and a child's end makes it due again."""
         fan = state.fan
         assert fan is not None
-        delay, waited = _HOLD_FIRST, 0.0
-        while waited < _HOLD_SECONDS and self._room():
-            await asyncio.sleep(delay)
-            waited += delay
-            row = await self._pool.fetchrow(Q.children_news, fan.children_of, state.flow_id)
-            if row is not None and row["ended"]:
-                return _ENDED
-            if row is None or row["version"] != state.version:
-                return _MOVED
-            delay = min(delay * 2, _HOLD_STEP_MAX)
-        return _IDLE
+        woken = self._flows.watch(state.flow_id)
+        loop = asyncio.get_running_loop()
+        until = loop.time() + _HOLD_SECONDS
+        try:
+            while loop.time() < until and self._room():
+                woken.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken.wait(), _HOLD_POLL)
+                row = await self._pool.fetchrow(Q.children_news, fan.children_of, state.flow_id)
+                if row is not None and row["ended"]:
+                    return _ENDED
+                if row is None or row["version"] != state.version:
+                    return _MOVED
+            return _IDLE
+        finally:
+            self._flows.unwatch(state.flow_id)
 
     async def _count(self, state: FlowState) -> _Count:
         """The running node's children's ends not counted yet, as the events that count them

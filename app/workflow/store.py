@@ -8,6 +8,7 @@ reactor's queue and the tables can never disagree with the log.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -80,6 +81,15 @@ class FlowRepository:
         request never waits behind the reactor's batch of many transitions."""
         self.background: GroupCommit[_FlowAppend] = GroupCommit(_batch, self._send)
         """The reactor's appends (outcomes and next starts)."""
+        self._watched: dict[str, asyncio.Event] = {}
+
+    def watch(self, parent_id: str) -> asyncio.Event:
+        """Set when a child of ``parent_id`` ends by an append of this process (a drive holding
+        the parent waits on it; children ending in other processes are found by polling)."""
+        return self._watched.setdefault(parent_id, asyncio.Event())
+
+    def unwatch(self, parent_id: str) -> None:
+        self._watched.pop(parent_id, None)
 
     async def load(self, flow_id: str) -> FlowState:
         return (await self.load_with_events(flow_id))[0]
@@ -147,6 +157,8 @@ class FlowRepository:
             raise
         if isinstance(result, Exception):
             raise result
+        if pending.child_end is not None and (woken := self._watched.get(pending.child_end[0])):
+            woken.set()
         return result
 
     def _prepare(
