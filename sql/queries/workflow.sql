@@ -60,16 +60,23 @@ ORDER BY c.flow_id, e.version
 -- name: work_heartbeat
 -- Extends worker $1's leases on flows $2; returns the status of each flow it still holds. A
 -- flow missing from the answer was lost (lease expired and taken, or its work is gone).
--- Rows are locked in flow id order, as the appends' work_upsert writes them.
-UPDATE flow_work
-SET lease_expires_at = now() + make_interval(secs => $3)
-WHERE flow_id IN (
-    SELECT flow_id FROM flow_work
-    WHERE lease_owner = $1 AND flow_id = ANY($2::text[])
-    ORDER BY flow_id
-    FOR UPDATE
+-- A row an append is writing right now is skipped (SKIP LOCKED), not waited for: its lease is
+-- extended by the next beat, long before it lapses. Waiting on rows locked in another order
+-- (a child's end wakes its parent's row after writing its own) made heartbeats and appends
+-- deadlock. The answer is read from the statement's snapshot, skipped rows included.
+WITH extended AS (
+    UPDATE flow_work
+    SET lease_expires_at = now() + make_interval(secs => $3)
+    WHERE flow_id IN (
+        SELECT flow_id FROM flow_work
+        WHERE lease_owner = $1 AND flow_id = ANY($2::text[])
+        ORDER BY flow_id
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING flow_id
 )
-RETURNING flow_id, status
+SELECT flow_id, status FROM flow_work
+WHERE lease_owner = $1 AND flow_id = ANY($2::text[])
 
 -- name: work_release
 -- Worker $1 is done with flow $2 for now: the row (if any) stays due at its due time.
