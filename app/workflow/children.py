@@ -278,7 +278,8 @@ class ChildRunner:
     async def _create(self, events: list[FlowEvent]) -> None:
         # Refused when made before, by a drive that did not live to record it: it is this child.
         with contextlib.suppress(WrongExpectedVersion):
-            await self._flows.append(None, events, self._caller, background=True)
+            await self._flows.append(None, events, self._caller)  # the requests' lane, as the
+            # parent's own appends (app/workflow/drive.py): not behind the children's outcomes
 
     async def _retry(self, state: FlowState, append: Append) -> FlowState | None:
         """A retry took the failed node's children over: every child that did not finish

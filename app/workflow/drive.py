@@ -228,7 +228,11 @@ class Driver:
                 async def append(
                     at: FlowState, events: list[FlowEvent], harvest: Sequence[Harvested]
                 ) -> tuple[FlowState, bool]:
-                    return await self._append(at, events, started_here, harvest)
+                    # A parent's appends go in the requests' lane, not behind the batches of
+                    # its own children's outcomes: its window of children is refilled only as
+                    # fast as they commit.
+                    return await self._append(at, events, started_here, harvest,
+                                              background=False)  # fmt: skip
 
                 state, command = await self._children.step(state, node, definition, append)
                 if command is None:
@@ -272,6 +276,8 @@ class Driver:
         events: list[FlowEvent],
         started_here: set[str],
         harvest: Sequence[Harvested] = (),
+        *,
+        background: bool = True,
     ) -> tuple[FlowState, bool]:
         """Appends; the nodes these events start are ours to run. When the flow moved
         meanwhile: (the fresh state, False), and nothing is ours."""
@@ -279,7 +285,7 @@ class Driver:
         started_here |= starting  # before the append: its reply may be lost after the commit
         try:
             appended = await self._flows.append(
-                state, events, self._caller, background=True, harvest=harvest
+                state, events, self._caller, background=background, harvest=harvest
             )
         except WrongExpectedVersion:
             started_here -= starting
