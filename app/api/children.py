@@ -4,6 +4,7 @@ the children themselves (a parallel node's with their node executions: its lanes
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal, cast
 
 from flowlog.eventstore.pool import Executor
@@ -11,19 +12,20 @@ from flowlog.projections.reads import children_counts, children_listed, get_node
 from flowlog.projections.rows import NodeRow
 from flowlog.wire.flows import ChildFlow, ChildrenInfo, node_of
 from flowlog.workflow.service import WorkflowService
+from flowlog.workflow.state import TERMINAL, FlowStatus
 
 _KINDS = ("map", "parallel", "subflow")
-_RUNNING = ("Initializing", "Processing", "Stopped", "Canceling")
+_RUNNING = frozenset(status.value for status in FlowStatus if status not in TERMINAL)
 _LISTED = ("parallel", "subflow")
 Kind = Literal["map", "parallel", "subflow"]
 
 
 async def children_info(
-    pool: Executor, service: WorkflowService, flow_id: str
+    pool: Executor, service: WorkflowService, flow_id: str, executions: Sequence[NodeRow]
 ) -> list[ChildrenInfo] | None:
     """None for a flow that has no node that runs children (its detail keeps the seed's
-    shape)."""
-    nodes = [n for n in await get_nodes(pool, flow_id) if n.kind in _KINDS]
+    shape); ``executions``: every node execution of the flow."""
+    nodes = [n for n in executions if n.kind in _KINDS]
     if not nodes:
         return None
     counts = await children_counts(pool, flow_id)

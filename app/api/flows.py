@@ -99,7 +99,7 @@ async def detail_flow(request: web.Request, workFlowId: str) -> WorkFlowDetail:
         nodes=[node_of(n) for n in detail.nodes],
         nodeNames=detail.node_names,
         waiting=waiting,
-        children=await children_info(pool, service_of(request), workFlowId),
+        children=await children_info(pool, service_of(request), workFlowId, detail.executions),
     )
 
 

@@ -119,7 +119,7 @@ class DatabaseBackend:
     async def show(self, flow_id: str) -> WorkFlowDetail:
         service = self.engine.service
         detail = await _refusals(service.detail_workflow(flow_id))
-        children = await children_info(self.engine.pool, service, flow_id)
+        children = await children_info(self.engine.pool, service, flow_id, detail.executions)
         return WorkFlowDetail(info=info_of(detail.info), nodes=[node_of(n) for n in detail.nodes],
                               nodeNames=detail.node_names, children=children)  # fmt: skip
 

@@ -47,7 +47,7 @@ from flowlog.workflow.errors import Code, WorkflowError
 from flowlog.workflow.events import ChildrenCommanded, ChildrenEnded, ChildrenStarted, FlowEvent
 from flowlog.workflow.events import FlowStarted as Started
 from flowlog.workflow.queries import Q
-from flowlog.workflow.state import FlowState, FlowStatus, evolve
+from flowlog.workflow.state import TERMINAL, FlowState, FlowStatus, evolve
 from flowlog.workflow.store import FlowRepository, Harvested
 
 log = logging.getLogger("flowlog.workflow.reactor")
@@ -65,8 +65,7 @@ _HOLD_POLL = 0.02
 """How often a held parent looks for ends of children in other processes (its own process's
 children wake it at once)."""
 _ENDED, _MOVED, _IDLE = "ended", "moved", "idle"
-_RUNNING = [FlowStatus.INITIALIZING.value, FlowStatus.PROCESSING.value,
-            FlowStatus.STOPPED.value, FlowStatus.CANCELING.value]  # fmt: skip
+_RUNNING = [status.value for status in FlowStatus if status not in TERMINAL]
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,10 +269,8 @@ class ChildRunner:
         else:
             definition = self._registry.get(child.definition, state.tenant_id or None)
         command = CreateFlow(child.flow_id, child.biz_id, state.biz_type, state.tenant_id,
-                             child.context)  # fmt: skip
-        created = decide(None, command, definition, self._clock())[0]
-        created = created.model_copy(update={"parent": child.parent, "entry": child.entry})
-        return [created, Started()]
+                             child.context, child.parent, child.entry)  # fmt: skip
+        return [*decide(None, command, definition, self._clock()), Started()]
 
     async def _create(self, events: list[FlowEvent]) -> None:
         # Refused when made before, by a drive that did not live to record it: it is this child.

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from flowlog.workflow.events import ParentLink
+
 # -- operators' commands ---------------------------------------------------------------------
 
 
@@ -20,6 +22,10 @@ class CreateFlow:
     biz_type: str
     tenant_id: str = ""
     context: Mapping[str, Any] = field(default_factory=dict)
+    parent: ParentLink | None = None
+    """A child flow's parent (made by a parent's map, parallel or subflow node)."""
+    entry: str | None = None
+    """The first node's key, when not ``start`` (a parallel node's branch)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,8 @@ def create(
             definition_version=definition.version,
             tenant_id=command.tenant_id,
             context=dict(command.context),
+            parent=command.parent,
+            entry=command.entry,
         )
     ]
 

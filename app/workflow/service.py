@@ -94,6 +94,8 @@ class WorkflowDetail:
     info: WorkflowRow
     nodes: list[NodeRow]
     node_names: list[str]
+    executions: list[NodeRow]
+    """Every node execution (``nodes`` is the seed's list, cut at a failure)."""
 
 
 def seed_node_list(nodes: Sequence[NodeRow]) -> list[NodeRow]:
@@ -373,7 +375,7 @@ class WorkflowService:
         if names is None:
             known = self.registry.by_version(info.definition_version)
             names = list(known.node_names) if known is not None else []
-        return WorkflowDetail(info, seed_node_list(nodes), names)
+        return WorkflowDetail(info, seed_node_list(nodes), names, nodes)
 
     def _changed(self) -> None:
         if self._on_change is not None:

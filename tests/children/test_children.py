@@ -4,12 +4,15 @@ and retry reach them."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import asyncpg
 
 from flowlog.workflow.errors import Code
 from flowlog.workflow.service import WorkflowService
 from flowlog.workflow.state import FlowState, FlowStatus
 from flowlog.workflow.streams import flow_stream
+from tests.api.helpers import wait_for
 from tests.children.defs import ALL, NESTED
 from tests.engines import StartEngine
 from tests.workflow.helpers import wait_for_status
@@ -18,6 +21,10 @@ ENDED = {FlowStatus.FINISHED, FlowStatus.ERROR, FlowStatus.CANCELED}
 CLUSTERS = ["c1", "c2", "c3", "c4", "c5"]
 CHILDREN = """SELECT id, child_index, branch, status, parent_node_id FROM workflows
               WHERE parent_id = $1 ORDER BY parent_node_id, child_index"""
+
+
+async def has(count: Callable[[], Awaitable[int]], expected: int) -> bool:
+    return await count() == expected
 
 
 async def types_of(service: WorkflowService, flow_id: str) -> list[str]:
@@ -103,7 +110,7 @@ async def test_cancel_of_the_parent_cancels_every_child(
     async def waiting() -> int:
         return len(await pool.fetch(CHILDREN, flow.flow_id))
 
-    await wait_until_async(waiting, 3)
+    await wait_for(lambda: has(waiting, 3), within=20)
     await service.cancel(flow.flow_id, "not needed")
     canceled = await finished(service, flow.flow_id)
     assert canceled.status is FlowStatus.CANCELED
@@ -123,21 +130,21 @@ async def test_stop_of_the_parent_stops_its_children_and_start_resumes_them(
     async def count() -> int:
         return len(await pool.fetch(CHILDREN, flow.flow_id))
 
-    await wait_until_async(count, 2)
+    await wait_for(lambda: has(count, 2), within=20)
     await service.stop(flow.flow_id, "maintenance")
 
     async def stopped() -> int:
         rows = await pool.fetch(CHILDREN, flow.flow_id)
         return sum(r["status"] == "Stopped" for r in rows)
 
-    await wait_until_async(stopped, 2)
+    await wait_for(lambda: has(stopped, 2), within=20)
     await service.start(flow.flow_id)
 
     async def running() -> int:
         rows = await pool.fetch(CHILDREN, flow.flow_id)
         return sum(r["status"] == "Processing" for r in rows)
 
-    await wait_until_async(running, 2)
+    await wait_for(lambda: has(running, 2), within=20)
     parent = await service.get(flow.flow_id)
     assert parent.status is FlowStatus.PROCESSING
 
@@ -164,17 +171,6 @@ async def test_a_map_over_no_list_fails_and_over_an_empty_list_succeeds(
     empty = await service.create("e", "t", "holders", context={"items": []}, start=True)
     done = await finished(service, empty.flow_id)
     assert done.status is FlowStatus.FINISHED
-
-
-async def wait_until_async(probe: object, expected: int, within: float = 20.0) -> None:
-    import asyncio
-
-    assert callable(probe)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while (value := await probe()) != expected:
-        assert loop.time() < deadline, f"reached {value}, not {expected}"
-        await asyncio.sleep(0.02)
 
 
 async def test_two_reactors_count_every_end_once_and_start_every_child_once(
@@ -214,7 +210,7 @@ async def test_cancel_of_the_root_cancels_a_tree_three_flows_deep(
     async def all_started() -> int:
         return len(await pool.fetch(grandchildren, flow.flow_id))
 
-    await wait_until_async(all_started, 3)
+    await wait_for(lambda: has(all_started, 3), within=20)
     await service.cancel(flow.flow_id, "not needed")
     assert (await finished(service, flow.flow_id)).status is FlowStatus.CANCELED
     for row in [*await pool.fetch(CHILDREN, flow.flow_id),
