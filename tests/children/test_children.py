@@ -216,3 +216,15 @@ async def test_cancel_of_the_root_cancels_a_tree_three_flows_deep(
     for row in [*await pool.fetch(CHILDREN, flow.flow_id),
                 *await pool.fetch(grandchildren, flow.flow_id)]:  # fmt: skip
         assert (await finished(service, row["id"])).status is FlowStatus.CANCELED
+
+
+async def test_a_map_over_more_than_ten_thousand_elements_starts_none(
+    start_engine: StartEngine, pool: asyncpg.Pool
+) -> None:
+    service = (await start_engine(*ALL)).service
+    flow = await service.create("big", "t", "holders",
+                                context={"items": list(range(10_001))}, start=True)  # fmt: skip
+    failed = await finished(service, flow.flow_id)
+    assert failed.error_code == Code.CHILDREN_NOT_STARTED
+    assert "has 10001 elements (at most 10000)" in (failed.error_message or "")
+    assert await pool.fetch(CHILDREN, flow.flow_id) == []
