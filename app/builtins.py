@@ -58,7 +58,7 @@ from flowlog.workflow.executor import (
     PollResult,
     Running,
 )
-from flowlog.workflow.fanout import DEFAULT_MAX_CONCURRENCY, Children
+from flowlog.workflow.fanout import DEFAULT_MAX_CONCURRENCY, Children, no_executor
 
 _HTTP_TIMEOUT = 30.0
 _BODY_EXCERPT = 300
@@ -208,6 +208,8 @@ def _polling_problem(key: str, spec: NodeSpec) -> str | None:
         if executor is not None:
             return f"node {key!r}: a {spec.kind} node runs no executor (its children are its work)"
         return None
+    if spec.queue is not None:
+        return _queue_problem(key, spec)
     if executor is None:
         return f"node {key!r}: a {spec.kind} node needs an executor"
     given = [name for name in _CHILD_SETTINGS if getattr(spec, name) is not None]
@@ -235,6 +237,17 @@ def _polling_problem(key: str, spec: NodeSpec) -> str | None:
     return None
 
 
+def _queue_problem(key: str, spec: NodeSpec) -> str | None:
+    if spec.kind not in ("sync", "polling"):
+        return f"node {key!r}: a {spec.kind} node cannot be offered on a queue"
+    if spec.executor is not None:
+        return f"node {key!r}: a node offered on a queue takes no executor (a worker runs it)"
+    given = [name for name in _CHILD_SETTINGS if getattr(spec, name) is not None]
+    if given or spec.deadline is not None:
+        return f"node {key!r}: {', '.join(given) or 'deadline'} do not belong on a queue's node"
+    return None
+
+
 def _node(spec: NodeSpec, pollable: bool) -> NodeDefinition:
     """The node a spec describes; one that cannot poll (``pollable`` false, a problem already
     reported) is built as a sync node, so that the rest of the definition is still checked."""
@@ -243,13 +256,19 @@ def _node(spec: NodeSpec, pollable: bool) -> NodeDefinition:
                               kind=NodeKind(spec.kind), children=_children(spec))  # fmt: skip
     executor = spec.executor or NoopExecutor(type="noop")
     polls = spec.kind == "polling" and pollable and isinstance(executor, HttpExecutor)
+    remote = spec.queue is not None and pollable
+    if remote:
+        polls = spec.kind == "polling"
     return NodeDefinition(
         name=spec.name,
-        executor=_executor(executor),
+        executor=no_executor if remote else _executor(executor),
+        queue=spec.queue if remote else None,
         success=spec.success,
         fail=spec.fail,
         kind=NodeKind.POLLING if polls else _kind(spec, pollable),
-        poll=HttpPoll(executor) if polls and isinstance(executor, HttpExecutor) else None,
+        poll=HttpPoll(executor)
+        if polls and not remote and isinstance(executor, HttpExecutor)
+        else None,
         poll_interval=spec.pollInterval,
         poll_deadline=spec.pollDeadline,
         timeout=spec.timeout,

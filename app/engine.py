@@ -34,6 +34,7 @@ from flowlog.replicas.router import ReadObserver, ReadRouter, ReadSettings
 from flowlog.roles import DatabaseUrls
 from flowlog.schedules.scheduler import Scheduler, SchedulerSettings
 from flowlog.schedules.service import ScheduleService
+from flowlog.tasks.service import TaskQueues
 from flowlog.workflow import idempotency
 from flowlog.workflow.callbacks import CallbackTokens
 from flowlog.workflow.definition import Registry, WorkflowDefinition
@@ -96,6 +97,7 @@ class Engine:
         self._notifier: Notifier | None = None
         self._listener: Listener | None = None
         self._service: WorkflowService | None = None
+        self._tasks: TaskQueues | None = None
         self._reactor: Reactor | None = None
         self._schedules: ScheduleService | None = None
         self._scheduler_settings = scheduler
@@ -118,6 +120,12 @@ class Engine:
     def service(self) -> WorkflowService:
         assert self._service is not None, "the engine is not started"
         return self._service
+
+    @property
+    def tasks(self) -> TaskQueues:
+        """The task API: offered tasks, leased by workers anywhere (docs/workers.md)."""
+        assert self._tasks is not None, "the engine is not started"
+        return self._tasks
 
     @property
     def reactor(self) -> Reactor | None:
@@ -174,6 +182,7 @@ class Engine:
                 store, self.registry, on_change=self._changed, flows=flows, tokens=tokens,
                 gone=partial(not_here, store.pool, tenant=None),
             )  # fmt: skip
+            self._tasks = TaskQueues(store.pool, self._service, self._listener)
             await self._service.record_definitions()
             await self.load_declarative_definitions()
             self._catalog = asyncio.create_task(self._refresh_catalog(), name="definition-catalog")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from flowlog.api import keys
 from flowlog.api.bulk import run_bulk
 from flowlog.api.children import children_info
 from flowlog.api.common import (
@@ -38,6 +39,7 @@ from flowlog.wire.flows import (
     info_of,
     node_of,
 )
+from flowlog.wire.tasks import TaskHolder
 from flowlog.workflow.projection import workflow_row
 from flowlog.workflow.service import Completion, WorkflowService
 from flowlog.workflow.state import FlowState
@@ -91,8 +93,9 @@ async def detail_flow(request: web.Request, workFlowId: str) -> WorkFlowDetail:
     await named_flow(request, workFlowId, pool)
     detail = await service_of(request).detail_workflow(workFlowId, pool)
     last = detail.nodes[-1] if detail.nodes else None
+    running = last is not None and last.status == "Processing"
     waiting = None
-    if last is not None and last.status == "Processing" and last.kind in ("timer", "callback"):
+    if running and last is not None and last.kind in ("timer", "callback"):
         waiting = await _waiting(service_of(request), workFlowId)
     return WorkFlowDetail(
         info=info_of(detail.info),
@@ -100,7 +103,23 @@ async def detail_flow(request: web.Request, workFlowId: str) -> WorkFlowDetail:
         nodeNames=detail.node_names,
         waiting=waiting,
         children=await children_info(pool, service_of(request), workFlowId, detail.executions),
+        task=await _task(request, workFlowId)
+        if last is not None and last.status == "Processing"
+        else None,
     )
+
+
+async def _task(request: web.Request, flow_id: str) -> TaskHolder | None:
+    """The task the flow's running node offers, if it is offered on a queue."""
+    row = await request.app[keys.ENGINE].tasks.task_of(flow_id)
+    if row is None:
+        return None
+    return TaskHolder(
+        queue=row["queue"], nodeId=row["task_node_id"], operationId=row["task_operation"],
+        offeredAt=row["offered_at"], workerId=row["task_worker"],
+        claimedAt=row["task_claimed_at"], leaseExpiresAt=row["task_expires_at"],
+        details=row["task_details"],
+    )  # fmt: skip
 
 
 async def _waiting(service: WorkflowService, flow_id: str) -> WaitingInfo | None:

@@ -4,7 +4,7 @@ history.py, definitions.py, ops.py, schedules.py), in the order they are install
 
 from __future__ import annotations
 
-from flowlog.api import definitions, flows, history, ops, schedules
+from flowlog.api import definitions, flows, history, ops, schedules, tasks
 from flowlog.api.operations import Api
 
 api = Api(
@@ -14,5 +14,6 @@ api = Api(
         *definitions.api.operations,
         *ops.api.operations,
         *schedules.api.operations,
+        *tasks.api.operations,
     ]
 )

@@ -50,6 +50,7 @@ from flowlog.schedules.rebuild import rebuild_schedules
 from flowlog.times import audit_time
 from flowlog.workflow.node_decisions import due_at
 from flowlog.workflow.projection import PROJECTOR
+from flowlog.workflow.state import offered_task
 from flowlog.workflow.streams import FLOW_STREAM, fold_recorded
 
 FETCH = 2000
@@ -246,9 +247,10 @@ async def _rebuild_work(pool: Any) -> None:
         state = fold_recorded(await reader.read_stream(FLOW_STREAM + row["id"]))
         due = None if state is None else due_at(state, now)
         if state is not None and due is not None:
+            task = offered_task(state) or (None, None, None)
             await pool.execute(
                 Q.import_work, state.flow_id, state.name, state.definition_version,
-                state.status.value, due, state.version,
+                state.status.value, due, state.version, state.tenant_id, *task,
             )  # fmt: skip
 
 

@@ -93,6 +93,9 @@ class NodeSpec(Request):
     """Times in a row the node runs again after its worker was lost (default 3); one more
     fails it (40110). Left out of the stored spec when unset, so the versions of definitions
     registered before it existed stay the same."""
+    queue: str | None = Field(None, pattern=r"^[A-Za-z0-9_.:-]{1,100}$", exclude_if=_unset)
+    """sync, polling: the task queue it is offered on; workers run it (docs/workers.md), so it
+    takes no executor."""
     deadline: float | None = Field(None, gt=0, le=366 * 86_400, exclude_if=lambda v: v is None)
     """A callback node's: seconds it waits for its callback, then fails (40128)."""
     # Map, parallel and subflow nodes' settings (docs/workflows.md, "Children"); left out of

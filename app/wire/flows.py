@@ -21,6 +21,7 @@ from flowlog.wire.base import (
     Request,
     Response,
 )
+from flowlog.wire.tasks import TaskHolder
 
 GO_ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
 """What the seed (Go) sends for a time that is not set: 0001-01-01T00:00:00Z."""
@@ -134,6 +135,9 @@ class WorkFlowDetail(Response):
     waiting: WaitingInfo | None = None
     children: list[ChildrenInfo] | None = Field(None, exclude_if=_unset)
     """A flow with map, parallel or subflow nodes: their children (absent for others)."""
+    task: TaskHolder | None = Field(None, exclude_if=_unset)
+    """A flow whose running node is offered on a task queue: the queue, and which worker
+    holds the task since when (absent for others)."""
 
 
 class WorkFlowIdRequest(Request):

@@ -23,11 +23,11 @@ _PREFIX = "fl1"
 _MAX_TOKEN = 512
 
 
-def _b64(data: bytes) -> str:
+def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def _unb64(text: str) -> bytes:
+def unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
@@ -44,7 +44,7 @@ def node_of(token: str) -> str | None:
     if len(parts) != 3 or parts[0] != _PREFIX:
         return None
     try:
-        node_id = _unb64(parts[1]).decode()
+        node_id = unb64(parts[1]).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return None
     return node_id if "." in node_id and "\x00" not in node_id else None
@@ -70,12 +70,14 @@ class CallbackTokens:
             self._secret = str(secret).encode()
         return self._secret
 
-    def _mac(self, key: bytes, node_id: str, tenant_id: str) -> bytes:
-        return hmac.new(key, f"{node_id}\x00{tenant_id}".encode(), hashlib.sha256).digest()
+    async def mac(self, message: str) -> bytes:
+        """HMAC-SHA256 of ``message`` under the secret (task tokens sign with it too, with
+        messages of their own shape: app/tasks/tokens.py)."""
+        return hmac.new(await self._key(), message.encode(), hashlib.sha256).digest()
 
     async def token(self, node_id: str, tenant_id: str) -> str:
-        mac = self._mac(await self._key(), node_id, tenant_id)
-        return f"{_PREFIX}.{_b64(node_id.encode())}.{_b64(mac)}"
+        mac = await self.mac(f"{node_id}\x00{tenant_id}")
+        return f"{_PREFIX}.{b64(node_id.encode())}.{b64(mac)}"
 
     async def valid(self, token: str, node_id: str, tenant_id: str) -> bool:
         """Whether ``token`` is the token of ``node_id`` in a flow of ``tenant_id``."""

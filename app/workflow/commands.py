@@ -136,6 +136,25 @@ class CompleteCallback:
 
 
 @dataclass(frozen=True, slots=True)
+class CompleteTask:
+    """A worker's answer to a task (docs/workers.md): the node's outcome, decided as the
+    reactor decides an executor's. ``operation_id`` is the operation the task was a poll of
+    (None: the node's run); ``status`` "running" submits ``new_operation`` (a polling node's
+    run) or says the polled operation still runs."""
+
+    node_id: str
+    operation_id: str | None
+    status: str
+    result: str = ""
+    message: str = ""
+    code: int | None = None
+    new_operation: str | None = None
+    parameters: str | None = None
+    changes: Mapping[str, Any] = field(default_factory=dict)
+    removed: Sequence[str] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ArchiveFlow:
     """Seal an ended flow for archive ``archive_id`` (retention, app/archive/)."""
 
@@ -165,5 +184,6 @@ Command = (
     | RecordWaiting
     | Wake
     | CompleteCallback
+    | CompleteTask
     | ArchiveFlow
 )

@@ -16,12 +16,14 @@ from datetime import datetime
 
 from flowlog.workflow import node_decisions as nodes
 from flowlog.workflow import operator_decisions as operators
+from flowlog.workflow import task_decisions as tasks
 from flowlog.workflow.commands import (
     Advance,
     ArchiveFlow,
     CancelFlow,
     Command,
     CompleteCallback,
+    CompleteTask,
     CreateFlow,
     Interrupt,
     RecordCanceled,
@@ -89,6 +91,8 @@ def decide(
             return nodes.wake(state, command, _needed(definition), now)
         case CompleteCallback():
             return operators.complete(state, command, _needed(definition), now)
+        case CompleteTask():
+            return tasks.complete_task(state, command, _needed(definition), now)
         case ArchiveFlow():
             if not state.terminal:
                 raise WorkflowError(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import inspect
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -28,6 +29,10 @@ PAUSE = "pause"
 PAUSE_SPELLINGS = frozenset({PAUSE, "PAUSE"})
 """``PAUSE`` is the seed's spelling; both mean the same, and neither can be a node key."""
 DEFAULT_MAX_INTERRUPTIONS = 3
+
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+"""A task queue's name (docs/workers.md): queues need no declaration."""
+QUEUE_KINDS = frozenset({"sync", "polling"})
 
 DEFAULT_POLL_INTERVAL = 3.0
 DEFAULT_POLL_DEADLINE = 24 * 3600.0
@@ -112,6 +117,10 @@ class NodeDefinition:
     deadline: float | None = None
     children: Children | None = None
     """A map, parallel or subflow node's settings (app/workflow/fanout.py)."""
+    queue: str | None = None
+    """The task queue the node is offered on: workers poll for it over the task API and run
+    it wherever they are (docs/workers.md); no reactor runs its executor, which is optional
+    (a Python worker runs it when the worker's module has it)."""
 
     def __post_init__(self) -> None:
         if self.fail in PAUSE_SPELLINGS:
@@ -135,7 +144,11 @@ class NodeDefinition:
             "success": self.success,
             "fail": self.fail,
             "kind": self.kind.value,
-            "executor": _described_callable(self.executor),
+            "executor": (
+                None
+                if self.queue is not None and self.executor is no_executor
+                else _described_callable(self.executor)
+            ),
             "timeout": self.timeout,
             "retry": {
                 "maxAttempts": self.retry.max_attempts,
@@ -154,6 +167,8 @@ class NodeDefinition:
             described["maxInterruptions"] = self.max_interruptions
         if self.deadline is not None:
             described["deadline"] = self.deadline
+        if self.queue is not None:
+            described["queue"] = self.queue
         return described
 
 
@@ -287,8 +302,9 @@ def _problems(name: str, nodes: Mapping[str, NodeDefinition]) -> list[str]:
 def _node_problems(node: NodeDefinition) -> list[str]:
     if node.kind in CHILD_KINDS:
         return _parent_problems(node)
-    found: list[str] = []
-    if node.executor is no_executor:
+    found: list[str] = _queue_problems(node)
+    remote = node.queue is not None
+    if node.executor is no_executor and not remote:
         found.append(f"a {node.kind.value} node needs an executor")
     if node.children is not None:
         found.append(f"a {node.kind.value} node runs no children (make it a map, parallel "
@@ -297,7 +313,8 @@ def _node_problems(node: NodeDefinition) -> list[str]:
         found.append("the executor must be an async function (async def executor(node, ctx))")
     if node.kind is NodeKind.POLLING:
         if node.poll is None:
-            found.append("a polling node needs a poll function")
+            if not remote:
+                found.append("a polling node needs a poll function")
         elif not _is_async(node.poll):
             found.append("the poll function must be async (async def poll(node, ctx, op_id))")
         if node.poll_interval <= 0:
@@ -318,11 +335,22 @@ def _node_problems(node: NodeDefinition) -> list[str]:
     return found
 
 
+def _queue_problems(node: NodeDefinition) -> list[str]:
+    if node.queue is None:
+        return []
+    if not isinstance(node.queue, str) or not QUEUE_NAME.match(node.queue):
+        return ["a queue's name is 1 to 100 letters, digits and _ . : -"]
+    if node.kind.value not in QUEUE_KINDS:
+        return [f"a {node.kind.value} node cannot be offered on a queue (a sync or polling "
+                "node can)"]  # fmt: skip
+    return []
+
+
 def _parent_problems(node: NodeDefinition) -> list[str]:
     kind = node.kind.value
     if node.children is None:
         return [f"a {kind} node needs its settings (children=Children(...))"]
-    found = node.children.problems(kind)
+    found = node.children.problems(kind) + _queue_problems(node)
     if node.executor is not no_executor or node.poll is not None:
         found.append(f"a {kind} node runs no executor: its children are its work")
     if node.retry != NO_RETRY:

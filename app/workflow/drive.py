@@ -240,6 +240,16 @@ class Driver:
                     if now_running is None or now_running.node_id != running.node_id:
                         continue  # the node ended; what follows was started with it
                     return state  # waits for its children, holding nothing
+            elif node.queue is not None and state.status is not FlowStatus.CANCELING:
+                # A worker runs it, wherever it is (docs/workers.md): the append that started
+                # it offered it on its queue. Claimed, its worker's lease lapsed: a lost
+                # worker's node runs again (40110); a lost poll is offered again.
+                if running.node_id in started_here:
+                    return None
+                if running.operation_id is not None:
+                    await self._work.reoffer(state.flow_id)
+                    return None
+                command = Interrupt(running.node_id)
             elif running.node_id in outcomes:
                 command = outcomes[running.node_id]  # ran here; recording it failed before
             elif running.waiting and state.status is not FlowStatus.CANCELING:

@@ -85,6 +85,12 @@ class Code(enum.IntEnum):
     """A map, parallel or subflow node could not start its children: the map's list is not
     in the context (or not a list, or longer than 10,000), or the child definition is not
     known to this process."""
+    TASK_NOT_FOUND = 40137
+    """No task of the caller's answers to this task token (forged, another tenant's, or not a
+    token at all) (HTTP 404): nothing was done."""
+    TASK_GONE = 40138
+    """The task token's claim is no longer the task's (completed already, its lease lapsed and
+    it was taken back, or its flow was canceled) (HTTP 409): nothing was done."""
     INTERNAL = 50000
     """A fault of the service (logged with the request id); nothing about it is sent."""
     UNAVAILABLE = 50300

@@ -143,6 +143,8 @@ class NodeStarted(FlowEvent):
     adopts: str | None = Field(None, exclude_if=_absent)
     """A map or parallel node run again by a retry takes over the children of its failed
     execution (this node id): the failed ones run again, the others stay as they ended."""
+    queue: str | None = Field(None, exclude_if=_absent)
+    """The task queue the node is offered on: a worker runs it (docs/workers.md)."""
 
 
 class NodeOperationSubmitted(FlowEvent):

@@ -80,6 +80,7 @@ def advance(state: FlowState, definition: WorkflowDefinition, now: datetime) -> 
             kind=node.kind.value,
             attempt=attempt,
             adopts=_adopted(state, node, previous),
+            queue=node.queue,
         )
     ]
 

@@ -19,6 +19,7 @@ class WorkflowQueries:
     work_defer: str
     work_wait: str
     work_release_all: str
+    task_reoffer: str
     work_next_due: str
     park: str
     rest_until: str

@@ -36,6 +36,7 @@ from flowlog.workflow.commands import (
     CancelFlow,
     Command,
     CompleteCallback,
+    CompleteTask,
     CreateFlow,
     RetryFlow,
     SetContext,
@@ -333,6 +334,13 @@ class WorkflowService:
             message=completion.message,
             changes=dict(completion.changes),
         )
+        return await self._command(flow_id, command, caller, with_definition=True)
+
+    async def complete_task(
+        self, flow_id: str, command: CompleteTask, caller: Caller = SYSTEM
+    ) -> FlowState:
+        """Records a worker's answer to a task (app/tasks/): decided with the flow's
+        definition, as the reactor decides an executor's outcome, in one append."""
         return await self._command(flow_id, command, caller, with_definition=True)
 
     async def callback_token(self, state: FlowState) -> str | None:

@@ -96,6 +96,8 @@ class NodeExecution:
     """A waiting callback's deadline (it fails then), if it has one."""
     callback: str | None = None
     """A waiting callback's token id."""
+    queue: str | None = None
+    """The task queue it is offered on (a worker runs it), if any."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,6 +377,7 @@ def _node_started(state: FlowState, event: NodeStarted, at: datetime) -> dict[st
         status=NodeStatus.PROCESSING,
         started_at=at,
         version=state.version + 1,
+        queue=event.queue,
     )
     changes: dict[str, Any] = {"nodes": (*state.nodes, execution), "cursor": event.key}
     if event.kind in CHILD_KINDS:
@@ -480,3 +483,15 @@ def _changed(
     for key in removed:
         updated.pop(key, None)
     return _frozen(updated)
+
+
+def offered_task(state: FlowState) -> tuple[str, str, str | None] | None:
+    """The task the flow offers on a queue now: (queue, node id, operation id when it is a
+    polling node's poll), or None. A stopped flow keeps its offer (its row says Stopped, and
+    polls pass it by); a flow being canceled offers nothing: a reactor records the cancel."""
+    running = state.running_node
+    if running is None or running.queue is None or running.waiting:
+        return None
+    if state.status not in (FlowStatus.PROCESSING, FlowStatus.STOPPED):
+        return None
+    return running.queue, running.node_id, running.operation_id

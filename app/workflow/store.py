@@ -36,7 +36,7 @@ from flowlog.workflow.idempotency import KeyTaken, claim, claims, key_taken
 from flowlog.workflow.node_decisions import due_at
 from flowlog.workflow.projection import node_rows, touched_nodes, workflow_row
 from flowlog.workflow.queries import Q
-from flowlog.workflow.state import FlowState, evolve, retimed
+from flowlog.workflow.state import FlowState, evolve, offered_task, retimed
 from flowlog.workflow.streams import flow_stream, fold_recorded
 
 
@@ -241,9 +241,11 @@ def work_statements(
         if when is None:
             done.append(state.flow_id)
         else:
+            queue, task_node, operation = offered_task(state) or (None, None, None)
             due.append((state.flow_id, state.name, state.definition_version,
-                        state.status.value, when, state.version))  # fmt: skip
-    return (Q.work_upsert, as_columns(due, 6)), (Q.work_delete, (done,))
+                        state.status.value, when, state.version, state.tenant_id, queue,
+                        task_node, operation))  # fmt: skip
+    return (Q.work_upsert, as_columns(due, 10)), (Q.work_delete, (done,))
 
 
 def _sooner(due: datetime | None, now: datetime) -> datetime | None:

@@ -60,3 +60,8 @@ class WorkQueue:
         """Claimed early (the database's clock ahead of ours): due in ``seconds`` by the
         database's clock, released; unless the flow moved on from stream ``version``."""
         return self._pool.execute(Q.work_wait, self.owner, flow_id, seconds, version)
+
+    def reoffer(self, flow_id: str) -> Awaitable[str]:
+        """The worker of a polling node's poll was lost (its task's lease lapsed): the poll is
+        offered on its queue again, and the flow is no longer ours."""
+        return self._pool.execute(Q.task_reoffer, self.owner, flow_id)

@@ -7,18 +7,66 @@
 -- due time: the flow keeps its place in the queue, and the indexed column does not change,
 -- so the update can be HOT (no new index entries). Rows in flow id order, as the heartbeat
 -- locks them: the two never wait on each other in opposite orders.
-INSERT INTO flow_work (flow_id, definition_name, definition_version, status, due_at, stream_version)
-SELECT r.flow_id, r.definition_name, r.definition_version, r.status, r.due_at, r.stream_version
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bigint[])
-     AS r(flow_id, definition_name, definition_version, status, due_at, stream_version)
+--
+-- A flow whose running node is offered on a task queue ($8: the queue, $9 the node, $10 the
+-- operation of a polling node's poll) is no reactor's: its row is due at 'infinity' and the
+-- append that offers it gives up the reactor's lease (a poll may take it the moment it
+-- commits). While a worker holds that same task, the worker's lease (and the row's due time,
+-- its end) is kept; any other task, or none, ends it.
+INSERT INTO flow_work (flow_id, definition_name, definition_version, status, due_at,
+                       stream_version, tenant_id, queue, task_node_id, task_operation, offered_at)
+SELECT r.flow_id, r.definition_name, r.definition_version, r.status,
+       CASE WHEN r.queue IS NULL THEN r.due_at ELSE 'infinity' END, r.stream_version,
+       r.tenant_id, r.queue, r.task_node_id, r.task_operation,
+       CASE WHEN r.queue IS NOT NULL THEN r.due_at END
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bigint[],
+            $7::text[], $8::text[], $9::text[], $10::text[])
+     AS r(flow_id, definition_name, definition_version, status, due_at, stream_version,
+          tenant_id, queue, task_node_id, task_operation)
 WHERE 'flow-' || r.flow_id IN (SELECT stream_id FROM appended)
 ORDER BY r.flow_id
 ON CONFLICT (flow_id) DO UPDATE
 SET definition_version = EXCLUDED.definition_version,
     status = EXCLUDED.status,
-    due_at = CASE WHEN flow_work.due_at <= EXCLUDED.due_at AND EXCLUDED.due_at <= now()
-                  THEN flow_work.due_at ELSE EXCLUDED.due_at END,
+    due_at = CASE
+                 WHEN EXCLUDED.queue IS NOT NULL THEN
+                     CASE WHEN flow_work.task_worker IS NOT NULL
+                               AND (flow_work.task_node_id, flow_work.task_operation)
+                                   IS NOT DISTINCT FROM (EXCLUDED.task_node_id,
+                                                         EXCLUDED.task_operation)
+                          THEN flow_work.due_at ELSE 'infinity' END
+                 WHEN flow_work.queue IS NULL AND flow_work.due_at <= EXCLUDED.due_at
+                      AND EXCLUDED.due_at <= now()
+                     THEN flow_work.due_at
+                 ELSE EXCLUDED.due_at END,
     stream_version = EXCLUDED.stream_version,
+    tenant_id = EXCLUDED.tenant_id,
+    lease_owner = CASE WHEN EXCLUDED.queue IS NULL THEN flow_work.lease_owner END,
+    lease_expires_at = CASE WHEN EXCLUDED.queue IS NULL THEN flow_work.lease_expires_at END,
+    queue = EXCLUDED.queue,
+    task_node_id = EXCLUDED.task_node_id,
+    task_operation = EXCLUDED.task_operation,
+    offered_at = CASE WHEN (flow_work.task_node_id, flow_work.task_operation)
+                           IS NOT DISTINCT FROM (EXCLUDED.task_node_id, EXCLUDED.task_operation)
+                      THEN flow_work.offered_at ELSE EXCLUDED.offered_at END,
+    task_worker = CASE WHEN (flow_work.task_node_id, flow_work.task_operation)
+                           IS NOT DISTINCT FROM (EXCLUDED.task_node_id, EXCLUDED.task_operation)
+                      THEN flow_work.task_worker ELSE NULL END,
+    task_claimed_at = CASE WHEN (flow_work.task_node_id, flow_work.task_operation)
+                           IS NOT DISTINCT FROM (EXCLUDED.task_node_id, EXCLUDED.task_operation)
+                      THEN flow_work.task_claimed_at ELSE NULL END,
+    task_expires_at = CASE WHEN (flow_work.task_node_id, flow_work.task_operation)
+                           IS NOT DISTINCT FROM (EXCLUDED.task_node_id, EXCLUDED.task_operation)
+                      THEN flow_work.task_expires_at ELSE NULL END,
+    task_claims = CASE WHEN (flow_work.task_node_id, flow_work.task_operation)
+                           IS NOT DISTINCT FROM (EXCLUDED.task_node_id, EXCLUDED.task_operation)
+                      THEN flow_work.task_claims ELSE 0 END,
+    task_details = CASE WHEN (flow_work.task_node_id, flow_work.task_operation)
+                           IS NOT DISTINCT FROM (EXCLUDED.task_node_id, EXCLUDED.task_operation)
+                      THEN flow_work.task_details ELSE NULL END,
+    task_poll_key = CASE WHEN (flow_work.task_node_id, flow_work.task_operation)
+                           IS NOT DISTINCT FROM (EXCLUDED.task_node_id, EXCLUDED.task_operation)
+                      THEN flow_work.task_poll_key ELSE NULL END,
     updated_at = now()
 
 -- name: work_delete
@@ -98,16 +146,25 @@ UPDATE flow_work
 SET due_at = now() + make_interval(secs => $3), lease_owner = NULL, lease_expires_at = NULL
 WHERE flow_id = $2 AND lease_owner = $1 AND stream_version = $4
 
+-- name: task_reoffer
+-- Worker $1 claimed flow $2 because the worker of its polling node's poll (a task) was lost:
+-- the poll is offered on its queue again, at once, and the reactor's lease ends.
+UPDATE flow_work
+SET lease_owner = NULL, lease_expires_at = NULL, due_at = 'infinity', offered_at = now(),
+    task_worker = NULL, task_claimed_at = NULL, task_expires_at = NULL
+WHERE flow_id = $2 AND lease_owner = $1 AND queue IS NOT NULL
+
 -- name: work_release_all
 -- Graceful shutdown: worker $1 hands back every lease it holds.
 UPDATE flow_work SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = $1
 
 -- name: work_next_due
 -- Seconds until the next flow among versions $1 becomes claimable (due, and any lease
--- expired), by the database's clock; NULL when there is none.
+-- expired), by the database's clock; NULL when there is none (tasks offered on a queue are
+-- due at 'infinity': workers, not reactors, take them).
 SELECT extract(epoch FROM min(greatest(due_at, coalesce(lease_expires_at, due_at))) - now())::float8
 FROM flow_work
-WHERE definition_version = ANY($1::text[])
+WHERE definition_version = ANY($1::text[]) AND due_at < 'infinity'
 
 -- name: declarative_definitions
 -- Definitions registered over REST (with their JSON spec and their owner), oldest first.
