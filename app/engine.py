@@ -182,7 +182,10 @@ class Engine:
                 store, self.registry, on_change=self._changed, flows=flows, tokens=tokens,
                 gone=partial(not_here, store.pool, tenant=None),
             )  # fmt: skip
-            self._tasks = TaskQueues(store.pool, self._service, self._listener)
+            self._tasks = TaskQueues(
+                store.pool, self._service, self._listener,
+                lease_seconds=self._reactor_settings.lease_seconds,
+            )  # fmt: skip
             await self._service.record_definitions()
             await self.load_declarative_definitions()
             self._catalog = asyncio.create_task(self._refresh_catalog(), name="definition-catalog")

@@ -11,6 +11,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from flowlog.api.queries import Q
 from flowlog.replicas.replica import Replica
+from flowlog.tasks.queries import Q as TQ
+from flowlog.tasks.service import WORKERS_SEEN_SECONDS
 
 CLIENT_GONE_STATUS = 499
 """What the request log and metrics record for a client that hung up (nginx's convention)."""
@@ -76,6 +78,21 @@ class Metrics:
             "Whether reads may use each replica (1), or it is down, lagging or foreign (0).",
             ["replica"], registry=self.registry,
         )  # fmt: skip
+        self.tasks = Gauge(
+            "flowlog_task_queue_tasks",
+            "Tasks on each queue (every tenant's) by state: offered (waiting for a worker), "
+            "later (a poll's next time), held (leased by a worker), paused (stopped flows).",
+            ["queue", "state"], registry=self.registry,
+        )  # fmt: skip
+        self.task_age = Gauge(
+            "flowlog_task_queue_oldest_seconds",
+            "How long the oldest task offered on each queue has waited for a worker.",
+            ["queue"], registry=self.registry,
+        )  # fmt: skip
+        self.task_workers = Gauge(
+            "flowlog_task_queue_workers", "Workers seen on each queue in the last minute.",
+            ["queue"], registry=self.registry,
+        )  # fmt: skip
         self.requests = Histogram(
             "flowlog_http_request_duration_seconds", "HTTP requests by route and status.",
             ["method", "route", "status"], registry=self.registry,
@@ -114,8 +131,20 @@ class Metrics:
         assert leases is not None
         for state in ("held", "expired", "pending"):
             self.leases.labels(state).set(leases[state])
+        await self._observe_queues(pool)
         self.busy.set(busy)
         self.parked.set(parked)
         self.polls.inc(max(0, polls - self._polls_seen))
         self._polls_seen = max(self._polls_seen, polls)
         return generate_latest(self.registry)
+
+    async def _observe_queues(self, pool: asyncpg.Pool) -> None:
+        for gauge in (self.tasks, self.task_age, self.task_workers):
+            gauge.clear()  # a queue with nothing left disappears
+        for row in await pool.fetch(TQ.queues, None, WORKERS_SEEN_SECONDS):
+            queue = row["queue"]
+            for state, column in (("offered", "depth"), ("later", "later"), ("held", "held"),
+                                  ("paused", "paused")):  # fmt: skip
+                self.tasks.labels(queue, state).set(row[column])
+            self.task_age.labels(queue).set(row["oldest"] or 0.0)
+            self.task_workers.labels(queue).set(len(row["workers"]))
