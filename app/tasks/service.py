@@ -199,6 +199,11 @@ class TaskQueues:
         """Records a worker's answer to the token's task (``command`` without its node and
         operation, which the token names)."""
         task, _ = await self._checked(token, tenant)
+        command = _for(task, command)
+        # Sent again with its key after the answer was lost: the first answer, though the
+        # lease it used is over by now.
+        if (first := await self._service.answered(task.flow_id, command, caller)) is not None:
+            return Answer(task.flow_id, task.node_id, first.status.value)
         current = await self._pool.fetchrow(
             Q.task_current, task.flow_id, task.node_id, task.operation_id, task.claim
         )
@@ -209,7 +214,6 @@ class TaskQueues:
                 f"this token's lease of node {task.node_id} is over (completed already, or "
                 f"lapsed and taken back; the workflow is {state.status}): nothing was done",
             )
-        command = _for(task, command)
         by = dataclasses.replace(caller, actor=f"{caller.actor} worker:{current['task_worker']}")
         polled = command.status == RUNNING and task.operation_id is not None
         if polled and not await self._poll_later(state, command, task):

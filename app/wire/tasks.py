@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from flowlog.wire.base import ContextKey, JsonValue, Request, Response
 
@@ -14,12 +14,22 @@ WORKER_PATTERN = r"^[A-Za-z0-9_.:@/-]{1,200}$"
 TOKEN = Field(..., min_length=1, max_length=1024)
 
 
+def _not_bool(value: Any) -> Any:
+    # JSON's true is no number (pydantic would read it as 1); 41.0 is the integer 41.
+    if isinstance(value, bool):
+        raise ValueError("a number, not true or false")
+    return value
+
+
+NOT_BOOL = BeforeValidator(_not_bool)
+
+
 class PollRequest(Request):
     queue: str = Field(..., pattern=QUEUE_PATTERN)
     workerId: str = Field(..., pattern=WORKER_PATTERN)
     """Who asks: shown in the console as the holder of the tasks it leases."""
-    max: int = Field(1, ge=1, le=100)
-    waitSeconds: float = Field(0, ge=0, le=30)
+    max: Annotated[int, NOT_BOOL] = Field(1, ge=1, le=100)
+    waitSeconds: Annotated[float, NOT_BOOL] = Field(0, ge=0, le=30)
     """How long to wait for a task when none is offered (a long poll)."""
 
 
@@ -70,7 +80,7 @@ class CompleteRequest(Request):
     contextRemoved: list[ContextKey] = Field(default_factory=list, max_length=1000)
     message: str = Field("", max_length=1000)
     """Why it failed (status "fail")."""
-    code: int | None = Field(None, ge=1, le=2**31 - 1)
+    code: Annotated[int | None, NOT_BOOL] = Field(None, ge=1, le=2**31 - 1)
     """The failure's code (status "fail"; default 40109)."""
     operationId: str | None = Field(None, min_length=1, max_length=200)
     """A polling node's run: the operation it submitted (status "running")."""

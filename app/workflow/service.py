@@ -343,6 +343,13 @@ class WorkflowService:
         definition, as the reactor decides an executor's outcome, in one append."""
         return await self._command(flow_id, command, caller, with_definition=True)
 
+    async def answered(self, flow_id: str, command: Command, caller: Caller) -> FlowState | None:
+        """The answer ``command`` had under the caller's idempotency key, when it was sent
+        before (None: not yet, or no key): a caller that checks something else first (a task's
+        lease) asks this before refusing a request sent again."""
+        request = fingerprint(type(command).__name__, flow_id, dataclasses.asdict(command))
+        return await self._keyed(caller, request).answered()
+
     async def callback_token(self, state: FlowState) -> str | None:
         """The token of the callback node ``state`` waits on, if it waits on one."""
         running = state.running_node

@@ -95,7 +95,8 @@ DELETE FROM task_workers WHERE last_seen < now() - make_interval(secs => $1)
 
 -- name: queues
 -- Tenant $1's queues (NULL: every tenant's): tasks offered now (depth), offered later (a
--- poll's next time), held by workers, the oldest offered task's age in seconds, and the
+-- poll's next time), held by workers (whatever their flow's status), paused (stopped flows'
+-- tasks nobody holds), the oldest offered task's age in seconds, and the
 -- workers seen in the last $2 seconds.
 WITH tasks AS (
     SELECT queue,
@@ -104,7 +105,7 @@ WITH tasks AS (
            count(*) FILTER (WHERE task_worker IS NULL AND status = 'Processing'
                                   AND offered_at > now()) AS later,
            count(*) FILTER (WHERE task_worker IS NOT NULL) AS held,
-           count(*) FILTER (WHERE status <> 'Processing') AS paused,
+           count(*) FILTER (WHERE task_worker IS NULL AND status <> 'Processing') AS paused,
            extract(epoch FROM now() - min(offered_at) FILTER (
                WHERE task_worker IS NULL AND status = 'Processing' AND offered_at <= now()
            ))::float8 AS oldest

@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
+
+from tests import readme
 from tests.api.conftest import TOKENS, MakeService, Service
 from tests.api.helpers import (
     DEFINITIONS,
@@ -50,9 +53,14 @@ async def register(client: Client, spec: dict[str, Any], headers: Any = None) ->
 
 
 async def poll(
-    client: Client, worker: str = "w1", wait: float = 5, headers: Any = None, **more: Any
+    client: Client,
+    worker: str = "w1",
+    wait: float = 5,
+    headers: Any = None,
+    queue: str = "remote",
+    **more: Any,
 ) -> list[dict[str, Any]]:
-    body = {"queue": "remote", "workerId": worker, "waitSeconds": wait, **more}
+    body = {"queue": queue, "workerId": worker, "waitSeconds": wait, **more}
     data = await ok(await post(client, POLL, body, headers))
     tasks: list[dict[str, Any]] = data["tasks"]
     return tasks
@@ -358,3 +366,17 @@ async def test_metrics_count_each_queue_s_tasks_and_workers(service: Service) ->
 async def _offered_count(client: Client, count: int) -> bool:
     queues = (await ok(await client.get(QUEUES)))["queues"]
     return bool(queues) and queues[0]["depth"] == count
+
+
+async def test_the_readme_queue_node_runs_through_a_worker(service: Service) -> None:
+    client = service.client
+    node = orjson.loads("{" + readme.block("queue-node") + "}")
+    spec = remote_spec("readme-queue")
+    spec["nodes"].update(node)
+    spec["nodes"]["start"]["success"] = "render"
+    await register(client, spec)
+    flow_id = await create(client, "readme-queue")
+    [task] = await poll(client, queue="gpu")
+    assert task["nodeName"] == "render"
+    await ok(await complete(client, task["taskToken"]))
+    await wait_status(client, flow_id, {"Finished"})
