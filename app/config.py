@@ -147,6 +147,11 @@ class Settings(BaseSettings):
         32, alias="FLOWLOG_CONCURRENCY", ge=1, le=10_000, json_schema_extra=_about("reactor"),
         description="flows the reactor of one process drives at once (`--concurrency`)",
     )  # fmt: skip
+    token: str | None = Field(
+        None, alias="FLOWLOG_TOKEN", repr=False, json_schema_extra=_about("reactor", "none"),
+        description="the bearer token `flowlog worker --remote` presents to the server "
+        "(`--token`)",
+    )  # fmt: skip
     lease_seconds: WholeSeconds = Field(
         30.0, alias="FLOWLOG_LEASE_SECONDS", ge=1, le=86_400,
         json_schema_extra=_about("reactor"),

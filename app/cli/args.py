@@ -16,7 +16,7 @@ from flowlog.audit.replay import Point, parse_point
 from flowlog.bench.harness import Size
 from flowlog.cli.flows import add_arguments as add_flow_arguments
 from flowlog.cli.schedules import add_arguments as add_schedule_arguments
-from flowlog.cli.types import flow_id, port
+from flowlog.cli.types import flow_id, port, queue_name, server_url, worker_id
 from flowlog.config import Settings, environment
 
 BENCHMARKS = (
@@ -150,12 +150,27 @@ def build(settings: Settings) -> Parsers:
     engine_options(serve)
 
     worker = command(
-        "worker", "run the reactor only (no HTTP)",
+        "worker", "run the reactor only (no HTTP), or a worker of a task queue",
         "Claims due flows and runs their nodes until SIGTERM or Ctrl-C (graceful: running\n"
         "nodes finish). Run as many as you like, on as many machines. Logs a summary line a\n"
-        "minute (nodes run, flows finished, failed, nodes interrupted); each node at DEBUG.",
+        "minute (nodes run, flows finished, failed, nodes interrupted); each node at DEBUG.\n\n"
+        "With --remote URL --queue Q, polls the task queue Q of that flowlog server instead\n"
+        "(no database) and runs its tasks with the executors of --definitions: those of the\n"
+        "nodes offered on Q, and the module's EXECUTORS and POLLS (node name -> function) for\n"
+        "definitions registered as JSON; --concurrency tasks at once (docs/client.md).",
     )  # fmt: skip
     engine_options(worker)
+    remote = worker.add_argument_group("a worker of a task queue")
+    remote.add_argument(
+        "--remote", metavar="URL", type=server_url,
+        help="the flowlog server to poll (e.g. http://flowlog:8080), instead of the database",
+    )  # fmt: skip
+    remote.add_argument("--queue", type=queue_name, help="the task queue to work on")
+    remote.add_argument("--token", help="the server's bearer token (default: FLOWLOG_TOKEN)")
+    remote.add_argument(
+        "--worker-id", type=worker_id, metavar="ID",
+        help="the name the server shows as the tasks' holder (default: HOST-PID)",
+    )  # fmt: skip
 
     command(
         "migrate", "apply the schema migrations and exit",

@@ -25,6 +25,7 @@ from flowlog.api.access import Tokens
 from flowlog.archive.retention import prepare_with_retention
 from flowlog.cli import args as cli_args
 from flowlog.cli import flows as flows_commands
+from flowlog.cli import remote_worker
 from flowlog.cli.flows import usage_problem as flows_usage
 from flowlog.cli.problems import database_problem
 from flowlog.cli.schedules import usage_problem as schedule_usage
@@ -75,6 +76,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.command in cli_args.LONG_RUNNING:
         telemetry.configure()  # OpenTelemetry, when its extra is installed and OTEL_* ask
+    if args.command == "worker":
+        if problem := remote_worker.usage_problem(args):
+            command.error(problem)
+        if args.remote:  # a worker of a task queue, through a server: no database of its own
+            return remote_worker.main(args, settings, command)
     settings, registry = _definitions(args, settings, command)
     try:
         listening = _listen(args) if args.command == "serve" else None

@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import argparse
+import re
 from urllib.parse import urlsplit
 
 from flowlog.flow_ids import NOT_A_FLOW_ID, is_flow_id
+from flowlog.wire.tasks import QUEUE_PATTERN, WORKER_PATTERN
 
 PORTS = range(1, 65536)
 
@@ -47,4 +49,20 @@ def flow_id(text: str) -> str:
     """A flow's id as flowlog makes them: other text names no flow that could exist."""
     if not is_flow_id(text):
         raise argparse.ArgumentTypeError(f"{NOT_A_FLOW_ID}: {text!r}")
+    return text
+
+
+def queue_name(text: str) -> str:
+    """A task queue's name, as the task API takes it."""
+    if not re.match(QUEUE_PATTERN, text):
+        raise argparse.ArgumentTypeError(f"a queue's name is 1 to 100 letters, digits and "
+                                         f"_ . : -, not {text!r}")  # fmt: skip
+    return text
+
+
+def worker_id(text: str) -> str:
+    """A worker's name, as the task API takes it."""
+    if not re.match(WORKER_PATTERN, text):
+        raise argparse.ArgumentTypeError(f"a worker id is 1 to 200 letters, digits and "
+                                         f"_ . : @ / -, not {text!r}")  # fmt: skip
     return text

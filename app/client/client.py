@@ -2,32 +2,25 @@
 
 Requests are validated by the same request models the server validates with, and answers are
 read into the same answer models it writes them from, so the two cannot drift. Transient
-failures (the connection, a timeout, 502/503/504) are retried with backoff: reads and PUTs as
-they are, POSTs with the ``Idempotency-Key`` the client gives each (so a retried write has one
-effect), DELETEs only when the server said it did nothing (503). Every write's commit position
-is presented on the reads that follow (read-your-writes through read replicas).
+failures are retried with backoff, writes with one ``Idempotency-Key`` for every attempt
+(app/client/transport.py); the task API's methods and the worker are in app/client/tasks.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
-import uuid
 from collections.abc import AsyncIterator, Collection, Mapping
 from datetime import datetime
-from typing import Any, TypeVar
-from urllib.parse import quote
+from typing import Any
 
 import aiohttp
 import orjson
-from pydantic import BaseModel
 
-from flowlog.client.errors import FlowEnded, FlowlogError, Unavailable, error_for
+from flowlog.client.errors import FlowEnded, Unavailable, error_for
 from flowlog.client.events import StreamEvent, changes_status
 from flowlog.client.sse import messages
-from flowlog.replicas.position import HEADER as POSITION
-from flowlog.replicas.position import parse_position
-from flowlog.wire.base import Request
+from flowlog.client.tasks import TaskMethods
+from flowlog.client.transport import FLOWS, envelope_of, quoted
 from flowlog.wire.bulk import BulkRequest, BulkResponse
 from flowlog.wire.definitions import (
     DefinitionDetail,
@@ -35,7 +28,6 @@ from flowlog.wire.definitions import (
     DefinitionSpec,
     RegisteredResponse,
 )
-from flowlog.wire.envelope import Page
 from flowlog.wire.flows import (
     CallbackRequest,
     CancelRequest,
@@ -72,50 +64,19 @@ from flowlog.wire.schedules import (
     ScheduleUpdate,
 )
 
-M = TypeVar("M", bound=BaseModel)
-
-FLOWS = "/api/v1/workflow/"
 DEFINITIONS = "/api/v1/workflow-definitions"
 SCHEDULES = "/api/v1/workflow-schedules"
 TERMINAL = frozenset({"Finished", "Error", "Canceled"})
-_RETRY_STATUSES = frozenset({502, 503, 504})
 
 
-class FlowlogClient:
+class FlowlogClient(TaskMethods):
     """``async with FlowlogClient("http://flowlog:8080", token=...) as flowlog: ...``"""
-
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        token: str | None = None,
-        timeout: float = 30.0,
-        retries: int = 4,
-        backoff: float = 0.2,
-        session: aiohttp.ClientSession | None = None,
-    ) -> None:
-        """``retries``: attempts after the first for a transient failure, ``backoff`` seconds
-        the first wait (doubling, with jitter). ``session``: one of yours (kept open)."""
-        self.base_url = base_url.rstrip("/")
-        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._retries = retries
-        self._backoff = backoff
-        self._session = session
-        self._own_session = session is None
-        self.position: str | None = None
-        """The commit position of this client's latest write: its reads present it."""
 
     async def __aenter__(self) -> FlowlogClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-    async def close(self) -> None:
-        if self._own_session and self._session is not None:
-            await self._session.close()
-        self._session = None
 
     # -- flows -------------------------------------------------------------------------------
 
@@ -159,7 +120,7 @@ class FlowlogClient:
         return (await self._send("POST", FLOWS + "context", InfoResponse, body=body)).info
 
     async def detail(self, flow_id: str) -> WorkFlowDetail:
-        return await self._send("GET", FLOWS + _quoted(flow_id), WorkFlowDetail)
+        return await self._send("GET", FLOWS + quoted(flow_id), WorkFlowDetail)
 
     async def list_flows(
         self,
@@ -196,7 +157,7 @@ class FlowlogClient:
         page = 1
         while True:
             query = HistoryQuery(page=page, pageSize=500)
-            path = FLOWS + _quoted(flow_id) + "/events"
+            path = FLOWS + quoted(flow_id) + "/events"
             answer, paging = await self._send_paged("GET", path, HistoryResponse, query=query)
             events += answer.events
             if not answer.events or len(events) >= paging.total:
@@ -208,13 +169,13 @@ class FlowlogClient:
     ) -> StateResponse:
         """The flow's state at a version or a time, folded from its history (default: now)."""
         query = StateQuery(version=version, at=at)
-        return await self._send("GET", FLOWS + _quoted(flow_id) + "/state", StateResponse,
+        return await self._send("GET", FLOWS + quoted(flow_id) + "/state", StateResponse,
                                 query=query)  # fmt: skip
 
     async def diff(self, flow_id: str, since: int | str, until: int | str) -> DiffResponse:
         """What changed between two points (versions, or ISO 8601 times)."""
         query = DiffQuery(since=str(since), until=str(until))
-        return await self._send("GET", FLOWS + _quoted(flow_id) + "/diff", DiffResponse,
+        return await self._send("GET", FLOWS + quoted(flow_id) + "/diff", DiffResponse,
                                 query=query)  # fmt: skip
 
     async def complete_callback(
@@ -268,7 +229,7 @@ class FlowlogClient:
                     if response.status == 204:
                         return  # the flow had ended, and every event was seen
                     if response.status != 200:
-                        raise error_for(response.status, _envelope(await response.text()))
+                        raise error_for(response.status, envelope_of(await response.text()))
                     failures = 0
                     async for message in messages(response.content):
                         event = StreamEvent.model_validate(orjson.loads(message.data))
@@ -319,7 +280,7 @@ class FlowlogClient:
         return await self._send("GET", DEFINITIONS, DefinitionList)
 
     async def definition(self, name: str) -> DefinitionDetail:
-        return await self._send("GET", f"{DEFINITIONS}/{_quoted(name)}", DefinitionDetail)
+        return await self._send("GET", f"{DEFINITIONS}/{quoted(name)}", DefinitionDetail)
 
     # -- schedules ---------------------------------------------------------------------------
 
@@ -339,156 +300,23 @@ class FlowlogClient:
             cursor = listed.nextCursor
 
     async def schedule(self, schedule_id: str) -> ScheduleDetail:
-        return await self._send("GET", f"{SCHEDULES}/{_quoted(schedule_id)}", ScheduleDetail)
+        return await self._send("GET", f"{SCHEDULES}/{quoted(schedule_id)}", ScheduleDetail)
 
     async def update_schedule(
         self, schedule_id: str, spec: ScheduleUpdate | Mapping[str, Any]
     ) -> ScheduleInfo:
         body = spec if isinstance(spec, ScheduleUpdate) else ScheduleUpdate.model_validate(spec)
-        path = f"{SCHEDULES}/{_quoted(schedule_id)}"
+        path = f"{SCHEDULES}/{quoted(schedule_id)}"
         return await self._send("PUT", path, ScheduleInfo, body=body)
 
     async def pause_schedule(self, schedule_id: str, *, reason: str = "") -> ScheduleInfo:
-        path = f"{SCHEDULES}/{_quoted(schedule_id)}/pause"
+        path = f"{SCHEDULES}/{quoted(schedule_id)}/pause"
         return await self._send("POST", path, ScheduleInfo, body=ScheduleChange(reason=reason))
 
     async def resume_schedule(self, schedule_id: str, *, reason: str = "") -> ScheduleInfo:
-        path = f"{SCHEDULES}/{_quoted(schedule_id)}/resume"
+        path = f"{SCHEDULES}/{quoted(schedule_id)}/resume"
         return await self._send("POST", path, ScheduleInfo, body=ScheduleChange(reason=reason))
 
     async def delete_schedule(self, schedule_id: str, *, reason: str = "") -> ScheduleInfo:
-        path = f"{SCHEDULES}/{_quoted(schedule_id)}"
+        path = f"{SCHEDULES}/{quoted(schedule_id)}"
         return await self._send("DELETE", path, ScheduleInfo, query=ScheduleChange(reason=reason))
-
-    # -- the wire ----------------------------------------------------------------------------
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
-        return self._session
-
-    async def _send(
-        self,
-        method: str,
-        path: str,
-        model: type[M],
-        *,
-        body: Request | None = None,
-        query: Request | None = None,
-        key: str | None = None,
-    ) -> M:
-        envelope = await self._call(method, path, body=body, query=query, key=key)
-        return model.model_validate(envelope["data"])
-
-    async def _send_paged(
-        self, method: str, path: str, model: type[M], *, query: Request
-    ) -> tuple[M, Page]:
-        envelope = await self._call(method, path, query=query)
-        return model.model_validate(envelope["data"]), Page.model_validate(envelope["page"])
-
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: Request | None = None,
-        query: Request | None = None,
-        key: str | None = None,
-    ) -> dict[str, Any]:
-        headers = dict(self._headers)
-        if method == "POST":
-            # One key for every attempt: a write retried after a lost answer has one effect.
-            headers["Idempotency-Key"] = key or uuid.uuid4().hex
-        if method == "GET" and self.position is not None:
-            headers[POSITION] = self.position
-        data = None if body is None else body.model_dump_json(exclude_unset=True)
-        if data is not None:
-            headers["Content-Type"] = "application/json"
-        params = None if query is None else _params(query)
-        url = self.base_url + path
-        attempt = 0
-        while True:
-            try:
-                async with self._client().request(
-                    method, url, data=data, params=params, headers=headers
-                ) as response:
-                    text = await response.text()
-                    if response.status in _RETRY_STATUSES and self._retryable(
-                        method, response.status
-                    ):
-                        raise _Transient(response.status, text)
-                    return self._answer(response, text)
-            except (_Transient, aiohttp.ClientConnectionError, TimeoutError) as exc:
-                attempt += 1
-                status = exc.status if isinstance(exc, _Transient) else None
-                if attempt > self._retries or not self._retryable(method, status):
-                    raise _unavailable(exc, url) from None
-                await asyncio.sleep(self._delay(attempt))
-
-    def _answer(self, response: aiohttp.ClientResponse, text: str) -> dict[str, Any]:
-        try:
-            envelope = orjson.loads(text) if text else None
-        except orjson.JSONDecodeError:
-            envelope = None
-        if response.status >= 400 or not isinstance(envelope, dict) or envelope.get("code"):
-            raise error_for(response.status, envelope if isinstance(envelope, dict) else None,
-                            text)  # fmt: skip
-        position = response.headers.get(POSITION)
-        if position is not None:
-            self._advance(position)
-        return envelope
-
-    def _advance(self, position: str) -> None:
-        if self.position is None or parse_position(position) > parse_position(self.position):
-            self.position = position
-
-    @staticmethod
-    def _retryable(method: str, status: int | None) -> bool:
-        """Whether trying again is safe: any request the server refused with 503 (it did
-        nothing); otherwise all but DELETE (POSTs carry their Idempotency-Key)."""
-        return status == 503 or method != "DELETE"
-
-    def _delay(self, attempt: int) -> float:
-        return random.uniform(0, self._backoff * 2 ** (attempt - 1))
-
-    def _stream(self, flow_id: str, headers: dict[str, str]) -> Any:
-        if self.position is not None:
-            headers = {**headers, POSITION: self.position}
-        return self._client().get(
-            self.base_url + FLOWS + _quoted(flow_id) + "/events/stream",
-            headers={**self._headers, **headers},
-            timeout=aiohttp.ClientTimeout(total=None, sock_read=60),
-        )
-
-
-class _Transient(Exception):
-    def __init__(self, status: int, text: str) -> None:
-        super().__init__(f"HTTP {status}")
-        self.status = status
-        self.text = text
-
-
-def _envelope(text: str) -> dict[str, Any] | None:
-    try:
-        envelope = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return None
-    return envelope if isinstance(envelope, dict) else None
-
-
-def _unavailable(exc: BaseException, url: str) -> FlowlogError:
-    if isinstance(exc, _Transient):
-        return error_for(exc.status, _envelope(exc.text), exc.text)
-    return Unavailable(f"flowlog at {url} could not be reached: {exc or type(exc).__name__}")
-
-
-def _params(query: Request) -> dict[str, str]:
-    """A query model as URL parameters (absent: unset or null)."""
-    params: dict[str, str] = {}
-    for name, value in query.model_dump(mode="json", exclude_none=True).items():
-        params[name] = "true" if value is True else "false" if value is False else str(value)
-    return params
-
-
-def _quoted(segment: str) -> str:
-    return quote(segment, safe="")

@@ -30,9 +30,9 @@ from flowlog.workflow.commands import (
     RecordWaiting,
 )
 from flowlog.workflow.definition import NodeDefinition, NodeKind
-from flowlog.workflow.errors import Code, NodeError
+from flowlog.workflow.errors import Code
 from flowlog.workflow.executor import FlowContext, Running
-from flowlog.workflow.outcomes import call, failure, handle_of, poll_once, success, wake_time
+from flowlog.workflow.outcomes import call, handle_of, poll_once, raised, returned, unexpected
 from flowlog.workflow.parking import ParkingLot
 from flowlog.workflow.state import FlowState, FlowStatus, NodeExecution
 from flowlog.workflow.work import WorkQueue
@@ -130,50 +130,28 @@ class NodeRunner:
                  "trace_id": context.trace_id}  # fmt: skip
         try:
             value = await task
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             if execution.interrupted_because is None:
                 current = asyncio.current_task()
                 if current is not None and current.cancelling():
                     raise  # the reactor itself is shutting down
                 # The executor raised CancelledError of its own accord: a failure like any other.
-                return failure(running, handle, context, Code.NODE_FAILED,
-                               "the executor raised CancelledError")  # fmt: skip
+                return raised(node, handle, context, exc)
             log.info(
                 "executor interrupted", extra={**extra, "because": execution.interrupted_because}
             )
             if execution.interrupted_because == "canceled":
                 return RecordCanceled(running.node_id)
             return None  # the lease is lost: whoever holds it now decides
-        except TimeoutError:
-            return failure(running, handle, context, Code.NODE_TIMEOUT,
-                           f"node {running.name} timed out after {node.timeout} s")  # fmt: skip
-        except NodeError as exc:
-            return failure(running, handle, context, exc.code, exc.message)
         except Exception as exc:
-            log.info("executor failed", extra={**extra, "error": repr(exc)})
-            return failure(
-                running, handle, context, Code.NODE_FAILED, f"{type(exc).__name__}: {exc}"
-            )
+            if unexpected(exc):
+                log.info("executor failed", extra={**extra, "error": repr(exc)})
+            return raised(node, handle, context, exc)
         finally:
             if self.executing.get(state.flow_id) is execution:
                 del self.executing[state.flow_id]
-        if node.kind is NodeKind.TIMER:
-            try:
-                wake_at = wake_time(value, self._clock())
-            except (ValueError, OverflowError) as exc:
-                return failure(running, handle, context, Code.NODE_FAILED, str(exc))
-            return RecordWaiting(running.node_id, wake_at, None, context.changes, context.removed)
-        if token is not None:
-            return RecordWaiting(running.node_id, None, token_id(token), context.changes,
-                                 context.removed)  # fmt: skip
-        if node.kind is NodeKind.POLLING:
-            if not isinstance(value, str) or not value:
-                message = "a polling node's executor must return an operation id"
-                return failure(running, handle, context, Code.NODE_FAILED, message)
-            return RecordSubmitted(running.node_id, value, context.changes, context.removed)
-        if value is not None:
-            handle.record(value)
-        return success(running, handle, context)
+        waiting_on = None if token is None else token_id(token)
+        return returned(node, handle, context, value, self._clock, waiting_on)
 
     async def retry_early(self, state: FlowState) -> bool:
         """A flow claimed before its retry's time (the database's clock ahead of ours) is

@@ -1,7 +1,8 @@
 """What an executor's run or a poll comes to, as the command that records it.
 
-Shared by the reactor (which runs executors and first polls) and the parking lot (which polls
-the flows waiting on their operations).
+Shared by the reactor (which runs executors and first polls), the parking lot (which polls
+the flows waiting on their operations) and the Python worker of task queues
+(app/client/worker.py), so that an executor's outcome is the same wherever it runs.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import orjson
 
 from flowlog.storable import NODE_ERROR_CODES, shown, text_problem
+from flowlog.times import Clock
 from flowlog.workflow.commands import (
     Command,
     RecordFailure,
@@ -73,9 +75,9 @@ def handle_of(
     )
 
 
-def success(running: NodeExecution, handle: NodeHandle, context: FlowContext) -> RecordSuccess:
+def success(handle: NodeHandle, context: FlowContext) -> RecordSuccess:
     return RecordSuccess(
-        running.node_id,
+        handle.id,
         result=handle.result or DEFAULT_SUCCESS_TEXT + "\n",
         parameters=handle.parameters,
         changes=context.changes,
@@ -83,12 +85,10 @@ def success(running: NodeExecution, handle: NodeHandle, context: FlowContext) ->
     )
 
 
-def failure(
-    running: NodeExecution, handle: NodeHandle, context: FlowContext, code: int, message: str
-) -> RecordFailure:
+def failure(handle: NodeHandle, context: FlowContext, code: int, message: str) -> RecordFailure:
     handle.record(message)
     return RecordFailure(
-        running.node_id,
+        handle.id,
         code,
         message,
         result=handle.result,
@@ -98,33 +98,91 @@ def failure(
     )
 
 
+def raised(
+    node: NodeDefinition, handle: NodeHandle, context: FlowContext, exc: BaseException
+) -> RecordFailure:
+    """What an executor's exception comes to: its timeout (40108), a NodeError's code and
+    message, anything else 40109 naming it (a CancelledError too: one the executor raised of
+    its own accord, not one that interrupted it, which records nothing)."""
+    if isinstance(exc, asyncio.CancelledError):
+        return failure(handle, context, Code.NODE_FAILED, "the executor raised CancelledError")
+    if isinstance(exc, TimeoutError):
+        message = f"node {handle.name} timed out after {node.timeout} s"
+        return failure(handle, context, Code.NODE_TIMEOUT, message)
+    if isinstance(exc, NodeError):
+        return failure(handle, context, exc.code, exc.message)
+    return failure(handle, context, Code.NODE_FAILED, f"{type(exc).__name__}: {exc}")
+
+
+def unexpected(exc: BaseException) -> bool:
+    """Whether an executor's exception is one it did not mean to raise (worth a log line): not
+    a NodeError, nor its timeout."""
+    return not isinstance(exc, NodeError | TimeoutError)
+
+
+def returned(
+    node: NodeDefinition,
+    handle: NodeHandle,
+    context: FlowContext,
+    value: Any,
+    clock: Clock,
+    waiting_on: str | None = None,
+) -> Command:
+    """What an executor's return comes to, by its node's kind: a timer's wake-up, a callback's
+    wait (``waiting_on``: the id of its token), a polling node's operation, or success (a value
+    other than None recorded as result text)."""
+    if node.kind is NodeKind.TIMER:
+        try:
+            wake_at = wake_time(value, clock())
+        except (ValueError, OverflowError) as exc:
+            return failure(handle, context, Code.NODE_FAILED, str(exc))
+        return RecordWaiting(handle.id, wake_at, None, context.changes, context.removed)
+    if waiting_on is not None:
+        return RecordWaiting(handle.id, None, waiting_on, context.changes, context.removed)
+    if node.kind is NodeKind.POLLING:
+        if not isinstance(value, str) or not value:
+            message = "a polling node's executor must return an operation id"
+            return failure(handle, context, Code.NODE_FAILED, message)
+        return RecordSubmitted(handle.id, value, context.changes, context.removed)
+    if value is not None:
+        handle.record(value)
+    return success(handle, context)
+
+
 async def poll_once(
     state: FlowState, running: NodeExecution, node: NodeDefinition, now: Any
 ) -> Command | Running:
     """Asks the operation of a polling node how it is going: Running (nothing to record), or
     the outcome to record (success, failure, or the polling deadline passed)."""
-    assert node.poll is not None
     assert running.operation_id is not None
     handle = handle_of(state, running)
     context = FlowContext(state.context)
     if running.poll_deadline is not None and now >= running.poll_deadline:
         # In the result too, as every other failure (and the seed) records its message.
-        return failure(running, handle, context, Code.POLLING_TIMEOUT,
-                       "workflow node polling time out")  # fmt: skip
+        return failure(handle, context, Code.POLLING_TIMEOUT, "workflow node polling time out")
+    return await polled(node, handle, context, running.operation_id)
+
+
+async def polled(
+    node: NodeDefinition, handle: NodeHandle, context: FlowContext, operation_id: str
+) -> Command | Running:
+    """What the node's poll function says of ``operation_id``: Running, or the outcome to
+    record (its Finished result, its Failed code and message, or what it raised)."""
+    assert node.poll is not None
     try:
-        result = await node.poll(handle, context, running.operation_id)
+        result = await node.poll(handle, context, operation_id)
     except NodeError as exc:
-        return failure(running, handle, context, exc.code, exc.message)
+        return failure(handle, context, exc.code, exc.message)
     except asyncio.CancelledError:
         raise
     except Exception as exc:
-        return failure(running, handle, context, Code.NODE_FAILED, f"{type(exc).__name__}: {exc}")
+        return failure(handle, context, Code.NODE_FAILED, f"{type(exc).__name__}: {exc}")
     if isinstance(result, Running):
         return result
     if isinstance(result, Failed):
-        return failure(running, handle, context, result.code, result.message)
+        return failure(handle, context, result.code, result.message)
     handle.record(result.result)
-    return success(running, handle, context)
+    return success(handle, context)
 
 
 UNSTORABLE = "the executor answered a value flowlog cannot store"
@@ -146,10 +204,13 @@ def storable(command: Command) -> Command:
     if not isinstance(command, Outcome):
         return command
     problem = next(_problems(command), None)
-    if problem is None:
-        return command
+    return command if problem is None else unstorable_failure(command.node_id, problem)
+
+
+def unstorable_failure(node_id: str, problem: str) -> RecordFailure:
+    """The failure (40134) of an outcome that cannot be stored, for ``problem`` (what and why)."""
     message = _storable_message(f"{UNSTORABLE}: {problem}")
-    return RecordFailure(command.node_id, Code.OUTPUT_UNSTORABLE, message, result=message + "\n")
+    return RecordFailure(node_id, Code.OUTPUT_UNSTORABLE, message, result=message + "\n")
 
 
 def _problems(command: Outcome) -> Iterator[str]:
