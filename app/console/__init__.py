@@ -60,6 +60,7 @@ def setup_console(app: web.Application) -> None:
     env.globals["static"] = _versioned(STATIC, STATIC_PREFIX)
     env.globals["swagger"] = _versioned(SWAGGER_UI, SWAGGER_PREFIX, SWAGGER_FILES)
     env.globals["status_words"] = present.STATUS_WORDS
+    env.globals["task_badges"] = present.TASK_BADGES
     env.filters.update(
         iso=present.iso,
         absolute=present.absolute,
