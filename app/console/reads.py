@@ -40,6 +40,8 @@ class ConsoleQueries:
     child_status_counts: str
     node_named: str
     streams_events: str
+    tasks_held: str
+    queues_last_seen: str
 
 
 Q = load_queries(ConsoleQueries, "console")
