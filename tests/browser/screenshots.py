@@ -38,7 +38,8 @@ def make_screenshots(server_url: str, out: Path) -> list[Path]:
     run_async(create_database(server_url, template))
     try:
         run_async(migrate_database(with_database(server_url, template)))
-        with running_console(server_url, template, "--demo") as console:
+        # Leases long enough that the tasks photographed are still held.
+        with running_console(server_url, template, "--demo", lease_seconds=60) as console:
             flows = _settled_demo(console)
             flows["restore"] = _waiting_restore(console)
             return _photograph(console, flows, out)

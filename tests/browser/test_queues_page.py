@@ -1,15 +1,28 @@
 """Task queues in Chromium: a flow's page follows its task from waiting for a worker to held
 by one without a reload (taking a task appends no event: the page asks again by itself), and
-the queues page counts new offers and finished tasks as they come."""
+the queues page counts new offers and finished tasks as they come; both, with a task held,
+have no serious accessibility violation."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import Console
+from tests.browser.conftest import Console, running_console
 from tests.browser.screenshots import offer, render_spec, take
+from tests.browser.test_quality import serious
+
+
+@pytest.fixture(scope="module")
+def console(server_url: str, template_database: str) -> Iterator[Console]:
+    """A console whose task leases outlast the test (the shared one's last 5 s)."""
+    with running_console(
+        server_url, template_database, "--definitions", "flowlog.demo", lease_seconds=60
+    ) as served:
+        yield served
 
 
 def test_a_flows_page_and_the_queues_page_follow_a_task_without_a_reload(
@@ -33,6 +46,7 @@ def test_a_flows_page_and_the_queues_page_follow_a_task_without_a_reload(
     expect(task).to_contain_text("held by worker box-1 since", timeout=15_000)
     expect(task).to_contain_text("lease until")
     expect(page.locator(".task-progress")).to_contain_text('{"of":9,"pages":4}')
+    assert serious(page) == []
 
     task.get_by_role("link", name=queue).click()
     row = page.locator(f"tr[data-queue='{queue}']")
@@ -40,6 +54,7 @@ def test_a_flows_page_and_the_queues_page_follow_a_task_without_a_reload(
     expect(row.locator("td").nth(3)).to_have_text("1")  # held
     expect(row.locator("td.workers")).to_have_text("box-1")
     expect(page.locator("table.held tbody")).to_contain_text(flow_id[:8])
+    assert serious(page) == []
 
     console.create(flowName=name, bizId=f"{tag}-2", bizType="demo")
     expect(row.locator("td").nth(0)).to_have_text("1")  # offered: no reload

@@ -169,8 +169,8 @@ def test_hostile_text_is_shown_as_text(page: Any, console: Console, tag: str) ->
     take(console, f"q-{tag}", "box-1", {HOSTILE[0]: HOSTILE[1], "note": HOSTILE[2]})
 
     shown = [
+        (f"/flows/{task_flow}", HOSTILE[1]),  # a worker's progress, while its lease lasts
         (f"/?bizType={tag}", HOSTILE[0]),  # the bizId
-        (f"/flows/{task_flow}", HOSTILE[1]),  # a worker's progress
         (f"/flows/{flow_id}", HOSTILE[2]),  # a node's name, the context
         (f"/flows/{flow_id}?version=1", HOSTILE[1]),  # a context value
         ("/definitions", HOSTILE[1]),
