@@ -20,7 +20,7 @@ import jinja2
 from aiohttp import web
 
 from flowlog.api.middleware import CONSOLE_ROUTES
-from flowlog.console import pages, present, schedules
+from flowlog.console import pages, present, queues, schedules
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
@@ -60,6 +60,7 @@ def setup_console(app: web.Application) -> None:
     env.globals["static"] = _versioned(STATIC, STATIC_PREFIX)
     env.globals["swagger"] = _versioned(SWAGGER_UI, SWAGGER_PREFIX, SWAGGER_FILES)
     env.globals["status_words"] = present.STATUS_WORDS
+    env.globals["task_badges"] = present.TASK_BADGES
     env.filters.update(
         iso=present.iso,
         absolute=present.absolute,
@@ -81,11 +82,13 @@ def setup_console(app: web.Application) -> None:
     routes.add_get("/definitions/{name}", pages.definition_page, name=name + "definition")
     routes.add_get("/schedules", schedules.schedules_page, name=name + "schedules")
     routes.add_get("/schedules/{schedule_id}", schedules.schedule_page, name=name + "schedule")
+    routes.add_get("/queues", queues.queues_page, name=name + "queues")
     routes.add_get("/login", pages.login_page, name=name + "login_page")
     routes.add_post("/login", pages.login, name=name + "login")
     routes.add_post("/logout", pages.logout, name=name + "logout")
     routes.add_get("/console/flows", pages.flows_fragment, name=name + "flows_fragment")
     routes.add_get("/console/flows/{flow_id}", pages.flow_fragment, name=name + "flow_fragment")
+    routes.add_get("/console/queues", queues.queues_fragment, name=name + "queues_fragment")
     routes.add_get("/console/live", pages.live, name=name + "live")
     routes.add_static(STATIC_PREFIX, STATIC, name=name + "static")
     routes.add_static(SWAGGER_PREFIX, SWAGGER_UI, name=name + "swagger")

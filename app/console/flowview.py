@@ -13,7 +13,7 @@ and a parallel node's branches as they were at the time of the version's event.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +22,7 @@ from flowlog.audit.history import HistoryLine
 from flowlog.audit.replay import Change, diff_documents
 from flowlog.console import graph, timeline
 from flowlog.console.children import Group, Kin, by_key, family
-from flowlog.console.present import Waiting
+from flowlog.console.present import Task, Waiting
 from flowlog.console.timeline import Lane
 from flowlog.workflow.commands import CancelFlow, Command, RetryFlow, StartFlow, StopFlow
 from flowlog.workflow.decide import decide
@@ -88,6 +88,8 @@ class FlowView:
     """The children of each node execution that started some, at this version."""
     lanes: Mapping[str, tuple[Lane, ...]] = field(default_factory=dict)
     """A parallel node's branches, by the execution that started them: the timeline's lanes."""
+    task: Task | None = None
+    """The task its running node offers on a queue now, and who holds it."""
 
     @property
     def is_latest(self) -> bool:
@@ -105,9 +107,11 @@ def build(
     definition: Mapping[str, Any] | None,
     now: datetime,
     kin: Kin | None = None,
+    task: Task | None = None,
 ) -> FlowView:
     """The view of the flow whose whole history is ``lines`` at ``version`` (1..len);
-    ``kin``: what the page read of its children, if it has any."""
+    ``kin``: what the page read of its children, if it has any; ``task``: what it read of
+    the task the flow offers on a queue, if any."""
     if not lines or not 1 <= version <= len(lines):
         raise ValueError(f"version {version} is not in a history of {len(lines)} events")
     events = [(_decoded(line), line.recorded_at) for line in lines]
@@ -159,6 +163,7 @@ def build(
         archived=current.archived,
         children=groups,
         lanes=lanes,
+        task=task_of(current, task),
     )
 
 
@@ -261,6 +266,16 @@ def waiting_of(state: FlowState, lines: Sequence[HistoryLine]) -> Waiting | None
     if running.kind == "timer":
         return Waiting(running.name, "timer", since, wake_at=running.wake_at)
     return Waiting(running.name, "callback", since, deadline=running.deadline)
+
+
+def task_of(state: FlowState, task: Task | None) -> Task | None:
+    """The task as the page shows it: that of the node running now (a task read a moment
+    after the history may belong to a node the history does not know yet: it is left out),
+    with the node's name."""
+    running = state.running_node
+    if task is None or running is None or running.node_id != task.node_id:
+        return None
+    return replace(task, node=running.name)
 
 
 def _started_by(lines: Sequence[HistoryLine]) -> str:

@@ -7,7 +7,8 @@ layers by their longest distance from ``start``; the success path from ``start``
 the top row, failure handlers and other branches below it. Success edges end at the next node
 or at the end marker; fail edges are drawn apart (dashed, labelled); a ``pause`` on failure
 is a note under its node, and a failure that ends the flow draws no edge (the node table says
-so), which keeps small definitions readable.
+so), which keeps small definitions readable. A node offered on a task queue has the queue's
+name noted above it (in the margin over the top row, or the gap between rows).
 
 Nodes that run children are larger, with a line saying what they run. A ``parallel`` node
 forks to each branch's entry (an edge labelled with the branch's name), and where a branch's
@@ -57,6 +58,8 @@ class GraphNode:
     """A map, parallel or subflow node: what it runs (``map: backup over clusters``)."""
     branch: str | None = None
     """A node on a parallel node's branch: the branch's name."""
+    queue: str | None = None
+    """The task queue the node is offered on (a worker runs it), noted above it."""
 
     @property
     def cx(self) -> float:
@@ -250,6 +253,7 @@ def _placed(
         height=height,
         detail=detail(spec),
         branch=None if branch is None else branch[1],
+        queue=None if spec.get("queue") is None else str(spec["queue"]),
     )
 
 

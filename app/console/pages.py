@@ -109,7 +109,7 @@ def render(
     return aiohttp_jinja2.render_template(template, request, {**common, **values}, status=status)
 
 
-def _fragment(request: web.Request, template: str, values: Mapping[str, Any]) -> str:
+def fragment(request: web.Request, template: str, values: Mapping[str, Any]) -> str:
     env = aiohttp_jinja2.get_env(request.app)
     ctx = context_of(request)
     return env.get_template(template).render(ctx=ctx, now=datetime.now(UTC), **values)
@@ -228,10 +228,10 @@ async def flows_page(request: web.Request) -> web.StreamResponse:
 async def flows_fragment(request: web.Request) -> web.StreamResponse:
     """The counts and rows of the flows page, for its live refresh."""
     values = await _flows(request)
-    return _json(
+    return json_answer(
         {
-            "counts": _fragment(request, "_counts.html.j2", values),
-            "rows": _fragment(request, "_flow_rows.html.j2", values),
+            "counts": fragment(request, "_counts.html.j2", values),
+            "rows": fragment(request, "_flow_rows.html.j2", values),
             "total": values["listed"].total,
         }
     )
@@ -289,12 +289,15 @@ async def _flow(request: web.Request) -> dict[str, Any]:
     started = [(line.data["node_id"], line.data["kind"]) for line in lines
                if line.type == "NodeStarted"]  # fmt: skip
     kin = await reads.kin(pool, flow_id, started)
+    # Only a flow that ever offered a node on a queue can offer one now.
+    queued = any(line.type == "NodeStarted" and line.data.get("queue") for line in lines)
     view = flowview.build(
         lines,
         version,
         None if definition is None else definition.definition,
         datetime.now(UTC),
         kin,
+        await reads.flow_task(pool, flow_id) if queued else None,
     )
     since = request.query.get("since", "")
     first_listed = int(since) + 1 if since.isdigit() else max(1, len(lines) - HISTORY_SHOWN + 1)
@@ -322,22 +325,22 @@ async def flow_fragment(request: web.Request) -> web.StreamResponse:
     ``since`` (the live history)."""
     values = await _flow(request)
     view: flowview.FlowView = values["view"]
-    return _json(
+    return json_answer(
         {
             "version": view.version,
             "latest": view.latest,
             "eventType": view.line.type,
             "status": values["row"].status,
-            "head": _fragment(request, "_flow_head.html.j2", values),
-            "actions": _fragment(request, "_flow_actions.html.j2", values),
-            "panel": _fragment(request, "_flow_panel.html.j2", values),
-            "travel": _fragment(request, "_flow_travel.html.j2", values),
-            "history": _fragment(request, "_history_rows.html.j2", values),
+            "head": fragment(request, "_flow_head.html.j2", values),
+            "actions": fragment(request, "_flow_actions.html.j2", values),
+            "panel": fragment(request, "_flow_panel.html.j2", values),
+            "travel": fragment(request, "_flow_travel.html.j2", values),
+            "history": fragment(request, "_history_rows.html.j2", values),
         }
     )
 
 
-def _json(payload: Any) -> web.Response:
+def json_answer(payload: Any) -> web.Response:
     return web.Response(body=orjson.dumps(payload), content_type="application/json")
 
 

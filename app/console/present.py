@@ -100,6 +100,51 @@ def waiting_text(waiting: Waiting, now: datetime) -> str:
     return text
 
 
+TaskState = Literal["offered", "later", "paused", "held", "lapsed"]
+TASK_BADGES: dict[str, str] = {
+    "offered": "Waiting for a worker",
+    "later": "Offered later",
+    "paused": "Not offered",
+    "held": "Held by a worker",
+    "lapsed": "Lease ran out",
+}
+"""The badge of a task in each state (the words beside it say the rest)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """The task a flow's running node offers on a queue now, and who holds it (the flow's
+    ``flow_work`` row, not its log: a worker's poll, heartbeat or lost lease records no
+    event)."""
+
+    queue: str
+    node_id: str
+    offered_at: datetime | None
+    """Since when it is offered (a polling node's next poll: from when)."""
+    worker: str | None = None
+    claimed_at: datetime | None = None
+    expires_at: datetime | None = None
+    """The end of the holder's lease (a heartbeat extends it)."""
+    details: Any = None
+    """What the holder's last heartbeat said of its progress."""
+    flow_running: bool = True
+    """False while the flow is stopped: polls pass its task by."""
+    node: str = ""
+    """The node's name (the page fills it from the flow's history)."""
+
+    def state(self, now: datetime) -> TaskState:
+        """held (a worker's lease runs), lapsed (it ran out: flowlog takes the node back as
+        interrupted), paused (the flow is stopped), later (offered from a time to come), or
+        offered (waiting for a worker)."""
+        if self.worker is not None:
+            return "lapsed" if self.expires_at is not None and self.expires_at <= now else "held"
+        if not self.flow_running:
+            return "paused"
+        if self.offered_at is not None and self.offered_at > now:
+            return "later"
+        return "offered"
+
+
 def status_class(status: str) -> str:
     """The CSS class of a status (colour is never the only sign: the word is shown too)."""
     return "st-" + status.lower()

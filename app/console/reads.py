@@ -1,6 +1,7 @@
 """What the console reads beyond the list and detail queries of ``projections.reads``: counts
 by status, the node each listed flow is at (and what it waits for), the flows that wait,
-definitions, a parent's children and a child's parent. Statements in sql/queries/console.sql.
+definitions, a parent's children and a child's parent, the task a flow offers on a queue.
+Statements in sql/queries/console.sql (and the task API's, sql/queries/tasks.sql).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from flowlog.console.children import LISTED_KINDS, MAX_LISTED, PARENT_KINDS, History, Kin
-from flowlog.console.present import Waiting, WaitingKind
+from flowlog.console.present import Task, Waiting, WaitingKind
 from flowlog.eventstore.pool import Executor
 from flowlog.projections.reads import (
     Cursor,
@@ -23,6 +24,7 @@ from flowlog.projections.reads import (
 )
 from flowlog.projections.rows import DefinitionRow, WorkflowRow
 from flowlog.sql import load_queries
+from flowlog.tasks.queries import Q as TASK_QUERIES
 from flowlog.workflow.events import FlowEvent, decode
 from flowlog.workflow.streams import flow_stream
 
@@ -38,6 +40,8 @@ class ConsoleQueries:
     child_status_counts: str
     node_named: str
     streams_events: str
+    tasks_held: str
+    queues_last_seen: str
 
 
 Q = load_queries(ConsoleQueries, "console")
@@ -182,3 +186,17 @@ async def parent_of(executor: Executor, row: WorkflowRow) -> Parent | None:
     parent = await get_workflow(executor, row.parent_id)
     node = await executor.fetchrow(Q.node_named, row.parent_node_id)
     return Parent(row.parent_id, parent, None if node is None else node["name"])
+
+
+async def flow_task(executor: Executor, flow_id: str) -> Task | None:
+    """The task ``flow_id`` offers on a queue now, if any: read where the page reads its
+    history (a replica, when there are some), so that the two agree."""
+    row = await executor.fetchrow(TASK_QUERIES.task_of_flow, flow_id)
+    if row is None:
+        return None
+    return Task(
+        queue=row["queue"], node_id=row["task_node_id"], offered_at=row["offered_at"],
+        worker=row["task_worker"], claimed_at=row["task_claimed_at"],
+        expires_at=row["task_expires_at"], details=row["task_details"],
+        flow_running=row["status"] == "Processing",
+    )  # fmt: skip

@@ -129,3 +129,26 @@ SELECT stream_id, version, type, data, metadata, recorded_at
 FROM events
 WHERE stream_id = ANY($1::text[])
 ORDER BY stream_id, version
+
+-- name: tasks_held
+-- The tasks that workers hold now in tenant $1's queues (NULL: every tenant's), held longest
+-- first, at most $2: which worker holds which flow's node, since when, until when its lease
+-- runs. Offers are the unfinished flows' flow_work rows (migration 0013): a scan of those.
+SELECT w.queue, w.task_worker AS worker, w.flow_id, wf.name AS flow_name, wf.biz_id,
+       n.name AS node_name, w.task_claimed_at AS claimed_at, w.task_expires_at AS expires_at,
+       w.status
+FROM flow_work w
+JOIN workflows wf ON wf.id = w.flow_id
+LEFT JOIN workflow_nodes n ON n.id = w.task_node_id
+WHERE w.queue IS NOT NULL AND w.task_worker IS NOT NULL
+  AND ($1::text IS NULL OR w.tenant_id = $1)
+ORDER BY w.task_claimed_at, w.flow_id
+LIMIT $2
+
+-- name: queues_last_seen
+-- When a worker last asked each queue of tenant $1 (NULL: every tenant's) for work, however
+-- long ago (the task API forgets workers after a day): a queue whose workers went away.
+SELECT queue, max(last_seen) AS last_seen
+FROM task_workers
+WHERE $1::text IS NULL OR tenant_id = $1
+GROUP BY queue

@@ -92,16 +92,22 @@ MakeService = Callable[..., Awaitable[Service]]
 @pytest.fixture
 async def make_service(database_url: str, runtime_url: str) -> AsyncIterator[MakeService]:
     """Starts services on the test database (``tokens=TOKENS`` to require bearer tokens), as
-    in production: serving as a runtime role, migrating as the owner."""
+    in production: serving as a runtime role, migrating as the owner. Leases (a reactor's, a
+    task's) last ``lease_seconds``: short, so that lost workers are found quickly."""
     made: list[Service] = []
 
-    async def make(*, tokens: str = "") -> Service:
+    async def make(*, tokens: str = "", lease_seconds: float = 2.0) -> Service:
         gate = Gate()
         registry = Registry(
             [backup_flow(), gated_flow(gate), fussy_flow(), fussy_flow("pausing", fail="pause")]
         )
         settings = Settings.from_env({}).model_copy(
-            update={"tokens": tokens, "concurrency": 8, "lease_seconds": 2.0, "pool_size": 5}
+            update={
+                "tokens": tokens,
+                "concurrency": 8,
+                "lease_seconds": lease_seconds,
+                "pool_size": 5,
+            }
         )
         app = create_app(settings, DatabaseUrls(runtime_url, database_url), registry)
         client = TestClient(TestServer(app))

@@ -162,15 +162,16 @@ class Console:
 
 @contextlib.contextmanager
 def running_console(
-    server_url: str, template: str, *args: str, tokens: str = ""
+    server_url: str, template: str, *args: str, tokens: str = "", lease_seconds: int = 5
 ) -> Iterator[Console]:
-    """``flowlog serve`` on a fresh database copied from the migrated template."""
+    """``flowlog serve`` on a fresh database copied from the migrated template; its leases (a
+    reactor's, a task's) last ``lease_seconds``."""
     name = f"flowlog_browser_{secrets.token_hex(5)}"
     run_async(create_database(server_url, name, template=template))
     url = with_database(server_url, name)
     port = free_port()
     env = {**os.environ, "DATABASE_URL": url, "FLOWLOG_LOG_LEVEL": "WARNING",
-           "FLOWLOG_TOKENS": tokens, "FLOWLOG_LEASE_SECONDS": "5"}  # fmt: skip
+           "FLOWLOG_TOKENS": tokens, "FLOWLOG_LEASE_SECONDS": str(lease_seconds)}  # fmt: skip
     process = subprocess.Popen(
         [sys.executable, "-m", "flowlog.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
          *args],

@@ -14,6 +14,7 @@ import secrets
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from flowlog.config import Settings
 from flowlog.database import provide_database
@@ -22,7 +23,7 @@ from tests.browser.conftest import CHROMIUM, DESKTOP, PHONE, Console, run_async,
 SHOTS = (
     "flows.png", "flow.png", "waiting.png", "time-travel.png", "retry.png", "bulk.png",
     "fleet.png", "children.png", "definition.png", "schedule.png", "api.png",
-    "phone-flows.png", "phone-flow.png",
+    "phone-flows.png", "phone-flow.png", "task.png", "queues.png",
 )  # fmt: skip
 TALL = {"width": DESKTOP["width"], "height": 1160}
 """A fleet's page: its graph, its children and its timeline's lanes in one picture."""
@@ -37,7 +38,8 @@ def make_screenshots(server_url: str, out: Path) -> list[Path]:
     run_async(create_database(server_url, template))
     try:
         run_async(migrate_database(with_database(server_url, template)))
-        with running_console(server_url, template, "--demo") as console:
+        # Leases long enough that the tasks photographed are still held.
+        with running_console(server_url, template, "--demo", lease_seconds=60) as console:
             flows = _settled_demo(console)
             flows["restore"] = _waiting_restore(console)
             return _photograph(console, flows, out)
@@ -72,6 +74,56 @@ def _waiting_restore(console: Console) -> str:
     flow_id: str = answer["data"]["workFlowId"]
     console.wait_waiting(flow_id, within=60)
     return flow_id
+
+
+def render_spec(name: str, queue: str) -> dict[str, Any]:
+    """prepare -> render (offered on ``queue``, run by a worker) -> publish."""
+    return {
+        "name": name,
+        "nodes": {
+            "start": {"name": "prepare", "executor": {"type": "noop"}, "success": "render"},
+            "render": {"name": "render", "queue": queue, "success": "publish"},
+            "publish": {"name": "publish", "executor": {"type": "noop"}},
+        },
+    }
+
+
+def offer(console: Console, flow_name: str, biz_id: str) -> str:
+    """A new flow of ``flow_name``, once its render node is offered on its queue."""
+    flow_id = console.create(flowName=flow_name, bizId=biz_id, bizType="demo")
+    deadline = time.monotonic() + 30
+    while console.api("GET", f"/api/v1/workflow/{flow_id}")["data"].get("task") is None:
+        assert time.monotonic() < deadline, f"{flow_id} was never offered"
+        time.sleep(0.05)
+    return flow_id
+
+
+def take(console: Console, queue: str, worker: str, details: Any = None) -> dict[str, Any]:
+    """A task of ``queue`` leased to ``worker`` (and its first heartbeat's ``details``)."""
+    body = {"queue": queue, "workerId": worker, "max": 1, "waitSeconds": 5}
+    answer = console.api("POST", "/api/v1/tasks/poll", body)
+    [task] = answer["data"]["tasks"]
+    if details is not None:
+        beat = {"taskToken": task["taskToken"], "details": details}
+        assert console.api("POST", "/api/v1/tasks/heartbeat", beat)["code"] == 0
+    found: dict[str, Any] = task
+    return found
+
+
+def _tasks(console: Console) -> str:
+    """Reports rendered by workers on the queue ``render`` (two held, two waiting) and a
+    thumbnail on ``gpu``, which no worker polls; the flow whose task render-box-1 holds."""
+    for name, queue in (("render-report", "render"), ("thumbnail", "gpu")):
+        answer = console.api("POST", "/api/v1/workflow-definitions", render_spec(name, queue))
+        assert answer["code"] == 0, answer
+    held = offer(console, "render-report", "report-2026-11")
+    offer(console, "render-report", "report-2026-12")
+    take(console, "render", "render-box-1", {"pages": 12, "of": 40, "step": "charts"})
+    take(console, "render", "render-box-2", {"pages": 3, "of": 8})
+    offer(console, "render-report", "report-2027-01")
+    offer(console, "render-report", "report-2027-02")
+    offer(console, "thumbnail", "cover-7")
+    return held
 
 
 def _photograph(console: Console, flows: dict[str, str], out: Path) -> list[Path]:
@@ -127,6 +179,13 @@ def _photograph(console: Console, flows: dict[str, str], out: Path) -> list[Path
         shot("phone-flows.png", full=True)
         page.goto(console.url(f"/flows/{retried}"))
         shot("phone-flow.png")
+        # Last: the demo's own flows are in the pictures above without these.
+        task = _tasks(console)
+        page = browser.new_page(viewport=DESKTOP)
+        page.goto(console.url(f"/flows/{task}"))
+        shot("task.png", full=True)
+        page.goto(console.url("/queues"))
+        shot("queues.png")
         browser.close()
     return [out / name for name in SHOTS]
 

@@ -11,6 +11,7 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect
 
 from tests.browser.conftest import DESKTOP, PHONE, Console
+from tests.browser.screenshots import offer, render_spec
 
 QUICK = {"slowSeconds": 0, "uploadSeconds": 0}
 
@@ -36,8 +37,11 @@ def flows(console: Console) -> dict[str, str]:
     nightly = {"scheduleId": "quality-nightly", "flowName": "backup", "cron": "0 2 * * *",
                "timezone": "Europe/Berlin", "context": {"clusterId": "{{scheduleId}}"}}  # fmt: skip
     assert console.api("POST", "/api/v1/workflow-schedules", nightly)["code"] == 0
+    spec = render_spec("quality-render", "quality-q")
+    assert console.api("POST", "/api/v1/workflow-definitions", spec)["code"] == 0
+    task = offer(console, "quality-render", "quality-1")  # no worker: it waits for one
     return {"finished": finished, "failed": failed, "stopped": stopped, "running": running,
-            "waiting": waiting, "fleet": fleet}  # fmt: skip
+            "waiting": waiting, "fleet": fleet, "task": task}  # fmt: skip
 
 
 def pages(flows: dict[str, str]) -> list[str]:
@@ -56,6 +60,8 @@ def pages(flows: dict[str, str]) -> list[str]:
         "/definitions/backup",
         "/schedules",
         "/schedules/quality-nightly",
+        f"/flows/{flows['task']}",  # waiting for a worker (held: test_queues_page.py)
+        "/queues",
         "/flows/no-such-flow",
     ]
 

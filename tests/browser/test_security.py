@@ -13,6 +13,7 @@ from typing import Any
 from playwright.sync_api import expect
 
 from tests.browser.conftest import Console
+from tests.browser.screenshots import offer, render_spec, take
 
 HOSTILE = [
     "<script>alert('bizId')</script>",
@@ -161,7 +162,14 @@ def test_hostile_text_is_shown_as_text(page: Any, console: Console, tag: str) ->
     assert console.api("POST", "/api/v1/workflow/cancel",
                        {"workFlowId": flow_id, "reason": HOSTILE[1]})["code"] == 0  # fmt: skip
 
+    # A worker's progress is anyone's JSON: on the flow's page and in its refreshes.
+    queued = render_spec(f"hostile-render-{tag}", f"q-{tag}")
+    assert console.api("POST", "/api/v1/workflow-definitions", queued)["code"] == 0
+    task_flow = offer(console, queued["name"], HOSTILE[0])
+    take(console, f"q-{tag}", "box-1", {HOSTILE[0]: HOSTILE[1], "note": HOSTILE[2]})
+
     shown = [
+        (f"/flows/{task_flow}", HOSTILE[1]),  # a worker's progress, while its lease lasts
         (f"/?bizType={tag}", HOSTILE[0]),  # the bizId
         (f"/flows/{flow_id}", HOSTILE[2]),  # a node's name, the context
         (f"/flows/{flow_id}?version=1", HOSTILE[1]),  # a context value

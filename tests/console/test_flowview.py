@@ -3,16 +3,19 @@ actions its current state allows."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from flowlog.console.flowview import allowed_actions, build
-from flowlog.console.present import Waiting
+from flowlog.console.present import Task, Waiting
 from flowlog.demo import DEFINITIONS
 from flowlog.workflow.events import (
     CancelRequested,
     FlowFailed,
     FlowStarted,
     FlowStopped,
+    NodeStarted,
     NodeWaiting,
 )
 from flowlog.workflow.state import FlowStatus
@@ -133,3 +136,22 @@ def test_a_flow_waiting_on_a_timer_says_until_when() -> None:
     ])  # fmt: skip
     view = build(history, len(history), None, at(60))
     assert view.waiting == Waiting("coolDown", "timer", since=at(1.5), wake_at=at(3601))
+
+
+def test_the_task_shown_is_that_of_the_node_running_now() -> None:
+    render = NodeStarted(node_id="f1.1", key="render", name="render", kind="sync", attempt=1,
+                         queue="remote")  # fmt: skip
+    history = lines([(created(), 0), (FlowStarted(), 0), (render, 1)])
+    task = Task("remote", "f1.1", offered_at=at(1), worker="w-1", claimed_at=at(2),
+                expires_at=at(32))  # fmt: skip
+    view = build(history, 3, None, at(5), task=task)
+    assert view.task == Task("remote", "f1.1", offered_at=at(1), worker="w-1",
+                             claimed_at=at(2), expires_at=at(32), node="render")  # fmt: skip
+    assert view.state.nodes[0].queue == "remote"
+    # Who holds it is now's, whatever version is shown.
+    assert build(history, 1, None, at(5), task=task).task == view.task
+    # A task read after the history moved on (another node's) is not this page's to show.
+    assert build(history, 3, None, at(5), task=replace(task, node_id="f1.2")).task is None
+    done = lines([(created(), 0), (FlowStarted(), 0), (render, 1), (succeeded(1, None), 2)])
+    assert build(done, 4, None, at(5), task=task).task is None
+    assert build(done, 4, None, at(5)).state.nodes[0].queue == "remote"

@@ -197,3 +197,12 @@ def test_a_branch_ending_a_flow_joins_at_the_end_and_nested_branches_join_outwar
                      ("start", "x1", "x")]  # fmt: skip
     assert graph.node("x2").row == graph.node("x1").row  # a branch keeps to its row
     assert len({(n.layer, n.row) for n in graph.nodes}) == len(graph.nodes)
+
+
+def test_a_node_offered_on_a_queue_names_it() -> None:
+    nodes = {"start": {**_node("render", success="b"), "queue": "remote"}, "b": _node("b")}
+    graph = layout({"name": "q", "nodes": nodes})
+    assert graph.node("start").queue == "remote"
+    assert graph.node("b").queue is None
+    # Its note goes above it (11 px text 6 px over it): inside the drawing.
+    assert graph.node("start").y - 6 - 11 >= 0

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from types import MappingProxyType
 
 from flowlog.console.present import (
+    TASK_BADGES,
+    Task,
     Waiting,
     duration,
     iso,
@@ -64,3 +67,15 @@ def test_a_waiting_node_says_what_it_waits_for_and_since_when() -> None:
     assert waiting_text(timer, at(2400)) == (
         "Waiting: coolDown (a timer), until 2026-11-29 13:00:00 UTC (in 20 min)"
     )
+
+
+def test_a_task_is_waiting_offered_later_paused_held_or_lapsed() -> None:
+    offered = Task("remote", "f1.2", offered_at=at(0))
+    assert offered.state(at(5)) == "offered"
+    assert Task("remote", "f1.2", offered_at=at(60)).state(at(5)) == "later"  # a next poll
+    assert replace(offered, flow_running=False).state(at(5)) == "paused"
+    held = replace(offered, worker="w-1", claimed_at=at(1), expires_at=at(31))
+    assert held.state(at(30)) == "held"
+    assert held.state(at(31)) == "lapsed"  # taken back as interrupted once a reactor sees it
+    assert replace(held, flow_running=False).state(at(30)) == "held"  # the worker still has it
+    assert set(TASK_BADGES) == {"offered", "later", "paused", "held", "lapsed"}

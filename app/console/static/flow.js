@@ -9,6 +9,7 @@
   const ENDED = new Set(["Finished", "Error", "Canceled"]);
   const LABELS = { start: "Start / resume", stop: "Stop", cancel: "Cancel", retry: "Retry",
     approve: "Approve", reject: "Reject" };
+  const TASK_EVERY_MS = 5000;
 
   let root, flowId, latest, shown, following, source;
 
@@ -37,6 +38,7 @@
     root.dataset.latest = String(latest);
     bindActions();
     refreshTimes();
+    watchTask();
     if (ENDED.has(data.status) && source) {
       source.close();
       source = null;
@@ -60,6 +62,7 @@
         updateTravel(data.eventType);
       } catch (error) {
         $("history-live").textContent = `(live updates paused: ${error.message})`;
+        watchTask();
       }
     }, 150);
   }
@@ -71,6 +74,15 @@
     for (const type of root.dataset.types.split(",")) source.addEventListener(type, scheduleRefresh);
     source.onopen = () => { $("history-live").textContent = "(live)"; };
     source.onerror = () => { if (source) $("history-live").textContent = "(reconnecting…)"; };
+  }
+
+  // Who holds a task offered on a queue changes with no event (a worker's poll, heartbeat or
+  // lapsed lease): while the page shows one, it asks again every few seconds.
+  let taskTimer = null;
+
+  function watchTask() {
+    clearTimeout(taskTimer);
+    taskTimer = $("flow-task") ? setTimeout(scheduleRefresh, TASK_EVERY_MS) : null;
   }
 
   // -- time travel ------------------------------------------------------------------------
@@ -190,6 +202,7 @@
       goTo(Number(target.dataset.version));
     });
     bindActions();
+    watchTask();
     if (ENDED.has(root.querySelector("#flow-head .status-line .badge")?.textContent)) {
       $("history-live").textContent = "(the flow has ended)";
     } else {
