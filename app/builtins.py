@@ -22,6 +22,7 @@ reactor judges it with every executor's outcome (``flowlog.workflow.outcomes.sto
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
@@ -33,11 +34,13 @@ from flowlog.telemetry import tracing
 from flowlog.times import parse_utc
 from flowlog.wire.definitions import (
     AtLeast,
+    ConcurrencySpec,
     DefinitionSpec,
     FailExecutor,
     HttpExecutor,
     NodeSpec,
     NoopExecutor,
+    RateLimitSpec,
     SleepExecutor,
     UntilExecutor,
 )
@@ -59,6 +62,7 @@ from flowlog.workflow.executor import (
     Running,
 )
 from flowlog.workflow.fanout import DEFAULT_MAX_CONCURRENCY, Children, no_executor
+from flowlog.workflow.limits import Concurrency, RateLimit
 
 _HTTP_TIMEOUT = 30.0
 _BODY_EXCERPT = 300
@@ -302,6 +306,14 @@ def _children(spec: NodeSpec) -> Children:
     )
 
 
+def _concurrency(spec: ConcurrencySpec | None) -> Concurrency | None:
+    return None if spec is None else Concurrency(spec.key, spec.limit)
+
+
+def _rate(spec: RateLimitSpec | None) -> RateLimit | None:
+    return None if spec is None else RateLimit(spec.key, spec.limit, spec.periodSeconds)
+
+
 def _kind(spec: NodeSpec, sound: bool) -> NodeKind:
     if sound and spec.kind in ("timer", "callback"):
         return NodeKind(spec.kind)
@@ -318,8 +330,15 @@ def definition_from_spec(spec: DefinitionSpec | Mapping[str, Any]) -> WorkflowDe
         if problem is not None:
             problems.append(problem)
         nodes[key] = _node(node, pollable=problem is None)
+    for key, node in parsed.nodes.items():
+        nodes[key] = dataclasses.replace(
+            nodes[key], concurrency=_concurrency(node.concurrency), rate_limit=_rate(node.rateLimit)
+        )
     try:  # every problem in one answer: the nodes' own, and the graph's
-        definition = WorkflowDefinition(parsed.name, nodes, spec=parsed.model_dump(mode="json"))
+        definition = WorkflowDefinition(
+            parsed.name, nodes, spec=parsed.model_dump(mode="json"),
+            concurrency=_concurrency(parsed.concurrency),
+        )  # fmt: skip
     except InvalidDefinition as exc:
         raise InvalidDefinition(parsed.name, problems + exc.problems) from None
     if problems:

@@ -19,7 +19,9 @@ from flowlog.api.common import (
 from flowlog.api.context import context_of
 from flowlog.api.operations import Api, Paged
 from flowlog.api.replicas import read_pool
+from flowlog.eventstore.pool import Executor
 from flowlog.projections.reads import list_workflows
+from flowlog.projections.rows import WorkflowRow
 from flowlog.wire.bulk import BulkRequest, BulkResponse
 from flowlog.wire.envelope import Empty, Page
 from flowlog.wire.flows import (
@@ -32,6 +34,7 @@ from flowlog.wire.flows import (
     ListQuery,
     RetryRequest,
     StopRequest,
+    WaitingFor,
     WaitingInfo,
     WorkFlowDetail,
     WorkFlowIdRequest,
@@ -40,6 +43,7 @@ from flowlog.wire.flows import (
     node_of,
 )
 from flowlog.wire.tasks import TaskHolder
+from flowlog.workflow.admission import Waiting, waiting_for
 from flowlog.workflow.projection import workflow_row
 from flowlog.workflow.service import Completion, WorkflowService
 from flowlog.workflow.state import FlowState
@@ -103,10 +107,27 @@ async def detail_flow(request: web.Request, workFlowId: str) -> WorkFlowDetail:
         nodeNames=detail.node_names,
         waiting=waiting,
         children=await children_info(pool, service_of(request), workFlowId, detail.executions),
-        task=await _task(request, workFlowId)
-        if last is not None and last.status == "Processing"
-        else None,
+        task=await _task(request, workFlowId) if running else None,
+        waitingFor=await _waiting_for(request, detail.info, pool),
     )
+
+
+async def _waiting_for(
+    request: web.Request, info: WorkflowRow, pool: Executor
+) -> list[WaitingFor] | None:
+    """The limits a flow of a definition with flow control waits on, if it waits."""
+    registry = service_of(request).registry
+    if info.status != "Processing" or not registry.limited(info.name):
+        return None
+    found = await waiting_for(pool, info.id, registry.by_version(info.definition_version))
+    return [_waiting_for_of(w) for w in found] or None
+
+
+def _waiting_for_of(w: Waiting) -> WaitingFor:
+    return WaitingFor(
+        limit=w.limit, of=w.of, key=w.key, value=w.value, ahead=w.ahead, running=w.running,
+        startsAt=w.starts_at, reason=w.reason,
+    )  # fmt: skip
 
 
 async def _task(request: web.Request, flow_id: str) -> TaskHolder | None:

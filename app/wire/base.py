@@ -71,6 +71,17 @@ def _iso_datetime(value: Any) -> Any:
 IsoDatetime = Annotated[datetime, BeforeValidator(_iso_datetime)]
 
 
+def _not_bool(value: Any) -> Any:
+    # JSON's true is no number (pydantic would read it as 1); 41.0 is the integer 41.
+    if isinstance(value, bool):
+        raise ValueError("a number, not true or false")
+    return value
+
+
+NOT_BOOL = BeforeValidator(_not_bool)
+"""On a number field of a request (``Annotated[int, NOT_BOOL]``): true and false are refused."""
+
+
 class Request(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from flowlog.wire.base import IsoDatetime, Request, Response
+from flowlog.wire.base import NOT_BOOL, IsoDatetime, Request, Response
 
 
 class NoopExecutor(Request):
@@ -78,6 +78,18 @@ class AtLeast(Request):
     atLeast: int = Field(..., ge=1, le=200)
 
 
+class ConcurrencySpec(Request):
+    key: str = Field(..., pattern=r"^(bizId|tenant|context\.[^\x00]{1,200})$")
+    """Whose flows count together: "bizId", "tenant" or "context.<key>"."""
+    limit: Annotated[int, NOT_BOOL] = Field(..., ge=1, le=100_000)
+
+
+class RateLimitSpec(Request):
+    key: str = Field(..., pattern=r"^(bizId|tenant|context\.[^\x00]{1,200})$")
+    limit: Annotated[int, NOT_BOOL] = Field(..., ge=1, le=100_000)
+    periodSeconds: Annotated[float, NOT_BOOL] = Field(..., gt=0, le=86_400)
+
+
 class NodeSpec(Request):
     name: str = Field(..., min_length=1, max_length=200)
     executor: ExecutorSpec | None = Field(None, exclude_if=_unset)
@@ -93,6 +105,10 @@ class NodeSpec(Request):
     """Times in a row the node runs again after its worker was lost (default 3); one more
     fails it (40110). Left out of the stored spec when unset, so the versions of definitions
     registered before it existed stay the same."""
+    concurrency: ConcurrencySpec | None = Field(None, exclude_if=_unset)
+    """At most this many executions of the node at once per key value."""
+    rateLimit: RateLimitSpec | None = Field(None, exclude_if=_unset)
+    """At most this many starts of the node per period per key value, evenly spaced."""
     queue: str | None = Field(None, pattern=r"^[A-Za-z0-9_.:-]{1,100}$", exclude_if=_unset)
     """sync, polling: the task queue it is offered on; workers run it (docs/workers.md), so it
     takes no executor."""
@@ -131,6 +147,9 @@ class NodeSpec(Request):
 class DefinitionSpec(Request):
     name: str = Field(..., min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")
     nodes: dict[str, NodeSpec] = Field(..., min_length=1, max_length=200)
+    concurrency: ConcurrencySpec | None = Field(None, exclude_if=_unset)
+    """At most this many flows of the definition running at once per key value; the others
+    wait in creation order."""
 
 
 class DefinitionVersion(Response):

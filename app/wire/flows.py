@@ -83,6 +83,26 @@ class WorkFlowList(Response):
     """Opaque: pass it as ``cursor`` for the next page (deep paging without OFFSET)."""
 
 
+class WaitingFor(Response):
+    """Flow control a flow waits on before its next node may start (docs/workers.md)."""
+
+    limit: Literal["concurrency", "rate"]
+    of: str
+    """What the limit counts: "flow" (the definition's flows) or "node <key>"."""
+    key: str | None
+    """The limit's key ("context.clusterId", "bizId", "tenant"), when this server knows it."""
+    value: str
+    """The flow's value of the key."""
+    ahead: int
+    """Concurrency: flows waiting ahead of it (created before it)."""
+    running: int
+    """Concurrency: flows holding the limit's slots now."""
+    startsAt: datetime | None = None
+    """Rate: when its reserved start comes."""
+    reason: str
+    """In words: "concurrency context.clusterId=c-1, 3 ahead"."""
+
+
 class WaitingInfo(Response):
     """The node the flow waits on (a timer or a callback), when it waits on one."""
 
@@ -135,6 +155,8 @@ class WorkFlowDetail(Response):
     waiting: WaitingInfo | None = None
     children: list[ChildrenInfo] | None = Field(None, exclude_if=_unset)
     """A flow with map, parallel or subflow nodes: their children (absent for others)."""
+    waitingFor: list[WaitingFor] | None = Field(None, exclude_if=_unset)
+    """A flow held back by flow control: what it waits for (absent otherwise)."""
     task: TaskHolder | None = Field(None, exclude_if=_unset)
     """A flow whose running node is offered on a task queue: the queue, and which worker
     holds the task since when (absent for others)."""

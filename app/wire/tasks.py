@@ -5,23 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import Field, model_validator
 
-from flowlog.wire.base import ContextKey, JsonValue, Request, Response
+from flowlog.wire.base import NOT_BOOL, ContextKey, JsonValue, Request, Response
 
 QUEUE_PATTERN = r"^[A-Za-z0-9_.:-]{1,100}$"
 WORKER_PATTERN = r"^[A-Za-z0-9_.:@/-]{1,200}$"
 TOKEN = Field(..., min_length=1, max_length=1024)
-
-
-def _not_bool(value: Any) -> Any:
-    # JSON's true is no number (pydantic would read it as 1); 41.0 is the integer 41.
-    if isinstance(value, bool):
-        raise ValueError("a number, not true or false")
-    return value
-
-
-NOT_BOOL = BeforeValidator(_not_bool)
 
 
 class PollRequest(Request):

@@ -22,6 +22,7 @@ import orjson
 from flowlog.workflow.errors import DefinitionNotFound, InvalidDefinition
 from flowlog.workflow.executor import Executor, PollFunction
 from flowlog.workflow.fanout import Children, no_executor
+from flowlog.workflow.limits import Concurrency, RateLimit
 
 START = "start"
 PAUSE = "pause"
@@ -117,6 +118,10 @@ class NodeDefinition:
     deadline: float | None = None
     children: Children | None = None
     """A map, parallel or subflow node's settings (app/workflow/fanout.py)."""
+    concurrency: Concurrency | None = None
+    """At most this many executions of the node at once per key value (others wait)."""
+    rate_limit: RateLimit | None = None
+    """At most this many starts of the node per period per key value, evenly spaced."""
     queue: str | None = None
     """The task queue the node is offered on: workers poll for it over the task API and run
     it wherever they are (docs/workers.md); no reactor runs its executor, which is optional
@@ -138,7 +143,8 @@ class NodeDefinition:
         if self.kind in CHILD_KINDS:
             assert self.children is not None  # checked by the definition
             return {"name": self.name, "success": self.success, "fail": self.fail,
-                    "kind": self.kind.value, **self.children.describe(self.kind.value)}  # fmt: skip
+                    "kind": self.kind.value, **self.children.describe(self.kind.value),
+                    **_described_limits(self)}  # fmt: skip
         described: dict[str, Any] = {
             "name": self.name,
             "success": self.success,
@@ -169,7 +175,7 @@ class NodeDefinition:
             described["deadline"] = self.deadline
         if self.queue is not None:
             described["queue"] = self.queue
-        return described
+        return {**described, **_described_limits(self)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,11 +187,16 @@ class WorkflowDefinition:
     spec: Mapping[str, Any] | None = None
     """The declarative source (JSON) of a definition registered over REST, from which any
     process can build it again (app/builtins.py); None for definitions in code."""
+    concurrency: Concurrency | None = None
+    """At most this many flows of the definition running at once per key value; the others
+    wait in creation order (docs/workers.md, "Flow control")."""
     version: str = field(init=False)
     node_names: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
         problems = _problems(self.name, self.nodes)
+        if self.concurrency is not None:
+            problems += [f"concurrency: {p}" for p in self.concurrency.problems()]
         if problems:
             raise InvalidDefinition(self.name or "(unnamed)", problems)
         object.__setattr__(self, "nodes", MappingProxyType(dict(self.nodes)))
@@ -202,7 +213,16 @@ class WorkflowDefinition:
         }
         if self.spec is not None:
             described["spec"] = dict(self.spec)
+        if self.concurrency is not None:  # described only when set: versions stay the same
+            described["concurrency"] = self.concurrency.describe()
         return described
+
+    @property
+    def limited(self) -> bool:
+        """Whether starting its nodes asks the database first (a concurrency or rate limit)."""
+        return self.concurrency is not None or any(
+            n.concurrency is not None or n.rate_limit is not None for n in self.nodes.values()
+        )
 
 
 def visible_to(owner: str | None, tenant: str | None) -> bool:
@@ -220,6 +240,7 @@ class Registry:
         self._latest: dict[str, WorkflowDefinition] = {}
         self._versions: dict[str, WorkflowDefinition] = {}
         self._owners: dict[str, str | None] = {}
+        self._limited: set[str] = set()
         for definition in definitions:
             self.register(definition)
 
@@ -229,6 +250,13 @@ class Registry:
         self._latest[definition.name] = definition
         self._versions[definition.version] = definition
         self._owners[definition.name] = owner
+        if definition.limited:
+            self._limited.add(definition.name)
+
+    def limited(self, name: str) -> bool:
+        """Whether a version of ``name`` known here has a concurrency or rate limit: its
+        appends give slots back (app/workflow/admission.py)."""
+        return name in self._limited
 
     def get(self, name: str, tenant: str | None = None) -> WorkflowDefinition:
         """The latest version of ``name``, if ``tenant`` may see it (None: any tenant); another
@@ -287,7 +315,7 @@ def _problems(name: str, nodes: Mapping[str, NodeDefinition]) -> list[str]:
                 if entry not in nodes:
                     found.append(f"{where}: branch {branch!r} enters at {entry!r}, which "
                                  "does not exist")  # fmt: skip
-        found += [f"{where}: {p}" for p in _node_problems(node)]
+        found += [f"{where}: {p}" for p in _node_problems(node) + _limit_problems(node)]
     if START in nodes:
         reachable = _reachable(nodes)
         for key in nodes:
@@ -332,6 +360,24 @@ def _node_problems(node: NodeDefinition) -> list[str]:
     if node.max_interruptions < 0:
         found.append("max_interruptions must not be negative")
     found += node.retry.problems()
+    return found
+
+
+def _described_limits(node: NodeDefinition) -> dict[str, Any]:
+    described: dict[str, Any] = {}
+    if node.concurrency is not None:
+        described["concurrency"] = node.concurrency.describe()
+    if node.rate_limit is not None:
+        described["rateLimit"] = node.rate_limit.describe()
+    return described
+
+
+def _limit_problems(node: NodeDefinition) -> list[str]:
+    found = []
+    if node.concurrency is not None:
+        found += [f"concurrency: {p}" for p in node.concurrency.problems()]
+    if node.rate_limit is not None:
+        found += [f"rateLimit: {p}" for p in node.rate_limit.problems()]
     return found
 
 

@@ -20,6 +20,7 @@ from flowlog.eventstore import TRANSIENT_ERRORS, RecordedEvent, WrongExpectedVer
 from flowlog.telemetry import TRACEPARENT, tracing
 from flowlog.times import Clock
 from flowlog.workflow.activity import Activity
+from flowlog.workflow.admission import Admission, Gate
 from flowlog.workflow.caller import Caller
 from flowlog.workflow.children import ChildRunner
 from flowlog.workflow.commands import Advance, Command, Interrupt, RecordWaiting, Wake
@@ -68,8 +69,8 @@ class Driver:
     """Drives the flows one reactor claimed (or took back from its parking lot)."""
 
     __slots__ = (
-        "_activity", "_caller", "_children", "_clock", "_flows", "_nodes", "_parking", "_registry",
-        "_work", "stopping",
+        "_activity", "_caller", "_children", "_clock", "_flows", "_gate", "_nodes", "_parking",
+        "_registry", "_work", "stopping",
     )  # fmt: skip
 
     def __init__(
@@ -82,6 +83,7 @@ class Driver:
         activity: Activity,
         clock: Clock,
         room: Callable[[], bool] = lambda: False,
+        gate: Gate | None = None,
     ) -> None:
         """``room()``: whether this process has a free slot (a node that runs children may
         then hold its flow to count its children's ends as they come)."""
@@ -93,6 +95,7 @@ class Driver:
         self._activity = activity
         self._clock = clock
         self._caller = Caller(actor=f"reactor:{work.owner}")
+        self._gate = gate or Gate(work.pool)
         self._children = ChildRunner(
             flows, registry, self._caller, clock, lambda: room() and not self.stopping
         )
@@ -220,6 +223,10 @@ class Driver:
                     if state.version == claimed and await nodes.retry_early(state):
                         return None  # claimed before its retry's time: deferred, not ours
                     return state  # nothing to do now: the work row says when to look again
+                events, wait = await self._admitted(state, events, definition)
+                if wait is not None:
+                    await self._wait(state, wait)
+                    return None  # waits in its row: no longer ours
                 state, _ = await self._append(state, events, started_here)
                 continue
             node = definition.node(running.key)
@@ -276,7 +283,10 @@ class Driver:
             outcomes.pop(running.node_id, None)  # recorded, or no longer ours to record
             if recorded is None:
                 return None
-            state = recorded
+            state, wait = recorded
+            if wait is not None:
+                await self._wait(state, wait)
+                return None
             if isinstance(command, RecordWaiting):
                 return state  # it waits holding nothing: its row says when to look again
 
@@ -303,14 +313,39 @@ class Driver:
         self._activity.recorded(events)
         return appended, True
 
+    async def _admitted(
+        self, state: FlowState, events: list[FlowEvent], definition: WorkflowDefinition
+    ) -> tuple[list[FlowEvent], Admission | None]:
+        """``events``, if the node they start may start now (flow control); else those before
+        its start, and why the flow must wait."""
+        if not definition.limited:
+            return events, None
+        for index, event in enumerate(events):
+            if isinstance(event, NodeStarted):
+                admission = await self._gate.admit(state, event.key, definition)
+                if not admission.admitted:
+                    return events[:index], admission
+        return events, None
+
+    async def _wait(self, state: FlowState, admission: Admission) -> None:
+        """The flow waits for a slot or a rate limit, in its row, holding nothing."""
+        log.info(
+            "flow waits",
+            extra={"flow_id": state.flow_id, "waiting_for": admission.why,
+                   "recheck_in": round(admission.wait, 3)},
+        )  # fmt: skip
+        await self._gate.wait(state, admission.wait)
+
     async def _record(
         self,
         state: FlowState,
         command: Command,
         definition: WorkflowDefinition,
         started_here: set[str],
-    ) -> FlowState | None:
-        """Records an outcome; when the flow moved meanwhile, decides again on the fresh state.
+    ) -> tuple[FlowState, Admission | None] | None:
+        """Records an outcome (and what follows it, when it may start now: else the flow
+        waits, and the answer says why); when the flow moved meanwhile, decides again on the
+        fresh state.
 
         None: the outcome is stale (another worker owns the node now), stop driving.
         """
@@ -326,10 +361,11 @@ class Driver:
                 )
                 return None
             if not events:
-                return state
+                return state, None
+            events, wait = await self._admitted(state, events, definition)
             state, appended = await self._append(state, events, started_here)
             if appended:
-                return state
+                return state, wait
         log.warning(
             "outcome not recorded: the flow kept changing", extra={"flow_id": state.flow_id}
         )

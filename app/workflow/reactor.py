@@ -104,6 +104,7 @@ class Reactor:
         self.settings = settings or ReactorSettings()
         self.owner = owner or worker_name()
         self.flows = flows or FlowRepository(store, clock)
+        self.flows.limited = registry.limited
         self._listener = listener
         self._wake = asyncio.Event()
         self._drives: dict[str, asyncio.Task[None]] = {}

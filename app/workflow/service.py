@@ -131,6 +131,7 @@ class WorkflowService:
         self.tokens = tokens or CallbackTokens(store.pool)
         self.registry = registry
         self.flows = flows or FlowRepository(store, clock)
+        self.flows.limited = registry.limited
         self._clock = clock
         self._on_change = on_change
         self._gone = gone or _not_found

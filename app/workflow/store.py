@@ -9,7 +9,7 @@ reactor's queue and the tables can never disagree with the log.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -29,6 +29,7 @@ from flowlog.eventstore.batch import Statement, as_columns
 from flowlog.projections.inline import FlowChange, flow_statements
 from flowlog.projections.rows import APPEND_TIME
 from flowlog.times import Clock, utc_now
+from flowlog.workflow.admission import release_statements
 from flowlog.workflow.caller import SYSTEM, Caller
 from flowlog.workflow.errors import FlowNotFound
 from flowlog.workflow.events import FlowEvent, FlowRetried, encode
@@ -57,6 +58,9 @@ class _FlowAppend:
     """A child flow that this append runs again (retried): its end is no longer one."""
     harvest: Sequence[Harvested] = ()
     """Ends of the flow's children that this append counts (ChildrenEnded)."""
+    limited: bool = False
+    """A flow of a definition with flow control: the append gives back the slots it no
+    longer needs (app/workflow/admission.py)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +86,8 @@ class FlowRepository:
         self.background: GroupCommit[_FlowAppend] = GroupCommit(_batch, self._send)
         """The reactor's appends (outcomes and next starts)."""
         self._watched: dict[str, asyncio.Event] = {}
+        self.limited: Callable[[str], bool] = lambda name: False
+        """Whether flows of a definition name have flow control (the engine's registry)."""
 
     def watch(self, parent_id: str) -> asyncio.Event:
         """Set when a child of ``parent_id`` ends by an append of this process (a drive holding
@@ -200,7 +206,7 @@ class FlowRepository:
             provisional, StreamAppend(stream, new_events, expected), change,
             due_at(provisional, self.clock()), key, _child_end(state, provisional),
             provisional.parent is not None and any(isinstance(e, FlowRetried) for e in events),
-            harvest,
+            harvest, self.limited(provisional.name),
         )  # fmt: skip
 
     async def _send(
@@ -222,6 +228,7 @@ def _batch(appends: Sequence[_FlowAppend]) -> tuple[list[StreamAppend], list[Sta
         *flow_statements([a.change for a in appends]),
         claims([a.key for a in appends if a.key is not None]),
         *children_statements(appends),
+        *release_statements([a.state for a in appends if a.limited]),
     ]
     # Statements with no rows are left out: they would change nothing, yet cost the database
     # 0.5 ms a lone append (measured). The batches' statement texts are then a handful of

@@ -4,7 +4,8 @@ A task is a node offered on a queue; a worker's answer is decided as the reactor
 executor's outcome (the retry policy, the fail transition, a polling node's operation and its
 deadline), by the same functions. What follows at once is decided with it when no reactor has
 to run it: the flow's end, or the next node when it is a task too; a node that a reactor runs
-is left for a reactor to start (it must be the one to start what it runs).
+is left for a reactor to start (it must be the one to start what it runs), as is every node of
+a definition with flow control (a reactor asks the database whether it may start).
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ def _what_follows(
         after = evolve(after, event, now)
     assert after is not None
     follows = nodes.advance(after, definition, now)
-    if any(isinstance(e, NodeStarted) and e.queue is None for e in follows):
-        return []  # a reactor starts what it runs
+    if any(isinstance(e, NodeStarted) and (e.queue is None or definition.limited)
+           for e in follows):  # fmt: skip
+        return []  # a reactor starts what it runs, and asks flow control first
     return follows

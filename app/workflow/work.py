@@ -20,16 +20,16 @@ Claimed = dict[str, tuple[str, list[RecordedEvent]]]
 
 
 class WorkQueue:
-    __slots__ = ("_pool", "lease_seconds", "owner")
+    __slots__ = ("lease_seconds", "owner", "pool")
 
     def __init__(self, pool: asyncpg.Pool, owner: str, lease_seconds: float) -> None:
-        self._pool = pool
+        self.pool = pool
         self.owner = owner
         self.lease_seconds = lease_seconds
 
     async def claim(self, versions: list[str], limit: int) -> Claimed:
         """Leases up to ``limit`` due flows of definition ``versions``, with their events."""
-        rows = await self._pool.fetch(Q.work_claim, self.owner, versions, limit, self.lease_seconds)
+        rows = await self.pool.fetch(Q.work_claim, self.owner, versions, limit, self.lease_seconds)
         claimed: Claimed = {}
         for row in rows:
             flow = claimed.setdefault(row["flow_id"], (row["definition_name"], []))
@@ -38,30 +38,30 @@ class WorkQueue:
 
     def next_due(self, versions: list[str]) -> Awaitable[float | None]:
         """Seconds until the next flow of ``versions`` is claimable; None when there is none."""
-        return self._pool.fetchval(Q.work_next_due, versions)
+        return self.pool.fetchval(Q.work_next_due, versions)
 
     async def heartbeat(self, flow_ids: list[str]) -> dict[str, str]:
         """Extends the leases of ``flow_ids``: {flow id: status} of those still held."""
-        rows = await self._pool.fetch(Q.work_heartbeat, self.owner, flow_ids, self.lease_seconds)
+        rows = await self.pool.fetch(Q.work_heartbeat, self.owner, flow_ids, self.lease_seconds)
         return {row["flow_id"]: row["status"] for row in rows}
 
     def release(self, flow_id: str) -> Awaitable[str]:
         """Done with the flow for now: its row (if any) stays due at its due time."""
-        return self._pool.execute(Q.work_release, self.owner, flow_id)
+        return self.pool.execute(Q.work_release, self.owner, flow_id)
 
     def release_all(self) -> Awaitable[str]:
-        return self._pool.execute(Q.work_release_all, self.owner)
+        return self.pool.execute(Q.work_release_all, self.owner)
 
     def defer(self, flow_id: str, seconds: float) -> Awaitable[str]:
         """Driving the flow crashed (a bug): it is looked at again in ``seconds``."""
-        return self._pool.execute(Q.work_defer, self.owner, flow_id, seconds)
+        return self.pool.execute(Q.work_defer, self.owner, flow_id, seconds)
 
     def wait(self, flow_id: str, seconds: float, version: int) -> Awaitable[str]:
         """Claimed early (the database's clock ahead of ours): due in ``seconds`` by the
         database's clock, released; unless the flow moved on from stream ``version``."""
-        return self._pool.execute(Q.work_wait, self.owner, flow_id, seconds, version)
+        return self.pool.execute(Q.work_wait, self.owner, flow_id, seconds, version)
 
     def reoffer(self, flow_id: str) -> Awaitable[str]:
         """The worker of a polling node's poll was lost (its task's lease lapsed): the poll is
         offered on its queue again, and the flow is no longer ours."""
-        return self._pool.execute(Q.task_reoffer, self.owner, flow_id)
+        return self.pool.execute(Q.task_reoffer, self.owner, flow_id)

@@ -16,6 +16,7 @@ import time
 from flowlog.workflow.definition import NodeDefinition, NodeKind, WorkflowDefinition
 from flowlog.workflow.executor import Finished, FlowContext, NodeHandle, PollResult, Running
 from flowlog.workflow.fanout import Children
+from flowlog.workflow.limits import Concurrency
 
 
 def _sleep_range() -> tuple[float, float]:
@@ -133,5 +134,33 @@ DEFINITIONS.append(
             "right": NodeDefinition("right", step),
             "end": NodeDefinition("end", step),
         },
+    )
+)
+
+
+async def counted(node: NodeHandle, ctx: FlowContext) -> None:
+    """Notes when it begins and ends, by cluster: the test counts the runs at once per cluster
+    (the executors' own count, across processes)."""
+    runs = os.environ["RUNS_DIR"]
+    path = os.path.join(runs, f"spans-{os.getpid()}.txt")
+    cluster = ctx["clusterId"]
+    with open(path, "a") as out:  # noqa: ASYNC230 - written before the outcome, as step's
+        out.write(f"begin {node.key} {cluster} {node.flow_id} {time.time():.6f}\n")
+    low, high = _sleep_range()
+    await asyncio.sleep(random.uniform(low, high))
+    with open(path, "a") as out:  # noqa: ASYNC230
+        out.write(f"end {node.key} {cluster} {node.flow_id} {time.time():.6f}\n")
+
+
+DEFINITIONS.append(
+    WorkflowDefinition(
+        "limited",
+        {
+            "start": NodeDefinition("prepare", counted, success="apply"),
+            "apply": NodeDefinition(
+                "apply", counted, concurrency=Concurrency("context.clusterId", 1)
+            ),
+        },
+        concurrency=Concurrency("context.clusterId", 2),
     )
 )
