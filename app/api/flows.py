@@ -215,6 +215,7 @@ async def create_flow(request: web.Request, body: CreateRequest) -> CreatedRespo
         user_id=ctx.actor,
         start=body.start,
         visible_to=tenant_of(request),
+        priority=body.priority,
     )
     return CreatedResponse(workFlowId=state.flow_id, info=info_of(workflow_row(state)))
 

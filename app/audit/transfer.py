@@ -250,7 +250,7 @@ async def _rebuild_work(pool: Any) -> None:
             task = offered_task(state) or (None, None, None)
             await pool.execute(
                 Q.import_work, state.flow_id, state.name, state.definition_version,
-                state.status.value, due, state.version, state.tenant_id, *task,
+                state.status.value, due, state.version, state.tenant_id, *task, state.priority,
             )  # fmt: skip
 
 

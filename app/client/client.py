@@ -89,9 +89,11 @@ class FlowlogClient(TaskMethods):
         context: Mapping[str, Any] | None = None,
         start: bool = False,
         idempotency_key: str | None = None,
+        priority: int = 0,
     ) -> CreatedResponse:
         body = CreateRequest(flowName=flow_name, bizId=biz_id, bizType=biz_type,
-                             context=dict(context or {}), start=start)  # fmt: skip
+                             context=dict(context or {}), start=start,
+                             priority=priority)  # fmt: skip
         return await self._send("POST", FLOWS, CreatedResponse, body=body, key=idempotency_key)
 
     async def start(self, flow_id: str, *, reason: str = "") -> None:

@@ -211,7 +211,7 @@ class Scheduler:
                 biz_id, state.spec.bizType, state.spec.flowName, context=context,
                 caller=_caller(state.schedule_id, f"fire of {fire_time.isoformat()}"),
                 tenant_id=state.tenant_id, user_id=f"schedule:{state.schedule_id}",
-                start=True, flow_id=flow_id,
+                start=True, flow_id=flow_id, priority=state.spec.priority,
             )  # fmt: skip
         except WrongExpectedVersion:
             return True  # made meanwhile by another scheduler: it has just started

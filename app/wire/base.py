@@ -71,15 +71,16 @@ def _iso_datetime(value: Any) -> Any:
 IsoDatetime = Annotated[datetime, BeforeValidator(_iso_datetime)]
 
 
-def _not_bool(value: Any) -> Any:
-    # JSON's true is no number (pydantic would read it as 1); 41.0 is the integer 41.
-    if isinstance(value, bool):
-        raise ValueError("a number, not true or false")
+def _json_number(value: Any) -> Any:
+    # JSON's true and "9" are no numbers (pydantic would read them as 1 and 9); 41.0 is the
+    # integer 41, as JSON Schema says.
+    if isinstance(value, bool | str):
+        raise ValueError("a number, not text, true or false")
     return value
 
 
-NOT_BOOL = BeforeValidator(_not_bool)
-"""On a number field of a request (``Annotated[int, NOT_BOOL]``): true and false are refused."""
+JSON_NUMBER = BeforeValidator(_json_number)
+"""On a number field of a request (``Annotated[int, JSON_NUMBER]``): only JSON numbers."""
 
 
 class Request(BaseModel):

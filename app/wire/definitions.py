@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from flowlog.wire.base import NOT_BOOL, IsoDatetime, Request, Response
+from flowlog.wire.base import JSON_NUMBER, IsoDatetime, Request, Response
 
 
 class NoopExecutor(Request):
@@ -81,13 +81,13 @@ class AtLeast(Request):
 class ConcurrencySpec(Request):
     key: str = Field(..., pattern=r"^(bizId|tenant|context\.[^\x00]{1,200})$")
     """Whose flows count together: "bizId", "tenant" or "context.<key>"."""
-    limit: Annotated[int, NOT_BOOL] = Field(..., ge=1, le=100_000)
+    limit: Annotated[int, JSON_NUMBER] = Field(..., ge=1, le=100_000)
 
 
 class RateLimitSpec(Request):
     key: str = Field(..., pattern=r"^(bizId|tenant|context\.[^\x00]{1,200})$")
-    limit: Annotated[int, NOT_BOOL] = Field(..., ge=1, le=100_000)
-    periodSeconds: Annotated[float, NOT_BOOL] = Field(..., gt=0, le=86_400)
+    limit: Annotated[int, JSON_NUMBER] = Field(..., ge=1, le=100_000)
+    periodSeconds: Annotated[float, JSON_NUMBER] = Field(..., gt=0, le=86_400)
 
 
 class NodeSpec(Request):

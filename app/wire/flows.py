@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
 from flowlog.projections.rows import NodeRow, WorkflowRow
 from flowlog.wire.base import (
+    JSON_NUMBER,
     MAX_BODY,
     ContextKey,
     FlowId,
@@ -245,6 +246,8 @@ class CreateRequest(Request):
     context: dict[ContextKey, JsonValue] = Field(default_factory=dict)
     start: bool = False
     """Start the flow in the same step (one event append)."""
+    priority: Annotated[int, JSON_NUMBER] = Field(0, ge=0, le=9)
+    """Among due work (reactors' and task queues'), higher first; a map's children inherit it."""
 
 
 def body_size(body: Mapping[str, Any]) -> int:

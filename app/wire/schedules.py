@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
 
-from flowlog.wire.base import ContextKey, IsoDatetime, JsonValue, Request, Response
+from flowlog.wire.base import JSON_NUMBER, ContextKey, IsoDatetime, JsonValue, Request, Response
 
 SCHEDULE_ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
 DEFAULT_BIZ_ID = "{{scheduleId}}-{{fireTime}}"
@@ -64,6 +64,8 @@ class ScheduleSpec(Request):
     """Each fire is delayed by a fixed pseudo-random part of this (the same in every process),
     so that many schedules on the same time spread their flows."""
     description: str = Field("", max_length=1000)
+    priority: Annotated[int, JSON_NUMBER] = Field(0, ge=0, le=9, exclude_if=lambda v: v == 0)
+    """The fires' flows' priority: among due work, higher first."""
 
 
 class ScheduleCreate(ScheduleSpec):

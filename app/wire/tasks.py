@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from flowlog.wire.base import NOT_BOOL, ContextKey, JsonValue, Request, Response
+from flowlog.wire.base import JSON_NUMBER, ContextKey, JsonValue, Request, Response
 
 QUEUE_PATTERN = r"^[A-Za-z0-9_.:-]{1,100}$"
 WORKER_PATTERN = r"^[A-Za-z0-9_.:@/-]{1,200}$"
@@ -18,8 +18,8 @@ class PollRequest(Request):
     queue: str = Field(..., pattern=QUEUE_PATTERN)
     workerId: str = Field(..., pattern=WORKER_PATTERN)
     """Who asks: shown in the console as the holder of the tasks it leases."""
-    max: Annotated[int, NOT_BOOL] = Field(1, ge=1, le=100)
-    waitSeconds: Annotated[float, NOT_BOOL] = Field(0, ge=0, le=30)
+    max: Annotated[int, JSON_NUMBER] = Field(1, ge=1, le=100)
+    waitSeconds: Annotated[float, JSON_NUMBER] = Field(0, ge=0, le=30)
     """How long to wait for a task when none is offered (a long poll)."""
 
 
@@ -70,7 +70,7 @@ class CompleteRequest(Request):
     contextRemoved: list[ContextKey] = Field(default_factory=list, max_length=1000)
     message: str = Field("", max_length=1000)
     """Why it failed (status "fail")."""
-    code: Annotated[int | None, NOT_BOOL] = Field(None, ge=1, le=2**31 - 1)
+    code: Annotated[int | None, JSON_NUMBER] = Field(None, ge=1, le=2**31 - 1)
     """The failure's code (status "fail"; default 40109)."""
     operationId: str | None = Field(None, min_length=1, max_length=200)
     """A polling node's run: the operation it submitted (status "running")."""

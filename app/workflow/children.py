@@ -269,7 +269,8 @@ class ChildRunner:
         else:
             definition = self._registry.get(child.definition, state.tenant_id or None)
         command = CreateFlow(child.flow_id, child.biz_id, state.biz_type, state.tenant_id,
-                             child.context, child.parent, child.entry)  # fmt: skip
+                             child.context, child.parent, child.entry,
+                             priority=state.priority)  # fmt: skip
         return [*decide(None, command, definition, self._clock()), Started()]
 
     async def _create(self, events: list[FlowEvent]) -> None:

@@ -26,6 +26,8 @@ class CreateFlow:
     """A child flow's parent (made by a parent's map, parallel or subflow node)."""
     entry: str | None = None
     """The first node's key, when not ``start`` (a parallel node's branch)."""
+    priority: int = 0
+    """0 to 9: among due work, higher first (a map's children inherit their parent's)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,6 +57,8 @@ class FlowCreated(FlowEvent):
     parent: ParentLink | None = Field(None, exclude_if=_absent)
     entry: str | None = Field(None, exclude_if=_absent)
     """The key of the first node (a parallel branch's entry); None: ``start``."""
+    priority: int = Field(0, exclude_if=lambda v: v == 0)
+    """0 to 9: among due work, higher first (absent: 0)."""
 
 
 class ContextSet(FlowEvent):

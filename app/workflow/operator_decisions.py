@@ -33,7 +33,7 @@ from flowlog.workflow.events import (
 )
 from flowlog.workflow.executor import DEFAULT_SUCCESS_TEXT, check_json
 from flowlog.workflow.node_decisions import failed, succeeded
-from flowlog.workflow.state import FlowState, FlowStatus, NodeStatus
+from flowlog.workflow.state import MAX_PRIORITY, FlowState, FlowStatus, NodeStatus
 
 
 def create(
@@ -41,6 +41,8 @@ def create(
 ) -> list[FlowEvent]:
     if state is not None:
         raise WorkflowError(Code.CREATE_FAILED, f"workflow {command.flow_id} already exists")
+    if not 0 <= command.priority <= MAX_PRIORITY:
+        raise WorkflowError(Code.BAD_INPUT, f"a priority is 0 to {MAX_PRIORITY}")
     for key, value in command.context.items():
         _check_context(key, value, Code.CREATE_FAILED)
     return [
@@ -54,6 +56,7 @@ def create(
             context=dict(command.context),
             parent=command.parent,
             entry=command.entry,
+            priority=command.priority,
         )
     ]
 

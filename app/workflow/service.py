@@ -224,6 +224,7 @@ class WorkflowService:
         start: bool = False,
         flow_id: str | None = None,
         visible_to: str | None = None,
+        priority: int = 0,
     ) -> FlowState:
         """Creates a flow of the latest registered version of ``flow_name``; answers its state
         (the state the create left, when a key's request is sent again).
@@ -233,11 +234,12 @@ class WorkflowService:
         the same request again answers the same flow and creates nothing. ``flow_id``: the
         caller's (a schedule's fire, so that a fire makes one flow only); WrongExpectedVersion
         when it exists already. ``visible_to``: the tenant whose definitions may be named
-        (None: any)."""
+        (None: any). ``priority`` (0 to 9): among due work, higher first."""
         definition = self.registry.get(flow_name, visible_to)
         request = fingerprint(
-            "create", tenant_id, user_id, flow_name, biz_id, biz_type, dict(context or {}), start
-        )
+            "create", tenant_id, user_id, flow_name, biz_id, biz_type, dict(context or {}), start,
+            *([priority] if priority else []),
+        )  # fmt: skip
         keyed = self._keyed(caller, request)
         if (first := await keyed.answered()) is not None:
             return first
@@ -248,7 +250,7 @@ class WorkflowService:
             FlowContext.TENANT_ID: tenant_id,
         }
         seeded.update(context or {})
-        command = CreateFlow(flow_id, biz_id, biz_type, tenant_id, seeded)
+        command = CreateFlow(flow_id, biz_id, biz_type, tenant_id, seeded, priority=priority)
         try:
             events = decide(None, command, definition, self._clock())
         except WorkflowError as refusal:

@@ -163,6 +163,8 @@ class FlowState:
     over its failed children)."""
     parent: ParentLink | None = None
     """A child flow's parent (the flow, its node execution, the child's index and branch)."""
+    priority: int = 0
+    """0 to 9: among due work, higher first."""
 
     @property
     def terminal(self) -> bool:
@@ -214,6 +216,9 @@ class FoldError(ValueError):
     """A history that no decision could have produced (corrupt or foreign events)."""
 
 
+MAX_PRIORITY = 9
+
+
 def evolve(state: FlowState | None, event: FlowEvent, at: datetime) -> FlowState:
     """The state after ``event``, recorded at ``at``."""
     if state is None:
@@ -233,6 +238,7 @@ def evolve(state: FlowState | None, event: FlowEvent, at: datetime) -> FlowState
             updated_at=at,
             cursor=event.entry or "start",
             parent=event.parent,
+            priority=event.priority,
         )
     changes = _changes(state, event, at)
     changes["version"] = state.version + 1

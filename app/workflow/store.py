@@ -251,8 +251,8 @@ def work_statements(
             queue, task_node, operation = offered_task(state) or (None, None, None)
             due.append((state.flow_id, state.name, state.definition_version,
                         state.status.value, when, state.version, state.tenant_id, queue,
-                        task_node, operation))  # fmt: skip
-    return (Q.work_upsert, as_columns(due, 10)), (Q.work_delete, (done,))
+                        task_node, operation, state.priority))  # fmt: skip
+    return (Q.work_upsert, as_columns(due, 11)), (Q.work_delete, (done,))
 
 
 def _sooner(due: datetime | None, now: datetime) -> datetime | None:

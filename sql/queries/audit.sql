@@ -71,9 +71,9 @@ SELECT id FROM workflows WHERE status NOT IN ('Finished', 'Error', 'Canceled')
 -- An imported flow's pending work (the target is new: nothing holds a lease on it); a task
 -- its running node offers on queue $8 (node $9, operation $10) is offered again.
 INSERT INTO flow_work (flow_id, definition_name, definition_version, status, due_at, stream_version,
-                       tenant_id, queue, task_node_id, task_operation, offered_at)
+                       tenant_id, queue, task_node_id, task_operation, offered_at, priority)
 VALUES ($1, $2, $3, $4, CASE WHEN $8::text IS NULL THEN $5::timestamptz ELSE 'infinity' END, $6, $7, $8, $9,
-        $10, CASE WHEN $8::text IS NOT NULL THEN $5::timestamptz END)
+        $10, CASE WHEN $8::text IS NOT NULL THEN $5::timestamptz END, $11)
 
 -- name: check_flows
 -- The flows of a definition, newest first, to replay against a new version of it.

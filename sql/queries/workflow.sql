@@ -14,15 +14,16 @@
 -- commits). While a worker holds that same task, the worker's lease (and the row's due time,
 -- its end) is kept; any other task, or none, ends it.
 INSERT INTO flow_work (flow_id, definition_name, definition_version, status, due_at,
-                       stream_version, tenant_id, queue, task_node_id, task_operation, offered_at)
+                       stream_version, tenant_id, queue, task_node_id, task_operation, offered_at,
+                       priority)
 SELECT r.flow_id, r.definition_name, r.definition_version, r.status,
        CASE WHEN r.queue IS NULL THEN r.due_at ELSE 'infinity' END, r.stream_version,
        r.tenant_id, r.queue, r.task_node_id, r.task_operation,
-       CASE WHEN r.queue IS NOT NULL THEN r.due_at END
+       CASE WHEN r.queue IS NOT NULL THEN r.due_at END, r.priority
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bigint[],
-            $7::text[], $8::text[], $9::text[], $10::text[])
+            $7::text[], $8::text[], $9::text[], $10::text[], $11::smallint[])
      AS r(flow_id, definition_name, definition_version, status, due_at, stream_version,
-          tenant_id, queue, task_node_id, task_operation)
+          tenant_id, queue, task_node_id, task_operation, priority)
 WHERE 'flow-' || r.flow_id IN (SELECT stream_id FROM appended)
 ORDER BY r.flow_id
 ON CONFLICT (flow_id) DO UPDATE
@@ -41,6 +42,7 @@ SET definition_version = EXCLUDED.definition_version,
                  ELSE EXCLUDED.due_at END,
     stream_version = EXCLUDED.stream_version,
     tenant_id = EXCLUDED.tenant_id,
+    priority = EXCLUDED.priority,
     lease_owner = CASE WHEN EXCLUDED.queue IS NULL THEN flow_work.lease_owner END,
     lease_expires_at = CASE WHEN EXCLUDED.queue IS NULL THEN flow_work.lease_expires_at END,
     queue = EXCLUDED.queue,
@@ -79,15 +81,32 @@ WHERE flow_id = ANY($1::text[]) AND 'flow-' || flow_id IN (SELECT stream_id FROM
 -- Up to $3 due flows for worker $1 among definition versions $2, leased for $4 seconds, with
 -- the events of each claimed flow (one round trip instead of one more per flow). SKIP LOCKED:
 -- concurrent claimers never wait for each other and never take the same row.
-WITH due AS (
+--
+-- Urgent first: flows of a priority above 0 (a partial index: none, in most installations)
+-- before the others, each in due order. A claim that finds urgent flows may lock a few more of
+-- the others than it takes, for the length of the statement (skipped by other claimers).
+WITH urgent AS (
+    SELECT flow_id, priority, due_at
+    FROM flow_work
+    WHERE priority > 0 AND due_at <= now()
+      AND (lease_expires_at IS NULL OR lease_expires_at < now())
+      AND definition_version = ANY($2::text[])
+    ORDER BY priority DESC, due_at
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+), usual AS (
     SELECT flow_id
     FROM flow_work
-    WHERE due_at <= now()
+    WHERE priority = 0 AND due_at <= now()
       AND (lease_expires_at IS NULL OR lease_expires_at < now())
       AND definition_version = ANY($2::text[])
     ORDER BY due_at
     LIMIT $3
     FOR UPDATE SKIP LOCKED
+), due AS (
+    SELECT flow_id FROM urgent
+    UNION ALL
+    (SELECT flow_id FROM usual LIMIT greatest($3 - (SELECT count(*) FROM urgent), 0))
 ), claimed AS (
     UPDATE flow_work AS w
     SET lease_owner = $1, lease_expires_at = now() + make_interval(secs => $4)

@@ -196,3 +196,24 @@ async def test_bad_limits_are_refused_and_register_nothing(service: Service) -> 
         response = await post(client, "/api/v1/workflow-definitions", held_spec("bad", **limits))
         await refused(response, 400, 40115)
     await refused(await client.get("/api/v1/workflow-definitions/bad"), 404, 40104)
+
+
+async def test_urgent_flows_are_claimed_and_polled_first(service: Service) -> None:
+    client = service.client
+    spec = held_spec("urgent")
+    spec["nodes"]["start"] = {"name": "work", "queue": "remote", "success": ""}
+    del spec["nodes"]["work"], spec["nodes"]["finish"]
+    await register(client, spec)
+    flows = {}
+    for priority in (0, 5, 9, 0):
+        response = await post(client, "/api/v1/workflow/", {
+            "flowName": "urgent", "bizId": f"p{priority}", "bizType": "t", "start": True,
+            "priority": priority})  # fmt: skip
+        flows[(await ok(response))["workFlowId"]] = priority
+    for flow_id in flows:
+        await offered(client, flow_id)
+    tasks = await poll(client, max=4)
+    assert [t["priority"] for t in tasks] == [9, 5, 0, 0]
+    for bad in (10, -1, True, "9"):
+        body = {"flowName": "urgent", "bizId": "x", "bizType": "t", "priority": bad}
+        await refused(await post(client, "/api/v1/workflow/", body), 400, 40115)

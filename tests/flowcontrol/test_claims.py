@@ -1,0 +1,23 @@
+"""The reactor's claim takes urgent flows first (priority), whatever their due times."""
+
+from __future__ import annotations
+
+from flowlog.engine import Engine
+from flowlog.workflow.work import WorkQueue
+
+
+async def test_a_claim_takes_the_most_urgent_due_flows_first(api: Engine) -> None:
+    made = []
+    for n, priority in enumerate((0, 0, 3, 0, 9, 3)):
+        state = await api.service.create(f"biz-{n}", "test", "proc", start=True,
+                                         priority=priority)  # fmt: skip
+        made.append((state.flow_id, priority))
+    work = WorkQueue(api.pool, "test-claimer", 30)
+    versions = api.registry.versions()
+    order = []
+    while claimed := await work.claim(versions, 1):
+        order += list(claimed)
+    by_id = dict(made)
+    assert [by_id[f] for f in order] == [9, 3, 3, 0, 0, 0]
+    # Among equals, the oldest due first.
+    assert [f for f in order if by_id[f] == 0] == [f for f, p in made if p == 0]
