@@ -15,25 +15,35 @@ import asyncpg
 from flowlog.eventstore import RecordedEvent
 from flowlog.workflow.queries import Q
 
+RING_TENANTS = 16
+"""Tenants a claim visits in turn (the oldest due flow of each), after those of the last."""
+
 Claimed = dict[str, tuple[str, list[RecordedEvent]]]
 """Claimed flows: {flow id: (definition name, the flow's events)}."""
 
 
 class WorkQueue:
-    __slots__ = ("lease_seconds", "owner", "pool")
+    __slots__ = ("_ring_after", "lease_seconds", "owner", "pool")
 
     def __init__(self, pool: asyncpg.Pool, owner: str, lease_seconds: float) -> None:
         self.pool = pool
+        self._ring_after = ""
         self.owner = owner
         self.lease_seconds = lease_seconds
 
     async def claim(self, versions: list[str], limit: int) -> Claimed:
-        """Leases up to ``limit`` due flows of definition ``versions``, with their events."""
-        rows = await self.pool.fetch(Q.work_claim, self.owner, versions, limit, self.lease_seconds)
+        """Leases up to ``limit`` due flows of definition ``versions``, with their events:
+        the most urgent first, then the oldest due of each of the next tenants in turn (a
+        ring that goes round from claim to claim), then the oldest due."""
+        rows = await self.pool.fetch(
+            Q.work_claim, self.owner, versions, limit, self.lease_seconds, self._ring_after,
+            RING_TENANTS,
+        )  # fmt: skip
         claimed: Claimed = {}
         for row in rows:
             flow = claimed.setdefault(row["flow_id"], (row["definition_name"], []))
-            flow[1].append(RecordedEvent(*tuple(row)[2:]))
+            flow[1].append(RecordedEvent(*tuple(row)[3:]))
+        self._ring_after = (rows[0]["ring_end"] if rows else None) or ""
         return claimed
 
     def next_due(self, versions: list[str]) -> Awaitable[float | None]:

@@ -60,6 +60,10 @@ CREATE TABLE rate_limits (
 -- Priority: among due work, higher first (0 to 9, the flow's, from its FlowCreated).
 CREATE INDEX flow_work_priority_idx ON flow_work (priority DESC, due_at) WHERE priority > 0;
 
+-- Fairness: a claim visits tenants in turn (the next after the last it visited) and takes each
+-- one's oldest due flow first.
+CREATE INDEX flow_work_tenant_idx ON flow_work (tenant_id, due_at);
+
 CREATE OR REPLACE FUNCTION flowlog_grant_runtime(runtime name) RETURNS void
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN

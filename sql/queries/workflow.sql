@@ -83,10 +83,20 @@ WHERE flow_id = ANY($1::text[]) AND 'flow-' || flow_id IN (SELECT stream_id FROM
 -- concurrent claimers never wait for each other and never take the same row.
 --
 -- Urgent first: flows of a priority above 0 (a partial index: none, in most installations)
--- before the others, each in due order. A claim that finds urgent flows may lock a few more of
--- the others than it takes, for the length of the statement (skipped by other claimers).
-WITH urgent AS (
-    SELECT flow_id, priority, due_at
+-- before the others, each in due order. Then fairly between tenants: the oldest due flow of
+-- each of the next $6 tenants after tenant $5 (the claimer's ring goes round, so that one
+-- tenant's burst of flows cannot starve another's single flow), then the rest in due order.
+-- A claim may lock a few more rows than it takes, for the length of the statement (skipped
+-- by other claimers meanwhile). The third column is the last tenant the ring reached (NULL:
+-- it went round; start again from the first).
+WITH RECURSIVE ring (tenant_id, n) AS (
+    SELECT (SELECT min(tenant_id) FROM flow_work WHERE tenant_id > $5), 1
+    UNION ALL
+    SELECT (SELECT min(w.tenant_id) FROM flow_work w WHERE w.tenant_id > ring.tenant_id),
+           ring.n + 1
+    FROM ring WHERE ring.tenant_id IS NOT NULL AND ring.n < $6
+), urgent AS (
+    SELECT flow_id
     FROM flow_work
     WHERE priority > 0 AND due_at <= now()
       AND (lease_expires_at IS NULL OR lease_expires_at < now())
@@ -94,19 +104,35 @@ WITH urgent AS (
     ORDER BY priority DESC, due_at
     LIMIT $3
     FOR UPDATE SKIP LOCKED
+), fair AS (
+    SELECT oldest.flow_id
+    FROM ring CROSS JOIN LATERAL (
+        SELECT flow_id
+        FROM flow_work
+        WHERE tenant_id = ring.tenant_id AND priority = 0 AND due_at <= now()
+          AND (lease_expires_at IS NULL OR lease_expires_at < now())
+          AND definition_version = ANY($2::text[])
+        ORDER BY due_at
+        LIMIT 1
+        FOR UPDATE SKIP LOCKED
+    ) AS oldest
 ), usual AS (
     SELECT flow_id
     FROM flow_work
     WHERE priority = 0 AND due_at <= now()
       AND (lease_expires_at IS NULL OR lease_expires_at < now())
       AND definition_version = ANY($2::text[])
+      AND flow_id NOT IN (SELECT flow_id FROM fair)
     ORDER BY due_at
     LIMIT $3
     FOR UPDATE SKIP LOCKED
 ), due AS (
     SELECT flow_id FROM urgent
     UNION ALL
-    (SELECT flow_id FROM usual LIMIT greatest($3 - (SELECT count(*) FROM urgent), 0))
+    (SELECT flow_id FROM fair LIMIT greatest($3 - (SELECT count(*) FROM urgent), 0))
+    UNION ALL
+    (SELECT flow_id FROM usual
+     LIMIT greatest($3 - (SELECT count(*) FROM urgent) - (SELECT count(*) FROM fair), 0))
 ), claimed AS (
     UPDATE flow_work AS w
     SET lease_owner = $1, lease_expires_at = now() + make_interval(secs => $4)
@@ -115,6 +141,7 @@ WITH urgent AS (
     RETURNING w.flow_id, w.definition_name
 )
 SELECT c.flow_id, c.definition_name,
+       (SELECT tenant_id FROM ring ORDER BY n DESC LIMIT 1) AS ring_end,
        e.position, e.transaction_id, e.stream_id, e.version, e.type, e.data, e.metadata,
        e.recorded_at
 FROM claimed c

@@ -21,3 +21,15 @@ async def test_a_claim_takes_the_most_urgent_due_flows_first(api: Engine) -> Non
     assert [by_id[f] for f in order] == [9, 3, 3, 0, 0, 0]
     # Among equals, the oldest due first.
     assert [f for f in order if by_id[f] == 0] == [f for f, p in made if p == 0]
+
+
+async def test_one_tenant_s_burst_does_not_starve_another_tenant_s_flow(api: Engine) -> None:
+    for n in range(120):
+        await api.service.create(f"burst-{n}", "test", "proc", start=True, tenant_id="big")
+    lone = await api.service.create("lone", "test", "proc", start=True, tenant_id="small")
+    work = WorkQueue(api.pool, "test-claimer", 30)
+    claimed = await work.claim(api.registry.versions(), 8)
+    # Due after the 120 others, it is in the first claim: the oldest due flow of each tenant
+    # comes before the rest.
+    assert lone.flow_id in claimed
+    assert len(claimed) == 8
