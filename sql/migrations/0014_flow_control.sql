@@ -61,8 +61,9 @@ CREATE TABLE rate_limits (
 CREATE INDEX flow_work_priority_idx ON flow_work (priority DESC, due_at) WHERE priority > 0;
 
 -- Fairness: a claim visits tenants in turn (the next after the last it visited) and takes each
--- one's oldest due flow first.
-CREATE INDEX flow_work_tenant_idx ON flow_work (tenant_id, due_at);
+-- one's oldest due flow first. Flows without a tenant (an open server's) are not in the index:
+-- an installation without tenants pays nothing for it.
+CREATE INDEX flow_work_tenant_idx ON flow_work (tenant_id, due_at) WHERE tenant_id <> '';
 
 CREATE OR REPLACE FUNCTION flowlog_grant_runtime(runtime name) RETURNS void
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$

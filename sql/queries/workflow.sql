@@ -85,14 +85,16 @@ WHERE flow_id = ANY($1::text[]) AND 'flow-' || flow_id IN (SELECT stream_id FROM
 -- Urgent first: flows of a priority above 0 (a partial index: none, in most installations)
 -- before the others, each in due order. Then fairly between tenants: the oldest due flow of
 -- each of the next $6 tenants after tenant $5 (the claimer's ring goes round, so that one
--- tenant's burst of flows cannot starve another's single flow), then the rest in due order.
+-- tenant's burst of flows cannot starve another's single flow; flows without a tenant are not
+-- in the ring), then the rest in due order.
 -- A claim may lock a few more rows than it takes, for the length of the statement (skipped
 -- by other claimers meanwhile). The third column is the last tenant the ring reached (NULL:
 -- it went round; start again from the first).
 WITH RECURSIVE ring (tenant_id, n) AS (
-    SELECT (SELECT min(tenant_id) FROM flow_work WHERE tenant_id > $5), 1
+    SELECT (SELECT min(tenant_id) FROM flow_work WHERE tenant_id > $5 AND tenant_id <> ''), 1
     UNION ALL
-    SELECT (SELECT min(w.tenant_id) FROM flow_work w WHERE w.tenant_id > ring.tenant_id),
+    SELECT (SELECT min(w.tenant_id) FROM flow_work w
+            WHERE w.tenant_id > ring.tenant_id AND w.tenant_id <> ''),
            ring.n + 1
     FROM ring WHERE ring.tenant_id IS NOT NULL AND ring.n < $6
 ), urgent AS (
@@ -109,7 +111,8 @@ WITH RECURSIVE ring (tenant_id, n) AS (
     FROM ring CROSS JOIN LATERAL (
         SELECT flow_id
         FROM flow_work
-        WHERE tenant_id = ring.tenant_id AND priority = 0 AND due_at <= now()
+        WHERE tenant_id = ring.tenant_id AND tenant_id <> '' AND priority = 0
+          AND due_at <= now()
           AND (lease_expires_at IS NULL OR lease_expires_at < now())
           AND definition_version = ANY($2::text[])
         ORDER BY due_at
