@@ -68,7 +68,7 @@ async def _layout(server_url: str, flows: int, workers: int, progress: bool) -> 
         connector = aiohttp.TCPConnector(limit=CLIENTS)
         async with (
             aiohttp.ClientSession(base, connector=connector) as session,
-            _workers(url, workers) as pids,
+            worker_processes(url, workers) as pids,
         ):
             await expect_ok(session.post("/api/v1/workflow-definitions", json=DEFINITION))
             await asyncio.sleep(_DEFINITIONS_SEEN)
@@ -87,7 +87,9 @@ async def _layout(server_url: str, flows: int, workers: int, progress: bool) -> 
 
 
 @contextlib.asynccontextmanager
-async def _workers(database_url: str, count: int) -> AsyncIterator[list[int]]:
+async def worker_processes(database_url: str, count: int) -> AsyncIterator[list[int]]:
+    """``count`` ``flowlog worker`` processes on ``database_url`` (their pids), stopped with
+    SIGTERM at the end."""
     env = {**os.environ, "DATABASE_URL": database_url, "FLOWLOG_LOG_LEVEL": "WARNING"}
     command = [sys.executable, "-m", "flowlog.cli", "worker"]
     processes = []

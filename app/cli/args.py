@@ -27,6 +27,7 @@ BENCHMARKS = (
     "export",
     "flows",
     "http",
+    "limits",
     "map",
     "processes",
     "projections",
