@@ -30,8 +30,6 @@ from flowlog.workflow.state import FlowState, FlowStatus
 
 @dataclass(frozen=True, slots=True)
 class AdmissionQueries:
-    slot_held: str
-    slot_lock: str
     slot_take: str
     slot_wait: str
     slots_release: str
@@ -89,6 +87,14 @@ class Gate:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+        self._held: dict[str, set[tuple[str, str]]] = {}
+        """The definitions' slots that flows being driven here hold: their next nodes need
+        not ask. Kept for one drive only (``forget``): within a drive a flow gives its slot
+        back only by ending or stopping, after which the drive starts nothing."""
+
+    def forget(self, flow_id: str) -> None:
+        """The flow's drive ended: what it holds is asked of the database next time."""
+        self._held.pop(flow_id, None)
 
     async def admit(self, state: FlowState, key: str, definition: WorkflowDefinition) -> Admission:
         """Takes what the start of node ``key`` needs (slots, a reserved start), or says why
@@ -120,16 +126,16 @@ class Gate:
 
     async def _slot(self, state: FlowState, scope: str, limit: Concurrency) -> Admission:
         value = self._value(limit.key, state)
-        if await self._pool.fetchval(Q.slot_held, scope, value, state.flow_id):
+        if (scope, value) in self._held.get(state.flow_id, ()):
             return ADMITTED
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(Q.slot_lock, scope, value)
-            row = await conn.fetchrow(
-                Q.slot_take, scope, value, state.flow_id, state.tenant_id, state.created_at,
-                limit.limit,
-            )  # fmt: skip
+        row = await self._pool.fetchrow(
+            Q.slot_take, scope, value, state.flow_id, state.tenant_id, state.created_at,
+            limit.limit,
+        )  # fmt: skip
         assert row is not None
         if row["holding"]:
+            if scope.startswith("flow:"):
+                self._held.setdefault(state.flow_id, set()).add((scope, value))
             return ADMITTED
         ahead = int(row["ahead"])
         wait = NEAR_RECHECK if ahead < 2 * limit.limit else FAR_RECHECK

@@ -194,6 +194,7 @@ class Driver:
             with contextlib.suppress(*TRANSIENT_ERRORS):
                 await self._work.defer(flow_id, _CRASH_DEFER_SECONDS)
         finally:
+            self._gate.forget(flow_id)
             if release:
                 with contextlib.suppress(*TRANSIENT_ERRORS):
                     await self._work.release(flow_id)
@@ -309,6 +310,7 @@ class Driver:
             )
         except WrongExpectedVersion:
             started_here -= starting
+            self._gate.forget(state.flow_id)  # someone else appended: a stop gives slots back
             return await self._flows.load(state.flow_id), False
         self._activity.recorded(events)
         return appended, True

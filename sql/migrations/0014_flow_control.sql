@@ -25,6 +25,47 @@ CREATE INDEX flow_slots_flow_idx ON flow_slots (flow_id);
 CREATE INDEX flow_slots_waiting_idx ON flow_slots (scope, key_value, queued_at, flow_id)
     WHERE NOT holding;
 
+-- Flow p_flow (tenant p_tenant, created at p_queued) asks for a slot of (p_scope, p_key) whose
+-- limit is p_limit: it holds one already, or it takes one when the holders and the waiters created
+-- before it leave room, or it waits (its row says so). One statement for the caller: the
+-- advisory lock makes the takers of one (scope, key) one at a time, and each statement of this
+-- function reads with a snapshot taken after it got the lock (READ COMMITTED), so it counts
+-- every take committed before. The lock ends with the caller's transaction.
+CREATE FUNCTION flowlog_slot_take(p_scope text, p_key text, p_flow text, p_tenant text,
+                                  p_queued timestamptz, p_limit integer)
+RETURNS TABLE (holding boolean, ahead bigint)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    held boolean;
+    holders bigint;
+    before bigint;
+BEGIN
+    SELECT s.holding INTO held FROM flow_slots s
+    WHERE s.scope = p_scope AND s.key_value = p_key AND s.flow_id = p_flow;
+    IF held THEN
+        RETURN QUERY SELECT true, 0::bigint;
+        RETURN;
+    END IF;
+    -- Its commit need not wait for the disk: the append that starts the node commits after
+    -- it, synchronously, and the log is flushed in order, so the slot is on disk whenever the
+    -- start is (a waiter's row lost to a crash is written again when it looks again).
+    PERFORM set_config('synchronous_commit', 'off', true);
+    PERFORM pg_advisory_xact_lock(hashtextextended(p_scope || chr(31) || p_key, 0));
+    SELECT count(*) FILTER (WHERE s.holding),
+           count(*) FILTER (WHERE NOT s.holding AND (s.queued_at, s.flow_id) < (p_queued, p_flow))
+    INTO holders, before
+    FROM flow_slots s
+    WHERE s.scope = p_scope AND s.key_value = p_key AND s.flow_id <> p_flow;
+    INSERT INTO flow_slots AS s (scope, key_value, flow_id, tenant_id, holding, queued_at)
+    VALUES (p_scope, p_key, p_flow, p_tenant, holders + before < p_limit, p_queued)
+    ON CONFLICT (scope, key_value, flow_id) DO UPDATE
+    SET holding = EXCLUDED.holding, woken = false,
+        since = CASE WHEN EXCLUDED.holding AND NOT s.holding THEN now() ELSE s.since END;
+    RETURN QUERY SELECT holders + before < p_limit, before;
+END;
+$$;
+
 -- The waiters to wake when flows $1 give back their slots but those they keep (pairs of flow
 -- kept_flows[i] and scope kept_scopes[i]): for each (scope, key value), the oldest waiters, as
 -- many as slots are given back. Read by the two statements of an append that wake them (its
@@ -81,5 +122,7 @@ BEGIN
                    runtime);
     EXECUTE format('GRANT EXECUTE ON FUNCTION flowlog_slot_wakes(text[], text[], text[]) TO %I',
                    runtime);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION flowlog_slot_take(text, text, text, text, '
+                   'timestamptz, integer) TO %I', runtime);
 END;
 $$;

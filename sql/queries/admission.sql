@@ -1,31 +1,11 @@
 -- Named statements of flow control (app/workflow/admission.py, migration 0014): slots of
 -- concurrency limits, and reservations of rate limits' starts.
 
--- name: slot_held
--- Whether flow $3 holds a slot of ($1, $2) already (a node started again, a drive after a
--- restart): no lock needed to find out.
-SELECT holding FROM flow_slots WHERE scope = $1 AND key_value = $2 AND flow_id = $3
-
--- name: slot_lock
--- The acquisitions of one (scope $1, key value $2) one at a time (the transaction's end ends it).
-SELECT pg_advisory_xact_lock(hashtextextended($1 || chr(31) || $2, 0))
-
 -- name: slot_take
--- Flow $3 (tenant $4, created at $5) asks for a slot of ($1, $2) whose limit is $6, under the
--- advisory lock: it holds one when the holders and the waiters created before it leave room;
--- otherwise it waits (its row says so). Answers whether it holds one, and how many wait
--- ahead of it.
-WITH counts AS (
-    SELECT count(*) FILTER (WHERE holding) AS holders,
-           count(*) FILTER (WHERE NOT holding AND (queued_at, flow_id) < ($5, $3)) AS ahead
-    FROM flow_slots WHERE scope = $1 AND key_value = $2 AND flow_id <> $3
-)
-INSERT INTO flow_slots AS s (scope, key_value, flow_id, tenant_id, holding, queued_at)
-SELECT $1, $2, $3, $4, holders + ahead < $6, $5 FROM counts
-ON CONFLICT (scope, key_value, flow_id) DO UPDATE
-SET holding = EXCLUDED.holding, woken = false,
-    since = CASE WHEN EXCLUDED.holding AND NOT s.holding THEN now() ELSE s.since END
-RETURNING holding, (SELECT ahead FROM counts) AS ahead
+-- Flow $3 (tenant $4, created at $5) holds a slot of ($1, $2), whose limit is $6, or takes
+-- one, or waits in line (flowlog_slot_take, migration 0014): whether it holds one, and how
+-- many wait ahead of it.
+SELECT holding, ahead FROM flowlog_slot_take($1, $2, $3, $4, $5, $6)
 
 -- name: slot_wait
 -- Flow $1 (read at stream version $3) waits for a slot or a rate limit: due in $2 seconds,
