@@ -51,6 +51,7 @@ if TYPE_CHECKING:
         Running,
     )
     from flowlog.workflow.fanout import Children
+    from flowlog.workflow.limits import Concurrency, RateLimit
     from flowlog.workflow.reactor import ReactorSettings
     from flowlog.workflow.state import FlowState, FlowStatus, NodeExecution, NodeStatus
 
@@ -67,6 +68,7 @@ _HOME = {
         "Code", "DefinitionNotFound", "FlowNotFound", "NodeError", "WorkflowError",
     ),
     "flowlog.workflow.fanout": ("Children",),
+    "flowlog.workflow.limits": ("Concurrency", "RateLimit"),
     "flowlog.workflow.state": ("FlowState", "FlowStatus", "NodeExecution", "NodeStatus"),
     "flowlog.workflow.reactor": ("ReactorSettings",),
     "flowlog.engine": ("Engine", "load_definitions"),
@@ -80,6 +82,7 @@ __all__ = [
     "START",
     "Children",
     "Code",
+    "Concurrency",
     "DefinitionNotFound",
     "Engine",
     "Executor",
@@ -97,6 +100,7 @@ __all__ = [
     "NodeStatus",
     "PollFunction",
     "PollResult",
+    "RateLimit",
     "ReactorSettings",
     "Registry",
     "RetryPolicy",
