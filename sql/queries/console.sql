@@ -97,6 +97,24 @@ LEFT JOIN LATERAL (
 LEFT JOIN workflows w ON w.id = p.id
 ORDER BY w.created_at DESC, w.id DESC
 
+-- name: flows_waiting_slots
+-- What the listed flows $1 (of tenant $2; NULL: any) wait for on flow control: the slots they
+-- wait for, with how many wait ahead of each and how many hold it, and the starts they reserved
+-- under rate limits (their time). As admission's waiting_for asks it of one flow, for a page
+-- of flows at once: the index on flow_id, then one range of the (scope, key value) for each
+-- count.
+SELECT s.flow_id, s.scope, s.key_value,
+       CASE WHEN s.scope LIKE 'rate:%' THEN s.queued_at END AS starts_at,
+       (SELECT count(*) FROM flow_slots a
+        WHERE a.scope = s.scope AND a.key_value = s.key_value AND NOT a.holding
+          AND (a.queued_at, a.flow_id) < (s.queued_at, s.flow_id)) AS ahead,
+       (SELECT count(*) FROM flow_slots h
+        WHERE h.scope = s.scope AND h.key_value = s.key_value AND h.holding) AS holders
+FROM flow_slots s
+WHERE s.flow_id = ANY($1::text[]) AND NOT s.holding
+  AND ($2::text IS NULL OR s.tenant_id = $2)
+ORDER BY s.flow_id, s.scope
+
 -- name: definition_version
 SELECT name, version, node_names, definition, registered_at, tenant_id
 FROM workflow_definitions WHERE version = $1
