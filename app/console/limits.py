@@ -10,6 +10,7 @@ whatever version of a flow the page shows.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from flowlog.console.reads import Q
@@ -30,7 +31,7 @@ async def flow_limits(
     if not may_wait(row, registry):
         return ()
     definition = registry.by_version(row.definition_version)
-    return tuple(await waiting_for(executor, row.id, definition))
+    return tuple(named(w, definition) for w in await waiting_for(executor, row.id, definition))
 
 
 async def listed_limits(
@@ -46,7 +47,7 @@ async def listed_limits(
     for record in await executor.fetch(Q.flows_waiting_slots, list(asked), tenant):
         row = asked[record["flow_id"]]
         definition = registry.by_version(row.definition_version)
-        found.setdefault(row.id, []).append(waiting_of(record, definition))
+        found.setdefault(row.id, []).append(named(waiting_of(record, definition), definition))
     return {flow_id: tuple(waits) for flow_id, waits in found.items()}
 
 
@@ -65,6 +66,15 @@ def waiting_of(record: Any, definition: WorkflowDefinition | None) -> Waiting:
         running=int(record["holders"]),
         starts_at=record["starts_at"],
     )
+
+
+def named(waiting: Waiting, definition: WorkflowDefinition | None) -> Waiting:
+    """A node's limit named by the node's name, as the console names nodes everywhere (the
+    REST detail names its key: the first node's is always "start")."""
+    node = None
+    if definition is not None and waiting.of.startswith("node "):
+        node = definition.nodes.get(waiting.of.removeprefix("node "))
+    return waiting if node is None else replace(waiting, of=f"node {node.name}")
 
 
 def _limit_key(definition: WorkflowDefinition, kind: str, node_key: str | None) -> str | None:

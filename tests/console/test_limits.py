@@ -24,17 +24,27 @@ from tests.tasks.test_task_api import offered
 ONE_PER_CLUSTER = {"key": "context.clusterId", "limit": 1}
 
 
-async def in_line(client: Client, name: str, cluster: str, count: int, **more: Any) -> list[str]:
+async def in_line(
+    client: Client, name: str, cluster: str, count: int, headers: Any = None, **more: Any
+) -> list[str]:
     """``count`` flows of ``name`` on one cluster: the first holds the slot (its task offered,
-    never polled), the others wait behind it, in creation order."""
+    never polled), the others wait behind it, in creation order. The first is offered before
+    the others are made: flows that ask for a slot at once take it in the order they ask."""
     flows = []
     for n in range(count):
         body = {"flowName": name, "bizId": f"{cluster}-{n}", "bizType": "t", "start": True,
                 "context": {"clusterId": cluster}, **more}  # fmt: skip
-        flows.append((await ok(await post(client, "/api/v1/workflow/", body)))["workFlowId"])
-    await offered(client, flows[0])
+        answer = await post(client, "/api/v1/workflow/", body, headers)
+        flows.append((await ok(answer))["workFlowId"])
+        if n == 0:
+            await offered(client, flows[0], headers)
+
+    async def last_waits() -> bool:
+        found = (await detail(client, flows[-1], headers)).get("waitingFor") or []
+        return bool(found) and found[0]["ahead"] == count - 2
+
     if count > 1:
-        await waits(client, flows[-1], ahead=count - 2)
+        await wait_for(last_waits)
     return flows
 
 
@@ -94,6 +104,7 @@ async def test_a_rate_limit_s_wait_says_when_the_node_starts(service: Service) -
             "rateLimit": {"key": "context.region", "limit": 1, "periodSeconds": 600}}  # fmt: skip
     spec = held_spec("rated-c", work=work)
     spec["nodes"]["work"].pop("queue")
+    spec["nodes"]["work"]["name"] = "send"  # the console names a node by its name, not its key
     await ok(await post(client, DEFINITIONS, spec))
     first = await create(client, "rated-c", context={"region": "eu"}, biz_id="r1")
     second = await create(client, "rated-c", context={"region": "eu"}, biz_id="r2")
@@ -105,12 +116,12 @@ async def test_a_rate_limit_s_wait_says_when_the_node_starts(service: Service) -
     await waits(client, second, ahead=0)
     said = words(await page(client, f"/flows/{second}"), "flow-limits")
     assert re.fullmatch(
-        r"Waiting for its start Waiting: rate limit context.region=eu of node work, starts at "
+        r"Waiting for its start Waiting: rate limit context.region=eu of node send, starts at "
         r"20\S+ \S+ UTC \(in (9|10) min\) \(the node's starts are spaced evenly\)",
         said,
     ), said
     cell = node_cell(await page(client, "/"), second)
-    assert re.fullmatch(r"waiting: rate limit region=eu of node work, starts in (9|10) min", cell)
+    assert re.fullmatch(r"waiting: rate limit region=eu of node send, starts in (9|10) min", cell)
 
 
 async def test_priority_is_a_badge_beside_the_status(service: Service) -> None:
@@ -179,17 +190,8 @@ async def test_another_tenant_s_waiting_flows_are_never_shown(make_service: Make
     client = service.client
     await ok(await post(client, DEFINITIONS, held_spec("alpha-c", concurrency=ONE_PER_CLUSTER), A))
     await ok(await post(client, DEFINITIONS, held_spec("bravo-c", concurrency=ONE_PER_CLUSTER), B))
-    mine = [await create(client, "alpha-c", context={"clusterId": "alpha-cluster"},
-                         biz_id=f"a{n}", headers=A) for n in range(2)]  # fmt: skip
-    theirs = [await create(client, "bravo-c", context={"clusterId": "bravo-secret"},
-                           biz_id=f"b{n}", headers=B) for n in range(2)]  # fmt: skip
-    for waiter, headers in ((mine[1], A), (theirs[1], B)):
-
-        async def says_so(flow_id: str = waiter, as_who: Any = headers) -> bool:
-            return bool((await detail(client, flow_id, as_who)).get("waitingFor"))
-
-        await wait_for(says_so)
-
+    mine = await in_line(client, "alpha-c", "alpha-cluster", 2, A)
+    theirs = await in_line(client, "bravo-c", "bravo-secret", 2, B)
     alice = await session_of(client, "token-a")
     listed = await (await client.get("/", headers=alice)).text()
     assert node_cell(listed, mine[1]) == "waiting: concurrency clusterId=alpha-cluster, 0 ahead"

@@ -24,11 +24,12 @@ async def test_flows_waiting_on_flow_control_are_counted(service: Service) -> No
     await ok(await post(client, DEFINITIONS, rated))
     assert await scraped(client) == []
 
-    first, second, third = [
+    first = await create(client, "limited-m", biz_id="m0", context={"clusterId": "c-1"})
+    await offered(client, first)  # it holds the slot before the others ask for it
+    second, third = [
         await create(client, "limited-m", biz_id=f"m{n}", context={"clusterId": "c-1"})
-        for n in range(3)
+        for n in (1, 2)
     ]
-    await offered(client, first)
     await waits(client, third, ahead=1)
     starts_now = await create(client, "rated-m", biz_id="r1")
     await offered(client, starts_now)
