@@ -1,6 +1,6 @@
 """Prometheus metrics of one process: flows by definition and status, node durations,
-reactor lag, leases, parked flows, schedule fire delays, reads and replicas, HTTP requests. A
-registry per application, no global state."""
+reactor lag, leases, parked flows, schedule fire delays, reads and replicas, task queues, flows
+waiting on flow control, HTTP requests. A registry per application, no global state."""
 
 from __future__ import annotations
 
@@ -93,6 +93,12 @@ class Metrics:
             "flowlog_task_queue_workers", "Workers seen on each queue in the last minute.",
             ["queue"], registry=self.registry,
         )  # fmt: skip
+        self.flows_waiting = Gauge(
+            "flowlog_flows_waiting",
+            "Flows waiting on flow control now (every tenant's), by kind of limit (concurrency: "
+            "a definition's or a node's; rate) and definition.",
+            ["limit", "definition"], registry=self.registry,
+        )  # fmt: skip
         self.requests = Histogram(
             "flowlog_http_request_duration_seconds", "HTTP requests by route and status.",
             ["method", "route", "status"], registry=self.registry,
@@ -132,6 +138,9 @@ class Metrics:
         for state in ("held", "expired", "pending"):
             self.leases.labels(state).set(leases[state])
         await self._observe_queues(pool)
+        self.flows_waiting.clear()  # a definition nobody waits for any more disappears
+        for row in await pool.fetch(Q.flows_waiting):
+            self.flows_waiting.labels(row["limit_kind"], row["definition"]).set(row["flows"])
         self.busy.set(busy)
         self.parked.set(parked)
         self.polls.inc(max(0, polls - self._polls_seen))

@@ -1,5 +1,6 @@
 """The REST API's named SQL (sql/queries/api.sql): the figures the metrics read from the
-database, the definitions a tenant may see, and the tenants of flows a bulk action names."""
+database (flow control's waiters among them), the definitions a tenant may see, and the
+tenants of flows a bulk action names."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ class ApiQueries:
     flows_by_status: str
     reactor_lag: str
     leases: str
+    flows_waiting: str
     definitions_named: str
     definitions: str
     tenants_of: str

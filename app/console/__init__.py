@@ -71,6 +71,8 @@ def setup_console(app: web.Application) -> None:
         pretty_json=present.pretty_json,
         shown_value=present.shown_value,
         waiting_text=present.waiting_text,
+        limit_text=present.limit_text,
+        limit_listed=present.limit_listed,
     )
     app.on_response_prepare.append(_security_headers)
     routes = app.router

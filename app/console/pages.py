@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from flowlog.api import keys
 from flowlog.api.access import clear_session_cookie, set_session_cookie
-from flowlog.api.common import list_filter, parse_cursor, tenant_of, visible_flow
+from flowlog.api.common import list_filter, parse_cursor, service_of, tenant_of, visible_flow
 from flowlog.api.context import Context, context_of
 from flowlog.api.errors import STATUS_OF, ClientGone
 from flowlog.api.operations import check_query_encoding
@@ -31,7 +31,7 @@ from flowlog.api.queries import Q as API_QUERIES
 from flowlog.api.replicas import answer_read, read_pool
 from flowlog.api.sse import notices
 from flowlog.audit.history import read_history
-from flowlog.console import flowview, present, reads
+from flowlog.console import flowview, limits, present, reads
 from flowlog.console.graph import layout
 from flowlog.eventstore import TRANSIENT_ERRORS
 from flowlog.projections.reads import list_workflows
@@ -171,6 +171,8 @@ async def _flows(request: web.Request) -> dict[str, Any]:
             pool, where, waiting, page=query.page, page_size=page_size, after=after
         )
     current = await reads.current_nodes(pool, listed.rows)
+    registry = service_of(request).registry
+    waits = await limits.listed_limits(pool, listed.rows, registry, tenant)
     parent = None
     if query.parentFlowId is None:
         counts = await reads.status_counts(pool, tenant, query.flowName, query.bizType)
@@ -198,6 +200,7 @@ async def _flows(request: web.Request) -> dict[str, Any]:
         "listed": listed,
         "rows": listed.rows,
         "current": current,
+        "limits": waits,
         "counts": counts,
         "counted_total": sum(counts.values()),
         "first_page": after is None,
@@ -305,6 +308,7 @@ async def _flow(request: web.Request) -> dict[str, Any]:
         "row": row,
         "parent": await reads.parent_of(pool, row),
         "view": view,
+        "limits": await limits.flow_limits(pool, row, service_of(request).registry),
         "definition": definition,
         "lines": lines[first_listed - 1 :],
         "hidden_lines": first_listed - 1 if not since.isdigit() else 0,

@@ -1,4 +1,5 @@
-"""How the console words things: times, durations, statuses. Pure; used as Jinja filters.
+"""How the console words things: times, durations, statuses, waits. Pure; used as Jinja
+filters.
 
 Times are shown twice, as people read them: relative ("3 min ago", updated in the page by a
 script) and absolute in UTC (in the element's ``title`` and ``datetime``).
@@ -7,11 +8,13 @@ script) and absolute in UTC (in the element's ``title`` and ``datetime``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import orjson
+
+from flowlog.workflow.admission import Waiting as LimitWait
 
 FLOW_STATUSES = ("Initializing", "Processing", "Stopped", "Canceling", "Canceled", "Finished",
                  "Error")  # fmt: skip
@@ -98,6 +101,44 @@ def waiting_text(waiting: Waiting, now: datetime) -> str:
         passed = "passed " if waiting.deadline <= now else ""
         text += f"; deadline {passed}{relative(waiting.deadline, now)}"
     return text
+
+
+VALUE_SHOWN = 200
+"""Characters of a limit's key value on a flow's page (a context value may be long)."""
+VALUE_LISTED = 40
+"""...and in a row of the flows list (the whole text is in the row's tooltip)."""
+
+
+def limit_text(waiting: LimitWait, now: datetime) -> str:
+    """What a flow waits for on flow control, as its page says it: ``Waiting: concurrency
+    context.clusterId=c-1, 3 ahead (2 running)``, or ``Waiting: rate limit context.region=eu
+    of node upload, starts at 2026-12-06 11:07:03 UTC (in 3 s)``."""
+    shown = replace(waiting, value=_clipped(waiting.value, VALUE_SHOWN))
+    if waiting.limit != "rate":
+        return f"Waiting: {shown.reason} ({waiting.running} running)"
+    if waiting.starts_at is None:
+        return f"Waiting: {shown.reason}"
+    at = waiting.starts_at
+    if at > now:
+        return f"Waiting: {shown.reason}, starts at {absolute(at)} ({relative(at, now)})"
+    return f"Waiting: {shown.reason}, its start at {absolute(at)} has come: due now"
+
+
+def limit_listed(waiting: LimitWait, now: datetime) -> str:
+    """The same, short, for a row of the flows list: ``waiting: concurrency clusterId=c-1, 3
+    ahead``, ``waiting: rate limit region=eu of node upload, starts in 3 s``."""
+    key = None if waiting.key is None else waiting.key.removeprefix("context.")
+    shown = replace(waiting, key=key, value=_clipped(waiting.value, VALUE_LISTED))
+    if waiting.limit != "rate" or waiting.starts_at is None:
+        return f"waiting: {shown.reason}"
+    at = waiting.starts_at
+    return f"waiting: {shown.reason}, " + (f"starts {relative(at, now)}" if at > now else "due now")
+
+
+def _clipped(value: str, most: int) -> str:
+    if value == "":
+        return '""'  # a flow without the key: the line of those without it
+    return value if len(value) <= most else value[: most - 1] + "…"
 
 
 TaskState = Literal["offered", "later", "paused", "held", "lapsed"]

@@ -35,6 +35,7 @@ class ConsoleQueries:
     definition_counts: str
     current_nodes: str
     waiting_flows: str
+    flows_waiting_slots: str
     definition_version: str
     definition_names: str
     child_status_counts: str

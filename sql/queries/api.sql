@@ -16,6 +16,19 @@ SELECT count(*) FILTER (WHERE lease_owner IS NOT NULL AND lease_expires_at >= no
        count(*) AS pending
 FROM flow_work
 
+-- name: flows_waiting
+-- Flows waiting on flow control now (docs/workers.md, "Flow control"): their rows in
+-- flow_slots that hold nothing (a place in a concurrency limit's line, or a rate limit's
+-- reserved start), by kind of limit and by the definition their scope names ('flow:<name>',
+-- 'node:<name>/<node key>', 'rate:<name>/<node key>').
+SELECT CASE WHEN scope LIKE 'rate:%' THEN 'rate' ELSE 'concurrency' END AS limit_kind,
+       CASE WHEN scope LIKE 'flow:%' THEN substr(scope, 6)
+            ELSE split_part(substr(scope, 6), '/', 1) END AS definition,
+       count(DISTINCT flow_id)::bigint AS flows
+FROM flow_slots
+WHERE NOT holding
+GROUP BY 1, 2
+
 -- name: definitions_named
 -- The versions of definition $1, if tenant $2 may see it (NULL: every definition is visible).
 SELECT name, version, node_names, definition, registered_at

@@ -97,6 +97,39 @@ LEFT JOIN LATERAL (
 LEFT JOIN workflows w ON w.id = p.id
 ORDER BY w.created_at DESC, w.id DESC
 
+-- name: flows_waiting_slots
+-- What the listed flows $1 (of tenant $2; NULL: any) wait for on flow control: the slots they
+-- wait for, with how many wait ahead of each and how many hold it, and the starts they reserved
+-- under rate limits (their time); as admission's waiting_for asks it of one flow. Each line
+-- (scope, key value) the page's flows stand in is read once, not once per flow: its holders
+-- (a range of the primary key), and its waiters in order up to the last of the page's (the
+-- partial index flow_slots_waiting_idx, already in that order), numbered. A page of 25 flows
+-- at the back of a line of 100,000 costs one walk of the line, not 25.
+WITH mine AS MATERIALIZED (
+    SELECT s.flow_id, s.scope, s.key_value, s.queued_at FROM flow_slots s
+    WHERE s.flow_id = ANY($1::text[]) AND NOT s.holding
+      AND ($2::text IS NULL OR s.tenant_id = $2)
+)
+SELECT r.flow_id, l.scope, l.key_value,
+       CASE WHEN l.scope LIKE 'rate:%' THEN r.queued_at END AS starts_at, r.ahead, l.holders
+FROM (
+    SELECT m.scope, m.key_value, max(m.queued_at) AS last_at, array_agg(m.flow_id) AS flows,
+           (SELECT count(*) FROM flow_slots h
+            WHERE h.scope = m.scope AND h.key_value = m.key_value AND h.holding) AS holders
+    FROM mine m GROUP BY m.scope, m.key_value
+) l
+CROSS JOIN LATERAL (
+    SELECT ranked.flow_id, ranked.queued_at, ranked.ahead FROM (
+        SELECT w.flow_id, w.queued_at,
+               row_number() OVER (ORDER BY w.queued_at, w.flow_id) - 1 AS ahead
+        FROM flow_slots w
+        WHERE w.scope = l.scope AND w.key_value = l.key_value AND NOT w.holding
+          AND w.queued_at <= l.last_at
+    ) ranked
+    WHERE ranked.flow_id = ANY(l.flows)
+) r
+ORDER BY r.flow_id, l.scope
+
 -- name: definition_version
 SELECT name, version, node_names, definition, registered_at, tenant_id
 FROM workflow_definitions WHERE version = $1

@@ -23,7 +23,8 @@ from tests.browser.conftest import CHROMIUM, DESKTOP, PHONE, Console, run_async,
 SHOTS = (
     "flows.png", "flow.png", "waiting.png", "time-travel.png", "retry.png", "bulk.png",
     "fleet.png", "children.png", "definition.png", "schedule.png", "api.png",
-    "phone-flows.png", "phone-flow.png", "task.png", "queues.png",
+    "phone-flows.png", "phone-flow.png", "task.png", "queues.png", "flow-control.png",
+    "flow-control-list.png",
 )  # fmt: skip
 TALL = {"width": DESKTOP["width"], "height": 1160}
 """A fleet's page: its graph, its children and its timeline's lanes in one picture."""
@@ -90,7 +91,11 @@ def render_spec(name: str, queue: str) -> dict[str, Any]:
 
 def offer(console: Console, flow_name: str, biz_id: str) -> str:
     """A new flow of ``flow_name``, once its render node is offered on its queue."""
-    flow_id = console.create(flowName=flow_name, bizId=biz_id, bizType="demo")
+    return offered(console, console.create(flowName=flow_name, bizId=biz_id, bizType="demo"))
+
+
+def offered(console: Console, flow_id: str) -> str:
+    """``flow_id``, once its running node is offered on its queue."""
     deadline = time.monotonic() + 30
     while console.api("GET", f"/api/v1/workflow/{flow_id}")["data"].get("task") is None:
         assert time.monotonic() < deadline, f"{flow_id} was never offered"
@@ -124,6 +129,60 @@ def _tasks(console: Console) -> str:
     offer(console, "render-report", "report-2027-02")
     offer(console, "thumbnail", "cover-7")
     return held
+
+
+def limited_spec(name: str, queue: str) -> dict[str, Any]:
+    """One export per cluster at a time (``context.clusterId``): prepare -> export (offered
+    on ``queue``) -> publish."""
+    return {
+        "name": name,
+        "concurrency": {"key": "context.clusterId", "limit": 1},
+        "nodes": {
+            "start": {"name": "prepare", "executor": {"type": "noop"}, "success": "export"},
+            "export": {"name": "export", "queue": queue, "success": "publish"},
+            "publish": {"name": "publish", "executor": {"type": "noop"}},
+        },
+    }
+
+
+def held_back(console: Console, flow_id: str, ahead: int) -> dict[str, Any]:
+    """What the flow waits for on flow control (its detail's first ``waitingFor``), once
+    ``ahead`` flows wait ahead of it."""
+    deadline = time.monotonic() + 30
+    while True:
+        found = console.api("GET", f"/api/v1/workflow/{flow_id}")["data"].get("waitingFor")
+        if found and found[0]["ahead"] == ahead:
+            said: dict[str, Any] = found[0]
+            return said
+        assert time.monotonic() < deadline, f"{flow_id} never waited behind {ahead}: {found}"
+        time.sleep(0.05)
+
+
+def _flow_control(console: Console) -> str:
+    """Exports of two clusters, one at a time per cluster: the first of each runs (its export
+    offered on ``exports``, which no worker polls), the others wait in line, one of them
+    urgent; and a mail whose rate limit spaces its sends. The flow third in line."""
+    spec = limited_spec("cluster-export", "exports")
+    send = {"name": "send", "executor": {"type": "noop"},
+            "rateLimit": {"key": "context.region", "limit": 2, "periodSeconds": 3600}}  # fmt: skip
+    mail = {"name": "report-mail", "nodes": {"start": send}}
+    for definition in (spec, mail):
+        answer = console.api("POST", "/api/v1/workflow-definitions", definition)
+        assert answer["code"] == 0, answer
+    flows = []
+    for n, (cluster, priority) in enumerate((("eu-1", 0), ("eu-1", 0), ("eu-1", 5),
+                                             ("eu-1", 0), ("us-2", 0))):  # fmt: skip
+        flows.append(console.create(flowName="cluster-export", bizId=f"export-{n + 1}",
+                                    bizType="exports", priority=priority,
+                                    context={"clusterId": cluster}))  # fmt: skip
+        if n == 0:  # it holds the slot before the others ask: they wait behind it in order
+            offered(console, flows[0])
+    held_back(console, flows[3], ahead=2)
+    offered(console, flows[4])
+    mails = [console.create(flowName="report-mail", bizId=f"mail-{n + 1}", bizType="exports",
+                            context={"region": "eu"}) for n in range(2)]  # fmt: skip
+    held_back(console, mails[1], ahead=0)  # the first sent now, the second in half an hour
+    return flows[2]
 
 
 def _photograph(console: Console, flows: dict[str, str], out: Path) -> list[Path]:
@@ -186,6 +245,11 @@ def _photograph(console: Console, flows: dict[str, str], out: Path) -> list[Path
         shot("task.png", full=True)
         page.goto(console.url("/queues"))
         shot("queues.png")
+        waiter = _flow_control(console)
+        page.goto(console.url(f"/flows/{waiter}"))
+        shot("flow-control.png")
+        page.goto(console.url("/?bizType=exports"))
+        shot("flow-control-list.png")
         browser.close()
     return [out / name for name in SHOTS]
 

@@ -12,12 +12,15 @@ from flowlog.console.present import (
     Waiting,
     duration,
     iso,
+    limit_listed,
+    limit_text,
     pretty_json,
     relative,
     shown_value,
     status_class,
     waiting_text,
 )
+from flowlog.workflow.admission import Waiting as LimitWait
 from tests.console.histories import at
 
 
@@ -79,3 +82,42 @@ def test_a_task_is_waiting_offered_later_paused_held_or_lapsed() -> None:
     assert held.state(at(31)) == "lapsed"  # taken back as interrupted once a reactor sees it
     assert replace(held, flow_running=False).state(at(30)) == "held"  # the worker still has it
     assert set(TASK_BADGES) == {"offered", "later", "paused", "held", "lapsed"}
+
+
+def test_a_flow_control_wait_says_how_many_are_ahead_or_when_it_starts() -> None:
+    line = LimitWait("concurrency", "flow", "context.clusterId", "c-1", 3, 2, None)
+    assert (
+        limit_text(line, at(0)) == "Waiting: concurrency context.clusterId=c-1, 3 ahead (2 running)"
+    )
+    assert limit_listed(line, at(0)) == "waiting: concurrency clusterId=c-1, 3 ahead"
+    node = LimitWait("concurrency", "node upload", "tenant", "t-1", 0, 5, None)
+    assert limit_text(node, at(0)) == (
+        "Waiting: concurrency tenant=t-1 of node upload, 0 ahead (5 running)"
+    )
+    rate = LimitWait("rate", "node upload", "context.region", "eu", 0, 0, at(90))
+    assert limit_text(rate, at(0)) == (
+        "Waiting: rate limit context.region=eu of node upload, starts at 2026-11-29 12:01:30 UTC "
+        "(in 1 min)"
+    )
+    assert (
+        limit_listed(rate, at(0)) == "waiting: rate limit region=eu of node upload, starts in 1 min"
+    )
+    # Its time came; a reactor has not taken it up yet.
+    assert limit_text(rate, at(91)) == (
+        "Waiting: rate limit context.region=eu of node upload, its start at 2026-11-29 12:01:30 "
+        "UTC has come: due now"
+    )
+    assert limit_listed(rate, at(91)).endswith("of node upload, due now")
+
+
+def test_a_flow_control_wait_shows_a_long_or_missing_value_and_an_unknown_key() -> None:
+    long = LimitWait("concurrency", "flow", "bizId", "x" * 500, 1, 1, None)
+    assert (
+        limit_text(long, at(0)) == f"Waiting: concurrency bizId={'x' * 199}…, 1 ahead (1 running)"
+    )
+    assert limit_listed(long, at(0)) == f"waiting: concurrency bizId={'x' * 39}…, 1 ahead"
+    missing = LimitWait("concurrency", "flow", "context.clusterId", "", 0, 1, None)
+    assert limit_listed(missing, at(0)) == 'waiting: concurrency clusterId="", 0 ahead'
+    # A definition this process does not know (yet): the limit is named without its key.
+    unknown = LimitWait("concurrency", "flow", None, "c-1", 0, 1, None)
+    assert limit_listed(unknown, at(0)) == "waiting: concurrency key=c-1, 0 ahead"

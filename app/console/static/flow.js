@@ -77,12 +77,14 @@
   }
 
   // Who holds a task offered on a queue changes with no event (a worker's poll, heartbeat or
-  // lapsed lease): while the page shows one, it asks again every few seconds.
+  // lapsed lease), and so does a flow control wait (other flows ahead leave the line): while
+  // the page shows either, it asks again every few seconds.
   let taskTimer = null;
 
   function watchTask() {
     clearTimeout(taskTimer);
-    taskTimer = $("flow-task") ? setTimeout(scheduleRefresh, TASK_EVERY_MS) : null;
+    const unlogged = $("flow-task") || $("flow-limits");
+    taskTimer = unlogged ? setTimeout(scheduleRefresh, TASK_EVERY_MS) : null;
   }
 
   // -- time travel ------------------------------------------------------------------------
