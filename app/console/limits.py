@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
 
 from flowlog.console.reads import Q
 from flowlog.eventstore.pool import Executor
 from flowlog.projections.rows import WorkflowRow
-from flowlog.workflow.admission import Waiting, waiting_for
+from flowlog.workflow.admission import Waiting, waiting_for, waiting_of
 from flowlog.workflow.definition import Registry, WorkflowDefinition
 
 
@@ -51,23 +50,6 @@ async def listed_limits(
     return {flow_id: tuple(waits) for flow_id, waits in found.items()}
 
 
-def waiting_of(record: Any, definition: WorkflowDefinition | None) -> Waiting:
-    """A slot's row as admission words it: its scope says the limit ('flow:<definition>',
-    'node:<definition>/<node key>', 'rate:<definition>/<node key>'), ``definition`` (when
-    known here) the limit's key."""
-    kind, _, where = str(record["scope"]).partition(":")
-    node_key = where.partition("/")[2] if "/" in where else None
-    return Waiting(
-        limit="rate" if kind == "rate" else "concurrency",
-        of="flow" if node_key is None else f"node {node_key}",
-        key=None if definition is None else _limit_key(definition, kind, node_key),
-        value=record["key_value"],
-        ahead=int(record["ahead"]),
-        running=int(record["holders"]),
-        starts_at=record["starts_at"],
-    )
-
-
 def named(waiting: Waiting, definition: WorkflowDefinition | None) -> Waiting:
     """A node's limit named by the node's name, as the console names nodes everywhere (the
     REST detail names its key: the first node's is always "start")."""
@@ -75,13 +57,3 @@ def named(waiting: Waiting, definition: WorkflowDefinition | None) -> Waiting:
     if definition is not None and waiting.of.startswith("node "):
         node = definition.nodes.get(waiting.of.removeprefix("node "))
     return waiting if node is None else replace(waiting, of=f"node {node.name}")
-
-
-def _limit_key(definition: WorkflowDefinition, kind: str, node_key: str | None) -> str | None:
-    if node_key is None:
-        return None if definition.concurrency is None else definition.concurrency.key
-    node = definition.nodes.get(node_key)
-    if node is None:
-        return None
-    limit = node.rate_limit if kind == "rate" else node.concurrency
-    return None if limit is None else limit.key

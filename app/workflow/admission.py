@@ -24,7 +24,14 @@ import asyncpg
 from flowlog.eventstore.batch import Statement, as_columns
 from flowlog.sql import load_queries
 from flowlog.workflow.definition import WorkflowDefinition
-from flowlog.workflow.limits import Concurrency, flow_scope, key_value, node_scope, rate_scope
+from flowlog.workflow.limits import (
+    Concurrency,
+    flow_scope,
+    key_value,
+    node_scope,
+    rate_scope,
+    scope_parts,
+)
 from flowlog.workflow.state import FlowState, FlowStatus
 
 
@@ -174,19 +181,19 @@ async def waiting_for(
 ) -> list[Waiting]:
     """What a flow waits for (slots, reserved starts), for its detail and the console;
     ``definition`` (if known here) names the limits' keys."""
-    found = []
-    for row in await pool.fetch(Q.waiting_for, flow_id):
-        kind, _, where = str(row["scope"]).partition(":")
-        node_key = where.partition("/")[2] if "/" in where else None
-        key = None
-        if definition is not None:
-            key = _limit_key(definition, kind, node_key)
-        found.append(Waiting(
-            "rate" if kind == "rate" else "concurrency",
-            "flow" if node_key is None else f"node {node_key}", key, row["key_value"],
-            int(row["ahead"]), int(row["holders"]), row["starts_at"],
-        ))  # fmt: skip
-    return found
+    return [waiting_of(row, definition) for row in await pool.fetch(Q.waiting_for, flow_id)]
+
+
+def waiting_of(row: Any, definition: WorkflowDefinition | None) -> Waiting:
+    """A waiter's row of ``flow_slots`` (with its ``ahead``, ``holders`` and ``starts_at``) in
+    words; ``definition`` (when known here) names the limit's key."""
+    kind, node_key = scope_parts(str(row["scope"]))
+    return Waiting(
+        "rate" if kind == "rate" else "concurrency",
+        "flow" if node_key is None else f"node {node_key}",
+        None if definition is None else _limit_key(definition, kind, node_key),
+        row["key_value"], int(row["ahead"]), int(row["holders"]), row["starts_at"],
+    )  # fmt: skip
 
 
 def _limit_key(definition: WorkflowDefinition, kind: str, node_key: str | None) -> str | None:

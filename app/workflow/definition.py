@@ -315,7 +315,7 @@ def _problems(name: str, nodes: Mapping[str, NodeDefinition]) -> list[str]:
                 if entry not in nodes:
                     found.append(f"{where}: branch {branch!r} enters at {entry!r}, which "
                                  "does not exist")  # fmt: skip
-        found += [f"{where}: {p}" for p in _node_problems(node) + _limit_problems(node)]
+        found += [f"{where}: {p}" for p in _node_problems(node) + _limit_problems(key, node)]
     if START in nodes:
         reachable = _reachable(nodes)
         for key in nodes:
@@ -372,8 +372,11 @@ def _described_limits(node: NodeDefinition) -> dict[str, Any]:
     return described
 
 
-def _limit_problems(node: NodeDefinition) -> list[str]:
+def _limit_problems(key: str, node: NodeDefinition) -> list[str]:
     found = []
+    if (node.concurrency or node.rate_limit) and "/" in key:
+        # A limit's scope is "<kind>:<definition>/<node key>": read back from its last "/".
+        found.append("the key of a node with a limit has no '/'")
     if node.concurrency is not None:
         found += [f"concurrency: {p}" for p in node.concurrency.problems()]
     if node.rate_limit is not None:

@@ -88,3 +88,10 @@ def node_scope(definition: str, node_key: str) -> str:
 
 def rate_scope(definition: str, node_key: str) -> str:
     return f"rate:{definition}/{node_key}"
+
+
+def scope_parts(scope: str) -> tuple[str, str | None]:
+    """A scope's kind ("flow", "node", "rate") and node key (None: the definition's). A
+    definition's name may hold a "/", a limited node's key may not."""
+    kind, _, where = scope.partition(":")
+    return kind, None if kind == "flow" else where.rpartition("/")[2]

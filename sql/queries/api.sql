@@ -23,7 +23,8 @@ FROM flow_work
 -- 'node:<name>/<node key>', 'rate:<name>/<node key>').
 SELECT CASE WHEN scope LIKE 'rate:%' THEN 'rate' ELSE 'concurrency' END AS limit_kind,
        CASE WHEN scope LIKE 'flow:%' THEN substr(scope, 6)
-            ELSE split_part(substr(scope, 6), '/', 1) END AS definition,
+            -- Up to the last '/': a limited node's key has none (a definition's name may).
+            ELSE regexp_replace(substr(scope, 6), '/[^/]*$', '') END AS definition,
        count(DISTINCT flow_id)::bigint AS flows
 FROM flow_slots
 WHERE NOT holding

@@ -75,12 +75,14 @@ async def test_flows_over_a_definition_s_limit_wait_in_creation_order(service: S
     held = Held(client)
     limit = {"key": "context.clusterId", "limit": 1}
     await register(client, held_spec("one-per-cluster", concurrency=limit))
-    first, second, third = [
+    # The holder first (flows that ask at the same instant are served in the order they ask).
+    first = await create(client, "one-per-cluster", biz_id="b0", context={"clusterId": "c-1"})
+    await offered(client, first)
+    second, third = [
         await create(client, "one-per-cluster", biz_id=f"b{n}", context={"clusterId": "c-1"})
-        for n in range(3)
+        for n in (1, 2)
     ]
     other = await create(client, "one-per-cluster", biz_id="b9", context={"clusterId": "c-2"})
-    await offered(client, first)
     await offered(client, other)  # another cluster: its own limit
     said = await waits(client, second, ahead=0)
     assert said["limit"] == "concurrency"
@@ -110,10 +112,10 @@ async def test_a_canceled_holder_gives_its_slot_back_and_a_stopped_waiter_leaves
     client = service.client
     held = Held(client)
     await register(client, held_spec("one-at-a-time", concurrency={"key": "bizId", "limit": 1}))
-    holder, stopped, next_one = [
-        await create(client, "one-at-a-time", biz_id="same") for _ in range(3)
-    ]
+    holder = await create(client, "one-at-a-time", biz_id="same")
     await offered(client, holder)
+    stopped, next_one = [await create(client, "one-at-a-time", biz_id="same") for _ in range(2)]
+    await waits(client, stopped, ahead=0)
     await waits(client, next_one, ahead=1)
     await ok(await post(client, "/api/v1/workflow/stop", {"workFlowId": stopped}))
     await waits(client, next_one, ahead=0)
