@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from flowlog.bench.limits import most_at_once
 from flowlog.engine import Engine
 from tests.processes import Workers, kill_first_worker_after, wait_finished
 
@@ -34,15 +35,6 @@ def spans(runs_dir: Path, killed_at: float) -> dict[tuple[str, str], list[tuple[
     for (key, cluster, _), began in begun.items():
         found[(key, cluster)].append((began, killed_at))
     return found
-
-
-def most_at_once(runs: list[tuple[float, float]]) -> int:
-    edges = sorted([(b, 1) for b, _ in runs] + [(e, -1) for _, e in runs])
-    now = most = 0
-    for _, step in edges:  # an end sorts before a begin at the same instant
-        now += step
-        most = max(most, now)
-    return most
 
 
 async def test_limits_hold_across_processes_and_a_kill(
