@@ -259,6 +259,8 @@ BENCH_FIGURES = [
              "ratio_children_vs_independent_flows", "ratio_time_10k_vs_1k")),
     ("processes", ("flows_per_s_serve", "flows_per_s_serve_1_worker",
                    "flows_per_s_serve_2_workers")),
+    ("limits", ("flows_per_s_unlimited", "flows_per_s_limited", "most_at_once_per_key_limited",
+                "ratio_flows_limited_vs_unlimited", "ratio_flows_limit_unreached_vs_unlimited")),
 ]  # fmt: skip
 
 

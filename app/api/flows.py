@@ -280,7 +280,8 @@ async def retry_flow(request: web.Request, body: RetryRequest) -> InfoResponse:
     "fail, with result text and context keys to set; the flow moves on",
     body=CallbackRequest,
     response=InfoResponse,
-    errors=(400, 404, 410, 409),
+    # 413: a result at its longest, in escaped JSON, exceeds the 1 MiB body.
+    errors=(400, 404, 410, 409, 413),
     tags=FLOWS,
 )
 async def complete_callback(request: web.Request, body: CallbackRequest) -> InfoResponse:

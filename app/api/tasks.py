@@ -93,7 +93,8 @@ async def heartbeat(request: web.Request, body: HeartbeatRequest) -> HeartbeatRe
     summary="A task's outcome: success, fail, or running (a polling node's operation)",
     body=CompleteRequest,
     response=CompleteResponse,
-    errors=(400, 404, 409),
+    # 413: a result and parameters at their longest, in escaped JSON, exceed the 1 MiB body.
+    errors=(400, 404, 409, 413),
     tags=TASKS,
 )
 async def complete(request: web.Request, body: CompleteRequest) -> CompleteResponse:

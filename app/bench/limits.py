@@ -21,6 +21,7 @@ from collections import defaultdict
 from typing import Any
 
 import asyncpg
+from tqdm import tqdm
 
 from flowlog.bench.harness import Report, Size, scratch_database
 from flowlog.bench.processes import worker_processes
@@ -143,9 +144,8 @@ async def _run_one(
 
 
 async def _until_finished(pool: asyncpg.Pool, name: str, flows: int, progress: bool) -> None:
-    shown = -1
-    while (done := await pool.fetchval(FINISHED, name)) < flows:
-        if progress and done // max(1, flows // 10) != shown:
-            shown = done // max(1, flows // 10)
-            print(f"limits: {name}: {done}/{flows} finished", flush=True)
-        await asyncio.sleep(0.1)
+    with tqdm(total=flows, desc=name, unit="flow", disable=not progress) as bar:
+        while (done := await pool.fetchval(FINISHED, name)) < flows:
+            bar.update(done - bar.n)
+            await asyncio.sleep(0.1)
+        bar.update(flows - bar.n)
