@@ -261,6 +261,8 @@ BENCH_FIGURES = [
                    "flows_per_s_serve_2_workers")),
     ("limits", ("flows_per_s_unlimited", "flows_per_s_limited", "most_at_once_per_key_limited",
                 "ratio_flows_limited_vs_unlimited", "ratio_flows_limit_unreached_vs_unlimited")),
+    ("tasks", ("tasks_per_s", "in_process_flows_per_s", "ratio_tasks_vs_in_process",
+               "offer_to_task_p50_ms", "tasks_completed")),
 ]  # fmt: skip
 
 
@@ -340,6 +342,9 @@ def test_each_benchmark_runs_with_and_without_progress_bars(
         assert figures["waiting_work_rows"] == 0  # a callback without deadline holds no row
     if name == "schedules":
         assert figures["flows_per_fire"] == 1  # every fire made its flow, once
+    if name == "tasks":
+        assert figures["tasks_completed"] == figures["tasks_expected"]
+        assert figures["flows_finished"] == figures["flows_created"]
     if name == "replica":
         assert figures["lag_samples"] > 0
     if name == "archive":

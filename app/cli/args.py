@@ -33,6 +33,7 @@ BENCHMARKS = (
     "projections",
     "replica",
     "schedules",
+    "tasks",
     "waiting",
 )
 LONG_RUNNING = frozenset({"serve", "worker"})

@@ -293,6 +293,7 @@ def _run(
             projections,
             replica,
             schedules,
+            tasks,
             waiting,
         )
 
@@ -310,6 +311,7 @@ def _run(
             "projections": projections.run,
             "replica": replica.run,
             "schedules": schedules.run,
+            "tasks": tasks.run,
             "waiting": waiting.run,
         }[args.name]
         report = asyncio.run(runner(urls.owner, size=args.size, progress=args.progress))
