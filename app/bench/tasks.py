@@ -124,6 +124,8 @@ async def measure(
     poll latencies, on the (migrated) database of ``url``."""
     modes = {IN_PROCESS: _Mode(), TASKS: _Mode()}
     created = 0
+    # The machine is shared: its load says what the absolute figures were measured under.
+    load_before = os.getloadavg()[0]
     async with served(url) as (base, server):
         db = await connect(url)
         connector = aiohttp.TCPConnector(limit=CLIENTS)
@@ -151,7 +153,9 @@ async def measure(
             await db.close()
     return _figures(flows, rounds, modes, done, latencies.figures()) | {
         "flows_created": created, "flows_in_log": made, "flows_finished": finished,
-        "tasks_expected": warm_up + rounds * flows,
+        "tasks_expected": warm_up + rounds * flows, "cores": os.cpu_count(),
+        "load_average_before": round(load_before, 2),
+        "load_average_after": round(os.getloadavg()[0], 2),
     }  # fmt: skip
 
 
@@ -352,6 +356,8 @@ def report(figures: dict[str, Any], size: Size) -> Report:
         f"aiohttp, polls of max {figures['poll_max']} waiting up to 30 s. Latency: "
         f"{figures['latency_samples']} samples of an idle poll answered by a new flow's task "
         "(the ratio of latencies: higher is slower).",
+        f"{figures['cores']} cores; load average (1 min) {figures['load_average_before']:.2f} "
+        f"before, {figures['load_average_after']:.2f} after.",
     ]
     if size is not Size.FULL:
         notes.append(f"--{size.value}: {figures['flows']} flows a round instead of "
