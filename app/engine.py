@@ -247,7 +247,10 @@ class Engine:
             self._pool = None
 
     async def load_declarative_definitions(self) -> None:
-        """Registers the REST-registered definitions this process does not know yet."""
+        """Registers the REST-registered definitions this process does not know yet; the
+        reactor looks for their flows at once (it had no reason to before: a reactor that
+        knew no definition at all did not even look)."""
+        learnt = False
         for row in await self.pool.fetch(Q.declarative_definitions):
             if self.registry.by_version(row["version"]) is not None:
                 continue
@@ -266,6 +269,9 @@ class Engine:
                 )
                 continue
             self.registry.register(definition, row["tenant_id"])
+            learnt = True
+        if learnt:
+            self._changed()
 
     async def _refresh_catalog(self) -> None:
         while True:

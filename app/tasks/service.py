@@ -21,6 +21,7 @@ import asyncpg
 
 from flowlog.eventstore import Listener, wait_any
 from flowlog.projections.reads import get_workflow
+from flowlog.projections.rows import WorkflowRow
 from flowlog.tasks.queries import Q
 from flowlog.tasks.tokens import TaskToken, TaskTokens, parse
 from flowlog.times import Clock, utc_now
@@ -39,6 +40,8 @@ _LOOK_AGAIN = 1.0
 """A waiting poll looks again this often without a wake-up (a poll's next time comes)."""
 WORKERS_SEEN_SECONDS = 60.0
 _FORGET_WORKERS = 86_400.0
+_SEEN_EVERY = 5.0
+_SEEN_MEMORY = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +103,7 @@ class TaskQueues:
         self._tokens = TaskTokens(service.tokens)
         self.lease_seconds = lease_seconds
         self._forgot_at = 0.0
+        self._seen_at: dict[tuple[str, str, str], float] = {}
 
     async def poll(
         self,
@@ -161,15 +165,21 @@ class TaskQueues:
         )
 
     async def _seen(self, tenant: str, queue: str, worker: str) -> None:
-        await self._pool.execute(Q.worker_seen, tenant, queue, worker)
         now = asyncio.get_running_loop().time()
+        # The queues page counts workers seen in the last minute: once in a few seconds will do.
+        if now - self._seen_at.get((tenant, queue, worker), -_SEEN_EVERY) < _SEEN_EVERY:
+            return
+        if len(self._seen_at) > _SEEN_MEMORY:
+            self._seen_at.clear()
+        self._seen_at[(tenant, queue, worker)] = now
+        await self._pool.execute(Q.worker_seen, tenant, queue, worker)
         if now - self._forgot_at > 600:
             self._forgot_at = now
             await self._pool.execute(Q.workers_forget, _FORGET_WORKERS)
 
-    async def _checked(self, token: str, tenant: str | None) -> tuple[TaskToken, str]:
+    async def _checked(self, token: str, tenant: str | None) -> tuple[TaskToken, WorkflowRow]:
         """The task a token names, if it is a genuine token of a flow of ``tenant`` (None:
-        any); with the flow's tenant. Anything else is no task (404), whoever's it is."""
+        any); with the flow's row. Anything else is no task (404), whoever's it is."""
         task = parse(token)
         if task is None:
             raise _no_task()
@@ -178,19 +188,19 @@ class TaskQueues:
             raise _no_task()
         if not await self._tokens.valid(token, task, row.tenant_id):
             raise _no_task()
-        return task, row.tenant_id
+        return task, row
 
     async def heartbeat(self, token: str, tenant: str | None, details: Any = None) -> Beat:
         """Extends the lease of the token's task; says whether the flow still wants it."""
-        task, owner = await self._checked(token, tenant)
+        task, flow = await self._checked(token, tenant)
         row = await self._pool.fetchrow(
             Q.task_heartbeat, task.flow_id, task.node_id, task.operation_id, task.claim,
             self.lease_seconds, details,
         )  # fmt: skip
         if row is None:
-            flow = await get_workflow(self._pool, task.flow_id)
-            return Beat(False, "" if flow is None else flow.status)
-        await self._seen(owner, row["queue"], row["task_worker"])
+            now = await get_workflow(self._pool, task.flow_id)
+            return Beat(False, "" if now is None else now.status)
+        await self._seen(flow.tenant_id, row["queue"], row["task_worker"])
         return Beat(row["status"] == "Processing", row["status"])
 
     async def complete(
@@ -198,7 +208,7 @@ class TaskQueues:
     ) -> Answer:
         """Records a worker's answer to the token's task (``command`` without its node and
         operation, which the token names)."""
-        task, _ = await self._checked(token, tenant)
+        task, flow = await self._checked(token, tenant)
         command = _for(task, command)
         # Sent again with its key after the answer was lost: the first answer, though the
         # lease it used is over by now.
@@ -207,17 +217,18 @@ class TaskQueues:
         current = await self._pool.fetchrow(
             Q.task_current, task.flow_id, task.node_id, task.operation_id, task.claim
         )
-        state = await self._service.get(task.flow_id)
         if current is None:
             raise WorkflowError(
                 Code.TASK_GONE,
                 f"this token's lease of node {task.node_id} is over (completed already, or "
-                f"lapsed and taken back; the workflow is {state.status}): nothing was done",
+                f"lapsed and taken back; the workflow is {flow.status}): nothing was done",
             )
         by = dataclasses.replace(caller, actor=f"{caller.actor} worker:{current['task_worker']}")
-        polled = command.status == RUNNING and task.operation_id is not None
-        if polled and not await self._poll_later(state, command, task):
-            return Answer(task.flow_id, task.node_id, state.status.value)
+        if command.status == RUNNING and task.operation_id is not None:
+            # A poll's answer: read the flow here only, where its deadline is to be judged.
+            state = await self._service.get(task.flow_id)
+            if not await self._poll_later(state, command, task):
+                return Answer(task.flow_id, task.node_id, state.status.value)
         after = await self._service.complete_task(task.flow_id, command, by)
         return Answer(task.flow_id, task.node_id, after.status.value)
 

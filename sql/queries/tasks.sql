@@ -84,10 +84,12 @@ WHERE flow_id = $1 AND task_node_id = $2 AND task_operation = $3 AND task_claims
 RETURNING flow_id
 
 -- name: worker_seen
--- Worker $3 of tenant $1 asked queue $2 for work (a poll or a heartbeat).
-INSERT INTO task_workers (tenant_id, queue, worker_id, last_seen)
+-- Worker $3 of tenant $1 asked queue $2 for work (a poll or a heartbeat); a worker seen in the
+-- last 5 seconds is not written again (a poll must not cost a write and a commit's flush).
+INSERT INTO task_workers AS w (tenant_id, queue, worker_id, last_seen)
 VALUES ($1, $2, $3, now())
 ON CONFLICT (tenant_id, queue, worker_id) DO UPDATE SET last_seen = now()
+WHERE w.last_seen < now() - interval '5 seconds'
 
 -- name: workers_forget
 -- Workers not seen for $1 seconds are forgotten.
