@@ -34,7 +34,7 @@ from flowlog.replicas.router import ReadObserver, ReadRouter, ReadSettings
 from flowlog.roles import DatabaseUrls
 from flowlog.schedules.scheduler import Scheduler, SchedulerSettings
 from flowlog.schedules.service import ScheduleService
-from flowlog.tasks.service import TaskQueues
+from flowlog.tasks.service import OFFERS, TaskQueues
 from flowlog.workflow import idempotency
 from flowlog.workflow.callbacks import CallbackTokens
 from flowlog.workflow.definition import Registry, WorkflowDefinition
@@ -96,6 +96,8 @@ class Engine:
         self._pool: asyncpg.Pool | None = None
         self._notifier: Notifier | None = None
         self._listener: Listener | None = None
+        self._offers: Notifier | None = None
+        self._offer_listener: Listener | None = None
         self._service: WorkflowService | None = None
         self._tasks: TaskQueues | None = None
         self._reactor: Reactor | None = None
@@ -174,8 +176,15 @@ class Engine:
             store = EventStore(self._pool, on_commit=self._notifier.wake)
             self._listener = Listener(partial(connect, self.database_url))
             await self._listener.start()
+            # Task offers have a channel of their own: waiting polls wake for them, not for
+            # every append (docs/workers.md).
+            self._offers = Notifier(self._pool, OFFERS)
+            self._offers.start()
+            self._offer_listener = Listener(partial(connect, self.database_url), OFFERS)
+            await self._offer_listener.start()
             # One repository for the API and the reactor: their appends commit together.
             flows = FlowRepository(store)
+            flows.on_offer = self._offers.wake
             tokens = CallbackTokens(store.pool)
 
             self._service = WorkflowService(
@@ -183,7 +192,7 @@ class Engine:
                 gone=partial(not_here, store.pool, tenant=None),
             )  # fmt: skip
             self._tasks = TaskQueues(
-                store.pool, self._service, self._listener,
+                store.pool, self._service, self._offer_listener,
                 lease_seconds=self._reactor_settings.lease_seconds,
             )  # fmt: skip
             await self._service.record_definitions()
@@ -233,12 +242,14 @@ class Engine:
         if self._reactor is not None:
             await self._reactor.stop()
             self._reactor = None
-        if self._listener is not None:
-            await self._listener.close()
-            self._listener = None
-        if self._notifier is not None:
-            await self._notifier.close()
-            self._notifier = None
+        for listener in (self._listener, self._offer_listener):
+            if listener is not None:
+                await listener.close()
+        self._listener = self._offer_listener = None
+        for notifier in (self._notifier, self._offers):
+            if notifier is not None:
+                await notifier.close()
+        self._notifier = self._offers = None
         if self._reads is not None:
             await self._reads.stop()
             self._reads = None

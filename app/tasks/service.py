@@ -4,8 +4,9 @@ record the node's outcome (docs/workers.md).
 An offer is the flow's ``flow_work`` row, written by the append that starts a node with a
 queue (sql/queries/workflow.sql, ``work_upsert``). A poll leases offered rows in the claiming
 statement and answers them with their tokens; waiting polls are woken by the process's LISTEN
-connection (every append is followed by a NOTIFY), and look again at least every second (a
-polling node's next poll is offered by time, not by an append).
+connection on the channel of offers (every append that offers a task is followed by a NOTIFY
+there), and look again at least every second (a polling node's next poll is offered by time,
+not by an append).
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ from flowlog.workflow.task_decisions import RUNNING
 
 log = logging.getLogger(__name__)
 
+OFFERS = "flowlog_task_offers"
+"""The channel an append that offers a task notifies (its process's coalesced notifier): a
+waiting poll wakes for offers, not for every append."""
 DEFAULT_LEASE_SECONDS = 30.0
 _LOOK_AGAIN = 1.0
 """A waiting poll looks again this often without a wake-up (a poll's next time comes)."""

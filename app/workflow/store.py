@@ -61,6 +61,8 @@ class _FlowAppend:
     limited: bool = False
     """A flow of a definition with flow control: the append gives back the slots it no
     longer needs (app/workflow/admission.py)."""
+    offers: bool = False
+    """The append offers a task on a queue (a new one, or one a start makes available)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +89,8 @@ class FlowRepository:
         """The reactor's appends (outcomes and next starts)."""
         self._watched: dict[str, asyncio.Event] = {}
         self.limited: Callable[[str], bool] = lambda name: False
+        self.on_offer: Callable[[], None] = lambda: None
+        """Called after a commit that offered a task (the engine's notifier of offers)."""
         """Whether flows of a definition name have flow control (the engine's registry)."""
 
     def watch(self, parent_id: str) -> asyncio.Event:
@@ -165,6 +169,8 @@ class FlowRepository:
             raise result
         if pending.child_end is not None and (woken := self._watched.get(pending.child_end[0])):
             woken.set()
+        if pending.offers:
+            self.on_offer()
         return result
 
     def _prepare(
@@ -206,7 +212,7 @@ class FlowRepository:
             provisional, StreamAppend(stream, new_events, expected), change,
             due_at(provisional, self.clock()), key, _child_end(state, provisional),
             provisional.parent is not None and any(isinstance(e, FlowRetried) for e in events),
-            harvest, self.limited(provisional.name),
+            harvest, self.limited(provisional.name), _offers(state, provisional),
         )  # fmt: skip
 
     async def _send(
@@ -253,6 +259,14 @@ def work_statements(
                         state.status.value, when, state.version, state.tenant_id, queue,
                         task_node, operation, state.priority))  # fmt: skip
     return (Q.work_upsert, as_columns(due, 11)), (Q.work_delete, (done,))
+
+
+def _offers(before: FlowState | None, after: FlowState) -> bool:
+    """Whether the append makes a task available to polls: a new offer, or a start."""
+    offer = offered_task(after)
+    if offer is None:
+        return False
+    return before is None or offered_task(before) != offer or before.status != after.status
 
 
 def _sooner(due: datetime | None, now: datetime) -> datetime | None:
