@@ -49,7 +49,7 @@ from flowlog.workflow.errors import Code, DefinitionTaken, FlowNotFound, Workflo
 from flowlog.workflow.events import FlowStarted
 from flowlog.workflow.executor import FlowContext
 from flowlog.workflow.idempotency import KeyedRequest, KeyTaken, Recorded, fingerprint
-from flowlog.workflow.state import FlowState
+from flowlog.workflow.state import FlowState, evolve
 from flowlog.workflow.store import FlowRepository
 from flowlog.workflow.streams import (
     DEFINITION_REGISTERED,
@@ -58,6 +58,7 @@ from flowlog.workflow.streams import (
     definition_owner,
     flow_stream,
 )
+from flowlog.workflow.task_decisions import no_reactor_needed
 
 log = logging.getLogger(__name__)
 
@@ -257,6 +258,11 @@ class WorkflowService:
             return await keyed.refused(refusal)
         if start:
             events.append(FlowStarted())
+            started: FlowState | None = None
+            for event in events:
+                started = evolve(started, event, self._clock())
+            assert started is not None
+            events += no_reactor_needed(started, definition, self._clock())
         try:
             state = await self.flows.append(None, events, caller, request)
         except KeyTaken:

@@ -85,7 +85,16 @@ def _what_follows(
     for event in outcome:
         after = evolve(after, event, now)
     assert after is not None
-    follows = nodes.advance(after, definition, now)
+    return no_reactor_needed(after, definition, now)
+
+
+def no_reactor_needed(
+    state: FlowState, definition: WorkflowDefinition, now: datetime
+) -> list[FlowEvent]:
+    """What follows ``state`` at once when no reactor has to do it: the flow's end, or the
+    start of a node offered on a queue (a started flow whose first node is one is offered by
+    its create's own append); [] when a reactor must."""
+    follows = nodes.advance(state, definition, now)
     if any(isinstance(e, NodeStarted) and (e.queue is None or definition.limited)
            for e in follows):  # fmt: skip
         return []  # a reactor starts what it runs, and asks flow control first

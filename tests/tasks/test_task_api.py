@@ -380,3 +380,30 @@ async def test_the_readme_queue_node_runs_through_a_worker(service: Service) -> 
     assert task["nodeName"] == "render"
     await ok(await complete(client, task["taskToken"]))
     await wait_status(client, flow_id, {"Finished"})
+
+
+async def test_a_flow_whose_first_node_is_on_a_queue_is_offered_by_its_create(
+    service: Service,
+) -> None:
+    client = service.client
+    spec = remote_spec("remote-first")
+    spec["nodes"]["start"] = {"name": "render", "queue": "remote", "success": "finish",
+                              "fail": "cleanup"}  # fmt: skip
+    del spec["nodes"]["render"]
+    await register(client, spec)
+    flow_id = await create(client, "remote-first")
+    history = await events(client, flow_id)
+    # One append, by the creating request: no reactor's step between the create and the offer.
+    assert [e["type"] for e in history] == ["FlowCreated", "FlowStarted", "NodeStarted"]
+    assert {e["actor"] for e in history} == {history[0]["actor"]}
+    assert len({e["time"] for e in history}) == 1
+    [task] = await poll(client, wait=0)
+    assert task["workFlowId"] == flow_id
+    await ok(await complete(client, task["taskToken"]))
+    await wait_status(client, flow_id, {"Finished"})
+    # A flow whose first node a reactor runs is started by a reactor, as before.
+    await register(client, remote_spec())
+    local = await create(client, "remote-render")
+    await offered(client, local)
+    first = next(e for e in await events(client, local) if e["type"] == "NodeStarted")
+    assert first["actor"].startswith("reactor:")
