@@ -263,8 +263,5 @@ class TaskQueues:
 
 
 def _for(task: TaskToken, command: CompleteTask) -> CompleteTask:
-    return CompleteTask(
-        task.node_id, task.operation_id, command.status, command.result, command.message,
-        command.code, command.new_operation, command.parameters, command.changes,
-        command.removed,
-    )  # fmt: skip
+    """The answer, for the node and the polled operation its token names."""
+    return dataclasses.replace(command, node_id=task.node_id, operation_id=task.operation_id)
