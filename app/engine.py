@@ -17,6 +17,8 @@ from types import TracebackType
 
 import asyncpg
 
+from flowlog.access.ring import KeyRing
+from flowlog.access.store import KeyStore
 from flowlog.archive.periodic import ArchiveLoop
 from flowlog.archive.policy import ArchiveSettings, Retention
 from flowlog.archive.reading import not_here
@@ -68,6 +70,7 @@ class Engine:
         archive: ArchiveSettings | None = None,
         archive_interval: float = 0.0,
         retention: Retention | None = None,
+        access: KeyRing | None = None,
     ) -> None:
         """With ``migrate`` (the default) the schema is brought up to date first (idempotent,
         and safe when several processes start at once): as ``owner_url``'s role when given,
@@ -80,8 +83,10 @@ class Engine:
         ``archive`` (where archives go) and an ``archive_interval``, the engine takes its
         turn at archive runs (app/archive/periodic.py), which apply the database's retention;
         ``retention`` (the environment's) becomes the database's when the engine migrates
-        as the owner."""
+        as the owner. ``access`` (a server's keyring) is started on the engine's pool and
+        follows key changes on a LISTEN connection of its own."""
         self.database_url = database_url
+        self._access = access
         self._migrate = migrate
         self._owner_url = owner_url
         self._observe = observe
@@ -195,6 +200,8 @@ class Engine:
                 store.pool, self._service, self._offer_listener,
                 lease_seconds=self._reactor_settings.lease_seconds,
             )  # fmt: skip
+            if self._access is not None:
+                await self._access.start(KeyStore(store), partial(connect, self.database_url))
             await self._service.record_definitions()
             await self.load_declarative_definitions()
             self._catalog = asyncio.create_task(self._refresh_catalog(), name="definition-catalog")
@@ -233,6 +240,8 @@ class Engine:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         self._catalog = self._sweeper = None
+        if self._access is not None:
+            await self._access.stop()
         if self._archiving is not None:
             await self._archiving.stop()
             self._archiving = None

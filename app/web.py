@@ -20,8 +20,9 @@ from datetime import timedelta
 
 from aiohttp import web
 
+from flowlog.access.ring import KeyRing
+from flowlog.access.tokens import Tokens
 from flowlog.api import keys
-from flowlog.api.access import Tokens
 from flowlog.api.bad_http import quiet_bad_requests
 from flowlog.api.metrics import Metrics
 from flowlog.api.middleware import make_middlewares
@@ -56,6 +57,7 @@ async def _engine(app: web.Application) -> AsyncIterator[None]:
         archive=settings.archive,
         archive_interval=settings.archive_interval,
         retention=settings.retention,
+        access=app[keys.ACCESS],
     )
     await engine.start()
     app[keys.ENGINE] = engine
@@ -72,7 +74,7 @@ async def _engine(app: web.Application) -> AsyncIterator[None]:
 async def _seed_demo(app: web.Application) -> None:
     from flowlog import demo
 
-    tenants = sorted({owner.tenant for owner in app[keys.TOKENS].by_token.values()}) or [""]
+    tenants = app[keys.ACCESS].tokens.tenants or [""]
     try:
         engine = app[keys.ENGINE]
         created = await demo.seed(engine.service, tenants, engine.schedules)
@@ -111,7 +113,7 @@ def create_app(
     settings: Settings, database: DatabaseUrls | str, registry: Registry | None = None
 ) -> web.Application:
     """The service: ``database`` is its URLs (a plain URL: one role serves and migrates)."""
-    tokens = Tokens.parse(settings.tokens)
+    access = KeyRing(Tokens.parse(settings.tokens))
     metrics = Metrics()
     quiet_bad_requests()
     app = web.Application(
@@ -119,7 +121,7 @@ def create_app(
         middlewares=[
             traced,
             *make_middlewares(
-                tokens, metrics.observe_request, timedelta(hours=settings.idempotency_hours)
+                access, metrics.observe_request, timedelta(hours=settings.idempotency_hours)
             ),
             positions,
         ],
@@ -127,7 +129,7 @@ def create_app(
     app[keys.SETTINGS] = settings
     app[keys.DATABASE] = DatabaseUrls(database) if isinstance(database, str) else database
     app[keys.REGISTRY] = registry or Registry()
-    app[keys.TOKENS] = tokens
+    app[keys.ACCESS] = access
     app[keys.METRICS] = metrics
     app[keys.SHUTTING_DOWN] = asyncio.Event()
     app.on_shutdown.append(_end_streams)

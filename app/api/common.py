@@ -39,8 +39,12 @@ def caller_of(ctx: Context, reason: str = "") -> Caller:
 
 
 def tenant_of(request: web.Request) -> str | None:
-    """The tenant whose flows the caller sees, or None: every flow (tokens are off)."""
-    return context_of(request).tenant_id if request.app[keys.TOKENS].enabled else None
+    """The tenant whose flows the caller sees, or None: every flow (a superadmin, or anyone
+    on an open server)."""
+    ctx = context_of(request)
+    if ctx.identity is not None and ctx.identity.every_tenant:
+        return None
+    return ctx.tenant_id
 
 
 async def visible_flow(request: web.Request, flow_id: str, pool: Executor) -> WorkflowRow:

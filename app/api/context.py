@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from flowlog.api.access import Session
+from flowlog.access.identity import Identity
+from flowlog.access.sessions import Session
 from flowlog.workflow.idempotency import Idempotency
 
 
@@ -23,6 +24,8 @@ class Context:
     """The console session the request came with (None: a bearer token, or open access)."""
     idempotency: Idempotency | None = None
     """The request's Idempotency-Key, in its tenant (POST requests only)."""
+    identity: Identity | None = None
+    """Who asks (None: nobody, on a server that wants to know: only open routes answer)."""
 
 
 CONTEXT = web.RequestKey("flowlog_context", Context)

@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from flowlog.access.roles import Role
 from flowlog.api import keys
 from flowlog.api.common import caller_of, service_of, tenant_of
 from flowlog.api.context import context_of
@@ -36,6 +37,7 @@ DEFINITIONS = ("definitions",)
     response=DefinitionList,
     errors=(),
     tags=DEFINITIONS,
+    role=Role.VIEWER,
 )
 async def list_definitions(request: web.Request) -> DefinitionList:
     pool = await read_pool(request)
@@ -62,6 +64,7 @@ async def list_definitions(request: web.Request) -> DefinitionList:
     response=DefinitionDetail,
     errors=(404,),
     tags=DEFINITIONS,
+    role=Role.VIEWER,
 )
 async def get_definition(request: web.Request, name: str) -> DefinitionDetail:
     rows = await (await read_pool(request)).fetch(Q.definitions_named, name, tenant_of(request))
@@ -89,6 +92,7 @@ async def get_definition(request: web.Request, name: str) -> DefinitionDetail:
     response=RegisteredResponse,
     errors=(400, 409),
     tags=DEFINITIONS,
+    role=Role.ADMIN,
 )
 async def register_definition(request: web.Request, body: DefinitionSpec) -> RegisteredResponse:
     definition = definition_from_spec(body)

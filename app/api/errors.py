@@ -34,6 +34,9 @@ STATUS_OF: dict[int, int] = {
     Code.SCHEDULE_FAILED: 409,
     Code.UNAUTHORIZED: 401,
     Code.FORBIDDEN: 403,
+    Code.ROLE_REQUIRED: 403,
+    Code.KEY_NOT_FOUND: 404,
+    Code.KEY_NAME_TAKEN: 409,
     Code.FLOW_NOT_FOUND: 404,
     Code.FLOW_ARCHIVED: 410,
     Code.DEFINE_NOT_FOUND: 404,
@@ -50,7 +53,8 @@ STATUS_OF: dict[int, int] = {
 ERROR_DESCRIPTIONS = {
     400: "bad input (the message says what; plain text if the HTTP parser refused it)",
     401: "no valid bearer token",
-    403: "a cross-site request, or a console session's request without its CSRF token",
+    403: "the caller's role does not allow it (40139, naming the role needed), or a cross-site "
+    "request, or a console session's request without its CSRF token",
     404: "unknown flow, definition or route",
     409: "the flow's state does not allow it (its code says which command, as TiUniManager's)",
     410: "the flow was archived (data says which archive, and where)",

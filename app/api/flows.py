@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from flowlog.access.roles import Role
 from flowlog.api import keys
 from flowlog.api.bulk import run_bulk
 from flowlog.api.children import children_info
@@ -69,6 +70,7 @@ def _info_response(state: FlowState) -> InfoResponse:
     response=WorkFlowList,
     paged=True,
     tags=FLOWS,
+    role=Role.VIEWER,
 )
 async def list_flows(request: web.Request, query: ListQuery) -> Paged:
     where = list_filter(query, tenant_of(request))
@@ -91,6 +93,7 @@ async def list_flows(request: web.Request, query: ListQuery) -> Paged:
     response=WorkFlowDetail,
     errors=(404, 410),
     tags=FLOWS,
+    role=Role.VIEWER,
 )
 async def detail_flow(request: web.Request, workFlowId: str) -> WorkFlowDetail:
     pool = await read_pool(request)
@@ -168,6 +171,7 @@ async def _waiting(service: WorkflowService, flow_id: str) -> WaitingInfo | None
     response=Empty,
     errors=(400, 404, 410, 409),
     tags=FLOWS,
+    role=Role.OPERATOR,
 )
 async def start_flow(request: web.Request, body: WorkFlowIdRequest) -> Empty:
     await named_flow(request, body.workFlowId)
@@ -183,6 +187,7 @@ async def start_flow(request: web.Request, body: WorkFlowIdRequest) -> Empty:
     response=Empty,
     errors=(400, 404, 410, 409),
     tags=FLOWS,
+    role=Role.OPERATOR,
 )
 async def stop_flow(request: web.Request, body: StopRequest) -> Empty:
     await named_flow(request, body.workFlowId)
@@ -202,6 +207,7 @@ async def stop_flow(request: web.Request, body: StopRequest) -> Empty:
     response=CreatedResponse,
     errors=(400, 404, 410),
     tags=FLOWS,
+    role=Role.OPERATOR,
 )
 async def create_flow(request: web.Request, body: CreateRequest) -> CreatedResponse:
     ctx = context_of(request)
@@ -228,6 +234,7 @@ async def create_flow(request: web.Request, body: CreateRequest) -> CreatedRespo
     response=InfoResponse,
     errors=(400, 404, 410, 409),
     tags=FLOWS,
+    role=Role.OPERATOR,
 )
 async def cancel_flow(request: web.Request, body: CancelRequest) -> InfoResponse:
     await named_flow(request, body.workFlowId)
@@ -246,6 +253,7 @@ async def cancel_flow(request: web.Request, body: CancelRequest) -> InfoResponse
     response=InfoResponse,
     errors=(400, 404, 410, 409),
     tags=FLOWS,
+    role=Role.OPERATOR,
 )
 async def set_context(request: web.Request, body: ContextRequest) -> InfoResponse:
     await named_flow(request, body.workFlowId)
@@ -264,6 +272,7 @@ async def set_context(request: web.Request, body: ContextRequest) -> InfoRespons
     response=InfoResponse,
     errors=(400, 404, 410, 409),
     tags=FLOWS,
+    role=Role.OPERATOR,
 )
 async def retry_flow(request: web.Request, body: RetryRequest) -> InfoResponse:
     await named_flow(request, body.workFlowId)
@@ -283,6 +292,7 @@ async def retry_flow(request: web.Request, body: RetryRequest) -> InfoResponse:
     # 413: a result at its longest, in escaped JSON, exceeds the 1 MiB body.
     errors=(400, 404, 410, 409, 413),
     tags=FLOWS,
+    role=Role.OPERATOR,
 )
 async def complete_callback(request: web.Request, body: CallbackRequest) -> InfoResponse:
     ctx = context_of(request)
@@ -312,6 +322,7 @@ async def complete_callback(request: web.Request, body: CallbackRequest) -> Info
     response=BulkResponse,
     errors=(400,),
     tags=FLOWS,
+    role=Role.OPERATOR,
 )
 async def bulk_action(request: web.Request, body: BulkRequest) -> BulkResponse:
     ctx = context_of(request)

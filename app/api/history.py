@@ -9,6 +9,7 @@ import asyncpg
 import orjson
 from aiohttp import web
 
+from flowlog.access.roles import Role
 from flowlog.api import keys
 from flowlog.api.common import named_flow
 from flowlog.api.context import context_of
@@ -48,6 +49,7 @@ FLOWS = ("workflow",)
     paged=True,
     errors=(400, 404, 410),
     tags=FLOWS,
+    role=Role.VIEWER,
 )
 async def flow_history(request: web.Request, workFlowId: str, query: HistoryQuery) -> Paged:
     pool = await read_pool(request)
@@ -69,6 +71,7 @@ async def flow_history(request: web.Request, workFlowId: str, query: HistoryQuer
     response=StateResponse,
     errors=(400, 404, 410),
     tags=FLOWS,
+    role=Role.VIEWER,
 )
 async def flow_state(request: web.Request, workFlowId: str, query: StateQuery) -> StateResponse:
     recorded = await _recorded(request, workFlowId)
@@ -92,6 +95,7 @@ async def flow_state(request: web.Request, workFlowId: str, query: StateQuery) -
     response=DiffResponse,
     errors=(400, 404, 410),
     tags=FLOWS,
+    role=Role.VIEWER,
 )
 async def flow_diff(request: web.Request, workFlowId: str, query: DiffQuery) -> DiffResponse:
     recorded = await _recorded(request, workFlowId)
@@ -131,6 +135,7 @@ async def _recorded(request: web.Request, flow_id: str) -> list[RecordedEvent]:
     errors=(400, 404, 410),
     media_type="text/event-stream",
     tags=FLOWS,
+    role=Role.VIEWER,
 )
 async def flow_stream_sse(
     request: web.Request,

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from flowlog.api.access import Tokens
+from flowlog.access.ring import KeyRing
 from flowlog.api.metrics import Metrics
 from flowlog.config import Settings
 from flowlog.engine import Engine
@@ -18,7 +18,8 @@ SETTINGS = web.AppKey("settings", Settings)
 DATABASE = web.AppKey("database", DatabaseUrls)
 REGISTRY = web.AppKey("registry", Registry)
 ENGINE = web.AppKey("engine", Engine)
-TOKENS = web.AppKey("tokens", Tokens)
+ACCESS = web.AppKey("access", KeyRing)
+"""Who may call: keys, FLOWLOG_TOKENS, console sessions (app/access/ring.py)."""
 METRICS = web.AppKey("metrics", Metrics)
 OPENAPI = web.AppKey("openapi", dict[str, Any])
 SHUTTING_DOWN = web.AppKey("shutting_down", asyncio.Event)

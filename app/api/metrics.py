@@ -108,6 +108,16 @@ class Metrics:
             ["method", "route"], registry=self.registry,
         )  # fmt: skip
 
+        self.refusals = Counter(
+            "flowlog_access_refusals", "Requests refused for want of a role, by the role needed.",
+            ["needed"], registry=self.registry,
+        )  # fmt: skip
+        self.logins = Counter(
+            "flowlog_console_logins",
+            "Console log-ins by method (key, oidc) and outcome (ok, refused, limited).",
+            ["method", "outcome"], registry=self.registry,
+        )  # fmt: skip
+
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).observe(seconds)
         if status == CLIENT_GONE_STATUS:

@@ -1,7 +1,9 @@
 """The API's middleware: one per request, made of small named steps, in this order:
 
-1. ``_authenticate``: who asks (a bearer token, else the console's session cookie);
-2. ``_unauthorized``: 401 when tokens are on and nobody is named (open paths aside);
+1. ``_authenticate``: who asks (a key or token as a bearer token, else the console's session
+   cookie; on a server with no keys, tokens or identity provider, everyone: ``OPEN``);
+2. ``_unauthorized``: 401 when access is on and nobody is named (open paths aside); what each
+   route's role allows is checked by the route itself (``flowlog.api.authorize``);
 3. ``_forgery``: 403 for a cross-site request, or a session's request without its CSRF token;
 4. ``_idempotency_key``: a POST's ``Idempotency-Key`` (``_bad_idempotency_key``: 400 if it
    cannot be a key);
@@ -27,15 +29,10 @@ from typing import Any
 
 from aiohttp import hdrs, web
 
-from flowlog.api.access import (
-    CSRF_HEADER,
-    SAFE_METHODS,
-    SESSION_COOKIE,
-    Owner,
-    Session,
-    Tokens,
-    cross_site_refusal,
-)
+from flowlog.access.identity import OPEN, Identity
+from flowlog.access.ring import KeyRing
+from flowlog.access.sessions import Session
+from flowlog.api.access import CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE, cross_site_refusal
 from flowlog.api.context import CLOSE_AFTER, CONTEXT, Context
 from flowlog.api.errors import answer, error_response
 from flowlog.telemetry import tracing
@@ -61,7 +58,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def make_middlewares(
-    tokens: Tokens, observe: RequestObserver, idempotency_ttl: timedelta = DEFAULT_TTL
+    access: KeyRing, observe: RequestObserver, idempotency_ttl: timedelta = DEFAULT_TTL
 ) -> list[Any]:
     @web.middleware
     async def context_and_log(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -72,11 +69,11 @@ def make_middlewares(
         status = 500
         ctx: Context | None = None
         try:
-            owner, session = _authenticate(tokens, request)
+            identity, session = _authenticate(access, request)
             key = _idempotency_key(request)
-            refusal = _refusal(tokens, request, owner, session, key)
+            refusal = _refusal(request, identity, session, key)
             if refusal is None:
-                ctx = _context(owner, session, request_id, trace_id, key, idempotency_ttl)
+                ctx = _context(identity, session, request_id, trace_id, key, idempotency_ttl)
                 request[CONTEXT] = ctx
                 response = await answer(request, handler)
             else:
@@ -92,18 +89,21 @@ def make_middlewares(
     return [context_and_log]
 
 
-def _authenticate(tokens: Tokens, request: web.Request) -> tuple[Owner | None, Session | None]:
-    """The owner of the request's bearer token, else of its console session (and the session)."""
-    owner = tokens.resolve(request.headers.get("Authorization"))
-    if owner is not None:
-        return owner, None
-    session = tokens.session(request.cookies.get(SESSION_COOKIE))
-    return (session.owner if session is not None else None), session
+def _authenticate(access: KeyRing, request: web.Request) -> tuple[Identity | None, Session | None]:
+    """Who the request's bearer token is, else its console session's (and the session);
+    everyone is ``OPEN`` on a server without keys, tokens or identity provider."""
+    if not access.enabled:
+        return OPEN, None
+    identity = access.bearer(request.headers.get("Authorization"))
+    if identity is not None:
+        return identity, None
+    session = access.session(request.cookies.get(SESSION_COOKIE))
+    return (session.identity if session is not None else None), session
 
 
-def _unauthorized(tokens: Tokens, request: web.Request, owner: Owner | None) -> web.Response | None:
-    """401, when tokens are on and the request names nobody (open paths aside)."""
-    if not tokens.enabled or owner is not None or _open(request):
+def _unauthorized(request: web.Request, identity: Identity | None) -> web.Response | None:
+    """401, when access is on and the request names nobody (open paths aside)."""
+    if identity is not None or _open(request):
         return None
     response = error_response(Code.UNAUTHORIZED, "a bearer token is required", 401)
     response.headers["WWW-Authenticate"] = "Bearer"
@@ -116,10 +116,10 @@ def _open(request: web.Request) -> bool:
 
 
 def _forgery(
-    request: web.Request, owner: Owner | None, session: Session | None
+    request: web.Request, identity: Identity | None, session: Session | None
 ) -> web.Response | None:
     """403, for a request that a browser may have sent on its own (a bearer token's never is)."""
-    if owner is not None and session is None:
+    if identity is not None and identity is not OPEN and session is None:
         return None
     refusal = _forgery_reason(request, session)
     return None if refusal is None else error_response(Code.FORBIDDEN, refusal, 403)
@@ -141,13 +141,12 @@ def _forgery_reason(request: web.Request, session: Session | None) -> str | None
 
 
 def _refusal(
-    tokens: Tokens, request: web.Request, owner: Owner | None, session: Session | None,
-    key: str | None,
-) -> web.Response | None:  # fmt: skip
+    request: web.Request, identity: Identity | None, session: Session | None, key: str | None
+) -> web.Response | None:
     """The first refusal of the checks, in order: 401, 403, then a bad Idempotency-Key's 400."""
-    refusal = _unauthorized(tokens, request, owner)
+    refusal = _unauthorized(request, identity)
     if refusal is None:
-        refusal = _forgery(request, owner, session)
+        refusal = _forgery(request, identity, session)
     if refusal is None:
         refusal = _bad_idempotency_key(key)
     return refusal
@@ -169,14 +168,15 @@ def _idempotency_key(request: web.Request) -> str | None:
 
 
 def _context(
-    owner: Owner | None, session: Session | None, request_id: str, trace_id: str,
+    identity: Identity | None, session: Session | None, request_id: str, trace_id: str,
     key: str | None, idempotency_ttl: timedelta,
 ) -> Context:  # fmt: skip
     """What the handlers read of the request (``context_of``)."""
-    if owner is None:
+    if identity is None:
         ctx = Context("", "anonymous", request_id, trace_id)
     else:
-        ctx = Context(owner.tenant, owner.actor, request_id, trace_id, session)
+        ctx = Context(identity.tenant, identity.actor, request_id, trace_id, session,
+                      identity=identity)  # fmt: skip
     if key is None:
         return ctx
     return dataclasses.replace(ctx, idempotency=Idempotency(key, ctx.tenant_id, idempotency_ttl))

@@ -100,6 +100,9 @@ def build_openapi(operations: list[Operation], *, title: str, version: str) -> d
         # Any request may be refused by the HTTP parser (a request line or header too long):
         # aiohttp answers that 400 itself, in plain text, before any middleware runs.
         statuses = {*op.errors, 400} if op.raw else {*op.errors, 400, 500, 503}
+        if op.role is not None:
+            statuses |= {401, 403}
+            item["x-flowlog-role"] = op.role.value
         if op.method == "POST":
             statuses.add(422)  # an Idempotency-Key sent again with another body
         for status in sorted(statuses):

@@ -14,6 +14,8 @@ from aiohttp import hdrs, web
 from aiohttp.web_protocol import RequestPayloadError
 from pydantic import BaseModel
 
+from flowlog.access.roles import Role
+from flowlog.api.authorize import authorize
 from flowlog.api.context import CLOSE_AFTER
 from flowlog.api.errors import ClientGone, json_response
 from flowlog.api.json_keys import refuse_duplicate_keys
@@ -48,6 +50,8 @@ class Operation:
     raw: bool = False
     """The handler answers itself (SSE, metrics, documents): no envelope."""
     media_type: str = "application/json"
+    role: Role | None = None
+    """The least role that may call it (None: anyone, identified or not)."""
 
 
 @dataclass
@@ -68,12 +72,16 @@ class Api:
         tags: tuple[str, ...] = (),
         raw: bool = False,
         media_type: str = "application/json",
+        role: Role | None,
     ) -> Callable[[Handler], Handler]:
+        """Declares a route. ``role`` has no default: a route without one is not declared
+        (docs/access.md's table of routes and roles is made from these)."""
+
         def register(handler: Handler) -> Handler:
             operation = Operation(
                 method=method, path=path, summary=summary, handler=handler, response=response,
                 body=body, query=query, paged=paged, errors=errors, tags=tags, raw=raw,
-                media_type=media_type,
+                media_type=media_type, role=role,
             )  # fmt: skip
             self.operations.append(operation)
             return handler
@@ -101,6 +109,7 @@ def alias_of(path: str) -> str | None:
 
 def _endpoint(operation: Operation) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def endpoint(request: web.Request) -> web.StreamResponse:
+        await authorize(request, operation.role, operation.path)
         check_query_encoding(request)
         kwargs: dict[str, Any] = dict(request.match_info)
         for name, value in kwargs.items():

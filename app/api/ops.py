@@ -10,6 +10,7 @@ import aiohttp_jinja2
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from flowlog.access.roles import ANYONE
 from flowlog.api import keys
 from flowlog.api.context import context_of
 from flowlog.api.errors import json_response
@@ -22,7 +23,7 @@ api = Api()
 OPS = ("operations",)
 
 
-@api.route("GET", "/healthz", summary="Liveness", response=Health, errors=(), tags=OPS)
+@api.route("GET", "/healthz", summary="Liveness", response=Health, errors=(), tags=OPS, role=ANYONE)
 async def healthz(request: web.Request) -> Health:
     return Health(status="ok")
 
@@ -35,6 +36,7 @@ async def healthz(request: web.Request) -> Health:
     raw=True,
     errors=(503,),
     tags=OPS,
+    role=ANYONE,
 )
 async def readyz(request: web.Request) -> web.Response:
     engine = request.app[keys.ENGINE]
@@ -70,6 +72,7 @@ async def readyz(request: web.Request) -> web.Response:
     errors=(),
     media_type="text/plain",
     tags=OPS,
+    role=ANYONE,
 )
 async def metrics(request: web.Request) -> web.Response:
     engine = request.app[keys.ENGINE]
@@ -92,6 +95,7 @@ async def metrics(request: web.Request) -> web.Response:
     raw=True,
     errors=(),
     tags=OPS,
+    role=ANYONE,
 )
 async def openapi(request: web.Request) -> web.Response:
     return json_response(request.app[keys.OPENAPI])
@@ -106,6 +110,7 @@ async def openapi(request: web.Request) -> web.Response:
     errors=(),
     media_type="text/html",
     tags=OPS,
+    role=ANYONE,
 )
 async def docs(request: web.Request) -> web.Response:
     session = context_of(request).session

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from flowlog.access.roles import Role
 from flowlog.api import keys
 from flowlog.api.common import caller_of, tenant_of
 from flowlog.api.context import context_of
@@ -62,6 +63,7 @@ def _info(state: ScheduleState, upcoming: int = 5) -> ScheduleInfo:
     response=ScheduleInfo,
     errors=(400, 404, 409),
     tags=SCHEDULES,
+    role=Role.ADMIN,
 )
 async def create_schedule(request: web.Request, body: ScheduleCreate) -> ScheduleInfo:
     ctx = context_of(request)
@@ -81,6 +83,7 @@ async def create_schedule(request: web.Request, body: ScheduleCreate) -> Schedul
     response=ScheduleList,
     paged=True,
     tags=SCHEDULES,
+    role=Role.VIEWER,
 )
 async def list_schedules(request: web.Request, query: ScheduleListQuery) -> Paged:
     service = _schedules(request)
@@ -102,6 +105,7 @@ async def list_schedules(request: web.Request, query: ScheduleListQuery) -> Page
     response=ScheduleDetail,
     errors=(404,),
     tags=SCHEDULES,
+    role=Role.VIEWER,
 )
 async def get_schedule(request: web.Request, scheduleId: str) -> ScheduleDetail:
     view = await _schedules(request).view(scheduleId, tenant=tenant_of(request), upcoming=10)
@@ -128,6 +132,7 @@ async def get_schedule(request: web.Request, scheduleId: str) -> ScheduleDetail:
     response=ScheduleInfo,
     errors=(400, 404, 409),
     tags=SCHEDULES,
+    role=Role.ADMIN,
 )
 async def update_schedule(
     request: web.Request, scheduleId: str, body: ScheduleUpdate
@@ -148,6 +153,7 @@ async def update_schedule(
     response=ScheduleInfo,
     errors=(400, 404, 409),
     tags=SCHEDULES,
+    role=Role.OPERATOR,
 )
 async def pause_schedule(
     request: web.Request, scheduleId: str, body: ScheduleChange
@@ -163,6 +169,7 @@ async def pause_schedule(
     response=ScheduleInfo,
     errors=(400, 404, 409),
     tags=SCHEDULES,
+    role=Role.OPERATOR,
 )
 async def resume_schedule(
     request: web.Request, scheduleId: str, body: ScheduleChange
@@ -178,6 +185,7 @@ async def resume_schedule(
     response=ScheduleInfo,
     errors=(400, 404, 409),
     tags=SCHEDULES,
+    role=Role.ADMIN,
 )
 async def delete_schedule(
     request: web.Request, scheduleId: str, query: ScheduleChange

@@ -7,6 +7,7 @@ import orjson
 from aiohttp import web
 from asyncpg import Record
 
+from flowlog.access.roles import Role
 from flowlog.api import keys
 from flowlog.api.common import caller_of, tenant_of
 from flowlog.api.context import context_of
@@ -50,6 +51,7 @@ def _gone(request: web.Request) -> bool:
     response=PollResponse,
     errors=(400,),
     tags=TASKS,
+    role=Role.OPERATOR,
 )
 async def poll(request: web.Request, body: PollRequest) -> PollResponse:
     ctx = context_of(request)
@@ -78,6 +80,7 @@ def _task_info(t: Task) -> TaskInfo:
     response=HeartbeatResponse,
     errors=(400, 404),
     tags=TASKS,
+    role=Role.OPERATOR,
 )
 async def heartbeat(request: web.Request, body: HeartbeatRequest) -> HeartbeatResponse:
     details = body.details
@@ -96,6 +99,7 @@ async def heartbeat(request: web.Request, body: HeartbeatRequest) -> HeartbeatRe
     # 413: a result and parameters at their longest, in escaped JSON, exceed the 1 MiB body.
     errors=(400, 404, 409, 413),
     tags=TASKS,
+    role=Role.OPERATOR,
 )
 async def complete(request: web.Request, body: CompleteRequest) -> CompleteResponse:
     command = CompleteTask(
@@ -116,6 +120,7 @@ async def complete(request: web.Request, body: CompleteRequest) -> CompleteRespo
     response=QueueList,
     errors=(),
     tags=TASKS,
+    role=Role.VIEWER,
 )
 async def queues(request: web.Request) -> QueueList:
     rows = await _tasks(request).queues(tenant_of(request))

@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 
 from flowlog import logs, telemetry
-from flowlog.api.access import Tokens
+from flowlog.access.tokens import Tokens
 from flowlog.archive.retention import prepare_with_retention
 from flowlog.cli import args as cli_args
 from flowlog.cli import flows as flows_commands

@@ -19,8 +19,9 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
+from flowlog.access.limiter import FailureLimit
 from flowlog.api.middleware import CONSOLE_ROUTES
-from flowlog.console import pages, present, queues, schedules
+from flowlog.console import login, pages, present, queues, schedules
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
@@ -75,6 +76,7 @@ def setup_console(app: web.Application) -> None:
         limit_listed=present.limit_listed,
     )
     app.on_response_prepare.append(_security_headers)
+    app[login.FAILURES] = FailureLimit()
     routes = app.router
     name = CONSOLE_ROUTES
     routes.add_get("/", pages.flows_page, name=name + "flows")
@@ -85,9 +87,9 @@ def setup_console(app: web.Application) -> None:
     routes.add_get("/schedules", schedules.schedules_page, name=name + "schedules")
     routes.add_get("/schedules/{schedule_id}", schedules.schedule_page, name=name + "schedule")
     routes.add_get("/queues", queues.queues_page, name=name + "queues")
-    routes.add_get("/login", pages.login_page, name=name + "login_page")
-    routes.add_post("/login", pages.login, name=name + "login")
-    routes.add_post("/logout", pages.logout, name=name + "logout")
+    routes.add_get("/login", login.login_page, name=name + "login_page")
+    routes.add_post("/login", login.login, name=name + "login")
+    routes.add_post("/logout", login.logout, name=name + "logout")
     routes.add_get("/console/flows", pages.flows_fragment, name=name + "flows_fragment")
     routes.add_get("/console/flows/{flow_id}", pages.flow_fragment, name=name + "flow_fragment")
     routes.add_get("/console/queues", queues.queues_fragment, name=name + "queues_fragment")

@@ -14,18 +14,18 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, unquote, urlencode
+from urllib.parse import quote, urlencode
 
 import aiohttp_jinja2
 import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
+from flowlog.access.roles import Role
 from flowlog.api import keys
-from flowlog.api.access import clear_session_cookie, set_session_cookie
 from flowlog.api.common import list_filter, parse_cursor, service_of, tenant_of, visible_flow
 from flowlog.api.context import Context, context_of
-from flowlog.api.errors import STATUS_OF, ClientGone
+from flowlog.api.errors import STATUS_OF
 from flowlog.api.operations import check_query_encoding
 from flowlog.api.queries import Q as API_QUERIES
 from flowlog.api.replicas import answer_read, read_pool
@@ -88,7 +88,12 @@ def page(handler: Handler) -> Handler:
 
 
 def _needs_login(request: web.Request) -> bool:
-    return request.app[keys.TOKENS].enabled and context_of(request).actor == "anonymous"
+    return context_of(request).identity is None
+
+
+def _can(ctx: Context) -> Callable[[str], bool]:
+    """What the templates ask before they offer an action: ``can("operator")``."""
+    return lambda role: ctx.identity is not None and ctx.identity.role.allows(Role(role))
 
 
 def _error(request: web.Request, status: int, message: str) -> web.Response:
@@ -103,7 +108,9 @@ def render(
         "ctx": ctx,
         "session": ctx.session,
         "csrf_token": ctx.session.csrf_token if ctx.session is not None else "",
-        "tokens_enabled": request.app[keys.TOKENS].enabled,
+        "access_on": request.app[keys.ACCESS].enabled,
+        "identity": ctx.identity,
+        "can": _can(ctx),
         "now": datetime.now(UTC),
     }
     return aiohttp_jinja2.render_template(template, request, {**common, **values}, status=status)
@@ -395,69 +402,3 @@ async def definition_page(request: web.Request) -> web.StreamResponse:
             "nav": "definitions",
         },
     )
-
-
-# -- log-in ------------------------------------------------------------------------------------
-
-
-async def _form(request: web.Request) -> Any:
-    try:
-        return await request.post()
-    except ConnectionError as exc:
-        raise ClientGone(str(exc)) from exc
-
-
-def _local(target: str) -> str:
-    """Where to go after logging in: a path of this site only (no open redirect), "/" for
-    anything else.
-
-    A path is one "/" not followed by another, with no "\\" (browsers read "//host" and
-    "/\\host" as another site), and no control or space character (browsers strip tabs and
-    newlines from a Location, so "/<tab>/host" is "//host"; aiohttp refuses CR, LF and NUL in
-    a header); and the same once percent-decoded (a proxy may decode "%2F"), where an encoded
-    space ("%20") is a path's own.
-    """
-    decoded = unquote(target)
-    for form in (target, decoded):
-        if not form.startswith("/") or form[1:2] == "/" or "\\" in form:
-            return "/"
-    if any(ch.isspace() or not ch.isprintable() for ch in target):
-        return "/"
-    if any(not (ch.isprintable() or ch == " ") for ch in decoded):
-        return "/"
-    return target
-
-
-async def login_page(request: web.Request) -> web.StreamResponse:
-    if not request.app[keys.TOKENS].enabled:
-        return web.Response(status=303, headers={"Location": "/"})
-    values = {"next": _local(request.query.get("next", "/")), "problem": ""}
-    return render(request, "login.html.j2", values)
-
-
-async def login(request: web.Request) -> web.StreamResponse:
-    tokens = request.app[keys.TOKENS]
-    if not tokens.enabled:
-        return web.Response(status=303, headers={"Location": "/"})
-    form = await _form(request)
-    token, target = str(form.get("token", "")), _local(str(form.get("next", "/")))
-    opened = tokens.open_session(token)
-    if opened is None:
-        log.warning("console log-in refused", extra={"request_id": context_of(request).request_id})
-        values = {"next": target, "problem": "That token is not valid."}
-        return render(request, "login.html.j2", values, status=401)
-    cookie, session = opened
-    log.info("console log-in", extra={"actor": session.owner.actor})
-    response = web.Response(status=303, headers={"Location": target})
-    set_session_cookie(response, request, cookie)
-    return response
-
-
-async def logout(request: web.Request) -> web.StreamResponse:
-    ctx: Context = context_of(request)
-    form = await _form(request)
-    if ctx.session is not None and not ctx.session.accepts_csrf(str(form.get("csrf_token", ""))):
-        return _error(request, 403, "The log-out form was not this session's; nothing changed.")
-    response = web.Response(status=303, headers={"Location": "/login"})
-    clear_session_cookie(response)
-    return response

@@ -91,6 +91,14 @@ class Code(enum.IntEnum):
     TASK_GONE = 40138
     """The task token's claim is no longer the task's (completed already, its lease lapsed and
     it was taken back, or its flow was canceled) (HTTP 409): nothing was done."""
+    ROLE_REQUIRED = 40139
+    """The caller's role does not allow this (HTTP 403): the message names the role it needs
+    and the one the caller has; the refusal is recorded in the log. Nothing was done."""
+    KEY_NOT_FOUND = 40140
+    """No key of the caller's tenant has this id (HTTP 404)."""
+    KEY_NAME_TAKEN = 40141
+    """The tenant has (or had) a key of this name (HTTP 409): a name names one key for ever,
+    since the log's actor ``key:<name>`` must not stand for two. Nothing was made."""
     INTERNAL = 50000
     """A fault of the service (logged with the request id); nothing about it is sent."""
     UNAVAILABLE = 50300

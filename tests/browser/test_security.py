@@ -39,7 +39,7 @@ def test_log_in_shows_only_the_tenants_flows_and_log_out_ends_it(
     page.goto(console.url("/"))
     page.get_by_label("API token").fill("not-a-token")
     page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("alert")).to_have_text("That token is not valid.")
+    expect(page.get_by_role("alert")).to_have_text("That key is not valid.")
 
     log_in(page, console, "token-a")
     expect(page).to_have_url(console.url("/"))

@@ -11,7 +11,11 @@ from typing import Any
 import pytest
 from aiohttp import ClientResponse
 
-from flowlog.api.access import SESSION_COOKIE, Tokens
+from flowlog.access import sessions
+from flowlog.access.identity import Identity
+from flowlog.access.roles import Role
+from flowlog.api import keys
+from flowlog.api.access import SESSION_COOKIE
 from flowlog.workflow.errors import Code
 from tests.api.conftest import TOKENS, MakeService, Service
 from tests.api.helpers import FLOWS, A, B, Client, create, events, ok, refused, status_of
@@ -54,7 +58,7 @@ async def test_pages_ask_for_a_log_in_and_a_token_opens_a_session(guarded: Servi
 
     refused_login = await log_in(client, "token-wrong")
     assert refused_login.status == 401
-    assert "That token is not valid." in await refused_login.text()
+    assert "That key is not valid." in await refused_login.text()
     assert SESSION_COOKIE not in refused_login.cookies
 
     answer = await log_in(client, "token-a", "/definitions")
@@ -113,16 +117,23 @@ async def test_forged_expired_and_revoked_sessions_are_nobody(
     guarded: Service, make_service: MakeService
 ) -> None:
     client = guarded.client
-    tokens = Tokens.parse(TOKENS)
-    expired = tokens.open_session("token-a", now=time.time() - 13 * 3600)
-    assert expired is not None
+    ring = guarded.app[keys.ACCESS]
+    alice = ring.identify("token-a")
+    assert alice is not None
+    expired = ring.open_session(alice, now=time.time() - 13 * 3600)
     cookie = await session_of(client)
     value = cookie["Cookie"].split("=", 1)[1]
     payload, _, signature = value.partition(".")
-    bob = Tokens.parse("bob:token-b:tenant-b").open_session("token-b")
-    assert bob is not None
+    # A session of another installation (another secret), and one naming a token nobody has.
+    bob_here = ring.identify("token-b")
+    assert bob_here is not None
+    binding = ring.tokens.fingerprint("bob") or ""
+    bob = sessions.seal(b"another installation's secret", bob_here, binding, 2**40)
+    stranger = ring.open_session(Identity("token", "mallory", "tenant-a", Role.ADMIN))
     forged = [
         expired[0],
+        bob[0],  # signed by another installation
+        stranger[0],  # signed here, for a token this server does not have
         f"{bob[0].partition('.')[0]}.{signature}",  # bob's name under alice's signature
         f"{payload}.{signature[:-2]}xx",
         "garbage",
