@@ -143,10 +143,13 @@ class KeyStore:
         return [record_of(row) for row in await self.pool.fetch(Q.keys)]
 
     async def listed(
-        self, tenant: str | None, after: tuple[datetime, str] | None, limit: int
-    ) -> list[KeyRecord]:
+        self, tenant: str | None, after: tuple[datetime, str] | None, limit: int,
+        status: str | None = None,
+    ) -> list[KeyRecord]:  # fmt: skip
+        """Keys of ``tenant`` (None: every tenant), newest first, after ``after`` (a listed
+        key's creation time and id), of ``status`` (None: any)."""
         at, key_id = after if after is not None else (None, None)
-        rows = await self.pool.fetch(Q.listed, tenant, at, key_id, limit)
+        rows = await self.pool.fetch(Q.listed, tenant, at, key_id, limit, status)
         return [record_of(row) for row in rows]
 
     async def changed(self, key_id: str) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 from flowlog.audit.replay import Point, parse_point
 from flowlog.bench.harness import Size
 from flowlog.cli.flows import add_arguments as add_flow_arguments
+from flowlog.cli.keys import add_arguments as add_key_arguments
 from flowlog.cli.schedules import add_arguments as add_schedule_arguments
 from flowlog.cli.types import flow_id, port, queue_name, server_url, worker_id
 from flowlog.config import Settings, environment
@@ -300,6 +301,15 @@ def build(settings: Settings) -> Parsers:
         "done, 1 refused, 2 bad usage or settings, 3 no such schedule.",
     )  # fmt: skip
     add_schedule_arguments(schedules)
+
+    keys = command(
+        "keys", "create, list or revoke API keys",
+        "On flowlog's database, for the first key of a fresh installation and for recovery\n"
+        "(the REST API's /api/v1/keys does the same for admins). create prints the key once,\n"
+        "on stdout. Roles: viewer, operator, admin, superadmin (docs/access.md). Exit status:\n"
+        "0 done, 1 refused, 2 bad usage, 3 no such key.",
+    )  # fmt: skip
+    add_key_arguments(keys)
 
     bench = command(
         "bench", "run a benchmark against a scratch database",

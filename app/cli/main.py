@@ -27,6 +27,7 @@ from flowlog.cli import args as cli_args
 from flowlog.cli import flows as flows_commands
 from flowlog.cli import remote_worker
 from flowlog.cli.flows import usage_problem as flows_usage
+from flowlog.cli.keys import usage_problem as key_usage
 from flowlog.cli.problems import database_problem
 from flowlog.cli.schedules import usage_problem as schedule_usage
 from flowlog.config import ConfigError, Settings
@@ -90,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.status
     if args.command == "dsn":
         return _dsn(settings, args.owner)
+    if args.command == "keys" and (problem := key_usage(args)):
+        command.error(problem)
     if args.command == "schedules" and (problem := schedule_usage(args)):
         command.error(problem)
     if args.command == "flows":
@@ -276,6 +279,8 @@ def _run(
         return asyncio.run(_projections(args.command, urls, args.progress))
     if args.command == "schedules":
         return asyncio.run(_schedules(args, urls))
+    if args.command == "keys":
+        return asyncio.run(_keys(args, urls))
     if args.command == "flows":
         return asyncio.run(flows_commands.run_database(args, urls))
     if args.command == "bench":
@@ -381,6 +386,13 @@ async def _audit(args: argparse.Namespace, urls: DatabaseUrls, settings: Setting
 
 async def _schedules(args: argparse.Namespace, urls: DatabaseUrls) -> int:
     from flowlog.cli import schedules as cli
+
+    await prepare_schema(urls)
+    return await cli.run(args, urls.url)
+
+
+async def _keys(args: argparse.Namespace, urls: DatabaseUrls) -> int:
+    from flowlog.cli import keys as cli
 
     await prepare_schema(urls)
     return await cli.run(args, urls.url)

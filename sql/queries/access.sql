@@ -29,12 +29,15 @@ FROM api_keys WHERE id = $1
 
 -- name: listed
 -- The keys of tenant $1 (NULL: every tenant), newest first, after cursor ($2 created_at,
--- $3 id) when given; $4 rows.
+-- $3 id) when given; $4 rows; $5 a status (active, expired, revoked) or NULL for all.
 SELECT id, tenant_id, name, role, prefix, digest, created_at, created_by, expires_at,
        revoked_at, revoked_by, revoke_reason, last_used_at
 FROM api_keys
 WHERE ($1::text IS NULL OR tenant_id = $1)
   AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::text))
+  AND ($5::text IS NULL OR $5 = CASE WHEN revoked_at IS NOT NULL THEN 'revoked'
+                                     WHEN expires_at <= now() THEN 'expired'
+                                     ELSE 'active' END)
 ORDER BY created_at DESC, id DESC
 LIMIT $4
 
