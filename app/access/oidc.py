@@ -12,6 +12,7 @@ which Authlib 1.7+ uses and recommends over its deprecated ``authlib.jose``).
 
 from __future__ import annotations
 
+import base64
 import hmac
 import ipaddress
 import logging
@@ -346,16 +347,18 @@ class OidcClient:
             "redirect_uri": pending.redirect_uri,
             "code_verifier": pending.code_verifier,
         }
-        auth = None
+        headers = {}
         if provider.auth_method == "client_secret_basic":
             # RFC 6749 2.3.1: the id and secret are form-encoded before they are joined.
-            auth = aiohttp.BasicAuth(
-                quote(self.settings.client_id, safe=""), quote(self.settings.client_secret, safe="")
-            )
+            client_id, secret = self.settings.client_id, self.settings.client_secret
+            pair = f"{quote(client_id, safe='')}:{quote(secret, safe='')}"
+            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
         else:
             form |= {"client_id": self.settings.client_id,
                      "client_secret": self.settings.client_secret}  # fmt: skip
-        status, answer = await self._request("POST", provider.token_endpoint, data=form, auth=auth)
+        status, answer = await self._request(
+            "POST", provider.token_endpoint, data=form, headers=headers
+        )
         if status != 200 or answer is None:
             error = answer.get("error") if answer else None
             log.warning("OIDC token exchange refused", extra={"status": status, "error": error})
@@ -467,15 +470,15 @@ class OidcClient:
         url: str,
         *,
         data: Mapping[str, str] | None = None,
-        auth: aiohttp.BasicAuth | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> tuple[int, dict[str, Any] | None]:
         """The status and the JSON object answered (None when the body is no JSON object);
         OidcRefused when the provider cannot be reached in time or answers too much."""
         try:
             if self._session is not None:
-                return await self._send(self._session, method, url, data, auth)
+                return await self._send(self._session, method, url, data, headers or {})
             async with aiohttp.ClientSession() as session:
-                return await self._send(session, method, url, data, auth)
+                return await self._send(session, method, url, data, headers or {})
         except (aiohttp.ClientError, TimeoutError) as error:
             log.warning("OIDC provider unreachable", extra={"url": url, "error": repr(error)})
             raise OidcRefused(_UNREACHABLE) from None
@@ -486,12 +489,12 @@ class OidcClient:
         method: str,
         url: str,
         data: Mapping[str, str] | None,
-        auth: aiohttp.BasicAuth | None,
+        headers: Mapping[str, str],
     ) -> tuple[int, dict[str, Any] | None]:
         async with session.request(
-            method, url, data=data, auth=auth, allow_redirects=False,
+            method, url, data=data, allow_redirects=False,
             timeout=aiohttp.ClientTimeout(total=self.settings.timeout),
-            headers={"Accept": "application/json"},
+            headers={"Accept": "application/json", **headers},
         ) as response:  # fmt: skip
             body = bytearray()
             async for chunk in response.content.iter_chunked(1 << 16):
