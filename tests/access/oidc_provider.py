@@ -79,7 +79,8 @@ class _Grant:
 
 class TestProvider:
     """This file's provider; ``issuer`` is its URL. Set ``discovery_issuer`` to make discovery
-    name another issuer, ``auth_methods`` to change the client authentication it offers."""
+    name another issuer, ``auth_methods`` to change the client authentication it offers,
+    ``discovery_changes`` to change any field of the discovery document."""
 
     __test__ = False  # not a test class, whatever its name
 
@@ -87,6 +88,7 @@ class TestProvider:
         self.issuer = ""
         self.discovery_issuer: str | None = None
         self.auth_methods = ["client_secret_basic", "client_secret_post"]
+        self.discovery_changes: dict[str, Any] = {}  # merged over the discovery document
         self.login = Login()
         self.key = _new_key()
         self.token_requests = 0
@@ -128,7 +130,7 @@ class TestProvider:
             "id_token_signing_alg_values_supported": ["RS256"],
             "code_challenge_methods_supported": ["S256"],
             "token_endpoint_auth_methods_supported": self.auth_methods,
-        })  # fmt: skip
+        } | self.discovery_changes)  # fmt: skip
 
     async def _jwks(self, request: web.Request) -> web.Response:
         return web.json_response(KeySet([self.key]).as_dict(private=False))

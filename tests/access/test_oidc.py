@@ -255,6 +255,36 @@ async def test_settings_naming_another_issuer_are_refused(
             await OidcClient(settings(configured)).discover()
 
 
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"token_endpoint": None}, "no usable token_endpoint"),
+        ({"jwks_uri": "ftp://127.0.0.1/jwks"}, "no usable jwks_uri"),
+        ({"authorization_endpoint": "/authorize"}, "no usable authorization_endpoint"),
+        ({"id_token_signing_alg_values_supported": ["HS256", "none"]}, "none of the algorithms"),
+        (
+            {"token_endpoint_auth_methods_supported": ["private_key_jwt"]},
+            "no client authentication",
+        ),
+        ({"jwks_uri": "http://127.0.0.1:9/nothing-listens-here"}, "could not be reached"),
+    ],
+)
+async def test_a_discovery_document_this_client_cannot_use_is_refused(
+    oidc_provider: TestProvider, changes: dict[str, Any], reason: str
+) -> None:
+    oidc_provider.discovery_changes = changes
+    with pytest.raises(OidcRefused, match=reason):
+        await OidcClient(settings(oidc_provider.issuer)).discover()
+
+
+async def test_signing_keys_that_cannot_be_read_are_refused(oidc_provider: TestProvider) -> None:
+    oidc_provider.discovery_changes = {
+        "jwks_uri": f"{oidc_provider.issuer}/.well-known/openid-configuration"
+    }
+    with pytest.raises(OidcRefused, match="signing keys could not be read"):
+        await OidcClient(settings(oidc_provider.issuer)).discover()
+
+
 async def test_a_code_used_twice_is_refused(oidc_provider: TestProvider) -> None:
     client = OidcClient(settings(oidc_provider.issuer))
     await client.discover()
@@ -382,10 +412,12 @@ def test_a_pending_sign_in_of_another_shape_is_refused(change: dict[str, Any]) -
 
 
 def test_a_mapping_parses_into_entries_in_order() -> None:
-    assert OidcSettings.parse_mapping(" a=t:viewer ,, cn=x=y:admin,root=*:superadmin ") == (
+    text = " a=t:viewer ,, cn=x=y:admin,root=*:superadmin, org:team=t:operator "
+    assert OidcSettings.parse_mapping(text) == (
         MappingEntry("a", "t", "viewer"),
         MappingEntry("cn=x", "y", "admin"),
         MappingEntry("root", "*", "superadmin"),
+        MappingEntry("org:team", "t", "operator"),
     )
 
 
