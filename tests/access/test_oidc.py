@@ -317,7 +317,7 @@ async def test_a_state_that_differs_is_refused_before_the_code_is_exchanged(
     ],
 )
 async def test_a_code_exchanged_without_its_verifier_or_redirect_uri_is_refused(
-    oidc_provider: TestProvider, change: dict[str, str]
+    oidc_provider: TestProvider, change: dict[str, Any]
 ) -> None:
     client = OidcClient(settings(oidc_provider.issuer))
     await client.discover()
