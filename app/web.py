@@ -16,20 +16,23 @@ import asyncio
 import logging
 import socket
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import timedelta
 
 from aiohttp import web
 
 from flowlog.access.ring import KeyRing
+from flowlog.access.roles import Role
 from flowlog.access.tokens import Tokens
 from flowlog.api import keys
 from flowlog.api.bad_http import quiet_bad_requests
 from flowlog.api.metrics import Metrics
-from flowlog.api.middleware import make_middlewares
+from flowlog.api.middleware import CONSOLE_ROUTES, make_middlewares
+from flowlog.api.operations import alias_of
 from flowlog.api.replicas import positions
 from flowlog.api.routes import api
 from flowlog.config import Settings
-from flowlog.console import setup_console
+from flowlog.console import role_of_route, setup_console
 from flowlog.engine import Engine
 from flowlog.roles import DatabaseUrls
 from flowlog.telemetry.http import traced
@@ -138,3 +141,53 @@ def create_app(
     api.install(app)
     setup_console(app)
     return app
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRole:
+    method: str
+    path: str
+    role: Role | None
+    """The least role that may call it (None: anyone)."""
+    console: bool
+
+
+def route_roles(app: web.Application) -> list[RouteRole]:
+    """Every route of the service with the role it needs, from the declarations next to the
+    routes (the REST API's ``Api.route(role=...)``, the console's ``PAGES``): LookupError for
+    a route that declares none."""
+    declared = {}
+    for op in api.operations:
+        for path in filter(None, (op.path, alias_of(op.path))):
+            declared[op.method, path] = op.role
+    found: dict[tuple[str, str], RouteRole] = {}
+    for route in app.router.routes():
+        path = route.resource.canonical if route.resource is not None else ""
+        if route.method == "HEAD" or (route.method, path) in found:
+            continue
+        if (route.method, path) in declared:
+            role, console = declared[route.method, path], False
+        elif (route.name or "").startswith(CONSOLE_ROUTES):
+            role, console = role_of_route(route.name or ""), True
+        else:
+            raise LookupError(f"{route.method} {path} declares no role")
+        found[route.method, path] = RouteRole(route.method, path, role, console)
+    return list(found.values())
+
+
+def roles_markdown(app: web.Application) -> str:
+    """docs/api.md's table of every route and the roles that may call it."""
+    lines = [
+        "| route | least role | viewer | operator | admin | superadmin |",
+        "|---|---|---|---|---|---|",
+    ]
+    entries = route_roles(app)
+    spelled = {(entry.method, entry.path) for entry in entries}
+    for entry in entries:
+        if (entry.method, entry.path + "/") in spelled:
+            continue  # a collection's other spelling (without its slash): the API's is listed
+        marks = " | ".join("yes" if role.allows(entry.role) else "no" for role in Role)
+        least = "anyone" if entry.role is None else entry.role.value
+        where = " (console)" if entry.console else ""
+        lines.append(f"| `{entry.method} {entry.path}`{where} | {least} | {marks} |")
+    return "\n".join(lines) + "\n"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp_jinja2
@@ -20,8 +21,11 @@ import jinja2
 from aiohttp import web
 
 from flowlog.access.limiter import FailureLimit
+from flowlog.access.roles import ANYONE, Role
+from flowlog.api.context import context_of
 from flowlog.api.middleware import CONSOLE_ROUTES
 from flowlog.console import login, pages, present, queues, schedules
+from flowlog.console.pages import render
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
@@ -77,25 +81,67 @@ def setup_console(app: web.Application) -> None:
     )
     app.on_response_prepare.append(_security_headers)
     app[login.FAILURES] = FailureLimit()
-    routes = app.router
-    name = CONSOLE_ROUTES
-    routes.add_get("/", pages.flows_page, name=name + "flows")
-    routes.add_get("/go", pages.go_to_flow, name=name + "go")
-    routes.add_get("/flows/{flow_id}", pages.flow_page, name=name + "flow")
-    routes.add_get("/definitions", pages.definitions_page, name=name + "definitions")
-    routes.add_get("/definitions/{name}", pages.definition_page, name=name + "definition")
-    routes.add_get("/schedules", schedules.schedules_page, name=name + "schedules")
-    routes.add_get("/schedules/{schedule_id}", schedules.schedule_page, name=name + "schedule")
-    routes.add_get("/queues", queues.queues_page, name=name + "queues")
-    routes.add_get("/login", login.login_page, name=name + "login_page")
-    routes.add_post("/login", login.login, name=name + "login")
-    routes.add_post("/logout", login.logout, name=name + "logout")
-    routes.add_get("/console/flows", pages.flows_fragment, name=name + "flows_fragment")
-    routes.add_get("/console/flows/{flow_id}", pages.flow_fragment, name=name + "flow_fragment")
-    routes.add_get("/console/queues", queues.queues_fragment, name=name + "queues_fragment")
-    routes.add_get("/console/live", pages.live, name=name + "live")
-    routes.add_static(STATIC_PREFIX, STATIC, name=name + "static")
-    routes.add_static(SWAGGER_PREFIX, SWAGGER_UI, name=name + "swagger")
+    for method, path, handler, name, role in PAGES:
+        app.router.add_route(method, path, _needs(role, handler), name=CONSOLE_ROUTES + name)
+    for prefix, folder, name in FILES:
+        app.router.add_static(prefix, folder, name=CONSOLE_ROUTES + name)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+PAGES: tuple[tuple[str, str, Handler, str, Role | None], ...] = (
+    ("GET", "/", pages.flows_page, "flows", Role.VIEWER),
+    ("GET", "/go", pages.go_to_flow, "go", Role.VIEWER),
+    ("GET", "/flows/{flow_id}", pages.flow_page, "flow", Role.VIEWER),
+    ("GET", "/definitions", pages.definitions_page, "definitions", Role.VIEWER),
+    ("GET", "/definitions/{name}", pages.definition_page, "definition", Role.VIEWER),
+    ("GET", "/schedules", schedules.schedules_page, "schedules", Role.VIEWER),
+    ("GET", "/schedules/{schedule_id}", schedules.schedule_page, "schedule", Role.VIEWER),
+    ("GET", "/queues", queues.queues_page, "queues", Role.VIEWER),
+    ("GET", "/login", login.login_page, "login_page", ANYONE),
+    ("POST", "/login", login.login, "login", ANYONE),
+    ("POST", "/logout", login.logout, "logout", ANYONE),
+    ("GET", "/console/flows", pages.flows_fragment, "flows_fragment", Role.VIEWER),
+    ("GET", "/console/flows/{flow_id}", pages.flow_fragment, "flow_fragment", Role.VIEWER),
+    ("GET", "/console/queues", queues.queues_fragment, "queues_fragment", Role.VIEWER),
+    ("GET", "/console/live", pages.live, "live", Role.VIEWER),
+)
+"""The console's routes, each with the least role that may see it (ANYONE: logging in and
+out). The actions on its pages go through the REST API, whose routes say their own roles;
+docs/api.md's table of routes and roles lists both (tests/api/test_route_roles.py)."""
+
+FILES: tuple[tuple[str, Path, str], ...] = (
+    (STATIC_PREFIX, STATIC, "static"),
+    (SWAGGER_PREFIX, SWAGGER_UI, "swagger"),
+)
+"""The console's files (scripts, styles, Swagger UI's): anyone's, as the log-in page needs
+them."""
+
+
+def role_of_route(name: str) -> Role | None:
+    """The role a console route needs (by its route name); KeyError for a route not here."""
+    for _, _, _, page_name, role in PAGES:
+        if CONSOLE_ROUTES + page_name == name:
+            return role
+    if name in {CONSOLE_ROUTES + file_name for _, _, file_name in FILES}:
+        return ANYONE
+    raise KeyError(name)
+
+
+def _needs(role: Role | None, handler: Handler) -> Handler:
+    """The page, for those whose role allows it (a person who is not logged in is sent to log
+    in by the page itself)."""
+    if role is None:
+        return handler
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        identity = context_of(request).identity
+        if identity is not None and not identity.role.allows(role):
+            message = f"This page needs the {role} role; you have the {identity.role} role."
+            return render(request, "error.html.j2", {"status": 403, "message": message}, 403)
+        return await handler(request)
+
+    return guarded
 
 
 def _versioned(folder: Path, prefix: str, names: tuple[str, ...] = ()) -> dict[str, str]:
