@@ -280,6 +280,7 @@ def _run(
         return asyncio.run(flows_commands.run_database(args, urls))
     if args.command == "bench":
         from flowlog.bench import (
+            activity,
             append,
             archive,
             callbacks,
@@ -298,6 +299,7 @@ def _run(
         )
 
         runner = {
+            "activity": activity.run,
             "append": append.run,
             "archive": archive.run,
             "callbacks": callbacks.run,

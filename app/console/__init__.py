@@ -20,7 +20,7 @@ import jinja2
 from aiohttp import web
 
 from flowlog.api.middleware import CONSOLE_ROUTES
-from flowlog.console import pages, present, queues, schedules
+from flowlog.console import activity, pages, present, queues, schedules
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
@@ -85,12 +85,14 @@ def setup_console(app: web.Application) -> None:
     routes.add_get("/schedules", schedules.schedules_page, name=name + "schedules")
     routes.add_get("/schedules/{schedule_id}", schedules.schedule_page, name=name + "schedule")
     routes.add_get("/queues", queues.queues_page, name=name + "queues")
+    routes.add_get("/activity", activity.activity_page, name=name + "activity")
     routes.add_get("/login", pages.login_page, name=name + "login_page")
     routes.add_post("/login", pages.login, name=name + "login")
     routes.add_post("/logout", pages.logout, name=name + "logout")
     routes.add_get("/console/flows", pages.flows_fragment, name=name + "flows_fragment")
     routes.add_get("/console/flows/{flow_id}", pages.flow_fragment, name=name + "flow_fragment")
     routes.add_get("/console/queues", queues.queues_fragment, name=name + "queues_fragment")
+    routes.add_get("/console/activity", activity.activity_fragment, name=name + "activity_fragment")
     routes.add_get("/console/live", pages.live, name=name + "live")
     routes.add_static(STATIC_PREFIX, STATIC, name=name + "static")
     routes.add_static(SWAGGER_PREFIX, SWAGGER_UI, name=name + "swagger")
