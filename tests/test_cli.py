@@ -244,6 +244,7 @@ def test_serve_without_database_url_runs_and_stops_an_embedded_server(short_dir:
 
 
 BENCH_FIGURES = [
+    ("activity", ("actor_tenant_p50_ms", "actor_tenant_p99_ms", "ratio_actor_tenant_p50_vs_pk")),
     ("append", ("ratio_w1_e1", "ratio_w4_e10", "ratio_w16_e1", "notifications_received")),
     ("flows", ("flows_per_s", "transition_p50_ms", "transition_p99_ms", "commits_per_flow")),
     ("projections", ("rebuild_events_per_s", "list_p99_ms", "detail_p99_ms")),

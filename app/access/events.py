@@ -17,9 +17,11 @@ def key_stream(key_id: str) -> str:
     return KEY_STREAM + key_id
 
 
-def refusals_stream(actor: str) -> str:
-    """One stream per actor: refusals of different callers never contend for a version."""
-    return REFUSALS_STREAM + actor
+def refusals_stream(tenant: str, actor: str) -> str:
+    """One stream per tenant and actor: refusals of different callers never contend for a
+    version, and the stream says its tenant (hex: no tenant's name can pass for another's;
+    none for a failed log-in, which has no tenant) for the Activity page's ``event_tenant``."""
+    return f"{REFUSALS_STREAM}{tenant.encode().hex()}/{actor}"
 
 
 class AccessEvent(BaseModel):

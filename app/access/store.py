@@ -170,12 +170,12 @@ class KeyStore:
             role=identity.role.value,
         )  # fmt: skip
         await self.store.append(
-            refusals_stream(identity.actor), [_event(event, caller)], Expect.ANY
+            refusals_stream(identity.tenant, identity.actor), [_event(event, caller)], Expect.ANY
         )
 
     async def login_refused(self, *, method: str, address: str, reason: str, caller: Caller
                             ) -> None:  # fmt: skip
         event = LoginRefused(method=method, address=address, reason=reason)
         await self.store.append(
-            refusals_stream(f"login:{address}"), [_event(event, caller)], Expect.ANY
+            refusals_stream("", f"login:{address}"), [_event(event, caller)], Expect.ANY
         )

@@ -21,6 +21,7 @@ from flowlog.cli.types import flow_id, port, queue_name, server_url, worker_id
 from flowlog.config import Settings, environment
 
 BENCHMARKS = (
+    "activity",
     "append",
     "archive",
     "callbacks",

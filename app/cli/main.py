@@ -285,6 +285,7 @@ def _run(
         return asyncio.run(flows_commands.run_database(args, urls))
     if args.command == "bench":
         from flowlog.bench import (
+            activity,
             append,
             archive,
             callbacks,
@@ -303,6 +304,7 @@ def _run(
         )
 
         runner = {
+            "activity": activity.run,
             "append": append.run,
             "archive": archive.run,
             "callbacks": callbacks.run,

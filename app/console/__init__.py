@@ -24,7 +24,7 @@ from flowlog.access.limiter import FailureLimit
 from flowlog.access.roles import ANYONE, Role
 from flowlog.api.context import context_of
 from flowlog.api.middleware import CONSOLE_ROUTES
-from flowlog.console import login, pages, present, queues, schedules
+from flowlog.console import activity, login, pages, present, queues, schedules
 from flowlog.console.pages import render
 
 HERE = Path(__file__).resolve().parent
@@ -98,12 +98,14 @@ PAGES: tuple[tuple[str, str, Handler, str, Role | None], ...] = (
     ("GET", "/schedules", schedules.schedules_page, "schedules", Role.VIEWER),
     ("GET", "/schedules/{schedule_id}", schedules.schedule_page, "schedule", Role.VIEWER),
     ("GET", "/queues", queues.queues_page, "queues", Role.VIEWER),
+    ("GET", "/activity", activity.activity_page, "activity", Role.VIEWER),
     ("GET", "/login", login.login_page, "login_page", ANYONE),
     ("POST", "/login", login.login, "login", ANYONE),
     ("POST", "/logout", login.logout, "logout", ANYONE),
     ("GET", "/console/flows", pages.flows_fragment, "flows_fragment", Role.VIEWER),
     ("GET", "/console/flows/{flow_id}", pages.flow_fragment, "flow_fragment", Role.VIEWER),
     ("GET", "/console/queues", queues.queues_fragment, "queues_fragment", Role.VIEWER),
+    ("GET", "/console/activity", activity.activity_fragment, "activity_fragment", Role.VIEWER),
     ("GET", "/console/live", pages.live, "live", Role.VIEWER),
 )
 """The console's routes, each with the least role that may see it (ANYONE: logging in and

@@ -128,7 +128,7 @@ async def test_a_viewer_reads_and_is_refused_what_an_operator_does(
     finally:
         await conn.close()
     assert row is not None
-    assert row["stream_id"] == "refusals-key:reader"
+    assert row["stream_id"] == "refusals-" + b"acme".hex() + "/key:reader"
     assert '"needed": "operator"' in row["data"]
     assert '"key:reader"' in row["metadata"]
     # An operator may; not an admin's route.
