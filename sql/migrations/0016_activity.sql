@@ -19,7 +19,10 @@ CREATE INDEX events_actor_idx ON events ((metadata ->> 'actor'), position);
 -- not know is hidden from tenants, never shown to the wrong one.
 CREATE FUNCTION event_tenant(stream text) RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE
-RETURN CASE
+-- A quoted body, not a standard one: a standard body would make the tables depend on it, and
+-- rebuild and import replace them.
+AS $$
+SELECT CASE
     WHEN starts_with(stream, 'flow-') THEN coalesce(
         (SELECT w.tenant_id FROM workflows w WHERE w.id = substr(stream, 6)),
         (SELECT a.tenant_id FROM archived_flows a WHERE a.flow_id = substr(stream, 6)))
@@ -34,4 +37,5 @@ RETURN CASE
         (SELECT k.tenant_id FROM api_keys k WHERE k.id = substr(stream, 5))
     WHEN starts_with(stream, 'refusals-') THEN
         nullif(convert_from(decode(split_part(substr(stream, 10), '/', 1), 'hex'), 'UTF8'), '')
-END;
+END
+$$;
