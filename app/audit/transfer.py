@@ -33,6 +33,7 @@ from typing import IO, Any
 import orjson
 from tqdm import tqdm
 
+from flowlog.access.rebuild import rebuild_keys
 from flowlog.archive.format import (
     COLUMNS,
     FORMAT,
@@ -201,6 +202,7 @@ async def import_log(
         await _rebuild_work(pool)
         await rebuild_schedules(pool)
         await rebuild_archives(pool)
+        await rebuild_keys(pool)
     finally:
         await pool.close()
     report.seconds = time.perf_counter() - started

@@ -328,6 +328,7 @@ def _run(
 
 
 async def _projections(command: str, urls: DatabaseUrls, progress: bool) -> int:
+    from flowlog.access.rebuild import rebuild_keys
     from flowlog.archive.rebuild import rebuild_archives, verify_archives
     from flowlog.eventstore import EventStore, create_pool
     from flowlog.projections.rebuild import rebuild
@@ -344,12 +345,13 @@ async def _projections(command: str, urls: DatabaseUrls, progress: bool) -> int:
             report = await rebuild(store, PROJECTOR, progress=progress)
             schedules = await rebuild_schedules(pool)
             archives = await rebuild_archives(pool)
+            api_keys = await rebuild_keys(pool)
             print(
                 f"rebuilt {report.flows} flows from {report.events} events in "
                 f"{report.seconds:.1f} s ({report.events_per_s:,.0f} events/s); "
                 f"{report.caught_up_events} events caught up, "
                 f"swap {report.swap_seconds * 1000:.0f} ms; {schedules} schedules; "
-                f"{archives} archives"
+                f"{archives} archives; {api_keys} keys"
             )
             return 0
         checked = await verify(store, PROJECTOR, progress=progress)

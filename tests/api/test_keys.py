@@ -305,3 +305,25 @@ async def test_tokens_are_admins_of_their_tenants(make_service: MakeService) -> 
     assert await total(service.client, B) == 0
     await refused(await service.client.post(KEYS, json={"name": "r", "role": "superadmin"},
                                             headers=A), 403, Code.ROLE_REQUIRED)  # fmt: skip
+
+
+async def test_the_keys_table_is_rebuilt_from_the_log(
+    acme: tuple[Service, str], database_url: str
+) -> None:
+    from flowlog.access.rebuild import rebuild_keys
+
+    service, root = acme
+    made = await make_key(service, bearer(root), name="ci", role="operator")
+    await ok(await service.client.post(f"{KEYS}/{made['id']}/revoke", json={"reason": "gone"},
+                                       headers=bearer(root)))  # fmt: skip
+    columns = "id, tenant_id, name, role, prefix, digest, created_at, created_by, expires_at, "
+    columns += "revoked_at, revoked_by, revoke_reason, stream_version"
+    pool = await create_pool(database_url, min_size=1, max_size=1)
+    try:
+        before = await pool.fetch(f"SELECT {columns} FROM api_keys ORDER BY id")
+        await pool.execute("DELETE FROM api_keys")
+        assert await rebuild_keys(pool) == 2
+        after = await pool.fetch(f"SELECT {columns} FROM api_keys ORDER BY id")
+    finally:
+        await pool.close()
+    assert [dict(r) for r in after] == [dict(r) for r in before]
