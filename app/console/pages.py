@@ -119,7 +119,8 @@ def render(
 def fragment(request: web.Request, template: str, values: Mapping[str, Any]) -> str:
     env = aiohttp_jinja2.get_env(request.app)
     ctx = context_of(request)
-    return env.get_template(template).render(ctx=ctx, now=datetime.now(UTC), **values)
+    return env.get_template(template).render(ctx=ctx, now=datetime.now(UTC), can=_can(ctx),
+                                             **values)  # fmt: skip
 
 
 async def _pool(request: web.Request) -> Any:

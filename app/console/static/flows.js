@@ -19,6 +19,7 @@
   }
 
   function showSelection() {
+    if (!$("bulk")) return; // a viewer's page: nothing to select, nothing to act on
     const count = allMatching ? total() : selected.size;
     $("bulk").hidden = count === 0;
     $("bulk-selected").textContent = allMatching
@@ -155,6 +156,7 @@
   }
 
   document.addEventListener("DOMContentLoaded", () => {
+    if (!$("bulk")) { filters(); follow(); return; }
     $("flow-rows").addEventListener("change", (event) => {
       const box = event.target;
       if (!box.classList.contains("pick")) return;
@@ -173,6 +175,12 @@
     for (const button of document.querySelectorAll("[data-bulk]")) {
       button.addEventListener("click", () => startBulk(button.dataset.bulk));
     }
+    filters();
+    restoreSelection();
+    follow();
+  });
+
+  function filters() {
     // Empty filter fields stay out of the URL.
     document.querySelector("form.filters").addEventListener("submit", (event) => {
       for (const field of event.target.elements) {
@@ -183,7 +191,5 @@
     window.addEventListener("pageshow", () => {
       for (const field of document.querySelectorAll("form.filters [disabled]")) field.disabled = false;
     });
-    restoreSelection();
-    follow();
-  });
+  }
 })();
