@@ -25,7 +25,7 @@ HOSTILE = [
 def log_in(page: Any, console: Console, token: str) -> None:
     page.goto(console.url("/"))
     expect(page).to_have_url(console.url("/login?next=%2F"))
-    page.get_by_label("API token").fill(token)
+    page.get_by_label("API key").fill(token)
     page.get_by_role("button", name="Log in").click()
 
 
@@ -37,7 +37,7 @@ def test_log_in_shows_only_the_tenants_flows_and_log_out_ends_it(
     theirs = console.create(start=False, bizType=tag, bizId="bob-1", token="token-b")
 
     page.goto(console.url("/"))
-    page.get_by_label("API token").fill("not-a-token")
+    page.get_by_label("API key").fill("not-a-token")
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("alert")).to_have_text("That key is not valid.")
 
