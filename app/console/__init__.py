@@ -21,7 +21,7 @@ from aiohttp import web
 
 from flowlog.access.limiter import FailureLimit
 from flowlog.api.middleware import CONSOLE_ROUTES
-from flowlog.console import login, pages, present, queues, schedules
+from flowlog.console import login, oidc, pages, present, queues, schedules
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
@@ -89,6 +89,8 @@ def setup_console(app: web.Application) -> None:
     routes.add_get("/queues", queues.queues_page, name=name + "queues")
     routes.add_get("/login", login.login_page, name=name + "login_page")
     routes.add_post("/login", login.login, name=name + "login")
+    routes.add_get("/login/oidc", oidc.oidc_login, name=name + "oidc_login")
+    routes.add_get("/login/oidc/callback", oidc.oidc_callback, name=name + "oidc_callback")
     routes.add_post("/logout", login.logout, name=name + "logout")
     routes.add_get("/console/flows", pages.flows_fragment, name=name + "flows_fragment")
     routes.add_get("/console/flows/{flow_id}", pages.flow_fragment, name=name + "flow_fragment")
