@@ -7,7 +7,8 @@ go afterwards) travels in a cookie of its own: short-lived, HttpOnly, only sent 
 ``/login/oidc``, SameSite=Lax (the provider sends the person back by a cross-site top-level
 navigation, which drops a Strict cookie), and MAC'd with the installation's session key, so
 that nothing but this service's own ``begin`` can be finished. Each callback clears it: a
-replayed callback finds no sign-in to finish. Every refusal is counted against the client's
+replayed callback finds no sign-in to finish. A sign-in ends on a page that goes on by itself
+to the page asked for (see ``_landing``). Every refusal is counted against the client's
 address and recorded (``LoginRefused``), as a wrong key is.
 """
 
@@ -91,7 +92,20 @@ async def oidc_callback(request: web.Request) -> web.StreamResponse:
     except OidcRefused as refused:
         await refuse(request, METHOD, refused.reason)
         return _cleared(_page(request, target, refused.reason, 401))
-    return _cleared(signed_in(request, identity, target, METHOD))
+    return _cleared(_landing(request, identity, target))
+
+
+def _landing(request: web.Request, identity: Identity, target: str) -> web.StreamResponse:
+    """The session's cookie, on a page that goes on to ``target`` by itself: a redirect would
+    continue the provider's cross-site navigation, which the SameSite=Strict session cookie
+    does not ride on (the person would land on the log-in page again)."""
+    redirect = signed_in(request, identity, target, METHOD)
+    values = {"next": target, "person": identity}
+    page = render(request, "signed_in.html.j2", values)
+    for name, cookie in redirect.cookies.items():
+        page.cookies[name] = cookie
+    page.headers["Cache-Control"] = "no-store"
+    return page
 
 
 async def _finish(

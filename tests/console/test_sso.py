@@ -62,6 +62,23 @@ async def sign_in(service: Service, target: str = "/") -> ClientResponse:
     return await callback(service, await callback_path(url), pending)
 
 
+async def landed(answer: ClientResponse, target: str) -> str:
+    """The session cookie of a sign-in that ends on the page going on to ``target`` (not a
+    redirect: see flowlog.console.oidc._landing), the pending sign-in cleared."""
+    page = await answer.text()
+    assert answer.status == 200, page
+    assert f'<meta http-equiv="refresh" content="0; url={target}">' in page
+    assert answer.headers["Cache-Control"] == "no-store"
+    assert answer.cookies[PENDING_COOKIE].value == ""
+    assert any(
+        header.startswith(SESSION_COOKIE) and "SameSite=Strict" in header
+        for header in answer.headers.getall("Set-Cookie")
+    )
+    session: str = answer.cookies[SESSION_COOKIE].value
+    assert session
+    return session
+
+
 async def login_refusals(service: Service) -> list[dict[str, Any]]:
     rows = await service.engine.pool.fetch(
         "SELECT data FROM events WHERE stream_id = $1 AND type = 'LoginRefused' ORDER BY version",
@@ -116,11 +133,7 @@ async def test_single_sign_on_lands_on_the_console_with_the_mapped_role(
     assert "Secure" not in started[0]  # plain http here
 
     answer = await callback(sso, await callback_path(url), pending)
-    assert answer.status == 303, await answer.text()
-    assert answer.headers["Location"] == "/definitions"
-    assert answer.cookies[PENDING_COOKIE].value == ""
-    session = answer.cookies[SESSION_COOKIE].value
-    assert session
+    session = await landed(answer, "/definitions")
 
     cookie = {"Cookie": f"{SESSION_COOKIE}={session}"}
     page = await (await sso.client.get("/", headers=cookie)).text()
@@ -132,9 +145,7 @@ async def test_single_sign_on_lands_on_the_console_with_the_mapped_role(
 async def test_a_superadmin_sees_every_tenant(sso: Service, oidc_provider: TestProvider) -> None:
     oidc_provider.next_login({"sub": "u-root", "preferred_username": "root",
                               "groups": ["flowlog-viewers", "flowlog-root"]})  # fmt: skip
-    answer = await sign_in(sso)
-    assert answer.status == 303
-    cookie = {"Cookie": f"{SESSION_COOKIE}={answer.cookies[SESSION_COOKIE].value}"}
+    cookie = {"Cookie": f"{SESSION_COOKIE}={await landed(await sign_in(sso), '/')}"}
     page = await (await sso.client.get("/", headers=cookie)).text()
     assert "All tenants" in page
     assert 'data-role="superadmin"' in page
@@ -142,9 +153,7 @@ async def test_a_superadmin_sees_every_tenant(sso: Service, oidc_provider: TestP
 
 async def test_the_next_page_stays_on_this_site(sso: Service) -> None:
     for target in ("//evil.example/", "https://evil.example/", "/\\evil.example", "/a" * 1500):
-        answer = await sign_in(sso, target)
-        assert answer.status == 303
-        assert answer.headers["Location"] == "/", target
+        await landed(await sign_in(sso, target), "/")
 
 
 async def test_the_redirect_uri_is_the_public_urls_when_set(
@@ -187,7 +196,7 @@ async def test_an_id_token_without_the_claim_is_refused(
 async def test_a_replayed_callback_is_refused_with_and_without_its_cookie(sso: Service) -> None:
     url, pending = await begin(sso)
     path = await callback_path(url)
-    assert (await callback(sso, path, pending)).status == 303
+    await landed(await callback(sso, path, pending), "/")
     # Its cookie cleared: the browser's replay finds no sign-in to finish.
     await refused_with(sso, await callback(sso, path), "was not started here")
     # The cookie kept and sent again: the provider refuses the code it gave already.
@@ -253,7 +262,7 @@ async def test_the_server_starts_while_the_provider_is_down_and_discovers_later(
     assert "names another issuer" in await answer.text()
     assert PENDING_COOKIE not in answer.cookies
     oidc_provider.discovery_issuer = None
-    assert (await sign_in(sso)).status == 303
+    await landed(await sign_in(sso), "/")
     assert await login_refusals(sso) == []  # the provider's trouble is not the person's
 
 
