@@ -381,7 +381,8 @@ _OIDC_WORDS = (("scopes", "FLOWLOG_OIDC_SCOPES"), ("claim", "FLOWLOG_OIDC_CLAIM"
 
 def _listed(names: list[str], after: str = "") -> str:
     """``A is`` / ``A and B are``, then ``after``."""
-    words = " and ".join(names) + (" is" if len(names) == 1 else " are")
+    listed = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
+    words = listed + (" is" if len(names) == 1 else " are")
     return f"{words} {after}" if after else words
 
 
