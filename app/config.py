@@ -17,6 +17,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from flowlog.access.oidc import OidcSettings
 from flowlog.archive.policy import (
     ArchiveSettings,
     BadRetention,
@@ -30,6 +31,8 @@ from flowlog.config_values import (
     LogFormat,
     LogLevel,
     Names,
+    OidcMapText,
+    PublicUrl,
     RetentionsText,
     RetentionText,
     SystemUser,
@@ -56,11 +59,12 @@ def default_data_dir(euid: int, home: Path) -> Path:
     return home / ".local" / "share" / "flowlog" / "pgdata"
 
 
-Topic = Literal["database", "embedded", "serve", "reactor", "archive", "logs"]
+Topic = Literal["database", "embedded", "serve", "sign-on", "reactor", "archive", "logs"]
 TOPICS: dict[Topic, str] = {
     "database": "",
     "embedded": "when DATABASE_URL is unset",
     "serve": "",
+    "sign-on": "the console's single sign-on, docs/access.md",
     "reactor": "",
     "archive": "",
     "logs": "",
@@ -137,6 +141,45 @@ class Settings(BaseSettings):
         "request needs one (the console asks for one at log-in) and sees only its tenant's "
         "flows, schedules and definitions (those registered over REST belong to the tenant "
         "that registered them; those from code are everyone's)",
+    )  # fmt: skip
+    oidc_issuer: str | None = Field(
+        None, alias="FLOWLOG_OIDC_ISSUER",
+        json_schema_extra=_about("sign-on", "none: no single sign-on"),
+        description="the identity provider's issuer URL, exactly as its ID tokens spell it "
+        "(`https://`; `http://` only on this host); with it, the console offers to log in "
+        "there (docs/access.md) and needs the three below",
+    )  # fmt: skip
+    oidc_client_id: str | None = Field(
+        None, alias="FLOWLOG_OIDC_CLIENT_ID", json_schema_extra=_about("sign-on", "none"),
+        description="the client registered at the provider for this service",
+    )  # fmt: skip
+    oidc_client_secret: str | None = Field(
+        None, alias="FLOWLOG_OIDC_CLIENT_SECRET", repr=False,
+        json_schema_extra=_about("sign-on", "none"),
+        description="that client's secret",
+    )  # fmt: skip
+    oidc_map: OidcMapText = Field(
+        None, alias="FLOWLOG_OIDC_MAP", json_schema_extra=_about("sign-on", "none"),
+        description="who gets which tenant and role: `value=tenant:role` entries, "
+        "comma-separated, each value one that the claim `FLOWLOG_OIDC_CLAIM` may hold "
+        "(`ops=acme:operator,platform=*:superadmin`; the tenant `*` only with `superadmin`); "
+        "the highest role matched wins",
+    )  # fmt: skip
+    oidc_claim: str = Field(
+        "groups", alias="FLOWLOG_OIDC_CLAIM", json_schema_extra=_about("sign-on"),
+        description="the ID token's claim whose values `FLOWLOG_OIDC_MAP` maps",
+    )  # fmt: skip
+    oidc_scopes: str = Field(
+        "openid email profile", alias="FLOWLOG_OIDC_SCOPES",
+        json_schema_extra=_about("sign-on"),
+        description="the scopes asked of the provider (Dex: add `groups`)",
+    )  # fmt: skip
+    public_url: PublicUrl = Field(
+        None, alias="FLOWLOG_PUBLIC_URL",
+        json_schema_extra=_about("sign-on", "unset: the request's scheme and `Host`"),
+        description="the console's address as people reach it (behind a proxy: its "
+        "`https://` URL); the redirect URI to register at the provider is it followed by "
+        "`/login/oidc/callback`",
     )  # fmt: skip
     definitions: Names = Field(
         (), alias="FLOWLOG_DEFINITIONS", json_schema_extra=_about("reactor"),
@@ -230,7 +273,45 @@ class Settings(BaseSettings):
                 "FLOWLOG_RETENTION is on but FLOWLOG_ARCHIVE_DIR is not set: archived flows "
                 "need a directory to go to (shared by every process that archives)"
             )
+        self._oidc_checked()
         return self
+
+    def _oidc_checked(self) -> None:
+        given = {"FLOWLOG_OIDC_CLIENT_ID": self.oidc_client_id,
+                 "FLOWLOG_OIDC_CLIENT_SECRET": self.oidc_client_secret,
+                 "FLOWLOG_OIDC_MAP": self.oidc_map}  # fmt: skip
+        if not self.oidc_issuer:
+            if stray := [name for name, value in given.items() if value]:
+                raise ConfigError(
+                    f"{_listed(stray)} set but FLOWLOG_OIDC_ISSUER is not: single sign-on "
+                    "needs the identity provider's issuer URL"
+                )
+            return
+        if missing := [name for name, value in given.items() if not value]:
+            raise ConfigError(
+                f"FLOWLOG_OIDC_ISSUER is set but {_listed(missing, 'not')}: single sign-on "
+                "needs the client registered at the provider, its secret, and who gets which "
+                "tenant and role (docs/access.md)"
+            )
+        try:
+            self.oidc  # noqa: B018 - building the settings checks them
+        except ValueError as exc:
+            named = next(
+                (name for word, name in _OIDC_WORDS if word in str(exc)), "FLOWLOG_OIDC_ISSUER"
+            )
+            raise ConfigError(f"{named}: {exc}") from None
+
+    @property
+    def oidc(self) -> OidcSettings | None:
+        """The single sign-on's settings (None: the console has none)."""
+        if not self.oidc_issuer:
+            return None
+        return OidcSettings(
+            issuer=self.oidc_issuer, client_id=self.oidc_client_id or "",
+            client_secret=self.oidc_client_secret or "",
+            mapping=OidcSettings.parse_mapping(self.oidc_map or ""),
+            claim=self.oidc_claim.strip(), scopes=" ".join(self.oidc_scopes.split()),
+        )  # fmt: skip
 
     @property
     def read_wait(self) -> float:
@@ -291,6 +372,18 @@ class Settings(BaseSettings):
             return cls.model_validate(given)
         except ValidationError as exc:
             raise ConfigError(_problem(exc.errors()[0])) from None
+
+
+_OIDC_WORDS = (("scopes", "FLOWLOG_OIDC_SCOPES"), ("claim", "FLOWLOG_OIDC_CLAIM"),
+               ("client id", "FLOWLOG_OIDC_CLIENT_ID"))  # fmt: skip
+"""Which variable an OidcSettings error is about, by its words (else the issuer)."""
+
+
+def _listed(names: list[str], after: str = "") -> str:
+    """``A is`` / ``A and B are``, then ``after``."""
+    listed = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
+    words = listed + (" is" if len(names) == 1 else " are")
+    return f"{words} {after}" if after else words
 
 
 def _said(env: Mapping[str, str], name: str) -> bool:

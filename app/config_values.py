@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator
 
+from flowlog.access.oidc import OidcSettings
 from flowlog.archive.policy import parse_definitions, parse_duration
 from flowlog.pgserver import DEFAULT_SYSTEM_USER
 
@@ -141,3 +142,46 @@ def _checked(parse: Callable[[str], object]) -> Callable[[Any], Any]:
 
 RetentionText = Annotated[str | None, BeforeValidator(_checked(parse_duration))]
 RetentionsText = Annotated[str | None, BeforeValidator(_checked(parse_definitions))]
+
+
+def _oidc_map(text: Any) -> Any:
+    value = text.strip() if isinstance(text, str) else text
+    if not value:
+        return None
+    try:
+        OidcSettings.parse_mapping(value)
+    except ValueError as exc:
+        raise ValueError(f"is not a usable mapping: {exc}") from None
+    return value
+
+
+OidcMapText = Annotated[str | None, BeforeValidator(_oidc_map)]
+"""``value=tenant:role`` entries separated by commas (flowlog.access.oidc), as written."""
+
+
+def _public_url(text: Any) -> Any:
+    value = text.strip() if isinstance(text, str) else text
+    if not value:
+        return None
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - reading it checks it
+    except ValueError:
+        parts = None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+        or parts.username is not None
+        or any(ch.isspace() or not ch.isprintable() for ch in value)
+    ):
+        raise ValueError(
+            f"must be an http(s) URL without query, e.g. https://flowlog.example.com, not {value!r}"
+        )
+    return value.rstrip("/")
+
+
+PublicUrl = Annotated[str | None, BeforeValidator(_public_url)]
+"""The base URL people reach the console at (no trailing slash)."""

@@ -2,7 +2,8 @@
 
 Start-up runs the engine (app/engine.py): migrations, pool, horizon check, read router,
 notifier, event store, LISTEN connection, service, definition catalog, reactor and scheduler,
-archive loop; then, with ``--demo``, the demo flows are made. Teardown runs in reverse.
+archive loop; then, with ``--demo``, the demo flows are made; with single sign-on, the
+identity provider's client gets its HTTP session. Teardown runs in reverse.
 
 A request passes the tracing middleware, the API's (app/api/middleware.py: who asks, forgery,
 idempotency keys, errors, metrics, the access log) and the read routing's
@@ -19,8 +20,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 
+import aiohttp
 from aiohttp import web
 
+from flowlog.access.oidc import OidcClient
 from flowlog.access.ring import KeyRing
 from flowlog.access.roles import Role
 from flowlog.access.tokens import Tokens
@@ -74,6 +77,19 @@ async def _engine(app: web.Application) -> AsyncIterator[None]:
         await engine.stop()
 
 
+async def _identity_provider(app: web.Application) -> AsyncIterator[None]:
+    """The identity provider's client, with its HTTP session (no cookies kept: the provider's
+    are the person's, not this service's). Nothing is asked of the provider here: discovery
+    waits for the first log-in, so the server starts while the provider is down."""
+    settings = app[keys.SETTINGS].oidc
+    if settings is None:
+        yield
+        return
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
+        app[keys.OIDC] = OidcClient(settings, session)
+        yield
+
+
 async def _seed_demo(app: web.Application) -> None:
     from flowlog import demo
 
@@ -116,7 +132,7 @@ def create_app(
     settings: Settings, database: DatabaseUrls | str, registry: Registry | None = None
 ) -> web.Application:
     """The service: ``database`` is its URLs (a plain URL: one role serves and migrates)."""
-    access = KeyRing(Tokens.parse(settings.tokens))
+    access = KeyRing(Tokens.parse(settings.tokens), single_sign_on=settings.oidc is not None)
     metrics = Metrics()
     quiet_bad_requests()
     app = web.Application(
@@ -138,6 +154,7 @@ def create_app(
     app.on_shutdown.append(_end_streams)
     app[keys.OPENAPI] = api.openapi(title="flowlog", version=API_VERSION)
     app.cleanup_ctx.append(_engine)
+    app.cleanup_ctx.append(_identity_provider)
     api.install(app)
     setup_console(app)
     return app

@@ -155,3 +155,48 @@ def test_the_readme_table_is_the_settings_model() -> None:
     ours = [row for row in rows if re.match(r"\| `(DATABASE_URL|FLOWLOG_(?!FAILPOINT)\w+)`", row)]
     expected = [f"| `{v.name}` | {v.shown} | {v.description} |" for v in VARIABLES]
     assert ours == expected, "the README's rows should be:\n" + "\n".join(expected)
+
+
+SSO = {"FLOWLOG_OIDC_ISSUER": "https://sso.example.com/realms/main",
+       "FLOWLOG_OIDC_CLIENT_ID": "flowlog", "FLOWLOG_OIDC_CLIENT_SECRET": "s3cret",
+       "FLOWLOG_OIDC_MAP": "ops=acme:operator, platform=*:superadmin"}  # fmt: skip
+
+
+def test_single_sign_on_settings() -> None:
+    assert Settings.from_env({}).oidc is None
+    settings = Settings.from_env({**SSO, "FLOWLOG_PUBLIC_URL": "https://flowlog.example.com/"})
+    oidc = settings.oidc
+    assert oidc is not None
+    assert (oidc.issuer, oidc.client_id, oidc.claim) == (SSO["FLOWLOG_OIDC_ISSUER"], "flowlog",
+                                                         "groups")  # fmt: skip
+    assert [(e.value, e.tenant, e.role) for e in oidc.mapping] == [
+        ("ops", "acme", "operator"), ("platform", "*", "superadmin")
+    ]  # fmt: skip
+    assert settings.public_url == "https://flowlog.example.com"
+    assert "s3cret" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"FLOWLOG_OIDC_ISSUER": "https://sso.example.com"},
+         "FLOWLOG_OIDC_ISSUER is set but FLOWLOG_OIDC_CLIENT_ID, FLOWLOG_OIDC_CLIENT_SECRET and "
+         "FLOWLOG_OIDC_MAP are not"),
+        ({"FLOWLOG_OIDC_MAP": "ops=acme:operator"},
+         "FLOWLOG_OIDC_MAP is set but FLOWLOG_OIDC_ISSUER is not"),
+        ({**SSO, "FLOWLOG_OIDC_MAP": "ops=acme"},
+         "FLOWLOG_OIDC_MAP is not a usable mapping: an OIDC mapping entry is value=tenant:role"),
+        ({**SSO, "FLOWLOG_OIDC_MAP": "ops=*:viewer"}, "only for superadmin"),
+        ({**SSO, "FLOWLOG_OIDC_MAP": "ops=acme:root"}, "the role 'root' is none of"),
+        ({**SSO, "FLOWLOG_OIDC_ISSUER": "http://sso.example.com"},
+         "FLOWLOG_OIDC_ISSUER: the OIDC issuer must be an https URL"),
+        ({**SSO, "FLOWLOG_OIDC_SCOPES": "email profile"},
+         "FLOWLOG_OIDC_SCOPES: the OIDC scopes must include openid"),
+        ({"FLOWLOG_PUBLIC_URL": "flowlog.example.com"}, "FLOWLOG_PUBLIC_URL must be an http(s)"),
+        ({"FLOWLOG_PUBLIC_URL": "https://x.example/?a=1"}, "FLOWLOG_PUBLIC_URL must be"),
+    ],
+)  # fmt: skip
+def test_bad_single_sign_on_settings_are_named(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env(env)
+    assert message in str(refused.value)

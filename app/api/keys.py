@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from flowlog.access.oidc import OidcClient
 from flowlog.access.ring import KeyRing
 from flowlog.api.metrics import Metrics
 from flowlog.config import Settings
@@ -20,6 +21,8 @@ REGISTRY = web.AppKey("registry", Registry)
 ENGINE = web.AppKey("engine", Engine)
 ACCESS = web.AppKey("access", KeyRing)
 """Who may call: keys, FLOWLOG_TOKENS, console sessions (app/access/ring.py)."""
+OIDC = web.AppKey("oidc", OidcClient)
+"""The identity provider's client, with single sign-on only (app/console/oidc.py)."""
 METRICS = web.AppKey("metrics", Metrics)
 OPENAPI = web.AppKey("openapi", dict[str, Any])
 SHUTTING_DOWN = web.AppKey("shutting_down", asyncio.Event)

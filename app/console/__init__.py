@@ -24,7 +24,7 @@ from flowlog.access.limiter import FailureLimit
 from flowlog.access.roles import ANYONE, Role
 from flowlog.api.context import context_of
 from flowlog.api.middleware import CONSOLE_ROUTES
-from flowlog.console import activity, login, pages, present, queues, schedules
+from flowlog.console import activity, login, oidc, pages, present, queues, schedules
 from flowlog.console.pages import render
 
 HERE = Path(__file__).resolve().parent
@@ -101,6 +101,8 @@ PAGES: tuple[tuple[str, str, Handler, str, Role | None], ...] = (
     ("GET", "/activity", activity.activity_page, "activity", Role.VIEWER),
     ("GET", "/login", login.login_page, "login_page", ANYONE),
     ("POST", "/login", login.login, "login", ANYONE),
+    ("GET", "/login/oidc", oidc.oidc_login, "oidc_login", ANYONE),
+    ("GET", "/login/oidc/callback", oidc.oidc_callback, "oidc_callback", ANYONE),
     ("POST", "/logout", login.logout, "logout", ANYONE),
     ("GET", "/console/flows", pages.flows_fragment, "flows_fragment", Role.VIEWER),
     ("GET", "/console/flows/{flow_id}", pages.flow_fragment, "flow_fragment", Role.VIEWER),

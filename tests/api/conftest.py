@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import pytest
@@ -93,15 +93,18 @@ MakeService = Callable[..., Awaitable[Service]]
 async def make_service(database_url: str, runtime_url: str) -> AsyncIterator[MakeService]:
     """Starts services on the test database (``tokens=TOKENS`` to require bearer tokens), as
     in production: serving as a runtime role, migrating as the owner. Leases (a reactor's, a
-    task's) last ``lease_seconds``: short, so that lost workers are found quickly."""
+    task's) last ``lease_seconds``: short, so that lost workers are found quickly. ``env``:
+    more settings, as the environment would give them (``FLOWLOG_OIDC_*``...)."""
     made: list[Service] = []
 
-    async def make(*, tokens: str = "", lease_seconds: float = 2.0) -> Service:
+    async def make(
+        *, tokens: str = "", lease_seconds: float = 2.0, env: Mapping[str, str] | None = None
+    ) -> Service:
         gate = Gate()
         registry = Registry(
             [backup_flow(), gated_flow(gate), fussy_flow(), fussy_flow("pausing", fail="pause")]
         )
-        settings = Settings.from_env({}).model_copy(
+        settings = Settings.from_env(env or {}).model_copy(
             update={
                 "tokens": tokens,
                 "concurrency": 8,

@@ -19,7 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -162,16 +162,22 @@ class Console:
 
 @contextlib.contextmanager
 def running_console(
-    server_url: str, template: str, *args: str, tokens: str = "", lease_seconds: int = 5
+    server_url: str,
+    template: str,
+    *args: str,
+    tokens: str = "",
+    lease_seconds: int = 5,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[Console]:
     """``flowlog serve`` on a fresh database copied from the migrated template; its leases (a
-    reactor's, a task's) last ``lease_seconds``."""
+    reactor's, a task's) last ``lease_seconds``; ``env``: more variables (FLOWLOG_OIDC_*...)."""
     name = f"flowlog_browser_{secrets.token_hex(5)}"
     run_async(create_database(server_url, name, template=template))
     url = with_database(server_url, name)
     port = free_port()
     env = {**os.environ, "DATABASE_URL": url, "FLOWLOG_LOG_LEVEL": "WARNING",
-           "FLOWLOG_TOKENS": tokens, "FLOWLOG_LEASE_SECONDS": str(lease_seconds)}  # fmt: skip
+           "FLOWLOG_TOKENS": tokens, "FLOWLOG_LEASE_SECONDS": str(lease_seconds),
+           **(env or {})}  # fmt: skip
     process = subprocess.Popen(
         [sys.executable, "-m", "flowlog.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
          *args],
