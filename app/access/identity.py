@@ -20,6 +20,13 @@ class Identity:
     role: Role
     key_id: str | None = None
     """The key's id (keys only): its revocation ends the identity's sessions."""
+    display: str = ""
+    """A person's name to show (single sign-on: ``name`` is the provider's subject, which no
+    one can change or share, so the log's actor stays one person)."""
+
+    @property
+    def shown(self) -> str:
+        return self.display or self.name
 
     @property
     def actor(self) -> str:

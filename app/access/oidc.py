@@ -19,7 +19,7 @@ import logging
 import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
@@ -96,7 +96,7 @@ class OidcSettings:
 
     issuer: str
     client_id: str
-    client_secret: str
+    client_secret: str = field(repr=False)
     mapping: tuple[MappingEntry, ...]
     claim: str = "groups"
     scopes: str = "openid email profile"

@@ -148,7 +148,7 @@ class KeyRing:
     def open_session(self, identity: Identity, now: float | None = None) -> tuple[str, Session]:
         """A new session cookie for ``identity`` (found by ``identify`` or signed in through
         the identity provider)."""
-        binding = ""
+        binding = identity.display  # a person's name to show (single sign-on)
         if identity.kind == "key":
             binding = identity.key_id or ""
         elif identity.kind == "token":
@@ -174,7 +174,8 @@ class KeyRing:
                 identity = next((i for i in self.tokens.by_token.values()
                                  if i.name == claims.name), None)  # fmt: skip
         elif claims.kind == "oidc" and self.single_sign_on:
-            identity = Identity("oidc", claims.name, claims.tenant, Role(claims.role))
+            identity = Identity("oidc", claims.name, claims.tenant, Role(claims.role),
+                                display=claims.binding)  # fmt: skip
         if identity is None:
             return None
         return Session(identity, claims.expires, claims.nonce, self.secret)

@@ -43,7 +43,8 @@ class Session:
 @dataclass(frozen=True, slots=True)
 class Claims:
     """What a session cookie says, once its signature is checked: who (``kind``, ``name``,
-    tenant, role), what binds it (a key's id, a token's fingerprint), until when."""
+    tenant, role), what binds it (a key's id, a token's fingerprint; a person's name to show,
+    for single sign-on), until when."""
 
     kind: str
     name: str

@@ -122,7 +122,8 @@ async def _finish(
     if len(codes) != 1 or len(states) != 1:
         raise OidcRefused("The identity provider sent back no usable sign-in code.")
     found = await client.finish(codes[0], states[0], kept[0])
-    return Identity(METHOD, _shown_name(found.name, found.subject), found.tenant, Role(found.role))
+    shown = _shown_name(found.name, found.subject)
+    return Identity(METHOD, found.subject, found.tenant, Role(found.role), display=shown)
 
 
 # -- the pending cookie ------------------------------------------------------------------------

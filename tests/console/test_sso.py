@@ -6,6 +6,7 @@ routes' absence without an issuer."""
 from __future__ import annotations
 
 import base64
+import re
 import time
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -22,7 +23,7 @@ from tests.access.oidc_provider import CLIENT_ID, CLIENT_SECRET, TestProvider, a
 from tests.api.conftest import MakeService, Service
 
 MAP = "flowlog-viewers=acme:viewer,flowlog-admins=acme:admin,flowlog-root=*:superadmin"
-LOGIN_REFUSALS = refusals_stream("login:127.0.0.1")
+LOGIN_REFUSALS = refusals_stream("", "login:127.0.0.1")
 
 
 def sso_env(issuer: str, **more: str) -> dict[str, str]:
@@ -140,6 +141,15 @@ async def test_single_sign_on_lands_on_the_console_with_the_mapped_role(
     assert "Signed in as <strong>alice</strong>, tenant <strong>acme</strong>" in page
     assert '<span class="role" data-role="admin">admin</span>' in page
     assert await login_refusals(sso) == []
+    # What the person does is the log's under their subject, which they cannot change.
+    csrf = re.search(r'<meta name="csrf-token" content="([^"]+)">', page)
+    assert csrf is not None
+    made = await sso.client.post(
+        "/api/v1/keys", json={"name": "from-sso", "role": "viewer"},
+        headers={**cookie, "X-CSRF-Token": csrf.group(1)},
+    )  # fmt: skip
+    assert made.status == 200, await made.text()
+    assert (await made.json())["data"]["createdBy"] == "oidc:user-alice"
 
 
 async def test_a_superadmin_sees_every_tenant(sso: Service, oidc_provider: TestProvider) -> None:
