@@ -43,6 +43,7 @@ class KeyRing:
         self._store: KeyStore | None = None
         self._listener: Listener | None = None
         self._follower: asyncio.Task[None] | None = None
+        self._watchers: set[asyncio.Event] = set()
         self.reloads = 0
 
     @property
@@ -89,6 +90,18 @@ class KeyRing:
         self._by_id = {record.key_id: record for record in records}
         self._by_digest = {record.digest: record for record in records}
         self.reloads += 1
+        for watcher in self._watchers:
+            watcher.set()
+
+    def watch(self) -> asyncio.Event:
+        """An event set at each reload: a long-lived answer (an event stream) asks then
+        whether its caller is still ``current``."""
+        watcher = asyncio.Event()
+        self._watchers.add(watcher)
+        return watcher
+
+    def unwatch(self, watcher: asyncio.Event) -> None:
+        self._watchers.discard(watcher)
 
     async def _follow(self, heard: asyncio.Event) -> None:
         refreshed = time.monotonic()

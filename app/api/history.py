@@ -163,7 +163,7 @@ async def flow_stream_sse(
     await response.prepare(request)
     try:
         async with notices(request, response) as heard:
-            while not heard.shutting_down.is_set():
+            while not heard.over:
                 heard.commits.clear()
                 # Woken by a commit's NOTIFY: a replica answers once it has replayed that commit.
                 stored = await engine.reads.run(

@@ -267,9 +267,9 @@ async def live(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     try:
         async with notices(request, response) as heard:
-            while not heard.shutting_down.is_set():
+            while not heard.over:
                 await heard.wait()  # a keep-alive comment when nothing came
-                if heard.commits.is_set() and not heard.shutting_down.is_set():
+                if heard.commits.is_set() and not heard.over:
                     heard.commits.clear()
                     await response.write(b"event: changed\ndata: {}\n\n")
                     await asyncio.sleep(LIVE_INTERVAL)

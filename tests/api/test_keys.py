@@ -327,3 +327,19 @@ async def test_the_keys_table_is_rebuilt_from_the_log(
     finally:
         await pool.close()
     assert [dict(r) for r in after] == [dict(r) for r in before]
+
+
+async def test_an_event_stream_ends_when_its_key_is_revoked(acme: tuple[Service, str]) -> None:
+    service, root = acme
+    flow_id = await create(service.client, headers=bearer(root), start=False)
+    made = await make_key(service, bearer(root), name="watcher", role="viewer")
+    stream = await service.client.get(f"{FLOWS}{flow_id}/events/stream",
+                                      headers=bearer(made["key"]))  # fmt: skip
+    assert stream.status == 200
+    first = await asyncio.wait_for(stream.content.readuntil(b"\n\n"), 5)
+    assert b"FlowCreated" in first
+    await ok(await service.client.post(f"{KEYS}/{made['id']}/revoke", json={},
+                                       headers=bearer(root)))  # fmt: skip
+    rest = await asyncio.wait_for(stream.content.read(), 2)  # the server ends it
+    assert b"event:" not in rest
+    assert stream.content.at_eof()
