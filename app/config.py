@@ -137,10 +137,12 @@ class Settings(BaseSettings):
     )  # fmt: skip
     tokens: str = Field(
         "", alias="FLOWLOG_TOKENS", json_schema_extra=_about("serve", "none: open"),
-        description="bearer tokens, `name:token:tenant` comma-separated; with any set, each "
-        "request needs one (the console asks for one at log-in) and sees only its tenant's "
-        "flows, schedules and definitions (those registered over REST belong to the tenant "
-        "that registered them; those from code are everyone's)",
+        description="bearer tokens, `name:token:tenant` comma-separated, each an admin of its "
+        "tenant (API keys in the database, `flowlog keys`, do the same with roles: "
+        "docs/access.md); with any token or key, each request needs one (the console asks for "
+        "one at log-in) and sees only its tenant's flows, schedules and definitions (those "
+        "registered over REST belong to the tenant that registered them; those from code are "
+        "everyone's)",
     )  # fmt: skip
     oidc_issuer: str | None = Field(
         None, alias="FLOWLOG_OIDC_ISSUER",
