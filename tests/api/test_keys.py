@@ -343,3 +343,20 @@ async def test_an_event_stream_ends_when_its_key_is_revoked(acme: tuple[Service,
     rest = await asyncio.wait_for(stream.content.read(), 2)  # the server ends it
     assert b"event:" not in rest
     assert stream.content.at_eof()
+
+
+async def test_an_open_server_names_the_tenant_of_its_first_key_and_stays_closed(
+    make_service: MakeService,
+) -> None:
+    service = await make_service()
+    nameless = await service.client.post(KEYS, json={"name": "root", "role": "admin"})
+    await refused(nameless, 400, Code.BAD_INPUT)
+    made = await make_key(service, {}, name="root", role="admin", tenant="acme")
+    assert made["createdBy"] == "anonymous"
+    await refused(await service.client.get(FLOWS), 401, Code.UNAUTHORIZED)
+    await ok(await service.client.post(f"{KEYS}/{made['id']}/revoke", json={},
+                                       headers=bearer(made["key"])))  # fmt: skip
+    # Every key revoked: still closed (revoking keys never opens a server).
+    await refused(await service.client.get(FLOWS), 401, Code.UNAUTHORIZED)
+    await refused(await service.client.get(FLOWS, headers=bearer(made["key"])), 401,
+                  Code.UNAUTHORIZED)  # fmt: skip
