@@ -43,6 +43,7 @@ class AccessQueries:
     notify: str
     restore: str
     secret: str
+    key_rows: str
 
 
 Q = load_queries(AccessQueries, "access")

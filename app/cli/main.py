@@ -328,7 +328,7 @@ def _run(
 
 
 async def _projections(command: str, urls: DatabaseUrls, progress: bool) -> int:
-    from flowlog.access.rebuild import rebuild_keys
+    from flowlog.access.rebuild import rebuild_keys, verify_keys
     from flowlog.archive.rebuild import rebuild_archives, verify_archives
     from flowlog.eventstore import EventStore, create_pool
     from flowlog.projections.rebuild import rebuild
@@ -356,14 +356,16 @@ async def _projections(command: str, urls: DatabaseUrls, progress: bool) -> int:
             return 0
         checked = await verify(store, PROJECTOR, progress=progress)
         scheduled = await verify_schedules(pool)
+        keyed = await verify_keys(pool)
         archived = await verify_archives(pool)
-        differences = checked.differences + scheduled.differences + archived.differences
+        differences = [*checked.differences, *scheduled.differences, *archived.differences,
+                       *keyed.differences]  # fmt: skip
         for difference in differences:
             print(difference)
         print(
             f"verified {checked.flows} flows ({checked.events} events) and "
-            f"{scheduled.schedules} schedules and {archived.archives} archives: "
-            + (f"{len(differences)} differences" if differences else "no drift")
+            f"{scheduled.schedules} schedules, {archived.archives} archives and {keyed.keys} "
+            "keys: " + (f"{len(differences)} differences" if differences else "no drift")
         )
         return 1 if differences else 0
     finally:

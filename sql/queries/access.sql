@@ -64,3 +64,9 @@ SET revoked_at = EXCLUDED.revoked_at, revoked_by = EXCLUDED.revoked_by,
 -- The installation's secret (migration 0007): console sessions are signed with a key derived
 -- from it, and keys made from an Idempotency-Key are derived from it.
 SELECT secret FROM callback_secret
+
+-- name: key_rows
+-- Every key's row as its stream's fold makes it (flowlog verify): all but last_used_at.
+SELECT id, tenant_id, name, role, prefix, digest, created_at, created_by, expires_at,
+       revoked_at, revoked_by, revoke_reason, stream_version
+FROM api_keys

@@ -310,7 +310,7 @@ async def test_tokens_are_admins_of_their_tenants(make_service: MakeService) -> 
 async def test_the_keys_table_is_rebuilt_from_the_log(
     acme: tuple[Service, str], database_url: str
 ) -> None:
-    from flowlog.access.rebuild import rebuild_keys
+    from flowlog.access.rebuild import rebuild_keys, verify_keys
 
     service, root = acme
     made = await make_key(service, bearer(root), name="ci", role="operator")
@@ -321,6 +321,11 @@ async def test_the_keys_table_is_rebuilt_from_the_log(
     pool = await create_pool(database_url, min_size=1, max_size=1)
     try:
         before = await pool.fetch(f"SELECT {columns} FROM api_keys ORDER BY id")
+        assert (await verify_keys(pool)).differences == []
+        await pool.execute("UPDATE api_keys SET role = 'superadmin' WHERE name = 'ci'")
+        drift = (await verify_keys(pool)).differences
+        assert len(drift) == 1
+        assert "superadmin" in drift[0]
         await pool.execute("DELETE FROM api_keys")
         assert await rebuild_keys(pool) == 2
         after = await pool.fetch(f"SELECT {columns} FROM api_keys ORDER BY id")
