@@ -1,6 +1,7 @@
 """Prometheus metrics of one process: flows by definition and status, node durations,
-reactor lag, leases, parked flows, schedule fire delays, reads and replicas, task queues, flows
-waiting on flow control, HTTP requests. A registry per application, no global state."""
+reactor lag, leases, unfinished archives, parked flows, schedule fire delays, reads and
+replicas, task queues, flows waiting on flow control, HTTP requests. A registry per
+application, no global state."""
 
 from __future__ import annotations
 
@@ -41,6 +42,12 @@ class Metrics:
             "flowlog_leases", "Pending-work rows by lease state (held, expired, pending).",
             ["state"], registry=self.registry,
         )  # fmt: skip
+        self.archive_unfinished = Gauge(
+            "flowlog_archive_unfinished_seconds",
+            "How long the oldest archive not yet through its removal has been under way (0 "
+            "when none): an archive run that fails leaves its archive unfinished.",
+            registry=self.registry,
+        )
         self.busy = Gauge(
             "flowlog_reactor_busy_flows", "Flows this process's reactor drives now.",
             registry=self.registry,
@@ -147,6 +154,7 @@ class Metrics:
         assert leases is not None
         for state in ("held", "expired", "pending"):
             self.leases.labels(state).set(leases[state])
+        self.archive_unfinished.set(await pool.fetchval(Q.archive_unfinished))
         await self._observe_queues(pool)
         self.flows_waiting.clear()  # a definition nobody waits for any more disappears
         for row in await pool.fetch(Q.flows_waiting):

@@ -14,6 +14,7 @@ class ApiQueries:
     flows_by_status: str
     reactor_lag: str
     leases: str
+    archive_unfinished: str
     flows_waiting: str
     definitions_named: str
     definitions: str

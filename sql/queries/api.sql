@@ -16,6 +16,13 @@ SELECT count(*) FILTER (WHERE lease_owner IS NOT NULL AND lease_expires_at >= no
        count(*) AS pending
 FROM flow_work
 
+-- name: archive_unfinished
+-- How long the oldest archive not yet through its removal has been under way (0 when none);
+-- runs carry unfinished archives on, so one that stays names runs that keep failing.
+SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8
+FROM archives
+WHERE status <> 'Removed'
+
 -- name: flows_waiting
 -- Flows waiting on flow control now (docs/workers.md, "Flow control"): their rows in
 -- flow_slots that hold nothing (a place in a concurrency limit's line, or a rate limit's

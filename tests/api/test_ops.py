@@ -145,3 +145,23 @@ async def test_the_docs_page_is_swagger_ui_served_from_this_server(client: Clien
             fetched = await client.get(asset)
             assert fetched.status == 200, asset
             assert len(await fetched.read()) > 100, asset
+
+
+async def test_an_archive_left_unfinished_shows_in_the_metrics_until_it_is_removed(
+    service: Service,
+) -> None:
+    async def unfinished() -> float:
+        return samples(await (await service.client.get("/metrics")).text())[
+            "flowlog_archive_unfinished_seconds"
+        ]
+
+    assert await unfinished() == 0
+    # An archive whose run failed after its plan an hour ago, as the projection holds it.
+    await service.engine.pool.execute(
+        "INSERT INTO archives (id, status, flows, created_at, updated_at, stream_version) "
+        "VALUES ('stuck', 'Written', 3, now() - interval '1 hour', now(), 2), "
+        "       ('done', 'Removed', 3, now() - interval '2 hours', now(), 3)"
+    )
+    assert 3600 <= await unfinished() < 7200
+    await service.engine.pool.execute("UPDATE archives SET status = 'Removed' WHERE id = 'stuck'")
+    assert await unfinished() == 0
