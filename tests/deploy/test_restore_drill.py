@@ -225,6 +225,7 @@ async def test_a_base_backup_taken_under_load_restores_verified_and_its_flows_go
 
         verified = verify_command(runtime_url)
         assert verified.returncode == 0, verified.stdout + verified.stderr
+        assert "no drift" in verified.stdout
         conn = await asyncpg.connect(runtime_url)
         try:
             await check_log_horizon(conn)  # a physical copy keeps the transaction counter
