@@ -1,6 +1,7 @@
 """Prometheus metrics of one process: flows by definition and status, node durations,
 reactor lag, leases, parked flows, schedule fire delays, reads and replicas, task queues, flows
-waiting on flow control, HTTP requests. A registry per application, no global state."""
+waiting on flow control, flows awaiting a definition version no running process has, HTTP
+requests. A registry per application, no global state."""
 
 from __future__ import annotations
 

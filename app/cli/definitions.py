@@ -73,7 +73,7 @@ async def run(args: argparse.Namespace, database_url: str) -> int:
         }
         print(orjson.dumps(report).decode())
         return 1 if found else 0
-    running = ", ".join(f"{p['process_id']} ({len(p['versions'])} versions)" for p in processes)
+    running = ", ".join(_process(p["process_id"], len(p["versions"])) for p in processes)
     running = f"processes running a reactor: {running or 'none'}"
     if not found:
         print(f"no flow waits for a definition version that no running process has; {running}")
@@ -90,3 +90,7 @@ async def run(args: argparse.Namespace, database_url: str) -> int:
             f"bizId {f.biz_id!r}  created {f.created_at.isoformat()}"
         )
     return 1
+
+
+def _process(process_id: str, versions: int) -> str:
+    return f"{process_id} ({versions} version{'' if versions == 1 else 's'})"
