@@ -44,7 +44,8 @@ class Ready(Health):
     stranded: list[StrandedVersion] = Field(default_factory=list)
     """Flows waiting for a definition version that no running process has, by definition and
     version (every tenant's). They do not make the service unready: this process serves and
-    runs what it has; a process with those versions, or a migration of the flows, is needed."""
+    runs what it has; a process with those versions, or a migration of the flows, is needed.
+    Looked at only when the process is ready (empty otherwise)."""
 
 
 class Readiness(Envelope[Ready]):
