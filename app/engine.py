@@ -45,6 +45,7 @@ from flowlog.workflow.queries import Q
 from flowlog.workflow.reactor import Observer, Reactor, ReactorSettings
 from flowlog.workflow.service import WorkflowService
 from flowlog.workflow.store import FlowRepository
+from flowlog.workflow.versions import CHECK_SECONDS, AwaitingWatch, VersionBeat
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ class Engine:
         archive_interval: float = 0.0,
         retention: Retention | None = None,
         access: KeyRing | None = None,
+        versions_interval: float = CHECK_SECONDS,
     ) -> None:
         """With ``migrate`` (the default) the schema is brought up to date first (idempotent,
         and safe when several processes start at once): as ``owner_url``'s role when given,
@@ -84,7 +86,10 @@ class Engine:
         turn at archive runs (app/archive/periodic.py), which apply the database's retention;
         ``retention`` (the environment's) becomes the database's when the engine migrates
         as the owner. ``access`` (a server's keyring) is started on the engine's pool and
-        follows key changes on a LISTEN connection of its own."""
+        follows key changes on a LISTEN connection of its own. A process with a reactor
+        records the definition versions it runs (``process_versions``, every third of a
+        lease); every engine looks for flows awaiting a version no running process has every
+        ``versions_interval`` seconds and logs what changes (app/workflow/versions.py)."""
         self.database_url = database_url
         self._access = access
         self._migrate = migrate
@@ -117,6 +122,9 @@ class Engine:
         self._archive_interval = archive_interval
         self._retention = retention
         self._archiving: ArchiveLoop | None = None
+        self._versions_interval = versions_interval
+        self._beat: VersionBeat | None = None
+        self._awaiting: AwaitingWatch | None = None
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -156,6 +164,12 @@ class Engine:
     @property
     def archiving(self) -> ArchiveLoop | None:
         return self._archiving
+
+    @property
+    def awaiting(self) -> AwaitingWatch:
+        """The flows awaiting a definition version that no running process has."""
+        assert self._awaiting is not None, "the engine is not started"
+        return self._awaiting
 
     @property
     def listener(self) -> Listener:
@@ -217,6 +231,13 @@ class Engine:
                     tokens=tokens,
                 )
                 self._reactor.start()
+                # Which versions run here, for every process and command to see: a flow of a
+                # version no process has would wait for ever, silently (docs/operations.md).
+                self._beat = VersionBeat(
+                    store.pool, self._reactor.owner, self.registry.versions,
+                    self._reactor_settings.lease_seconds / 3,
+                )  # fmt: skip
+                await self._beat.start()
                 # Schedules fire where flows run: a process with a reactor.
                 self._scheduler = Scheduler(
                     store, self._service, self._reactor.owner, listener=self._listener,
@@ -224,6 +245,8 @@ class Engine:
                 )  # fmt: skip
                 self._scheduler.start()
             self._schedules = ScheduleService(store, self.registry, on_change=self._poke_scheduler)
+            self._awaiting = AwaitingWatch(store.pool, self._versions_interval)
+            await self._awaiting.start()
             archive = self._archive_settings
             if archive is not None and self._archive_interval > 0:
                 self._archiving = ArchiveLoop(
@@ -240,6 +263,9 @@ class Engine:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         self._catalog = self._sweeper = None
+        if self._awaiting is not None:
+            await self._awaiting.stop()
+            self._awaiting = None
         if self._access is not None:
             await self._access.stop()
         if self._archiving is not None:
@@ -251,6 +277,9 @@ class Engine:
         if self._reactor is not None:
             await self._reactor.stop()
             self._reactor = None
+        if self._beat is not None:  # after the reactor: its flows are its until it stops
+            await self._beat.stop()
+            self._beat = None
         for listener in (self._listener, self._offer_listener):
             if listener is not None:
                 await listener.close()

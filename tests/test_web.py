@@ -29,6 +29,7 @@ async def test_health_and_readiness_answer_in_the_seed_envelope(
             "status": "ready",
             "checks": {"database": True, "listener": True},
             "replicas": [],
+            "stranded": [],
         }
 
         # Start-up migrated the empty database before serving.

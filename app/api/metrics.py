@@ -1,7 +1,7 @@
 """Prometheus metrics of one process: flows by definition and status, node durations,
 reactor lag, leases, unfinished archives, parked flows, schedule fire delays, reads and
-replicas, task queues, flows waiting on flow control, HTTP requests. A registry per
-application, no global state."""
+replicas, task queues, flows waiting on flow control, flows awaiting a definition version no
+running process has, HTTP requests. A registry per application, no global state."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from flowlog.api.queries import Q
 from flowlog.replicas.replica import Replica
 from flowlog.tasks.queries import Q as TQ
 from flowlog.tasks.service import WORKERS_SEEN_SECONDS
+from flowlog.workflow.versions import awaiting
 
 CLIENT_GONE_STATUS = 499
 """What the request log and metrics record for a client that hung up (nginx's convention)."""
@@ -106,6 +107,13 @@ class Metrics:
             "a definition's or a node's; rate) and definition.",
             ["limit", "definition"], registry=self.registry,
         )  # fmt: skip
+        self.awaiting_version = Gauge(
+            "flowlog_flows_awaiting_version",
+            "Flows waiting for a definition version that no running process has (every "
+            "tenant's), by definition and version: stranded by a deploy until a process with "
+            "that version runs or they are migrated.",
+            ["definition", "version"], registry=self.registry,
+        )  # fmt: skip
         self.requests = Histogram(
             "flowlog_http_request_duration_seconds", "HTTP requests by route and status.",
             ["method", "route", "status"], registry=self.registry,
@@ -159,6 +167,9 @@ class Metrics:
         self.flows_waiting.clear()  # a definition nobody waits for any more disappears
         for row in await pool.fetch(Q.flows_waiting):
             self.flows_waiting.labels(row["limit_kind"], row["definition"]).set(row["flows"])
+        self.awaiting_version.clear()  # a version no flow awaits any more disappears
+        for entry in await awaiting(pool):
+            self.awaiting_version.labels(entry.definition, entry.version).set(entry.flows)
         self.busy.set(busy)
         self.parked.set(parked)
         self.polls.inc(max(0, polls - self._polls_seen))

@@ -14,6 +14,7 @@ from typing import Any
 
 from flowlog.audit.replay import Point, parse_point
 from flowlog.bench.harness import Size
+from flowlog.cli.definitions import add_arguments as add_definition_arguments
 from flowlog.cli.flows import add_arguments as add_flow_arguments
 from flowlog.cli.keys import add_arguments as add_key_arguments
 from flowlog.cli.schedules import add_arguments as add_schedule_arguments
@@ -258,8 +259,10 @@ def build(settings: Settings) -> Parsers:
 
     check = command(
         "check-definition", "replay stored flows against the definitions of MODULE",
-        "Names each flow that the new definitions would have decided otherwise, and where;\n"
-        "exit status 1 if any would diverge.",
+        "Names each flow that the new definitions would have decided otherwise, and where,\n"
+        "and each running flow that deploying MODULE alone would strand (its version is not\n"
+        "among MODULE's versions of its definition, so no process would run it); exit status\n"
+        "1 if any would diverge or be stranded.",
     )  # fmt: skip
     check.add_argument("module", metavar="MODULE", help="a module defining workflows")
     check.add_argument(
@@ -267,6 +270,14 @@ def build(settings: Settings) -> Parsers:
     )
     check.add_argument("--json", action="store_true", help="one JSON object per definition")
     add_progress(check)
+
+    definitions = command(
+        "definitions", "the flows waiting for a definition version no running process has",
+        "pending: the flows a deploy stranded (their version is in no process running a\n"
+        "reactor), by definition and version, and the processes running now. Exit status 0\n"
+        "when none waits, 1 when some do.",
+    )  # fmt: skip
+    add_definition_arguments(definitions)
 
     psql = command(
         "psql", "psql on flowlog's database",

@@ -1,4 +1,5 @@
-"""The audit commands of the CLI: ``flowlog history`` and ``flowlog replay``.
+"""The audit commands of the CLI: ``flowlog history``, ``flowlog replay`` and ``flowlog
+check-definition``.
 
 Each prints to stdout and returns the exit status: 0; 3 when the flow does not exist; 1 when
 it did not exist yet at the point asked for, or its archive cannot be read as recorded.
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import orjson
 from tqdm import tqdm
 
@@ -28,6 +30,7 @@ from flowlog.eventstore import EventReader, connect
 from flowlog.replicas.connect import reading_connection
 from flowlog.workflow.definition import Registry
 from flowlog.workflow.streams import flow_stream
+from flowlog.workflow.versions import Q as VQ
 
 
 async def history(
@@ -165,10 +168,12 @@ def _print_json(value: Any) -> None:
 async def check_definitions(
     database_url: str, registry: Registry, *, limit: int, as_json: bool, progress: bool
 ) -> int:
-    """Replays the stored flows of each definition of ``registry`` against it; 1 if any
-    flow diverges."""
+    """Replays the stored flows of each definition of ``registry`` against it, and finds the
+    running flows that deploying ``registry`` alone would strand (their version is not among
+    its versions of their definition: no process would claim them); 1 if any flow diverges
+    or would be stranded."""
     conn = await connect(database_url)
-    diverged = 0
+    diverged = stranded_total = 0
     try:
         reader = EventReader(conn)
         for definition in registry.latest():
@@ -185,18 +190,22 @@ async def check_definitions(
                         "recorded": divergence.recorded, "newVersionDecides": divergence.now,
                     })  # fmt: skip
             diverged += len(found)
+            stranded, stranded_flows = await _stranded(conn, registry, definition.name, limit)
+            stranded_total += sum(stranded.values())
             by_version = Counter(row["definition_version"] for row in rows)
             if as_json:
                 _print_json({
                     "definition": definition.name, "version": definition.version,
                     "flows": len(rows), "byVersion": dict(by_version), "diverging": found,
+                    "strandedByVersion": stranded, "stranded": stranded_flows,
                 })  # fmt: skip
                 continue
             versions = ", ".join(f"{v}: {n}" for v, n in by_version.most_common())
             print(
                 f"definition {definition.name}, new version {definition.version}: checked "
                 f"{len(rows)} flows ({versions or 'none'}); {len(rows) - len(found)} replay "
-                f"the same, {len(found)} diverge"
+                f"the same, {len(found)} diverge; {sum(stranded.values())} running would be "
+                "stranded"
             )
             for flow in found:
                 print(
@@ -204,6 +213,38 @@ async def check_definitions(
                     f"at event {flow['atVersion']}: recorded {flow['recorded']}; the new version "
                     f"decides {flow['newVersionDecides']}"
                 )
+            for version, count in stranded.items():
+                print(
+                    f"  stranded: {count} running flow{'' if count == 1 else 's'} of version "
+                    f"{version}, which this module does not have: deployed alone, no process "
+                    "would run them (keep that version registered beside the new one, or move "
+                    "them to the new version)"
+                )
+            for flow in stranded_flows:
+                print(
+                    f"  {flow['flowId']} (version {flow['definitionVersion']}, {flow['status']}) "
+                    "would be stranded"
+                )
     finally:
         await conn.close()
-    return 1 if diverged else 0
+    return 1 if diverged or stranded_total else 0
+
+
+async def _stranded(
+    conn: asyncpg.Connection, registry: Registry, name: str, limit: int
+) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """The running flows of ``name`` whose version ``registry`` lacks: counts by version, and
+    the oldest flows of each (at most ``limit`` a version). A flow that replays the same is
+    stranded all the same: reactors claim only the versions they registered."""
+    kept = registry.versions_of(name)
+    counts: dict[str, int] = {}
+    flows: list[dict[str, Any]] = []
+    for row in await conn.fetch(VQ.running_versions, name, limit):
+        if row["version"] in kept:
+            continue
+        counts[row["version"]] = int(row["flows"])
+        flows.extend(
+            {"flowId": flow_id, "definitionVersion": row["version"], "status": status}
+            for flow_id, status in zip(row["flow_ids"], row["statuses"], strict=True)
+        )
+    return counts, flows

@@ -281,6 +281,8 @@ def _run(
         return asyncio.run(_schedules(args, urls))
     if args.command == "keys":
         return asyncio.run(_keys(args, urls))
+    if args.command == "definitions":
+        return asyncio.run(_definitions_command(args, urls))
     if args.command == "flows":
         return asyncio.run(flows_commands.run_database(args, urls))
     if args.command == "bench":
@@ -399,6 +401,13 @@ async def _schedules(args: argparse.Namespace, urls: DatabaseUrls) -> int:
 
 async def _keys(args: argparse.Namespace, urls: DatabaseUrls) -> int:
     from flowlog.cli import keys as cli
+
+    await prepare_schema(urls)
+    return await cli.run(args, urls.url)
+
+
+async def _definitions_command(args: argparse.Namespace, urls: DatabaseUrls) -> int:
+    from flowlog.cli import definitions as cli
 
     await prepare_schema(urls)
     return await cli.run(args, urls.url)

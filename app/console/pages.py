@@ -38,6 +38,7 @@ from flowlog.projections.reads import list_workflows
 from flowlog.wire.flows import ListQuery
 from flowlog.workflow.errors import Code, DefinitionNotFound, FlowNotFound, WorkflowError
 from flowlog.workflow.events import EVENT_TYPES
+from flowlog.workflow.versions import awaiting, flow_awaits
 
 log = logging.getLogger("flowlog.console")
 
@@ -229,7 +230,10 @@ def _url(path: str, params: Mapping[str, str | None]) -> str:
 @page
 async def flows_page(request: web.Request) -> web.StreamResponse:
     values = await _flows(request)
-    values["definitions"] = await reads.definition_names(await _pool(request), tenant_of(request))
+    pool = await _pool(request)
+    values["definitions"] = await reads.definition_names(pool, tenant_of(request))
+    # Flows a deploy stranded: their version is in no running process (docs/operations.md).
+    values["stranded"] = await awaiting(pool, tenant_of(request))
     values["statuses"] = present.FLOW_STATUSES
     values["nav"] = "flows"
     return render(request, "flows.html.j2", values)
@@ -317,6 +321,7 @@ async def _flow(request: web.Request) -> dict[str, Any]:
         "parent": await reads.parent_of(pool, row),
         "view": view,
         "limits": await limits.flow_limits(pool, row, service_of(request).registry),
+        "awaits": await flow_awaits(pool, flow_id),
         "definition": definition,
         "lines": lines[first_listed - 1 :],
         "hidden_lines": first_listed - 1 if not since.isdigit() else 0,

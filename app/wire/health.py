@@ -23,6 +23,15 @@ class ReplicaHealth(Response):
     error: str | None = None
 
 
+class StrandedVersion(Response):
+    """``flows`` flows of ``definition`` wait for a process that has ``version`` of it: none
+    running has (docs/operations.md, "Upgrades: stranded flows")."""
+
+    definition: str
+    version: str
+    flows: int
+
+
 class Health(Response):
     status: str
     checks: dict[str, bool] = Field(default_factory=dict)
@@ -32,6 +41,11 @@ class Ready(Health):
     replicas: list[ReplicaHealth] = Field(default_factory=list)
     """The read replicas (FLOWLOG_READ_DATABASE_URL): one that is down or lagging does not
     make the service unready (the primary answers its reads)."""
+    stranded: list[StrandedVersion] = Field(default_factory=list)
+    """Flows waiting for a definition version that no running process has, by definition and
+    version (every tenant's). They do not make the service unready: this process serves and
+    runs what it has; a process with those versions, or a migration of the flows, is needed.
+    Looked at only when the process is ready (empty otherwise)."""
 
 
 class Readiness(Envelope[Ready]):

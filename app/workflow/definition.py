@@ -281,6 +281,11 @@ class Registry:
     def versions(self) -> list[str]:
         return sorted(self._versions)
 
+    def versions_of(self, name: str) -> set[str]:
+        """Every version of ``name`` registered here (a module may keep an old one beside
+        the new, for its running flows)."""
+        return {v for v, d in self._versions.items() if d.name == name}
+
     def latest(self) -> list[WorkflowDefinition]:
         return [self._latest[name] for name in sorted(self._latest)]
 

@@ -19,6 +19,7 @@ async def test_health_and_readiness(client: Client) -> None:
         "status": "ready",
         "checks": {"database": True, "listener": True},
         "replicas": [],
+        "stranded": [],  # no flow waits for a version no running process has
     }
 
 
