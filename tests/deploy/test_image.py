@@ -4,11 +4,7 @@ a flow finishes, its HEALTHCHECK passes, and without DATABASE_URL it says one is
 
 from __future__ import annotations
 
-import json
-import signal
 import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +12,7 @@ import pytest
 
 from flowlog.bench.harness import free_port
 from tests.deploy.image import Image, build_image, entrypoint, in_image, mounted
+from tests.deploy.serving import READY, demo_backup_finishes, get, stop, until
 from tests.deploy.tools import require_tools
 
 require_tools("podman", "mmdebstrap", "unshare", "chroot", root=True)
@@ -35,47 +32,6 @@ def image() -> Image:
 def root(image: Image) -> Iterator[Path]:
     with mounted(image) as path:
         yield path
-
-
-def _get(url: str) -> tuple[int, dict[str, object]]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
-def _post(url: str, body: dict[str, object]) -> tuple[int, dict[str, object]]:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-    )
-    return _get(request)  # type: ignore[arg-type]
-
-
-def _until(check: object, process: subprocess.Popen[str], within: float) -> object:
-    """``check()``'s first true answer, polled while ``process`` lives (a deadline, not a
-    measure: a slow machine waits longer, a fast one does not wait)."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"the entrypoint exited: {process.communicate()}"
-        try:
-            if answer := check():  # type: ignore[operator]
-                return answer
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("the image's server did not get there")
-
-
-def _stop(process: subprocess.Popen[str]) -> tuple[int, str]:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    try:
-        _, stderr = process.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        _, stderr = process.communicate()
-    return process.returncode, stderr
 
 
 def _status(pid: int) -> dict[str, str]:
@@ -132,10 +88,7 @@ def test_the_entrypoint_serves_as_its_own_user_and_runs_flows(
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
-        ready = _until(lambda: _get(base + "/readyz"), serve, within=120)
-        ready_data = {"status": "ready", "checks": {"database": True, "listener": True},
-                      "replicas": []}  # fmt: skip
-        assert ready == (200, {"code": 0, "message": "OK", "data": ready_data})
+        assert until(lambda: get(base + "/readyz"), serve, within=120) == (200, READY)
 
         status = _status(serve.pid)
         assert status["Name"] == "flowlog"
@@ -144,17 +97,7 @@ def test_the_entrypoint_serves_as_its_own_user_and_runs_flows(
         assert set(status["Groups"].split()) <= {str(UID)}  # not root's group
         assert Path(f"/proc/{serve.pid}/root").resolve() == root.resolve()
 
-        code, created = _post(base + "/api/v1/workflow/", {
-            "flowName": "backup", "bizId": "image-1", "bizType": "cluster", "start": True,
-            "context": {"clusterId": "image-1", "uploadSeconds": 0}})  # fmt: skip
-        assert code == 200, created
-        flow = created["data"]["workFlowId"]  # type: ignore[index]
-
-        def finished() -> bool:
-            _, detail = _get(f"{base}/api/v1/workflow/{flow}")
-            return detail["data"]["info"]["status"] == "Finished"  # type: ignore[index,no-any-return]
-
-        assert _until(finished, serve, within=60)
+        demo_backup_finishes(base, serve)
 
         # The image's HEALTHCHECK, run in the image as its runtime would run it.
         probe = in_image(image, root, image.info["Healthcheck"]["Test"][1:],
@@ -162,7 +105,7 @@ def test_the_entrypoint_serves_as_its_own_user_and_runs_flows(
         _, probe_err = probe.communicate(timeout=30)
         assert probe.returncode == 0, probe_err
     finally:
-        returncode, stderr = _stop(serve)
+        returncode, stderr = stop(serve)
     assert returncode == 0, stderr
     assert "Traceback" not in stderr
 
