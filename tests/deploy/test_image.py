@@ -4,6 +4,7 @@ a flow finishes, its HEALTHCHECK passes, and without DATABASE_URL it says one is
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,7 +73,9 @@ def test_the_entrypoint_serves_as_its_own_user_and_runs_flows(
     image: Image, root: Path, database_url: str, runtime_url: str
 ) -> None:
     """The production shape: the owner migrates, the runtime role serves (the chroot shares
-    the host's network, where the test PostgreSQL listens on 127.0.0.1)."""
+    the host's network, where the test PostgreSQL listens on 127.0.0.1). The mounted image is
+    read-only, as Kubernetes' readOnlyRootFilesystem makes it: flowlog writes nothing there."""
+    assert os.statvfs(root).f_flag & os.ST_RDONLY
     migrate = entrypoint(
         image, root, ["migrate"], {"DATABASE_URL": runtime_url, "FLOWLOG_OWNER_URL": database_url},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
