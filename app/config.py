@@ -98,6 +98,12 @@ class Settings(BaseSettings):
         "grants the runtime role, rebuilds and imports, e.g. "
         "`postgresql://flowlog_owner@db:5432/flowlog` (see below)",
     )  # fmt: skip
+    require_database_url: bool = Field(
+        False, alias="FLOWLOG_REQUIRE_DATABASE_URL",
+        json_schema_extra=_about("database", "`0`"),
+        description="`1`: the commands that need a database refuse to run without "
+        "`DATABASE_URL` rather than start the embedded PostgreSQL (the container image sets it)",
+    )  # fmt: skip
     host: str = Field(
         "127.0.0.1", alias="FLOWLOG_HOST", json_schema_extra=_about("serve"),
         description="address `flowlog serve` listens on (`--host`)",

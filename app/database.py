@@ -10,7 +10,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 
-from flowlog.config import Settings
+from flowlog.config import ConfigError, Settings
 from flowlog.pgserver import EmbeddedPostgres
 from flowlog.roles import DatabaseUrls
 
@@ -85,6 +85,22 @@ async def _ensure(admin_url: str, name: str, exists: str, create: str) -> None:
         await conn.close()
 
 
+class DatabaseUrlRequired(ConfigError):
+    """DATABASE_URL is unset where the embedded PostgreSQL may not stand in for it."""
+
+
+def refuse_embedded(settings: Settings) -> None:
+    """DatabaseUrlRequired when the settings forbid the embedded server (an image, a unit):
+    there a missing DATABASE_URL is a mistake, and a private database in the container's
+    writable layer would hide it until its data were lost."""
+    if settings.require_database_url:
+        raise DatabaseUrlRequired(
+            "DATABASE_URL is required: FLOWLOG_REQUIRE_DATABASE_URL is set, so no embedded "
+            "PostgreSQL is started; set DATABASE_URL to the runtime role's URL, e.g. "
+            "postgresql://flowlog:PASSWORD@db:5432/flowlog"
+        )
+
+
 @contextlib.contextmanager
 def provide_database(settings: Settings) -> Iterator[DatabaseUrls]:
     """The URLs of flowlog's database for the duration of the block.
@@ -96,6 +112,7 @@ def provide_database(settings: Settings) -> Iterator[DatabaseUrls]:
     if settings.database_url:
         yield DatabaseUrls(settings.database_url, settings.owner_url)
         return
+    refuse_embedded(settings)
     server = EmbeddedPostgres(settings.data_dir, system_user=settings.pg_system_user)
     with server:
         asyncio.run(ensure_database(server.dsn(), EMBEDDED_DATABASE))

@@ -376,6 +376,33 @@ def test_a_bad_variable_exits_2_naming_it(env: dict[str, str], named: str) -> No
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("args", [["serve"], ["worker"], ["migrate"], ["dsn"], ["psql"]])
+def test_without_database_url_where_one_is_required_nothing_embedded_starts(
+    args: list[str], tmp_path: Path
+) -> None:
+    """The image's setting: a missing DATABASE_URL is said, and no server is made in its place
+    (FLOWLOG_DATA_DIR stays empty)."""
+    data = tmp_path / "pg"
+    env = cli_env(FLOWLOG_REQUIRE_DATABASE_URL="1", FLOWLOG_DATA_DIR=str(data),
+                  FLOWLOG_PORT=str(free_port()))  # fmt: skip
+    result = run_flowlog(*args, env=env, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "DATABASE_URL is required" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+    assert not data.exists()
+
+
+def test_require_database_url_is_a_yes_or_no(database_url: str) -> None:
+    refused = run_flowlog("migrate", env=cli_env(FLOWLOG_REQUIRE_DATABASE_URL="perhaps"))
+    assert refused.returncode == 2
+    assert "FLOWLOG_REQUIRE_DATABASE_URL" in refused.stderr
+    given = run_flowlog(
+        "migrate", env=cli_env(FLOWLOG_REQUIRE_DATABASE_URL="1", DATABASE_URL=database_url)
+    )
+    assert given.returncode == 0, given.stderr
+
+
 def test_definitions_that_cannot_load_name_their_origin_with_the_commands_usage(
     server_url: str,
 ) -> None:

@@ -31,7 +31,13 @@ from flowlog.cli.keys import usage_problem as key_usage
 from flowlog.cli.problems import database_problem
 from flowlog.cli.schedules import usage_problem as schedule_usage
 from flowlog.config import ConfigError, Settings
-from flowlog.database import EMBEDDED_DATABASE, EMBEDDED_RUNTIME_ROLE, provide_database
+from flowlog.database import (
+    EMBEDDED_DATABASE,
+    EMBEDDED_RUNTIME_ROLE,
+    DatabaseUrlRequired,
+    provide_database,
+    refuse_embedded,
+)
 from flowlog.engine import Engine, load_definitions
 from flowlog.eventstore import LogHorizonError
 from flowlog.migrate import MigrationError, prepare_schema
@@ -90,7 +96,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"flowlog {args.command}: {exc}", file=sys.stderr)
         return exc.status
     if args.command == "dsn":
-        return _dsn(settings, args.owner)
+        try:
+            return _dsn(settings, args.owner)
+        except DatabaseUrlRequired as exc:
+            print(f"flowlog dsn: {exc}", file=sys.stderr)
+            return 2
     if args.command == "keys" and (problem := key_usage(args)):
         command.error(problem)
     if args.command == "schedules" and (problem := schedule_usage(args)):
@@ -106,6 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as exc:
         print(f"flowlog {args.command}: {exc}", file=sys.stderr)
         return exc.status
+    except DatabaseUrlRequired as exc:
+        print(f"flowlog {args.command}: {exc}", file=sys.stderr)
+        return 2
     except (EmbeddedPostgresError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         # Files and ports were checked above: what is left is the database's.
         why = database_problem(exc, settings.owner_url or settings.database_url)
@@ -191,6 +204,7 @@ def _dsn(settings: Settings, owner: bool) -> int:
         urls = DatabaseUrls(settings.database_url, settings.owner_url)
         print(urls.owner if owner else urls.url)
         return 0
+    refuse_embedded(settings)
     server = EmbeddedPostgres(settings.data_dir, system_user=settings.pg_system_user)
     user = SUPERUSER if owner else EMBEDDED_RUNTIME_ROLE
     print(server.dsn(EMBEDDED_DATABASE, user=user))
