@@ -56,7 +56,8 @@ def stop(process: subprocess.Popen[str]) -> tuple[int, str]:
 
 
 READY = {"code": 0, "message": "OK", "data": {
-    "status": "ready", "checks": {"database": True, "listener": True}, "replicas": []}}  # fmt: skip
+    "status": "ready", "checks": {"database": True, "listener": True}, "replicas": [],
+    "stranded": []}}  # fmt: skip
 
 
 def demo_backup_finishes(base: str, process: subprocess.Popen[str]) -> None:
