@@ -33,6 +33,7 @@ from flowlog.workflow.streams import flow_stream
 from tests.api.conftest import TOKENS
 from tests.api.helpers import DEFINITIONS, A, B, ok, post, refused, wait_status
 from tests.audit.checks import check_audit_of_every_flow
+from tests.helpers import QUIET, cli_env, run_flowlog
 from tests.workflow.defs import noop
 from tests.workflow.harness import created
 
@@ -308,3 +309,36 @@ def test_the_decision_is_pure_and_says_why() -> None:
     shape = shape_of("orders", V1.describe())
     assert judge(history, shape, V1.version, "x", {}).outcome == "already"
     assert set(shape.nodes) == set(V1.nodes)
+
+
+async def test_flowlog_flows_migrate_on_the_database(database_url: str) -> None:
+    """On the database, with no definition loaded: both versions are the log's (version 2 is
+    recorded by a process that had it, and rebuilt from its description to replay against)."""
+    (flow_id,) = await paused_flows(database_url, "tenant-a")
+    async with Engine(database_url, Registry([V2]), run_reactor=False):
+        pass  # records version 2
+    env = cli_env(DATABASE_URL=database_url, **QUIET)
+    base = ["flows", "migrate", "--definition", "orders", "--from", V1.version, "--to", V2.version]
+    blocked = run_flowlog(*base, "--dry-run", env=env)
+    assert blocked.returncode == 1, blocked.stderr
+    assert f"{flow_id}  blocked: its next node 'review' does not exist" in blocked.stdout
+    assert "0 would move, 1 blocked, 0 already" in blocked.stdout
+    dry = run_flowlog(*base, "--node-map", "review=check", "--dry-run", "--json", env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert orjson.loads(dry.stdout)["flows"][0]["outcome"] == "clean"
+    done = run_flowlog(*base, "--node-map", "review=check", "--where-biz-type", "order", env=env)
+    assert done.returncode == 0, done.stderr
+    assert f"{flow_id}  migrated" in done.stdout
+    assert f"orders {V1.version} → {V2.version} (node review → check): 1 moved" in done.stdout
+    shown = run_flowlog("flows", "show", flow_id, env=env)
+    assert f"definition version {V2.version}" in shown.stdout
+    # Bad usage is 2, an unknown version 3.
+    assert run_flowlog(*base, "--node-map", "review", env=env).returncode == 2
+    assert run_flowlog("flows", "migrate", "--definition", "orders", env=env).returncode == 2
+    assert run_flowlog("flows", "list", "--dry-run", env=env).returncode == 2
+    unknown = run_flowlog("flows", "migrate", "--definition", "orders", "--from", V1.version,
+                          "--to", "0123456789abcdef", env=env)  # fmt: skip
+    assert unknown.returncode == 3, unknown.stderr
+    assert "does not exist" in unknown.stderr
+    wrong_map = run_flowlog(*base, "--node-map", "review=nowhere", env=env)
+    assert wrong_map.returncode == 2, wrong_map.stderr
