@@ -342,3 +342,26 @@ async def test_flowlog_flows_migrate_on_the_database(database_url: str) -> None:
     assert "does not exist" in unknown.stderr
     wrong_map = run_flowlog(*base, "--node-map", "review=nowhere", env=env)
     assert wrong_map.returncode == 2, wrong_map.stderr
+
+
+async def test_the_console_shows_the_move_and_travels_through_it(
+    database_url: str, runtime_url: str
+) -> None:
+    (flow_id,) = await paused_flows(database_url, "")
+    settings = Settings.from_env({}).model_copy(update={"pool_size": 5})
+    app = create_app(settings, DatabaseUrls(runtime_url, database_url), Registry([V2]))
+    async with TestClient(TestServer(app)) as client:
+        sent = {**body(False, {"review": "check"}), "where": {"flowIds": [flow_id]}}
+        assert outcomes(await migrate(client, sent, {})) == {flow_id: "migrated"}
+        page = await client.get(f"/flows/{flow_id}")
+        assert page.status == 200
+        html = await page.text()
+        # The version it is on now, and the move in its history, like any event.
+        assert f'<span class="mono muted">{V2.version}</span>' in html
+        assert f"migrated from version {V1.version} to {V2.version} (node review → check)" in html
+        assert ">notify<" in html  # version 2's graph
+        # Travelling to before the move draws version 1's graph (review, not check).
+        events = await ok(await client.get(f"/api/v1/workflow/{flow_id}/events"), paged=True)
+        before = events["page"]["total"] - 1
+        earlier = await (await client.get(f"/flows/{flow_id}?version={before}")).text()
+        assert ">notify<" not in earlier
