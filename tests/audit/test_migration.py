@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from flowlog.audit.migrate_flows import migrate_flows
 from flowlog.audit.migration import judge, map_problems, shape_of
 from flowlog.config import Settings
 from flowlog.engine import Engine
@@ -23,6 +24,8 @@ from flowlog.eventstore import EventStore
 from flowlog.projections.verify import verify
 from flowlog.roles import DatabaseUrls
 from flowlog.web import create_app
+from flowlog.wire.migrations import MigrationRequest
+from flowlog.workflow.caller import SYSTEM
 from flowlog.workflow.commands import Advance, RecordFailure, RecordSuccess, StartFlow
 from flowlog.workflow.definition import NodeDefinition, Registry, WorkflowDefinition
 from flowlog.workflow.errors import Code, NodeError
@@ -30,9 +33,10 @@ from flowlog.workflow.executor import FlowContext, NodeHandle
 from flowlog.workflow.projection import PROJECTOR
 from flowlog.workflow.state import FlowStatus
 from flowlog.workflow.streams import flow_stream
-from tests.api.conftest import TOKENS
+from tests.api.conftest import TOKENS, Gate
 from tests.api.helpers import DEFINITIONS, A, B, ok, post, refused, wait_status
 from tests.audit.checks import check_audit_of_every_flow
+from tests.engines import StartEngine
 from tests.helpers import QUIET, cli_env, run_flowlog
 from tests.workflow.defs import noop
 from tests.workflow.harness import created
@@ -365,3 +369,38 @@ async def test_the_console_shows_the_move_and_travels_through_it(
         before = events["page"]["total"] - 1
         earlier = await (await client.get(f"/flows/{flow_id}?version={before}")).text()
         assert ">notify<" not in earlier
+
+
+async def test_a_flow_migrated_while_its_node_runs_goes_on_under_the_new_version(
+    start_engine: StartEngine,
+) -> None:
+    """A drive that holds the flow when it moves lets it go (its outcome's append finds the
+    flow moved); a reactor with the new version takes it on, and the node runs again there."""
+    gate = Gate()
+    old = WorkflowDefinition("moving", {
+        "start": NodeDefinition("prepare", noop, success="hold"),
+        "hold": NodeDefinition("hold", gate, success="done"),
+        "done": NodeDefinition("done", noop),
+    })  # fmt: skip
+    new = WorkflowDefinition("moving", {
+        "start": NodeDefinition("prepare", noop, success="held"),
+        "held": NodeDefinition("held", noop, success="done"),
+        "done": NodeDefinition("done", noop),
+    })  # fmt: skip
+    engine = await start_engine(new, old)  # old is the latest: flows are created on it
+    state = await engine.service.create("m-1", "order", "moving", start=True)
+    await asyncio.wait_for(gate.entered.wait(), 10)
+    request = MigrationRequest.model_validate(
+        {"from": old.version, "to": new.version, "nodeMap": {"hold": "held"}}
+    )
+    answer = await migrate_flows(engine.service, "moving", request, SYSTEM, None)
+    assert [line.outcome for line in answer.flows] == ["migrated"]
+    gate.opened.set()
+    for _ in range(500):
+        final = await engine.service.get(state.flow_id)
+        if final.terminal:
+            break
+        await asyncio.sleep(0.02)
+    assert final.status is FlowStatus.FINISHED
+    assert final.definition_version == new.version
+    assert [n.key for n in final.nodes][-2:] == ["held", "done"]
