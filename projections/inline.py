@@ -55,22 +55,24 @@ def flow_statements(changes: Sequence[FlowChange]) -> list[Statement]:
             # serialized by its expected version): an unchanged context need not be sent.
             context = None if change.before.context == after.context else after.context
             flows.append((after.id, after.status, context, after.error_code,
-                          after.error_message, after.stream_version))  # fmt: skip
+                          after.error_message, after.stream_version,
+                          after.definition_version))  # fmt: skip
         started += [tuple(node) for node in change.started]
         nodes += [_node_change(node) for node in change.changed]
         counts += _count_changes(change.before, after)
     return [
         (Q.insert_workflows, as_columns(new_flows, len(WorkflowRow._fields))),
-        (Q.update_workflows, as_columns(flows, 6)),
+        (Q.update_workflows, as_columns(flows, 7)),
         (Q.insert_nodes, as_columns(started, len(NodeRow._fields))),
-        (Q.update_nodes, as_columns(nodes, 10)),
+        (Q.update_nodes, as_columns(nodes, 11)),
         (Q.add_counts, (counts,)),
     ]
 
 
 def _node_change(node: NodeRow) -> tuple[Any, ...]:
     return (node.id, node.flow_id, node.status, node.operation_id, node.parameters, node.result,
-            node.error_code, node.error_message, node.end_time, node.stream_version)  # fmt: skip
+            node.error_code, node.error_message, node.end_time, node.stream_version,
+            node.node_key)  # fmt: skip
 
 
 def _count_changes(before: WorkflowRow | None, after: WorkflowRow) -> list[dict[str, Any]]:

@@ -77,6 +77,8 @@ SEMANTIC_RULES = {
     ("POST", "/api/v1/workflow/callback"),
     ("POST", "/api/v1/keys"),  # an expiry in the past; a name the tenant has
     ("GET", "/api/v1/keys"),  # a cursor this list did not give
+    # Versions the definition does not have; a node map naming keys they do not have.
+    ("POST", "/api/v1/workflow-definitions/{name}/migrations"),
 }
 
 TOKEN = "fuzz-token"

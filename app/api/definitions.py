@@ -15,6 +15,7 @@ from flowlog.api.context import context_of
 from flowlog.api.operations import Api
 from flowlog.api.queries import Q
 from flowlog.api.replicas import read_pool
+from flowlog.audit.migrate_flows import migrate_flows
 from flowlog.builtins import definition_from_spec
 from flowlog.wire.definitions import (
     DefinitionDetail,
@@ -24,6 +25,7 @@ from flowlog.wire.definitions import (
     DefinitionVersion,
     RegisteredResponse,
 )
+from flowlog.wire.migrations import MigrationRequest, MigrationResponse
 from flowlog.workflow.errors import Code, DefinitionNotFound, WorkflowError
 
 api = Api()
@@ -110,3 +112,22 @@ async def register_definition(request: web.Request, body: DefinitionSpec) -> Reg
     return RegisteredResponse(
         name=definition.name, version=version, nodeNames=list(definition.node_names)
     )
+
+
+@api.route(
+    "POST",
+    "/api/v1/workflow-definitions/{name}/migrations",
+    summary="Move running flows to another version of their definition (a dry run says "
+    "which would move and which are blocked, and why; applying records FlowMigrated on each "
+    "clean flow; one migration at a time per definition)",
+    body=MigrationRequest,
+    response=MigrationResponse,
+    errors=(400, 404, 409, 422),
+    tags=DEFINITIONS,
+    role=Role.ADMIN,
+)
+async def migrate_definition_flows(
+    request: web.Request, name: str, body: MigrationRequest
+) -> MigrationResponse:
+    ctx = context_of(request)
+    return await migrate_flows(service_of(request), name, body, caller_of(ctx), tenant_of(request))

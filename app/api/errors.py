@@ -37,6 +37,7 @@ STATUS_OF: dict[int, int] = {
     Code.ROLE_REQUIRED: 403,
     Code.KEY_NOT_FOUND: 404,
     Code.KEY_NAME_TAKEN: 409,
+    Code.MIGRATION_RUNNING: 409,
     Code.FLOW_NOT_FOUND: 404,
     Code.FLOW_ARCHIVED: 410,
     Code.DEFINE_NOT_FOUND: 404,

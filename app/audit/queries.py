@@ -24,6 +24,9 @@ class AuditQueries:
     import_unfinished_flows: str
     import_work: str
     check_flows: str
+    migration_versions: str
+    migration_lock: str
+    migration_flows: str
 
 
 Q = load_queries(AuditQueries, "audit")

@@ -1,11 +1,12 @@
 """``flowlog flows ACTION``: arguments, output (a table for people, ``--json`` for scripts)
 and exit statuses a script can test:
 
-- 0: done (``follow``: the flow finished);
+- 0: done (``follow``: the flow finished; ``migrate``: no selected flow is blocked);
 - 1: refused: the flow's state does not allow it, or it was archived (``follow``: the flow
-  ended in Error or Canceled);
+  ended in Error or Canceled; ``migrate``: some flows are blocked, or another migration of the
+  definition is running);
 - 2: bad usage or bad input;
-- 3: no such flow;
+- 3: no such flow (``migrate``: no such definition or version);
 - 4: flowlog (or its database) could not be reached.
 """
 
@@ -31,8 +32,9 @@ from flowlog.workflow.caller import Caller
 
 if TYPE_CHECKING:  # the backends import the service: loaded when a flows command runs
     from flowlog.cli.flows_backends import Backend
+    from flowlog.wire.migrations import MigrationRequest
 
-ACTIONS = ("list", "show", "start", "stop", "cancel", "retry", "follow")
+ACTIONS = ("list", "show", "start", "stop", "cancel", "retry", "follow", "migrate")
 STATUSES = ("Initializing", "Processing", "Stopped", "Canceling", "Canceled", "Finished", "Error")
 
 
@@ -55,7 +57,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     chosen.add_argument("--biz-id")
     chosen.add_argument("--biz-type")
     chosen.add_argument("--parent", type=flow_id, metavar="ID", help="the children of flow ID")
-    chosen.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    chosen.add_argument("--limit", type=int,
+                        help="at most this many (default 50; migrate: 1000)")  # fmt: skip
+    migrate = parser.add_argument_group("migrate (move running flows to another version)")
+    migrate.add_argument("--definition", metavar="NAME", help="the definition whose flows move")
+    migrate.add_argument("--from", dest="from_version", metavar="VERSION",
+                         help="the version they are on")  # fmt: skip
+    migrate.add_argument("--to", dest="to_version", metavar="VERSION",
+                         help="the version they move to")  # fmt: skip
+    migrate.add_argument("--node-map", default="", metavar="OLD=NEW,...",
+                         help="node keys of --from renamed in --to")  # fmt: skip
+    migrate.add_argument("--where-biz-type", metavar="TYPE", help="only flows of this biz type")
+    migrate.add_argument(
+        "--dry-run", action="store_true", help="only say which flows would move and which not"
+    )
     retry = parser.add_argument_group("retry")
     retry.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE",
@@ -63,7 +78,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+MIGRATE_ONLY = ("definition", "from_version", "to_version", "node_map", "where_biz_type", "dry_run")
+
+
 def usage_problem(args: argparse.Namespace) -> str | None:
+    if args.action == "migrate":
+        return _migrate_problem(args)
+    if any(getattr(args, name) for name in MIGRATE_ONLY):
+        return (
+            "--definition, --from, --to, --node-map, --where-biz-type and --dry-run go with migrate"
+        )
     if args.action != "list" and not args.flow_id:
         return f"{args.action} needs a flow ID"
     if args.action == "list" and args.flow_id:
@@ -72,13 +96,49 @@ def usage_problem(args: argparse.Namespace) -> str | None:
         return "--set goes with retry"
     if args.token and not args.api:
         return "--token goes with --api"
-    if args.limit < 1:
+    if args.limit is not None and args.limit < 1:
         return "--limit must be at least 1"
     try:
         context_of(args.set)
     except ValueError as exc:
         return str(exc)
     return None
+
+
+def _migrate_problem(args: argparse.Namespace) -> str | None:
+    if args.flow_id:
+        return "migrate takes no ID (it selects the definition's flows)"
+    if not (args.definition and args.from_version and args.to_version):
+        return "migrate needs --definition, --from and --to"
+    try:
+        migration_request(args)
+    except ValueError as exc:
+        return str(exc).splitlines()[-1] if "validation error" in str(exc) else str(exc)
+    return None
+
+
+def node_map_of(text: str) -> dict[str, str]:
+    """``a=b,c=d`` as a map (an empty text: no renames)."""
+    renames: dict[str, str] = {}
+    for pair in filter(None, (p.strip() for p in text.split(","))):
+        old, sep, new = pair.partition("=")
+        if not sep or not old or not new:
+            raise ValueError(f"--node-map takes OLD=NEW pairs separated by commas, not {pair!r}")
+        if old in renames:
+            raise ValueError(f"--node-map names {old!r} twice")
+        renames[old] = new
+    return renames
+
+
+def migration_request(args: argparse.Namespace) -> MigrationRequest:
+    """The REST request a migrate command sends (checked as the server checks it)."""
+    from flowlog.wire.migrations import MigrationRequest
+
+    where = {"bizType": args.where_biz_type} if args.where_biz_type else {}
+    return MigrationRequest.model_validate({
+        "from": args.from_version, "to": args.to_version, "nodeMap": node_map_of(args.node_map),
+        "where": where, "dryRun": args.dry_run, "limit": args.limit or 1000,
+    })  # fmt: skip
 
 
 def context_of(pairs: Sequence[str]) -> dict[str, Any]:
@@ -133,11 +193,20 @@ async def _run(backend: Backend, args: argparse.Namespace) -> int:
 
 
 async def _act(backend: Backend, args: argparse.Namespace) -> int:
+    if args.action == "migrate":
+        from flowlog.audit.migrate_flows import summary_lines
+
+        answer = await backend.migrate(args.definition, migration_request(args))
+        if args.json:
+            _print_json(answer)
+        else:
+            print("\n".join(summary_lines(answer)))
+        return Exit.FAILED if answer.blocked else 0
     if args.action == "list":
         from flowlog.cli.flows_backends import Selection
 
         where = Selection(args.status, args.name, args.biz_id, args.biz_type, args.parent)
-        found = [info async for info in backend.flows(where, args.limit)]
+        found = [info async for info in backend.flows(where, args.limit or 50)]
         _print_list(found, args.json)
         return 0
     if args.action == "show":

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from flowlog.api.children import children_info
 from flowlog.api.errors import STATUS_OF
+from flowlog.audit.migrate_flows import migrate_flows
 from flowlog.cli.problems import CANNOT_LOG_IN, database_problem
 from flowlog.client import FlowlogClient
 from flowlog.client.errors import Unavailable, error_for
@@ -20,6 +21,7 @@ from flowlog.projections.reads import Cursor, ListFilter, list_workflows
 from flowlog.roles import DatabaseUrls
 from flowlog.wire.flows import WorkFlowDetail, WorkFlowInfo, info_of, node_of
 from flowlog.wire.history import STREAM_ENDS
+from flowlog.wire.migrations import MigrationRequest, MigrationResponse
 from flowlog.workflow.caller import Caller
 from flowlog.workflow.definition import Registry
 from flowlog.workflow.errors import WorkflowError
@@ -43,6 +45,7 @@ class Backend(Protocol):
         self, action: str, flow_id: str, reason: str, context: Mapping[str, Any]
     ) -> WorkFlowInfo: ...
     def follow(self, flow_id: str) -> AsyncIterator[StreamEvent]: ...
+    async def migrate(self, name: str, body: MigrationRequest) -> MigrationResponse: ...
     async def close(self) -> None: ...
 
 
@@ -79,6 +82,9 @@ class ApiBackend:
 
     def follow(self, flow_id: str) -> AsyncIterator[StreamEvent]:
         return self.client.follow(flow_id)
+
+    async def migrate(self, name: str, body: MigrationRequest) -> MigrationResponse:
+        return await self.client.migrate(name, body)
 
     async def close(self) -> None:
         await self.client.close()
@@ -156,6 +162,11 @@ class DatabaseBackend:
                 await wait_any([waiter], 15.0)
         finally:
             self.engine.listener.unregister(waiter)
+
+    async def migrate(self, name: str, body: MigrationRequest) -> MigrationResponse:
+        """On the database, every tenant's flows: the versions are this process's (none) or
+        the log's (rebuilt from what it recorded of them)."""
+        return await _refusals(migrate_flows(self.engine.service, name, body, self.caller, None))  # type: ignore[no-any-return]
 
     async def close(self) -> None:
         await self.engine.stop()

@@ -54,6 +54,7 @@ from flowlog.wire.history import (
     StateQuery,
     StateResponse,
 )
+from flowlog.wire.migrations import MigrationRequest, MigrationResponse
 from flowlog.wire.schedules import (
     ScheduleChange,
     ScheduleCreate,
@@ -283,6 +284,12 @@ class FlowlogClient(TaskMethods):
 
     async def definition(self, name: str) -> DefinitionDetail:
         return await self._send("GET", f"{DEFINITIONS}/{quoted(name)}", DefinitionDetail)
+
+    async def migrate(self, name: str, body: MigrationRequest) -> MigrationResponse:
+        """Moves the flows of definition ``name`` that ``body`` selects to another version
+        (``body.dryRun``: only says which would move and which are blocked)."""
+        path = f"{DEFINITIONS}/{quoted(name)}/migrations"
+        return await self._send("POST", path, MigrationResponse, body=body)
 
     # -- schedules ---------------------------------------------------------------------------
 

@@ -106,7 +106,7 @@ class Transport:
             headers["Idempotency-Key"] = key or uuid.uuid4().hex
         if method == "GET" and self.position is not None:
             headers[POSITION] = self.position
-        data = None if body is None else body.model_dump_json(exclude_unset=True)
+        data = None if body is None else body.model_dump_json(exclude_unset=True, by_alias=True)
         if data is not None:
             headers["Content-Type"] = "application/json"
         params = None if query is None else _params(query)

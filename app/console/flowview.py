@@ -45,6 +45,19 @@ ACTIONS: tuple[tuple[str, Command], ...] = (
 )
 
 
+def definition_version_at(lines: Sequence[HistoryLine], version: int) -> str | None:
+    """The definition version the flow ran under after its ``version``-th event: the one it
+    was created with, or the last it was migrated to (its graph at that point is that
+    version's)."""
+    found = None
+    for line in lines[:version]:
+        if line.type == "FlowCreated":
+            found = line.data.get("definition_version")
+        elif line.type == "FlowMigrated":
+            found = line.data.get("to_version")
+    return found
+
+
 _EVERY_EVENT_CHANGES = frozenset({"version", "updatedAt"})
 """Left out of "what this event changed": every event changes them."""
 

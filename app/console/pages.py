@@ -300,7 +300,9 @@ async def _flow(request: web.Request) -> dict[str, Any]:
                 Code.BAD_INPUT, f"version must be a number from 1 to {len(lines)}, not {raw!r}"
             )
         version = int(raw)
-    definition = await reads.definition_version(pool, row.definition_version)
+    # The graph is of the version the flow was on at the version shown (a migration moves it).
+    on_version = flowview.definition_version_at(lines, version) or row.definition_version
+    definition = await reads.definition_version(pool, on_version)
     started = [(line.data["node_id"], line.data["kind"]) for line in lines
                if line.type == "NodeStarted"]  # fmt: skip
     kin = await reads.kin(pool, flow_id, started)

@@ -266,6 +266,10 @@ class Registry:
             raise DefinitionNotFound(name)
         return found
 
+    def owner(self, name: str) -> str | None:
+        """Who owns ``name`` (None: code, or not known here; "": shared by every tenant)."""
+        return self._owners.get(name)
+
     def get_version(self, name: str, version: str) -> WorkflowDefinition:
         try:
             return self._versions[version]

@@ -213,6 +213,11 @@ class Driver:
         claimed = state.version  # the flow as the claim (or the parking lot) handed it over
         nodes = self._nodes
         while True:
+            if state.definition_version != definition.version:
+                moved = self._migrated(state)
+                if moved is None:
+                    return state  # let it go, to a reactor that has its version
+                definition = moved
             running = state.running_node
             doing.node, doing.recording = running, None
             command: Command | None
@@ -329,6 +334,19 @@ class Driver:
                     return events[:index], admission
         return events, None
 
+    def _migrated(self, state: FlowState) -> WorkflowDefinition | None:
+        """The version a flow was moved to while this drive held it (FlowMigrated), if this
+        process has it: the drive goes on under it (an executor's outcome is recorded against
+        the node that stands for its node there). None: the flow is let go, for a reactor
+        that has the version to claim."""
+        moved = self._registry.by_version(state.definition_version)
+        log.info(
+            "flow migrated while driven",
+            extra={"flow_id": state.flow_id, "version": state.definition_version,
+                   "known_here": moved is not None},
+        )  # fmt: skip
+        return moved
+
     async def _wait(self, state: FlowState, admission: Admission) -> None:
         """The flow waits for a slot or a rate limit, in its row, holding nothing."""
         log.info(
@@ -352,6 +370,11 @@ class Driver:
         None: the outcome is stale (another worker owns the node now), stop driving.
         """
         for _ in range(_RECORD_ATTEMPTS):
+            if state.definition_version != definition.version:
+                moved = self._migrated(state)
+                if moved is None:
+                    return None  # the node runs again where its new version is known
+                definition = moved
             # While shutting down, record the outcome but start no next node.
             choose = decide if self.stopping else decide_and_advance
             try:

@@ -99,6 +99,9 @@ class Code(enum.IntEnum):
     KEY_NAME_TAKEN = 40141
     """The tenant has (or had) a key of this name (HTTP 409): a name names one key for ever,
     since the log's actor ``key:<name>`` must not stand for two. Nothing was made."""
+    MIGRATION_RUNNING = 40142
+    """A migration of the same definition's flows is running (HTTP 409): one at a time per
+    definition; nothing was done, send it again when the other has ended."""
     INTERNAL = 50000
     """A fault of the service (logged with the request id); nothing about it is sent."""
     UNAVAILABLE = 50300

@@ -240,6 +240,19 @@ class FlowRestored(FlowEvent):
     archive_id: str
 
 
+class FlowMigrated(FlowEvent):
+    """Someone moved the flow from one version of its definition to another (a migration,
+    docs/workflows.md "Moving flows to another version"): from now on it runs under
+    ``to_version``, its node keys renamed by ``node_map`` (a key of the old version -> the
+    key of the new version; keys not named stay as they are). Reversible: migrating back is
+    another FlowMigrated."""
+
+    type: Literal["FlowMigrated"] = "FlowMigrated"
+    from_version: str
+    to_version: str
+    node_map: dict[str, str] = Field(default_factory=dict)
+
+
 AnyFlowEvent = Annotated[
     FlowCreated
     | ContextSet
@@ -261,7 +274,8 @@ AnyFlowEvent = Annotated[
     | FlowRestored
     | ChildrenStarted
     | ChildrenEnded
-    | ChildrenCommanded,
+    | ChildrenCommanded
+    | FlowMigrated,
     Field(discriminator="type"),
 ]
 
@@ -272,7 +286,7 @@ EVENT_TYPES: dict[str, type[FlowEvent]] = {
         FlowCreated, ContextSet, FlowStarted, FlowStopped, FlowResumed, CancelRequested,
         FlowCanceled, FlowRetried, NodeStarted, NodeOperationSubmitted, NodeWaiting,
         CallbackReceived, NodeSucceeded, NodeFailed, FlowFinished, FlowFailed, FlowArchived,
-        FlowRestored, ChildrenStarted, ChildrenEnded, ChildrenCommanded,
+        FlowRestored, ChildrenStarted, ChildrenEnded, ChildrenCommanded, FlowMigrated,
     )
 }  # fmt: skip
 

@@ -401,6 +401,11 @@ class WorkflowService:
             names = list(known.node_names) if known is not None else []
         return WorkflowDetail(info, seed_node_list(nodes), names, nodes)
 
+    def poke(self) -> None:
+        """Flows may have become due (appended to by a caller other than a command of this
+        service: a migration)."""
+        self._changed()
+
     def _changed(self) -> None:
         if self._on_change is not None:
             self._on_change()

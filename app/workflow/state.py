@@ -27,6 +27,7 @@ from flowlog.workflow.events import (
     FlowEvent,
     FlowFailed,
     FlowFinished,
+    FlowMigrated,
     FlowRestored,
     FlowResumed,
     FlowRetried,
@@ -330,6 +331,8 @@ def _changes(state: FlowState, event: FlowEvent, at: datetime) -> dict[str, Any]
             return {"archived": True}
         case FlowRestored():
             return {"archived": False}
+        case FlowMigrated():
+            return _migrated(state, event)
         case FlowCreated():
             raise FoldError("FlowCreated can only start a history")
     raise FoldError(f"unknown event {type(event).__name__}")
@@ -430,6 +433,41 @@ def _fan_changed(
             return _replace_fan(fan, failed=fan.failed - indexes,  # type: ignore[no-any-return]
                                 retrying=False, patch=None)  # fmt: skip
     return fan
+
+
+def _migrated(state: FlowState, event: FlowMigrated) -> dict[str, Any]:
+    """The flow under another version: every node key the state holds is renamed, so that
+    the target version finds what it looks up by key. The cursor (where it goes on), the
+    failed key (what Retry runs again), the fan's key (whose children a retry takes over)
+    and every execution's key (the running one is recorded against the target's node, a
+    retry series and the interruptions in a row are counted by key, and the console draws
+    executions on the target's graph by key). Names are kept: an execution ran under the
+    name it was recorded with."""
+    if event.from_version != state.definition_version:
+        raise FoldError(f"flow {state.flow_id} is on version {state.definition_version}, "
+                        f"not {event.from_version}: it cannot migrate from there")  # fmt: skip
+    changes: dict[str, Any] = {"definition_version": event.to_version}
+    if not event.node_map:
+        return changes
+    renamed = event.node_map.get
+    changes["cursor"] = None if state.cursor is None else renamed(state.cursor, state.cursor)
+    if state.failed_key is not None:
+        changes["failed_key"] = renamed(state.failed_key, state.failed_key)
+    if state.fan is not None:
+        changes["fan"] = _replace_fan(state.fan, key=renamed(state.fan.key, state.fan.key))
+    version = state.version + 1
+    changes["nodes"] = tuple(
+        _replace_node(node, key=event.node_map[node.key], version=version)
+        if node.key in event.node_map and event.node_map[node.key] != node.key
+        else node
+        for node in state.nodes
+    )
+    return changes
+
+
+def renamed_nodes(state: FlowState, event: FlowMigrated) -> list[str]:
+    """The node executions whose key ``event`` renames (their rows change)."""
+    return [n.node_id for n in state.nodes if event.node_map.get(n.key, n.key) != n.key]
 
 
 def _node_failed(state: FlowState, event: NodeFailed, at: datetime) -> dict[str, Any]:

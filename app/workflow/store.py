@@ -32,12 +32,12 @@ from flowlog.times import Clock, utc_now
 from flowlog.workflow.admission import release_statements
 from flowlog.workflow.caller import SYSTEM, Caller
 from flowlog.workflow.errors import FlowNotFound
-from flowlog.workflow.events import FlowEvent, FlowRetried, encode
+from flowlog.workflow.events import FlowEvent, FlowMigrated, FlowRetried, encode
 from flowlog.workflow.idempotency import KeyTaken, claim, claims, key_taken
 from flowlog.workflow.node_decisions import due_at
 from flowlog.workflow.projection import node_rows, touched_nodes, workflow_row
 from flowlog.workflow.queries import Q
-from flowlog.workflow.state import FlowState, evolve, offered_task, retimed
+from flowlog.workflow.state import FlowState, evolve, offered_task, renamed_nodes, retimed
 from flowlog.workflow.streams import flow_stream, fold_recorded
 
 
@@ -186,7 +186,10 @@ class FlowRepository:
         # Folded at the placeholder time: the projection rows take the append's recorded
         # time from the statement itself (projections.rows.APPEND_TIME).
         provisional = state
+        renamed: list[str] = []  # executions a migration renames: their rows change too
         for event in events:
+            if isinstance(event, FlowMigrated) and provisional is not None:
+                renamed += renamed_nodes(provisional, event)
             provisional = evolve(provisional, event, APPEND_TIME)
         assert provisional is not None
         meta = caller.metadata()
@@ -197,6 +200,7 @@ class FlowRepository:
         stream = flow_stream(provisional.flow_id)
         expected = Expect.NO_STREAM if state is None else state.version
         started, changed = touched_nodes(events)
+        changed |= set(renamed) - started
         if rows_absent:
             started, changed = {node.node_id for node in provisional.nodes}, set()
         change = FlowChange(

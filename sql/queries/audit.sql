@@ -87,3 +87,31 @@ SELECT version, "position", recorded_at, type, actor, reason, request_id, trace_
        data, metadata
 FROM flow_history_of($1::jsonb)
 ORDER BY version
+
+-- name: migration_versions
+-- The recorded versions of definition $1 (with their descriptions), if tenant $2 may see it
+-- (NULL: every definition is visible).
+SELECT version, definition
+FROM workflow_definitions WHERE name = $1 AND definition_visible(tenant_id, $2)
+
+-- name: migration_lock
+-- One migration at a time per definition name ($1), for as long as the transaction that
+-- takes it lasts: a transaction that takes no row lock and writes nothing has no transaction
+-- id, so holding it open holds back no reader's horizon. Two keys: the first keeps these
+-- locks apart from any other advisory lock of flowlog's.
+SELECT pg_try_advisory_xact_lock(hashtext('flowlog-migration'), hashtext($1))
+
+-- name: migration_flows
+-- The flows of definition $1 on versions $2 (tenant $3's only, unless NULL), by business type
+-- $4, status $5 (NULL: those that have not ended) and ids $6 (NULL: any), oldest first, at
+-- most $7.
+SELECT id
+FROM workflows
+WHERE name = $1 AND definition_version = ANY($2::text[])
+  AND ($3::text IS NULL OR tenant_id = $3)
+  AND ($4::text IS NULL OR biz_type = $4)
+  AND CASE WHEN $5::text IS NULL THEN status NOT IN ('Finished', 'Error', 'Canceled')
+           ELSE status = $5 END
+  AND ($6::text[] IS NULL OR id = ANY($6::text[]))
+ORDER BY created_at, id
+LIMIT $7

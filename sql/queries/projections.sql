@@ -30,15 +30,19 @@ WHERE 'flow-' || r.id IN (SELECT stream_id FROM appended)
 -- guesses of the arrays' length: joined with a set alone, it could choose to scan the table.
 -- A NULL context is one the append did not change: not sent, not written again (a map's
 -- parent holds a list of up to 10,000 elements, and appends hundreds of times).
+-- The definition version changes only with a migration (FlowMigrated); unchanged, it keeps
+-- the update HOT as before.
 UPDATE workflows AS w
 SET status = r.status,
+    definition_version = r.definition_version,
     context = coalesce(r.context, w.context),
     error_code = r.error_code,
     error_message = r.error_message,
     updated_at = (SELECT min(recorded_at) FROM appended),
     stream_version = r.stream_version
-FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::integer[], $5::text[], $6::bigint[])
-     AS r(id, status, context, error_code, error_message, stream_version)
+FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::integer[], $5::text[], $6::bigint[],
+            $7::text[])
+     AS r(id, status, context, error_code, error_message, stream_version, definition_version)
 WHERE w.id = ANY($1::text[]) AND w.id = r.id AND w.stream_version < r.stream_version
   AND 'flow-' || r.id IN (SELECT stream_id FROM appended)
 
@@ -61,9 +65,11 @@ WHERE 'flow-' || r.flow_id IN (SELECT stream_id FROM appended)
 
 -- name: update_nodes
 -- Node executions the batch's appends changed, never replacing a newer row ($1 the node ids,
--- $2 their flows' ids; the primary key looked up as in update_workflows).
+-- $2 their flows' ids; the primary key looked up as in update_workflows). The node key
+-- changes only with a migration that renames it (FlowMigrated's node map).
 UPDATE workflow_nodes AS n
 SET status = r.status,
+    node_key = r.node_key,
     operation_id = r.operation_id,
     parameters = r.parameters,
     result = r.result,
@@ -72,9 +78,9 @@ SET status = r.status,
     end_time = CASE WHEN r.end_time = '0001-01-02 00:00:00+00' THEN (SELECT min(recorded_at) FROM appended) ELSE r.end_time END,
     stream_version = r.stream_version
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-            $7::integer[], $8::text[], $9::timestamptz[], $10::bigint[])
+            $7::integer[], $8::text[], $9::timestamptz[], $10::bigint[], $11::text[])
      AS r(id, flow_id, status, operation_id, parameters, result, error_code, error_message,
-          end_time, stream_version)
+          end_time, stream_version, node_key)
 WHERE n.id = ANY($1::text[]) AND n.id = r.id AND n.stream_version < r.stream_version
   AND 'flow-' || r.flow_id IN (SELECT stream_id FROM appended)
 

@@ -7,6 +7,7 @@ refusals change nothing, and folding the produced history gives the state that p
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from datetime import timedelta
 
 from hypothesis import given, settings
@@ -34,8 +35,15 @@ from flowlog.workflow.commands import (
 from flowlog.workflow.decide import decide, decide_and_advance
 from flowlog.workflow.definition import NodeDefinition, NodeKind, RetryPolicy, WorkflowDefinition
 from flowlog.workflow.errors import Code, StaleOutcome, WorkflowError
-from flowlog.workflow.events import FlowCanceled, NodeFailed, NodeStarted, NodeSucceeded
-from flowlog.workflow.state import TERMINAL, FlowState, FlowStatus, NodeStatus
+from flowlog.workflow.events import (
+    FlowCanceled,
+    FlowEvent,
+    FlowMigrated,
+    NodeFailed,
+    NodeStarted,
+    NodeSucceeded,
+)
+from flowlog.workflow.state import TERMINAL, FlowState, FlowStatus, NodeStatus, evolve
 from flowlog.workflow.store import FlowRepository
 from tests.workflow.defs import backup_flow, noop, pausing_flow, polling_flow
 from tests.workflow.harness import REACTOR, Memory, created
@@ -83,7 +91,24 @@ ACTIONS = st.one_of(
     st.just("wait"),
     st.just("wake"),
     st.tuples(st.just("complete"), st.booleans()),
+    st.just("migrate"),
 )
+"""``migrate`` moves the flow to another version, every node key renamed, and back again (two
+appends): the folds (Python's and SQL's) rename what they hold, and undo it."""
+
+
+def there_and_back(state: FlowState, definition: WorkflowDefinition) -> list[FlowEvent]:
+    """A migration to another version with every key renamed, and one back; [] for a flow
+    that a migration would not move (ended, or archived)."""
+    if state.terminal or state.archived:
+        return []
+    renames = {key: f"{key}-v2" for key in definition.nodes}
+    back = {new: old for old, new in renames.items()}
+    version = state.definition_version
+    return [
+        FlowMigrated(from_version=version, to_version="other-version", node_map=renames),
+        FlowMigrated(from_version="other-version", to_version=version, node_map=back),
+    ]
 
 
 def command_for(memory: Memory, action: object) -> Command | None:
@@ -121,6 +146,8 @@ def command_for(memory: Memory, action: object) -> Command | None:
             return RecordWaiting(node_id, memory.now + timedelta(seconds=1), f"tok-{node_id}")
         case "wake":
             return Wake(node_id)
+        case "migrate":
+            return None  # not a command: see there_and_back
         case ("complete", succeeded):
             return CompleteCallback(node_id, bool(succeeded), by="tester", reason="because",
                                     message="no", changes={"answer": bool(succeeded)})  # fmt: skip
@@ -173,6 +200,18 @@ def test_random_command_sequences_keep_the_flow_valid_and_foldable(
 ) -> None:
     memory = created(definition, a=0)
     for action in actions:
+        if action == "migrate":
+            before = memory.flow
+            for event in there_and_back(before, definition):
+                memory.state = evolve(memory.state, event, memory.now)
+                memory.history.append((event, memory.now))
+            after = memory.flow
+            # There and back again: as it was, but for the versions that record the moves.
+            nodes = tuple(replace(n, version=m.version)
+                          for n, m in zip(after.nodes, before.nodes, strict=True))  # fmt: skip
+            assert replace(after, version=before.version, updated_at=before.updated_at,
+                           nodes=nodes) == before  # fmt: skip
+            continue
         command = command_for(memory, action)
         if command is None:
             continue
@@ -250,6 +289,11 @@ async def write_random_history(
     state = await flows.append(None, decide(None, create, definition, flows.clock()))
     memory.state = state
     for action in actions:
+        if action == "migrate":
+            for event in there_and_back(state, definition):
+                state = await flows.append(state, [event])
+            memory.state = state
+            continue
         for command in (command_for(memory, action), Advance()):
             if command is None:
                 continue
