@@ -173,6 +173,45 @@ async def test_a_shape_change_strands_running_flows_and_every_surface_says_so(
     assert "no flow waits for a definition version" in cleared.stdout
 
 
+async def test_a_stranded_flow_finishes_after_a_migration_to_the_new_version(
+    start_engine: StartEngine, serve: Serve, db: asyncpg.Pool
+) -> None:
+    """The issue's whole story: a deploy strands flows; they are reported; an admin moves them
+    to the new version (FlowMigrated, docs/workflows.md); the new processes run them to their
+    end and the report clears."""
+    old = await start_engine(V1)
+    flows = [await old.service.create(f"m{i}", "db", "backup", context={"hold": 1}, start=True)
+             for i in range(2)]  # fmt: skip
+    ids = sorted(flow.flow_id for flow in flows)
+    await old.stop()
+    client = await serve(Registry([V2]))
+    assert await awaiting(db) == [Awaiting("backup", V1.version, 2)]
+
+    body = {"from": V1.version, "to": V2.version, "dryRun": True}
+    path = "/api/v1/workflow-definitions/backup/migrations"
+    dry = await (await client.post(path, json=body)).json()
+    assert dry["code"] == 0, dry
+    assert sorted(f["workFlowId"] for f in dry["data"]["flows"] if f["outcome"] == "clean") == ids
+    assert await awaiting(db) == [Awaiting("backup", V1.version, 2)]  # a dry run moves nothing
+    applied = await (await client.post(path, json={**body, "dryRun": False})).json()
+    assert applied["code"] == 0, applied
+    assert {f["outcome"] for f in applied["data"]["flows"]} == {"migrated"}
+
+    async def finished() -> bool:
+        rows = await db.fetch("SELECT status FROM workflows WHERE id = ANY($1)", ids)
+        return {row["status"] for row in rows} == {"Finished"}
+
+    await _eventually(finished)
+    assert await awaiting(db) == []
+    for flow_id in ids:  # the new version's node ran: the flow went on under v2
+        types = await db.fetch(
+            "SELECT type, data FROM events WHERE stream_id = $1 ORDER BY version", f"flow-{flow_id}"
+        )
+        assert "FlowMigrated" in [row["type"] for row in types]
+        assert any(row["type"] == "NodeStarted" and row["data"].get("name") == "check"
+                   for row in types), types  # fmt: skip
+
+
 async def test_the_periodic_check_logs_only_changes(
     start_engine: StartEngine, db: asyncpg.Pool, caplog: pytest.LogCaptureFixture
 ) -> None:
