@@ -55,7 +55,10 @@ class TextFormatter(logging.Formatter):
 
 def _shown(value: Any) -> str:
     text = value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
-    return text if text and " " not in text and "=" not in text else repr(text)
+    # Quoted (repr escapes control characters) unless plain: a value a client chose (a path)
+    # must never start a line of its own.
+    plain = text and text.isprintable() and " " not in text and "=" not in text
+    return text if plain else repr(text)
 
 
 def configure(level: str = "INFO", fmt: str = "json") -> None:

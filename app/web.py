@@ -23,11 +23,13 @@ from datetime import timedelta
 import aiohttp
 from aiohttp import web
 
+from flowlog.access.limiter import Coalescer
 from flowlog.access.oidc import OidcClient
 from flowlog.access.ring import KeyRing
 from flowlog.access.roles import Role
 from flowlog.access.tokens import Tokens
 from flowlog.api import keys
+from flowlog.api.authorize import REFUSAL_WINDOW, REFUSALS
 from flowlog.api.bad_http import quiet_bad_requests
 from flowlog.api.metrics import Metrics
 from flowlog.api.middleware import CONSOLE_ROUTES, make_middlewares
@@ -149,6 +151,7 @@ def create_app(
     app[keys.DATABASE] = DatabaseUrls(database) if isinstance(database, str) else database
     app[keys.REGISTRY] = registry or Registry()
     app[keys.ACCESS] = access
+    app[REFUSALS] = Coalescer(REFUSAL_WINDOW)
     app[keys.METRICS] = metrics
     app[keys.SHUTTING_DOWN] = asyncio.Event()
     app.on_shutdown.append(_end_streams)

@@ -56,6 +56,9 @@ class AccessRefused(AccessEvent):
     needed: str
     role: str
     reason: str = ""
+    repeats: int = 0
+    """Refusals of the same caller and route folded into this one since the last recorded
+    (at most one is recorded every 10 s: a caller refused in a loop cannot fill the log)."""
 
 
 class LoginRefused(AccessEvent):
@@ -65,6 +68,8 @@ class LoginRefused(AccessEvent):
     method: Literal["key", "oidc"]
     address: str
     reason: str
+    repeats: int = 0
+    """Failed log-ins folded into this one since the last recorded (one a second at most)."""
 
 
 _Event = Annotated[

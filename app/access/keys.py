@@ -26,11 +26,15 @@ def new_secret() -> str:
     return PREFIX + secrets.token_urlsafe(32)
 
 
-def derived_secret(server_secret: bytes, tenant: str, idempotency_key: str) -> tuple[str, str]:
+def derived_secret(
+    server_secret: bytes, actor: str, tenant: str, idempotency_key: str
+) -> tuple[str, str]:
     """A key's id and secret made from a create's Idempotency-Key: the same request sent again
-    answers the same key, although the service never stores a key (only its digest)."""
-    seed = hmac.new(server_secret, f"api-key\x00{tenant}\x00{idempotency_key}".encode(),
-                    hashlib.sha256).digest()  # fmt: skip
+    by the same caller answers the same key, although the service never stores a key (only
+    its digest). The caller is part of the derivation: another caller sending the same
+    Idempotency-Key makes another key, never learns this one."""
+    message = f"api-key\x00{actor}\x00{tenant}\x00{idempotency_key}".encode()
+    seed = hmac.new(server_secret, message, hashlib.sha256).digest()
     secret = hmac.new(seed, b"secret", hashlib.sha256).digest()
     key_id = hmac.new(seed, b"id", hashlib.sha256).hexdigest()[:32]
     return key_id, PREFIX + base64.urlsafe_b64encode(secret).decode().rstrip("=")

@@ -43,3 +43,31 @@ class FailureLimit:
             del self._failures[next(iter(self._failures))]
         self._recent(address)
         self._failures.setdefault(address, deque()).append(self._clock())
+
+
+class Coalescer:
+    """At most one record per key a ``window``: the refusals in between are counted and told
+    with the next record (``repeats``), so a caller refused in a loop cannot fill the log."""
+
+    def __init__(
+        self, window: float, *, most_keys: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:  # fmt: skip
+        self.window = window
+        self._most = most_keys
+        self._clock = clock
+        self._last: dict[object, tuple[float, int]] = {}
+
+    def admit(self, key: object) -> int | None:
+        """None: fold this one into the next record; else record it now, saying how many were
+        folded since the last record of ``key``."""
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and now - last[0] < self.window:
+            self._last[key] = (last[0], last[1] + 1)
+            return None
+        if last is None and len(self._last) >= self._most:
+            del self._last[next(iter(self._last))]  # bounded memory: forget the oldest key
+        self._last.pop(key, None)
+        self._last[key] = (now, 0)
+        return 0 if last is None else last[1]

@@ -183,9 +183,7 @@ class KeyRing:
             if record is not None and record.status(datetime.now(UTC)) == "active":
                 identity = record.identity()
         elif claims.kind == "token":
-            if self.tokens.fingerprint(claims.name) == claims.binding:
-                identity = next((i for i in self.tokens.by_token.values()
-                                 if i.name == claims.name), None)  # fmt: skip
+            identity = self.tokens.by_fingerprint(claims.name, claims.binding)
         elif claims.kind == "oidc" and self.single_sign_on:
             identity = Identity("oidc", claims.name, claims.tenant, Role(claims.role),
                                 display=claims.binding)  # fmt: skip

@@ -163,20 +163,22 @@ class KeyStore:
             await self.pool.execute(Q.used, list(uses), list(uses.values()))
 
     async def refused(
-        self, identity: Identity, *, method: str, route: str, needed: Role, caller: Caller
-    ) -> None:
-        """Records that ``identity`` was refused ``method route`` for want of ``needed``."""
+        self, identity: Identity, *, method: str, route: str, needed: Role, caller: Caller,
+        repeats: int = 0,
+    ) -> None:  # fmt: skip
+        """Records that ``identity`` was refused ``method route`` for want of ``needed`` (and
+        ``repeats`` times more since the last such record)."""
         event = AccessRefused(
             tenant_id=identity.tenant, method=method, route=route, needed=needed.value,
-            role=identity.role.value,
+            role=identity.role.value, repeats=repeats,
         )  # fmt: skip
         await self.store.append(
             refusals_stream(identity.tenant, identity.actor), [_event(event, caller)], Expect.ANY
         )
 
-    async def login_refused(self, *, method: str, address: str, reason: str, caller: Caller
-                            ) -> None:  # fmt: skip
-        event = LoginRefused(method=method, address=address, reason=reason)
+    async def login_refused(self, *, method: str, address: str, reason: str, caller: Caller,
+                            repeats: int = 0) -> None:  # fmt: skip
+        event = LoginRefused(method=method, address=address, reason=reason, repeats=repeats)
         await self.store.append(
             refusals_stream("", f"login:{address}"), [_event(event, caller)], Expect.ANY
         )

@@ -30,6 +30,10 @@ class Tokens:
             token, sep2, tenant = rest.partition(":")
             if not (sep and sep2 and name and token and tenant):
                 raise ValueError(f"a token is name:token:tenant, not {entry!r}")
+            if any(known.name == name for known in tokens.values()):
+                # The log's actor token:<name> must stand for one token, and a console session
+                # names its token.
+                raise ValueError(f"two tokens are named {name!r}: give each its own name")
             tokens[token] = Identity("token", name, tenant, Role.ADMIN)
         return cls(tokens)
 
@@ -43,6 +47,14 @@ class Tokens:
             if hmac.compare_digest(presented.encode(), token.encode()):
                 found = identity
         return found
+
+    def by_fingerprint(self, name: str, fingerprint: str) -> Identity | None:
+        """The token named ``name`` whose digest is ``fingerprint`` (a session's binding)."""
+        for token, identity in self.by_token.items():
+            digest = hashlib.sha256(token.encode()).hexdigest()[:32]
+            if identity.name == name and hmac.compare_digest(digest, fingerprint):
+                return identity
+        return None
 
     def fingerprint(self, name: str) -> str | None:
         """A digest of the token named ``name`` (its sessions carry it: a token rotated

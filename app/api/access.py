@@ -14,16 +14,24 @@ from urllib.parse import urlsplit
 from aiohttp import hdrs, web
 
 from flowlog.access.sessions import SESSION_SECONDS
+from flowlog.api import keys
 
 SESSION_COOKIE = "flowlog_session"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+def secure_cookies(request: web.Request) -> bool:
+    """Whether cookies are sent over HTTPS only: the request came over TLS, or the service is
+    reached at an https FLOWLOG_PUBLIC_URL (TLS ended at a proxy, plain HTTP behind it)."""
+    public = request.app[keys.SETTINGS].public_url or ""
+    return request.secure or public.startswith("https://")
+
+
 def set_session_cookie(response: web.StreamResponse, request: web.Request, value: str) -> None:
     response.set_cookie(
         SESSION_COOKIE, value, max_age=SESSION_SECONDS, path="/", httponly=True,
-        samesite="Strict", secure=request.secure,
+        samesite="Strict", secure=secure_cookies(request),
     )  # fmt: skip
 
 

@@ -68,14 +68,17 @@ async def create_key(request: web.Request, body: KeyCreate) -> CreatedKey:
     ring = request.app[keys.ACCESS]
     idempotency = context_of(request).idempotency
     if idempotency is not None:
-        key_id, secret = api_keys.derived_secret(ring.secret, tenant, idempotency.key)
+        key_id, secret = api_keys.derived_secret(
+            ring.secret, identity.actor, tenant, idempotency.key
+        )
     else:
         key_id, secret = api_keys.new_id(), api_keys.new_secret()
     record = await ring.store.create(
         key_id=key_id, secret=secret, tenant=tenant, name=body.name, role=role,
         expires_at=body.expiresAt, caller=_caller(request),
     )  # fmt: skip
-    if (record.name, record.role, record.expires_at) != (body.name, role, body.expiresAt):
+    made = (record.name, record.role, record.expires_at, record.created_by)
+    if made != (body.name, role, body.expiresAt, identity.actor):
         raise WorkflowError(
             Code.IDEMPOTENCY_REUSED,
             "this Idempotency-Key made another key; send a new key for a new request",
@@ -109,6 +112,13 @@ async def revoke_key(request: web.Request, keyId: str, body: KeyRevoke) -> KeyIn
     ring = request.app[keys.ACCESS]
     if len(keyId) > 64:
         raise WorkflowError(Code.KEY_NOT_FOUND, "no such key here")
+    found = await ring.store.get(keyId)
+    tenant = tenant_of(request)
+    visible = found is not None and (tenant is None or found.tenant == tenant)
+    if visible and found is not None and not _identity(request).role.allows(found.role):
+        # A key above one's own role (a superadmin's living in this tenant): only a superadmin
+        # revokes it.
+        await authorize(request, Role.SUPERADMIN, PATH + "/{keyId}/revoke")
     record = await ring.store.revoke(
         keyId, tenant=tenant_of(request), caller=_caller(request, body.reason),
         reason=body.reason,

@@ -7,6 +7,7 @@ import logging
 
 from aiohttp import web
 
+from flowlog.access.limiter import Coalescer
 from flowlog.access.roles import Role
 from flowlog.api import keys
 from flowlog.api.context import context_of
@@ -14,6 +15,10 @@ from flowlog.workflow.caller import Caller
 from flowlog.workflow.errors import Code, WorkflowError
 
 log = logging.getLogger(__name__)
+
+REFUSALS = web.AppKey("refusals", Coalescer)
+"""At most one AccessRefused event per caller and route every 10 s (the rest are counted)."""
+REFUSAL_WINDOW = 10.0
 
 
 async def authorize(request: web.Request, needed: Role | None, route: str) -> None:
@@ -27,13 +32,17 @@ async def authorize(request: web.Request, needed: Role | None, route: str) -> No
     if identity.role.allows(needed):
         return
     request.app[keys.METRICS].refusals.labels(needed=needed.value).inc()
-    caller = Caller(actor=identity.actor, trace_id=ctx.trace_id, request_id=ctx.request_id)
-    try:
-        await request.app[keys.ACCESS].store.refused(
-            identity, method=request.method, route=route, needed=needed, caller=caller
-        )
-    except Exception as exc:  # the refusal stands even if the log cannot take it now
-        log.warning("refusal not recorded", extra={"error": repr(exc), "actor": identity.actor})
+    repeats = request.app[REFUSALS].admit((identity.actor, request.method, route))
+    if repeats is not None:
+        caller = Caller(actor=identity.actor, trace_id=ctx.trace_id, request_id=ctx.request_id)
+        try:
+            await request.app[keys.ACCESS].store.refused(
+                identity, method=request.method, route=route, needed=needed, caller=caller,
+                repeats=repeats,
+            )  # fmt: skip
+        except Exception as exc:  # the refusal stands even if the log cannot take it now
+            extra = {"error": repr(exc), "actor": identity.actor}
+            log.warning("refusal not recorded", extra=extra)
     raise WorkflowError(
         Code.ROLE_REQUIRED,
         f"this needs the {needed} role; {identity.actor} has the {identity.role} role",

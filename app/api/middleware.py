@@ -41,6 +41,9 @@ from flowlog.workflow.idempotency import DEFAULT_TTL, Idempotency
 
 log = logging.getLogger("flowlog.api")
 
+EVERY_TENANT_SCOPE = "\x1fevery tenant"
+"""The namespace of a superadmin's idempotency keys (no tenant's name starts with a control
+character)."""
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/api/v1/docs"})
 CONSOLE_ROUTES = "console."
 """Routes named with this prefix are the console's: its pages answer a missing log-in with a
@@ -179,7 +182,12 @@ def _context(
                       identity=identity)  # fmt: skip
     if key is None:
         return ctx
-    return dataclasses.replace(ctx, idempotency=Idempotency(key, ctx.tenant_id, idempotency_ttl))
+    scope = ctx.tenant_id
+    if identity is not None and identity.every_tenant and identity is not OPEN:
+        # A superadmin's answers name every tenant's flows: its keys are not its home tenant's,
+        # whose callers would be answered them again for the same key.
+        scope = EVERY_TENANT_SCOPE
+    return dataclasses.replace(ctx, idempotency=Idempotency(key, scope, idempotency_ttl))
 
 
 def _stamp(request: web.Request, response: web.StreamResponse, request_id: str) -> None:

@@ -20,7 +20,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from flowlog.access.limiter import FailureLimit
+from flowlog.access.limiter import Coalescer, FailureLimit
 from flowlog.access.roles import ANYONE, Role
 from flowlog.api.context import context_of
 from flowlog.api.middleware import CONSOLE_ROUTES
@@ -81,6 +81,7 @@ def setup_console(app: web.Application) -> None:
     )
     app.on_response_prepare.append(_security_headers)
     app[login.FAILURES] = FailureLimit()
+    app[login.LOGIN_EVENTS] = Coalescer(1.0)
     for method, path, handler, name, role in PAGES:
         app.router.add_route(method, path, _needs(role, handler), name=CONSOLE_ROUTES + name)
     for prefix, folder, name in FILES:

@@ -11,7 +11,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from flowlog.access.identity import Identity
-from flowlog.access.limiter import FailureLimit
+from flowlog.access.limiter import Coalescer, FailureLimit
 from flowlog.api import keys
 from flowlog.api.access import clear_session_cookie, set_session_cookie
 from flowlog.api.context import context_of
@@ -22,6 +22,9 @@ from flowlog.workflow.caller import Caller
 log = logging.getLogger("flowlog.console")
 
 FAILURES = web.AppKey("login_failures", FailureLimit)
+LOGIN_EVENTS = web.AppKey("login_events", Coalescer)
+"""At most one LoginRefused event a second for the whole process (the rest are counted in the
+next, and in the metric): addresses are many, the log is one."""
 
 
 def address_of(request: web.Request) -> str:
@@ -89,10 +92,13 @@ async def refuse(request: web.Request, method: str, reason: str) -> None:
     ctx = context_of(request)
     extra = {"request_id": ctx.request_id, "method": method, "reason": reason}
     log.warning("console log-in refused", extra=extra)
+    repeats = request.app[LOGIN_EVENTS].admit("login")
+    if repeats is None:
+        return
     caller = Caller(actor="anonymous", trace_id=ctx.trace_id, request_id=ctx.request_id)
     try:
         await request.app[keys.ACCESS].store.login_refused(
-            method=method, address=address, reason=reason, caller=caller
+            method=method, address=address, reason=reason, caller=caller, repeats=repeats
         )
     except Exception as exc:  # the refusal stands even if the log cannot take it now
         log.warning("refused log-in not recorded", extra={"error": repr(exc)})

@@ -29,6 +29,7 @@ from flowlog.access.oidc import PENDING_MAX_AGE, OidcClient, OidcPending, OidcRe
 from flowlog.access.roles import Role
 from flowlog.access.sessions import b64, mac
 from flowlog.api import keys
+from flowlog.api.access import secure_cookies
 from flowlog.console.login import limited, local_target, refuse, signed_in
 from flowlog.console.pages import render
 
@@ -73,7 +74,7 @@ async def oidc_login(request: web.Request) -> web.StreamResponse:
     response = web.Response(status=303, headers={"Location": url})
     response.set_cookie(
         PENDING_COOKIE, seal(request, pending, target), max_age=PENDING_MAX_AGE,
-        path=COOKIE_PATH, httponly=True, samesite="Lax", secure=_secure(request),
+        path=COOKIE_PATH, httponly=True, samesite="Lax", secure=secure_cookies(request),
     )  # fmt: skip
     return response
 
@@ -169,11 +170,6 @@ def _redirect_uri(request: web.Request) -> str | None:
     if not _HOST.match(host):
         return None
     return f"{request.scheme}://{host}{CALLBACK_PATH}"
-
-
-def _secure(request: web.Request) -> bool:
-    public = request.app[keys.SETTINGS].public_url or ""
-    return request.secure or public.startswith("https://")
 
 
 def _shown_name(name: str, subject: str) -> str:

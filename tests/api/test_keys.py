@@ -365,3 +365,58 @@ async def test_an_open_server_names_the_tenant_of_its_first_key_and_stays_closed
     await refused(await service.client.get(FLOWS), 401, Code.UNAUTHORIZED)
     await refused(await service.client.get(FLOWS, headers=bearer(made["key"])), 401,
                   Code.UNAUTHORIZED)  # fmt: skip
+
+
+async def test_only_a_superadmin_revokes_a_key_above_the_callers_role(
+    acme: tuple[Service, str], database_url: str
+) -> None:
+    service, root = acme
+    boss = await first_key(database_url, tenant="acme", name="boss", role=Role.SUPERADMIN)
+    await service.app[keys.ACCESS].reload()
+    listed = await ok(await service.client.get(KEYS, headers=bearer(root)), paged=True)
+    [boss_id] = [k["id"] for k in listed["data"]["keys"] if k["name"] == "boss"]
+    answer = await service.client.post(f"{KEYS}/{boss_id}/revoke", json={}, headers=bearer(root))
+    refusal = await refused(answer, 403, Code.ROLE_REQUIRED)
+    assert refusal["data"]["roleNeeded"] == "superadmin"
+    await ok(await service.client.get(FLOWS, headers=bearer(boss)), paged=True)  # still good
+
+
+async def test_another_caller_with_the_same_idempotency_key_never_gets_the_key(
+    acme: tuple[Service, str], database_url: str
+) -> None:
+    service, root = acme
+    boss = await first_key(database_url, tenant="ops", name="boss", role=Role.SUPERADMIN)
+    await service.app[keys.ACCESS].reload()
+    key = {"Idempotency-Key": "ci-1"}
+    body = {"name": "ci", "role": "admin", "tenant": "acme"}
+    made = await ok(await service.client.post(KEYS, json=body, headers={**bearer(boss), **key}))
+    again = await service.client.post(
+        KEYS, json={"name": "ci", "role": "admin"}, headers={**bearer(root), **key}
+    )
+    text = await again.text()
+    assert made["key"] not in text
+    await refused(again, 409, Code.KEY_NAME_TAKEN)  # its own key would be another "ci"
+
+
+async def test_a_superadmins_bulk_answer_is_not_replayed_to_its_home_tenant(
+    acme: tuple[Service, str], database_url: str
+) -> None:
+    service, root = acme
+    boss = await first_key(database_url, tenant="acme", name="boss", role=Role.SUPERADMIN)
+    theirs = await first_key(database_url, tenant="beta", name="broot")
+    await service.app[keys.ACCESS].reload()
+    beta_flow = await create(service.client, headers=bearer(theirs), start=False)
+    body = {"action": "cancel", "filter": {"status": "Initializing"}, "reason": "sweep"}
+    key = {"Idempotency-Key": "nightly-sweep"}
+    done = await ok(await service.client.post(FLOWS + "bulk", json=body,
+                                              headers={**bearer(boss), **key}))  # fmt: skip
+    assert beta_flow in str(done)
+    replay = await service.client.post(FLOWS + "bulk", json=body, headers={**bearer(root), **key})
+    assert beta_flow not in await replay.text()
+
+
+def test_two_tokens_of_one_name_are_refused() -> None:
+    from flowlog.access.tokens import Tokens
+
+    with pytest.raises(ValueError, match="two tokens are named 'ci'"):
+        Tokens.parse("ci:token-a:acme,ci:token-b:beta")

@@ -257,3 +257,16 @@ async def test_every_answer_carries_the_security_headers(client: Client) -> None
         assert "frame-ancestors 'none'" in policy
         assert "unsafe-inline" not in policy
         assert "http" not in policy  # no other host
+
+
+async def test_behind_a_tls_proxy_the_session_cookie_is_secure(make_service: MakeService) -> None:
+    """TLS ends at the proxy (FLOWLOG_PUBLIC_URL says https): the cookie must still never
+    travel over plain HTTP."""
+    service = await make_service(
+        tokens=TOKENS, env={"FLOWLOG_PUBLIC_URL": "https://flowlog.example.com"}
+    )
+    answer = await log_in(service.client, "token-a")
+    assert answer.status == 303
+    [cookie] = [h for h in answer.headers.getall("Set-Cookie") if h.startswith(SESSION_COOKIE)]
+    assert "Secure" in cookie
+    assert "HttpOnly" in cookie
