@@ -32,6 +32,7 @@ from flowlog.eventstore import (
     connect,
     create_pool,
 )
+from flowlog.eventstore.wakeloop import every
 from flowlog.replicas.router import ReadObserver, ReadRouter, ReadSettings
 from flowlog.roles import DatabaseUrls
 from flowlog.schedules.scheduler import Scheduler, SchedulerSettings
@@ -323,23 +324,16 @@ class Engine:
             self._changed()
 
     async def _refresh_catalog(self) -> None:
-        while True:
-            await asyncio.sleep(self._catalog_interval)
-            try:
-                await self.load_declarative_definitions()
-            except Exception as exc:  # the loop must outlive any one failure
-                log.warning("definition catalog refresh failed", extra={"error": repr(exc)})
+        await every(self._catalog_interval, self.load_declarative_definitions,
+                    "definition catalog refresh failed", log)  # fmt: skip
 
     async def _sweep_keys(self) -> None:
-        while True:
-            await asyncio.sleep(self._sweep_interval)
-            try:
-                swept = await idempotency.sweep(self.pool)
-            except Exception as exc:  # the loop must outlive any one failure
-                log.warning("idempotency key sweep failed", extra={"error": repr(exc)})
-                continue
+        async def sweep() -> None:
+            swept = await idempotency.sweep(self.pool)
             if swept:
                 log.info("expired idempotency keys deleted", extra={"keys": swept})
+
+        await every(self._sweep_interval, sweep, "idempotency key sweep failed", log)
 
     def _changed(self) -> None:
         # Operators' commands may make a flow due: the local reactor looks at once, without

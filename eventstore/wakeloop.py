@@ -9,6 +9,7 @@ notification would miss.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from flowlog.eventstore.notify import Listener, wait_any
@@ -64,3 +65,15 @@ async def wake_or_poll(
     finally:
         if notified is not None and listener is not None:
             listener.unregister(notified)
+
+
+async def every(seconds: float, work: Callable[[], Awaitable[object]], failed: str,
+                logger: logging.Logger) -> None:  # fmt: skip
+    """Runs ``work`` every ``seconds``, for ever (until cancelled); a failure is logged as
+    ``failed`` and the next run comes as usual."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await work()
+        except Exception as exc:  # the loop must outlive any one failure
+            logger.warning(failed, extra={"error": repr(exc)})

@@ -112,7 +112,8 @@ async def revoke_key(request: web.Request, keyId: str, body: KeyRevoke) -> KeyIn
     ring = request.app[keys.ACCESS]
     if len(keyId) > 64:
         raise WorkflowError(Code.KEY_NOT_FOUND, "no such key here")
-    found = await ring.store.get(keyId)
+    # Every key is in memory; one made a moment ago elsewhere may not be yet: then the table.
+    found = ring.key(keyId) or await ring.store.get(keyId)
     tenant = tenant_of(request)
     visible = found is not None and (tenant is None or found.tenant == tenant)
     if visible and found is not None and not _identity(request).role.allows(found.role):

@@ -22,6 +22,7 @@ import asyncpg
 
 from flowlog.eventstore import TRANSIENT_ERRORS
 from flowlog.eventstore.pool import Executor
+from flowlog.eventstore.wakeloop import every
 from flowlog.sql import load_queries
 
 log = logging.getLogger(__name__)
@@ -138,12 +139,7 @@ class VersionBeat:
             log.warning("process versions not removed", extra={"error": repr(exc)})
 
     async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.beat()
-            except Exception as exc:  # the loop must outlive any one failure
-                log.warning("process versions not written", extra={"error": repr(exc)})
+        await every(self.interval, self.beat, "process versions not written", log)
 
 
 class AwaitingWatch:
@@ -188,9 +184,4 @@ class AwaitingWatch:
         return found
 
     async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.check()
-            except Exception as exc:  # the loop must outlive any one failure
-                log.warning("flows awaiting versions not checked", extra={"error": repr(exc)})
+        await every(self.interval, self.check, "flows awaiting versions not checked", log)
