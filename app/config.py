@@ -36,12 +36,15 @@ from flowlog.config_values import (
     RetentionsText,
     RetentionText,
     SystemUser,
+    WebhookAllowText,
     WholeNumber,
     WholeSeconds,
     one_of,
 )
 from flowlog.pgserver import DEFAULT_SYSTEM_USER
 from flowlog.replicas.router import ReadSettings
+from flowlog.webhooks.settings import WebhookSettings
+from flowlog.webhooks.urls import AllowList
 from flowlog.workflow.reactor import ReactorSettings
 
 
@@ -59,13 +62,16 @@ def default_data_dir(euid: int, home: Path) -> Path:
     return home / ".local" / "share" / "flowlog" / "pgdata"
 
 
-Topic = Literal["database", "embedded", "serve", "sign-on", "reactor", "archive", "logs"]
+Topic = Literal[
+    "database", "embedded", "serve", "sign-on", "reactor", "webhooks", "archive", "logs"
+]
 TOPICS: dict[Topic, str] = {
     "database": "",
     "embedded": "when DATABASE_URL is unset",
     "serve": "",
     "sign-on": "the console's single sign-on, docs/access.md",
     "reactor": "",
+    "webhooks": "docs/webhooks.md",
     "archive": "",
     "logs": "",
 }
@@ -214,6 +220,19 @@ class Settings(BaseSettings):
         json_schema_extra=_about("serve"),
         description="how long an `Idempotency-Key` is remembered (docs/api.md)",
     )  # fmt: skip
+    webhook_allow: WebhookAllowText = Field(
+        None, alias="FLOWLOG_WEBHOOK_ALLOW",
+        json_schema_extra=_about("webhooks", "none: public addresses only"),
+        description="addresses, networks (CIDR) and host names that webhooks may be sent to "
+        "although they are not public (`127.0.0.1,10.0.0.0/8,hooks.internal`): without it, "
+        "loopback, private and link-local addresses are refused",
+    )  # fmt: skip
+    webhook_retry_hours: WholeNumber = Field(
+        24, alias="FLOWLOG_WEBHOOK_RETRY_HOURS", ge=1, le=24 * 30,
+        json_schema_extra=_about("webhooks"),
+        description="how long a failing webhook delivery is retried (exponential backoff with "
+        "jitter) before it is dead-lettered",
+    )  # fmt: skip
     read_database_urls: DatabaseUrls = Field(
         (), alias="FLOWLOG_READ_DATABASE_URL",
         json_schema_extra=_about("database", "none: reads on the primary"),
@@ -320,6 +339,14 @@ class Settings(BaseSettings):
             mapping=OidcSettings.parse_mapping(self.oidc_map or ""),
             claim=self.oidc_claim.strip(), scopes=" ".join(self.oidc_scopes.split()),
         )  # fmt: skip
+
+    @property
+    def webhooks(self) -> WebhookSettings:
+        """How this process delivers webhooks (docs/webhooks.md)."""
+        return WebhookSettings(
+            allow=AllowList.parse(self.webhook_allow),
+            retry_seconds=self.webhook_retry_hours * 3600.0,
+        )
 
     @property
     def read_wait(self) -> float:

@@ -17,6 +17,7 @@ from pydantic import BeforeValidator
 from flowlog.access.oidc import OidcSettings
 from flowlog.archive.policy import parse_definitions, parse_duration
 from flowlog.pgserver import DEFAULT_SYSTEM_USER
+from flowlog.webhooks.urls import AllowList
 
 
 def _whole_number(text: Any) -> Any:
@@ -156,6 +157,20 @@ def _oidc_map(text: Any) -> Any:
 
 
 OidcMapText = Annotated[str | None, BeforeValidator(_oidc_map)]
+
+
+def _webhook_allow(text: Any) -> Any:
+    value = text.strip() if isinstance(text, str) else text
+    if not value:
+        return None
+    try:
+        AllowList.parse(value)
+    except ValueError as exc:
+        raise ValueError(str(exc).removeprefix("FLOWLOG_WEBHOOK_ALLOW: ")) from None
+    return value
+
+
+WebhookAllowText = Annotated[str | None, BeforeValidator(_webhook_allow)]
 """``value=tenant:role`` entries separated by commas (flowlog.access.oidc), as written."""
 
 
