@@ -102,6 +102,15 @@ class Code(enum.IntEnum):
     MIGRATION_RUNNING = 40142
     """A migration of the same definition's flows is running (HTTP 409): one at a time per
     definition; nothing was done, send it again when the other has ended."""
+    RULE_NOT_FOUND = 40150
+    """No event rule of the caller's tenant has this id (HTTP 404)."""
+    BAD_CLOUDEVENT = 40151
+    """The request is not a CloudEvent flowlog takes: an attribute missing or malformed, the
+    spec version not 1.0, data that is not storable JSON (HTTP 400); the message says which.
+    Nothing was recorded."""
+    UNSUPPORTED_EVENT_MODE = 40152
+    """A CloudEvents content mode or data type flowlog does not take: batch mode, a format
+    other than JSON, binary mode with data that is not JSON (HTTP 415). Nothing was recorded."""
     INTERNAL = 50000
     """A fault of the service (logged with the request id); nothing about it is sent."""
     UNAVAILABLE = 50300
