@@ -10,6 +10,7 @@ of what the log stores (lengths, NUL, depth).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -113,9 +114,15 @@ def _header(headers: Sequence[tuple[str, str]], name: str) -> str | None:
 def _json(body: bytes, what: str) -> Any:
     # Keys given twice are refused by the API before (app/api/json_keys.py).
     try:
-        return orjson.loads(body)
+        orjson.loads(body)  # strict: UTF-8, no NaN, at most 1024 levels
     except orjson.JSONDecodeError as exc:
         raise bad(f"{what} is not JSON: {str(exc)[:200]}") from None
+    try:
+        # Read again to keep integers whole: orjson reads those beyond 64 bits as floats, and
+        # they must be refused (the log cannot store them), not rounded.
+        return json.loads(body)
+    except RecursionError:
+        raise bad(f"{what} nests too deep") from None
 
 
 def _structured(tenant: str, body: bytes) -> ReceivedEvent:
