@@ -30,7 +30,12 @@ def test_both_modes_read_the_same_event(binary: bool) -> None:
     message = (to_binary if binary else to_structured)(event, JSONFormat())
     read = _parse(message.headers, message.body)
     assert (read.tenant, read.id, read.source, read.type, read.subject, read.time) == (
-        "tenant-a", "e-9", "/clusters", "backup.requested", "s", WHEN
+        "tenant-a",
+        "e-9",
+        "/clusters",
+        "backup.requested",
+        "s",
+        WHEN,
     )
     assert read.data == {"clusterId": "c-1", "n": 2}
     assert read.extensions == {"region": "eu1"}

@@ -12,7 +12,7 @@ import pytest
 from flowlog.triggers.events import rule_stream
 from flowlog.triggers.rules import MAX_RULES_PER_TYPE
 from tests.api.conftest import TOKENS, MakeService, Service
-from tests.api.helpers import A, B, DEFINITIONS, ok, post, refused
+from tests.api.helpers import DEFINITIONS, A, B, ok, post, refused
 from tests.triggers.helpers import RULES, make_rule
 
 NOOP = {"nodes": {"start": {"name": "step", "executor": {"type": "noop"}}}}
@@ -32,8 +32,8 @@ async def test_a_rule_is_made_read_listed_changed_and_deleted(service: Service) 
     assert await ok(await client.get(f"{RULES}/{rule['id']}")) == rule
     listed = await ok(await client.get(RULES), paged=True)
     assert [r["id"] for r in listed["data"]["rules"]] == [rule["id"]]
-    changed = await ok(await client.patch(f"{RULES}/{rule['id']}",
-                                          json={"source": None, "bizId": "{{subject}}"}))  # fmt: skip
+    change = {"source": None, "bizId": "{{subject}}"}
+    changed = await ok(await client.patch(f"{RULES}/{rule['id']}", json=change))
     assert (changed["source"], changed["bizId"], changed["version"]) == (None, "{{subject}}", 2)
     assert changed["context"] == rule["context"]
     assert changed["createdAt"] == rule["createdAt"]
