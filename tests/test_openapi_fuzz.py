@@ -79,6 +79,13 @@ SEMANTIC_RULES = {
     ("GET", "/api/v1/keys"),  # a cursor this list did not give
     # Versions the definition does not have; a node map naming keys they do not have.
     ("POST", "/api/v1/workflow-definitions/{name}/migrations"),
+    # A definition the tenant cannot start; a template path to nowhere; a cursor not given.
+    ("POST", "/api/v1/event-rules"),
+    ("PATCH", "/api/v1/event-rules/{ruleId}"),
+    ("GET", "/api/v1/event-rules"),
+    ("GET", "/api/v1/events"),
+    # Not a CloudEvent: the document cannot describe the two content modes as one body.
+    ("POST", "/api/v1/events"),
 }
 
 TOKEN = "fuzz-token"
