@@ -80,8 +80,11 @@ class Answer:
 
 
 def dedupe_key(event: ReceivedEvent) -> Idempotency:
+    """The event's key among the tenant's idempotency keys. It has a space, which no
+    ``Idempotency-Key`` header may (printable ASCII without spaces): a client's key can
+    never take an event's, nor the other way round."""
     digest = hashlib.sha256(f"{event.source}\x00{event.id}".encode()).hexdigest()
-    return Idempotency(f"cloudevent:{digest}", event.tenant, DEDUPE_WINDOW)
+    return Idempotency(f"cloudevent {digest}", event.tenant, DEDUPE_WINDOW)
 
 
 class Ingestion:

@@ -11,8 +11,11 @@ from typing import Any
 
 import pytest
 
+from flowlog.triggers.cloudevent import ReceivedEvent
 from flowlog.triggers.events import event_stream
+from flowlog.triggers.ingest import Ingestion
 from flowlog.triggers.rebuild import rebuild_triggers, verify_triggers
+from flowlog.workflow.caller import Caller
 from tests.api.conftest import TOKENS, MakeService, Service
 from tests.api.helpers import A, B, Client, ok, post, refused, wait_status
 from tests.triggers.helpers import EVENTS, accepted, cloudevent, make_rule, send
@@ -267,10 +270,6 @@ async def test_rules_and_received_events_rebuild_from_the_log(service: Service) 
 
 async def test_a_recorded_hook_runs_in_the_events_transaction(service: Service) -> None:
     """The call site the callback nodes waiting for an event connect to (complete_waits)."""
-    from flowlog.triggers.cloudevent import ReceivedEvent
-    from flowlog.triggers.ingest import Ingestion
-    from flowlog.workflow.caller import Caller
-
     seen: list[tuple[str, ReceivedEvent, int]] = []
 
     async def hook(tx: Any, tenant: str, event: ReceivedEvent) -> list[str]:
