@@ -91,7 +91,11 @@ INSERT INTO received_events (stream_id, version, tenant_id, source, event_id, ty
                              time, received_at, position, matched, rules, flows, refused)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 ON CONFLICT (stream_id, version) DO UPDATE
-SET position = EXCLUDED.position, received_at = EXCLUDED.received_at
+SET tenant_id = EXCLUDED.tenant_id, source = EXCLUDED.source, event_id = EXCLUDED.event_id,
+    type = EXCLUDED.type, subject = EXCLUDED.subject, time = EXCLUDED.time,
+    received_at = EXCLUDED.received_at, position = EXCLUDED.position,
+    matched = EXCLUDED.matched, rules = EXCLUDED.rules, flows = EXCLUDED.flows,
+    refused = EXCLUDED.refused
 
 -- name: rule_rows
 -- Every rule's row (flowlog verify).

@@ -18,6 +18,7 @@ from flowlog.triggers.rebuild import rebuild_triggers, verify_triggers
 from flowlog.workflow.caller import Caller
 from tests.api.conftest import TOKENS, MakeService, Service
 from tests.api.helpers import A, B, Client, ok, post, refused, wait_status
+from tests.projections.test_rebuild import run_cli
 from tests.triggers.helpers import EVENTS, accepted, cloudevent, make_rule, send
 
 
@@ -303,3 +304,25 @@ async def test_a_recorded_hook_runs_in_the_events_transaction(service: Service) 
     )
     assert rows == 0
     assert not (await Ingestion(service.engine.service).receive(other, Caller())).duplicate
+
+
+async def test_the_cli_verifies_and_repairs_the_tables(service: Service, database_url: str) -> None:
+    client = service.client
+    rule = await make_rule(client)
+    await accepted(await send(client, cloudevent("c-1", data={"clusterId": "c"})))
+    pool = service.engine.pool
+    await pool.execute("UPDATE received_events SET matched = false, flows = '{}'")
+    await pool.execute("UPDATE event_rules SET flow_name = 'other' WHERE id = $1", rule["id"])
+    checked = await asyncio.to_thread(run_cli, "verify", database_url)
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert f"event rule {rule['id']}" in checked.stdout
+    assert "received event cloudevent-" in checked.stdout
+    rebuilt = await asyncio.to_thread(run_cli, "rebuild", database_url)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "1 event rules, 1 received events" in rebuilt.stdout
+    checked = await asyncio.to_thread(run_cli, "verify", database_url)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "1 event rules and 1 received events: no drift" in checked.stdout
+    (listed,) = await _listed(client)
+    assert listed["matched"] is True
+    assert len(listed["flows"]) == 1
