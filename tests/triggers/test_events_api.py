@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from flowlog.audit.transfer import Selection, export_log, import_log
+from flowlog.eventstore import create_pool
 from flowlog.triggers.cloudevent import ReceivedEvent
 from flowlog.triggers.events import event_stream
 from flowlog.triggers.ingest import Ingestion
@@ -326,3 +328,26 @@ async def test_the_cli_verifies_and_repairs_the_tables(service: Service, databas
     (listed,) = await _listed(client)
     assert listed["matched"] is True
     assert len(listed["flows"]) == 1
+
+
+async def test_an_import_brings_rules_and_received_events_back(
+    service: Service, empty_database_url: str
+) -> None:
+    client = service.client
+    rule = await make_rule(client)
+    first = await accepted(await send(client, cloudevent("i-1", data={"clusterId": "c"})))
+    await accepted(await send(client, cloudevent("i-2", type="unmatched.type")))
+    exported = io.BytesIO()
+    await export_log(service.engine.database_url, exported, Selection(), progress=False)
+    exported.seek(0)
+    await import_log(empty_database_url, exported, progress=False)
+    pool = await create_pool(empty_database_url, max_size=2)
+    try:
+        check = await verify_triggers(pool)
+        assert (check.rules, check.events, check.differences) == (1, 2, [])
+        rows = await pool.fetch("SELECT event_id, matched, flows FROM received_events "
+                                "ORDER BY position")  # fmt: skip
+        assert [tuple(r) for r in rows] == [("i-1", True, first["flows"]), ("i-2", False, [])]
+        assert await pool.fetchval("SELECT flow_name FROM event_rules") == rule["flowName"]
+    finally:
+        await pool.close()
