@@ -21,7 +21,13 @@ from typing import Any, Final
 
 import asyncpg
 
-from flowlog.eventstore import AppendAlso, NewEvent, Transaction, WrongExpectedVersion
+from flowlog.eventstore import (
+    AppendAlso,
+    NewEvent,
+    OrderConflict,
+    Transaction,
+    WrongExpectedVersion,
+)
 from flowlog.eventstore.batch import append_batch
 from flowlog.triggers.cloudevent import ReceivedEvent
 from flowlog.triggers.events import (
@@ -166,8 +172,14 @@ class Ingestion:
             # that a flow an event starts is written as every other flow is.
             appends, statements = _batch(pending)
             for result in await append_batch(tx.connection, appends, statements):
+                if isinstance(result, OrderConflict):
+                    raise result  # transact() runs it again
                 if not isinstance(result, list):
-                    raise result  # a flow of this acceptance exists: nothing of it is kept
+                    # Its id is this acceptance's own: only a flow made outside it could be
+                    # there. Nothing of the event is kept.
+                    raise WorkflowError(
+                        Code.BUSY, f"a flow of this event exists already ({result}); try again"
+                    )
         positioned = replace(event, position=recorded[0].position)
         completed: list[str] = []
         # The integrator connects H4's complete_waits here (app/triggers/waits.py): callback

@@ -14,7 +14,7 @@ import pytest
 from flowlog.audit.transfer import Selection, export_log, import_log
 from flowlog.eventstore import create_pool
 from flowlog.triggers.cloudevent import ReceivedEvent
-from flowlog.triggers.events import event_stream
+from flowlog.triggers.events import event_stream, flow_id_for
 from flowlog.triggers.ingest import Ingestion
 from flowlog.triggers.rebuild import rebuild_triggers, verify_triggers
 from flowlog.workflow.caller import Caller
@@ -351,3 +351,15 @@ async def test_an_import_brings_rules_and_received_events_back(
         assert await pool.fetchval("SELECT flow_name FROM event_rules") == rule["flowName"]
     finally:
         await pool.close()
+
+
+async def test_an_event_whose_flow_exists_already_records_nothing(service: Service) -> None:
+    """Only a flow made outside the event could have its id: the event is refused whole."""
+    client = service.client
+    rule = await make_rule(client)
+    flow_id = flow_id_for(event_stream("", "/clusters", "taken"), 1, rule["id"])
+    await service.engine.service.create("b", "t", "backup", flow_id=flow_id)
+    answer = await send(client, cloudevent("taken", data={"clusterId": "c"}))
+    await refused(answer, 409, 40117)
+    assert await _listed(client) == []
+    assert await _cloudevent_flows(service) == 0
