@@ -1,10 +1,19 @@
 """Every operation of the REST API, on one ``Api``: each resource's routes (app/api/flows.py,
-history.py, definitions.py, ops.py, schedules.py, tasks.py, access_keys.py), in the order they
-are installed (aiohttp matches them in that order) and documented."""
+history.py, definitions.py, ops.py, schedules.py, tasks.py, access_keys.py, webhooks.py), in
+the order they are installed (aiohttp matches them in that order) and documented."""
 
 from __future__ import annotations
 
-from flowlog.api import access_keys, definitions, flows, history, ops, schedules, tasks
+from flowlog.api import (
+    access_keys,
+    definitions,
+    flows,
+    history,
+    ops,
+    schedules,
+    tasks,
+    webhooks,
+)
 from flowlog.api.operations import Api
 
 api = Api(
@@ -16,5 +25,6 @@ api = Api(
         *schedules.api.operations,
         *tasks.api.operations,
         *access_keys.api.operations,
+        *webhooks.api.operations,
     ]
 )

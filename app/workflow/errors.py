@@ -102,6 +102,13 @@ class Code(enum.IntEnum):
     MIGRATION_RUNNING = 40142
     """A migration of the same definition's flows is running (HTTP 409): one at a time per
     definition; nothing was done, send it again when the other has ended."""
+    WEBHOOK_NOT_FOUND = 40143
+    """No webhook subscription of the caller's tenant has this id, or it was deleted
+    (HTTP 404): nothing was done."""
+    WEBHOOK_URL_REFUSED = 40144
+    """A webhook URL no delivery may go to (HTTP 400): not http(s), credentials, a fragment, or
+    an address that is not public and not in FLOWLOG_WEBHOOK_ALLOW; the message says why.
+    Nothing was made or changed."""
     INTERNAL = 50000
     """A fault of the service (logged with the request id); nothing about it is sent."""
     UNAVAILABLE = 50300
