@@ -350,6 +350,7 @@ async def _projections(command: str, urls: DatabaseUrls, progress: bool) -> int:
     from flowlog.projections.rebuild import rebuild
     from flowlog.projections.verify import verify
     from flowlog.schedules.rebuild import rebuild_schedules, verify_schedules
+    from flowlog.webhooks.rebuild import rebuild_webhooks, verify_webhooks
     from flowlog.workflow.projection import PROJECTOR
 
     await prepare_schema(urls)
@@ -362,26 +363,29 @@ async def _projections(command: str, urls: DatabaseUrls, progress: bool) -> int:
             schedules = await rebuild_schedules(pool)
             archives = await rebuild_archives(pool)
             api_keys = await rebuild_keys(pool)
+            webhooks = await rebuild_webhooks(pool)
             print(
                 f"rebuilt {report.flows} flows from {report.events} events in "
                 f"{report.seconds:.1f} s ({report.events_per_s:,.0f} events/s); "
                 f"{report.caught_up_events} events caught up, "
                 f"swap {report.swap_seconds * 1000:.0f} ms; {schedules} schedules; "
-                f"{archives} archives; {api_keys} keys"
+                f"{archives} archives; {api_keys} keys; {webhooks} webhooks"
             )
             return 0
         checked = await verify(store, PROJECTOR, progress=progress)
         scheduled = await verify_schedules(pool)
         keyed = await verify_keys(pool)
         archived = await verify_archives(pool)
+        hooked = await verify_webhooks(pool)
         differences = [*checked.differences, *scheduled.differences, *archived.differences,
-                       *keyed.differences]  # fmt: skip
+                       *keyed.differences, *hooked.differences]  # fmt: skip
         for difference in differences:
             print(difference)
         print(
             f"verified {checked.flows} flows ({checked.events} events) and "
-            f"{scheduled.schedules} schedules, {archived.archives} archives and {keyed.keys} "
-            "keys: " + (f"{len(differences)} differences" if differences else "no drift")
+            f"{scheduled.schedules} schedules, {archived.archives} archives, {keyed.keys} keys "
+            f"and {hooked.webhooks} webhooks: "
+            + (f"{len(differences)} differences" if differences else "no drift")
         )
         return 1 if differences else 0
     finally:

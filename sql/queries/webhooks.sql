@@ -35,12 +35,25 @@ WHERE EXISTS (SELECT 1 FROM appended)
 ON CONFLICT (name) DO NOTHING
 
 -- name: register_all
--- Every subscription's cursor not yet registered, at the log's "now" (after an import: the
--- imported history is not sent again). Deleted ones deliver nothing and get none.
+-- Every subscription's cursor not yet registered (deleted ones deliver nothing and get none),
+-- after an import: past the last imported event, so that the history is not sent again (the
+-- log's "now" alone is not enough: a transaction open anywhere in the cluster holds it below
+-- the import's), and never below "now".
+WITH last AS (
+    SELECT transaction_id, position FROM events
+    ORDER BY transaction_id DESC, position DESC
+    LIMIT 1
+), here AS (
+    SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin
+)
 INSERT INTO subscriptions (name, transaction_id, position)
-SELECT 'webhook-' || id, pg_snapshot_xmin(pg_current_snapshot()), 0
-FROM webhooks
-WHERE state <> 'deleted'
+SELECT 'webhook-' || w.id,
+       CASE WHEN l.transaction_id IS NULL OR h.xmin > l.transaction_id THEN h.xmin
+            ELSE l.transaction_id END,
+       CASE WHEN l.transaction_id IS NULL OR h.xmin > l.transaction_id THEN 0
+            ELSE l.position END
+FROM webhooks AS w CROSS JOIN here AS h LEFT JOIN last AS l ON true
+WHERE w.state <> 'deleted'
 ON CONFLICT (name) DO NOTHING
 
 -- name: notify
