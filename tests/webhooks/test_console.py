@@ -83,7 +83,7 @@ async def test_the_pages_show_subscriptions_dead_letters_and_actions_by_role(
     assert "<b>pager</b>" not in listed
     assert ">failing<" in listed
     assert "17 failed attempts" in listed
-    assert "1 dead letters" in listed
+    assert "1 dead letter<" in listed
     assert 'data-action="pause"' in listed
     assert 'data-action="delete"' in listed
     assert 'id="create-form"' in listed
