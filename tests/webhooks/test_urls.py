@@ -8,8 +8,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -190,3 +192,30 @@ def test_secrets_differ_by_subscription_and_version() -> None:
 
 def test_the_wire_names_every_flow_event_type() -> None:
     assert set(FlowEventName.__args__) == set(EVENT_TYPES)
+
+
+def _docs_block(marker: str) -> str:
+    """The Python block of docs/webhooks.md that holds ``marker``, as written."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "webhooks.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    (block,) = [b for b in blocks if marker in b]
+    return block
+
+
+def test_the_receivers_in_the_docs_verify_a_delivery_and_refuse_a_forged_one() -> None:
+    key = hashlib.sha256(b"another installation").digest()
+    secret = secret_text(key)
+    body = b'{"type":"FlowFailed"}'
+    sent = headers(key, message_id("w", 7), int(time.time()), body)
+    plain: dict[str, Any] = {}
+    exec(_docs_block("def verify("), plain)
+    plain["verify"](secret, sent, body)
+    with pytest.raises(ValueError, match="bad signature"):
+        plain["verify"](secret, sent, body.replace(b"Failed", b"Finished"))
+    with pytest.raises(ValueError, match="too far"):
+        plain["verify"](secret, headers(key, "m", int(time.time()) - 3600, body), body)
+    packaged: dict[str, Any] = {}
+    exec(_docs_block("def receive(").replace('"whsec_..."', repr(secret)), packaged)
+    assert packaged["receive"](body, sent) == {"type": "FlowFailed"}
+    with pytest.raises(WebhookVerificationError):
+        packaged["receive"](body + b" ", sent)
