@@ -79,6 +79,11 @@ SEMANTIC_RULES = {
     ("GET", "/api/v1/keys"),  # a cursor this list did not give
     # Versions the definition does not have; a node map naming keys they do not have.
     ("POST", "/api/v1/workflow-definitions/{name}/migrations"),
+    # A webhook URL must reach a public address (or an allowed one): docs/webhooks.md.
+    ("POST", "/api/v1/webhooks"),
+    ("GET", "/api/v1/webhooks"),  # a cursor this list did not give
+    # A change names at least one setting, and url, events and description are never null.
+    ("PATCH", "/api/v1/webhooks/{webhookId}"),
 }
 
 TOKEN = "fuzz-token"
