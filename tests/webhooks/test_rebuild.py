@@ -4,6 +4,7 @@ for subscriptions; an import registers each live subscription's cursor at the im
 
 from __future__ import annotations
 
+import asyncio
 import io
 
 import asyncpg
@@ -14,6 +15,7 @@ from flowlog.webhooks.events import Settings, new_id
 from flowlog.webhooks.rebuild import rebuild_webhooks, verify_webhooks
 from flowlog.webhooks.store import WebhookStore
 from flowlog.workflow.caller import Caller
+from tests.projections.test_rebuild import run_cli
 
 COLUMNS = (
     "id, tenant_id, url, events, definitions, statuses, description, state, secret_version, "
@@ -89,3 +91,19 @@ async def test_an_import_registers_live_cursors_at_its_end(
     assert {c["name"] for c in cursors} == {f"webhook-{one}", f"webhook-{two}"}
     assert newest is not None
     assert all((c["xid"], c["position"]) >= (newest["xid"], newest["position"]) for c in cursors)
+
+
+async def test_the_cli_rebuilds_and_verifies_the_webhooks(
+    pool: asyncpg.Pool, store: EventStore, database_url: str
+) -> None:
+    await _fill(store)
+    await pool.execute("UPDATE webhooks SET description = 'tampered'")
+    found = await asyncio.to_thread(run_cli, "verify", database_url)
+    assert found.returncode == 1, found.stdout + found.stderr
+    assert "3 webhooks: 3 differences" in found.stdout
+    rebuilt = await asyncio.to_thread(run_cli, "rebuild", database_url)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "3 webhooks" in rebuilt.stdout
+    again = await asyncio.to_thread(run_cli, "verify", database_url)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "3 webhooks: no drift" in again.stdout
