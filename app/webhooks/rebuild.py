@@ -13,7 +13,7 @@ import asyncpg
 from flowlog.eventstore import RecordedEvent
 from flowlog.eventstore.pool import Executor
 from flowlog.projections.rebuild import Q as R
-from flowlog.webhooks.events import TYPES, WEBHOOK_STREAM, is_webhook_id
+from flowlog.webhooks.events import WEBHOOK_STREAM, is_webhook_id
 from flowlog.webhooks.state import fold
 from flowlog.webhooks.store import Q
 
@@ -32,7 +32,7 @@ async def _folds(conn: Executor) -> dict[str, tuple[Any, ...]]:
     streams: dict[str, list[RecordedEvent]] = {}
     for row in await conn.fetch(R.stream_events, WEBHOOK_STREAM, _UPPER):
         event = RecordedEvent(*row)
-        if is_webhook_id(event.stream_id.removeprefix(WEBHOOK_STREAM)) and event.type in TYPES:
+        if is_webhook_id(event.stream_id.removeprefix(WEBHOOK_STREAM)):
             streams.setdefault(event.stream_id, []).append(event)
     rows = {}
     for events in streams.values():

@@ -11,6 +11,7 @@ from typing import Any
 
 from flowlog.eventstore import RecordedEvent
 from flowlog.webhooks.events import (
+    TYPES,
     Settings,
     WebhookCreated,
     WebhookDeleted,
@@ -82,8 +83,15 @@ def evolve(
 
 
 def fold(recorded: Sequence[RecordedEvent]) -> WebhookState | None:
+    """The subscription its stream's events make. An event of a type this version does not
+    know (a later release's) changes nothing but the version, so that the next append still
+    expects the stream's head and a rebuild still writes the row the appends wrote."""
     state: WebhookState | None = None
     for event in recorded:
+        if event.type not in TYPES:
+            if state is not None:
+                state = dataclasses.replace(state, version=event.version)
+            continue
         actor = str(event.metadata.get("actor", "system"))
         state = evolve(state, decode(event.type, dict(event.data)), event.version,
                        event.recorded_at, actor)  # fmt: skip

@@ -107,3 +107,21 @@ async def test_the_cli_rebuilds_and_verifies_the_webhooks(
     again = await asyncio.to_thread(run_cli, "verify", database_url)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "3 webhooks: no drift" in again.stdout
+
+
+async def test_an_event_of_a_later_release_in_a_stream_is_passed_over(
+    pool: asyncpg.Pool, store: EventStore
+) -> None:
+    hooks = WebhookStore(store)
+    one = new_id()
+    settings = Settings(url="https://a.example.com/", events=("FlowFailed",))
+    await hooks.create(one, "acme", settings, ADMIN)
+    await store.append(f"webhook-{one}", [NewEvent("WebhookSomethingNew", {"x": 1})], 1)
+    seen = await hooks.get(one, "acme")
+    assert seen.version == 2
+    assert seen.settings == settings
+    paused = await hooks.pause(one, tenant="acme", caller=ADMIN)
+    assert paused.version == 3
+    assert paused.state == "paused"
+    assert await rebuild_webhooks(pool) == 1
+    assert (await verify_webhooks(pool)).differences == []
