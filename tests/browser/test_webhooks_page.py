@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect
 
-from tests.browser.conftest import Console, run_async
+from tests.browser.conftest import PHONE, Console, run_async
 
 FLOW_ID = "0b6f7c1e-5d2a-4e8f-9a3b-7c6d5e4f3a2b"
 ANSWER = "<script>alert('pwned')</script> upstream timed out " + "z" * 600
@@ -35,6 +36,14 @@ async def _seed_dead_letter(database_url: str, webhook_id: str) -> None:
         )  # fmt: skip
     finally:
         await conn.close()
+
+
+def serious_violations(page: Any) -> list[str]:
+    """axe-core's serious and critical findings on the page, as tests/browser/test_quality.py
+    reads them."""
+    found = Axe().run(page).response["violations"]
+    return [f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+            for v in found if v["impact"] in {"serious", "critical"}]  # fmt: skip
 
 
 def test_a_subscription_is_made_watched_paused_and_deleted_in_the_browser(
@@ -97,6 +106,13 @@ def test_a_subscription_is_made_watched_paused_and_deleted_in_the_browser(
     page.locator("#replay-form").get_by_role("button", name="Replay").click()
     expect(page.locator("#webhook-result")).to_contain_text("one of them")
     page.screenshot(path=str(shots / "webhook.png"), full_page=True)
+    assert serious_violations(page) == []
+    page.set_viewport_size(PHONE)
+    page.screenshot(path=str(shots / "phone-webhook.png"), full_page=True)
+    page.goto(console.url("/webhooks"))
+    assert serious_violations(page) == []
+    page.screenshot(path=str(shots / "phone-webhooks.png"), full_page=True)
+    page.goto(console.url(f"/webhooks/{made['id']}"))
 
     page.locator("#webhook-actions").get_by_role("button", name="Pause").click()
     dialog = page.locator("#action-dialog")
