@@ -30,7 +30,14 @@ from flowlog.webhooks.state import WebhookNotFound, WebhookState, fold, visible
 from flowlog.workflow.callbacks import CallbackTokens
 from flowlog.workflow.caller import Caller
 from flowlog.workflow.errors import Code, WorkflowError
-from flowlog.workflow.idempotency import KeyedRequest, Recorded, claim_one, fingerprint, key_taken
+from flowlog.workflow.idempotency import (
+    KeyedRequest,
+    KeyTaken,
+    Recorded,
+    claim_one,
+    fingerprint,
+    key_taken,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +63,6 @@ class WebhookQueries:
 Q = load_queries(WebhookQueries, "webhooks")
 
 Decision = Callable[[WebhookState], list[WebhookEvent]]
-
-
-class _KeyTaken(Exception):
-    pass
 
 
 def row_state(row: asyncpg.Record) -> WebhookState:
@@ -119,7 +122,7 @@ class WebhookStore:
         try:
             after = await self._append(None, webhook_id, [event], caller, 0,
                                        keyed.claim(stream, 1))  # fmt: skip
-        except _KeyTaken:
+        except KeyTaken:
             return await keyed.taken()
         return after
 
@@ -152,7 +155,7 @@ class WebhookStore:
         """Decides and appends, again while the subscription moves. With the caller's
         idempotency key, one effect however often the request is sent: its first answer (a
         refusal, or the subscription as that effect left it) again."""
-        request = fingerprint("webhook", webhook_id, *asked)
+        request = fingerprint("webhook", webhook_id, caller.reason or "", *asked)
         keyed = KeyedRequest(self.pool, caller.idempotency, request, self._replayed)
         if (first := await keyed.answered()) is not None:
             return first
@@ -172,7 +175,7 @@ class WebhookStore:
                                           current.version, claimed)  # fmt: skip
             except WrongExpectedVersion:
                 continue
-            except _KeyTaken:
+            except KeyTaken:
                 return await keyed.taken()
         raise WorkflowError(Code.BUSY, f"webhook {webhook_id} kept changing: try again")
 
@@ -208,7 +211,7 @@ class WebhookStore:
             )  # fmt: skip
         except asyncpg.UniqueViolationError as exc:
             if key_taken(exc):
-                raise _KeyTaken() from exc
+                raise KeyTaken() from exc
             raise
         await self.pool.execute(Q.notify, webhook_id)
         log.info(

@@ -207,6 +207,9 @@ async def test_changes_are_events_and_each_is_idempotent(
     pause_again = await client.post(one + "/pause", json={"reason": "maintenance"},
                                     headers={**A, "Idempotency-Key": "pa"})  # fmt: skip
     assert await ok(pause_again) == paused
+    other_reason = await client.post(one + "/pause", json={"reason": "another"},
+                                     headers={**A, "Idempotency-Key": "pa"})  # fmt: skip
+    await refused(other_reason, 422, Code.IDEMPOTENCY_REUSED)
     resumed = await ok(await client.post(one + "/resume", json={}, headers=A))
     assert resumed["state"] == "active"
     rotated = await ok(await client.post(one + "/secret", json={},
