@@ -20,7 +20,7 @@ from flowlog.api.operations import Api, Paged
 from flowlog.webhooks.events import Settings, is_webhook_id, new_id
 from flowlog.webhooks.signing import secret_text
 from flowlog.webhooks.state import WebhookState
-from flowlog.webhooks.store import LAG_CAP, WebhookStore
+from flowlog.webhooks.store import WebhookStore
 from flowlog.webhooks.urls import BadWebhookUrl, check_url
 from flowlog.wire.envelope import Page
 from flowlog.wire.webhooks import (
@@ -63,7 +63,7 @@ def delivery_of(r: asyncpg.Record) -> WebhookDelivery:
     """What the ``delivery`` query read, on the wire."""
     return WebhookDelivery(
         registered=r["registered"], lagEvents=r["lag_events"],
-        lagCapped=r["lag_events"] >= LAG_CAP, lagSeconds=r["lag_seconds"], pending=r["pending"],
+        lagCapped=r["lag_events"] >= r["cap"], lagSeconds=r["lag_seconds"], pending=r["pending"],
         oldestPendingSeconds=r["oldest_pending_seconds"], dead=r["dead"],
         delivered=r["delivered"], failedAttempts=r["failed_attempts"],
         lastDeliveredAt=r["last_delivered_at"], lastFailedAt=r["last_failed_at"],

@@ -19,6 +19,9 @@ from flowlog.wire.webhooks import FlowEventName, WebhookDelivery
 
 SHOWN = 200
 """Subscriptions on the list page (newest first)."""
+LIST_CAP = 1000
+"""A list row counts the lag up to this (shown as "1,000+"): a page of 200 backlogged
+subscriptions must not read two million events."""
 DEAD_SHOWN = 200
 ANSWER_SHOWN = 300
 """Characters of a receiver's last answer shown in a table (the rest on hover is not given:
@@ -46,7 +49,7 @@ def clipped(text: str | None, limit: int = ANSWER_SHOWN) -> str:
 async def webhooks_page(request: web.Request) -> web.StreamResponse:
     store = webhooks_of(request)
     states = await store.listed(tenant_of(request), None, SHOWN)
-    shown = [Shown(s, delivery_of(await store.delivery(s.webhook_id))) for s in states]
+    shown = [Shown(s, delivery_of(await store.delivery(s.webhook_id, LIST_CAP))) for s in states]
     values: dict[str, Any] = {
         "shown": shown, "nav": "webhooks", "event_names": EVENT_NAMES,
         "status_names": STATUS_NAMES, "clipped": clipped, "more": len(states) == SHOWN,

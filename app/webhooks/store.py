@@ -232,8 +232,9 @@ class WebhookStore:
             raise WebhookNotFound(stream_id.removeprefix(webhook_stream("")))
         return state
 
-    async def delivery(self, webhook_id: str) -> asyncpg.Record:
-        row = await self.pool.fetchrow(Q.delivery, webhook_id, cursor_name(webhook_id), LAG_CAP)
+    async def delivery(self, webhook_id: str, cap: int = LAG_CAP) -> asyncpg.Record:
+        """How its delivery is doing (the ``delivery`` query), counting up to ``cap``."""
+        row = await self.pool.fetchrow(Q.delivery, webhook_id, cursor_name(webhook_id), cap)
         assert row is not None
         return row
 

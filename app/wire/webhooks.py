@@ -127,7 +127,7 @@ class WebhookDelivery(Response):
     lagEvents: int
     """Events in the log after the cursor (counted up to ``lagCapped``)."""
     lagCapped: bool
-    """The count stopped at 10,000: at least that many."""
+    """The count stopped at its cap (10,000 here): at least that many."""
     lagSeconds: float | None
     """The age of the oldest event after the cursor; none: caught up."""
     pending: int

@@ -92,7 +92,7 @@ WITH cursor AS (
     WHERE webhook_id = $1 AND state = 'pending'
     LIMIT $3
 )
-SELECT EXISTS (SELECT 1 FROM cursor) AS registered,
+SELECT EXISTS (SELECT 1 FROM cursor) AS registered, $3::bigint AS cap,
        (SELECT count(*) FROM behind) AS lag_events,
        (SELECT extract(epoch FROM now() - min(recorded_at)) FROM behind)::float8 AS lag_seconds,
        (SELECT count(*) FROM pending) AS pending,

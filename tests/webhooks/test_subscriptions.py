@@ -441,3 +441,21 @@ async def test_pages(service: Service) -> None:
         if cursor is None:
             break
     assert seen == [h["id"] for h in reversed(made)]
+
+
+async def test_a_long_backlog_is_counted_up_to_a_cap(service: Service, database_url: str) -> None:
+    made = await make(service)
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(
+            "INSERT INTO events (stream_id, version, type, data, metadata) "
+            "SELECT 'noise-' || g, 1, 'Noise', '{}', '{}' FROM generate_series(1, 10005) AS g"
+        )
+    finally:
+        await conn.close()
+    detail = await ok(await service.client.get(f"{HOOKS}/{made['id']}", headers=A))
+    assert detail["delivery"]["lagEvents"] == 10_000
+    assert detail["delivery"]["lagCapped"] is True
+    page = await service.client.get("/webhooks", headers=A)
+    assert page.status == 200
+    assert "1,000+ events" in await page.text()
