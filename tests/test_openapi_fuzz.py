@@ -86,6 +86,11 @@ SEMANTIC_RULES = {
     ("GET", "/api/v1/events"),
     # Not a CloudEvent: the document cannot describe the two content modes as one body.
     ("POST", "/api/v1/events"),
+    # A webhook URL must reach a public address (or an allowed one): docs/webhooks.md.
+    ("POST", "/api/v1/webhooks"),
+    ("GET", "/api/v1/webhooks"),  # a cursor this list did not give
+    # A change names at least one setting, and url, events and description are never null.
+    ("PATCH", "/api/v1/webhooks/{webhookId}"),
 }
 
 TOKEN = "fuzz-token"

@@ -55,6 +55,8 @@ RequestObserver = Callable[[str, str, int, float], None]
 
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+IDEMPOTENT_METHODS = frozenset({"POST", "PATCH"})
+"""The methods whose requests honour an Idempotency-Key (PUT and DELETE are so already)."""
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -163,9 +165,10 @@ def _bad_idempotency_key(key: str | None) -> web.Response | None:
 
 
 def _idempotency_key(request: web.Request) -> str | None:
-    """The POST's Idempotency-Key; "" for one that cannot be a key; None when there is none."""
+    """The POST's (or PATCH's) Idempotency-Key; "" for one that cannot be a key; None when
+    there is none."""
     value = request.headers.get(IDEMPOTENCY_HEADER)
-    if value is None or request.method != "POST":
+    if value is None or request.method not in IDEMPOTENT_METHODS:
         return None
     return value if _IDEMPOTENCY_KEY.match(value) else ""
 

@@ -10,17 +10,19 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from flowlog.api.errors import ERROR_DESCRIPTIONS
-from flowlog.api.middleware import IDEMPOTENCY_HEADER
+from flowlog.api.middleware import IDEMPOTENCY_HEADER, IDEMPOTENT_METHODS
 from flowlog.flow_ids import FLOW_ID_PATTERN
 from flowlog.replicas.position import HEADER as POSITION_HEADER
 from flowlog.wire.base import JSON_VALUE_MARK, JSON_VALUE_SCHEMA
 from flowlog.wire.envelope import Envelope, ErrorEnvelope, PagedEnvelope
+from flowlog.wire.webhooks import WEBHOOK_ID_PATTERN
 
 if TYPE_CHECKING:  # the operations build their document with this module
     from flowlog.api.operations import Operation
 
 PATH_PARAMETERS: dict[str, dict[str, Any]] = {
     "workFlowId": {"type": "string", "pattern": FLOW_ID_PATTERN},
+    "webhookId": {"type": "string", "pattern": WEBHOOK_ID_PATTERN},
 }
 """The OpenAPI schemas of path parameters that are not any text (routes check them)."""
 
@@ -52,7 +54,7 @@ def build_openapi(operations: list[Operation], *, title: str, version: str) -> d
              "schema": PATH_PARAMETERS.get(name, {"type": "string", "minLength": 1})}
             for name in _path_names(op.path)
         ]  # fmt: skip
-        if op.method == "POST":
+        if op.method in IDEMPOTENT_METHODS:
             parameters.append(
                 {"name": IDEMPOTENCY_HEADER, "in": "header", "required": False,
                  "description": "the same key with the same body, within the key's lifetime "
@@ -103,7 +105,7 @@ def build_openapi(operations: list[Operation], *, title: str, version: str) -> d
         if op.role is not None:
             statuses |= {401, 403}
             item["x-flowlog-role"] = op.role.value
-        if op.method == "POST":
+        if op.method in IDEMPOTENT_METHODS:
             statuses.add(422)  # an Idempotency-Key sent again with another body
         for status in sorted(statuses):
             content: dict[str, Any] = {"application/json": {"schema": error_schema}}

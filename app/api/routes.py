@@ -1,7 +1,7 @@
 """Every operation of the REST API, on one ``Api``: each resource's routes (app/api/flows.py,
-history.py, definitions.py, ops.py, schedules.py, tasks.py, access_keys.py,
-triggers.py), in the order they
-are installed (aiohttp matches them in that order) and documented."""
+history.py, definitions.py, ops.py, schedules.py, tasks.py, access_keys.py, triggers.py,
+webhooks.py), in the order they are installed (aiohttp matches them in that order) and
+documented."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from flowlog.api import (
     schedules,
     tasks,
     triggers,
+    webhooks,
 )
 from flowlog.api.operations import Api
 
@@ -27,5 +28,6 @@ api = Api(
         *tasks.api.operations,
         *access_keys.api.operations,
         *triggers.api.operations,
+        *webhooks.api.operations,
     ]
 )

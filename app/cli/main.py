@@ -351,6 +351,7 @@ async def _projections(command: str, urls: DatabaseUrls, progress: bool) -> int:
     from flowlog.projections.verify import verify
     from flowlog.schedules.rebuild import rebuild_schedules, verify_schedules
     from flowlog.triggers.rebuild import rebuild_triggers, verify_triggers
+    from flowlog.webhooks.rebuild import rebuild_webhooks, verify_webhooks
     from flowlog.workflow.projection import PROJECTOR
 
     await prepare_schema(urls)
@@ -364,13 +365,14 @@ async def _projections(command: str, urls: DatabaseUrls, progress: bool) -> int:
             archives = await rebuild_archives(pool)
             api_keys = await rebuild_keys(pool)
             rules, received = await rebuild_triggers(pool)
+            webhooks = await rebuild_webhooks(pool)
             print(
                 f"rebuilt {report.flows} flows from {report.events} events in "
                 f"{report.seconds:.1f} s ({report.events_per_s:,.0f} events/s); "
                 f"{report.caught_up_events} events caught up, "
                 f"swap {report.swap_seconds * 1000:.0f} ms; {schedules} schedules; "
                 f"{archives} archives; {api_keys} keys; {rules} event rules, {received} "
-                "received events"
+                f"received events; {webhooks} webhooks"
             )
             return 0
         checked = await verify(store, PROJECTOR, progress=progress)
@@ -378,14 +380,16 @@ async def _projections(command: str, urls: DatabaseUrls, progress: bool) -> int:
         keyed = await verify_keys(pool)
         archived = await verify_archives(pool)
         triggered = await verify_triggers(pool)
+        hooked = await verify_webhooks(pool)
         differences = [*checked.differences, *scheduled.differences, *archived.differences,
-                       *keyed.differences, *triggered.differences]  # fmt: skip
+                       *keyed.differences, *triggered.differences, *hooked.differences]  # fmt: skip
         for difference in differences:
             print(difference)
         print(
             f"verified {checked.flows} flows ({checked.events} events) and "
             f"{scheduled.schedules} schedules, {archived.archives} archives, {keyed.keys} "
-            f"keys, {triggered.rules} event rules and {triggered.events} received events: "
+            f"keys, {triggered.rules} event rules, {triggered.events} received events and "
+            f"{hooked.webhooks} webhooks: "
             + (f"{len(differences)} differences" if differences else "no drift")
         )
         return 1 if differences else 0

@@ -24,7 +24,7 @@ from flowlog.access.limiter import Coalescer, FailureLimit
 from flowlog.access.roles import ANYONE, Role
 from flowlog.api.context import context_of
 from flowlog.api.middleware import CONSOLE_ROUTES
-from flowlog.console import activity, login, oidc, pages, present, queues, schedules
+from flowlog.console import activity, login, oidc, pages, present, queues, schedules, webhooks
 from flowlog.console.pages import render
 
 HERE = Path(__file__).resolve().parent
@@ -99,6 +99,8 @@ PAGES: tuple[tuple[str, str, Handler, str, Role | None], ...] = (
     ("GET", "/schedules", schedules.schedules_page, "schedules", Role.VIEWER),
     ("GET", "/schedules/{schedule_id}", schedules.schedule_page, "schedule", Role.VIEWER),
     ("GET", "/queues", queues.queues_page, "queues", Role.VIEWER),
+    ("GET", "/webhooks", webhooks.webhooks_page, "webhooks", Role.VIEWER),
+    ("GET", "/webhooks/{webhook_id}", webhooks.webhook_page, "webhook", Role.VIEWER),
     ("GET", "/activity", activity.activity_page, "activity", Role.VIEWER),
     ("GET", "/login", login.login_page, "login_page", ANYONE),
     ("POST", "/login", login.login, "login", ANYONE),

@@ -111,6 +111,13 @@ class Code(enum.IntEnum):
     UNSUPPORTED_EVENT_MODE = 40152
     """A CloudEvents content mode or data type flowlog does not take: batch mode, a format
     other than JSON, binary mode with data that is not JSON (HTTP 415). Nothing was recorded."""
+    WEBHOOK_NOT_FOUND = 40143
+    """No webhook subscription of the caller's tenant has this id, or it was deleted
+    (HTTP 404): nothing was done."""
+    WEBHOOK_URL_REFUSED = 40144
+    """A webhook URL no delivery may go to (HTTP 400): not http(s), credentials, a fragment, or
+    an address that is not public and not in FLOWLOG_WEBHOOK_ALLOW; the message says why.
+    Nothing was made or changed."""
     INTERNAL = 50000
     """A fault of the service (logged with the request id); nothing about it is sent."""
     UNAVAILABLE = 50300
