@@ -493,7 +493,7 @@ async def _work(settings: Settings, urls: DatabaseUrls, registry: Registry) -> N
     async with Engine(
         urls.url, registry, reactor=settings.reactor, pool_size=2, owner_url=urls.owner_url,
         archive=settings.archive, archive_interval=settings.archive_interval,
-        retention=settings.retention,
+        retention=settings.retention, webhooks=settings.webhooks,
     ):  # fmt: skip
         log.info("worker running", extra={"versions": registry.versions()})
         await stop.wait()
