@@ -4,7 +4,16 @@ are installed (aiohttp matches them in that order) and documented."""
 
 from __future__ import annotations
 
-from flowlog.api import access_keys, definitions, flows, history, ops, schedules, tasks
+from flowlog.api import (
+    access_keys,
+    definitions,
+    flows,
+    history,
+    ops,
+    schedules,
+    tasks,
+    webhook_deliveries,
+)
 from flowlog.api.operations import Api
 
 api = Api(
@@ -16,5 +25,6 @@ api = Api(
         *schedules.api.operations,
         *tasks.api.operations,
         *access_keys.api.operations,
+        *webhook_deliveries.api.operations,
     ]
 )

@@ -90,8 +90,8 @@ async def wanted(
     status: dict[str, str | None] = dict.fromkeys(kept)
     if any(version > 1 for version in first.values()):
         streams_before = [s for s, v in first.items() if v > 1]
-        rows = await conn.fetch(Q.status_before, streams_before,
-                                [first[s] for s in streams_before], list(STATUS_EVENTS))  # fmt: skip
+        versions = [first[s] for s in streams_before]
+        rows = await conn.fetch(Q.status_before, streams_before, versions, list(STATUS_EVENTS))
         for row in rows:
             status[row["stream_id"]] = status_after(None, row["type"], row["data"])
     found: list[Wanted] = []

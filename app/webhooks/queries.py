@@ -31,6 +31,8 @@ class DeliveryQueries:
     event_since: str
     rewind: str
     lag: str
+    replay_event: str
+    changed: str
 
 
 Q = load_queries(DeliveryQueries, "webhook_delivery")

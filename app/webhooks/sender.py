@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 import aiohttp
 import asyncpg
@@ -29,6 +30,8 @@ from flowlog.webhooks.urls import BadWebhookUrl, GuardedResolver, check_url
 from flowlog.workflow.callbacks import CallbackTokens
 
 log = logging.getLogger(__name__)
+
+_DATABASE_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, asyncpg.PostgresError)
 
 ANSWER_KEPT = 1024
 """The first characters of a receiver's answer kept with a failed delivery (escaped where
@@ -125,7 +128,7 @@ class Sender:
         self._tasks, self._driving = [], {}
         try:  # another sender takes the lanes at once, not after the lease
             await self.pool.execute(Q.release, self.owner)
-        except (*TRANSIENT_ERRORS, asyncpg.PostgresError) as exc:
+        except _DATABASE_ERRORS as exc:
             log.warning("webhook leases not released", extra={"error": repr(exc)})
         if self._session is not None:
             await self._session.close()
@@ -134,7 +137,7 @@ class Sender:
     async def _loop(self) -> None:
         await wake_or_poll(
             self._pass, wake=self._wake, listener=None, stopping=lambda: self._stopping,
-            failed=self._failed, retry_on=(*TRANSIENT_ERRORS, asyncpg.PostgresError),
+            failed=self._failed, retry_on=_DATABASE_ERRORS,
             retry_max=self.tuning.poll_seconds,
         )  # fmt: skip
 
@@ -152,13 +155,13 @@ class Sender:
             key = (lane.webhook_id, lane.stream_id)
             task = asyncio.create_task(self._drive(lane), name=f"webhook-lane-{key}")
             self._driving[key] = task
-            task.add_done_callback(lambda _t, k=key: self._ended(k))
+            task.add_done_callback(partial(self._ended, key))
         if len(rows) == free:
             return 0.0
         due = await self.pool.fetchval(Q.next_due)
         return self.tuning.poll_seconds if due is None else min(due, self.tuning.poll_seconds)
 
-    def _ended(self, key: tuple[str, str]) -> None:
+    def _ended(self, key: tuple[str, str], _task: asyncio.Task[None]) -> None:
         self._driving.pop(key, None)
         self._wake.set()
 
@@ -182,9 +185,9 @@ class Sender:
                 for row in rows:
                     if not await self._deliver(lane, row):
                         return
-        except (*TRANSIENT_ERRORS, asyncpg.PostgresError) as exc:
-            log.warning("webhook lane left to its lease", extra={
-                "webhook": lane.webhook_id, "stream": lane.stream_id, "error": repr(exc)})  # fmt: skip
+        except _DATABASE_ERRORS as exc:
+            extra = {"webhook": lane.webhook_id, "stream": lane.stream_id, "error": repr(exc)}
+            log.warning("webhook lane left to its lease", extra=extra)
 
     async def _finish(self, lane: Lane) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -204,8 +207,8 @@ class Sender:
             recorded_at=row["recorded_at"], created=row["created"], status=row["flow_status"],
         )  # fmt: skip
         msg_id = signing.message_id(lane.webhook_id, position)
-        attempt = await self._post(lane.url, signing.headers(key, msg_id, int(time.time()), content),
-                                   content)  # fmt: skip
+        headers = signing.headers(key, msg_id, int(time.time()), content)
+        attempt = await self._post(lane.url, headers, content)
         if attempt.ok:
             status = await self.pool.execute(Q.delivered, lane.webhook_id, position, self.owner,
                                              attempt.status)  # fmt: skip
@@ -251,7 +254,7 @@ class Sender:
                                answer_text(answer))  # fmt: skip
         except BadWebhookUrl as exc:
             return Attempt(False, None, answer_text(f"refused: {exc}"))
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             return Attempt(False, None, f"no answer within {self.settings.timeout:g} s")
         except asyncio.CancelledError:
             raise
@@ -271,4 +274,3 @@ async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes:
         parts.append(part)
         size += len(part)
     return b"".join(parts)
-

@@ -102,6 +102,14 @@ class Code(enum.IntEnum):
     MIGRATION_RUNNING = 40142
     """A migration of the same definition's flows is running (HTTP 409): one at a time per
     definition; nothing was done, send it again when the other has ended."""
+    WEBHOOK_NOT_FOUND = 40143
+    """No webhook subscription of the caller's tenant has this id (HTTP 404)."""
+    DELIVERY_NOT_FOUND = 40147
+    """A position the subscription has no dead letter at (HTTP 404): nothing was re-sent."""
+    BAD_REPLAY_START = 40148
+    """A replay's start is not one event of the log (both or neither of ``fromPosition`` and
+    ``fromTime``, a time to come, a position past the log's end, events archived away) (HTTP
+    400): the cursor did not move."""
     INTERNAL = 50000
     """A fault of the service (logged with the request id); nothing about it is sent."""
     UNAVAILABLE = 50300

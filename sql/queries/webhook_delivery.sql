@@ -268,3 +268,11 @@ SELECT w.id,
 FROM webhooks AS w
 JOIN subscriptions AS c ON c.name = 'webhook-' || w.id
 WHERE w.state <> 'deleted'
+
+-- name: replay_event
+-- A resend's or replay's event (its stream $1, version $2): an idempotent request's answer.
+SELECT data FROM events WHERE stream_id = $1 AND version = $2
+
+-- name: changed
+-- Tells every process that subscription $1 changed (its cursor moved back).
+SELECT pg_notify('flowlog_webhooks', $1)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -26,8 +26,6 @@ class Received:
     @property
     def msg_id(self) -> str:
         return self.headers["webhook-id"]
-
-
 
 
 @dataclass
@@ -85,7 +83,9 @@ class Receiver:
                 transport = request.transport
                 assert transport is not None
                 sock = transport.get_extra_info("socket")
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                sock.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                )
                 transport.abort()
                 raise ConnectionResetError
         return web.Response(status=self.status, text="thanks")
@@ -101,4 +101,15 @@ async def wait_until(check: Callable[[], object], within: float = 20.0, what: st
     deadline = loop.time() + within
     while not check():
         assert loop.time() < deadline, f"timed out waiting for {what or check}"
+        await asyncio.sleep(0.02)
+
+
+async def eventually(
+    condition: Callable[[], Awaitable[object]], within: float = 20.0, what: str = ""
+) -> None:
+    """Waits until the database (or anything awaited) says so."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not await condition():
+        assert loop.time() < deadline, f"timed out waiting for {what or condition}"
         await asyncio.sleep(0.02)

@@ -27,9 +27,9 @@ async def test_a_failed_flow_is_delivered_verified_within_a_second(
     [payload] = receiver.verified(await secret(pool, hook))
     assert payload["type"] == "FlowFailed"
     data = payload["data"]
-    assert data["flowId"] == flow.flow_id and data["status"] == "Error"
-    assert data["flowName"] == "failing" and data["bizId"] == "b1" and data["bizType"] == "demo"
-    assert data["tenant"] == "" and data["event"]["error_message"]
+    assert (data["flowId"], data["status"], data["tenant"]) == (flow.flow_id, "Error", "")
+    assert (data["flowName"], data["bizId"], data["bizType"]) == ("failing", "b1", "demo")
+    assert data["event"]["error_message"]
     position = await pool.fetchval(
         "SELECT position FROM events WHERE stream_id = $1 AND type = 'FlowFailed'",
         f"flow-{flow.flow_id}",
@@ -45,7 +45,9 @@ async def _settled(pool: asyncpg.Pool, hook: str, delivered: int) -> None:
         left = await pool.fetchval(
             "SELECT count(*) FROM webhook_deliveries WHERE webhook_id = $1", hook
         )
-        lanes = await pool.fetchval("SELECT count(*) FROM webhook_lanes WHERE webhook_id = $1", hook)
+        lanes = await pool.fetchval(
+            "SELECT count(*) FROM webhook_lanes WHERE webhook_id = $1", hook
+        )
         count = await pool.fetchval(
             "SELECT delivered FROM webhook_status WHERE webhook_id = $1", hook
         )
@@ -63,8 +65,8 @@ async def test_many_flows_on_two_senders_arrive_in_order_per_flow_and_only_the_t
 ) -> None:
     first = await delivering()
     await delivering()  # a second process delivering the same subscriptions
-    hook = await subscribe(pool, tenant="acme", url=receiver.url,
-                           events=["FlowCreated", "NodeStarted", "NodeSucceeded", "FlowFinished"])  # fmt: skip
+    events = ["FlowCreated", "NodeStarted", "NodeSucceeded", "FlowFinished"]
+    hook = await subscribe(pool, tenant="acme", url=receiver.url, events=events)
     ours = await asyncio.gather(*(
         first.service.create(f"b{n}", "demo", "passing", start=True, tenant_id="acme")
         for n in range(30)
