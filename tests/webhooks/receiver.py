@@ -18,6 +18,7 @@ from standardwebhooks import Webhook
 class Received:
     headers: dict[str, str]
     body: bytes
+    path: str = "/hook"
 
     @property
     def json(self) -> dict[str, object]:
@@ -34,7 +35,9 @@ class Receiver:
     received: list[Received] = field(default_factory=list)
     status: int = 200
     behaviour: str = "ok"
-    """ok (answer ``status``), redirect, huge, slow, reset."""
+    """ok (answer ``status``), redirect, huge (an answer without end), slow, reset."""
+    huge_sent: int = 0
+    huge_closed: asyncio.Event = field(default_factory=asyncio.Event)
     _runner: web.AppRunner | None = None
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -62,7 +65,8 @@ class Receiver:
 
     async def _hook(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        self.received.append(Received({k.lower(): v for k, v in request.headers.items()}, body))
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        self.received.append(Received(headers, body, request.path))
         self.arrived.set()
         match self.behaviour:
             case "redirect":
@@ -72,10 +76,11 @@ class Receiver:
                 await response.prepare(request)
                 chunk = b"x" * 65536
                 try:
-                    for _ in range(160):  # 10 MB
+                    while self.huge_sent < 1 << 30:  # far beyond 10 MB, unless hung up on
                         await response.write(chunk)
+                        self.huge_sent += len(chunk)
                 except (ConnectionError, RuntimeError):
-                    pass
+                    self.huge_closed.set()
                 return response
             case "slow":
                 await asyncio.sleep(30)
