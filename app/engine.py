@@ -264,7 +264,10 @@ class Engine:
                     # Webhooks are delivered where flows run: a process with a reactor.
                     self._deliveries = Deliveries(
                         store, tokens, self._listener, partial(connect, self.database_url),
-                        self._webhook_settings, self._reactor.owner, self._webhook_tuning,
+                        self._webhook_settings, self._reactor.owner,
+                        # A lane's lease lapses as a flow's does (FLOWLOG_LEASE_SECONDS).
+                        self._webhook_tuning or DeliveryTuning(
+                            lease_seconds=self._reactor_settings.lease_seconds),
                     )  # fmt: skip
                     await self._deliveries.start()
             self._schedules = ScheduleService(store, self.registry, on_change=self._poke_scheduler)
