@@ -317,8 +317,14 @@ def _run(
             schedules,
             tasks,
             waiting,
+            webhooks,
         )
 
+        if args.name == "webhooks":
+            report = asyncio.run(webhooks.run(urls.owner, size=args.size, progress=args.progress,
+                                              outage=args.outage))  # fmt: skip
+            report.print(args.json)
+            return 0
         runner = {
             "activity": activity.run,
             "append": append.run,
