@@ -13,6 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import asyncpg
+import pytest
 
 from flowlog.engine import Engine
 from flowlog.webhooks.signing import message_id
@@ -24,6 +25,8 @@ DOWN_SECONDS = float(os.environ.get("WEBHOOK_DOWN_SECONDS", "5"))
 FLOWS = 40
 TYPES = ["FlowCreated", "FlowStarted", "NodeStarted", "NodeSucceeded", "FlowFinished"]
 PER_FLOW = 1 + 1 + 3 + 3 + 1
+pytestmark = pytest.mark.slow
+
 HOLDS_A_LANE = """
 SELECT EXISTS (SELECT 1 FROM webhook_lanes WHERE owner LIKE $1 AND leased_until > now())
 """
