@@ -78,8 +78,9 @@ class Attempt:
 def answer_text(raw: bytes | str) -> str:
     """A receiver's answer as it is kept: the first KB, decoded, without NUL (PostgreSQL's
     text cannot hold it)."""
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-    return text[:ANSWER_KEPT].replace("\x00", "\ufffd")
+    if isinstance(raw, str):  # an error's text: no lone surrogates either
+        raw = raw.encode("utf-8", "replace")
+    return raw.decode("utf-8", "replace")[:ANSWER_KEPT].replace("\x00", "\ufffd")
 
 
 @dataclass
@@ -109,7 +110,9 @@ class Sender:
         self._session = aiohttp.ClientSession(
             connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
             timeout=aiohttp.ClientTimeout(total=self.settings.timeout),
-            headers={"user-agent": "flowlog-webhooks"},
+            # Answers are kept as sent, never inflated: a compressed answer could be a bomb.
+            auto_decompress=False,
+            headers={"user-agent": "flowlog-webhooks", "accept-encoding": "identity"},
         )  # fmt: skip
         self._tasks = [
             asyncio.create_task(self._loop(), name="webhook-sender"),

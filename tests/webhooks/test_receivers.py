@@ -10,6 +10,7 @@ import socket
 
 import asyncpg
 
+from flowlog.webhooks.sender import answer_text
 from flowlog.webhooks.settings import WebhookSettings
 from flowlog.webhooks.urls import AllowList
 from tests.webhooks.delivering import LOCAL, StartDelivering
@@ -120,3 +121,9 @@ async def test_an_address_not_allowed_is_never_reached(
     assert refused_name["last_answer"].startswith("ClientConnectorDNSError")
     assert "not a public address" in refused_literal["last_answer"]
     assert receiver.received == []
+
+
+def test_answers_are_kept_short_and_storable() -> None:
+    assert answer_text(b"a\x00b" + b"x" * 5000) == "a\ufffdb" + "x" * 1021
+    assert answer_text("lone \ud800 surrogate") == "lone ? surrogate"
+    assert answer_text(b"\xff\xfe") == "\ufffd\ufffd"
