@@ -79,6 +79,8 @@ SEMANTIC_RULES = {
     ("GET", "/api/v1/keys"),  # a cursor this list did not give
     # Versions the definition does not have; a node map naming keys they do not have.
     ("POST", "/api/v1/workflow-definitions/{name}/migrations"),
+    # Both or neither of fromPosition and fromTime; a time to come (400, 40148).
+    ("POST", "/api/v1/webhooks/{webhookId}/replay"),
 }
 
 TOKEN = "fuzz-token"

@@ -11,7 +11,7 @@ from pydantic import Field
 from flowlog.wire.base import JSON_NUMBER, IsoDatetime, Request, Response
 
 MAX_RESEND = 1000
-Position = Annotated[int, JSON_NUMBER, Field(ge=1, le=2**63 - 1)]
+Position = Annotated[int, Field(ge=1, le=2**63 - 1), JSON_NUMBER]
 
 
 class DeliveryListQuery(Request):
