@@ -19,6 +19,7 @@ class DeliveryQueries:
     next_rows: str
     delivered: str
     failed: str
+    count_outcomes: str
     lock_lane: str
     finish: str
     release: str

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -24,6 +25,7 @@ from flowlog.eventstore.errors import TRANSIENT_ERRORS
 from flowlog.eventstore.wakeloop import every, wake_or_poll
 from flowlog.webhooks import payload, signing
 from flowlog.webhooks.backoff import retry_delay
+from flowlog.webhooks.outcomes import Outcomes
 from flowlog.webhooks.queries import Q
 from flowlog.webhooks.settings import WebhookSettings
 from flowlog.webhooks.urls import BadWebhookUrl, GuardedResolver, check_url
@@ -33,6 +35,8 @@ log = logging.getLogger(__name__)
 
 _DATABASE_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, asyncpg.PostgresError)
 
+REPORT_SECONDS = 1.0
+"""How often a sender adds what it saw to the subscriptions' status."""
 ANSWER_KEPT = 1024
 """The first characters of a receiver's answer kept with a failed delivery (escaped where
 shown)."""
@@ -91,6 +95,7 @@ class Sender:
     owner: str
     tuning: DeliveryTuning = field(default_factory=DeliveryTuning)
     counts: DeliveryCounts = field(default_factory=DeliveryCounts)
+    outcomes: Outcomes = field(default_factory=Outcomes)
 
     def __post_init__(self) -> None:
         self._wake = asyncio.Event()
@@ -120,6 +125,10 @@ class Sender:
                 every(self.tuning.lease_seconds / 3, self._renew, "webhook lease renewal failed",
                       log), name="webhook-leases",
             ),
+            asyncio.create_task(
+                every(REPORT_SECONDS, self._report, "webhook status report failed", log),
+                name="webhook-status",
+            ),
         ]  # fmt: skip
 
     async def stop(self) -> None:
@@ -131,6 +140,7 @@ class Sender:
         self._tasks, self._driving = [], {}
         try:  # another sender takes the lanes at once, not after the lease
             await self.pool.execute(Q.release, self.owner)
+            await self._report()
         except _DATABASE_ERRORS as exc:
             log.warning("webhook leases not released", extra={"error": repr(exc)})
         if self._session is not None:
@@ -185,9 +195,8 @@ class Sender:
                 if not rows:
                     await self._finish(lane)
                     return
-                for row in rows:
-                    if not await self._deliver(lane, row):
-                        return
+                if not await self._deliver_rows(lane, rows):
+                    return
         except _DATABASE_ERRORS as exc:
             extra = {"webhook": lane.webhook_id, "stream": lane.stream_id, "error": repr(exc)}
             log.warning("webhook lane left to its lease", extra=extra)
@@ -197,12 +206,41 @@ class Sender:
             if await conn.fetchval(Q.lock_lane, lane.webhook_id, lane.stream_id, self.owner):
                 await conn.execute(Q.finish, lane.webhook_id, lane.stream_id, self.owner)
 
-    async def _deliver(self, lane: Lane, row: asyncpg.Record) -> bool:
-        """One delivery; whether the lane goes on with its next row."""
+    async def _deliver_rows(self, lane: Lane, rows: Sequence[asyncpg.Record]) -> bool:
+        """Delivers ``rows`` in order; whether the lane goes on. The successes are written
+        together, before a failure and at the end: a sender lost in between leaves them to be
+        sent again (at least once, the same ``webhook-id``)."""
+        done: list[int] = []
+        status: int | None = None
+        for row in rows:
+            attempt = await self._attempt(lane, row)
+            if attempt.ok:
+                done.append(row["position"])
+                status = attempt.status
+                continue
+            if done and not await self._delivered(lane, done, status):
+                return False
+            done = []
+            if row["data"] is None or row["created"] is None:  # archived away: dead at once
+                window, delay = 0.0, 0.0
+            else:
+                window = self.settings.retry_seconds
+                delay = retry_delay(row["attempts"] + 1, first=self.tuning.first_retry,
+                                    cap=self.tuning.max_retry)  # fmt: skip
+            if not await self._record_failure(lane, row["position"], attempt, window, delay):
+                return False
+        return not done or await self._delivered(lane, done, status)
+
+    async def _delivered(self, lane: Lane, positions: list[int], status: int | None) -> bool:
+        gone = await self.pool.execute(Q.delivered, lane.webhook_id, positions, self.owner)
+        self.counts.delivered += len(positions)
+        self.outcomes.delivered(lane.webhook_id, len(positions), status)
+        return gone == f"DELETE {len(positions)}"  # else the lane is another sender's now
+
+    async def _attempt(self, lane: Lane, row: asyncpg.Record) -> Attempt:
         position = row["position"]
-        if row["data"] is None or row["created"] is None:  # archived away meanwhile
-            attempt = Attempt(False, None, "the event is no longer in the log (archived)")
-            return await self._record_failure(lane, position, attempt, 0.0, 0)
+        if row["data"] is None or row["created"] is None:
+            return Attempt(False, None, "the event is no longer in the log (archived)")
         key = await self._key(lane.webhook_id, lane.secret_version)
         content = payload.body(
             position=position, stream_id=lane.stream_id, version=row["version"],
@@ -211,16 +249,7 @@ class Sender:
         )  # fmt: skip
         msg_id = signing.message_id(lane.webhook_id, position)
         headers = signing.headers(key, msg_id, int(time.time()), content)
-        attempt = await self._post(lane.url, headers, content)
-        if attempt.ok:
-            status = await self.pool.execute(Q.delivered, lane.webhook_id, position, self.owner,
-                                             attempt.status)  # fmt: skip
-            self.counts.delivered += 1
-            return status.endswith(" 1")  # else the lane is another sender's now
-        delay = retry_delay(row["attempts"] + 1, first=self.tuning.first_retry,
-                            cap=self.tuning.max_retry)  # fmt: skip
-        return await self._record_failure(lane, position, attempt, self.settings.retry_seconds,
-                                          delay)  # fmt: skip
+        return await self._post(lane.url, headers, content)
 
     async def _record_failure(
         self, lane: Lane, position: int, attempt: Attempt, window: float, delay: float
@@ -228,6 +257,7 @@ class Sender:
         dead = await self.pool.fetchval(Q.failed, lane.webhook_id, position, self.owner,
                                         attempt.status, attempt.answer, window, delay)  # fmt: skip
         self.counts.failed += 1
+        self.outcomes.failed(lane.webhook_id, attempt.status, attempt.answer, bool(dead))
         extra = {"webhook": lane.webhook_id, "position": position, "stream": lane.stream_id,
                  "status": attempt.status, "answer": (attempt.answer or "")[:200]}  # fmt: skip
         if dead:
@@ -236,6 +266,9 @@ class Sender:
             return True
         log.info("webhook delivery failed", extra={**extra, "retry_in": delay})
         return False  # released until the retry (or no longer this sender's: dead is None)
+
+    async def _report(self) -> None:
+        await self.outcomes.report(self.pool)
 
     async def _key(self, webhook_id: str, secret_version: int) -> bytes:
         cached = self._keys.get((webhook_id, secret_version))

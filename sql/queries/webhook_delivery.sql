@@ -105,21 +105,12 @@ ORDER BY d.position
 LIMIT $3
 
 -- name: delivered
--- Delivery ($1, $2) succeeded (answer $4) while $3 held its lane: the row goes, the
--- subscription's status counts it and is no longer failing.
-WITH gone AS (
-    DELETE FROM webhook_deliveries AS d
-    WHERE d.webhook_id = $1 AND d.position = $2 AND d.state = 'pending'
-      AND EXISTS (SELECT 1 FROM webhook_lanes AS l
-                  WHERE l.webhook_id = $1 AND l.stream_id = d.stream_id AND l.owner = $3)
-    RETURNING d.webhook_id
-)
-INSERT INTO webhook_status AS s (webhook_id, delivered, last_delivered_at, last_status,
-                                 last_answer)
-SELECT $1, 1, now(), $4, NULL FROM gone
-ON CONFLICT (webhook_id) DO UPDATE
-SET delivered = s.delivered + 1, last_delivered_at = now(), last_status = $4,
-    last_answer = NULL, failing = false
+-- Deliveries of subscription $1 at positions $2 succeeded while $3 held their lane: the rows
+-- go. Returns how many (fewer: the lane is no longer this sender's).
+DELETE FROM webhook_deliveries AS d
+WHERE d.webhook_id = $1 AND d.position = ANY ($2::bigint[]) AND d.state = 'pending'
+  AND EXISTS (SELECT 1 FROM webhook_lanes AS l
+              WHERE l.webhook_id = $1 AND l.stream_id = d.stream_id AND l.owner = $3)
 
 -- name: failed
 -- Delivery ($1, $2) failed while $3 held its lane (HTTP status $4 or NULL, answer $5). When
@@ -144,17 +135,35 @@ WITH tried AS (
     SET owner = NULL, leased_until = NULL, due_at = now() + make_interval(secs => $7)
     FROM tried
     WHERE l.webhook_id = $1 AND l.stream_id = tried.stream_id AND NOT tried.dead
-), status AS (
-    INSERT INTO webhook_status AS s (webhook_id, failed_attempts, dead, last_failed_at,
-                                     last_status, last_answer, failing)
-    SELECT $1, 1, CASE WHEN tried.dead THEN 1 ELSE 0 END, now(), $4, $5, tried.dead
-    FROM tried
-    ON CONFLICT (webhook_id) DO UPDATE
-    SET failed_attempts = s.failed_attempts + 1, dead = s.dead + excluded.dead,
-        last_failed_at = now(), last_status = $4, last_answer = $5,
-        failing = s.failing OR excluded.failing
 )
 SELECT tried.dead FROM tried
+
+-- name: count_outcomes
+-- What one sender saw of each subscription since its last report ($1 ids; $2 delivered,
+-- $3 failed attempts, $4 dead-lettered; $5, $6 the last success and failure times; $7, $8
+-- the last outcome's HTTP status and answer; $9 failing after them: true, false, or NULL
+-- when nothing changed it), added to the subscriptions' counters. One statement a second per
+-- process, not one per delivery: every sender delivering a subscription would otherwise
+-- queue on its one row.
+INSERT INTO webhook_status AS s (webhook_id, delivered, failed_attempts, dead,
+                                 last_delivered_at, last_failed_at, last_status, last_answer,
+                                 failing)
+SELECT o.id, o.delivered, o.failed, o.dead, o.delivered_at, o.failed_at, o.status, o.answer,
+       coalesce(o.failing, false)
+FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::timestamptz[],
+            $6::timestamptz[], $7::integer[], $8::text[], $9::boolean[])
+    AS o (id, delivered, failed, dead, delivered_at, failed_at, status, answer, failing)
+WHERE EXISTS (SELECT 1 FROM webhooks AS w WHERE w.id = o.id)
+ORDER BY o.id
+ON CONFLICT (webhook_id) DO UPDATE
+SET delivered = s.delivered + excluded.delivered,
+    failed_attempts = s.failed_attempts + excluded.failed_attempts,
+    dead = s.dead + excluded.dead,
+    last_delivered_at = greatest(s.last_delivered_at, excluded.last_delivered_at),
+    last_failed_at = greatest(s.last_failed_at, excluded.last_failed_at),
+    last_status = excluded.last_status, last_answer = excluded.last_answer,
+    failing = coalesce((SELECT o.failing FROM unnest($1::text[], $9::boolean[]) AS o (id, failing)
+                        WHERE o.id = s.webhook_id), s.failing)
 
 -- name: lock_lane
 -- The lane ($1, $2) while $3 holds it, locked until the transaction ends: a fan-out adding

@@ -73,8 +73,13 @@ async def test_dead_letters_are_listed_with_their_answer_and_sent_again(
         await asyncio.sleep(0.05)
     tries = len(receiver.received)
     assert tries >= 6  # retried before it was dead-lettered
-    status = await pool.fetchrow("SELECT * FROM webhook_status WHERE webhook_id = $1", hook)
-    assert (status["failing"], status["dead"], status["delivered"]) == (True, 3, 0)
+    status_of = "SELECT failing, dead, delivered FROM webhook_status WHERE webhook_id = $1"
+
+    async def reported() -> bool:  # each sender reports its outcomes every second
+        status = await pool.fetchrow(status_of, hook)
+        return status is not None and tuple(status) == (True, 3, 0)
+
+    await eventually(reported, what="the subscription marked failing")
 
     listed = await ok(await client.get(path(hook, "deliveries"), headers=A))
     letters = listed["deliveries"]
