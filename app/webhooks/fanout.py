@@ -12,7 +12,7 @@ archived away (no row) is skipped. One statement per batch writes the rows and t
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -110,10 +110,15 @@ async def wanted(
 
 class FanOut:
     """Runs the cursors of every active subscription, batch after batch, in this process;
-    ``enqueued`` is told when rows were written (the senders look at once)."""
+    ``enqueued`` is told which flows of which subscription have new rows, once they are
+    committed (the senders look at once)."""
 
     def __init__(
-        self, store: EventStore, enqueued: Callable[[], None], *, batch_size: int = 500
+        self,
+        store: EventStore,
+        enqueued: Callable[[str, Iterable[str]], None],
+        *,
+        batch_size: int = 500,
     ) -> None:
         self._store = store
         self._enqueued = enqueued
@@ -144,12 +149,12 @@ class FanOut:
                     [r.stream_id for r in rows], [r.event_type for r in rows],
                     [r.status for r in rows],
                 )  # fmt: skip
-                handled.append(len(rows))
+                handled.extend(r.stream_id for r in rows)
 
         cursor = Subscription(self._store, cursor_name(subscriber.id), handle,
                               batch_size=self._batch_size)  # fmt: skip
         while True:
-            handled: list[int] = []
+            handled: list[str] = []
             try:
                 outcome = await cursor.run_batch()
             except SubscriptionConflict as exc:  # not registered (yet): its create is racing
@@ -161,6 +166,6 @@ class FanOut:
                           extra={"webhook": subscriber.id, "error": str(exc)})  # fmt: skip
                 return False
             if handled:
-                self._enqueued()
+                self._enqueued(subscriber.id, set(handled))
             if outcome.locked_out or outcome.handled < self._batch_size:
                 return outcome.held_back

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -53,6 +53,12 @@ class DeliveryTuning:
     """The longest a due retry waits for a sender to look."""
     first_retry: float = 1.0
     max_retry: float = 3600.0
+    linger_seconds: float = 0.25
+    """How long a lane with nothing left stays leased for its flow's next events (enqueued
+    by this process's fan-out, which says so): a flow's events come in bursts, and a lane
+    given up and taken again costs five statements."""
+    lingering: int = 1024
+    """Lanes that linger at most (they hold no slot of ``lanes``)."""
 
 
 @dataclass(slots=True)
@@ -101,12 +107,18 @@ class Sender:
         self._wake = asyncio.Event()
         self._stopping = False
         self._driving: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._lingering: dict[tuple[str, str], asyncio.Event] = {}
         self._keys: dict[tuple[str, int], bytes] = {}
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
-    def poke(self) -> None:
-        """New rows were enqueued: look for due lanes now."""
+    def poke(self, webhook_id: str | None = None, streams: Iterable[str] = ()) -> None:
+        """New rows were enqueued (for these flows of ``webhook_id``): lanes lingering here
+        go on, and due lanes are looked for now."""
+        for stream in streams:
+            lingering = self._lingering.get((webhook_id or "", stream))
+            if lingering is not None:
+                lingering.set()
         self._wake.set()
 
     async def start(self) -> None:
@@ -159,7 +171,7 @@ class Sender:
                     extra={"error": repr(exc), "delay": delay})  # fmt: skip
 
     async def _pass(self) -> float | None:
-        free = self.tuning.lanes - len(self._driving)
+        free = self.tuning.lanes - len(self._driving) + len(self._lingering)
         if free <= 0:
             return None  # a lane that ends wakes the loop
         rows = await self.pool.fetch(Q.claim, self.owner, self.tuning.lease_seconds, free)
@@ -193,6 +205,8 @@ class Sender:
                 rows = await self.pool.fetch(Q.next_rows, lane.webhook_id, lane.stream_id,
                                              self.tuning.rows)  # fmt: skip
                 if not rows:
+                    if await self._linger(lane):
+                        continue
                     await self._finish(lane)
                     return
                 if not await self._deliver_rows(lane, rows):
@@ -200,6 +214,21 @@ class Sender:
         except _DATABASE_ERRORS as exc:
             extra = {"webhook": lane.webhook_id, "stream": lane.stream_id, "error": repr(exc)}
             log.warning("webhook lane left to its lease", extra=extra)
+
+    async def _linger(self, lane: Lane) -> bool:
+        """Whether rows came for the lane (from this process's fan-out) within the linger."""
+        key = (lane.webhook_id, lane.stream_id)
+        if len(self._lingering) >= self.tuning.lingering or self.tuning.linger_seconds <= 0:
+            return False
+        came = self._lingering[key] = asyncio.Event()
+        self._wake.set()  # its slot is free while it lingers
+        try:
+            await asyncio.wait_for(came.wait(), self.tuning.linger_seconds)
+        except TimeoutError:
+            return False
+        finally:
+            del self._lingering[key]
+        return True
 
     async def _finish(self, lane: Lane) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
