@@ -11,8 +11,12 @@ events (FlowCreated, FlowStarted, NodeStarted and NodeSucceeded three times, Flo
    (``ratio_flows_with_vs_without``: 1 is free), ``deliveries_per_s`` (from the first create
    to the last delivery), and the lag from each event's ``recorded_at`` (the payload's
    ``timestamp``) to its receipt, ``lag_p50_ms`` / ``lag_p99_ms`` (goal p99 < 100 ms at
-   1,000 events/s; ``events_per_s`` says the rate reached).
-3. **Outage** (``--outage SECONDS``, 30 by default, 5 with ``--quick``): the receiver stops
+   ``events_per_s`` says the rate reached; a burst: the lag includes the backlog).
+3. **Steady rates**: flows started at an even pace making 100, then 1,000 events a second,
+   for 20 s (``--quick`` 5 s): ``steady_100_lag_p50_ms`` / ``p99`` and ``steady_1000_...``
+   (the issue's goal: p99 < 100 ms at 1,000 events/s). The burst above measures throughput
+   and backlog; these measure the lag of a rate the service keeps up with (or not).
+4. **Outage** (``--outage SECONDS``, 30 by default, 5 with ``--quick``): the receiver stops
    listening while flows keep coming for that long, then listens again on the same port:
    ``drain_seconds`` (from its return to the last missing delivery), and the checks
    ``lost`` (events never received: 0), ``out_of_order_flows`` (flows whose first receipts
@@ -63,6 +67,10 @@ OUTAGE_RATE = 30.0
 TYPES = ["FlowCreated", "FlowStarted", "NodeStarted", "NodeSucceeded", "FlowFinished"]
 FLOW_NAME = "bench-webhooks"
 GOALS = {"lag_p99_ms": 100.0}
+EVENTS_PER_FLOW = 9
+STEADY_RATES = (100, 1000)
+"""Events a second of the steady phases (flows started at an even pace, not in a burst)."""
+STEADY_SECONDS = {Size.FULL: 20.0, Size.QUICK: 5.0, Size.SMOKE: 0.5}
 
 
 @dataclass
@@ -154,18 +162,26 @@ async def run(
         async with scratch_database(server_url) as url, Engine(
             url, Registry([_definition(ends)]), webhooks=settings
         ) as engine:  # fmt: skip
-            figures = await _measure(engine, receiver, ends, flows, outage, progress)
+            figures = await _measure(engine, receiver, ends, flows, outage, progress,
+                                     STEADY_SECONDS[size])  # fmt: skip
     finally:
         await receiver.stop()
     figures = {"bench": "webhooks", "size": size.value, **figures}
     rows = [[name, value] for name, value in figures.items() if name not in ("bench", "size")]
     notes = [f"goal: lag p99 < {GOALS['lag_p99_ms']:.0f} ms at 1,000 events/s "
-             f"(reached: {figures['events_per_s']:,.0f} events/s)"]  # fmt: skip
+             f"(steady_1000_lag_p99_ms); the burst reached {figures['events_per_s']:,.0f} "
+             "events/s"]  # fmt: skip
     return Report("webhooks", ["figure", "value"], rows, figures, notes)
 
 
 async def _measure(
-    engine: Engine, receiver: _Receiver, ends: _Ends, flows: int, outage: float, progress: bool
+    engine: Engine,
+    receiver: _Receiver,
+    ends: _Ends,
+    flows: int,
+    outage: float,
+    progress: bool,
+    steady_seconds: float,
 ) -> dict[str, Any]:
     pool = engine.pool
     with tqdm(total=flows * 2, desc="flows", disable=not progress, leave=False) as bar:
@@ -196,8 +212,35 @@ async def _measure(
         "lag_p99_ms": round(percentile(lags, 0.99), 2),
         "ratio_flows_with_vs_without": round(with_hook / without, 3),
     }
+    for events_per_s in STEADY_RATES:
+        figures |= await _steady(engine, receiver, ends, events_per_s, steady_seconds)
     figures |= await _outage(engine, receiver, ends, hook, outage, progress)
     return figures
+
+
+async def _steady(
+    engine: Engine, receiver: _Receiver, ends: _Ends, events_per_s: int, seconds: float
+) -> dict[str, Any]:
+    """Flows started at a steady rate (9 events each) for ``seconds``: the lag at that rate."""
+    receiver.got.clear()
+    rate = events_per_s / EVENTS_PER_FLOW
+    count = max(1, round(rate * seconds))
+    ends.count, ends.want = 0, count
+    ends.done.clear()
+    made: list[asyncio.Task[Any]] = []
+    start = time.perf_counter()
+    for n in range(count):
+        made.append(asyncio.create_task(
+            engine.service.create(f"s{n}", "bench", FLOW_NAME, start=True)))  # fmt: skip
+        await asyncio.sleep(max(0.0, start + (n + 1) / rate - time.perf_counter()))
+    await asyncio.gather(*made)
+    await ends.done.wait()
+    await _until(lambda: len({g[0] for g in receiver.got}) >= count * EVENTS_PER_FLOW, 600)
+    lags = [g[3] * 1000 for g in receiver.got]
+    return {
+        f"steady_{events_per_s}_lag_p50_ms": round(percentile(lags, 0.5), 2),
+        f"steady_{events_per_s}_lag_p99_ms": round(percentile(lags, 0.99), 2),
+    }
 
 
 async def _outage(
