@@ -25,6 +25,8 @@ CHANNEL = "flowlog_webhooks"
 """NOTIFYed (payload: the subscription's id) after a subscription is made or changed."""
 RELOAD_SECONDS = 5.0
 """Subscriptions are read again at least this often (a lost notification)."""
+POLL_SECONDS = 1.0
+"""The fan-out looks at the log at least this often (a notification lost)."""
 HELD_BACK_SECONDS = 0.02
 
 
@@ -97,7 +99,7 @@ class Deliveries:
                 await self.fanout.reload()
                 reload_at = loop.time() + RELOAD_SECONDS
             held_back = await self.fanout.run()
-            return HELD_BACK_SECONDS if held_back else RELOAD_SECONDS
+            return HELD_BACK_SECONDS if held_back else POLL_SECONDS
 
         await wake_or_poll(
             one_pass, wake=self._wake, listener=self._events, stopping=lambda: self._stopping,
