@@ -38,6 +38,9 @@ from flowlog.roles import DatabaseUrls
 from flowlog.schedules.scheduler import Scheduler, SchedulerSettings
 from flowlog.schedules.service import ScheduleService
 from flowlog.tasks.service import OFFERS, TaskQueues
+from flowlog.webhooks.delivery import Deliveries
+from flowlog.webhooks.sender import DeliveryTuning
+from flowlog.webhooks.settings import WebhookSettings
 from flowlog.workflow import idempotency
 from flowlog.workflow.callbacks import CallbackTokens
 from flowlog.workflow.definition import Registry, WorkflowDefinition
@@ -74,6 +77,8 @@ class Engine:
         retention: Retention | None = None,
         access: KeyRing | None = None,
         versions_interval: float = CHECK_SECONDS,
+        webhooks: WebhookSettings | None = None,
+        webhook_tuning: DeliveryTuning | None = None,
     ) -> None:
         """With ``migrate`` (the default) the schema is brought up to date first (idempotent,
         and safe when several processes start at once): as ``owner_url``'s role when given,
@@ -90,7 +95,9 @@ class Engine:
         follows key changes on a LISTEN connection of its own. A process with a reactor
         records the definition versions it runs (``process_versions``, every third of a
         lease); every engine looks for flows awaiting a version no running process has every
-        ``versions_interval`` seconds and logs what changes (app/workflow/versions.py)."""
+        ``versions_interval`` seconds and logs what changes (app/workflow/versions.py).
+        With ``webhooks``, a process with a reactor delivers webhooks too
+        (app/webhooks/delivery.py; ``webhook_tuning``: leases, concurrency, retries)."""
         self.database_url = database_url
         self._access = access
         self._migrate = migrate
@@ -126,6 +133,9 @@ class Engine:
         self._versions_interval = versions_interval
         self._beat: VersionBeat | None = None
         self._awaiting: AwaitingWatch | None = None
+        self._webhook_settings = webhooks
+        self._webhook_tuning = webhook_tuning
+        self._deliveries: Deliveries | None = None
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -171,6 +181,11 @@ class Engine:
         """The flows awaiting a definition version that no running process has."""
         assert self._awaiting is not None, "the engine is not started"
         return self._awaiting
+
+    @property
+    def deliveries(self) -> Deliveries | None:
+        """This process's webhook delivery (None without a reactor or webhook settings)."""
+        return self._deliveries
 
     @property
     def listener(self) -> Listener:
@@ -245,6 +260,16 @@ class Engine:
                     settings=self._scheduler_settings, observe=self._observe_fire,
                 )  # fmt: skip
                 self._scheduler.start()
+                if self._webhook_settings is not None:
+                    # Webhooks are delivered where flows run: a process with a reactor.
+                    self._deliveries = Deliveries(
+                        store, tokens, self._listener, partial(connect, self.database_url),
+                        self._webhook_settings, self._reactor.owner,
+                        # A lane's lease lapses as a flow's does (FLOWLOG_LEASE_SECONDS).
+                        self._webhook_tuning or DeliveryTuning(
+                            lease_seconds=self._reactor_settings.lease_seconds),
+                    )  # fmt: skip
+                    await self._deliveries.start()
             self._schedules = ScheduleService(store, self.registry, on_change=self._poke_scheduler)
             self._awaiting = AwaitingWatch(store.pool, self._versions_interval)
             await self._awaiting.start()
@@ -272,6 +297,9 @@ class Engine:
         if self._archiving is not None:
             await self._archiving.stop()
             self._archiving = None
+        if self._deliveries is not None:
+            await self._deliveries.stop()
+            self._deliveries = None
         if self._scheduler is not None:
             await self._scheduler.stop()
             self._scheduler = None

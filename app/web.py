@@ -66,6 +66,7 @@ async def _engine(app: web.Application) -> AsyncIterator[None]:
         archive_interval=settings.archive_interval,
         retention=settings.retention,
         access=app[keys.ACCESS],
+        webhooks=settings.webhooks,
     )
     await engine.start()
     app[keys.ENGINE] = engine

@@ -264,6 +264,8 @@ BENCH_FIGURES = [
                 "ratio_flows_limited_vs_unlimited", "ratio_flows_limit_unreached_vs_unlimited")),
     ("tasks", ("tasks_per_s", "in_process_flows_per_s", "ratio_tasks_vs_in_process",
                "offer_to_task_p50_ms", "tasks_completed")),
+    ("webhooks", ("deliveries_per_s", "lag_p99_ms", "ratio_flows_with_vs_without",
+                  "outage_events", "drain_seconds")),
 ]  # fmt: skip
 
 
@@ -343,6 +345,9 @@ def test_each_benchmark_runs_with_and_without_progress_bars(
         assert figures["waiting_work_rows"] == 0  # a callback without deadline holds no row
     if name == "schedules":
         assert figures["flows_per_fire"] == 1  # every fire made its flow, once
+    if name == "webhooks":  # nothing lost in the outage, each flow in order
+        assert (figures["lost"], figures["out_of_order_flows"]) == (0, 0)
+        assert figures["duplicates_differing"] == 0
     if name == "tasks":
         assert figures["tasks_completed"] == figures["tasks_expected"]
         assert figures["flows_finished"] == figures["flows_created"]

@@ -91,6 +91,8 @@ SEMANTIC_RULES = {
     ("GET", "/api/v1/webhooks"),  # a cursor this list did not give
     # A change names at least one setting, and url, events and description are never null.
     ("PATCH", "/api/v1/webhooks/{webhookId}"),
+    # Both or neither of fromPosition and fromTime; a time to come (400, 40148).
+    ("POST", "/api/v1/webhooks/{webhookId}/replay"),
 }
 
 TOKEN = "fuzz-token"

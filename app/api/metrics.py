@@ -1,7 +1,8 @@
 """Prometheus metrics of one process: flows by definition and status, node durations,
 reactor lag, leases, unfinished archives, parked flows, schedule fire delays, reads and
 replicas, task queues, flows waiting on flow control, flows awaiting a definition version no
-running process has, HTTP requests. A registry per application, no global state."""
+running process has, webhook deliveries and lag, HTTP requests. A registry per application,
+no global state."""
 
 from __future__ import annotations
 
@@ -14,11 +15,16 @@ from flowlog.api.queries import Q
 from flowlog.replicas.replica import Replica
 from flowlog.tasks.queries import Q as TQ
 from flowlog.tasks.service import WORKERS_SEEN_SECONDS
+from flowlog.webhooks.queries import Q as WQ
+from flowlog.webhooks.sender import DeliveryCounts
 from flowlog.workflow.versions import awaiting
 
 CLIENT_GONE_STATUS = 499
 """What the request log and metrics record for a client that hung up (nginx's convention)."""
 
+
+LAG_COUNT_LIMIT = 100_000
+"""A subscription's unread events are counted up to this (the count walks the log)."""
 
 _DURATIONS = (0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 1800, 3600)
 
@@ -133,6 +139,25 @@ class Metrics:
             ["method", "outcome"], registry=self.registry,
         )  # fmt: skip
 
+        self.webhook_deliveries = Counter(
+            "flowlog_webhook_deliveries",
+            "Webhook delivery attempts made by this process, by outcome (delivered; failed: to "
+            "be tried again or dead; dead: dead-lettered at the end of the retry window).",
+            ["outcome"], registry=self.registry,
+        )  # fmt: skip
+        self._deliveries_seen = DeliveryCounts()
+        self.webhook_lag_events = Gauge(
+            "flowlog_webhook_lag_events",
+            "Events each webhook subscription has still to deliver: the log's events after its "
+            f"cursor (counted up to {LAG_COUNT_LIMIT:,}) and its pending deliveries.",
+            ["webhook"], registry=self.registry,
+        )  # fmt: skip
+        self.webhook_lag_seconds = Gauge(
+            "flowlog_webhook_lag_seconds",
+            "Age of the oldest event each webhook subscription has still to deliver (0: none).",
+            ["webhook"], registry=self.registry,
+        )  # fmt: skip
+
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).observe(seconds)
         if status == CLIENT_GONE_STATUS:
@@ -151,9 +176,17 @@ class Metrics:
     def observe_node(self, definition: str, node: str, outcome: str, seconds: float) -> None:
         self.node_seconds.labels(definition, node, outcome).observe(seconds)
 
-    async def render(self, pool: asyncpg.Pool, busy: int, parked: int = 0, polls: int = 0) -> bytes:
+    async def render(
+        self,
+        pool: asyncpg.Pool,
+        busy: int,
+        parked: int = 0,
+        polls: int = 0,
+        deliveries: DeliveryCounts | None = None,
+    ) -> bytes:
         """Refreshes the gauges read from the database and the reactor's figures (``polls``:
-        its parking lot's count so far), then renders the exposition text."""
+        its parking lot's count so far; ``deliveries``: its webhook sender's counts so far),
+        then renders the exposition text."""
         self.flows.clear()
         for row in await pool.fetch(Q.flows_by_status):
             self.flows.labels(row["name"], row["status"]).set(row["flows"])
@@ -170,6 +203,7 @@ class Metrics:
         self.awaiting_version.clear()  # a version no flow awaits any more disappears
         for entry in await awaiting(pool):
             self.awaiting_version.labels(entry.definition, entry.version).set(entry.flows)
+        await self._observe_webhooks(pool, deliveries)
         self.busy.set(busy)
         self.parked.set(parked)
         self.polls.inc(max(0, polls - self._polls_seen))
@@ -186,3 +220,16 @@ class Metrics:
                 self.tasks.labels(queue, state).set(row[column])
             self.task_age.labels(queue).set(row["oldest"] or 0.0)
             self.task_workers.labels(queue).set(len(row["workers"]))
+
+    async def _observe_webhooks(self, pool: asyncpg.Pool, counts: DeliveryCounts | None) -> None:
+        if counts is not None:
+            seen = self._deliveries_seen
+            for outcome in ("delivered", "failed", "dead"):
+                now, before = getattr(counts, outcome), getattr(seen, outcome)
+                self.webhook_deliveries.labels(outcome).inc(max(0, now - before))
+                setattr(seen, outcome, max(now, before))
+        for gauge in (self.webhook_lag_events, self.webhook_lag_seconds):
+            gauge.clear()  # a deleted subscription disappears
+        for row in await pool.fetch(WQ.lag, LAG_COUNT_LIMIT):
+            self.webhook_lag_events.labels(row["id"]).set(row["unread"] + row["pending"])
+            self.webhook_lag_seconds.labels(row["id"]).set(row["seconds"])

@@ -97,7 +97,8 @@ async def metrics(request: web.Request) -> web.Response:
         else (reactor.busy, len(reactor.parking), reactor.parking.polls)
     )  # fmt: skip
     request.app[keys.METRICS].observe_replicas(engine.reads.replicas)
-    body = await request.app[keys.METRICS].render(engine.pool, busy, parked, polls)
+    deliveries = None if engine.deliveries is None else engine.deliveries.counts
+    body = await request.app[keys.METRICS].render(engine.pool, busy, parked, polls, deliveries)
     # Prometheus's text exposition format names its version in the Content-Type.
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

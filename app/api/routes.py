@@ -14,6 +14,7 @@ from flowlog.api import (
     schedules,
     tasks,
     triggers,
+    webhook_deliveries,
     webhooks,
 )
 from flowlog.api.operations import Api
@@ -29,5 +30,6 @@ api = Api(
         *access_keys.api.operations,
         *triggers.api.operations,
         *webhooks.api.operations,
+        *webhook_deliveries.api.operations,
     ]
 )

@@ -38,6 +38,7 @@ BENCHMARKS = (
     "schedules",
     "tasks",
     "waiting",
+    "webhooks",
 )
 LONG_RUNNING = frozenset({"serve", "worker"})
 """Commands whose log is their output (INFO by default); the others report on stdout and log
@@ -341,6 +342,10 @@ def build(settings: Settings) -> Parsers:
     bench.add_argument(
         "--json", action="store_true", help="print every figure as one JSON object, last line"
     )
+    bench.add_argument(
+        "--outage", type=float, default=None, metavar="SECONDS",
+        help="webhooks: how long the receiver is down (default 30, --quick 5)",
+    )  # fmt: skip
     add_progress(bench)
     return Parsers(top, commands)
 

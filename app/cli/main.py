@@ -317,8 +317,14 @@ def _run(
             schedules,
             tasks,
             waiting,
+            webhooks,
         )
 
+        if args.name == "webhooks":
+            report = asyncio.run(webhooks.run(urls.owner, size=args.size, progress=args.progress,
+                                              outage=args.outage))  # fmt: skip
+            report.print(args.json)
+            return 0
         runner = {
             "activity": activity.run,
             "append": append.run,
@@ -502,7 +508,7 @@ async def _work(settings: Settings, urls: DatabaseUrls, registry: Registry) -> N
     async with Engine(
         urls.url, registry, reactor=settings.reactor, pool_size=2, owner_url=urls.owner_url,
         archive=settings.archive, archive_interval=settings.archive_interval,
-        retention=settings.retention,
+        retention=settings.retention, webhooks=settings.webhooks,
     ):  # fmt: skip
         log.info("worker running", extra={"versions": registry.versions()})
         await stop.wait()

@@ -118,6 +118,12 @@ class Code(enum.IntEnum):
     """A webhook URL no delivery may go to (HTTP 400): not http(s), credentials, a fragment, or
     an address that is not public and not in FLOWLOG_WEBHOOK_ALLOW; the message says why.
     Nothing was made or changed."""
+    DELIVERY_NOT_FOUND = 40147
+    """A position the subscription has no dead letter at (HTTP 404): nothing was re-sent."""
+    BAD_REPLAY_START = 40148
+    """A replay's start is not one event of the log (both or neither of ``fromPosition`` and
+    ``fromTime``, a time to come, a position past the log's end, events archived away) (HTTP
+    400): the cursor did not move."""
     INTERNAL = 50000
     """A fault of the service (logged with the request id); nothing about it is sent."""
     UNAVAILABLE = 50300
