@@ -49,6 +49,7 @@ from flowlog.eventstore import EventReader, EventStore, connect, create_pool
 from flowlog.projections.rebuild import rebuild
 from flowlog.schedules.rebuild import rebuild_schedules
 from flowlog.times import audit_time
+from flowlog.triggers.wait_rows import rebuild_event_waits
 from flowlog.workflow.node_decisions import due_at
 from flowlog.workflow.projection import PROJECTOR
 from flowlog.workflow.state import offered_task
@@ -203,6 +204,7 @@ async def import_log(
         await rebuild_schedules(pool)
         await rebuild_archives(pool)
         await rebuild_keys(pool)
+        await rebuild_event_waits(pool)
     finally:
         await pool.close()
     report.seconds = time.perf_counter() - started

@@ -350,6 +350,7 @@ async def _projections(command: str, urls: DatabaseUrls, progress: bool) -> int:
     from flowlog.projections.rebuild import rebuild
     from flowlog.projections.verify import verify
     from flowlog.schedules.rebuild import rebuild_schedules, verify_schedules
+    from flowlog.triggers.wait_rows import rebuild_event_waits, verify_event_waits
     from flowlog.workflow.projection import PROJECTOR
 
     await prepare_schema(urls)
@@ -362,26 +363,29 @@ async def _projections(command: str, urls: DatabaseUrls, progress: bool) -> int:
             schedules = await rebuild_schedules(pool)
             archives = await rebuild_archives(pool)
             api_keys = await rebuild_keys(pool)
+            waits = await rebuild_event_waits(pool)
             print(
                 f"rebuilt {report.flows} flows from {report.events} events in "
                 f"{report.seconds:.1f} s ({report.events_per_s:,.0f} events/s); "
                 f"{report.caught_up_events} events caught up, "
                 f"swap {report.swap_seconds * 1000:.0f} ms; {schedules} schedules; "
-                f"{archives} archives; {api_keys} keys"
+                f"{archives} archives; {api_keys} keys; {waits} event waits"
             )
             return 0
         checked = await verify(store, PROJECTOR, progress=progress)
         scheduled = await verify_schedules(pool)
         keyed = await verify_keys(pool)
         archived = await verify_archives(pool)
+        waited = await verify_event_waits(pool)
         differences = [*checked.differences, *scheduled.differences, *archived.differences,
-                       *keyed.differences]  # fmt: skip
+                       *keyed.differences, *waited.differences]  # fmt: skip
         for difference in differences:
             print(difference)
         print(
             f"verified {checked.flows} flows ({checked.events} events) and "
-            f"{scheduled.schedules} schedules, {archived.archives} archives and {keyed.keys} "
-            "keys: " + (f"{len(differences)} differences" if differences else "no drift")
+            f"{scheduled.schedules} schedules, {archived.archives} archives, {keyed.keys} "
+            f"keys and {waited.waits} event waits: "
+            + (f"{len(differences)} differences" if differences else "no drift")
         )
         return 1 if differences else 0
     finally:

@@ -102,6 +102,9 @@ class Code(enum.IntEnum):
     MIGRATION_RUNNING = 40142
     """A migration of the same definition's flows is running (HTTP 409): one at a time per
     definition; nothing was done, send it again when the other has ended."""
+    EVENT_MATCH_MISSING = 40155
+    """A callback node waiting for an event could not render its match: a placeholder names
+    nothing in the flow's context (a node failure; the message names the placeholder)."""
     INTERNAL = 50000
     """A fault of the service (logged with the request id); nothing about it is sent."""
     UNAVAILABLE = 50300
