@@ -13,7 +13,7 @@ import pytest
 from flowlog.builtins import definition_from_spec
 from flowlog.wire.definitions import DefinitionSpec
 from flowlog.workflow.errors import Code
-from tests.api.helpers import DEFINITIONS, Client, create, ok, post, refused, wait_status
+from tests.api.helpers import DEFINITIONS, Client, create, ok, refused, wait_status
 from tests.api.test_definitions import NOOP, node, register, spec
 
 WAIT = {"type": "backup.verified", "match": {"clusterId": "{{context.clusterId}}"}}
