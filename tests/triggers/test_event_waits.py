@@ -309,6 +309,27 @@ async def test_a_missing_context_value_fails_the_node_through_its_fail_path(
     assert "context.clusterId" in failed.error_message
     assert [n.name for n in ended.nodes] == ["backup", "verified", "failed"]
     assert await pool.fetch(WAITS) == []
+    # Retried with the value, the node waits anew, its match rendered again.
+    await engine.service.retry(created.flow_id, {"clusterId": "c-9"})
+    again = await wait_waiting(engine.service, created.flow_id)
+    assert again.running_node is not None
+    assert again.running_node.event == {"type": "backup.verified", "match": {"clusterId": "c-9"}}
+    waits = waits_of(engine)
+    assert await deliver(engine, waits, event({"clusterId": "c-9"})) == [again.running_node.node_id]
+
+
+async def test_lists_in_a_match_are_contained_as_postgresql_contains_them(
+    start_engine: StartEngine,
+) -> None:
+    engine = await start_engine(backup_flow(match={"tags": ["{{context.tag}}", "daily"]}))
+    waits = waits_of(engine)
+    state = await waiting_flow(engine, {"tag": "eu"})
+    assert await deliver(engine, waits, event({"tags": ["eu"]})) == []
+    assert await deliver(engine, waits, event({"tags": "eu daily"})) == []
+    assert state.running_node is not None
+    assert await deliver(engine, waits, event({"tags": ["daily", "x", "eu"]})) == [
+        state.running_node.node_id
+    ]
 
 
 async def test_rebuild_and_verify_reproduce_the_waits(
