@@ -356,8 +356,9 @@ def retimed(state: FlowState, placeholder: datetime, at: datetime) -> FlowState:
             node,
             started_at=at if node.started_at == placeholder else node.started_at,
             ended_at=at if node.ended_at == placeholder else node.ended_at,
+            waiting_since=at if node.waiting_since == placeholder else node.waiting_since,
         )
-        if node.started_at == placeholder or node.ended_at == placeholder
+        if placeholder in (node.started_at, node.ended_at, node.waiting_since)
         else node
         for node in state.nodes
     )

@@ -10,6 +10,7 @@ import orjson
 import pytest
 from pydantic import JsonValue
 
+from flowlog.projections.rows import APPEND_TIME
 from flowlog.triggers.waits import MAX_RESULT, event_result
 from flowlog.workflow.commands import RecordWaiting
 from flowlog.workflow.decide import decide
@@ -24,7 +25,7 @@ from flowlog.workflow.events import (
     NodeStarted,
     NodeWaiting,
 )
-from flowlog.workflow.state import FlowState, evolve, fold
+from flowlog.workflow.state import FlowState, evolve, fold, retimed
 from tests.workflow.defs import noop
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
@@ -63,6 +64,7 @@ def test_the_match_is_rendered_from_the_context_with_the_executors_changes() -> 
     assert after.running_node is not None
     assert after.running_node.event == event.event
     assert after.running_node.waiting_since == later
+    assert retimed(evolve(state, event, APPEND_TIME), APPEND_TIME, later) == after
 
 
 def test_a_value_the_context_lacks_fails_the_node_through_its_fail_transition() -> None:

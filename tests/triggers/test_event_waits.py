@@ -19,7 +19,7 @@ from flowlog.engine import Engine
 from flowlog.eventstore import EventStore, create_pool
 from flowlog.projections.rebuild import rebuild
 from flowlog.triggers.wait_rows import rebuild_event_waits, verify_event_waits
-from flowlog.triggers.waits import EventWaits
+from flowlog.triggers.waits import EventWaits, Q
 from flowlog.workflow.definition import NodeDefinition, WorkflowDefinition
 from flowlog.workflow.errors import Code
 from flowlog.workflow.event_waits import EventWait
@@ -151,6 +151,11 @@ async def test_events_that_do_not_match_complete_nothing(
     ]
     for miss in misses:
         assert await deliver(engine, waits, miss) == [], miss
+    # The lookup itself keeps to the tenant (the fold checks it again).
+    assert await pool.fetch(Q.waits_matching, "other", "backup.verified",
+                            {"clusterId": "c-1"}, 10, "") == []  # fmt: skip
+    assert len(await pool.fetch(Q.waits_matching, "acme", "backup.verified",
+                                {"clusterId": "c-1"}, 10, "")) == 1  # fmt: skip
     await asyncio.sleep(0.2)
     still = await engine.service.get(state.flow_id)
     assert still.running_node is not None
