@@ -111,6 +111,11 @@ async def test_a_matching_event_completes_the_node_and_the_flow_runs_to_its_end(
     assert [tuple(r) for r in rows] == [
         (node.node_id, state.flow_id, "acme", "backup.verified", {"clusterId": "c-1"})
     ]
+    summary = await pool.fetchval(
+        "SELECT summary FROM flow_history($1) WHERE type = 'NodeWaiting'", state.flow_id
+    )
+    assert summary.startswith("node verified waiting for callback ")
+    assert summary.endswith(" or event backup.verified")
     sent = event({"clusterId": "c-1", "sizeBytes": 42})
     assert await deliver(engine, waits, sent) == [node.node_id]
     assert await pool.fetch(WAITS) == []
