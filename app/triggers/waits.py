@@ -23,6 +23,7 @@ from pydantic import JsonValue
 
 from flowlog.eventstore import OrderConflict, Transaction, WrongExpectedVersion
 from flowlog.sql import load_queries
+from flowlog.storable import storable_text, unstorable
 from flowlog.times import Clock, utc_now
 from flowlog.workflow.caller import Caller
 from flowlog.workflow.commands import CompleteCallback
@@ -111,6 +112,12 @@ class EventWaits:
 
         Raises OrderConflict when a flow's head was written by a younger transaction: run the
         transaction again (``EventStore.transact`` does)."""
+        if unstorable(event.data) is not None or not storable_text(event.type):
+            # The ingestion refuses such events at its edge; here they match nothing rather
+            # than fail the transaction that records them.
+            log.warning("event matches no wait: it cannot be stored",
+                        extra={"event_id": event.id[:200], "tenant": tenant})  # fmt: skip
+            return []
         who = caller or Caller(actor=ACTOR)
         who = Caller(actor=who.actor, trace_id=who.trace_id, request_id=who.request_id,
                      reason=f"event {event.id} from {event.source}"[:1000])  # fmt: skip

@@ -153,6 +153,11 @@ async def test_events_that_do_not_match_complete_nothing(
         event("c-1"),  # data that is no object
         event(None),
         event({"clusterId": "C-1"}),  # case matters
+        event({"clusterId": "c-1", "bad": "nul\u0000"}),  # data PostgreSQL cannot hold
+        event({"clusterId": "c-1", "bad": "\ud800"}),
+        event({"clusterId": "c-1", "n": 2**70}),
+        event({"clusterId": "c-1", "n": float("nan")}),
+        event({"clusterId": "c-1"}, type_="backup.verified\u0000"),
     ]
     for miss in misses:
         assert await deliver(engine, waits, miss) == [], miss
