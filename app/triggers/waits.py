@@ -1,13 +1,14 @@
 """CloudEvents that complete the callback nodes waiting for them (docs/workflows.md, "Callback
 nodes that wait for an event").
 
-``EventWaits.complete_waits(tx, tenant, event)`` is called by the ingestion of an event, in
-the transaction that records it: it finds the tenant's waits for the event's type whose match
-the event's data contains (``event_waits``), and completes each node as its token would
-(``CallbackReceived`` + ``NodeSucceeded``, decided by the same decision with the flow's
-definition), appended in that transaction. Each node completes once: a node that waits no
-more (completed by a token or another event, canceled, past its deadline) is left alone, and
-a flow that moved meanwhile is decided again on its fresh state.
+``EventWaits(registry, flows).complete_waits(tx, tenant, event)`` is called by the ingestion
+of an event, in the transaction that records it (it needs the process's definitions to
+decide): it finds the tenant's waits for the event's type whose match the event's data
+contains (``event_waits``), and completes each node as its token would (``CallbackReceived`` +
+``NodeSucceeded``, decided by the same decision with the flow's definition), appended in that
+transaction. Each node completes once: a node that waits no more (completed by a token or
+another event, canceled, past its deadline) is left alone, and a flow that moved meanwhile is
+decided again on its fresh state.
 """
 
 from __future__ import annotations
@@ -107,8 +108,10 @@ class EventWaits:
         self, tx: Transaction, tenant: str, event: EventLike, caller: Caller | None = None
     ) -> list[str]:
         """Completes every node of ``tenant`` that waits for ``event`` (in ``tx``: the nodes
-        complete if and when it commits); returns their node execution ids. ``caller``: whose
-        event it is, for the log's metadata (default: actor ``event``).
+        complete if and when it commits); returns their flows' ids (a flow waits on one node at
+        a time). ``caller``: whose event it is, for the log's metadata (default: actor
+        ``event``). The ingestion's hook (app/triggers/ingest.py, ``OnRecorded``) is this
+        bound method.
 
         Raises OrderConflict when a flow's head was written by a younger transaction: run the
         transaction again (``EventStore.transact`` does)."""
@@ -162,7 +165,7 @@ class EventWaits:
                 if isinstance(answer, WrongExpectedVersion):
                     todo.append((state.flow_id, node_id))  # moved meanwhile: decide again
                     continue
-                done.append(node_id)
+                done.append(state.flow_id)
                 log.info(
                     "event completed a waiting node",
                     extra={"flow_id": state.flow_id, "node_id": node_id, "tenant": tenant,

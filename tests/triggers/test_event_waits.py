@@ -6,6 +6,7 @@ event")."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 from pydantic import JsonValue
 
 from flowlog.engine import Engine
-from flowlog.eventstore import EventStore, create_pool
+from flowlog.eventstore import EventStore, Transaction, create_pool
 from flowlog.projections.rebuild import rebuild
 from flowlog.triggers.wait_rows import rebuild_event_waits, verify_event_waits
 from flowlog.triggers.waits import EventWaits, Q
@@ -87,7 +88,11 @@ async def deliver(engine: Engine, waits: EventWaits, sent: Event) -> list[str]:
 
 
 def waits_of(engine: Engine) -> EventWaits:
-    return EventWaits(engine.service.registry, engine.service.flows)
+    waits = EventWaits(engine.service.registry, engine.service.flows)
+    # The shape of the ingestion's hook (app/triggers/ingest.py, OnRecorded), checked by mypy.
+    hook: Callable[[Transaction, str, Event], Awaitable[list[str]]] = waits.complete_waits
+    assert hook is not None
+    return waits
 
 
 async def waiting_flow(
@@ -117,7 +122,7 @@ async def test_a_matching_event_completes_the_node_and_the_flow_runs_to_its_end(
     assert summary.startswith("node verified waiting for callback ")
     assert summary.endswith(" or event backup.verified")
     sent = event({"clusterId": "c-1", "sizeBytes": 42})
-    assert await deliver(engine, waits, sent) == [node.node_id]
+    assert await deliver(engine, waits, sent) == [state.flow_id]
     assert await pool.fetch(WAITS) == []
     ended = await wait_for_status(engine.service, state.flow_id, {FlowStatus.FINISHED})
     verified = ended.nodes[1]
@@ -189,7 +194,7 @@ async def test_numbers_match_numbers_and_nested_objects_match_inside(
     assert await deliver(engine, waits, as_text) == []
     assert await deliver(engine, waits, event({"size": 10, "where": {"region": "eu"}})) == []
     assert await deliver(engine, waits, event({"size": 10.0, "extra": True, "where": {
-        "region": "eu", "zone": 2, "rack": 7}})) == [node.node_id]  # fmt: skip
+        "region": "eu", "zone": 2, "rack": 7}})) == [state.flow_id]  # fmt: skip
     await wait_for_status(engine.service, state.flow_id, {FlowStatus.FINISHED})
 
 
@@ -204,9 +209,9 @@ async def test_each_waiting_flow_gets_its_own_event_and_one_event_completes_all_
     theirs = await waiting_flow(engine, {"clusterId": "c-2"}, tenant="other")
     nodes = {s.flow_id: s.running_node.node_id for s in (one, two, twin, theirs)
              if s.running_node is not None}  # fmt: skip
-    assert await deliver(engine, waits, event({"clusterId": "c-1"})) == [nodes[one.flow_id]]
+    assert await deliver(engine, waits, event({"clusterId": "c-1"})) == [one.flow_id]
     completed = await deliver(engine, waits, event({"clusterId": "c-2"}, id_="e-2"))
-    assert sorted(completed) == sorted([nodes[two.flow_id], nodes[twin.flow_id]])
+    assert sorted(completed) == sorted([two.flow_id, twin.flow_id])
     for flow in (one, two, twin):
         await wait_for_status(engine.service, flow.flow_id, {FlowStatus.FINISHED})
     # Each node was completed once; the other tenant's flow still waits.
@@ -214,7 +219,7 @@ async def test_each_waiting_flow_gets_its_own_event_and_one_event_completes_all_
         assert (await types_of(engine, flow.flow_id)).count("CallbackReceived") == 1
     assert [r["node_id"] for r in await pool.fetch(WAITS)] == [nodes[theirs.flow_id]]
     assert await deliver(engine, waits, event({"clusterId": "c-2"}, tenant="other")) == [
-        nodes[theirs.flow_id]
+        theirs.flow_id
     ]
 
 
@@ -230,7 +235,7 @@ async def test_concurrent_events_for_one_node_complete_it_once(
         results = await asyncio.gather(*(deliver(engine, waits, s) for s in sent))
         assert state.running_node is not None
         assert sum(len(r) for r in results) == 1
-        assert [r for r in results if r] == [[state.running_node.node_id]]
+        assert [r for r in results if r] == [[state.flow_id]]
         ended = await wait_for_status(engine.service, state.flow_id, {FlowStatus.FINISHED})
         assert (await types_of(engine, state.flow_id)).count("CallbackReceived") == 1
         assert ended.nodes[1].status is NodeStatus.FINISHED
@@ -286,7 +291,7 @@ async def test_a_stopped_flow_keeps_its_wait_and_records_the_completion(
     await engine.service.stop(state.flow_id)
     assert len(await pool.fetch(WAITS)) == 1
     assert state.running_node is not None
-    assert await deliver(engine, waits, event({"clusterId": "c-1"})) == [state.running_node.node_id]
+    assert await deliver(engine, waits, event({"clusterId": "c-1"})) == [state.flow_id]
     stopped = await engine.service.get(state.flow_id)
     assert stopped.status is FlowStatus.STOPPED
     assert stopped.nodes[1].status is NodeStatus.FINISHED
@@ -330,7 +335,7 @@ async def test_a_missing_context_value_fails_the_node_through_its_fail_path(
     assert again.running_node is not None
     assert again.running_node.event == {"type": "backup.verified", "match": {"clusterId": "c-9"}}
     waits = waits_of(engine)
-    assert await deliver(engine, waits, event({"clusterId": "c-9"})) == [again.running_node.node_id]
+    assert await deliver(engine, waits, event({"clusterId": "c-9"})) == [again.flow_id]
 
 
 async def test_lists_in_a_match_are_contained_as_postgresql_contains_them(
@@ -342,9 +347,7 @@ async def test_lists_in_a_match_are_contained_as_postgresql_contains_them(
     assert await deliver(engine, waits, event({"tags": ["eu"]})) == []
     assert await deliver(engine, waits, event({"tags": "eu daily"})) == []
     assert state.running_node is not None
-    assert await deliver(engine, waits, event({"tags": ["daily", "x", "eu"]})) == [
-        state.running_node.node_id
-    ]
+    assert await deliver(engine, waits, event({"tags": ["daily", "x", "eu"]})) == [state.flow_id]
 
 
 async def test_rebuild_and_verify_reproduce_the_waits(
@@ -381,9 +384,7 @@ async def test_rebuild_and_verify_reproduce_the_waits(
         await owner.close()
     # The rebuilt rows serve as the inline ones did.
     assert states[3].running_node is not None
-    assert await deliver(engine, waits, event({"clusterId": "c-3"})) == [
-        states[3].running_node.node_id
-    ]
+    assert await deliver(engine, waits, event({"clusterId": "c-3"})) == [states[3].flow_id]
 
 
 @pytest.mark.parametrize("tenant", ["acme", ""])
@@ -397,5 +398,5 @@ async def test_an_event_of_the_open_tenant_is_only_the_open_tenants(
     assert await deliver(engine, waits, event({"clusterId": "c-1"}, tenant=other)) == []
     assert state.running_node is not None
     assert await deliver(engine, waits, event({"clusterId": "c-1"}, tenant=tenant)) == [
-        state.running_node.node_id
+        state.flow_id
     ]
