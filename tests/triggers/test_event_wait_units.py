@@ -27,6 +27,7 @@ from flowlog.workflow.events import (
 )
 from flowlog.workflow.state import FlowState, evolve, fold, retimed
 from tests.workflow.defs import noop
+from tests.workflow.test_waiting import Approvals, approval_flow
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 
@@ -134,3 +135,9 @@ def test_the_result_carries_the_event_and_its_data_unless_too_long() -> None:
                                    "dataOmitted": True}  # fmt: skip
     assert event_result(Sent(data={"n": 2**70})).startswith('{"event"')
     assert "dataOmitted" in event_result(Sent(data={"n": 2**70}))
+
+
+def test_the_version_of_a_callback_definition_in_code_is_unchanged() -> None:
+    """Computed by the release before events: its running flows stay claimable."""
+    assert approval_flow(Approvals(), deadline=30).version == "179260e098819b6e"
+    assert "event" not in approval_flow(Approvals()).describe()["nodes"]["approve"]
