@@ -52,6 +52,7 @@ from flowlog.workflow.definition import (
     WorkflowDefinition,
 )
 from flowlog.workflow.errors import Code, InvalidDefinition, NodeError
+from flowlog.workflow.event_waits import EventWait
 from flowlog.workflow.executor import (
     Executor,
     Failed,
@@ -214,7 +215,7 @@ def _polling_problem(key: str, spec: NodeSpec) -> str | None:
         return None
     if spec.queue is not None:
         return _queue_problem(key, spec)
-    if executor is None:
+    if executor is None and not (spec.kind == "callback" and spec.event is not None):
         return f"node {key!r}: a {spec.kind} node needs an executor"
     given = [name for name in _CHILD_SETTINGS if getattr(spec, name) is not None]
     if given:
@@ -228,7 +229,7 @@ def _polling_problem(key: str, spec: NodeSpec) -> str | None:
         return f"node {key!r}: a timer node needs a sleep or until executor"
     if isinstance(executor, UntilExecutor) and spec.kind != "timer":
         return f"node {key!r}: an until executor belongs on a timer node"
-    if spec.kind == "callback" and not isinstance(executor, NoopExecutor | HttpExecutor):
+    if spec.kind == "callback" and not isinstance(executor, NoopExecutor | HttpExecutor | None):
         return f"node {key!r}: a callback node needs a noop or http executor"
     if (
         isinstance(executor, SleepExecutor)
@@ -238,6 +239,8 @@ def _polling_problem(key: str, spec: NodeSpec) -> str | None:
         return f"node {key!r}: a sync node sleeps at most a day (a timer node waits longer)"
     if spec.deadline is not None and spec.kind != "callback":
         return f"node {key!r}: only a callback node has a deadline"
+    if spec.event is not None and spec.kind != "callback":
+        return f"node {key!r}: only a callback node waits for an event"
     return None
 
 
@@ -286,6 +289,7 @@ def _node(spec: NodeSpec, pollable: bool) -> NodeDefinition:
             DEFAULT_MAX_INTERRUPTIONS if spec.maxInterruptions is None else spec.maxInterruptions
         ),
         deadline=spec.deadline if pollable else None,
+        event=None if spec.event is None else EventWait(spec.event.type, spec.event.match),
     )
 
 

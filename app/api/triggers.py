@@ -25,7 +25,7 @@ from flowlog.api.json_keys import refuse_duplicate_keys
 from flowlog.api.operations import Api, Paged
 from flowlog.triggers.cloudevent import parse_http
 from flowlog.triggers.events import RuleSettings
-from flowlog.triggers.ingest import Answer, Ingestion, OnRecorded
+from flowlog.triggers.ingest import Answer, Ingestion
 from flowlog.triggers.rules import Rule
 from flowlog.triggers.store import Q, RuleStore
 from flowlog.wire.envelope import Page
@@ -47,11 +47,6 @@ api = Api()
 RULES_PATH = "/api/v1/event-rules"
 EVENTS_PATH = "/api/v1/events"
 TRIGGERS = ("events",)
-
-ON_RECORDED: tuple[OnRecorded, ...] = ()
-"""Run inside each received event's recording transaction. INTEGRATION (issue 27): the
-callback nodes that wait for an event are completed here, by adding
-``flowlog.triggers.waits.complete_waits`` (``async (tx, tenant, event) -> list[str]``)."""
 
 _COUNTERS: WeakKeyDictionary[CollectorRegistry, Counter] = WeakKeyDictionary()
 
@@ -175,7 +170,7 @@ async def receive_event(request: web.Request) -> web.StreamResponse:
     ctx = context_of(request)
     # The event's source and id are its idempotency key: a header key adds nothing.
     caller = dataclasses.replace(caller_of(ctx), idempotency=None)
-    answer = await Ingestion(engine.service, on_recorded=ON_RECORDED).receive(event, caller)
+    answer = await Ingestion(engine.service).receive(event, caller)
     received_counter(request.app[keys.METRICS].registry).labels(answer.outcome).inc()
     return json_response({"code": 0, "message": "OK", "data": _answer(answer)}, status=202)
 

@@ -11,6 +11,7 @@ from flowlog.api import keys
 from flowlog.api.common import caller_of, tenant_of
 from flowlog.api.context import context_of
 from flowlog.api.operations import Api
+from flowlog.api.webhooks import webhook_id_of
 from flowlog.eventstore import EventStore
 from flowlog.webhooks.replays import DeliveryOperations
 from flowlog.webhooks.signing import message_id
@@ -49,6 +50,7 @@ def _poke(request: web.Request, replayed: bool) -> None:
 async def list_deliveries(
     request: web.Request, webhookId: str, query: DeliveryListQuery
 ) -> DeliveryList:
+    webhookId = webhook_id_of(webhookId)
     rows = await _operations(request).listed(
         webhookId, tenant_of(request), query.state, query.after, query.limit + 1
     )
@@ -84,7 +86,11 @@ async def list_deliveries(
 async def resend(request: web.Request, webhookId: str, body: Resend) -> Resent:
     ctx = context_of(request)
     done = await _operations(request).resend(
-        webhookId, tenant_of(request), body.positions, caller_of(ctx), ctx.idempotency
+        webhook_id_of(webhookId),
+        tenant_of(request),
+        body.positions,
+        caller_of(ctx),
+        ctx.idempotency,
     )
     _poke(request, replayed=False)
     return Resent(positions=done.positions)
@@ -98,8 +104,8 @@ async def resend(request: web.Request, webhookId: str, body: Resend) -> Resent:
 async def replay(request: web.Request, webhookId: str, body: Replay) -> Replayed:
     ctx = context_of(request)
     done = await _operations(request).replay(
-        webhookId, tenant_of(request), body.fromPosition, body.fromTime, caller_of(ctx),
-        ctx.idempotency,
+        webhook_id_of(webhookId), tenant_of(request), body.fromPosition, body.fromTime,
+        caller_of(ctx), ctx.idempotency,
     )  # fmt: skip
     _poke(request, replayed=True)
     return Replayed(startPosition=done.start_position, cursor=done.cursor)

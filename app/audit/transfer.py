@@ -50,6 +50,7 @@ from flowlog.projections.rebuild import rebuild
 from flowlog.schedules.rebuild import rebuild_schedules
 from flowlog.times import audit_time
 from flowlog.triggers.rebuild import rebuild_triggers
+from flowlog.triggers.wait_rows import rebuild_event_waits
 from flowlog.webhooks.rebuild import rebuild_webhooks
 from flowlog.workflow.node_decisions import due_at
 from flowlog.workflow.projection import PROJECTOR
@@ -208,6 +209,7 @@ async def import_log(
         await rebuild_triggers(pool)
         # Subscriptions' cursors start at the import's end: the history is not sent again.
         await rebuild_webhooks(pool, register=True)
+        await rebuild_event_waits(pool)
     finally:
         await pool.close()
     report.seconds = time.perf_counter() - started

@@ -357,6 +357,7 @@ async def _projections(command: str, urls: DatabaseUrls, progress: bool) -> int:
     from flowlog.projections.verify import verify
     from flowlog.schedules.rebuild import rebuild_schedules, verify_schedules
     from flowlog.triggers.rebuild import rebuild_triggers, verify_triggers
+    from flowlog.triggers.wait_rows import rebuild_event_waits, verify_event_waits
     from flowlog.webhooks.rebuild import rebuild_webhooks, verify_webhooks
     from flowlog.workflow.projection import PROJECTOR
 
@@ -371,6 +372,7 @@ async def _projections(command: str, urls: DatabaseUrls, progress: bool) -> int:
             archives = await rebuild_archives(pool)
             api_keys = await rebuild_keys(pool)
             rules, received = await rebuild_triggers(pool)
+            waits = await rebuild_event_waits(pool)
             webhooks = await rebuild_webhooks(pool)
             print(
                 f"rebuilt {report.flows} flows from {report.events} events in "
@@ -378,7 +380,7 @@ async def _projections(command: str, urls: DatabaseUrls, progress: bool) -> int:
                 f"{report.caught_up_events} events caught up, "
                 f"swap {report.swap_seconds * 1000:.0f} ms; {schedules} schedules; "
                 f"{archives} archives; {api_keys} keys; {rules} event rules, {received} "
-                f"received events; {webhooks} webhooks"
+                f"received events; {waits} event waits; {webhooks} webhooks"
             )
             return 0
         checked = await verify(store, PROJECTOR, progress=progress)
@@ -386,16 +388,18 @@ async def _projections(command: str, urls: DatabaseUrls, progress: bool) -> int:
         keyed = await verify_keys(pool)
         archived = await verify_archives(pool)
         triggered = await verify_triggers(pool)
+        waited = await verify_event_waits(pool)
         hooked = await verify_webhooks(pool)
         differences = [*checked.differences, *scheduled.differences, *archived.differences,
-                       *keyed.differences, *triggered.differences, *hooked.differences]  # fmt: skip
+                       *keyed.differences, *triggered.differences, *waited.differences,
+                       *hooked.differences]  # fmt: skip
         for difference in differences:
             print(difference)
         print(
             f"verified {checked.flows} flows ({checked.events} events) and "
             f"{scheduled.schedules} schedules, {archived.archives} archives, {keyed.keys} "
-            f"keys, {triggered.rules} event rules, {triggered.events} received events and "
-            f"{hooked.webhooks} webhooks: "
+            f"keys, {triggered.rules} event rules, {triggered.events} received events, "
+            f"{waited.waits} event waits and {hooked.webhooks} webhooks: "
             + (f"{len(differences)} differences" if differences else "no drift")
         )
         return 1 if differences else 0

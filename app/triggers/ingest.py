@@ -40,6 +40,7 @@ from flowlog.triggers.events import (
 )
 from flowlog.triggers.rules import BIZ_TYPE, MAX_RULES_PER_TYPE, RenderRefused, flow_of
 from flowlog.triggers.store import Q
+from flowlog.triggers.waits import EventWaits
 from flowlog.workflow import idempotency
 from flowlog.workflow.caller import Caller
 from flowlog.workflow.commands import CreateFlow
@@ -60,8 +61,8 @@ _ATTEMPTS = 10
 
 OnRecorded = Callable[[Transaction, str, ReceivedEvent], Awaitable[list[str]]]
 """Runs inside the transaction that records an event, after its append (its ``position`` is
-set): the callback nodes waiting for it are completed there (``complete_waits``, H4's
-app/triggers/waits.py); answers the flow ids it completed."""
+set): the callback nodes waiting for it are completed there (``EventWaits.complete_waits``);
+answers the flow ids it completed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,12 +95,16 @@ def dedupe_key(event: ReceivedEvent) -> Idempotency:
 
 
 class Ingestion:
-    def __init__(self, flows: WorkflowService, *, on_recorded: Sequence[OnRecorded] = ()
-                 ) -> None:  # fmt: skip
-        """``on_recorded``: hooks run inside each recording transaction (none by default; the
-        integrator passes H4's ``complete_waits`` here)."""
+    def __init__(
+        self, flows: WorkflowService, *, on_recorded: Sequence[OnRecorded] | None = None
+    ) -> None:
+        """``on_recorded``: what runs inside each recording transaction after the event's
+        append; by default, completing the callback nodes that wait for the event
+        (app/triggers/waits.py)."""
         self.flows = flows
         self.store = flows.store
+        if on_recorded is None:
+            on_recorded = (EventWaits(flows.registry, flows.flows).complete_waits,)
         self.on_recorded = tuple(on_recorded)
 
     async def receive(self, event: ReceivedEvent, caller: Caller) -> Answer:
@@ -182,8 +187,7 @@ class Ingestion:
                     )
         positioned = replace(event, position=recorded[0].position)
         completed: list[str] = []
-        # The integrator connects H4's complete_waits here (app/triggers/waits.py): callback
-        # nodes waiting for this event complete in the transaction that records it.
+        # Callback nodes waiting for this event complete in the transaction that records it.
         for hook in self.on_recorded:
             completed += await hook(tx, event.tenant, positioned)
         return Answer(event.id, event.source, bool(rules), flows, refused, False, completed)

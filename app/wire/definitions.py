@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, JsonValue, model_validator
 
 from flowlog.wire.base import JSON_NUMBER, IsoDatetime, Request, Response
 
@@ -90,6 +90,15 @@ class RateLimitSpec(Request):
     periodSeconds: Annotated[float, JSON_NUMBER] = Field(..., gt=0, le=86_400)
 
 
+class EventWaitSpec(Request):
+    """A callback node's CloudEvent: of this type, its data containing the match (templates
+    ``{{context.key}}`` filled from the flow's context when the node starts waiting)."""
+
+    type: str = Field(..., min_length=1, max_length=256)
+    match: dict[str, JsonValue] = Field(..., max_length=64)
+    """At most 64 keys, nested objects' included; {} matches every event of the type."""
+
+
 class NodeSpec(Request):
     name: str = Field(..., min_length=1, max_length=200)
     executor: ExecutorSpec | None = Field(None, exclude_if=_unset)
@@ -114,6 +123,8 @@ class NodeSpec(Request):
     takes no executor."""
     deadline: float | None = Field(None, gt=0, le=366 * 86_400, exclude_if=lambda v: v is None)
     """A callback node's: seconds it waits for its callback, then fails (40128)."""
+    event: EventWaitSpec | None = Field(None, exclude_if=_unset)
+    """A callback node's: the CloudEvent that completes it too (docs/workflows.md)."""
     # Map, parallel and subflow nodes' settings (docs/workflows.md, "Children"); left out of
     # the stored spec when unset, so that other definitions keep their versions.
     flow: str | None = Field(None, min_length=1, max_length=200, exclude_if=_unset)

@@ -9,7 +9,6 @@ new code can run side by side during a deploy.
 from __future__ import annotations
 
 import enum
-import hashlib
 import inspect
 import re
 from collections.abc import Iterable, Mapping
@@ -17,9 +16,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-import orjson
-
+from flowlog.workflow.described import content_hash as _content_hash
+from flowlog.workflow.described import described_callable as _described_callable
 from flowlog.workflow.errors import DefinitionNotFound, InvalidDefinition
+from flowlog.workflow.event_waits import EventWait
 from flowlog.workflow.executor import Executor, PollFunction
 from flowlog.workflow.fanout import Children, no_executor
 from flowlog.workflow.limits import Concurrency, RateLimit
@@ -126,6 +126,8 @@ class NodeDefinition:
     """The task queue the node is offered on: workers poll for it over the task API and run
     it wherever they are (docs/workers.md); no reactor runs its executor, which is optional
     (a Python worker runs it when the worker's module has it)."""
+    event: EventWait | None = None
+    """A callback node's CloudEvent that completes it too (app/workflow/event_waits.py)."""
 
     def __post_init__(self) -> None:
         if self.fail in PAUSE_SPELLINGS:
@@ -175,6 +177,8 @@ class NodeDefinition:
             described["deadline"] = self.deadline
         if self.queue is not None:
             described["queue"] = self.queue
+        if self.event is not None:
+            described["event"] = self.event.describe()
         return {**described, **_described_limits(self)}
 
 
@@ -362,6 +366,9 @@ def _node_problems(node: NodeDefinition) -> list[str]:
         found.append(f"a {node.kind.value} node takes no poll function (make it a polling node)")
     if node.deadline is not None and node.kind is not NodeKind.CALLBACK:
         found.append("only a callback node has a deadline (a sync node has a timeout)")
+    if node.event is not None:
+        found += node.event.problems() if node.kind is NodeKind.CALLBACK else [
+            "only a callback node waits for an event"]  # fmt: skip
     if node.deadline is not None and node.deadline <= 0:
         found.append("deadline must be positive")
     if node.timeout is not None and node.timeout <= 0:
@@ -474,24 +481,3 @@ def _success_path(nodes: Mapping[str, NodeDefinition]) -> list[str]:
         names.append(node.name)
         key = node.success
     return names
-
-
-def _described_callable(func: object) -> Any:
-    """How an executor or poll function is recorded: built-ins by their settings (so that a
-    change of settings is a new version), everything else by qualified name."""
-    describe = getattr(func, "describe", None)
-    if callable(describe):
-        return describe()
-    return _qualified_name(func)
-
-
-def _qualified_name(func: object) -> str | None:
-    if func is None:
-        return None
-    target = func if inspect.isfunction(func) or inspect.ismethod(func) else type(func)
-    return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', '?')}"
-
-
-def _content_hash(described: dict[str, Any]) -> str:
-    canonical = orjson.dumps(described, option=orjson.OPT_SORT_KEYS)
-    return hashlib.sha256(canonical).hexdigest()[:16]

@@ -293,7 +293,8 @@ class Driver:
             if wait is not None:
                 await self._wait(state, wait)
                 return None
-            if isinstance(command, RecordWaiting):
+            waits = state.running_node is not None and state.running_node.waiting
+            if isinstance(command, RecordWaiting) and waits:
                 return state  # it waits holding nothing: its row says when to look again
 
     async def _append(

@@ -124,6 +124,9 @@ class Code(enum.IntEnum):
     """A replay's start is not one event of the log (both or neither of ``fromPosition`` and
     ``fromTime``, a time to come, a position past the log's end, events archived away) (HTTP
     400): the cursor did not move."""
+    EVENT_MATCH_MISSING = 40155
+    """A callback node waiting for an event could not render its match: a placeholder names
+    nothing in the flow's context (a node failure; the message names the placeholder)."""
     INTERNAL = 50000
     """A fault of the service (logged with the request id); nothing about it is sent."""
     UNAVAILABLE = 50300

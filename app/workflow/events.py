@@ -171,6 +171,9 @@ class NodeWaiting(FlowEvent):
     callback: str | None = None
     """A callback node's token id (a fingerprint of the token; the token itself is a secret
     and is not recorded)."""
+    event: JsonObject | None = Field(None, exclude_if=_absent)
+    """A callback node that waits for a CloudEvent too: ``{"type", "match"}``, the match
+    rendered from the context (absent for other nodes: their histories stay as they were)."""
     context_changes: JsonObject = Field(default_factory=dict)
     context_removed: list[str] = Field(default_factory=list)
 

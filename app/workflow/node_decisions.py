@@ -29,6 +29,7 @@ from flowlog.workflow.definition import (
     WorkflowDefinition,
 )
 from flowlog.workflow.errors import Code, StaleOutcome
+from flowlog.workflow.event_waits import PathMissing
 from flowlog.workflow.events import (
     FlowCanceled,
     FlowEvent,
@@ -186,12 +187,27 @@ def waiting(
     deadline = None
     if not timer and node.deadline is not None:
         deadline = now + timedelta(seconds=node.deadline)
+    awaited = None
+    if node.event is not None:
+        context = {**state.context, **command.changes}  # as the fold will have it
+        for key in command.removed:
+            context.pop(key, None)
+        try:
+            awaited = node.event.rendered(context)
+        except PathMissing as exc:
+            message = f"the node cannot wait for its event: {exc}"
+            missing = RecordFailure(
+                running.node_id, Code.EVENT_MATCH_MISSING, message, message + "\n",
+                changes=command.changes, removed=command.removed,
+            )  # fmt: skip
+            return failed(state, missing, definition, now)
     return [
         NodeWaiting(
             node_id=running.node_id,
             wake_at=command.wake_at if timer else None,
             deadline=deadline,
             callback=None if timer else command.callback,
+            event=awaited,
             context_changes=dict(command.changes),
             context_removed=list(command.removed),
         )

@@ -12,8 +12,9 @@ from typing import Any
 from flowlog.eventstore import RecordedEvent
 from flowlog.projections.rebuild import Projector
 from flowlog.projections.rows import DefinitionRow, NodeRow, WorkflowRow
+from flowlog.workflow.event_waits import WaitRow
 from flowlog.workflow.events import FlowEvent, NodeStarted
-from flowlog.workflow.state import FlowState, NodeExecution
+from flowlog.workflow.state import FlowState, FlowStatus, NodeExecution
 from flowlog.workflow.streams import (
     DEFINITION_REGISTERED,
     DEFINITION_STREAM,
@@ -77,6 +78,23 @@ def node_rows(state: FlowState, node_ids: Iterable[str] | None = None) -> list[N
     return [
         node_row(state, node) for node in state.nodes if wanted is None or node.node_id in wanted
     ]
+
+
+def wait_row(state: FlowState) -> WaitRow | None:
+    """The flow's row in ``event_waits``: its running node waits for an event, and the flow can
+    still take the node's completion (a stopped flow can, as by token; a canceling one not)."""
+    running = state.running_node
+    if (
+        running is None
+        or not running.waiting
+        or running.event is None
+        or running.waiting_since is None
+        or state.terminal
+        or state.status is FlowStatus.CANCELING
+    ):
+        return None
+    return WaitRow(running.node_id, state.flow_id, state.tenant_id, str(running.event["type"]),
+                   dict(running.event["match"]), running.waiting_since)  # fmt: skip
 
 
 def touched_nodes(events: Sequence[FlowEvent]) -> tuple[set[str], set[str]]:

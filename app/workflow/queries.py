@@ -36,6 +36,8 @@ class WorkflowQueries:
     children_ends: str
     children_in: str
     children_news: str
+    waits_insert: str
+    waits_delete: str
 
 
 Q = load_queries(WorkflowQueries, "workflow")

@@ -97,6 +97,10 @@ class NodeExecution:
     """A waiting callback's deadline (it fails then), if it has one."""
     callback: str | None = None
     """A waiting callback's token id."""
+    event: Mapping[str, Any] | None = None
+    """What a waiting callback node's event must be (type and rendered match), and since when
+    it waits for it (app/workflow/event_waits.py)."""
+    waiting_since: datetime | None = None
     queue: str | None = None
     """The task queue it is offered on (a worker runs it), if any."""
 
@@ -297,6 +301,8 @@ def _changes(state: FlowState, event: FlowEvent, at: datetime) -> dict[str, Any]
                 wake_at=event.wake_at,
                 deadline=event.deadline,
                 callback=event.callback,
+                event=event.event,
+                waiting_since=at,
             )
             context = _changed(state.context, event.context_changes, event.context_removed)
             return {"nodes": nodes, "context": context}
@@ -350,8 +356,9 @@ def retimed(state: FlowState, placeholder: datetime, at: datetime) -> FlowState:
             node,
             started_at=at if node.started_at == placeholder else node.started_at,
             ended_at=at if node.ended_at == placeholder else node.ended_at,
+            waiting_since=at if node.waiting_since == placeholder else node.waiting_since,
         )
-        if node.started_at == placeholder or node.ended_at == placeholder
+        if placeholder in (node.started_at, node.ended_at, node.waiting_since)
         else node
         for node in state.nodes
     )

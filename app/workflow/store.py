@@ -24,18 +24,20 @@ from flowlog.eventstore import (
     NewEvent,
     RecordedEvent,
     StreamAppend,
+    Transaction,
 )
-from flowlog.eventstore.batch import Statement, as_columns
+from flowlog.eventstore.batch import Refusal, Statement, append_batch, as_columns
 from flowlog.projections.inline import FlowChange, flow_statements
 from flowlog.projections.rows import APPEND_TIME
 from flowlog.times import Clock, utc_now
 from flowlog.workflow.admission import release_statements
 from flowlog.workflow.caller import SYSTEM, Caller
 from flowlog.workflow.errors import FlowNotFound
+from flowlog.workflow.event_waits import WaitRow
 from flowlog.workflow.events import FlowEvent, FlowMigrated, FlowRetried, encode
 from flowlog.workflow.idempotency import KeyTaken, claim, claims, key_taken
 from flowlog.workflow.node_decisions import due_at
-from flowlog.workflow.projection import node_rows, touched_nodes, workflow_row
+from flowlog.workflow.projection import node_rows, touched_nodes, wait_row, workflow_row
 from flowlog.workflow.queries import Q
 from flowlog.workflow.state import FlowState, evolve, offered_task, renamed_nodes, retimed
 from flowlog.workflow.streams import flow_stream, fold_recorded
@@ -63,6 +65,9 @@ class _FlowAppend:
     longer needs (app/workflow/admission.py)."""
     offers: bool = False
     """The append offers a task on a queue (a new one, or one a start makes available)."""
+    waits: tuple[str | None, WaitRow | None] = (None, None)
+    """The flow's wait for an event that the append ends (its node id), and the one it begins
+    (its row in ``event_waits``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +161,30 @@ class FlowRepository:
         recorded = await self._commit(pending, self.commits)
         return retimed(pending.state, APPEND_TIME, recorded[0].recorded_at), recorded
 
+    async def append_in(
+        self,
+        tx: Transaction,
+        changes: Sequence[tuple[FlowState, Sequence[FlowEvent]]],
+        caller: Caller = SYSTEM,
+    ) -> list[FlowState | Refusal]:
+        """Appends to flows inside the caller's transaction (one statement, a batch's, keeping
+        the same rows in step), committed or rolled back with it. Each flow stands alone: a
+        stale one's refusal (WrongExpectedVersion, OrderConflict) is its answer, and nothing of
+        it was written; the transaction goes on."""
+        if not changes:
+            return []
+        pending = [self._prepare(state, events, caller, None) for state, events in changes]
+        appends, statements = _batch(pending)
+        results = await append_batch(tx.connection, appends, statements)
+        answers: list[FlowState | Refusal] = []
+        for item, result in zip(pending, results, strict=True):
+            if isinstance(result, list):
+                tx.appended = True  # the store wakes the reactors after the commit
+                answers.append(retimed(item.state, APPEND_TIME, result[0].recorded_at))
+            else:
+                answers.append(result)
+        return answers
+
     async def _commit(
         self, pending: _FlowAppend, lane: GroupCommit[_FlowAppend]
     ) -> list[RecordedEvent]:
@@ -217,6 +246,7 @@ class FlowRepository:
             due_at(provisional, self.clock()), key, _child_end(state, provisional),
             provisional.parent is not None and any(isinstance(e, FlowRetried) for e in events),
             harvest, self.limited(provisional.name), _offers(state, provisional),
+            _waits(None if state is None or rows_absent else state, provisional),
         )  # fmt: skip
 
     async def _send(
@@ -239,6 +269,7 @@ def _batch(appends: Sequence[_FlowAppend]) -> tuple[list[StreamAppend], list[Sta
         claims([a.key for a in appends if a.key is not None]),
         *children_statements(appends),
         *release_statements([a.state for a in appends if a.limited]),
+        *wait_statements([a.waits for a in appends]),
     ]
     # Statements with no rows are left out: they would change nothing, yet cost the database
     # 0.5 ms a lone append (measured). The batches' statement texts are then a handful of
@@ -263,6 +294,27 @@ def work_statements(
                         state.status.value, when, state.version, state.tenant_id, queue,
                         task_node, operation, state.priority))  # fmt: skip
     return (Q.work_upsert, as_columns(due, 11)), (Q.work_delete, (done,))
+
+
+def _waits(before: FlowState | None, after: FlowState) -> tuple[str | None, WaitRow | None]:
+    """The wait for an event an append ends, and the one it begins (app/workflow/event_waits.py):
+    each node execution waits once, so a row is only ever inserted, then deleted."""
+    old = None if before is None else wait_row(before)
+    new = wait_row(after)
+    if old is not None and new is not None and old.node_id == new.node_id:
+        return None, None
+    return (None if old is None else old.node_id), new
+
+
+def wait_statements(waits: Sequence[tuple[str | None, WaitRow | None]]) -> list[Statement]:
+    """What a batch's appends do to ``event_waits``: the rows of waits they end and begin."""
+    gone = [node_id for node_id, _ in waits if node_id is not None]
+    new = [(w.node_id, w.flow_id, w.tenant_id, w.event_type, w.match, w.since)
+           for _, w in waits if w is not None]  # fmt: skip
+    return [
+        (Q.waits_delete, (gone,)),
+        (Q.waits_insert, as_columns(new, 6)),
+    ]
 
 
 def _offers(before: FlowState | None, after: FlowState) -> bool:

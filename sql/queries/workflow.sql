@@ -348,3 +348,21 @@ SELECT EXISTS (SELECT 1 FROM flow_children WHERE parent_node_id = $1 AND NOT har
            AS ended,
        stream_version AS version
 FROM flow_work WHERE flow_id = $2
+
+-- name: waits_insert
+-- Waits for an event that the batch's appends begin (rows of event_waits, migration 0021):
+-- node id, flow id, tenant, event type, the rendered match, since (the placeholder time
+-- 0001-01-02: the append's). A node execution waits once; a second insert changes nothing.
+INSERT INTO event_waits (node_id, flow_id, tenant_id, event_type, match, since)
+SELECT r.node_id, r.flow_id, r.tenant_id, r.event_type, r.match,
+       CASE WHEN r.since = '0001-01-02 00:00:00+00' THEN (SELECT min(recorded_at) FROM appended) ELSE r.since END
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::timestamptz[])
+     AS r(node_id, flow_id, tenant_id, event_type, match, since)
+WHERE 'flow-' || r.flow_id IN (SELECT stream_id FROM appended)
+ON CONFLICT (node_id) DO NOTHING
+
+-- name: waits_delete
+-- Waits for an event that the batch's appends end ($1 the node ids): the node's outcome, its
+-- deadline, a cancel.
+DELETE FROM event_waits
+WHERE node_id = ANY($1::text[]) AND 'flow-' || flow_id IN (SELECT stream_id FROM appended)

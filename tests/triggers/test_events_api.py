@@ -324,7 +324,9 @@ async def test_the_cli_verifies_and_repairs_the_tables(service: Service, databas
     assert "1 event rules, 1 received events" in rebuilt.stdout
     checked = await asyncio.to_thread(run_cli, "verify", database_url)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "1 event rules, 1 received events and 0 webhooks: no drift" in checked.stdout
+    assert (
+        "1 event rules, 1 received events, 0 event waits and 0 webhooks: no drift" in checked.stdout
+    )
     (listed,) = await _listed(client)
     assert listed["matched"] is True
     assert len(listed["flows"]) == 1

@@ -5,6 +5,7 @@ POSTs, and nothing of another tenant's subscription (404)."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime, timedelta
 
@@ -98,10 +99,17 @@ async def test_dead_letters_are_listed_with_their_answer_and_sent_again(
         await client.get(path(hook, "deliveries"), headers=B),
         await client.post(path(hook, "deliveries/resend"), json={}, headers=B),
         await client.post(path(hook, "replay"), json={"fromPosition": 1}, headers=B),
-        await client.get(path("wh_nothing", "deliveries"), headers=A),
-        await client.get(path("x" * 300, "deliveries"), headers=A),
+        await client.get(path(str(uuid.uuid4()), "deliveries"), headers=A),
     ):
         await refused(answer, 404, Code.WEBHOOK_NOT_FOUND)
+    # What flowlog cannot have made is bad input, as for the subscription's own routes.
+    for bad_id in ("wh_nothing", "x" * 300):
+        for answer in (
+            await client.get(path(bad_id, "deliveries"), headers=A),
+            await client.post(path(bad_id, "deliveries/resend"), json={}, headers=A),
+            await client.post(path(bad_id, "replay"), json={"fromPosition": 1}, headers=A),
+        ):
+            await refused(answer, 400, Code.BAD_INPUT)
     # A position that is not a dead letter: nothing is sent again.
     await refused(await client.post(path(hook, "deliveries/resend"),
                                     json={"positions": [letters[0]["position"], 1]}, headers=A),
