@@ -20,20 +20,44 @@ from pydantic import JsonValue
 
 MAX_DEPTH: Final = 32
 """Segments a path may have."""
+MAX_RENDERED: Final = 1024 * 1024
+"""Characters a rendering may make, unless the caller says less: a template of a few KB that
+repeats a large value must not make gigabytes before anything can measure it."""
 
-_PLACEHOLDER: Final = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 _SEGMENT: Final = re.compile(r"[A-Za-z0-9_\-]{1,200}")
 
 
-class PathMissing(ValueError):
+class NotRendered(ValueError):
+    """A template could not be rendered; the message says why."""
+
+
+class PathMissing(NotRendered):
     """A placeholder names a value that is not there."""
+
+
+class TooLarge(NotRendered):
+    """The rendering would be longer than its budget."""
+
+
+def _spans(text: str) -> Iterator[tuple[int, int, str]]:
+    """Each placeholder of ``text``: its start, its end and its path. A scan, not a regular
+    expression: each ``{{`` is closed by the first ``}}`` after it, in one pass over the text
+    (a lazy pattern tried at every ``{{`` of a line of them took time quadratic in its
+    length)."""
+    at = 0
+    while (start := text.find("{{", at)) >= 0:
+        end = text.find("}}", start + 2)
+        if end < 0:
+            return
+        yield start, end + 2, text[start + 2 : end].strip()
+        at = end + 2
 
 
 def placeholders(template: JsonValue) -> Iterator[str]:
     """Every placeholder's path in a template (strings at any depth; keys are left alone)."""
     if isinstance(template, str):
-        for match in _PLACEHOLDER.finditer(template):
-            yield match[1].strip()
+        for _, _, path in _spans(template):
+            yield path
     elif isinstance(template, dict):
         for item in template.values():
             yield from placeholders(item)
@@ -72,19 +96,41 @@ def lookup(values: Mapping[str, JsonValue], path: str) -> JsonValue:
     return current
 
 
-def render(template: JsonValue, values: Mapping[str, JsonValue]) -> JsonValue:
+def render(
+    template: JsonValue, values: Mapping[str, JsonValue], budget: int = MAX_RENDERED
+) -> JsonValue:
     """The template with its placeholders replaced from ``values`` (PathMissing: a value is
-    not there). Check ``path_problems`` first: a malformed path is rendered as missing."""
+    not there; TooLarge: the placeholders would make more than ``budget`` characters). Check
+    ``path_problems`` first: a malformed path is rendered as missing."""
+    left = [budget]
+    return _render(template, values, left)
+
+
+def _render(template: JsonValue, values: Mapping[str, JsonValue], left: list[int]) -> JsonValue:
     if isinstance(template, str):
-        whole = _PLACEHOLDER.fullmatch(template)
-        if whole is not None:
-            return lookup(values, whole[1].strip())
-        return _PLACEHOLDER.sub(lambda match: _text(lookup(values, match[1].strip())), template)
+        spans = list(_spans(template))
+        if len(spans) == 1 and spans[0][0] == 0 and spans[0][1] == len(template):
+            found = lookup(values, spans[0][2])
+            _spend(left, len(orjson.dumps(found)))
+            return found
+        parts, at = [], 0
+        for start, end, path in spans:
+            text = _text(lookup(values, path))
+            _spend(left, len(text))
+            parts += [template[at:start], text]
+            at = end
+        return "".join([*parts, template[at:]]) if spans else template
     if isinstance(template, dict):
-        return {key: render(item, values) for key, item in template.items()}
+        return {key: _render(item, values, left) for key, item in template.items()}
     if isinstance(template, list):
-        return [render(item, values) for item in template]
+        return [_render(item, values, left) for item in template]
     return template
+
+
+def _spend(left: list[int], size: int) -> None:
+    left[0] -= size
+    if left[0] < 0:
+        raise TooLarge("the placeholders make more than the rendering may hold")
 
 
 def _text(value: JsonValue) -> str:

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from flowlog.paths import MAX_DEPTH, PathMissing, lookup, path_problems, placeholders, render
+from flowlog.paths import (
+    MAX_DEPTH,
+    NotRendered,
+    PathMissing,
+    TooLarge,
+    lookup,
+    path_problems,
+    placeholders,
+    render,
+)
 
 ROOTS = {"data": "the event's data", "id": "the event's id"}
 VALUES = {"data": {"n": 3, "name": "c-1", "items": [{"id": "a"}, {"id": "b"}], "ok": True,
@@ -54,3 +65,26 @@ def test_path_problems_name_bad_paths_and_unknown_roots() -> None:
 def test_each_placeholder_is_reported_once() -> None:
     assert list(placeholders(["{{a.b}}", {"k": "{{a.b}} {{c}}"}])) == ["a.b", "a.b", "c"]
     assert len(path_problems(["{{x}}", "{{x}}"], ROOTS)) == 1
+
+
+def test_a_line_of_openings_is_read_in_one_pass() -> None:
+    """Half a million ``{{`` without a closing: plain text, found at once (a lazy regular
+    expression took time quadratic in the line's length: hours for a 1 MB template)."""
+    template = {"k": "{{" * 500_000, "j": "{{" * 100_000 + "}}"}
+    started = time.process_time()
+    problems = path_problems(template, {"data": "the event's data"})
+    assert len(problems) == 1
+    assert "no path" in problems[0]
+    assert time.process_time() - started < 5  # quadratic: minutes; one pass: milliseconds
+
+
+def test_a_rendering_past_its_budget_is_refused_before_it_is_made() -> None:
+    """A small template that repeats a large value must not make gigabytes."""
+    template = ["a{{data}}"] * 1000
+    with pytest.raises(TooLarge):
+        render(template, {"data": "x" * 50_000})
+    with pytest.raises(TooLarge):
+        render({"whole": "{{data}}"}, {"data": ["x" * 100] * 100}, budget=1000)
+    assert render(["{{data}}"] * 3, {"data": "x"}, budget=3 * len('"x"')) == ["x"] * 3
+    assert isinstance(TooLarge("x"), NotRendered)
+    assert isinstance(PathMissing("x"), NotRendered)

@@ -31,6 +31,8 @@ STRUCTURED: Final = "application/cloudevents+json"
 BATCH: Final = "application/cloudevents-batch+json"
 SPECVERSION: Final = "1.0"
 REQUIRED: Final = ("specversion", "id", "source", "type")
+_INTEGERS: Final = range(-(2**31), 2**31)
+"""CloudEvents' Integer type: a signed 32-bit number."""
 LIMITS: Final = {"id": 256, "type": 256, "source": 1024, "subject": 1024,
                  "datacontenttype": 256, "dataschema": 1024}  # fmt: skip
 """The most characters of each attribute."""
@@ -218,10 +220,10 @@ def _checked(tenant: str, attributes: dict[str, Any], data: Any) -> ReceivedEven
     for name, value in extensions.items():
         if not isinstance(value, str | bool | int) or (
             isinstance(value, str) and len(value) > MAX_EXTENSION_VALUE
-        ):
+        ) or (isinstance(value, int) and value not in _INTEGERS):  # fmt: skip
             raise bad(
-                f"{name}: an extension attribute is text (at most {MAX_EXTENSION_VALUE} "
-                "characters), an integer or a boolean"
+                f"{name[:64]}: an extension attribute is text (at most {MAX_EXTENSION_VALUE} "
+                "characters), an integer (32 bits, as CloudEvents' Integer) or a boolean"
             )
     for name, value in given.items():
         if isinstance(value, str) and not storable_text(value):

@@ -18,7 +18,7 @@ import orjson
 from pydantic import JsonValue
 
 from flowlog.eventstore import RecordedEvent
-from flowlog.paths import PathMissing, path_problems, render
+from flowlog.paths import NotRendered, path_problems, render
 from flowlog.triggers.cloudevent import ReceivedEvent
 from flowlog.triggers.events import RuleCreated, RuleDeleted, RuleSettings, RuleUpdated, decode
 from flowlog.wire.flows import create_refusal
@@ -87,7 +87,7 @@ def flow_of(settings: RuleSettings, event: ReceivedEvent) -> tuple[str, dict[str
     try:
         biz_id = _text(render(settings.bizId, values))
         context = render(dict(settings.context), values)
-    except PathMissing as missing:
+    except NotRendered as missing:
         raise RenderRefused(str(missing)[:300]) from None
     assert isinstance(context, dict)
     refusal = create_refusal({"flowName": settings.flowName, "bizId": biz_id,

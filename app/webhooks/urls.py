@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
+from yarl import URL
 
 MAX_URL = 2048
 
@@ -24,6 +25,13 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+# IPv6 forms that carry an IPv4 address a router may turn back into it: well-known and local
+# NAT64, 6to4, and the deprecated IPv4-compatible addresses. Python calls some of them global.
+_CARRIERS: tuple[ipaddress.IPv6Network, ...] = (
+    ipaddress.IPv6Network("64:ff9b:1::/48"),
+    ipaddress.IPv6Network("2002::/16"),
+    ipaddress.IPv6Network("::/96"),
+)
 
 
 class BadWebhookUrl(ValueError):
@@ -66,11 +74,14 @@ class AllowList:
 
 
 def _carried(address: Address) -> Address:
-    """The IPv4 address an IPv6 address carries (mapped or NAT64), else itself."""
+    """The IPv4 address an IPv6 address carries (mapped, NAT64, 6to4, compatible), else
+    itself."""
     if isinstance(address, ipaddress.IPv6Address):
         if address.ipv4_mapped is not None:
             return address.ipv4_mapped
-        if address in _NAT64:
+        if address.sixtofour is not None:
+            return address.sixtofour
+        if address in _NAT64 or any(address in network for network in _CARRIERS):
             return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return address
 
@@ -106,9 +117,16 @@ def check_url(url: str, allow: AllowList) -> str:
         raise BadWebhookUrl("a webhook URL carries no credentials (they would be logged)")
     if parts.fragment or url.endswith("#"):
         raise BadWebhookUrl("a webhook URL has no fragment")
-    host = (parts.hostname or "").rstrip(".")
+    try:
+        # The host as aiohttp will connect to it (yarl's IDNA and NFKC folding): `①②⑦.0.0.1`
+        # and full-width digits are 127.0.0.1 there, whatever the text of the URL says.
+        host = (URL(url).raw_host or "").rstrip(".")
+    except ValueError as exc:
+        raise BadWebhookUrl(f"not a host name: {exc}") from None
     if not host:
         raise BadWebhookUrl("a webhook URL names a host")
+    if not host.isascii() or "%" in host:
+        raise BadWebhookUrl("a webhook URL's host is not a name or an address")
     if port == 0:
         raise BadWebhookUrl("a webhook URL's port is 1 to 65535")
     try:

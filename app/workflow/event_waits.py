@@ -17,7 +17,7 @@ from typing import Any, Final
 import orjson
 from pydantic import JsonValue
 
-from flowlog.paths import PathMissing, path_problems, render
+from flowlog.paths import NotRendered, path_problems, render
 
 MAX_TYPE: Final = 256
 MAX_KEYS: Final = 64
@@ -25,9 +25,12 @@ MAX_KEYS: Final = 64
 MAX_DEPTH: Final = 16
 MAX_SIZE: Final = 16_384
 """Bytes of the match as JSON (before rendering)."""
+RENDERED_LIMIT: Final = 65_536
+"""Characters a match may render into (its placeholders filled from the context): it is kept
+in the waiting node's event and row, and matched against every event of its type."""
 ROOTS: Final = {"context": "the flow's context"}
 
-__all__ = ["EventWait", "PathMissing", "WaitRow"]
+__all__ = ["EventWait", "NotRendered", "WaitRow"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +69,10 @@ class EventWait:
         return {"type": self.type, "match": dict(self.match)}
 
     def rendered(self, context: Mapping[str, Any]) -> dict[str, Any]:
-        """What the node waits for, its match filled from the flow's ``context`` (PathMissing
-        when a placeholder names nothing there)."""
-        match = render(dict(self.match), {"context": dict(context)})
+        """What the node waits for, its match filled from the flow's ``context`` (NotRendered
+        when a placeholder names nothing there, or the match would grow past what a waiting
+        node's row may hold)."""
+        match = render(dict(self.match), {"context": dict(context)}, RENDERED_LIMIT)
         assert isinstance(match, dict)  # an object renders as an object
         return {"type": self.type, "match": match}
 

@@ -29,7 +29,7 @@ from flowlog.workflow.definition import (
     WorkflowDefinition,
 )
 from flowlog.workflow.errors import Code, StaleOutcome
-from flowlog.workflow.event_waits import PathMissing
+from flowlog.workflow.event_waits import NotRendered
 from flowlog.workflow.events import (
     FlowCanceled,
     FlowEvent,
@@ -194,7 +194,7 @@ def waiting(
             context.pop(key, None)
         try:
             awaited = node.event.rendered(context)
-        except PathMissing as exc:
+        except NotRendered as exc:
             message = f"the node cannot wait for its event: {exc}"
             missing = RecordFailure(
                 running.node_id, Code.EVENT_MATCH_MISSING, message, message + "\n",

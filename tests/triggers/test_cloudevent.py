@@ -88,6 +88,8 @@ def test_a_missing_required_attribute_is_named(missing: str) -> None:
         ({"Bad-Name": "x"}, "Bad-Name"),
         ({"ext": {"nested": 1}}, "extension attribute"),
         ({"ext": "x" * 1025}, "extension attribute"),
+        ({"ext": 2**31}, "32 bits"),
+        ({"ext": 99999999999999999999999}, "32 bits"),
         ({"data": {"k": "a\x00b"}}, "data"),
         ({"data": 2**64}, "data"),
     ],

@@ -52,6 +52,19 @@ REFUSED = [
     ("http://[::ffff:10.0.0.1]/", "public"),
     ("http://[64:ff9b::7f00:1]/", "public"),
     ("http://[64:ff9b::a9fe:a9fe]/", "public"),
+    # Look-alike digits that yarl (and so aiohttp) folds into an address: checked as that.
+    ("http://\u2460\u2461\u2466.0.0.1:5432/", "127.0.0.1 is not a public"),
+    (
+        "http://\uff11\uff16\uff19.\uff12\uff15\uff14.\uff11\uff16\uff19.\uff12\uff15\uff14/",
+        "169.254.169.254 is not",
+    ),
+    ("http://127\u30020\u30020\u30021/", "127.0.0.1 is not a public"),
+    ("http://127.0.0.\u2460/", "127.0.0.1 is not a public"),
+    ("http://127.0.0.%31/", "not a name"),
+    # IPv6 forms that carry an IPv4 address: 6to4, IPv4-compatible, local NAT64.
+    ("http://[2002:7f00:1::]/", "public"),
+    ("http://[::7f00:1]/", "public"),
+    ("http://[64:ff9b:1::a9fe:a9fe]/", "public"),
     ("http://2130706433/", "number"),
     ("http://0x7f.1/", "number"),
     ("http://0177.0.0.1/", "number"),
