@@ -6,6 +6,7 @@ no global state."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import asyncpg
@@ -23,7 +24,10 @@ CLIENT_GONE_STATUS = 499
 """What the request log and metrics record for a client that hung up (nginx's convention)."""
 
 
-LAG_COUNT_LIMIT = 100_000
+LAG_COUNT_LIMIT = 10_000
+LAG_REFRESH_SECONDS = 5.0
+"""The webhooks' lag is read at most this often (the scrape is anyone's to call, and the
+query's cost grows with the subscriptions)."""
 """A subscription's unread events are counted up to this (the count walks the log)."""
 
 _DURATIONS = (0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 1800, 3600)
@@ -146,6 +150,7 @@ class Metrics:
             ["outcome"], registry=self.registry,
         )  # fmt: skip
         self._deliveries_seen = DeliveryCounts()
+        self._lag_read_at = -LAG_REFRESH_SECONDS  # the first scrape reads it
         self.webhook_lag_events = Gauge(
             "flowlog_webhook_lag_events",
             "Events each webhook subscription has still to deliver: the log's events after its "
@@ -228,6 +233,10 @@ class Metrics:
                 now, before = getattr(counts, outcome), getattr(seen, outcome)
                 self.webhook_deliveries.labels(outcome).inc(max(0, now - before))
                 setattr(seen, outcome, max(now, before))
+        now = time.monotonic()
+        if now - self._lag_read_at < LAG_REFRESH_SECONDS:
+            return
+        self._lag_read_at = now
         for gauge in (self.webhook_lag_events, self.webhook_lag_seconds):
             gauge.clear()  # a deleted subscription disappears
         for row in await pool.fetch(WQ.lag, LAG_COUNT_LIMIT):

@@ -108,6 +108,10 @@ async def wanted(
     return found
 
 
+TURN_BATCHES = 4
+"""Batches a subscription's cursor reads in its turn before the next subscription's."""
+
+
 class FanOut:
     """Runs the cursors of every active subscription, batch after batch, in this process;
     ``enqueued`` is told which flows of which subscription have new rows, once they are
@@ -132,8 +136,9 @@ class FanOut:
         await pool.execute(Q.forget_deleted)
 
     async def run(self) -> bool:
-        """Runs every active subscription's cursor up to the readable end of the log. True
-        when some events were held back (behind an open transaction): look again soon."""
+        """Runs every active subscription's cursor a few batches on (to the readable end of
+        the log, unless it is far behind). True when some events were held back (behind an
+        open transaction) or are left for the next turn: look again soon."""
         held_back = False
         for subscriber in self.subscribers:
             if subscriber.state == "active":
@@ -153,7 +158,9 @@ class FanOut:
 
         cursor = Subscription(self._store, cursor_name(subscriber.id), handle,
                               batch_size=self._batch_size)  # fmt: skip
-        while True:
+        # A few batches a turn, then the next subscription's: one far behind (just made to
+        # replay the log from its start) must not hold up every other tenant's deliveries.
+        for _ in range(TURN_BATCHES):
             handled: list[str] = []
             try:
                 outcome = await cursor.run_batch()
@@ -169,3 +176,4 @@ class FanOut:
                 self._enqueued(subscriber.id, set(handled))
             if outcome.locked_out or outcome.handled < self._batch_size:
                 return outcome.held_back
+        return True  # more to read: its next turn comes soon

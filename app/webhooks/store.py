@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 _ATTEMPTS = 20
 LAG_CAP = 10_000
 """Events behind a cursor (and pending deliveries) are counted up to this."""
+MAX_PER_TENANT = 100
+"""Subscriptions a tenant may keep (not deleted): each is a cursor that every delivering
+process reads the log for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,7 @@ class WebhookQueries:
     dead_letters: str
     restore: str
     rows: str
+    kept_of_tenant: str
 
 
 Q = load_queries(WebhookQueries, "webhooks")
@@ -117,6 +121,12 @@ class WebhookStore:
         keyed = KeyedRequest(self.pool, caller.idempotency, request, self._replayed)
         if (first := await keyed.answered()) is not None:
             return first
+        if await self.pool.fetchval(Q.kept_of_tenant, tenant) >= MAX_PER_TENANT:
+            raise WorkflowError(
+                Code.BAD_INPUT,
+                f"the tenant has {MAX_PER_TENANT} webhook subscriptions already: delete one "
+                "first (each is a cursor every delivering process follows)",
+            )
         event = WebhookCreated(webhook_id=webhook_id, tenant_id=tenant, **settings.model_dump())
         stream = webhook_stream(webhook_id)
         try:

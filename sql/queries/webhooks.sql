@@ -135,3 +135,7 @@ SET tenant_id = EXCLUDED.tenant_id, url = EXCLUDED.url, events = EXCLUDED.events
 SELECT id, tenant_id, url, events, definitions, statuses, description, state, secret_version,
        created_at, created_by, updated_at, updated_by, stream_version
 FROM webhooks
+
+-- name: kept_of_tenant
+-- How many subscriptions tenant $1 has that are not deleted.
+SELECT count(*) FROM webhooks WHERE tenant_id = $1 AND state <> 'deleted'
