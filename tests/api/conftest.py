@@ -94,12 +94,14 @@ async def make_service(database_url: str, runtime_url: str) -> AsyncIterator[Mak
     """Starts services on the test database (``tokens=TOKENS`` to require bearer tokens), as
     in production: serving as a runtime role, migrating as the owner. Leases (a reactor's, a
     task's) last ``lease_seconds``: short, so that lost workers are found quickly. ``env``:
-    more settings, as the environment would give them (``FLOWLOG_OIDC_*``...)."""
+    more settings, as the environment would give them (``FLOWLOG_OIDC_*``...). ``reactor``:
+    False for a service that only answers (no reactor, so no webhook delivery either)."""
     made: list[Service] = []
 
     async def make(
-        *, tokens: str = "", lease_seconds: float = 2.0, env: Mapping[str, str] | None = None
-    ) -> Service:
+        *, tokens: str = "", lease_seconds: float = 2.0, env: Mapping[str, str] | None = None,
+        reactor: bool = True,
+    ) -> Service:  # fmt: skip
         gate = Gate()
         registry = Registry(
             [backup_flow(), gated_flow(gate), fussy_flow(), fussy_flow("pausing", fail="pause")]
@@ -110,6 +112,7 @@ async def make_service(database_url: str, runtime_url: str) -> AsyncIterator[Mak
                 "concurrency": 8,
                 "lease_seconds": lease_seconds,
                 "pool_size": 5,
+                "run_reactor": reactor,
             }
         )
         app = create_app(settings, DatabaseUrls(runtime_url, database_url), registry)

@@ -28,7 +28,11 @@ NO_HOOK = "0b6f7c1e-5d2a-4e8f-9a3b-7c6d5e4f3a2b"
 
 @pytest.fixture
 async def service(make_service: MakeService) -> Service:
-    return await make_service(tokens=TOKENS, env={"FLOWLOG_WEBHOOK_ALLOW": "127.0.0.1"})
+    # No reactor, so nothing delivers: the cursors and delivery tables stay as the tests
+    # leave them (delivery has tests of its own).
+    return await make_service(
+        tokens=TOKENS, env={"FLOWLOG_WEBHOOK_ALLOW": "127.0.0.1"}, reactor=False
+    )
 
 
 async def make(service: Service, headers: dict[str, str] = A, **body: Any) -> dict[str, Any]:
