@@ -103,7 +103,10 @@ def render(
     not there; TooLarge: the placeholders would make more than ``budget`` characters). Check
     ``path_problems`` first: a malformed path is rendered as missing."""
     left = [budget]
-    return _render(template, values, left)
+    try:
+        return _render(template, values, left)
+    except TooLarge:
+        raise TooLarge(f"the placeholders make more than {budget:,} characters") from None
 
 
 def _render(template: JsonValue, values: Mapping[str, JsonValue], left: list[int]) -> JsonValue:
@@ -130,7 +133,7 @@ def _render(template: JsonValue, values: Mapping[str, JsonValue], left: list[int
 def _spend(left: list[int], size: int) -> None:
     left[0] -= size
     if left[0] < 0:
-        raise TooLarge("the placeholders make more than the rendering may hold")
+        raise TooLarge
 
 
 def _text(value: JsonValue) -> str:

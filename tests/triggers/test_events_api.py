@@ -171,10 +171,11 @@ async def test_a_context_too_large_for_a_create_is_refused_for_that_event(
 ) -> None:
     client = service.client
     rule = await make_rule(client, bizId="x", context={"a": "{{data.v}}", "b": "{{data.v}}"})
-    # Each copy fits in the event; both together are over what a create takes.
+    # Each copy fits in the event; both together are over what a rendering may make (and a
+    # create takes): refused before the second copy is made.
     answer = await accepted(await send(client, cloudevent(data={"v": "v" * 600_000})))
     assert [r["rule"] for r in answer["refused"]] == [rule["id"]]
-    assert "REST create would refuse" in answer["refused"][0]["reason"]
+    assert "placeholders make more than 1,048,576" in answer["refused"][0]["reason"]
     assert answer["flows"] == []
 
 
