@@ -108,6 +108,9 @@ class Sender:
         self._stopping = False
         self._driving: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._lingering: dict[tuple[str, str], asyncio.Event] = {}
+        self._poked: set[tuple[str, str]] = set()
+        """Driven lanes poked since they last read their rows: rows may have come after that
+        read, and such a lane must read again rather than linger for a poke already gone."""
         self._keys: dict[tuple[str, int], bytes] = {}
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -116,9 +119,12 @@ class Sender:
         """New rows were enqueued (for these flows of ``webhook_id``): lanes lingering here
         go on, and due lanes are looked for now."""
         for stream in streams:
-            lingering = self._lingering.get((webhook_id or "", stream))
+            key = (webhook_id or "", stream)
+            lingering = self._lingering.get(key)
             if lingering is not None:
                 lingering.set()
+            elif key in self._driving:
+                self._poked.add(key)
         self._wake.set()
 
     async def start(self) -> None:
@@ -188,6 +194,7 @@ class Sender:
 
     def _ended(self, key: tuple[str, str], _task: asyncio.Task[None]) -> None:
         self._driving.pop(key, None)
+        self._poked.discard(key)
         self._wake.set()
 
     async def _renew(self) -> None:
@@ -202,6 +209,7 @@ class Sender:
         a database failure leaves the lane to its lease (it is delivered again later)."""
         try:
             while not self._stopping:
+                self._poked.discard((lane.webhook_id, lane.stream_id))
                 rows = await self.pool.fetch(Q.next_rows, lane.webhook_id, lane.stream_id,
                                              self.tuning.rows)  # fmt: skip
                 if not rows:
@@ -218,6 +226,8 @@ class Sender:
     async def _linger(self, lane: Lane) -> bool:
         """Whether rows came for the lane (from this process's fan-out) within the linger."""
         key = (lane.webhook_id, lane.stream_id)
+        if key in self._poked:  # rows came while it read: read again (else 250 ms lost)
+            return True
         if len(self._lingering) >= self.tuning.lingering or self.tuning.linger_seconds <= 0:
             return False
         came = self._lingering[key] = asyncio.Event()
