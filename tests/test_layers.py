@@ -191,7 +191,7 @@ ALONE = """
 import os, sys, traceback
 # Third-party libraries first, once: what is checked is the order of flowlog's own imports.
 import aiohttp.web, aiohttp_jinja2, asyncpg, jinja2, orjson, prometheus_client, pydantic
-import tqdm
+import authlib, cloudevents.core, cronsim, joserfc, pydantic_settings, tqdm, yarl
 failed = []
 for module in sys.argv[1:]:
     reader, writer = os.pipe()
@@ -213,6 +213,7 @@ print("\\n".join(failed))
 """
 
 
+@pytest.mark.timeout(320)  # the subprocess has 300 s: one fork and import per module
 def test_every_module_imports_first_in_a_fresh_interpreter() -> None:
     """A cycle of module-level imports only shows when a module of the cycle is imported first
     (a user's script, a command that loads one module lazily): each module is imported first,

@@ -18,6 +18,7 @@ from tests import readme
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # the script has 240 s of its own (run_shell), the server's start more
 async def test_the_readme_quickstart_runs_against_a_live_demo_server(
     database_url: str, tmp_path: Path
 ) -> None:

@@ -181,9 +181,12 @@ async def test_a_rate_limit_spaces_a_node_s_starts(service: Service) -> None:
                 starts.append(datetime.fromisoformat(event["time"]))
     starts.sort()
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
-    # Four starts a second, evenly: at least a quarter of a second apart (a little slack for
-    # the two clocks: the database's reserves, the append records).
-    assert all(gap >= 0.2 for gap in gaps), gaps
+    # Four starts a second, evenly: a quarter of a second apart as the limit reserves them.
+    # What is read here is when each start's append was recorded, a little after its
+    # reservation and by a delay that varies with the machine's load: each gap is held to
+    # half the spacing, and the five starts together to four spacings, less 0.1 s.
+    assert all(gap >= 0.125 for gap in gaps), gaps
+    assert sum(gaps) >= 0.9, gaps
 
 
 async def test_bad_limits_are_refused_and_register_nothing(service: Service) -> None:
