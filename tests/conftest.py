@@ -2,7 +2,8 @@
 
 The server is DATABASE_URL's when it is set (CI), else an embedded one started for the test
 session in a temporary folder. Every test that needs a database gets its own, copied from a
-template migrated once per session (per xdist worker), and dropped with FORCE afterwards.
+template migrated once per session (per xdist worker), and dropped with FORCE afterwards, with
+others in a batch (tests/scratch_databases.py).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import os
 import secrets
 import shutil
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -29,7 +31,25 @@ from tests.audit.checks import check_audit_of_every_flow
 from tests.engines import FAST, StartEngine
 from tests.helpers import create_role, drop_role
 from tests.processes import Workers
+from tests.scratch_databases import ScratchDatabases
 from tests.workflow.procdefs import DEFINITIONS as PROCESS_DEFINITIONS
+
+
+def _bytecode_for_subprocesses() -> None:
+    """The tests start a few hundred Python processes (``flowlog serve``, workers, the CLI).
+    Where PYTHONDONTWRITEBYTECODE is set, each compiled every flowlog module from source
+    again, about a tenth of a second of CPU apiece; they now keep bytecode in a cache folder
+    outside the repository (PYTHONPYCACHEPREFIX), so the tree stays as clean as asked."""
+    if os.environ.pop("PYTHONDONTWRITEBYTECODE", None) is None:
+        return
+    prefix = os.environ.setdefault(
+        "PYTHONPYCACHEPREFIX", os.path.join(tempfile.gettempdir(), "flowlog-test-pycache")
+    )
+    sys.dont_write_bytecode = False
+    sys.pycache_prefix = prefix
+
+
+_bytecode_for_subprocesses()
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
@@ -69,22 +89,34 @@ def template_database(server_url: str) -> Iterator[str]:
     asyncio.run(drop_database(server_url, name))
 
 
+@pytest.fixture(scope="session")
+def empty_databases(server_url: str) -> Iterator[ScratchDatabases]:
+    databases = ScratchDatabases(server_url, None, "flowlog_empty")
+    yield databases
+    databases.close()
+
+
+@pytest.fixture(scope="session")
+def migrated_databases(server_url: str, template_database: str) -> Iterator[ScratchDatabases]:
+    databases = ScratchDatabases(server_url, template_database, "flowlog_test")
+    yield databases
+    databases.close()
+
+
 @pytest.fixture
-async def empty_database_url(server_url: str) -> AsyncIterator[str]:
+def empty_database_url(server_url: str, empty_databases: ScratchDatabases) -> Iterator[str]:
     """A new database with nothing in it (for the migrator's own tests)."""
-    name = f"flowlog_test_{secrets.token_hex(6)}"
-    await create_database(server_url, name)
+    name = empty_databases.take()
     yield with_database(server_url, name)
-    await drop_database(server_url, name)
+    empty_databases.hand_back(name)
 
 
 @pytest.fixture
-async def database_url(server_url: str, template_database: str) -> AsyncIterator[str]:
-    """A new database with every migration applied."""
-    name = f"flowlog_test_{secrets.token_hex(6)}"
-    await create_database(server_url, name, template=template_database)
+def database_url(server_url: str, migrated_databases: ScratchDatabases) -> Iterator[str]:
+    """A new database with every migration applied (tests/scratch_databases.py)."""
+    name = migrated_databases.take()
     yield with_database(server_url, name)
-    await drop_database(server_url, name)
+    migrated_databases.hand_back(name)
 
 
 @pytest.fixture
