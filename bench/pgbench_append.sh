@@ -29,29 +29,37 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"; psql "$server" -qAtc "DROP DATABASE IF EXISTS $db WITH (FORCE)"' EXIT
 data='{"node": "backup", "attempt": 1, "result": "done"}'
 meta='{"actor": "bench"}'
+# Each client appends to its own streams, 20 events each (as `flowlog bench append` does), so
+# the append's head lookup finds a head; :run keeps the streams of each pgbench run apart.
+stream="'s-' || :run || '-' || :client_id || '-' || (:k / 20)"
 cat > "$work/plain.sql" <<SQL
-\set n random(1, 1000000000)
+\set k :k + 1
 INSERT INTO bench_plain (stream_id, version, type, data, metadata)
-VALUES ('s-' || :client_id || '-' || :n, 1, 'NodeSucceeded', '$data', '$meta');
+VALUES ($stream, :k % 20 + 1, 'NodeSucceeded', '$data', '$meta');
 SQL
 # The single-event append (append_one_with, completed as the store does), with pgbench
 # variables for its parameters.
 cat > "$work/ours.sql" <<SQL
-\set n random(1, 1000000000)
+\set k :k + 1
 INSERT INTO events (stream_id, version, type, data, metadata)
-SELECT 's-' || :client_id || '-' || :n, head.version + 1, 'NodeSucceeded', '$data', '$meta'
-FROM (SELECT coalesce(max(version), 0) AS version FROM events
-      WHERE stream_id = 's-' || :client_id || '-' || :n) AS head
-WHERE head.version = 0
+SELECT $stream, coalesce(last.version, 0) + 1, 'NodeSucceeded', '$data', '$meta'
+FROM (SELECT) AS one
+LEFT JOIN LATERAL (
+    SELECT version, transaction_id FROM events WHERE stream_id = $stream
+    ORDER BY version DESC LIMIT 1
+) AS last ON true
+WHERE coalesce(last.version, 0) = :k % 20
+  AND (last.transaction_id IS NULL OR last.transaction_id <= (SELECT pg_current_xact_id()))
 RETURNING position, transaction_id, version, recorded_at;
 SQL
 
-tps() { "$pgbench" -n -M prepared -c "$1" -j 2 -T "$seconds" -f "$work/$2.sql" "$url" 2>/dev/null \
-        | awk '/^tps/ {print int($3)}'; }
+# tps CLIENTS SCRIPT RUN: RUN names the run's streams (each run starts new streams).
+tps() { "$pgbench" -n -M prepared -c "$1" -j 2 -T "$seconds" -D k=-1 -D run="$3" \
+          -f "$work/$2.sql" "$url" 2>/dev/null | awk '/^tps/ {print int($3)}'; }
 printf '%8s %12s %12s %7s\n' clients plain_tps ours_tps ratio
 for clients in 1 4 16; do
-  p1=$(tps "$clients" plain); o1=$(tps "$clients" ours)
-  o2=$(tps "$clients" ours); p2=$(tps "$clients" plain)
+  p1=$(tps "$clients" plain "${clients}1"); o1=$(tps "$clients" ours "${clients}1")
+  o2=$(tps "$clients" ours "${clients}2"); p2=$(tps "$clients" plain "${clients}2")
   plain=$(( (p1 + p2) / 2 )); ours=$(( (o1 + o2) / 2 ))
   printf '%8s %12s %12s %7s\n' "$clients" "$plain" "$ours" \
     "$(awk -v o="$ours" -v p="$plain" 'BEGIN {printf "%.2f", o / p}')"

@@ -126,6 +126,20 @@ async def test_an_order_conflict_is_told_apart_inside_a_transaction(store: Event
     assert [e.type for e in await store.read_stream("s")] == ["Young"]
 
 
+async def test_a_batch_in_a_transaction_appends_to_a_stream_the_transaction_wrote(
+    store: EventStore,
+) -> None:
+    """Its own head is not a younger transaction's: the batch appends after it."""
+    from flowlog.eventstore.batch import append_batch
+
+    async with store.transaction() as tx:
+        await tx.append("s", events("First"), Expect.NO_STREAM)
+        results = await append_batch(tx.connection, [StreamAppend("s", events("Next"), 1)])
+        assert isinstance(results[0], list)
+        assert [e.version for e in results[0]] == [2]
+    assert [e.type for e in await store.read_stream("s")] == ["First", "Next"]
+
+
 # -- the caller's set-based statements, and GroupCommit ---------------------------------------
 
 TAG = """

@@ -144,6 +144,22 @@ async def test_an_expected_version_append_that_is_out_of_order_is_refused_too(
     assert [e.version for e in await store.read_stream("B")] == [1]
 
 
+async def test_a_transaction_appends_to_a_stream_it_wrote_itself(store: EventStore) -> None:
+    """The head written by the transaction itself has its own id: not younger, so not a
+    conflict (the events sort by position after it)."""
+    async with store.transaction() as tx:
+        await tx.append("A", one("E1"), Expect.NO_STREAM)
+        await tx.append("A", one("E2"), 1)
+        await tx.append("A", [NewEvent("E3", {}), NewEvent("E4", {})], 2)
+        await tx.append("A", one("E5"), Expect.ANY)
+    stream = await store.read_stream("A")
+    assert [(e.version, e.type) for e in stream] == [
+        (1, "E1"), (2, "E2"), (3, "E3"), (4, "E4"), (5, "E5"),
+    ]  # fmt: skip
+    assert len({e.transaction_id for e in stream}) == 1
+    assert [e.position for e in stream] == sorted(e.position for e in stream)
+
+
 @dataclass
 class _MultiStream:
     """One transaction of the soak: an event on each of ``streams``, with pauses between."""

@@ -29,7 +29,7 @@ appended AS (
     FROM head,
          unnest($3::text[], $4::jsonb[], $5::jsonb[]) WITH ORDINALITY AS e(type, data, metadata, ordinal)
     WHERE ($2::bigint IS NULL OR head.version = $2::bigint)
-      AND (head.transaction_id IS NULL OR head.transaction_id < (SELECT pg_current_xact_id()))
+      AND (head.transaction_id IS NULL OR head.transaction_id <= (SELECT pg_current_xact_id()))
     ORDER BY e.ordinal
     RETURNING position, transaction_id, version, recorded_at
 )
@@ -46,7 +46,7 @@ appended AS (
         ORDER BY version DESC LIMIT 1
     ) AS last ON true
     WHERE ($2::bigint IS NULL OR coalesce(last.version, 0) = $2::bigint)
-      AND (last.transaction_id IS NULL OR last.transaction_id < (SELECT pg_current_xact_id()))
+      AND (last.transaction_id IS NULL OR last.transaction_id <= (SELECT pg_current_xact_id()))
     RETURNING position, transaction_id, version, recorded_at
 )
 
@@ -75,7 +75,7 @@ heads AS (
         ORDER BY version DESC LIMIT 1
     ) AS last ON true
     WHERE coalesce(last.version, 0) = batch.expected
-      AND (last.transaction_id IS NULL OR last.transaction_id < (SELECT pg_current_xact_id()))
+      AND (last.transaction_id IS NULL OR last.transaction_id <= (SELECT pg_current_xact_id()))
 ),
 incoming AS (
     SELECT e.item, e.type, e.data, e.metadata,
