@@ -35,8 +35,8 @@ FLOW_NAME = "bench-three-slow-steps"
 OLD_FIXED_LIMIT = 32
 
 
-class _Running:
-    """Executors running now, and the counts seen."""
+class Running:
+    """Executors running now, at most, and the counts seen."""
 
     def __init__(self) -> None:
         self.now = 0
@@ -47,21 +47,25 @@ class _Running:
         self.seen.append(self.now)
 
 
-def _definition(running: _Running) -> WorkflowDefinition:
+def counted_steps(name: str, running: Running, seconds: float, nodes: int) -> WorkflowDefinition:
+    """A definition of ``nodes`` nodes one after the other, each sleeping ``seconds`` (none:
+    returning at once), counted in ``running`` while they run."""
+
     async def step(node: NodeHandle, ctx: FlowContext) -> None:
         running.now += 1
         running.peak = max(running.peak, running.now)
         try:
-            await asyncio.sleep(NODE_SECONDS)
+            if seconds:
+                await asyncio.sleep(seconds)
         finally:
             running.now -= 1
 
+    keys = ["start"] + [f"step-{n}" for n in range(2, nodes + 1)]
     return WorkflowDefinition(
-        FLOW_NAME,
+        name,
         {
-            "start": NodeDefinition("one", step, success="two"),
-            "two": NodeDefinition("two", step, success="three"),
-            "three": NodeDefinition("three", step),
+            key: NodeDefinition(key, step, success=keys[n + 1] if n + 1 < nodes else "")
+            for n, key in enumerate(keys)
         },
     )
 
@@ -69,9 +73,9 @@ def _definition(running: _Running) -> WorkflowDefinition:
 async def run(server_url: str, *, size: Size, progress: bool = True) -> dict[str, Any]:
     """The phase's figures (each named ``slow_...``)."""
     flows = size.pick(FULL_FLOWS, QUICK_FLOWS, SMOKE_FLOWS)
-    running = _Running()
+    running = Running()
     async with scratch_database(server_url) as url:
-        registry = Registry([_definition(running)])
+        registry = Registry([counted_steps(FLOW_NAME, running, NODE_SECONDS, NODES)])
         async with Engine(url, registry, reactor=ReactorSettings()) as engine:
             assert engine.reactor is not None
             _, seconds = await create_and_finish(

@@ -62,9 +62,13 @@ class ReactorSettings:
     steered by how long transitions wait (app/workflow/concurrency_limit.py)."""
     max_concurrency: int = 1000
     """The adaptive limit's ceiling (slow executors take it up to here)."""
-    min_concurrency: int = 4
-    """The adaptive limit's floor (fewer flows in flight leave group commit nothing to group)."""
-    initial_concurrency: int = 16
+    min_concurrency: int = 32
+    """The adaptive limit's floor. Below 32 flows in flight, trivial executors' transitions
+    wait less but group commit has less to group, and on two cores the flows a second fall
+    with them (docs/benchmarks.md, "bench flows": 0.58x at the limit Vegas settles on alone):
+    the floor keeps the throughput of the fixed 32 it replaced, and the limit grows above it
+    for executors that wait elsewhere."""
+    initial_concurrency: int = 32
     """Where the adaptive limit starts."""
     lease_seconds: float = 30.0
     """How long a claim lasts without a heartbeat; a dead worker's flows wait this long."""

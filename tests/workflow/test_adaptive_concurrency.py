@@ -7,9 +7,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
+from flowlog.bench.slow_flows import Running, counted_steps
 from flowlog.engine import Engine
-from flowlog.workflow.definition import NodeDefinition, WorkflowDefinition
-from flowlog.workflow.executor import FlowContext, NodeHandle
 from flowlog.workflow.state import FlowStatus
 from tests.engines import FAST, StartEngine
 from tests.workflow.helpers import wait_for_status
@@ -17,33 +16,6 @@ from tests.workflow.helpers import wait_for_status
 ADAPTIVE = dataclasses.replace(
     FAST, concurrency=None, initial_concurrency=4, min_concurrency=2, max_concurrency=1000
 )
-
-
-class Running:
-    """Executors running at once: now and at most."""
-
-    def __init__(self) -> None:
-        self.now = 0
-        self.peak = 0
-
-
-def two_steps(name: str, running: Running, seconds: float) -> WorkflowDefinition:
-    async def step(node: NodeHandle, ctx: FlowContext) -> None:
-        running.now += 1
-        running.peak = max(running.peak, running.now)
-        try:
-            if seconds:
-                await asyncio.sleep(seconds)
-        finally:
-            running.now -= 1
-
-    return WorkflowDefinition(
-        name,
-        {
-            "start": NodeDefinition("one", step, success="two"),
-            "two": NodeDefinition("two", step),
-        },
-    )
 
 
 async def run_flows(engine: Engine, name: str, flows: int) -> None:
@@ -59,7 +31,7 @@ async def test_slow_executors_get_more_flows_in_flight_than_the_limit_started_wi
     start_engine: StartEngine,
 ) -> None:
     running = Running()
-    engine = await start_engine(two_steps("sleepy", running, 0.1), settings=ADAPTIVE)
+    engine = await start_engine(counted_steps("sleepy", running, 0.1, nodes=2), settings=ADAPTIVE)
     assert engine.reactor is not None
     assert engine.reactor.limit.limit == ADAPTIVE.initial_concurrency
 
@@ -73,7 +45,7 @@ async def test_slow_executors_get_more_flows_in_flight_than_the_limit_started_wi
 async def test_trivial_executors_keep_the_limit_low(start_engine: StartEngine) -> None:
     running = Running()
     settings = dataclasses.replace(ADAPTIVE, initial_concurrency=16)
-    engine = await start_engine(two_steps("quick", running, 0.0), settings=settings)
+    engine = await start_engine(counted_steps("quick", running, 0.0, nodes=2), settings=settings)
     assert engine.reactor is not None
     highest = 0
 

@@ -75,7 +75,7 @@ def test_a_fixed_limit_never_moves() -> None:
 
 
 def test_adaptive_settings_start_at_the_initial_limit_within_their_bounds() -> None:
-    assert ReactorSettings().limit().limit == 16
+    assert ReactorSettings().limit().limit == 32
     assert ReactorSettings(max_concurrency=10).limit().limit == 10
     small = ReactorSettings(max_concurrency=2, min_concurrency=4).limit()
     assert (small.minimum, small.maximum, small.limit) == (2, 2, 2)
