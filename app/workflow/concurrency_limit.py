@@ -50,7 +50,12 @@ fifth of a larger pipe):
 - in between: it stays.
 
 A limit that is not used does not grow: a window whose flows in flight never reached half the
-limit says nothing about more (Netflix's "app limited" rule). The limit stays within
+limit says nothing about more (Netflix's "app limited" rule). Nor does a limit whose flows are
+mostly not in their executors (fewer than half, on average over the window): those flows wait
+on the reactor (transitions, claims, releases), and more of them would only wait longer. This
+rule needs no latency at all, so noise cannot beat it: on a machine shared with other work a
+window's median often dips below the baseline by luck, and Vegas alone let trivial executors'
+limit wander from 32 up to 94. The limit stays within
 ``[minimum, maximum]``. Pure and deterministic: no I/O, no clock (windows are counted in
 samples), the same samples give the same limits.
 """
@@ -90,8 +95,8 @@ class ConcurrencyLimit:
     :meth:`sample`. ``minimum == maximum`` makes a fixed limit."""
 
     __slots__ = (
-        "_busiest", "_estimate", "_pipe", "_probed", "_probing", "_recent", "_samples",
-        "_since_probe", "last", "maximum", "minimum",
+        "_busiest", "_estimate", "_executing", "_flying", "_pipe", "_probed", "_probing",
+        "_recent", "_samples", "_since_probe", "last", "maximum", "minimum",
     )  # fmt: skip
 
     def __init__(self, initial: int, minimum: int, maximum: int) -> None:
@@ -105,6 +110,8 @@ class ConcurrencyLimit:
         self._samples: list[float] = []
         self._pipe = 0
         self._busiest = 0
+        self._flying = 0
+        self._executing = 0
         self._recent: deque[float] = deque(maxlen=BASELINE_WINDOWS)
         self._since_probe = 0
         self._probing = False
@@ -122,16 +129,18 @@ class ConcurrencyLimit:
     def fixed(self) -> bool:
         return self.minimum == self.maximum
 
-    def sample(self, seconds: float, in_flight: int, in_transition: int) -> None:
+    def sample(self, seconds: float, in_flight: int, in_transition: int, executing: int) -> None:
         """One transition took ``seconds`` of the reactor's own time; ``in_flight`` flows
-        were driven and ``in_transition`` of them (this one too) were in a transition as it
-        ended."""
+        were driven as it ended, ``in_transition`` of them (this one too) in a transition and
+        ``executing`` in their executors."""
         if self.fixed:
             return
         if self._probing and in_flight > self.limit:
             return  # still draining to the probe's limit: not a no-load sample yet
         self._samples.append(seconds)
         self._pipe += in_transition
+        self._flying += in_flight
+        self._executing += executing
         self._busiest = max(self._busiest, in_flight)
         if len(self._samples) >= max(WINDOW_SAMPLES, self.limit // 2):
             self._judge()
@@ -140,8 +149,9 @@ class ConcurrencyLimit:
         latency = statistics.median(self._samples)
         pipe = self._pipe / len(self._samples)
         busiest = self._busiest
+        waiting_on_us = self._executing * 2 < self._flying
         self._samples.clear()
-        self._pipe = self._busiest = 0
+        self._pipe = self._busiest = self._flying = self._executing = 0
         if self._probing:
             self._probing, self._probed = False, latency
             return
@@ -152,10 +162,10 @@ class ConcurrencyLimit:
         ranked = sorted(self._recent)
         no_load = min(ranked[int(len(ranked) * BASELINE_QUANTILE)], self._probed)
         queued = pipe * (1 - no_load / latency) if latency > 0 else 0.0
-        self._estimate = self._moved(queued, pipe, busiest)
+        self._estimate = self._moved(queued, pipe, busiest, waiting_on_us)
         self.last = Judged(latency, no_load, pipe, queued, self.limit)
 
-    def _moved(self, queued: float, pipe: float, busiest: int) -> float:
+    def _moved(self, queued: float, pipe: float, busiest: int, waiting_on_us: bool) -> float:
         estimate = self._estimate
         alpha, beta = max(3.0, pipe / 10), max(6.0, pipe / 5)
         moved = estimate
@@ -165,6 +175,6 @@ class ConcurrencyLimit:
             moved = estimate + 1
         elif queued > beta:
             moved = estimate - min((queued - beta) / 2, estimate / 2)
-        if moved > estimate and busiest * 2 < estimate:
-            moved = estimate  # not using what it has: no evidence that more would help
+        if moved > estimate and (busiest * 2 < estimate or waiting_on_us):
+            moved = estimate  # unused, or used by flows that wait on us: more would not help
         return min(max(moved, float(self.minimum)), float(self.maximum))

@@ -231,7 +231,7 @@ class Reactor:
         """A drive's transition took ``seconds`` of the reactor's own time (its append, from
         asking to running again), with ``in_transition`` drives in one: the limit's signal."""
         before = self.limit.limit
-        self.limit.sample(seconds, len(self._drives), in_transition)
+        self.limit.sample(seconds, len(self._drives), in_transition, len(self._nodes.executing))
         if self.limit.limit > before:
             self._wake.set()  # room for more: claim now, not when a drive ends
 

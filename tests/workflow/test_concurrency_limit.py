@@ -28,7 +28,8 @@ def run_model(
         for _ in range(20):  # the fixed point of latency and flows in a transition
             in_transition = flows * latency / (latency + executor)
             latency = base * max(1.0, in_transition / knee)
-        limit.sample(latency, flows, max(1, round(in_transition)))
+        in_executors = flows - in_transition
+        limit.sample(latency, flows, max(1, round(in_transition)), round(in_executors))
         seen.append(limit.limit)
     return seen
 
@@ -59,10 +60,19 @@ def test_the_limit_shrinks_when_latency_rises_with_load() -> None:
     assert limit.last.queued <= 2 * 6
 
 
+def test_flows_that_wait_on_the_reactor_do_not_take_the_limit_up() -> None:
+    limit = ConcurrencyLimit(32, 4, 1000)
+    for _ in range(1000):
+        # Never queued by the latency, but only 10 of 40 flows in their executors: the rest
+        # wait on the reactor (a claim, a release, a turn of the loop).
+        limit.sample(MS, 40, 5, 10)
+    assert limit.limit == 32
+
+
 def test_an_unused_limit_does_not_grow() -> None:
     limit = ConcurrencyLimit(40, 4, 1000)
     for _ in range(1000):
-        limit.sample(MS, 3, 1)  # 3 flows in flight of 40 allowed, never queued
+        limit.sample(MS, 3, 1, 2)  # 3 flows in flight of 40 allowed, never queued
     assert limit.limit == 40
 
 
@@ -93,6 +103,7 @@ samples = st.lists(
         st.floats(min_value=0.0, max_value=10.0, allow_nan=False),
         st.integers(min_value=0, max_value=5000),
         st.integers(min_value=0, max_value=5000),
+        st.integers(min_value=0, max_value=5000),
     ),
     max_size=400,
 )
@@ -105,7 +116,7 @@ samples = st.lists(
     initial=st.integers(-10, 2000),
 )
 def test_the_limit_stays_within_its_bounds_and_is_deterministic(
-    samples: list[tuple[float, int, int]], bounds: tuple[int, int], initial: int
+    samples: list[tuple[float, int, int, int]], bounds: tuple[int, int], initial: int
 ) -> None:
     minimum, extra = bounds
     maximum = minimum + extra
@@ -113,9 +124,9 @@ def test_the_limit_stays_within_its_bounds_and_is_deterministic(
         ConcurrencyLimit(initial, minimum, maximum),
         ConcurrencyLimit(initial, minimum, maximum),
     )
-    for seconds, in_flight, in_transition in samples:
-        one.sample(seconds, in_flight, in_transition)
-        two.sample(seconds, in_flight, in_transition)
+    for seconds, in_flight, in_transition, executing in samples:
+        one.sample(seconds, in_flight, in_transition, executing)
+        two.sample(seconds, in_flight, in_transition, executing)
         assert minimum <= one.limit <= maximum
         assert one.limit == two.limit
     assert one.last == two.last
