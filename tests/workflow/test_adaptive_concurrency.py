@@ -31,7 +31,7 @@ async def test_slow_executors_get_more_flows_in_flight_than_the_limit_started_wi
     start_engine: StartEngine,
 ) -> None:
     running = Running()
-    engine = await start_engine(counted_steps("sleepy", running, 0.1, nodes=2), settings=ADAPTIVE)
+    engine = await start_engine(counted_steps("sleepy", running, 0.2, nodes=2), settings=ADAPTIVE)
     assert engine.reactor is not None
     assert engine.reactor.limit.limit == ADAPTIVE.initial_concurrency
 
