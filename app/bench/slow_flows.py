@@ -7,7 +7,9 @@ in flight / 0.6 s a flow), where a fixed 32 capped them at 32 / 0.6 = 53 a secon
 runs at its default settings, in a scratch database of its own. Measured:
 
 - ``slow_flows_per_s``: N / (first create -> last flow Finished);
-- ``slow_concurrency_limit``: the limit the reactor settled on (at the end of the run);
+- ``slow_concurrency_limit``: the limit the reactor settled on (at the end of the run, as the
+  last flows drain); ``slow_peak_concurrency_limit`` / ``slow_mean_concurrency_limit``: the
+  highest and the mean over the run (every 50 ms);
 - ``slow_peak_executors`` / ``slow_mean_executors``: executors running at once, at most and on
   average over the run (counted by the executors themselves, every 50 ms);
 - ``slow_flows_per_s_by_executors``: the mean executors running / the 0.2 s each takes / 3
@@ -78,17 +80,26 @@ async def run(server_url: str, *, size: Size, progress: bool = True) -> dict[str
         registry = Registry([counted_steps(FLOW_NAME, running, NODE_SECONDS, NODES)])
         async with Engine(url, registry, reactor=ReactorSettings()) as engine:
             assert engine.reactor is not None
+            reactor = engine.reactor
+            limits: list[int] = []
+
+            def look() -> None:
+                running.look()
+                limits.append(reactor.limit.limit)
+
             _, seconds = await create_and_finish(
                 engine, FLOW_NAME, flows, progress, desc="bench flows, 200 ms executors",
-                tick=running.look,
+                tick=look,
             )  # fmt: skip
-            settled = engine.reactor.limit.limit
+            settled = reactor.limit.limit
     mean = statistics.fmean(running.seen) if running.seen else 0.0
     return {
         "slow_flows": flows,
         "slow_node_seconds": NODE_SECONDS,
         "slow_flows_per_s": round(flows / seconds, 1),
         "slow_concurrency_limit": settled,
+        "slow_peak_concurrency_limit": max(limits, default=settled),
+        "slow_mean_concurrency_limit": round(statistics.fmean(limits), 1) if limits else settled,
         "slow_peak_executors": running.peak,
         "slow_mean_executors": round(mean, 1),
         "slow_flows_per_s_by_executors": round(mean / (NODE_SECONDS * NODES), 1),
