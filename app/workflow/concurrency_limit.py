@@ -51,10 +51,11 @@ fifth of a larger pipe):
 
 A limit that is not used does not grow: a window whose flows in flight never reached half the
 limit says nothing about more (Netflix's "app limited" rule). Nor does a limit whose flows are
-hardly ever in their executors (under a quarter of them, on average over the window): those
-flows wait on the reactor (transitions, claims, releases), and more of them would only wait
-longer (trivial executors: about none are; 200 ms ones: most are, and claims and releases
-take a share even then). This
+mostly not in their executors (under half of them, on average over the window): those flows
+wait on the reactor (transitions, claims, releases), and more of them would only wait longer
+(trivial executors: few are; 200 ms ones: most are). A quarter was tried: under a backlogged
+event loop, trivial executors that wait for their first turn count as executing often enough
+that the limit crept from 32 to 52. This
 rule needs no latency at all, so noise cannot beat it: on a machine shared with other work a
 window's median often dips below the baseline by luck, and Vegas alone let trivial executors'
 limit wander from 32 up to 94. The limit stays within
@@ -151,7 +152,7 @@ class ConcurrencyLimit:
         latency = statistics.median(self._samples)
         pipe = self._pipe / len(self._samples)
         busiest = self._busiest
-        waiting_on_us = self._executing * 4 < self._flying
+        waiting_on_us = self._executing * 2 < self._flying
         self._samples.clear()
         self._pipe = self._busiest = self._flying = self._executing = 0
         if self._probing:
