@@ -200,9 +200,19 @@ class Settings(BaseSettings):
         description="comma-separated modules that define workflows (`--definitions`), found as "
         "`python -m` finds them (the current directory first)",
     )  # fmt: skip
-    concurrency: WholeNumber = Field(
-        32, alias="FLOWLOG_CONCURRENCY", ge=1, le=10_000, json_schema_extra=_about("reactor"),
-        description="flows the reactor of one process drives at once (`--concurrency`)",
+    concurrency: WholeNumber | None = Field(
+        None, alias="FLOWLOG_CONCURRENCY", ge=1, le=10_000,
+        json_schema_extra=_about("reactor", "unset: adaptive"),
+        description="a fixed number of flows the reactor of one process drives at once "
+        "(`--concurrency`); unset, the number adapts to how long transitions wait, up to "
+        "`FLOWLOG_MAX_CONCURRENCY` (docs/workflows.md); `flowlog worker --remote`: tasks run "
+        "at once (unset: 32)",
+    )  # fmt: skip
+    max_concurrency: WholeNumber = Field(
+        1000, alias="FLOWLOG_MAX_CONCURRENCY", ge=1, le=10_000,
+        json_schema_extra=_about("reactor"),
+        description="the most flows the adaptive limit lets the reactor of one process drive "
+        "at once (`--max-concurrency`)",
     )  # fmt: skip
     token: str | None = Field(
         None, alias="FLOWLOG_TOKEN", repr=False, json_schema_extra=_about("reactor", "none"),
@@ -373,7 +383,10 @@ class Settings(BaseSettings):
 
     @property
     def reactor(self) -> ReactorSettings:
-        return ReactorSettings(concurrency=self.concurrency, lease_seconds=self.lease_seconds)
+        return ReactorSettings(
+            concurrency=self.concurrency, max_concurrency=self.max_concurrency,
+            lease_seconds=self.lease_seconds,
+        )  # fmt: skip
 
     @property
     def reads(self) -> ReadSettings:

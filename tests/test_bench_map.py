@@ -73,7 +73,7 @@ async def test_the_figures_are_the_logs(database_url: str, pool: asyncpg.Pool) -
 def test_the_report_has_every_key_and_says_the_sizes(capsys: pytest.CaptureFixture[str]) -> None:
     figures = {key: 1.5 for key in KEYS} | {
         "bench": "map", "size": "quick", "children_1k": 200, "children_10k": 2000,
-        "reactor_concurrency": 32, "verify_differences": 0, "map_seconds_1k": 0.5,
+        "reactor_concurrency_limit": 32, "verify_differences": 0, "map_seconds_1k": 0.5,
         "map_seconds_10k": 5.0, "rounds": 3, "map_seconds_1k_each": [0.5, 0.4, 0.6],
         "map_seconds_10k_each": [5.0, 4.0, 6.0],
     }  # fmt: skip

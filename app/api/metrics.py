@@ -63,6 +63,12 @@ class Metrics:
             "flowlog_reactor_busy_flows", "Flows this process's reactor drives now.",
             registry=self.registry,
         )  # fmt: skip
+        self.concurrency_limit = Gauge(
+            "flowlog_reactor_concurrency_limit",
+            "Flows this process's reactor may drive at once now (its adaptive limit, or "
+            "FLOWLOG_CONCURRENCY when set; 0 without a reactor).",
+            registry=self.registry,
+        )
         self.parked = Gauge(
             "flowlog_parked_flows",
             "Flows waiting on a polling node's operation, parked in this process.",
@@ -188,6 +194,7 @@ class Metrics:
         parked: int = 0,
         polls: int = 0,
         deliveries: DeliveryCounts | None = None,
+        concurrency_limit: int = 0,
     ) -> bytes:
         """Refreshes the gauges read from the database and the reactor's figures (``polls``:
         its parking lot's count so far; ``deliveries``: its webhook sender's counts so far),
@@ -210,6 +217,7 @@ class Metrics:
             self.awaiting_version.labels(entry.definition, entry.version).set(entry.flows)
         await self._observe_webhooks(pool, deliveries)
         self.busy.set(busy)
+        self.concurrency_limit.set(concurrency_limit)
         self.parked.set(parked)
         self.polls.inc(max(0, polls - self._polls_seen))
         self._polls_seen = max(self._polls_seen, polls)

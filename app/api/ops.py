@@ -98,7 +98,10 @@ async def metrics(request: web.Request) -> web.Response:
     )  # fmt: skip
     request.app[keys.METRICS].observe_replicas(engine.reads.replicas)
     deliveries = None if engine.deliveries is None else engine.deliveries.counts
-    body = await request.app[keys.METRICS].render(engine.pool, busy, parked, polls, deliveries)
+    limit = 0 if reactor is None else reactor.limit.limit
+    body = await request.app[keys.METRICS].render(
+        engine.pool, busy, parked, polls, deliveries, concurrency_limit=limit
+    )
     # Prometheus's text exposition format names its version in the Content-Type.
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

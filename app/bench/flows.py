@@ -22,7 +22,9 @@ does. Measured:
   on a quiet server).
 
 The engine runs at its default settings (``ReactorSettings()``, the engine's pool), as
-``flowlog serve`` does.
+``flowlog serve`` does: ``reactor_concurrency_limit`` is the adaptive concurrency limit it settled
+on (app/workflow/concurrency_limit.py). A second phase runs flows whose nodes sleep 200 ms
+(``slow_...`` figures: app/bench/slow_flows.py), where the limit grows past the old fixed 32.
 
 Baselines, in the same run: single-row INSERT commits per second by C writers on the same
 server (``ratio_flows_vs_5_plain_commits`` compares flows/s with that rate / 5: flows that
@@ -38,10 +40,9 @@ import os
 import time
 from typing import Any
 
-from tqdm import tqdm
-
-from flowlog.bench import dbos_baseline
+from flowlog.bench import dbos_baseline, slow_flows
 from flowlog.bench.append import Q as BENCH_Q
+from flowlog.bench.flow_clients import CLIENTS, create_and_finish
 from flowlog.bench.harness import Report, Size, percentile, scratch_database, timed
 from flowlog.engine import Engine
 from flowlog.eventstore import EventStore, connect
@@ -52,7 +53,6 @@ from flowlog.workflow.projection import PROJECTOR
 from flowlog.workflow.reactor import ReactorSettings
 from flowlog.workflow.streams import flow_stream
 
-CLIENTS = 8
 QUICK_FLOWS, FULL_FLOWS, SMOKE_FLOWS = 600, 3000, 40
 PLAIN_COMMITS, SMOKE_PLAIN_COMMITS = 4000, 200
 QUICK_DBOS_WORKFLOWS, FULL_DBOS_WORKFLOWS, SMOKE_DBOS_WORKFLOWS = 200, 1000, 20
@@ -67,8 +67,6 @@ SELECT (SELECT count(*) FROM events WHERE stream_id LIKE 'flow-%') AS events,
        pg_total_relation_size('workflows') + pg_total_relation_size('workflow_nodes')
          AS projection_bytes
 """
-# A whole number: sum() of bigint is numeric (a Decimal), which tqdm cannot divide by a float.
-_FINISHED = "SELECT coalesce(sum(count), 0)::bigint FROM workflow_counts WHERE status = 'Finished'"
 
 
 class _Timings:
@@ -128,7 +126,7 @@ async def run(server_url: str, *, size: Size, progress: bool = True) -> Report:
                 commits_before = await stats.fetchval(_COMMITS)
                 wal_before = await stats.fetchval(_WAL)
                 cpu = _CpuMeter()
-                created, seconds = await _create_and_finish(engine, flows, progress)
+                created, seconds = await create_and_finish(engine, FLOW_NAME, flows, progress)
                 python_cpu, other_cpu = cpu.read()
                 await asyncio.sleep(1.2)  # backends report their commit counts within a second
                 await stats.execute("SELECT pg_stat_clear_snapshot()")
@@ -138,9 +136,12 @@ async def run(server_url: str, *, size: Size, progress: bool = True) -> Report:
                 sizes = await stats.fetchrow(_SIZES)
             finally:
                 await stats.close()
+            assert engine.reactor is not None
+            settled = engine.reactor.limit.limit
             latencies = await _create_to_finished_ms(engine, created)
             lanes = (engine.service.flows.commits, engine.service.flows.background)
             checked = await verify(EventStore(engine.pool), PROJECTOR, progress=False)
+    slow = await slow_flows.run(server_url, size=size, progress=progress)
     dbos = await dbos_baseline.run(
         server_url,
         workflows=size.pick(FULL_DBOS_WORKFLOWS, QUICK_DBOS_WORKFLOWS, SMOKE_DBOS_WORKFLOWS),
@@ -154,7 +155,7 @@ async def run(server_url: str, *, size: Size, progress: bool = True) -> Report:
         "size": size.value,
         "flows": flows,
         "clients": CLIENTS,
-        "reactor_concurrency": settings.concurrency,
+        "reactor_concurrency_limit": settled,
         "flows_per_s": round(flows_per_s, 1),
         "create_to_finished_p50_ms": round(percentile(latencies, 0.5), 2),
         "create_to_finished_p99_ms": round(percentile(latencies, 0.99), 2),
@@ -175,6 +176,7 @@ async def run(server_url: str, *, size: Size, progress: bool = True) -> Report:
         "plain_commits_per_s": round(plain, 1),
         "baseline_flows_per_s": round(baseline, 1),
         "ratio_flows_vs_5_plain_commits": round(flows_per_s / baseline, 3),
+        **slow,
     }
     rows = [
         ["flows/s", figures["flows_per_s"]],
@@ -196,10 +198,27 @@ async def run(server_url: str, *, size: Size, progress: bool = True) -> Report:
         ["WAL bytes per flow", figures["wal_bytes_per_flow"]],
         ["plain INSERT commits/s (baseline)", figures["plain_commits_per_s"]],
         ["ratio flows/s vs plain commits/s / 5", figures["ratio_flows_vs_5_plain_commits"]],
+        ["concurrency limit the reactor settled on", figures["reactor_concurrency_limit"]],
+        ["200 ms executors: flows/s", slow["slow_flows_per_s"]],
+        [
+            "200 ms executors: concurrency limit at the end / peak / mean",
+            f"{slow['slow_concurrency_limit']} / {slow['slow_peak_concurrency_limit']} / "
+            f"{slow['slow_mean_concurrency_limit']}",
+        ],
+        [
+            "200 ms executors: running at once, peak / mean",
+            f"{slow['slow_peak_executors']} / {slow['slow_mean_executors']}",
+        ],
+        [
+            "200 ms executors: flows/s the mean allows (mean / 0.6 s)",
+            slow["slow_flows_per_s_by_executors"],
+        ],
+        ["200 ms executors: flows/s a fixed 32 allowed", slow["slow_fixed_32_flows_per_s"]],
     ]
     notes = [
         f"{flows} flows of 3 sync nodes, {CLIENTS} clients, the reactor in the same process "
-        f"at its default settings (concurrency {settings.concurrency})."
+        "at its default settings (an adaptive concurrency limit); then "
+        f"{slow['slow_flows']} flows whose 3 nodes sleep 200 ms each."
     ]
     if dbos is None:
         notes.append("DBOS Transact is not installed (pip install dbos): no DBOS baseline.")
@@ -232,33 +251,6 @@ def _machine_cpu_seconds() -> float:
         fields = [int(value) for value in stat.readline().split()[1:]]
     idle = fields[3] + fields[4]
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-async def _create_and_finish(engine: Engine, flows: int, progress: bool) -> tuple[list[str], float]:
-    service = engine.service
-    created: list[str] = []
-    bar = tqdm(total=flows, desc="bench flows", unit="flow", disable=not progress)
-    start = time.perf_counter()
-
-    async def client(index: int) -> None:
-        for n in range(index, flows, CLIENTS):
-            created.append(
-                (await service.create(f"biz-{n}", "bench", FLOW_NAME, start=True)).flow_id
-            )
-
-    await asyncio.gather(*(client(i) for i in range(CLIENTS)))
-    finished = 0
-    while finished < flows:
-        # From the status counters (a few rows): counting events would scan the log 20 times
-        # a second, a load of its own on the database being measured.
-        finished = await engine.pool.fetchval(_FINISHED)
-        bar.n = finished
-        bar.refresh()
-        if finished < flows:
-            await asyncio.sleep(0.05)
-    seconds = time.perf_counter() - start
-    bar.close()
-    return created, seconds
 
 
 async def _create_to_finished_ms(engine: Engine, flow_ids: list[str]) -> list[float]:

@@ -41,6 +41,8 @@ BENCHMARKS = (
     "webhooks",
 )
 LONG_RUNNING = frozenset({"serve", "worker"})
+REMOTE_CONCURRENCY = 32
+"""Tasks a remote worker runs at once without --concurrency or FLOWLOG_CONCURRENCY."""
 """Commands whose log is their output (INFO by default); the others report on stdout and log
 only warnings unless FLOWLOG_LOG_LEVEL says otherwise."""
 
@@ -135,7 +137,14 @@ def build(settings: Settings) -> Parsers:
         )  # fmt: skip
         parser.add_argument(
             "--concurrency", type=int, default=settings.concurrency,
-            help=f"flows the reactor drives at once (default: {_default('concurrency')})",
+            help="a fixed number of flows the reactor drives at once (default: "
+            "FLOWLOG_CONCURRENCY, or adaptive); a remote worker's tasks at once (default: "
+            f"FLOWLOG_CONCURRENCY or {REMOTE_CONCURRENCY})",
+        )  # fmt: skip
+        parser.add_argument(
+            "--max-concurrency", type=int, default=settings.max_concurrency,
+            help="the most flows the adaptive limit lets the reactor drive at once "
+            f"(default: {_default('max_concurrency')})",
         )  # fmt: skip
 
     serve = command(

@@ -148,6 +148,7 @@ def _definitions(
             update={
                 "definitions": modules,
                 "concurrency": args.concurrency,
+                "max_concurrency": args.max_concurrency,
                 "run_reactor": not getattr(args, "no_reactor", False),
                 "demo": getattr(args, "demo", False),
             }

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from flowlog.cli.args import REMOTE_CONCURRENCY
 from flowlog.client import FlowlogClient
 from flowlog.client.errors import FlowlogError
 from flowlog.client.worker import queued_nodes
@@ -110,7 +111,8 @@ async def _work(args: argparse.Namespace, settings: Settings, served: Served) ->
     async with FlowlogClient(args.remote, token=args.token or settings.token) as client:
         worker = client.worker(
             args.queue, definitions=served.definitions, executors=served.executors,
-            polls=served.polls, concurrency=args.concurrency, worker_id=args.worker_id,
+            polls=served.polls, concurrency=args.concurrency or REMOTE_CONCURRENCY,
+            worker_id=args.worker_id,
         )  # fmt: skip
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -46,15 +46,18 @@ class Activity:
         return Activity(**{f.name: getattr(self, f.name) for f in fields(self)})
 
 
-async def report(activity: Activity, owner: str, every: float, busy: Callable[[], int]) -> None:
+async def report(
+    activity: Activity, owner: str, every: float, now: Callable[[], dict[str, int]]
+) -> None:
     """Logs, every ``every`` seconds, what happened since the last line (INFO), until
-    cancelled. ``busy()`` says how many flows the reactor drives now."""
+    cancelled. ``now()`` gives the reactor's figures of the moment (flows it drives, its
+    concurrency limit)."""
     last = activity.copy()
     while True:
         await asyncio.sleep(every)
-        now = activity.copy()
+        current = activity.copy()
         log.info(
             "reactor summary",
-            extra={"owner": owner, "seconds": every, "busy_flows": busy(), **now.since(last)},
+            extra={"owner": owner, "seconds": every, **now(), **current.since(last)},
         )
-        last = now
+        last = current

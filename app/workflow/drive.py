@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -70,7 +71,7 @@ class Driver:
 
     __slots__ = (
         "_activity", "_caller", "_children", "_clock", "_flows", "_gate", "_nodes", "_parking",
-        "_registry", "_work", "stopping",
+        "_registry", "_waited", "_work", "in_transition", "stopping",
     )  # fmt: skip
 
     def __init__(
@@ -84,9 +85,13 @@ class Driver:
         clock: Clock,
         room: Callable[[], bool] = lambda: False,
         gate: Gate | None = None,
+        waited: Callable[[float, int], None] = lambda seconds, in_transition: None,
     ) -> None:
         """``room()``: whether this process has a free slot (a node that runs children may
-        then hold its flow to count its children's ends as they come)."""
+        then hold its flow to count its children's ends as they come); ``waited(seconds,
+        in_transition)`` is told how long each append of a drive took, from asking to running
+        again, and how many drives were in such a wait then, this one too (the reactor's
+        concurrency limit is steered by it)."""
         self._flows = flows
         self._registry = registry
         self._work = work
@@ -94,6 +99,9 @@ class Driver:
         self._nodes = nodes
         self._activity = activity
         self._clock = clock
+        self._waited = waited
+        self.in_transition = 0
+        """Drives asking for an append now, not running again yet."""
         self._caller = Caller(actor=f"reactor:{work.owner}")
         self._gate = gate or Gate(work.pool)
         self._children = ChildRunner(
@@ -310,14 +318,19 @@ class Driver:
         meanwhile: (the fresh state, False), and nothing is ours."""
         starting = {e.node_id for e in events if isinstance(e, NodeStarted)}
         started_here |= starting  # before the append: its reply may be lost after the commit
+        asked = time.perf_counter()
+        self.in_transition += 1
         try:
             appended = await self._flows.append(
                 state, events, self._caller, background=background, harvest=harvest
             )
+            self._waited(time.perf_counter() - asked, self.in_transition)
         except WrongExpectedVersion:
             started_here -= starting
             self._gate.forget(state.flow_id)  # someone else appended: a stop gives slots back
             return await self._flows.load(state.flow_id), False
+        finally:
+            self.in_transition -= 1
         self._activity.recorded(events)
         return appended, True
 

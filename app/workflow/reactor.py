@@ -37,6 +37,7 @@ from flowlog.times import Clock, utc_now
 from flowlog.workflow.activity import Activity, report
 from flowlog.workflow.callbacks import CallbackTokens
 from flowlog.workflow.commands import Command
+from flowlog.workflow.concurrency_limit import ConcurrencyLimit
 from flowlog.workflow.definition import Registry
 from flowlog.workflow.drive import Driver
 from flowlog.workflow.execution import NodeRunner, Observer
@@ -55,8 +56,20 @@ _CANCEL_GRACE = 5.0
 
 @dataclass(frozen=True, slots=True)
 class ReactorSettings:
-    concurrency: int = 32
-    """Flows driven at once by this process (executors running or being recorded)."""
+    concurrency: int | None = None
+    """A fixed number of flows driven at once by this process (executors running or being
+    recorded); None: an adaptive limit between ``min_concurrency`` and ``max_concurrency``,
+    steered by how long transitions wait (app/workflow/concurrency_limit.py)."""
+    max_concurrency: int = 1000
+    """The adaptive limit's ceiling (slow executors take it up to here)."""
+    min_concurrency: int = 32
+    """The adaptive limit's floor. Below 32 flows in flight, trivial executors' transitions
+    wait less but group commit has less to group, and on two cores the flows a second fall
+    with them (docs/benchmarks.md, "bench flows": 0.58x at the limit Vegas settles on alone):
+    the floor keeps the throughput of the fixed 32 it replaced, and the limit grows above it
+    for executors that wait elsewhere."""
+    initial_concurrency: int = 32
+    """Where the adaptive limit starts."""
     lease_seconds: float = 30.0
     """How long a claim lasts without a heartbeat; a dead worker's flows wait this long."""
     heartbeat_seconds: float = 1.0
@@ -75,6 +88,13 @@ class ReactorSettings:
     @property
     def heartbeat(self) -> float:
         return min(self.heartbeat_seconds, self.lease_seconds / 3)
+
+    def limit(self) -> ConcurrencyLimit:
+        """The limit these settings make: fixed at ``concurrency`` when it is set."""
+        if self.concurrency is not None:
+            return ConcurrencyLimit(self.concurrency, self.concurrency, self.concurrency)
+        low = min(self.min_concurrency, self.max_concurrency)
+        return ConcurrencyLimit(self.initial_concurrency, low, self.max_concurrency)
 
 
 def worker_name() -> str:
@@ -110,6 +130,8 @@ class Reactor:
         self._drives: dict[str, asyncio.Task[None]] = {}
         self._per_definition: dict[str, int] = {}
         self._loops: list[asyncio.Task[None]] = []
+        self.limit = self.settings.limit()
+        """Flows this process may drive at once now (``limit.limit``)."""
         self.activity = Activity()
         self.work = WorkQueue(store.pool, self.owner, self.settings.lease_seconds)
         self.parking = ParkingLot(
@@ -125,7 +147,7 @@ class Reactor:
                                  observe, self.settings.poll_interval)  # fmt: skip
         self._driver = Driver(
             self.flows, registry, self.work, self.parking, self._nodes, self.activity, clock,
-            room=lambda: self._free_slots() > 0,
+            room=lambda: self._free_slots() > 0, waited=self._waited,
         )  # fmt: skip
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -135,7 +157,12 @@ class Reactor:
             asyncio.create_task(self._claim_loop(), name="reactor-claim"),
             asyncio.create_task(self._heartbeat_loop(), name="reactor-heartbeat"),
             asyncio.create_task(
-                report(self.activity, self.owner, self.settings.summary_seconds, lambda: self.busy),
+                report(
+                    self.activity,
+                    self.owner,
+                    self.settings.summary_seconds,
+                    lambda: {"busy_flows": self.busy, "concurrency_limit": self.limit.limit},
+                ),
                 name="reactor-summary",
             ),
         ]
@@ -198,7 +225,15 @@ class Reactor:
         return wait
 
     def _free_slots(self) -> int:
-        return self.settings.concurrency - len(self._drives)
+        return self.limit.limit - len(self._drives)
+
+    def _waited(self, seconds: float, in_transition: int) -> None:
+        """A drive's transition took ``seconds`` of the reactor's own time (its append, from
+        asking to running again), with ``in_transition`` drives in one: the limit's signal."""
+        before = self.limit.limit
+        self.limit.sample(seconds, len(self._drives), in_transition, len(self._nodes.executing))
+        if self.limit.limit > before:
+            self._wake.set()  # room for more: claim now, not when a drive ends
 
     async def _claim(self) -> tuple[int, bool]:
         """Claims up to the free slots; returns (how many, whether all slots are now busy)."""

@@ -58,6 +58,7 @@ async def test_metrics_after_flows_ran(service: Service) -> None:
         assert f'flowlog_leases{{state="{state}"}}' in found
     assert found["flowlog_reactor_lag_seconds"] >= 0
     assert found["flowlog_reactor_busy_flows"] == 0
+    assert found["flowlog_reactor_concurrency_limit"] == 8  # the service's fixed concurrency
     # HTTP requests, by route template (not by flow id) and status.
     create_route = 'method="POST",route="/api/v1/workflow/",status="200"'
     assert found[f"flowlog_http_request_duration_seconds_count{{{create_route}}}"] == 3
