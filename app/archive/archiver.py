@@ -224,18 +224,6 @@ class Archiver:
         sealed, dropped = await self._seal_all(archive_id, planned, report)
         return len(sealed), self._written(archive_id, sealed, dropped, len(recorded), report)
 
-    async def _written(
-        self,
-        archive_id: str,
-        sealed: dict[str, tuple[FlowState, list[RecordedEvent]]],
-        dropped: list[str],
-        version: int,
-        report: ArchiveReport,
-    ) -> None:
-        written = await self._write_and_record(archive_id, sealed, dropped, version, report)
-        report.dropped += len(written.dropped)
-        await self._removed(archive_id, written, report)
-
     async def _removed(
         self, archive_id: str, written: ev.ArchiveWritten, report: ArchiveReport
     ) -> None:
@@ -283,14 +271,15 @@ class Archiver:
         report.timed("seal", started)
         return sealed, dropped
 
-    async def _write_and_record(
+    async def _written(
         self,
         archive_id: str,
         sealed: dict[str, tuple[FlowState, list[RecordedEvent]]],
         dropped: list[str],
         version: int,
         report: ArchiveReport,
-    ) -> ev.ArchiveWritten:
+    ) -> None:
+        """The rest of a sealed archive: its file, its record, the removal."""
         started = time.perf_counter()
         written = await self._write(archive_id, sealed, sorted(dropped))
         await self._record(
@@ -310,7 +299,8 @@ class Archiver:
             "archive written",
             extra={"archive": archive_id, "flows": len(written.flows), "file": written.file},
         )
-        return written
+        report.dropped += len(written.dropped)
+        await self._removed(archive_id, written, report)
 
     async def _seal(
         self, state: FlowState, archive_id: str
