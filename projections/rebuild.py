@@ -2,8 +2,9 @@
 
 1. Bulk: in one REPEATABLE READ snapshot, every event of every flow (and definition) stream
    that the snapshot sees, stream by stream, folded into rows and COPY'd into
-   ``<table>_rebuild`` copies (same columns, constraints and indexes as the live tables). The
+   ``<table>_rebuild`` copies (same columns and checks as the live tables, no indexes yet). The
    bulk's checkpoint is the snapshot's read horizon: every event before it is in the copies.
+   Then the copies get the live tables' indexes and keys, each built in one pass.
 2. Catch-up: the log after that checkpoint, in log order (never skipping: see
    docs/eventstore.md), re-folding each touched stream and upserting its rows into the copies,
    until little is left. Events above the horizon that the bulk's snapshot already saw (their
@@ -19,6 +20,7 @@ The service keeps serving reads and writes throughout; appends pause only for th
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -51,6 +53,7 @@ class RebuildQueries:
     events_unseen_after: str
     drop_copies: str
     create_copies: str
+    index_builds: str
     table_options: str
     indexes_of: str
     upsert_workflows_copy: str
@@ -116,9 +119,12 @@ async def rebuild(
     bar = tqdm(desc="rebuild", unit="event", unit_scale=True, disable=not progress)
     try:
         checkpoint, snapshot = await _bulk(pool, projector, report, bar)
-        report.phases["bulk"] = time.perf_counter() - started
+        phase = report.phases["bulk"] = time.perf_counter() - started
+        await asyncio.gather(*(_build_indexes(pool, table) for table in LIVE_TABLES))
+        report.phases["indexes"] = time.perf_counter() - started - phase
+        phase = time.perf_counter() - started
         checkpoint = await _catch_up(store, projector, checkpoint, snapshot, report, bar)
-        report.phases["catch_up"] = time.perf_counter() - started - report.phases["bulk"]
+        report.phases["catch_up"] = time.perf_counter() - started - phase
         swap_start = time.perf_counter()
         await _swap(pool, projector, checkpoint, snapshot, report, bar)
         report.swap_seconds = time.perf_counter() - swap_start
@@ -164,17 +170,29 @@ async def _bulk(
         checkpoint = LOG_START if row is None else Checkpoint(row[0], row[1])
         flows: list[WorkflowRow] = []
         nodes: list[NodeRow] = []
-        async for events in _streams(reader, projector.flow_prefix):
-            rows = projector.fold_flow(events)
-            report.events += len(events)
-            bar.update(len(events))
-            if rows is None:
-                continue
-            flows.append(rows[0])
-            nodes.extend(rows[1])
-            if len(flows) + len(nodes) >= _COPY_BATCH:
-                await _copy(writer, flows, nodes)
-                flows, nodes = [], []
+        # One COPY in flight while the next batch is read and folded: the server loads one
+        # batch while this process folds the next.
+        copying: asyncio.Task[None] | None = None
+        try:
+            async for events in _streams(reader, projector.flow_prefix):
+                rows = projector.fold_flow(events)
+                report.events += len(events)
+                bar.update(len(events))
+                if rows is None:
+                    continue
+                flows.append(rows[0])
+                nodes.extend(rows[1])
+                if len(flows) + len(nodes) >= _COPY_BATCH:
+                    if copying is not None:
+                        await copying
+                    copying = asyncio.create_task(_copy(writer, flows, nodes))
+                    flows, nodes = [], []
+            if copying is not None:
+                await copying
+        finally:
+            if copying is not None and not copying.done():
+                copying.cancel()
+                await asyncio.gather(copying, return_exceptions=True)
         await _copy(writer, flows, nodes)
         definitions: list[DefinitionRow] = []
         async for events in _streams(reader, projector.definition_prefix):
@@ -210,6 +228,15 @@ async def _copy(conn: Any, flows: list[WorkflowRow], nodes: list[NodeRow]) -> No
         await conn.copy_records_to_table("workflows" + COPY_SUFFIX, records=flows)
     if nodes:
         await conn.copy_records_to_table("workflow_nodes" + COPY_SUFFIX, records=nodes)
+
+
+async def _build_indexes(pool: asyncpg.Pool, table: str) -> None:
+    """Gives the loaded copy of ``table`` the live table's indexes (before the catch-up, whose
+    upserts need its keys)."""
+    async with pool.acquire() as conn:
+        for row in await conn.fetch(Q.index_builds, table, table + COPY_SUFFIX):
+            # Made by PostgreSQL from the catalog (the live table's own definitions).
+            await conn.execute(row["statement"])
 
 
 async def _catch_up(

@@ -21,7 +21,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import groupby
@@ -117,39 +117,67 @@ class Archiver:
             await self._carry_on(row["id"], report)
         stuck: set[Selection] = set()
         bar = tqdm(desc="archive", unit="flow", disable=not progress)
+        # The file, record and removal of one archive run while the next one is chosen and
+        # sealed: its flows are sealed, so no choice takes them again.
+        finishing: asyncio.Task[None] | None = None
+        busy: list[str] = []
+        taken = 0
         try:
-            while limit is None or report.flows < limit:
-                room = self.settings.batch if limit is None else limit - report.flows
-                chosen = await self._choose(min(room, self.settings.batch), stuck)
+            while limit is None or taken < limit:
+                room = self.settings.batch if limit is None else limit - taken
+                chosen = await self._choose(min(room, self.settings.batch), stuck, busy)
                 if chosen is None:
                     break
                 selection, rows = chosen
-                before, dropped, removed = report.flows, report.dropped, report.removed
-                await self._archive(rows, selection, report)
-                bar.update(report.flows + report.dropped - before - dropped)
-                if report.removed == removed:
-                    # Every chosen flow moved, or the database kept them (the owner changed
-                    # the retention meanwhile), or a row and its log disagree (verify says
-                    # where): choosing again would choose them again.
-                    log.warning(
-                        "an archive run chose flows it could not archive",
-                        extra={"flows": len(rows), "retention": selection.describe()},
-                    )
-                    stuck.add(selection)
+                archive_id, sealed, finish = await self._archive(rows, selection, report)
+                busy = [r["id"] for r in rows]
+                taken += sealed
+                bar.update(len(rows))
+                if finishing is not None:
+                    await finishing
+                finishing = asyncio.create_task(
+                    self._stuck_unless_removed(finish, selection, len(rows), stuck, report),
+                    name=f"archive-{archive_id}",
+                )
+            if finishing is not None:
+                await finishing
         finally:
+            if finishing is not None and not finishing.done():
+                finishing.cancel()
+                await asyncio.gather(finishing, return_exceptions=True)
             bar.close()
         report.seconds = time.perf_counter() - started
         return report
 
+    async def _stuck_unless_removed(
+        self,
+        finish: Coroutine[Any, Any, None],
+        selection: Selection,
+        chosen: int,
+        stuck: set[Selection],
+        report: ArchiveReport,
+    ) -> None:
+        removed = report.removed
+        await finish
+        if report.removed == removed:
+            # Every chosen flow moved, or the database kept them (the owner changed the
+            # retention meanwhile), or a row and its log disagree (verify says where):
+            # choosing again would choose them again.
+            log.warning(
+                "an archive run chose flows it could not archive",
+                extra={"flows": chosen, "retention": selection.describe()},
+            )
+            stuck.add(selection)
+
     async def _choose(
-        self, room: int, stuck: set[Selection]
+        self, room: int, stuck: set[Selection], busy: list[str]
     ) -> tuple[Selection, Sequence[Any]] | None:
         """The next flows past their retention. The retention is read again for each archive:
         one the owner changes applies from the next archive on."""
         for selection in (await self.retention()).selections():
             if selection in stuck:
                 continue
-            rows = await self.store.pool.fetch(Q.candidates, *_where(selection), room)
+            rows = await self.store.pool.fetch(Q.candidates, *_where(selection), room, busy)
             if rows:
                 return selection, rows
         return None
@@ -158,7 +186,9 @@ class Archiver:
 
     async def _archive(
         self, rows: Sequence[Any], selection: Selection, report: ArchiveReport
-    ) -> None:
+    ) -> tuple[str, int, Coroutine[Any, Any, None]]:
+        """Plans and seals an archive of ``rows``: its id, how many flows it sealed, and the
+        rest of it (the file, its record, the removal) to run."""
         archive_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
         planned = ev.ArchivePlanned(
             flows=[ev.PlannedFlow(id=r["id"], version=r["stream_version"]) for r in rows],
@@ -170,29 +200,44 @@ class Archiver:
         )  # fmt: skip
         log.info("archive planned", extra={"archive": archive_id, "flows": len(rows)})
         failpoint("archive-planned")
-        await self._carry_on(archive_id, report)
+        sealed, finish = await self._sealed(archive_id, report)
+        return archive_id, sealed, finish
 
     async def _carry_on(self, archive_id: str, report: ArchiveReport) -> None:
         """Takes the archive from wherever its stream says it got to."""
+        _, finish = await self._sealed(archive_id, report)
+        await finish
+
+    async def _sealed(
+        self, archive_id: str, report: ArchiveReport
+    ) -> tuple[int, Coroutine[Any, Any, None]]:
+        """Seals the archive's flows, unless its stream says they are: how many it sealed,
+        and the rest of the archive to run."""
         recorded = await self.store.read_stream(ev.archive_stream(archive_id))
         kinds = {e.type: e for e in recorded}
         if ev.REMOVED in kinds:
-            return
+            return 0, _nothing()
         if ev.WRITTEN in kinds:
             written = ev.ArchiveWritten.model_validate(kinds[ev.WRITTEN].data)
-        else:
-            planned = ev.ArchivePlanned.model_validate(kinds[ev.PLANNED].data)
-            written = await self._seal_and_write(archive_id, planned, len(recorded), report)
-            report.dropped += len(written.dropped)
+            return len(written.flows), self._removed(archive_id, written, report)
+        planned = ev.ArchivePlanned.model_validate(kinds[ev.PLANNED].data)
+        sealed, dropped = await self._seal_all(archive_id, planned, report)
+        return len(sealed), self._written(archive_id, sealed, dropped, len(recorded), report)
+
+    async def _removed(
+        self, archive_id: str, written: ev.ArchiveWritten, report: ArchiveReport
+    ) -> None:
         report.archives.append(archive_id)
         report.flows += len(written.flows)
         report.events += written.events
         report.bytes += written.bytes
         await self._remove(archive_id, written, report)
 
-    async def _seal_and_write(
-        self, archive_id: str, planned: ev.ArchivePlanned, version: int, report: ArchiveReport
-    ) -> ev.ArchiveWritten:
+    async def _seal_all(
+        self, archive_id: str, planned: ev.ArchivePlanned, report: ArchiveReport
+    ) -> tuple[dict[str, tuple[FlowState, list[RecordedEvent]]], list[str]]:
+        """Seals the planned flows that are as they were chosen: each sealed flow's state and
+        whole stream (its seal included), and the flows dropped."""
         started = time.perf_counter()
         wanted = {f.id: f.version for f in planned.flows}
         streams = await self._read([flow_stream(i) for i in wanted])
@@ -223,7 +268,19 @@ class Archiver:
                 after, seal = outcome
                 sealed[flow_id] = (after, streams[flow_id] + seal)
         failpoint("archive-sealed")
-        started = report.timed("seal", started)
+        report.timed("seal", started)
+        return sealed, dropped
+
+    async def _written(
+        self,
+        archive_id: str,
+        sealed: dict[str, tuple[FlowState, list[RecordedEvent]]],
+        dropped: list[str],
+        version: int,
+        report: ArchiveReport,
+    ) -> None:
+        """The rest of a sealed archive: its file, its record, the removal."""
+        started = time.perf_counter()
         written = await self._write(archive_id, sealed, sorted(dropped))
         await self._record(
             archive_id, written, version,
@@ -242,7 +299,8 @@ class Archiver:
             "archive written",
             extra={"archive": archive_id, "flows": len(written.flows), "file": written.file},
         )
-        return written
+        report.dropped += len(written.dropped)
+        await self._removed(archive_id, written, report)
 
     async def _seal(
         self, state: FlowState, archive_id: str
@@ -352,6 +410,10 @@ class Archiver:
             expected,
             also=also,
         )
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _where(selection: Selection) -> tuple[Any, ...]:

@@ -251,6 +251,24 @@ def evolve(state: FlowState | None, event: FlowEvent, at: datetime) -> FlowState
     return _replace_flow(state, **changes)  # type: ignore[no-any-return]
 
 
+def evolve_owned(state: FlowState | None, event: FlowEvent, at: datetime) -> FlowState:
+    """``evolve`` for a fold that alone holds ``state`` (it made it from the history's first
+    event and hands out only the end): the changes are set on ``state`` itself instead of on a
+    copy. A copy per event was a fifth of a rebuild's time; the changes are the same
+    ``_changes``, all computed from the state before any is set."""
+    if state is None:
+        return evolve(None, event, at)
+    changes = _changes(state, event, at)
+    changes["version"] = state.version + 1
+    changes["updated_at"] = at
+    for name, value in changes.items():
+        _set(state, name, value)
+    return state
+
+
+_set = object.__setattr__
+
+
 def _changes(state: FlowState, event: FlowEvent, at: datetime) -> dict[str, Any]:
     """The fields ``event`` changes (one ``replace`` per event keeps the fold cheap)."""
     match event:
@@ -373,7 +391,7 @@ def retimed(state: FlowState, placeholder: datetime, at: datetime) -> FlowState:
 def fold(history: Iterable[tuple[FlowEvent, datetime]]) -> FlowState | None:
     state: FlowState | None = None
     for event, at in history:
-        state = evolve(state, event, at)
+        state = evolve_owned(state, event, at)
     return state
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from flowlog.eventstore import RecordedEvent
 from flowlog.workflow.events import FlowEvent, decode
-from flowlog.workflow.state import FlowState, evolve
+from flowlog.workflow.state import FlowState, evolve_owned
 
 FLOW_STREAM = "flow-"
 DEFINITION_STREAM = "definition-"
@@ -37,5 +37,5 @@ def fold_recorded(recorded: Sequence[RecordedEvent]) -> FlowState | None:
     """The state of a flow from its stored events (None for an empty stream)."""
     state: FlowState | None = None
     for stored in recorded:
-        state = evolve(state, decode_recorded(stored), stored.recorded_at)
+        state = evolve_owned(state, decode_recorded(stored), stored.recorded_at)
     return state

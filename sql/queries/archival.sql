@@ -6,7 +6,9 @@
 -- retention of their own). At most $4, oldest created first: the walk follows
 -- workflows_created_idx and stops at $4 (updated_at has no index, see migration 0009).
 -- A tree is archived together: only flows without a parent are chosen, once every flow under
--- them has ended, and with every flow under them (the parent's retention decides).
+-- them has ended, and with every flow under them (the parent's retention decides). Never the
+-- flows of $5, an archive still being written and removed (sealed, but still in the log: a
+-- retention of zero would take them again).
 WITH RECURSIVE roots AS (
     SELECT r.id
     FROM workflows r
@@ -15,6 +17,7 @@ WITH RECURSIVE roots AS (
       AND ($2::text[] IS NULL OR r.name = ANY($2::text[]))
       AND NOT (r.name = ANY($3::text[]))
       AND r.parent_id IS NULL
+      AND NOT (r.id = ANY($5::text[]))
       AND NOT EXISTS (
           WITH RECURSIVE under AS (
               SELECT c.id, c.status FROM workflows c WHERE c.parent_id = r.id

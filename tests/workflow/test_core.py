@@ -19,7 +19,7 @@ from flowlog.workflow.commands import (
     StopFlow,
 )
 from flowlog.workflow.errors import Code, StaleOutcome, WorkflowError
-from flowlog.workflow.events import ContextSet, FlowCreated, NodeStarted
+from flowlog.workflow.events import ContextSet, FlowCreated, FlowStarted, NodeStarted
 from flowlog.workflow.state import FlowStatus, FoldError, NodeStatus, evolve
 from tests.workflow.defs import backup_flow, pausing_flow, polling_flow
 from tests.workflow.harness import T0, Memory, created
@@ -301,6 +301,8 @@ def test_stored_events_of_an_older_schema_are_upcast_before_validation(
         events.decode("FlowStarted", {}, {"schema_version": 0})
     with pytest.raises(ValueError, match="unknown flow event"):
         events.decode("Bogus", {}, {})
+    # Data that names its own type is read as the stored type says, as before.
+    assert isinstance(events.decode("FlowStarted", {"type": "FlowStopped"}, {}), FlowStarted)
 
 
 def _interrupted_flow(max_interruptions: int, fail: str = "fail") -> Memory:

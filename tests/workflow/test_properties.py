@@ -42,8 +42,10 @@ from flowlog.workflow.events import (
     NodeFailed,
     NodeStarted,
     NodeSucceeded,
+    decode,
+    encode,
 )
-from flowlog.workflow.state import TERMINAL, FlowState, FlowStatus, NodeStatus, evolve
+from flowlog.workflow.state import TERMINAL, FlowState, FlowStatus, NodeStatus, evolve, fold
 from flowlog.workflow.store import FlowRepository
 from tests.workflow.defs import backup_flow, noop, pausing_flow, polling_flow
 from tests.workflow.harness import REACTOR, Memory, created
@@ -229,6 +231,9 @@ def test_random_command_sequences_keep_the_flow_valid_and_foldable(
             assert events == []  # an ended flow only refuses or ignores, but Retry of Error
         check_invariants(memory)
         assert memory.refolded() == memory.flow
+    # As the log holds them (JSON, decoded again): the fold of the stored history is the same.
+    stored = [(decode(*encode(event)), at) for event, at in memory.history]
+    assert fold(stored) == memory.flow
 
 
 @settings(max_examples=100, deadline=None)
