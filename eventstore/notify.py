@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 
 import asyncpg
 
@@ -43,6 +43,9 @@ class Notifier:
         self._in_flight = False
         self._task: asyncio.Task[None] | None = None
         self.sent = 0
+        self.senders: set[int] = set()
+        """The server processes (backend pids) this notifier has sent from: a listener of
+        this process can tell its own notifications from other processes' (``register``)."""
 
     def wake(self) -> None:
         self._dirty.set()
@@ -85,7 +88,9 @@ class Notifier:
 
     async def _send(self) -> None:
         self._in_flight = True
-        await self._pool.execute(Q.notify, self._channel)
+        async with self._pool.acquire() as conn:
+            self.senders.add(conn.get_server_pid())
+            await conn.execute(Q.notify, self._channel)
         self._in_flight = False
         self.sent += 1
 
@@ -103,19 +108,23 @@ class Listener:
     def __init__(self, connect: Connect, channel: str = CHANNEL) -> None:
         self._connect = connect
         self._channel = channel
-        self._waiters: set[asyncio.Event] = set()
+        self._waiters: dict[asyncio.Event, Collection[int]] = {}
         self._conn: asyncpg.Connection | None = None
         self._reconnect_task: asyncio.Task[None] | None = None
         self._closing = False
         self.received = 0
 
-    def register(self) -> asyncio.Event:
+    def register(self, ignoring: Collection[int] = ()) -> asyncio.Event:
+        """An event set on every notification, except those sent from the server processes
+        ``ignoring`` names (a ``Notifier``'s ``senders``: the process's own commits, for a
+        waiter that is told of those locally; a pid of a closed connection that another
+        process's server process takes later costs that waiter only its polling delay)."""
         event = asyncio.Event()
-        self._waiters.add(event)
+        self._waiters[event] = ignoring
         return event
 
     def unregister(self, event: asyncio.Event) -> None:
-        self._waiters.discard(event)
+        self._waiters.pop(event, None)
 
     @property
     def connected(self) -> bool:
@@ -145,9 +154,11 @@ class Listener:
         conn.add_termination_listener(self._on_terminated)
         self._conn = conn
 
-    def _on_notify(self, *_: object) -> None:
+    def _on_notify(self, _conn: object, pid: int, *_: object) -> None:
         self.received += 1
-        self._wake_all()
+        for event, ignoring in self._waiters.items():
+            if pid not in ignoring:
+                event.set()
 
     def _wake_all(self) -> None:
         for event in self._waiters:

@@ -191,11 +191,15 @@ class Reactor:
     async def _claim_pass(self) -> float | None:
         """Claims what it can; the seconds to wait before the next claim: none when there may
         be more to claim, until woken when every slot is busy, else until the next due time."""
+        asked = self._free_slots()
         claimed, full = await self._claim()
-        wait = None if full else await self._seconds_to_next_due()
-        if claimed and not full and self._free_slots() > 0:
+        if full:
+            return None
+        if claimed and claimed >= asked:
             return 0.0  # there may be more: claim again before sleeping
-        return wait
+        # Fewer than asked: nothing more was claimable (a claim takes every due row it can
+        # lock, up to its limit), so another claim now would find nothing.
+        return await self._seconds_to_next_due()
 
     def _free_slots(self) -> int:
         return self.settings.concurrency - len(self._drives)
