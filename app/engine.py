@@ -245,6 +245,7 @@ class Engine:
                     observe=self._observe,
                     flows=flows,
                     tokens=tokens,
+                    notifier=notifier,
                 )
                 self._reactor.start()
                 # Which versions run here, for every process and command to see: a flow of a

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 
@@ -46,6 +46,9 @@ class Notifier:
         self.senders: set[int] = set()
         """The server processes (backend pids) this notifier has sent from: a listener of
         this process can tell its own notifications from other processes' (``register``)."""
+        self.last_send = float("-inf")
+        """When (the loop's clock) the latest send began: its notification, and any earlier
+        one, tells of commits that ended before then."""
 
     def wake(self) -> None:
         self._dirty.set()
@@ -90,12 +93,15 @@ class Notifier:
         self._in_flight = True
         async with self._pool.acquire() as conn:
             self.senders.add(conn.get_server_pid())
+            self.last_send = asyncio.get_running_loop().time()
             await conn.execute(Q.notify, self._channel)
         self._in_flight = False
         self.sent += 1
 
 
 Connect = Callable[[], Awaitable[asyncpg.Connection]]
+Skip = Callable[[int], bool]
+"""Whether a waiter may skip a notification sent by this server process (its pid)."""
 
 
 class Listener:
@@ -108,19 +114,19 @@ class Listener:
     def __init__(self, connect: Connect, channel: str = CHANNEL) -> None:
         self._connect = connect
         self._channel = channel
-        self._waiters: dict[asyncio.Event, Collection[int]] = {}
+        self._waiters: dict[asyncio.Event, Skip | None] = {}
         self._conn: asyncpg.Connection | None = None
         self._reconnect_task: asyncio.Task[None] | None = None
         self._closing = False
         self.received = 0
 
-    def register(self, ignoring: Collection[int] = ()) -> asyncio.Event:
-        """An event set on every notification, except those sent from the server processes
-        ``ignoring`` names (a ``Notifier``'s ``senders``: the process's own commits, for a
-        waiter that is told of those locally; a pid of a closed connection that another
-        process's server process takes later costs that waiter only its polling delay)."""
+    def register(self, skip: Skip | None = None) -> asyncio.Event:
+        """An event set on every notification, except those that ``skip`` (given the server
+        process that sent it) says its waiter knows of already: its own process's commits,
+        told locally (``Notifier.senders``; a pid of a closed connection that another
+        process's server process takes later costs the waiter only its polling delay)."""
         event = asyncio.Event()
-        self._waiters[event] = ignoring
+        self._waiters[event] = skip
         return event
 
     def unregister(self, event: asyncio.Event) -> None:
@@ -156,8 +162,8 @@ class Listener:
 
     def _on_notify(self, _conn: object, pid: int, *_: object) -> None:
         self.received += 1
-        for event, ignoring in self._waiters.items():
-            if pid not in ignoring:
+        for event, skip in self._waiters.items():
+            if skip is None or not skip(pid):
                 event.set()
 
     def _wake_all(self) -> None:

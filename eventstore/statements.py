@@ -2,26 +2,22 @@
 is a cost that does not drift with the machine's load, as times do.
 
 Off by default (then nothing is installed on connections and nothing is counted). Switched on
-before the pool opens (``count_statements()``; ``flowlog serve`` does so when
-``FLOWLOG_COUNT_STATEMENTS`` is set), every connection flowlog opens logs its statements into
-``STATEMENTS`` (asyncpg's own type look-ups aside): a process-wide total (``flowlog_sql_statements_total`` of ``/metrics``), and
-the texts of those sent on behalf of a task that records them (``recording()``), including
-tasks it starts meanwhile (a group commit's flusher), which inherit its context.
+before the pool opens (``count_statements()``), every connection flowlog opens logs its
+statements (asyncpg's own type look-ups aside) into ``STATEMENTS``: a process-wide total, every
+text in order while ``STATEMENTS.log`` is a list, and the texts of those sent on behalf of a
+task that records them (``recording()``), including tasks it starts meanwhile (a group
+commit's flusher), which inherit its context.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import asyncpg
 from asyncpg.connection import LoggedQuery
-
-ENV = "FLOWLOG_COUNT_STATEMENTS"
-"""Set (to anything but empty or 0): ``flowlog serve`` counts its statements."""
 
 _RECORDING: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
     "flowlog_recorded_statements", default=None
@@ -32,6 +28,8 @@ _RECORDING: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
 class StatementCount:
     on: bool = False
     total: int = 0
+    log: list[str] | None = None
+    """When a list: every statement's text, in the order their loggers ran."""
 
     def logged(self, record: LoggedQuery) -> None:
         # asyncpg calls loggers with call_soon from the task that ran the statement, so the
@@ -39,6 +37,8 @@ class StatementCount:
         if _introspection(record.query):
             return
         self.total += 1
+        if self.log is not None:
+            self.log.append(record.query)
         recorded = _RECORDING.get()
         if recorded is not None:
             recorded.append(record.query)
@@ -59,11 +59,6 @@ def _introspection(query: str) -> bool:
 def count_statements(on: bool = True) -> None:
     """Counts the statements of connections opened from now on (``on``), or stops."""
     STATEMENTS.on = on
-
-
-def counting_from_env() -> bool:
-    """Whether the environment asks for counting (``ENV``)."""
-    return os.environ.get(ENV, "") not in ("", "0")
 
 
 def watch(conn: asyncpg.Connection) -> None:

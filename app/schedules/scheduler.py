@@ -101,7 +101,7 @@ class Scheduler:
     async def _loop(self) -> None:
         await wake_or_poll(
             self._fire_due, wake=self._wake, listener=self._listener,
-            stopping=lambda: self._stopping, failed=_failed, ignoring=self._own,
+            stopping=lambda: self._stopping, failed=_failed, skip=self._own.__contains__,
         )  # fmt: skip
 
     async def _fire_due(self) -> float:

@@ -32,7 +32,14 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from flowlog.eventstore import TRANSIENT_ERRORS, EventStore, Listener, RecordedEvent, wake_or_poll
+from flowlog.eventstore import (
+    TRANSIENT_ERRORS,
+    EventStore,
+    Listener,
+    Notifier,
+    RecordedEvent,
+    wake_or_poll,
+)
 from flowlog.times import Clock, utc_now
 from flowlog.workflow.activity import Activity, report
 from flowlog.workflow.callbacks import CallbackTokens
@@ -94,10 +101,14 @@ class Reactor:
         observe: Observer | None = None,
         flows: FlowRepository | None = None,
         tokens: CallbackTokens | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         """``observe(definition, node, outcome, seconds)`` is told of every executor run;
         ``flows`` is a repository shared with the process's API (their appends commit
-        together)."""
+        together); ``notifier``: the process's, whose notifications the claim loop skips when
+        a claim began after they were sent (it saw their commits)."""
+        self._notifier = notifier
+        self._pass_began = float("-inf")
         self.tokens = tokens or CallbackTokens(store.pool)
         self.store = store
         self.registry = registry
@@ -185,20 +196,37 @@ class Reactor:
     async def _claim_loop(self) -> None:
         await wake_or_poll(
             self._claim_pass, wake=self._wake, listener=self._listener,
-            stopping=lambda: self._driver.stopping, failed=_claim_failed,
+            stopping=lambda: self._driver.stopping, failed=_claim_failed, skip=self._seen,
         )  # fmt: skip
+
+    def _seen(self, pid: int) -> bool:
+        """Whether a notification (from server process ``pid``) is this process's own and
+        tells of commits made before the last claim began: its claim saw them. A commit of this
+        process's API pokes the loop itself; the notification came a second time, and cost a
+        claim and a look at the next due row that found nothing."""
+        notifier = self._notifier
+        return (
+            notifier is not None
+            and pid in notifier.senders
+            and self._pass_began > notifier.last_send
+        )
 
     async def _claim_pass(self) -> float | None:
         """Claims what it can; the seconds to wait before the next claim: none when there may
         be more to claim, until woken when every slot is busy, else until the next due time."""
+        self._pass_began = asyncio.get_running_loop().time()
         asked = self._free_slots()
         claimed, full = await self._claim()
         if full:
             return None
         if claimed and claimed >= asked:
             return 0.0  # there may be more: claim again before sleeping
-        # Fewer than asked: nothing more was claimable (a claim takes every due row it can
-        # lock, up to its limit), so another claim now would find nothing.
+        if claimed:
+            # Fewer than asked: nothing more was claimable (a claim takes every due row it can
+            # lock, up to its limit), so another claim now would find nothing; and each drive
+            # it started wakes the loop when it ends, whose pass looks at the next due row then.
+            # Until then the longest sleep bounds a row that becomes due meanwhile.
+            return self.settings.poll_interval
         return await self._seconds_to_next_due()
 
     def _free_slots(self) -> int:
