@@ -15,10 +15,10 @@ from __future__ import annotations
 import asyncio
 import statistics
 
+from flowlog.bench.callbacks_flows import noop
 from flowlog.engine import Engine
 from flowlog.eventstore.statements import STATEMENTS, count_statements
 from flowlog.workflow.definition import NodeDefinition, NodeKind, Registry, WorkflowDefinition
-from flowlog.workflow.executor import FlowContext, NodeHandle
 from flowlog.workflow.service import Completion, WorkflowService
 
 COUNTED_FLOW = "bench-callbacks-counted"
@@ -28,15 +28,11 @@ PACE = 0.05
 WITHIN = 10.0
 
 
-async def _noop(node: NodeHandle, ctx: FlowContext) -> None:
-    return None
-
-
 DEFINITION = WorkflowDefinition(
     COUNTED_FLOW,
     {
-        "start": NodeDefinition("approve", _noop, kind=NodeKind.CALLBACK, success="apply"),
-        "apply": NodeDefinition("apply", _noop),
+        "start": NodeDefinition("approve", noop, kind=NodeKind.CALLBACK, success="apply"),
+        "apply": NodeDefinition("apply", noop),
     },
 )
 
