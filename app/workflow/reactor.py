@@ -221,12 +221,11 @@ class Reactor:
             return None
         if claimed and claimed >= asked:
             return 0.0  # there may be more: claim again before sleeping
+        # Fewer than asked: nothing more was claimable (a claim takes every due row it can
+        # lock, up to its limit), so another claim now would find nothing. A claim that took
+        # some said when the next row is due, as the next-due query would.
         if claimed:
-            # Fewer than asked: nothing more was claimable (a claim takes every due row it can
-            # lock, up to its limit), so another claim now would find nothing; and each drive
-            # it started wakes the loop when it ends, whose pass looks at the next due row then.
-            # Until then the longest sleep bounds a row that becomes due meanwhile.
-            return self.settings.poll_interval
+            return self._bounded(self.work.due_after_claim)
         return await self._seconds_to_next_due()
 
     def _free_slots(self) -> int:
@@ -272,7 +271,10 @@ class Reactor:
         versions = self._claimable_versions()
         if not versions:
             return self.settings.poll_interval
-        seconds = await self.work.next_due(versions)
+        return self._bounded(await self.work.next_due(versions))
+
+    def _bounded(self, seconds: float | None) -> float:
+        """A wait until a row is due, within the claim loop's longest sleep."""
         if seconds is None:
             return self.settings.poll_interval
         return max(0.0, min(float(seconds), self.settings.poll_interval))
