@@ -223,9 +223,13 @@ class Reactor:
             return 0.0  # there may be more: claim again before sleeping
         # Fewer than asked: nothing more was claimable (a claim takes every due row it can
         # lock, up to its limit), so another claim now would find nothing. A claim that took
-        # some said when the next row is due, as the next-due query would.
+        # some said when the next row is due, as the next-due query would, counted from when
+        # the claim began (a timer must not fire late by the claim's own time).
         if claimed:
-            return self._bounded(self.work.due_after_claim)
+            due = self.work.due_after_claim
+            if due is not None:
+                due -= asyncio.get_running_loop().time() - self._pass_began
+            return self._bounded(due)
         return await self._seconds_to_next_due()
 
     def _free_slots(self) -> int:
