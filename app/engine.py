@@ -206,7 +206,7 @@ class Engine:
             await check_log_horizon(self._pool)
             self._reads = ReadRouter(self._pool, self._read_settings, observe=self._observe_read)
             await self._reads.start()
-            self._notifier = Notifier(self._pool)
+            self._notifier = notifier = Notifier(self._pool)
             self._notifier.start()
             store = EventStore(self._pool, on_commit=self._notifier.wake)
             self._listener = Listener(partial(connect, self.database_url))
@@ -245,6 +245,7 @@ class Engine:
                     observe=self._observe,
                     flows=flows,
                     tokens=tokens,
+                    notifier=notifier,
                 )
                 self._reactor.start()
                 # Which versions run here, for every process and command to see: a flow of a
@@ -257,7 +258,8 @@ class Engine:
                 # Schedules fire where flows run: a process with a reactor.
                 self._scheduler = Scheduler(
                     store, self._service, self._reactor.owner, listener=self._listener,
-                    settings=self._scheduler_settings, observe=self._observe_fire,
+                    own=notifier.senders, settings=self._scheduler_settings,
+                    observe=self._observe_fire,
                 )  # fmt: skip
                 self._scheduler.start()
                 if self._webhook_settings is not None:

@@ -43,6 +43,12 @@ class Notifier:
         self._in_flight = False
         self._task: asyncio.Task[None] | None = None
         self.sent = 0
+        self.senders: set[int] = set()
+        """The server processes (backend pids) this notifier has sent from: a listener of
+        this process can tell its own notifications from other processes' (``register``)."""
+        self.last_send = float("-inf")
+        """When (the loop's clock) the latest send began: its notification, and any earlier
+        one, tells of commits that ended before then."""
 
     def wake(self) -> None:
         self._dirty.set()
@@ -85,12 +91,17 @@ class Notifier:
 
     async def _send(self) -> None:
         self._in_flight = True
-        await self._pool.execute(Q.notify, self._channel)
+        async with self._pool.acquire() as conn:
+            self.senders.add(conn.get_server_pid())
+            self.last_send = asyncio.get_running_loop().time()
+            await conn.execute(Q.notify, self._channel)
         self._in_flight = False
         self.sent += 1
 
 
 Connect = Callable[[], Awaitable[asyncpg.Connection]]
+Skip = Callable[[int], bool]
+"""Whether a waiter may skip a notification sent by this server process (its pid)."""
 
 
 class Listener:
@@ -103,19 +114,23 @@ class Listener:
     def __init__(self, connect: Connect, channel: str = CHANNEL) -> None:
         self._connect = connect
         self._channel = channel
-        self._waiters: set[asyncio.Event] = set()
+        self._waiters: dict[asyncio.Event, Skip | None] = {}
         self._conn: asyncpg.Connection | None = None
         self._reconnect_task: asyncio.Task[None] | None = None
         self._closing = False
         self.received = 0
 
-    def register(self) -> asyncio.Event:
+    def register(self, skip: Skip | None = None) -> asyncio.Event:
+        """An event set on every notification, except those that ``skip`` (given the server
+        process that sent it) says its waiter knows of already: its own process's commits,
+        told locally (``Notifier.senders``; a pid of a closed connection that another
+        process's server process takes later costs the waiter only its polling delay)."""
         event = asyncio.Event()
-        self._waiters.add(event)
+        self._waiters[event] = skip
         return event
 
     def unregister(self, event: asyncio.Event) -> None:
-        self._waiters.discard(event)
+        self._waiters.pop(event, None)
 
     @property
     def connected(self) -> bool:
@@ -145,9 +160,11 @@ class Listener:
         conn.add_termination_listener(self._on_terminated)
         self._conn = conn
 
-    def _on_notify(self, *_: object) -> None:
+    def _on_notify(self, _conn: object, pid: int, *_: object) -> None:
         self.received += 1
-        self._wake_all()
+        for event, skip in self._waiters.items():
+            if skip is None or not skip(pid):
+                event.set()
 
     def _wake_all(self) -> None:
         for event in self._waiters:

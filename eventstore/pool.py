@@ -8,6 +8,8 @@ import asyncpg
 import orjson
 from asyncpg.pool import PoolConnectionProxy
 
+from flowlog.eventstore.statements import watch
+
 Connection = asyncpg.Connection | PoolConnectionProxy
 """A connection of its own or one borrowed from the pool: both run statements alike."""
 Executor = Connection | asyncpg.Pool
@@ -30,7 +32,9 @@ def _encode_json(value: Any) -> str:
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:
-    """Installs the orjson codecs; every connection flowlog opens goes through this."""
+    """Installs the orjson codecs (and the statement counter, when on); every connection
+    flowlog opens goes through this."""
+    watch(conn)
     await conn.set_type_codec(
         "jsonb",
         schema="pg_catalog",

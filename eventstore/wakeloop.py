@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-from flowlog.eventstore.notify import Listener, wait_any
+from flowlog.eventstore.notify import Listener, Skip, wait_any
 
 Pass = Callable[[], Awaitable[float | None]]
 """One pass of a worker's work; returns the seconds to wait before the next pass, at most:
@@ -33,6 +33,7 @@ async def wake_or_poll(
     retry_base: float = 0.05,
     retry_max: float = 5.0,
     notified_ends_backoff: bool = True,
+    skip: Skip | None = None,
 ) -> None:
     """Runs ``one_pass`` until ``stopping()``; between passes, waits until ``wake`` is set, a
     notification arrives (when a ``listener`` is given) or the pass's wait is over.
@@ -41,8 +42,10 @@ async def wake_or_poll(
     A pass that raises one of ``retry_on`` is retried after ``retry_base * 2**failures``
     seconds (at most ``retry_max``), ``failures`` counting the failures in a row; anything else
     ends the loop. ``notified_ends_backoff``: a notification cuts that wait short too (else
-    only ``wake`` does). Whoever sets ``stopping`` sets ``wake`` too, so that a wait ends."""
-    notified = listener.register() if listener is not None else None
+    only ``wake`` does). ``skip``: the notifications that do not wake it
+    (``Listener.register``). Whoever sets ``stopping`` sets ``wake`` too, so that a wait
+    ends."""
+    notified = listener.register(skip) if listener is not None else None
     woken: Sequence[asyncio.Event] = [wake] if notified is None else [wake, notified]
     backing_off = woken if notified_ends_backoff else [wake]
     failures = 0

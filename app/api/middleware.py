@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import random
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -205,7 +205,15 @@ def _header_id(request: web.Request, name: str, otherwise: str | None = None) ->
     value = request.headers.get(name, "")
     if value and len(value) <= 128 and value.isprintable():
         return value
-    return otherwise or uuid.uuid4().hex
+    return otherwise or _new_id()
+
+
+def _new_id() -> str:
+    """A request's or a trace's id: 128 random bits in hex, as ``uuid4().hex`` was, from the
+    process's pseudo-random generator: these ids find a request's log lines and events, they
+    guard nothing, and ``uuid4`` cost a system call for each (two a request), on a loaded
+    machine a turn of the CPU lost (docs/benchmarks.md, ``bench http``)."""
+    return f"{random.getrandbits(128):032x}"
 
 
 def _observe(observe: RequestObserver, request: web.Request, status: int, seconds: float) -> None:

@@ -40,6 +40,7 @@ import aiohttp
 import asyncpg
 
 from flowlog.bench import callbacks_flows
+from flowlog.bench.callback_statements import statements_per_completion
 from flowlog.bench.callbacks_flows import (
     CALLBACK_FLOW,
     CALLBACK_SEQUENCE,
@@ -61,11 +62,11 @@ from flowlog.workflow.callbacks import CallbackTokens
 from flowlog.workflow.projection import PROJECTOR
 
 QUICK = {"flows": 1000, "window": 10.0, "callbacks": 50, "paced": 25, "timers": 50,
-         "lead": 3.0, "spread": 2.0, "settle": 11.0}  # fmt: skip
+         "lead": 3.0, "spread": 2.0, "settle": 11.0, "counted": 15}  # fmt: skip
 FULL = {"flows": 1000, "window": 30.0, "callbacks": 200, "paced": 100, "timers": 200,
-        "lead": 5.0, "spread": 5.0, "settle": 11.0}  # fmt: skip
+        "lead": 5.0, "spread": 5.0, "settle": 11.0, "counted": 30}  # fmt: skip
 SMOKE = {"flows": 30, "window": 1.0, "callbacks": 8, "paced": 4, "timers": 5,
-         "lead": 2.0, "spread": 1.0, "settle": 0.5}  # fmt: skip
+         "lead": 2.0, "spread": 1.0, "settle": 0.5, "counted": 5}  # fmt: skip
 """``settle``: longer than PostgreSQL's PGSTAT_IDLE_INTERVAL (10 s), so that earlier
 transactions are counted before a window (SMOKE's figures mean nothing anyway)."""
 CLIENTS = 4
@@ -150,6 +151,9 @@ async def run(server_url: str, *, size: Size, progress: bool = True) -> Report:
             finally:
                 await stats.close()
                 await pool.close()
+        # After the server has stopped: an engine of its own in this process, so that every
+        # statement it sends is counted.
+        figures |= await statements_per_completion(url, int(settings["counted"]))
     figures |= {
         "idle_cpu_share": round(idle["cpu_s"] / window, 4),
         "waiting_cpu_share": round(waiting["cpu_s"] / window, 4),
@@ -196,6 +200,11 @@ def _report(figures: dict[str, Any], settings: dict[str, float]) -> Report:
         [f"{CLIENTS} clients: callback request, p50 / p99 ms", pct("callback_request")],
         [f"{CLIENTS} clients: GET /healthz, p50 ms (baseline)", figures["healthz_p50_ms"]],
         ["ratio callback request vs healthz (p50)", figures["ratio_callback_request_vs_healthz"]],
+        [
+            "statements per completion, to the next node's start (median / min / max)",
+            f"{figures['statements_per_completion']} / {figures['statements_per_completion_min']}"
+            f" / {figures['statements_per_completion_max']}",
+        ],
         [f"{CLIENTS} clients: serve CPU ms per callback", figures["cpu_ms_per_callback"]],
         ["paced: callback to next node started, p50 / p99 ms", pct("paced_callback_to_next_node")],
         ["  request sent to completion's append, p50 / p99 ms", pct("paced_callback_to_append")],

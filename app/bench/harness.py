@@ -185,3 +185,30 @@ def process_cpu_seconds(pid: int) -> float:
     """User and system CPU time of process ``pid`` so far (Linux /proc/<pid>/stat)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.asynccontextmanager
+async def worker_processes(database_url: str, count: int) -> AsyncIterator[list[int]]:
+    """``count`` ``flowlog worker`` processes on ``database_url`` (their pids), stopped with
+    SIGTERM at the end."""
+    env = {**os.environ, "DATABASE_URL": database_url, "FLOWLOG_LOG_LEVEL": "WARNING"}
+    command = [sys.executable, "-m", "flowlog.cli", "worker"]
+    processes = []
+    for _ in range(count):
+        processes.append(
+            await asyncio.create_subprocess_exec(
+                *command, env=env, stdout=asyncio.subprocess.DEVNULL
+            )
+        )
+    try:
+        yield [process.pid for process in processes]
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                await asyncio.wait_for(process.wait(), 30)
+            except TimeoutError:
+                process.kill()
+                await process.wait()

@@ -11,7 +11,9 @@ sending requests back to back on kept-alive connections:
   reactor drives the flows in the same server process meanwhile, as it would in production;
 - ``list``: ``GET /api/v1/workflow/`` (newest first, 10 per page, alternately unfiltered and by
   ``bizId``), after every flow has finished;
-- ``detail``: ``GET /api/v1/workflow/{id}`` of random flows.
+- ``detail``: ``GET /api/v1/workflow/{id}`` of random flows;
+- ``split_create_start``: create+start again, against ``serve --no-reactor`` beside one
+  ``flowlog worker`` process that runs the flows (a scratch database of its own).
 
 Each operation reports requests/s, p50 and p99 in milliseconds, and its rate as a ratio of
 the baseline's measured in the same run (the machine is shared, absolute figures drift).
@@ -25,13 +27,21 @@ from typing import Any
 
 import aiohttp
 
-from flowlog.bench.harness import Report, Size, scratch_database, serve_process
+from flowlog.bench.harness import (
+    Report,
+    Size,
+    scratch_database,
+    serve_process,
+    worker_processes,
+)
 from flowlog.bench.requests import Phase, Request, expect_ok, phase_figures, run_phase
 
 CLIENTS = 16
 QUICK = {"healthz": 2000, "create_start": 600, "list": 1500, "detail": 1500}
 FULL = {"healthz": 10000, "create_start": 3000, "list": 6000, "detail": 6000}
 SMOKE = {"healthz": 32, "create_start": 32, "list": 32, "detail": 32}
+DEFINITIONS_SEEN = 2.5
+"""Seconds for a worker to load a definition registered over REST (its catalog's reload)."""
 FLOW_NAME = "bench-http"
 DEFINITION = {
     "name": FLOW_NAME,
@@ -63,7 +73,27 @@ async def run(server_url: str, *, size: Size, progress: bool = True) -> Report:
             phases.append(
                 await _phase("detail", counts["detail"], session, _detailer(created, rng), progress)
             )
+    phases.append(await _split(server_url, counts["create_start"], progress))
     return _report(phases, size)
+
+
+async def _split(server_url: str, creates: int, progress: bool) -> Phase:
+    """create+start again, against ``serve --no-reactor`` with one ``flowlog worker`` beside
+    it running the flows (the layout that gives the API its own process); its rate is compared
+    with the first layout's ``/healthz``."""
+    async with (
+        scratch_database(server_url) as url,
+        serve_process(url, "--no-reactor") as base,
+        worker_processes(url, 1),
+    ):
+        connector = aiohttp.TCPConnector(limit=CLIENTS)
+        async with aiohttp.ClientSession(base, connector=connector) as session:
+            await expect_ok(session.post("/api/v1/workflow-definitions", json=DEFINITION))
+            await asyncio.sleep(DEFINITIONS_SEEN)
+            created: list[str] = []
+            phase = await _phase("split_create_start", creates, session, creator(created), progress)
+            await until_finished(session, len(created))
+    return phase
 
 
 def _report(phases: list[Phase], size: Size) -> Report:
@@ -72,7 +102,8 @@ def _report(phases: list[Phase], size: Size) -> Report:
     notes = [
         f"{CLIENTS} clients on kept-alive connections, one `flowlog serve` process (API and "
         "reactor, default settings) on a scratch database; list and detail "
-        "run after every flow finished."
+        "run after every flow finished. split_create_start: `serve --no-reactor` and one "
+        "`flowlog worker` on another scratch database (its ratio against the healthz above)."
     ]
     header = ["operation", "requests", "req/s", "p50 ms", "p99 ms", "vs healthz"]
     return Report("http", header, rows, figures, notes)

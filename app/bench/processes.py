@@ -15,24 +15,25 @@ from the first create to the last flow Finished, each process's CPU share meanwh
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import signal
-import sys
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 
-from flowlog.bench.harness import Report, Size, process_cpu_seconds, scratch_database, served
-from flowlog.bench.http import CLIENTS, DEFINITION, creator, until_finished
+from flowlog.bench.harness import (
+    Report,
+    Size,
+    process_cpu_seconds,
+    scratch_database,
+    served,
+    worker_processes,
+)
+from flowlog.bench.http import CLIENTS, DEFINITION, DEFINITIONS_SEEN, creator, until_finished
 from flowlog.bench.requests import expect_ok, run_phase
 
 QUICK_FLOWS, FULL_FLOWS, SMOKE_FLOWS = 600, 3000, 32
 LAYOUTS = (("serve", 0), ("serve + 1 worker", 1), ("serve + 2 workers", 2))
-# Workers reload definitions registered over REST every 2 s.
-_DEFINITIONS_SEEN = 2.5
 
 
 async def run(server_url: str, *, size: Size, progress: bool = True) -> Report:
@@ -71,7 +72,7 @@ async def _layout(server_url: str, flows: int, workers: int, progress: bool) -> 
             worker_processes(url, workers) as pids,
         ):
             await expect_ok(session.post("/api/v1/workflow-definitions", json=DEFINITION))
-            await asyncio.sleep(_DEFINITIONS_SEEN)
+            await asyncio.sleep(DEFINITIONS_SEEN)
             processes = [server.pid, *pids]
             cpu = [process_cpu_seconds(pid) for pid in processes]
             start = time.perf_counter()
@@ -84,30 +85,3 @@ async def _layout(server_url: str, flows: int, workers: int, progress: bool) -> 
                 for pid, before in zip(processes, cpu, strict=True)
             ]
     return {"flows_per_s": round(flows / seconds, 1), "cpu_shares": shares}
-
-
-@contextlib.asynccontextmanager
-async def worker_processes(database_url: str, count: int) -> AsyncIterator[list[int]]:
-    """``count`` ``flowlog worker`` processes on ``database_url`` (their pids), stopped with
-    SIGTERM at the end."""
-    env = {**os.environ, "DATABASE_URL": database_url, "FLOWLOG_LOG_LEVEL": "WARNING"}
-    command = [sys.executable, "-m", "flowlog.cli", "worker"]
-    processes = []
-    for _ in range(count):
-        processes.append(
-            await asyncio.create_subprocess_exec(
-                *command, env=env, stdout=asyncio.subprocess.DEVNULL
-            )
-        )
-    try:
-        yield [process.pid for process in processes]
-    finally:
-        for process in processes:
-            if process.returncode is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                await asyncio.wait_for(process.wait(), 30)
-            except TimeoutError:
-                process.kill()
-                await process.wait()

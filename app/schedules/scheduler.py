@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -62,12 +62,17 @@ class Scheduler:
         owner: str,
         *,
         listener: Listener | None = None,
+        own: Collection[int] = (),
         settings: SchedulerSettings | None = None,
         clock: Clock = utc_now,
         observe: Callable[[float], None] | None = None,
     ) -> None:
         """``observe(seconds)`` is told how late each fire's flow was made (after the fire's
-        time and its jitter)."""
+        time and its jitter). ``own``: the server processes of this process's notifications,
+        which do not wake it: its own schedules' changes poke it, and the flows this process
+        appends (every create, every transition) cost it a claim and a look at the next due
+        schedule each."""
+        self._own = own
         self._observe = observe
         self.schedules = ScheduleRepository(store, clock)
         self.flows = flows
@@ -96,7 +101,7 @@ class Scheduler:
     async def _loop(self) -> None:
         await wake_or_poll(
             self._fire_due, wake=self._wake, listener=self._listener,
-            stopping=lambda: self._stopping, failed=_failed,
+            stopping=lambda: self._stopping, failed=_failed, skip=self._own.__contains__,
         )  # fmt: skip
 
     async def _fire_due(self) -> float:

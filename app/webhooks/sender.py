@@ -190,7 +190,9 @@ class Sender:
         if len(rows) == free:
             return 0.0
         due = await self.pool.fetchval(Q.next_due)
-        return self.tuning.poll_seconds if due is None else min(due, self.tuning.poll_seconds)
+        if due is None:
+            return self.tuning.poll_seconds
+        return min(max(float(due), 0.0), self.tuning.poll_seconds)
 
     def _ended(self, key: tuple[str, str], _task: asyncio.Task[None]) -> None:
         self._driving.pop(key, None)

@@ -32,7 +32,14 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from flowlog.eventstore import TRANSIENT_ERRORS, EventStore, Listener, RecordedEvent, wake_or_poll
+from flowlog.eventstore import (
+    TRANSIENT_ERRORS,
+    EventStore,
+    Listener,
+    Notifier,
+    RecordedEvent,
+    wake_or_poll,
+)
 from flowlog.times import Clock, utc_now
 from flowlog.workflow.activity import Activity, report
 from flowlog.workflow.callbacks import CallbackTokens
@@ -114,10 +121,14 @@ class Reactor:
         observe: Observer | None = None,
         flows: FlowRepository | None = None,
         tokens: CallbackTokens | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         """``observe(definition, node, outcome, seconds)`` is told of every executor run;
         ``flows`` is a repository shared with the process's API (their appends commit
-        together)."""
+        together); ``notifier``: the process's, whose notifications the claim loop skips when
+        a claim began after they were sent (it saw their commits)."""
+        self._notifier = notifier
+        self._pass_began = float("-inf")
         self.tokens = tokens or CallbackTokens(store.pool)
         self.store = store
         self.registry = registry
@@ -212,17 +223,41 @@ class Reactor:
     async def _claim_loop(self) -> None:
         await wake_or_poll(
             self._claim_pass, wake=self._wake, listener=self._listener,
-            stopping=lambda: self._driver.stopping, failed=_claim_failed,
+            stopping=lambda: self._driver.stopping, failed=_claim_failed, skip=self._seen,
         )  # fmt: skip
+
+    def _seen(self, pid: int) -> bool:
+        """Whether a notification (from server process ``pid``) is this process's own and
+        tells of commits made before the last claim began: its claim saw them. A commit of this
+        process's API pokes the loop itself; the notification came a second time, and cost a
+        claim and a look at the next due row that found nothing."""
+        notifier = self._notifier
+        return (
+            notifier is not None
+            and pid in notifier.senders
+            and self._pass_began > notifier.last_send
+        )
 
     async def _claim_pass(self) -> float | None:
         """Claims what it can; the seconds to wait before the next claim: none when there may
         be more to claim, until woken when every slot is busy, else until the next due time."""
+        self._pass_began = asyncio.get_running_loop().time()
+        asked = self._free_slots()
         claimed, full = await self._claim()
-        wait = None if full else await self._seconds_to_next_due()
-        if claimed and not full and self._free_slots() > 0:
+        if full:
+            return None
+        if claimed and claimed >= asked:
             return 0.0  # there may be more: claim again before sleeping
-        return wait
+        # Fewer than asked: nothing more was claimable (a claim takes every due row it can
+        # lock, up to its limit), so another claim now would find nothing. A claim that took
+        # some said when the next row is due, as the next-due query would, counted from when
+        # the claim began (a timer must not fire late by the claim's own time).
+        if claimed:
+            due = self.work.due_after_claim
+            if due is not None:
+                due -= asyncio.get_running_loop().time() - self._pass_began
+            return self._bounded(due)
+        return await self._seconds_to_next_due()
 
     def _free_slots(self) -> int:
         return self.limit.limit - len(self._drives)
@@ -275,7 +310,10 @@ class Reactor:
         versions = self._claimable_versions()
         if not versions:
             return self.settings.poll_interval
-        seconds = await self.work.next_due(versions)
+        return self._bounded(await self.work.next_due(versions))
+
+    def _bounded(self, seconds: float | None) -> float:
+        """A wait until a row is due, within the claim loop's longest sleep."""
         if seconds is None:
             return self.settings.poll_interval
         return max(0.0, min(float(seconds), self.settings.poll_interval))

@@ -328,10 +328,15 @@ class WorkflowService:
             if completion.flow_id is None or completion.node_id is None:
                 raise WorkflowError(Code.BAD_INPUT, "give a token, or a flow id and a node id")
             flow_id, node_id = completion.flow_id, completion.node_id
-        row = await get_workflow(self.store.pool, flow_id)
-        if row is None or (tenant_id is not None and row.tenant_id != tenant_id):
+        # The flow's tenant is its stream's (FlowCreated names it): the token is checked against
+        # the fold the command decides on, with no read of the flow's row first.
+        try:
+            state = await self.flows.load(flow_id)
+        except FlowNotFound:
+            raise _no_callback() if token is not None else FlowNotFound(flow_id) from None
+        if tenant_id is not None and state.tenant_id != tenant_id:
             raise _no_callback() if token is not None else FlowNotFound(flow_id)
-        if token is not None and not await self.tokens.valid(token, node_id, row.tenant_id):
+        if token is not None and not await self.tokens.valid(token, node_id, state.tenant_id):
             raise _no_callback()
         command = CompleteCallback(
             node_id,
@@ -343,7 +348,7 @@ class WorkflowService:
             message=completion.message,
             changes=dict(completion.changes),
         )
-        return await self._command(flow_id, command, caller, with_definition=True)
+        return await self._command(flow_id, command, caller, with_definition=True, loaded=state)
 
     async def complete_task(
         self, flow_id: str, command: CompleteTask, caller: Caller = SYSTEM
@@ -411,14 +416,18 @@ class WorkflowService:
             self._on_change()
 
     async def _command(
-        self, flow_id: str, command: Command, caller: Caller, *, with_definition: bool = False
-    ) -> FlowState:
+        self, flow_id: str, command: Command, caller: Caller, *, with_definition: bool = False,
+        loaded: FlowState | None = None,
+    ) -> FlowState:  # fmt: skip
+        """Decides ``command`` on the flow and appends what it decides (``loaded``: the flow as
+        the caller just read it, decided on first instead of reading it again)."""
         request = fingerprint(type(command).__name__, flow_id, dataclasses.asdict(command))
         keyed = self._keyed(caller, request)
         if (first := await keyed.answered()) is not None:
             return first
         for _ in range(_DECIDE_ATTEMPTS):
-            state = await self.flows.load(flow_id)
+            state = loaded if loaded is not None else await self.flows.load(flow_id)
+            loaded = None  # a stale version is read again
             # Operators' commands need no definition: this process may not know the flow's
             # version (a flow created by older or newer code) and can still stop or cancel it.
             # A callback's completion does: it decides the node's transition.

@@ -23,11 +23,14 @@ Claimed = dict[str, tuple[str, list[RecordedEvent]]]
 
 
 class WorkQueue:
-    __slots__ = ("_ring_after", "lease_seconds", "owner", "pool")
+    __slots__ = ("_ring_after", "due_after_claim", "lease_seconds", "owner", "pool")
 
     def __init__(self, pool: asyncpg.Pool, owner: str, lease_seconds: float) -> None:
         self.pool = pool
         self._ring_after = ""
+        self.due_after_claim: float | None = None
+        """Seconds until the next row the last claim did not take is claimable (None: none,
+        or the claim took nothing)."""
         self.owner = owner
         self.lease_seconds = lease_seconds
 
@@ -42,8 +45,9 @@ class WorkQueue:
         claimed: Claimed = {}
         for row in rows:
             flow = claimed.setdefault(row["flow_id"], (row["definition_name"], []))
-            flow[1].append(RecordedEvent(*tuple(row)[3:]))
+            flow[1].append(RecordedEvent(*tuple(row)[4:]))
         self._ring_after = (rows[0]["ring_end"] if rows else None) or ""
+        self.due_after_claim = rows[0]["next_due"] if rows else None
         return claimed
 
     def next_due(self, versions: list[str]) -> Awaitable[float | None]:

@@ -188,8 +188,10 @@ WHERE l.webhook_id = $1 AND l.stream_id = $2 AND l.owner = $3 AND NOT EXISTS (SE
 UPDATE webhook_lanes SET owner = NULL, leased_until = NULL, due_at = now() WHERE owner = $1
 
 -- name: next_due
--- Seconds until the next lane of an active subscription is due (NULL: none).
-SELECT greatest(0, extract(epoch FROM min(l.due_at) - now()))::float8
+-- Seconds until the next lane of an active subscription is due (NULL: none; below 0: due).
+-- Not greatest(0, ...): GREATEST ignores a NULL, and "none" read as "due now" made an idle
+-- sender run its claim back to back for ever.
+SELECT extract(epoch FROM min(l.due_at) - now())::float8
 FROM webhook_lanes AS l JOIN webhooks AS w ON w.id = l.webhook_id AND w.state = 'active'
 
 -- name: webhook_of

@@ -89,7 +89,8 @@ WHERE flow_id = ANY($1::text[]) AND 'flow-' || flow_id IN (SELECT stream_id FROM
 -- in the ring), then the rest in due order.
 -- A claim may lock a few more rows than it takes, for the length of the statement (skipped
 -- by other claimers meanwhile). The third column is the last tenant the ring reached (NULL:
--- it went round; start again from the first).
+-- it went round; start again from the first), the fourth the seconds until the next row not
+-- claimed here is claimable (as work_next_due).
 WITH RECURSIVE ring (tenant_id, n) AS (
     SELECT (SELECT min(tenant_id) FROM flow_work WHERE tenant_id > $5 AND tenant_id <> ''), 1
     UNION ALL
@@ -145,6 +146,13 @@ WITH RECURSIVE ring (tenant_id, n) AS (
 )
 SELECT c.flow_id, c.definition_name,
        (SELECT tenant_id FROM ring ORDER BY n DESC LIMIT 1) AS ring_end,
+       -- work_next_due's answer for the rows not claimed here (the statement's snapshot does
+       -- not see the leases it sets): the claimer sleeps until then without asking again.
+       (SELECT extract(epoch FROM min(greatest(f.due_at, coalesce(f.lease_expires_at, f.due_at)))
+                                  - now())::float8
+        FROM flow_work AS f
+        WHERE f.definition_version = ANY($2::text[]) AND f.due_at < 'infinity'
+          AND f.flow_id NOT IN (SELECT flow_id FROM claimed)) AS next_due,
        e.position, e.transaction_id, e.stream_id, e.version, e.type, e.data, e.metadata,
        e.recorded_at
 FROM claimed c

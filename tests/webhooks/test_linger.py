@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any, cast
 
+import asyncpg
+
 from flowlog.webhooks.sender import DeliveryTuning, Lane, Sender
 from flowlog.webhooks.settings import WebhookSettings
 
@@ -62,3 +64,10 @@ async def test_a_poke_while_it_lingers_ends_the_linger() -> None:
         assert await asyncio.wait_for(lingering, 1.0)
     finally:
         task.cancel()
+
+
+async def test_a_sender_with_no_lanes_waits_for_its_poll(pool: asyncpg.Pool) -> None:
+    # "No lane" once read as "a lane due now": an idle sender claimed back to back for ever.
+    sender = Sender(pool, WebhookSettings(), cast(Any, None), "test",
+                    DeliveryTuning(poll_seconds=0.7))  # fmt: skip
+    assert await sender._pass() == 0.7
