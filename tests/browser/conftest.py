@@ -28,6 +28,7 @@ import pytest
 
 from flowlog.bench.harness import free_port
 from flowlog.database import create_database, drop_database, with_database
+from tests.browser.chromium import shared_chromium
 
 CHROMIUM = os.environ.get("FLOWLOG_CHROMIUM", "/usr/bin/chromium")
 INSTALL = "apt-get install -y chromium fonts-dejavu-core"
@@ -53,23 +54,26 @@ def run_async(work: Coroutine[Any, Any, Any]) -> Any:
         return thread.submit(asyncio.run, work).result()
 
 
-@pytest.fixture(scope="module")
-def browser(template_database: str) -> Iterator[Any]:
-    """Chromium for a module's tests. Not for the session: while Playwright's sync API is
-    open it keeps an event loop running in this thread, and the asynchronous tests that the
-    same xdist worker runs next need the thread to themselves."""
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[str]:
+    """The session's one browser (tests/browser/chromium.py): its DevTools endpoint."""
     require_chromium()
+    with shared_chromium(CHROMIUM) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="module")
+def browser(chromium: str, template_database: str) -> Iterator[Any]:
+    """The session's browser, connected for a module's tests. Not for the session: while
+    Playwright's sync API is open it keeps an event loop running in this thread, and the
+    asynchronous tests that the same xdist worker runs next need the thread to themselves."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            # Root cannot use Chromium's sandbox; the others keep it off this closed network.
-            args=["--no-sandbox", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"],
-        )  # fmt: skip
-        yield launched
-        launched.close()
+        connected = playwright.chromium.connect_over_cdp(chromium)
+        yield connected
+        # Closes the contexts this module made and disconnects; the browser runs on.
+        connected.close()
 
 
 @pytest.fixture
