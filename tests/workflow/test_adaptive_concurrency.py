@@ -18,11 +18,13 @@ ADAPTIVE = dataclasses.replace(
 )
 
 
-async def run_flows(engine: Engine, name: str, flows: int) -> None:
+async def run_flows(engine: Engine, name: str, flows: int, apart: float = 0.0) -> None:
+    """Creates ``flows`` flows, ``apart`` seconds from one to the next, and waits for them."""
     service = engine.service
-    created = await asyncio.gather(
-        *(service.create(f"biz-{n}", "t", name, start=True) for n in range(flows))
-    )
+    created = []
+    for n in range(flows):
+        created.append(await service.create(f"biz-{n}", "t", name, start=True))
+        await asyncio.sleep(apart)
     for state in created:
         await wait_for_status(service, state.flow_id, {FlowStatus.FINISHED}, within=120)
 
@@ -35,7 +37,11 @@ async def test_slow_executors_get_more_flows_in_flight_than_the_limit_started_wi
     assert engine.reactor is not None
     assert engine.reactor.limit.limit == ADAPTIVE.initial_concurrency
 
-    await run_flows(engine, "sleepy", 120)
+    # Started a few at a time, as clients do. Flows started all at once move in step: their
+    # executors end together and their transitions share one group commit, so whenever a
+    # transition ends most of the others are in one too, and the limit (which grows only
+    # while most flows in flight are in their executors) reads them as waiting on the reactor.
+    await run_flows(engine, "sleepy", 120, apart=0.01)
 
     # Their transitions queue on nothing: the limit grew, and the reactor used it.
     assert running.peak > ADAPTIVE.initial_concurrency
