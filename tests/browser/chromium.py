@@ -49,13 +49,18 @@ def shared_chromium(executable: str, within: float = 60) -> Iterator[str]:
     try:
         yield _endpoint(process, profile, within)
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        terminate(process, 10)
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def terminate(process: subprocess.Popen[bytes], within: float) -> None:
+    """Asks ``process`` to stop, and kills it if it has not within ``within`` seconds."""
+    process.terminate()
+    try:
+        process.wait(within)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _endpoint(process: subprocess.Popen[bytes], profile: Path, within: float) -> str:

@@ -28,7 +28,7 @@ import pytest
 
 from flowlog.bench.harness import free_port
 from flowlog.database import create_database, drop_database, with_database
-from tests.browser.chromium import shared_chromium
+from tests.browser.chromium import shared_chromium, terminate
 
 CHROMIUM = os.environ.get("FLOWLOG_CHROMIUM", "/usr/bin/chromium")
 INSTALL = "apt-get install -y chromium fonts-dejavu-core"
@@ -192,12 +192,7 @@ def running_console(
         _until_ready(console)
         yield console
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        terminate(process, 30)
         run_async(drop_database(server_url, name))
 
 
