@@ -47,6 +47,9 @@ def test_schedules_are_listed_and_paused_and_resumed_by_the_buttons(
     page.locator("#schedule-actions").get_by_role("button", name="Resume").click()
     dialog.get_by_label("Reason (recorded in the history)").fill("back")
     dialog.locator("#action-confirm").click()
+    # As a person would: closed once it says it is done (closed before, under a loaded CI the
+    # page's refresh came after the badge's wait had run out).
+    expect(dialog).to_contain_text("Done")
     dialog.locator("#action-close").click()
     expect(page.locator(".status-line .badge")).to_have_text("Active")
     detail = console.api("GET", f"/api/v1/workflow-schedules/{schedule_id}")
