@@ -42,10 +42,10 @@ from flowlog.config_values import (
     one_of,
 )
 from flowlog.pgserver import DEFAULT_SYSTEM_USER
-from flowlog.replicas.router import ReadSettings
+from flowlog.replicas.settings import ReadSettings
+from flowlog.webhooks.allow import AllowList
 from flowlog.webhooks.settings import WebhookSettings
-from flowlog.webhooks.urls import AllowList
-from flowlog.workflow.reactor import ReactorSettings
+from flowlog.workflow.reactor_settings import ReactorSettings
 
 
 class ConfigError(ValueError):

@@ -17,7 +17,7 @@ from pydantic import BeforeValidator
 from flowlog.access.oidc import OidcSettings
 from flowlog.archive.policy import parse_definitions, parse_duration
 from flowlog.pgserver import DEFAULT_SYSTEM_USER
-from flowlog.webhooks.urls import AllowList
+from flowlog.webhooks.allow import AllowList
 
 
 def _whole_number(text: Any) -> Any:

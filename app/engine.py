@@ -33,7 +33,8 @@ from flowlog.eventstore import (
     create_pool,
 )
 from flowlog.eventstore.wakeloop import every
-from flowlog.replicas.router import ReadObserver, ReadRouter, ReadSettings
+from flowlog.replicas.router import ReadObserver, ReadRouter
+from flowlog.replicas.settings import ReadSettings
 from flowlog.roles import DatabaseUrls
 from flowlog.schedules.scheduler import Scheduler, SchedulerSettings
 from flowlog.schedules.service import ScheduleService
@@ -46,7 +47,8 @@ from flowlog.workflow.callbacks import CallbackTokens
 from flowlog.workflow.definition import Registry, WorkflowDefinition
 from flowlog.workflow.errors import InvalidDefinition
 from flowlog.workflow.queries import Q
-from flowlog.workflow.reactor import Observer, Reactor, ReactorSettings
+from flowlog.workflow.reactor import Observer, Reactor
+from flowlog.workflow.reactor_settings import ReactorSettings
 from flowlog.workflow.service import WorkflowService
 from flowlog.workflow.store import FlowRepository
 from flowlog.workflow.versions import CHECK_SECONDS, AwaitingWatch, VersionBeat

@@ -26,7 +26,7 @@ from flowlog.eventstore import EventStore, create_pool
 from flowlog.migrate import migrate_database
 from flowlog.pgserver import EmbeddedPostgres
 from flowlog.workflow.definition import Registry, WorkflowDefinition
-from flowlog.workflow.reactor import ReactorSettings
+from flowlog.workflow.reactor_settings import ReactorSettings
 from tests.audit.checks import check_audit_of_every_flow
 from tests.engines import FAST, StartEngine
 from tests.helpers import create_role, drop_role

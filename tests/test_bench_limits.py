@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from flowlog.bench import limits
-from flowlog.bench.harness import Size
+from flowlog.bench.size import Size
 
 
 def test_most_at_once_counts_overlaps_and_not_touching_ends() -> None:

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from flowlog.bench import maps
-from flowlog.bench.harness import Size
+from flowlog.bench.size import Size
 from flowlog.eventstore import EventStore
 from flowlog.workflow.streams import flow_stream
 

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from flowlog.bench import task_latency, tasks
-from flowlog.bench.harness import Size
+from flowlog.bench.size import Size
 
 FLOWS, ROUNDS, SAMPLES = 8, 2, 3
 RENDERED = """

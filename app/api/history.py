@@ -18,7 +18,8 @@ from flowlog.api.replicas import read_pool
 from flowlog.api.sse import notices
 from flowlog.audit.document import state_document
 from flowlog.audit.history import read_history
-from flowlog.audit.replay import diff_documents, fold_until, parse_point
+from flowlog.audit.points import parse_point
+from flowlog.audit.replay import diff_documents, fold_until
 from flowlog.eventstore import EventReader, RecordedEvent
 from flowlog.wire.envelope import Page
 from flowlog.wire.history import (

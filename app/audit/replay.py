@@ -10,26 +10,10 @@ from typing import Any
 
 import orjson
 
+from flowlog.audit.points import Point
 from flowlog.eventstore import RecordedEvent
-from flowlog.times import parse_utc
 from flowlog.workflow.state import FlowState, evolve
 from flowlog.workflow.streams import decode_recorded
-
-Point = int | datetime
-"""A point in a flow's history: a stream version, or a time (the state then)."""
-
-
-def parse_point(text: str) -> Point:
-    """``7`` (a version, from 1) or an ISO 8601 time (UTC when it names no zone)."""
-    if text.isdigit():
-        version = int(text)
-        if version < 1:
-            raise ValueError("versions start at 1")
-        return version
-    try:
-        return parse_utc(text)
-    except ValueError as exc:
-        raise ValueError(f"neither a version nor a time: {exc}") from None
 
 
 def fold_until(recorded: Sequence[RecordedEvent], point: Point | None) -> FlowState | None:

@@ -25,7 +25,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from flowlog.bench.harness import Report, Size, percentile, scratch_database
+from flowlog.bench.harness import Report, percentile, scratch_database
+from flowlog.bench.size import Size
 from flowlog.console.activity import ActivityQuery, activity
 from flowlog.eventstore import connect, create_pool
 

@@ -23,7 +23,8 @@ from typing import Any
 import asyncpg
 from tqdm import tqdm
 
-from flowlog.bench.harness import Report, Size, median, scratch_database, timed
+from flowlog.bench.harness import Report, median, scratch_database, timed
+from flowlog.bench.size import Size
 from flowlog.eventstore import (
     EventStore,
     Expect,

@@ -32,8 +32,9 @@ import orjson
 from flowlog.archive.archiver import Archiver
 from flowlog.archive.policy import ArchiveSettings, Retention
 from flowlog.archive.queries import Q
-from flowlog.bench.harness import Report, Size, percentile, scratch_database
+from flowlog.bench.harness import Report, percentile, scratch_database
 from flowlog.bench.projections import generated_log
+from flowlog.bench.size import Size
 from flowlog.engine import Engine
 from flowlog.eventstore import EventStore, connect, create_pool
 from flowlog.projections.rebuild import rebuild

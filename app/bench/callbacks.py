@@ -47,15 +47,9 @@ from flowlog.bench.callbacks_flows import (
     TIMER_FLOW,
     TIMER_SEQUENCE,
 )
-from flowlog.bench.harness import (
-    Report,
-    Size,
-    percentile,
-    process_cpu_seconds,
-    scratch_database,
-    served,
-)
+from flowlog.bench.harness import Report, percentile, process_cpu_seconds, scratch_database, served
 from flowlog.bench.requests import Phase, Request, expect_ok, run_phase
+from flowlog.bench.size import Size
 from flowlog.eventstore import EventStore, create_pool
 from flowlog.projections.verify import verify
 from flowlog.workflow.callbacks import CallbackTokens

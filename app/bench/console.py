@@ -21,9 +21,10 @@ from typing import Any
 
 import aiohttp
 
-from flowlog.bench.harness import Report, Size, scratch_database, serve_process
+from flowlog.bench.harness import Report, scratch_database, serve_process
 from flowlog.bench.projections import generated_log, sample_flow_ids
 from flowlog.bench.requests import Phase, Request, expect_ok, phase_figures, run_phase
+from flowlog.bench.size import Size
 from flowlog.eventstore import EventStore, create_pool
 from flowlog.projections.rebuild import rebuild
 from flowlog.workflow.projection import PROJECTOR

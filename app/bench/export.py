@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from flowlog.audit.transfer import import_log
-from flowlog.bench.harness import Report, Size, scratch_database
+from flowlog.bench.harness import Report, scratch_database
 from flowlog.bench.projections import definitions, generate_log
+from flowlog.bench.size import Size
 from flowlog.engine import Engine
 from flowlog.eventstore import EventStore, connect, create_pool
 from flowlog.projections.verify import verify

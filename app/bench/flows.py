@@ -43,14 +43,15 @@ from typing import Any
 from flowlog.bench import dbos_baseline, slow_flows
 from flowlog.bench.append import Q as BENCH_Q
 from flowlog.bench.flow_clients import CLIENTS, create_and_finish
-from flowlog.bench.harness import Report, Size, percentile, scratch_database, timed
+from flowlog.bench.harness import Report, percentile, scratch_database, timed
+from flowlog.bench.size import Size
 from flowlog.engine import Engine
 from flowlog.eventstore import EventStore, connect
 from flowlog.projections.verify import verify
 from flowlog.workflow.definition import NodeDefinition, Registry, WorkflowDefinition
 from flowlog.workflow.executor import FlowContext, NodeHandle
 from flowlog.workflow.projection import PROJECTOR
-from flowlog.workflow.reactor import ReactorSettings
+from flowlog.workflow.reactor_settings import ReactorSettings
 from flowlog.workflow.streams import flow_stream
 
 QUICK_FLOWS, FULL_FLOWS, SMOKE_FLOWS = 600, 3000, 40

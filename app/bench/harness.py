@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import os
 import secrets
 import signal
@@ -24,19 +23,6 @@ from flowlog.database import create_database, drop_database, with_database
 from flowlog.migrate import migrate_database
 
 T = TypeVar("T")
-
-
-class Size(enum.Enum):
-    """How much a benchmark does: FULL (the runs docs/benchmarks.md reports), QUICK (under a
-    minute), SMOKE (the least that goes through every step and every figure: for tests, which
-    check that a benchmark runs, not what it measures; its figures mean nothing)."""
-
-    FULL = "full"
-    QUICK = "quick"
-    SMOKE = "smoke"
-
-    def pick(self, full: T, quick: T, smoke: T) -> T:
-        return full if self is Size.FULL else quick if self is Size.QUICK else smoke
 
 
 @contextlib.asynccontextmanager

@@ -27,14 +27,9 @@ from typing import Any
 
 import aiohttp
 
-from flowlog.bench.harness import (
-    Report,
-    Size,
-    scratch_database,
-    serve_process,
-    worker_processes,
-)
+from flowlog.bench.harness import Report, scratch_database, serve_process, worker_processes
 from flowlog.bench.requests import Phase, Request, expect_ok, phase_figures, run_phase
+from flowlog.bench.size import Size
 
 CLIENTS = 16
 QUICK = {"healthz": 2000, "create_start": 600, "list": 1500, "detail": 1500}

@@ -23,7 +23,8 @@ from typing import Any
 import asyncpg
 from tqdm import tqdm
 
-from flowlog.bench.harness import Report, Size, scratch_database, worker_processes
+from flowlog.bench.harness import Report, scratch_database, worker_processes
+from flowlog.bench.size import Size
 from flowlog.builtins import definition_from_spec
 from flowlog.engine import Engine
 from flowlog.workflow.definition import Registry

@@ -40,7 +40,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from flowlog.bench.harness import Report, Size, median, scratch_database
+from flowlog.bench.harness import Report, median, scratch_database
+from flowlog.bench.size import Size
 from flowlog.engine import Engine
 from flowlog.eventstore import EventStore
 from flowlog.projections.verify import verify
@@ -48,7 +49,7 @@ from flowlog.workflow.definition import NodeDefinition, NodeKind, Registry, Work
 from flowlog.workflow.executor import FlowContext, NodeHandle
 from flowlog.workflow.fanout import Children
 from flowlog.workflow.projection import PROJECTOR
-from flowlog.workflow.reactor import ReactorSettings
+from flowlog.workflow.reactor_settings import ReactorSettings
 from flowlog.workflow.streams import flow_stream
 
 NOOP, MAP = "bench-noop", "bench-map"

@@ -23,7 +23,6 @@ import aiohttp
 
 from flowlog.bench.harness import (
     Report,
-    Size,
     process_cpu_seconds,
     scratch_database,
     served,
@@ -31,6 +30,7 @@ from flowlog.bench.harness import (
 )
 from flowlog.bench.http import CLIENTS, DEFINITION, DEFINITIONS_SEEN, creator, until_finished
 from flowlog.bench.requests import expect_ok, run_phase
+from flowlog.bench.size import Size
 
 QUICK_FLOWS, FULL_FLOWS, SMOKE_FLOWS = 600, 3000, 32
 LAYOUTS = (("serve", 0), ("serve + 1 worker", 1), ("serve + 2 workers", 2))

@@ -21,7 +21,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from flowlog.bench.harness import Report, Size, percentile, scratch_database
+from flowlog.bench.harness import Report, percentile, scratch_database
+from flowlog.bench.size import Size
 from flowlog.engine import Engine
 from flowlog.eventstore import EventStore, connect, create_pool
 from flowlog.projections.reads import Cursor, ListFilter, list_workflows

@@ -32,9 +32,10 @@ import aiohttp
 import asyncpg
 from prometheus_client.parser import text_string_to_metric_families
 
-from flowlog.bench.harness import Report, Size, percentile, scratch_database, serve_process
+from flowlog.bench.harness import Report, percentile, scratch_database, serve_process
 from flowlog.bench.http import DEFINITION, FLOW_NAME, creator, until_finished
 from flowlog.bench.requests import Phase, Request, expect_ok, run_phase
+from flowlog.bench.size import Size
 from flowlog.pgserver import EmbeddedPostgres
 from flowlog.replicas.connect import until_replayed
 from flowlog.replicas.position import HEADER

@@ -27,14 +27,8 @@ from typing import Any
 import aiohttp
 
 from flowlog.bench import schedule_flows
-from flowlog.bench.harness import (
-    Report,
-    Size,
-    percentile,
-    process_cpu_seconds,
-    scratch_database,
-    served,
-)
+from flowlog.bench.harness import Report, percentile, process_cpu_seconds, scratch_database, served
+from flowlog.bench.size import Size
 from flowlog.eventstore import EventStore, create_pool
 from flowlog.projections.verify import verify
 from flowlog.schedules.rebuild import verify_schedules

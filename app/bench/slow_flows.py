@@ -24,11 +24,12 @@ import statistics
 from typing import Any
 
 from flowlog.bench.flow_clients import create_and_finish
-from flowlog.bench.harness import Size, scratch_database
+from flowlog.bench.harness import scratch_database
+from flowlog.bench.size import Size
 from flowlog.engine import Engine
 from flowlog.workflow.definition import NodeDefinition, Registry, WorkflowDefinition
 from flowlog.workflow.executor import FlowContext, NodeHandle
-from flowlog.workflow.reactor import ReactorSettings
+from flowlog.workflow.reactor_settings import ReactorSettings
 
 NODE_SECONDS = 0.2
 NODES = 3

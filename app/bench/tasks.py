@@ -52,7 +52,6 @@ from tqdm import tqdm
 from flowlog.bench import task_latency
 from flowlog.bench.harness import (
     Report,
-    Size,
     median,
     percentile,
     process_cpu_seconds,
@@ -60,6 +59,7 @@ from flowlog.bench.harness import (
     served,
 )
 from flowlog.bench.requests import expect_ok
+from flowlog.bench.size import Size
 from flowlog.eventstore import connect
 
 QUEUE = "bench"

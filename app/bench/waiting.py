@@ -26,14 +26,8 @@ from typing import Any
 import aiohttp
 
 from flowlog.bench import waiting_flows
-from flowlog.bench.harness import (
-    Report,
-    Size,
-    percentile,
-    process_cpu_seconds,
-    scratch_database,
-    served,
-)
+from flowlog.bench.harness import Report, percentile, process_cpu_seconds, scratch_database, served
+from flowlog.bench.size import Size
 from flowlog.engine import Engine
 from flowlog.eventstore import EventStore
 from flowlog.projections.verify import verify

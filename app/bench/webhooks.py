@@ -39,12 +39,13 @@ import orjson
 from aiohttp import web
 from tqdm import tqdm
 
-from flowlog.bench.harness import Report, Size, percentile, scratch_database
+from flowlog.bench.harness import Report, percentile, scratch_database
+from flowlog.bench.size import Size
 from flowlog.engine import Engine
 from flowlog.sql import load_queries
+from flowlog.webhooks.allow import AllowList
 from flowlog.webhooks.settings import WebhookSettings
 from flowlog.webhooks.signing import message_id
-from flowlog.webhooks.urls import AllowList
 from flowlog.workflow.definition import NodeDefinition, Registry, WorkflowDefinition
 from flowlog.workflow.executor import FlowContext, NodeHandle
 

@@ -12,8 +12,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from flowlog.audit.replay import Point, parse_point
-from flowlog.bench.harness import Size
+from flowlog.audit.points import Point, parse_point
+from flowlog.bench.size import Size
 from flowlog.cli.definitions import add_arguments as add_definition_arguments
 from flowlog.cli.flows import add_arguments as add_flow_arguments
 from flowlog.cli.keys import add_arguments as add_key_arguments

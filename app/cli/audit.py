@@ -23,8 +23,9 @@ from flowlog.archive.reading import ArchivedFlowInfo, archived, archived_records
 from flowlog.audit.check import first_divergence
 from flowlog.audit.document import state_document
 from flowlog.audit.history import HistoryLine, history_table, read_history
+from flowlog.audit.points import Point
 from flowlog.audit.queries import Q
-from flowlog.audit.replay import Point, diff_documents, fold_until
+from flowlog.audit.replay import diff_documents, fold_until
 from flowlog.cli.problems import Exit
 from flowlog.eventstore import EventReader, connect
 from flowlog.replicas.connect import reading_connection

@@ -22,6 +22,7 @@ import asyncpg
 
 from flowlog.eventstore import TRANSIENT_ERRORS, create_pool
 from flowlog.replicas.replica import DOWN_ERRORS, Q, Replica, ReplicaState
+from flowlog.replicas.settings import ReadSettings
 
 log = logging.getLogger(__name__)
 
@@ -30,20 +31,6 @@ T = TypeVar("T")
 REPLICA_CONNECT_TIMEOUT = 2.0
 """A replica that does not accept a connection this fast is treated as down (the primary
 answers instead): reads must not hang on a host that went away."""
-
-
-@dataclass(frozen=True, slots=True)
-class ReadSettings:
-    urls: tuple[str, ...] = ()
-    """The replicas' URLs (FLOWLOG_READ_DATABASE_URL); none: every read is the primary's."""
-    max_lag: float = 10.0
-    """A replica further behind than this many seconds is skipped (FLOWLOG_REPLICA_MAX_LAG)."""
-    wait: float = 1.0
-    """How long a read that presents a position waits for a replica to replay it before it
-    reads from the primary (FLOWLOG_READ_WAIT_MS)."""
-    interval: float = 1.0
-    """How often each replica's state and lag are checked."""
-    pool_size: int = 10
 
 
 @dataclass(frozen=True, slots=True)

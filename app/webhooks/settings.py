@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from flowlog.webhooks.urls import AllowList
+from flowlog.webhooks.allow import AllowList
 
 TIMEOUT_SECONDS = 5.0
 """A receiver answers within this or the attempt failed."""

@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
-MAX_URL = 2048
+from flowlog.webhooks.allow import Address, AllowList
 
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+MAX_URL = 2048
 
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 # IPv6 forms that carry an IPv4 address a router may turn back into it: well-known and local
@@ -36,41 +34,6 @@ _CARRIERS: tuple[ipaddress.IPv6Network, ...] = (
 
 class BadWebhookUrl(ValueError):
     """A URL no webhook may be sent to; the message says why."""
-
-
-@dataclass(frozen=True, slots=True)
-class AllowList:
-    """``FLOWLOG_WEBHOOK_ALLOW``: comma-separated addresses, networks (CIDR) and host names
-    that webhooks may reach although they are not public."""
-
-    networks: tuple[Network, ...] = ()
-    hosts: frozenset[str] = field(default_factory=frozenset)
-
-    @classmethod
-    def parse(cls, text: str | None) -> AllowList:
-        networks: list[Network] = []
-        hosts: set[str] = set()
-        for raw in (text or "").split(","):
-            entry = raw.strip()
-            if not entry:
-                continue
-            try:
-                networks.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
-            except ValueError:
-                name = entry.lower().rstrip(".")
-                if not name or any(c in name for c in "/:@ \t\x00") or len(name) > 253:
-                    raise ValueError(
-                        f"FLOWLOG_WEBHOOK_ALLOW: {entry!r} is neither an address, a network "
-                        "nor a host name"
-                    ) from None
-                hosts.add(name)
-        return cls(tuple(networks), frozenset(hosts))
-
-    def allows_host(self, host: str) -> bool:
-        return host.lower().rstrip(".") in self.hosts
-
-    def allows_address(self, address: Address) -> bool:
-        return any(address in network for network in self.networks)
 
 
 def _carried(address: Address) -> Address:

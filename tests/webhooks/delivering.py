@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from flowlog.engine import Engine
+from flowlog.webhooks.allow import AllowList
 from flowlog.webhooks.sender import DeliveryTuning
 from flowlog.webhooks.settings import WebhookSettings
-from flowlog.webhooks.urls import AllowList
 from flowlog.workflow.definition import NodeDefinition, WorkflowDefinition
 from flowlog.workflow.executor import FlowContext, NodeHandle
 from tests.workflow.defs import noop

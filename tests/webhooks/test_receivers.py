@@ -10,9 +10,9 @@ import socket
 
 import asyncpg
 
+from flowlog.webhooks.allow import AllowList
 from flowlog.webhooks.sender import answer_text
 from flowlog.webhooks.settings import WebhookSettings
-from flowlog.webhooks.urls import AllowList
 from tests.webhooks.delivering import LOCAL, StartDelivering
 from tests.webhooks.receiver import Receiver, eventually, wait_until
 from tests.webhooks.rows import subscribe

@@ -12,7 +12,7 @@ from typing import Any
 from flowlog.engine import Engine
 from flowlog.workflow.definition import NodeDefinition, NodeKind, WorkflowDefinition
 from flowlog.workflow.executor import Finished, FlowContext, NodeHandle, PollResult, Running
-from flowlog.workflow.reactor import ReactorSettings
+from flowlog.workflow.reactor_settings import ReactorSettings
 from flowlog.workflow.state import FlowState, FlowStatus, NodeStatus
 from tests.engines import StartEngine
 from tests.workflow.defs import noop

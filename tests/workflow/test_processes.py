@@ -14,7 +14,7 @@ from flowlog.engine import Engine
 from flowlog.eventstore import connect
 from flowlog.workflow.definition import Registry
 from flowlog.workflow.errors import Code
-from flowlog.workflow.reactor import ReactorSettings
+from flowlog.workflow.reactor_settings import ReactorSettings
 from tests.processes import (
     SUBMITTED,
     Workers,

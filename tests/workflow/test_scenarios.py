@@ -16,7 +16,7 @@ from flowlog.workflow.definition import NodeDefinition, NodeKind, RetryPolicy, W
 from flowlog.workflow.errors import Code, NodeError, WorkflowError
 from flowlog.workflow.events import NodeStarted
 from flowlog.workflow.executor import Failed, Finished, FlowContext, NodeHandle, PollResult, Running
-from flowlog.workflow.reactor import ReactorSettings
+from flowlog.workflow.reactor_settings import ReactorSettings
 from flowlog.workflow.state import FlowStatus, NodeStatus
 from flowlog.workflow.store import FlowRepository
 from flowlog.workflow.streams import flow_stream
