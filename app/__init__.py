@@ -14,8 +14,9 @@ The names are loaded when first asked for (PEP 562), so that importing any modul
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from flowlog.lazy import lazy_names
 
 if TYPE_CHECKING:
     __version__: str
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
     )
     from flowlog.workflow.fanout import Children
     from flowlog.workflow.limits import Concurrency, RateLimit
-    from flowlog.workflow.reactor import ReactorSettings
+    from flowlog.workflow.reactor_settings import ReactorSettings
     from flowlog.workflow.state import FlowState, FlowStatus, NodeExecution, NodeStatus
 
 _HOME = {
@@ -70,12 +71,12 @@ _HOME = {
     "flowlog.workflow.fanout": ("Children",),
     "flowlog.workflow.limits": ("Concurrency", "RateLimit"),
     "flowlog.workflow.state": ("FlowState", "FlowStatus", "NodeExecution", "NodeStatus"),
-    "flowlog.workflow.reactor": ("ReactorSettings",),
+    "flowlog.workflow.reactor_settings": ("ReactorSettings",),
     "flowlog.engine": ("Engine", "load_definitions"),
     "flowlog.config": ("Settings",),
     "flowlog.database": ("provide_database",),
 }  # fmt: skip
-_MODULE_OF = {name: module for module, names in _HOME.items() for name in names}
+_find, _names = lazy_names("flowlog", _HOME, globals())
 
 __all__ = [
     "PAUSE",
@@ -119,13 +120,8 @@ def __getattr__(name: str) -> Any:
         from importlib.metadata import version
 
         return version("flowlog")
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module 'flowlog' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    return _find(name)
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    return sorted({*_names(), "__version__"})

@@ -81,6 +81,17 @@ async def drop_role(database_url: str, role_url: str) -> None:
 QUIET = {"FLOWLOG_LOG_LEVEL": "WARNING"}
 
 
+def loaded_by(statement: str) -> list[str]:
+    """The modules of flowlog, and aiohttp's, that ``statement`` loads in a fresh interpreter."""
+    code = (
+        f"import sys\n{statement}\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith(('flowlog.', 'aiohttp')))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)  # fmt: skip
+    return done.stdout.split()
+
+
 def cli_env(**overrides: str) -> dict[str, str]:
     """This process's environment without its DATABASE_URL, with ``overrides``."""
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}

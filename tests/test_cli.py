@@ -28,7 +28,7 @@ from flowlog.bench.harness import free_port
 from flowlog.database import with_database
 from flowlog.engine import Engine
 from flowlog.workflow.definition import Registry
-from tests.helpers import cli_env, refused_port, run_flowlog
+from tests.helpers import cli_env, loaded_by, refused_port, run_flowlog
 from tests.workflow.defs import backup_flow
 
 SOME_FLOW = "3f0c5b2e-8d1a-4c3b-9e2f-0a1b2c3d4e5f"
@@ -62,6 +62,19 @@ def short_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="flcli-", dir="/tmp"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+def test_the_command_loads_the_server_only_for_the_commands_that_run_it() -> None:
+    """Every ``flowlog`` process reads its settings and builds its arguments; the server, the
+    engine, the reactor and the benchmarks are loaded by the commands that run them."""
+    loaded = loaded_by(
+        "from flowlog.cli import args\nfrom flowlog.config import Settings\n"
+        "args.build(Settings.from_env())"
+    )
+    assert "flowlog.cli.main" in loaded
+    heavy = ("flowlog.web", "flowlog.engine", "flowlog.workflow.reactor", "flowlog.api",
+             "flowlog.console", "flowlog.bench.harness", "flowlog.client.client")  # fmt: skip
+    assert [m for m in loaded if m in heavy or m.startswith(tuple(f"{h}." for h in heavy))] == []
 
 
 def test_migrate_applies_the_schema(empty_database_url: str) -> None:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import ast
 import importlib
-import subprocess
-import sys
 from importlib.metadata import version
 from pathlib import Path
 
 import flowlog
+from tests.helpers import loaded_by
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,11 +36,15 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
     assert "NodeDefinition" in dir(flowlog)
 
 
-def test_importing_flowlog_loads_none_of_its_modules() -> None:
-    code = "import sys, flowlog\nprint(sorted(m for m in sys.modules if m.startswith('flowlog.')))"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=ROOT / "tests", timeout=60, check=True)  # fmt: skip
-    assert done.stdout.strip() == "[]"
+def test_importing_flowlog_loads_none_of_its_modules_but_the_loader() -> None:
+    assert loaded_by("import flowlog") == ["flowlog.lazy"]
+
+
+def test_the_clients_errors_load_without_the_http_client() -> None:
+    loaded = loaded_by("from flowlog.client.errors import NotFound")
+    assert "flowlog.client.client" not in loaded
+    assert [m for m in loaded if m.startswith("aiohttp")] == []
+    assert "flowlog.client.client" in loaded_by("from flowlog.client import FlowlogClient")
 
 
 def test_the_page_of_the_public_surface_names_every_name() -> None:

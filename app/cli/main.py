@@ -16,20 +16,14 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
 from flowlog import logs, telemetry
 from flowlog.access.tokens import Tokens
-from flowlog.archive.retention import prepare_with_retention
 from flowlog.cli import args as cli_args
-from flowlog.cli import flows as flows_commands
-from flowlog.cli import remote_worker
-from flowlog.cli.flows import usage_problem as flows_usage
-from flowlog.cli.keys import usage_problem as key_usage
 from flowlog.cli.problems import database_problem
-from flowlog.cli.schedules import usage_problem as schedule_usage
 from flowlog.config import ConfigError, Settings
 from flowlog.database import (
     EMBEDDED_DATABASE,
@@ -38,14 +32,16 @@ from flowlog.database import (
     provide_database,
     refuse_embedded,
 )
-from flowlog.engine import Engine, load_definitions
 from flowlog.eventstore import LogHorizonError
 from flowlog.migrate import MigrationError, prepare_schema
 from flowlog.pgserver import SUPERUSER, EmbeddedPostgres, EmbeddedPostgresError, bundled_bin_dir
 from flowlog.roles import DatabaseUrls
-from flowlog.web import listen
-from flowlog.workflow.definition import Registry
-from flowlog.workflow.errors import InvalidDefinition
+
+if TYPE_CHECKING:
+    from flowlog.workflow.definition import Registry
+
+# Each command imports what it runs when it runs (below, in the function of the command):
+# every `flowlog` process would otherwise load the server, the engine and the benchmarks.
 
 log = logging.getLogger("flowlog")
 
@@ -84,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in cli_args.LONG_RUNNING:
         telemetry.configure()  # OpenTelemetry, when its extra is installed and OTEL_* ask
     if args.command == "worker":
+        from flowlog.cli import remote_worker
+
         if problem := remote_worker.usage_problem(args):
             command.error(problem)
         if args.remote:  # a worker of a task queue, through a server: no database of its own
@@ -101,12 +99,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         except DatabaseUrlRequired as exc:
             print(f"flowlog dsn: {exc}", file=sys.stderr)
             return 2
-    if args.command == "keys" and (problem := key_usage(args)):
-        command.error(problem)
-    if args.command == "schedules" and (problem := schedule_usage(args)):
-        command.error(problem)
+    if args.command == "keys":
+        from flowlog.cli.keys import usage_problem as key_usage
+
+        if problem := key_usage(args):
+            command.error(problem)
+    if args.command == "schedules":
+        from flowlog.cli.schedules import usage_problem as schedule_usage
+
+        if problem := schedule_usage(args):
+            command.error(problem)
     if args.command == "flows":
-        if problem := flows_usage(args):
+        from flowlog.cli import flows as flows_commands
+
+        if problem := flows_commands.usage_problem(args):
             command.error(problem)
         if args.api:  # through a server: no database of its own
             return asyncio.run(flows_commands.run_api(args))
@@ -134,8 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _definitions(
     args: argparse.Namespace, settings: Settings, command: argparse.ArgumentParser
-) -> tuple[Settings, Registry]:
-    """The definitions the command needs, loaded as ``python -m`` would find them."""
+) -> tuple[Settings, Registry | None]:
+    """The definitions the command needs, loaded as ``python -m`` would find them (None: the
+    command needs none)."""
     modules: tuple[str, ...]
     if args.command == "check-definition":
         modules, origin = (args.module,), "MODULE"
@@ -154,7 +161,10 @@ def _definitions(
             }
         )
     else:
-        return settings, Registry()
+        return settings, None
+    from flowlog.engine import load_definitions
+    from flowlog.workflow.errors import InvalidDefinition
+
     here = os.getcwd()
     if here not in sys.path:
         sys.path.insert(0, here)  # as `python -m` does: modules beside the user come first
@@ -173,6 +183,8 @@ _LISTEN_HINTS = {
 
 def _listen(args: argparse.Namespace) -> socket.socket:
     """serve's socket, bound before anything else starts (a taken port stops it at once)."""
+    from flowlog.web import listen
+
     try:
         return listen(args.host, args.port)
     except socket.gaierror as exc:
@@ -248,11 +260,13 @@ def _run(
     args: argparse.Namespace,
     settings: Settings,
     urls: DatabaseUrls,
-    registry: Registry,
+    registry: Registry | None,
     listening: socket.socket | None,
 ) -> int:
     database_url = urls.url
     if args.command == "migrate":
+        from flowlog.archive.retention import prepare_with_retention
+
         applied = asyncio.run(prepare_with_retention(urls, settings.retention))
         if applied:
             print(f"applied migrations {', '.join(map(str, applied))}")
@@ -270,6 +284,7 @@ def _run(
 
         from flowlog.web import create_app
 
+        assert registry is not None  # loaded by _definitions for serve, worker and check
         web.run_app(
             create_app(settings, urls, registry),
             sock=listening,
@@ -278,11 +293,13 @@ def _run(
         )
         return 0
     if args.command == "worker":
+        assert registry is not None
         asyncio.run(_work(settings, urls, registry))
         return 0
     if args.command in {"history", "replay"}:
         return asyncio.run(_audit(args, urls, settings))
     if args.command == "check-definition":
+        assert registry is not None
         return asyncio.run(_check(args, urls, registry))
     if args.command in {"export", "import"}:
         return asyncio.run(_transfer(args, urls))
@@ -299,6 +316,8 @@ def _run(
     if args.command == "definitions":
         return asyncio.run(_definitions_command(args, urls))
     if args.command == "flows":
+        from flowlog.cli import flows as flows_commands
+
         return asyncio.run(flows_commands.run_database(args, urls))
     if args.command == "bench":
         from flowlog.bench import (
@@ -506,6 +525,8 @@ def _open(files: contextlib.ExitStack, opener: Any, path: Path, mode: str) -> An
 
 async def _work(settings: Settings, urls: DatabaseUrls, registry: Registry) -> None:
     """The reactor alone, until SIGTERM or SIGINT; then a graceful stop."""
+    from flowlog.engine import Engine
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
