@@ -18,6 +18,7 @@ from flowlog.access.roles import Role
 from flowlog.api.authorize import authorize
 from flowlog.api.context import CLOSE_AFTER
 from flowlog.api.errors import ClientGone, json_response
+from flowlog.api.expect import continue_or_ignore
 from flowlog.api.json_keys import refuse_duplicate_keys
 from flowlog.api.openapi import build_openapi
 from flowlog.storable import storable_text
@@ -91,10 +92,10 @@ class Api:
     def install(self, app: web.Application) -> None:
         for operation in self.operations:
             endpoint = _endpoint(operation)
-            app.router.add_route(operation.method, operation.path, endpoint)
-            alias = alias_of(operation.path)
-            if alias is not None:
-                app.router.add_route(operation.method, alias, endpoint)
+            for path in (operation.path, alias_of(operation.path)):
+                if path is not None:
+                    app.router.add_route(operation.method, path, endpoint,
+                                         expect_handler=continue_or_ignore)  # fmt: skip
 
     def openapi(self, *, title: str, version: str) -> dict[str, Any]:
         return build_openapi(self.operations, title=title, version=version)

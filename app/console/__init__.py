@@ -23,6 +23,7 @@ from aiohttp import web
 from flowlog.access.limiter import Coalescer, FailureLimit
 from flowlog.access.roles import ANYONE, Role
 from flowlog.api.context import context_of
+from flowlog.api.expect import continue_or_ignore
 from flowlog.api.middleware import CONSOLE_ROUTES
 from flowlog.console import activity, login, oidc, pages, present, queues, schedules, webhooks
 from flowlog.console.pages import render
@@ -83,9 +84,11 @@ def setup_console(app: web.Application) -> None:
     app[login.FAILURES] = FailureLimit()
     app[login.LOGIN_EVENTS] = Coalescer(1.0)
     for method, path, handler, name, role in PAGES:
-        app.router.add_route(method, path, _needs(role, handler), name=CONSOLE_ROUTES + name)
+        app.router.add_route(method, path, _needs(role, handler), name=CONSOLE_ROUTES + name,
+                             expect_handler=continue_or_ignore)  # fmt: skip
     for prefix, folder, name in FILES:
-        app.router.add_static(prefix, folder, name=CONSOLE_ROUTES + name)
+        app.router.add_static(prefix, folder, name=CONSOLE_ROUTES + name,
+                              expect_handler=continue_or_ignore)  # fmt: skip
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
