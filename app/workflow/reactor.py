@@ -49,7 +49,7 @@ from flowlog.workflow.parking import ParkingLot
 from flowlog.workflow.reactor_settings import ReactorSettings
 from flowlog.workflow.state import FlowState, FlowStatus
 from flowlog.workflow.store import FlowRepository
-from flowlog.workflow.work import WorkQueue
+from flowlog.workflow.work import Claimed, WorkQueue
 
 # Observer: the type of the reactor's ``observe`` argument, imported from here.
 __all__ = ["Observer", "Reactor", "ReactorSettings", "worker_name"]
@@ -198,17 +198,21 @@ class Reactor:
         be more to claim, until woken when every slot is busy, else until the next due time."""
         self._pass_began = asyncio.get_running_loop().time()
         asked = self._free_slots()
-        claimed, full = await self._claim()
-        if full:
+        versions = self._claimable_versions() if asked > 0 else []
+        if not versions:
+            return None  # every slot is busy, or every definition at its limit: until woken
+        claim = await self.work.claim(versions, asked)
+        await self._start(claim.flows)
+        if self._free_slots() <= 0:
             return None
-        if claimed and claimed >= asked:
+        if len(claim.flows) >= asked:
             return 0.0  # there may be more: claim again before sleeping
         # Fewer than asked: nothing more was claimable (a claim takes every due row it can
         # lock, up to its limit), so another claim now would find nothing. A claim that took
         # some said when the next row is due, as the next-due query would, counted from when
         # the claim began (a timer must not fire late by the claim's own time).
-        if claimed:
-            due = self.work.due_after_claim
+        if claim.flows:
+            due = claim.next_due
             if due is not None:
                 due -= asyncio.get_running_loop().time() - self._pass_began
             return self._bounded(due)
@@ -225,15 +229,8 @@ class Reactor:
         if self.limit.limit > before:
             self._wake.set()  # room for more: claim now, not when a drive ends
 
-    async def _claim(self) -> tuple[int, bool]:
-        """Claims up to the free slots; returns (how many, whether all slots are now busy)."""
-        free = self._free_slots()
-        if free <= 0:
-            return 0, True
-        versions = self._claimable_versions()
-        if not versions:
-            return 0, True
-        claimed = await self.work.claim(versions, free)
+    async def _start(self, claimed: Claimed) -> None:
+        """Drives for the flows a claim took."""
         for flow_id, (name, events) in claimed.items():
             if flow_id in self._drives:
                 # Our own lease had expired (a late heartbeat) and we took it again: the drive
@@ -246,7 +243,6 @@ class Reactor:
                 await self.work.release(flow_id)
                 continue
             self._spawn(flow_id, name, events)
-        return len(claimed), self._free_slots() <= 0
 
     def _claimable_versions(self) -> list[str]:
         limits = self.settings.definition_limits

@@ -9,6 +9,7 @@ round trip); those that need nothing from the answer return the pool's own await
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from dataclasses import dataclass
 
 import asyncpg
 
@@ -22,19 +23,24 @@ Claimed = dict[str, tuple[str, list[RecordedEvent]]]
 """Claimed flows: {flow id: (definition name, the flow's events)}."""
 
 
+@dataclass(frozen=True, slots=True)
+class Claim:
+    flows: Claimed
+    next_due: float | None
+    """Seconds until the next row this claim did not take is claimable, as the next-due query
+    would say (None: there is none, or the claim took nothing and did not look)."""
+
+
 class WorkQueue:
-    __slots__ = ("_ring_after", "due_after_claim", "lease_seconds", "owner", "pool")
+    __slots__ = ("_ring_after", "lease_seconds", "owner", "pool")
 
     def __init__(self, pool: asyncpg.Pool, owner: str, lease_seconds: float) -> None:
         self.pool = pool
         self._ring_after = ""
-        self.due_after_claim: float | None = None
-        """Seconds until the next row the last claim did not take is claimable (None: none,
-        or the claim took nothing)."""
         self.owner = owner
         self.lease_seconds = lease_seconds
 
-    async def claim(self, versions: list[str], limit: int) -> Claimed:
+    async def claim(self, versions: list[str], limit: int) -> Claim:
         """Leases up to ``limit`` due flows of definition ``versions``, with their events:
         the most urgent first, then the oldest due of each of the next tenants in turn (a
         ring that goes round from claim to claim), then the oldest due."""
@@ -47,8 +53,7 @@ class WorkQueue:
             flow = claimed.setdefault(row["flow_id"], (row["definition_name"], []))
             flow[1].append(RecordedEvent(*tuple(row)[4:]))
         self._ring_after = (rows[0]["ring_end"] if rows else None) or ""
-        self.due_after_claim = rows[0]["next_due"] if rows else None
-        return claimed
+        return Claim(claimed, rows[0]["next_due"] if rows else None)
 
     def next_due(self, versions: list[str]) -> Awaitable[float | None]:
         """Seconds until the next flow of ``versions`` is claimable; None when there is none."""

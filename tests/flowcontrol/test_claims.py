@@ -15,7 +15,7 @@ async def test_a_claim_takes_the_most_urgent_due_flows_first(api: Engine) -> Non
     work = WorkQueue(api.pool, "test-claimer", 30)
     versions = api.registry.versions()
     order = []
-    while claimed := await work.claim(versions, 1):
+    while claimed := (await work.claim(versions, 1)).flows:
         order += list(claimed)
     by_id = dict(made)
     assert [by_id[f] for f in order] == [9, 3, 3, 0, 0, 0]
@@ -28,7 +28,7 @@ async def test_one_tenant_s_burst_does_not_starve_another_tenant_s_flow(api: Eng
         await api.service.create(f"burst-{n}", "test", "proc", start=True, tenant_id="big")
     lone = await api.service.create("lone", "test", "proc", start=True, tenant_id="small")
     work = WorkQueue(api.pool, "test-claimer", 30)
-    claimed = await work.claim(api.registry.versions(), 8)
+    claimed = (await work.claim(api.registry.versions(), 8)).flows
     # Due after the 120 others, it is in the first claim: the oldest due flow of each tenant
     # comes before the rest.
     assert lone.flow_id in claimed
