@@ -18,17 +18,13 @@ from tests.webhooks.rows import secret, subscribe
 async def test_a_failed_flow_is_delivered_verified_woken_not_polled(
     pool: asyncpg.Pool, delivering: StartDelivering, receiver: Receiver
 ) -> None:
-    # The sender looks by itself only every 30 s here: a delivery within 5 s was woken by the
-    # fan-out, never found by a poll. (Under a second on a quiet machine, about 0.1 s: the
-    # CI's four workers on two cores once took 1.26 s. The lag itself is measured by
-    # `flowlog bench webhooks`, docs/benchmarks.md.)
-    engine = await delivering(tuning=dataclasses.replace(QUICK, poll_seconds=30.0))
+    # The sender looks by itself only once an hour here: a delivery at all was woken by the
+    # fan-out, never found by a poll, however loaded the machine (about 0.1 s when quiet; the
+    # lag itself is measured by `flowlog bench webhooks`, docs/benchmarks.md).
+    engine = await delivering(tuning=dataclasses.replace(QUICK, poll_seconds=3600.0))
     hook = await subscribe(pool, url=receiver.url, events=["FlowFailed"])
-    loop = asyncio.get_running_loop()
-    started = loop.time()
     flow = await engine.service.create("b1", "demo", "failing", start=True)
-    await wait_until(lambda: receiver.received, within=10, what="a delivery")
-    assert loop.time() - started < 5.0
+    await wait_until(lambda: receiver.received, within=60, what="a delivery")
     [payload] = receiver.verified(await secret(pool, hook))
     assert payload["type"] == "FlowFailed"
     data = payload["data"]
