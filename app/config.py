@@ -17,7 +17,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from flowlog.access.oidc import OidcSettings
+from flowlog.access.oidc_settings import OidcSettings
 from flowlog.archive.policy import (
     ArchiveSettings,
     BadRetention,
