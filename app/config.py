@@ -1,14 +1,12 @@
 """flowlog's settings: one field per environment variable (its name the field's alias), with
 its type, default, bounds and what it does, and what the command line sets on top (flags
-override the variables). ``flowlog --help`` lists the variables from here, and
-tests/test_config.py holds the README's table to them; app/config_values.py says what each
-variable's text may be."""
+override the variables). app/config_help.py reads the variables off it for ``flowlog --help``
+and the README's table; app/config_values.py says what each variable's text may be."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
@@ -17,7 +15,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from flowlog.access.oidc import OidcSettings
+from flowlog.access.oidc_settings import OidcSettings
 from flowlog.archive.policy import (
     ArchiveSettings,
     BadRetention,
@@ -65,17 +63,7 @@ def default_data_dir(euid: int, home: Path) -> Path:
 Topic = Literal[
     "database", "embedded", "serve", "sign-on", "reactor", "webhooks", "archive", "logs"
 ]
-TOPICS: dict[Topic, str] = {
-    "database": "",
-    "embedded": "when DATABASE_URL is unset",
-    "serve": "",
-    "sign-on": "the console's single sign-on, docs/access.md",
-    "reactor": "",
-    "webhooks": "docs/webhooks.md",
-    "archive": "",
-    "logs": "",
-}
-"""What the variables are for, in the order ``--help`` lists them (with a note, if any)."""
+"""Where ``--help`` lists a variable (app/config_help.py orders the topics and notes them)."""
 
 
 def _about(topic: Topic, shown: str | None = None) -> dict[str, JsonValue]:
@@ -415,7 +403,7 @@ class Settings(BaseSettings):
         """The settings ``env`` gives (by default the process's environment), or ConfigError
         naming the first variable that is wrong."""
         env = os.environ if env is None else env
-        given = {v.name: env[v.name] for v in VARIABLES if _said(env, v.name)}
+        given = {name: env[name] for name in FIELDS if _said(env, name)}
         try:
             return cls.model_validate(given)
         except ValidationError as exc:
@@ -451,7 +439,7 @@ def _problem(error: ErrorDetails) -> str:
     if isinstance(cause, ValueError):
         return f"{name} {cause}"
     if error["type"] in {"greater_than_equal", "less_than_equal"}:
-        low, high = _bounds(_FIELDS[name])
+        low, high = _bounds(FIELDS[name])
         return f"{name} must be between {low} and {high}, not {error['input']}"
     return f"{name}: {error['msg']}"
 
@@ -462,44 +450,5 @@ def _bounds(field: FieldInfo) -> tuple[Any, Any]:
     return low, next(m.le for m in field.metadata if hasattr(m, "le"))
 
 
-@dataclass(frozen=True, slots=True)
-class Variable:
-    """An environment variable of the settings, as ``--help`` and the README say it."""
-
-    name: str
-    topic: Topic
-    shown: str
-    """Its default as the README's table says it."""
-    description: str
-
-
-def _variables() -> tuple[Variable, ...]:
-    found = []
-    for name, field in _FIELDS.items():
-        about: Any = field.json_schema_extra
-        shown = about["shown"] or _shown(field.get_default(call_default_factory=False))
-        found.append(Variable(name, about["topic"], shown, field.description or ""))
-    return tuple(found)
-
-
-def _shown(default: Any) -> str:
-    if default is None:
-        return "unset"
-    if default in ("", ()):
-        return "none"
-    if isinstance(default, float) and default.is_integer():
-        default = int(default)
-    return f"`{default}`"
-
-
-def environment() -> tuple[tuple[str, tuple[str, ...], str], ...]:
-    """The variables by topic, as ``--help`` lists them: (topic, names, note)."""
-    return tuple(
-        (topic, tuple(v.name for v in VARIABLES if v.topic == topic), note)
-        for topic, note in TOPICS.items()
-    )
-
-
-_FIELDS = {field.alias: field for field in Settings.model_fields.values() if field.alias}
-VARIABLES = _variables()
-"""The variables of the settings, in the model's order."""
+FIELDS = {field.alias: field for field in Settings.model_fields.values() if field.alias}
+"""The settings' fields by their variable's name, in the model's order."""

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator
 
-from flowlog.access.oidc import OidcSettings
+from flowlog.access.oidc_settings import OidcSettings
 from flowlog.archive.policy import parse_definitions, parse_duration
 from flowlog.pgserver import DEFAULT_SYSTEM_USER
 from flowlog.webhooks.allow import AllowList

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from flowlog.archive.policy import Retention
-from flowlog.config import VARIABLES, ConfigError, Settings, default_data_dir
+from flowlog.config import ConfigError, Settings, default_data_dir
+from flowlog.config_help import VARIABLES
 from flowlog.database import quote_ident, with_database
 
 

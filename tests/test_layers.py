@@ -185,6 +185,25 @@ def test_the_client_imports_nothing_of_the_server() -> None:
             assert server == [], f"{path.relative_to(ROOT)} imports {server}"
 
 
+# -- the size of a module ----------------------------------------------------------------------
+
+MAX_LINES = 500
+SIZED = ("app", "eventstore", "projections")
+
+
+def test_no_module_is_over_500_lines() -> None:
+    """A module past 500 lines holds more than one concern, and is split by what it holds (a
+    client apart from its settings, the fold apart from the state it folds), not cut at a
+    line."""
+    over = [
+        f"{path.relative_to(ROOT)} ({lines})"
+        for folder in SIZED
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if (lines := len(path.read_text().splitlines())) > MAX_LINES
+    ]
+    assert over == [], f"modules over {MAX_LINES} lines: {', '.join(over)}"
+
+
 # -- every module alone ------------------------------------------------------------------------
 
 ALONE = """

@@ -37,7 +37,8 @@ from flowlog.workflow.events import (
     NodeWaiting,
     encode,
 )
-from flowlog.workflow.state import FlowState, evolve
+from flowlog.workflow.fold import evolve
+from flowlog.workflow.state import FlowState
 from flowlog.workflow.streams import decode_recorded
 
 # Times in events come from the deciding process's clock, not from the definition.

@@ -40,7 +40,8 @@ from flowlog.workflow.events import (
     NodeSucceeded,
 )
 from flowlog.workflow.fanout import DEFAULT_MAX_CONCURRENCY, Children, no_executor
-from flowlog.workflow.state import FlowState, FoldError, fold
+from flowlog.workflow.fold import FoldError, fold
+from flowlog.workflow.state import FlowState
 
 Outcome = Literal["clean", "blocked", "already"]
 History = Sequence[tuple[FlowEvent, datetime]]

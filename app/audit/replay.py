@@ -12,7 +12,8 @@ import orjson
 
 from flowlog.audit.points import Point
 from flowlog.eventstore import RecordedEvent
-from flowlog.workflow.state import FlowState, evolve
+from flowlog.workflow.fold import evolve
+from flowlog.workflow.state import FlowState
 from flowlog.workflow.streams import decode_recorded
 
 

@@ -19,7 +19,8 @@ from flowlog.cli.flows import add_arguments as add_flow_arguments
 from flowlog.cli.keys import add_arguments as add_key_arguments
 from flowlog.cli.schedules import add_arguments as add_schedule_arguments
 from flowlog.cli.types import flow_id, port, queue_name, server_url, worker_id
-from flowlog.config import Settings, environment
+from flowlog.config import Settings
+from flowlog.config_help import environment
 
 BENCHMARKS = (
     "activity",

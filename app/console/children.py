@@ -24,7 +24,7 @@ from flowlog.workflow.events import (
     FlowEvent,
     NodeStarted,
 )
-from flowlog.workflow.state import fold
+from flowlog.workflow.fold import fold
 
 PARENT_KINDS = ("map", "parallel", "subflow")
 LISTED_KINDS = ("parallel", "subflow")

@@ -28,14 +28,8 @@ from flowlog.workflow.commands import CancelFlow, Command, RetryFlow, StartFlow,
 from flowlog.workflow.decide import decide
 from flowlog.workflow.errors import Code, WorkflowError
 from flowlog.workflow.events import FlowEvent, NodeStarted, decode
-from flowlog.workflow.state import (
-    FlowState,
-    FlowStatus,
-    NodeExecution,
-    NodeStatus,
-    evolve,
-    fold,
-)
+from flowlog.workflow.fold import evolve, fold
+from flowlog.workflow.state import FlowState, FlowStatus, NodeExecution, NodeStatus
 
 ACTIONS: tuple[tuple[str, Command], ...] = (
     ("start", StartFlow()),

@@ -48,9 +48,10 @@ from flowlog.workflow.decide import decide
 from flowlog.workflow.errors import Code, DefinitionNotFound, WorkflowError
 from flowlog.workflow.events import FlowEvent, FlowStarted
 from flowlog.workflow.executor import FlowContext
+from flowlog.workflow.fold import evolve
 from flowlog.workflow.idempotency import Idempotency, fingerprint
 from flowlog.workflow.service import WorkflowService
-from flowlog.workflow.state import FlowState, evolve
+from flowlog.workflow.state import FlowState
 from flowlog.workflow.store import _batch
 from flowlog.workflow.task_decisions import no_reactor_needed
 

@@ -1,6 +1,6 @@
 """A flow's status after one of its events, from the events alone: what a delivery says and
 what a subscription's ``statuses`` filter on. The same answer as the fold
-(app/workflow/state.py) for every prefix of every history (tests/webhooks/test_status.py),
+(app/workflow/fold.py) for every prefix of every history (tests/webhooks/test_status.py),
 without folding: only the last event that changes the status matters."""
 
 from __future__ import annotations

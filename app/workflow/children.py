@@ -46,8 +46,9 @@ from flowlog.workflow.definition import NodeDefinition, Registry, WorkflowDefini
 from flowlog.workflow.errors import Code, WorkflowError
 from flowlog.workflow.events import ChildrenCommanded, ChildrenEnded, ChildrenStarted, FlowEvent
 from flowlog.workflow.events import FlowStarted as Started
+from flowlog.workflow.fold import evolve
 from flowlog.workflow.queries import Q
-from flowlog.workflow.state import TERMINAL, FlowState, FlowStatus, evolve
+from flowlog.workflow.state import TERMINAL, FlowState, FlowStatus
 from flowlog.workflow.store import FlowRepository, Harvested
 
 log = logging.getLogger("flowlog.workflow.reactor")

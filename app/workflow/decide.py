@@ -40,7 +40,8 @@ from flowlog.workflow.commands import (
 from flowlog.workflow.definition import WorkflowDefinition
 from flowlog.workflow.errors import Code, WorkflowError
 from flowlog.workflow.events import FlowArchived, FlowEvent
-from flowlog.workflow.state import FlowState, evolve
+from flowlog.workflow.fold import evolve
+from flowlog.workflow.state import FlowState
 
 
 def decide(

@@ -48,8 +48,9 @@ from flowlog.workflow.definition import Registry, WorkflowDefinition
 from flowlog.workflow.errors import Code, DefinitionTaken, FlowNotFound, WorkflowError
 from flowlog.workflow.events import FlowStarted
 from flowlog.workflow.executor import FlowContext
+from flowlog.workflow.fold import evolve
 from flowlog.workflow.idempotency import KeyedRequest, KeyTaken, Recorded, fingerprint
-from flowlog.workflow.state import FlowState, evolve
+from flowlog.workflow.state import FlowState
 from flowlog.workflow.store import FlowRepository
 from flowlog.workflow.streams import (
     DEFINITION_REGISTERED,

@@ -35,11 +35,12 @@ from flowlog.workflow.caller import SYSTEM, Caller
 from flowlog.workflow.errors import FlowNotFound
 from flowlog.workflow.event_waits import WaitRow
 from flowlog.workflow.events import FlowEvent, FlowMigrated, FlowRetried, encode
+from flowlog.workflow.fold import evolve, renamed_nodes, retimed
 from flowlog.workflow.idempotency import KeyTaken, claim, claims, key_taken
 from flowlog.workflow.node_decisions import due_at
 from flowlog.workflow.projection import node_rows, touched_nodes, wait_row, workflow_row
 from flowlog.workflow.queries import Q
-from flowlog.workflow.state import FlowState, evolve, offered_task, renamed_nodes, retimed
+from flowlog.workflow.state import FlowState, offered_task
 from flowlog.workflow.streams import flow_stream, fold_recorded
 
 

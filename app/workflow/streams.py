@@ -8,7 +8,8 @@ from typing import Any
 
 from flowlog.eventstore import RecordedEvent
 from flowlog.workflow.events import FlowEvent, decode
-from flowlog.workflow.state import FlowState, evolve_owned
+from flowlog.workflow.fold import evolve_owned
+from flowlog.workflow.state import FlowState
 
 FLOW_STREAM = "flow-"
 DEFINITION_STREAM = "definition-"

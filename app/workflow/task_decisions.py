@@ -17,7 +17,8 @@ from flowlog.workflow.commands import CompleteTask, RecordFailure, RecordSubmitt
 from flowlog.workflow.definition import NodeKind, WorkflowDefinition
 from flowlog.workflow.errors import Code, WorkflowError
 from flowlog.workflow.events import FlowEvent, NodeStarted
-from flowlog.workflow.state import FlowState, FlowStatus, evolve
+from flowlog.workflow.fold import evolve
+from flowlog.workflow.state import FlowState, FlowStatus
 
 SUCCESS, FAIL, RUNNING = "success", "fail", "running"
 

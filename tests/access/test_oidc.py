@@ -14,14 +14,8 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 import pytest
 
-from flowlog.access.oidc import (
-    MappingEntry,
-    OidcClient,
-    OidcIdentity,
-    OidcPending,
-    OidcRefused,
-    OidcSettings,
-)
+from flowlog.access.oidc import OidcClient, OidcIdentity, OidcPending, OidcRefused
+from flowlog.access.oidc_settings import MappingEntry, OidcSettings
 from tests.access.oidc_provider import (
     CLIENT_ID,
     CLIENT_SECRET,

@@ -25,7 +25,8 @@ from flowlog.workflow.events import (
     NodeStarted,
     NodeWaiting,
 )
-from flowlog.workflow.state import FlowState, evolve, fold, retimed
+from flowlog.workflow.fold import evolve, fold, retimed
+from flowlog.workflow.state import FlowState
 from tests.workflow.defs import noop
 from tests.workflow.test_waiting import Approvals, approval_flow
 

@@ -10,7 +10,8 @@ from flowlog.webhooks.status import STATUS_EVENTS, changes_status, status_after
 from flowlog.workflow.definition import WorkflowDefinition
 from flowlog.workflow.errors import StaleOutcome, WorkflowError
 from flowlog.workflow.events import encode
-from flowlog.workflow.state import FlowStatus, fold
+from flowlog.workflow.fold import fold
+from flowlog.workflow.state import FlowStatus
 from tests.workflow.harness import created
 from tests.workflow.test_properties import ACTIONS, DEFINITIONS, command_for
 

@@ -9,7 +9,8 @@ from flowlog.workflow.commands import Command, CreateFlow
 from flowlog.workflow.decide import decide, decide_and_advance
 from flowlog.workflow.definition import WorkflowDefinition
 from flowlog.workflow.events import FlowEvent
-from flowlog.workflow.state import FlowState, evolve, fold
+from flowlog.workflow.fold import evolve, fold
+from flowlog.workflow.state import FlowState
 
 REACTOR = ("Advance", "Interrupt", "RecordSubmitted", "RecordSuccess", "RecordFailure",
            "RecordCanceled", "RecordWaiting", "Wake")  # fmt: skip

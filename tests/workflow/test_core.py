@@ -20,7 +20,8 @@ from flowlog.workflow.commands import (
 )
 from flowlog.workflow.errors import Code, StaleOutcome, WorkflowError
 from flowlog.workflow.events import ContextSet, FlowCreated, FlowStarted, NodeStarted
-from flowlog.workflow.state import FlowStatus, FoldError, NodeStatus, evolve
+from flowlog.workflow.fold import FoldError, evolve
+from flowlog.workflow.state import FlowStatus, NodeStatus
 from tests.workflow.defs import backup_flow, pausing_flow, polling_flow
 from tests.workflow.harness import T0, Memory, created
 

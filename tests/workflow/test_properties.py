@@ -45,7 +45,8 @@ from flowlog.workflow.events import (
     decode,
     encode,
 )
-from flowlog.workflow.state import TERMINAL, FlowState, FlowStatus, NodeStatus, evolve, fold
+from flowlog.workflow.fold import evolve, fold
+from flowlog.workflow.state import TERMINAL, FlowState, FlowStatus, NodeStatus
 from flowlog.workflow.store import FlowRepository
 from tests.workflow.defs import backup_flow, noop, pausing_flow, polling_flow
 from tests.workflow.harness import REACTOR, Memory, created
