@@ -105,3 +105,11 @@ def _libpq_options(url: str | None) -> list[str]:
     options = ["-h", host] if host else []
     options += ["-p", str(port)] if port else []
     return options + (["-U", user] if user else [])
+
+
+class CommandError(Exception):
+    """A command cannot run as asked (a file it cannot read, a port it cannot take)."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
