@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import fcntl
 import os
@@ -330,21 +331,71 @@ def test_every_benchmark_is_tested() -> None:
     assert sorted(name for name, _ in BENCH_FIGURES) == sorted(BENCHMARKS)
 
 
+def _bars(tree: ast.AST) -> list[ast.Call]:
+    """The progress bars a module draws: its tqdm calls."""
+    return [n for n in ast.walk(tree)
+            if isinstance(n, ast.Call) and ast.unparse(n.func).endswith("tqdm")]  # fmt: skip
+
+
+def _bars_obey(tree: ast.AST) -> list[str]:
+    """The progress bars of a module that are not turned off by a progress flag: each must say
+    ``disable=not <...progress>``."""
+    unruly = []
+    for node in _bars(tree):
+        disable = next((k.value for k in node.keywords if k.arg == "disable"), None)
+        if not (
+            isinstance(disable, ast.UnaryOp) and isinstance(disable.op, ast.Not)
+            and ast.unparse(disable.operand).split(".")[-1].endswith("progress")
+        ):  # fmt: skip
+            unruly.append(f"line {node.lineno}: {ast.unparse(node)[:80]}")
+    return unruly
+
+
+def test_every_progress_bar_is_turned_off_by_the_progress_flag() -> None:
+    """Every bar flowlog draws (21 today: the benchmarks', rebuild's, verify's, export's,
+    archive's...) is off when its command's progress flag is: so ``--no-progress`` (and a
+    pipe, for commands that decide) draws none, on every path, whatever a smoke run reaches.
+    No call passes a progress flag that is always on."""
+    bars = 0
+    for folder in ("app", "eventstore", "projections"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            tree = ast.parse(path.read_text(), str(path))
+            assert _bars_obey(tree) == [], path
+            bars += len(_bars(tree))
+            always = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.keyword)
+                      and n.arg == "progress" and isinstance(n.value, ast.Constant)
+                      and n.value.value is True]  # fmt: skip
+            assert always == [], f"{path}: progress=True at lines {always}"
+    assert bars >= 20
+    check = ast.parse("tqdm(total=3)\nbar = tqdm(total=3, disable=False)\n"
+                      "tqdm(total=3, disable=not progress)")  # fmt: skip
+    assert [line.split(":")[0] for line in _bars_obey(check)] == ["line 1", "line 2"]
+
+
+def test_a_benchmark_without_bars_draws_none(database_url: str) -> None:
+    """The flag reaches the benchmark (each benchmark's bars obey it: the test above)."""
+    result = run_flowlog("bench", "append", "--smoke", "--json", "--no-progress",
+                         env=cli_env(DATABASE_URL=database_url), timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-5000:]
+    assert not PROGRESS_BAR.search(result.stderr), result.stderr
+    assert orjson.loads(result.stdout.strip().splitlines()[-1])["size"] == "smoke"
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("bars", ["--progress", "--no-progress"])
 @pytest.mark.parametrize(("name", "keys"), BENCH_FIGURES, ids=[n for n, _ in BENCH_FIGURES])
-def test_each_benchmark_runs_with_and_without_progress_bars(
-    database_url: str, name: str, keys: tuple[str, ...], bars: str
+def test_each_benchmark_runs_drawing_its_bars(
+    database_url: str, name: str, keys: tuple[str, ...]
 ) -> None:
     """The smallest run of each (--smoke), as docs/benchmarks.md runs it on a terminal (bars
-    forced on: the test's stderr is a pipe) and without bars."""
+    forced on: the test's stderr is a pipe): its bars drawn on stderr, its figures on stdout.
+    Without bars: the two tests above."""
     result = run_flowlog(
-        "bench", name, "--smoke", "--json", bars, env=cli_env(DATABASE_URL=database_url),
+        "bench", name, "--smoke", "--json", "--progress", env=cli_env(DATABASE_URL=database_url),
         timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-5000:]
     assert "Traceback" not in result.stderr
-    assert bool(PROGRESS_BAR.search(result.stderr)) is (bars == "--progress"), result.stderr
+    assert PROGRESS_BAR.search(result.stderr), result.stderr
     figures = orjson.loads(result.stdout.strip().splitlines()[-1])
     assert figures["size"] == "smoke"
     assert all(figures[key] > 0 for key in keys), figures
