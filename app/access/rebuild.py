@@ -11,11 +11,8 @@ import asyncpg
 
 from flowlog.access.events import KEY_STREAM, KeyCreated, KeyRevoked, decode
 from flowlog.access.store import Q
-from flowlog.eventstore import RecordedEvent
 from flowlog.eventstore.pool import Executor
-from flowlog.projections.rebuild import Q as R
-
-_UPPER = KEY_STREAM[:-1] + chr(ord(KEY_STREAM[-1]) + 1)
+from flowlog.projections.prefixed import drift, streams_under
 
 
 @dataclass
@@ -26,12 +23,8 @@ class KeyCheck:
 
 async def _folds(conn: Executor) -> dict[str, tuple[Any, ...]]:
     """Every key's row (the columns of ``key_rows``), folded from its stream."""
-    streams: dict[str, list[RecordedEvent]] = {}
-    for row in await conn.fetch(R.stream_events, KEY_STREAM, _UPPER):
-        event = RecordedEvent(*row)
-        streams.setdefault(event.stream_id, []).append(event)
     rows = {}
-    for events in streams.values():
+    for events in (await streams_under(conn, KEY_STREAM)).values():
         first = decode(events[0].type, dict(events[0].data))
         if not isinstance(first, KeyCreated):
             continue
@@ -64,9 +57,5 @@ async def verify_keys(pool: asyncpg.Pool) -> KeyCheck:
         folds = await _folds(conn)
         rows = {row["id"]: tuple(row.values()) for row in await conn.fetch(Q.key_rows)}
     check.keys = len(folds)
-    for key_id in sorted(folds.keys() | rows.keys()):
-        if folds.get(key_id) != rows.get(key_id):
-            check.differences.append(
-                f"key {key_id}: the table has {rows.get(key_id)}, its stream {folds.get(key_id)}"
-            )
+    check.differences = drift(folds, rows, lambda key_id: f"key {key_id}")
     return check

@@ -13,9 +13,7 @@ import asyncpg
 from flowlog.archive import events as ev
 from flowlog.eventstore import RecordedEvent
 from flowlog.eventstore.pool import Executor
-from flowlog.projections.rebuild import Q as R
-
-_UPPER = ev.ARCHIVE_STREAM[:-1] + chr(ord(ev.ARCHIVE_STREAM[-1]) + 1)
+from flowlog.projections.prefixed import drift, streams_under
 
 ARCHIVE_COLUMNS = (
     "id", "status", "file", "sha256", "bytes", "flows", "events", "first_position",
@@ -86,10 +84,7 @@ def _drop(folded: _Folded, archive_id: str, flow_ids: list[str]) -> None:
 
 
 async def _folds(conn: Executor) -> _Folded:
-    streams: dict[str, list[RecordedEvent]] = {}
-    for row in await conn.fetch(R.stream_events, ev.ARCHIVE_STREAM, _UPPER):
-        event = RecordedEvent(*row)
-        streams.setdefault(event.stream_id, []).append(event)
+    streams = await streams_under(conn, ev.ARCHIVE_STREAM)
     folded = _Folded()
     # In the order the archives were made: a flow archived, restored and archived again
     # ends in its latest archive.
@@ -129,13 +124,8 @@ async def verify_archives(pool: asyncpg.Pool) -> ArchiveCheck:
         archives = {r["id"]: dict(r) for r in await conn.fetch(_ARCHIVE_ROWS)}
         flows = {r["flow_id"]: dict(r) for r in await conn.fetch(_FLOW_ROWS)}
     check.archives = len(folded.archives)
-    for table, want, have in (
-        ("archives", folded.archives, archives),
-        ("archived_flows", folded.flows, flows),
-    ):
-        for key in sorted(want.keys() | have.keys()):
-            if want.get(key) != have.get(key):
-                check.differences.append(
-                    f"{table} {key}: log says {want.get(key)}, table has {have.get(key)}"
-                )
+    check.differences = [
+        *drift(folded.archives, archives, lambda key: f"archives {key}", "the log"),
+        *drift(folded.flows, flows, lambda key: f"archived_flows {key}", "the log"),
+    ]
     return check

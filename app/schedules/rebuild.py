@@ -8,16 +8,13 @@ from typing import Any
 
 import asyncpg
 
-from flowlog.eventstore import RecordedEvent
 from flowlog.eventstore.pool import Executor
-from flowlog.projections.rebuild import Q as R
+from flowlog.projections.prefixed import streams_under
 from flowlog.schedules.decide import next_due, next_fires
 from flowlog.schedules.events import STREAM
 from flowlog.schedules.state import ScheduleState, from_snapshot, snapshot
 from flowlog.schedules.store import Q, fold_recorded
 from flowlog.times import utc_now
-
-_UPPER = STREAM[:-1] + chr(ord(STREAM[-1]) + 1)
 
 
 @dataclass
@@ -28,12 +25,8 @@ class ScheduleCheck:
 
 async def _folds(conn: Executor) -> dict[str, ScheduleState]:
     """Every schedule's state, folded from its stream."""
-    streams: dict[str, list[RecordedEvent]] = {}
-    for row in await conn.fetch(R.stream_events, STREAM, _UPPER):
-        event = RecordedEvent(*row)
-        streams.setdefault(event.stream_id, []).append(event)
     folds = {}
-    for stream_id, events in streams.items():
+    for stream_id, events in (await streams_under(conn, STREAM)).items():
         state = fold_recorded(events)
         if state is not None:
             folds[stream_id.removeprefix(STREAM)] = state

@@ -8,16 +8,11 @@ from typing import Any
 
 import asyncpg
 
-from flowlog.eventstore import RecordedEvent
 from flowlog.eventstore.pool import Executor
-from flowlog.projections.rebuild import Q as R
+from flowlog.projections.prefixed import drift, streams_under
 from flowlog.triggers.events import EVENT_STREAM, RULE_STREAM, CloudEventReceived
 from flowlog.triggers.rules import fold, row_args
 from flowlog.triggers.store import Q
-
-
-def _upper(prefix: str) -> str:
-    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
 @dataclass
@@ -27,17 +22,9 @@ class TriggerCheck:
     differences: list[str] = field(default_factory=list)
 
 
-async def _streams(conn: Executor, prefix: str) -> dict[str, list[RecordedEvent]]:
-    streams: dict[str, list[RecordedEvent]] = {}
-    for row in await conn.fetch(R.stream_events, prefix, _upper(prefix)):
-        event = RecordedEvent(*row)
-        streams.setdefault(event.stream_id, []).append(event)
-    return streams
-
-
 async def _rule_rows(conn: Executor) -> dict[str, tuple[Any, ...]]:
     rows = {}
-    for events in (await _streams(conn, RULE_STREAM)).values():
+    for events in (await streams_under(conn, RULE_STREAM)).values():
         rule = fold(events)
         if rule is not None:
             rows[rule.rule_id] = row_args(rule)
@@ -46,7 +33,7 @@ async def _rule_rows(conn: Executor) -> dict[str, tuple[Any, ...]]:
 
 async def _event_rows(conn: Executor) -> dict[tuple[str, int], tuple[Any, ...]]:
     rows = {}
-    for stream_id, events in (await _streams(conn, EVENT_STREAM)).items():
+    for stream_id, events in (await streams_under(conn, EVENT_STREAM)).items():
         for recorded in events:
             if recorded.type != CloudEventReceived.model_fields["type"].default:
                 continue
@@ -81,18 +68,10 @@ async def verify_triggers(pool: asyncpg.Pool) -> TriggerCheck:
         event_rows = {(row["stream_id"], row["version"]): _values(row)
                       for row in await conn.fetch(Q.received_rows)}  # fmt: skip
     check.rules, check.events = len(rules), len(received)
-    for rule_id in sorted(rules.keys() | rule_rows.keys()):
-        if rules.get(rule_id) != rule_rows.get(rule_id):
-            check.differences.append(
-                f"event rule {rule_id}: the table has {rule_rows.get(rule_id)}, its stream "
-                f"{rules.get(rule_id)}"
-            )
-    for key in sorted(received.keys() | event_rows.keys()):
-        if received.get(key) != event_rows.get(key):
-            check.differences.append(
-                f"received event {key[0]} version {key[1]}: the table has "
-                f"{event_rows.get(key)}, its stream {received.get(key)}"
-            )
+    check.differences = [
+        *drift(rules, rule_rows, lambda rule_id: f"event rule {rule_id}"),
+        *drift(received, event_rows, lambda key: f"received event {key[0]} version {key[1]}"),
+    ]
     return check
 
 

@@ -13,6 +13,7 @@ import asyncpg
 
 from flowlog.eventstore import EventReader
 from flowlog.eventstore.pool import Executor
+from flowlog.projections.prefixed import drift
 from flowlog.triggers.waits import Q
 from flowlog.workflow.projection import wait_row
 from flowlog.workflow.streams import flow_stream, fold_recorded
@@ -64,10 +65,6 @@ async def verify_event_waits(pool: asyncpg.Pool) -> WaitCheck:
         folds = await _folds(conn, sorted(candidates))
         rows = {row["node_id"]: tuple(row.values()) for row in await conn.fetch(Q.waits_rows)}
     check.waits = len(folds)
-    for node_id in sorted(folds.keys() | rows.keys()):
-        if folds.get(node_id) != rows.get(node_id):
-            check.differences.append(
-                f"event wait {node_id}: the table has {rows.get(node_id)}, its flow's stream "
-                f"{folds.get(node_id)}"
-            )
+    check.differences = drift(folds, rows, lambda node_id: f"event wait {node_id}",
+                              "its flow's stream")  # fmt: skip
     return check

@@ -10,14 +10,11 @@ from typing import Any
 
 import asyncpg
 
-from flowlog.eventstore import RecordedEvent
 from flowlog.eventstore.pool import Executor
-from flowlog.projections.rebuild import Q as R
+from flowlog.projections.prefixed import drift, streams_under
 from flowlog.webhooks.events import WEBHOOK_STREAM, is_webhook_id
 from flowlog.webhooks.state import fold
 from flowlog.webhooks.store import Q
-
-_UPPER = WEBHOOK_STREAM[:-1] + chr(ord(WEBHOOK_STREAM[-1]) + 1)
 
 
 @dataclass
@@ -29,13 +26,10 @@ class WebhookCheck:
 async def _folds(conn: Executor) -> dict[str, tuple[Any, ...]]:
     """Every subscription's row (the columns of ``rows``), folded from its stream. Other
     streams under the prefix (delivery's ``webhook-replays-<id>``) are not subscriptions."""
-    streams: dict[str, list[RecordedEvent]] = {}
-    for row in await conn.fetch(R.stream_events, WEBHOOK_STREAM, _UPPER):
-        event = RecordedEvent(*row)
-        if is_webhook_id(event.stream_id.removeprefix(WEBHOOK_STREAM)):
-            streams.setdefault(event.stream_id, []).append(event)
     rows = {}
-    for events in streams.values():
+    for stream_id, events in (await streams_under(conn, WEBHOOK_STREAM)).items():
+        if not is_webhook_id(stream_id.removeprefix(WEBHOOK_STREAM)):
+            continue
         state = fold(events)
         if state is not None:
             rows[state.webhook_id] = state.row()
@@ -61,10 +55,5 @@ async def verify_webhooks(pool: asyncpg.Pool) -> WebhookCheck:
         folds = await _folds(conn)
         rows = {row["id"]: tuple(row.values()) for row in await conn.fetch(Q.rows)}
     check.webhooks = len(folds)
-    for webhook_id in sorted(folds.keys() | rows.keys()):
-        if folds.get(webhook_id) != rows.get(webhook_id):
-            check.differences.append(
-                f"webhook {webhook_id}: the table has {rows.get(webhook_id)}, its stream "
-                f"{folds.get(webhook_id)}"
-            )
+    check.differences = drift(folds, rows, lambda webhook_id: f"webhook {webhook_id}")
     return check
