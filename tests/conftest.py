@@ -32,6 +32,7 @@ from tests.engines import FAST, StartEngine
 from tests.helpers import create_role, drop_role
 from tests.processes import Workers
 from tests.scratch_databases import ScratchDatabases
+from tests.server_turns import server_turn
 from tests.workflow.procdefs import DEFINITIONS as PROCESS_DEFINITIONS
 
 
@@ -57,6 +58,14 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     it started, on the database, on a lease to lapse), so two cores run four workers faster
     than two (measured: the suite in 9.3 min against 11.1 on two cores)."""
     return max(4, os.cpu_count() or 1)
+
+
+@pytest.fixture(autouse=True)
+def _server_turn(request: pytest.FixtureRequest, testrun_uid: str) -> Iterator[None]:
+    """Before any other fixture of the test: its turn at the server (tests/server_turns.py)."""
+    exclusive = request.node.get_closest_marker("whole_server") is not None
+    with server_turn(testrun_uid, exclusive=exclusive):
+        yield
 
 
 # A throwaway test server need not survive a power cut.

@@ -48,13 +48,14 @@ def one(kind: str, **data: object) -> list[NewEvent]:
 @pytest.fixture
 async def wide_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     # Fifty connections: the contention of the report (with forty, the old bounded retry
-    # failed only now and then). Half the server's max_connections, with room for a parallel
-    # worker's test.
+    # failed only now and then). Half the server's max_connections: the test runs alone.
     pool = await create_pool(database_url, min_size=1, max_size=50)
     yield pool
     await pool.close()
 
 
+@pytest.mark.whole_server
+@pytest.mark.timeout(300)  # its turn may wait for the longest test running elsewhere (~80 s)
 @pytest.mark.parametrize("in_transaction", [False, True])
 async def test_fifty_writers_of_any_version_all_land(
     wide_pool: asyncpg.Pool, in_transaction: bool
