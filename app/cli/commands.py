@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,11 +22,14 @@ import asyncpg
 
 from flowlog.cli.problems import CommandError
 from flowlog.config import Settings
+from flowlog.heap import freeze_startup
 from flowlog.migrate import prepare_schema
 from flowlog.pgserver import bundled_bin_dir
 from flowlog.roles import DatabaseUrls
 
 if TYPE_CHECKING:
+    from aiohttp import web
+
     from flowlog.workflow.definition import Registry
 
 log = logging.getLogger("flowlog")
@@ -77,8 +81,10 @@ def run(
         from flowlog.web import create_app
 
         assert registry is not None  # loaded by _definitions for serve, worker and check
+        app = create_app(settings, urls, registry)
+        app.cleanup_ctx.append(_frozen_once_started)  # last: after the engine has started
         web.run_app(
-            create_app(settings, urls, registry),
+            app,
             sock=listening,
             print=log.info,
             access_log=None,  # the API logs each request itself, with its ids
@@ -315,6 +321,11 @@ def _open(files: contextlib.ExitStack, opener: Any, path: Path, mode: str) -> An
         raise CommandError(f"cannot {verb} {path}: {exc.strerror or exc}") from None
 
 
+async def _frozen_once_started(app: web.Application) -> AsyncIterator[None]:
+    freeze_startup()
+    yield
+
+
 async def _work(settings: Settings, urls: DatabaseUrls, registry: Registry) -> None:
     """The reactor alone, until SIGTERM or SIGINT; then a graceful stop."""
     from flowlog.engine import Engine
@@ -329,5 +340,6 @@ async def _work(settings: Settings, urls: DatabaseUrls, registry: Registry) -> N
         retention=settings.retention, webhooks=settings.webhooks,
     ):  # fmt: skip
         log.info("worker running", extra={"versions": registry.versions()})
+        freeze_startup()
         await stop.wait()
         log.info("worker stopping")
