@@ -126,31 +126,42 @@ async def histories(
     }
 
 
-_RUNS_A_NODE = """
-SELECT EXISTS (
-    SELECT 1 FROM flow_work AS w
-    WHERE w.lease_owner LIKE $1 AND w.lease_expires_at > now()
-      AND (SELECT e.type FROM events AS e WHERE e.stream_id = 'flow-' || w.flow_id
-           ORDER BY e.version DESC LIMIT 1) = 'NodeStarted'
-)
+_RUNNING_NODES_OWNERS = """
+SELECT DISTINCT w.lease_owner FROM flow_work AS w
+WHERE w.lease_expires_at > now()
+  AND (SELECT e.type FROM events AS e WHERE e.stream_id = 'flow-' || w.flow_id
+       ORDER BY e.version DESC LIMIT 1) = 'NodeStarted'
 """
 
 
-async def kill_first_worker_after(
+async def kill_a_worker_after(
     pool: asyncpg.Pool, workers: Workers, count: int = 40, progress: str = FINISHED
-) -> None:
-    """Once ``progress`` (a count query) reaches ``count``, SIGKILLs the first worker while it
-    holds a flow whose node has started and not ended (on a loaded machine the others may have
-    taken every flow that was due, or the worker may hold only flows between two nodes, and a
-    kill then would interrupt nothing)."""
+) -> int:
+    """Once ``progress`` (a count query) reaches ``count``, SIGKILLs a worker while it holds a
+    flow whose node has started and not ended (a kill of a worker holding only flows between
+    two nodes would interrupt nothing; waiting for one chosen in advance failed on a loaded
+    machine, where the others had taken every flow that was due). Returns which worker (its
+    index in ``workers.processes``)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 60
     while await pool.fetchval(progress) < count:
         assert loop.time() < deadline
         await asyncio.sleep(0.05)
-    victim = workers.processes[0]
-    while not await pool.fetchval(_RUNS_A_NODE, f"%:{victim.pid}:%"):
-        assert loop.time() < deadline, "the first worker never ran a node"
-        await asyncio.sleep(0.005)
+    by_pid = {process.pid: process for process in workers.processes}
+    victim = None
+    while victim is None:
+        assert loop.time() < deadline, "no worker ran a node"
+        owners = [row[0] for row in await pool.fetch(_RUNNING_NODES_OWNERS)]
+        # A reactor's lease owner is host:pid:suffix (flowlog.workflow.reactor.worker_name).
+        pids = [int(owner.split(":")[1]) for owner in owners if owner.count(":") == 2]
+        victim = next((by_pid[pid] for pid in pids if pid in by_pid), None)
+        if victim is None:
+            await asyncio.sleep(0.005)
     victim.send_signal(signal.SIGKILL)
     assert victim.wait(10) == -signal.SIGKILL
+    return workers.processes.index(victim)
+
+
+def others(codes: list[int], victim: int) -> list[int]:
+    """The exit statuses of the workers that were not killed."""
+    return [code for n, code in enumerate(codes) if n != victim]
