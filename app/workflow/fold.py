@@ -7,12 +7,12 @@ come from it, so a replay yields the very same state.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import fields
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
+from flowlog.records import replacer, update_owned
 from flowlog.workflow.definition import CHILD_KINDS
 from flowlog.workflow.events import (
     CallbackReceived,
@@ -41,24 +41,9 @@ from flowlog.workflow.events import (
 )
 from flowlog.workflow.state import Fan, FlowState, FlowStatus, NodeExecution, NodeStatus
 
-
-def _replacer(cls: type[Any]) -> Callable[..., Any]:
-    """``dataclasses.replace`` for one frozen dataclass, twice as fast: the fold makes one
-    copy per event and per changed node, the hot path of every append and replay. Generated
-    as dataclasses generates ``__init__``: one line per field, no keyword dicts, no checks
-    (the fields given are the fold's own)."""
-    names = [f.name for f in fields(cls)]
-    lines = [f"    _set(new, {n!r}, changes[{n!r}] if {n!r} in changes else obj.{n})"
-             for n in names]  # fmt: skip
-    source = "def replace(obj, **changes):\n    new = _new(_cls)\n" + "\n".join(lines)
-    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls, "_set": object.__setattr__}
-    exec(source + "\n    return new\n", namespace)  # the source is made of field names only
-    return namespace["replace"]  # type: ignore[no-any-return]
-
-
-_replace_flow = _replacer(FlowState)
-_replace_node = _replacer(NodeExecution)
-_replace_fan = _replacer(Fan)
+_replace_flow = replacer(FlowState)
+_replace_node = replacer(NodeExecution)
+_replace_fan = replacer(Fan)
 
 
 class FoldError(ValueError):
@@ -86,32 +71,31 @@ def evolve(state: FlowState | None, event: FlowEvent, at: datetime) -> FlowState
             parent=event.parent,
             priority=event.priority,
         )
-    changes = _changes(state, event, at)
+    changes = _changes(state, event, at, False)
     changes["version"] = state.version + 1
     changes["updated_at"] = at
-    return _replace_flow(state, **changes)  # type: ignore[no-any-return]
+    return _replace_flow(state, **changes)
 
 
 def evolve_owned(state: FlowState | None, event: FlowEvent, at: datetime) -> FlowState:
     """``evolve`` for a fold that alone holds ``state`` (it made it from the history's first
     event and hands out only the end): the changes are set on ``state`` itself instead of on a
     copy. A copy per event was a fifth of a rebuild's time; the changes are the same
-    ``_changes``, all computed from the state before any is set."""
+    ``_changes``, all computed from the state before any is set. The running node's are set
+    on the node itself as they are made (the fold made that node too, at its NodeStarted, and
+    nothing after reads what they replace)."""
     if state is None:
         return evolve(None, event, at)
-    changes = _changes(state, event, at)
+    changes = _changes(state, event, at, True)
     changes["version"] = state.version + 1
     changes["updated_at"] = at
-    for name, value in changes.items():
-        _set(state, name, value)
+    update_owned(state, changes)
     return state
 
 
-_set = object.__setattr__
-
-
-def _changes(state: FlowState, event: FlowEvent, at: datetime) -> dict[str, Any]:
-    """The fields ``event`` changes (one ``replace`` per event keeps the fold cheap)."""
+def _changes(state: FlowState, event: FlowEvent, at: datetime, owned: bool) -> dict[str, Any]:
+    """The fields ``event`` changes (one ``replace`` per event keeps the fold cheap); with
+    ``owned``, the running node's are set on it."""
     match event:
         case ContextSet():
             return {"context": _changed(state.context, event.changes, event.removed)}
@@ -124,7 +108,9 @@ def _changes(state: FlowState, event: FlowEvent, at: datetime) -> dict[str, Any]
         case FlowCanceled():
             nodes = state.nodes
             if event.node_id is not None:
-                nodes = _update_node(state, event.node_id, status=NodeStatus.CANCELED, ended_at=at)
+                nodes = _update_node(
+                    state, event.node_id, owned, status=NodeStatus.CANCELED, ended_at=at
+                )
             return {"status": FlowStatus.CANCELED, "nodes": nodes, "reason": event.reason}
         case FlowRetried():
             fan = state.fan
@@ -146,6 +132,7 @@ def _changes(state: FlowState, event: FlowEvent, at: datetime) -> dict[str, Any]
             nodes = _update_node(
                 state,
                 event.node_id,
+                owned,
                 operation_id=event.operation_id,
                 next_poll_at=event.next_poll_at,
                 poll_deadline=event.poll_deadline,
@@ -156,6 +143,7 @@ def _changes(state: FlowState, event: FlowEvent, at: datetime) -> dict[str, Any]
             nodes = _update_node(
                 state,
                 event.node_id,
+                owned,
                 waiting=True,
                 wake_at=event.wake_at,
                 deadline=event.deadline,
@@ -166,12 +154,15 @@ def _changes(state: FlowState, event: FlowEvent, at: datetime) -> dict[str, Any]
             context = _changed(state.context, event.context_changes, event.context_removed)
             return {"nodes": nodes, "context": context}
         case CallbackReceived():
-            _update_node(state, event.node_id)  # only checks that the node is the running one
+            _update_node(
+                state, event.node_id, owned
+            )  # only checks that the node is the running one
             return {}
         case NodeSucceeded():
             nodes = _update_node(
                 state,
                 event.node_id,
+                owned,
                 status=NodeStatus.FINISHED,
                 ended_at=at,
                 result=event.result,
@@ -180,7 +171,7 @@ def _changes(state: FlowState, event: FlowEvent, at: datetime) -> dict[str, Any]
             context = _changed(state.context, event.context_changes, event.context_removed)
             return {"nodes": nodes, "context": context, "cursor": event.next}
         case NodeFailed():
-            return _node_failed(state, event, at)
+            return _node_failed(state, event, at, owned)
         case FlowFinished():
             return {"status": FlowStatus.FINISHED, "cursor": None}
         case FlowFailed():
@@ -221,7 +212,7 @@ def retimed(state: FlowState, placeholder: datetime, at: datetime) -> FlowState:
         else node
         for node in state.nodes
     )
-    return _replace_flow(  # type: ignore[no-any-return]
+    return _replace_flow(
         state,
         nodes=nodes,
         created_at=at if state.created_at == placeholder else state.created_at,
@@ -267,7 +258,7 @@ def _fan_started(state: FlowState, event: NodeStarted) -> Fan:
     if before is None or before.node_id != event.adopts:
         raise FoldError(f"node {event.node_id} adopts the children of {event.adopts}, "
                         "which has none")  # fmt: skip
-    return _replace_fan(before, node_id=event.node_id, retrying=True)  # type: ignore[no-any-return]
+    return _replace_fan(before, node_id=event.node_id, retrying=True)
 
 
 def _fan_changed(
@@ -279,7 +270,7 @@ def _fan_changed(
         raise FoldError(f"node {event.node_id} is not running children in {state.flow_id}")
     match event:
         case ChildrenStarted():
-            return _replace_fan(fan, total=event.total, limit=event.limit,  # type: ignore[no-any-return]
+            return _replace_fan(fan, total=event.total, limit=event.limit,
                                 started=event.first + event.count)  # fmt: skip
         case ChildrenEnded():
             finished, failed = fan.finished, set(fan.failed)
@@ -289,14 +280,14 @@ def _fan_changed(
                     failed.discard(index)
                 else:
                     failed.add(index)
-            return _replace_fan(fan, finished=finished, failed=frozenset(failed))  # type: ignore[no-any-return]
+            return _replace_fan(fan, finished=finished, failed=frozenset(failed))
         case ChildrenCommanded(command="stop"):
-            return _replace_fan(fan, stopped=True)  # type: ignore[no-any-return]
+            return _replace_fan(fan, stopped=True)
         case ChildrenCommanded(command="resume"):
-            return _replace_fan(fan, stopped=False)  # type: ignore[no-any-return]
+            return _replace_fan(fan, stopped=False)
         case ChildrenCommanded(command="retry"):
             indexes = frozenset(event.indexes)
-            return _replace_fan(fan, failed=fan.failed - indexes,  # type: ignore[no-any-return]
+            return _replace_fan(fan, failed=fan.failed - indexes,
                                 retrying=False, patch=None)  # fmt: skip
     return fan
 
@@ -336,11 +327,12 @@ def renamed_nodes(state: FlowState, event: FlowMigrated) -> list[str]:
     return [n.node_id for n in state.nodes if event.node_map.get(n.key, n.key) != n.key]
 
 
-def _node_failed(state: FlowState, event: NodeFailed, at: datetime) -> dict[str, Any]:
+def _node_failed(state: FlowState, event: NodeFailed, at: datetime, owned: bool) -> dict[str, Any]:
     failed = state.running_node
     nodes = _update_node(
         state,
         event.node_id,
+        owned,
         status=NodeStatus.ERROR,
         ended_at=at,
         result=event.result,
@@ -371,11 +363,18 @@ def _node_failed(state: FlowState, event: NodeFailed, at: datetime) -> dict[str,
     }
 
 
-def _update_node(state: FlowState, node_id: str, **changes: Any) -> tuple[NodeExecution, ...]:
+def _update_node(
+    state: FlowState, node_id: str, owned: bool, **changes: Any
+) -> tuple[NodeExecution, ...]:
+    """The nodes with the running one changed: a copy, or (``owned``) the same nodes."""
     last = state.running_node
     if last is None or last.node_id != node_id:
         raise FoldError(f"node {node_id} is not the running node of flow {state.flow_id}")
-    return (*state.nodes[:-1], _replace_node(last, version=state.version + 1, **changes))
+    changes["version"] = state.version + 1
+    if not owned:
+        return (*state.nodes[:-1], _replace_node(last, **changes))
+    update_owned(last, changes)
+    return state.nodes
 
 
 def _frozen(data: Mapping[str, Any]) -> Mapping[str, Any]:

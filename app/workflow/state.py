@@ -1,6 +1,7 @@
 """A flow's state: what the fold (app/workflow/fold.py) makes of its events, and what the
 decisions, the projections and the console read. Plain frozen data, apart from the fold that
-builds it, so that every reader imports the shape without the fold's machinery."""
+builds it, so that every reader imports the shape without the fold's machinery. Each is made
+and copied per event, hence ``quick_init`` (flowlog/records.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from flowlog.records import quick_init
 from flowlog.workflow.events import ParentLink
 
 
@@ -34,7 +36,8 @@ class NodeStatus(enum.StrEnum):
     CANCELED = "Canceled"
 
 
-@dataclass(frozen=True, slots=True)
+@quick_init
+@dataclass(frozen=True)
 class NodeExecution:
     """One run (attempt) of one node."""
 
@@ -76,7 +79,8 @@ class NodeExecution:
     """The task queue it is offered on (a worker runs it), if any."""
 
 
-@dataclass(frozen=True, slots=True)
+@quick_init
+@dataclass(frozen=True)
 class Fan:
     """The children of the flow's latest map, parallel or subflow node: counts, not a row per
     child (a map has up to 10,000), so that folding the parent stays cheap. Which child ended
@@ -108,7 +112,8 @@ class Fan:
         return self.started - self.finished - len(self.failed)
 
 
-@dataclass(frozen=True, slots=True)
+@quick_init
+@dataclass(frozen=True)
 class FlowState:
     flow_id: str
     name: str
