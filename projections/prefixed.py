@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from flowlog.eventstore import RecordedEvent
 from flowlog.eventstore.pool import Executor
-from flowlog.projections.rebuild import Q
+from flowlog.projections.bulk import Q, prefix_range
 
 K = TypeVar("K", bound=Hashable)
 
@@ -17,9 +17,8 @@ K = TypeVar("K", bound=Hashable)
 async def streams_under(conn: Executor, prefix: str) -> dict[str, list[RecordedEvent]]:
     """Every stream whose id begins with ``prefix``, with its events in version order (one
     range scan of the stream index)."""
-    upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
     streams: dict[str, list[RecordedEvent]] = {}
-    for row in await conn.fetch(Q.stream_events, prefix, upper):
+    for row in await conn.fetch(Q.stream_events, *prefix_range(prefix)):
         event = RecordedEvent(*row)
         streams.setdefault(event.stream_id, []).append(event)
     return streams

@@ -2,9 +2,11 @@
 
 1. Bulk: in one REPEATABLE READ snapshot, every event of every flow (and definition) stream
    that the snapshot sees, stream by stream, folded into rows and COPY'd into
-   ``<table>_rebuild`` copies (same columns and checks as the live tables, no indexes yet). The
-   bulk's checkpoint is the snapshot's read horizon: every event before it is in the copies.
-   Then the copies get the live tables' indexes and keys, each built in one pass.
+   ``<table>_rebuild`` copies (same columns and checks as the live tables, no indexes yet);
+   with ``jobs``, ranges of the flow streams are folded by that many processes reading in the
+   same snapshot (projections/rebuild_jobs.py). The bulk's checkpoint is the snapshot's read
+   horizon: every event before it is in the copies. Then the copies get the live tables'
+   indexes and keys, each built in one pass.
 2. Catch-up: the log after that checkpoint, in log order (never skipping: see
    docs/eventstore.md), re-folding each touched stream and upserting its rows into the copies,
    until little is left. Events above the horizon that the bulk's snapshot already saw (their
@@ -23,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,8 +33,16 @@ import asyncpg
 from tqdm import tqdm
 
 from flowlog.eventstore import LOG_START, Checkpoint, EventReader, EventStore, RecordedEvent
-from flowlog.eventstore.pool import Connection, Executor
-from flowlog.projections.rows import DefinitionRow, NodeRow, WorkflowRow
+from flowlog.eventstore.pool import Executor
+from flowlog.projections.bulk import (
+    COPY_SUFFIX,
+    Projector,
+    load_flows,
+    prefix_range,
+    streams,
+)
+from flowlog.projections.rebuild_jobs import PARTS_PER_JOB, load_in_jobs, split_range
+from flowlog.projections.rows import DefinitionRow
 from flowlog.sql import load_queries
 
 log = logging.getLogger(__name__)
@@ -42,7 +52,7 @@ log = logging.getLogger(__name__)
 class RebuildQueries:
     bulk_snapshot: str
     checkpoint_below: str
-    stream_events: str
+    export_snapshot: str
     workflows_by_id: str
     nodes_by_flow: str
     workflow_count: str
@@ -68,23 +78,8 @@ class RebuildQueries:
 Q = load_queries(RebuildQueries, "rebuild")
 
 LIVE_TABLES = ("workflows", "workflow_nodes", "workflow_counts", "workflow_definitions")
-COPY_SUFFIX = "_rebuild"
-_CURSOR_PREFETCH = 5000
-_COPY_BATCH = 20_000
 _CATCH_UP_BATCH = 2000
 _CATCH_UP_GOOD_ENOUGH = 200  # events left when the copies are swapped in
-
-FlowRows = tuple[WorkflowRow, list[NodeRow]]
-
-
-@dataclass(frozen=True, slots=True)
-class Projector:
-    """How the domain turns streams into rows (the same mapping as the inline projection)."""
-
-    flow_prefix: str
-    fold_flow: Callable[[Sequence[RecordedEvent]], FlowRows | None]
-    definition_prefix: str
-    definition_rows: Callable[[Sequence[RecordedEvent]], list[DefinitionRow]]
 
 
 @dataclass
@@ -102,9 +97,18 @@ class RebuildReport:
 
 
 async def rebuild(
-    store: EventStore, projector: Projector, *, progress: bool = True
+    store: EventStore,
+    projector: Projector,
+    *,
+    progress: bool = True,
+    jobs: int = 1,
+    url: str | None = None,
 ) -> RebuildReport:
-    """Rebuilds the projection tables from the log while the service runs."""
+    """Rebuilds the projection tables from the log while the service runs; with ``jobs`` over
+    one, the bulk folds in that many processes, which connect to ``url`` (the database of
+    ``store``: its pool's connections cannot be handed to another process)."""
+    if jobs < 1 or (jobs > 1 and url is None):
+        raise ValueError("a rebuild runs at least one job, and more only given the database's URL")
     report = RebuildReport()
     started = time.perf_counter()
     pool = store.pool
@@ -118,7 +122,7 @@ async def rebuild(
                 await conn.execute(f"ALTER TABLE {table}{COPY_SUFFIX} SET ({options})")
     bar = tqdm(desc="rebuild", unit="event", unit_scale=True, disable=not progress)
     try:
-        checkpoint, snapshot = await _bulk(pool, projector, report, bar)
+        checkpoint, snapshot = await _bulk(pool, projector, report, bar, jobs, url)
         phase = report.phases["bulk"] = time.perf_counter() - started
         await asyncio.gather(*(_build_indexes(pool, table) for table in LIVE_TABLES))
         report.phases["indexes"] = time.perf_counter() - started - phase
@@ -149,15 +153,26 @@ async def rebuild(
 
 
 async def _bulk(
-    pool: asyncpg.Pool, projector: Projector, report: RebuildReport, bar: tqdm[Any]
+    pool: asyncpg.Pool,
+    projector: Projector,
+    report: RebuildReport,
+    bar: tqdm[Any],
+    jobs: int,
+    url: str | None,
 ) -> tuple[Checkpoint, str]:
     """Folds every stream the snapshot sees into the copies; returns the log checkpoint below
     which the copies hold every event, and the snapshot.
 
     The bulk reads whatever its snapshot sees, not only what lies below the horizon: a
     transaction left open in any database of the cluster holds the horizon back, and the
-    rest of the log would otherwise wait for the swap, under its lock.
+    rest of the log would otherwise wait for the swap, under its lock. Its jobs read in the
+    same snapshot (exported), which this transaction keeps valid until they are done.
     """
+
+    def counted(events: int) -> None:
+        report.events += events
+        bar.update(events)
+
     async with (
         pool.acquire() as reader,
         pool.acquire() as writer,
@@ -168,66 +183,26 @@ async def _bulk(
         snapshot, horizon = taken["snapshot"], taken["horizon"]
         row = await reader.fetchrow(Q.checkpoint_below, horizon)
         checkpoint = LOG_START if row is None else Checkpoint(row[0], row[1])
-        flows: list[WorkflowRow] = []
-        nodes: list[NodeRow] = []
-        # One COPY in flight while the next batch is read and folded: the server loads one
-        # batch while this process folds the next.
-        copying: asyncio.Task[None] | None = None
-        try:
-            async for events in _streams(reader, projector.flow_prefix):
-                rows = projector.fold_flow(events)
-                report.events += len(events)
-                bar.update(len(events))
-                if rows is None:
-                    continue
-                flows.append(rows[0])
-                nodes.extend(rows[1])
-                if len(flows) + len(nodes) >= _COPY_BATCH:
-                    if copying is not None:
-                        await copying
-                    copying = asyncio.create_task(_copy(writer, flows, nodes))
-                    flows, nodes = [], []
-            if copying is not None:
-                await copying
-        finally:
-            if copying is not None and not copying.done():
-                copying.cancel()
-                await asyncio.gather(copying, return_exceptions=True)
-        await _copy(writer, flows, nodes)
+        lower, upper = prefix_range(projector.flow_prefix)
+        bounds = [lower, upper]
+        if jobs > 1:
+            bounds = await split_range(reader, lower, upper, jobs * PARTS_PER_JOB)
+        if len(bounds) > 2:
+            assert url is not None  # rebuild() checked it
+            exported = await reader.fetchval(Q.export_snapshot)
+            await load_in_jobs(url, exported, projector, bounds, jobs, counted)
+        else:
+            await load_flows(reader, writer, projector, lower, upper, counted)
         definitions: list[DefinitionRow] = []
-        async for events in _streams(reader, projector.definition_prefix):
+        async for events in streams(reader, *prefix_range(projector.definition_prefix)):
             definitions.extend(projector.definition_rows(events))
-            report.events += len(events)
-            bar.update(len(events))
+            counted(len(events))
         if definitions:
             await writer.copy_records_to_table(
                 "workflow_definitions" + COPY_SUFFIX,
                 records=definitions,
             )
     return checkpoint, snapshot
-
-
-async def _streams(conn: Connection, prefix: str) -> AsyncIterator[list[RecordedEvent]]:
-    """The events of every stream whose id starts with ``prefix``, one stream at a time."""
-    # Stream ids are in byte order (COLLATE "C"): the prefix is a range of the index.
-    upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-    current: list[RecordedEvent] = []
-    cursor = conn.cursor(Q.stream_events, prefix, upper, prefetch=_CURSOR_PREFETCH)
-    async for row in cursor:
-        event = RecordedEvent(*row)
-        if current and current[-1].stream_id != event.stream_id:
-            yield current
-            current = []
-        current.append(event)
-    if current:
-        yield current
-
-
-async def _copy(conn: Any, flows: list[WorkflowRow], nodes: list[NodeRow]) -> None:
-    if flows:
-        await conn.copy_records_to_table("workflows" + COPY_SUFFIX, records=flows)
-    if nodes:
-        await conn.copy_records_to_table("workflow_nodes" + COPY_SUFFIX, records=nodes)
 
 
 async def _build_indexes(pool: asyncpg.Pool, table: str) -> None:

@@ -14,7 +14,9 @@ from typing import Any
 from tqdm import tqdm
 
 from flowlog.eventstore import EventStore, RecordedEvent
-from flowlog.projections.rebuild import Projector
+from flowlog.projections.bulk import Projector, prefix_range
+from flowlog.projections.bulk import Q as B
+from flowlog.projections.prefixed import streams_under
 from flowlog.projections.rebuild import Q as R
 from flowlog.projections.rows import DefinitionRow, NodeRow, WorkflowRow
 
@@ -41,10 +43,9 @@ async def verify(store: EventStore, projector: Projector, *, progress: bool = Tr
         conn.transaction(isolation="repeatable_read", readonly=True),
     ):
         expected: dict[str, tuple[WorkflowRow, list[NodeRow]]] = {}
-        prefix = projector.flow_prefix
-        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        prefix, upper = prefix_range(projector.flow_prefix)
         current: list[RecordedEvent] = []
-        async for row in conn.cursor(R.stream_events, prefix, upper, prefetch=_PREFETCH):
+        async for row in conn.cursor(B.stream_events, prefix, upper, prefetch=_PREFETCH):
             event = RecordedEvent(*row)
             if current and current[-1].stream_id == event.stream_id:
                 _check_order(current[-1], event, report)
@@ -141,12 +142,7 @@ def _row_diff(what: str, log: tuple[Any, ...], table: tuple[Any, ...]) -> list[s
 
 
 async def _compare_definitions(conn: Any, projector: Projector, report: VerifyReport) -> None:
-    prefix = projector.definition_prefix
-    upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-    streams: dict[str, list[RecordedEvent]] = {}
-    for row in await conn.fetch(R.stream_events, prefix, upper):
-        event = RecordedEvent(*row)
-        streams.setdefault(event.stream_id, []).append(event)
+    streams = await streams_under(conn, projector.definition_prefix)
     expected = {
         d.version: d for events in streams.values() for d in projector.definition_rows(events)
     }

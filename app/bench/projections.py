@@ -5,8 +5,9 @@
    running, stopped, canceled), COPY'd straight into the log of a scratch database.
 2. Rebuild the projections from that log (``flowlog rebuild``), measuring events/s. Baseline
    of the same run: streaming the same events out of the database in stream order without
-   folding or writing anything (``ratio_rebuild_vs_read``).
-3. Verify (``flowlog verify``) of the rebuilt tables: events/s, and no difference.
+   folding or writing anything (``ratio_rebuild_vs_read``); then again with a job per core
+   (``flowlog rebuild --jobs``, at least 2: ``ratio_rebuild_jobs_vs_read``).
+3. Verify (``flowlog verify``) of the tables the jobs rebuilt: events/s, and no difference.
 4. List (page 1 unfiltered, by status, by name and status, by tenant, by biz id, page 50 by
    offset, a deep page by cursor) and detail latency, p50/p99 over repeated calls. Baseline of
    the same run: a primary-key lookup of one flow row (``ratio_*_p50_vs_pk``).
@@ -14,6 +15,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from datetime import UTC, datetime, timedelta
@@ -25,8 +27,8 @@ from flowlog.bench.harness import Report, percentile, scratch_database
 from flowlog.bench.size import Size
 from flowlog.engine import Engine
 from flowlog.eventstore import EventStore, connect, create_pool
+from flowlog.projections.bulk import Q as BQ
 from flowlog.projections.reads import Cursor, ListFilter, list_workflows
-from flowlog.projections.rebuild import Q as RQ
 from flowlog.projections.rebuild import rebuild
 from flowlog.projections.verify import verify
 from flowlog.workflow.definition import NodeDefinition, Registry, WorkflowDefinition
@@ -188,6 +190,15 @@ async def run(server_url: str, *, size: Size, progress: bool = True) -> Report:
             figures["ratio_rebuild_vs_read"] = round(
                 report.events_per_s / figures["read_events_per_s"], 3
             )
+            # Again with a job per core (`flowlog rebuild --jobs`); verify checks its tables.
+            jobs = figures["rebuild_jobs"] = max(2, os.cpu_count() or 2)
+            report = await rebuild(
+                EventStore(pool), PROJECTOR, progress=progress, jobs=jobs, url=url
+            )
+            figures["rebuild_jobs_events_per_s"] = round(report.events_per_s, 0)
+            figures["ratio_rebuild_jobs_vs_read"] = round(
+                report.events_per_s / figures["read_events_per_s"], 3
+            )
             await pool.execute("ANALYZE workflows; ANALYZE workflow_nodes")
             await _latencies(pool, rng, flows, figures)
             checked_at = time.perf_counter()
@@ -205,7 +216,7 @@ async def _read_rate(conn: Any) -> float:
     started = time.perf_counter()
     count = 0
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        async for _ in conn.cursor(RQ.stream_events, "flow-", "flow.", prefetch=5000):
+        async for _ in conn.cursor(BQ.stream_events, "flow-", "flow.", prefetch=5000):
             count += 1
     return count / (time.perf_counter() - started)
 
@@ -264,11 +275,14 @@ async def _detail(pool: Any, flow_id: str) -> Any:
 
 
 def _report(figures: dict[str, Any]) -> Report:
+    jobs = figures["rebuild_jobs"]
     rows: list[list[Any]] = [
         ["events generated", figures["events"]],
         ["rebuild events/s", figures["rebuild_events_per_s"]],
         ["read-only events/s (baseline)", figures["read_events_per_s"]],
         ["ratio rebuild / read", figures["ratio_rebuild_vs_read"]],
+        [f"rebuild --jobs {jobs} events/s", figures["rebuild_jobs_events_per_s"]],
+        [f"ratio rebuild --jobs {jobs} / read", figures["ratio_rebuild_jobs_vs_read"]],
         [
             "rebuild seconds (swap ms)",
             f"{figures['rebuild_seconds']} ({figures['rebuild_swap_ms']})",

@@ -4,4 +4,6 @@ import sys
 
 from flowlog.cli.main import main
 
-sys.exit(main())
+# Guarded: a rebuild's job processes (spawned) import the main module again, as __mp_main__.
+if __name__ == "__main__":
+    sys.exit(main())

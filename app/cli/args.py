@@ -18,7 +18,7 @@ from flowlog.cli.definitions import add_arguments as add_definition_arguments
 from flowlog.cli.flows import add_arguments as add_flow_arguments
 from flowlog.cli.keys import add_arguments as add_key_arguments
 from flowlog.cli.schedules import add_arguments as add_schedule_arguments
-from flowlog.cli.types import flow_id, port, queue_name, server_url, worker_id
+from flowlog.cli.types import flow_id, jobs, port, queue_name, server_url, worker_id
 from flowlog.config import Settings
 from flowlog.config_help import environment
 
@@ -197,7 +197,13 @@ def build(settings: Settings) -> Parsers:
 
     rebuild = command(
         "rebuild", "replay the log into fresh projection tables and swap them in",
-        "The service keeps running: appends pause only for the swap.",
+        "The service keeps running: appends pause only for the swap. With --jobs N, N\n"
+        "processes fold ranges of the flows in the same snapshot (a core each: the fold is\n"
+        "Python), as pg_restore -j loads a dump.",
+    )  # fmt: skip
+    rebuild.add_argument(
+        "--jobs", type=jobs, default=1, metavar="N",
+        help="processes that fold the flows, 1 to 64 (default 1)",
     )  # fmt: skip
     add_progress(rebuild)
     verify = command(

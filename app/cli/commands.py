@@ -106,7 +106,9 @@ def run(
 
         return asyncio.run(archive_cli.run(args, urls, settings))
     if args.command in {"rebuild", "verify"}:
-        return asyncio.run(_projections(args.command, urls, args.progress))
+        return asyncio.run(
+            _projections(args.command, urls, args.progress, getattr(args, "jobs", 1))
+        )
     if args.command == "schedules":
         return asyncio.run(_schedules(args, urls))
     if args.command == "keys":
@@ -167,7 +169,7 @@ def run(
     raise AssertionError(f"unhandled command {args.command}")
 
 
-async def _projections(command: str, urls: DatabaseUrls, progress: bool) -> int:
+async def _projections(command: str, urls: DatabaseUrls, progress: bool, jobs: int = 1) -> int:
     from flowlog.access.rebuild import rebuild_keys, verify_keys
     from flowlog.archive.rebuild import rebuild_archives, verify_archives
     from flowlog.eventstore import EventStore, create_pool
@@ -185,7 +187,7 @@ async def _projections(command: str, urls: DatabaseUrls, progress: bool) -> int:
     try:
         store = EventStore(pool)
         if command == "rebuild":
-            report = await rebuild(store, PROJECTOR, progress=progress)
+            report = await rebuild(store, PROJECTOR, progress=progress, jobs=jobs, url=urls.owner)
             schedules = await rebuild_schedules(pool)
             archives = await rebuild_archives(pool)
             api_keys = await rebuild_keys(pool)

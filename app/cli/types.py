@@ -66,3 +66,19 @@ def worker_id(text: str) -> str:
         raise argparse.ArgumentTypeError(f"a worker id is 1 to 200 letters, digits and "
                                          f"_ . : @ / -, not {text!r}")  # fmt: skip
     return text
+
+
+JOBS = range(1, 65)
+
+
+def jobs(text: str) -> int:
+    """How many processes share a piece of work: 1 to 64."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value not in JOBS:
+        raise argparse.ArgumentTypeError(
+            f"must be a number of processes from {JOBS.start} to {JOBS.stop - 1}, not {text!r}"
+        )
+    return value

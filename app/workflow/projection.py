@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from flowlog.eventstore import RecordedEvent
-from flowlog.projections.rebuild import Projector
+from flowlog.projections.bulk import Projector
 from flowlog.projections.rows import DefinitionRow, NodeRow, WorkflowRow
 from flowlog.workflow.event_waits import WaitRow
 from flowlog.workflow.events import FlowEvent, NodeStarted

@@ -6,20 +6,17 @@
 -- horizon: every transaction below this id has ended, so events below it are final.
 SELECT pg_current_snapshot()::text AS snapshot, pg_snapshot_xmin(pg_current_snapshot()) AS horizon
 
+-- name: export_snapshot
+-- The bulk's snapshot, for a rebuild's jobs to read in too (SET TRANSACTION SNAPSHOT): valid
+-- while the bulk's transaction is open.
+SELECT pg_export_snapshot()
+
 -- name: checkpoint_below
 -- The last event of the log, in log order, among transactions below $1.
 SELECT transaction_id, position FROM events
 WHERE transaction_id < $1::xid8
 ORDER BY transaction_id DESC, position DESC
 LIMIT 1
-
--- name: stream_events
--- Every event of the streams in the range [$1, $2), stream by stream (rebuild's bulk and verify,
--- each in one snapshot).
-SELECT position, transaction_id, stream_id, version, type, data, metadata, recorded_at
-FROM events
-WHERE stream_id >= $1 AND stream_id < $2
-ORDER BY stream_id, version
 
 -- name: workflows_by_id
 SELECT id, name, biz_id, biz_type, status, tenant_id, definition_version, context, error_code,

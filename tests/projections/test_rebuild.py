@@ -14,6 +14,7 @@ from flowlog.eventstore import EventStore
 from flowlog.projections import rebuild as rebuild_module
 from flowlog.projections.rebuild import rebuild
 from flowlog.projections.verify import verify
+from flowlog.workflow.definition import Registry
 from flowlog.workflow.projection import PROJECTOR
 from tests.engines import StartEngine
 from tests.helpers import QUIET, cli_env, run_flowlog
@@ -49,15 +50,16 @@ async def make_flows(engine: Engine, count: int) -> list[str]:
     return ids
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
 async def test_rebuild_reproduces_the_inline_tables_exactly(
-    start_engine: StartEngine, store: EventStore
+    start_engine: StartEngine, store: EventStore, database_url: str, jobs: int
 ) -> None:
     engine = await start_engine(backup_flow(), pausing_flow())
     await make_flows(engine, 40)
     await asyncio.sleep(1)  # let the reactor finish what it can
     before = await snapshot(engine.pool)
 
-    report = await rebuild(store, PROJECTOR, progress=False)
+    report = await rebuild(store, PROJECTOR, progress=False, jobs=jobs, url=database_url)
 
     assert report.flows == 40
     assert await snapshot(engine.pool) == before
@@ -110,8 +112,9 @@ async def test_a_transaction_left_open_changes_nothing_of_the_rebuild(
     assert checked.ok, checked.differences
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
 async def test_rebuild_under_concurrent_load_loses_nothing(
-    start_engine: StartEngine, store: EventStore
+    start_engine: StartEngine, store: EventStore, database_url: str, jobs: int
 ) -> None:
     engine = await start_engine(backup_flow())
     await make_flows(engine, 100)
@@ -126,7 +129,7 @@ async def test_rebuild_under_concurrent_load_loses_nothing(
 
     writers = [asyncio.create_task(keep_writing()) for _ in range(3)]
     await asyncio.sleep(0.2)
-    report = await rebuild(store, PROJECTOR, progress=False)
+    report = await rebuild(store, PROJECTOR, progress=False, jobs=jobs, url=database_url)
     await asyncio.sleep(0.3)  # writes go on after the swap, into the new tables
     stop.set()
     written = sum(await asyncio.gather(*writers))
@@ -199,3 +202,23 @@ def test_the_cli_commands_run_on_an_empty_log(command: str, database_url: str) -
     result = run_cli(command, database_url)
     assert result.returncode == 0, result.stderr
     assert "0 flows" in result.stdout
+
+
+def test_the_cli_rebuilds_in_jobs_and_refuses_a_number_of_jobs_out_of_range(
+    database_url: str,
+) -> None:
+    async def flows() -> None:
+        async with Engine(database_url, Registry([backup_flow()]), run_reactor=False) as engine:
+            await make_flows(engine, 30)
+
+    asyncio.run(flows())
+
+    rebuilt = run_flowlog("rebuild", "--jobs", "2", "--no-progress",
+                          env=cli_env(DATABASE_URL=database_url, **QUIET), timeout=120)  # fmt: skip
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert rebuilt.stdout.startswith("rebuilt 30 flows from ")
+    assert run_cli("verify", database_url).returncode == 0
+    for jobs in ("0", "65", "two"):
+        refused = run_flowlog("rebuild", "--jobs", jobs, env=cli_env(**QUIET), timeout=60)
+        assert refused.returncode == 2
+        assert "--jobs: must be a number of processes from 1 to 64" in refused.stderr
