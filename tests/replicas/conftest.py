@@ -80,10 +80,36 @@ async def database(replicated: Replicated) -> AsyncIterator[Database]:
     url = with_database(replicated.primary.dsn(), name)
     await migrate_database(url)
     db = Database(name, url, replicated.replica.dsn(name))
-    async with asyncio.timeout(20):
-        await until_replayed(db.primary_url, db.replica_url)
+    try:
+        # A bound, not a wait: on a loaded machine (a CI run at twice its usual length) 20 s
+        # ran out for five tests in a row; what the replica was doing then is in the failure.
+        async with asyncio.timeout(60):
+            await until_replayed(db.primary_url, db.replica_url)
+    except TimeoutError:
+        pytest.fail(f"the replica did not replay {name} in 60 s: {await replay_state(replicated)}")
     yield db
     await drop_database(replicated.primary.dsn(), name)
+
+
+async def replay_state(replicated: Replicated) -> dict[str, object]:
+    """Where the replica's replay stands against the primary (for a failure's message)."""
+    primary = await asyncpg.connect(replicated.primary.dsn())
+    replica = await asyncpg.connect(replicated.replica.dsn())
+    try:
+        state = dict(await replica.fetchrow(REPLAY_STATE) or {})
+        state["primary_lsn"] = await primary.fetchval("SELECT pg_current_wal_lsn()::text")
+        return state
+    finally:
+        await primary.close()
+        await replica.close()
+
+
+REPLAY_STATE = """
+SELECT pg_is_wal_replay_paused() AS paused, pg_last_wal_receive_lsn()::text AS received,
+       pg_last_wal_replay_lsn()::text AS replayed, pg_last_xact_replay_timestamp() AS replayed_at,
+       (SELECT status FROM pg_stat_wal_receiver) AS receiver,
+       (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend') AS sessions
+"""
 
 
 async def replica_query(url: str, statement: str) -> object:
