@@ -56,7 +56,8 @@ async def load_in_jobs(
 ) -> int:
     """Loads the flow streams of each range of ``bounds`` into the copies, ``jobs`` ranges at a
     time, each in a process of its own reading in the exported ``snapshot``; returns the events
-    read. The first part to fail stops the rest (the caller drops the copies)."""
+    read. The first part to fail is raised: the parts not begun are cancelled, those running
+    end first (the caller drops the copies)."""
     if not _SNAPSHOT_ID.fullmatch(snapshot):
         raise ValueError(f"not an exported snapshot's id: {snapshot!r}")
     loop = asyncio.get_running_loop()
