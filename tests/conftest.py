@@ -2,8 +2,10 @@
 
 The server is DATABASE_URL's when it is set (CI), else an embedded one started for the test
 session in a temporary folder. Every test that needs a database gets its own, copied from a
-template migrated once per session (per xdist worker), and dropped with FORCE afterwards, with
-others in a batch (tests/scratch_databases.py).
+template migrated once per session (per xdist worker), retired (renamed, closed) when the test
+ends, and dropped with the run's others once every worker has finished: a DROP DATABASE holds
+back every reader of the log in the cluster while it waits for a checkpoint
+(tests/scratch_databases.py).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from flowlog.database import create_database, drop_database, with_database
+from flowlog.database import create_database, with_database
 from flowlog.engine import Engine
 from flowlog.eventstore import EventStore, create_pool
 from flowlog.migrate import migrate_database
@@ -31,7 +33,13 @@ from tests.audit.checks import check_audit_of_every_flow
 from tests.engines import FAST, StartEngine
 from tests.helpers import create_role, drop_role
 from tests.processes import Workers
-from tests.scratch_databases import ScratchDatabases
+from tests.scratch_databases import (
+    ScratchDatabases,
+    discard_database,
+    drop_retired,
+    run_id,
+    start_run,
+)
 from tests.server_turns import server_turn
 from tests.workflow.procdefs import DEFINITIONS as PROCESS_DEFINITIONS
 
@@ -51,6 +59,20 @@ def _bytecode_for_subprocesses() -> None:
 
 
 _bytecode_for_subprocesses()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # the run's first process, before any worker
+        start_run()
+
+
+@pytest.hookimpl(trylast=True)  # after the session's fixtures are torn down (and retired)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """In the run's first process, after every worker: the run's databases go, on the shared
+    server (an embedded one goes with its folder)."""
+    url = os.environ.get("DATABASE_URL")
+    if url and not hasattr(session.config, "workerinput"):
+        asyncio.run(drop_retired(url, run_id()))
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
@@ -95,7 +117,7 @@ def template_database(server_url: str) -> Iterator[str]:
     asyncio.run(create_database(server_url, name))
     asyncio.run(migrate_database(with_database(server_url, name)))
     yield name
-    asyncio.run(drop_database(server_url, name))
+    asyncio.run(discard_database(server_url, name))
 
 
 @pytest.fixture(scope="session")

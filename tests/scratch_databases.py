@@ -1,36 +1,119 @@
-"""The tests' databases: copies of the migrated template, made one ahead and dropped in batches.
+"""The tests' databases: copies of the migrated template, made one ahead, retired when the test
+ends and dropped together when the whole run ends.
 
-PostgreSQL 15's DROP DATABASE waits for an immediate checkpoint. Dropped one by one as each
-test ended, the drops took about 2 s apiece on the CI machine (more than most tests), and they
-queued behind each other's checkpoints. Dropped together, one checkpoint serves the batch:
-six concurrent drops took 1.5 s where six in a row took 12. So a test hands its database back
-and goes on; a thread of this xdist worker drops what was handed back, a batch at a time, and
-meanwhile makes the next test's copy of the template.
+PostgreSQL 15's DROP DATABASE waits for an immediate checkpoint with a transaction id of its own:
+under the suite's load that wait lasted up to a minute (a sample of pg_stat_activity over a
+clean-clone run saw dozens of drops at 20-64 s, waiting on CheckpointStart and CheckpointDone).
+Transaction ids belong to the whole cluster, and flowlog reads its log below the oldest one
+still open (docs/eventstore.md, "Latency behind long transactions"): every drop held back every
+other test's subscriptions, webhooks and catch-ups, in every database of the server, for as
+long as it waited. A webhook test waited 20 s for a lag that a drop in another worker held.
 
-Each drop holds a connection while it runs, and the server allows 100 for every worker's tests
-(the fifty writers' test alone takes 50): so a batch is four, and a batch waits for the one
-before it. A worker holds at most five connections of its own (four drops and one copy).
+So a test's database is retired instead: its sessions ended, renamed to
+``flowlog_retired_<run>_...`` and closed to new connections (autovacuum leaves it alone too),
+which takes milliseconds and no checkpoint. The run's first process (xdist's controller, or
+the only one) drops its retired databases once every worker has finished (drop_retired, from
+tests/conftest.py), many at a time so that a checkpoint serves many. Until then they take
+disk: about 9 MB apiece, some 15 GB for the whole suite.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import sys
 import threading
 from collections.abc import Coroutine
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from flowlog.database import create_database, drop_database
+import asyncpg
+
+from flowlog.database import create_database, drop_database, quote_ident
 
 T = TypeVar("T")
 
-DROP_BATCH = 4
-"""Databases handed back before they are dropped together (four concurrent drops still share
-one checkpoint: 0.03-0.09 s against 0.2 s for four in a row)."""
+RUN_VARIABLE = "FLOWLOG_TEST_RUN"
+"""The run's id, set by its first process before xdist starts the workers (who inherit it)."""
+RETIRED = "flowlog_retired_"
+DROPS_AT_ONCE = 16
+"""Concurrent drops at the end of the run: they share a checkpoint, and the server, idle
+then, allows 100 connections."""
+RENAME_WITHIN = 30.0
+"""Seconds a retirement waits for the database's last sessions to go."""
+
+_END_SESSIONS = """
+SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+WHERE datname = $1 AND pid <> pg_backend_pid()
+"""
+_RETIRED_OF_RUN = "SELECT datname FROM pg_database WHERE starts_with(datname, $1) ORDER BY 1"
+
+
+def run_id() -> str:
+    return os.environ[RUN_VARIABLE]
+
+
+def start_run() -> None:
+    """In the run's first process: the id its workers name their retired databases with."""
+    os.environ.setdefault(RUN_VARIABLE, secrets.token_hex(4))
+
+
+async def retire_database(server_url: str, name: str) -> None:
+    """Takes database ``name`` out of use at once; drop_retired drops it when the run ends."""
+    retired = f"{RETIRED}{run_id()}_{secrets.token_hex(6)}"
+    conn = await asyncpg.connect(server_url)
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RENAME_WITHIN
+        while True:
+            await conn.fetchval(_END_SESSIONS, name)
+            try:
+                await conn.execute(
+                    f"ALTER DATABASE {quote_ident(name)} RENAME TO {quote_ident(retired)}"
+                )
+                break
+            except asyncpg.ObjectInUseError:  # a terminated session has not exited yet
+                if loop.time() > deadline:
+                    raise
+                await asyncio.sleep(0.02)
+        await conn.execute(f"ALTER DATABASE {quote_ident(retired)} WITH ALLOW_CONNECTIONS false")
+    finally:
+        await conn.close()
+
+
+async def discard_database(server_url: str, name: str) -> None:
+    """Retires ``name`` inside a test run; drops it outside one (tests/browser/screenshots.py
+    run as a script)."""
+    if RUN_VARIABLE in os.environ:
+        await retire_database(server_url, name)
+    else:
+        await drop_database(server_url, name)
+
+
+async def drop_retired(server_url: str, run: str) -> int:
+    """Drops every database the run ``run`` retired, ``DROPS_AT_ONCE`` at a time: how many."""
+    conn = await asyncpg.connect(server_url)
+    try:
+        names = [r["datname"] for r in await conn.fetch(_RETIRED_OF_RUN, f"{RETIRED}{run}_")]
+    finally:
+        await conn.close()
+    if names:
+        print(f"\ndropping the run's {len(names)} databases", file=sys.stderr, flush=True)
+    queue = list(names)
+
+    async def dropper() -> None:
+        while queue:
+            await drop_database(server_url, queue.pop())
+
+    await asyncio.gather(*(dropper() for _ in range(min(DROPS_AT_ONCE, len(names)))))
+    return len(names)
 
 
 class ScratchDatabases:
+    """One xdist worker's databases, made and retired by a thread of their own so that a test
+    does not wait for either."""
+
     def __init__(self, server_url: str, template: str | None, prefix: str) -> None:
         self._server_url = server_url
         self._template = template
@@ -41,8 +124,7 @@ class ScratchDatabases:
         )
         self._thread.start()
         self._next: Future[str] | None = None
-        self._handed_back: list[str] = []
-        self._drops: list[Future[None]] = []
+        self._retiring: list[Future[None]] = []
 
     def take(self) -> str:
         """The name of a new database (a copy of the template, or empty without one)."""
@@ -53,31 +135,23 @@ class ScratchDatabases:
         return made.result()
 
     def hand_back(self, name: str) -> None:
-        """The test is done with ``name``: it is dropped with the next batch."""
-        self._handed_back.append(name)
-        if len(self._handed_back) >= DROP_BATCH:
-            self._drop_handed_back()
+        """The test is done with ``name``: it is retired in the background."""
+        self._retiring = [f for f in self._retiring if not f.done() or f.exception()]
+        self._retiring.append(self._submit(retire_database(self._server_url, name)))
 
     def close(self) -> None:
-        """Drops every database this worker made and waits until they are gone; a drop that
-        failed is raised here, at the end of the session."""
+        """Retires the copy made ahead and waits until every database is retired; a
+        retirement that failed is raised here, at the end of the worker's session."""
         if self._next is not None:
-            self._handed_back.append(self._next.result())
+            self.hand_back(self._next.result())
             self._next = None
-        self._drop_handed_back()
         try:
-            for drop in self._drops:
-                drop.result()
+            for retiring in self._retiring:
+                retiring.result()
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join()
             self._loop.close()
-
-    def _drop_handed_back(self) -> None:
-        names, self._handed_back = self._handed_back, []
-        if names:
-            before = self._drops[-1] if self._drops else None
-            self._drops.append(self._submit(self._drop_all(names, after=before)))
 
     def _submit(self, work: Coroutine[Any, Any, T]) -> Future[T]:
         return asyncio.run_coroutine_threadsafe(work, self._loop)
@@ -86,9 +160,3 @@ class ScratchDatabases:
         name = f"{self._prefix}_{secrets.token_hex(6)}"
         await create_database(self._server_url, name, template=self._template)
         return name
-
-    async def _drop_all(self, names: list[str], after: Future[None] | None) -> None:
-        if after is not None:
-            # One batch at a time; the one before failing is raised by close(), not here.
-            await asyncio.gather(asyncio.wrap_future(after), return_exceptions=True)
-        await asyncio.gather(*(drop_database(self._server_url, name) for name in names))

@@ -22,10 +22,11 @@ from schemathesis import checks
 
 from flowlog.api.routes import api
 from flowlog.config import Settings
-from flowlog.database import create_database, drop_database, with_database
+from flowlog.database import create_database, with_database
 from flowlog.engine import load_definitions
 from flowlog.storable import JSON_INTEGERS
 from flowlog.web import create_app
+from tests.scratch_databases import discard_database
 
 schema = schemathesis.openapi.from_dict(api.openapi(title="flowlog", version="fuzz"))
 # PostgreSQL stores no NUL in text or jsonb, and the document cannot say so for free-form
@@ -165,7 +166,7 @@ def live_server(server_url: str, template_database: str) -> Iterator[str]:
         with LiveServer(app) as server:
             yield server.url
     finally:
-        asyncio.run(drop_database(server_url, name))
+        asyncio.run(discard_database(server_url, name))
 
 
 @schema.parametrize()

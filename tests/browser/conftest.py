@@ -27,8 +27,9 @@ import orjson
 import pytest
 
 from flowlog.bench.harness import free_port
-from flowlog.database import create_database, drop_database, with_database
+from flowlog.database import create_database, with_database
 from tests.browser.chromium import shared_chromium, terminate
+from tests.scratch_databases import discard_database
 
 CHROMIUM = os.environ.get("FLOWLOG_CHROMIUM", "/usr/bin/chromium")
 INSTALL = "apt-get install -y chromium fonts-dejavu-core"
@@ -193,7 +194,7 @@ def running_console(
         yield console
     finally:
         terminate(process, 30)
-        run_async(drop_database(server_url, name))
+        run_async(discard_database(server_url, name))
 
 
 def _until_ready(console: Console) -> None:

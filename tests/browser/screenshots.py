@@ -31,8 +31,9 @@ TALL = {"width": DESKTOP["width"], "height": 1160}
 
 
 def make_screenshots(server_url: str, out: Path) -> list[Path]:
-    from flowlog.database import create_database, drop_database, with_database
+    from flowlog.database import create_database, with_database
     from flowlog.migrate import migrate_database
+    from tests.scratch_databases import discard_database
 
     out.mkdir(parents=True, exist_ok=True)
     template = f"flowlog_shots_{secrets.token_hex(4)}"
@@ -45,7 +46,7 @@ def make_screenshots(server_url: str, out: Path) -> list[Path]:
             flows["restore"] = _waiting_restore(console)
             return _photograph(console, flows, out)
     finally:
-        run_async(drop_database(server_url, template))
+        run_async(discard_database(server_url, template))
 
 
 def _settled_demo(console: Console) -> dict[str, str]:
