@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+import string
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -38,6 +39,20 @@ def derived_secret(
     secret = hmac.new(seed, b"secret", hashlib.sha256).digest()
     key_id = hmac.new(seed, b"id", hashlib.sha256).hexdigest()[:32]
     return key_id, PREFIX + base64.urlsafe_b64encode(secret).decode().rstrip("=")
+
+
+SECRET_LENGTH = len(PREFIX) + 43
+"""``flk_`` and 256 bits in unpadded URL-safe base64 (new_secret's and derived_secret's)."""
+_SECRET_CHARACTERS = frozenset(string.ascii_letters + string.digits + "-_")
+
+
+def well_formed(presented: str) -> bool:
+    """Whether ``presented`` has a key's form (what is looked for in the database)."""
+    return (
+        len(presented) == SECRET_LENGTH
+        and presented.startswith(PREFIX)
+        and _SECRET_CHARACTERS.issuperset(presented[len(PREFIX) :])
+    )
 
 
 def new_id() -> str:

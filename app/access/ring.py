@@ -1,8 +1,10 @@
 """The process's keyring: every key of the installation in memory, FLOWLOG_TOKENS, and the
-console's sessions. A request is identified without a query; a key's change is heard on the
-``flowlog_access`` channel and the keys are reloaded (a revocation takes effect in every
-process within the notification's delay, milliseconds; after a lost connection, at the
-reconnect; and at worst after ``refresh_seconds``)."""
+console's sessions. A request with a known key is identified without a query; a key's change
+is heard on the ``flowlog_access`` channel and the keys are reloaded (a revocation takes effect
+in every process within the notification's delay, milliseconds; after a lost connection, at
+the reconnect; and at worst after ``refresh_seconds``). A key of a key's form that this process
+has not heard of is looked for in the database before it is refused: a key made through one
+process works at once through every other, its notification still on the way."""
 
 from __future__ import annotations
 
@@ -136,12 +138,30 @@ class KeyRing:
             return record.identity()
         return self.tokens.identify(presented)
 
-    def bearer(self, header: str | None) -> Identity | None:
+    async def recognise(self, presented: str) -> Identity | None:
+        """As ``identify``, looking in the database for a key unknown here."""
+        identity = self.identify(presented)
+        presented = presented.strip()
+        if identity is not None or not keys.well_formed(presented):
+            return identity
+        digest = keys.digest(presented)
+        if digest in self._by_digest:  # known, and not active
+            return None
+        record = await self.store.by_digest(digest)
+        if record is None:
+            return None
+        # A reload that brought it meanwhile wins: a record read here must never undo a
+        # revocation that a reload read. Kept until the next reload, which has it too.
+        if self._by_digest.setdefault(digest, record) is record:
+            self._by_id.setdefault(record.key_id, record)
+        return self.identify(presented)
+
+    async def bearer(self, header: str | None) -> Identity | None:
         """The identity of an ``Authorization: Bearer`` header (the scheme is case-blind)."""
         scheme, _, credentials = (header or "").strip().partition(" ")
         if scheme.lower() != "bearer" or not credentials.strip():
             return None
-        return self.identify(credentials)
+        return await self.recognise(credentials)
 
     def key(self, key_id: str) -> KeyRecord | None:
         return self._by_id.get(key_id)

@@ -38,6 +38,7 @@ class AccessQueries:
     key_revoked: str
     keys: str
     key: str
+    key_by_digest: str
     listed: str
     used: str
     notify: str
@@ -138,6 +139,10 @@ class KeyStore:
 
     async def get(self, key_id: str) -> KeyRecord | None:
         row = await self.pool.fetchrow(Q.key, key_id)
+        return None if row is None else record_of(row)
+
+    async def by_digest(self, digest: str) -> KeyRecord | None:
+        row = await self.pool.fetchrow(Q.key_by_digest, digest)
         return None if row is None else record_of(row)
 
     async def all(self) -> list[KeyRecord]:

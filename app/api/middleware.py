@@ -74,7 +74,7 @@ def make_middlewares(
         status = 500
         ctx: Context | None = None
         try:
-            identity, session = _authenticate(access, request)
+            identity, session = await _authenticate(access, request)
             key = _idempotency_key(request)
             refusal = _refusal(request, identity, session, key)
             if refusal is None:
@@ -94,12 +94,14 @@ def make_middlewares(
     return [context_and_log]
 
 
-def _authenticate(access: KeyRing, request: web.Request) -> tuple[Identity | None, Session | None]:
+async def _authenticate(
+    access: KeyRing, request: web.Request
+) -> tuple[Identity | None, Session | None]:
     """Who the request's bearer token is, else its console session's (and the session);
     everyone is ``OPEN`` on a server without keys, tokens or identity provider."""
     if not access.enabled:
         return OPEN, None
-    identity = access.bearer(request.headers.get("Authorization"))
+    identity = await access.bearer(request.headers.get("Authorization"))
     if identity is not None:
         return identity, None
     session = access.session(request.cookies.get(SESSION_COOKIE))

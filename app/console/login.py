@@ -123,7 +123,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     refusal = limited(request, "key", target)
     if refusal is not None:
         return refusal
-    identity = access.identify(token)
+    identity = await access.recognise(token)
     if identity is None:
         await refuse(request, "key", "not a valid key")
         values = _values(request, target, "That key is not valid.")

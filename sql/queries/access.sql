@@ -22,6 +22,13 @@ SELECT id, tenant_id, name, role, prefix, digest, created_at, created_by, expire
        revoked_at, revoked_by, revoke_reason, last_used_at
 FROM api_keys
 
+-- name: key_by_digest
+-- A key this process has not heard of (made by another process a moment ago, its
+-- notification still on the way): looked for by its digest (unique) before it is refused.
+SELECT id, tenant_id, name, role, prefix, digest, created_at, created_by, expires_at,
+       revoked_at, revoked_by, revoke_reason, last_used_at
+FROM api_keys WHERE digest = $1
+
 -- name: key
 SELECT id, tenant_id, name, role, prefix, digest, created_at, created_by, expires_at,
        revoked_at, revoked_by, revoke_reason, last_used_at, stream_version

@@ -139,6 +139,44 @@ async def test_a_viewer_reads_and_is_refused_what_an_operator_does(
                   Code.ROLE_REQUIRED)  # fmt: skip
 
 
+class _Unheard(KeyStore):
+    """A store of another process whose changes nobody has heard yet (its notification is on
+    the way, or lost)."""
+
+    async def changed(self, key_id: str) -> None:
+        pass
+
+
+async def test_a_key_made_through_another_process_works_at_once(
+    acme: tuple[Service, str], database_url: str
+) -> None:
+    service, _ = acme
+    ring = service.app[keys.ACCESS]
+    reloads = ring.reloads
+    secret = api_keys.new_secret()
+    pool = await create_pool(database_url, min_size=1, max_size=1)
+    try:
+        await _Unheard(EventStore(pool)).create(
+            key_id=api_keys.new_id(), secret=secret, tenant="acme", name="elsewhere",
+            role=Role.VIEWER, expires_at=None, caller=Caller(actor="cli:test"),
+        )  # fmt: skip
+    finally:
+        await pool.close()
+    for _ in range(2):
+        await ok(await service.client.get(FLOWS, headers=bearer(secret)), paged=True)
+    assert ring.reloads == reloads, "found by a reload, not by its digest"
+    # As an attacker would try: a key's form that nobody made, one character off a real key,
+    # a key too long, a NUL (no HTTP client sends it: asked of the ring). None is anyone, and
+    # none is remembered.
+    off = secret[:-1] + ("A" if secret[-1] != "A" else "B")
+    for forged in (api_keys.new_secret(), off, secret + "A"):
+        await refused(await service.client.get(FLOWS, headers=bearer(forged)), 401,
+                      Code.UNAUTHORIZED)  # fmt: skip
+    for forged in (api_keys.new_secret(), off, secret + "A", secret[:-1] + "\x00", "flk_"):
+        assert await ring.recognise(forged) is None
+        assert ring.identify(forged) is None
+
+
 async def test_revoked_and_expired_keys_are_refused_and_stay_listed(
     acme: tuple[Service, str], make_service: MakeService
 ) -> None:
