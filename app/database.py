@@ -52,6 +52,42 @@ async def drop_database(admin_url: str, name: str) -> None:
         await conn.close()
 
 
+NAME_BYTES = 63
+"""PostgreSQL's longest identifier (a longer one is cut short, silently)."""
+_END_SESSIONS = """
+SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+WHERE datname = $1 AND pid <> pg_backend_pid()
+"""
+
+
+async def put_away_database(admin_url: str, name: str, new_name: str, within: float = 30.0) -> None:
+    """Takes database ``name`` out of use without dropping it: its sessions ended, renamed to
+    ``new_name``, closed to connections (autovacuum leaves it alone too). Milliseconds, where a
+    DROP DATABASE waits for a checkpoint holding a transaction id, which holds back the
+    readers of every flowlog database of the server meanwhile (docs/eventstore.md): the drop
+    can wait for a quiet moment."""
+    if len(new_name.encode()) > NAME_BYTES:
+        raise ValueError(f"a database name has at most {NAME_BYTES} bytes: {new_name!r}")
+    conn = await asyncpg.connect(admin_url)
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while True:
+            await conn.fetchval(_END_SESSIONS, name)
+            try:
+                await conn.execute(
+                    f"ALTER DATABASE {quote_ident(name)} RENAME TO {quote_ident(new_name)}"
+                )
+                break
+            except asyncpg.ObjectInUseError:  # a terminated session has not exited yet
+                if loop.time() > deadline:
+                    raise
+                await asyncio.sleep(0.02)
+        await conn.execute(f"ALTER DATABASE {quote_ident(new_name)} WITH ALLOW_CONNECTIONS false")
+    finally:
+        await conn.close()
+
+
 async def ensure_database(admin_url: str, name: str) -> None:
     """Creates database ``name`` unless it exists (two starters may race: both succeed)."""
     await _ensure(admin_url, name, "SELECT 1 FROM pg_database WHERE datname = $1", "DATABASE {}")

@@ -17,15 +17,14 @@ import asyncio
 import importlib
 import importlib.metadata
 import importlib.util
-import os
-import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import asyncpg
 
-from flowlog.database import create_database, drop_database, with_database
+from flowlog.bench.harness import discard_database, scratch_name
+from flowlog.database import create_database, with_database
 
 # Opens the pool connections and fills DBOS's caches before anything is timed.
 WARMUP_WORKFLOWS = 50
@@ -45,7 +44,7 @@ async def run(
     """DBOS workflows per second on the server of ``database_url``, or None without DBOS."""
     if not available():
         return None
-    name = f"flowlog_bench_dbos_{os.getpid()}_{secrets.token_hex(3)}"
+    name = scratch_name("flowlog_bench_dbos")
     await create_database(database_url, name)
     try:
         url = with_database(database_url, name)
@@ -53,8 +52,8 @@ async def run(
         seconds = await asyncio.to_thread(_measure, url, workflows, threads)
         await _check_completed(url, WARMUP_WORKFLOWS + workflows * len(threads))
     finally:
-        # WITH (FORCE): connections DBOS failed to close do not keep the database alive.
-        await drop_database(database_url, name)
+        # Ends the connections DBOS failed to close: they do not keep the database alive.
+        await discard_database(database_url, name)
     rates = {t: workflows / s for t, s in seconds.items()}
     best = max(rates, key=lambda t: rates[t])
     figures: dict[str, Any] = {"dbos_version": importlib.metadata.version("dbos")}

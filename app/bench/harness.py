@@ -19,27 +19,64 @@ from typing import Any, TypeVar
 import aiohttp
 import orjson
 
-from flowlog.database import create_database, drop_database, with_database
+from flowlog.database import (
+    NAME_BYTES,
+    create_database,
+    drop_database,
+    put_away_database,
+    with_database,
+)
 from flowlog.migrate import migrate_database
 
 T = TypeVar("T")
 
 
+BENCH_KEEP_AS = "FLOWLOG_BENCH_KEEP_AS"
+"""A prefix: a benchmark's scratch database is then put away under it (renamed, closed to
+connections) instead of dropped, for whoever drops it later (docs/benchmarks.md)."""
+_KEPT_SUFFIX = 12
+
+
 @contextlib.asynccontextmanager
 async def scratch_database(server_url: str) -> AsyncIterator[str]:
-    """A fresh, migrated database on the server of ``server_url``, dropped afterwards.
+    """A fresh, migrated database on the server of ``server_url``, dropped afterwards (or put
+    away, with FLOWLOG_BENCH_KEEP_AS).
 
     Benchmarks never write to flowlog's own database: the log is immutable, so what they
     appended could never be removed.
     """
-    name = f"flowlog_bench_{os.getpid()}_{secrets.token_hex(3)}"
+    name = scratch_name("flowlog_bench")
     await create_database(server_url, name)
     try:
         url = with_database(server_url, name)
         await migrate_database(url)
         yield url
     finally:
+        await discard_database(server_url, name)
+
+
+def scratch_name(prefix: str) -> str:
+    """A new scratch database's name (checks FLOWLOG_BENCH_KEEP_AS before it is made)."""
+    _keep_as()
+    return f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
+
+
+async def discard_database(server_url: str, name: str) -> None:
+    """Drops a benchmark's scratch database, or puts it away with FLOWLOG_BENCH_KEEP_AS."""
+    keep_as = _keep_as()
+    if keep_as is None:
         await drop_database(server_url, name)
+    else:
+        kept = keep_as + secrets.token_hex(_KEPT_SUFFIX // 2)
+        await put_away_database(server_url, name, kept)
+
+
+def _keep_as() -> str | None:
+    keep_as = os.environ.get(BENCH_KEEP_AS) or None
+    if keep_as is not None and len(keep_as.encode()) + _KEPT_SUFFIX > NAME_BYTES:
+        raise ValueError(f"{BENCH_KEEP_AS} is too long: a prefix of at most "
+                         f"{NAME_BYTES - _KEPT_SUFFIX} bytes")  # fmt: skip
+    return keep_as
 
 
 async def timed(workers: int, work: Callable[[int], Awaitable[None]]) -> float:
