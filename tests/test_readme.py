@@ -23,6 +23,7 @@ from flowlog.bench.harness import free_port
 from flowlog.database import quote_ident, with_database
 from tests import readme
 from tests.helpers import serving
+from tests.scratch_databases import discard_database
 
 CI = (readme.ROOT / ".ci" / "run").read_text()
 
@@ -114,13 +115,37 @@ async def test_the_two_roles_block_migrates_and_serves(server_url: str, tmp_path
             finally:
                 await admin.close()
     finally:
-        admin = await asyncpg.connect(server_url)
-        try:
-            await admin.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
-            for role in (runtime, owner):
-                await admin.execute(f"DROP ROLE IF EXISTS {quote_ident(role)}")
-        finally:
-            await admin.close()
+        await _retire_with_roles(server_url, name, (runtime, owner))
+
+
+async def _retire_with_roles(server_url: str, name: str, roles: tuple[str, ...]) -> None:
+    """The block's database is retired as every test's is (tests/scratch_databases.py), once
+    what its roles own and were granted there is the server superuser's; then the roles go."""
+    admin = await asyncpg.connect(server_url)
+    try:
+        present = [r for r in roles if await admin.fetchval(_ROLE_EXISTS, r)]
+        exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+    finally:
+        await admin.close()
+    if exists:
+        if present:
+            listed = ", ".join(quote_ident(role) for role in present)
+            inside = await asyncpg.connect(with_database(server_url, name))
+            try:
+                await inside.execute(f"REASSIGN OWNED BY {listed} TO CURRENT_USER")
+                await inside.execute(f"DROP OWNED BY {listed}")
+            finally:
+                await inside.close()
+        await discard_database(server_url, name)
+    admin = await asyncpg.connect(server_url)
+    try:
+        for role in present:
+            await admin.execute(f"DROP ROLE {quote_ident(role)}")
+    finally:
+        await admin.close()
+
+
+_ROLE_EXISTS = "SELECT 1 FROM pg_roles WHERE rolname = $1"
 
 
 def _host_and_port(url: str) -> str:

@@ -59,13 +59,16 @@ ENVIRONMENT: tuple[tuple[str, tuple[str, ...], str], ...] = (
     *environment(),  # flowlog's settings, from their model
     # Read by others on purpose, so not settings of the model: OpenTelemetry's SDK reads its
     # own variables (flowlog.telemetry only asks whether any is set), libpq's are asyncpg's,
-    # and a failpoint is read where it is (flowlog.faults), by tests only.
+    # a failpoint is read where it is (flowlog.faults), by tests only, and the benchmarks'
+    # scratch databases are theirs (flowlog.bench.harness).
     ("traces", ("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT",
                 "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_SERVICE_NAME", "OTEL_SDK_DISABLED"),
      "with the otel extra installed, OpenTelemetry reads its other OTEL_* too"),
     ("libpq", ("PGPASSWORD", "PGPASSFILE", "PGSSLMODE"),
      "and libpq's other PG*: asyncpg fills in what a URL leaves out from them"),
     ("tests", ("FLOWLOG_FAILPOINT",), "the process kills itself at the point it names"),
+    ("bench", ("FLOWLOG_BENCH_KEEP_AS",),
+     "a prefix: benchmarks rename their scratch databases with it and close them, not drop"),
 )  # fmt: skip
 """Every environment variable flowlog reads, by what it is for (tests/test_cli.py checks
 that the code reads no other)."""
