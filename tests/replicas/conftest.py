@@ -108,7 +108,9 @@ REPLAY_STATE = """
 SELECT pg_is_wal_replay_paused() AS paused, pg_last_wal_receive_lsn()::text AS received,
        pg_last_wal_replay_lsn()::text AS replayed, pg_last_xact_replay_timestamp() AS replayed_at,
        (SELECT status FROM pg_stat_wal_receiver) AS receiver,
-       (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend') AS sessions
+       (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend') AS sessions,
+       -- RecoveryConflict*: replay waits for a replica query (max_standby_streaming_delay).
+       (SELECT wait_event FROM pg_stat_activity WHERE backend_type = 'startup') AS replay_waits_on
 """
 
 
