@@ -26,6 +26,8 @@ from flowlog.eventstore.notify import Connect, Listener
 log = logging.getLogger(__name__)
 
 CHANNEL = "flowlog_access"
+LOOKUPS_AT_ONCE = 2
+"""Queries for keys unknown here, at most, at a time (``recognise``)."""
 
 
 class KeyRing:
@@ -46,6 +48,8 @@ class KeyRing:
         self._listener: Listener | None = None
         self._follower: asyncio.Task[None] | None = None
         self._watchers: set[asyncio.Event] = set()
+        self._lookups: dict[str, asyncio.Future[KeyRecord | None]] = {}
+        self._lookup_turns = asyncio.Semaphore(LOOKUPS_AT_ONCE)
         self.reloads = 0
 
     @property
@@ -147,7 +151,7 @@ class KeyRing:
         digest = keys.digest(presented)
         if digest in self._by_digest:  # known, and not active
             return None
-        record = await self.store.by_digest(digest)
+        record = await self._looked_up(digest)
         if record is None:
             return None
         # A reload that brought it meanwhile wins: a record read here must never undo a
@@ -155,6 +159,21 @@ class KeyRing:
         if self._by_digest.setdefault(digest, record) is record:
             self._by_id.setdefault(record.key_id, record)
         return self.identify(presented)
+
+    async def _looked_up(self, digest: str) -> KeyRecord | None:
+        """One query for the requests that name the same unknown key at once, and at most
+        ``LOOKUPS_AT_ONCE`` queries at a time: a flood of made-up keys (no key needed to send
+        them) waits its turn instead of taking the pool's connections from the flows."""
+        lookup = self._lookups.get(digest)
+        if lookup is None:
+            lookup = self._lookups[digest] = asyncio.ensure_future(self._look_up(digest))
+            lookup.add_done_callback(lambda _: self._lookups.pop(digest, None))
+        # Shielded: a request that goes away does not cancel the others' lookup.
+        return await asyncio.shield(lookup)
+
+    async def _look_up(self, digest: str) -> KeyRecord | None:
+        async with self._lookup_turns:
+            return await self.store.by_digest(digest)
 
     async def bearer(self, header: str | None) -> Identity | None:
         """The identity of an ``Authorization: Bearer`` header (the scheme is case-blind)."""

@@ -12,6 +12,8 @@ import asyncpg
 import pytest
 
 from flowlog.access import keys as api_keys
+from flowlog.access.keys import KeyRecord
+from flowlog.access.ring import LOOKUPS_AT_ONCE
 from flowlog.access.roles import Role
 from flowlog.access.store import KeyStore
 from flowlog.api import keys
@@ -175,6 +177,42 @@ async def test_a_key_made_through_another_process_works_at_once(
     for forged in (api_keys.new_secret(), off, secret + "A", secret[:-1] + "\x00", "flk_"):
         assert await ring.recognise(forged) is None
         assert ring.identify(forged) is None
+
+
+async def test_lookups_of_unknown_keys_are_shared_and_few_at_a_time(
+    acme: tuple[Service, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service, _ = acme
+    ring = service.app[keys.ACCESS]
+    asked = ring.store.by_digest
+    digests: list[str] = []
+    running = most = 0
+
+    async def counted(digest: str) -> KeyRecord | None:
+        nonlocal running, most
+        digests.append(digest)
+        running += 1
+        most = max(most, running)
+        try:
+            await asyncio.sleep(0.05)
+            return await asked(digest)
+        finally:
+            running -= 1
+
+    monkeypatch.setattr(ring.store, "by_digest", counted)
+    same = api_keys.new_secret()
+    assert await asyncio.gather(*(ring.recognise(same) for _ in range(20))) == [None] * 20
+    assert len(digests) == 1, "twenty requests naming one key asked once"
+    flood = [api_keys.new_secret() for _ in range(12)]
+    assert await asyncio.gather(*(ring.recognise(key) for key in flood)) == [None] * 12
+    assert len(digests) == 13
+    assert most == LOOKUPS_AT_ONCE
+    # A request that goes away does not take the others' answer with it.
+    first, second = (asyncio.create_task(ring.recognise(same)) for _ in range(2))
+    await asyncio.sleep(0.01)
+    first.cancel()
+    assert await second is None
+    assert first.cancelled()
 
 
 async def test_revoked_and_expired_keys_are_refused_and_stay_listed(
