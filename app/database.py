@@ -83,6 +83,8 @@ async def put_away_database(admin_url: str, name: str, new_name: str, within: fl
                 if loop.time() > deadline:
                     raise
                 await asyncio.sleep(0.02)
+            except asyncpg.InvalidCatalogNameError:
+                return  # gone already, as DROP DATABASE IF EXISTS would take it
         await conn.execute(f"ALTER DATABASE {quote_ident(new_name)} WITH ALLOW_CONNECTIONS false")
     finally:
         await conn.close()

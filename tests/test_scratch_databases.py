@@ -47,6 +47,12 @@ async def test_a_database_put_away_is_renamed_and_closed_with_its_sessions_ended
         await asyncpg.connect(with_database(server_url, kept))
 
 
+async def test_a_database_gone_already_is_put_away_as_if_it_were(server_url: str) -> None:
+    gone, kept = f"flowlog_gone_{secrets.token_hex(4)}", _retired_name()
+    await put_away_database(server_url, gone, kept)
+    assert await _allows(server_url, kept) is None
+
+
 async def test_a_name_too_long_for_postgresql_changes_nothing(server_url: str) -> None:
     name = f"flowlog_away_{secrets.token_hex(4)}"
     await create_database(server_url, name)
