@@ -70,6 +70,11 @@ async def put_away_database(admin_url: str, name: str, new_name: str, within: fl
         raise ValueError(f"a database name has at most {NAME_BYTES} bytes: {new_name!r}")
     conn = await asyncpg.connect(admin_url)
     try:
+        # Closed first: a client that reconnects cannot come back between the two below.
+        try:
+            await conn.execute(f"ALTER DATABASE {quote_ident(name)} WITH ALLOW_CONNECTIONS false")
+        except asyncpg.InvalidCatalogNameError:
+            return  # gone already, as DROP DATABASE IF EXISTS would take it
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
         while True:
@@ -78,14 +83,11 @@ async def put_away_database(admin_url: str, name: str, new_name: str, within: fl
                 await conn.execute(
                     f"ALTER DATABASE {quote_ident(name)} RENAME TO {quote_ident(new_name)}"
                 )
-                break
+                return
             except asyncpg.ObjectInUseError:  # a terminated session has not exited yet
                 if loop.time() > deadline:
                     raise
                 await asyncio.sleep(0.02)
-            except asyncpg.InvalidCatalogNameError:
-                return  # gone already, as DROP DATABASE IF EXISTS would take it
-        await conn.execute(f"ALTER DATABASE {quote_ident(new_name)} WITH ALLOW_CONNECTIONS false")
     finally:
         await conn.close()
 

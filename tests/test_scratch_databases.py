@@ -5,6 +5,7 @@ no DROP DATABASE, which would hold back every reader of the log on the server.""
 from __future__ import annotations
 
 import secrets
+from urllib.parse import unquote, urlsplit
 
 import asyncpg
 import pytest
@@ -69,7 +70,7 @@ async def test_a_benchmark_puts_its_scratch_database_away_when_asked(
     prefix = f"{RETIRED}{run_id()}_kept_"
     monkeypatch.setenv(BENCH_KEEP_AS, prefix)
     async with scratch_database(server_url) as url:
-        used = url.rsplit("/", 1)[1]
+        used = unquote(urlsplit(url).path.lstrip("/"))
         assert await _allows(server_url, used) is True
     assert await _allows(server_url, used) is None
     conn = await asyncpg.connect(server_url)

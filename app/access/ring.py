@@ -14,6 +14,8 @@ import logging
 import time
 from datetime import UTC, datetime
 
+import asyncpg
+
 from flowlog.access import keys, sessions
 from flowlog.access.identity import Identity
 from flowlog.access.keys import KeyRecord
@@ -21,6 +23,7 @@ from flowlog.access.roles import Role
 from flowlog.access.sessions import SESSION_SECONDS, Session
 from flowlog.access.store import KeyStore, Q
 from flowlog.access.tokens import Tokens
+from flowlog.eventstore.errors import TRANSIENT_ERRORS
 from flowlog.eventstore.notify import Connect, Listener
 
 log = logging.getLogger(__name__)
@@ -28,6 +31,7 @@ log = logging.getLogger(__name__)
 CHANNEL = "flowlog_access"
 LOOKUPS_AT_ONCE = 2
 """Queries for keys unknown here, at most, at a time (``recognise``)."""
+_LOOKUP_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, asyncpg.PostgresError)
 
 
 class KeyRing:
@@ -151,7 +155,12 @@ class KeyRing:
         digest = keys.digest(presented)
         if digest in self._by_digest:  # known, and not active
             return None
-        record = await self._looked_up(digest)
+        try:
+            record = await self._looked_up(digest)
+        except _LOOKUP_ERRORS as exc:
+            # Refused as unknown (401), not failed: known keys need no database.
+            log.warning("key not looked up", extra={"error": repr(exc)})
+            return None
         if record is None:
             return None
         # A reload that brought it meanwhile wins: a record read here must never undo a

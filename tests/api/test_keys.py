@@ -214,6 +214,14 @@ async def test_lookups_of_unknown_keys_are_shared_and_few_at_a_time(
     assert await second is None
     assert first.cancelled()
 
+    # The database unreachable: an unknown key is refused as unknown, not failed.
+    async def unreachable(digest: str) -> KeyRecord | None:
+        raise ConnectionRefusedError("the database is down")
+
+    monkeypatch.setattr(ring.store, "by_digest", unreachable)
+    await refused(await service.client.get(FLOWS, headers=bearer(api_keys.new_secret())), 401,
+                  Code.UNAUTHORIZED)  # fmt: skip
+
 
 async def test_revoked_and_expired_keys_are_refused_and_stay_listed(
     acme: tuple[Service, str], make_service: MakeService
