@@ -56,10 +56,13 @@ def shown(key: object) -> str:
     return f"<{type(key).__name__}>"
 
 
-def unstorable(value: Any, where: str = "") -> Problem | None:
+def unstorable(value: Any, where: str = "", *, numbers_in_range: bool = False) -> Problem | None:
     """The first value inside ``value`` (text, numbers, objects and their keys, arrays, models'
     fields) that flowlog cannot store, or None when it can store them all. Values of other types
-    (a datetime, say) are their encoder's business.
+    (a datetime, say) are their encoder's business. With ``numbers_in_range`` (a request, whose
+    OpenAPI document states the 64-bit range for every number: JSON cannot tell ``1e30`` from
+    an integer), a number written with a fraction or an exponent beyond that range is refused
+    too.
 
     A walk, not a recursion (a deep value must not exhaust the caller's stack); the path to a
     value is spelled only for the one found, and cut short when long."""
@@ -79,6 +82,8 @@ def unstorable(value: Any, where: str = "") -> Problem | None:
         elif isinstance(value, float):
             if not math.isfinite(value):
                 return step.path(), "NaN or Infinity"
+            if numbers_in_range and not JSON_INTEGERS.start <= value < JSON_INTEGERS.stop:
+                return step.path(), "number beyond 64 bits"
         elif isinstance(value, BaseModel):
             fields = value.__dict__.items()
             stack.extend(reversed([_Step(v, f".{k}", step) for k, v in fields]))

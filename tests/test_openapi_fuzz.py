@@ -43,6 +43,8 @@ def _beyond_64_bits(value: Any) -> bool:
         return False
     if isinstance(value, int):
         return value not in JSON_INTEGERS
+    if isinstance(value, float):
+        return not JSON_INTEGERS.start <= value < JSON_INTEGERS.stop
     if isinstance(value, dict):
         return any(_beyond_64_bits(v) for v in value.values())
     if isinstance(value, list):
@@ -53,8 +55,9 @@ def _beyond_64_bits(value: Any) -> bool:
 @schemathesis.hook
 def filter_body(ctx: Any, body: Any) -> bool:
     """The generator follows the JsonValue schema's recursion only so deep and draws any JSON
-    below it: an integer beyond 64 bits there breaks the document's own rule, and the server
-    rightly refuses it (400); such a body is not schema-valid, so it is not drawn."""
+    below it: a number beyond 64 bits there (an integer, or 1e30) breaks the document's own
+    rule, and the server rightly refuses it (400); such a body is not schema-valid, so it is
+    not drawn."""
     return not _beyond_64_bits(body)
 
 

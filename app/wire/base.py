@@ -40,8 +40,8 @@ FlowId = Annotated[
 
 JSON_VALUE_SCHEMA: dict[str, Any] = {
     "description": "Any JSON value whose numbers are within the range of 64-bit integers and "
-    "whose text holds no NUL (an integer beyond it is refused; JSON cannot tell 1e30 from an "
-    "integer, so the range is stated for every number).",
+    "whose text holds no NUL (a number beyond it is refused, however it is written: JSON "
+    "cannot tell 1e30 from an integer).",
     "anyOf": [
         {"type": "number", "minimum": JSON_INTEGERS.start, "maximum": JSON_INTEGERS.stop - 1},
         {"type": "string"},
@@ -88,10 +88,10 @@ class Request(BaseModel):
 
     @model_validator(mode="after")
     def _storable(self) -> Request:
-        if unstorable(self) is not None:
+        if unstorable(self, numbers_in_range=True) is not None:
             raise ValueError(
                 "values must be storable: no NUL characters, lone surrogates, NaN, Infinity, "
-                "or integers beyond 64 bits"
+                "or numbers beyond 64 bits (written as integers or not: 1e30 too)"
             )
         return self
 

@@ -546,7 +546,16 @@ async def test_an_integer_beyond_64_bits_is_bad_input_on_every_route(service: Se
         refusal = await refused(answer, 400, Code.BAD_INPUT)
         assert "64 bits" in refusal["message"]
     assert await events(client, flow_id) == before
-    edge = {"workFlowId": flow_id, "context": {"low": -(2**63), "high": 2**64 - 1, "ok": True}}
+    # Written with an exponent, it is a number beyond the range all the same (the OpenAPI
+    # document states the range for every number: JSON cannot tell 1e30 from an integer).
+    for beyond in (1e30, -7.6e307, float(2**64)):
+        body = {"workFlowId": flow_id, "context": {"n": {"deep": [beyond]}}}
+        refusal = await refused(await _post_json(client, FLOWS + "retry", body), 400,
+                                Code.BAD_INPUT)  # fmt: skip
+        assert "64 bits" in refusal["message"]
+    assert await events(client, flow_id) == before
+    edge = {"workFlowId": flow_id, "context": {"low": -(2**63), "high": 2**64 - 1, "ok": True,
+                                               "float": 1.5e16, "small": -9.2e18}}  # fmt: skip
     await ok(await _post_json(client, FLOWS + "retry", edge))  # the edges themselves are fine
 
 
