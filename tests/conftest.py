@@ -22,6 +22,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from flowlog.bench.harness import discard_database
 from flowlog.database import create_database, with_database
 from flowlog.engine import Engine
 from flowlog.eventstore import EventStore, create_pool
@@ -33,13 +34,7 @@ from tests.audit.checks import check_audit_of_every_flow
 from tests.engines import FAST, StartEngine
 from tests.helpers import create_role, drop_role
 from tests.processes import Workers
-from tests.scratch_databases import (
-    ScratchDatabases,
-    discard_database,
-    drop_retired,
-    run_id,
-    start_run,
-)
+from tests.scratch_databases import ScratchDatabases, drop_retired, start_run
 from tests.server_turns import server_turn
 from tests.workflow.procdefs import DEFINITIONS as PROCESS_DEFINITIONS
 
@@ -72,7 +67,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     server (an embedded one goes with its folder)."""
     url = os.environ.get("DATABASE_URL")
     if url and not hasattr(session.config, "workerinput"):
-        asyncio.run(drop_retired(url, run_id()))
+        asyncio.run(drop_retired(url))
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:

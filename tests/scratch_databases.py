@@ -9,13 +9,14 @@ still open (docs/eventstore.md, "Latency behind long transactions"): every drop 
 other test's subscriptions, webhooks and catch-ups, in every database of the server, for as
 long as it waited. A webhook test waited 20 s for a lag that a drop in another worker held.
 
-So a test's database is retired instead: its sessions ended, renamed to
-``flowlog_retired_<run>_...`` and closed to new connections (autovacuum leaves it alone too),
-which takes milliseconds and no checkpoint; the benchmarks the tests run put their scratch
-databases away under the same prefix (FLOWLOG_BENCH_KEEP_AS). The run's first process (xdist's
-controller, or the only one) drops them once every worker has finished (drop_retired, from
-tests/conftest.py), many at a time so that a checkpoint serves many. Until then they take
-disk: about 9 MB apiece, 8.1 GB (913 databases) at the end of a whole run.
+So a test's database is retired instead: closed to new connections (autovacuum leaves it
+alone too), its sessions ended, renamed to ``flowlog_retired_<run>_...``, which takes
+milliseconds and no checkpoint. It is what a benchmark does with its scratch database under
+FLOWLOG_BENCH_KEEP_AS, and the run sets that variable: the tests' databases and those of the
+benchmarks they run go the same way (flowlog.bench.harness.discard_database). The run's
+first process (xdist's controller, or the only one) drops them once every worker has finished
+(drop_retired, from tests/conftest.py), many at a time so that a checkpoint serves many. Until
+then they take disk: about 9 MB apiece, 8.1 GB (913 databases) at the end of a whole run.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from flowlog.bench.harness import BENCH_KEEP_AS
-from flowlog.database import create_database, drop_database, put_away_database
+from flowlog.bench.harness import BENCH_KEEP_AS, discard_database
+from flowlog.database import create_database, drop_database
 
 T = TypeVar("T")
 
@@ -46,36 +47,24 @@ then, allows 100 connections."""
 _RETIRED_OF_RUN = "SELECT datname FROM pg_database WHERE starts_with(datname, $1) ORDER BY 1"
 
 
-def run_id() -> str:
-    return os.environ[RUN_VARIABLE]
+def retired_prefix() -> str:
+    """What this run's retired databases are named with."""
+    return f"{RETIRED}{os.environ[RUN_VARIABLE]}_"
 
 
 def start_run() -> None:
-    """In the run's first process: the id its workers name their retired databases with; the
-    benchmarks the tests run put their scratch databases away under the same name."""
-    run = os.environ.setdefault(RUN_VARIABLE, secrets.token_hex(4))
-    os.environ[BENCH_KEEP_AS] = f"{RETIRED}{run}_"
+    """In the run's first process: the id its workers name their retired databases with. The
+    tests retire theirs as the benchmarks they run put their scratch databases away, under
+    FLOWLOG_BENCH_KEEP_AS (``discard_database``, which drops them outside a test run)."""
+    os.environ.setdefault(RUN_VARIABLE, secrets.token_hex(4))
+    os.environ[BENCH_KEEP_AS] = retired_prefix()
 
 
-async def retire_database(server_url: str, name: str) -> None:
-    """Takes database ``name`` out of use at once; drop_retired drops it when the run ends."""
-    await put_away_database(server_url, name, f"{RETIRED}{run_id()}_{secrets.token_hex(6)}")
-
-
-async def discard_database(server_url: str, name: str) -> None:
-    """Retires ``name`` inside a test run; drops it outside one (tests/browser/screenshots.py
-    run as a script)."""
-    if RUN_VARIABLE in os.environ:
-        await retire_database(server_url, name)
-    else:
-        await drop_database(server_url, name)
-
-
-async def drop_retired(server_url: str, run: str) -> int:
-    """Drops every database the run ``run`` retired, ``DROPS_AT_ONCE`` at a time: how many."""
+async def drop_retired(server_url: str) -> int:
+    """Drops every database this run retired, ``DROPS_AT_ONCE`` at a time: how many."""
     conn = await asyncpg.connect(server_url)
     try:
-        names = [r["datname"] for r in await conn.fetch(_RETIRED_OF_RUN, f"{RETIRED}{run}_")]
+        names = [r["datname"] for r in await conn.fetch(_RETIRED_OF_RUN, retired_prefix())]
     finally:
         await conn.close()
     if not names:
@@ -119,8 +108,7 @@ class ScratchDatabases:
 
     def hand_back(self, name: str) -> None:
         """The test is done with ``name``: it is retired in the background."""
-        self._retiring = [f for f in self._retiring if not f.done() or f.exception()]
-        self._retiring.append(self._submit(retire_database(self._server_url, name)))
+        self._retiring.append(self._submit(discard_database(self._server_url, name)))
 
     def close(self) -> None:
         """Retires the copy made ahead and waits until every database is retired; a

@@ -21,12 +21,12 @@ from hypothesis import HealthCheck, settings
 from schemathesis import checks
 
 from flowlog.api.routes import api
+from flowlog.bench.harness import discard_database
 from flowlog.config import Settings
 from flowlog.database import create_database, with_database
 from flowlog.engine import load_definitions
 from flowlog.storable import JSON_INTEGERS
 from flowlog.web import create_app
-from tests.scratch_databases import discard_database
 
 schema = schemathesis.openapi.from_dict(api.openapi(title="flowlog", version="fuzz"))
 # PostgreSQL stores no NUL in text or jsonb, and the document cannot say so for free-form

@@ -19,11 +19,10 @@ import pytest
 from aiohttp import web
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from flowlog.bench.harness import free_port
+from flowlog.bench.harness import discard_database, free_port
 from flowlog.database import quote_ident, with_database
 from tests import readme
 from tests.helpers import serving
-from tests.scratch_databases import discard_database
 
 CI = (readme.ROOT / ".ci" / "run").read_text()
 

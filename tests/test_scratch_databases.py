@@ -12,7 +12,7 @@ import pytest
 
 from flowlog.bench.harness import BENCH_KEEP_AS, scratch_database
 from flowlog.database import create_database, put_away_database, with_database
-from tests.scratch_databases import RETIRED, run_id
+from tests.scratch_databases import retired_prefix
 
 _STATE = "SELECT datallowconn FROM pg_database WHERE datname = $1"
 
@@ -27,7 +27,7 @@ async def _allows(server_url: str, name: str) -> bool | None:
 
 
 def _retired_name() -> str:
-    return f"{RETIRED}{run_id()}_{secrets.token_hex(6)}"
+    return f"{retired_prefix()}{secrets.token_hex(6)}"
 
 
 async def test_a_database_put_away_is_renamed_and_closed_with_its_sessions_ended(
@@ -67,7 +67,7 @@ async def test_a_name_too_long_for_postgresql_changes_nothing(server_url: str) -
 async def test_a_benchmark_puts_its_scratch_database_away_when_asked(
     server_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    prefix = f"{RETIRED}{run_id()}_kept_"
+    prefix = f"{retired_prefix()}kept_"
     monkeypatch.setenv(BENCH_KEEP_AS, prefix)
     async with scratch_database(server_url) as url:
         used = unquote(urlsplit(url).path.lstrip("/"))

@@ -26,10 +26,9 @@ from typing import Any
 import orjson
 import pytest
 
-from flowlog.bench.harness import free_port
+from flowlog.bench.harness import discard_database, free_port
 from flowlog.database import create_database, with_database
 from tests.browser.chromium import shared_chromium, terminate
-from tests.scratch_databases import discard_database
 
 CHROMIUM = os.environ.get("FLOWLOG_CHROMIUM", "/usr/bin/chromium")
 INSTALL = "apt-get install -y chromium fonts-dejavu-core"

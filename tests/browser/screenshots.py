@@ -31,9 +31,9 @@ TALL = {"width": DESKTOP["width"], "height": 1160}
 
 
 def make_screenshots(server_url: str, out: Path) -> list[Path]:
+    from flowlog.bench.harness import discard_database
     from flowlog.database import create_database, with_database
     from flowlog.migrate import migrate_database
-    from tests.scratch_databases import discard_database
 
     out.mkdir(parents=True, exist_ok=True)
     template = f"flowlog_shots_{secrets.token_hex(4)}"
