@@ -9,7 +9,7 @@ import secrets
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from aiohttp import web
@@ -184,3 +184,22 @@ async def serving(app: web.Application) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+async def wait_until(check: Callable[[], object], within: float = 20.0, what: str = "") -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not check():
+        assert loop.time() < deadline, f"timed out waiting for {what or check}"
+        await asyncio.sleep(0.02)
+
+
+async def eventually(
+    condition: Callable[[], Awaitable[object]], within: float = 20.0, what: str = ""
+) -> None:
+    """Waits until the database (or anything awaited) says so."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not await condition():
+        assert loop.time() < deadline, f"timed out waiting for {what or condition}"
+        await asyncio.sleep(0.02)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -25,6 +24,7 @@ from flowlog.workflow.errors import Code, DefinitionNotFound, WorkflowError
 from flowlog.workflow.executor import FlowContext, NodeHandle
 from flowlog.workflow.service import WorkflowService
 from tests.engines import StartEngine
+from tests.helpers import wait_until
 from tests.workflow.defs import noop
 
 FIRES = """
@@ -176,14 +176,6 @@ async def test_fires_go_on_after_a_restart_without_a_second_flow(
     await wait_until(lambda: scheduler.fired >= 2)
     ids = [f["flow_id"] for f in await pool.fetch(FIRES, "r")]
     assert len(ids) == len(set(ids))
-
-
-async def wait_until(condition: Callable[[], bool], within: float = 20) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not condition():
-        assert loop.time() < deadline, "not within the time"
-        await asyncio.sleep(0.05)
 
 
 async def test_verify_finds_no_drift_and_rebuild_restores_the_rows(

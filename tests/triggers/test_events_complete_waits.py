@@ -9,8 +9,8 @@ from tests.api.conftest import Service
 from tests.api.helpers import create, wait_status
 from tests.api.test_definitions import register
 from tests.api.test_event_wait_definitions import waiting_spec
+from tests.helpers import eventually
 from tests.triggers.helpers import accepted, cloudevent, send
-from tests.webhooks.receiver import eventually
 
 
 async def test_an_event_sent_over_rest_completes_the_node_waiting_for_it(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -99,22 +98,3 @@ class Receiver:
         """Every body, each checked against its signature (raises on a bad one)."""
         hook = Webhook(secret)
         return [hook.verify(r.body, r.headers) for r in self.received]
-
-
-async def wait_until(check: Callable[[], object], within: float = 20.0, what: str = "") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not check():
-        assert loop.time() < deadline, f"timed out waiting for {what or check}"
-        await asyncio.sleep(0.02)
-
-
-async def eventually(
-    condition: Callable[[], Awaitable[object]], within: float = 20.0, what: str = ""
-) -> None:
-    """Waits until the database (or anything awaited) says so."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not await condition():
-        assert loop.time() < deadline, f"timed out waiting for {what or condition}"
-        await asyncio.sleep(0.02)

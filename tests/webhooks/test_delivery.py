@@ -10,8 +10,9 @@ from collections import defaultdict
 import asyncpg
 
 from flowlog.webhooks.signing import message_id
+from tests.helpers import wait_until
 from tests.webhooks.delivering import QUICK, StartDelivering
-from tests.webhooks.receiver import Receiver, wait_until
+from tests.webhooks.receiver import Receiver
 from tests.webhooks.rows import secret, subscribe
 
 

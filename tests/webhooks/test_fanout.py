@@ -9,8 +9,8 @@ import asyncpg
 
 from flowlog.eventstore import EventStore
 from flowlog.webhooks.fanout import Subscriber, wanted
+from tests.helpers import eventually
 from tests.webhooks.delivering import StartDelivering
-from tests.webhooks.receiver import eventually
 
 
 def _subscriber(tenant: str = "acme", definitions: frozenset[str] | None = None,

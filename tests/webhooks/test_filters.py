@@ -7,8 +7,9 @@ import asyncio
 
 import asyncpg
 
+from tests.helpers import eventually, wait_until
 from tests.webhooks.delivering import StartDelivering
-from tests.webhooks.receiver import Receiver, eventually, wait_until
+from tests.webhooks.receiver import Receiver
 from tests.webhooks.rows import set_state, subscribe
 
 

@@ -15,8 +15,9 @@ from flowlog.config import Settings
 from flowlog.roles import DatabaseUrls
 from flowlog.web import create_app
 from flowlog.workflow.definition import Registry
+from tests.helpers import eventually
 from tests.webhooks.delivering import DEFINITIONS
-from tests.webhooks.receiver import Receiver, eventually
+from tests.webhooks.receiver import Receiver
 from tests.webhooks.rows import set_state, subscribe
 
 Client = TestClient[web.Request, web.Application]

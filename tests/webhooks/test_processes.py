@@ -17,8 +17,9 @@ import pytest
 
 from flowlog.engine import Engine
 from flowlog.webhooks.signing import message_id
+from tests.helpers import eventually, wait_until
 from tests.processes import Workers, create_flows, wait_finished
-from tests.webhooks.receiver import Receiver, eventually, wait_until
+from tests.webhooks.receiver import Receiver
 from tests.webhooks.rows import secret, subscribe
 
 DOWN_SECONDS = float(os.environ.get("WEBHOOK_DOWN_SECONDS", "5"))

@@ -13,8 +13,9 @@ import asyncpg
 from flowlog.webhooks.allow import AllowList
 from flowlog.webhooks.sender import answer_text
 from flowlog.webhooks.settings import WebhookSettings
+from tests.helpers import eventually, wait_until
 from tests.webhooks.delivering import LOCAL, StartDelivering
-from tests.webhooks.receiver import Receiver, eventually, wait_until
+from tests.webhooks.receiver import Receiver
 from tests.webhooks.rows import subscribe
 
 PENDING = "SELECT * FROM webhook_deliveries WHERE webhook_id = $1"

@@ -22,8 +22,9 @@ from flowlog.workflow.definition import Registry
 from flowlog.workflow.errors import Code
 from tests.api.conftest import TOKENS
 from tests.api.helpers import A, B, ok, refused
+from tests.helpers import eventually, wait_until
 from tests.webhooks.delivering import DEFINITIONS, LOCAL, StartDelivering
-from tests.webhooks.receiver import Receiver, eventually, wait_until
+from tests.webhooks.receiver import Receiver
 from tests.webhooks.rows import subscribe
 
 Client = TestClient[web.Request, web.Application]
