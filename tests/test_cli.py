@@ -385,6 +385,20 @@ def test_a_benchmark_without_bars_draws_none(database_url: str) -> None:
     assert orjson.loads(result.stdout.strip().splitlines()[-1])["size"] == "smoke"
 
 
+@pytest.mark.parametrize("prefix", ["x" * 52, "\u00e9" * 26])  # 52 bytes either way
+def test_a_keep_prefix_too_long_for_a_database_name_is_bad_usage(
+    database_url: str, prefix: str
+) -> None:
+    """Said before the benchmark makes its database (not after its run, when it would put the
+    database away), with exit 2 and no traceback."""
+    env = cli_env(DATABASE_URL=database_url, FLOWLOG_BENCH_KEEP_AS=prefix)
+    result = run_flowlog("bench", "append", "--smoke", "--no-progress", env=env)
+    assert result.returncode == 2, result.stderr
+    assert "FLOWLOG_BENCH_KEEP_AS is too long: a prefix of at most 51 bytes" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "keys"), BENCH_FIGURES, ids=[n for n, _ in BENCH_FIGURES])
 def test_each_benchmark_runs_drawing_its_bars(

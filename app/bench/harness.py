@@ -57,26 +57,31 @@ async def scratch_database(server_url: str) -> AsyncIterator[str]:
 
 def scratch_name(prefix: str) -> str:
     """A new scratch database's name (checks FLOWLOG_BENCH_KEEP_AS before it is made)."""
-    _keep_as()
+    keep_as()
     return f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
 
 
 async def discard_database(server_url: str, name: str) -> None:
     """Drops a benchmark's scratch database, or puts it away with FLOWLOG_BENCH_KEEP_AS."""
-    keep_as = _keep_as()
-    if keep_as is None:
+    prefix = keep_as()
+    if prefix is None:
         await drop_database(server_url, name)
     else:
-        kept = keep_as + secrets.token_hex(_KEPT_SUFFIX // 2)
+        kept = prefix + secrets.token_hex(_KEPT_SUFFIX // 2)
         await put_away_database(server_url, name, kept)
 
 
-def _keep_as() -> str | None:
-    keep_as = os.environ.get(BENCH_KEEP_AS) or None
-    if keep_as is not None and len(keep_as.encode()) + _KEPT_SUFFIX > NAME_BYTES:
+def keep_as() -> str | None:
+    """FLOWLOG_BENCH_KEEP_AS, if set; ValueError for a prefix too long for a database's name
+    (checked before a benchmark makes its database, not when it puts it away; the environment
+    holds no NUL)."""
+    prefix = os.environ.get(BENCH_KEEP_AS) or None
+    if prefix is None:
+        return None
+    if len(prefix.encode()) + _KEPT_SUFFIX > NAME_BYTES:
         raise ValueError(f"{BENCH_KEEP_AS} is too long: a prefix of at most "
                          f"{NAME_BYTES - _KEPT_SUFFIX} bytes")  # fmt: skip
-    return keep_as
+    return prefix
 
 
 async def timed(workers: int, work: Callable[[int], Awaitable[None]]) -> float:

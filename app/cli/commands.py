@@ -120,6 +120,13 @@ def run(
 
         return asyncio.run(flows_commands.run_database(args, urls))
     if args.command == "bench":
+        from flowlog.bench.harness import keep_as
+
+        try:
+            keep_as()  # said before any database is made
+        except ValueError as exc:
+            print(f"flowlog: {exc}", file=sys.stderr)
+            return 2
         from flowlog.bench import (
             activity,
             append,
